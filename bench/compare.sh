@@ -1,0 +1,876 @@
+#!/usr/bin/env bash
+# bench/compare.sh: ferry against rsync (daemon, daemon --fsync, over ssh), scp and nc on
+# 127.0.0.1, interleaved round by round, each tool writing into a freshly emptied destination.
+#
+#   (a) one big file (default 1 GiB) up and down      -> median seconds and MB/s
+#   (b) many small files (default 10,000 x 4 KiB) up   -> median seconds and files/s
+#   (c) `ferry ls /` (a whole process) against rsync's no-op on an up-to-date big file
+#
+# Usage: bench/compare.sh [options]        (bench/compare.sh --help, and bench/README.md)
+# Nothing leaves 127.0.0.1. Every server is started here and stopped by its PID on exit.
+set -euo pipefail
+export LC_ALL=C
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$BENCH_DIR/.." && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$BENCH_DIR/lib.sh"
+
+ALL_TOOLS=(ferry rsyncd rsyncd-fsync rsync-ssh scp nc)
+
+usage() {
+    cat <<EOF
+usage: bench/compare.sh [options]
+
+  --rounds N        rounds per scenario; each round runs every tool once, interleaved (default 5)
+  --only LIST       scenarios to run, comma separated: a (= a-up,a-down), a-up, a-down, b, c
+                    (default a,b,c)
+  --size-mb N       size of the big file in MiB (default 1024 = 1 GiB)
+  --files N         number of 4 KiB files for (b) (default 10000, 100 per directory)
+  --tools LIST      tools to run, comma separated, from: ${ALL_TOOLS[*]}
+                    (default: all)
+  --skip-ferry      measure the peers only (same as leaving ferry out of --tools)
+  --ferry PATH      use this ferry binary instead of building one
+  --build-dir DIR   where to build ferry (default ROOT/build/bench, an -O2 Release build)
+  --workdir DIR     scratch directory on the disk under test (default: mktemp -d under /var/tmp;
+                    it is deleted at the end unless --keep is given, a run failed, or DIR was given)
+  --keep            keep the scratch directory
+  --regen head|full before every run, give the big source new content: the first 4 KiB only
+                    (default) or the whole file (slower; defeats any chunk-level dedup)
+  --noop-runs N     timed runs per round for (c) (default 20, after 3 warm-up runs)
+  --settle S        seconds to sleep after the untimed 'sync' before every timed run (default 1)
+  --timeout S       limit for any one transfer (default 900)
+  --rsync-port P, --ssh-port P, --nc-port P
+                    preferred ports (defaults 8730, 2222, 9000; the next free one is used if busy)
+  -h, --help        this text
+
+Quick smoke run (well under a minute):
+  bench/compare.sh --size-mb 64 --files 500 --rounds 1
+EOF
+}
+
+# ---------------------------------------------------------------- options
+ROUNDS=5
+ONLY=a,b,c
+SIZE_MB=1024
+FILES=10000
+TOOLS_OPT=""
+SKIP_FERRY=0
+FERRY=""
+BUILD_DIR=$ROOT/build/bench
+W=""
+KEEP=0
+REGEN="head"
+NOOP_RUNS=20
+SETTLE=1
+TO=900
+RSYNC_PORT=8730
+SSH_PORT=2222
+NC_PORT=9000
+
+need_arg() { [[ $# -ge 2 && -n $2 ]] || die "option $1 needs a value (see --help)"; }
+while [[ $# -gt 0 ]]; do
+    case $1 in
+    --rounds) need_arg "$@"; ROUNDS=$2; shift 2 ;;
+    --only) need_arg "$@"; ONLY=$2; shift 2 ;;
+    --size-mb) need_arg "$@"; SIZE_MB=$2; shift 2 ;;
+    --files) need_arg "$@"; FILES=$2; shift 2 ;;
+    --tools) need_arg "$@"; TOOLS_OPT=$2; shift 2 ;;
+    --skip-ferry) SKIP_FERRY=1; shift ;;
+    --ferry) need_arg "$@"; FERRY=$2; shift 2 ;;
+    --build-dir) need_arg "$@"; BUILD_DIR=$2; shift 2 ;;
+    --workdir) need_arg "$@"; W=$2; shift 2 ;;
+    --keep) KEEP=1; shift ;;
+    --regen) need_arg "$@"; REGEN=$2; shift 2 ;;
+    --noop-runs) need_arg "$@"; NOOP_RUNS=$2; shift 2 ;;
+    --settle) need_arg "$@"; SETTLE=$2; shift 2 ;;
+    --timeout) need_arg "$@"; TO=$2; shift 2 ;;
+    --rsync-port) need_arg "$@"; RSYNC_PORT=$2; shift 2 ;;
+    --ssh-port) need_arg "$@"; SSH_PORT=$2; shift 2 ;;
+    --nc-port) need_arg "$@"; NC_PORT=$2; shift 2 ;;
+    -h | --help) usage; exit 0 ;;
+    *) usage >&2; die "unknown option: $1" ;;
+    esac
+done
+
+is_uint() { [[ $1 =~ ^[0-9]+$ ]] && (($1 > 0)); }
+for v in ROUNDS SIZE_MB FILES NOOP_RUNS TO RSYNC_PORT SSH_PORT NC_PORT; do
+    is_uint "${!v}" || die "--$(tr 'A-Z_' 'a-z-' <<<"$v") must be a positive integer (got '${!v}')"
+done
+[[ $SETTLE =~ ^[0-9]+([.][0-9]+)?$ ]] || die "--settle must be a number of seconds"
+[[ $REGEN == head || $REGEN == full ]] || die "--regen must be head or full"
+
+DO_UP=0 DO_DOWN=0 DO_SMALL=0 DO_NOOP=0
+IFS=, read -r -a only_list <<<"$ONLY"
+for s in "${only_list[@]}"; do
+    case $s in
+    a) DO_UP=1; DO_DOWN=1 ;;
+    a-up) DO_UP=1 ;;
+    a-down) DO_DOWN=1 ;;
+    b) DO_SMALL=1 ;;
+    c) DO_NOOP=1 ;;
+    *) die "--only: unknown scenario '$s' (use a, a-up, a-down, b, c)" ;;
+    esac
+done
+
+TOOLS=()
+if [[ -n $TOOLS_OPT ]]; then
+    IFS=, read -r -a want <<<"$TOOLS_OPT"
+    for t in "${want[@]}"; do
+        [[ " ${ALL_TOOLS[*]} " == *" $t "* ]] || die "--tools: unknown tool '$t' (from: ${ALL_TOOLS[*]})"
+    done
+    for t in "${ALL_TOOLS[@]}"; do # keep the canonical interleaving order
+        [[ " ${want[*]} " == *" $t "* ]] && TOOLS+=("$t")
+    done
+else
+    TOOLS=("${ALL_TOOLS[@]}")
+fi
+if ((SKIP_FERRY)); then
+    t2=()
+    for t in "${TOOLS[@]}"; do [[ $t == ferry ]] || t2+=("$t"); done
+    TOOLS=("${t2[@]}")
+fi
+((${#TOOLS[@]} > 0)) || die "no tools left to run"
+has_tool() { [[ " ${TOOLS[*]} " == *" $1 "* ]]; }
+WITH_FERRY=0
+has_tool ferry && WITH_FERRY=1
+has_ssh_tool() { has_tool rsync-ssh || has_tool scp; }
+has_rsyncd_tool() { has_tool rsyncd || has_tool rsyncd-fsync || ((DO_NOOP)); }
+
+# ---------------------------------------------------------------- dependencies
+missing=()
+for c in rsync ssh scp ssh-keygen nc ss timeout python3 awk sha256sum dd; do
+    command -v "$c" >/dev/null 2>&1 || missing+=("$c")
+done
+if [[ ! -x /usr/sbin/sshd ]] && ! command -v sshd >/dev/null 2>&1; then missing+=(sshd); fi
+if ((DO_NOOP)) && ! command -v hyperfine >/dev/null 2>&1; then missing+=(hyperfine); fi
+if ((${#missing[@]})); then
+    info "missing: ${missing[*]}; running scripts/install-deps.sh --bench"
+    "$ROOT/scripts/install-deps.sh" --bench || die "scripts/install-deps.sh --bench failed"
+fi
+for c in rsync ssh scp ssh-keygen nc ss timeout python3 awk; do
+    command -v "$c" >/dev/null 2>&1 || die "'$c' is still missing after scripts/install-deps.sh --bench"
+done
+SSHD=$(command -v sshd || echo /usr/sbin/sshd)
+[[ -x $SSHD ]] || die "sshd not found"
+HAVE_HYPERFINE=0
+command -v hyperfine >/dev/null 2>&1 && HAVE_HYPERFINE=1
+
+# ---------------------------------------------------------------- scratch, clean-up
+SERVERS=() # "pid:name" of every long-lived server started here
+BG_PID=""  # the current nc listener, if any
+ANY_FAIL=0
+W_CREATED=0
+
+cleanup() {
+    local rc=$? e
+    trap - EXIT INT TERM
+    if [[ -n $BG_PID ]]; then stop_pid "$BG_PID" "nc listener"; fi
+    for e in "${SERVERS[@]}"; do stop_pid "${e%%:*}" "${e#*:}"; done
+    if ((W_CREATED)); then
+        if ((KEEP == 0 && ANY_FAIL == 0 && rc == 0)); then
+            info "removing scratch directory $W"
+            rm -rf -- "$W"
+        else
+            info "scratch directory kept: $W (logs in $W/logs)"
+        fi
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if [[ -z $W ]]; then
+    base=/var/tmp
+    [[ -d $base && -w $base ]] || base=/tmp
+    W=$(mktemp -d "$base/ferry-bench.XXXXXX")
+    W_CREATED=1
+else
+    mkdir -p "$W"
+    W=$(cd "$W" && pwd)
+fi
+[[ $W != *[[:space:]]* ]] || die "the scratch path must not contain white space: $W"
+LOGDIR=$W/logs
+mkdir -p "$LOGDIR" "$W/src" "$W/dst" "$W/down" "$W/verify" "$W/ssh" "$W/ferry"
+
+fstype=$(findmnt -n -o FSTYPE -T "$W" 2>/dev/null || echo unknown)
+if [[ $fstype == tmpfs ]]; then
+    warn "$W is on tmpfs; the reference figures were taken on disk (use --workdir on disk)"
+fi
+
+# Disk space: big-file copies (source, destinations, ferry blobs that may outlive `rm`) and
+# every small-file tree (nothing is deleted inside a batch).
+need_mb=16
+if ((DO_UP || DO_DOWN || DO_NOOP)); then need_mb=$((need_mb + SIZE_MB * (7 + ROUNDS))); fi
+if ((DO_SMALL)); then need_mb=$((need_mb + (FILES * 10 * (ROUNDS * ${#TOOLS[@]} + 2)) / 1024)); fi
+avail_mb=$(($(df -Pk "$W" | awk 'NR == 2 { print $4 }') / 1024))
+((avail_mb >= need_mb)) || die "need about $need_mb MB free in $W, only $avail_mb MB available"
+
+# ---------------------------------------------------------------- ferry: build, serve, signup
+ferry_build() {
+    local log=$LOGDIR/build.log
+    info "building ferry (-O2 Release) in $BUILD_DIR (log: $log)"
+    if ! {
+        cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
+            -DFERRY_SANITIZE=OFF "-DCMAKE_C_FLAGS_RELEASE=-O2 -DNDEBUG" &&
+            cmake --build "$BUILD_DIR" -j2
+    } >"$log" 2>&1; then
+        show_tail "$log" 30
+        die "ferry did not build (full log: $log). Fix the build, pass --ferry PATH, or use --skip-ferry to measure the peers only."
+    fi
+    FERRY=$BUILD_DIR/ferry
+    [[ -x $FERRY ]] || die "the build succeeded but $FERRY is not there (log: $log)"
+    if [[ -f $BUILD_DIR/compile_commands.json ]] && ! grep -q -- '-O2' "$BUILD_DIR/compile_commands.json"; then
+        warn "compile_commands.json shows no -O2; check the flags in $BUILD_DIR/CMakeCache.txt"
+    fi
+}
+
+# ferry_cmd ARGS...: an untimed ferry client command (never reads the terminal).
+ferry_cmd() { timeout "$TO" "$FERRY" "$@" </dev/null; }
+
+FERRY_PORT="" FERRY_ID=""
+ferry_start() {
+    local out=$W/ferry/serve.out err=$W/ferry/serve.err pid i=0 line st=0
+    mkdir -p "$W/ferry/data" "$W/ferry/client"/{state,config,data,cache}
+    export XDG_STATE_HOME=$W/ferry/client/state XDG_CONFIG_HOME=$W/ferry/client/config
+    export XDG_DATA_HOME=$W/ferry/client/data XDG_CACHE_HOME=$W/ferry/client/cache
+    : >"$out"
+    "$FERRY" serve --data "$W/ferry/data" --listen 127.0.0.1:0 --signup open >"$out" 2>"$err" </dev/null &
+    pid=$!
+    SERVERS+=("$pid:ferry serve")
+    # Poll (bounded: 20 s) for the one line the server prints once it is ready.
+    while :; do
+        while IFS= read -r line || [[ -n $line ]]; do
+            if [[ $line =~ ^listening\ on\ 127\.0\.0\.1:([0-9]+)\ id\ ([^[:space:]]+)[[:space:]]*$ ]]; then
+                FERRY_PORT=${BASH_REMATCH[1]} FERRY_ID=${BASH_REMATCH[2]}
+                break 2
+            fi
+        done <"$out"
+        if ! kill -0 "$pid" 2>/dev/null; then
+            wait "$pid" || st=$?
+            show_tail "$err"
+            die "ferry serve exited (status $st) before printing 'listening on 127.0.0.1:PORT id ID' (stderr: $err)"
+        fi
+        i=$((i + 1))
+        if ((i >= 1000)); then
+            show_tail "$out"
+            show_tail "$err"
+            die "ferry serve (pid $pid) did not print 'listening on 127.0.0.1:PORT id ID' on stdout within 20 s (stdout: $out; is the line flushed when stdout is a file?)"
+        fi
+        sleep 0.02
+    done
+    info "ferry serve: pid $pid, 127.0.0.1:$FERRY_PORT, id $FERRY_ID"
+    local pw log=$LOGDIR/ferry_signup.log
+    pw=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+    if ! printf '%s\n' "$pw" | timeout 60 "$FERRY" signup --server "127.0.0.1:$FERRY_PORT" \
+        --server-id "$FERRY_ID" --user bench --password-stdin >"$log" 2>&1; then
+        show_tail "$log"
+        die "ferry signup failed (log: $log)"
+    fi
+    log=$LOGDIR/ferry_ls_check.log
+    if ! ferry_cmd ls / >"$log" 2>&1; then
+        show_tail "$log"
+        die "'ferry ls /' failed right after signup (log: $log)"
+    fi
+}
+
+# ---------------------------------------------------------------- peers: rsync daemon, sshd
+RSYNC_URL=""
+rsyncd_start() {
+    local pid log=$LOGDIR/rsyncd.out ids=""
+    RSYNC_PORT=$(free_port "$RSYNC_PORT") || die "no free port for the rsync daemon"
+    if [[ $(id -u) == 0 ]]; then ids=$'    uid = root\n    gid = root'; fi
+    cat >"$W/rsyncd.conf" <<EOF
+pid file = $W/rsyncd.pid
+port = $RSYNC_PORT
+address = 127.0.0.1
+use chroot = no
+log file = $W/rsyncd.log
+[dst]
+    path = $W/dst
+    read only = false
+$ids
+EOF
+    rsync --daemon --no-detach --config="$W/rsyncd.conf" </dev/null >"$log" 2>&1 &
+    pid=$!
+    SERVERS+=("$pid:rsync daemon")
+    if ! wait_port "$RSYNC_PORT" "$pid" 10; then
+        show_tail "$log"
+        show_tail "$W/rsyncd.log"
+        die "the rsync daemon did not listen on 127.0.0.1:$RSYNC_PORT"
+    fi
+    RSYNC_URL=rsync://127.0.0.1:$RSYNC_PORT/dst
+    rsync "rsync://127.0.0.1:$RSYNC_PORT/" 2>&1 | grep -q '^dst' ||
+        die "the rsync daemon on port $RSYNC_PORT does not list module dst"
+    info "rsync daemon: pid $pid, $RSYNC_URL"
+}
+
+SSHCFG=$W/ssh/config
+sshd_start() {
+    local pid d=$W/ssh user
+    user=$(id -un)
+    SSH_PORT=$(free_port "$SSH_PORT") || die "no free port for sshd"
+    rm -f "$d"/host_ed25519* "$d"/id_ed25519*
+    ssh-keygen -q -t ed25519 -N '' -f "$d/host_ed25519"
+    ssh-keygen -q -t ed25519 -N '' -f "$d/id_ed25519"
+    cp "$d/id_ed25519.pub" "$d/authorized_keys"
+    chmod 600 "$d/authorized_keys"
+    cat >"$d/sshd_config" <<EOF
+Port $SSH_PORT
+ListenAddress 127.0.0.1
+HostKey $d/host_ed25519
+PidFile $d/sshd.pid
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+AuthorizedKeysFile $d/authorized_keys
+StrictModes no
+UsePAM no
+Subsystem sftp internal-sftp
+LogLevel ERROR
+EOF
+    cat >"$SSHCFG" <<EOF
+Host localhost 127.0.0.1
+    HostName 127.0.0.1
+    Port $SSH_PORT
+    User $user
+    IdentityFile $d/id_ed25519
+    IdentitiesOnly yes
+    UserKnownHostsFile $d/known_hosts
+    StrictHostKeyChecking accept-new
+    BatchMode yes
+EOF
+    [[ -d /run/sshd ]] || mkdir -p /run/sshd 2>/dev/null || true
+    "$SSHD" -t -f "$d/sshd_config" >"$LOGDIR/sshd_check.log" 2>&1 || {
+        show_tail "$LOGDIR/sshd_check.log"
+        die "sshd -t rejected $d/sshd_config"
+    }
+    "$SSHD" -D -f "$d/sshd_config" -E "$d/sshd.log" </dev/null &
+    pid=$!
+    SERVERS+=("$pid:sshd")
+    if ! wait_port "$SSH_PORT" "$pid" 10; then
+        show_tail "$d/sshd.log"
+        die "sshd did not listen on 127.0.0.1:$SSH_PORT"
+    fi
+    if ! ssh -F "$SSHCFG" localhost true </dev/null >"$LOGDIR/ssh_check.log" 2>&1; then
+        show_tail "$LOGDIR/ssh_check.log"
+        show_tail "$d/sshd.log"
+        die "ssh to the private sshd on 127.0.0.1:$SSH_PORT failed"
+    fi
+    info "sshd: pid $pid, 127.0.0.1:$SSH_PORT (keys and known_hosts in $d)"
+}
+
+# ---------------------------------------------------------------- transfers used by several scenarios
+# timed CMD...: run one command as the timed part of a run.
+timed() {
+    local rc=0
+    clock_start
+    timeout "$TO" "$@" </dev/null || rc=$?
+    clock_stop
+    return "$rc"
+}
+
+# nc_xfer SRC DST: nc -l on 127.0.0.1 writes DST; the clock runs from the sender's start
+# until the receiver has exited (performance.md scripts/nc_big.sh, without its sleep).
+nc_xfer() {
+    local rc=0
+    timeout "$TO" nc -l 127.0.0.1 "$NC_PORT" >"$2" </dev/null &
+    BG_PID=$!
+    if ! wait_port "$NC_PORT" "$BG_PID" 10; then
+        echo "nc listener on port $NC_PORT did not start"
+        stop_pid "$BG_PID" "nc listener"
+        BG_PID=""
+        return 1
+    fi
+    clock_start
+    timeout "$TO" nc -N 127.0.0.1 "$NC_PORT" <"$1" || rc=$?
+    wait "$BG_PID" || rc=$?
+    clock_stop
+    BG_PID=""
+    return "$rc"
+}
+
+# tar_nc SRCDIR DSTDIR: tar | nc -> nc | tar (performance.md scripts/tarnc.sh).
+tar_nc() {
+    local rc=0
+    # shellcheck disable=SC2016 # $1 and $2 belong to the inner bash
+    timeout "$TO" bash -c 'set -o pipefail; nc -l 127.0.0.1 "$1" </dev/null | tar -x -C "$2"' \
+        _ "$NC_PORT" "$2" </dev/null &
+    BG_PID=$!
+    if ! wait_port "$NC_PORT" "$BG_PID" 10; then
+        echo "nc listener on port $NC_PORT did not start"
+        stop_pid "$BG_PID" "nc listener"
+        BG_PID=""
+        return 1
+    fi
+    clock_start
+    tar -c -C "$1" . | timeout "$TO" nc -N 127.0.0.1 "$NC_PORT" || rc=$?
+    wait "$BG_PID" || rc=$?
+    clock_stop
+    BG_PID=""
+    return "$rc"
+}
+
+sha_check() { # FILE EXPECTED
+    local got
+    got=$(sha_file "$1") || return 1
+    if [[ $got != "$2" ]]; then
+        echo "sha256 mismatch for $1: got $got, expected $2"
+        return 1
+    fi
+}
+
+# ---------------------------------------------------------------- (a) up: one big file
+# Regime A: the same destination path every run, the previous copy removed (untimed) first.
+SRC_BIG=$W/src/big.bin
+BIG_BYTES=$((SIZE_MB * 1048576))
+SRC_SHA=""
+
+prep_up_big() {
+    regen_big "$SRC_BIG" "$SIZE_MB" "$REGEN" || return 1
+    SRC_SHA=$(sha_file "$SRC_BIG") || return 1
+    if [[ $1 == ferry ]]; then
+        ferry_cmd rm /big.bin || echo "(ferry rm /big.bin failed; expected on the first run)"
+    else
+        rm -f "$W/dst/big.bin"
+    fi
+}
+run_up_big() {
+    local d=$W/dst/big.bin
+    case $1 in
+    ferry) timed "$FERRY" put -q "$SRC_BIG" /big.bin ;;
+    rsyncd) timed rsync -a "$SRC_BIG" "$RSYNC_URL/big.bin" ;;
+    rsyncd-fsync) timed rsync -a --fsync "$SRC_BIG" "$RSYNC_URL/big.bin" ;;
+    rsync-ssh) timed rsync -a -e "ssh -F $SSHCFG" "$SRC_BIG" "localhost:$d" ;;
+    scp) timed scp -q -F "$SSHCFG" "$SRC_BIG" "localhost:$d" ;;
+    nc) nc_xfer "$SRC_BIG" "$d" ;;
+    esac
+}
+verify_up_big() {
+    if [[ $1 == ferry ]]; then
+        # The server keeps blobs in its own layout: fetch the file back (untimed) and hash it.
+        local v=$W/verify/big.bin rc=0
+        rm -f "$v"
+        ferry_cmd get -q /big.bin "$v" || return 1
+        sha_check "$v" "$SRC_SHA" || rc=1
+        rm -f "$v"
+        return "$rc"
+    fi
+    sha_check "$W/dst/big.bin" "$SRC_SHA"
+}
+
+# ---------------------------------------------------------------- (a) down: one big file
+# The server-side copy is made once (untimed) per batch; every run empties the local destination.
+DOWN_SHA=""
+FERRY_DOWN_READY=0
+setup_down_big() {
+    local log=$LOGDIR/down_big_setup.log
+    regen_big "$SRC_BIG" "$SIZE_MB" "$REGEN"
+    DOWN_SHA=$(sha_file "$SRC_BIG")
+    mkdir -p "$W/dst/down"
+    cp "$SRC_BIG" "$W/dst/down/big.bin"
+    if ((WITH_FERRY)); then
+        { ferry_cmd rm /big.bin || true; } >"$log" 2>&1
+        if ferry_cmd put -q "$SRC_BIG" /big.bin >>"$log" 2>&1; then
+            FERRY_DOWN_READY=1
+        else
+            show_tail "$log"
+            warn "could not upload /big.bin for the download runs; ferry's download runs will fail (log: $log)"
+        fi
+    fi
+}
+prep_down_big() {
+    rm -f "$W/down/big.bin"
+    if [[ $1 == ferry ]] && ((FERRY_DOWN_READY == 0)); then
+        echo "no /big.bin on the ferry server (setup failed)"
+        return 1
+    fi
+}
+run_down_big() {
+    local s=$W/dst/down/big.bin d=$W/down/big.bin
+    case $1 in
+    ferry) timed "$FERRY" get -q /big.bin "$d" ;;
+    rsyncd) timed rsync -a "$RSYNC_URL/down/big.bin" "$d" ;;
+    rsyncd-fsync) timed rsync -a --fsync "$RSYNC_URL/down/big.bin" "$d" ;;
+    rsync-ssh) timed rsync -a -e "ssh -F $SSHCFG" "localhost:$s" "$d" ;;
+    scp) timed scp -q -F "$SSHCFG" "localhost:$s" "$d" ;;
+    nc) nc_xfer "$s" "$d" ;;
+    esac
+}
+verify_down_big() { sha_check "$W/down/big.bin" "$DOWN_SHA"; }
+
+# ---------------------------------------------------------------- (b) up: many small files
+# Regime B: every run writes a new destination directory; nothing is deleted inside the batch.
+SRC_SMALL=$W/src/small
+MANIFEST=$W/manifest.src
+small_dst() { printf '%s\n' "$W/dst/small/$1_r$2"; } # TOOL ROUND -> local destination (peers)
+
+prep_up_small() {
+    # New content for every file (in place) so a content-addressed store can never skip one.
+    make_tree "$SRC_SMALL" "$FILES" || return 1
+    tree_manifest "$SRC_SMALL" "$MANIFEST" || return 1
+    mkdir -p "$W/dst/small"
+    if [[ $1 == nc ]]; then mkdir -p "$(small_dst "$1" "$2")"; fi
+}
+run_up_small() {
+    local d
+    d=$(small_dst "$1" "$2")
+    case $1 in
+    ferry) timed "$FERRY" put -q -r "$SRC_SMALL" "/small_r$2" ;;
+    rsyncd) timed rsync -a "$SRC_SMALL/" "$RSYNC_URL/small/rsyncd_r$2/" ;;
+    rsyncd-fsync) timed rsync -a --fsync "$SRC_SMALL/" "$RSYNC_URL/small/rsyncd-fsync_r$2/" ;;
+    rsync-ssh) timed rsync -a -e "ssh -F $SSHCFG" "$SRC_SMALL/" "localhost:$d/" ;;
+    scp) timed scp -q -r -F "$SSHCFG" "$SRC_SMALL" "localhost:$d" ;;
+    nc) tar_nc "$SRC_SMALL" "$d" ;;
+    esac
+}
+verify_up_small() {
+    if [[ $1 == ferry ]]; then
+        # A sample: the first, the middle and the last file of the manifest, fetched back.
+        local n line rel want v=$W/verify/sample.bin
+        n=$(wc -l <"$MANIFEST")
+        for line in 1 $(((n + 1) / 2)) "$n"; do
+            read -r want rel < <(sed -n "${line}p" "$MANIFEST")
+            rel=${rel#./}
+            rm -f "$v"
+            ferry_cmd get -q "/small_r$2/$rel" "$v" || {
+                echo "ferry get /small_r$2/$rel failed"
+                return 1
+            }
+            sha_check "$v" "$want" || return 1
+        done
+        rm -f "$v"
+        return 0
+    fi
+    local d
+    d=$(small_dst "$1" "$2")
+    tree_manifest "$d" "$W/manifest.dst" || return 1
+    if ! cmp -s "$MANIFEST" "$W/manifest.dst"; then
+        echo "manifest mismatch for $d:"
+        diff "$MANIFEST" "$W/manifest.dst" | head -n 10
+        return 1
+    fi
+}
+
+# ---------------------------------------------------------------- the measuring loop
+declare -A TIMES=() FAILS=() WIRE=()
+
+note_fail() { # SCEN TOOL ROUND REASON LOG
+    local key="$1|$2"
+    FAILS[$key]=$((${FAILS[$key]:-0} + 1))
+    ANY_FAIL=1
+    printf '  %-9s r%-3s %-13s FAILED: %s (log: %s)\n' "$1" "$3" "$2" "$4" "$5"
+    show_tail "$5" 8
+}
+
+payload_bytes() { # SCEN
+    case $1 in
+    up_big | down_big) echo "$BIG_BYTES" ;;
+    up_small) echo $((FILES * 4096)) ;;
+    *) echo 0 ;;
+    esac
+}
+
+rate_of() { # SCEN SECONDS -> MB/s (10^6 B/s) or files/s
+    case $1 in
+    up_big | down_big) fdiv "$(awk -v b="$BIG_BYTES" 'BEGIN { print b / 1e6 }')" "$2" "%.1f" ;;
+    up_small) fdiv "$FILES" "$2" "%.0f" ;;
+    esac
+}
+rate_unit() { case $1 in up_big | down_big) echo MB/s ;; up_small) echo files/s ;; *) echo "" ;; esac }
+
+measure() { # SCEN TOOL ROUND
+    local scen=$1 tool=$2 r=$3 rc=0 secs wire rate payload flag=""
+    local key="$1|$2" log=$LOGDIR/${1}_${2}_r${3}.log
+    T0="" T1=""
+    if ! "prep_$scen" "$tool" "$r" >"$log" 2>&1; then
+        note_fail "$scen" "$tool" "$r" "untimed preparation failed" "$log"
+        return 0
+    fi
+    settle
+    "run_$scen" "$tool" "$r" >>"$log" 2>&1 || rc=$?
+    if ((rc != 0)); then
+        note_fail "$scen" "$tool" "$r" "exit status $rc" "$log"
+        return 0
+    fi
+    secs=$(fsub "$T1" "$T0")
+    wire=$((LO1 - LO0))
+    if ! "verify_$scen" "$tool" "$r" >>"$log" 2>&1; then
+        note_fail "$scen" "$tool" "$r" "verification failed" "$log"
+        return 0
+    fi
+    payload=$(payload_bytes "$scen")
+    if ((wire * 100 < payload * 95)); then
+        flag="  WARNING: only $((wire / 1000000)) MB crossed loopback for $((payload / 1000000)) MB of payload (dedup? compression?)"
+        warn "$scen $tool r$r: less data crossed loopback than the payload; the figure may not be a full transfer"
+    fi
+    TIMES[$key]+="$secs "
+    WIRE[$key]+="$wire "
+    rate=$(rate_of "$scen" "$secs")
+    printf '  %-9s r%-3s %-13s %9.3f s  %9s %-7s  wire %6s MB  ok%s\n' "$scen" "$r" "$tool" "$secs" \
+        "$rate" "$(rate_unit "$scen")" "$(fdiv "$wire" 1000000 "%.1f")" "$flag"
+}
+
+run_batch() { # SCEN TITLE
+    local r t
+    printf '\n== %s ==\n' "$2"
+    for ((r = 1; r <= ROUNDS; r++)); do
+        for t in "${TOOLS[@]}"; do
+            measure "$1" "$t" "$r"
+        done
+    done
+}
+
+# ---------------------------------------------------------------- (c) ferry ls against rsync's no-op
+FERRY_NOOP_READY=0 RSYNC_NOOP_READY=0
+setup_noop() {
+    local log=$LOGDIR/noop_setup.log stats
+    : >"$log"
+    if ((WITH_FERRY)); then
+        # `ferry ls /` lists a root that holds at least the big file.
+        local listing=""
+        listing=$(ferry_cmd ls / 2>>"$log") || true
+        if [[ $listing != *big.bin* ]]; then
+            [[ -s $SRC_BIG ]] || head -c "$BIG_BYTES" /dev/urandom >"$SRC_BIG"
+            ferry_cmd put -q "$SRC_BIG" /big.bin >>"$log" 2>&1 || true
+        fi
+        if ferry_cmd ls / >>"$log" 2>&1; then
+            FERRY_NOOP_READY=1
+        else
+            show_tail "$log"
+            warn "'ferry ls /' fails; (c) will have no ferry figure (log: $log)"
+        fi
+    fi
+    if has_tool rsyncd; then
+        mkdir -p "$W/dst/noop"
+        rsync -a "$SRC_BIG" "$RSYNC_URL/noop/big.bin" >>"$log" 2>&1
+        stats=$(rsync -a --stats "$SRC_BIG" "$RSYNC_URL/noop/big.bin" 2>&1)
+        printf '%s\n' "$stats" >>"$log"
+        if grep -q 'Number of regular files transferred: 0' <<<"$stats"; then
+            RSYNC_NOOP_READY=1
+        else
+            warn "rsync's second run still transferred the file; (c) has no rsync figure (log: $log)"
+        fi
+    fi
+}
+
+noop_measure() { # TOOL ROUND
+    local tool=$1 r=$2 key="noop|$1" log=$LOGDIR/noop_${1}_r${2}.log json=$LOGDIR/noop_${1}_r${2}.json
+    local -a cmd times=()
+    local i t rc=0
+    case $tool in
+    ferry) cmd=("$FERRY" ls /) ;;
+    rsyncd) cmd=(rsync -a "$SRC_BIG" "$RSYNC_URL/noop/big.bin") ;;
+    esac
+    if ((HAVE_HYPERFINE)); then
+        if hyperfine -N --warmup 3 --runs "$NOOP_RUNS" --export-json "$json" "${cmd[*]}" >"$log" 2>&1; then
+            mapfile -t times < <(python3 -c 'import json, sys
+for t in json.load(open(sys.argv[1]))["results"][0]["times"]: print("%.6f" % t)' "$json")
+        else
+            rc=1
+        fi
+    else
+        : >"$log"
+        for ((i = 0; i < 3; i++)); do "${cmd[@]}" </dev/null >>"$log" 2>&1 || rc=1; done
+        for ((i = 0; i < NOOP_RUNS && rc == 0; i++)); do
+            clock_start
+            "${cmd[@]}" </dev/null >>"$log" 2>&1 || rc=1
+            clock_stop
+            times+=("$(fsub "$T1" "$T0")")
+        done
+    fi
+    if ((rc != 0 || ${#times[@]} == 0)); then
+        note_fail noop "$tool" "$r" "command failed" "$log"
+        return 0
+    fi
+    for t in "${times[@]}"; do TIMES[$key]+="$t "; done
+    printf '  %-9s r%-3s %-13s %9.1f ms median of %d runs%s\n' noop "$r" "$tool" \
+        "$(awk -v m="$(median "${times[@]}")" 'BEGIN { print m * 1000 }')" "${#times[@]}" \
+        "$( ((HAVE_HYPERFINE)) && echo " (hyperfine -N)")"
+}
+
+run_noop() {
+    local r
+    # shellcheck disable=SC2016 # literal backquotes
+    printf '\n== (c) no-op: `ferry ls /` (whole process) against `rsync -a` of an up-to-date %s MiB file to the daemon ==\n' "$SIZE_MB"
+    ((HAVE_HYPERFINE)) || warn "hyperfine not found; (c) is timed with the shell clock instead"
+    for ((r = 1; r <= ROUNDS; r++)); do
+        settle
+        if ((FERRY_NOOP_READY)); then noop_measure ferry "$r"; elif ((WITH_FERRY)); then note_fail noop ferry "$r" "not set up" "$LOGDIR/noop_setup.log"; fi
+        if ((RSYNC_NOOP_READY)); then noop_measure rsyncd "$r"; elif has_tool rsyncd; then note_fail noop rsyncd "$r" "not set up" "$LOGDIR/noop_setup.log"; fi
+    done
+}
+
+# ---------------------------------------------------------------- summary
+declare -A MED=()
+RESULT_LINES=()
+MD_LINES=()
+
+summarize() { # SCEN TITLE TOOL...
+    local scen=$1 title=$2 t key n ok fails med rate wmed runs unit
+    shift 2
+    unit=$(rate_unit "$scen")
+    printf '\n%s\n' "$title"
+    if [[ $scen == noop ]]; then
+        printf '  %-13s %10s %6s %6s\n' tool median_ms ok failed
+    else
+        printf '  %-13s %10s %10s %9s %4s %6s  %s\n' tool median_s "$unit" wire_MB ok failed "runs (s)"
+    fi
+    MD_LINES+=("" "$title" "")
+    if [[ $scen == noop ]]; then
+        MD_LINES+=("| tool | median (ms) | runs |" "|---|---|---|")
+    else
+        MD_LINES+=("| tool | median (s) | $unit | runs (s) |" "|---|---|---|---|")
+    fi
+    for t in "$@"; do
+        key="$scen|$t"
+        read -r -a arr <<<"${TIMES[$key]:-}"
+        ok=${#arr[@]}
+        fails=${FAILS[$key]:-0}
+        ((ok + fails > 0)) || continue
+        med=$(median "${arr[@]}")
+        MED[$key]=$med
+        if [[ $scen == noop ]]; then
+            local ms
+            ms=$(awk -v m="$med" 'BEGIN { if (m == "NA") print "NA"; else printf "%.1f\n", m * 1000 }')
+            printf '  %-13s %10s %6s %6s\n' "$t" "$ms" "$ok" "$fails"
+            RESULT_LINES+=("RESULT noop tool=$t median_s=$(fmt "$med" %.6f) median_ms=$ms ok=$ok failed=$fails runs_per_round=$NOOP_RUNS rounds=$ROUNDS method=$( ((HAVE_HYPERFINE)) && echo hyperfine || echo shell)")
+            MD_LINES+=("| $t | $ms | $ok |")
+            continue
+        fi
+        rate=$(rate_of "$scen" "$med")
+        read -r -a warr <<<"${WIRE[$key]:-}"
+        wmed=$(median "${warr[@]}")
+        wmed=$(fdiv "$wmed" 1000000 "%.1f")
+        runs=$(printf '%s\n' "${arr[@]}" | awk '{ printf "%s%.3f", (NR > 1 ? "," : ""), $1 }')
+        printf '  %-13s %10s %10s %9s %4s %6s  %s\n' "$t" "$(fmt "$med" %.3f)" "$rate" "$wmed" "$ok" "$fails" "${runs:--}"
+        case $scen in
+        up_big | down_big)
+            RESULT_LINES+=("RESULT $scen tool=$t median_s=$(fmt "$med" %.6f) mbps=$rate ok=$ok failed=$fails wire_mb=$wmed size_mib=$SIZE_MB regime=A runs=${runs:-none}") ;;
+        up_small)
+            RESULT_LINES+=("RESULT up_small tool=$t median_s=$(fmt "$med" %.6f) files_per_s=$rate ok=$ok failed=$fails wire_mb=$wmed files=$FILES regime=B runs=${runs:-none}") ;;
+        esac
+        MD_LINES+=("| $t | $(fmt "$med" %.2f) | $rate | ${runs//,/ \/ } |")
+    done
+}
+
+# ratio SCEN PEER OP TARGET: ferry relative to PEER. For transfers it is a throughput ratio
+# (peer time / ferry time); for the no-op it is a time ratio (ferry time / peer time).
+RATIO_LINES=()
+MET=0 MISSED=0
+ratio() {
+    local scen=$1 peer=$2 op=${3:-} target=${4:-} f p r status tgt=""
+    f=${MED["$scen|ferry"]:-NA}
+    p=${MED["$scen|$peer"]:-NA}
+    if [[ $scen == noop ]]; then r=$(fdiv "$f" "$p" "%.3f"); else r=$(fdiv "$p" "$f" "%.3f"); fi
+    if [[ -n $op ]]; then
+        status=$(meets "$r" "$op" "$target")
+        tgt=" target${op}${target} $status"
+        if [[ $status == MET ]]; then MET=$((MET + 1)); elif [[ $status == MISSED ]]; then MISSED=$((MISSED + 1)); fi
+        [[ $r == NA ]] && tgt+=" (not measured)"
+    fi
+    RATIO_LINES+=("RATIO $scen ferry/$peer=$r$tgt")
+}
+
+print_summary() {
+    printf '\n================================================================ results\n'
+    printf '# %s, %s CPUs, kernel %s, scratch %s (%s), rounds %s, big %s MiB, small %s files, regen %s\n' \
+        "$(date -u +%Y-%m-%dT%H:%MZ)" "$(nproc)" "$(uname -r)" "$W" "$fstype" "$ROUNDS" "$SIZE_MB" "$FILES" "$REGEN"
+    ((DO_UP)) && summarize up_big "(a) up: one $SIZE_MB MiB file (regime A: same path, previous copy removed; MB = 10^6 B)" "${TOOLS[@]}"
+    ((DO_DOWN)) && summarize down_big "(a) down: one $SIZE_MB MiB file (regime A: local destination removed before each run)" "${TOOLS[@]}"
+    ((DO_SMALL)) && summarize up_small "(b) up: $FILES files of 4 KiB (regime B: a new destination directory every run)" "${TOOLS[@]}"
+    ((DO_NOOP)) && summarize noop "(c) no-op: ferry = \`ferry ls /\` (whole process), rsyncd = \`rsync -a\` of the up-to-date big file" ferry rsyncd
+
+    local p
+    if ((DO_UP)); then
+        ratio up_big rsyncd-fsync ">=" 1.0
+        ratio up_big rsyncd ">=" 0.85
+        ratio up_big rsync-ssh ">=" 2.0
+        for p in scp nc; do has_tool "$p" && ratio up_big "$p"; done
+    fi
+    if ((DO_DOWN)); then
+        ratio down_big rsyncd ">=" 0.9
+        for p in rsyncd-fsync rsync-ssh scp nc; do has_tool "$p" && ratio down_big "$p"; done
+    fi
+    if ((DO_SMALL)); then
+        ratio up_small rsyncd ">=" 1.0
+        for p in rsyncd-fsync rsync-ssh scp nc; do has_tool "$p" && ratio up_small "$p"; done
+    fi
+    ((DO_NOOP)) && ratio noop rsyncd "<=" 0.3
+
+    printf '\nMachine-readable lines:\n'
+    printf '%s\n' "${RESULT_LINES[@]}"
+    printf '%s\n' "${RATIO_LINES[@]}"
+    printf '\nRatios are ferry relative to the peer: throughput ratios for (a) and (b), a time ratio for (c).\n'
+    printf 'Targets: %d met, %d missed' "$MET" "$MISSED"
+    ((WITH_FERRY)) || printf ' (ferry was not measured)'
+    printf '\n'
+    if ((SIZE_MB != 1024 || FILES != 10000)); then
+        printf 'Note: the targets are set for 1024 MiB and 10000 files; this run used %s MiB and %s files.\n' "$SIZE_MB" "$FILES"
+    fi
+    printf '\nMarkdown rows for bench/README.md:\n'
+    printf '%s\n' "${MD_LINES[@]}"
+}
+
+# ---------------------------------------------------------------- main
+printf '# ferry bench/compare.sh: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+printf '# machine: %s CPUs, %s MiB RAM, kernel %s\n' "$(nproc)" \
+    "$(awk '/^MemTotal/ { print int($2 / 1024) }' /proc/meminfo)" "$(uname -r)"
+printf '# scratch: %s (%s, %s MB free)\n' "$W" "$fstype" "$avail_mb"
+printf '# tools: %s; scenarios:%s%s%s%s; rounds %s; big file %s MiB; %s small files; regen %s\n' \
+    "${TOOLS[*]}" "$( ((DO_UP)) && echo ' a-up')" "$( ((DO_DOWN)) && echo ' a-down')" \
+    "$( ((DO_SMALL)) && echo ' b')" "$( ((DO_NOOP)) && echo ' c')" "$ROUNDS" "$SIZE_MB" "$FILES" "$REGEN"
+printf '# %s; %s; %s; %s\n' "$(rsync --version | head -n 1 | tr -s ' ')" "$(ssh -V 2>&1)" \
+    "$(nc -h 2>&1 | head -n 1)" "$( ((HAVE_HYPERFINE)) && hyperfine --version || echo 'no hyperfine')"
+
+if ((WITH_FERRY)); then
+    if [[ -n $FERRY ]]; then
+        [[ -x $FERRY ]] || die "--ferry $FERRY is not an executable"
+        FERRY=$(cd "$(dirname "$FERRY")" && pwd)/$(basename "$FERRY")
+    else
+        ferry_build
+    fi
+    [[ $FERRY != *[[:space:]]* ]] || die "the ferry path must not contain white space: $FERRY"
+    printf '# ferry: %s (commit %s)\n' "$FERRY" "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)"
+fi
+
+if has_rsyncd_tool; then rsyncd_start; fi
+if has_ssh_tool; then sshd_start; fi
+if has_tool nc; then
+    NC_PORT=$(free_port "$NC_PORT") || die "no free port for nc"
+fi
+if ((WITH_FERRY)); then ferry_start; fi
+
+if ((DO_UP || DO_DOWN || DO_NOOP)); then
+    info "creating the $SIZE_MB MiB source"
+    head -c "$BIG_BYTES" /dev/urandom >"$SRC_BIG"
+fi
+if ((DO_SMALL)); then
+    info "creating $FILES files of 4 KiB"
+    make_tree "$SRC_SMALL" "$FILES"
+fi
+
+((DO_UP)) && run_batch up_big "(a) up: one $SIZE_MB MiB file, $ROUNDS rounds, interleaved"
+if ((DO_DOWN)); then
+    setup_down_big
+    run_batch down_big "(a) down: one $SIZE_MB MiB file, $ROUNDS rounds, interleaved"
+fi
+if ((DO_UP && WITH_FERRY)); then
+    data_mb=$(du -sm "$W/ferry/data" | awk '{ print $1 }')
+    if ((data_mb > SIZE_MB * 3)); then
+        warn "the ferry server's data holds $data_mb MB after the big-file runs: \`ferry rm\` does not free blobs, so ferry wrote into fresh pages (regime B) while the peers reused freed ones (regime A)"
+    fi
+fi
+((DO_SMALL)) && run_batch up_small "(b) up: $FILES files of 4 KiB, $ROUNDS rounds, interleaved"
+if ((DO_NOOP)); then
+    setup_noop
+    run_noop
+fi
+
+print_summary
+if ((ANY_FAIL)); then
+    warn "some runs failed; see the FAILED lines above (logs in $LOGDIR)"
+    exit 1
+fi

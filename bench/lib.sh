@@ -1,0 +1,178 @@
+# shellcheck shell=bash
+# bench/lib.sh: helpers for bench/compare.sh. Sourced, never executed.
+# Everything here is local to 127.0.0.1 and to the scratch directory $W.
+
+# ---------------------------------------------------------------- messages
+info() { printf '[bench] %s\n' "$*" >&2; }
+warn() { printf '[bench] WARNING: %s\n' "$*" >&2; }
+die() {
+    printf '[bench] ERROR: %s\n' "$*" >&2
+    exit 1
+}
+
+# Print the last lines of a log file to stderr, indented (for failure reports).
+show_tail() { # FILE [LINES]
+    [[ -s $1 ]] || return 0
+    printf '[bench]   --- last lines of %s ---\n' "$1" >&2
+    tail -n "${2:-15}" "$1" | sed 's/^/[bench]   | /' >&2
+}
+
+# ---------------------------------------------------------------- clocks
+# stamp VAR: store the wall clock (seconds, microsecond resolution) in VAR without forking.
+stamp() {
+    if [[ -n ${EPOCHREALTIME:-} ]]; then
+        printf -v "$1" '%s' "$EPOCHREALTIME"
+    else
+        printf -v "$1" '%s' "$(date +%s.%N)"
+    fi
+}
+
+# lo_bytes: set LO_BYTES to the byte counter of the loopback interface (no fork).
+# Every byte any tool sends over 127.0.0.1 is counted once; other loopback traffic on
+# the machine only makes the figure larger.
+lo_bytes() {
+    local line rest
+    LO_BYTES=0
+    while IFS= read -r line; do
+        if [[ $line =~ ^[[:space:]]*lo: ]]; then
+            rest=${line#*:}
+            read -r LO_BYTES _ <<<"$rest"
+            return 0
+        fi
+    done </proc/net/dev
+}
+
+# clock_start / clock_stop: bracket the timed part of a run. They set T0/T1 (seconds)
+# and LO0/LO1 (loopback byte counters) for the caller.
+# shellcheck disable=SC2034
+clock_start() {
+    lo_bytes
+    LO0=$LO_BYTES
+    stamp T0
+}
+# shellcheck disable=SC2034
+clock_stop() {
+    stamp T1
+    lo_bytes
+    LO1=$LO_BYTES
+}
+
+# ---------------------------------------------------------------- arithmetic (awk)
+fsub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", a - b }'; }
+fdiv() { # A B [FORMAT]: A / B, or NA when B is 0 or either is NA
+    awk -v a="$1" -v b="$2" -v f="${3:-%.3f}" \
+        'BEGIN { if (a == "NA" || b == "NA" || b + 0 == 0) print "NA"; else printf f "\n", a / b }'
+}
+fmt() { # VALUE FORMAT: printf a number, NA passes through
+    awk -v a="$1" -v f="$2" 'BEGIN { if (a == "NA" || a == "") print "NA"; else printf f "\n", a }'
+}
+# median of the arguments (NA when there are none)
+median() {
+    if (($# == 0)); then
+        echo NA
+        return 0
+    fi
+    printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 }
+        END { if (NR % 2) printf "%.6f\n", a[(NR + 1) / 2]; else printf "%.6f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+# compare VALUE OP TARGET -> prints MET or MISSED (OP is >= or <=), NA if VALUE is NA
+meets() {
+    awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN {
+        if (v == "NA") { print "NA"; exit }
+        ok = (op == ">=") ? (v + 0 >= t + 0) : (v + 0 <= t + 0)
+        print ok ? "MET" : "MISSED" }'
+}
+
+# ---------------------------------------------------------------- ports
+port_in_use() { # PORT: true when something listens on 127.0.0.1:PORT or *:PORT (TCP)
+    [[ -n $(ss -Hltn "sport = :$1" 2>/dev/null) ]]
+}
+free_port() { # PREFERRED: print the first free TCP port from PREFERRED upwards
+    local p=$1
+    while port_in_use "$p"; do
+        p=$((p + 1))
+        ((p < $1 + 200)) || return 1
+    done
+    printf '%s\n' "$p"
+}
+# wait_port PORT PID SECONDS: poll (every 20 ms, bounded) until PORT listens.
+# Fails early when PID (if not empty) has exited.
+wait_port() {
+    local port=$1 pid=$2 limit=$(($3 * 50)) i=0
+    while ! port_in_use "$port"; do
+        if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
+            return 1
+        fi
+        i=$((i + 1))
+        ((i < limit)) || return 1
+        sleep 0.02
+    done
+}
+
+# stop_pid PID [NAME]: SIGTERM one process we started, wait up to 5 s, then SIGKILL it.
+stop_pid() {
+    local pid=$1 i=0
+    [[ -n $pid ]] || return 0
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || return 0
+    while kill -0 "$pid" 2>/dev/null && ((i < 250)); do
+        sleep 0.02
+        i=$((i + 1))
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        warn "${2:-process} (pid $pid) ignored SIGTERM for 5 s; sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+# ---------------------------------------------------------------- content
+# sha_file FILE: print the hex SHA-256 (OpenSSL uses SHA-NI; coreutils' sha256sum does not).
+sha_file() {
+    local out
+    if command -v openssl >/dev/null 2>&1; then
+        out=$(openssl dgst -sha256 -r "$1") || return 1
+    else
+        out=$(sha256sum "$1") || return 1
+    fi
+    printf '%s\n' "${out%% *}"
+}
+
+# tree_manifest DIR OUT: a sorted sha256 manifest of every regular file under DIR,
+# paths relative to DIR ("./dNNN/fNNN.bin").
+tree_manifest() {
+    (cd "$1" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum) >"$2"
+}
+
+# make_tree DIR COUNT: COUNT files of 4 KiB of random bytes as DIR/dNNN/fNNN.bin,
+# 100 files per directory. Files that exist already are overwritten in place (same
+# inode, same page-cache pages), so calling it again gives new content cheaply.
+make_tree() {
+    python3 - "$1" "$2" <<'PY'
+import os, sys
+root, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    d = os.path.join(root, "d%03d" % (i // 100))
+    if i % 100 == 0:
+        os.makedirs(d, exist_ok=True)
+    p = os.path.join(d, "f%03d.bin" % (i % 100))
+    with open(p, "r+b" if os.path.exists(p) else "wb") as f:
+        f.write(os.urandom(4096))
+PY
+}
+
+# regen_big FILE MIB MODE: new content for the big source, written in place (conv=notrunc,
+# so the page cache keeps the same pages). MODE head: the first 4 KiB only; full: all of it.
+regen_big() {
+    if [[ $3 == full ]]; then
+        dd if=/dev/urandom of="$1" bs=1M count="$2" conv=notrunc status=none
+    else
+        dd if=/dev/urandom of="$1" bs=4096 count=1 conv=notrunc status=none
+    fi
+}
+
+# settle: the untimed pause before every timed run (performance.md section 6.3).
+settle() {
+    sync
+    sleep "$SETTLE"
+}

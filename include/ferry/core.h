@@ -1,0 +1,108 @@
+/* Core helpers: allocation, capped buffers, encodings, clock, logging. */
+#ifndef FERRY_CORE_H
+#define FERRY_CORE_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ferry/err.h"
+
+/* Allocation: every library allocation goes through these, so tests can
+ * count them. They return NULL on failure or on size overflow. */
+void *ferry_malloc(size_t n);
+void *ferry_calloc(size_t n, size_t size);
+void *ferry_realloc(void *p, size_t n);
+char *ferry_strdup(const char *s);
+void ferry_free(void *p);
+
+/*
+ * A growable byte buffer with a hard limit set at init: appends past the
+ * limit fail with FERRY_ETOOBIG and leave the buffer unchanged. Data lives in
+ * [off, len); consumed bytes are compacted away lazily.
+ */
+struct ferry_buf {
+    uint8_t *data;
+    size_t off;
+    size_t len;
+    size_t cap;
+    size_t limit;
+};
+
+void ferry_buf_init(struct ferry_buf *b, size_t limit);
+void ferry_buf_cleanup(struct ferry_buf *b);
+int ferry_buf_reserve(struct ferry_buf *b, size_t extra);
+int ferry_buf_append(struct ferry_buf *b, const void *p, size_t n);
+static inline const uint8_t *ferry_buf_peek(const struct ferry_buf *b)
+{
+    return b->data != NULL ? b->data + b->off : NULL;
+}
+static inline size_t ferry_buf_used(const struct ferry_buf *b)
+{
+    return b->len - b->off;
+}
+/* Writable tail after ferry_buf_reserve(); commit with ferry_buf_grow(). */
+static inline uint8_t *ferry_buf_tail(struct ferry_buf *b)
+{
+    return b->data != NULL ? b->data + b->len : NULL;
+}
+void ferry_buf_grow(struct ferry_buf *b, size_t n);
+void ferry_buf_consume(struct ferry_buf *b, size_t n);
+void ferry_buf_reset(struct ferry_buf *b);
+
+/* Big-endian integer access; never casts a pointer. */
+static inline uint32_t ferry_get_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+static inline uint64_t ferry_get_be64(const uint8_t *p)
+{
+    return (uint64_t)ferry_get_be32(p) << 32 | ferry_get_be32(p + 4);
+}
+static inline void ferry_put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+static inline void ferry_put_be64(uint8_t *p, uint64_t v)
+{
+    ferry_put_be32(p, (uint32_t)(v >> 32));
+    ferry_put_be32(p + 4, (uint32_t)v);
+}
+
+/* Encodings. Output buffers are sized by the caller; functions NUL-terminate. */
+void ferry_hex_encode(const uint8_t *in, size_t n, char *out /* 2n+1 */);
+int ferry_hex_decode(const char *in, uint8_t *out, size_t n); /* exactly 2n digits */
+/* RFC 4648 base32, upper case, no padding. Returns chars written. */
+size_t ferry_base32_encode(const uint8_t *in, size_t n, char *out, size_t outcap);
+/* A random RFC 4122 version-4 UUID as text. */
+void ferry_uuid_new(char out[static 37]);
+int ferry_uuid_valid(const char *s);
+/* Random bytes from the OS CSPRNG (libsodium). */
+void ferry_random(void *p, size_t n);
+
+/* Clock: monotonic milliseconds, and wall-clock nanoseconds since the epoch. */
+uint64_t ferry_now_ms(void);
+int64_t ferry_wall_ns(void);
+
+/* Logging: the library prints nothing itself; programs install a sink. */
+enum ferry_log_level {
+    FERRY_LOG_DEBUG,
+    FERRY_LOG_INFO,
+    FERRY_LOG_NOTICE,
+    FERRY_LOG_WARN,
+    FERRY_LOG_ERR,
+};
+typedef void (*ferry_log_fn)(enum ferry_log_level lvl, const char *msg);
+void ferry_log_set(ferry_log_fn fn, enum ferry_log_level min);
+void ferry_log(enum ferry_log_level lvl, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* XDG base directories (XDG Base Directory 0.8): relative values are ignored. */
+int ferry_xdg_dir(const char *env, const char *fallback_rel, char *out, size_t cap);
+/* mkdir -p with the given mode for created components. */
+int ferry_mkdirs(const char *path, unsigned mode);
+
+#endif

@@ -1,0 +1,264 @@
+/* ferry signup | login | passwd | logout */
+#include <getopt.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "cli.h"
+
+static const char login_usage[] =
+    "usage: ferry %s --server [ID@]HOST:PORT --user NAME [--server-id ID] [--password-stdin]\n"
+    "                  [--device NAME]\n"
+    "\n"
+    "%s\n"
+    "\n"
+    "  --server [ID@]HOST:PORT  the server; ID pins its identity (as printed by ferry serve)\n"
+    "  --server-id ID           the server's identity, if not given in --server\n"
+    "  --user NAME              account name: 1-64 of a-z 0-9 . _ - \n"
+    "  --password-stdin         read the password from the first line of standard input\n"
+    "                           (otherwise it is asked for on the terminal; never argv)\n"
+    "  --device NAME            a name for this device (default: the host name)\n"
+    "  -q, --quiet              print nothing on success\n"
+    "\n"
+    "Without an ID, an interactive terminal is asked to confirm the server's identity\n"
+    "once; a non-interactive run refuses and prints the identity it saw.\n";
+
+static int login_like(int argc, char **argv, int signup)
+{
+    static const struct option opts[] = {
+        {"server", required_argument, NULL, 's'},
+        {"server-id", required_argument, NULL, 'i'},
+        {"user", required_argument, NULL, 'u'},
+        {"password-stdin", no_argument, NULL, 'p'},
+        {"device", required_argument, NULL, 'd'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *name = signup ? "signup" : "login";
+    const char *server = NULL, *sid = NULL, *user = NULL, *device = NULL;
+    char pw[1100], pw2[1100], host[256];
+    struct cli_conn cc;
+    struct ferry_cmd reply;
+    json_t *body;
+    int c, from_stdin = 0, rc;
+
+    memset(&cc, 0, sizeof(cc));
+    cc.c.fd = -1;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "s:i:u:d:qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            server = optarg;
+            break;
+        case 'i':
+            sid = optarg;
+            break;
+        case 'u':
+            user = optarg;
+            break;
+        case 'p':
+            from_stdin = 1;
+            break;
+        case 'd':
+            device = optarg;
+            break;
+        case 'q':
+            cli_quiet = 1;
+            break;
+        case 'h':
+            printf(login_usage, name,
+                   signup ? "Creates an account on the server and logs this device in."
+                          : "Logs this device in; later commands use this server and session.");
+            return CLI_OK;
+        default:
+            goto usage;
+        }
+    }
+    if (optind != argc || server == NULL || user == NULL)
+        goto usage;
+    if (cli_parse_server(server, &cc.r) != 0) {
+        cli_err("--server must be [ID@]HOST:PORT, not '%s'", server);
+        return CLI_USAGE;
+    }
+    if (sid != NULL) {
+        if (strlen(sid) != FERRY_ID_LEN) {
+            cli_err("--server-id must be the %d-character identity printed by ferry serve",
+                    FERRY_ID_LEN);
+            return CLI_USAGE;
+        }
+        snprintf(cc.r.server_id, sizeof(cc.r.server_id), "%s", sid);
+    }
+    snprintf(cc.r.user, sizeof(cc.r.user), "%s", user);
+    if (device == NULL) {
+        if (gethostname(host, sizeof(host)) != 0)
+            snprintf(host, sizeof(host), "device");
+        host[sizeof(host) - 1] = '\0';
+        device = host;
+    }
+    /* Prompts happen before connecting: the server gives 10 s to log in. */
+    if (cli_read_password("Password: ", from_stdin, pw, sizeof(pw)) != 0)
+        return CLI_USAGE;
+    if (signup && !from_stdin) {
+        if (cli_read_password("Repeat password: ", 0, pw2, sizeof(pw2)) != 0 ||
+            strcmp(pw, pw2) != 0) {
+            cli_err("passwords do not match");
+            sodium_memzero(pw, sizeof(pw));
+            sodium_memzero(pw2, sizeof(pw2));
+            return CLI_USAGE;
+        }
+        sodium_memzero(pw2, sizeof(pw2));
+    }
+    if ((rc = cli_connect(&cc, 0)) != 0) {
+        sodium_memzero(pw, sizeof(pw));
+        return CLI_FAIL;
+    }
+    body = json_pack("{s:s, s:s, s:s}", "user", user, "password", pw, "device", device);
+    sodium_memzero(pw, sizeof(pw));
+    if (body == NULL) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    cc.verbose_errors = 1;
+    if ((rc = cli_call(&cc, signup ? FERRY_MSG_SIGNUP : FERRY_MSG_LOGIN, body, &reply)) != 0)
+        goto out;
+    snprintf(cc.r.token, sizeof(cc.r.token), "%s",
+             json_string_value(json_object_get(reply.body, "token")) != NULL
+                 ? json_string_value(json_object_get(reply.body, "token"))
+                 : "");
+    ferry_cmd_cleanup(&reply);
+    if (strlen(cc.r.token) != 43) {
+        cli_err("the server sent no valid session");
+        rc = FERRY_EPROTO;
+        goto out;
+    }
+    if ((rc = cli_session_save(&cc.r)) != 0) {
+        cli_err("cannot save the session: %s", ferry_strerror(rc));
+        goto out;
+    }
+    if (!cli_quiet)
+        printf("%s as %s on %s (server %s)\n", signup ? "signed up and logged in" : "logged in",
+               user, cc.r.addr, cc.r.server_id);
+out:
+    cli_disconnect(&cc);
+    return rc == 0 ? CLI_OK : CLI_FAIL;
+usage:
+    fprintf(stderr, login_usage, name, signup ? "Creates an account." : "Logs in.");
+    return CLI_USAGE;
+}
+
+int cmd_signup(int argc, char **argv)
+{
+    return login_like(argc, argv, 1);
+}
+
+int cmd_login(int argc, char **argv)
+{
+    return login_like(argc, argv, 0);
+}
+
+int cmd_passwd(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"password-stdin", no_argument, NULL, 'p'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    char old[1100], nw[1100], again[1100];
+    struct cli_conn cc;
+    struct ferry_cmd reply;
+    int c, from_stdin = 0, rc;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'p') {
+            from_stdin = 1;
+        } else if (c == 'h') {
+            printf("usage: ferry passwd [--password-stdin]\n\n"
+                   "Changes your password. The old one is asked first, then the new one\n"
+                   "(with --password-stdin: two lines, old then new). Every other session\n"
+                   "of your account is logged out; this device stays logged in.\n");
+            return CLI_OK;
+        } else {
+            fprintf(stderr, "usage: ferry passwd [--password-stdin]\n");
+            return CLI_USAGE;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "usage: ferry passwd [--password-stdin]\n");
+        return CLI_USAGE;
+    }
+    if (cli_read_password("Current password: ", from_stdin, old, sizeof(old)) != 0 ||
+        cli_read_password("New password: ", from_stdin, nw, sizeof(nw)) != 0)
+        return CLI_USAGE;
+    if (!from_stdin) {
+        if (cli_read_password("Repeat new password: ", 0, again, sizeof(again)) != 0 ||
+            strcmp(nw, again) != 0) {
+            cli_err("new passwords do not match");
+            return CLI_USAGE;
+        }
+        sodium_memzero(again, sizeof(again));
+    }
+    if (cli_connect_session(&cc) != 0)
+        return CLI_FAIL;
+    cc.verbose_errors = 1;
+    rc = cli_call(&cc, FERRY_MSG_CHANGEPWD, json_pack("{s:s, s:s}", "old", old, "new", nw),
+                  &reply);
+    sodium_memzero(old, sizeof(old));
+    sodium_memzero(nw, sizeof(nw));
+    if (rc == 0) {
+        ferry_cmd_cleanup(&reply);
+        if (!cli_quiet)
+            printf("password changed; other sessions were logged out\n");
+    }
+    cli_disconnect(&cc);
+    return rc == 0 ? CLI_OK : CLI_FAIL;
+}
+
+int cmd_logout(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"all", no_argument, NULL, 'a'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct cli_conn cc;
+    struct ferry_cmd reply;
+    int c, all = 0, rc;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "ah", opts, NULL)) != -1) {
+        if (c == 'a') {
+            all = 1;
+        } else if (c == 'h') {
+            printf("usage: ferry logout [--all]\n\n"
+                   "Ends this device's session on the server and forgets it here.\n"
+                   "  --all   end every session of your account, on every device\n");
+            return CLI_OK;
+        } else {
+            fprintf(stderr, "usage: ferry logout [--all]\n");
+            return CLI_USAGE;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "usage: ferry logout [--all]\n");
+        return CLI_USAGE;
+    }
+    if ((rc = cli_connect_session(&cc)) != 0) {
+        /* A session the server no longer knows is forgotten locally all the same. */
+        if (rc == FERRY_EAUTH)
+            cli_session_clear();
+        return CLI_FAIL;
+    }
+    cc.verbose_errors = 1;
+    rc = cli_call(&cc, FERRY_MSG_LOGOUT, json_pack("{s:b}", "all", all), &reply);
+    if (rc == 0) {
+        ferry_cmd_cleanup(&reply);
+        cli_session_clear();
+        if (!cli_quiet)
+            printf("logged out%s\n", all ? " everywhere" : "");
+    }
+    cli_disconnect(&cc);
+    return rc == 0 ? CLI_OK : CLI_FAIL;
+}

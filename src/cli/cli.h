@@ -1,0 +1,118 @@
+/* The ferry command-line client: shared state, connection and output helpers. */
+#ifndef FERRY_CLI_H
+#define FERRY_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "ferry/core.h"
+#include "ferry/crypto.h"
+#include "ferry/net.h"
+#include "ferry/wire.h"
+
+/* Exit codes (README, docs/cli.md). */
+#define CLI_OK 0
+#define CLI_FAIL 1
+#define CLI_USAGE 2
+#define CLI_PARTIAL 3
+
+/* How long to wait for the TCP + TLS handshake. */
+#define CLI_CONNECT_TIMEOUT_MS 10000
+/* R-SESS-4: a server silent this long is gone. */
+#define CLI_IDLE_TIMEOUT_MS 90000
+/* Downloads requested ahead of the one being received (R-PIPE-1). */
+#define CLI_DOWNLOADS_IN_FLIGHT 64
+/* File bytes read per step of an upload. */
+#define CLI_READ_CHUNK (1u << 20)
+/* Output queued before the uploader waits for the socket. */
+#define CLI_OUT_HIGH (4u << 20)
+
+struct cli_remote {
+    char addr[300]; /* host:port as the user gave it */
+    char host[256];
+    char port[16];
+    char server_id[FERRY_ID_LEN + 1];
+    char user[65];
+    char token[64];
+};
+
+struct cli_conn {
+    struct ferry_client c;
+    struct ferry_identity id;
+    struct cli_remote r;
+    int verbose_errors; /* cli_call prints the server's Error text */
+};
+
+/* Global flags every command shares. */
+extern int cli_quiet;
+extern const char *cli_prog;
+
+/* State directory ($XDG_STATE_HOME/ferry), created 0700. */
+int cli_state_dir(char *out, size_t cap);
+/* The saved session (after login): 0, or FERRY_ENOTFOUND. */
+int cli_session_load(struct cli_remote *r);
+int cli_session_save(const struct cli_remote *r);
+int cli_session_clear(void);
+/* Pinned server IDs, by host:port. */
+int cli_known_get(const char *addr, char *id, size_t cap);
+int cli_known_put(const char *addr, const char *id);
+
+/*
+ * Parses [ID@]HOST:PORT into r (addr, host, port, and server_id if given).
+ */
+int cli_parse_server(const char *in, struct cli_remote *r);
+
+/*
+ * Connects to r (TLS, pinning r->server_id or the known pin, asking on a
+ * TTY on first use) and sends Connect with r->token if set. With need_auth,
+ * fails when the session is not accepted. Prints its own errors.
+ */
+int cli_connect(struct cli_conn *cc, int need_auth);
+/* Logged-in connection to the saved session's server. */
+int cli_connect_session(struct cli_conn *cc);
+void cli_disconnect(struct cli_conn *cc);
+
+/*
+ * Waits for the next command frame, answering nothing itself. Data frames
+ * go to *data (if data is NULL they are a protocol error). Returns 1 for a
+ * command in *cmd (caller cleans up), 2 for a data frame, < 0 on error.
+ */
+int cli_next(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data *data);
+/* Sends a command and waits for its reply (ref == its id); Error → rc < 0. */
+int cli_call(struct cli_conn *cc, int32_t type, json_t *body, struct ferry_cmd *reply);
+/* The local code for an Error message, printing its text when verbose. */
+int cli_error_rc(const struct ferry_cmd *cmd, const char **msg);
+
+/* Reads a password from the TTY (no echo) or one line of stdin. */
+int cli_read_password(const char *prompt, int from_stdin, char *buf, size_t cap);
+
+/* Progress line on stderr when it is a TTY and not --quiet. */
+struct cli_progress {
+    int on;
+    uint64_t total;
+    uint64_t done;
+    uint64_t files_done;
+    uint64_t files_total;
+    uint64_t start_ms;
+    uint64_t last_ms;
+};
+void cli_progress_init(struct cli_progress *p, uint64_t total, uint64_t files);
+void cli_progress_update(struct cli_progress *p, int force);
+void cli_progress_end(struct cli_progress *p);
+
+void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints s with control characters escaped: names from a peer are hostile. */
+void cli_print_name(FILE *f, const char *s);
+
+int cmd_signup(int argc, char **argv);
+int cmd_login(int argc, char **argv);
+int cmd_passwd(int argc, char **argv);
+int cmd_logout(int argc, char **argv);
+int cmd_put(int argc, char **argv);
+int cmd_get(int argc, char **argv);
+int cmd_ls(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
+int cmd_mv(int argc, char **argv);
+
+#endif

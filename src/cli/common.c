@@ -1,0 +1,497 @@
+/* ferry CLI: client state, connecting with a pinned identity, replies, output. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <sodium.h>
+#include <sqlite3.h>
+
+#include "cli.h"
+#include "server/serve.h"
+
+void cli_err(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "ferry: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+void cli_warn(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "ferry: warning: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+void cli_print_name(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x20 || c == 0x7f || c == '\\')
+            fprintf(f, "\\x%02x", c);
+        else
+            fputc(c, f);
+    }
+}
+
+int cli_state_dir(char *out, size_t cap)
+{
+    int rc = ferry_xdg_dir("XDG_STATE_HOME", ".local/state", out, cap);
+
+    if (rc != 0)
+        return rc;
+    return ferry_mkdirs(out, 0700);
+}
+
+/*
+ * The state database: one file, 0600, shared safely by concurrent ferry
+ * processes (WAL, busy timeout, BEGIN IMMEDIATE for every write).
+ */
+static int state_open(sqlite3 **db)
+{
+    char dir[4096], path[4200];
+    int fd, rc;
+
+    *db = NULL;
+    if ((rc = cli_state_dir(dir, sizeof(dir))) != 0)
+        return rc;
+    snprintf(path, sizeof(path), "%s/state.db", dir);
+    /* Create it 0600 ourselves: SQLite would use the umask. */
+    if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0)
+        return -errno;
+    close(fd);
+    if (sqlite3_open_v2(path, db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK)
+        goto fail;
+    sqlite3_busy_timeout(*db, 10000);
+    if (sqlite3_exec(*db,
+                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+                     "CREATE TABLE IF NOT EXISTS known_servers(addr TEXT PRIMARY KEY,"
+                     " server_id TEXT NOT NULL) STRICT;"
+                     "CREATE TABLE IF NOT EXISTS session(one INTEGER PRIMARY KEY CHECK(one = 1),"
+                     " addr TEXT NOT NULL, server_id TEXT NOT NULL, user TEXT NOT NULL,"
+                     " token TEXT NOT NULL) STRICT;",
+                     NULL, NULL, NULL) != SQLITE_OK)
+        goto fail;
+    return 0;
+fail:
+    cli_err("state database %s: %s", path, *db ? sqlite3_errmsg(*db) : "cannot open");
+    sqlite3_close(*db);
+    *db = NULL;
+    return FERRY_EINTERNAL;
+}
+
+static int state_exec(const char *sql, const char *a, const char *b, const char *c, const char *d)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    if ((rc = state_open(&db)) != 0)
+        return rc;
+    rc = FERRY_EINTERNAL;
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        goto out;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        goto rollback;
+    sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, b, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, c, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, d, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        goto rollback;
+    if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+        rc = 0;
+    goto out;
+rollback:
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+out:
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return rc;
+}
+
+int cli_session_load(struct cli_remote *r)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    if ((rc = state_open(&db)) != 0)
+        return rc;
+    rc = FERRY_ENOTFOUND;
+    if (sqlite3_prepare_v2(db, "SELECT addr, server_id, user, token FROM session", -1, &st,
+                           NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+        rc = cli_parse_server((const char *)sqlite3_column_text(st, 0), r);
+        snprintf(r->server_id, sizeof(r->server_id), "%s", sqlite3_column_text(st, 1));
+        snprintf(r->user, sizeof(r->user), "%s", sqlite3_column_text(st, 2));
+        snprintf(r->token, sizeof(r->token), "%s", sqlite3_column_text(st, 3));
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return rc;
+}
+
+int cli_session_save(const struct cli_remote *r)
+{
+    return state_exec("INSERT OR REPLACE INTO session(one, addr, server_id, user, token)"
+                      " VALUES(1, ?1, ?2, ?3, ?4)",
+                      r->addr, r->server_id, r->user, r->token);
+}
+
+int cli_session_clear(void)
+{
+    return state_exec("DELETE FROM session WHERE ?1 IS NULL AND ?2 IS NULL", NULL, NULL, NULL,
+                      NULL);
+}
+
+int cli_known_get(const char *addr, char *id, size_t cap)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    if ((rc = state_open(&db)) != 0)
+        return rc;
+    rc = FERRY_ENOTFOUND;
+    if (sqlite3_prepare_v2(db, "SELECT server_id FROM known_servers WHERE addr = ?1", -1, &st,
+                           NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, addr, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            snprintf(id, cap, "%s", sqlite3_column_text(st, 0));
+            rc = 0;
+        }
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return rc;
+}
+
+int cli_known_put(const char *addr, const char *id)
+{
+    return state_exec("INSERT OR REPLACE INTO known_servers(addr, server_id) VALUES(?1, ?2)", addr,
+                      id, NULL, NULL);
+}
+
+int cli_parse_server(const char *in, struct cli_remote *r)
+{
+    const char *at = strchr(in, '@');
+    const char *hp = in;
+
+    memset(r, 0, sizeof(*r));
+    if (at != NULL) {
+        if ((size_t)(at - in) != FERRY_ID_LEN)
+            return FERRY_EUSAGE;
+        memcpy(r->server_id, in, FERRY_ID_LEN);
+        hp = at + 1;
+    }
+    if (strlen(hp) >= sizeof(r->addr))
+        return FERRY_EUSAGE;
+    snprintf(r->addr, sizeof(r->addr), "%s", hp);
+    return ferry_split_hostport(hp, r->host, sizeof(r->host), r->port, sizeof(r->port));
+}
+
+static int load_identity(struct ferry_identity *id)
+{
+    char dir[4096], dev[4200];
+    int rc;
+
+    if ((rc = cli_state_dir(dir, sizeof(dir))) != 0) {
+        cli_err("no state directory: set HOME or XDG_STATE_HOME");
+        return rc;
+    }
+    snprintf(dev, sizeof(dev), "%s/device", dir);
+    if ((rc = ferry_identity_load_or_create(dev, id)) != 0)
+        cli_err("device identity in %s: %s", dev, ferry_strerror(rc));
+    return rc;
+}
+
+/* Trust on first use, only when a person can answer. */
+static int ask_trust(const char *addr, const char *id)
+{
+    char line[16];
+    FILE *tty;
+    int ok = 0;
+
+    if (!isatty(STDIN_FILENO) || !isatty(STDERR_FILENO) || (tty = fopen("/dev/tty", "r+e")) == NULL)
+        return 0;
+    fprintf(tty,
+            "The server at %s is not known yet.\nIts identity is %s\n"
+            "Compare it with the line 'ferry serve' printed. Trust it? [y/N] ",
+            addr, id);
+    fflush(tty);
+    if (fgets(line, sizeof(line), tty) != NULL && (line[0] == 'y' || line[0] == 'Y'))
+        ok = 1;
+    fclose(tty);
+    return ok;
+}
+
+int cli_connect(struct cli_conn *cc, int need_auth)
+{
+    struct cli_remote *r = &cc->r;
+    char known[FERRY_ID_LEN + 1] = "";
+    const char *pin = NULL;
+    struct ferry_cmd reply;
+    json_t *body;
+    int rc, have_known;
+
+    if ((rc = load_identity(&cc->id)) != 0)
+        return rc;
+    have_known = cli_known_get(r->addr, known, sizeof(known)) == 0;
+    if (r->server_id[0] != '\0')
+        pin = r->server_id;
+    else if (have_known)
+        pin = known;
+    rc = ferry_client_connect(&cc->c, r->host, r->port, &cc->id, pin, CLI_CONNECT_TIMEOUT_MS);
+    if (rc == FERRY_EPIN) {
+        /* R-TLS-3: loud, and never overridden silently. */
+        cli_err("SERVER IDENTITY MISMATCH for %s\n"
+                "  expected: %s\n  received: %s\n"
+                "Someone may be intercepting the connection, or the server's data directory\n"
+                "was replaced. If you are sure the server changed, log in again with\n"
+                "--server-id %s.",
+                r->addr, pin, cc->c.server_id, cc->c.server_id);
+        ferry_client_close(&cc->c);
+        return rc;
+    }
+    if (rc != 0) {
+        cli_err("cannot connect to %s: %s", r->addr, ferry_strerror(rc));
+        return rc;
+    }
+    if (pin == NULL) {
+        if (!ask_trust(r->addr, cc->c.server_id)) {
+            cli_err("refusing to trust the unknown server %s\n  its identity is %s\n"
+                    "Check it against the 'listening on' line of 'ferry serve', then pass\n"
+                    "--server-id %s (or %s@%s).",
+                    r->addr, cc->c.server_id, cc->c.server_id, cc->c.server_id, r->addr);
+            ferry_client_close(&cc->c);
+            return FERRY_EPIN;
+        }
+    }
+    if (!have_known || strcmp(known, cc->c.server_id) != 0)
+        cli_known_put(r->addr, cc->c.server_id);
+    snprintf(r->server_id, sizeof(r->server_id), "%s", cc->c.server_id);
+    body = json_pack("{s:s}", "client", "ferry/" FERRY_VERSION_STR);
+    if (body == NULL)
+        return -ENOMEM;
+    if (r->token[0] != '\0')
+        json_object_set_new(body, "token", json_string(r->token));
+    rc = cli_call(cc, FERRY_MSG_CONNECT, body, &reply);
+    if (rc != 0) {
+        cli_err("server %s refused the connection: %s", r->addr, ferry_strerror(rc));
+        ferry_client_close(&cc->c);
+        return rc;
+    }
+    if (need_auth && !json_is_string(json_object_get(reply.body, "user"))) {
+        cli_err("your session on %s has ended (logged out, password changed, or revoked).\n"
+                "Run: ferry login --server %s --user %s",
+                r->addr, r->addr, r->user[0] ? r->user : "NAME");
+        ferry_cmd_cleanup(&reply);
+        ferry_client_close(&cc->c);
+        return FERRY_EAUTH;
+    }
+    ferry_cmd_cleanup(&reply);
+    return 0;
+}
+
+int cli_connect_session(struct cli_conn *cc)
+{
+    memset(cc, 0, sizeof(*cc));
+    cc->c.fd = -1;
+    if (cli_session_load(&cc->r) != 0) {
+        cli_err("not logged in. Run: ferry login --server HOST:PORT --user NAME");
+        return FERRY_EAUTH;
+    }
+    return cli_connect(cc, 1);
+}
+
+void cli_disconnect(struct cli_conn *cc)
+{
+    if (cc->c.fd >= 0) {
+        ferry_client_send_cmd(&cc->c, FERRY_MSG_DISCONNECT, json_object());
+        ferry_client_pump(&cc->c, 1000, 1);
+        ferry_client_close(&cc->c);
+    }
+    ferry_identity_cleanup(&cc->id);
+    sodium_memzero(cc->r.token, sizeof(cc->r.token));
+}
+
+int cli_next(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data *data)
+{
+    struct ferry_frame f;
+    uint64_t last = ferry_now_ms();
+    int rc;
+
+    for (;;) {
+        rc = ferry_client_next_frame(&cc->c, &f);
+        if (rc < 0)
+            return rc;
+        if (rc == 1) {
+            if (f.type == FERRY_FRAME_DATA) {
+                if (data == NULL)
+                    return FERRY_EPROTO;
+                return ferry_data_decode(f.payload, f.payload_len, data) == 0 ? 2 : FERRY_EPROTO;
+            }
+            rc = ferry_cmd_decode(f.payload, f.payload_len, cmd);
+            return rc == 0 ? 1 : rc;
+        }
+        if ((rc = ferry_client_pump(&cc->c, 1000, 0)) != 0 && rc != FERRY_ETIMEDOUT)
+            return rc;
+        if (ferry_buf_used(&cc->c.in) == 0 && ferry_now_ms() - cc->c.last_rx_ms > CLI_IDLE_TIMEOUT_MS)
+            return FERRY_ETIMEDOUT;
+        /* Our own silence earns a heartbeat (R-SESS-4). */
+        if (ferry_now_ms() - cc->c.last_tx_ms > 30000) {
+            uint8_t hb[FERRY_FRAME_HDR_LEN];
+            size_t n = ferry_frame_header_encode(hb, FERRY_FRAME_HEARTBEAT, 0);
+            ferry_buf_append(&cc->c.out, hb, n);
+        }
+        (void)last;
+    }
+}
+
+int cli_error_rc(const struct ferry_cmd *cmd, const char **msg)
+{
+    json_t *code = json_object_get(cmd->body, "code");
+    json_t *m = json_object_get(cmd->body, "message");
+
+    if (msg != NULL)
+        *msg = json_is_string(m) ? json_string_value(m) : "error";
+    return ferry_err_from_wire(json_is_integer(code) ? (int)json_integer_value(code) : 10);
+}
+
+int cli_call(struct cli_conn *cc, int32_t type, json_t *body, struct ferry_cmd *reply)
+{
+    char id[FERRY_UUID_STR_LEN + 1];
+    const char *ref, *msg;
+    int rc;
+
+    memset(reply, 0, sizeof(*reply));
+    ferry_uuid_new(id);
+    json_object_set_new(body, "id", json_string(id));
+    rc = ferry_client_send_cmd(&cc->c, type, body);
+    if (rc != 0)
+        return rc;
+    for (;;) {
+        if ((rc = cli_next(cc, reply, NULL)) < 0)
+            return rc;
+        ref = json_string_value(json_object_get(reply->body, "ref"));
+        if (ref == NULL || strcmp(ref, id) != 0) {
+            ferry_cmd_cleanup(reply);
+            continue;
+        }
+        if (reply->type == FERRY_MSG_ERROR || reply->type == FERRY_MSG_REJECT) {
+            rc = cli_error_rc(reply, &msg);
+            if (cc->verbose_errors)
+                cli_err("%s", msg);
+            ferry_cmd_cleanup(reply);
+            return rc;
+        }
+        return 0;
+    }
+}
+
+int cli_read_password(const char *prompt, int from_stdin, char *buf, size_t cap)
+{
+    struct termios old, noecho;
+    FILE *in = stdin;
+    int tty = 0;
+    size_t n;
+
+    if (!from_stdin) {
+        /* R-AUTH-2: never from argv; a prompt on the terminal with echo off. */
+        if ((in = fopen("/dev/tty", "r+e")) == NULL) {
+            cli_err("no terminal to ask for the password; use --password-stdin");
+            return FERRY_EUSAGE;
+        }
+        tty = 1;
+        fprintf(in, "%s", prompt);
+        fflush(in);
+        tcgetattr(fileno(in), &old);
+        noecho = old;
+        noecho.c_lflag &= (tcflag_t)~ECHO;
+        tcsetattr(fileno(in), TCSAFLUSH, &noecho);
+    }
+    if (fgets(buf, (int)cap, in) == NULL)
+        buf[0] = '\0';
+    if (tty) {
+        tcsetattr(fileno(in), TCSAFLUSH, &old);
+        fprintf(in, "\n");
+        fclose(in);
+    }
+    n = strlen(buf);
+    if (n > 0 && buf[n - 1] == '\n')
+        buf[--n] = '\0';
+    if (n > 0 && buf[n - 1] == '\r')
+        buf[--n] = '\0';
+    if (n == 0) {
+        cli_err("empty password");
+        return FERRY_EUSAGE;
+    }
+    return 0;
+}
+
+static void human(char *out, size_t cap, double v)
+{
+    static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+
+    while (v >= 1024 && u < 4) {
+        v /= 1024;
+        u++;
+    }
+    snprintf(out, cap, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+}
+
+void cli_progress_init(struct cli_progress *p, uint64_t total, uint64_t files)
+{
+    *p = (struct cli_progress){.total = total, .files_total = files};
+    p->on = !cli_quiet && isatty(STDERR_FILENO) && getenv("TERM") != NULL &&
+            strcmp(getenv("TERM"), "dumb") != 0;
+    p->start_ms = p->last_ms = ferry_now_ms();
+}
+
+void cli_progress_update(struct cli_progress *p, int force)
+{
+    uint64_t now = ferry_now_ms();
+    double secs, rate;
+    char done[32], tot[32], rt[32], eta[32] = "--:--";
+
+    if (!p->on || (!force && now - p->last_ms < 250))
+        return;
+    p->last_ms = now;
+    secs = (double)(now - p->start_ms) / 1000.0;
+    rate = secs > 0 ? (double)p->done / secs : 0;
+    human(done, sizeof(done), (double)p->done);
+    human(tot, sizeof(tot), (double)p->total);
+    human(rt, sizeof(rt), rate);
+    if (rate > 0 && p->total >= p->done) {
+        uint64_t left = (uint64_t)((double)(p->total - p->done) / rate);
+        snprintf(eta, sizeof(eta), "%02llu:%02llu", (unsigned long long)(left / 60),
+                 (unsigned long long)(left % 60));
+    }
+    fprintf(stderr, "\r%s / %s  %s/s  ETA %s  files %llu/%llu\033[K", done, tot, rt, eta,
+            (unsigned long long)p->files_done, (unsigned long long)p->files_total);
+}
+
+void cli_progress_end(struct cli_progress *p)
+{
+    if (!p->on)
+        return;
+    cli_progress_update(p, 1);
+    fputc('\n', stderr);
+}

@@ -1,0 +1,557 @@
+/* ferry get: download files and folders; each lands in a temp file, renamed once verified. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "ferry/path.h"
+
+struct dl {
+    int64_t file_id;
+    int rootfd;   /* the destination folder this item lives beneath (borrowed) */
+    char *rel;    /* path beneath rootfd, validated (R-PATH-6) */
+    char *label;  /* what to call it in messages */
+    char id[FERRY_UUID_STR_LEN + 1];
+    int state;    /* 0 queued, 1 requested, 2 done, 3 failed */
+};
+
+struct dirmt {
+    int rootfd;
+    char *rel;
+    int64_t mtime;
+};
+
+struct get {
+    struct cli_conn cc;
+    struct dl *v;
+    size_t n, cap;
+    struct dirmt *dirs;
+    size_t ndirs, capdirs;
+    int *rootfds;
+    size_t nroots;
+    size_t failed;
+    struct cli_progress prog;
+    mode_t umask;
+    /* the transfer being received */
+    struct dl *cur;
+    uint8_t tid[FERRY_TID_LEN];
+    char hash[FERRY_CID_LEN + 1];
+    uint64_t size, got, synced;
+    int64_t mtime;
+    int exec;
+    int dirfd, fd;
+    char tmpname[48];
+    struct ferry_sha256 sha;
+    struct ferry_buf wbuf;
+};
+
+static const char get_usage[] =
+    "usage: ferry get [-r] [-q] REMOTE... [LOCAL]\n"
+    "\n"
+    "Downloads remote files (and with -r, folders). The last argument is the local\n"
+    "destination, as with cp and scp; with a single argument it is the current\n"
+    "folder. Each file is written to a temporary name, its SHA-256 checked, then\n"
+    "renamed into place: nothing half-written is ever visible.\n"
+    "\n"
+    "  -r, --recursive   download folders and everything in them\n"
+    "  -q, --quiet       no progress line\n";
+
+static void failmsg(struct get *g, const char *label, const char *why)
+{
+    g->failed++;
+    fprintf(stderr, "ferry: ");
+    cli_print_name(stderr, label);
+    fprintf(stderr, ": %s\n", why);
+}
+
+static int add_dl(struct get *g, int64_t file_id, int rootfd, const char *rel, const char *label)
+{
+    struct dl *d;
+
+    if (g->n == g->cap) {
+        size_t ncap = g->cap ? g->cap * 2 : 256;
+        struct dl *nv = ferry_realloc(g->v, ncap * sizeof(*nv));
+        if (nv == NULL)
+            return -ENOMEM;
+        g->v = nv;
+        g->cap = ncap;
+    }
+    d = &g->v[g->n];
+    *d = (struct dl){.file_id = file_id, .rootfd = rootfd};
+    d->rel = ferry_strdup(rel);
+    d->label = ferry_strdup(label);
+    if (d->rel == NULL || d->label == NULL)
+        return -ENOMEM;
+    g->n++;
+    return 0;
+}
+
+static int add_dir(struct get *g, int rootfd, const char *rel, int64_t mtime)
+{
+    if (g->ndirs == g->capdirs) {
+        size_t ncap = g->capdirs ? g->capdirs * 2 : 64;
+        struct dirmt *nv = ferry_realloc(g->dirs, ncap * sizeof(*nv));
+        if (nv == NULL)
+            return -ENOMEM;
+        g->dirs = nv;
+        g->capdirs = ncap;
+    }
+    g->dirs[g->ndirs] = (struct dirmt){.rootfd = rootfd, .rel = ferry_strdup(rel), .mtime = mtime};
+    if (g->dirs[g->ndirs].rel == NULL)
+        return -ENOMEM;
+    g->ndirs++;
+    return 0;
+}
+
+static int add_root(struct get *g, int fd)
+{
+    int *nv = ferry_realloc(g->rootfds, (g->nroots + 1) * sizeof(*nv));
+
+    if (nv == NULL)
+        return -ENOMEM;
+    g->rootfds = nv;
+    g->rootfds[g->nroots++] = fd;
+    return 0;
+}
+
+/* One recursive listing of a remote folder, turned into local dirs and downloads. */
+static int plan_tree(struct get *g, const char *src, int rootfd)
+{
+    char id[FERRY_UUID_STR_LEN + 1], norm[FERRY_PATH_MAX + 1];
+    struct ferry_cmd m;
+    int rc, last = 0;
+
+    ferry_uuid_new(id);
+    rc = ferry_client_send_cmd(&g->cc.c, FERRY_MSG_DIRINFO,
+                               json_pack("{s:s, s:s, s:b}", "id", id, "path", src, "recursive", 1));
+    while (rc == 0 && !last) {
+        const char *ref, *msg;
+        json_t *e;
+        size_t i;
+
+        if ((rc = cli_next(&g->cc, &m, NULL)) < 0)
+            return rc;
+        rc = 0;
+        ref = json_string_value(json_object_get(m.body, "ref"));
+        if (ref == NULL || strcmp(ref, id) != 0) {
+            ferry_cmd_cleanup(&m);
+            continue;
+        }
+        if (m.type == FERRY_MSG_ERROR) {
+            cli_error_rc(&m, &msg);
+            failmsg(g, src, msg);
+            ferry_cmd_cleanup(&m);
+            return 0;
+        }
+        json_array_foreach(json_object_get(m.body, "entries"), i, e)
+        {
+            const char *name = json_string_value(json_object_get(e, "name"));
+            const char *type = json_string_value(json_object_get(e, "type"));
+            json_int_t fid = json_integer_value(json_object_get(e, "id"));
+            json_int_t mt = json_integer_value(json_object_get(e, "mtime"));
+            int fd;
+
+            /* R-PATH-6: a name from the server is hostile until validated. */
+            if (name == NULL || type == NULL ||
+                ferry_path_normalize(name, strlen(name), norm, sizeof(norm)) != 0 ||
+                strcmp(norm, name) != 0 || norm[0] == '\0') {
+                failmsg(g, name != NULL ? name : "?", "refused an unsafe name from the server");
+                continue;
+            }
+            if (strcmp(type, "dir") == 0) {
+                if ((fd = ferry_mkdirs_beneath(rootfd, norm)) < 0) {
+                    failmsg(g, norm, strerror(-fd));
+                    continue;
+                }
+                close(fd);
+                if ((rc = add_dir(g, rootfd, norm, mt)) != 0)
+                    break;
+            } else if ((rc = add_dl(g, fid, rootfd, norm, norm)) != 0) {
+                break;
+            }
+            g->prog.total += (uint64_t)json_integer_value(json_object_get(e, "size"));
+        }
+        last = json_is_true(json_object_get(m.body, "last"));
+        ferry_cmd_cleanup(&m);
+    }
+    return rc;
+}
+
+static int flush_write(struct get *g)
+{
+    const uint8_t *p = ferry_buf_peek(&g->wbuf);
+    size_t n = ferry_buf_used(&g->wbuf);
+    ssize_t w;
+
+    while (n > 0) {
+        w = write(g->fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -errno;
+        p += w;
+        n -= (size_t)w;
+    }
+    ferry_buf_reset(&g->wbuf);
+    if (g->got - g->synced >= (8u << 20)) {
+        /* Start writeback as we go, so the fdatasync at the end is short. */
+        sync_file_range(g->fd, (off_t)g->synced, (off_t)(g->got - g->synced),
+                        SYNC_FILE_RANGE_WRITE);
+        g->synced = g->got;
+    }
+    return 0;
+}
+
+static void abort_current(struct get *g, const char *why)
+{
+    if (g->cur == NULL)
+        return;
+    if (g->fd >= 0) {
+        close(g->fd);
+        unlinkat(g->dirfd, g->tmpname, 0);
+    }
+    if (g->dirfd >= 0)
+        close(g->dirfd);
+    g->fd = g->dirfd = -1;
+    ferry_sha256_cleanup(&g->sha);
+    ferry_buf_reset(&g->wbuf);
+    g->cur->state = 3;
+    failmsg(g, g->cur->label, why);
+    g->cur = NULL;
+}
+
+static int begin(struct get *g, struct dl *d, const struct ferry_cmd *m)
+{
+    const char *tid = json_string_value(json_object_get(m->body, "tid"));
+    const char *hash = json_string_value(json_object_get(m->body, "hash"));
+    json_t *size = json_object_get(m->body, "size");
+    char parent[FERRY_PATH_MAX + 1], rnd[16], hex[33];
+    const char *slash = strrchr(d->rel, '/');
+
+    if (tid == NULL || ferry_hex_decode(tid, g->tid, 16) != 0 || hash == NULL ||
+        !ferry_cid_valid(hash) || !json_is_integer(size) || json_integer_value(size) < 0)
+        return FERRY_EPROTO;
+    g->cur = d;
+    g->size = (uint64_t)json_integer_value(size);
+    g->got = g->synced = 0;
+    g->mtime = json_integer_value(json_object_get(m->body, "mtime"));
+    g->exec = json_is_true(json_object_get(m->body, "exec"));
+    snprintf(g->hash, sizeof(g->hash), "%s", hash);
+    snprintf(parent, sizeof(parent), "%.*s", slash != NULL ? (int)(slash - d->rel) : 0, d->rel);
+    g->fd = -1;
+    g->dirfd = ferry_mkdirs_beneath(d->rootfd, parent);
+    if (g->dirfd < 0 || ferry_sha256_init(&g->sha) != 0) {
+        abort_current(g, "cannot create its folder");
+        return 0;
+    }
+    ferry_random(rnd, sizeof(rnd));
+    ferry_hex_encode((const uint8_t *)rnd, 8, hex);
+    snprintf(g->tmpname, sizeof(g->tmpname), ".ferry-%s.part", hex);
+    /* Random name, O_EXCL, no symlink followed: a planted temp name cannot redirect us. */
+    g->fd = openat(g->dirfd, g->tmpname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                   0600);
+    if (g->fd < 0) {
+        abort_current(g, strerror(errno));
+        return 0;
+    }
+    return 0;
+}
+
+static int finish(struct get *g)
+{
+    const char *name = strrchr(g->cur->rel, '/');
+    char cid[FERRY_CID_LEN + 1], tidhex[33];
+    struct timespec ts[2];
+    int rc;
+
+    name = name != NULL ? name + 1 : g->cur->rel;
+    if ((rc = flush_write(g)) != 0) {
+        abort_current(g, strerror(-rc));
+        return 0;
+    }
+    if (g->got != g->size || ferry_sha256_final_cid(&g->sha, cid) != 0 ||
+        strcmp(cid, g->hash) != 0) {
+        abort_current(g, "content did not match its hash; nothing was written");
+        return 0;
+    }
+    ts[0].tv_sec = ts[1].tv_sec = (time_t)(g->mtime / 1000000000);
+    ts[0].tv_nsec = ts[1].tv_nsec = (long)(g->mtime % 1000000000);
+    if (g->mtime < 0)
+        ts[0].tv_nsec = ts[1].tv_nsec = 0;
+    if (fchmod(g->fd, (g->exec ? 0777 : 0666) & ~g->umask) != 0 || futimens(g->fd, ts) != 0 ||
+        fdatasync(g->fd) != 0) {
+        abort_current(g, strerror(errno));
+        return 0;
+    }
+    if (renameat(g->dirfd, g->tmpname, g->dirfd, name) != 0) {
+        abort_current(g, strerror(errno));
+        return 0;
+    }
+    close(g->fd);
+    close(g->dirfd);
+    g->fd = g->dirfd = -1;
+    g->cur->state = 2;
+    g->cur = NULL;
+    g->prog.files_done++;
+    /* Seed 000: the receiver acknowledges after its hash check. */
+    ferry_hex_encode(g->tid, FERRY_TID_LEN, tidhex);
+    return ferry_client_send_cmd(&g->cc.c, FERRY_MSG_TRANSFER_COMPLETE,
+                                 json_pack("{s:s, s:s}", "tid", tidhex, "hash", cid));
+}
+
+static struct dl *by_ref(struct get *g, const char *ref, size_t from)
+{
+    size_t i;
+
+    for (i = from; ref != NULL && i < g->n; i++)
+        if (g->v[i].state == 1 && strcmp(g->v[i].id, ref) == 0)
+            return &g->v[i];
+    return NULL;
+}
+
+static int run_downloads(struct get *g)
+{
+    size_t next = 0, first = 0, inflight = 0;
+    struct ferry_cmd m;
+    struct ferry_data d;
+    int rc = 0;
+
+    while (rc == 0) {
+        /* Keep a window of requests ahead of the one being received (R-PIPE-1). */
+        while (next < g->n && inflight < CLI_DOWNLOADS_IN_FLIGHT) {
+            struct dl *x = &g->v[next++];
+            ferry_uuid_new(x->id);
+            x->state = 1;
+            inflight++;
+            if ((rc = ferry_client_send_cmd(&g->cc.c, FERRY_MSG_DOWNLOAD,
+                                            json_pack("{s:s, s:I}", "id", x->id, "file_id",
+                                                      (json_int_t)x->file_id))) != 0)
+                return rc;
+        }
+        while (first < g->n && g->v[first].state >= 2)
+            first++;
+        if (first == g->n && g->cur == NULL)
+            return 0;
+        rc = cli_next(&g->cc, &m, &d);
+        if (rc < 0)
+            return rc;
+        if (rc == 2) {
+            rc = 0;
+            if (g->cur == NULL || memcmp(d.tid, g->tid, 16) != 0) {
+                if (g->cur == NULL)
+                    continue; /* data of a transfer we abandoned */
+                return FERRY_EPROTO;
+            }
+            if (d.offset != g->got || d.len > g->size - g->got)
+                return FERRY_EPROTO;
+            if (g->fd >= 0) {
+                ferry_sha256_update(&g->sha, d.bytes, d.len);
+                if (ferry_buf_append(&g->wbuf, d.bytes, d.len) != 0) {
+                    if ((rc = flush_write(g)) != 0) {
+                        abort_current(g, strerror(-rc));
+                        rc = 0;
+                        continue;
+                    }
+                    ferry_buf_append(&g->wbuf, d.bytes, d.len);
+                }
+            }
+            g->got += d.len;
+            g->prog.done += d.len;
+            cli_progress_update(&g->prog, 0);
+            continue;
+        }
+        rc = 0;
+        if (m.type == FERRY_MSG_TRANSFER) {
+            struct dl *x = by_ref(g, json_string_value(json_object_get(m.body, "ref")), first);
+            if (x == NULL || g->cur != NULL)
+                rc = FERRY_EPROTO;
+            else
+                rc = begin(g, x, &m);
+        } else if (m.type == FERRY_MSG_TRANSFER_COMPLETE) {
+            const char *t = json_string_value(json_object_get(m.body, "tid"));
+            uint8_t tid[16];
+            if (t == NULL || ferry_hex_decode(t, tid, 16) != 0)
+                rc = FERRY_EPROTO;
+            else if (g->cur != NULL && memcmp(tid, g->tid, 16) == 0) {
+                inflight--;
+                rc = g->fd >= 0 ? finish(g) : 0;
+            }
+        } else if (m.type == FERRY_MSG_ERROR) {
+            const char *msg, *t = json_string_value(json_object_get(m.body, "tid"));
+            struct dl *x = by_ref(g, json_string_value(json_object_get(m.body, "ref")), first);
+            cli_error_rc(&m, &msg);
+            if (x != NULL) {
+                inflight--;
+                if (x == g->cur) {
+                    abort_current(g, msg);
+                } else {
+                    x->state = 3;
+                    failmsg(g, x->label, msg);
+                }
+            } else if (t == NULL) {
+                cli_err("server: %s", msg);
+                rc = FERRY_EPROTO;
+            }
+        }
+        ferry_cmd_cleanup(&m);
+    }
+    return rc;
+}
+
+int cmd_get(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"recursive", no_argument, NULL, 'r'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct get g = {.fd = -1, .dirfd = -1};
+    const char *dest = ".";
+    struct stat dst;
+    int c, rec = 0, nsrc, i, rc = 0, dest_dir;
+    size_t k;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "rRqh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'r':
+        case 'R':
+            rec = 1;
+            break;
+        case 'q':
+            cli_quiet = 1;
+            break;
+        case 'h':
+            fputs(get_usage, stdout);
+            return CLI_OK;
+        default:
+            fputs(get_usage, stderr);
+            return CLI_USAGE;
+        }
+    }
+    nsrc = argc - optind;
+    if (nsrc < 1) {
+        fputs(get_usage, stderr);
+        return CLI_USAGE;
+    }
+    if (nsrc >= 2) {
+        dest = argv[argc - 1];
+        nsrc--;
+    }
+    g.umask = umask(022);
+    umask(g.umask);
+    ferry_buf_init(&g.wbuf, 1u << 20);
+    dest_dir = stat(dest, &dst) == 0 && S_ISDIR(dst.st_mode);
+    if (nsrc > 1 && !dest_dir) {
+        cli_err("%s is not a folder (several sources need a folder destination)", dest);
+        return CLI_FAIL;
+    }
+    if (cli_connect_session(&g.cc) != 0)
+        return CLI_FAIL;
+    cli_progress_init(&g.prog, 0, 0);
+    for (i = 0; i < nsrc && rc == 0; i++) {
+        const char *src = argv[optind + i];
+        char tmp[FERRY_PATH_MAX + 1], target[PATH_MAX], *base;
+        struct ferry_cmd reply;
+        json_t *e;
+        const char *type;
+        int is_dir, rootfd;
+
+        rc = cli_call(&g.cc, FERRY_MSG_DIRINFO, json_pack("{s:s, s:b}", "path", src, "stat", 1),
+                      &reply);
+        if (rc != 0) {
+            failmsg(&g, src, ferry_strerror(rc));
+            rc = rc == FERRY_ENOTFOUND || rc == FERRY_EPATH || rc == FERRY_ENOTDIR ? 0 : rc;
+            continue;
+        }
+        e = json_array_get(json_object_get(reply.body, "entries"), 0);
+        type = json_string_value(json_object_get(e, "type"));
+        is_dir = type != NULL && strcmp(type, "dir") == 0;
+        snprintf(tmp, sizeof(tmp), "%s", src);
+        base = basename(tmp);
+        if (strcmp(base, "/") == 0 || strcmp(base, ".") == 0 || base[0] == '\0')
+            base = "ferry-root";
+        if (dest_dir)
+            snprintf(target, sizeof(target), "%s/%s", dest, base);
+        else
+            snprintf(target, sizeof(target), "%s", dest);
+        if (!is_dir) {
+            char dcopy[PATH_MAX], bcopy[PATH_MAX];
+            snprintf(dcopy, sizeof(dcopy), "%s", target);
+            snprintf(bcopy, sizeof(bcopy), "%s", target);
+            rootfd = open(dirname(dcopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (rootfd < 0 || add_root(&g, rootfd) != 0) {
+                failmsg(&g, target, strerror(errno));
+            } else {
+                rc = add_dl(&g, json_integer_value(json_object_get(e, "id")), rootfd,
+                            basename(bcopy), src);
+                g.prog.total += (uint64_t)json_integer_value(json_object_get(e, "size"));
+            }
+        } else if (!rec) {
+            failmsg(&g, src, "is a folder (use -r)");
+        } else if (mkdir(target, 0777) != 0 && errno != EEXIST) {
+            failmsg(&g, target, strerror(errno));
+        } else if ((rootfd = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+                   add_root(&g, rootfd) != 0) {
+            failmsg(&g, target, strerror(errno));
+        } else {
+            if ((rc = add_dir(&g, rootfd, "", json_integer_value(json_object_get(e, "mtime")))) ==
+                0)
+                rc = plan_tree(&g, src, rootfd);
+        }
+        ferry_cmd_cleanup(&reply);
+    }
+    g.prog.files_total = g.n;
+    if (rc == 0)
+        rc = run_downloads(&g);
+    if (g.cur != NULL)
+        abort_current(&g, "interrupted");
+    /* Folder times last, deepest first: writing files into them changed them. */
+    for (k = g.ndirs; rc == 0 && k-- > 0;) {
+        struct timespec ts[2];
+        int fd = g.dirs[k].rel[0] ? ferry_open_beneath(g.dirs[k].rootfd, g.dirs[k].rel,
+                                                       O_RDONLY | O_DIRECTORY, 0)
+                                  : dup(g.dirs[k].rootfd);
+        if (fd < 0)
+            continue;
+        ts[0].tv_sec = ts[1].tv_sec = (time_t)(g.dirs[k].mtime / 1000000000);
+        ts[0].tv_nsec = ts[1].tv_nsec = (long)(g.dirs[k].mtime % 1000000000);
+        futimens(fd, ts);
+        close(fd);
+    }
+    cli_progress_end(&g.prog);
+    if (rc != 0) {
+        size_t lost = 0;
+        for (k = 0; k < g.n; k++)
+            if (g.v[k].state < 2)
+                lost++;
+        cli_err("download interrupted (%s): %zu file%s not received; nothing partial was "
+                "left in place",
+                ferry_strerror(rc), lost, lost == 1 ? "" : "s");
+    }
+    for (k = 0; k < g.n; k++) {
+        ferry_free(g.v[k].rel);
+        ferry_free(g.v[k].label);
+    }
+    for (k = 0; k < g.ndirs; k++)
+        ferry_free(g.dirs[k].rel);
+    for (k = 0; k < g.nroots; k++)
+        close(g.rootfds[k]);
+    ferry_free(g.rootfds);
+    ferry_free(g.dirs);
+    ferry_free(g.v);
+    ferry_buf_cleanup(&g.wbuf);
+    cli_disconnect(&g.cc);
+    if (rc != 0)
+        return CLI_FAIL;
+    if (g.failed == 0)
+        return CLI_OK;
+    return g.failed >= g.n + (g.n == 0) ? CLI_FAIL : CLI_PARTIAL;
+}

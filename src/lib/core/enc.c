@@ -1,0 +1,108 @@
+/* Text encodings: hex, base32 (device ids), UUIDs, and random bytes. */
+#include <string.h>
+
+#include <sodium.h>
+
+#include "ferry/core.h"
+
+static const char hexdig[] = "0123456789abcdef";
+
+void ferry_hex_encode(const uint8_t *in, size_t n, char *out)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        out[2 * i] = hexdig[in[i] >> 4];
+        out[2 * i + 1] = hexdig[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int ferry_hex_decode(const char *in, uint8_t *out, size_t n)
+{
+    size_t i;
+
+    if (strlen(in) != 2 * n)
+        return FERRY_EPROTO;
+    for (i = 0; i < n; i++) {
+        int hi = hexval(in[2 * i]), lo = hexval(in[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return FERRY_EPROTO;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return 0;
+}
+
+size_t ferry_base32_encode(const uint8_t *in, size_t n, char *out, size_t outcap)
+{
+    static const char alpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    size_t i, o = 0;
+    unsigned bits = 0;
+    uint32_t acc = 0;
+
+    for (i = 0; i < n && o + 1 < outcap; i++) {
+        acc = (acc << 8) | in[i];
+        bits += 8;
+        while (bits >= 5 && o + 1 < outcap) {
+            out[o++] = alpha[(acc >> (bits - 5)) & 31];
+            bits -= 5;
+        }
+    }
+    if (bits > 0 && o + 1 < outcap)
+        out[o++] = alpha[(acc << (5 - bits)) & 31];
+    if (outcap > 0)
+        out[o] = '\0';
+    return o;
+}
+
+void ferry_random(void *p, size_t n)
+{
+    randombytes_buf(p, n);
+}
+
+void ferry_uuid_new(char out[static 37])
+{
+    uint8_t b[16];
+    char hex[33];
+
+    ferry_random(b, sizeof(b));
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+    ferry_hex_encode(b, sizeof(b), hex);
+    memcpy(out, hex, 8);
+    out[8] = '-';
+    memcpy(out + 9, hex + 8, 4);
+    out[13] = '-';
+    memcpy(out + 14, hex + 12, 4);
+    out[18] = '-';
+    memcpy(out + 19, hex + 16, 4);
+    out[23] = '-';
+    memcpy(out + 24, hex + 20, 12);
+    out[36] = '\0';
+}
+
+int ferry_uuid_valid(const char *s)
+{
+    size_t i;
+
+    for (i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-')
+                return 0;
+        } else if (hexval(s[i]) < 0) {
+            return 0;
+        }
+    }
+    return s[36] == '\0';
+}

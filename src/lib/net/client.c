@@ -1,0 +1,276 @@
+/* Client-side TLS connection driven by poll(2): one-shot commands need no loop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+
+#include "ferry/net.h"
+
+static int wait_fd(int fd, short events, int timeout_ms)
+{
+    struct pollfd p = {.fd = fd, .events = events};
+    int n;
+
+    do {
+        n = poll(&p, 1, timeout_ms);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -errno;
+    return n == 0 ? FERRY_ETIMEDOUT : 0;
+}
+
+static int dial(const char *host, const char *port, int timeout_ms, int *fdp)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL, *ai;
+    int fd = -1, rc, one = 1, soerr;
+    socklen_t sl;
+
+    *fdp = -1;
+    if ((rc = getaddrinfo(host, port, &hints, &res)) != 0)
+        return FERRY_ENOTFOUND;
+    rc = -ECONNREFUSED;
+    for (ai = res; ai != NULL; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) {
+            rc = -errno;
+            continue;
+        }
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS) {
+            rc = -errno;
+            goto next;
+        }
+        if ((rc = wait_fd(fd, POLLOUT, timeout_ms)) != 0)
+            goto next;
+        sl = sizeof(soerr);
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr != 0) {
+            rc = -(soerr ? soerr : errno);
+            goto next;
+        }
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        *fdp = fd;
+        rc = 0;
+        break;
+next:
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    return rc;
+}
+
+int ferry_client_connect(struct ferry_client *c, const char *host, const char *port,
+                         const struct ferry_identity *id, const char *pin, int timeout_ms)
+{
+    uint64_t deadline = ferry_now_ms() + (uint64_t)timeout_ms;
+    int rc, n, err;
+
+    *c = (struct ferry_client){.fd = -1};
+    ferry_buf_init(&c->in, FERRY_FRAME_HDR_LEN + FERRY_FRAME_PAYLOAD_MAX + FERRY_NET_READ_CHUNK);
+    ferry_buf_init(&c->out, FERRY_NET_OUT_MAX);
+    if ((rc = dial(host, port, timeout_ms, &c->fd)) != 0)
+        goto out;
+    if ((c->ctx = ferry_tls_ctx_new(id, 0)) == NULL || (c->ssl = SSL_new(c->ctx)) == NULL ||
+        SSL_set_fd(c->ssl, c->fd) != 1) {
+        rc = FERRY_EINTERNAL;
+        goto out;
+    }
+    for (;;) {
+        uint64_t now = ferry_now_ms();
+
+        n = SSL_connect(c->ssl);
+        if (n == 1)
+            break;
+        err = SSL_get_error(c->ssl, n);
+        if ((err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) || now >= deadline) {
+            rc = now >= deadline ? FERRY_ETIMEDOUT : FERRY_EAUTH;
+            goto out;
+        }
+        if ((rc = wait_fd(c->fd, err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT,
+                          (int)(deadline - now))) != 0)
+            goto out;
+    }
+    if ((rc = ferry_tls_peer_id(c->ssl, c->server_id)) != 0)
+        goto out;
+    /* R-TLS-3: a pinned ID that differs stops us before any application byte. */
+    if (pin != NULL && strcmp(pin, c->server_id) != 0) {
+        rc = FERRY_EPIN;
+        goto out;
+    }
+    c->last_rx_ms = c->last_tx_ms = ferry_now_ms();
+out:
+    ERR_clear_error();
+    if (rc != 0 && rc != FERRY_EPIN)
+        ferry_client_close(c);
+    return rc;
+}
+
+void ferry_client_close(struct ferry_client *c)
+{
+    if (c->ssl != NULL)
+        SSL_free(c->ssl);
+    if (c->ctx != NULL)
+        SSL_CTX_free(c->ctx);
+    if (c->fd >= 0)
+        close(c->fd);
+    ferry_buf_cleanup(&c->in);
+    ferry_buf_cleanup(&c->out);
+    c->ssl = NULL;
+    c->ctx = NULL;
+    c->fd = -1;
+}
+
+int ferry_client_send_cmd(struct ferry_client *c, int32_t type, json_t *body)
+{
+    uint8_t frame[FERRY_FRAME_HDR_LEN + FERRY_FRAME_PAYLOAD_MAX];
+    ssize_t n = ferry_frame_cmd(frame, sizeof(frame), type, body);
+
+    json_decref(body);
+    if (n < 0)
+        return (int)n;
+    return ferry_buf_append(&c->out, frame, (size_t)n);
+}
+
+int ferry_client_send_data(struct ferry_client *c, const uint8_t tid[static FERRY_TID_LEN],
+                           uint64_t offset, const uint8_t *p, size_t len)
+{
+    size_t frames = (len + FERRY_DATA_MAX - 1) / FERRY_DATA_MAX, need, chunk;
+    uint8_t *w;
+    int rc;
+
+    if (len == 0)
+        return 0;
+    need = len + frames * (FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN);
+    if ((rc = ferry_buf_reserve(&c->out, need)) != 0)
+        return rc;
+    w = ferry_buf_tail(&c->out);
+    while (len > 0) {
+        chunk = len > FERRY_DATA_MAX ? FERRY_DATA_MAX : len;
+        ferry_frame_header_encode(w, FERRY_FRAME_DATA, (uint32_t)(FERRY_DATA_HDR_LEN + chunk));
+        ferry_data_header_encode(w + FERRY_FRAME_HDR_LEN, tid, offset);
+        memcpy(w + FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN, p, chunk);
+        w += FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN + chunk;
+        p += chunk;
+        offset += chunk;
+        len -= chunk;
+    }
+    ferry_buf_grow(&c->out, need);
+    return 0;
+}
+
+size_t ferry_client_pending(const struct ferry_client *c)
+{
+    return ferry_buf_used(&c->out);
+}
+
+/* Writes as much queued output as the socket takes; 1 if it would block. */
+static int write_some(struct ferry_client *c)
+{
+    size_t used;
+    int n, err;
+
+    while ((used = ferry_buf_used(&c->out)) > 0) {
+        n = SSL_write(c->ssl, ferry_buf_peek(&c->out), (int)(used > 1048576 ? 1048576 : used));
+        if (n <= 0) {
+            err = SSL_get_error(c->ssl, n);
+            if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ)
+                return 1;
+            return -EPIPE;
+        }
+        ferry_buf_consume(&c->out, (size_t)n);
+        c->last_tx_ms = ferry_now_ms();
+    }
+    return 0;
+}
+
+/* Reads until OpenSSL wants more bytes or the input buffer is full. */
+static int read_some(struct ferry_client *c)
+{
+    size_t room;
+    int n, err, got = 0;
+
+    for (;;) {
+        if (ferry_buf_reserve(&c->in, FERRY_NET_READ_CHUNK) != 0)
+            return got; /* full: the caller must take frames first */
+        room = c->in.cap - c->in.len;
+        n = SSL_read(c->ssl, ferry_buf_tail(&c->in), (int)(room > INT32_MAX ? INT32_MAX : room));
+        if (n <= 0) {
+            err = SSL_get_error(c->ssl, n);
+            if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
+                return got;
+            c->eof = 1;
+            return got ? got : -ECONNRESET;
+        }
+        ferry_buf_grow(&c->in, (size_t)n);
+        c->last_rx_ms = ferry_now_ms();
+        got = 1;
+    }
+}
+
+int ferry_client_pump(struct ferry_client *c, int timeout_ms, int flush_all)
+{
+    uint64_t deadline = ferry_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+    struct pollfd p;
+    int rc, got, n;
+
+    for (;;) {
+        if (c->eof)
+            return -ECONNRESET;
+        if ((rc = write_some(c)) < 0)
+            return rc;
+        if ((got = read_some(c)) < 0)
+            return got;
+        if (got > 0 && !flush_all)
+            return 0;
+        if (ferry_buf_used(&c->out) == 0 && (flush_all || got > 0))
+            return 0;
+        /* Records buffered inside OpenSSL wake no poll: only wait when empty. */
+        if (SSL_pending(c->ssl) > 0)
+            continue;
+        p = (struct pollfd){.fd = c->fd, .events = POLLIN};
+        if (ferry_buf_used(&c->out) > 0)
+            p.events |= POLLOUT;
+        {
+            uint64_t now = ferry_now_ms();
+            int wait = now >= deadline ? 0 : (int)(deadline - now);
+            if (timeout_ms < 0)
+                wait = -1;
+            n = poll(&p, 1, wait);
+        }
+        if (n < 0 && errno != EINTR)
+            return -errno;
+        if (n == 0 && !flush_all)
+            return 0;
+        if (n == 0 && ferry_now_ms() >= deadline && timeout_ms >= 0)
+            return FERRY_ETIMEDOUT;
+    }
+}
+
+int ferry_client_next_frame(struct ferry_client *c, struct ferry_frame *f)
+{
+    ssize_t n;
+
+    if (c->consumed > 0) {
+        ferry_buf_consume(&c->in, c->consumed);
+        c->consumed = 0;
+    }
+    for (;;) {
+        n = ferry_frame_parse(ferry_buf_peek(&c->in), ferry_buf_used(&c->in), f);
+        if (n < 0)
+            return (int)n;
+        if (n == 0)
+            return 0;
+        if (f->type == FERRY_FRAME_HEARTBEAT) {
+            ferry_buf_consume(&c->in, (size_t)n);
+            continue;
+        }
+        c->consumed = (size_t)n;
+        return 1;
+    }
+}

@@ -1,0 +1,362 @@
+/* Server-side TLS connections on the libuv loop, with memory BIOs. */
+#include <errno.h>
+#include <string.h>
+
+#include <openssl/err.h>
+
+#include "ferry/net.h"
+
+struct write_req {
+    uv_write_t req;
+    size_t len;
+    uint8_t data[];
+};
+
+static void process_input(struct ferry_conn *c);
+
+static void handle_closed(uv_handle_t *h)
+{
+    struct ferry_conn *c = h->data;
+
+    if (--c->handles > 0)
+        return;
+    SSL_free(c->ssl); /* frees both BIOs */
+    c->ssl = NULL;
+    ferry_buf_cleanup(&c->in);
+    ferry_buf_cleanup(&c->out);
+    ferry_free(c->rx);
+    c->rx = NULL;
+    if (c->ops->on_close != NULL)
+        c->ops->on_close(c);
+}
+
+static void close_handles(struct ferry_conn *c)
+{
+    if (uv_is_closing((uv_handle_t *)&c->tcp))
+        return;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_close((uv_handle_t *)&c->timer, handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, handle_closed);
+}
+
+static void write_done(uv_write_t *req, int status)
+{
+    struct write_req *w = (struct write_req *)req;
+    struct ferry_conn *c = req->handle->data;
+    int was_high = ferry_conn_pending(c) >= FERRY_NET_OUT_LOW;
+
+    c->queued -= w->len;
+    ferry_free(w);
+    if (status < 0) {
+        ferry_conn_close(c);
+        close_handles(c);
+        return;
+    }
+    if (c->closing) {
+        if (c->queued == 0)
+            close_handles(c);
+        return;
+    }
+    if (was_high && ferry_conn_pending(c) < FERRY_NET_OUT_LOW && c->ops->on_drain != NULL)
+        c->ops->on_drain(c);
+}
+
+/* Moves every ciphertext byte OpenSSL produced into one uv_write. */
+static int push_ciphertext(struct ferry_conn *c)
+{
+    size_t n = (size_t)BIO_ctrl_pending(c->wbio);
+    struct write_req *w;
+    uv_buf_t b;
+    int rc;
+
+    if (n == 0)
+        return 0;
+    if ((w = ferry_malloc(sizeof(*w) + n)) == NULL)
+        return -ENOMEM;
+    if (BIO_read(c->wbio, w->data, (int)n) != (int)n) {
+        ferry_free(w);
+        return FERRY_EINTERNAL;
+    }
+    w->len = n;
+    b = uv_buf_init((char *)w->data, (unsigned)n);
+    if ((rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_done)) != 0) {
+        ferry_free(w);
+        return rc;
+    }
+    c->queued += n;
+    c->last_tx_ms = ferry_now_ms();
+    return 0;
+}
+
+int ferry_conn_flush(struct ferry_conn *c)
+{
+    size_t used;
+    int n;
+
+    if (!c->ready || uv_is_closing((uv_handle_t *)&c->tcp))
+        return 0;
+    while ((used = ferry_buf_used(&c->out)) > 0) {
+        /* 256 KiB per SSL_write keeps the memory BIO, and so the copy, small. */
+        n = SSL_write(c->ssl, ferry_buf_peek(&c->out), (int)(used > 262144 ? 262144 : used));
+        if (n <= 0)
+            return FERRY_EINTERNAL;
+        ferry_buf_consume(&c->out, (size_t)n);
+        if (push_ciphertext(c) != 0)
+            return FERRY_EINTERNAL;
+    }
+    return 0;
+}
+
+size_t ferry_conn_pending(const struct ferry_conn *c)
+{
+    return ferry_buf_used(&c->out) + c->queued;
+}
+
+int ferry_conn_send_raw(struct ferry_conn *c, const void *p, size_t n)
+{
+    int rc;
+
+    if (c->closing)
+        return FERRY_ECANCELED;
+    if ((rc = ferry_buf_append(&c->out, p, n)) != 0)
+        return rc;
+    if (ferry_buf_used(&c->out) >= FERRY_NET_COALESCE)
+        return ferry_conn_flush(c);
+    return 0;
+}
+
+ssize_t ferry_frame_cmd(uint8_t *out, size_t cap, int32_t type, json_t *body)
+{
+    ssize_t n;
+
+    if (cap < FERRY_FRAME_HDR_LEN)
+        return FERRY_ETOOBIG;
+    if (!json_object_get(body, "id")) {
+        char id[37];
+        ferry_uuid_new(id);
+        json_object_set_new(body, "id", json_string(id));
+    }
+    if (!json_object_get(body, "version"))
+        json_object_set_new(body, "version", json_string(FERRY_MSG_VERSION));
+    n = ferry_cmd_encode(type, body, out + FERRY_FRAME_HDR_LEN,
+                         cap - FERRY_FRAME_HDR_LEN < FERRY_FRAME_PAYLOAD_MAX
+                             ? cap - FERRY_FRAME_HDR_LEN
+                             : FERRY_FRAME_PAYLOAD_MAX);
+    if (n < 0)
+        return n;
+    ferry_frame_header_encode(out, FERRY_FRAME_COMMAND, (uint32_t)n);
+    return n + FERRY_FRAME_HDR_LEN;
+}
+
+int ferry_conn_send_cmd(struct ferry_conn *c, int32_t type, json_t *body)
+{
+    uint8_t frame[FERRY_FRAME_HDR_LEN + FERRY_FRAME_PAYLOAD_MAX];
+    ssize_t n = ferry_frame_cmd(frame, sizeof(frame), type, body);
+
+    json_decref(body);
+    if (n < 0)
+        return (int)n;
+    return ferry_conn_send_raw(c, frame, (size_t)n);
+}
+
+void ferry_conn_close(struct ferry_conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    if (c->ready) {
+        ferry_conn_flush(c);
+        SSL_shutdown(c->ssl);
+        push_ciphertext(c);
+    }
+    if (c->queued == 0)
+        close_handles(c);
+}
+
+void ferry_conn_pause(struct ferry_conn *c)
+{
+    if (c->paused)
+        return;
+    c->paused = 1;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+    struct ferry_conn *c = h->data;
+
+    (void)hint;
+    *b = uv_buf_init((char *)c->rx, FERRY_NET_READ_CHUNK);
+}
+
+static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    struct ferry_conn *c = s->data;
+
+    if (n < 0) {
+        ferry_conn_close(c);
+        return;
+    }
+    if (n == 0)
+        return;
+    c->last_rx_ms = ferry_now_ms();
+    if (BIO_write(c->rbio, b->base, (int)n) != (int)n) {
+        ferry_conn_close(c);
+        return;
+    }
+    process_input(c);
+}
+
+void ferry_conn_resume(struct ferry_conn *c)
+{
+    if (!c->paused || c->closing)
+        return;
+    c->paused = 0;
+    uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+    /* Records already inside OpenSSL wake no poll: drain them now. */
+    process_input(c);
+}
+
+/* Parses every complete frame in c->in; returns < 0 to close. */
+static int dispatch_frames(struct ferry_conn *c)
+{
+    struct ferry_frame f;
+    ssize_t n;
+    int rc;
+
+    while (!c->paused && !c->closing) {
+        n = ferry_frame_parse(ferry_buf_peek(&c->in), ferry_buf_used(&c->in), &f);
+        if (n == 0)
+            return 0;
+        if (n < 0)
+            return (int)n;
+        rc = c->ops->on_frame(c, &f);
+        if (rc == 1)
+            return 0; /* the application paused and keeps this frame for later */
+        ferry_buf_consume(&c->in, (size_t)n);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static void process_input(struct ferry_conn *c)
+{
+    int n, rc = 0, err;
+
+    if (c->in_process)
+        return;
+    c->in_process = 1;
+    if (!c->ready) {
+        n = SSL_do_handshake(c->ssl);
+        push_ciphertext(c);
+        if (n != 1) {
+            err = SSL_get_error(c->ssl, n);
+            if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE)
+                rc = FERRY_EAUTH;
+            goto out;
+        }
+        c->ready = 1;
+        if ((rc = ferry_tls_peer_id(c->ssl, c->peer_id)) != 0 ||
+            (rc = c->ops->on_ready(c)) != 0)
+            goto out;
+    }
+    /* Read until OpenSSL wants more ciphertext, parsing as we go. */
+    while (!c->paused && !c->closing) {
+        size_t room;
+
+        if ((rc = dispatch_frames(c)) != 0 || c->paused || c->closing)
+            break;
+        if ((rc = ferry_buf_reserve(&c->in, FERRY_NET_READ_CHUNK)) != 0)
+            break;
+        room = c->in.cap - c->in.len;
+        n = SSL_read(c->ssl, ferry_buf_tail(&c->in), (int)(room > INT32_MAX ? INT32_MAX : room));
+        if (n <= 0) {
+            err = SSL_get_error(c->ssl, n);
+            if (err == SSL_ERROR_WANT_READ)
+                break;
+            rc = err == SSL_ERROR_ZERO_RETURN ? FERRY_ECANCELED : FERRY_EPROTO;
+            break;
+        }
+        ferry_buf_grow(&c->in, (size_t)n);
+    }
+out:
+    c->in_process = 0;
+    if (rc != 0) {
+        ERR_clear_error();
+        ferry_conn_close(c);
+        return;
+    }
+    ferry_conn_flush(c);
+}
+
+static void tick_cb(uv_timer_t *t)
+{
+    struct ferry_conn *c = t->data;
+    uint64_t now = ferry_now_ms();
+    uint8_t hb[FERRY_FRAME_HDR_LEN];
+    size_t n;
+
+    if (c->closing)
+        return;
+    /* R-SESS-4: a silent peer is dropped; our own silence earns a heartbeat. */
+    if (now - c->last_rx_ms >= c->idle_ms) {
+        ferry_conn_close(c);
+        return;
+    }
+    if (c->ready && now - c->last_tx_ms >= c->heartbeat_ms) {
+        n = ferry_frame_header_encode(hb, FERRY_FRAME_HEARTBEAT, 0);
+        ferry_conn_send_raw(c, hb, n);
+        ferry_conn_flush(c);
+    }
+    if (c->ops->on_tick != NULL && c->ops->on_tick(c, now) < 0)
+        ferry_conn_close(c);
+}
+
+int ferry_conn_start(struct ferry_conn *c, SSL_CTX *ctx, const struct ferry_conn_ops *ops,
+                     uint64_t heartbeat_ms, uint64_t idle_ms)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss), rc;
+
+    c->ops = ops;
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->handles = 2;
+    c->heartbeat_ms = heartbeat_ms;
+    c->idle_ms = idle_ms;
+    c->last_rx_ms = c->last_tx_ms = ferry_now_ms();
+    ferry_buf_init(&c->in, FERRY_FRAME_HDR_LEN + FERRY_FRAME_PAYLOAD_MAX + FERRY_NET_READ_CHUNK);
+    ferry_buf_init(&c->out, FERRY_NET_OUT_MAX);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET)
+            uv_ip4_name((struct sockaddr_in *)&ss, c->peer_ip, sizeof(c->peer_ip));
+        else if (ss.ss_family == AF_INET6)
+            uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer_ip, sizeof(c->peer_ip));
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    if ((rc = uv_timer_init(c->tcp.loop, &c->timer)) != 0)
+        return rc;
+    uv_timer_start(&c->timer, tick_cb, 1000, 1000);
+    if ((c->rx = ferry_malloc(FERRY_NET_READ_CHUNK)) == NULL ||
+        (c->ssl = SSL_new(ctx)) == NULL || (c->rbio = BIO_new(BIO_s_mem())) == NULL ||
+        (c->wbio = BIO_new(BIO_s_mem())) == NULL) {
+        BIO_free(c->rbio);
+        c->rbio = NULL;
+        rc = -ENOMEM;
+        goto fail;
+    }
+    /* Give an EOF-less empty read instead of an error while waiting for bytes. */
+    BIO_set_mem_eof_return(c->rbio, -1);
+    BIO_set_mem_eof_return(c->wbio, -1);
+    SSL_set_bio(c->ssl, c->rbio, c->wbio);
+    SSL_set_accept_state(c->ssl);
+    if ((rc = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb)) != 0)
+        goto fail;
+    return 0;
+fail:
+    c->closing = 1;
+    close_handles(c);
+    return rc;
+}

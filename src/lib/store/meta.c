@@ -1,0 +1,844 @@
+/* Server metadata in SQLite: users, devices, sessions, the tree, content counts. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "ferry/core.h"
+#include "ferry/store.h"
+
+#define STMT_CACHE 48
+
+struct ferry_meta {
+    sqlite3 *db;
+    struct {
+        const char *sql;
+        sqlite3_stmt *st;
+    } cache[STMT_CACHE];
+};
+
+static const char schema[] =
+    "CREATE TABLE IF NOT EXISTS users("
+    " id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, pwhash TEXT NOT NULL,"
+    " created INTEGER NOT NULL) STRICT;"
+    "CREATE TABLE IF NOT EXISTS devices("
+    " user_id INTEGER NOT NULL REFERENCES users(id), device_id TEXT NOT NULL,"
+    " name TEXT NOT NULL, first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL,"
+    " PRIMARY KEY(user_id, device_id)) STRICT;"
+    "CREATE TABLE IF NOT EXISTS sessions("
+    " token_hash BLOB PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id),"
+    " device_id TEXT NOT NULL, created INTEGER NOT NULL,"
+    " UNIQUE(user_id, device_id)) STRICT;"
+    "CREATE TABLE IF NOT EXISTS nodes("
+    " id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id),"
+    " parent_id INTEGER NOT NULL, name TEXT NOT NULL, is_dir INTEGER NOT NULL,"
+    " size INTEGER NOT NULL DEFAULT 0, cid TEXT, mtime INTEGER NOT NULL,"
+    " smtime INTEGER NOT NULL, exec INTEGER NOT NULL DEFAULT 0,"
+    " UNIQUE(user_id, parent_id, name)) STRICT;"
+    "CREATE TABLE IF NOT EXISTS content("
+    " user_id INTEGER NOT NULL, cid TEXT NOT NULL, size INTEGER NOT NULL,"
+    " refs INTEGER NOT NULL, PRIMARY KEY(user_id, cid)) STRICT;"
+    "CREATE INDEX IF NOT EXISTS content_unref ON content(refs) WHERE refs <= 0;";
+
+/* Maps SQLite results onto ferry codes. */
+static int sqlrc(struct ferry_meta *m, int rc)
+{
+    switch (rc) {
+    case SQLITE_OK:
+    case SQLITE_DONE:
+    case SQLITE_ROW:
+        return 0;
+    case SQLITE_CONSTRAINT:
+        return FERRY_EEXIST;
+    case SQLITE_FULL:
+        return FERRY_ENOSPACE;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return FERRY_EBUSY;
+    case SQLITE_NOMEM:
+        return -ENOMEM;
+    default:
+        ferry_log(FERRY_LOG_ERR, "sqlite rc=%d msg=\"%s\"", rc, sqlite3_errmsg(m->db));
+        return FERRY_EINTERNAL;
+    }
+}
+
+/* Returns a reset, cached prepared statement for a static SQL string. */
+static sqlite3_stmt *stmt(struct ferry_meta *m, const char *sql)
+{
+    size_t i;
+
+    for (i = 0; i < STMT_CACHE && m->cache[i].sql != NULL; i++) {
+        if (m->cache[i].sql == sql) {
+            sqlite3_reset(m->cache[i].st);
+            sqlite3_clear_bindings(m->cache[i].st);
+            return m->cache[i].st;
+        }
+    }
+    if (i == STMT_CACHE)
+        return NULL;
+    if (sqlite3_prepare_v3(m->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &m->cache[i].st, NULL) !=
+        SQLITE_OK) {
+        ferry_log(FERRY_LOG_ERR, "sqlite prepare: %s", sqlite3_errmsg(m->db));
+        return NULL;
+    }
+    m->cache[i].sql = sql;
+    return m->cache[i].st;
+}
+
+static int exec(struct ferry_meta *m, const char *sql)
+{
+    return sqlrc(m, sqlite3_exec(m->db, sql, NULL, NULL, NULL));
+}
+
+int ferry_meta_open(const char *path, int readonly, struct ferry_meta **out)
+{
+    struct ferry_meta *m;
+    int flags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    int rc;
+
+    *out = NULL;
+    if ((m = ferry_calloc(1, sizeof(*m))) == NULL)
+        return -ENOMEM;
+    flags |= SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(path, &m->db, flags, NULL) != SQLITE_OK) {
+        rc = FERRY_EINTERNAL;
+        goto out;
+    }
+    sqlite3_busy_timeout(m->db, 5000);
+    sqlite3_extended_result_codes(m->db, 0);
+    /* ecosystem.md 3.4: WAL, FULL for commits that back an acknowledgement. */
+    if (!readonly) {
+        if ((rc = exec(m, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+                          "PRAGMA foreign_keys=ON; PRAGMA journal_size_limit=67108864;")) != 0 ||
+            (rc = exec(m, schema)) != 0 || (rc = exec(m, "PRAGMA user_version=1;")) != 0)
+            goto out;
+    } else if ((rc = exec(m, "PRAGMA foreign_keys=ON;")) != 0) {
+        goto out;
+    }
+    *out = m;
+    m = NULL;
+out:
+    ferry_meta_close(m);
+    return rc;
+}
+
+void ferry_meta_close(struct ferry_meta *m)
+{
+    size_t i;
+
+    if (m == NULL)
+        return;
+    for (i = 0; i < STMT_CACHE; i++)
+        sqlite3_finalize(m->cache[i].st);
+    sqlite3_close(m->db);
+    ferry_free(m);
+}
+
+int ferry_meta_begin(struct ferry_meta *m)
+{
+    return exec(m, "BEGIN IMMEDIATE");
+}
+
+int ferry_meta_commit(struct ferry_meta *m)
+{
+    return exec(m, "COMMIT");
+}
+
+void ferry_meta_rollback(struct ferry_meta *m)
+{
+    sqlite3_exec(m->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+int ferry_meta_savepoint(struct ferry_meta *m)
+{
+    return exec(m, "SAVEPOINT op");
+}
+
+int ferry_meta_release(struct ferry_meta *m)
+{
+    return exec(m, "RELEASE op");
+}
+
+void ferry_meta_rollback_to(struct ferry_meta *m)
+{
+    sqlite3_exec(m->db, "ROLLBACK TO op; RELEASE op", NULL, NULL, NULL);
+}
+
+int ferry_meta_check(struct ferry_meta *m)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = FERRY_EINTERNAL;
+
+    if (sqlite3_prepare_v2(m->db, "PRAGMA integrity_check", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW &&
+        strcmp((const char *)sqlite3_column_text(st, 0), "ok") == 0)
+        rc = 0;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Steps a statement that returns no row. */
+static int step_done(struct ferry_meta *m, sqlite3_stmt *st)
+{
+    int rc;
+
+    if (st == NULL)
+        return FERRY_EINTERNAL;
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : sqlrc(m, rc);
+}
+
+static void copy_text(char *dst, size_t cap, const unsigned char *src)
+{
+    snprintf(dst, cap, "%s", src != NULL ? (const char *)src : "");
+}
+
+/* ---- users, devices, sessions ---- */
+
+static const char sql_user_ins[] = "INSERT INTO users(name, pwhash, created) VALUES(?1, ?2, ?3)";
+static const char sql_root_ins[] =
+    "INSERT INTO nodes(user_id, parent_id, name, is_dir, mtime, smtime) VALUES(?1, 0, '', 1, ?2, ?2)";
+
+int ferry_meta_user_create(struct ferry_meta *m, const char *name, const char *pwhash,
+                           int64_t now, int64_t *uid)
+{
+    sqlite3_stmt *st = stmt(m, sql_user_ins);
+    int rc;
+
+    if (st == NULL)
+        return FERRY_EINTERNAL;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, pwhash, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, now);
+    if ((rc = step_done(m, st)) != 0)
+        return rc;
+    *uid = sqlite3_last_insert_rowid(m->db);
+    /* Each user's root directory: parent 0, empty name. */
+    if ((st = stmt(m, sql_root_ins)) == NULL)
+        return FERRY_EINTERNAL;
+    sqlite3_bind_int64(st, 1, *uid);
+    sqlite3_bind_int64(st, 2, now);
+    return step_done(m, st);
+}
+
+static const char sql_user_get[] = "SELECT id, pwhash FROM users WHERE name = ?1";
+
+int ferry_meta_user_get(struct ferry_meta *m, const char *name, int64_t *uid, char *pwhash,
+                        size_t cap)
+{
+    sqlite3_stmt *st = stmt(m, sql_user_get);
+    int rc;
+
+    if (st == NULL)
+        return FERRY_EINTERNAL;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *uid = sqlite3_column_int64(st, 0);
+        copy_text(pwhash, cap, sqlite3_column_text(st, 1));
+        rc = 0;
+    } else {
+        rc = rc == SQLITE_DONE ? FERRY_ENOTFOUND : sqlrc(m, rc);
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+static const char sql_user_pw[] = "SELECT pwhash FROM users WHERE id = ?1";
+
+int ferry_meta_user_pwhash(struct ferry_meta *m, int64_t uid, char *pwhash, size_t cap)
+{
+    sqlite3_stmt *st = stmt(m, sql_user_pw);
+    int rc;
+
+    if (st == NULL)
+        return FERRY_EINTERNAL;
+    sqlite3_bind_int64(st, 1, uid);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        copy_text(pwhash, cap, sqlite3_column_text(st, 0));
+        rc = 0;
+    } else {
+        rc = rc == SQLITE_DONE ? FERRY_ENOTFOUND : sqlrc(m, rc);
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+static const char sql_user_setpw[] = "UPDATE users SET pwhash = ?2 WHERE id = ?1";
+
+int ferry_meta_user_set_pwhash(struct ferry_meta *m, int64_t uid, const char *pwhash)
+{
+    sqlite3_stmt *st = stmt(m, sql_user_setpw);
+
+    if (st == NULL)
+        return FERRY_EINTERNAL;
+    sqlite3_bind_int64(st, 1, uid);
+    sqlite3_bind_text(st, 2, pwhash, -1, SQLITE_STATIC);
+    return step_done(m, st);
+}
+
+static const char sql_dev_seen[] =
+    "INSERT INTO devices(user_id, device_id, name, first_seen, last_seen) VALUES(?1, ?2, ?3, ?4, ?4)"
+    " ON CONFLICT(user_id, device_id) DO UPDATE SET name = ?3, last_seen = ?4";
+
+int ferry_meta_device_seen(struct ferry_meta *m, int64_t uid, const char *device_id,
+                           const char *name, int64_t now)
+{
+    sqlite3_stmt *st = stmt(m, sql_dev_seen);
+
+    if (st == NULL)
+        return FERRY_EINTERNAL;
+    sqlite3_bind_int64(st, 1, uid);
+    sqlite3_bind_text(st, 2, device_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, now);
+    return step_done(m, st);
+}
+
+static const char sql_sess_del_dev[] = "DELETE FROM sessions WHERE user_id = ?1 AND device_id = ?2";
+static const char sql_sess_ins[] =
+    "INSERT INTO sessions(token_hash, user_id, device_id, created) VALUES(?1, ?2, ?3, ?4)";
+
+int ferry_meta_session_put(struct ferry_meta *m, int64_t uid, const char *device_id,
+                           const uint8_t hash[static 32], int64_t now)
+{
+    sqlite3_stmt *st = stmt(m, sql_sess_del_dev);
+    int rc;
+
+    /* R-AUTH-6: one session per (user, device); a new login replaces it. */
+    if (st == NULL)
+        return FERRY_EINTERNAL;
+    sqlite3_bind_int64(st, 1, uid);
+    sqlite3_bind_text(st, 2, device_id, -1, SQLITE_STATIC);
+    if ((rc = step_done(m, st)) != 0)
+        return rc;
+    if ((st = stmt(m, sql_sess_ins)) == NULL)
+        return FERRY_EINTERNAL;
+    sqlite3_bind_blob(st, 1, hash, 32, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, uid);
+    sqlite3_bind_text(st, 3, device_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, now);
+    return step_done(m, st);
+}
+
+static const char sql_sess_get[] = "SELECT s.user_id, s.device_id, u.name FROM sessions s"
+                                   " JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?1";
+
+int ferry_meta_session_get(struct ferry_meta *m, const uint8_t hash[static 32], int64_t *uid,
+                           char device_id[static FERRY_ID_LEN + 1], char *user, size_t usercap)
+{
+    sqlite3_stmt *st = stmt(m, sql_sess_get);
+    int rc;
+
+    if (st == NULL)
+        return FERRY_EINTERNAL;
+    sqlite3_bind_blob(st, 1, hash, 32, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *uid = sqlite3_column_int64(st, 0);
+        copy_text(device_id, FERRY_ID_LEN + 1, sqlite3_column_text(st, 1));
+        copy_text(user, usercap, sqlite3_column_text(st, 2));
+        rc = 0;
+    } else {
+        rc = rc == SQLITE_DONE ? FERRY_ENOTFOUND : sqlrc(m, rc);
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+static const char sql_sess_del[] = "DELETE FROM sessions WHERE token_hash = ?1";
+
+int ferry_meta_session_delete(struct ferry_meta *m, const uint8_t hash[static 32])
+{
+    sqlite3_stmt *st = stmt(m, sql_sess_del);
+
+    if (st == NULL)
+        return FERRY_EINTERNAL;
+    sqlite3_bind_blob(st, 1, hash, 32, SQLITE_STATIC);
+    return step_done(m, st);
+}
+
+static const char sql_sess_del_user[] =
+    "DELETE FROM sessions WHERE user_id = ?1 AND (?2 IS NULL OR token_hash != ?2)";
+
+int ferry_meta_session_delete_user(struct ferry_meta *m, int64_t uid, const uint8_t *keep)
+{
+    sqlite3_stmt *st = stmt(m, sql_sess_del_user);
+
+    if (st == NULL)
+        return FERRY_EINTERNAL;
+    sqlite3_bind_int64(st, 1, uid);
+    if (keep != NULL)
+        sqlite3_bind_blob(st, 2, keep, 32, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 2);
+    return step_done(m, st);
+}
+
+/* ---- the tree ---- */
+
+#define NODE_COLS "id, parent_id, is_dir, exec, size, mtime, smtime, name, cid"
+
+static void read_node(sqlite3_stmt *st, struct ferry_node *n)
+{
+    n->id = sqlite3_column_int64(st, 0);
+    n->parent_id = sqlite3_column_int64(st, 1);
+    n->is_dir = sqlite3_column_int(st, 2);
+    n->exec = sqlite3_column_int(st, 3);
+    n->size = sqlite3_column_int64(st, 4);
+    n->mtime = sqlite3_column_int64(st, 5);
+    n->smtime = sqlite3_column_int64(st, 6);
+    copy_text(n->name, sizeof(n->name), sqlite3_column_text(st, 7));
+    copy_text(n->cid, sizeof(n->cid), sqlite3_column_text(st, 8));
+}
+
+static const char sql_child[] =
+    "SELECT " NODE_COLS " FROM nodes WHERE user_id = ?1 AND parent_id = ?2 AND name = ?3";
+
+static int child(struct ferry_meta *m, int64_t uid, int64_t parent, const char *name, size_t len,
+                 struct ferry_node *out)
+{
+    sqlite3_stmt *st = stmt(m, sql_child);
+    int rc;
+
+    if (st == NULL)
+        return FERRY_EINTERNAL;
+    sqlite3_bind_int64(st, 1, uid);
+    sqlite3_bind_int64(st, 2, parent);
+    sqlite3_bind_text(st, 3, name, (int)len, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        read_node(st, out);
+        rc = 0;
+    } else {
+        rc = rc == SQLITE_DONE ? FERRY_ENOTFOUND : sqlrc(m, rc);
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+int ferry_meta_node_by_id(struct ferry_meta *m, int64_t uid, int64_t id, struct ferry_node *out)
+{
+    static const char sql[] = "SELECT " NODE_COLS " FROM nodes WHERE user_id = ?1 AND id = ?2";
+    sqlite3_stmt *st = stmt(m, sql);
+    int rc;
+
+    if (st == NULL)
+        return FERRY_EINTERNAL;
+    sqlite3_bind_int64(st, 1, uid);
+    sqlite3_bind_int64(st, 2, id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        read_node(st, out);
+        rc = 0;
+    } else {
+        rc = rc == SQLITE_DONE ? FERRY_ENOTFOUND : sqlrc(m, rc);
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+static int root(struct ferry_meta *m, int64_t uid, struct ferry_node *out)
+{
+    return child(m, uid, 0, "", 0, out);
+}
+
+/* Walks a normalised path; on FERRY_ENOTFOUND, *last is the deepest node found. */
+static int walk(struct ferry_meta *m, int64_t uid, const char *path, struct ferry_node *out,
+                const char **rest)
+{
+    const char *p = path, *slash;
+    int rc;
+
+    if ((rc = root(m, uid, out)) != 0)
+        return rc;
+    while (*p != '\0') {
+        struct ferry_node next;
+        size_t len;
+
+        if (!out->is_dir)
+            return FERRY_ENOTDIR;
+        slash = strchr(p, '/');
+        len = slash != NULL ? (size_t)(slash - p) : strlen(p);
+        rc = child(m, uid, out->id, p, len, &next);
+        if (rc != 0) {
+            if (rest != NULL)
+                *rest = p;
+            return rc;
+        }
+        *out = next;
+        p += len;
+        if (*p == '/')
+            p++;
+    }
+    if (rest != NULL)
+        *rest = p;
+    return 0;
+}
+
+int ferry_meta_lookup(struct ferry_meta *m, int64_t uid, const char *path, struct ferry_node *out)
+{
+    return walk(m, uid, path, out, NULL);
+}
+
+static const char sql_mkdir[] = "INSERT INTO nodes(user_id, parent_id, name, is_dir, mtime, smtime)"
+                                " VALUES(?1, ?2, ?3, 1, ?4, ?5)";
+
+/* Creates the missing directories of path below what walk found. */
+static int make_dirs(struct ferry_meta *m, int64_t uid, const char *path, int64_t mtime,
+                     int64_t now, struct ferry_node *dir)
+{
+    const char *rest = NULL, *slash;
+    int rc = walk(m, uid, path, dir, &rest);
+
+    if (rc == 0)
+        return dir->is_dir ? 0 : FERRY_EEXIST;
+    if (rc != FERRY_ENOTFOUND)
+        return rc;
+    while (*rest != '\0') {
+        sqlite3_stmt *st = stmt(m, sql_mkdir);
+        size_t len;
+
+        slash = strchr(rest, '/');
+        len = slash != NULL ? (size_t)(slash - rest) : strlen(rest);
+        if (st == NULL)
+            return FERRY_EINTERNAL;
+        sqlite3_bind_int64(st, 1, uid);
+        sqlite3_bind_int64(st, 2, dir->id);
+        sqlite3_bind_text(st, 3, rest, (int)len, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, slash == NULL ? mtime : now);
+        sqlite3_bind_int64(st, 5, now);
+        if ((rc = step_done(m, st)) != 0)
+            return rc;
+        *dir = (struct ferry_node){.id = sqlite3_last_insert_rowid(m->db),
+                                   .parent_id = dir->id,
+                                   .is_dir = 1,
+                                   .mtime = slash == NULL ? mtime : now,
+                                   .smtime = now};
+        rest += len;
+        if (*rest == '/')
+            rest++;
+    }
+    return 0;
+}
+
+int ferry_meta_mkdirs(struct ferry_meta *m, int64_t uid, const char *path, int64_t mtime,
+                      int64_t now, int64_t *dir_id)
+{
+    struct ferry_node d;
+    int rc = make_dirs(m, uid, path, mtime, now, &d);
+
+    if (rc == 0)
+        *dir_id = d.id;
+    return rc;
+}
+
+static const char sql_ref[] =
+    "INSERT INTO content(user_id, cid, size, refs) VALUES(?1, ?2, ?3, ?4)"
+    " ON CONFLICT(user_id, cid) DO UPDATE SET refs = refs + ?4";
+
+/* R-STORE-4: counts change in the same transaction as the tree. */
+static int content_ref(struct ferry_meta *m, int64_t uid, const char *cid, int64_t size, int delta)
+{
+    sqlite3_stmt *st = stmt(m, sql_ref);
+
+    if (st == NULL)
+        return FERRY_EINTERNAL;
+    sqlite3_bind_int64(st, 1, uid);
+    sqlite3_bind_text(st, 2, cid, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, size);
+    sqlite3_bind_int(st, 4, delta);
+    return step_done(m, st);
+}
+
+static const char sql_file_ins[] =
+    "INSERT INTO nodes(user_id, parent_id, name, is_dir, size, cid, mtime, smtime, exec)"
+    " VALUES(?1, ?2, ?3, 0, ?4, ?5, ?6, ?7, ?8)";
+static const char sql_file_upd[] =
+    "UPDATE nodes SET size = ?2, cid = ?3, mtime = ?4, smtime = ?5, exec = ?6 WHERE id = ?1";
+
+int ferry_meta_put_file(struct ferry_meta *m, int64_t uid, const char *path, int64_t size,
+                        const char *cid, int64_t mtime, int exec, int64_t now)
+{
+    char parent[FERRY_PATH_MAX + 1];
+    const char *slash = strrchr(path, '/');
+    const char *name = slash != NULL ? slash + 1 : path;
+    struct ferry_node dir, old;
+    sqlite3_stmt *st;
+    int rc;
+
+    if (*name == '\0')
+        return FERRY_EPATH;
+    snprintf(parent, sizeof(parent), "%.*s", slash != NULL ? (int)(slash - path) : 0, path);
+    if ((rc = make_dirs(m, uid, parent, now, now, &dir)) != 0)
+        return rc == FERRY_EEXIST ? FERRY_ENOTDIR : rc;
+    if ((rc = content_ref(m, uid, cid, size, 1)) != 0)
+        return rc;
+    rc = child(m, uid, dir.id, name, strlen(name), &old);
+    if (rc == 0) {
+        if (old.is_dir)
+            return FERRY_EISDIR;
+        if ((rc = content_ref(m, uid, old.cid, old.size, -1)) != 0 ||
+            (st = stmt(m, sql_file_upd)) == NULL)
+            return rc != 0 ? rc : FERRY_EINTERNAL;
+        sqlite3_bind_int64(st, 1, old.id);
+    } else if (rc == FERRY_ENOTFOUND) {
+        if ((st = stmt(m, sql_file_ins)) == NULL)
+            return FERRY_EINTERNAL;
+        sqlite3_bind_int64(st, 1, uid);
+        sqlite3_bind_int64(st, 2, dir.id);
+        sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, size);
+        sqlite3_bind_text(st, 5, cid, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 6, mtime);
+        sqlite3_bind_int64(st, 7, now);
+        sqlite3_bind_int(st, 8, exec);
+        return step_done(m, st);
+    } else {
+        return rc;
+    }
+    sqlite3_bind_int64(st, 2, size);
+    sqlite3_bind_text(st, 3, cid, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, mtime);
+    sqlite3_bind_int64(st, 5, now);
+    sqlite3_bind_int(st, 6, exec);
+    return step_done(m, st);
+}
+
+static const char sql_children[] = "SELECT " NODE_COLS
+                                   " FROM nodes WHERE user_id = ?1 AND parent_id = ?2 ORDER BY name";
+
+/*
+ * Reads the children of dir into an array: the statement must be reset
+ * before recursing, because the cache holds one instance of it.
+ */
+static int read_children(struct ferry_meta *m, int64_t uid, int64_t dir, struct ferry_node **out,
+                         size_t *count)
+{
+    sqlite3_stmt *st = stmt(m, sql_children);
+    struct ferry_node *v = NULL, *nv;
+    size_t n = 0, cap = 0;
+    int rc;
+
+    *out = NULL;
+    *count = 0;
+    if (st == NULL)
+        return FERRY_EINTERNAL;
+    sqlite3_bind_int64(st, 1, uid);
+    sqlite3_bind_int64(st, 2, dir);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            if ((nv = ferry_realloc(v, cap * sizeof(*v))) == NULL) {
+                rc = -ENOMEM;
+                goto out;
+            }
+            v = nv;
+        }
+        read_node(st, &v[n++]);
+    }
+    rc = rc == SQLITE_DONE ? 0 : sqlrc(m, rc);
+out:
+    sqlite3_reset(st);
+    if (rc != 0) {
+        ferry_free(v);
+        return rc;
+    }
+    *out = v;
+    *count = n;
+    return 0;
+}
+
+static int list_rec(struct ferry_meta *m, int64_t uid, int64_t dir, const char *prefix,
+                    int recursive, ferry_meta_list_fn fn, void *arg, int depth)
+{
+    struct ferry_node *v;
+    size_t n, i;
+    char rel[FERRY_PATH_MAX + 2];
+    int rc;
+
+    if (depth > FERRY_PATH_DEPTH_MAX)
+        return FERRY_ETOOBIG;
+    if ((rc = read_children(m, uid, dir, &v, &n)) != 0)
+        return rc;
+    for (i = 0; i < n && rc == 0; i++) {
+        int w = snprintf(rel, sizeof(rel), "%s%s%s", prefix, *prefix ? "/" : "", v[i].name);
+        if (w < 0 || (size_t)w >= sizeof(rel)) {
+            rc = FERRY_ETOOBIG;
+            break;
+        }
+        if ((rc = fn(arg, rel, &v[i])) != 0)
+            break;
+        if (recursive && v[i].is_dir)
+            rc = list_rec(m, uid, v[i].id, rel, recursive, fn, arg, depth + 1);
+    }
+    ferry_free(v);
+    return rc;
+}
+
+int ferry_meta_list(struct ferry_meta *m, int64_t uid, int64_t dir_id, int recursive,
+                    ferry_meta_list_fn fn, void *arg)
+{
+    return list_rec(m, uid, dir_id, "", recursive, fn, arg, 0);
+}
+
+static const char sql_del_node[] = "DELETE FROM nodes WHERE id = ?1";
+
+static int delete_tree(struct ferry_meta *m, int64_t uid, const struct ferry_node *n, int depth)
+{
+    struct ferry_node *v;
+    size_t cnt, i;
+    sqlite3_stmt *st;
+    int rc = 0;
+
+    if (depth > FERRY_PATH_DEPTH_MAX + 1)
+        return FERRY_ETOOBIG;
+    if (n->is_dir) {
+        if ((rc = read_children(m, uid, n->id, &v, &cnt)) != 0)
+            return rc;
+        for (i = 0; i < cnt && rc == 0; i++)
+            rc = delete_tree(m, uid, &v[i], depth + 1);
+        ferry_free(v);
+        if (rc != 0)
+            return rc;
+    } else if ((rc = content_ref(m, uid, n->cid, n->size, -1)) != 0) {
+        return rc;
+    }
+    if ((st = stmt(m, sql_del_node)) == NULL)
+        return FERRY_EINTERNAL;
+    sqlite3_bind_int64(st, 1, n->id);
+    return step_done(m, st);
+}
+
+static int has_children(struct ferry_meta *m, int64_t uid, int64_t dir)
+{
+    static const char sql[] = "SELECT 1 FROM nodes WHERE user_id = ?1 AND parent_id = ?2 LIMIT 1";
+    sqlite3_stmt *st = stmt(m, sql);
+    int rc;
+
+    if (st == NULL)
+        return FERRY_EINTERNAL;
+    sqlite3_bind_int64(st, 1, uid);
+    sqlite3_bind_int64(st, 2, dir);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_ROW)
+        return 1;
+    return rc == SQLITE_DONE ? 0 : sqlrc(m, rc);
+}
+
+int ferry_meta_remove(struct ferry_meta *m, int64_t uid, const char *path, int recursive)
+{
+    struct ferry_node n;
+    int rc;
+
+    if (*path == '\0')
+        return FERRY_EPATH; /* the root cannot be removed */
+    if ((rc = walk(m, uid, path, &n, NULL)) != 0)
+        return rc;
+    if (n.is_dir && !recursive) {
+        rc = has_children(m, uid, n.id);
+        if (rc < 0)
+            return rc;
+        if (rc > 0)
+            return FERRY_ENOTEMPTY;
+    }
+    return delete_tree(m, uid, &n, 0);
+}
+
+static const char sql_move[] = "UPDATE nodes SET parent_id = ?2, name = ?3, smtime = ?4 WHERE id = ?1";
+
+int ferry_meta_move(struct ferry_meta *m, int64_t uid, const char *from, const char *to, int force,
+                    int64_t now)
+{
+    char parent[FERRY_PATH_MAX + 1];
+    const char *slash = strrchr(to, '/');
+    const char *name = slash != NULL ? slash + 1 : to;
+    struct ferry_node src, dir, dst;
+    size_t flen = strlen(from);
+    sqlite3_stmt *st;
+    int rc;
+
+    if (*from == '\0' || *to == '\0')
+        return FERRY_EPATH;
+    if (strcmp(from, to) == 0)
+        return 0;
+    if ((rc = walk(m, uid, from, &src, NULL)) != 0)
+        return rc;
+    /* A directory cannot move into its own subtree. */
+    if (src.is_dir && strncmp(to, from, flen) == 0 && to[flen] == '/')
+        return FERRY_EPATH;
+    snprintf(parent, sizeof(parent), "%.*s", slash != NULL ? (int)(slash - to) : 0, to);
+    if ((rc = walk(m, uid, parent, &dir, NULL)) != 0)
+        return rc;
+    if (!dir.is_dir)
+        return FERRY_ENOTDIR;
+    rc = child(m, uid, dir.id, name, strlen(name), &dst);
+    if (rc == 0) {
+        if (!force)
+            return FERRY_EEXIST;
+        if (dst.is_dir != src.is_dir)
+            return dst.is_dir ? FERRY_EISDIR : FERRY_ENOTDIR;
+        if (dst.is_dir && (rc = has_children(m, uid, dst.id)) != 0)
+            return rc < 0 ? rc : FERRY_ENOTEMPTY;
+        if ((rc = delete_tree(m, uid, &dst, 0)) != 0)
+            return rc;
+    } else if (rc != FERRY_ENOTFOUND) {
+        return rc;
+    }
+    if ((st = stmt(m, sql_move)) == NULL)
+        return FERRY_EINTERNAL;
+    sqlite3_bind_int64(st, 1, src.id);
+    sqlite3_bind_int64(st, 2, dir.id);
+    sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, now);
+    return step_done(m, st);
+}
+
+int ferry_meta_content_has(struct ferry_meta *m, int64_t uid, const char *cid)
+{
+    static const char sql[] = "SELECT refs FROM content WHERE user_id = ?1 AND cid = ?2";
+    sqlite3_stmt *st = stmt(m, sql);
+    int rc;
+
+    if (st == NULL)
+        return FERRY_EINTERNAL;
+    sqlite3_bind_int64(st, 1, uid);
+    sqlite3_bind_text(st, 2, cid, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_ROW)
+        return 1;
+    return rc == SQLITE_DONE ? 0 : sqlrc(m, rc);
+}
+
+int ferry_meta_gc(struct ferry_meta *m, ferry_meta_gc_fn fn, void *arg)
+{
+    static const char sql_sel[] = "SELECT user_id, cid FROM content WHERE refs <= 0";
+    static const char sql_del[] = "DELETE FROM content WHERE refs <= 0";
+    sqlite3_stmt *st = stmt(m, sql_sel);
+    int rc;
+
+    if (st == NULL)
+        return FERRY_EINTERNAL;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        fn(arg, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1));
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return sqlrc(m, rc);
+    return step_done(m, stmt(m, sql_del));
+}
+
+int ferry_blob_relpath(int64_t uid, const char *cid, char *out, size_t cap)
+{
+    int n;
+
+    if (!ferry_cid_valid(cid))
+        return FERRY_EPROTO;
+    n = snprintf(out, cap, "blobs/%lld/%.2s/%s", (long long)uid, cid + 7, cid + 7);
+    return n > 0 && (size_t)n < cap ? 0 : FERRY_ETOOBIG;
+}

@@ -1,0 +1,38 @@
+/* Data payload codec: transfer id(16) | offset u64 BE | bytes (docs/protocol.md, R-DATA-*). */
+#include <string.h>
+
+#include "ferry/core.h"
+#include "ferry/wire.h"
+
+/*
+ * Decodes a data payload into a view of p. Returns 0, FERRY_EPROTO or
+ * FERRY_ETOOBIG; out is zeroed on error.
+ */
+int ferry_data_decode(const uint8_t *p, size_t len, struct ferry_data *out)
+{
+    uint64_t offset;
+    size_t n;
+
+    *out = (struct ferry_data){0};
+    if (len < FERRY_DATA_HDR_LEN)
+        return FERRY_EPROTO; /* R-DATA-1: the header is not optional */
+    n = len - FERRY_DATA_HDR_LEN;
+    if (n > FERRY_DATA_MAX)
+        return FERRY_ETOOBIG; /* R-DATA-1 */
+    offset = ferry_get_be64(p + FERRY_TID_LEN);
+    /* R-DATA-1: the byte range must not wrap; compare on the side that cannot overflow. */
+    if (UINT64_MAX - offset < n)
+        return FERRY_EPROTO;
+    memcpy(out->tid, p, FERRY_TID_LEN);
+    out->offset = offset;
+    out->bytes = p + FERRY_DATA_HDR_LEN;
+    out->len = n;
+    return 0;
+}
+
+void ferry_data_header_encode(uint8_t out[static FERRY_DATA_HDR_LEN],
+                              const uint8_t tid[static FERRY_TID_LEN], uint64_t offset)
+{
+    memcpy(out, tid, FERRY_TID_LEN);
+    ferry_put_be64(out + FERRY_TID_LEN, offset);
+}

@@ -1,0 +1,377 @@
+/* ferry serve: the single-writer queue and its group commits (R-STORE-1, R-STORE-2). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "ferry/path.h"
+#include "server.h"
+
+struct batch {
+    uv_work_t work;
+    struct srv *srv;
+    struct op *ops;
+    char **gc; /* blob paths to unlink once the commit is durable */
+    size_t ngc;
+    size_t capgc;
+};
+
+struct op *srv_op_new(struct sess *s, enum op_kind kind, const char *ref)
+{
+    struct op *op = ferry_calloc(1, sizeof(*op));
+
+    if (op == NULL)
+        return NULL;
+    op->kind = kind;
+    op->s = s;
+    op->tmpfd = -1;
+    op->now = srv_now_ns();
+    snprintf(op->ref, sizeof(op->ref), "%s", ref != NULL ? ref : "");
+    srv_sess_ref(s);
+    s->outstanding++;
+    return op;
+}
+
+void srv_op_free(struct op *op)
+{
+    if (op->tmpfd >= 0)
+        close(op->tmpfd);
+    ferry_free(op->path);
+    ferry_free(op->path2);
+    sodium_memzero(op->token, sizeof(op->token));
+    sodium_memzero(op->pwhash, sizeof(op->pwhash));
+    ferry_free(op);
+}
+
+static void start_job(struct srv *srv);
+
+void srv_op_submit(struct srv *srv, struct op *op)
+{
+    if (srv->q_tail != NULL)
+        srv->q_tail->next = op;
+    else
+        srv->q_head = op;
+    srv->q_tail = op;
+    srv->q_len++;
+    /* Start on the next loop turn, so one read's worth of frames share a batch. */
+    if (!srv->job_running && !uv_is_active((uv_handle_t *)&srv->kick))
+        uv_timer_start(&srv->kick, srv_kick_cb, 0, 0);
+}
+
+/* Makes blobs/<uid>/<hh> beneath the data dir without following symlinks. */
+static int blob_dir(struct srv *srv, int64_t uid, const char *cid)
+{
+    char rel[128];
+
+    snprintf(rel, sizeof(rel), "blobs/%lld/%.2s", (long long)uid, cid + 7);
+    return ferry_mkdirs_beneath(srv->datafd, rel);
+}
+
+/* Moves each verified upload's temp file to its blob name (not yet durable). */
+static int place_blobs(struct batch *b, int *nplaced)
+{
+    struct srv *srv = b->srv;
+    struct op *op;
+    int dfd, rc, n = 0;
+
+    for (op = b->ops; op != NULL; op = op->next) {
+        if (op->kind != OP_UPLOAD || op->rc != 0)
+            continue;
+        /* Rows, not files, say what exists: a stray file is rewritten. */
+        rc = ferry_meta_content_has(srv->wdb, op->uid, op->cid);
+        if (rc < 0) {
+            op->rc = rc;
+            continue;
+        }
+        if (rc == 1) {
+            unlinkat(srv->tmpfd, op->tmpname, 0);
+            op->tmpname[0] = '\0';
+            continue;
+        }
+        if ((dfd = blob_dir(srv, op->uid, op->cid)) < 0) {
+            op->rc = dfd == -ENOSPC ? FERRY_ENOSPACE : FERRY_EINTERNAL;
+            continue;
+        }
+        if (renameat(srv->tmpfd, op->tmpname, dfd, op->cid + 7) != 0) {
+            op->rc = errno == ENOSPC ? FERRY_ENOSPACE : FERRY_EINTERNAL;
+            close(dfd);
+            continue;
+        }
+        op->tmpname[0] = '\0';
+        /* Small batches fsync each file and its directory; big ones use syncfs. */
+        op->flag2 = dfd;
+        n++;
+    }
+    *nplaced = n;
+    return 0;
+}
+
+static int durable(struct batch *b, int nplaced)
+{
+    struct op *op;
+    int rc = 0;
+
+    if (nplaced >= 8) {
+        if (syncfs(b->srv->datafd) != 0)
+            rc = -errno;
+    } else {
+        for (op = b->ops; op != NULL && rc == 0; op = op->next) {
+            if (op->kind != OP_UPLOAD || op->rc != 0 || op->flag2 <= 0)
+                continue;
+            if (fdatasync(op->tmpfd) != 0 || fsync(op->flag2) != 0)
+                rc = -errno;
+        }
+    }
+    for (op = b->ops; op != NULL; op = op->next) {
+        if (op->kind == OP_UPLOAD && op->flag2 > 0) {
+            close(op->flag2);
+            op->flag2 = 0;
+        }
+        /* R-STORE-5: an fsync error is fatal for every upload it covered. */
+        if (rc != 0 && op->kind == OP_UPLOAD && op->rc == 0)
+            op->rc = rc == -ENOSPC || rc == -EDQUOT ? FERRY_ENOSPACE : FERRY_EINTERNAL;
+    }
+    return rc;
+}
+
+static int apply(struct srv *srv, struct op *op)
+{
+    struct ferry_meta *m = srv->wdb;
+    int64_t uid = 0, dir;
+    int rc;
+
+    switch (op->kind) {
+    case OP_UPLOAD:
+        return ferry_meta_put_file(m, op->uid, op->path, op->size, op->cid, op->mtime, op->flag,
+                                   op->now);
+    case OP_MKDIR:
+        return ferry_meta_mkdirs(m, op->uid, op->path, op->mtime, op->now, &dir);
+    case OP_REMOVE:
+        return ferry_meta_remove(m, op->uid, op->path, op->flag);
+    case OP_MOVE:
+        return ferry_meta_move(m, op->uid, op->path, op->path2, op->flag, op->now);
+    case OP_SIGNUP:
+        if ((rc = ferry_meta_user_create(m, op->user, op->pwhash, op->now, &uid)) != 0)
+            return rc;
+        op->uid = uid;
+        /* Sign-up also logs the device in. */
+        /* fall through */
+    case OP_SESSION:
+        if ((rc = ferry_meta_device_seen(m, op->uid, op->device_id, op->device_name, op->now)) !=
+            0)
+            return rc;
+        return ferry_meta_session_put(m, op->uid, op->device_id, op->token_hash, op->now);
+    case OP_SETPW:
+        /* R-AUTH-7: a new password revokes every other session of the user. */
+        if ((rc = ferry_meta_user_set_pwhash(m, op->uid, op->pwhash)) != 0)
+            return rc;
+        return ferry_meta_session_delete_user(m, op->uid, op->token_hash);
+    case OP_LOGOUT:
+        if (op->flag)
+            return ferry_meta_session_delete_user(m, op->uid, NULL);
+        return ferry_meta_session_delete(m, op->token_hash);
+    }
+    return FERRY_EINTERNAL;
+}
+
+static void gc_collect(void *arg, int64_t uid, const char *cid)
+{
+    struct batch *b = arg;
+    char rel[160], **v;
+
+    if (ferry_blob_relpath(uid, cid, rel, sizeof(rel)) != 0)
+        return;
+    if (b->ngc == b->capgc) {
+        size_t ncap = b->capgc ? b->capgc * 2 : 16;
+        if ((v = ferry_realloc(b->gc, ncap * sizeof(*v))) == NULL)
+            return; /* left as garbage for a later sweep */
+        b->gc = v;
+        b->capgc = ncap;
+    }
+    if ((b->gc[b->ngc] = ferry_strdup(rel)) != NULL)
+        b->ngc++;
+}
+
+/* Runs on the thread pool; the only code that writes the database. */
+static void batch_work(uv_work_t *w)
+{
+    struct batch *b = w->data;
+    struct srv *srv = b->srv;
+    struct op *op;
+    int nplaced = 0, rc;
+    size_t i;
+
+    place_blobs(b, &nplaced);
+    durable(b, nplaced);
+    if ((rc = ferry_meta_begin(srv->wdb)) != 0)
+        goto fail;
+    for (op = b->ops; op != NULL; op = op->next) {
+        if (op->rc != 0)
+            continue;
+        if ((rc = ferry_meta_savepoint(srv->wdb)) != 0)
+            goto fail_tx;
+        op->rc = apply(srv, op);
+        if (op->rc != 0)
+            ferry_meta_rollback_to(srv->wdb);
+        else if ((rc = ferry_meta_release(srv->wdb)) != 0)
+            goto fail_tx;
+    }
+    if ((rc = ferry_meta_gc(srv->wdb, gc_collect, b)) != 0)
+        goto fail_tx;
+    /* synchronous=FULL: once COMMIT returns, the batch survives power loss. */
+    if ((rc = ferry_meta_commit(srv->wdb)) != 0)
+        goto fail_tx;
+    for (i = 0; i < b->ngc; i++)
+        unlinkat(srv->datafd, b->gc[i], 0);
+    return;
+fail_tx:
+    ferry_meta_rollback(srv->wdb);
+fail:
+    for (op = b->ops; op != NULL; op = op->next)
+        if (op->rc == 0)
+            op->rc = rc;
+}
+
+static void reply(struct op *op, json_t **committed)
+{
+    struct sess *s = op->s;
+    char tid[33];
+
+    if (s->closed)
+        return;
+    if (op->rc != 0) {
+        json_t *e = json_pack("{s:s, s:i, s:s}", "ref", op->ref, "code",
+                              ferry_err_to_wire(op->rc), "message", ferry_strerror(op->rc));
+        if (e != NULL && op->kind == OP_UPLOAD) {
+            ferry_hex_encode(op->tid, FERRY_TID_LEN, tid);
+            json_object_set_new(e, "tid", json_string(tid));
+        }
+        srv_send(s, FERRY_MSG_ERROR, e);
+        return;
+    }
+    switch (op->kind) {
+    case OP_UPLOAD:
+        ferry_hex_encode(op->tid, FERRY_TID_LEN, tid);
+        if (*committed == NULL)
+            *committed = json_array();
+        json_array_append_new(*committed, json_string(tid));
+        break;
+    case OP_SIGNUP:
+    case OP_SESSION:
+        s->authed = 1;
+        s->uid = op->uid;
+        snprintf(s->user, sizeof(s->user), "%s", op->user);
+        memcpy(s->token_hash, op->token_hash, 32);
+        if (s->counted_unauth) {
+            srv_ip_release_unauth(s->srv, s->conn.peer_ip);
+            s->counted_unauth = 0;
+        }
+        srv_send(s, FERRY_MSG_SESSION,
+                 json_pack("{s:s, s:s, s:s}", "ref", op->ref, "token", op->token, "user",
+                           op->user));
+        break;
+    case OP_LOGOUT:
+        s->authed = 0;
+        sodium_memzero(s->token_hash, sizeof(s->token_hash));
+        srv_send(s, FERRY_MSG_OK, json_pack("{s:s}", "ref", op->ref));
+        break;
+    default:
+        srv_send(s, FERRY_MSG_OK, json_pack("{s:s}", "ref", op->ref));
+    }
+}
+
+static void batch_done(uv_work_t *w, int status)
+{
+    struct batch *b = w->data;
+    struct srv *srv = b->srv;
+    struct op *op, *next;
+    size_t i;
+
+    (void)status;
+    srv->job_running = 0;
+    /* One Committed per connection per batch (R-STORE-2), sent before any
+     * connection is resumed so replies keep their order. */
+    for (op = b->ops; op != NULL; op = op->next) {
+        json_t *committed = NULL;
+        struct op *o;
+
+        if (op->replied)
+            continue;
+        for (o = op; o != NULL; o = o->next) {
+            if (o->s != op->s || o->replied)
+                continue;
+            o->replied = 1;
+            reply(o, &committed);
+            if (o->kind == OP_UPLOAD)
+                o->s->unacked -= (uint64_t)o->size;
+            /* Keep each Committed inside one frame. */
+            if (committed != NULL && json_array_size(committed) >= SRV_COMMITTED_TIDS_MAX) {
+                srv_send(op->s, FERRY_MSG_COMMITTED, json_pack("{s:o}", "tids", committed));
+                committed = NULL;
+            }
+        }
+        if (committed != NULL)
+            srv_send(op->s, FERRY_MSG_COMMITTED, json_pack("{s:o}", "tids", committed));
+    }
+    for (op = b->ops; op != NULL; op = op->next) {
+        srv_sess_op_done(op->s);
+        srv_sess_unref(op->s);
+        op->s = NULL;
+    }
+    for (op = b->ops; op != NULL; op = next) {
+        next = op->next;
+        if (op->tmpname[0] != '\0')
+            unlinkat(srv->tmpfd, op->tmpname, 0);
+        srv_op_free(op);
+    }
+    for (i = 0; i < b->ngc; i++)
+        ferry_free(b->gc[i]);
+    ferry_free(b->gc);
+    ferry_free(b);
+    start_job(srv);
+}
+
+static void start_job(struct srv *srv)
+{
+    struct batch *b;
+    struct op *op, **tail;
+    uint64_t bytes = 0;
+    int n = 0;
+
+    if (srv->job_running || srv->q_head == NULL)
+        return;
+    if ((b = ferry_calloc(1, sizeof(*b))) == NULL) {
+        uv_timer_start(&srv->kick, srv_kick_cb, 10, 0);
+        return;
+    }
+    b->srv = srv;
+    tail = &b->ops;
+    /* R-STORE-2: a batch is bounded by count and bytes. */
+    while ((op = srv->q_head) != NULL && n < SRV_BATCH_OPS &&
+           (n == 0 || bytes + (uint64_t)op->size <= SRV_BATCH_BYTES)) {
+        srv->q_head = op->next;
+        op->next = NULL;
+        *tail = op;
+        tail = &op->next;
+        bytes += (uint64_t)op->size;
+        n++;
+        srv->q_len--;
+    }
+    if (srv->q_head == NULL)
+        srv->q_tail = NULL;
+    srv->job_running = 1;
+    b->work.data = b;
+    if (uv_queue_work(srv->loop, &b->work, batch_work, batch_done) != 0) {
+        for (op = b->ops; op != NULL; op = op->next)
+            op->rc = FERRY_EINTERNAL;
+        batch_done(&b->work, -1);
+    }
+}
+
+void srv_kick_cb(uv_timer_t *t)
+{
+    start_job(t->data);
+}

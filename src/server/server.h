@@ -1,0 +1,237 @@
+/* ferry serve: shared state of the server's services. */
+#ifndef FERRY_SERVER_H
+#define FERRY_SERVER_H
+
+#include <stdint.h>
+
+#include "ferry/core.h"
+#include "ferry/crypto.h"
+#include "ferry/net.h"
+#include "ferry/store.h"
+#include "ferry/wire.h"
+
+#define SRV_USER_MAX 64
+#define SRV_PASSWORD_MIN 8
+#define SRV_PASSWORD_MAX 1024
+#define SRV_DEVICE_NAME_MAX 64
+#define SRV_TOKEN_B64_LEN 43
+/* R-AUTH-3: Argon2id jobs waiting for the single hashing slot. */
+#define SRV_HASH_QUEUE_MAX 64
+/* Uploads one connection may have open at once. */
+#define SRV_OPEN_UPLOADS_MAX 64
+/* Downloads one connection may have queued. */
+#define SRV_DOWNLOADS_MAX 64
+/* R-PAGE-1: entries per listing page. */
+#define SRV_PAGE_ENTRIES 50
+/* R-STORE-2: bounds of one group commit. */
+#define SRV_BATCH_OPS 1000
+#define SRV_BATCH_BYTES (256ull << 20)
+/* Transfer ids per Committed message: 256 x 35 bytes fits a 32 KiB frame. */
+#define SRV_COMMITTED_TIDS_MAX 256
+/* Upload bytes gathered before one write(2). */
+#define SRV_WRITE_CHUNK (1u << 20)
+/* Start writeback every this many bytes so the final fdatasync is short. */
+#define SRV_WRITEBACK_STEP (8u << 20)
+/* Blob bytes read per step of a download. */
+#define SRV_READ_CHUNK (256u << 10)
+/* Per-name failure entries kept for login backoff. */
+#define SRV_FAIL_TABLE 4096
+
+struct srv_config {
+    char data[4096];
+    char host[256];
+    char port[16];
+    int signup_open;
+    uint64_t auth_timeout_ms;
+    uint64_t heartbeat_ms;
+    uint64_t idle_ms;
+    int max_conns;
+    int max_unauth_per_ip;
+    int login_rate;
+    uint64_t max_unacked;
+    uint64_t max_file_size;
+};
+
+struct sess;
+struct op;
+
+struct ip_slot {
+    char ip[64];
+    int unauth;
+    double tokens;
+    uint64_t refill_ms;
+};
+
+struct fail_slot {
+    char name[SRV_USER_MAX + 1];
+    int failures;
+    uint64_t next_ms;
+    uint64_t used_ms;
+};
+
+struct srv {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    uv_signal_t sigint;
+    uv_signal_t sigterm;
+    uv_timer_t kick;
+    struct srv_config cfg;
+    struct ferry_identity id;
+    SSL_CTX *ctx;
+    int datafd;
+    int tmpfd;
+    int lockfd;
+    struct ferry_meta *wdb; /* writer: used only by commit jobs, one at a time */
+    struct ferry_meta *rdb; /* reader: used on the loop thread */
+    int nconns;
+    struct ip_slot *ips;
+    int nips;
+    struct fail_slot fails[SRV_FAIL_TABLE];
+    char dummy_hash[160];
+    /* write queue (R-STORE-2) */
+    struct op *q_head;
+    struct op *q_tail;
+    int q_len;
+    int job_running;
+    /* hashing queue (R-AUTH-3) */
+    struct hashjob *h_head;
+    struct hashjob *h_tail;
+    int h_len;
+    int hash_running;
+    int stopping;
+};
+
+struct upload {
+    uint8_t tid[FERRY_TID_LEN];
+    char ref[FERRY_UUID_STR_LEN + 1];
+    char *path;
+    uint64_t size;
+    uint64_t received;
+    uint64_t written;
+    uint64_t synced;
+    int64_t mtime;
+    int exec;
+    int fd;
+    int rc; /* first failure; later data is discarded until TransferComplete */
+    char tmpname[40];
+    struct ferry_sha256 sha;
+    struct ferry_buf wbuf;
+    struct upload *next;
+};
+
+struct download {
+    uint8_t tid[FERRY_TID_LEN];
+    char ref[FERRY_UUID_STR_LEN + 1];
+    int64_t file_id;
+    char *path;
+    int started;
+    int fd;
+    uint64_t size;
+    uint64_t off;
+    char cid[FERRY_CID_LEN + 1];
+    int64_t mtime;
+    int exec;
+    struct download *next;
+};
+
+struct sess {
+    struct ferry_conn conn;
+    struct srv *srv;
+    int refs;
+    int closed;
+    int connected;
+    int authed;
+    int counted_unauth;
+    int64_t uid;
+    char user[SRV_USER_MAX + 1];
+    uint8_t token_hash[32];
+    uint64_t accepted_ms;
+    struct upload *uploads;
+    int nuploads;
+    struct download *dl_head;
+    struct download *dl_tail;
+    int ndownloads;
+    uint64_t unacked;
+    int outstanding; /* queued write ops and hash jobs */
+    int barrier;     /* a frame waits until outstanding reaches 0 */
+    /* Recently finished downloads, whose TransferComplete ack is expected. */
+    uint8_t done_tids[SRV_DOWNLOADS_MAX][FERRY_TID_LEN];
+    unsigned done_next;
+};
+
+/* session.c */
+void srv_sess_ref(struct sess *s);
+void srv_sess_unref(struct sess *s);
+int srv_send(struct sess *s, int32_t type, json_t *body);
+int srv_send_error(struct sess *s, const char *ref, int rc, const char *msg);
+void srv_on_connection(uv_stream_t *listener, int status);
+void srv_sess_op_done(struct sess *s);
+
+/* auth.c */
+int srv_auth_handle(struct sess *s, const struct ferry_cmd *cmd);
+int srv_auth_init(struct srv *srv);
+void srv_ip_release_unauth(struct srv *srv, const char *ip);
+int srv_ip_admit(struct srv *srv, const char *ip);
+
+/* files.c */
+int srv_files_handle(struct sess *s, const struct ferry_cmd *cmd);
+
+/* transfer.c */
+int srv_upload_open(struct sess *s, const struct ferry_cmd *cmd);
+int srv_upload_data(struct sess *s, const struct ferry_data *d);
+int srv_upload_complete(struct sess *s, const struct ferry_cmd *cmd);
+int srv_transfer_cancel(struct sess *s, const struct ferry_cmd *cmd);
+int srv_download_queue(struct sess *s, const struct ferry_cmd *cmd);
+void srv_download_pump(struct sess *s);
+void srv_transfer_cleanup(struct sess *s);
+
+/* commit.c: the single-writer queue. */
+enum op_kind {
+    OP_UPLOAD,
+    OP_MKDIR,
+    OP_REMOVE,
+    OP_MOVE,
+    OP_SIGNUP,
+    OP_SESSION,
+    OP_SETPW,
+    OP_LOGOUT,
+};
+
+struct op {
+    enum op_kind kind;
+    struct sess *s;
+    char ref[FERRY_UUID_STR_LEN + 1];
+    int64_t uid;
+    int rc;
+    int64_t now;
+    /* files */
+    char *path;
+    char *path2;
+    int flag;  /* recursive / force / all / exec */
+    int flag2; /* upload: the blob directory fd while a batch runs */
+    int replied;
+    int64_t size;
+    int64_t mtime;
+    uint8_t tid[FERRY_TID_LEN];
+    char cid[FERRY_CID_LEN + 1];
+    char tmpname[40];
+    int tmpfd;
+    /* accounts */
+    char user[SRV_USER_MAX + 1];
+    char pwhash[160];
+    char token[SRV_TOKEN_B64_LEN + 1];
+    uint8_t token_hash[32];
+    char device_id[FERRY_ID_LEN + 1];
+    char device_name[SRV_DEVICE_NAME_MAX + 1];
+    struct op *next;
+};
+
+struct op *srv_op_new(struct sess *s, enum op_kind kind, const char *ref);
+void srv_op_submit(struct srv *srv, struct op *op);
+void srv_op_free(struct op *op);
+void srv_kick_cb(uv_timer_t *t);
+
+/* Shared helpers. */
+int64_t srv_now_ns(void);
+
+#endif

@@ -1,0 +1,473 @@
+/* ferry serve: uploads streamed to temp files, downloads streamed from blobs. */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "ferry/path.h"
+#include "server.h"
+
+/* Free space kept in reserve so metadata commits still fit on a full disk. */
+#define SRV_DISK_RESERVE (64ull << 20)
+
+static int fault(struct sess *s, const char *ref, int rc, const char *msg)
+{
+    ferry_log(FERRY_LOG_NOTICE, "closing conn ip=%s reason=\"%s\"", s->conn.peer_ip, msg);
+    srv_send_error(s, ref, rc, msg);
+    return rc < 0 ? rc : FERRY_EPROTO;
+}
+
+static struct upload *find_upload(struct sess *s, const uint8_t tid[static FERRY_TID_LEN],
+                                  struct upload ***link)
+{
+    struct upload **pp;
+
+    for (pp = &s->uploads; *pp != NULL; pp = &(*pp)->next) {
+        if (memcmp((*pp)->tid, tid, FERRY_TID_LEN) == 0) {
+            if (link != NULL)
+                *link = pp;
+            return *pp;
+        }
+    }
+    return NULL;
+}
+
+static void upload_free(struct sess *s, struct upload *u)
+{
+    if (u->fd >= 0)
+        close(u->fd);
+    if (u->tmpname[0] != '\0')
+        unlinkat(s->srv->tmpfd, u->tmpname, 0);
+    ferry_sha256_cleanup(&u->sha);
+    ferry_buf_cleanup(&u->wbuf);
+    ferry_free(u->path);
+    ferry_free(u);
+}
+
+static int send_upload_error(struct sess *s, struct upload *u, int rc)
+{
+    char tid[33];
+    json_t *e;
+
+    ferry_hex_encode(u->tid, FERRY_TID_LEN, tid);
+    e = json_pack("{s:s, s:s, s:i, s:s}", "ref", u->ref, "tid", tid, "code",
+                  ferry_err_to_wire(rc), "message", ferry_strerror(rc));
+    return srv_send(s, FERRY_MSG_ERROR, e);
+}
+
+static int disk_has_room(struct srv *srv, uint64_t size)
+{
+    struct statvfs sv;
+
+    if (fstatvfs(srv->datafd, &sv) != 0)
+        return 1; /* unknown: the writes will tell */
+    return (uint64_t)sv.f_bavail * sv.f_frsize >= size + SRV_DISK_RESERVE;
+}
+
+int srv_upload_open(struct sess *s, const struct ferry_cmd *cmd)
+{
+    struct srv *srv = s->srv;
+    const char *path = NULL;
+    char norm[FERRY_PATH_MAX + 1], hex[33];
+    uint8_t tid[FERRY_TID_LEN];
+    uint64_t size = 0;
+    int64_t mtime = 0;
+    int exec = 0, rc;
+    struct upload *u;
+
+    if ((rc = ferry_msg_tid(cmd->body, "tid", tid)) != 0 ||
+        (rc = ferry_msg_str(cmd->body, "path", FERRY_PATH_MAX + 2, &path)) != 0 ||
+        (rc = ferry_msg_u64(cmd->body, "size", INT64_MAX, &size)) != 0 ||
+        (rc = ferry_msg_i64_opt(cmd->body, "mtime", INT64_MIN, INT64_MAX, 0, &mtime)) != 0 ||
+        (rc = ferry_msg_bool_opt(cmd->body, "exec", 0, &exec)) != 0)
+        return fault(s, cmd->id, FERRY_EPROTO, "malformed Upload");
+    if (find_upload(s, tid, NULL) != NULL)
+        return fault(s, cmd->id, FERRY_EPROTO, "transfer id already open");
+    if (s->nuploads >= SRV_OPEN_UPLOADS_MAX)
+        return fault(s, cmd->id, FERRY_ETOOBIG, "too many open uploads");
+    if ((u = ferry_calloc(1, sizeof(*u))) == NULL)
+        return -ENOMEM;
+    memcpy(u->tid, tid, FERRY_TID_LEN);
+    snprintf(u->ref, sizeof(u->ref), "%s", cmd->id);
+    u->fd = -1;
+    u->size = size;
+    u->mtime = mtime;
+    u->exec = exec;
+    ferry_buf_init(&u->wbuf, SRV_WRITE_CHUNK);
+    u->next = s->uploads;
+    s->uploads = u;
+    s->nuploads++;
+    /*
+     * A refused upload stays registered in a failed state: data already in
+     * flight for it is read and dropped instead of tearing the connection.
+     */
+    if ((rc = ferry_path_normalize(path, strlen(path), norm, sizeof(norm))) != 0 ||
+        norm[0] == '\0') {
+        u->rc = FERRY_EPATH;
+    } else if (size > srv->cfg.max_file_size) {
+        u->rc = FERRY_ETOOBIG; /* declared sizes are refused before any allocation */
+    } else if (!disk_has_room(srv, size)) {
+        u->rc = FERRY_ENOSPACE;
+    } else if ((u->path = ferry_strdup(norm)) == NULL || ferry_sha256_init(&u->sha) != 0) {
+        u->rc = -ENOMEM;
+    } else {
+        uint8_t rnd[16];
+
+        ferry_random(rnd, sizeof(rnd));
+        ferry_hex_encode(rnd, sizeof(rnd), hex);
+        snprintf(u->tmpname, sizeof(u->tmpname), "up-%s", hex);
+        u->fd = openat(srv->tmpfd, u->tmpname,
+                       O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (u->fd < 0) {
+            u->rc = errno == ENOSPC ? FERRY_ENOSPACE : FERRY_EINTERNAL;
+            u->tmpname[0] = '\0';
+        }
+    }
+    if (u->rc != 0)
+        return send_upload_error(s, u, u->rc);
+    return 0;
+}
+
+/* Hashes and writes the gathered bytes; one write per megabyte, not per frame. */
+static void upload_flush(struct upload *u)
+{
+    const uint8_t *p = ferry_buf_peek(&u->wbuf);
+    size_t n = ferry_buf_used(&u->wbuf);
+    ssize_t w;
+
+    if (n == 0)
+        return;
+    if (u->rc == 0 && ferry_sha256_update(&u->sha, p, n) != 0)
+        u->rc = FERRY_EINTERNAL;
+    while (u->rc == 0 && n > 0) {
+        w = write(u->fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            u->rc = errno == ENOSPC || errno == EDQUOT ? FERRY_ENOSPACE : FERRY_EINTERNAL;
+            break;
+        }
+        p += w;
+        n -= (size_t)w;
+        u->written += (uint64_t)w;
+    }
+    ferry_buf_reset(&u->wbuf);
+    /* Start writeback early so the commit's fdatasync finds little left. */
+    if (u->rc == 0 && u->written - u->synced >= SRV_WRITEBACK_STEP) {
+        sync_file_range(u->fd, (off_t)u->synced, (off_t)(u->written - u->synced),
+                        SYNC_FILE_RANGE_WRITE);
+        u->synced = u->written;
+    }
+}
+
+int srv_upload_data(struct sess *s, const struct ferry_data *d)
+{
+    struct upload *u = find_upload(s, d->tid, NULL);
+
+    /* R-DATA-3: only transfers this connection opened. */
+    if (u == NULL)
+        return fault(s, NULL, FERRY_ENOTFOUND, "data for an unknown transfer");
+    /* R-DATA-2: protocol 1 sends each transfer in order. */
+    if (d->offset != u->received)
+        return fault(s, u->ref, FERRY_EPROTO, "data offset out of order");
+    /* R-DATA-4: never more than declared. */
+    if (d->len > u->size - u->received)
+        return fault(s, u->ref, FERRY_ETOOBIG, "data beyond the declared size");
+    u->received += d->len;
+    if (u->rc != 0)
+        return 0;
+    if (ferry_buf_append(&u->wbuf, d->bytes, d->len) != 0) {
+        upload_flush(u);
+        if (u->rc == 0 && ferry_buf_append(&u->wbuf, d->bytes, d->len) != 0)
+            u->rc = -ENOMEM;
+    }
+    if (ferry_buf_used(&u->wbuf) >= SRV_WRITE_CHUNK)
+        upload_flush(u);
+    return 0;
+}
+
+int srv_upload_complete(struct sess *s, const struct ferry_cmd *cmd)
+{
+    struct upload *u, **link = NULL;
+    const char *hash = NULL;
+    char cid[FERRY_CID_LEN + 1];
+    uint8_t tid[FERRY_TID_LEN];
+    struct op *op;
+    int rc;
+
+    if ((rc = ferry_msg_tid(cmd->body, "tid", tid)) != 0)
+        return fault(s, cmd->id, FERRY_EPROTO, "malformed TransferComplete");
+    if ((u = find_upload(s, tid, &link)) == NULL) {
+        unsigned i;
+
+        /* Seed 000: the receiver of a download acknowledges it after its check. */
+        for (i = 0; i < SRV_DOWNLOADS_MAX; i++)
+            if (memcmp(s->done_tids[i], tid, FERRY_TID_LEN) == 0)
+                return 0;
+        return fault(s, cmd->id, FERRY_ENOTFOUND, "TransferComplete for an unknown transfer");
+    }
+    if ((rc = ferry_msg_str(cmd->body, "hash", FERRY_CID_LEN, &hash)) != 0)
+        return fault(s, cmd->id, FERRY_EPROTO, "malformed TransferComplete");
+    if (u->received != u->size)
+        return fault(s, cmd->id, FERRY_EPROTO, "TransferComplete before all data");
+    *link = u->next;
+    s->nuploads--;
+    if (u->rc != 0)
+        goto out; /* already reported when it failed */
+    upload_flush(u);
+    if (u->rc == 0 && ferry_sha256_final_cid(&u->sha, cid) != 0)
+        u->rc = FERRY_EINTERNAL;
+    /* The receiver checks the hash before anything becomes visible. */
+    if (u->rc == 0 && (!ferry_cid_valid(hash) || strcmp(hash, cid) != 0))
+        u->rc = FERRY_EHASH;
+    if (u->rc != 0) {
+        send_upload_error(s, u, u->rc);
+        goto out;
+    }
+    if ((op = srv_op_new(s, OP_UPLOAD, u->ref)) == NULL) {
+        send_upload_error(s, u, -ENOMEM);
+        goto out;
+    }
+    op->uid = s->uid;
+    op->path = u->path;
+    u->path = NULL;
+    op->size = (int64_t)u->size;
+    op->mtime = u->mtime;
+    op->flag = u->exec;
+    memcpy(op->tid, u->tid, FERRY_TID_LEN);
+    memcpy(op->cid, cid, sizeof(cid));
+    memcpy(op->tmpname, u->tmpname, sizeof(op->tmpname));
+    op->tmpfd = u->fd;
+    u->fd = -1;
+    u->tmpname[0] = '\0';
+    s->unacked += u->size;
+    srv_op_submit(s->srv, op);
+    /* R-STORE-3: stop reading while too much awaits its commit. */
+    if (s->unacked >= s->srv->cfg.max_unacked)
+        ferry_conn_pause(&s->conn);
+out:
+    upload_free(s, u);
+    return 0;
+}
+
+static void download_free(struct download *d)
+{
+    if (d->fd >= 0)
+        close(d->fd);
+    ferry_free(d->path);
+    ferry_free(d);
+}
+
+static void download_pop(struct sess *s)
+{
+    struct download *d = s->dl_head;
+
+    s->dl_head = d->next;
+    if (s->dl_head == NULL)
+        s->dl_tail = NULL;
+    s->ndownloads--;
+    download_free(d);
+    if (s->conn.paused && !s->barrier && s->unacked < s->srv->cfg.max_unacked)
+        ferry_conn_resume(&s->conn);
+}
+
+int srv_transfer_cancel(struct sess *s, const struct ferry_cmd *cmd)
+{
+    struct upload *u, **link = NULL;
+    struct download *d, **pp;
+    uint8_t tid[FERRY_TID_LEN];
+
+    if (ferry_msg_tid(cmd->body, "tid", tid) != 0)
+        return fault(s, cmd->id, FERRY_EPROTO, "malformed TransferCancel");
+    if ((u = find_upload(s, tid, &link)) != NULL) {
+        *link = u->next;
+        s->nuploads--;
+        upload_free(s, u);
+        return 0;
+    }
+    for (pp = &s->dl_head; (d = *pp) != NULL; pp = &d->next) {
+        if (memcmp(d->tid, tid, FERRY_TID_LEN) != 0)
+            continue;
+        if (d == s->dl_head) {
+            download_pop(s);
+        } else {
+            *pp = d->next;
+            if (s->dl_tail == d)
+                s->dl_tail = NULL;
+            s->ndownloads--;
+            download_free(d);
+            /* Find the new tail: the list is short. */
+            for (d = s->dl_head; d != NULL && d->next != NULL; d = d->next)
+                ;
+            s->dl_tail = d;
+        }
+        return 0;
+    }
+    return 0; /* already finished: cancelling is idempotent */
+}
+
+int srv_download_queue(struct sess *s, const struct ferry_cmd *cmd)
+{
+    const char *path = NULL;
+    int64_t file_id = 0;
+    struct download *d;
+    int rc;
+
+    if ((rc = ferry_msg_str_opt(cmd->body, "path", FERRY_PATH_MAX + 2, &path)) != 0 ||
+        (rc = ferry_msg_i64_opt(cmd->body, "file_id", 1, INT64_MAX, 0, &file_id)) != 0 ||
+        (path == NULL) == (file_id == 0))
+        return fault(s, cmd->id, FERRY_EPROTO, "Download needs one of path or file_id");
+    if (s->ndownloads >= SRV_DOWNLOADS_MAX) {
+        ferry_conn_pause(&s->conn);
+        return 1; /* redelivered once a download finishes */
+    }
+    if ((d = ferry_calloc(1, sizeof(*d))) == NULL)
+        return -ENOMEM;
+    d->fd = -1;
+    d->file_id = file_id;
+    snprintf(d->ref, sizeof(d->ref), "%s", cmd->id);
+    if (path != NULL && (d->path = ferry_strdup(path)) == NULL) {
+        ferry_free(d);
+        return -ENOMEM;
+    }
+    ferry_random(d->tid, sizeof(d->tid));
+    if (s->dl_tail != NULL)
+        s->dl_tail->next = d;
+    else
+        s->dl_head = d;
+    s->dl_tail = d;
+    s->ndownloads++;
+    srv_download_pump(s);
+    return 0;
+}
+
+/* Resolves and opens the head download, then announces it with Transfer. */
+static int download_start(struct sess *s, struct download *d)
+{
+    char norm[FERRY_PATH_MAX + 1], rel[160], tid[33];
+    struct ferry_node n;
+    int rc;
+
+    if (d->path != NULL) {
+        if ((rc = ferry_path_normalize(d->path, strlen(d->path), norm, sizeof(norm))) != 0)
+            return rc;
+        rc = ferry_meta_lookup(s->srv->rdb, s->uid, norm, &n);
+    } else {
+        rc = ferry_meta_node_by_id(s->srv->rdb, s->uid, d->file_id, &n);
+    }
+    if (rc != 0)
+        return rc;
+    if (n.is_dir)
+        return FERRY_EISDIR;
+    if ((rc = ferry_blob_relpath(s->uid, n.cid, rel, sizeof(rel))) != 0)
+        return FERRY_EINTERNAL;
+    /* R-PATH-4: even our own blob names are opened without following links. */
+    if ((d->fd = ferry_open_beneath(s->srv->datafd, rel, O_RDONLY, 0)) < 0)
+        return FERRY_EINTERNAL;
+    posix_fadvise(d->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    d->size = (uint64_t)n.size;
+    d->mtime = n.mtime;
+    d->exec = n.exec;
+    d->file_id = n.id;
+    memcpy(d->cid, n.cid, sizeof(d->cid));
+    ferry_hex_encode(d->tid, FERRY_TID_LEN, tid);
+    d->started = 1;
+    return srv_send(s, FERRY_MSG_TRANSFER,
+                    json_pack("{s:s, s:s, s:I, s:I, s:s, s:I, s:b}", "ref", d->ref, "tid", tid,
+                              "file_id", (json_int_t)d->file_id, "size", (json_int_t)d->size,
+                              "hash", d->cid, "mtime", (json_int_t)d->mtime, "exec", d->exec));
+}
+
+/* Reads the next piece of the head download straight into data frames. */
+static int download_step(struct sess *s, struct download *d)
+{
+    struct iovec iov[SRV_READ_CHUNK / FERRY_DATA_MAX];
+    uint64_t want = d->size - d->off;
+    size_t nfr, i, need, piece;
+    uint8_t *w, *base;
+    ssize_t got;
+    int rc;
+
+    if (want > SRV_READ_CHUNK)
+        want = SRV_READ_CHUNK;
+    nfr = (size_t)((want + FERRY_DATA_MAX - 1) / FERRY_DATA_MAX);
+    need = (size_t)want + nfr * (FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN);
+    if ((rc = ferry_buf_reserve(&s->conn.out, need)) != 0)
+        return rc;
+    base = w = ferry_buf_tail(&s->conn.out);
+    for (i = 0; i < nfr; i++) {
+        piece = i + 1 < nfr ? FERRY_DATA_MAX : (size_t)want - i * FERRY_DATA_MAX;
+        iov[i].iov_base = w + FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN;
+        iov[i].iov_len = piece;
+        ferry_frame_header_encode(w, FERRY_FRAME_DATA, (uint32_t)(FERRY_DATA_HDR_LEN + piece));
+        ferry_data_header_encode(w + FERRY_FRAME_HDR_LEN, d->tid, d->off + i * FERRY_DATA_MAX);
+        w += FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN + piece;
+    }
+    /* One preadv fills every frame's slot: no syscall per 16 KiB frame. */
+    do {
+        got = preadv(d->fd, iov, (int)nfr, (off_t)d->off);
+    } while (got < 0 && errno == EINTR);
+    if (got != (ssize_t)want)
+        return FERRY_EINTERNAL; /* the blob is shorter than its row says */
+    ferry_buf_grow(&s->conn.out, (size_t)(w - base));
+    d->off += want;
+    if (ferry_buf_used(&s->conn.out) >= FERRY_NET_COALESCE)
+        return ferry_conn_flush(&s->conn);
+    return 0;
+}
+
+void srv_download_pump(struct sess *s)
+{
+    struct download *d;
+    char tid[33];
+    int rc;
+
+    while (!s->closed && !s->conn.closing && (d = s->dl_head) != NULL &&
+           ferry_conn_pending(&s->conn) < FERRY_NET_OUT_HIGH) {
+        if (!d->started) {
+            if ((rc = download_start(s, d)) != 0) {
+                srv_send_error(s, d->ref, rc, NULL);
+                download_pop(s);
+            }
+            continue;
+        }
+        if (d->off < d->size) {
+            if ((rc = download_step(s, d)) != 0) {
+                ferry_hex_encode(d->tid, FERRY_TID_LEN, tid);
+                srv_send(s, FERRY_MSG_ERROR,
+                         json_pack("{s:s, s:s, s:i, s:s}", "ref", d->ref, "tid", tid, "code",
+                                   ferry_err_to_wire(FERRY_EINTERNAL), "message",
+                                   "stored content unreadable"));
+                download_pop(s);
+            }
+            continue;
+        }
+        ferry_hex_encode(d->tid, FERRY_TID_LEN, tid);
+        srv_send(s, FERRY_MSG_TRANSFER_COMPLETE,
+                 json_pack("{s:s, s:s}", "tid", tid, "hash", d->cid));
+        memcpy(s->done_tids[s->done_next++ % SRV_DOWNLOADS_MAX], d->tid, FERRY_TID_LEN);
+        download_pop(s);
+    }
+    if (!s->closed)
+        ferry_conn_flush(&s->conn);
+}
+
+void srv_transfer_cleanup(struct sess *s)
+{
+    struct upload *u;
+
+    while ((u = s->uploads) != NULL) {
+        s->uploads = u->next;
+        upload_free(s, u);
+    }
+    s->nuploads = 0;
+    while (s->dl_head != NULL) {
+        struct download *d = s->dl_head;
+        s->dl_head = d->next;
+        download_free(d);
+    }
+    s->dl_tail = NULL;
+    s->ndownloads = 0;
+}
