@@ -164,7 +164,7 @@ W_CREATED=0
 
 cleanup() {
     local rc=$? e
-    trap - EXIT INT TERM
+    trap - EXIT INT TERM PIPE
     if [[ -n $BG_PID ]]; then stop_pid "$BG_PID" "nc listener"; fi
     for e in "${SERVERS[@]}"; do stop_pid "${e%%:*}" "${e#*:}"; done
     if ((W_CREATED)); then
@@ -180,6 +180,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+trap 'exit 141' PIPE # e.g. the output piped into a `head` that has quit: still stop the servers
 
 if [[ -z $W ]]; then
     base=/var/tmp
@@ -440,7 +441,7 @@ prep_up_big() {
 run_up_big() {
     local d=$W/dst/big.bin
     case $1 in
-    ferry) timed "$FERRY" put -q "$SRC_BIG" /big.bin ;;
+    ferry) timed "$FERRY" put -q "$SRC_BIG" / ;; # lands as /big.bin (cp semantics: into the root)
     rsyncd) timed rsync -a "$SRC_BIG" "$RSYNC_URL/big.bin" ;;
     rsyncd-fsync) timed rsync -a --fsync "$SRC_BIG" "$RSYNC_URL/big.bin" ;;
     rsync-ssh) timed rsync -a -e "ssh -F $SSHCFG" "$SRC_BIG" "localhost:$d" ;;
@@ -473,7 +474,7 @@ setup_down_big() {
     cp "$SRC_BIG" "$W/dst/down/big.bin"
     if ((WITH_FERRY)); then
         { ferry_cmd rm /big.bin || true; } >"$log" 2>&1
-        if ferry_cmd put -q "$SRC_BIG" /big.bin >>"$log" 2>&1; then
+        if ferry_cmd put -q "$SRC_BIG" / >>"$log" 2>&1; then
             FERRY_DOWN_READY=1
         else
             show_tail "$log"
@@ -513,12 +514,16 @@ prep_up_small() {
     tree_manifest "$SRC_SMALL" "$MANIFEST" || return 1
     mkdir -p "$W/dst/small"
     if [[ $1 == nc ]]; then mkdir -p "$(small_dst "$1" "$2")"; fi
+    # ferry uploads "into the root" (cp semantics, which needs no remote mkdir and works
+    # whether or not `put -r DIR /new-name` names the copy): the local tree is renamed
+    # (one untimed rename, no data touched) so that it lands as /small_rN.
+    if [[ $1 == ferry ]]; then mv "$SRC_SMALL" "$W/src/small_r$2" || return 1; fi
 }
 run_up_small() {
     local d
     d=$(small_dst "$1" "$2")
     case $1 in
-    ferry) timed "$FERRY" put -q -r "$SRC_SMALL" "/small_r$2" ;;
+    ferry) timed "$FERRY" put -q -r "$W/src/small_r$2" / ;; # lands as /small_rN
     rsyncd) timed rsync -a "$SRC_SMALL/" "$RSYNC_URL/small/rsyncd_r$2/" ;;
     rsyncd-fsync) timed rsync -a --fsync "$SRC_SMALL/" "$RSYNC_URL/small/rsyncd-fsync_r$2/" ;;
     rsync-ssh) timed rsync -a -e "ssh -F $SSHCFG" "$SRC_SMALL/" "localhost:$d/" ;;
@@ -526,9 +531,37 @@ run_up_small() {
     nc) tar_nc "$SRC_SMALL" "$d" ;;
     esac
 }
+post_up_small() { # always runs after the timed part, failed or not
+    if [[ $1 == ferry && -d $W/src/small_r$2 ]]; then mv "$W/src/small_r$2" "$SRC_SMALL"; fi
+}
+# ferry_manifest REMOTE_DIR OUT: the server's SHA-256 of every file under REMOTE_DIR, in the
+# format of tree_manifest (from `ferry ls -R --json`).
+ferry_manifest() {
+    ferry_cmd ls -R --json "$1" >"$W/verify/ls.json" || return 1
+    python3 - "$W/verify/ls.json" >"$2" <<'PY'
+import json, sys
+rows = []
+for e in json.load(open(sys.argv[1])):
+    if e.get("type") == "file":
+        rows.append((str(e.get("hash", "")).split(":", 1)[-1], "./" + e["name"]))
+rows.sort(key=lambda r: r[1].encode())
+for h, n in rows:
+    print("%s  %s" % (h, n))
+PY
+}
 verify_up_small() {
     if [[ $1 == ferry ]]; then
-        # A sample: the first, the middle and the last file of the manifest, fetched back.
+        # Every file's hash as the server recorded it (ls -R --json) against the manifest ...
+        ferry_manifest "/small_r$2" "$W/manifest.dst" || {
+            echo "ferry ls -R --json /small_r$2 failed"
+            return 1
+        }
+        if ! cmp -s "$MANIFEST" "$W/manifest.dst"; then
+            echo "manifest mismatch for /small_r$2 (server-side hashes):"
+            diff "$MANIFEST" "$W/manifest.dst" | head -n 10
+            return 1
+        fi
+        # ... and the bytes of a sample (first, middle, last file), fetched back and hashed.
         local n line rel want v=$W/verify/sample.bin
         n=$(wc -l <"$MANIFEST")
         for line in 1 $(((n + 1) / 2)) "$n"; do
@@ -591,6 +624,7 @@ measure() { # SCEN TOOL ROUND
     fi
     settle
     "run_$scen" "$tool" "$r" >>"$log" 2>&1 || rc=$?
+    if declare -F "post_$scen" >/dev/null; then "post_$scen" "$tool" "$r" >>"$log" 2>&1 || true; fi
     if ((rc != 0)); then
         note_fail "$scen" "$tool" "$r" "exit status $rc" "$log"
         return 0
@@ -634,7 +668,7 @@ setup_noop() {
         listing=$(ferry_cmd ls / 2>>"$log") || true
         if [[ $listing != *big.bin* ]]; then
             [[ -s $SRC_BIG ]] || head -c "$BIG_BYTES" /dev/urandom >"$SRC_BIG"
-            ferry_cmd put -q "$SRC_BIG" /big.bin >>"$log" 2>&1 || true
+            ferry_cmd put -q "$SRC_BIG" / >>"$log" 2>&1 || true
         fi
         if ferry_cmd ls / >>"$log" 2>&1; then
             FERRY_NOOP_READY=1

@@ -32,6 +32,8 @@ struct ferry_conn_ops {
      * ferry_conn_pause() to leave the frame unconsumed for redelivery.
      */
     int (*on_frame)(struct ferry_conn *c, const struct ferry_frame *f);
+    /* The byte stream broke a framing rule (rc); the connection closes after. */
+    void (*on_fault)(struct ferry_conn *c, int rc);
     /* Outbound bytes fell under FERRY_NET_OUT_LOW. */
     void (*on_drain)(struct ferry_conn *c);
     /* A once-a-second tick, for deadlines. Return < 0 to close. */

@@ -350,7 +350,11 @@ int cli_next(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data *data
             rc = ferry_cmd_decode(f.payload, f.payload_len, cmd);
             return rc == 0 ? 1 : rc;
         }
-        if ((rc = ferry_client_pump(&cc->c, 1000, 0)) != 0 && rc != FERRY_ETIMEDOUT)
+        /* Frames that arrived before a close are handled before the close is. */
+        if (cc->c.eof)
+            return -ECONNRESET;
+        if ((rc = ferry_client_pump(&cc->c, 1000, 0)) != 0 && rc != FERRY_ETIMEDOUT &&
+            !cc->c.eof)
             return rc;
         if (ferry_buf_used(&cc->c.in) == 0 && ferry_now_ms() - cc->c.last_rx_ms > CLI_IDLE_TIMEOUT_MS)
             return FERRY_ETIMEDOUT;

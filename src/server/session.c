@@ -221,6 +221,15 @@ static int on_frame(struct ferry_conn *c, const struct ferry_frame *f)
     return rc;
 }
 
+static void on_fault(struct ferry_conn *c, int rc)
+{
+    /* R-FRAME-1, R-FRAME-3: one Error, then the connection closes. */
+    fault(c->data, NULL, rc,
+          rc == FERRY_ETOOBIG     ? "frame longer than 32 KiB"
+          : rc == FERRY_EVERSION ? "unsupported frame version"
+                                 : "malformed frame");
+}
+
 static void on_drain(struct ferry_conn *c)
 {
     srv_download_pump(c->data);
@@ -251,6 +260,7 @@ static void on_close(struct ferry_conn *c)
 static const struct ferry_conn_ops sess_ops = {
     .on_ready = on_ready,
     .on_frame = on_frame,
+    .on_fault = on_fault,
     .on_drain = on_drain,
     .on_tick = on_tick,
     .on_close = on_close,

@@ -229,8 +229,11 @@ static int dispatch_frames(struct ferry_conn *c)
         n = ferry_frame_parse(ferry_buf_peek(&c->in), ferry_buf_used(&c->in), &f);
         if (n == 0)
             return 0;
-        if (n < 0)
+        if (n < 0) {
+            if (c->ops->on_fault != NULL)
+                c->ops->on_fault(c, (int)n);
             return (int)n;
+        }
         rc = c->ops->on_frame(c, &f);
         if (rc == 1)
             return 0; /* the application paused and keeps this frame for later */
