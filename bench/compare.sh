@@ -32,8 +32,9 @@ usage: bench/compare.sh [options]
   --skip-ferry      measure the peers only (same as leaving ferry out of --tools)
   --ferry PATH      use this ferry binary instead of building one
   --build-dir DIR   where to build ferry (default ROOT/build/bench, an -O2 Release build)
-  --workdir DIR     scratch directory on the disk under test (default: mktemp -d under /var/tmp;
-                    it is deleted at the end unless --keep is given, a run failed, or DIR was given)
+  --workdir DIR     scratch directory on the disk under test, empty or new (default: mktemp -d
+                    under /var/tmp, deleted at the end unless --keep is given or a run failed;
+                    a DIR given here is never deleted)
   --keep            keep the scratch directory
   --regen head|full before every run, give the big source new content: the first 4 KiB only
                     (default) or the whole file (slower; defeats any chunk-level dedup)
@@ -44,7 +45,7 @@ usage: bench/compare.sh [options]
                     preferred ports (defaults 8730, 2222, 9000; the next free one is used if busy)
   -h, --help        this text
 
-Quick smoke run (well under a minute):
+Quick smoke run (about 45 s for the peers, plus whatever ferry takes):
   bench/compare.sh --size-mb 64 --files 500 --rounds 1
 EOF
 }
@@ -135,7 +136,7 @@ has_tool() { [[ " ${TOOLS[*]} " == *" $1 "* ]]; }
 WITH_FERRY=0
 has_tool ferry && WITH_FERRY=1
 has_ssh_tool() { has_tool rsync-ssh || has_tool scp; }
-has_rsyncd_tool() { has_tool rsyncd || has_tool rsyncd-fsync || ((DO_NOOP)); }
+has_rsyncd_tool() { has_tool rsyncd || { has_tool rsyncd-fsync && ((DO_UP || DO_DOWN || DO_SMALL)); }; }
 
 # ---------------------------------------------------------------- dependencies
 missing=()
@@ -190,6 +191,7 @@ if [[ -z $W ]]; then
 else
     mkdir -p "$W"
     W=$(cd "$W" && pwd)
+    [[ -z $(ls -A "$W") ]] || die "--workdir $W is not empty: every tool must write into a fresh destination"
 fi
 [[ $W != *[[:space:]]* ]] || die "the scratch path must not contain white space: $W"
 LOGDIR=$W/logs
@@ -679,7 +681,7 @@ setup_noop() {
     fi
     if has_tool rsyncd; then
         mkdir -p "$W/dst/noop"
-        rsync -a "$SRC_BIG" "$RSYNC_URL/noop/big.bin" >>"$log" 2>&1
+        rsync -a "$SRC_BIG" "$RSYNC_URL/noop/big.bin" >>"$log" 2>&1 || true
         stats=$(rsync -a --stats "$SRC_BIG" "$RSYNC_URL/noop/big.bin" 2>&1)
         printf '%s\n' "$stats" >>"$log"
         if grep -q 'Number of regular files transferred: 0' <<<"$stats"; then
@@ -810,8 +812,11 @@ ratio() {
 
 print_summary() {
     printf '\n================================================================ results\n'
+    local l1 l5 l15
+    read -r l1 l5 l15 _ </proc/loadavg
     printf '# %s, %s CPUs, kernel %s, scratch %s (%s), rounds %s, big %s MiB, small %s files, regen %s\n' \
         "$(date -u +%Y-%m-%dT%H:%MZ)" "$(nproc)" "$(uname -r)" "$W" "$fstype" "$ROUNDS" "$SIZE_MB" "$FILES" "$REGEN"
+    printf '# load average at start %s, at end %s %s %s (1/5/15 min)\n' "$load1" "$l1" "$l5" "$l15"
     ((DO_UP)) && summarize up_big "(a) up: one $SIZE_MB MiB file (regime A: same path, previous copy removed; MB = 10^6 B)" "${TOOLS[@]}"
     ((DO_DOWN)) && summarize down_big "(a) down: one $SIZE_MB MiB file (regime A: local destination removed before each run)" "${TOOLS[@]}"
     ((DO_SMALL)) && summarize up_small "(b) up: $FILES files of 4 KiB (regime B: a new destination directory every run)" "${TOOLS[@]}"
@@ -853,6 +858,11 @@ printf '# ferry bench/compare.sh: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 printf '# machine: %s CPUs, %s MiB RAM, kernel %s\n' "$(nproc)" \
     "$(awk '/^MemTotal/ { print int($2 / 1024) }' /proc/meminfo)" "$(uname -r)"
 printf '# scratch: %s (%s, %s MB free)\n' "$W" "$fstype" "$avail_mb"
+read -r load1 _ </proc/loadavg
+printf '# load average at start: %s\n' "$load1"
+if awk -v l="$load1" 'BEGIN { exit !(l > 0.5) }'; then
+    warn "load average $load1: something else is running; the figures will be noisy (performance.md section 7)"
+fi
 printf '# tools: %s; scenarios:%s%s%s%s; rounds %s; big file %s MiB; %s small files; regen %s\n' \
     "${TOOLS[*]}" "$( ((DO_UP)) && echo ' a-up')" "$( ((DO_DOWN)) && echo ' a-down')" \
     "$( ((DO_SMALL)) && echo ' b')" "$( ((DO_NOOP)) && echo ' c')" "$ROUNDS" "$SIZE_MB" "$FILES" "$REGEN"
@@ -870,12 +880,12 @@ if ((WITH_FERRY)); then
     printf '# ferry: %s (commit %s)\n' "$FERRY" "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)"
 fi
 
+if ((WITH_FERRY)); then ferry_start; fi # first: a broken ferry fails the run before anything else
 if has_rsyncd_tool; then rsyncd_start; fi
-if has_ssh_tool; then sshd_start; fi
-if has_tool nc; then
+if ((DO_UP || DO_DOWN || DO_SMALL)) && has_ssh_tool; then sshd_start; fi
+if ((DO_UP || DO_DOWN || DO_SMALL)) && has_tool nc; then
     NC_PORT=$(free_port "$NC_PORT") || die "no free port for nc"
 fi
-if ((WITH_FERRY)); then ferry_start; fi
 
 if ((DO_UP || DO_DOWN || DO_NOOP)); then
     info "creating the $SIZE_MB MiB source"

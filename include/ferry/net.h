@@ -119,9 +119,11 @@ int ferry_client_send_cmd(struct ferry_client *c, int32_t type, json_t *body);
 int ferry_client_send_data(struct ferry_client *c, const uint8_t tid[static FERRY_TID_LEN],
                            uint64_t offset, const uint8_t *p, size_t len);
 /*
- * Moves bytes: writes queued output, reads what has arrived. Waits at most
- * timeout_ms for progress (0 = do not wait). With flush_all it keeps going
- * until the output is empty. Returns 0, or < 0 on a dead connection.
+ * Moves bytes: writes queued output, reads what has arrived. Returns once
+ * some input arrived or all queued output was written; with nothing queued
+ * it waits at most timeout_ms for input (0 = do not wait, < 0 = forever).
+ * With flush_all it keeps going until the output is empty. Returns 0, or
+ * < 0 on a dead connection or FERRY_ETIMEDOUT.
  */
 int ferry_client_pump(struct ferry_client *c, int timeout_ms, int flush_all);
 /*

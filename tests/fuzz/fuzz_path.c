@@ -56,7 +56,7 @@ static int utf8_valid_by_decoding(const uint8_t *p, size_t n)
 static void check_accepted(const uint8_t *data, size_t size, const char *out)
 {
     char again[FERRY_PATH_MAX + 1];
-    size_t n = strlen(out), i, start = 0, depth = 0, skip = 0;
+    size_t n = strlen(out), i, depth = 0, skip = 0;
 
     if (n > FERRY_PATH_MAX)
         abort();
@@ -77,6 +77,8 @@ static void check_accepted(const uint8_t *data, size_t size, const char *out)
             abort();
     }
     if (n > 0) {
+        size_t start = 0;
+
         for (i = 0; i <= n; i++) {
             if (i < n && out[i] != '/')
                 continue;

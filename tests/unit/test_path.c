@@ -18,6 +18,7 @@
 
 #include <linux/audit.h>
 #include <linux/filter.h>
+#include <linux/openat2.h>
 #include <linux/seccomp.h>
 #include <sys/prctl.h>
 
@@ -170,10 +171,10 @@ static const char *show(const char *p, size_t n)
 {
     static char buf[512];
     size_t i, o = 0;
-    unsigned char c;
 
     for (i = 0; i < n && o + 5 < sizeof(buf); i++) {
-        c = (unsigned char)p[i];
+        unsigned char c = (unsigned char)p[i];
+
         if (c >= 0x20 && c < 0x7f && c != '\\') {
             buf[o++] = (char)c;
         } else {
@@ -243,11 +244,11 @@ static void test_normalize_table(void **state)
 {
     char out[FERRY_PATH_MAX + 1];
     size_t i, accepted = 0, refused = 0;
-    int rc;
 
     (void)state;
     for (i = 0; i < sizeof(path_cases) / sizeof(path_cases[0]); i++) {
         const struct path_case *c = &path_cases[i];
+        int rc;
 
         memset(out, 'Z', sizeof(out));
         rc = run_normalize(c->in, c->len, out, sizeof(out));
@@ -467,44 +468,6 @@ struct tree {
     int outfd;
 };
 
-static int tree_setup(void **state)
-{
-    struct tree *t = calloc(1, sizeof(*t));
-    char target[160];
-    int fd;
-
-    if (t == NULL)
-        return -1;
-    snprintf(t->base, sizeof(t->base), "/tmp/ferry-test-path-XXXXXX");
-    if (mkdtemp(t->base) == NULL)
-        return -1;
-    snprintf(t->outside, sizeof(t->outside), "%s/outside", t->base);
-    t->basefd = open(t->base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (t->basefd < 0 || mkdirat(t->basefd, "outside", 0755) != 0 ||
-        mkdirat(t->basefd, "root", 0755) != 0)
-        return -1;
-    t->outfd = openat(t->basefd, "outside", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    t->rootfd = openat(t->basefd, "root", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (t->outfd < 0 || t->rootfd < 0)
-        return -1;
-    if (mkdirat(t->rootfd, "sub", 0755) != 0 || mkdirat(t->rootfd, "sub/inner", 0755) != 0)
-        return -1;
-    fd = openat(t->rootfd, "sub/inner/file", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0 || write(fd, "hello", 5) != 5)
-        return -1;
-    close(fd);
-    snprintf(target, sizeof(target), "%s/planted", t->outside);
-    if (symlinkat(t->outside, t->rootfd, "sub/ln_out") != 0 ||
-        symlinkat(t->outside, t->rootfd, "ln_out") != 0 ||
-        symlinkat("/tmp", t->rootfd, "ln_tmp") != 0 ||
-        symlinkat("..", t->rootfd, "ln_parent") != 0 || symlinkat("sub", t->rootfd, "ln_in") != 0 ||
-        symlinkat("sub/inner/file", t->rootfd, "ln_file") != 0 ||
-        symlinkat(target, t->rootfd, "ln_dang") != 0)
-        return -1;
-    *state = t;
-    return 0;
-}
-
 static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
     (void)st;
@@ -512,15 +475,70 @@ static int rm_entry(const char *path, const struct stat *st, int type, struct FT
     return type == FTW_DP ? rmdir(path) : unlink(path);
 }
 
+/* Closes the tree's descriptors, removes it from disk and frees it. */
+static void tree_free(struct tree *t)
+{
+    if (t->rootfd >= 0)
+        close(t->rootfd);
+    if (t->outfd >= 0)
+        close(t->outfd);
+    if (t->basefd >= 0)
+        close(t->basefd);
+    if (t->base[0] != '\0')
+        nftw(t->base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(t);
+}
+
+static int tree_setup(void **state)
+{
+    struct tree *t = calloc(1, sizeof(*t));
+    char target[160];
+    int fd = -1, rc = -1;
+
+    if (t == NULL)
+        goto out;
+    t->basefd = t->rootfd = t->outfd = -1;
+    snprintf(t->base, sizeof(t->base), "/tmp/ferry-test-path-XXXXXX");
+    if (mkdtemp(t->base) == NULL) {
+        t->base[0] = '\0';
+        goto out;
+    }
+    snprintf(t->outside, sizeof(t->outside), "%s/outside", t->base);
+    t->basefd = open(t->base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (t->basefd < 0 || mkdirat(t->basefd, "outside", 0755) != 0 ||
+        mkdirat(t->basefd, "root", 0755) != 0)
+        goto out;
+    t->outfd = openat(t->basefd, "outside", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    t->rootfd = openat(t->basefd, "root", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (t->outfd < 0 || t->rootfd < 0)
+        goto out;
+    if (mkdirat(t->rootfd, "sub", 0755) != 0 || mkdirat(t->rootfd, "sub/inner", 0755) != 0)
+        goto out;
+    fd = openat(t->rootfd, "sub/inner/file", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0 || write(fd, "hello", 5) != 5)
+        goto out;
+    snprintf(target, sizeof(target), "%s/planted", t->outside);
+    if (symlinkat(t->outside, t->rootfd, "sub/ln_out") != 0 ||
+        symlinkat(t->outside, t->rootfd, "ln_out") != 0 ||
+        symlinkat("/tmp", t->rootfd, "ln_tmp") != 0 ||
+        symlinkat("..", t->rootfd, "ln_parent") != 0 || symlinkat("sub", t->rootfd, "ln_in") != 0 ||
+        symlinkat("sub/inner/file", t->rootfd, "ln_file") != 0 ||
+        symlinkat(target, t->rootfd, "ln_dang") != 0)
+        goto out;
+    *state = t;
+    t = NULL;
+    rc = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    if (t != NULL)
+        tree_free(t);
+    return rc;
+}
+
 static int tree_teardown(void **state)
 {
-    struct tree *t = *state;
-
-    close(t->rootfd);
-    close(t->outfd);
-    close(t->basefd);
-    nftw(t->base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(t);
+    tree_free(*state);
     return 0;
 }
 
@@ -857,7 +875,7 @@ static void test_race_swap(void **state)
 {
     struct tree *t = *state;
     char rel[64];
-    int i, fd, ok = 0, refused = 0, status;
+    int i, ok = 0, refused = 0, status;
     pid_t pid;
 
     assert_int_equal(mkdirat(t->rootfd, "d", 0755), 0);
@@ -870,6 +888,8 @@ static void test_race_swap(void **state)
         }
     }
     for (i = 0; i < 3000; i++) {
+        int fd;
+
         snprintf(rel, sizeof(rel), "d/f%d", i);
         fd = ferry_open_beneath(t->rootfd, rel, O_WRONLY | O_CREAT | O_EXCL, 0600);
         if (fd >= 0) {
@@ -908,18 +928,18 @@ static const struct CMUnitTest beneath_tests[] = {
  * so the same tests exercise the per-component openat(O_NOFOLLOW) walk.
  * Returns 0, or -1 when seccomp filters are unavailable here.
  */
+#if defined(__x86_64__)
+#define TEST_AUDIT_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define TEST_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#endif
+
 static int force_enosys_openat2(void)
 {
-#if defined(__x86_64__)
-    const unsigned arch = AUDIT_ARCH_X86_64;
-#elif defined(__aarch64__)
-    const unsigned arch = AUDIT_ARCH_AARCH64;
-#else
-    const unsigned arch = 0;
-#endif
+#ifdef TEST_AUDIT_ARCH
     struct sock_filter filter[] = {
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, arch, 1, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, TEST_AUDIT_ARCH, 1, 0),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_openat2, 0, 1),
@@ -928,42 +948,46 @@ static int force_enosys_openat2(void)
     };
     struct sock_fprog prog = {.len = sizeof(filter) / sizeof(filter[0]), .filter = filter};
 
-    if (arch == 0)
-        return -1;
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
         prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
         return -1;
     return 0;
+#else
+    return -1;
+#endif
+}
+
+/* The child of run_fallback_tests(): returns its exit status. */
+static int fallback_child(void)
+{
+    struct open_how how = {0};
+    int failed;
+
+    if (force_enosys_openat2() != 0) {
+        print_message("skip: no seccomp here, the openat fallback is not tested\n");
+        return 0;
+    }
+    if (syscall(SYS_openat2, AT_FDCWD, ".", &how, sizeof(how)) >= 0 || errno != ENOSYS) {
+        print_error("openat2 still answers under the filter\n");
+        return 1;
+    }
+    print_message("openat2 now fails with ENOSYS: testing the openat walk\n");
+    failed = cmocka_run_group_tests_name("path_beneath_fallback", beneath_tests, NULL, NULL);
+    return failed == 0 ? 0 : 1;
 }
 
 /* Runs the beneath tests again in a child where openat2 says ENOSYS. */
 static int run_fallback_tests(void)
 {
-    struct open_how_probe {
-        unsigned long long flags, mode, resolve;
-    } how = {0};
-    int status, failed;
-    long r;
+    int status;
     pid_t pid;
 
     fflush(NULL);
     pid = fork();
     if (pid < 0)
         return 1;
-    if (pid == 0) {
-        if (force_enosys_openat2() != 0) {
-            print_message("skip: no seccomp here, the openat fallback is not tested\n");
-            _exit(0);
-        }
-        r = syscall(SYS_openat2, AT_FDCWD, ".", &how, sizeof(how));
-        if (r >= 0 || errno != ENOSYS) {
-            print_error("openat2 still answers under the filter\n");
-            _exit(1);
-        }
-        print_message("openat2 now fails with ENOSYS: testing the openat walk\n");
-        failed = cmocka_run_group_tests_name("path_beneath_fallback", beneath_tests, NULL, NULL);
-        _exit(failed == 0 ? 0 : 1);
-    }
+    if (pid == 0)
+        _exit(fallback_child());
     if (waitpid(pid, &status, 0) != pid)
         return 1;
     return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;

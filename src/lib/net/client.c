@@ -216,6 +216,7 @@ static int read_some(struct ferry_client *c)
 int ferry_client_pump(struct ferry_client *c, int timeout_ms, int flush_all)
 {
     uint64_t deadline = ferry_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+    int had_out = ferry_buf_used(&c->out) > 0;
     struct pollfd p;
     int rc, got, n;
 
@@ -228,7 +229,8 @@ int ferry_client_pump(struct ferry_client *c, int timeout_ms, int flush_all)
             return got;
         if (got > 0 && !flush_all)
             return 0;
-        if (ferry_buf_used(&c->out) == 0 && (flush_all || got > 0))
+        /* Everything queued went out: progress, so return (input may wait). */
+        if (ferry_buf_used(&c->out) == 0 && (flush_all || got > 0 || had_out))
             return 0;
         /* Records buffered inside OpenSSL wake no poll: only wait when empty. */
         if (SSL_pending(c->ssl) > 0)

@@ -67,7 +67,6 @@ static size_t utf8_seq_len(const unsigned char *p, size_t n)
 static int name_check(const unsigned char *p, size_t n)
 {
     size_t i = 0, seq;
-    unsigned char c;
 
     /* R-PATH-1: an empty component means "a//b"; "." and ".." never name a file. */
     if (n == 0)
@@ -78,7 +77,8 @@ static int name_check(const unsigned char *p, size_t n)
     if (n > FERRY_NAME_MAX)
         return FERRY_EPATH;
     while (i < n) {
-        c = p[i];
+        unsigned char c = p[i];
+
         if (c < 0x80) {
             /*
              * R-PATH-3: NUL truncates C strings; backslash is a separator on
@@ -107,11 +107,15 @@ int ferry_path_normalize(const char *in, size_t len, char *out, size_t outcap)
     size_t start = 0, end = len, i, clen, depth = 0;
     int rc;
 
-    if (out == NULL || outcap < FERRY_PATH_MAX + 1)
-        return -EINVAL;
+    if (out == NULL || outcap < FERRY_PATH_MAX + 1) {
+        rc = -EINVAL; /* the contract asks for room for any accepted path */
+        goto out;
+    }
     out[0] = '\0';
-    if (in == NULL && len != 0)
-        return -EINVAL;
+    if (in == NULL && len != 0) {
+        rc = -EINVAL;
+        goto out;
+    }
 
     /*
      * R-PATH-1: one leading '/' means the user's root, so "/etc/passwd" is
@@ -163,11 +167,13 @@ out:
 
 int ferry_name_valid(const char *name, size_t len)
 {
-    if (name == NULL && len != 0)
-        return -EINVAL;
+    int rc;
+
     if (name == NULL)
-        return FERRY_EPATH;
-    return name_check((const unsigned char *)name, len);
+        rc = len != 0 ? -EINVAL : FERRY_EPATH; /* NULL, 0 is the empty name */
+    else
+        rc = name_check((const unsigned char *)name, len);
+    return rc;
 }
 
 /*
@@ -177,12 +183,13 @@ int ferry_name_valid(const char *name, size_t len)
  */
 static int rel_check(const char *rel)
 {
-    const char *c = rel, *e;
+    const char *c = rel;
 
     if (rel[0] == '/')
         return -EXDEV;
     while (*c != '\0') {
-        e = strchr(c, '/');
+        const char *e = strchr(c, '/');
+
         if (e == NULL)
             e = c + strlen(c);
         if (e - c == 2 && c[0] == '.' && c[1] == '.')
@@ -239,7 +246,7 @@ static int open_walk(int dirfd, const char *rel, int flags, mode_t mode)
         }
         memcpy(name, c, n);
         name[n] = '\0';
-        /* Skip "a//b" and "a/./b" as the kernel does; a trailing '/' ends here. */
+        /* "a//b" is "a/b" to the kernel, and a trailing '/' ends the walk. */
         while (e != NULL && e[1] == '/')
             e++;
         if (e != NULL && e[1] == '\0') {
@@ -253,7 +260,8 @@ static int open_walk(int dirfd, const char *rel, int flags, mode_t mode)
         }
         if (e == NULL)
             break;
-        if (n != 0 && strcmp(name, ".") != 0) {
+        /* "." stays where it is; skipping it saves an open. */
+        if (strcmp(name, ".") != 0) {
             next = openat(cur, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (next < 0) {
                 rc = nofollow_errno(cur, name, errno);
