@@ -63,10 +63,17 @@ int ferry_meta_mkdirs(struct ferry_meta *m, int64_t uid, const char *path, int64
                       int64_t now, int64_t *dir_id);
 /*
  * Points path at content cid (creating parents, replacing a file there) and
- * adjusts reference counts. FERRY_EISDIR if a directory is in the way.
+ * adjusts reference counts. FERRY_EISDIR if a directory is in the way. With
+ * data (size bytes), new content is stored inline in its row (R-STORE-9).
  */
 int ferry_meta_put_file(struct ferry_meta *m, int64_t uid, const char *path, int64_t size,
-                        const char *cid, int64_t mtime, int exec, int64_t now);
+                        const char *cid, int64_t mtime, int exec, int64_t now, const void *data);
+/*
+ * Returns 1 and a copy (ferry_free it) of inline content, 0 when the
+ * content lives in a blob file, FERRY_ENOTFOUND when uid has no such content.
+ */
+int ferry_meta_content_inline(struct ferry_meta *m, int64_t uid, const char *cid, void **data,
+                              size_t *len);
 int ferry_meta_remove(struct ferry_meta *m, int64_t uid, const char *path, int recursive);
 int ferry_meta_move(struct ferry_meta *m, int64_t uid, const char *from, const char *to, int force,
                     int64_t now);

@@ -41,6 +41,7 @@ void srv_op_free(struct op *op)
         close(op->tmpfd);
     ferry_free(op->path);
     ferry_free(op->path2);
+    ferry_free(op->data);
     sodium_memzero(op->token, sizeof(op->token));
     sodium_memzero(op->pwhash, sizeof(op->pwhash));
     ferry_free(op);
@@ -78,7 +79,7 @@ static int place_blobs(struct batch *b, int *nplaced)
     int dfd, rc, n = 0;
 
     for (op = b->ops; op != NULL; op = op->next) {
-        if (op->kind != OP_UPLOAD || op->rc != 0)
+        if (op->kind != OP_UPLOAD || op->rc != 0 || op->data != NULL)
             continue;
         /* Rows, not files, say what exists: a stray file is rewritten. */
         rc = ferry_meta_content_has(srv->wdb, op->uid, op->cid);
@@ -146,7 +147,7 @@ static int apply(struct srv *srv, struct op *op)
     switch (op->kind) {
     case OP_UPLOAD:
         return ferry_meta_put_file(m, op->uid, op->path, op->size, op->cid, op->mtime, op->flag,
-                                   op->now);
+                                   op->now, op->data);
     case OP_MKDIR:
         return ferry_meta_mkdirs(m, op->uid, op->path, op->mtime, op->now, &dir);
     case OP_REMOVE:

@@ -28,6 +28,12 @@
 #define SRV_BATCH_BYTES (256ull << 20)
 /* Transfer ids per Committed message: 256 x 35 bytes fits a 32 KiB frame. */
 #define SRV_COMMITTED_TIDS_MAX 256
+/*
+ * R-STORE-9: content up to this size is kept inline in the metadata
+ * database, so a small file costs no inode, no rename and no fsync of its
+ * own: the batch's single commit makes it durable (seed 002's pack idea).
+ */
+#define SRV_INLINE_MAX (64u << 10)
 /* Upload bytes gathered before one write(2). */
 #define SRV_WRITE_CHUNK (1u << 20)
 /* Start writeback every this many bytes so the final fdatasync is short. */
@@ -112,6 +118,7 @@ struct upload {
     int64_t mtime;
     int exec;
     int fd;
+    int is_inline; /* small: kept in memory, stored in the database */
     int rc; /* first failure; later data is discarded until TransferComplete */
     char tmpname[40];
     struct ferry_sha256 sha;
@@ -131,6 +138,7 @@ struct download {
     char cid[FERRY_CID_LEN + 1];
     int64_t mtime;
     int exec;
+    uint8_t *mem; /* inline content, when the row holds it */
     struct download *next;
 };
 
@@ -216,6 +224,7 @@ struct op {
     char cid[FERRY_CID_LEN + 1];
     char tmpname[40];
     int tmpfd;
+    uint8_t *data; /* inline content (R-STORE-9), owned */
     /* accounts */
     char user[SRV_USER_MAX + 1];
     char pwhash[160];

@@ -112,6 +112,8 @@ int srv_upload_open(struct sess *s, const struct ferry_cmd *cmd)
         u->rc = FERRY_ENOSPACE;
     } else if ((u->path = ferry_strdup(norm)) == NULL || ferry_sha256_init(&u->sha) != 0) {
         u->rc = -ENOMEM;
+    } else if (size <= SRV_INLINE_MAX) {
+        u->is_inline = 1; /* R-STORE-9: gathered in memory, committed in the database */
     } else {
         uint8_t rnd[16];
 
@@ -137,7 +139,7 @@ static void upload_flush(struct upload *u)
     size_t n = ferry_buf_used(&u->wbuf);
     ssize_t w;
 
-    if (n == 0)
+    if (n == 0 || u->is_inline)
         return;
     if (u->rc == 0 && ferry_sha256_update(&u->sha, p, n) != 0)
         u->rc = FERRY_EINTERNAL;
@@ -217,6 +219,9 @@ int srv_upload_complete(struct sess *s, const struct ferry_cmd *cmd)
     if (u->rc != 0)
         goto out; /* already reported when it failed */
     upload_flush(u);
+    if (u->is_inline && u->rc == 0 &&
+        ferry_sha256_update(&u->sha, ferry_buf_peek(&u->wbuf), ferry_buf_used(&u->wbuf)) != 0)
+        u->rc = FERRY_EINTERNAL;
     if (u->rc == 0 && ferry_sha256_final_cid(&u->sha, cid) != 0)
         u->rc = FERRY_EINTERNAL;
     /* The receiver checks the hash before anything becomes visible. */
@@ -242,6 +247,15 @@ int srv_upload_complete(struct sess *s, const struct ferry_cmd *cmd)
     op->tmpfd = u->fd;
     u->fd = -1;
     u->tmpname[0] = '\0';
+    if (u->is_inline) {
+        size_t n = ferry_buf_used(&u->wbuf);
+        if ((op->data = ferry_malloc(n)) == NULL) {
+            send_upload_error(s, u, -ENOMEM);
+            op->rc = -ENOMEM;
+        } else if (n > 0) {
+            memcpy(op->data, ferry_buf_peek(&u->wbuf), n);
+        }
+    }
     s->unacked += u->size;
     srv_op_submit(s->srv, op);
     /* R-STORE-3: stop reading while too much awaits its commit. */
@@ -254,6 +268,7 @@ out:
 
 static void download_free(struct download *d)
 {
+    ferry_free(d->mem);
     if (d->fd >= 0)
         close(d->fd);
     ferry_free(d->path);
@@ -348,6 +363,7 @@ static int download_start(struct sess *s, struct download *d)
 {
     char norm[FERRY_PATH_MAX + 1], rel[160], tid[33];
     struct ferry_node n;
+    size_t memlen = 0;
     int rc;
 
     if (d->path != NULL) {
@@ -363,10 +379,18 @@ static int download_start(struct sess *s, struct download *d)
         return FERRY_EISDIR;
     if ((rc = ferry_blob_relpath(s->uid, n.cid, rel, sizeof(rel))) != 0)
         return FERRY_EINTERNAL;
-    /* R-PATH-4: even our own blob names are opened without following links. */
-    if ((d->fd = ferry_open_beneath(s->srv->datafd, rel, O_RDONLY, 0)) < 0)
+    rc = ferry_meta_content_inline(s->srv->rdb, s->uid, n.cid, (void **)&d->mem, &memlen);
+    if (rc < 0)
+        return rc == FERRY_ENOTFOUND ? FERRY_EINTERNAL : rc;
+    if (rc == 1) {
+        if (memlen != (size_t)n.size)
+            return FERRY_EINTERNAL;
+    } else if ((d->fd = ferry_open_beneath(s->srv->datafd, rel, O_RDONLY, 0)) < 0) {
+        /* R-PATH-4: even our own blob names are opened without following links. */
         return FERRY_EINTERNAL;
-    posix_fadvise(d->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    } else {
+        posix_fadvise(d->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    }
     d->size = (uint64_t)n.size;
     d->mtime = n.mtime;
     d->exec = n.exec;
@@ -405,10 +429,16 @@ static int download_step(struct sess *s, struct download *d)
         ferry_data_header_encode(w + FERRY_FRAME_HDR_LEN, d->tid, d->off + i * FERRY_DATA_MAX);
         w += FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN + piece;
     }
-    /* One preadv fills every frame's slot: no syscall per 16 KiB frame. */
-    do {
-        got = preadv(d->fd, iov, (int)nfr, (off_t)d->off);
-    } while (got < 0 && errno == EINTR);
+    if (d->mem != NULL) {
+        for (i = 0; i < nfr; i++)
+            memcpy(iov[i].iov_base, d->mem + d->off + i * FERRY_DATA_MAX, iov[i].iov_len);
+        got = (ssize_t)want;
+    } else {
+        /* One preadv fills every frame's slot: no syscall per 16 KiB frame. */
+        do {
+            got = preadv(d->fd, iov, (int)nfr, (off_t)d->off);
+        } while (got < 0 && errno == EINTR);
+    }
     if (got != (ssize_t)want)
         return FERRY_EINTERNAL; /* the blob is shorter than its row says */
     ferry_buf_grow(&s->conn.out, (size_t)(w - base));

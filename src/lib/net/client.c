@@ -81,6 +81,9 @@ int ferry_client_connect(struct ferry_client *c, const char *host, const char *p
         rc = FERRY_EINTERNAL;
         goto out;
     }
+    /* Read whole socket buffers, not a header then a body per 16 KiB record. */
+    SSL_set_read_ahead(c->ssl, 1);
+    SSL_set_default_read_buffer_len(c->ssl, 256 * 1024);
     for (;;) {
         uint64_t now = ferry_now_ms();
 

@@ -38,7 +38,7 @@ static const char schema[] =
     " UNIQUE(user_id, parent_id, name)) STRICT;"
     "CREATE TABLE IF NOT EXISTS content("
     " user_id INTEGER NOT NULL, cid TEXT NOT NULL, size INTEGER NOT NULL,"
-    " refs INTEGER NOT NULL, PRIMARY KEY(user_id, cid)) STRICT;"
+    " refs INTEGER NOT NULL, data BLOB, PRIMARY KEY(user_id, cid)) STRICT;"
     "CREATE INDEX IF NOT EXISTS content_unref ON content(refs) WHERE refs <= 0;";
 
 /* Maps SQLite results onto ferry codes. */
@@ -538,11 +538,15 @@ int ferry_meta_mkdirs(struct ferry_meta *m, int64_t uid, const char *path, int64
 }
 
 static const char sql_ref[] =
-    "INSERT INTO content(user_id, cid, size, refs) VALUES(?1, ?2, ?3, ?4)"
+    "INSERT INTO content(user_id, cid, size, refs, data) VALUES(?1, ?2, ?3, ?4, ?5)"
     " ON CONFLICT(user_id, cid) DO UPDATE SET refs = refs + ?4";
 
-/* R-STORE-4: counts change in the same transaction as the tree. */
-static int content_ref(struct ferry_meta *m, int64_t uid, const char *cid, int64_t size, int delta)
+/*
+ * R-STORE-4: counts change in the same transaction as the tree. Small
+ * content (R-STORE-9) rides in the row itself, so the commit makes it durable.
+ */
+static int content_ref(struct ferry_meta *m, int64_t uid, const char *cid, int64_t size, int delta,
+                       const void *data)
 {
     sqlite3_stmt *st = stmt(m, sql_ref);
 
@@ -552,7 +556,45 @@ static int content_ref(struct ferry_meta *m, int64_t uid, const char *cid, int64
     sqlite3_bind_text(st, 2, cid, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, size);
     sqlite3_bind_int(st, 4, delta);
+    if (data != NULL)
+        sqlite3_bind_blob(st, 5, size > 0 ? data : "", (int)size, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 5);
     return step_done(m, st);
+}
+
+int ferry_meta_content_inline(struct ferry_meta *m, int64_t uid, const char *cid, void **data,
+                              size_t *len)
+{
+    static const char sql[] = "SELECT data FROM content WHERE user_id = ?1 AND cid = ?2";
+    sqlite3_stmt *st = stmt(m, sql);
+    const void *p;
+    int rc;
+
+    *data = NULL;
+    *len = 0;
+    if (st == NULL)
+        return FERRY_EINTERNAL;
+    sqlite3_bind_int64(st, 1, uid);
+    sqlite3_bind_text(st, 2, cid, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        rc = 0;
+        if (sqlite3_column_type(st, 0) == SQLITE_BLOB) {
+            *len = (size_t)sqlite3_column_bytes(st, 0);
+            p = sqlite3_column_blob(st, 0);
+            if ((*data = ferry_malloc(*len)) == NULL) {
+                rc = -ENOMEM;
+            } else {
+                memcpy(*data, p, *len);
+                rc = 1;
+            }
+        }
+    } else {
+        rc = rc == SQLITE_DONE ? FERRY_ENOTFOUND : sqlrc(m, rc);
+    }
+    sqlite3_reset(st);
+    return rc;
 }
 
 static const char sql_file_ins[] =
@@ -562,7 +604,7 @@ static const char sql_file_upd[] =
     "UPDATE nodes SET size = ?2, cid = ?3, mtime = ?4, smtime = ?5, exec = ?6 WHERE id = ?1";
 
 int ferry_meta_put_file(struct ferry_meta *m, int64_t uid, const char *path, int64_t size,
-                        const char *cid, int64_t mtime, int exec, int64_t now)
+                        const char *cid, int64_t mtime, int exec, int64_t now, const void *data)
 {
     char parent[FERRY_PATH_MAX + 1];
     const char *slash = strrchr(path, '/');
@@ -576,13 +618,13 @@ int ferry_meta_put_file(struct ferry_meta *m, int64_t uid, const char *path, int
     snprintf(parent, sizeof(parent), "%.*s", slash != NULL ? (int)(slash - path) : 0, path);
     if ((rc = make_dirs(m, uid, parent, now, now, &dir)) != 0)
         return rc == FERRY_EEXIST ? FERRY_ENOTDIR : rc;
-    if ((rc = content_ref(m, uid, cid, size, 1)) != 0)
+    if ((rc = content_ref(m, uid, cid, size, 1, data)) != 0)
         return rc;
     rc = child(m, uid, dir.id, name, strlen(name), &old);
     if (rc == 0) {
         if (old.is_dir)
             return FERRY_EISDIR;
-        if ((rc = content_ref(m, uid, old.cid, old.size, -1)) != 0 ||
+        if ((rc = content_ref(m, uid, old.cid, old.size, -1, NULL)) != 0 ||
             (st = stmt(m, sql_file_upd)) == NULL)
             return rc != 0 ? rc : FERRY_EINTERNAL;
         sqlite3_bind_int64(st, 1, old.id);
@@ -705,7 +747,7 @@ static int delete_tree(struct ferry_meta *m, int64_t uid, const struct ferry_nod
         ferry_free(v);
         if (rc != 0)
             return rc;
-    } else if ((rc = content_ref(m, uid, n->cid, n->size, -1)) != 0) {
+    } else if ((rc = content_ref(m, uid, n->cid, n->size, -1, NULL)) != 0) {
         return rc;
     }
     if ((st = stmt(m, sql_del_node)) == NULL)
@@ -818,7 +860,9 @@ int ferry_meta_content_has(struct ferry_meta *m, int64_t uid, const char *cid)
 
 int ferry_meta_gc(struct ferry_meta *m, ferry_meta_gc_fn fn, void *arg)
 {
-    static const char sql_sel[] = "SELECT user_id, cid FROM content WHERE refs <= 0";
+    /* Inline content goes with its row; only file-backed content has a file. */
+    static const char sql_sel[] =
+        "SELECT user_id, cid FROM content WHERE refs <= 0 AND data IS NULL";
     static const char sql_del[] = "DELETE FROM content WHERE refs <= 0";
     sqlite3_stmt *st = stmt(m, sql_sel);
     int rc;
