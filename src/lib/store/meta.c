@@ -16,6 +16,15 @@ struct ferry_meta {
         const char *sql;
         sqlite3_stmt *st;
     } cache[STMT_CACHE];
+    /*
+     * The directory the last file went into: uploads of a tree arrive
+     * folder by folder, so most lookups of a parent repeat the previous
+     * one. Dropped by anything that could remove, move or undo a directory.
+     */
+    int dc_valid;
+    int64_t dc_uid;
+    struct ferry_node dc_node;
+    char dc_path[FERRY_PATH_MAX + 1];
 };
 
 static const char schema[] =
@@ -148,6 +157,7 @@ int ferry_meta_commit(struct ferry_meta *m)
 
 void ferry_meta_rollback(struct ferry_meta *m)
 {
+    m->dc_valid = 0;
     sqlite3_exec(m->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
@@ -163,6 +173,7 @@ int ferry_meta_release(struct ferry_meta *m)
 
 void ferry_meta_rollback_to(struct ferry_meta *m)
 {
+    m->dc_valid = 0;
     sqlite3_exec(m->db, "ROLLBACK TO op; RELEASE op", NULL, NULL, NULL);
 }
 
@@ -616,8 +627,16 @@ int ferry_meta_put_file(struct ferry_meta *m, int64_t uid, const char *path, int
     if (*name == '\0')
         return FERRY_EPATH;
     snprintf(parent, sizeof(parent), "%.*s", slash != NULL ? (int)(slash - path) : 0, path);
-    if ((rc = make_dirs(m, uid, parent, now, now, &dir)) != 0)
-        return rc == FERRY_EEXIST ? FERRY_ENOTDIR : rc;
+    if (m->dc_valid && m->dc_uid == uid && strcmp(m->dc_path, parent) == 0) {
+        dir = m->dc_node;
+    } else {
+        if ((rc = make_dirs(m, uid, parent, now, now, &dir)) != 0)
+            return rc == FERRY_EEXIST ? FERRY_ENOTDIR : rc;
+        m->dc_valid = 1;
+        m->dc_uid = uid;
+        m->dc_node = dir;
+        memcpy(m->dc_path, parent, strlen(parent) + 1);
+    }
     if ((rc = content_ref(m, uid, cid, size, 1, data)) != 0)
         return rc;
     rc = child(m, uid, dir.id, name, strlen(name), &old);
@@ -778,6 +797,7 @@ int ferry_meta_remove(struct ferry_meta *m, int64_t uid, const char *path, int r
     struct ferry_node n;
     int rc;
 
+    m->dc_valid = 0;
     if (*path == '\0')
         return FERRY_EPATH; /* the root cannot be removed */
     if ((rc = walk(m, uid, path, &n, NULL)) != 0)
@@ -805,6 +825,7 @@ int ferry_meta_move(struct ferry_meta *m, int64_t uid, const char *from, const c
     sqlite3_stmt *st;
     int rc;
 
+    m->dc_valid = 0;
     if (*from == '\0' || *to == '\0')
         return FERRY_EPATH;
     if (strcmp(from, to) == 0)
