@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "ferry/path.h"
+#include "ferry/writer.h"
 
 struct dl {
     int64_t file_id;
@@ -47,8 +48,10 @@ struct get {
     int exec;
     int dirfd, fd;
     char tmpname[48];
-    struct ferry_sha256 sha;
-    struct ferry_buf wbuf;
+    /* Hashing and writing run on the writer's thread while this one receives. */
+    struct ferry_writer *wr;
+    uint8_t *wb;
+    size_t wlen;
 };
 
 static const char get_usage[] =
@@ -183,44 +186,49 @@ static int plan_tree(struct get *g, const char *src, int rootfd)
     return rc;
 }
 
-static int flush_write(struct get *g)
+/* Hands the filled buffer to the writer thread. */
+static void submit(struct get *g)
 {
-    const uint8_t *p = ferry_buf_peek(&g->wbuf);
-    size_t n = ferry_buf_used(&g->wbuf);
-    ssize_t w;
+    if (g->wb != NULL)
+        ferry_writer_submit(g->wr, g->wb, g->wlen);
+    g->wb = NULL;
+    g->wlen = 0;
+}
+
+/* Copies received bytes into writer buffers; < 0 once the file failed. */
+static int put_bytes(struct get *g, const uint8_t *p, size_t n)
+{
+    size_t k;
 
     while (n > 0) {
-        w = write(g->fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -errno;
-        p += w;
-        n -= (size_t)w;
-    }
-    ferry_buf_reset(&g->wbuf);
-    if (g->got - g->synced >= (8u << 20)) {
-        /* Start writeback as we go, so the fdatasync at the end is short. */
-        sync_file_range(g->fd, (off_t)g->synced, (off_t)(g->got - g->synced),
-                        SYNC_FILE_RANGE_WRITE);
-        g->synced = g->got;
+        if (g->wb == NULL && (g->wb = ferry_writer_buf(g->wr)) == NULL)
+            return FERRY_EINTERNAL;
+        k = FERRY_WRITER_BUF - g->wlen < n ? FERRY_WRITER_BUF - g->wlen : n;
+        memcpy(g->wb + g->wlen, p, k);
+        g->wlen += k;
+        p += k;
+        n -= k;
+        if (g->wlen == FERRY_WRITER_BUF)
+            submit(g);
     }
     return 0;
 }
 
 static void abort_current(struct get *g, const char *why)
 {
+    char cid[FERRY_CID_LEN + 1];
+
     if (g->cur == NULL)
         return;
     if (g->fd >= 0) {
+        submit(g);
+        ferry_writer_end(g->wr, cid);
         close(g->fd);
         unlinkat(g->dirfd, g->tmpname, 0);
     }
     if (g->dirfd >= 0)
         close(g->dirfd);
     g->fd = g->dirfd = -1;
-    ferry_sha256_cleanup(&g->sha);
-    ferry_buf_reset(&g->wbuf);
     g->cur->state = 3;
     failmsg(g, g->cur->label, why);
     g->cur = NULL;
@@ -246,7 +254,7 @@ static int begin(struct get *g, struct dl *d, const struct ferry_cmd *m)
     snprintf(parent, sizeof(parent), "%.*s", slash != NULL ? (int)(slash - d->rel) : 0, d->rel);
     g->fd = -1;
     g->dirfd = ferry_mkdirs_beneath(d->rootfd, parent);
-    if (g->dirfd < 0 || ferry_sha256_init(&g->sha) != 0) {
+    if (g->dirfd < 0) {
         abort_current(g, "cannot create its folder");
         return 0;
     }
@@ -260,6 +268,10 @@ static int begin(struct get *g, struct dl *d, const struct ferry_cmd *m)
         abort_current(g, strerror(errno));
         return 0;
     }
+    if (ferry_writer_begin(g->wr, g->fd) != 0) {
+        abort_current(g, "cannot start writing");
+        return 0;
+    }
     return 0;
 }
 
@@ -271,12 +283,19 @@ static int finish(struct get *g)
     int rc;
 
     name = name != NULL ? name + 1 : g->cur->rel;
-    if ((rc = flush_write(g)) != 0) {
-        abort_current(g, strerror(-rc));
+    submit(g);
+    if ((rc = ferry_writer_end(g->wr, cid)) != 0) {
+        close(g->fd);
+        g->fd = -1;
+        unlinkat(g->dirfd, g->tmpname, 0);
+        abort_current(g, strerror(rc < 0 && rc > -4096 ? -rc : EIO));
         return 0;
     }
-    if (g->got != g->size || ferry_sha256_final_cid(&g->sha, cid) != 0 ||
-        strcmp(cid, g->hash) != 0) {
+    /* Seed 000: the receiver checks the hash before anything is visible. */
+    if (g->got != g->size || strcmp(cid, g->hash) != 0) {
+        close(g->fd);
+        g->fd = -1;
+        unlinkat(g->dirfd, g->tmpname, 0);
         abort_current(g, "content did not match its hash; nothing was written");
         return 0;
     }
@@ -350,16 +369,10 @@ static int run_downloads(struct get *g)
             }
             if (d.offset != g->got || d.len > g->size - g->got)
                 return FERRY_EPROTO;
-            if (g->fd >= 0) {
-                ferry_sha256_update(&g->sha, d.bytes, d.len);
-                if (ferry_buf_append(&g->wbuf, d.bytes, d.len) != 0) {
-                    if ((rc = flush_write(g)) != 0) {
-                        abort_current(g, strerror(-rc));
-                        rc = 0;
-                        continue;
-                    }
-                    ferry_buf_append(&g->wbuf, d.bytes, d.len);
-                }
+            if (g->fd >= 0 && put_bytes(g, d.bytes, d.len) != 0) {
+                g->got += d.len;
+                abort_current(g, "write failed");
+                continue;
             }
             g->got += d.len;
             g->prog.done += d.len;
@@ -447,7 +460,10 @@ int cmd_get(int argc, char **argv)
     }
     g.umask = umask(022);
     umask(g.umask);
-    ferry_buf_init(&g.wbuf, 1u << 20);
+    if (ferry_writer_new(&g.wr) != 0) {
+        cli_err("out of memory");
+        return CLI_FAIL;
+    }
     dest_dir = stat(dest, &dst) == 0 && S_ISDIR(dst.st_mode);
     if (nsrc > 1 && !dest_dir) {
         cli_err("%s is not a folder (several sources need a folder destination)", dest);
@@ -547,7 +563,7 @@ int cmd_get(int argc, char **argv)
     ferry_free(g.rootfds);
     ferry_free(g.dirs);
     ferry_free(g.v);
-    ferry_buf_cleanup(&g.wbuf);
+    ferry_writer_free(g.wr);
     cli_disconnect(&g.cc);
     if (rc != 0)
         return CLI_FAIL;

@@ -9,6 +9,7 @@
 #include "ferry/net.h"
 #include "ferry/store.h"
 #include "ferry/wire.h"
+#include "ferry/writer.h"
 
 #define SRV_USER_MAX 64
 #define SRV_PASSWORD_MIN 8
@@ -123,6 +124,10 @@ struct upload {
     char tmpname[40];
     struct ferry_sha256 sha;
     struct ferry_buf wbuf;
+    /* Large uploads hash and write on the session's writer thread. */
+    struct ferry_writer *wr;
+    uint8_t *wb;
+    size_t wlen;
     struct upload *next;
 };
 
@@ -156,6 +161,7 @@ struct sess {
     uint64_t accepted_ms;
     struct upload *uploads;
     int nuploads;
+    struct ferry_writer *writer; /* created on the first large upload */
     struct download *dl_head;
     struct download *dl_tail;
     int ndownloads;

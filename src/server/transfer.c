@@ -36,6 +36,13 @@ static struct upload *find_upload(struct sess *s, const uint8_t tid[static FERRY
 
 static void upload_free(struct sess *s, struct upload *u)
 {
+    char cid[FERRY_CID_LEN + 1];
+
+    if (u->wr != NULL) {
+        if (u->wb != NULL)
+            ferry_writer_submit(u->wr, u->wb, 0);
+        ferry_writer_end(u->wr, cid);
+    }
     if (u->fd >= 0)
         close(u->fd);
     if (u->tmpname[0] != '\0')
@@ -125,6 +132,10 @@ int srv_upload_open(struct sess *s, const struct ferry_cmd *cmd)
         if (u->fd < 0) {
             u->rc = errno == ENOSPC ? FERRY_ENOSPACE : FERRY_EINTERNAL;
             u->tmpname[0] = '\0';
+        } else if ((s->writer != NULL || ferry_writer_new(&s->writer) == 0) &&
+                   !ferry_writer_busy(s->writer) && ferry_writer_begin(s->writer, u->fd) == 0) {
+            /* Hashing and writing overlap with decryption on the loop thread. */
+            u->wr = s->writer;
         }
     }
     if (u->rc != 0)
@@ -180,6 +191,28 @@ int srv_upload_data(struct sess *s, const struct ferry_data *d)
     u->received += d->len;
     if (u->rc != 0)
         return 0;
+    if (u->wr != NULL) {
+        const uint8_t *p = d->bytes;
+        size_t n = d->len, k;
+
+        while (n > 0) {
+            if (u->wb == NULL && (u->wb = ferry_writer_buf(u->wr)) == NULL) {
+                u->rc = FERRY_EINTERNAL; /* the real cause comes from ferry_writer_end */
+                return 0;
+            }
+            k = FERRY_WRITER_BUF - u->wlen < n ? FERRY_WRITER_BUF - u->wlen : n;
+            memcpy(u->wb + u->wlen, p, k);
+            u->wlen += k;
+            p += k;
+            n -= k;
+            if (u->wlen == FERRY_WRITER_BUF) {
+                ferry_writer_submit(u->wr, u->wb, u->wlen);
+                u->wb = NULL;
+                u->wlen = 0;
+            }
+        }
+        return 0;
+    }
     if (ferry_buf_append(&u->wbuf, d->bytes, d->len) != 0) {
         upload_flush(u);
         if (u->rc == 0 && ferry_buf_append(&u->wbuf, d->bytes, d->len) != 0)
@@ -216,6 +249,24 @@ int srv_upload_complete(struct sess *s, const struct ferry_cmd *cmd)
         return fault(s, cmd->id, FERRY_EPROTO, "TransferComplete before all data");
     *link = u->next;
     s->nuploads--;
+    if (u->wr != NULL) {
+        int wrc;
+
+        if (u->wb != NULL)
+            ferry_writer_submit(u->wr, u->wb, u->wlen);
+        u->wb = NULL;
+        wrc = ferry_writer_end(u->wr, cid);
+        u->wr = NULL;
+        if (u->rc == 0 && wrc != 0)
+            u->rc = wrc == -ENOSPC || wrc == -EDQUOT ? FERRY_ENOSPACE : FERRY_EINTERNAL;
+        if (u->rc == 0 && (!ferry_cid_valid(hash) || strcmp(hash, cid) != 0))
+            u->rc = FERRY_EHASH;
+        if (u->rc != 0) {
+            send_upload_error(s, u, u->rc);
+            goto out;
+        }
+        goto commit;
+    }
     if (u->rc != 0)
         goto out; /* already reported when it failed */
     upload_flush(u);
@@ -231,6 +282,7 @@ int srv_upload_complete(struct sess *s, const struct ferry_cmd *cmd)
         send_upload_error(s, u, u->rc);
         goto out;
     }
+commit:
     if ((op = srv_op_new(s, OP_UPLOAD, u->ref)) == NULL) {
         send_upload_error(s, u, -ENOMEM);
         goto out;
@@ -500,4 +552,6 @@ void srv_transfer_cleanup(struct sess *s)
     }
     s->dl_tail = NULL;
     s->ndownloads = 0;
+    ferry_writer_free(s->writer);
+    s->writer = NULL;
 }

@@ -1,0 +1,42 @@
+/* A file writer thread: hashes and writes big buffers while the caller keeps receiving. */
+#ifndef FERRY_WRITER_H
+#define FERRY_WRITER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ferry/crypto.h"
+
+/* Bytes per buffer handed to the writer: one write(2) each. */
+#define FERRY_WRITER_BUF (1u << 20)
+/* Buffers per writer: bounds the bytes in flight to 8 MiB. */
+#define FERRY_WRITER_NBUF 8
+/* Writeback is started every this many bytes, so a final fdatasync is short. */
+#define FERRY_WRITER_SYNC_STEP (8u << 20)
+
+struct ferry_writer;
+
+/* Starts the thread and allocates its buffers once; reused file after file. */
+int ferry_writer_new(struct ferry_writer **out);
+/* Stops the thread (after the current file, if any, is abandoned) and frees. */
+void ferry_writer_free(struct ferry_writer *w);
+
+/* Starts a file: bytes go to fd from its current offset, hashed with SHA-256. */
+int ferry_writer_begin(struct ferry_writer *w, int fd);
+/*
+ * A free buffer of FERRY_WRITER_BUF bytes to fill; waits while all are in
+ * flight (the backpressure). NULL if the file already failed.
+ */
+uint8_t *ferry_writer_buf(struct ferry_writer *w);
+/* Queues a filled buffer (from ferry_writer_buf) of len bytes. */
+void ferry_writer_submit(struct ferry_writer *w, uint8_t *buf, size_t len);
+/*
+ * Waits until every queued byte of the file is written. Returns 0 and the
+ * content id in cid, or the first error (-errno); the writer is then free
+ * for the next file.
+ */
+int ferry_writer_end(struct ferry_writer *w, char cid[static 72]);
+/* Whether a file is in progress. */
+int ferry_writer_busy(const struct ferry_writer *w);
+
+#endif

@@ -1,0 +1,213 @@
+/* A writer thread per transfer stream: SHA-256 and write(2) off the receiving thread. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ferry/core.h"
+#include "ferry/writer.h"
+
+struct item {
+    uint8_t *buf;
+    size_t len;
+};
+
+struct ferry_writer {
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv_work;  /* the thread waits for items */
+    pthread_cond_t cv_done;  /* the caller waits for free buffers or the end */
+    uint8_t *pool[FERRY_WRITER_NBUF];
+    uint8_t *free_bufs[FERRY_WRITER_NBUF];
+    int nfree;
+    struct item q[FERRY_WRITER_NBUF];
+    int qhead;
+    int qlen;
+    int busy_item; /* the thread holds an item outside the queue */
+    int active;    /* a file is in progress */
+    int quit;
+    int fd;
+    int err;
+    uint64_t written;
+    uint64_t synced;
+    struct ferry_sha256 sha;
+};
+
+static void write_item(struct ferry_writer *w, const struct item *it)
+{
+    const uint8_t *p = it->buf;
+    size_t n = it->len;
+    ssize_t r;
+
+    if (w->err != 0)
+        return;
+    if (ferry_sha256_update(&w->sha, p, n) != 0) {
+        w->err = FERRY_EINTERNAL;
+        return;
+    }
+    while (n > 0) {
+        r = write(w->fd, p, n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            w->err = -errno;
+            return;
+        }
+        p += r;
+        n -= (size_t)r;
+        w->written += (uint64_t)r;
+    }
+    if (w->written - w->synced >= FERRY_WRITER_SYNC_STEP) {
+        sync_file_range(w->fd, (off_t)w->synced, (off_t)(w->written - w->synced),
+                        SYNC_FILE_RANGE_WRITE);
+        w->synced = w->written;
+    }
+}
+
+static void *thread_main(void *arg)
+{
+    struct ferry_writer *w = arg;
+    struct item it;
+
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (w->qlen == 0 && !w->quit)
+            pthread_cond_wait(&w->cv_work, &w->mu);
+        if (w->qlen == 0 && w->quit)
+            break;
+        it = w->q[w->qhead];
+        w->qhead = (w->qhead + 1) % FERRY_WRITER_NBUF;
+        w->qlen--;
+        w->busy_item = 1;
+        /* No lock is held across the I/O. */
+        pthread_mutex_unlock(&w->mu);
+        write_item(w, &it);
+        pthread_mutex_lock(&w->mu);
+        w->busy_item = 0;
+        w->free_bufs[w->nfree++] = it.buf;
+        pthread_cond_signal(&w->cv_done);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+int ferry_writer_new(struct ferry_writer **out)
+{
+    struct ferry_writer *w = ferry_calloc(1, sizeof(*w));
+    int i;
+
+    *out = NULL;
+    if (w == NULL)
+        return -ENOMEM;
+    for (i = 0; i < FERRY_WRITER_NBUF; i++) {
+        if ((w->pool[i] = ferry_malloc(FERRY_WRITER_BUF)) == NULL)
+            goto nomem;
+        w->free_bufs[w->nfree++] = w->pool[i];
+    }
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv_work, NULL);
+    pthread_cond_init(&w->cv_done, NULL);
+    w->fd = -1;
+    if (pthread_create(&w->th, NULL, thread_main, w) != 0) {
+        pthread_mutex_destroy(&w->mu);
+        pthread_cond_destroy(&w->cv_work);
+        pthread_cond_destroy(&w->cv_done);
+        goto nomem;
+    }
+    *out = w;
+    return 0;
+nomem:
+    for (i = 0; i < FERRY_WRITER_NBUF; i++)
+        ferry_free(w->pool[i]);
+    ferry_free(w);
+    return -ENOMEM;
+}
+
+/* Waits until the queue is empty and the thread idle. Called with mu held. */
+static void drain_locked(struct ferry_writer *w)
+{
+    while (w->qlen > 0 || w->busy_item)
+        pthread_cond_wait(&w->cv_done, &w->mu);
+}
+
+void ferry_writer_free(struct ferry_writer *w)
+{
+    int i;
+
+    if (w == NULL)
+        return;
+    pthread_mutex_lock(&w->mu);
+    drain_locked(w);
+    w->quit = 1;
+    pthread_cond_signal(&w->cv_work);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->th, NULL);
+    ferry_sha256_cleanup(&w->sha);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv_work);
+    pthread_cond_destroy(&w->cv_done);
+    for (i = 0; i < FERRY_WRITER_NBUF; i++)
+        ferry_free(w->pool[i]);
+    ferry_free(w);
+}
+
+int ferry_writer_begin(struct ferry_writer *w, int fd)
+{
+    int rc;
+
+    pthread_mutex_lock(&w->mu);
+    drain_locked(w);
+    ferry_sha256_cleanup(&w->sha);
+    rc = ferry_sha256_init(&w->sha);
+    w->fd = fd;
+    w->err = rc;
+    w->written = w->synced = 0;
+    w->active = rc == 0;
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
+int ferry_writer_busy(const struct ferry_writer *w)
+{
+    return w->active;
+}
+
+uint8_t *ferry_writer_buf(struct ferry_writer *w)
+{
+    uint8_t *b = NULL;
+
+    pthread_mutex_lock(&w->mu);
+    while (w->nfree == 0)
+        pthread_cond_wait(&w->cv_done, &w->mu);
+    if (w->err == 0)
+        b = w->free_bufs[--w->nfree];
+    pthread_mutex_unlock(&w->mu);
+    return b;
+}
+
+void ferry_writer_submit(struct ferry_writer *w, uint8_t *buf, size_t len)
+{
+    pthread_mutex_lock(&w->mu);
+    w->q[(w->qhead + w->qlen) % FERRY_WRITER_NBUF] = (struct item){.buf = buf, .len = len};
+    w->qlen++;
+    pthread_cond_signal(&w->cv_work);
+    pthread_mutex_unlock(&w->mu);
+}
+
+int ferry_writer_end(struct ferry_writer *w, char cid[static 72])
+{
+    int rc;
+
+    pthread_mutex_lock(&w->mu);
+    drain_locked(w);
+    rc = w->err;
+    if (rc == 0)
+        rc = ferry_sha256_final_cid(&w->sha, cid);
+    else
+        ferry_sha256_cleanup(&w->sha);
+    w->active = 0;
+    w->fd = -1;
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
