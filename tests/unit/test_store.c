@@ -1,0 +1,307 @@
+/* Unit tests for the metadata store: tree operations, reference counts, sessions. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "ferry/core.h"
+#include "ferry/store.h"
+
+#define CID_A "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define CID_B "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+
+struct fx {
+    char dir[64];
+    struct ferry_meta *m;
+    int64_t alice;
+    int64_t bob;
+};
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    char path[128];
+
+    snprintf(f->dir, sizeof(f->dir), "/tmp/ferry-store-XXXXXX");
+    if (mkdtemp(f->dir) == NULL)
+        return -1;
+    snprintf(path, sizeof(path), "%s/ferry.db", f->dir);
+    if (ferry_meta_open(path, 0, &f->m) != 0)
+        return -1;
+    if (ferry_meta_begin(f->m) != 0 ||
+        ferry_meta_user_create(f->m, "alice", "$argon2id$x", 1, &f->alice) != 0 ||
+        ferry_meta_user_create(f->m, "bob", "$argon2id$y", 1, &f->bob) != 0 ||
+        ferry_meta_commit(f->m) != 0)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    char cmd[128];
+
+    assert_int_equal(ferry_meta_check(f->m), 0); /* PRAGMA integrity_check */
+    ferry_meta_close(f->m);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+static int count_refs(struct fx *f, const char *cid)
+{
+    return ferry_meta_content_has(f->m, f->alice, cid);
+}
+
+struct gc_seen {
+    int n;
+    char cids[8][80];
+};
+
+static void on_gc(void *arg, int64_t uid, const char *cid)
+{
+    struct gc_seen *g = arg;
+
+    (void)uid;
+    if (g->n < 8)
+        snprintf(g->cids[g->n++], sizeof(g->cids[0]), "%s", cid);
+}
+
+static void test_users_unique(void **state)
+{
+    struct fx *f = *state;
+    int64_t uid;
+    char h[64];
+
+    assert_int_equal(ferry_meta_user_create(f->m, "alice", "h", 2, &uid), FERRY_EEXIST);
+    assert_int_equal(ferry_meta_user_get(f->m, "alice", &uid, h, sizeof(h)), 0);
+    assert_int_equal(uid, f->alice);
+    assert_string_equal(h, "$argon2id$x");
+    assert_int_equal(ferry_meta_user_get(f->m, "carol", &uid, h, sizeof(h)), FERRY_ENOTFOUND);
+}
+
+/* R-STORE-4: the tree and the reference counts change together. */
+static void test_put_replace_remove(void **state)
+{
+    struct fx *f = *state;
+    struct ferry_node n;
+    struct gc_seen g = {0};
+
+    assert_int_equal(ferry_meta_begin(f->m), 0);
+    assert_int_equal(ferry_meta_put_file(f->m, f->alice, "a/b/c.txt", 5, CID_A, 7, 1, 9, NULL), 0);
+    assert_int_equal(ferry_meta_lookup(f->m, f->alice, "a/b", &n), 0);
+    assert_true(n.is_dir);
+    assert_int_equal(ferry_meta_lookup(f->m, f->alice, "a/b/c.txt", &n), 0);
+    assert_false(n.is_dir);
+    assert_int_equal(n.size, 5);
+    assert_int_equal(n.mtime, 7);
+    assert_int_equal(n.exec, 1);
+    assert_string_equal(n.cid, CID_A);
+    /* Replacing points the name at new content; the old content loses its reference. */
+    assert_int_equal(ferry_meta_put_file(f->m, f->alice, "a/b/c.txt", 6, CID_B, 8, 0, 10, NULL), 0);
+    assert_int_equal(ferry_meta_gc(f->m, on_gc, &g), 0);
+    assert_int_equal(g.n, 1);
+    assert_string_equal(g.cids[0], CID_A);
+    assert_int_equal(count_refs(f, CID_A), 0);
+    assert_int_equal(count_refs(f, CID_B), 1);
+    /* A directory in the way, a file in the way. */
+    assert_int_equal(ferry_meta_put_file(f->m, f->alice, "a/b", 1, CID_A, 1, 0, 1, NULL),
+                     FERRY_EISDIR);
+    assert_int_equal(ferry_meta_put_file(f->m, f->alice, "a/b/c.txt/d", 1, CID_A, 1, 0, 1, NULL),
+                     FERRY_ENOTDIR);
+    /* Remove needs -r for a non-empty folder; the root is never removed. */
+    assert_int_equal(ferry_meta_remove(f->m, f->alice, "a", 0), FERRY_ENOTEMPTY);
+    assert_int_equal(ferry_meta_remove(f->m, f->alice, "", 1), FERRY_EPATH);
+    assert_int_equal(ferry_meta_remove(f->m, f->alice, "a", 1), 0);
+    assert_int_equal(ferry_meta_lookup(f->m, f->alice, "a", &n), FERRY_ENOTFOUND);
+    g.n = 0;
+    assert_int_equal(ferry_meta_gc(f->m, on_gc, &g), 0);
+    assert_int_equal(g.n, 1);
+    assert_string_equal(g.cids[0], CID_B);
+    assert_int_equal(ferry_meta_commit(f->m), 0);
+}
+
+/* Dedup is per user: bob holding CID_A gives alice nothing (P3, R-STORE-7). */
+static void test_per_user_content(void **state)
+{
+    struct fx *f = *state;
+    struct ferry_node n;
+
+    assert_int_equal(ferry_meta_begin(f->m), 0);
+    assert_int_equal(ferry_meta_put_file(f->m, f->bob, "x", 5, CID_A, 1, 0, 1, NULL), 0);
+    assert_int_equal(ferry_meta_content_has(f->m, f->bob, CID_A), 1);
+    assert_int_equal(ferry_meta_content_has(f->m, f->alice, CID_A), 0);
+    assert_int_equal(ferry_meta_lookup(f->m, f->alice, "x", &n), FERRY_ENOTFOUND);
+    assert_int_equal(ferry_meta_commit(f->m), 0);
+}
+
+/* R-STORE-9: small content lives in its row. */
+static void test_inline_content(void **state)
+{
+    struct fx *f = *state;
+    void *data = NULL;
+    size_t len = 0;
+    struct gc_seen g = {0};
+
+    assert_int_equal(ferry_meta_begin(f->m), 0);
+    assert_int_equal(ferry_meta_put_file(f->m, f->alice, "small", 5, CID_A, 1, 0, 1, "hello"), 0);
+    assert_int_equal(ferry_meta_content_inline(f->m, f->alice, CID_A, &data, &len), 1);
+    assert_int_equal(len, 5);
+    assert_memory_equal(data, "hello", 5);
+    ferry_free(data);
+    assert_int_equal(ferry_meta_content_inline(f->m, f->alice, CID_B, &data, &len),
+                     FERRY_ENOTFOUND);
+    /* Inline content has no file to collect. */
+    assert_int_equal(ferry_meta_remove(f->m, f->alice, "small", 0), 0);
+    assert_int_equal(ferry_meta_gc(f->m, on_gc, &g), 0);
+    assert_int_equal(g.n, 0);
+    assert_int_equal(ferry_meta_content_has(f->m, f->alice, CID_A), 0);
+    assert_int_equal(ferry_meta_commit(f->m), 0);
+}
+
+static void test_move(void **state)
+{
+    struct fx *f = *state;
+    struct ferry_node n;
+
+    assert_int_equal(ferry_meta_begin(f->m), 0);
+    assert_int_equal(ferry_meta_put_file(f->m, f->alice, "d/f1", 1, CID_A, 1, 0, 1, NULL), 0);
+    assert_int_equal(ferry_meta_put_file(f->m, f->alice, "d/f2", 1, CID_B, 1, 0, 1, NULL), 0);
+    assert_int_equal(ferry_meta_move(f->m, f->alice, "d/f1", "d/f2", 0, 2), FERRY_EEXIST);
+    assert_int_equal(ferry_meta_move(f->m, f->alice, "d/f1", "d/f2", 1, 2), 0);
+    assert_int_equal(ferry_meta_lookup(f->m, f->alice, "d/f2", &n), 0);
+    assert_string_equal(n.cid, CID_A);
+    assert_int_equal(ferry_meta_lookup(f->m, f->alice, "d/f1", &n), FERRY_ENOTFOUND);
+    /* Into its own subtree: refused. Into a missing parent: not found. */
+    assert_int_equal(ferry_meta_move(f->m, f->alice, "d", "d/sub", 0, 2), FERRY_EPATH);
+    assert_int_equal(ferry_meta_move(f->m, f->alice, "d", "nope/d", 0, 2), FERRY_ENOTFOUND);
+    assert_int_equal(ferry_meta_move(f->m, f->alice, "d", "e", 0, 2), 0);
+    assert_int_equal(ferry_meta_lookup(f->m, f->alice, "e/f2", &n), 0);
+    assert_int_equal(ferry_meta_commit(f->m), 0);
+}
+
+struct listed {
+    int n;
+    char names[16][64];
+};
+
+static int on_list(void *arg, const char *rel, const struct ferry_node *n)
+{
+    struct listed *l = arg;
+
+    (void)n;
+    if (l->n < 16)
+        snprintf(l->names[l->n++], sizeof(l->names[0]), "%s", rel);
+    return 0;
+}
+
+static void test_list_recursive(void **state)
+{
+    struct fx *f = *state;
+    struct listed l = {0};
+    struct ferry_node root;
+    int64_t id;
+
+    assert_int_equal(ferry_meta_begin(f->m), 0);
+    assert_int_equal(ferry_meta_put_file(f->m, f->alice, "t/b/z", 1, CID_A, 1, 0, 1, NULL), 0);
+    assert_int_equal(ferry_meta_put_file(f->m, f->alice, "t/a", 1, CID_A, 1, 0, 1, NULL), 0);
+    assert_int_equal(ferry_meta_mkdirs(f->m, f->alice, "t/c/empty", 5, 1, &id), 0);
+    /* mkdir is idempotent; a file in the way is an error. */
+    assert_int_equal(ferry_meta_mkdirs(f->m, f->alice, "t/c/empty", 5, 1, &id), 0);
+    assert_int_equal(ferry_meta_mkdirs(f->m, f->alice, "t/a", 5, 1, &id), FERRY_EEXIST);
+    assert_int_equal(ferry_meta_commit(f->m), 0);
+    assert_int_equal(ferry_meta_lookup(f->m, f->alice, "t", &root), 0);
+    assert_int_equal(ferry_meta_list(f->m, f->alice, root.id, 1, on_list, &l), 0);
+    assert_int_equal(l.n, 5);
+    assert_string_equal(l.names[0], "a");
+    assert_string_equal(l.names[1], "b");
+    assert_string_equal(l.names[2], "b/z");
+    assert_string_equal(l.names[3], "c");
+    assert_string_equal(l.names[4], "c/empty");
+}
+
+/* R-AUTH-6, R-AUTH-7: one session per device; revocation by token or by user. */
+static void test_sessions(void **state)
+{
+    struct fx *f = *state;
+    uint8_t t1[32] = {1}, t2[32] = {2}, t3[32] = {3};
+    char dev[FERRY_ID_LEN + 1], user[65];
+    int64_t uid;
+
+    assert_int_equal(ferry_meta_begin(f->m), 0);
+    assert_int_equal(ferry_meta_session_put(f->m, f->alice, "DEV1", t1, 1), 0);
+    assert_int_equal(ferry_meta_session_get(f->m, t1, &uid, dev, user, sizeof(user)), 0);
+    assert_int_equal(uid, f->alice);
+    assert_string_equal(dev, "DEV1");
+    assert_string_equal(user, "alice");
+    /* A new login from the same device replaces its session. */
+    assert_int_equal(ferry_meta_session_put(f->m, f->alice, "DEV1", t2, 2), 0);
+    assert_int_equal(ferry_meta_session_get(f->m, t1, &uid, dev, user, sizeof(user)),
+                     FERRY_ENOTFOUND);
+    assert_int_equal(ferry_meta_session_put(f->m, f->alice, "DEV2", t3, 2), 0);
+    /* Everything but t3 goes (a password change from DEV2). */
+    assert_int_equal(ferry_meta_session_delete_user(f->m, f->alice, t3), 0);
+    assert_int_equal(ferry_meta_session_get(f->m, t2, &uid, dev, user, sizeof(user)),
+                     FERRY_ENOTFOUND);
+    assert_int_equal(ferry_meta_session_get(f->m, t3, &uid, dev, user, sizeof(user)), 0);
+    assert_int_equal(ferry_meta_session_delete(f->m, t3), 0);
+    assert_int_equal(ferry_meta_session_get(f->m, t3, &uid, dev, user, sizeof(user)),
+                     FERRY_ENOTFOUND);
+    assert_int_equal(ferry_meta_commit(f->m), 0);
+}
+
+/* A failed operation inside a batch undoes only itself. */
+static void test_savepoints(void **state)
+{
+    struct fx *f = *state;
+    struct ferry_node n;
+
+    assert_int_equal(ferry_meta_begin(f->m), 0);
+    assert_int_equal(ferry_meta_savepoint(f->m), 0);
+    assert_int_equal(ferry_meta_put_file(f->m, f->alice, "keep", 1, CID_A, 1, 0, 1, NULL), 0);
+    assert_int_equal(ferry_meta_release(f->m), 0);
+    assert_int_equal(ferry_meta_savepoint(f->m), 0);
+    assert_int_equal(ferry_meta_put_file(f->m, f->alice, "gone/x", 1, CID_B, 1, 0, 1, NULL), 0);
+    ferry_meta_rollback_to(f->m);
+    assert_int_equal(ferry_meta_commit(f->m), 0);
+    assert_int_equal(ferry_meta_lookup(f->m, f->alice, "keep", &n), 0);
+    assert_int_equal(ferry_meta_lookup(f->m, f->alice, "gone", &n), FERRY_ENOTFOUND);
+    assert_int_equal(ferry_meta_content_has(f->m, f->alice, CID_B), 0);
+}
+
+static void test_blob_relpath(void **state)
+{
+    char p[160];
+
+    (void)state;
+    assert_int_equal(ferry_blob_relpath(12, CID_A, p, sizeof(p)), 0);
+    assert_string_equal(p, "blobs/12/aa/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+    /* A malformed id never becomes a path. */
+    assert_int_equal(ferry_blob_relpath(12, "sha256:../../etc", p, sizeof(p)), FERRY_EPROTO);
+    assert_int_equal(ferry_blob_relpath(12, "md5:abc", p, sizeof(p)), FERRY_EPROTO);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_users_unique, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_replace_remove, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_per_user_content, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_inline_content, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_move, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_recursive, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_savepoints, setup, teardown),
+        cmocka_unit_test(test_blob_relpath),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
