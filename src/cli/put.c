@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "ferry/reader.h"
 
 enum { ITEM_DIR, ITEM_FILE };
 enum { ST_QUEUED, ST_SENT, ST_DONE, ST_FAILED };
@@ -37,7 +38,12 @@ struct put {
     size_t failed;
     struct cli_progress prog;
     uint8_t *buf;
+    /* Big files are read and hashed on this thread while the main one sends. */
+    struct ferry_reader *rd;
 };
+
+/* Files from this size on go through the reader thread. */
+#define PUT_THREADED_MIN (1u << 20)
 
 static const char put_usage[] =
     "usage: ferry put [-r] [-q] LOCAL... [REMOTE]\n"
@@ -281,6 +287,28 @@ static int send_file(struct put *p, struct item *it)
                                          "exec", it->exec));
     it->state = ST_SENT;
     p->unresolved++;
+    if (rc == 0 && it->size >= PUT_THREADED_MIN &&
+        (p->rd != NULL || ferry_reader_new(&p->rd) == 0) &&
+        ferry_reader_begin(p->rd, fd, it->size) == 0) {
+        const uint8_t *b;
+        size_t len;
+        int more, end;
+
+        while (rc == 0 && (more = ferry_reader_next(p->rd, &b, &len)) == 1) {
+            rc = ferry_client_send_data(&p->cc.c, it->tid, off, b, len);
+            ferry_reader_release(p->rd, b);
+            off += len;
+            p->prog.done += len;
+            if (rc == 0 && ferry_client_pending(&p->cc.c) > CLI_OUT_HIGH)
+                rc = drain(p, CLI_OUT_HIGH / 2);
+        }
+        end = ferry_reader_end(p->rd, cid);
+        if (rc == 0 && end == 0) {
+            ferry_sha256_cleanup(&sha);
+            goto complete;
+        }
+        off = 0; /* a read error or a shrunk file: reported as changed below */
+    }
     while (rc == 0 && off < it->size) {
         size_t want = it->size - off > CLI_READ_CHUNK ? CLI_READ_CHUNK : (size_t)(it->size - off);
         n = read(fd, p->buf, want);
@@ -296,6 +324,9 @@ static int send_file(struct put *p, struct item *it)
         if (ferry_client_pending(&p->cc.c) > CLI_OUT_HIGH)
             rc = drain(p, CLI_OUT_HIGH / 2);
     }
+    if (rc == 0 && off == it->size && ferry_sha256_final_cid(&sha, cid) != 0)
+        rc = FERRY_EINTERNAL;
+complete:
     if (rc == 0) {
         struct stat after;
         /* A file that changed while it was read is not sent half old, half new. */
@@ -305,7 +336,7 @@ static int send_file(struct put *p, struct item *it)
             rc = ferry_client_send_cmd(&p->cc.c, FERRY_MSG_TRANSFER_CANCEL,
                                        json_pack("{s:s}", "tid", tidhex));
             fail_item(p, it, "changed while being read; run the upload again");
-        } else if (ferry_sha256_final_cid(&sha, cid) == 0) {
+        } else {
             rc = ferry_client_send_cmd(&p->cc.c, FERRY_MSG_TRANSFER_COMPLETE,
                                        json_pack("{s:s, s:s}", "tid", tidhex, "hash", cid));
         }
@@ -482,6 +513,7 @@ out:
     }
     ferry_free(p.v);
     ferry_free(p.buf);
+    ferry_reader_free(p.rd);
     cli_disconnect(&p.cc);
     if (rc == CLI_FAIL || rc < 0)
         return CLI_FAIL;
