@@ -33,6 +33,7 @@ static const char serve_usage[] =
     "  --login-rate N          login and sign-up attempts per minute per IP (default 10)\n"
     "  --max-unacked BYTES     upload bytes per connection awaiting commit (default 256M)\n"
     "  --max-file-size BYTES   largest file accepted (default 1T)\n"
+    "  --min-free BYTES        free disk space uploads must leave (default 64M)\n"
     "  -v, --verbose           log debug events\n"
     "  -h, --help              show this help\n"
     "\n"
@@ -270,6 +271,7 @@ int ferry_serve_main(int argc, char **argv)
         {"login-rate", required_argument, NULL, 6},
         {"max-unacked", required_argument, NULL, 7},
         {"max-file-size", required_argument, NULL, 8},
+        {"min-free", required_argument, NULL, 9},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -292,6 +294,7 @@ int ferry_serve_main(int argc, char **argv)
         .login_rate = 10,
         .max_unacked = 256ull << 20,
         .max_file_size = 1ull << 40,
+        .min_free = 64ull << 20,
     };
     optind = 1;
     while ((c = getopt_long(argc, argv, "d:l:s:vh", opts, NULL)) != -1) {
@@ -344,6 +347,11 @@ int ferry_serve_main(int argc, char **argv)
                 srv->cfg.max_unacked = v;
             else
                 srv->cfg.max_file_size = v > INT64_MAX ? INT64_MAX : v;
+            break;
+        case 9:
+            if (ferry_parse_size(optarg, &v) != 0)
+                goto usage;
+            srv->cfg.min_free = v;
             break;
         case 'v':
             verbose = 1;

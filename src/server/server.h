@@ -57,6 +57,7 @@ struct srv_config {
     int login_rate;
     uint64_t max_unacked;
     uint64_t max_file_size;
+    uint64_t min_free;
 };
 
 struct sess;

@@ -9,8 +9,6 @@
 #include "ferry/path.h"
 #include "server.h"
 
-/* Free space kept in reserve so metadata commits still fit on a full disk. */
-#define SRV_DISK_RESERVE (64ull << 20)
 
 static int fault(struct sess *s, const char *ref, int rc, const char *msg)
 {
@@ -70,7 +68,8 @@ static int disk_has_room(struct srv *srv, uint64_t size)
 
     if (fstatvfs(srv->datafd, &sv) != 0)
         return 1; /* unknown: the writes will tell */
-    return (uint64_t)sv.f_bavail * sv.f_frsize >= size + SRV_DISK_RESERVE;
+        /* Free space is kept in reserve so metadata commits still fit (--min-free). */
+    return (uint64_t)sv.f_bavail * sv.f_frsize >= size + srv->cfg.min_free;
 }
 
 int srv_upload_open(struct sess *s, const struct ferry_cmd *cmd)

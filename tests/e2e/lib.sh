@@ -74,6 +74,12 @@ fail() {
         [[ -n "$OUT" ]] && printf '  stdout:\n%s\n' "$(head -c 3000 <<<"$OUT" | sed 's/^/    /')" >&2
         [[ -n "$ERR" ]] && printf '  stderr:\n%s\n' "$(head -c 3000 <<<"$ERR" | sed 's/^/    /')" >&2
     fi
+    if [[ -n "$SERVER_PID" ]]; then
+        local st
+        st=$(proc_state "$SERVER_PID")
+        [[ -n "$st" && "$st" != Z ]] ||
+            printf '  ferry serve (pid %s) is no longer running!\n' "$SERVER_PID" >&2
+    fi
     if [[ -n "$SERVER_ERR" && -s "$SERVER_ERR" ]]; then
         printf '  server stderr (%s, last 30 lines):\n' "$SERVER_ERR" >&2
         tail -n 30 "$SERVER_ERR" | sed 's/^/    /' >&2

@@ -12,7 +12,7 @@ printf 'auth test file\n' >"$L/f.txt"
 
 # A generous per-address login rate: this test makes many attempts from 127.0.0.1.
 start_server --signup open --login-rate 1000
-SID1=$SID ADDR1=$ADDR PORT1=$PORT
+SID1=$SID ADDR1=$ADDR PORT1=$PORT DATA1=$DATA
 
 new_client a1
 signup alice "$PW1"
@@ -217,7 +217,17 @@ use_client p3
 fy login --server "$ADDR" --user alice --password-stdin <<<"$PW2"
 assert_rc 1 "login with a stale known-server pin"
 assert_err_contains 'IDENTITY MISMATCH'
-# R-TLS-3: nothing was sent after the handshake, so the server logged no login.
+stop_server
+# The mismatches changed neither pin nor session: with the real server back
+# on that address, a1 works again without logging in, and p3's pin holds.
+SRV_DATA=$DATA1 SRV_LISTEN=127.0.0.1:$PORT1 start_server --signup open --login-rate 1000
+assert_eq "$SID" "$SID1" "identity of the original server after its restart"
+use_client a1
+fy_ok ls /
+assert_out_line 'f.txt'
+use_client p3
+fy login --server "$ADDR" --user alice --password-stdin <<<"$PW2"
+assert_rc 0 "login with the known-server pin, original server back"
 stop_server
 
 # ---------------------------------------------------------------- sign-up closed (R-AUTH-9), rate limit (R-AUTH-4)

@@ -16,8 +16,11 @@ signup alice 'kill nine password'
 
 L=$WORK/local G=$WORK/got
 mkdir -p "$L" "$G"
+# Committed before the crash: durable before the client hears so (R-STORE-1).
+# A small file (may be kept inline in the database) and a larger one (a blob).
 printf 'committed before the crash\n' >"$L/small.txt"
-fy_ok put "$L/small.txt" /small.txt # Committed: durable before the Ok (R-STORE-1)
+head -c 500000 /dev/urandom >"$L/committed.bin"
+fy_ok put "$L/small.txt" "$L/committed.bin" /
 head -c "$((BIG_MIB << 20))" /dev/urandom >"$L/big.bin"
 
 # ---------------------------------------------------------------- upload, then SIGKILL
@@ -69,16 +72,17 @@ leftover=$(find "$DATA/tmp" -name 'up-*')
 [[ -z "$leftover" ]] || fail "tmp/ still holds interrupted uploads after the restart: $leftover"
 # R-STORE-6: nothing partial is visible; R-STORE-1: the committed file is intact.
 fy_ok ls /
-assert_eq "$OUT" 'small.txt' "ls / after the crash"
+assert_eq "$OUT" "$(printf 'committed.bin\nsmall.txt')" "ls / after the crash"
 fy ls /big.bin
 assert_rc 1 "ls of the interrupted upload"
-fy_ok get /small.txt "$G/small.txt"
+fy_ok get /small.txt /committed.bin "$G"
 assert_same_file "$L/small.txt" "$G/small.txt"
-# No blob was made from the partial bytes: only small.txt's content is stored.
-blobs=$(cd "$DATA" && find blobs -type f)
-assert_eq "$blobs" "$(cd "$DATA" && find blobs -type f -name "$(sha256sum <"$L/small.txt" | cut -d' ' -f1)")" \
-    "blobs after the crash"
-[[ -n "$blobs" ]] || fail "small.txt's blob is missing after the crash"
+assert_same_file "$L/committed.bin" "$G/committed.bin"
+# No blob was made from the partial bytes: every blob is committed content.
+committed=$(sha256sum "$L/small.txt" "$L/committed.bin" | cut -d' ' -f1)
+while IFS= read -r -d '' b; do
+    grep -qxF "${b##*/}" <<<"$committed" || fail "blob $b after the crash is not committed content"
+done < <(find "$DATA/blobs" -type f -print0)
 # The metadata database survived the SIGKILL.
 integrity=$(sqlite3 "$DATA/ferry.db" 'PRAGMA integrity_check')
 assert_eq "$integrity" ok "PRAGMA integrity_check of ferry.db"

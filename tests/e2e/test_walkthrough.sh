@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# The quick-start flow, end to end: serve, signup, put a file and a tree, list
-# it every way, get it back byte- and mtime-identical, then rm, mv, replace,
-# the symlink and missing-file rules, --help and usage errors.
+# The README walkthrough, end to end: serve, signup, put a file and a tree,
+# list it every way, get it back byte- and mtime-identical, then rm, mv,
+# replace, the symlink and missing-file rules, --help and usage errors.
 source "$(dirname "$0")/lib.sh"
 
 start_server --signup open
 new_client alice
-signup alice 'correct horse battery staple'
+# README step 2: the identity before the @ pins the server (R-TLS-4).
+fy signup --server "$SID@$ADDR" --user alice --password-stdin <<<'correct horse battery staple'
+assert_rc 0 "signup with ID@HOST:PORT"
+assert_out_contains "signed up and logged in as alice on $ADDR (server $SID)"
 
 L=$WORK/local G=$WORK/got
 mkdir -p "$L" "$G"
@@ -14,20 +17,22 @@ mkdir -p "$L" "$G"
 # ---------------------------------------------------------------- one file
 printf 'hello, ferry\n' >"$L/hello.txt"
 set_mtime "$L/hello.txt" '2020-01-02 03:04:05.123456789'
-fy_ok put "$L/hello.txt"
-fy_ok ls /
+# With one argument the upload goes to the remote root (README step 3).
+cd "$L"
+fy_ok put hello.txt
+cd "$WORK"
+fy_ok ls
 assert_out_line 'hello.txt'
 
 # ---------------------------------------------------------------- a tree
 # Nested folders, an empty folder, an executable, names with spaces and
-# non-ASCII UTF-8, a file spanning many data frames, an empty file; every
-# file and folder gets its own mtime with nanoseconds.
+# non-ASCII UTF-8, a file spanning many data frames; every file and folder
+# gets its own mtime with nanoseconds. (Empty files have their own section.)
 T=$L/tree
 mkdir -p "$T/a/b/c" "$T/empty" "$T/bin" "$T/with space"
 printf 'read me\n' >"$T/readme.md"
 printf 'deep\n' >"$T/a/b/c/deep.txt"
 head -c 300001 /dev/urandom >"$T/a/b/data.bin"
-: >"$T/a/zero-length"
 printf '#!/bin/sh\necho ran\n' >"$T/bin/run.sh"
 chmod 755 "$T/bin/run.sh"
 printf 'spaced out\n' >"$T/with space/file with spaces.txt"
@@ -35,7 +40,6 @@ printf 'unicode\n' >"$T/with space/ünïcødé ✓.txt"
 set_mtime "$T/readme.md" '2019-05-06 07:08:09.000000001'
 set_mtime "$T/a/b/c/deep.txt" '2018-01-01 00:00:00.5'
 set_mtime "$T/a/b/data.bin" '2017-07-07 17:17:17.171717171'
-set_mtime "$T/a/zero-length" '2016-02-29 12:00:00'
 set_mtime "$T/bin/run.sh" '2015-03-04 05:06:07.89'
 set_mtime "$T/with space/file with spaces.txt" '2014-12-31 23:59:59.999999999'
 set_mtime "$T/with space/ünïcødé ✓.txt" '2013-06-15 10:20:30.405060708'
@@ -73,11 +77,11 @@ assert_out_contains 'd-            0 2011-11-11 11:11 empty/'
 
 # ls -R: the whole subtree, depth-first.
 fy_ok ls -R /tree
-for p in a/ a/b/ a/b/c/ a/b/c/deep.txt a/b/data.bin a/zero-length bin/ bin/run.sh empty/ \
+for p in a/ a/b/ a/b/c/ a/b/c/deep.txt a/b/data.bin bin/ bin/run.sh empty/ \
     readme.md 'with space/' 'with space/file with spaces.txt' 'with space/ünïcødé ✓.txt'; do
     assert_out_line "$p"
 done
-[[ "$(wc -l <<<"$OUT")" == 13 ]] || fail "ls -R /tree: expected 13 entries, got: $OUT"
+[[ "$(wc -l <<<"$OUT")" == 12 ]] || fail "ls -R /tree: expected 12 entries, got: $OUT"
 
 # ls --json: valid JSON, and every field agrees with the local tree
 # (names, pre-order, type, size, exec, mtime ns, sha256 content id: R-STORE-7).
@@ -96,8 +100,10 @@ assert_rc 1
 assert_err_contains 'not found'
 
 # ---------------------------------------------------------------- get
-# A single file to a named path.
-fy_ok get /hello.txt "$G/copy-of-hello.txt"
+# A single file to a named path, relative to the current folder (README step 5).
+cd "$G"
+fy_ok get /hello.txt ./copy-of-hello.txt
+cd "$WORK"
 assert_same_file "$L/hello.txt" "$G/copy-of-hello.txt"
 assert_same_mtime "$L/hello.txt" "$G/copy-of-hello.txt"
 assert_mode "$G/copy-of-hello.txt" 644
@@ -291,5 +297,22 @@ for c in put get rm mv; do
 done
 fy mv /only-one
 assert_rc 2 "mv with one argument"
+
+# ---------------------------------------------------------------- empty files
+# Zero bytes: no data frame at all (R-XFER-2), alone and inside a tree.
+: >"$L/empty.txt"
+set_mtime "$L/empty.txt" '2016-02-29 12:00:00.5'
+mkdir -p "$L/with-empty/sub"
+: >"$L/with-empty/sub/nothing"
+printf 'x\n' >"$L/with-empty/something"
+fy_ok put "$L/empty.txt" /empty.txt
+fy_ok ls -l /empty.txt
+[[ "$OUT" =~ ^--\ +0\ 2016-02-29\ 12:00\ empty\.txt$ ]] || fail "ls -l /empty.txt: '$OUT'"
+fy_ok get /empty.txt "$G/empty.txt"
+assert_same_file "$L/empty.txt" "$G/empty.txt"
+assert_same_mtime "$L/empty.txt" "$G/empty.txt"
+fy_ok put -r "$L/with-empty" /with-empty
+fy_ok get -r /with-empty "$G/with-empty"
+diff -r "$L/with-empty" "$G/with-empty" >/dev/null || fail "get -r of a tree with an empty file differs"
 
 stop_server

@@ -87,7 +87,7 @@ static void server_start(struct server *s, const char *const *extra)
 }
 
 /* Stops the server; returns its exit status (0 is a clean, sanitizer-clean stop). */
-static int server_stop(struct server *s)
+__attribute__((unused)) static int server_stop(struct server *s)
 {
     int st = 0;
     char cmd[600];
@@ -135,7 +135,7 @@ static void client_close(struct client *cl)
     ferry_identity_cleanup(&cl->id);
 }
 
-static int client_raw(struct client *cl, const void *p, size_t n)
+__attribute__((unused)) static int client_raw(struct client *cl, const void *p, size_t n)
 {
     int rc = ferry_buf_append(&cl->c.out, p, n);
 
@@ -216,7 +216,7 @@ static int client_hello(struct client *cl, const char *token)
 }
 
 /* Connect + Signup; returns 1 on success and copies the token if asked. */
-static int client_signup(struct client *cl, const char *user, char *token, size_t cap)
+__attribute__((unused)) static int client_signup(struct client *cl, const char *user, char *token, size_t cap)
 {
     struct ferry_cmd m;
     int rc;
@@ -248,7 +248,7 @@ static int err_code(const struct ferry_cmd *m)
 }
 
 /* Expects one Error with code, then the connection closed by the server. */
-static int expect_error_close(struct client *cl, int code)
+__attribute__((unused)) static int expect_error_close(struct client *cl, int code)
 {
     struct ferry_cmd m;
     int rc = client_recv(cl, &m, 10000), got;
@@ -272,7 +272,7 @@ static int expect_error_close(struct client *cl, int code)
 }
 
 /* A round trip that proves a connection still works. */
-static int ping_ok(struct client *cl)
+__attribute__((unused)) static int ping_ok(struct client *cl)
 {
     struct ferry_cmd m;
     int rc;
