@@ -20,6 +20,8 @@
 #define CLI_CONNECT_TIMEOUT_MS 10000
 /* R-SESS-4: a server silent this long is gone. */
 #define CLI_IDLE_TIMEOUT_MS 90000
+/* R-SESS-4: send a heartbeat after this much of our own silence. */
+#define CLI_HEARTBEAT_MS 30000
 /* Downloads requested ahead of the one being received (R-PIPE-1). */
 #define CLI_DOWNLOADS_IN_FLIGHT 64
 /* File bytes read per step of an upload. */
@@ -78,6 +80,8 @@ void cli_disconnect(struct cli_conn *cc);
  * command in *cmd (caller cleans up), 2 for a data frame, < 0 on error.
  */
 int cli_next(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data *data);
+/* Queues a heartbeat if we have been silent for CLI_HEARTBEAT_MS. */
+void cli_heartbeat(struct cli_conn *cc);
 /* Sends a command and waits for its reply (ref == its id); Error → rc < 0. */
 int cli_call(struct cli_conn *cc, int32_t type, json_t *body, struct ferry_cmd *reply);
 /* The local code for an Error message, printing its text when verbose. */

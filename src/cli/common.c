@@ -358,14 +358,21 @@ int cli_next(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data *data
             return rc;
         if (ferry_buf_used(&cc->c.in) == 0 && ferry_now_ms() - cc->c.last_rx_ms > CLI_IDLE_TIMEOUT_MS)
             return FERRY_ETIMEDOUT;
-        /* Our own silence earns a heartbeat (R-SESS-4). */
-        if (ferry_now_ms() - cc->c.last_tx_ms > 30000) {
-            uint8_t hb[FERRY_FRAME_HDR_LEN];
-            size_t n = ferry_frame_header_encode(hb, FERRY_FRAME_HEARTBEAT, 0);
-            ferry_buf_append(&cc->c.out, hb, n);
-        }
+        cli_heartbeat(cc);
         (void)last;
     }
+}
+
+void cli_heartbeat(struct cli_conn *cc)
+{
+    uint8_t hb[FERRY_FRAME_HDR_LEN];
+    size_t n;
+
+    /* Our own silence earns a heartbeat (R-SESS-4). */
+    if (ferry_now_ms() - cc->c.last_tx_ms < CLI_HEARTBEAT_MS || ferry_client_pending(&cc->c) > 0)
+        return;
+    n = ferry_frame_header_encode(hb, FERRY_FRAME_HEARTBEAT, 0);
+    ferry_buf_append(&cc->c.out, hb, n);
 }
 
 int cli_error_rc(const struct ferry_cmd *cmd, const char **msg)

@@ -489,6 +489,7 @@ int cmd_put(int argc, char **argv)
         rc = drain(&p, 0);
     /* Wait until the server has made everything durable. */
     while (rc == 0 && p.unresolved > 0) {
+        cli_heartbeat(&p.cc);
         if ((rc = ferry_client_pump(&p.cc.c, 1000, 0)) != 0 && rc != FERRY_ETIMEDOUT)
             break;
         rc = take_replies(&p);
