@@ -18,7 +18,7 @@
 #define FERRY_NET_COALESCE (64 * 1024)
 /* Outbound plaintext a connection may hold before producers must wait. */
 #define FERRY_NET_OUT_HIGH (2 * 1024 * 1024)
-#define FERRY_NET_OUT_LOW (512 * 1024)
+#define FERRY_NET_OUT_LOW  (512 * 1024)
 /* Hard cap on outbound plaintext: producers check the high mark first. */
 #define FERRY_NET_OUT_MAX (8 * 1024 * 1024)
 
@@ -50,7 +50,7 @@ struct ferry_conn {
     BIO *wbio; /* ciphertext from OpenSSL, to the socket */
     struct ferry_buf in;
     struct ferry_buf out;
-    uint8_t *rx; /* socket read buffer */
+    uint8_t *rx;   /* socket read buffer */
     size_t queued; /* ciphertext handed to uv_write, not yet written */
     int ready;
     int closing;

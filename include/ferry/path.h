@@ -6,8 +6,8 @@
 #include <sys/types.h>
 
 /* R-PATH-2: caps on a remote path (bytes, one component, components). */
-#define FERRY_PATH_MAX 4096
-#define FERRY_NAME_MAX 255
+#define FERRY_PATH_MAX       4096
+#define FERRY_NAME_MAX       255
 #define FERRY_PATH_DEPTH_MAX 128
 
 /*

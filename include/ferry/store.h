@@ -25,8 +25,8 @@ void ferry_meta_rollback_to(struct ferry_meta *m);
 int ferry_meta_check(struct ferry_meta *m);
 
 /* Users. R-AUTH-1 names are validated by the caller. */
-int ferry_meta_user_create(struct ferry_meta *m, const char *name, const char *pwhash,
-                           int64_t now, int64_t *uid);
+int ferry_meta_user_create(struct ferry_meta *m, const char *name, const char *pwhash, int64_t now,
+                           int64_t *uid);
 int ferry_meta_user_get(struct ferry_meta *m, const char *name, int64_t *uid, char *pwhash,
                         size_t cap);
 int ferry_meta_user_pwhash(struct ferry_meta *m, int64_t uid, char *pwhash, size_t cap);

@@ -11,11 +11,11 @@
 /* R-FRAME-1: the only frame version this build speaks. */
 #define FERRY_PROTO_VERSION 1
 /* Application version string carried in every command ("version"). */
-#define FERRY_MSG_VERSION "1.0"
+#define FERRY_MSG_VERSION     "1.0"
 
 #define FERRY_FRAME_HEARTBEAT 0
-#define FERRY_FRAME_COMMAND 1
-#define FERRY_FRAME_DATA 2
+#define FERRY_FRAME_COMMAND   1
+#define FERRY_FRAME_DATA      2
 
 /* R-FRAME-2: a heartbeat is exactly version + type. */
 #define FERRY_FRAME_HEARTBEAT_LEN 2
@@ -31,7 +31,7 @@
 #define FERRY_DATA_HDR_LEN 24
 /* R-DATA-1: seed 000 caps the bytes of one data frame at 16 KiB. */
 #define FERRY_DATA_MAX 16384
-#define FERRY_TID_LEN 16
+#define FERRY_TID_LEN  16
 /* Textual UUID: 8-4-4-4-12 hex digits. */
 #define FERRY_UUID_STR_LEN 36
 
@@ -111,8 +111,8 @@ void ferry_data_header_encode(uint8_t out[static FERRY_DATA_HDR_LEN],
 
 struct ferry_cmd {
     int32_t type;
-    json_t *body;                        /* owned: json_decref when done */
-    char id[FERRY_UUID_STR_LEN + 1];     /* the message's "id" */
+    json_t *body;                    /* owned: json_decref when done */
+    char id[FERRY_UUID_STR_LEN + 1]; /* the message's "id" */
 };
 
 /*

@@ -27,14 +27,10 @@ static const char login_usage[] =
 static int login_like(int argc, char **argv, int signup)
 {
     static const struct option opts[] = {
-        {"server", required_argument, NULL, 's'},
-        {"server-id", required_argument, NULL, 'i'},
-        {"user", required_argument, NULL, 'u'},
-        {"password-stdin", no_argument, NULL, 'p'},
-        {"device", required_argument, NULL, 'd'},
-        {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"server", required_argument, NULL, 's'}, {"server-id", required_argument, NULL, 'i'},
+        {"user", required_argument, NULL, 'u'},   {"password-stdin", no_argument, NULL, 'p'},
+        {"device", required_argument, NULL, 'd'}, {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     const char *name = signup ? "signup" : "login";
     const char *server = NULL, *sid = NULL, *user = NULL, *device = NULL;
@@ -203,8 +199,7 @@ int cmd_passwd(int argc, char **argv)
     if (cli_connect_session(&cc) != 0)
         return CLI_FAIL;
     cc.verbose_errors = 1;
-    rc = cli_call(&cc, FERRY_MSG_CHANGEPWD, json_pack("{s:s, s:s}", "old", old, "new", nw),
-                  &reply);
+    rc = cli_call(&cc, FERRY_MSG_CHANGEPWD, json_pack("{s:s, s:s}", "old", old, "new", nw), &reply);
     sodium_memzero(old, sizeof(old));
     sodium_memzero(nw, sizeof(nw));
     if (rc == 0) {

@@ -11,9 +11,9 @@
 #include "ferry/wire.h"
 
 /* Exit codes (README, docs/cli.md). */
-#define CLI_OK 0
-#define CLI_FAIL 1
-#define CLI_USAGE 2
+#define CLI_OK      0
+#define CLI_FAIL    1
+#define CLI_USAGE   2
 #define CLI_PARTIAL 3
 
 /* How long to wait for the TCP + TLS handshake. */

@@ -134,8 +134,8 @@ int cli_session_load(struct cli_remote *r)
     if ((rc = state_open(&db)) != 0)
         return rc;
     rc = FERRY_ENOTFOUND;
-    if (sqlite3_prepare_v2(db, "SELECT addr, server_id, user, token FROM session", -1, &st,
-                           NULL) == SQLITE_OK &&
+    if (sqlite3_prepare_v2(db, "SELECT addr, server_id, user, token FROM session", -1, &st, NULL) ==
+            SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW) {
         rc = cli_parse_server((const char *)sqlite3_column_text(st, 0), r);
         snprintf(r->server_id, sizeof(r->server_id), "%s", sqlite3_column_text(st, 1));
@@ -241,7 +241,7 @@ static int ask_trust(const char *addr, const char *id)
     return ok;
 }
 
-int cli_connect(struct cli_conn *cc, int need_auth)
+static int connect_inner(struct cli_conn *cc, int need_auth)
 {
     struct cli_remote *r = &cc->r;
     char known[FERRY_ID_LEN + 1] = "";
@@ -267,6 +267,12 @@ int cli_connect(struct cli_conn *cc, int need_auth)
                 "--server-id %s.",
                 r->addr, pin, cc->c.server_id, cc->c.server_id);
         ferry_client_close(&cc->c);
+        return rc;
+    }
+    if (rc == FERRY_EAUTH) {
+        cli_err("cannot connect to %s: the TLS handshake failed (the server may be busy or\n"
+                "refusing this address, or it is not a ferry server)",
+                r->addr);
         return rc;
     }
     if (rc != 0) {
@@ -307,6 +313,18 @@ int cli_connect(struct cli_conn *cc, int need_auth)
     }
     ferry_cmd_cleanup(&reply);
     return 0;
+}
+
+int cli_connect(struct cli_conn *cc, int need_auth)
+{
+    int rc = connect_inner(cc, need_auth);
+
+    /* A failed connect leaves nothing for the caller to release. */
+    if (rc != 0) {
+        ferry_identity_cleanup(&cc->id);
+        sodium_memzero(cc->r.token, sizeof(cc->r.token));
+    }
+    return rc;
 }
 
 int cli_connect_session(struct cli_conn *cc)
@@ -353,10 +371,10 @@ int cli_next(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data *data
         /* Frames that arrived before a close are handled before the close is. */
         if (cc->c.eof)
             return -ECONNRESET;
-        if ((rc = ferry_client_pump(&cc->c, 1000, 0)) != 0 && rc != FERRY_ETIMEDOUT &&
-            !cc->c.eof)
+        if ((rc = ferry_client_pump(&cc->c, 1000, 0)) != 0 && rc != FERRY_ETIMEDOUT && !cc->c.eof)
             return rc;
-        if (ferry_buf_used(&cc->c.in) == 0 && ferry_now_ms() - cc->c.last_rx_ms > CLI_IDLE_TIMEOUT_MS)
+        if (ferry_buf_used(&cc->c.in) == 0 &&
+            ferry_now_ms() - cc->c.last_rx_ms > CLI_IDLE_TIMEOUT_MS)
             return FERRY_ETIMEDOUT;
         cli_heartbeat(cc);
         (void)last;

@@ -282,9 +282,8 @@ static int send_file(struct put *p, struct item *it)
     }
     rc = ferry_client_send_cmd(&p->cc.c, FERRY_MSG_UPLOAD,
                                json_pack("{s:s, s:s, s:s, s:I, s:I, s:b}", "id", it->id, "tid",
-                                         tidhex, "path", it->remote, "size",
-                                         (json_int_t)it->size, "mtime", (json_int_t)it->mtime,
-                                         "exec", it->exec));
+                                         tidhex, "path", it->remote, "size", (json_int_t)it->size,
+                                         "mtime", (json_int_t)it->mtime, "exec", it->exec));
     it->state = ST_SENT;
     p->unresolved++;
     if (rc == 0 && it->size >= PUT_THREADED_MIN &&
@@ -359,7 +358,7 @@ int cmd_put(int argc, char **argv)
     const char *dest = "/";
     int c, rec = 0, nsrc, i, rc = 0, dest_is_dir = 0, dest_exists = 0;
     uint64_t total = 0;
-    size_t k, nfiles = 0;
+    size_t k, nfiles = 0, done = 0;
 
     optind = 1;
     while ((c = getopt_long(argc, argv, "rRqh", opts, NULL)) != -1) {
@@ -433,8 +432,8 @@ int cmd_put(int argc, char **argv)
             }
             base = basename(real);
         }
-        remote = dest_is_dir || dest[strlen(dest) - 1] == '/' ? join(dest, base)
-                                                               : ferry_strdup(dest);
+        remote =
+            dest_is_dir || dest[strlen(dest) - 1] == '/' ? join(dest, base) : ferry_strdup(dest);
         if (remote == NULL) {
             rc = -ENOMEM;
             break;
@@ -509,6 +508,8 @@ out:
                 ferry_strerror(rc), lost, lost == 1 ? "" : "s");
     }
     for (k = 0; k < p.n; k++) {
+        if (p.v[k].state == ST_DONE)
+            done++;
         ferry_free(p.v[k].local);
         ferry_free(p.v[k].remote);
     }
@@ -520,5 +521,6 @@ out:
         return CLI_FAIL;
     if (p.failed == 0)
         return CLI_OK;
-    return p.failed >= p.n + (p.n == 0) ? CLI_FAIL : CLI_PARTIAL;
+    /* Some failed (each named above): partial if anything made it. */
+    return done > 0 ? CLI_PARTIAL : CLI_FAIL;
 }

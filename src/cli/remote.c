@@ -80,9 +80,9 @@ int cmd_ls(int argc, char **argv)
     if (cli_connect_session(&cc) != 0)
         return CLI_FAIL;
     ferry_uuid_new(id);
-    rc = ferry_client_send_cmd(&cc.c, FERRY_MSG_DIRINFO,
-                               json_pack("{s:s, s:s, s:b}", "id", id, "path", path, "recursive",
-                                         rec));
+    rc = ferry_client_send_cmd(
+        &cc.c, FERRY_MSG_DIRINFO,
+        json_pack("{s:s, s:s, s:b}", "id", id, "path", path, "recursive", rec));
     if (as_json)
         printf("[");
     /* Pages stream back to back; the last one says so (R-PIPE-1). */
@@ -134,7 +134,7 @@ int cmd_ls(int argc, char **argv)
 /* Sends every request at once, then collects the replies (R-PIPE-1). */
 static int pipeline(struct cli_conn *cc, int32_t type, json_t **bodies, char **labels, int n)
 {
-    char (*ids)[FERRY_UUID_STR_LEN + 1] = ferry_calloc((size_t)n, sizeof(*ids));
+    char(*ids)[FERRY_UUID_STR_LEN + 1] = ferry_calloc((size_t)n, sizeof(*ids));
     int i, rc = 0, pending = n, failed = 0;
     struct ferry_cmd m;
 
@@ -252,8 +252,8 @@ int cmd_mv(int argc, char **argv)
     }
     if (cli_connect_session(&cc) != 0)
         return CLI_FAIL;
-    body = json_pack("{s:s, s:s, s:b}", "from", argv[optind], "to", argv[optind + 1], "force",
-                     force);
+    body =
+        json_pack("{s:s, s:s, s:b}", "from", argv[optind], "to", argv[optind + 1], "force", force);
     rc = pipeline(&cc, FERRY_MSG_MOVE, &body, argv + optind, 1);
     cli_disconnect(&cc);
     return rc;

@@ -13,8 +13,8 @@ struct hashjob {
     char ref[FERRY_UUID_STR_LEN + 1];
     char user[SRV_USER_MAX + 1];
     char device[SRV_DEVICE_NAME_MAX + 1];
-    char *pw;     /* the password to hash or verify; wiped after */
-    char *newpw;  /* ChangePwd: the new password */
+    char *pw;    /* the password to hash or verify; wiped after */
+    char *newpw; /* ChangePwd: the new password */
     char stored[160];
     int64_t uid;
     int known;
@@ -198,11 +198,11 @@ static void hash_work(uv_work_t *w)
 
     switch (j->type) {
     case FERRY_MSG_SIGNUP:
-        j->rc = crypto_pwhash_str(j->out_hash, j->pw, strlen(j->pw),
-                                  crypto_pwhash_OPSLIMIT_INTERACTIVE,
-                                  crypto_pwhash_MEMLIMIT_INTERACTIVE) == 0
-                    ? 0
-                    : -ENOMEM;
+        j->rc =
+            crypto_pwhash_str(j->out_hash, j->pw, strlen(j->pw), crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                              crypto_pwhash_MEMLIMIT_INTERACTIVE) == 0
+                ? 0
+                : -ENOMEM;
         break;
     case FERRY_MSG_LOGIN:
     case FERRY_MSG_CHANGEPWD:
@@ -259,9 +259,10 @@ static void hash_done(uv_work_t *w, int status)
         goto out;
     }
     /* The hash is done; the database change goes through the writer queue. */
-    op = srv_op_new(s, j->type == FERRY_MSG_SIGNUP  ? OP_SIGNUP
-                       : j->type == FERRY_MSG_LOGIN ? OP_SESSION
-                                                    : OP_SETPW,
+    op = srv_op_new(s,
+                    j->type == FERRY_MSG_SIGNUP  ? OP_SIGNUP
+                    : j->type == FERRY_MSG_LOGIN ? OP_SESSION
+                                                 : OP_SETPW,
                     j->ref);
     if (op == NULL) {
         srv_send_error(s, j->ref, -ENOMEM, NULL);
@@ -310,16 +311,15 @@ static void hash_next(struct srv *srv)
 
 static int busy(struct sess *s, const char *ref, uint64_t retry_ms)
 {
-    json_t *o = json_pack("{s:s, s:i, s:s, s:I}", "ref", ref, "code",
-                          ferry_err_to_wire(FERRY_EBUSY), "message",
-                          "too many attempts, try again later", "retry_after_ms",
-                          (json_int_t)retry_ms);
+    json_t *o = json_pack(
+        "{s:s, s:i, s:s, s:I}", "ref", ref, "code", ferry_err_to_wire(FERRY_EBUSY), "message",
+        "too many attempts, try again later", "retry_after_ms", (json_int_t)retry_ms);
 
     return srv_send(s, FERRY_MSG_ERROR, o);
 }
 
-static int queue_hash(struct sess *s, const struct ferry_cmd *cmd, const char *user,
-                      const char *pw, const char *newpw, const char *device)
+static int queue_hash(struct sess *s, const struct ferry_cmd *cmd, const char *user, const char *pw,
+                      const char *newpw, const char *device)
 {
     struct srv *srv = s->srv;
     struct hashjob *j;
@@ -391,19 +391,19 @@ int srv_auth_handle(struct sess *s, const struct ferry_cmd *cmd)
             (rc = ferry_msg_str(cmd->body, "device", 256, &device)) != 0)
             return srv_send_error(s, cmd->id, rc, "expected user, password and device");
         if (s->authed)
-            return srv_send_error(s, cmd->id, FERRY_EPROTO, "already logged in");
+            return srv_send_error(s, cmd->id, FERRY_EDENIED, "already logged in");
         if (!device_name_valid(device))
-            return srv_send_error(s, cmd->id, FERRY_EPROTO, "invalid device name");
+            return srv_send_error(s, cmd->id, FERRY_EUSAGE, "invalid device name");
         if (cmd->type == FERRY_MSG_SIGNUP) {
             if (!s->srv->cfg.signup_open)
                 return srv_send_error(s, cmd->id, FERRY_EDENIED,
                                       "sign-up is closed on this server");
             if (!user_name_valid(user))
-                return srv_send_error(s, cmd->id, FERRY_EPROTO,
+                return srv_send_error(s, cmd->id, FERRY_EUSAGE,
                                       "user names are 1-64 of a-z 0-9 . _ - starting with a "
                                       "letter or digit");
             if (strlen(pw) < SRV_PASSWORD_MIN)
-                return srv_send_error(s, cmd->id, FERRY_EPROTO,
+                return srv_send_error(s, cmd->id, FERRY_EUSAGE,
                                       "password too short (at least 8 bytes)");
         } else if (!user_name_valid(user)) {
             /* Invalid names still pay the hash, like unknown ones (R-AUTH-5). */
@@ -417,7 +417,7 @@ int srv_auth_handle(struct sess *s, const struct ferry_cmd *cmd)
             (rc = ferry_msg_str(cmd->body, "new", SRV_PASSWORD_MAX, &newpw)) != 0)
             return srv_send_error(s, cmd->id, rc, "expected old and new");
         if (strlen(newpw) < SRV_PASSWORD_MIN)
-            return srv_send_error(s, cmd->id, FERRY_EPROTO,
+            return srv_send_error(s, cmd->id, FERRY_EUSAGE,
                                   "password too short (at least 8 bytes)");
         return queue_hash(s, cmd, s->user, pw, newpw, NULL);
     case FERRY_MSG_LOGOUT:

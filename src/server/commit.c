@@ -161,8 +161,7 @@ static int apply(struct srv *srv, struct op *op)
         /* Sign-up also logs the device in. */
         /* fall through */
     case OP_SESSION:
-        if ((rc = ferry_meta_device_seen(m, op->uid, op->device_id, op->device_name, op->now)) !=
-            0)
+        if ((rc = ferry_meta_device_seen(m, op->uid, op->device_id, op->device_name, op->now)) != 0)
             return rc;
         return ferry_meta_session_put(m, op->uid, op->device_id, op->token_hash, op->now);
     case OP_SETPW:
@@ -244,8 +243,8 @@ static void reply(struct op *op, json_t **committed)
     if (s->closed)
         return;
     if (op->rc != 0) {
-        json_t *e = json_pack("{s:s, s:i, s:s}", "ref", op->ref, "code",
-                              ferry_err_to_wire(op->rc), "message", ferry_strerror(op->rc));
+        json_t *e = json_pack("{s:s, s:i, s:s}", "ref", op->ref, "code", ferry_err_to_wire(op->rc),
+                              "message", ferry_strerror(op->rc));
         if (e != NULL && op->kind == OP_UPLOAD) {
             ferry_hex_encode(op->tid, FERRY_TID_LEN, tid);
             json_object_set_new(e, "tid", json_string(tid));
@@ -270,9 +269,9 @@ static void reply(struct op *op, json_t **committed)
             srv_ip_release_unauth(s->srv, s->conn.peer_ip);
             s->counted_unauth = 0;
         }
-        srv_send(s, FERRY_MSG_SESSION,
-                 json_pack("{s:s, s:s, s:s}", "ref", op->ref, "token", op->token, "user",
-                           op->user));
+        srv_send(
+            s, FERRY_MSG_SESSION,
+            json_pack("{s:s, s:s, s:s}", "ref", op->ref, "token", op->token, "user", op->user));
         break;
     case OP_LOGOUT:
         s->authed = 0;

@@ -22,8 +22,7 @@ static json_t *entry_json(const char *rel, const struct ferry_node *n)
     json_t *e = json_pack("{s:I, s:I, s:s, s:s, s:I, s:I, s:I, s:b}", "id", (json_int_t)n->id,
                           "dir_id", (json_int_t)n->parent_id, "name", rel, "type",
                           n->is_dir ? "dir" : "file", "size", (json_int_t)n->size, "mtime",
-                          (json_int_t)n->mtime, "smtime", (json_int_t)n->smtime, "exec",
-                          n->exec);
+                          (json_int_t)n->mtime, "smtime", (json_int_t)n->smtime, "exec", n->exec);
 
     if (e != NULL && !n->is_dir)
         json_object_set_new(e, "hash", json_string(n->cid));

@@ -14,8 +14,8 @@
 #include <sodium.h>
 
 #include "ferry/path.h"
-#include "server.h"
 #include "serve.h"
+#include "server.h"
 
 static const char serve_usage[] =
     "usage: ferry serve [options]\n"
@@ -53,6 +53,9 @@ int ferry_parse_size(const char *s, uint64_t *out)
     unsigned long long v;
     int shift = 0;
 
+    /* strtoull accepts "-5" and wraps it: only digits may start a size. */
+    if (*s < '0' || *s > '9')
+        return FERRY_EUSAGE;
     errno = 0;
     v = strtoull(s, &end, 10);
     if (errno != 0 || end == s)

@@ -11,11 +11,11 @@
 #include "ferry/wire.h"
 #include "ferry/writer.h"
 
-#define SRV_USER_MAX 64
-#define SRV_PASSWORD_MIN 8
-#define SRV_PASSWORD_MAX 1024
+#define SRV_USER_MAX        64
+#define SRV_PASSWORD_MIN    8
+#define SRV_PASSWORD_MAX    1024
 #define SRV_DEVICE_NAME_MAX 64
-#define SRV_TOKEN_B64_LEN 43
+#define SRV_TOKEN_B64_LEN   43
 /* R-AUTH-3: Argon2id jobs waiting for the single hashing slot. */
 #define SRV_HASH_QUEUE_MAX 64
 /* Uploads one connection may have open at once. */
@@ -25,7 +25,7 @@
 /* R-PAGE-1: entries per listing page. */
 #define SRV_PAGE_ENTRIES 50
 /* R-STORE-2: bounds of one group commit. */
-#define SRV_BATCH_OPS 1000
+#define SRV_BATCH_OPS   1000
 #define SRV_BATCH_BYTES (256ull << 20)
 /* Transfer ids per Committed message: 256 x 35 bytes fits a 32 KiB frame. */
 #define SRV_COMMITTED_TIDS_MAX 256
@@ -121,7 +121,7 @@ struct upload {
     int exec;
     int fd;
     int is_inline; /* small: kept in memory, stored in the database */
-    int rc; /* first failure; later data is discarded until TransferComplete */
+    int rc;        /* first failure; later data is discarded until TransferComplete */
     char tmpname[40];
     struct ferry_sha256 sha;
     struct ferry_buf wbuf;

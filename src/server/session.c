@@ -225,7 +225,7 @@ static void on_fault(struct ferry_conn *c, int rc)
 {
     /* R-FRAME-1, R-FRAME-3: one Error, then the connection closes. */
     fault(c->data, NULL, rc,
-          rc == FERRY_ETOOBIG     ? "frame longer than 32 KiB"
+          rc == FERRY_ETOOBIG    ? "frame longer than 32 KiB"
           : rc == FERRY_EVERSION ? "unsupported frame version"
                                  : "malformed frame");
 }
@@ -292,8 +292,8 @@ void srv_on_connection(uv_stream_t *listener, int status)
     s->accepted_ms = ferry_now_ms();
     s->conn.data = s;
     srv->nconns++;
-    if (ferry_conn_start(&s->conn, srv->ctx, &sess_ops, srv->cfg.heartbeat_ms,
-                         srv->cfg.idle_ms) != 0)
+    if (ferry_conn_start(&s->conn, srv->ctx, &sess_ops, srv->cfg.heartbeat_ms, srv->cfg.idle_ms) !=
+        0)
         return; /* on_close frees */
     /* R-SESS-5: global and per-IP caps on connections not yet logged in. */
     if (srv->stopping || srv->nconns > srv->cfg.max_conns ||

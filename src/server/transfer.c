@@ -9,7 +9,6 @@
 #include "ferry/path.h"
 #include "server.h"
 
-
 static int fault(struct sess *s, const char *ref, int rc, const char *msg)
 {
     ferry_log(FERRY_LOG_NOTICE, "closing conn ip=%s reason=\"%s\"", s->conn.peer_ip, msg);
@@ -57,8 +56,8 @@ static int send_upload_error(struct sess *s, struct upload *u, int rc)
     json_t *e;
 
     ferry_hex_encode(u->tid, FERRY_TID_LEN, tid);
-    e = json_pack("{s:s, s:s, s:i, s:s}", "ref", u->ref, "tid", tid, "code",
-                  ferry_err_to_wire(rc), "message", ferry_strerror(rc));
+    e = json_pack("{s:s, s:s, s:i, s:s}", "ref", u->ref, "tid", tid, "code", ferry_err_to_wire(rc),
+                  "message", ferry_strerror(rc));
     return srv_send(s, FERRY_MSG_ERROR, e);
 }
 
@@ -68,7 +67,7 @@ static int disk_has_room(struct srv *srv, uint64_t size)
 
     if (fstatvfs(srv->datafd, &sv) != 0)
         return 1; /* unknown: the writes will tell */
-        /* Free space is kept in reserve so metadata commits still fit (--min-free). */
+    /* Free space is kept in reserve so metadata commits still fit (--min-free). */
     return (uint64_t)sv.f_bavail * sv.f_frsize >= size + srv->cfg.min_free;
 }
 
@@ -92,7 +91,7 @@ int srv_upload_open(struct sess *s, const struct ferry_cmd *cmd)
     if (find_upload(s, tid, NULL) != NULL)
         return fault(s, cmd->id, FERRY_EPROTO, "transfer id already open");
     if (s->nuploads >= SRV_OPEN_UPLOADS_MAX)
-        return fault(s, cmd->id, FERRY_ETOOBIG, "too many open uploads");
+        return fault(s, cmd->id, FERRY_EBUSY, "too many open uploads");
     if ((u = ferry_calloc(1, sizeof(*u))) == NULL)
         return -ENOMEM;
     memcpy(u->tid, tid, FERRY_TID_LEN);
@@ -126,8 +125,8 @@ int srv_upload_open(struct sess *s, const struct ferry_cmd *cmd)
         ferry_random(rnd, sizeof(rnd));
         ferry_hex_encode(rnd, sizeof(rnd), hex);
         snprintf(u->tmpname, sizeof(u->tmpname), "up-%s", hex);
-        u->fd = openat(srv->tmpfd, u->tmpname,
-                       O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        u->fd = openat(srv->tmpfd, u->tmpname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                       0600);
         if (u->fd < 0) {
             u->rc = errno == ENOSPC ? FERRY_ENOSPACE : FERRY_EINTERNAL;
             u->tmpname[0] = '\0';

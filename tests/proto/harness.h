@@ -59,8 +59,14 @@ static void server_start(struct server *s, const char *const *extra)
     if ((s->pid = fork()) < 0)
         die("fork");
     if (s->pid == 0) {
-        char *argv[16] = {(char *)(uintptr_t)ferry_bin, "serve", "--data", datadir,
-                          "--listen", "127.0.0.1:0", "--signup", "open"};
+        char *argv[16] = {(char *)(uintptr_t)ferry_bin,
+                          "serve",
+                          "--data",
+                          datadir,
+                          "--listen",
+                          "127.0.0.1:0",
+                          "--signup",
+                          "open"};
         int i = 8;
         while (extra != NULL && *extra != NULL && i < 15)
             argv[i++] = (char *)(uintptr_t)*extra++;
@@ -216,7 +222,8 @@ static int client_hello(struct client *cl, const char *token)
 }
 
 /* Connect + Signup; returns 1 on success and copies the token if asked. */
-__attribute__((unused)) static int client_signup(struct client *cl, const char *user, char *token, size_t cap)
+__attribute__((unused)) static int client_signup(struct client *cl, const char *user, char *token,
+                                                 size_t cap)
 {
     struct ferry_cmd m;
     int rc;

@@ -213,9 +213,9 @@ static void test_token_bound_to_device(void **state)
     /* Same token, same device: accepted. */
     /* A different device key presenting it: Accept with no user, then Error 4. */
     assert_int_equal(client_open(&b, &srv), 0);
-    assert_int_equal(client_send(&b, FERRY_MSG_CONNECT,
-                                 json_pack("{s:s, s:s}", "client", "t", "token", token)),
-                     0);
+    assert_int_equal(
+        client_send(&b, FERRY_MSG_CONNECT, json_pack("{s:s, s:s}", "client", "t", "token", token)),
+        0);
     assert_int_equal(client_expect(&b, FERRY_MSG_ACCEPT, &m), 1);
     assert_true(json_is_null(json_object_get(m.body, "user")));
     ferry_cmd_cleanup(&m);

@@ -3,15 +3,15 @@
  * each malformed input earns an Error and the close of that connection only,
  * while a bystander session keeps working.
  */
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <poll.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <cmocka.h>
@@ -194,7 +194,8 @@ static void test_bad_json(void **state)
     {
         struct client cl;
         open_hello(&cl);
-        send_json(&cl, 77777, "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"version\":\"1.0\"}");
+        send_json(&cl, 77777,
+                  "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"version\":\"1.0\"}");
         assert_true(expect_error_close(&cl, 1));
         client_close(&cl);
         open_hello(&cl);
@@ -286,10 +287,10 @@ static void send_upload(struct client *cl, const uint8_t tid[16], const char *pa
     char hex[33];
 
     ferry_hex_encode(tid, 16, hex);
-    assert_int_equal(client_send(cl, FERRY_MSG_UPLOAD,
-                                 json_pack("{s:s, s:s, s:I}", "tid", hex, "path", path, "size",
-                                           size)),
-                     0);
+    assert_int_equal(
+        client_send(cl, FERRY_MSG_UPLOAD,
+                    json_pack("{s:s, s:s, s:I}", "tid", hex, "path", path, "size", size)),
+        0);
 }
 
 /* R-DATA-1, R-DATA-3, R-DATA-4: offsets, overflow, unknown and foreign transfers. */
@@ -413,15 +414,51 @@ static void test_hostile_paths(void **state)
 {
     /* Valid UTF-8, refused by the path rules: Error 7, connection kept. */
     static const char *paths[] = {
-        "..", "../x", "a/../../x", "a/./b", "./a", "a/..", "//x", "a//b", "a\\..\\..\\x",
-        "C:\\x", "\\\\srv\\share", ".", "/./", "x/./", "a/b/../../..", "\x1b[2J", "a\nb", "\t",
-        "a\rb", "x\x7f", "..\\x", "a/\x01", "/..", "../../etc/passwd", "a/../b", "...//..",
-        "x/../../../../../../tmp/evil", "\x1f", "ok/\x1b", "a/./../b", "\\", "a\\b",
+        "..",
+        "../x",
+        "a/../../x",
+        "a/./b",
+        "./a",
+        "a/..",
+        "//x",
+        "a//b",
+        "a\\..\\..\\x",
+        "C:\\x",
+        "\\\\srv\\share",
+        ".",
+        "/./",
+        "x/./",
+        "a/b/../../..",
+        "\x1b[2J",
+        "a\nb",
+        "\t",
+        "a\rb",
+        "x\x7f",
+        "..\\x",
+        "a/\x01",
+        "/..",
+        "../../etc/passwd",
+        "a/../b",
+        "...//..",
+        "x/../../../../../../tmp/evil",
+        "\x1f",
+        "ok/\x1b",
+        "a/./../b",
+        "\\",
+        "a\\b",
     };
     /* Invalid UTF-8 never parses as JSON: Error 1 and a close (R-CMD-3). */
     static const char *bad_utf8[] = {
-        "\xff", "\x80", "\xc3", "\xe2\x82", "\xf0\x9f\x98", "\xc0\xaf", "\xc0\xae\xc0\xae",
-        "\xed\xa0\x80", "\xf4\x90\x80\x80", "a/\xfe/b",
+        "\xff",
+        "\x80",
+        "\xc3",
+        "\xe2\x82",
+        "\xf0\x9f\x98",
+        "\xc0\xaf",
+        "\xc0\xae\xc0\xae",
+        "\xed\xa0\x80",
+        "\xf4\x90\x80\x80",
+        "a/\xfe/b",
     };
     char longp[4200], longname[300], tidx[80];
     struct client a;
@@ -531,9 +568,9 @@ static void test_foreign_file_id(void **state)
     assert_int_equal(client_send(&a, FERRY_MSG_MKDIR, json_pack("{s:s}", "path", "secret")), 0);
     assert_int_equal(client_expect(&a, FERRY_MSG_OK, &m), 1);
     ferry_cmd_cleanup(&m);
-    assert_int_equal(client_send(&a, FERRY_MSG_DIRINFO,
-                                 json_pack("{s:s, s:b}", "path", "secret", "stat", 1)),
-                     0);
+    assert_int_equal(
+        client_send(&a, FERRY_MSG_DIRINFO, json_pack("{s:s, s:b}", "path", "secret", "stat", 1)),
+        0);
     assert_int_equal(client_expect(&a, FERRY_MSG_DIRPAGE, &m), 1);
     id = json_integer_value(
         json_object_get(json_array_get(json_object_get(m.body, "entries"), 0), "id"));

@@ -25,8 +25,8 @@ static void test_buf_caps(void **state)
     ferry_buf_init(&b, 300);
     assert_int_equal(ferry_buf_append(&b, chunk, 100), 0);
     assert_int_equal(ferry_buf_append(&b, chunk, 100), 0);
-    assert_int_equal(ferry_buf_append(&b, chunk, 99), 0);  /* cap - 1 */
-    assert_int_equal(ferry_buf_append(&b, chunk, 1), 0);   /* cap */
+    assert_int_equal(ferry_buf_append(&b, chunk, 99), 0);            /* cap - 1 */
+    assert_int_equal(ferry_buf_append(&b, chunk, 1), 0);             /* cap */
     assert_int_equal(ferry_buf_append(&b, chunk, 1), FERRY_ETOOBIG); /* cap + 1 */
     assert_int_equal(ferry_buf_used(&b), 300);
     assert_true(b.cap <= 300);
@@ -135,9 +135,9 @@ static void test_strerror(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buf_caps),        cmocka_unit_test(test_base32_vectors),
-        cmocka_unit_test(test_hex_and_uuid),    cmocka_unit_test(test_sha256_vector),
-        cmocka_unit_test(test_identity),        cmocka_unit_test(test_strerror),
+        cmocka_unit_test(test_buf_caps),     cmocka_unit_test(test_base32_vectors),
+        cmocka_unit_test(test_hex_and_uuid), cmocka_unit_test(test_sha256_vector),
+        cmocka_unit_test(test_identity),     cmocka_unit_test(test_strerror),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -283,7 +283,8 @@ static void test_blob_relpath(void **state)
 
     (void)state;
     assert_int_equal(ferry_blob_relpath(12, CID_A, p, sizeof(p)), 0);
-    assert_string_equal(p, "blobs/12/aa/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+    assert_string_equal(
+        p, "blobs/12/aa/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
     /* A malformed id never becomes a path. */
     assert_int_equal(ferry_blob_relpath(12, "sha256:../../etc", p, sizeof(p)), FERRY_EPROTO);
     assert_int_equal(ferry_blob_relpath(12, "md5:abc", p, sizeof(p)), FERRY_EPROTO);

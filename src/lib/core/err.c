@@ -26,7 +26,7 @@ static const struct {
     {FERRY_EPIN, 16, "server identity mismatch"},
     {FERRY_EDENIED, 17, "permission denied"},
     {FERRY_ENOTEMPTY, 18, "directory not empty"},
-    {FERRY_EUSAGE, 19, "usage error"},
+    {FERRY_EUSAGE, 19, "invalid value"},
 };
 
 const char *ferry_strerror(int rc)

@@ -57,7 +57,7 @@ static int dial(const char *host, const char *port, int timeout_ms, int *fdp)
         *fdp = fd;
         rc = 0;
         break;
-next:
+    next:
         close(fd);
         fd = -1;
     }

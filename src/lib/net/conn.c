@@ -261,8 +261,7 @@ static void process_input(struct ferry_conn *c)
             goto out;
         }
         c->ready = 1;
-        if ((rc = ferry_tls_peer_id(c->ssl, c->peer_id)) != 0 ||
-            (rc = c->ops->on_ready(c)) != 0)
+        if ((rc = ferry_tls_peer_id(c->ssl, c->peer_id)) != 0 || (rc = c->ops->on_ready(c)) != 0)
             goto out;
     }
     /* Read until OpenSSL wants more ciphertext, parsing as we go. */
@@ -342,9 +341,8 @@ int ferry_conn_start(struct ferry_conn *c, SSL_CTX *ctx, const struct ferry_conn
     if ((rc = uv_timer_init(c->tcp.loop, &c->timer)) != 0)
         return rc;
     uv_timer_start(&c->timer, tick_cb, 1000, 1000);
-    if ((c->rx = ferry_malloc(FERRY_NET_READ_CHUNK)) == NULL ||
-        (c->ssl = SSL_new(ctx)) == NULL || (c->rbio = BIO_new(BIO_s_mem())) == NULL ||
-        (c->wbio = BIO_new(BIO_s_mem())) == NULL) {
+    if ((c->rx = ferry_malloc(FERRY_NET_READ_CHUNK)) == NULL || (c->ssl = SSL_new(ctx)) == NULL ||
+        (c->rbio = BIO_new(BIO_s_mem())) == NULL || (c->wbio = BIO_new(BIO_s_mem())) == NULL) {
         BIO_free(c->rbio);
         c->rbio = NULL;
         rc = -ENOMEM;

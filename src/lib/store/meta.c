@@ -210,11 +210,11 @@ static void copy_text(char *dst, size_t cap, const unsigned char *src)
 /* ---- users, devices, sessions ---- */
 
 static const char sql_user_ins[] = "INSERT INTO users(name, pwhash, created) VALUES(?1, ?2, ?3)";
-static const char sql_root_ins[] =
-    "INSERT INTO nodes(user_id, parent_id, name, is_dir, mtime, smtime) VALUES(?1, 0, '', 1, ?2, ?2)";
+static const char sql_root_ins[] = "INSERT INTO nodes(user_id, parent_id, name, is_dir, mtime, "
+                                   "smtime) VALUES(?1, 0, '', 1, ?2, ?2)";
 
-int ferry_meta_user_create(struct ferry_meta *m, const char *name, const char *pwhash,
-                           int64_t now, int64_t *uid)
+int ferry_meta_user_create(struct ferry_meta *m, const char *name, const char *pwhash, int64_t now,
+                           int64_t *uid)
 {
     sqlite3_stmt *st = stmt(m, sql_user_ins);
     int rc;
@@ -293,7 +293,8 @@ int ferry_meta_user_set_pwhash(struct ferry_meta *m, int64_t uid, const char *pw
 }
 
 static const char sql_dev_seen[] =
-    "INSERT INTO devices(user_id, device_id, name, first_seen, last_seen) VALUES(?1, ?2, ?3, ?4, ?4)"
+    "INSERT INTO devices(user_id, device_id, name, first_seen, last_seen) VALUES(?1, ?2, ?3, ?4, "
+    "?4)"
     " ON CONFLICT(user_id, device_id) DO UPDATE SET name = ?3, last_seen = ?4";
 
 int ferry_meta_device_seen(struct ferry_meta *m, int64_t uid, const char *device_id,
@@ -592,12 +593,14 @@ int ferry_meta_content_inline(struct ferry_meta *m, int64_t uid, const char *cid
     if (rc == SQLITE_ROW) {
         rc = 0;
         if (sqlite3_column_type(st, 0) == SQLITE_BLOB) {
-            *len = (size_t)sqlite3_column_bytes(st, 0);
             p = sqlite3_column_blob(st, 0);
-            if ((*data = ferry_malloc(*len)) == NULL) {
+            *len = (size_t)sqlite3_column_bytes(st, 0);
+            /* An empty blob reads back as NULL: nothing to copy. */
+            if ((*data = ferry_malloc(*len > 0 ? *len : 1)) == NULL) {
                 rc = -ENOMEM;
             } else {
-                memcpy(*data, p, *len);
+                if (*len > 0)
+                    memcpy(*data, p, *len);
                 rc = 1;
             }
         }
@@ -670,8 +673,8 @@ int ferry_meta_put_file(struct ferry_meta *m, int64_t uid, const char *path, int
     return step_done(m, st);
 }
 
-static const char sql_children[] = "SELECT " NODE_COLS
-                                   " FROM nodes WHERE user_id = ?1 AND parent_id = ?2 ORDER BY name";
+static const char sql_children[] =
+    "SELECT " NODE_COLS " FROM nodes WHERE user_id = ?1 AND parent_id = ?2 ORDER BY name";
 
 /*
  * Reads the children of dir into an array: the statement must be reset
@@ -812,7 +815,8 @@ int ferry_meta_remove(struct ferry_meta *m, int64_t uid, const char *path, int r
     return delete_tree(m, uid, &n, 0);
 }
 
-static const char sql_move[] = "UPDATE nodes SET parent_id = ?2, name = ?3, smtime = ?4 WHERE id = ?1";
+static const char sql_move[] =
+    "UPDATE nodes SET parent_id = ?2, name = ?3, smtime = ?4 WHERE id = ?1";
 
 int ferry_meta_move(struct ferry_meta *m, int64_t uid, const char *from, const char *to, int force,
                     int64_t now)

@@ -23,9 +23,9 @@ struct ferry_reader {
     int qhead;
     int qlen;
     int fd;
-    uint64_t left;   /* bytes still to read for this file */
-    int running;     /* the thread is working on a file */
-    int eof;         /* the thread has queued the file's last buffer */
+    uint64_t left; /* bytes still to read for this file */
+    int running;   /* the thread is working on a file */
+    int eof;       /* the thread has queued the file's last buffer */
     int err;
     int stop; /* the caller ended the file early */
     int quit;

@@ -16,8 +16,8 @@ struct item {
 struct ferry_writer {
     pthread_t th;
     pthread_mutex_t mu;
-    pthread_cond_t cv_work;  /* the thread waits for items */
-    pthread_cond_t cv_done;  /* the caller waits for free buffers or the end */
+    pthread_cond_t cv_work; /* the thread waits for items */
+    pthread_cond_t cv_done; /* the caller waits for free buffers or the end */
     uint8_t *pool[FERRY_WRITER_NBUF];
     uint8_t *free_bufs[FERRY_WRITER_NBUF];
     int nfree;
