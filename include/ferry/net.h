@@ -21,6 +21,12 @@
 #define FERRY_NET_OUT_LOW  (512 * 1024)
 /* Hard cap on outbound plaintext: producers check the high mark first. */
 #define FERRY_NET_OUT_MAX (8 * 1024 * 1024)
+/*
+ * R-PIPE-3: a peer that sends requests without reading the replies stops
+ * being read once this much output waits for it, so a connection's memory
+ * stays bounded.
+ */
+#define FERRY_NET_OUT_BLOCK (4 * 1024 * 1024)
 
 struct ferry_conn;
 
@@ -54,9 +60,10 @@ struct ferry_conn {
     size_t queued; /* ciphertext handed to uv_write, not yet written */
     int ready;
     int closing;
-    int paused;     /* the application asked not to be given more frames */
-    int in_process; /* re-entrancy guard for process_input */
-    int handles;    /* libuv handles still open */
+    int paused;      /* the application asked not to be given more frames */
+    int out_blocked; /* input stopped because the peer is not reading our output */
+    int in_process;  /* re-entrancy guard for process_input */
+    int handles;     /* libuv handles still open */
     uint64_t last_rx_ms;
     uint64_t last_tx_ms;
     uint64_t heartbeat_ms;

@@ -15,6 +15,9 @@ int ferry_meta_open(const char *path, int readonly, struct ferry_meta **out);
 void ferry_meta_close(struct ferry_meta *m);
 
 int ferry_meta_begin(struct ferry_meta *m);
+/* A read transaction: every query until ferry_meta_read_end sees one snapshot. */
+int ferry_meta_read_begin(struct ferry_meta *m);
+void ferry_meta_read_end(struct ferry_meta *m);
 int ferry_meta_commit(struct ferry_meta *m);
 void ferry_meta_rollback(struct ferry_meta *m);
 /* Savepoints let one failed operation in a batch undo only itself. */

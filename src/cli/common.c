@@ -395,11 +395,23 @@ void cli_heartbeat(struct cli_conn *cc)
 
 int cli_error_rc(const struct ferry_cmd *cmd, const char **msg)
 {
+    /* R-ERR-2: text from a peer reaches the terminal only with controls escaped. */
+    static char clean[512];
     json_t *code = json_object_get(cmd->body, "code");
     json_t *m = json_object_get(cmd->body, "message");
+    const char *t = json_is_string(m) ? json_string_value(m) : "error";
+    size_t o = 0;
 
+    for (; *t != '\0' && o + 5 < sizeof(clean); t++) {
+        unsigned char ch = (unsigned char)*t;
+        if (ch < 0x20 || ch == 0x7f)
+            o += (size_t)snprintf(clean + o, sizeof(clean) - o, "\\x%02x", ch);
+        else
+            clean[o++] = (char)ch;
+    }
+    clean[o] = '\0';
     if (msg != NULL)
-        *msg = json_is_string(m) ? json_string_value(m) : "error";
+        *msg = clean;
     return ferry_err_from_wire(json_is_integer(code) ? (int)json_integer_value(code) : 10);
 }
 

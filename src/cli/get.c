@@ -42,6 +42,7 @@ struct get {
     /* the transfer being received */
     struct dl *cur;
     uint8_t tid[FERRY_TID_LEN];
+    int have_tid; /* a Transfer was announced and its TransferComplete is due */
     char hash[FERRY_CID_LEN + 1];
     uint64_t size, got, synced;
     int64_t mtime;
@@ -246,6 +247,7 @@ static int begin(struct get *g, struct dl *d, const struct ferry_cmd *m)
         !ferry_cid_valid(hash) || !json_is_integer(size) || json_integer_value(size) < 0)
         return FERRY_EPROTO;
     g->cur = d;
+    g->have_tid = 1;
     g->size = (uint64_t)json_integer_value(size);
     g->got = g->synced = 0;
     g->mtime = json_integer_value(json_object_get(m->body, "mtime"));
@@ -391,9 +393,11 @@ static int run_downloads(struct get *g)
             uint8_t tid[16];
             if (t == NULL || ferry_hex_decode(t, tid, 16) != 0)
                 rc = FERRY_EPROTO;
-            else if (g->cur != NULL && memcmp(tid, g->tid, 16) == 0) {
+            else if (memcmp(tid, g->tid, 16) == 0 && g->have_tid) {
+                /* Also for a transfer abandoned locally: its window slot frees now. */
                 inflight--;
-                rc = g->fd >= 0 ? finish(g) : 0;
+                g->have_tid = 0;
+                rc = g->cur != NULL && g->fd >= 0 ? finish(g) : 0;
             }
         } else if (m.type == FERRY_MSG_ERROR) {
             const char *msg, *t = json_string_value(json_object_get(m.body, "tid"));
@@ -401,6 +405,8 @@ static int run_downloads(struct get *g)
             cli_error_rc(&m, &msg);
             if (x != NULL) {
                 inflight--;
+                if (x == g->cur)
+                    g->have_tid = 0;
                 if (x == g->cur) {
                     abort_current(g, msg);
                 } else {

@@ -254,6 +254,7 @@ static void hash_done(uv_work_t *w, int status)
         if (!s->closed)
             srv_send_error(s, j->ref, j->rc,
                            j->rc == FERRY_EAUTH ? "wrong user name or password" : NULL);
+        srv_sess_auth_done(s);
         srv_sess_op_done(s);
         srv_sess_unref(s);
         goto out;
@@ -266,6 +267,7 @@ static void hash_done(uv_work_t *w, int status)
                     j->ref);
     if (op == NULL) {
         srv_send_error(s, j->ref, -ENOMEM, NULL);
+        srv_sess_auth_done(s);
         srv_sess_op_done(s);
         srv_sess_unref(s);
         goto out;
@@ -367,6 +369,7 @@ static int queue_hash(struct sess *s, const struct ferry_cmd *cmd, const char *u
     }
     srv_sess_ref(s);
     s->outstanding++;
+    s->auth_pending++;
     if (srv->h_tail != NULL)
         srv->h_tail->next = j;
     else
@@ -430,6 +433,7 @@ int srv_auth_handle(struct sess *s, const struct ferry_cmd *cmd)
         op->uid = s->uid;
         op->flag = all;
         memcpy(op->token_hash, s->token_hash, 32);
+        s->auth_pending++;
         srv_op_submit(s->srv, op);
         return 0;
     default:

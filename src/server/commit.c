@@ -110,21 +110,49 @@ static int place_blobs(struct batch *b, int *nplaced)
     return 0;
 }
 
+/* fsyncs a directory beneath the data dir (its entries become durable). */
+static int fsync_dir(struct srv *srv, const char *rel)
+{
+    int fd = ferry_open_beneath(srv->datafd, rel, O_RDONLY | O_DIRECTORY, 0), rc = 0;
+
+    if (fd < 0)
+        return fd;
+    if (fsync(fd) != 0)
+        rc = -errno;
+    close(fd);
+    return rc;
+}
+
 static int durable(struct batch *b, int nplaced)
 {
+    char rel[64];
     struct op *op;
+    int64_t last_uid = -1;
     int rc = 0;
 
     if (nplaced >= 8) {
         if (syncfs(b->srv->datafd) != 0)
             rc = -errno;
-    } else {
+    } else if (nplaced > 0) {
+        /*
+         * Each file, its blobs/<uid>/<hh> directory, and the directories
+         * above it, which may be new: blobs/<uid> and blobs.
+         */
         for (op = b->ops; op != NULL && rc == 0; op = op->next) {
             if (op->kind != OP_UPLOAD || op->rc != 0 || op->flag2 <= 0)
                 continue;
-            if (fdatasync(op->tmpfd) != 0 || fsync(op->flag2) != 0)
+            if (fdatasync(op->tmpfd) != 0 || fsync(op->flag2) != 0) {
                 rc = -errno;
+                break;
+            }
+            if (op->uid != last_uid) {
+                snprintf(rel, sizeof(rel), "blobs/%lld", (long long)op->uid);
+                rc = fsync_dir(b->srv, rel);
+                last_uid = op->uid;
+            }
         }
+        if (rc == 0)
+            rc = fsync_dir(b->srv, "blobs");
     }
     for (op = b->ops; op != NULL; op = op->next) {
         if (op->kind == OP_UPLOAD && op->flag2 > 0) {
@@ -277,6 +305,10 @@ static void reply(struct op *op, json_t **committed)
         s->authed = 0;
         sodium_memzero(s->token_hash, sizeof(s->token_hash));
         srv_send(s, FERRY_MSG_OK, json_pack("{s:s}", "ref", op->ref));
+        /* R-SESS-3: logged out is not logged in: the deadline starts again. */
+        s->accepted_ms = ferry_now_ms();
+        if (!s->counted_unauth && srv_ip_admit(s->srv, s->conn.peer_ip) == 0)
+            s->counted_unauth = 1;
         break;
     default:
         srv_send(s, FERRY_MSG_OK, json_pack("{s:s}", "ref", op->ref));
@@ -317,6 +349,9 @@ static void batch_done(uv_work_t *w, int status)
             srv_send(op->s, FERRY_MSG_COMMITTED, json_pack("{s:o}", "tids", committed));
     }
     for (op = b->ops; op != NULL; op = op->next) {
+        if (op->kind == OP_SIGNUP || op->kind == OP_SESSION || op->kind == OP_SETPW ||
+            op->kind == OP_LOGOUT)
+            srv_sess_auth_done(op->s);
         srv_sess_op_done(op->s);
         srv_sess_unref(op->s);
         op->s = NULL;

@@ -4,8 +4,8 @@
 #include "ferry/path.h"
 #include "server.h"
 
-/* A page's JSON stays under this so the frame stays under 32 KiB (R-PAGE-1). */
-#define PAGE_BYTES_MAX (FERRY_FRAME_PAYLOAD_MAX - 1024)
+/* Room for the page's own members besides the listed path (R-PAGE-1). */
+#define PAGE_OVERHEAD 256
 
 struct pager {
     struct sess *s;
@@ -14,6 +14,7 @@ struct pager {
     int64_t dir_id;
     json_t *entries;
     size_t bytes;
+    size_t budget; /* entry bytes that fit in one frame with this page's header */
     int rc;
 };
 
@@ -38,6 +39,11 @@ static int page_send(struct pager *p, int last)
     p->bytes = 0;
     if (o == NULL || (!last && p->entries == NULL))
         return -ENOMEM;
+    /* R-PIPE-3: a listing may not pile up unbounded output. */
+    if (!last && ferry_conn_pending(&p->s->conn) > SRV_LISTING_OUT_MAX) {
+        json_decref(o);
+        return FERRY_ETOOBIG;
+    }
     return srv_send(p->s, FERRY_MSG_DIRPAGE, o);
 }
 
@@ -51,7 +57,8 @@ static int page_add(void *arg, const char *rel, const struct ferry_node *n)
     if (e == NULL)
         return -ENOMEM;
     sz = json_dumpb(e, NULL, 0, JSON_COMPACT) + 1;
-    if (json_array_size(p->entries) >= SRV_PAGE_ENTRIES || p->bytes + sz > PAGE_BYTES_MAX) {
+    if (json_array_size(p->entries) >= SRV_PAGE_ENTRIES ||
+        (json_array_size(p->entries) > 0 && p->bytes + sz > p->budget)) {
         if ((rc = page_send(p, 0)) != 0) {
             json_decref(e);
             return rc;
@@ -75,21 +82,38 @@ static int dirinfo(struct sess *s, const struct ferry_cmd *cmd)
         return srv_send_error(s, cmd->id, FERRY_EPROTO, "DirInfo needs a path");
     if ((rc = ferry_path_normalize(path, strlen(path), norm, sizeof(norm))) != 0)
         return srv_send_error(s, cmd->id, rc, NULL);
-    if ((rc = ferry_meta_lookup(s->srv->rdb, s->uid, norm, &n)) != 0)
+    /* The pages of one listing come from one snapshot (R-PAGE-1). */
+    if ((rc = ferry_meta_read_begin(s->srv->rdb)) != 0)
         return srv_send_error(s, cmd->id, rc, NULL);
+    rc = ferry_meta_lookup(s->srv->rdb, s->uid, norm, &n);
+    if (rc != 0) {
+        ferry_meta_read_end(s->srv->rdb);
+        return srv_send_error(s, cmd->id, rc, NULL);
+    }
     p.path = norm;
+    {
+        /* The listed path is repeated in every page; escaping can double it. */
+        json_t *hdr = json_pack("{s:s}", "path", norm);
+        size_t h = hdr != NULL ? json_dumpb(hdr, NULL, 0, JSON_COMPACT) : 2 * strlen(norm);
+        json_decref(hdr);
+        p.budget = FERRY_FRAME_PAYLOAD_MAX - FERRY_CMD_HDR_LEN - PAGE_OVERHEAD - h;
+    }
     p.entries = json_array();
     p.dir_id = n.is_dir ? n.id : n.parent_id;
-    if (p.entries == NULL)
+    if (p.entries == NULL) {
+        ferry_meta_read_end(s->srv->rdb);
         return -ENOMEM;
+    }
     /* A file lists as itself, as does anything with stat; a directory as its children. */
     if (!n.is_dir || self)
         rc = page_add(&p, n.name, &n);
     else
         rc = ferry_meta_list(s->srv->rdb, s->uid, n.id, recursive, page_add, &p);
+    ferry_meta_read_end(s->srv->rdb);
     if (rc != 0) {
         json_decref(p.entries);
-        return srv_send_error(s, cmd->id, rc, rc == FERRY_ETOOBIG ? "listing too large" : NULL);
+        return srv_send_error(s, cmd->id, rc,
+                              rc == FERRY_ETOOBIG ? "listing too large: list a subfolder" : NULL);
     }
     return page_send(&p, 1);
 }

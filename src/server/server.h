@@ -24,6 +24,8 @@
 #define SRV_DOWNLOADS_MAX 64
 /* R-PAGE-1: entries per listing page. */
 #define SRV_PAGE_ENTRIES 50
+/* R-PIPE-3: a listing whose pages would queue more than this is refused. */
+#define SRV_LISTING_OUT_MAX (32u << 20)
 /* R-STORE-2: bounds of one group commit. */
 #define SRV_BATCH_OPS   1000
 #define SRV_BATCH_BYTES (256ull << 20)
@@ -122,6 +124,7 @@ struct upload {
     int fd;
     int is_inline; /* small: kept in memory, stored in the database */
     int rc;        /* first failure; later data is discarded until TransferComplete */
+    int reported;  /* the failure has been sent as an Error */
     char tmpname[40];
     struct ferry_sha256 sha;
     struct ferry_buf wbuf;
@@ -167,8 +170,9 @@ struct sess {
     struct download *dl_tail;
     int ndownloads;
     uint64_t unacked;
-    int outstanding; /* queued write ops and hash jobs */
-    int barrier;     /* a frame waits until outstanding reaches 0 */
+    int outstanding;  /* queued write ops and hash jobs */
+    int auth_pending; /* Signup, Login, ChangePwd or Logout not yet answered */
+    int barrier;      /* a frame waits until outstanding reaches 0 */
     /* Recently finished downloads, whose TransferComplete ack is expected. */
     uint8_t done_tids[SRV_DOWNLOADS_MAX][FERRY_TID_LEN];
     unsigned done_next;
@@ -181,6 +185,7 @@ int srv_send(struct sess *s, int32_t type, json_t *body);
 int srv_send_error(struct sess *s, const char *ref, int rc, const char *msg);
 void srv_on_connection(uv_stream_t *listener, int status);
 void srv_sess_op_done(struct sess *s);
+void srv_sess_auth_done(struct sess *s);
 
 /* auth.c */
 int srv_auth_handle(struct sess *s, const struct ferry_cmd *cmd);

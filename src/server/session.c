@@ -201,6 +201,15 @@ static int on_frame(struct ferry_conn *c, const struct ferry_frame *f)
     struct ferry_data d;
     int rc;
 
+    /*
+     * R-PIPE-2: while a Signup, Login, ChangePwd or Logout is in flight, who
+     * this connection is may change: every later frame waits for the answer.
+     */
+    if (s->auth_pending > 0 && f->type != FERRY_FRAME_HEARTBEAT) {
+        s->barrier = 1;
+        ferry_conn_pause(&s->conn);
+        return 1;
+    }
     switch (f->type) {
     case FERRY_FRAME_HEARTBEAT:
         return 0;
@@ -233,6 +242,11 @@ static void on_fault(struct ferry_conn *c, int rc)
 static void on_drain(struct ferry_conn *c)
 {
     srv_download_pump(c->data);
+}
+
+void srv_sess_auth_done(struct sess *s)
+{
+    s->auth_pending--;
 }
 
 static int on_tick(struct ferry_conn *c, uint64_t now)

@@ -55,6 +55,7 @@ static int send_upload_error(struct sess *s, struct upload *u, int rc)
     char tid[33];
     json_t *e;
 
+    u->reported = 1;
     ferry_hex_encode(u->tid, FERRY_TID_LEN, tid);
     e = json_pack("{s:s, s:s, s:i, s:s}", "ref", u->ref, "tid", tid, "code", ferry_err_to_wire(rc),
                   "message", ferry_strerror(rc));
@@ -265,8 +266,12 @@ int srv_upload_complete(struct sess *s, const struct ferry_cmd *cmd)
         }
         goto commit;
     }
-    if (u->rc != 0)
-        goto out; /* already reported when it failed */
+    if (u->rc != 0) {
+        /* Refusals were answered at once; write failures are answered now. */
+        if (!u->reported)
+            send_upload_error(s, u, u->rc);
+        goto out;
+    }
     upload_flush(u);
     if (u->is_inline && u->rc == 0 &&
         ferry_sha256_update(&u->sha, ferry_buf_peek(&u->wbuf), ferry_buf_used(&u->wbuf)) != 0)
@@ -408,8 +413,21 @@ int srv_download_queue(struct sess *s, const struct ferry_cmd *cmd)
     return 0;
 }
 
-/* Resolves and opens the head download, then announces it with Transfer. */
+static int download_resolve(struct sess *s, struct download *d);
+
+/* Resolves and opens the head download in one snapshot, then announces it. */
 static int download_start(struct sess *s, struct download *d)
+{
+    int rc;
+
+    if ((rc = ferry_meta_read_begin(s->srv->rdb)) != 0)
+        return rc;
+    rc = download_resolve(s, d);
+    ferry_meta_read_end(s->srv->rdb);
+    return rc;
+}
+
+static int download_resolve(struct sess *s, struct download *d)
 {
     char norm[FERRY_PATH_MAX + 1], rel[160], tid[33];
     struct ferry_node n;

@@ -736,6 +736,95 @@ static void test_tls_split(void **state)
     assert_int_equal(system("rm -rf /tmp/ferry-proto-split-dev"), 0);
 }
 
+static long server_rss_kib(void)
+{
+    char path[64], line[256];
+    long kib = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)srv.pid);
+    if ((f = fopen(path, "r")) == NULL)
+        return -1;
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (sscanf(line, "VmRSS: %ld", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
+}
+
+/* R-PIPE-3: requests whose replies are never read stop being read themselves. */
+static void test_unread_replies_bounded(void **state)
+{
+    struct client a;
+    struct ferry_cmd m;
+    long before, after;
+    int i, last_pages = 0;
+    char name[64];
+
+    (void)state;
+    open_user(&a, "hoarder");
+    for (i = 0; i < 300; i++) {
+        snprintf(name, sizeof(name), "d/sub%03d/with-a-rather-long-folder-name-%03d", i, i);
+        assert_int_equal(
+            ferry_client_send_cmd(&a.c, FERRY_MSG_MKDIR, json_pack("{s:s}", "path", name)), 0);
+    }
+    assert_int_equal(ferry_client_pump(&a.c, 10000, 1), 0);
+    for (i = 0; i < 300; i++) {
+        assert_int_equal(client_expect(&a, FERRY_MSG_OK, &m), 1);
+        ferry_cmd_cleanup(&m);
+    }
+    before = server_rss_kib();
+    /* 800 recursive listings of ~600 entries each (~70 MB), none read for now. */
+    for (i = 0; i < 800; i++)
+        assert_int_equal(
+            ferry_client_send_cmd(&a.c, FERRY_MSG_DIRINFO,
+                                  json_pack("{s:s, s:b}", "path", "d", "recursive", 1)),
+            0);
+    assert_int_equal(ferry_client_pump(&a.c, 10000, 1), 0);
+    /* Poll until the server has stopped making progress on our requests. */
+    for (i = 0; i < 20; i++) {
+        long now = server_rss_kib();
+        if (now > before + 512 * 1024)
+            break;
+        assert_int_equal(ferry_client_pump(&a.c, 100, 0), 0);
+    }
+    after = server_rss_kib();
+    fprintf(stderr, "server RSS %ld KiB before, %ld KiB with unread replies\n", before, after);
+    /* Tens of MiB of replies were asked for; the server holds only a few. */
+    assert_true(after - before < 32 * 1024);
+    /* Every listing still arrives once we read. */
+    while (last_pages < 800 && client_recv(&a, &m, 20000) == 1) {
+        if (m.type == FERRY_MSG_DIRPAGE && json_is_true(json_object_get(m.body, "last")))
+            last_pages++;
+        ferry_cmd_cleanup(&m);
+    }
+    assert_int_equal(last_pages, 800);
+    client_close(&a);
+    bystander_ok();
+}
+
+/* R-PIPE-2: a request pipelined right behind Signup runs as the new user. */
+static void test_pipelined_after_signup(void **state)
+{
+    struct client a;
+    struct ferry_cmd m;
+
+    (void)state;
+    assert_int_equal(client_open(&a, &srv), 0);
+    assert_int_equal(client_hello(&a, NULL), 1);
+    assert_int_equal(ferry_client_send_cmd(&a.c, FERRY_MSG_SIGNUP,
+                                           json_pack("{s:s, s:s, s:s}", "user", "eager", "password",
+                                                     "correct horse", "device", "t")),
+                     0);
+    assert_int_equal(client_send(&a, FERRY_MSG_MKDIR, json_pack("{s:s}", "path", "early")), 0);
+    assert_int_equal(client_expect(&a, FERRY_MSG_SESSION, &m), 1);
+    ferry_cmd_cleanup(&m);
+    assert_int_equal(client_recv(&a, &m, 10000), 1);
+    assert_int_equal(m.type, FERRY_MSG_OK);
+    ferry_cmd_cleanup(&m);
+    client_close(&a);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -754,6 +843,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_floods),
         cmocka_unit_test(test_truncated_then_eof),
         cmocka_unit_test(test_tls_split),
+        cmocka_unit_test(test_unread_replies_bounded),
+        cmocka_unit_test(test_pipelined_after_signup),
     };
 
     if (argc < 2) {

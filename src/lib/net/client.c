@@ -221,9 +221,11 @@ int ferry_client_pump(struct ferry_client *c, int timeout_ms, int flush_all)
     uint64_t deadline = ferry_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
     int had_out = ferry_buf_used(&c->out) > 0;
     struct pollfd p;
-    int rc, got, n;
+    int rc, got, n, wait;
 
     for (;;) {
+        uint64_t now;
+
         if (c->eof)
             return -ECONNRESET;
         if ((rc = write_some(c)) < 0)
@@ -236,24 +238,25 @@ int ferry_client_pump(struct ferry_client *c, int timeout_ms, int flush_all)
         if (ferry_buf_used(&c->out) == 0 && (flush_all || got > 0 || had_out))
             return 0;
         /* Records buffered inside OpenSSL wake no poll: only wait when empty. */
-        if (SSL_pending(c->ssl) > 0)
+        if (SSL_pending(c->ssl) > 0 && c->in.limit - ferry_buf_used(&c->in) > 0)
             continue;
-        p = (struct pollfd){.fd = c->fd, .events = POLLIN};
+        p = (struct pollfd){.fd = c->fd};
+        /* With no room for input, waiting for it would spin: wait to write only. */
+        if (c->in.limit - ferry_buf_used(&c->in) >= FERRY_NET_READ_CHUNK)
+            p.events |= POLLIN;
         if (ferry_buf_used(&c->out) > 0)
             p.events |= POLLOUT;
-        {
-            uint64_t now = ferry_now_ms();
-            int wait = now >= deadline ? 0 : (int)(deadline - now);
-            if (timeout_ms < 0)
-                wait = -1;
-            n = poll(&p, 1, wait);
-        }
+        now = ferry_now_ms();
+        if (timeout_ms >= 0 && now >= deadline)
+            return flush_all ? FERRY_ETIMEDOUT : 0;
+        if (p.events == 0)
+            return 0; /* the caller must take frames before anything can move */
+        wait = timeout_ms < 0 ? -1 : (int)(deadline - now);
+        n = poll(&p, 1, wait);
         if (n < 0 && errno != EINTR)
             return -errno;
         if (n == 0 && !flush_all)
             return 0;
-        if (n == 0 && ferry_now_ms() >= deadline && timeout_ms >= 0)
-            return FERRY_ETIMEDOUT;
     }
 }
 

@@ -13,6 +13,8 @@ struct write_req {
 };
 
 static void process_input(struct ferry_conn *c);
+static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b);
+static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
 
 static void handle_closed(uv_handle_t *h)
 {
@@ -57,8 +59,17 @@ static void write_done(uv_write_t *req, int status)
             close_handles(c);
         return;
     }
-    if (was_high && ferry_conn_pending(c) < FERRY_NET_OUT_LOW && c->ops->on_drain != NULL)
-        c->ops->on_drain(c);
+    if (was_high && ferry_conn_pending(c) < FERRY_NET_OUT_LOW) {
+        if (c->ops->on_drain != NULL)
+            c->ops->on_drain(c);
+        if (c->out_blocked && !c->closing && ferry_conn_pending(c) < FERRY_NET_OUT_LOW) {
+            c->out_blocked = 0;
+            if (!c->paused) {
+                uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+                process_input(c);
+            }
+        }
+    }
 }
 
 /* Moves every ciphertext byte OpenSSL produced into one uv_write. */
@@ -213,6 +224,8 @@ void ferry_conn_resume(struct ferry_conn *c)
     if (!c->paused || c->closing)
         return;
     c->paused = 0;
+    if (c->out_blocked)
+        return; /* write_done resumes once the peer has read its replies */
     uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
     /* Records already inside OpenSSL wake no poll: drain them now. */
     process_input(c);
@@ -225,7 +238,13 @@ static int dispatch_frames(struct ferry_conn *c)
     ssize_t n;
     int rc;
 
-    while (!c->paused && !c->closing) {
+    while (!c->paused && !c->closing && !c->out_blocked) {
+        /* R-PIPE-3: stop taking requests while the peer leaves replies unread. */
+        if (ferry_conn_pending(c) > FERRY_NET_OUT_BLOCK) {
+            c->out_blocked = 1;
+            uv_read_stop((uv_stream_t *)&c->tcp);
+            return 0;
+        }
         n = ferry_frame_parse(ferry_buf_peek(&c->in), ferry_buf_used(&c->in), &f);
         if (n == 0)
             return 0;
@@ -265,10 +284,10 @@ static void process_input(struct ferry_conn *c)
             goto out;
     }
     /* Read until OpenSSL wants more ciphertext, parsing as we go. */
-    while (!c->paused && !c->closing) {
+    while (!c->paused && !c->closing && !c->out_blocked) {
         size_t room;
 
-        if ((rc = dispatch_frames(c)) != 0 || c->paused || c->closing)
+        if ((rc = dispatch_frames(c)) != 0 || c->paused || c->closing || c->out_blocked)
             break;
         if ((rc = ferry_buf_reserve(&c->in, FERRY_NET_READ_CHUNK)) != 0)
             break;

@@ -150,6 +150,16 @@ int ferry_meta_begin(struct ferry_meta *m)
     return exec(m, "BEGIN IMMEDIATE");
 }
 
+int ferry_meta_read_begin(struct ferry_meta *m)
+{
+    return exec(m, "BEGIN DEFERRED");
+}
+
+void ferry_meta_read_end(struct ferry_meta *m)
+{
+    sqlite3_exec(m->db, "COMMIT", NULL, NULL, NULL);
+}
+
 int ferry_meta_commit(struct ferry_meta *m)
 {
     return exec(m, "COMMIT");
