@@ -11,6 +11,8 @@
 #define FERRY_WRITER_BUF (1u << 20)
 /* Buffers per writer: bounds the bytes in flight to 8 MiB. */
 #define FERRY_WRITER_NBUF 8
+/* Buffer and O_DIRECT alignment (the logical block size of common disks). */
+#define FERRY_WRITER_ALIGN 4096
 /* Writeback is started every this many bytes, so a final fdatasync is short. */
 #define FERRY_WRITER_SYNC_STEP (8u << 20)
 

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -28,11 +29,22 @@ struct ferry_writer {
     int active;    /* a file is in progress */
     int quit;
     int fd;
+    int direct; /* the file is open with O_DIRECT: no page-cache copy */
     int err;
     uint64_t written;
     uint64_t synced;
     struct ferry_sha256 sha;
 };
+
+/* Turns O_DIRECT off for the rest of the file (a tail, or a file system without it). */
+static void drop_direct(struct ferry_writer *w)
+{
+    int fl = fcntl(w->fd, F_GETFL);
+
+    if (fl >= 0)
+        fcntl(w->fd, F_SETFL, fl & ~O_DIRECT);
+    w->direct = 0;
+}
 
 static void write_item(struct ferry_writer *w, const struct item *it)
 {
@@ -40,16 +52,23 @@ static void write_item(struct ferry_writer *w, const struct item *it)
     size_t n = it->len;
     ssize_t r;
 
-    if (w->err != 0)
+    if (w->err != 0 || n == 0)
         return;
     if (ferry_sha256_update(&w->sha, p, n) != 0) {
         w->err = FERRY_EINTERNAL;
         return;
     }
+    /* O_DIRECT needs whole blocks; a short last buffer goes through the cache. */
+    if (w->direct && n % FERRY_WRITER_ALIGN != 0)
+        drop_direct(w);
     while (n > 0) {
         r = write(w->fd, p, n);
         if (r < 0 && errno == EINTR)
             continue;
+        if (r < 0 && errno == EINVAL && w->direct) {
+            drop_direct(w);
+            continue;
+        }
         if (r < 0) {
             w->err = -errno;
             return;
@@ -58,7 +77,7 @@ static void write_item(struct ferry_writer *w, const struct item *it)
         n -= (size_t)r;
         w->written += (uint64_t)r;
     }
-    if (w->written - w->synced >= FERRY_WRITER_SYNC_STEP) {
+    if (!w->direct && w->written - w->synced >= FERRY_WRITER_SYNC_STEP) {
         sync_file_range(w->fd, (off_t)w->synced, (off_t)(w->written - w->synced),
                         SYNC_FILE_RANGE_WRITE);
         w->synced = w->written;
@@ -101,8 +120,11 @@ int ferry_writer_new(struct ferry_writer **out)
     if (w == NULL)
         return -ENOMEM;
     for (i = 0; i < FERRY_WRITER_NBUF; i++) {
-        if ((w->pool[i] = ferry_malloc(FERRY_WRITER_BUF)) == NULL)
+        void *b = NULL;
+        /* Block-aligned, so whole buffers can be written with O_DIRECT. */
+        if (posix_memalign(&b, FERRY_WRITER_ALIGN, FERRY_WRITER_BUF) != 0)
             goto nomem;
+        w->pool[i] = b;
         w->free_bufs[w->nfree++] = w->pool[i];
     }
     pthread_mutex_init(&w->mu, NULL);
@@ -119,7 +141,7 @@ int ferry_writer_new(struct ferry_writer **out)
     return 0;
 nomem:
     for (i = 0; i < FERRY_WRITER_NBUF; i++)
-        ferry_free(w->pool[i]);
+        free(w->pool[i]);
     ferry_free(w);
     return -ENOMEM;
 }
@@ -148,7 +170,7 @@ void ferry_writer_free(struct ferry_writer *w)
     pthread_cond_destroy(&w->cv_work);
     pthread_cond_destroy(&w->cv_done);
     for (i = 0; i < FERRY_WRITER_NBUF; i++)
-        ferry_free(w->pool[i]);
+        free(w->pool[i]);
     ferry_free(w);
 }
 
@@ -163,6 +185,15 @@ int ferry_writer_begin(struct ferry_writer *w, int fd)
     w->fd = fd;
     w->err = rc;
     w->written = w->synced = 0;
+    /*
+     * Big files skip the page cache: filling fresh cache pages costs more CPU
+     * than the transfer itself on small machines, and the data has to reach
+     * the disk before the file counts as durable anyway.
+     */
+    {
+        int fl = fcntl(fd, F_GETFL);
+        w->direct = fl >= 0 && fcntl(fd, F_SETFL, fl | O_DIRECT) == 0;
+    }
     w->active = rc == 0;
     pthread_mutex_unlock(&w->mu);
     return rc;
