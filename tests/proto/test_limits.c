@@ -230,6 +230,67 @@ static void test_token_bound_to_device(void **state)
     server_cleanup(&srv);
 }
 
+/* Counts heartbeat frames arriving within ms (the harness skips them otherwise). */
+static int count_heartbeats(struct client *cl, int ms)
+{
+    uint64_t deadline = ferry_now_ms() + (uint64_t)ms;
+    int n = 0;
+
+    /* Drop the frame the last client_recv returned, as the next call would. */
+    ferry_buf_consume(&cl->c.in, cl->c.consumed);
+    cl->c.consumed = 0;
+    while (ferry_now_ms() < deadline && !cl->c.eof) {
+        const uint8_t *p;
+        size_t i, used;
+
+        if (ferry_client_pump(&cl->c, (int)(deadline - ferry_now_ms()), 0) != 0)
+            break;
+        p = ferry_buf_peek(&cl->c.in);
+        used = ferry_buf_used(&cl->c.in);
+        /* Heartbeats are the only 2-byte frames: version 1, type 0. */
+        for (i = 0; i + 1 < used && p[i] == 1 && p[i + 1] == 0; i += 2)
+            n++;
+        ferry_buf_consume(&cl->c.in, i);
+    }
+    return n;
+}
+
+/* R-SESS-4: the server sends heartbeats into silence and drops a silent peer. */
+static void test_heartbeat_and_idle(void **state)
+{
+    static const char *const extra[] = {"--heartbeat", "1", "--idle-timeout", "3", NULL};
+    struct server srv;
+    struct client a, b;
+    struct ferry_cmd m;
+    uint64_t t0;
+    int i, rc;
+
+    (void)state;
+    server_start(&srv, extra);
+    /* A peer that keeps talking (a Ping a second) is kept and hears heartbeats. */
+    assert_int_equal(client_open(&a, &srv), 0);
+    assert_int_equal(client_signup(&a, "chatty", NULL, 0), 1);
+    assert_int_equal(client_open(&b, &srv), 0);
+    assert_int_equal(client_signup(&b, "silent", NULL, 0), 1);
+    assert_true(count_heartbeats(&a, 2500) >= 1);
+    for (i = 0; i < 4; i++) {
+        assert_true(ping_ok(&a));
+        count_heartbeats(&a, 900);
+    }
+    assert_true(ping_ok(&a));
+    /* The silent one was dropped about 3 s after its last frame. */
+    t0 = ferry_now_ms();
+    rc = client_recv(&b, &m, 5000);
+    if (rc == 1)
+        ferry_cmd_cleanup(&m);
+    assert_int_equal(rc, 0);
+    assert_true(ferry_now_ms() - t0 < 5000);
+    client_close(&a);
+    client_close(&b);
+    assert_int_equal(server_stop(&srv), 0);
+    server_cleanup(&srv);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -239,6 +300,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_unauth_cap),
         cmocka_unit_test(test_signup_closed),
         cmocka_unit_test(test_token_bound_to_device),
+        cmocka_unit_test(test_heartbeat_and_idle),
     };
 
     if (argc < 2) {
