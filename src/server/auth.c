@@ -335,7 +335,7 @@ static int queue_hash(struct sess *s, const struct ferry_cmd *cmd, const char *u
         return busy(s, cmd->id, retry);
     if (cmd->type != FERRY_MSG_SIGNUP && name_allowed(srv, user, &retry) != 0)
         return busy(s, cmd->id, retry);
-    if (srv->h_len >= SRV_HASH_QUEUE_MAX)
+    if (srv->h_len >= srv->cfg.hash_queue)
         return srv_send_error(s, cmd->id, FERRY_EBUSY, "server busy, try again later");
     if (cmd->type == FERRY_MSG_LOGIN) {
         if (ferry_meta_user_get(srv->rdb, user, &uid, stored, sizeof(stored)) != 0) {

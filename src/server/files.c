@@ -40,7 +40,7 @@ static int page_send(struct pager *p, int last)
     if (o == NULL || (!last && p->entries == NULL))
         return -ENOMEM;
     /* R-PIPE-3: a listing may not pile up unbounded output. */
-    if (!last && ferry_conn_pending(&p->s->conn) > SRV_LISTING_OUT_MAX) {
+    if (!last && ferry_conn_pending(&p->s->conn) > p->s->srv->cfg.max_listing) {
         json_decref(o);
         return FERRY_ETOOBIG;
     }

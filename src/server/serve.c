@@ -34,6 +34,10 @@ static const char serve_usage[] =
     "  --max-unacked BYTES     upload bytes per connection awaiting commit (default 256M)\n"
     "  --max-file-size BYTES   largest file accepted (default 1T)\n"
     "  --min-free BYTES        free disk space uploads must leave (default 64M)\n"
+    "  --hash-queue N          password hashes waiting for the one hashing slot (default 64)\n"
+    "  --max-open-uploads N    uploads one connection may have open at once (default 64)\n"
+    "  --max-queued-downloads N  downloads one connection may have queued (default 64)\n"
+    "  --max-listing BYTES     output one listing may queue before it is refused (default 32M)\n"
     "  -v, --verbose           log debug events\n"
     "  -h, --help              show this help\n"
     "\n"
@@ -275,6 +279,10 @@ int ferry_serve_main(int argc, char **argv)
         {"max-unacked", required_argument, NULL, 7},
         {"max-file-size", required_argument, NULL, 8},
         {"min-free", required_argument, NULL, 9},
+        {"hash-queue", required_argument, NULL, 10},
+        {"max-open-uploads", required_argument, NULL, 11},
+        {"max-queued-downloads", required_argument, NULL, 12},
+        {"max-listing", required_argument, NULL, 13},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -298,6 +306,10 @@ int ferry_serve_main(int argc, char **argv)
         .max_unacked = 256ull << 20,
         .max_file_size = 1ull << 40,
         .min_free = 64ull << 20,
+        .hash_queue = SRV_HASH_QUEUE_MAX,
+        .max_open_uploads = SRV_OPEN_UPLOADS_MAX,
+        .max_downloads = SRV_DOWNLOADS_MAX,
+        .max_listing = SRV_LISTING_OUT_MAX,
     };
     optind = 1;
     while ((c = getopt_long(argc, argv, "d:l:s:vh", opts, NULL)) != -1) {
@@ -355,6 +367,23 @@ int ferry_serve_main(int argc, char **argv)
             if (ferry_parse_size(optarg, &v) != 0)
                 goto usage;
             srv->cfg.min_free = v;
+            break;
+        case 10:
+        case 11:
+        case 12:
+            if (parse_uint(optarg, 100000, &v) != 0 || v == 0)
+                goto usage;
+            if (c == 10)
+                srv->cfg.hash_queue = (int)v;
+            else if (c == 11)
+                srv->cfg.max_open_uploads = (int)v;
+            else
+                srv->cfg.max_downloads = (int)v;
+            break;
+        case 13:
+            if (ferry_parse_size(optarg, &v) != 0 || v < (1u << 20))
+                goto usage;
+            srv->cfg.max_listing = v;
             break;
         case 'v':
             verbose = 1;

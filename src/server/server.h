@@ -16,15 +16,17 @@
 #define SRV_PASSWORD_MAX    1024
 #define SRV_DEVICE_NAME_MAX 64
 #define SRV_TOKEN_B64_LEN   43
-/* R-AUTH-3: Argon2id jobs waiting for the single hashing slot. */
+/* R-AUTH-3: Argon2id jobs waiting for the single hashing slot (--hash-queue). */
 #define SRV_HASH_QUEUE_MAX 64
-/* Uploads one connection may have open at once. */
+/* Uploads one connection may have open at once (--max-open-uploads). */
 #define SRV_OPEN_UPLOADS_MAX 64
-/* Downloads one connection may have queued. */
+/* Downloads one connection may have queued (--max-queued-downloads). */
 #define SRV_DOWNLOADS_MAX 64
+/* Finished downloads whose acknowledgement is still accepted. */
+#define SRV_DONE_TIDS 64
 /* R-PAGE-1: entries per listing page. */
 #define SRV_PAGE_ENTRIES 50
-/* R-PIPE-3: a listing whose pages would queue more than this is refused. */
+/* R-PIPE-3: a listing whose pages would queue more than this is refused (--max-listing). */
 #define SRV_LISTING_OUT_MAX (32u << 20)
 /* R-STORE-2: bounds of one group commit. */
 #define SRV_BATCH_OPS   1000
@@ -60,6 +62,10 @@ struct srv_config {
     uint64_t max_unacked;
     uint64_t max_file_size;
     uint64_t min_free;
+    int hash_queue;
+    int max_open_uploads;
+    int max_downloads;
+    uint64_t max_listing;
 };
 
 struct sess;
@@ -174,7 +180,7 @@ struct sess {
     int auth_pending; /* Signup, Login, ChangePwd or Logout not yet answered */
     int barrier;      /* a frame waits until outstanding reaches 0 */
     /* Recently finished downloads, whose TransferComplete ack is expected. */
-    uint8_t done_tids[SRV_DOWNLOADS_MAX][FERRY_TID_LEN];
+    uint8_t done_tids[SRV_DONE_TIDS][FERRY_TID_LEN];
     unsigned done_next;
 };
 

@@ -61,7 +61,7 @@ void srv_sess_op_done(struct sess *s)
         s->barrier = 0;
         ferry_conn_resume(&s->conn);
     } else if (s->conn.paused && !s->barrier && s->unacked < s->srv->cfg.max_unacked &&
-               s->ndownloads < SRV_DOWNLOADS_MAX) {
+               s->ndownloads < s->srv->cfg.max_downloads) {
         ferry_conn_resume(&s->conn);
     }
     ferry_conn_flush(&s->conn);

@@ -91,7 +91,7 @@ int srv_upload_open(struct sess *s, const struct ferry_cmd *cmd)
         return fault(s, cmd->id, FERRY_EPROTO, "malformed Upload");
     if (find_upload(s, tid, NULL) != NULL)
         return fault(s, cmd->id, FERRY_EPROTO, "transfer id already open");
-    if (s->nuploads >= SRV_OPEN_UPLOADS_MAX)
+    if (s->nuploads >= s->srv->cfg.max_open_uploads)
         return fault(s, cmd->id, FERRY_EBUSY, "too many open uploads");
     if ((u = ferry_calloc(1, sizeof(*u))) == NULL)
         return -ENOMEM;
@@ -237,7 +237,7 @@ int srv_upload_complete(struct sess *s, const struct ferry_cmd *cmd)
         unsigned i;
 
         /* Seed 000: the receiver of a download acknowledges it after its check. */
-        for (i = 0; i < SRV_DOWNLOADS_MAX; i++)
+        for (i = 0; i < SRV_DONE_TIDS; i++)
             if (memcmp(s->done_tids[i], tid, FERRY_TID_LEN) == 0)
                 return 0;
         return fault(s, cmd->id, FERRY_ENOTFOUND, "TransferComplete for an unknown transfer");
@@ -389,7 +389,7 @@ int srv_download_queue(struct sess *s, const struct ferry_cmd *cmd)
         (rc = ferry_msg_i64_opt(cmd->body, "file_id", 1, INT64_MAX, 0, &file_id)) != 0 ||
         (path == NULL) == (file_id == 0))
         return fault(s, cmd->id, FERRY_EPROTO, "Download needs one of path or file_id");
-    if (s->ndownloads >= SRV_DOWNLOADS_MAX) {
+    if (s->ndownloads >= s->srv->cfg.max_downloads) {
         ferry_conn_pause(&s->conn);
         return 1; /* redelivered once a download finishes */
     }
@@ -545,7 +545,7 @@ void srv_download_pump(struct sess *s)
         ferry_hex_encode(d->tid, FERRY_TID_LEN, tid);
         srv_send(s, FERRY_MSG_TRANSFER_COMPLETE,
                  json_pack("{s:s, s:s}", "tid", tid, "hash", d->cid));
-        memcpy(s->done_tids[s->done_next++ % SRV_DOWNLOADS_MAX], d->tid, FERRY_TID_LEN);
+        memcpy(s->done_tids[s->done_next++ % SRV_DONE_TIDS], d->tid, FERRY_TID_LEN);
         download_pop(s);
     }
     if (!s->closed)
