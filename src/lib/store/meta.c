@@ -176,14 +176,20 @@ void ferry_meta_rollback(struct ferry_meta *m)
     sqlite3_exec(m->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
+/* Prepared once: a batch takes a savepoint per operation. */
+static const char sql_savepoint[] = "SAVEPOINT op";
+static const char sql_release[] = "RELEASE op";
+
+static int step_done(struct ferry_meta *m, sqlite3_stmt *st);
+
 int ferry_meta_savepoint(struct ferry_meta *m)
 {
-    return exec(m, "SAVEPOINT op");
+    return step_done(m, stmt(m, sql_savepoint));
 }
 
 int ferry_meta_release(struct ferry_meta *m)
 {
-    return exec(m, "RELEASE op");
+    return step_done(m, stmt(m, sql_release));
 }
 
 void ferry_meta_rollback_to(struct ferry_meta *m)
