@@ -1,0 +1,30 @@
+/* Content-defined chunking: FastCDC 2020 with normalisation level 1. */
+#ifndef FERRY_CHUNKER_H
+#define FERRY_CHUNKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct ferry_cdc {
+    size_t min;
+    size_t avg;
+    size_t max;
+    uint64_t mask_s; /* stricter mask, used before the average size */
+    uint64_t mask_l; /* looser mask, used after it */
+};
+
+/*
+ * Sets up a chunker. min < avg < max, avg a power of two between 2^10 and
+ * 2^24 (the masks of the FastCDC paper). Returns 0 or FERRY_EUSAGE.
+ */
+int ferry_cdc_init(struct ferry_cdc *c, size_t min, size_t avg, size_t max);
+
+/*
+ * Length of the chunk that starts at buf, given len bytes of the stream from
+ * there (all of the rest of the stream, or at least max bytes). Sets *gear to
+ * the rolling hash where the chunk ends (0 for data no longer than min).
+ * Pure: no allocation, no state between calls.
+ */
+size_t ferry_cdc_next(const struct ferry_cdc *c, const uint8_t *buf, size_t len, uint64_t *gear);
+
+#endif
