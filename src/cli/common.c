@@ -156,8 +156,8 @@ int cli_session_save(const struct cli_remote *r)
 
 int cli_session_clear(void)
 {
-    return state_exec("DELETE FROM session WHERE ?1 IS NULL AND ?2 IS NULL", NULL, NULL, NULL,
-                      NULL);
+    /* state_exec binds four parameters; this statement has none and ignores them. */
+    return state_exec("DELETE FROM session", NULL, NULL, NULL, NULL);
 }
 
 int cli_known_get(const char *addr, char *id, size_t cap)

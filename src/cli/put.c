@@ -383,8 +383,10 @@ int cmd_put(int argc, char **argv)
         fputs(put_usage, stderr);
         return CLI_USAGE;
     }
-    if (nsrc >= 2)
-        dest = argv[argc - 1], nsrc--;
+    if (nsrc >= 2) {
+        dest = argv[argc - 1];
+        nsrc--;
+    }
     if (cli_connect_session(&p.cc) != 0)
         return CLI_FAIL;
     /* Is the destination an existing folder? One round trip for the whole put. */
