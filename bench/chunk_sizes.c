@@ -50,7 +50,7 @@ static void chunk_all(const struct ferry_cdc *c, const uint8_t *p, size_t n, str
 /* Bytes of chunks of b whose hash is not among a's. */
 static size_t new_bytes(struct set *a, struct set *b, size_t *blens)
 {
-    uint8_t (*sorted)[32] = malloc(a->n * 32);
+    uint8_t(*sorted)[32] = malloc(a->n * 32);
     size_t i, sum = 0;
 
     memcpy(sorted, a->h, a->n * 32);
