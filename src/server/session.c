@@ -320,7 +320,8 @@ void srv_on_connection(uv_stream_t *listener, int status)
     return;
 refuse:
     /* Accept and drop, so a full table does not spin the loop on EMFILE. */
-    if ((tmp = ferry_malloc(sizeof(*tmp))) == NULL)
+    /* Zeroed: walks over the loop's handles tell sessions by a non-NULL data. */
+    if ((tmp = ferry_calloc(1, sizeof(*tmp))) == NULL)
         return;
     uv_tcp_init(srv->loop, tmp);
     uv_accept(listener, (uv_stream_t *)tmp);

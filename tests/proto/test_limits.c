@@ -230,6 +230,46 @@ static void test_token_bound_to_device(void **state)
     server_cleanup(&srv);
 }
 
+/* R-AUTH-7: a password change ends the user's other live sessions at once. */
+static void test_revocation_is_pushed(void **state)
+{
+    static const char *const extra[] = {"--login-rate", "1000", NULL};
+    struct server srv;
+    struct client a, b, c;
+    struct ferry_cmd m;
+
+    (void)state;
+    server_start(&srv, extra);
+    assert_int_equal(client_open(&a, &srv), 0);
+    assert_int_equal(client_signup(&a, "revoked", NULL, 0), 1);
+    assert_int_equal(client_open(&b, &srv), 0);
+    assert_int_equal(client_hello(&b, NULL), 1);
+    assert_int_equal(login_code(&b, "revoked", "correct horse", NULL), 0);
+    assert_true(ping_ok(&b));
+    assert_int_equal(
+        client_send(&a, FERRY_MSG_CHANGEPWD,
+                    json_pack("{s:s, s:s}", "old", "correct horse", "new", "battery staple")),
+        0);
+    assert_int_equal(client_expect(&a, FERRY_MSG_OK, &m), 1);
+    ferry_cmd_cleanup(&m);
+    /* B, still connected, is told and closed; A keeps working. */
+    assert_true(expect_error_close(&b, 4));
+    assert_true(ping_ok(&a));
+    /* Logout --all from a third device ends A's live connection too. */
+    assert_int_equal(client_open(&c, &srv), 0);
+    assert_int_equal(client_hello(&c, NULL), 1);
+    assert_int_equal(login_code(&c, "revoked", "battery staple", NULL), 0);
+    assert_int_equal(client_send(&c, FERRY_MSG_LOGOUT, json_pack("{s:b}", "all", 1)), 0);
+    assert_int_equal(client_expect(&c, FERRY_MSG_OK, &m), 1);
+    ferry_cmd_cleanup(&m);
+    assert_true(expect_error_close(&a, 4));
+    client_close(&a);
+    client_close(&b);
+    client_close(&c);
+    assert_int_equal(server_stop(&srv), 0);
+    server_cleanup(&srv);
+}
+
 /* Counts heartbeat frames arriving within ms (the harness skips them otherwise). */
 static int count_heartbeats(struct client *cl, int ms)
 {
@@ -301,6 +341,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_signup_closed),
         cmocka_unit_test(test_token_bound_to_device),
         cmocka_unit_test(test_heartbeat_and_idle),
+        cmocka_unit_test(test_revocation_is_pushed),
     };
 
     if (argc < 2) {
