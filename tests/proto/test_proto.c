@@ -293,15 +293,31 @@ static void send_upload(struct client *cl, const uint8_t tid[16], const char *pa
         0);
 }
 
+/* Sends len bytes of data for tid, then TransferComplete with their hash; waits for Committed. */
+static void finish_upload(struct client *cl, const uint8_t tid[16], const uint8_t *data, size_t len)
+{
+    struct ferry_sha256 sha;
+    struct ferry_cmd m;
+    char hex[33], cid[80];
+
+    assert_int_equal(ferry_client_send_data(&cl->c, tid, 0, data, len), 0);
+    ferry_sha256_init(&sha);
+    ferry_sha256_update(&sha, data, len);
+    ferry_sha256_final_cid(&sha, cid);
+    ferry_hex_encode(tid, 16, hex);
+    assert_int_equal(client_send(cl, FERRY_MSG_TRANSFER_COMPLETE,
+                                 json_pack("{s:s, s:s}", "tid", hex, "hash", cid)),
+                     0);
+    assert_int_equal(client_expect(cl, FERRY_MSG_COMMITTED, &m), 1);
+    ferry_cmd_cleanup(&m);
+}
+
 /* R-DATA-1, R-DATA-3, R-DATA-4: offsets, overflow, unknown and foreign transfers. */
 static void test_data_faults(void **state)
 {
     static const uint8_t tid[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
     struct client a, b;
-    struct ferry_cmd m;
-    char hex[33], cid[80];
     uint8_t payload[100];
-    struct ferry_sha256 sha;
 
     (void)state;
     /* Offset + length overflowing 2^64 (R-DATA-1). */
@@ -336,23 +352,7 @@ static void test_data_faults(void **state)
     client_close(&b);
     /* A's upload is untouched and completes. */
     memset(payload, 'a', sizeof(payload));
-    {
-        uint8_t *buf = malloc(6 + 24 + sizeof(payload));
-        ferry_frame_header_encode(buf, FERRY_FRAME_DATA, 24 + sizeof(payload));
-        ferry_data_header_encode(buf + 6, tid, 0);
-        memcpy(buf + 30, payload, sizeof(payload));
-        assert_int_equal(client_raw(&a, buf, 30 + sizeof(payload)), 0);
-        free(buf);
-    }
-    ferry_sha256_init(&sha);
-    ferry_sha256_update(&sha, payload, sizeof(payload));
-    ferry_sha256_final_cid(&sha, cid);
-    ferry_hex_encode(tid, 16, hex);
-    assert_int_equal(client_send(&a, FERRY_MSG_TRANSFER_COMPLETE,
-                                 json_pack("{s:s, s:s}", "tid", hex, "hash", cid)),
-                     0);
-    assert_int_equal(client_expect(&a, FERRY_MSG_COMMITTED, &m), 1);
-    ferry_cmd_cleanup(&m);
+    finish_upload(&a, tid, payload, sizeof(payload));
     client_close(&a);
     bystander_ok();
 }
@@ -697,11 +697,9 @@ static void test_tls_split(void **state)
     struct sockaddr_in sa = {.sin_family = AF_INET};
     socklen_t sl = sizeof(sa);
     struct client a;
-    struct ferry_cmd m;
     pthread_t th;
-    char port[16], cid[80], hex[33];
+    char port[16];
     uint8_t tid[16] = {42}, data[50000];
-    struct ferry_sha256 sha;
     size_t off;
 
     (void)state;
@@ -719,16 +717,7 @@ static void test_tls_split(void **state)
     for (off = 0; off < sizeof(data); off++)
         data[off] = (uint8_t)(off * 7);
     send_upload(&a, tid, "split.bin", sizeof(data));
-    assert_int_equal(ferry_client_send_data(&a.c, tid, 0, data, sizeof(data)), 0);
-    ferry_sha256_init(&sha);
-    ferry_sha256_update(&sha, data, sizeof(data));
-    ferry_sha256_final_cid(&sha, cid);
-    ferry_hex_encode(tid, 16, hex);
-    assert_int_equal(client_send(&a, FERRY_MSG_TRANSFER_COMPLETE,
-                                 json_pack("{s:s, s:s}", "tid", hex, "hash", cid)),
-                     0);
-    assert_int_equal(client_expect(&a, FERRY_MSG_COMMITTED, &m), 1);
-    ferry_cmd_cleanup(&m);
+    finish_upload(&a, tid, data, sizeof(data));
     assert_true(ping_ok(&a));
     client_close(&a);
     pthread_join(th, NULL);
