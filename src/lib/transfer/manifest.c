@@ -1,0 +1,238 @@
+/* Chunk lists (R-CHUNK-2, R-CHUNK-3) and the streaming chunker over FastCDC (R-CHUNK-1). */
+#include <errno.h>
+#include <string.h>
+
+#include "ferry/core.h"
+#include "ferry/crypto.h"
+#include "ferry/manifest.h"
+
+void ferry_chunk_ent_encode(uint8_t out[static FERRY_CHUNK_ENT_LEN],
+                            const struct ferry_chunk_ent *e)
+{
+    ferry_put_be32(out, e->len);
+    memcpy(out + 4, e->hash, sizeof(e->hash));
+}
+
+void ferry_chunk_ent_decode(const uint8_t in[static FERRY_CHUNK_ENT_LEN], struct ferry_chunk_ent *e)
+{
+    e->len = ferry_get_be32(in);
+    memcpy(e->hash, in + 4, sizeof(e->hash));
+}
+
+/*
+ * The list comes from a peer, so nothing in it is trusted: lengths are
+ * subtracted from what size still allows instead of being summed, which
+ * cannot overflow however many entries there are.
+ */
+int ferry_chunk_list_check(const uint8_t *list, size_t n_bytes, uint64_t size)
+{
+    uint64_t left = size; /* bytes of size not yet covered by an entry */
+    size_t off;
+
+    if (n_bytes % FERRY_CHUNK_ENT_LEN != 0)
+        return FERRY_EPROTO;
+    for (off = 0; off < n_bytes; off += FERRY_CHUNK_ENT_LEN) {
+        uint32_t len = ferry_get_be32(list + off);
+
+        /* R-CHUNK-2: every length in 1..FERRY_CHUNK_MAX. */
+        if (len == 0 || len > FERRY_CHUNK_MAX)
+            return FERRY_EPROTO;
+        /* R-CHUNK-2: every entry but the last at least FERRY_CHUNK_MIN. */
+        if (n_bytes - off > FERRY_CHUNK_ENT_LEN && len < FERRY_CHUNK_MIN)
+            return FERRY_EPROTO;
+        /* R-CHUNK-2: the lengths never pass size... */
+        if (len > left)
+            return FERRY_EPROTO;
+        left -= len;
+    }
+    /* ...and reach it exactly (an empty list only for an empty file). */
+    return left == 0 ? 0 : FERRY_EPROTO;
+}
+
+/*
+ * Returns 0, FERRY_EPROTO when n_bytes is not a whole number of entries, or
+ * FERRY_EINTERNAL when hashing fails; on error cid is the empty string. The
+ * streaming SHA-256 is used rather than ferry_sha256_buf because it reports
+ * failures; it writes a "sha256:" id, whose prefix has the same length as
+ * "chunks:" and is replaced.
+ */
+int ferry_chunk_list_cid(const uint8_t *list, size_t n_bytes, char cid[static 72])
+{
+    struct ferry_sha256 h = {0};
+    int rc;
+
+    cid[0] = '\0';
+    if (n_bytes % FERRY_CHUNK_ENT_LEN != 0)
+        return FERRY_EPROTO;
+    if ((rc = ferry_sha256_init(&h)) != 0)
+        goto out;
+    if (n_bytes > 0 && (rc = ferry_sha256_update(&h, list, n_bytes)) != 0)
+        goto out;
+    /* final_cid frees the context whatever it returns. */
+    if ((rc = ferry_sha256_final_cid(&h, cid)) != 0) {
+        cid[0] = '\0';
+        goto out;
+    }
+    memcpy(cid, FERRY_CID_CHUNKS_PREFIX, sizeof(FERRY_CID_CHUNKS_PREFIX) - 1);
+out:
+    ferry_sha256_cleanup(&h);
+    return rc;
+}
+
+/*
+ * ferry_cdc_init fails only for bad parameters (these are fixed and valid)
+ * or when the GEAR table could not be built (no MD5 in OpenSSL). The header
+ * gives this function no return value, so a failure leaves *c zeroed, which
+ * callers detect by c->max == 0; ferry_cdc_stream_new does so.
+ */
+void ferry_cdc_default(struct ferry_cdc *c)
+{
+    *c = (struct ferry_cdc){0};
+    if (ferry_cdc_init(c, FERRY_CHUNK_MIN, FERRY_CHUNK_AVG, FERRY_CHUNK_MAX) != 0)
+        *c = (struct ferry_cdc){0};
+}
+
+/*
+ * The stream keeps the bytes not yet cut in buf[start, end). ferry_cdc_next
+ * gives the boundaries of one-shot chunking only when it sees the rest of
+ * the stream or at least max bytes, so a chunk is cut only when the buffer
+ * is full (start == 0, end == FERRY_CHUNK_MAX) or at finish. After a cut the
+ * rest is moved down once, when more bytes arrive: at most one memmove of
+ * under FERRY_CHUNK_MAX bytes per chunk, whatever the sizes fed.
+ */
+struct ferry_cdc_stream {
+    struct ferry_cdc cdc;
+    ferry_chunk_fn fn;
+    void *arg;
+    uint8_t *buf;    /* FERRY_CHUNK_MAX bytes, allocated once */
+    size_t start;    /* first byte not yet in a chunk */
+    size_t end;      /* bytes of buf in use */
+    uint64_t offset; /* stream offset of buf[start] */
+    int err;         /* first non-zero value of fn: sticky until reset */
+    int finished;
+};
+
+int ferry_cdc_stream_new(ferry_chunk_fn fn, void *arg, struct ferry_cdc_stream **out)
+{
+    struct ferry_cdc_stream *s = NULL;
+    int rc;
+
+    *out = NULL;
+    if (fn == NULL)
+        return FERRY_EUSAGE;
+    if ((s = ferry_calloc(1, sizeof(*s))) == NULL) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    ferry_cdc_default(&s->cdc);
+    if (s->cdc.max == 0) {
+        rc = FERRY_EINTERNAL; /* no GEAR table: see ferry_cdc_default */
+        goto out;
+    }
+    if ((s->buf = ferry_malloc(FERRY_CHUNK_MAX)) == NULL) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    s->fn = fn;
+    s->arg = arg;
+    *out = s;
+    s = NULL;
+    rc = 0;
+out:
+    ferry_cdc_stream_free(s);
+    return rc;
+}
+
+void ferry_cdc_stream_free(struct ferry_cdc_stream *s)
+{
+    if (s == NULL)
+        return;
+    ferry_free(s->buf);
+    ferry_free(s);
+}
+
+void ferry_cdc_stream_reset(struct ferry_cdc_stream *s)
+{
+    s->start = 0;
+    s->end = 0;
+    s->offset = 0;
+    s->err = 0;
+    s->finished = 0;
+}
+
+/* Cuts one chunk from the avail bytes at buf[start], hashes it and reports it. */
+static int cut_one(struct ferry_cdc_stream *s, size_t avail)
+{
+    struct ferry_chunk_ent e;
+    uint64_t gear;
+    size_t len;
+    int rc;
+
+    len = ferry_cdc_next(&s->cdc, s->buf + s->start, avail, &gear);
+    /* ferry_cdc_next returns 1..max bytes for avail > 0; anything else would loop. */
+    if (len == 0 || len > avail)
+        return FERRY_EINTERNAL;
+    e.len = (uint32_t)len;
+    ferry_sha256_buf(s->buf + s->start, len, e.hash);
+    rc = s->fn(s->arg, s->offset, &e);
+    s->start += len;
+    s->offset += len;
+    if (s->start == s->end) {
+        s->start = 0;
+        s->end = 0;
+    }
+    return rc;
+}
+
+/*
+ * Returns 0 or the first non-zero value fn returned. After a non-zero return
+ * the stream is dead: every later feed or finish returns the same value until
+ * ferry_cdc_stream_reset. Feeding after finish is FERRY_EUSAGE.
+ */
+int ferry_cdc_stream_feed(struct ferry_cdc_stream *s, const uint8_t *p, size_t n)
+{
+    size_t take;
+    int rc = 0;
+
+    if (s->err != 0)
+        return s->err;
+    if (s->finished)
+        return FERRY_EUSAGE;
+    while (n > 0) {
+        if (s->end == FERRY_CHUNK_MAX && s->start > 0) {
+            memmove(s->buf, s->buf + s->start, s->end - s->start);
+            s->end -= s->start;
+            s->start = 0;
+        }
+        take = FERRY_CHUNK_MAX - s->end;
+        if (take > n)
+            take = n;
+        memcpy(s->buf + s->end, p, take);
+        s->end += take;
+        p += take;
+        n -= take;
+        /* Cut as soon as max bytes are held, so entries flow without waiting for more input. */
+        if (s->end - s->start == FERRY_CHUNK_MAX && (rc = cut_one(s, FERRY_CHUNK_MAX)) != 0)
+            goto out;
+    }
+out:
+    s->err = rc;
+    return rc;
+}
+
+int ferry_cdc_stream_finish(struct ferry_cdc_stream *s)
+{
+    int rc = 0;
+
+    if (s->err != 0)
+        return s->err;
+    /* The rest of the stream is all here, so ferry_cdc_next may see less than max. */
+    while (s->end > s->start) {
+        if ((rc = cut_one(s, s->end - s->start)) != 0)
+            goto out;
+    }
+    s->finished = 1;
+out:
+    s->err = rc;
+    return rc;
+}
