@@ -48,7 +48,7 @@ int ferry_sha256_final_cid(struct ferry_sha256 *h, char out[static 72]);
 void ferry_sha256_cleanup(struct ferry_sha256 *h);
 void ferry_sha256_buf(const void *p, size_t n, uint8_t out[static 32]);
 
-/* Content ids: "sha256:" + 64 lowercase hex digits (R-STORE-7). */
+/* Content ids: "sha256:" or "chunks:" + 64 lowercase hex digits (R-STORE-7, R-CHUNK-3). */
 #define FERRY_CID_LEN 71
 int ferry_cid_valid(const char *s);
 

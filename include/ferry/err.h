@@ -27,6 +27,7 @@ enum {
     FERRY_EDENIED = -5017,   /* not allowed (signup closed, wrong user) */
     FERRY_ENOTEMPTY = -5018, /* directory not empty */
     FERRY_EUSAGE = -5019,    /* bad command-line usage */
+    FERRY_EQUOTA = -5020,    /* the user's quota would be exceeded */
 };
 
 /* Returns a static, human-readable string for any ferry or errno code. */

@@ -110,6 +110,8 @@ struct ferry_client {
     size_t consumed; /* bytes of the frame last returned, dropped on the next call */
     int eof;
     char server_id[FERRY_ID_LEN + 1];
+    uint64_t wire_tx; /* TLS bytes written to and read from the socket */
+    uint64_t wire_rx;
 };
 
 /*
@@ -122,6 +124,11 @@ int ferry_client_connect(struct ferry_client *c, const char *host, const char *p
 void ferry_client_close(struct ferry_client *c);
 /* Queues a command frame; takes the reference to body. */
 int ferry_client_send_cmd(struct ferry_client *c, int32_t type, json_t *body);
+/* TLS bytes the connection has carried so far, both ways. */
+int ferry_client_wire_bytes(const struct ferry_client *c, uint64_t *sent, uint64_t *received);
+/* Queues one chunk's bytes as chunk frames (R-CHUNK-6). */
+int ferry_client_send_chunk(struct ferry_client *c, const uint8_t tid[static FERRY_TID_LEN],
+                            uint32_t index, const uint8_t *p, size_t len);
 /* Queues len bytes of transfer data as data frames starting at offset. */
 int ferry_client_send_data(struct ferry_client *c, const uint8_t tid[static FERRY_TID_LEN],
                            uint64_t offset, const uint8_t *p, size_t len);

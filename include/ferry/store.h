@@ -70,10 +70,14 @@ int ferry_meta_mkdirs(struct ferry_meta *m, int64_t uid, const char *path, int64
  * data (size bytes), new content is stored inline in its row (R-STORE-9).
  */
 int ferry_meta_put_file(struct ferry_meta *m, int64_t uid, const char *path, int64_t size,
-                        const char *cid, int64_t mtime, int exec, int64_t now, const void *data);
+                        const char *cid, int64_t mtime, int exec, int64_t now, const void *data,
+                        const void *chunks, size_t chunks_len, uint64_t quota);
+/* R-CHUNK-9: the user's logical bytes (sum of file sizes). */
+int ferry_meta_used(struct ferry_meta *m, int64_t uid, uint64_t *used);
 /*
- * Returns 1 and a copy (ferry_free it) of inline content, 0 when the
- * content lives in a blob file, FERRY_ENOTFOUND when uid has no such content.
+ * Returns 1 and a copy (ferry_free it) of inline content, 2 and a copy of
+ * the chunk list of chunked content, 0 when the content lives in a blob
+ * file, FERRY_ENOTFOUND when uid has no such content.
  */
 int ferry_meta_content_inline(struct ferry_meta *m, int64_t uid, const char *cid, void **data,
                               size_t *len);
@@ -88,11 +92,34 @@ typedef int (*ferry_meta_list_fn)(void *arg, const char *relpath, const struct f
 int ferry_meta_list(struct ferry_meta *m, int64_t uid, int64_t dir_id, int recursive,
                     ferry_meta_list_fn fn, void *arg);
 
-/* Collects content rows whose count fell to zero, deleting them. */
-typedef void (*ferry_meta_gc_fn)(void *arg, int64_t uid, const char *cid);
-int ferry_meta_gc(struct ferry_meta *m, ferry_meta_gc_fn fn, void *arg);
+/*
+ * Collects content rows whose count fell to zero (dropping their chunk
+ * references) and unreferenced chunks older than ttl_ns, deleting their
+ * rows; fn gets the data-dir relative path of each file to unlink once the
+ * transaction has committed.
+ */
+typedef void (*ferry_meta_gc_fn)(void *arg, const char *relpath);
+int ferry_meta_gc(struct ferry_meta *m, int64_t now, int64_t ttl_ns, ferry_meta_gc_fn fn,
+                  void *arg);
 
+/* The chunk store (R-CHUNK-7). Chunks are per user; rows are the truth. */
+int ferry_meta_chunk_has(struct ferry_meta *m, int64_t uid, const uint8_t hash[static 32]);
+/* Records a stored chunk (unreferenced, TTL from now), or refreshes its TTL. */
+int ferry_meta_chunk_put(struct ferry_meta *m, int64_t uid, const uint8_t hash[static 32],
+                         int64_t size, int64_t now);
+/*
+ * Adds (+1: FERRY_ENOTFOUND when a chunk is missing) or drops (-1: deleting
+ * chunks left with no reference and reporting their files to fn) one
+ * reference per entry of an encoded chunk list.
+ */
+int ferry_meta_chunks_ref(struct ferry_meta *m, int64_t uid, const uint8_t *list, size_t len,
+                          int delta, int64_t now, ferry_meta_gc_fn fn, void *arg);
+
+/* Longest relative path of a blob or chunk file. */
+#define FERRY_BLOB_RELPATH_MAX 160
 /* Blob paths relative to the data dir: blobs/<uid>/<hh>/<64 hex>. */
 int ferry_blob_relpath(int64_t uid, const char *cid, char *out, size_t cap);
+/* Chunk paths relative to the data dir: chunks/<uid>/<hh>/<64 hex>. */
+int ferry_chunk_relpath(int64_t uid, const uint8_t hash[static 32], char *out, size_t cap);
 
 #endif

@@ -11,11 +11,13 @@
 /* R-FRAME-1: the only frame version this build speaks. */
 #define FERRY_PROTO_VERSION 1
 /* Application version string carried in every command ("version"). */
-#define FERRY_MSG_VERSION     "1.0"
+#define FERRY_MSG_VERSION     "1.1"
 
 #define FERRY_FRAME_HEARTBEAT 0
 #define FERRY_FRAME_COMMAND   1
 #define FERRY_FRAME_DATA      2
+/* Protocol 1.1 (R-CHUNK-6): bytes of one chunk of a chunked upload. */
+#define FERRY_FRAME_CHUNK 3
 
 /* R-FRAME-2: a heartbeat is exactly version + type. */
 #define FERRY_FRAME_HEARTBEAT_LEN 2
@@ -67,6 +69,10 @@ enum ferry_msgtype {
     FERRY_MSG_TRANSFER_CANCEL = 303,
     FERRY_MSG_TRANSFER_COMPLETE = 304,
     FERRY_MSG_COMMITTED = 305,
+    /* protocol 1.1: chunked uploads (R-CHUNK) */
+    FERRY_MSG_CHUNKED_UPLOAD = 306,
+    FERRY_MSG_CHUNK_NEED = 307,
+    FERRY_MSG_CHUNK_STORED = 308,
     /* seed 000's remote Command: reserved, always refused (R-MSG-4). */
     FERRY_MSG_COMMAND = 900,
 };
@@ -108,6 +114,28 @@ int ferry_data_decode(const uint8_t *p, size_t len, struct ferry_data *out);
 /* Writes the 24-byte data payload header. */
 void ferry_data_header_encode(uint8_t out[static FERRY_DATA_HDR_LEN],
                               const uint8_t tid[static FERRY_TID_LEN], uint64_t offset);
+
+/* R-CHUNK-6: tid 16 B | index u32 BE | offset u32 BE, then up to 16 KiB. */
+#define FERRY_CHUNK_HDR_LEN 24
+/* R-CHUNK-5: list entries answered by one ChunkNeed. */
+#define FERRY_NEED_GROUP 256
+
+struct ferry_chunk_frame {
+    uint8_t tid[FERRY_TID_LEN];
+    uint32_t index;
+    uint32_t offset;
+    const uint8_t *bytes; /* view into the caller's buffer */
+    size_t len;
+};
+
+/*
+ * Decodes a chunk payload. Returns 0, FERRY_EPROTO (shorter than the header,
+ * or offset + len past 2^32 - 1) or FERRY_ETOOBIG (over 16 KiB of bytes).
+ */
+int ferry_chunk_frame_decode(const uint8_t *p, size_t len, struct ferry_chunk_frame *out);
+void ferry_chunk_frame_header_encode(uint8_t out[static FERRY_CHUNK_HDR_LEN],
+                                     const uint8_t tid[static FERRY_TID_LEN], uint32_t index,
+                                     uint32_t offset);
 
 struct ferry_cmd {
     int32_t type;

@@ -38,6 +38,8 @@ void ferry_writer_submit(struct ferry_writer *w, uint8_t *buf, size_t len);
  * for the next file.
  */
 int ferry_writer_end(struct ferry_writer *w, char cid[static 72]);
+/* The same, but the content id is the "chunks:" id of R-CHUNK-3. */
+int ferry_writer_begin_chunked(struct ferry_writer *w, int fd);
 /* Whether a file is in progress. */
 int ferry_writer_busy(const struct ferry_writer *w);
 

@@ -15,6 +15,8 @@
 #define CLI_FAIL    1
 #define CLI_USAGE   2
 #define CLI_PARTIAL 3
+/* The connection was lost and --retry-for ran out: run the command again. */
+#define CLI_RESUMABLE 4
 
 /* How long to wait for the TCP + TLS handshake. */
 #define CLI_CONNECT_TIMEOUT_MS 10000
@@ -43,11 +45,37 @@ struct cli_conn {
     struct ferry_identity id;
     struct cli_remote r;
     int verbose_errors; /* cli_call prints the server's Error text */
+    int minor;          /* the server's protocol minor version, from Accept */
 };
 
 /* Global flags every command shares. */
 extern int cli_quiet;
 extern const char *cli_prog;
+
+struct sqlite3;
+/* Opens (creating) the state database; the caller sqlite3_close()s it. */
+int cli_state_open(struct sqlite3 **db);
+
+/*
+ * The local index (issue 4): what a file's chunk list was when it had this
+ * identity. A file changed in the same clock tick as it was indexed is not
+ * trusted (git's racy rule), so an unchanged file is never re-read.
+ */
+struct cli_file_id {
+    uint64_t dev;
+    uint64_t ino;
+    uint64_t size;
+    int64_t mtime; /* ns */
+    int64_t ctime; /* ns */
+};
+/* Margin under which an mtime is too close to its indexing to be trusted. */
+#define CLI_RACY_NS 100000000ll
+void cli_file_id_from_stat(struct cli_file_id *id, const void *st);
+/* 0 and a copy of the encoded list (ferry_free it), or FERRY_ENOTFOUND. */
+int cli_index_get(const struct cli_file_id *id, uint8_t **list, size_t *len);
+/* Records a list; recorded is the wall-clock time (ns) taken before the file was read. */
+int cli_index_put(const struct cli_file_id *id, int64_t recorded, const uint8_t *list, size_t len);
+void cli_index_close(void);
 
 /* State directory ($XDG_STATE_HOME/ferry), created 0700. */
 int cli_state_dir(char *out, size_t cap);
@@ -73,6 +101,8 @@ int cli_connect(struct cli_conn *cc, int need_auth);
 /* Logged-in connection to the saved session's server. */
 int cli_connect_session(struct cli_conn *cc);
 void cli_disconnect(struct cli_conn *cc);
+/* TLS bytes sent and received by the connections closed so far. */
+void cli_wire_totals(uint64_t *sent, uint64_t *received);
 
 /*
  * Waits for the next command frame, answering nothing itself. Data frames
@@ -95,6 +125,7 @@ struct cli_progress {
     int on;
     uint64_t total;
     uint64_t done;
+    uint64_t skipped; /* part of done that did not travel (already on the server) */
     uint64_t files_done;
     uint64_t files_total;
     uint64_t start_ms;

@@ -62,7 +62,7 @@ int cli_state_dir(char *out, size_t cap)
  * The state database: one file, 0600, shared safely by concurrent ferry
  * processes (WAL, busy timeout, BEGIN IMMEDIATE for every write).
  */
-static int state_open(sqlite3 **db)
+int cli_state_open(sqlite3 **db)
 {
     char dir[4096], path[4200];
     int fd, rc;
@@ -84,7 +84,12 @@ static int state_open(sqlite3 **db)
                      " server_id TEXT NOT NULL) STRICT;"
                      "CREATE TABLE IF NOT EXISTS session(one INTEGER PRIMARY KEY CHECK(one = 1),"
                      " addr TEXT NOT NULL, server_id TEXT NOT NULL, user TEXT NOT NULL,"
-                     " token TEXT NOT NULL) STRICT;",
+                     " token TEXT NOT NULL) STRICT;"
+                     /* Issue 4's local index: file identity to chunk list. */
+                     "CREATE TABLE IF NOT EXISTS file_index(dev INTEGER NOT NULL,"
+                     " ino INTEGER NOT NULL, size INTEGER NOT NULL, mtime INTEGER NOT NULL,"
+                     " ctime INTEGER NOT NULL, recorded INTEGER NOT NULL, list BLOB NOT NULL,"
+                     " PRIMARY KEY(dev, ino)) STRICT;",
                      NULL, NULL, NULL) != SQLITE_OK)
         goto fail;
     return 0;
@@ -101,7 +106,7 @@ static int state_exec(const char *sql, const char *a, const char *b, const char 
     sqlite3_stmt *st = NULL;
     int rc;
 
-    if ((rc = state_open(&db)) != 0)
+    if ((rc = cli_state_open(&db)) != 0)
         return rc;
     rc = FERRY_EINTERNAL;
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
@@ -131,7 +136,7 @@ int cli_session_load(struct cli_remote *r)
     sqlite3_stmt *st = NULL;
     int rc;
 
-    if ((rc = state_open(&db)) != 0)
+    if ((rc = cli_state_open(&db)) != 0)
         return rc;
     rc = FERRY_ENOTFOUND;
     if (sqlite3_prepare_v2(db, "SELECT addr, server_id, user, token FROM session", -1, &st, NULL) ==
@@ -166,7 +171,7 @@ int cli_known_get(const char *addr, char *id, size_t cap)
     sqlite3_stmt *st = NULL;
     int rc;
 
-    if ((rc = state_open(&db)) != 0)
+    if ((rc = cli_state_open(&db)) != 0)
         return rc;
     rc = FERRY_ENOTFOUND;
     if (sqlite3_prepare_v2(db, "SELECT server_id FROM known_servers WHERE addr = ?1", -1, &st,
@@ -311,6 +316,11 @@ static int connect_inner(struct cli_conn *cc, int need_auth)
         ferry_client_close(&cc->c);
         return FERRY_EAUTH;
     }
+    {
+        /* Section 15: 1.1 features only for a server that said 1.1 or later. */
+        const char *v = json_string_value(json_object_get(reply.body, "version"));
+        cc->minor = v != NULL && strncmp(v, "1.", 2) == 0 ? atoi(v + 2) : 0;
+    }
     ferry_cmd_cleanup(&reply);
     return 0;
 }
@@ -338,11 +348,26 @@ int cli_connect_session(struct cli_conn *cc)
     return cli_connect(cc, 1);
 }
 
+/* TLS bytes of every connection this process closed (--stats). */
+static uint64_t wire_tx, wire_rx;
+
+void cli_wire_totals(uint64_t *sent, uint64_t *received)
+{
+    *sent = wire_tx;
+    *received = wire_rx;
+}
+
 void cli_disconnect(struct cli_conn *cc)
 {
+    uint64_t tx, rx;
+
     if (cc->c.fd >= 0) {
         ferry_client_send_cmd(&cc->c, FERRY_MSG_DISCONNECT, json_object());
         ferry_client_pump(&cc->c, 1000, 1);
+        if (ferry_client_wire_bytes(&cc->c, &tx, &rx) == 0) {
+            wire_tx += tx;
+            wire_rx += rx;
+        }
         ferry_client_close(&cc->c);
     }
     ferry_identity_cleanup(&cc->id);
@@ -516,7 +541,8 @@ void cli_progress_update(struct cli_progress *p, int force)
         return;
     p->last_ms = now;
     secs = (double)(now - p->start_ms) / 1000.0;
-    rate = secs > 0 ? (double)p->done / secs : 0;
+    /* Bytes the server already held count as done but not toward the rate. */
+    rate = secs > 0 ? (double)(p->done - p->skipped) / secs : 0;
     human(done, sizeof(done), (double)p->done);
     human(tot, sizeof(tot), (double)p->total);
     human(rt, sizeof(rt), rate);

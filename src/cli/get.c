@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "ferry/manifest.h"
 #include "ferry/path.h"
 #include "ferry/writer.h"
 
@@ -270,7 +271,10 @@ static int begin(struct get *g, struct dl *d, const struct ferry_cmd *m)
         abort_current(g, strerror(errno));
         return 0;
     }
-    if (ferry_writer_begin(g->wr, g->fd) != 0) {
+    /* R-CHUNK-10: a chunked file is checked by re-chunking what arrives. */
+    if ((strncmp(g->hash, FERRY_CID_CHUNKS_PREFIX, 7) == 0
+             ? ferry_writer_begin_chunked(g->wr, g->fd)
+             : ferry_writer_begin(g->wr, g->fd)) != 0) {
         abort_current(g, "cannot start writing");
         return 0;
     }

@@ -10,7 +10,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../server/serve.h"
 #include "cli.h"
+#include "ferry/manifest.h"
 #include "ferry/reader.h"
 
 enum { ITEM_DIR, ITEM_FILE };
@@ -26,6 +28,32 @@ struct item {
     int exec;
     uint8_t tid[FERRY_TID_LEN];
     char id[FERRY_UUID_STR_LEN + 1];
+    uint64_t counted; /* bytes this item added to the progress line */
+    int attempts;     /* chunked: commits refused for a missing chunk */
+};
+
+/* The chunked file being sent (R-CHUNK): one at a time, pipelined with the rest. */
+struct cfile {
+    struct item *it;
+    int fd;
+    struct stat st;
+    struct cli_file_id fid;
+    int64_t recorded; /* wall clock before the file was read (the racy rule) */
+    int indexed;      /* the list came from the local index: nothing was read */
+    int scanning;
+    int list_done;
+    int failed;
+    uint8_t *list;
+    size_t list_cap;
+    uint64_t *offs;
+    size_t offs_cap;
+    uint32_t nent;     /* entries known */
+    uint32_t sent;     /* entries sent */
+    uint32_t answered; /* entries covered by ChunkNeed */
+    uint32_t *need;    /* indices still to send, need[need_head..need_n) */
+    size_t need_n;
+    size_t need_head;
+    size_t need_cap;
 };
 
 struct put {
@@ -40,21 +68,45 @@ struct put {
     uint8_t *buf;
     /* Big files are read and hashed on this thread while the main one sends. */
     struct ferry_reader *rd;
+    /* Chunked files are read, chunked and hashed on this one. */
+    struct ferry_scan *sc;
+    struct cfile cf;
+    uint64_t bytes_read; /* of local files, for --stats: an indexed file costs none */
+    uint64_t bwlimit;    /* bytes per second; 0: none */
+    uint64_t bw_sent;
+    uint64_t bw_start_ms;
 };
 
 /* Files from this size on go through the reader thread. */
 #define PUT_THREADED_MIN (1u << 20)
+/* Files from this size on travel as chunks to a 1.1 server (R-CHUNK). */
+#define CLI_CHUNKED_MIN (1u << 20)
+/* Commits refused for a missing chunk before the file counts as failed. */
+#define PUT_CHUNK_ATTEMPTS 3
+/* Entries taken from the scanner between two looks at the network. */
+#define PUT_SCAN_BATCH 256
 
 static const char put_usage[] =
-    "usage: ferry put [-r] [-q] LOCAL... [REMOTE]\n"
+    "usage: ferry put [-r] [-q] [--retry-for SECS] [--bwlimit RATE] LOCAL... [REMOTE]\n"
     "\n"
     "Uploads files (and with -r, folders) to your remote tree. The last argument is\n"
     "the destination, as with cp and scp; with a single argument the upload goes to\n"
     "your remote root. A file is confirmed only once the server has made it durable;\n"
     "an existing remote file is replaced atomically. Symlinks are skipped.\n"
     "\n"
-    "  -r, --recursive   upload folders and everything in them (empty ones too)\n"
-    "  -q, --quiet       no progress line\n";
+    "Files of 1 MiB and more travel as content-defined chunks: only the chunks the\n"
+    "server does not hold are sent, so an unchanged or slightly changed file costs\n"
+    "little, and an interrupted upload resumes where it stopped when run again.\n"
+    "\n"
+    "  -r, --recursive    upload folders and everything in them (empty ones too)\n"
+    "  -q, --quiet        no progress line\n"
+    "  --retry-for SECS   reconnect and carry on for this long after the connection\n"
+    "                     is lost (default 60; 0: give up at once)\n"
+    "  --bwlimit RATE     send at most RATE bytes per second (K, M, G suffixes)\n"
+    "  --stats            print files, bytes sent and skipped, and TLS bytes at the end\n"
+    "\n"
+    "Exit status: 0 all uploaded, 1 failure, 2 usage, 3 some files failed (each\n"
+    "named), 4 interrupted: run the same command again to resume.\n";
 
 static int add_item(struct put *p, int kind, const char *local, const char *remote,
                     const struct stat *st)
@@ -187,6 +239,65 @@ static struct item *by_ref(struct put *p, const char *ref)
     return NULL;
 }
 
+static uint32_t ent_len(const struct cfile *cf, uint32_t i)
+{
+    return ferry_get_be32(cf->list + (size_t)i * FERRY_CHUNK_ENT_LEN);
+}
+
+static void progress_add(struct put *p, struct item *it, uint64_t n, int skipped)
+{
+    p->prog.done += n;
+    if (skipped)
+        p->prog.skipped += n;
+    it->counted += n;
+}
+
+/* R-CHUNK-5: the server's answer for one group of the list. */
+static int on_need(struct put *p, const struct ferry_cmd *m)
+{
+    struct cfile *cf = &p->cf;
+    json_t *need = json_object_get(m->body, "need"), *v;
+    json_int_t first = json_integer_value(json_object_get(m->body, "first"));
+    json_int_t count = json_integer_value(json_object_get(m->body, "count"));
+    json_int_t prev = first - 1, k;
+    uint8_t tid[FERRY_TID_LEN];
+    const char *ts = json_string_value(json_object_get(m->body, "tid"));
+    size_t i;
+
+    if (ts == NULL || ferry_hex_decode(ts, tid, FERRY_TID_LEN) != 0)
+        return FERRY_EPROTO;
+    /* A stale answer for a file given up on is dropped. */
+    if (cf->it == NULL || memcmp(tid, cf->it->tid, FERRY_TID_LEN) != 0)
+        return 0;
+    if (first != cf->answered || count < 1 || count > FERRY_NEED_GROUP ||
+        first + count > cf->nent || !json_is_array(need) || json_array_size(need) > (size_t)count)
+        return FERRY_EPROTO;
+    if (cf->need_n + (size_t)count > cf->need_cap) {
+        size_t ncap = cf->need_cap ? cf->need_cap : 1024;
+        uint32_t *nv;
+        while (ncap < cf->need_n + (size_t)count)
+            ncap *= 2;
+        if ((nv = ferry_realloc(cf->need, ncap * sizeof(*nv))) == NULL)
+            return -ENOMEM;
+        cf->need = nv;
+        cf->need_cap = ncap;
+    }
+    json_array_foreach(need, i, v)
+    {
+        k = json_integer_value(v);
+        if (!json_is_integer(v) || k <= prev || k >= first + count)
+            return FERRY_EPROTO;
+        /* Chunks between two needed ones are on the server already. */
+        for (prev++; prev < k; prev++)
+            progress_add(p, cf->it, ent_len(cf, (uint32_t)prev), 1);
+        cf->need[cf->need_n++] = (uint32_t)k;
+    }
+    for (prev++; prev < first + count; prev++)
+        progress_add(p, cf->it, ent_len(cf, (uint32_t)prev), 1);
+    cf->answered = (uint32_t)(first + count);
+    return 0;
+}
+
 /* Handles every reply that has arrived, without waiting. */
 static int take_replies(struct put *p)
 {
@@ -208,6 +319,13 @@ static int take_replies(struct put *p)
                     (it = by_tid(p, tid)) != NULL)
                     resolve(p, it);
             }
+        } else if (m.type == FERRY_MSG_CHUNK_NEED) {
+            if ((rc = on_need(p, &m)) != 0) {
+                ferry_cmd_cleanup(&m);
+                return rc;
+            }
+        } else if (m.type == FERRY_MSG_CHUNK_STORED) {
+            /* Durable on the server; asking again after a break will say so. */
         } else if (m.type == FERRY_MSG_OK) {
             struct item *it = by_ref(p, json_string_value(json_object_get(m.body, "ref")));
             if (it != NULL)
@@ -220,8 +338,20 @@ static int take_replies(struct put *p)
                 it = by_tid(p, tid);
             if (it == NULL)
                 it = by_ref(p, json_string_value(json_object_get(m.body, "ref")));
-            if (it != NULL) {
-                fail_item(p, it, msg);
+            if (it != NULL && code == FERRY_ENOTFOUND && it->state == ST_SENT && it != p->cf.it &&
+                ++it->attempts < PUT_CHUNK_ATTEMPTS) {
+                /* R-CHUNK-8: a chunk went missing before the commit: ask again. */
+                it->state = ST_QUEUED;
+                p->unresolved--;
+                p->prog.done -= it->counted;
+                it->counted = 0;
+            } else if (it != NULL) {
+                if (it == p->cf.it)
+                    p->cf.failed = 1;
+                fail_item(p, it,
+                          code == FERRY_EHASH && json_object_get(m.body, "index")
+                              ? "changed while being read; run the upload again"
+                              : msg);
             } else {
                 cli_err("server: %s", msg);
                 ferry_cmd_cleanup(&m);
@@ -249,6 +379,261 @@ static int drain(struct put *p, size_t below)
         cli_progress_update(&p->prog, 0);
     }
     return 0;
+}
+
+/*
+ * --bwlimit: a sender ahead of RATE waits here, still reading replies, so
+ * the average over the run stays at RATE.
+ */
+static int throttle(struct put *p, size_t n)
+{
+    uint64_t due, now;
+    int rc;
+
+    if (p->bwlimit == 0)
+        return 0;
+    if (p->bw_start_ms == 0)
+        p->bw_start_ms = ferry_now_ms();
+    p->bw_sent += n;
+    due = p->bw_start_ms + p->bw_sent * 1000 / p->bwlimit;
+    while ((now = ferry_now_ms()) < due) {
+        if ((rc = ferry_client_pump(&p->cc.c, (int)(due - now), 0)) != 0 && rc != FERRY_ETIMEDOUT)
+            return rc;
+        if ((rc = take_replies(p)) != 0)
+            return rc;
+        cli_progress_update(&p->prog, 0);
+    }
+    return 0;
+}
+
+static int cf_append(struct cfile *cf, const struct ferry_chunk_ent *e, uint64_t off)
+{
+    if ((size_t)(cf->nent + 1) * FERRY_CHUNK_ENT_LEN > cf->list_cap) {
+        size_t ncap = cf->list_cap ? cf->list_cap * 2 : 1024 * FERRY_CHUNK_ENT_LEN;
+        uint8_t *nl = ferry_realloc(cf->list, ncap);
+        if (nl == NULL)
+            return -ENOMEM;
+        cf->list = nl;
+        cf->list_cap = ncap;
+    }
+    if (cf->nent + 1u > cf->offs_cap) {
+        size_t ncap = cf->offs_cap ? cf->offs_cap * 2 : 1024;
+        uint64_t *no = ferry_realloc(cf->offs, ncap * sizeof(*no));
+        if (no == NULL)
+            return -ENOMEM;
+        cf->offs = no;
+        cf->offs_cap = ncap;
+    }
+    ferry_chunk_ent_encode(cf->list + (size_t)cf->nent * FERRY_CHUNK_ENT_LEN, e);
+    cf->offs[cf->nent++] = off;
+    return 0;
+}
+
+/* Sends needed chunks while the output has room. */
+static int send_needed(struct put *p)
+{
+    struct cfile *cf = &p->cf;
+    uint32_t idx, len;
+    ssize_t n;
+    int rc;
+
+    while (!cf->failed && cf->need_head < cf->need_n &&
+           ferry_client_pending(&p->cc.c) < CLI_OUT_HIGH) {
+        idx = cf->need[cf->need_head++];
+        len = ent_len(cf, idx);
+        do {
+            n = pread(cf->fd, p->buf, len, (off_t)cf->offs[idx]);
+        } while (n < 0 && errno == EINTR);
+        if (n != (ssize_t)len) {
+            cf->failed = 1;
+            fail_item(p, cf->it, n < 0 ? strerror(errno) : "changed while being read");
+            return 0;
+        }
+        p->bytes_read += len;
+        if ((rc = ferry_client_send_chunk(&p->cc.c, cf->it->tid, idx, p->buf, len)) != 0 ||
+            (rc = throttle(p, len)) != 0)
+            return rc;
+        progress_add(p, cf->it, len, 0);
+    }
+    return 0;
+}
+
+static void cf_reset(struct put *p)
+{
+    struct cfile *cf = &p->cf;
+
+    if (cf->scanning)
+        ferry_scan_end(p->sc);
+    if (cf->fd >= 0)
+        close(cf->fd);
+    ferry_free(cf->list);
+    ferry_free(cf->offs);
+    ferry_free(cf->need);
+    *cf = (struct cfile){.fd = -1};
+}
+
+/* Takes the entries the scanner has (waiting for one if block), sends them. */
+static int cf_produce(struct put *p, int block)
+{
+    struct cfile *cf = &p->cf;
+    struct ferry_chunk_ent e;
+    uint64_t off;
+    int r = 0, n = 0, rc;
+
+    while (cf->scanning && n < PUT_SCAN_BATCH) {
+        r = block && n == 0 ? ferry_scan_next(p->sc, &e, &off) : ferry_scan_poll(p->sc, &e, &off);
+        if (r != 1)
+            break;
+        if ((rc = cf_append(cf, &e, off)) != 0)
+            return rc;
+        n++;
+    }
+    if (cf->scanning && r == 0) {
+        ferry_scan_end(p->sc);
+        cf->scanning = 0;
+        cf->list_done = 1;
+    } else if (cf->scanning && r < 0 && r != FERRY_EBUSY) {
+        ferry_scan_end(p->sc);
+        cf->scanning = 0;
+        cf->failed = 1;
+        fail_item(p, cf->it, r == FERRY_ECANCELED ? "changed while being read" : strerror(-r));
+        return 0;
+    }
+    if (cf->sent < cf->nent) {
+        /* R-CHUNK-4: the list as data frames of the tid, in order. */
+        rc = ferry_client_send_data(&p->cc.c, cf->it->tid, (uint64_t)cf->sent * FERRY_CHUNK_ENT_LEN,
+                                    cf->list + (size_t)cf->sent * FERRY_CHUNK_ENT_LEN,
+                                    (size_t)(cf->nent - cf->sent) * FERRY_CHUNK_ENT_LEN);
+        if (rc != 0)
+            return rc;
+        cf->sent = cf->nent;
+    }
+    return 0;
+}
+
+/*
+ * R-CHUNK-4..8: the list (from the local index, or read, chunked and hashed
+ * on the scanner thread while it goes out), then the chunks the server
+ * asks for, then TransferComplete. Nothing waits per chunk.
+ */
+static int send_chunked(struct put *p, struct item *it)
+{
+    struct cfile *cf = &p->cf;
+    char cid[FERRY_CID_LEN + 1], tidhex[33];
+    uint8_t *list = NULL;
+    size_t len = 0, i;
+    struct stat after;
+    struct timespec now;
+    int rc = 0, idle, opened = 0;
+
+    cf_reset(p);
+    cf->it = it;
+    cf->fd = open(it->local, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (cf->fd < 0) {
+        fail_item(p, it, strerror(errno));
+        goto out;
+    }
+    if (fstat(cf->fd, &cf->st) != 0 || !S_ISREG(cf->st.st_mode)) {
+        fail_item(p, it, "not a regular file");
+        goto out;
+    }
+    clock_gettime(CLOCK_REALTIME, &now);
+    cf->recorded = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+    cli_file_id_from_stat(&cf->fid, &cf->st);
+    it->size = (uint64_t)cf->st.st_size;
+    it->mtime = cf->fid.mtime;
+    ferry_random(it->tid, sizeof(it->tid));
+    ferry_hex_encode(it->tid, FERRY_TID_LEN, tidhex);
+    ferry_uuid_new(it->id);
+    rc = ferry_client_send_cmd(&p->cc.c, FERRY_MSG_CHUNKED_UPLOAD,
+                               json_pack("{s:s, s:s, s:s, s:I, s:I, s:b}", "id", it->id, "tid",
+                                         tidhex, "path", it->remote, "size", (json_int_t)it->size,
+                                         "mtime", (json_int_t)it->mtime, "exec", it->exec));
+    it->state = ST_SENT;
+    p->unresolved++;
+    opened = 1;
+    if (rc != 0)
+        goto out;
+    if (cli_index_get(&cf->fid, &list, &len) == 0 &&
+        ferry_chunk_list_check(list, len, it->size) == 0) {
+        /* Unchanged since it was indexed: not a byte of it is read. */
+        struct ferry_chunk_ent e;
+        uint64_t off = 0;
+
+        for (i = 0; i + FERRY_CHUNK_ENT_LEN <= len && rc == 0; i += FERRY_CHUNK_ENT_LEN) {
+            ferry_chunk_ent_decode(list + i, &e);
+            rc = cf_append(cf, &e, off);
+            off += e.len;
+        }
+        cf->indexed = 1;
+        cf->list_done = 1;
+    } else if (it->size == 0) {
+        cf->list_done = 1;
+    } else if ((p->sc != NULL || (rc = ferry_scan_new(&p->sc)) == 0) &&
+               (rc = ferry_scan_begin(p->sc, cf->fd, it->size)) == 0) {
+        cf->scanning = 1;
+        p->bytes_read += it->size;
+    }
+    ferry_free(list);
+    if (rc != 0)
+        goto out;
+    for (;;) {
+        if ((rc = cf_produce(p, 0)) != 0 || cf->failed)
+            break;
+        if ((rc = ferry_client_pump(&p->cc.c, 0, 0)) != 0 && rc != FERRY_ETIMEDOUT)
+            break;
+        if ((rc = take_replies(p)) != 0 || (rc = send_needed(p)) != 0 || cf->failed)
+            break;
+        if (ferry_client_pending(&p->cc.c) > CLI_OUT_HIGH && (rc = drain(p, CLI_OUT_HIGH / 2)) != 0)
+            break;
+        if (cf->list_done && cf->answered == cf->nent && cf->need_head == cf->need_n)
+            break;
+        cli_progress_update(&p->prog, 0);
+        /* Nothing to send: wait for the scanner, or else for the server. */
+        idle = cf->need_head == cf->need_n && ferry_client_pending(&p->cc.c) == 0;
+        if (idle && cf->scanning) {
+            if ((rc = cf_produce(p, 1)) != 0)
+                break;
+        } else if (idle) {
+            if ((rc = ferry_client_pump(&p->cc.c, 1000, 0)) != 0 && rc != FERRY_ETIMEDOUT)
+                break;
+            rc = 0;
+            if (ferry_now_ms() - p->cc.c.last_rx_ms > CLI_IDLE_TIMEOUT_MS) {
+                rc = FERRY_ETIMEDOUT;
+                break;
+            }
+            cli_heartbeat(&p->cc);
+        }
+    }
+    if (rc != 0 || cf->failed)
+        goto out;
+    /* A file that changed while it was read is not committed half old, half new. */
+    if (fstat(cf->fd, &after) != 0 || after.st_size != cf->st.st_size ||
+        after.st_mtim.tv_sec != cf->st.st_mtim.tv_sec ||
+        after.st_mtim.tv_nsec != cf->st.st_mtim.tv_nsec ||
+        after.st_ctim.tv_sec != cf->st.st_ctim.tv_sec ||
+        after.st_ctim.tv_nsec != cf->st.st_ctim.tv_nsec) {
+        rc = ferry_client_send_cmd(&p->cc.c, FERRY_MSG_TRANSFER_CANCEL,
+                                   json_pack("{s:s}", "tid", tidhex));
+        fail_item(p, it, "changed while being read; run the upload again");
+        goto out;
+    }
+    if ((rc = ferry_chunk_list_cid(cf->list, (size_t)cf->nent * FERRY_CHUNK_ENT_LEN, cid)) != 0)
+        goto out;
+    rc = ferry_client_send_cmd(&p->cc.c, FERRY_MSG_TRANSFER_COMPLETE,
+                               json_pack("{s:s, s:s}", "tid", tidhex, "hash", cid));
+    /* The index is a cache of what the bytes were: right even if the upload fails. */
+    if (!cf->indexed)
+        cli_index_put(&cf->fid, cf->recorded, cf->list, (size_t)cf->nent * FERRY_CHUNK_ENT_LEN);
+out:
+    if (cf->failed && it->state == ST_SENT)
+        fail_item(p, it, "failed");
+    /* R-XFER-4: a given-up upload ends with TransferCancel, its last word. */
+    if (cf->failed && opened && rc == 0)
+        rc = ferry_client_send_cmd(&p->cc.c, FERRY_MSG_TRANSFER_CANCEL,
+                                   json_pack("{s:s}", "tid", tidhex));
+    cf_reset(p);
+    return rc;
 }
 
 static int send_file(struct put *p, struct item *it)
@@ -297,6 +682,7 @@ static int send_file(struct put *p, struct item *it)
             rc = ferry_client_send_data(&p->cc.c, it->tid, off, b, len);
             ferry_reader_release(p->rd, b);
             off += len;
+            p->bytes_read += len;
             p->prog.done += len;
             if (rc == 0 && ferry_client_pending(&p->cc.c) > CLI_OUT_HIGH)
                 rc = drain(p, CLI_OUT_HIGH / 2);
@@ -319,6 +705,7 @@ static int send_file(struct put *p, struct item *it)
         if ((rc = ferry_client_send_data(&p->cc.c, it->tid, off, p->buf, (size_t)n)) != 0)
             break;
         off += (uint64_t)n;
+        p->bytes_read += (uint64_t)n;
         p->prog.done += (uint64_t)n;
         if (ferry_client_pending(&p->cc.c) > CLI_OUT_HIGH)
             rc = drain(p, CLI_OUT_HIGH / 2);
@@ -345,18 +732,121 @@ complete:
     return rc;
 }
 
+/* One pass over the queued items on the current connection. */
+static int send_all(struct put *p)
+{
+    size_t k;
+    int rc = 0;
+
+    for (k = 0; k < p->n && rc == 0; k++) {
+        struct item *it = &p->v[k];
+
+        if (it->state != ST_QUEUED)
+            continue;
+        if (it->kind == ITEM_DIR) {
+            ferry_uuid_new(it->id);
+            it->state = ST_SENT;
+            p->unresolved++;
+            rc = ferry_client_send_cmd(&p->cc.c, FERRY_MSG_MKDIR,
+                                       json_pack("{s:s, s:s, s:I}", "id", it->id, "path",
+                                                 it->remote, "mtime", (json_int_t)it->mtime));
+        } else if (p->cc.minor >= 1 && it->size >= CLI_CHUNKED_MIN) {
+            rc = send_chunked(p, it);
+        } else {
+            rc = send_file(p, it);
+        }
+        if (rc == 0 && ferry_client_pending(&p->cc.c) > CLI_OUT_HIGH)
+            rc = drain(p, CLI_OUT_HIGH / 2);
+    }
+    if (rc == 0)
+        rc = drain(p, 0);
+    /* Wait until the server has made everything durable. */
+    while (rc == 0 && p->unresolved > 0) {
+        cli_heartbeat(&p->cc);
+        if ((rc = ferry_client_pump(&p->cc.c, 1000, 0)) != 0 && rc != FERRY_ETIMEDOUT)
+            break;
+        rc = take_replies(p);
+        if (rc == 0 && ferry_now_ms() - p->cc.c.last_rx_ms > CLI_IDLE_TIMEOUT_MS)
+            rc = FERRY_ETIMEDOUT;
+        cli_progress_update(&p->prog, 0);
+    }
+    return rc;
+}
+
+static int any_queued(const struct put *p)
+{
+    size_t k;
+
+    for (k = 0; k < p->n; k++)
+        if (p->v[k].state == ST_QUEUED)
+            return 1;
+    return 0;
+}
+
+/*
+ * Issue 4: a lost connection is not the end. Reconnect with backoff for up
+ * to retry_for_ms and send again what was not confirmed; chunked files
+ * resume, since the server answers which chunks it already holds.
+ */
+static int run(struct put *p, uint64_t retry_for_ms)
+{
+    uint64_t lost_ms = 0, wait_ms = 500;
+    size_t k;
+    int rc;
+
+    for (;;) {
+        rc = send_all(p);
+        if (rc == 0 && any_queued(p))
+            continue; /* files whose commit found a chunk missing: asked again */
+        if (rc >= 0 || rc == FERRY_EAUTH || rc == FERRY_EPIN)
+            return rc;
+        if (lost_ms == 0)
+            lost_ms = ferry_now_ms();
+        cf_reset(p);
+        for (k = 0; k < p->n; k++) {
+            struct item *it = &p->v[k];
+            if (it->state == ST_SENT) {
+                it->state = ST_QUEUED;
+                p->prog.done -= it->counted;
+                it->counted = 0;
+            }
+        }
+        p->unresolved = 0;
+        p->scan = 0;
+        for (;;) {
+            if (ferry_now_ms() - lost_ms >= retry_for_ms)
+                return rc;
+            cli_warn("connection lost (%s); reconnecting in %.1f s", ferry_strerror(rc),
+                     (double)wait_ms / 1000);
+            cli_disconnect(&p->cc);
+            usleep((useconds_t)wait_ms * 1000);
+            wait_ms = wait_ms * 2 > 10000 ? 10000 : wait_ms * 2;
+            if ((rc = cli_connect_session(&p->cc)) == 0)
+                break;
+            if (rc == FERRY_EAUTH || rc == FERRY_EPIN)
+                return rc;
+        }
+        wait_ms = 500;
+        lost_ms = 0;
+    }
+}
+
 int cmd_put(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"recursive", no_argument, NULL, 'r'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
+        {"retry-for", required_argument, NULL, 1},
+        {"bwlimit", required_argument, NULL, 2},
+        {"stats", no_argument, NULL, 3},
         {NULL, 0, NULL, 0},
     };
-    struct put p = {0};
+    struct put p = {.cf = {.fd = -1}};
+    uint64_t retry_for_ms = 60000, v;
     struct ferry_cmd reply;
     const char *dest = "/";
-    int c, rec = 0, nsrc, i, rc = 0, dest_is_dir = 0, dest_exists = 0;
+    int c, rec = 0, nsrc, i, rc = 0, dest_is_dir = 0, dest_exists = 0, resumable = 0, stats = 0;
     uint64_t total = 0;
     size_t k, nfiles = 0, done = 0;
 
@@ -373,6 +863,23 @@ int cmd_put(int argc, char **argv)
         case 'h':
             fputs(put_usage, stdout);
             return CLI_OK;
+        case 1:
+            if (ferry_parse_size(optarg, &v) != 0 || v > 86400 * 7) {
+                cli_err("--retry-for: give whole seconds, at most a week");
+                return CLI_USAGE;
+            }
+            retry_for_ms = v * 1000;
+            break;
+        case 2:
+            if (ferry_parse_size(optarg, &v) != 0 || v == 0) {
+                cli_err("--bwlimit: give bytes per second, e.g. 500K or 10M");
+                return CLI_USAGE;
+            }
+            p.bwlimit = v;
+            break;
+        case 3:
+            stats = 1;
+            break;
         default:
             fputs(put_usage, stderr);
             return CLI_USAGE;
@@ -469,45 +976,19 @@ int cmd_put(int argc, char **argv)
         goto out;
     }
     cli_progress_init(&p.prog, total, nfiles);
-    /* Everything goes out back to back; replies are read as they come (R-PIPE-1). */
-    for (k = 0; k < p.n && rc == 0; k++) {
-        struct item *it = &p.v[k];
-
-        if (it->kind == ITEM_DIR) {
-            ferry_uuid_new(it->id);
-            it->state = ST_SENT;
-            p.unresolved++;
-            rc = ferry_client_send_cmd(&p.cc.c, FERRY_MSG_MKDIR,
-                                       json_pack("{s:s, s:s, s:I}", "id", it->id, "path",
-                                                 it->remote, "mtime", (json_int_t)it->mtime));
-        } else {
-            rc = send_file(&p, it);
-        }
-        if (rc == 0 && ferry_client_pending(&p.cc.c) > CLI_OUT_HIGH)
-            rc = drain(&p, CLI_OUT_HIGH / 2);
-    }
-    if (rc == 0)
-        rc = drain(&p, 0);
-    /* Wait until the server has made everything durable. */
-    while (rc == 0 && p.unresolved > 0) {
-        cli_heartbeat(&p.cc);
-        if ((rc = ferry_client_pump(&p.cc.c, 1000, 0)) != 0 && rc != FERRY_ETIMEDOUT)
-            break;
-        rc = take_replies(&p);
-        if (rc == 0 && ferry_now_ms() - p.cc.c.last_rx_ms > CLI_IDLE_TIMEOUT_MS)
-            rc = FERRY_ETIMEDOUT;
-        cli_progress_update(&p.prog, 0);
-    }
+    rc = run(&p, retry_for_ms);
     cli_progress_end(&p.prog);
 out:
-    if (rc < 0 && rc != FERRY_EUSAGE) {
+    if (rc < 0 && rc != FERRY_EUSAGE && rc != FERRY_EAUTH) {
         size_t lost = 0;
         for (k = 0; k < p.n; k++)
             if (p.v[k].state == ST_SENT || p.v[k].state == ST_QUEUED)
                 lost++;
-        cli_err("connection to the server lost (%s): %zu item%s not confirmed; nothing "
-                "partial is visible on the server. Run the same command again.",
+        cli_err("interrupted (%s): %zu item%s not confirmed; nothing partial is visible on "
+                "the server. Run the same command again to resume: chunks already stored "
+                "are not sent again.",
                 ferry_strerror(rc), lost, lost == 1 ? "" : "s");
+        resumable = 1;
     }
     for (k = 0; k < p.n; k++) {
         if (p.v[k].state == ST_DONE)
@@ -518,7 +999,24 @@ out:
     ferry_free(p.v);
     ferry_free(p.buf);
     ferry_reader_free(p.rd);
+    cf_reset(&p);
+    ferry_scan_free(p.sc);
+    cli_index_close();
     cli_disconnect(&p.cc);
+    if (stats) {
+        uint64_t tx, rx;
+        cli_wire_totals(&tx, &rx);
+        printf("files: %zu uploaded, %zu failed\n"
+               "bytes: %llu in all, %llu sent, %llu already on the server\n"
+               "wire: %llu sent, %llu received (TLS)\n"
+               "read: %llu bytes of local files\n",
+               done, p.failed, (unsigned long long)total,
+               (unsigned long long)(p.prog.done - p.prog.skipped),
+               (unsigned long long)p.prog.skipped, (unsigned long long)tx, (unsigned long long)rx,
+               (unsigned long long)p.bytes_read);
+    }
+    if (resumable)
+        return CLI_RESUMABLE;
     if (rc == CLI_FAIL || rc < 0)
         return CLI_FAIL;
     if (p.failed == 0)

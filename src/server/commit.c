@@ -7,6 +7,7 @@
 
 #include <sodium.h>
 
+#include "ferry/manifest.h"
 #include "ferry/path.h"
 #include "server.h"
 
@@ -42,6 +43,7 @@ void srv_op_free(struct op *op)
     ferry_free(op->path);
     ferry_free(op->path2);
     ferry_free(op->data);
+    ferry_free(op->list);
     sodium_memzero(op->token, sizeof(op->token));
     sodium_memzero(op->pwhash, sizeof(op->pwhash));
     ferry_free(op);
@@ -79,7 +81,7 @@ static int place_blobs(struct batch *b, int *nplaced)
     int dfd, rc, n = 0;
 
     for (op = b->ops; op != NULL; op = op->next) {
-        if (op->kind != OP_UPLOAD || op->rc != 0 || op->data != NULL)
+        if (op->kind != OP_UPLOAD || op->rc != 0 || op->data != NULL || op->list != NULL)
             continue;
         /* Rows, not files, say what exists: a stray file is rewritten. */
         rc = ferry_meta_content_has(srv->wdb, op->uid, op->cid);
@@ -104,9 +106,92 @@ static int place_blobs(struct batch *b, int *nplaced)
         op->tmpname[0] = '\0';
         /* Small batches fsync each file and its directory; big ones use syncfs. */
         op->flag2 = dfd;
+        op->top = "blobs";
         n++;
     }
-    *nplaced = n;
+    *nplaced += n;
+    return 0;
+}
+
+/* Writes all of buf to fd. */
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+    ssize_t w;
+
+    while (n > 0) {
+        w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -errno;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int io_rc(int rc)
+{
+    return rc == -ENOSPC || rc == -EDQUOT ? FERRY_ENOSPACE : FERRY_EINTERNAL;
+}
+
+/*
+ * R-CHUNK-7: verifies each new chunk against the hash its list promised and
+ * writes it to its place by R-STORE-1's order; chunks the user already
+ * holds are only acknowledged. Hashing here keeps it off the loop thread.
+ */
+static int place_chunks(struct batch *b, int *nplaced)
+{
+    struct srv *srv = b->srv;
+    char hex[65], rel[FERRY_BLOB_RELPATH_MAX];
+    uint8_t h[32], rnd[16];
+    struct op *op;
+    int dfd, rc, n = 0;
+
+    for (op = b->ops; op != NULL; op = op->next) {
+        if (op->kind != OP_CHUNK || op->rc != 0)
+            continue;
+        if ((rc = ferry_meta_chunk_has(srv->wdb, op->uid, op->hash)) != 0) {
+            if (rc < 0)
+                op->rc = rc;
+            continue;
+        }
+        ferry_sha256_buf(op->data, (size_t)op->size, h);
+        if (memcmp(h, op->hash, 32) != 0) {
+            op->rc = FERRY_EHASH;
+            continue;
+        }
+        ferry_random(rnd, sizeof(rnd));
+        ferry_hex_encode(rnd, sizeof(rnd), hex);
+        snprintf(op->tmpname, sizeof(op->tmpname), "ck-%s", hex);
+        op->tmpfd = openat(srv->tmpfd, op->tmpname,
+                           O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (op->tmpfd < 0) {
+            op->rc = io_rc(-errno);
+            op->tmpname[0] = '\0';
+            continue;
+        }
+        if ((rc = write_all(op->tmpfd, op->data, (size_t)op->size)) != 0) {
+            op->rc = io_rc(rc);
+            continue;
+        }
+        ferry_hex_encode(op->hash, 32, hex);
+        snprintf(rel, sizeof(rel), "chunks/%lld/%.2s", (long long)op->uid, hex);
+        if ((dfd = ferry_mkdirs_beneath(srv->datafd, rel)) < 0) {
+            op->rc = io_rc(dfd);
+            continue;
+        }
+        if (renameat(srv->tmpfd, op->tmpname, dfd, hex) != 0) {
+            op->rc = io_rc(-errno);
+            close(dfd);
+            continue;
+        }
+        op->tmpname[0] = '\0';
+        op->flag2 = dfd;
+        op->top = "chunks";
+        n++;
+    }
+    *nplaced += n;
     return 0;
 }
 
@@ -123,45 +208,58 @@ static int fsync_dir(struct srv *srv, const char *rel)
     return rc;
 }
 
+static int placed(const struct op *op)
+{
+    return (op->kind == OP_UPLOAD || op->kind == OP_CHUNK) && op->flag2 > 0;
+}
+
 static int durable(struct batch *b, int nplaced)
 {
     char rel[64];
     struct op *op;
     int64_t last_uid = -1;
-    int rc = 0;
+    const char *last_top = NULL;
+    int rc = 0, blobs = 0, chunks = 0;
 
     if (nplaced >= 8) {
         if (syncfs(b->srv->datafd) != 0)
             rc = -errno;
     } else if (nplaced > 0) {
         /*
-         * Each file, its blobs/<uid>/<hh> directory, and the directories
-         * above it, which may be new: blobs/<uid> and blobs.
+         * Each file, its <top>/<uid>/<hh> directory, and the directories
+         * above it, which may be new: <top>/<uid> and <top>.
          */
         for (op = b->ops; op != NULL && rc == 0; op = op->next) {
-            if (op->kind != OP_UPLOAD || op->rc != 0 || op->flag2 <= 0)
+            if (op->rc != 0 || !placed(op))
                 continue;
             if (fdatasync(op->tmpfd) != 0 || fsync(op->flag2) != 0) {
                 rc = -errno;
                 break;
             }
-            if (op->uid != last_uid) {
-                snprintf(rel, sizeof(rel), "blobs/%lld", (long long)op->uid);
+            if (op->uid != last_uid || op->top != last_top) {
+                snprintf(rel, sizeof(rel), "%s/%lld", op->top, (long long)op->uid);
                 rc = fsync_dir(b->srv, rel);
                 last_uid = op->uid;
+                last_top = op->top;
             }
+            if (op->kind == OP_CHUNK)
+                chunks = 1;
+            else
+                blobs = 1;
         }
-        if (rc == 0)
+        if (rc == 0 && blobs)
             rc = fsync_dir(b->srv, "blobs");
+        if (rc == 0 && chunks)
+            rc = fsync_dir(b->srv, "chunks");
     }
     for (op = b->ops; op != NULL; op = op->next) {
-        if (op->kind == OP_UPLOAD && op->flag2 > 0) {
+        if (placed(op)) {
             close(op->flag2);
             op->flag2 = 0;
         }
         /* R-STORE-5: an fsync error is fatal for every upload it covered. */
-        if (rc != 0 && op->kind == OP_UPLOAD && op->rc == 0)
-            op->rc = rc == -ENOSPC || rc == -EDQUOT ? FERRY_ENOSPACE : FERRY_EINTERNAL;
+        if (rc != 0 && (op->kind == OP_UPLOAD || op->kind == OP_CHUNK) && op->rc == 0)
+            op->rc = io_rc(rc);
     }
     return rc;
 }
@@ -175,7 +273,9 @@ static int apply(struct srv *srv, struct op *op)
     switch (op->kind) {
     case OP_UPLOAD:
         return ferry_meta_put_file(m, op->uid, op->path, op->size, op->cid, op->mtime, op->flag,
-                                   op->now, op->data);
+                                   op->now, op->data, op->list, op->list_len, srv->cfg.quota);
+    case OP_CHUNK:
+        return ferry_meta_chunk_put(m, op->uid, op->hash, op->size, op->now);
     case OP_MKDIR:
         return ferry_meta_mkdirs(m, op->uid, op->path, op->mtime, op->now, &dir);
     case OP_REMOVE:
@@ -205,13 +305,11 @@ static int apply(struct srv *srv, struct op *op)
     return FERRY_EINTERNAL;
 }
 
-static void gc_collect(void *arg, int64_t uid, const char *cid)
+static void gc_collect(void *arg, const char *rel)
 {
     struct batch *b = arg;
-    char rel[160], **v;
+    char **v;
 
-    if (ferry_blob_relpath(uid, cid, rel, sizeof(rel)) != 0)
-        return;
     if (b->ngc == b->capgc) {
         size_t ncap = b->capgc ? b->capgc * 2 : 16;
         if ((v = ferry_realloc(b->gc, ncap * sizeof(*v))) == NULL)
@@ -232,6 +330,7 @@ static void batch_work(uv_work_t *w)
     int nplaced = 0, rc;
     size_t i;
 
+    place_chunks(b, &nplaced);
     place_blobs(b, &nplaced);
     durable(b, nplaced);
     if ((rc = ferry_meta_begin(srv->wdb)) != 0)
@@ -247,7 +346,7 @@ static void batch_work(uv_work_t *w)
         else if ((rc = ferry_meta_release(srv->wdb)) != 0)
             goto fail_tx;
     }
-    if ((rc = ferry_meta_gc(srv->wdb, gc_collect, b)) != 0)
+    if ((rc = ferry_meta_gc(srv->wdb, srv_now_ns(), srv->cfg.partial_ttl_ns, gc_collect, b)) != 0)
         goto fail_tx;
     /* synchronous=FULL: once COMMIT returns, the batch survives power loss. */
     if ((rc = ferry_meta_commit(srv->wdb)) != 0)
@@ -305,14 +404,22 @@ static void reply(struct op *op, json_t **committed)
     if (op->rc != 0) {
         json_t *e = json_pack("{s:s, s:i, s:s}", "ref", op->ref, "code", ferry_err_to_wire(op->rc),
                               "message", ferry_strerror(op->rc));
-        if (e != NULL && op->kind == OP_UPLOAD) {
+        if (e != NULL && (op->kind == OP_UPLOAD || op->kind == OP_CHUNK)) {
             ferry_hex_encode(op->tid, FERRY_TID_LEN, tid);
             json_object_set_new(e, "tid", json_string(tid));
         }
+        if (e != NULL && op->kind == OP_CHUNK)
+            json_object_set_new(e, "index", json_integer(op->index));
         srv_send(s, FERRY_MSG_ERROR, e);
         return;
     }
     switch (op->kind) {
+    case OP_CHUNK:
+        /* R-CHUNK-7: a durable promise, sent only after the commit. */
+        ferry_hex_encode(op->tid, FERRY_TID_LEN, tid);
+        srv_send(s, FERRY_MSG_CHUNK_STORED,
+                 json_pack("{s:s, s:I}", "tid", tid, "index", (json_int_t)op->index));
+        break;
     case OP_UPLOAD:
         ferry_hex_encode(op->tid, FERRY_TID_LEN, tid);
         if (*committed == NULL)
@@ -375,7 +482,7 @@ static void batch_done(uv_work_t *w, int status)
                 continue;
             o->replied = 1;
             reply(o, &committed);
-            if (o->kind == OP_UPLOAD)
+            if ((o->kind == OP_UPLOAD && o->list == NULL) || o->kind == OP_CHUNK)
                 o->s->unacked -= (uint64_t)o->size;
             /* Keep each Committed inside one frame. */
             if (committed != NULL && json_array_size(committed) >= SRV_COMMITTED_TIDS_MAX) {
@@ -407,6 +514,14 @@ static void batch_done(uv_work_t *w, int status)
     start_job(srv);
 }
 
+/* Bytes an op brings to a batch: a chunked file's bytes came with its chunks. */
+static uint64_t op_bytes(const struct op *op)
+{
+    if (op->kind == OP_CHUNK || (op->kind == OP_UPLOAD && op->list == NULL))
+        return (uint64_t)op->size;
+    return 0;
+}
+
 static void start_job(struct srv *srv)
 {
     struct batch *b;
@@ -424,12 +539,12 @@ static void start_job(struct srv *srv)
     tail = &b->ops;
     /* R-STORE-2: a batch is bounded by count and bytes. */
     while ((op = srv->q_head) != NULL && n < SRV_BATCH_OPS &&
-           (n == 0 || bytes + (uint64_t)op->size <= SRV_BATCH_BYTES)) {
+           (n == 0 || bytes + op_bytes(op) <= SRV_BATCH_BYTES)) {
         srv->q_head = op->next;
         op->next = NULL;
         *tail = op;
         tail = &op->next;
-        bytes += (uint64_t)op->size;
+        bytes += op_bytes(op);
         n++;
         srv->q_len--;
     }

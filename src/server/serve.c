@@ -38,6 +38,8 @@ static const char serve_usage[] =
     "  --max-open-uploads N    uploads one connection may have open at once (default 64)\n"
     "  --max-queued-downloads N  downloads one connection may have queued (default 64)\n"
     "  --max-listing BYTES     output one listing may queue before it is refused (default 32M)\n"
+    "  --quota BYTES           logical bytes each user may store (default 0: no quota)\n"
+    "  --partial-ttl SECS      keep chunks of unfinished uploads this long (default 86400)\n"
     "  -v, --verbose           log debug events\n"
     "  -h, --help              show this help\n"
     "\n"
@@ -179,7 +181,7 @@ static void sweep_tmp(int tmpfd)
         return;
     }
     while ((e = readdir(d)) != NULL)
-        if (strncmp(e->d_name, "up-", 3) == 0)
+        if (strncmp(e->d_name, "up-", 3) == 0 || strncmp(e->d_name, "ck-", 3) == 0)
             unlinkat(tmpfd, e->d_name, 0);
     closedir(d);
 }
@@ -283,6 +285,8 @@ int ferry_serve_main(int argc, char **argv)
         {"max-open-uploads", required_argument, NULL, 11},
         {"max-queued-downloads", required_argument, NULL, 12},
         {"max-listing", required_argument, NULL, 13},
+        {"quota", required_argument, NULL, 14},
+        {"partial-ttl", required_argument, NULL, 15},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -310,6 +314,7 @@ int ferry_serve_main(int argc, char **argv)
         .max_open_uploads = SRV_OPEN_UPLOADS_MAX,
         .max_downloads = SRV_DOWNLOADS_MAX,
         .max_listing = SRV_LISTING_OUT_MAX,
+        .partial_ttl_ns = 86400ll * 1000000000,
     };
     optind = 1;
     while ((c = getopt_long(argc, argv, "d:l:s:vh", opts, NULL)) != -1) {
@@ -384,6 +389,16 @@ int ferry_serve_main(int argc, char **argv)
             if (ferry_parse_size(optarg, &v) != 0 || v < (1u << 20))
                 goto usage;
             srv->cfg.max_listing = v;
+            break;
+        case 14:
+            if (ferry_parse_size(optarg, &v) != 0)
+                goto usage;
+            srv->cfg.quota = v > INT64_MAX ? INT64_MAX : v;
+            break;
+        case 15:
+            if (parse_uint(optarg, 30ull * 86400, &v) != 0 || v == 0)
+                goto usage;
+            srv->cfg.partial_ttl_ns = (int64_t)v * 1000000000;
             break;
         case 'v':
             verbose = 1;

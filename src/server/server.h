@@ -45,6 +45,10 @@
 #define SRV_WRITEBACK_STEP (8u << 20)
 /* Blob bytes read per step of a download. */
 #define SRV_READ_CHUNK (256u << 10)
+/* R-CHUNK-6: chunks one connection may have begun and not finished. */
+#define SRV_CHUNKS_OPEN_MAX 8
+/* Chunk-list bytes one connection may hold for its open chunked uploads. */
+#define SRV_LIST_BYTES_MAX (64u << 20)
 /* Per-name failure entries kept for login backoff. */
 #define SRV_FAIL_TABLE 4096
 
@@ -66,6 +70,8 @@ struct srv_config {
     int max_open_uploads;
     int max_downloads;
     uint64_t max_listing;
+    uint64_t quota;         /* R-CHUNK-9: 0 for none */
+    int64_t partial_ttl_ns; /* R-CHUNK-11 */
 };
 
 struct sess;
@@ -117,6 +123,14 @@ struct srv {
     int stopping;
 };
 
+/* A chunk whose frames are arriving (R-CHUNK-6). */
+struct chunk_rx {
+    uint32_t index;
+    uint32_t len;
+    uint32_t got;
+    uint8_t *buf;
+};
+
 struct upload {
     uint8_t tid[FERRY_TID_LEN];
     char ref[FERRY_UUID_STR_LEN + 1];
@@ -138,6 +152,17 @@ struct upload {
     struct ferry_writer *wr;
     uint8_t *wb;
     size_t wlen;
+    /* Chunked uploads (R-CHUNK): the list so far and the chunks arriving. */
+    int chunked;
+    uint8_t *list;
+    size_t list_len; /* bytes of the list received */
+    size_t list_cap;
+    uint64_t list_sum; /* sum of the lengths of the complete entries */
+    uint32_t nent;     /* complete entries */
+    uint32_t answered; /* entries answered by ChunkNeed */
+    int list_done;
+    struct chunk_rx rx[SRV_CHUNKS_OPEN_MAX];
+    int nrx;
     struct upload *next;
 };
 
@@ -154,6 +179,12 @@ struct download {
     int64_t mtime;
     int exec;
     uint8_t *mem; /* inline content, when the row holds it */
+    /* Chunked content: its list, the chunk being read and where it starts. */
+    uint8_t *list;
+    size_t list_len;
+    size_t chunk;       /* index of the chunk open in fd */
+    uint32_t chunk_pos; /* bytes of it already sent */
+    uint32_t chunk_len;
     struct download *next;
 };
 
@@ -175,6 +206,8 @@ struct sess {
     struct download *dl_head;
     struct download *dl_tail;
     int ndownloads;
+    size_t list_bytes; /* chunk lists held, across open uploads */
+    int chunks_open;   /* chunks begun and not finished, across uploads */
     uint64_t unacked;
     int outstanding;  /* queued write ops and hash jobs */
     int auth_pending; /* Signup, Login, ChangePwd or Logout not yet answered */
@@ -205,6 +238,7 @@ int srv_files_handle(struct sess *s, const struct ferry_cmd *cmd);
 /* transfer.c */
 int srv_upload_open(struct sess *s, const struct ferry_cmd *cmd);
 int srv_upload_data(struct sess *s, const struct ferry_data *d);
+int srv_chunk_data(struct sess *s, const struct ferry_chunk_frame *f);
 int srv_upload_complete(struct sess *s, const struct ferry_cmd *cmd);
 int srv_transfer_cancel(struct sess *s, const struct ferry_cmd *cmd);
 int srv_download_queue(struct sess *s, const struct ferry_cmd *cmd);
@@ -214,6 +248,7 @@ void srv_transfer_cleanup(struct sess *s);
 /* commit.c: the single-writer queue. */
 enum op_kind {
     OP_UPLOAD,
+    OP_CHUNK,
     OP_MKDIR,
     OP_REMOVE,
     OP_MOVE,
@@ -242,7 +277,12 @@ struct op {
     char cid[FERRY_CID_LEN + 1];
     char tmpname[40];
     int tmpfd;
-    uint8_t *data; /* inline content (R-STORE-9), owned */
+    uint8_t *data; /* inline content (R-STORE-9), a chunk's bytes, owned */
+    uint8_t *list; /* chunked upload: its chunk list, owned */
+    size_t list_len;
+    uint32_t index;    /* OP_CHUNK: index in its list */
+    uint8_t hash[32];  /* OP_CHUNK: the SHA-256 the list promised */
+    const char *top;   /* "blobs" or "chunks": where the placed file went */
     /* accounts */
     char user[SRV_USER_MAX + 1];
     char pwhash[160];

@@ -182,6 +182,7 @@ static int handle_cmd(struct sess *s, const struct ferry_cmd *cmd)
     case FERRY_MSG_MKDIR:
         return srv_files_handle(s, cmd);
     case FERRY_MSG_UPLOAD:
+    case FERRY_MSG_CHUNKED_UPLOAD:
         return srv_upload_open(s, cmd);
     case FERRY_MSG_TRANSFER_COMPLETE:
         return srv_upload_complete(s, cmd);
@@ -219,6 +220,15 @@ static int on_frame(struct ferry_conn *c, const struct ferry_frame *f)
         if ((rc = ferry_data_decode(f->payload, f->payload_len, &d)) != 0)
             return fault(s, NULL, rc, "malformed data frame");
         return srv_upload_data(s, &d);
+    case FERRY_FRAME_CHUNK: {
+        struct ferry_chunk_frame cf;
+
+        if (!s->authed)
+            return fault(s, NULL, FERRY_EAUTH, "data before login");
+        if ((rc = ferry_chunk_frame_decode(f->payload, f->payload_len, &cf)) != 0)
+            return fault(s, NULL, rc, "malformed chunk frame");
+        return srv_chunk_data(s, &cf);
+    }
     default:
         break;
     }

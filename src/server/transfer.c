@@ -6,6 +6,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "ferry/manifest.h"
 #include "ferry/path.h"
 #include "server.h"
 
@@ -44,6 +45,11 @@ static void upload_free(struct sess *s, struct upload *u)
         close(u->fd);
     if (u->tmpname[0] != '\0')
         unlinkat(s->srv->tmpfd, u->tmpname, 0);
+    for (int i = 0; i < u->nrx; i++)
+        ferry_free(u->rx[i].buf);
+    s->chunks_open -= u->nrx;
+    s->list_bytes -= u->list_cap;
+    ferry_free(u->list);
     ferry_sha256_cleanup(&u->sha);
     ferry_buf_cleanup(&u->wbuf);
     ferry_free(u->path);
@@ -83,12 +89,16 @@ int srv_upload_open(struct sess *s, const struct ferry_cmd *cmd)
     int exec = 0, rc;
     struct upload *u;
 
+    uint64_t used = 0;
+    int chunked = cmd->type == FERRY_MSG_CHUNKED_UPLOAD;
+
     if ((rc = ferry_msg_tid(cmd->body, "tid", tid)) != 0 ||
         (rc = ferry_msg_str(cmd->body, "path", FERRY_PATH_MAX + 2, &path)) != 0 ||
         (rc = ferry_msg_u64(cmd->body, "size", INT64_MAX, &size)) != 0 ||
         (rc = ferry_msg_i64_opt(cmd->body, "mtime", INT64_MIN, INT64_MAX, 0, &mtime)) != 0 ||
         (rc = ferry_msg_bool_opt(cmd->body, "exec", 0, &exec)) != 0)
-        return fault(s, cmd->id, FERRY_EPROTO, "malformed Upload");
+        return fault(s, cmd->id, FERRY_EPROTO,
+                     chunked ? "malformed ChunkedUpload" : "malformed Upload");
     if (find_upload(s, tid, NULL) != NULL)
         return fault(s, cmd->id, FERRY_EPROTO, "transfer id already open");
     if (s->nuploads >= s->srv->cfg.max_open_uploads)
@@ -101,6 +111,8 @@ int srv_upload_open(struct sess *s, const struct ferry_cmd *cmd)
     u->size = size;
     u->mtime = mtime;
     u->exec = exec;
+    u->chunked = chunked;
+    u->list_done = chunked && size == 0; /* an empty file has an empty list */
     ferry_buf_init(&u->wbuf, SRV_WRITE_CHUNK);
     u->next = s->uploads;
     s->uploads = u;
@@ -114,10 +126,16 @@ int srv_upload_open(struct sess *s, const struct ferry_cmd *cmd)
         u->rc = FERRY_EPATH;
     } else if (size > srv->cfg.max_file_size) {
         u->rc = FERRY_ETOOBIG; /* declared sizes are refused before any allocation */
+    } else if (srv->cfg.quota > 0 &&
+               (ferry_meta_used(srv->rdb, s->uid, &used) != 0 || used + size > srv->cfg.quota)) {
+        /* R-CHUNK-9: refused before anything is allocated; the commit checks again. */
+        u->rc = FERRY_EQUOTA;
     } else if (!disk_has_room(srv, size)) {
         u->rc = FERRY_ENOSPACE;
     } else if ((u->path = ferry_strdup(norm)) == NULL || ferry_sha256_init(&u->sha) != 0) {
         u->rc = -ENOMEM;
+    } else if (chunked) {
+        /* Chunks are gathered in memory and written by the commit job (R-CHUNK-7). */
     } else if (size <= SRV_INLINE_MAX) {
         u->is_inline = 1; /* R-STORE-9: gathered in memory, committed in the database */
     } else {
@@ -174,6 +192,164 @@ static void upload_flush(struct upload *u)
     }
 }
 
+/* R-CHUNK-5: which of the entries not yet answered this user lacks. */
+static int send_need(struct sess *s, struct upload *u)
+{
+    struct ferry_chunk_ent e;
+    json_t *need = json_array();
+    char tid[33];
+    uint32_t i;
+    int rc = 0, has;
+
+    if (need == NULL)
+        return -ENOMEM;
+    if ((rc = ferry_meta_read_begin(s->srv->rdb)) != 0)
+        goto out;
+    for (i = u->answered; i < u->nent && rc == 0; i++) {
+        ferry_chunk_ent_decode(u->list + (size_t)i * FERRY_CHUNK_ENT_LEN, &e);
+        if ((has = ferry_meta_chunk_has(s->srv->rdb, s->uid, e.hash)) < 0)
+            rc = has;
+        else if (has == 0)
+            rc = json_array_append_new(need, json_integer(i)) == 0 ? 0 : -ENOMEM;
+    }
+    ferry_meta_read_end(s->srv->rdb);
+    if (rc != 0)
+        goto out;
+    ferry_hex_encode(u->tid, FERRY_TID_LEN, tid);
+    rc = srv_send(s, FERRY_MSG_CHUNK_NEED,
+                  json_pack("{s:s, s:s, s:I, s:I, s:O}", "ref", u->ref, "tid", tid, "first",
+                            (json_int_t)u->answered, "count", (json_int_t)(u->nent - u->answered),
+                            "need", need));
+    u->answered = u->nent;
+out:
+    json_decref(need);
+    return rc;
+}
+
+/* R-CHUNK-4: the list arrives as data frames; each entry is judged as it completes. */
+static int list_data(struct sess *s, struct upload *u, const struct ferry_data *d)
+{
+    struct ferry_chunk_ent e;
+    size_t want;
+    int rc;
+
+    if (d->offset != u->list_len)
+        return fault(s, u->ref, FERRY_EPROTO, "chunk list offset out of order");
+    if (u->list_done)
+        return fault(s, u->ref, FERRY_ETOOBIG, "data beyond the chunk list");
+    want = u->list_len + d->len;
+    if (want > u->list_cap) {
+        size_t ncap = u->list_cap ? u->list_cap * 2 : 64 * FERRY_CHUNK_ENT_LEN;
+        uint8_t *nl;
+
+        while (ncap < want)
+            ncap *= 2;
+        /* The whole connection's lists are capped, not only this one. */
+        if (s->list_bytes - u->list_cap + ncap > SRV_LIST_BYTES_MAX)
+            return fault(s, u->ref, FERRY_ETOOBIG, "chunk lists too large");
+        if ((nl = ferry_realloc(u->list, ncap)) == NULL)
+            return -ENOMEM;
+        s->list_bytes += ncap - u->list_cap;
+        u->list = nl;
+        u->list_cap = ncap;
+    }
+    memcpy(u->list + u->list_len, d->bytes, d->len);
+    u->list_len = want;
+    while ((size_t)(u->nent + 1) * FERRY_CHUNK_ENT_LEN <= u->list_len) {
+        ferry_chunk_ent_decode(u->list + (size_t)u->nent * FERRY_CHUNK_ENT_LEN, &e);
+        /* R-CHUNK-2, checked entry by entry so a bad list costs nothing more. */
+        if (e.len == 0 || e.len > FERRY_CHUNK_MAX)
+            return fault(s, u->ref, FERRY_EPROTO, "chunk length out of range");
+        if (e.len > u->size - u->list_sum)
+            return fault(s, u->ref, FERRY_EPROTO, "chunk list longer than the file");
+        u->list_sum += e.len;
+        u->nent++;
+        if (u->list_sum < u->size && e.len < FERRY_CHUNK_MIN)
+            return fault(s, u->ref, FERRY_EPROTO, "chunk shorter than the minimum");
+        if (u->list_sum == u->size) {
+            u->list_done = 1;
+            if (u->list_len != (size_t)u->nent * FERRY_CHUNK_ENT_LEN)
+                return fault(s, u->ref, FERRY_ETOOBIG, "data beyond the chunk list");
+        }
+        if (u->rc == 0 && (u->nent - u->answered == FERRY_NEED_GROUP || u->list_done) &&
+            (rc = send_need(s, u)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static void upload_track_unacked(struct sess *s, uint64_t n)
+{
+    s->unacked += n;
+    /* R-STORE-3: stop reading while too much awaits its commit. */
+    if (s->unacked >= s->srv->cfg.max_unacked)
+        ferry_conn_pause(&s->conn);
+}
+
+int srv_chunk_data(struct sess *s, const struct ferry_chunk_frame *f)
+{
+    struct upload *u = find_upload(s, f->tid, NULL);
+    struct ferry_chunk_ent e;
+    struct chunk_rx *rx = NULL;
+    struct op *op;
+    int i;
+
+    /* R-CHUNK-6: only chunked uploads this connection opened. */
+    if (u == NULL || !u->chunked)
+        return fault(s, NULL, FERRY_ENOTFOUND, "chunk for an unknown transfer");
+    if (f->index >= u->nent)
+        return fault(s, u->ref, FERRY_EPROTO, "chunk index not in the list");
+    for (i = 0; i < u->nrx; i++)
+        if (u->rx[i].index == f->index)
+            rx = &u->rx[i];
+    if (rx == NULL) {
+        if (f->offset != 0)
+            return fault(s, u->ref, FERRY_EPROTO, "chunk offset out of order");
+        if (s->chunks_open >= SRV_CHUNKS_OPEN_MAX || u->nrx >= SRV_CHUNKS_OPEN_MAX)
+            return fault(s, u->ref, FERRY_EPROTO, "too many chunks begun");
+        ferry_chunk_ent_decode(u->list + (size_t)f->index * FERRY_CHUNK_ENT_LEN, &e);
+        rx = &u->rx[u->nrx];
+        *rx = (struct chunk_rx){.index = f->index, .len = e.len};
+        /* A refused upload's chunks are checked and dropped, never kept. */
+        if (u->rc == 0 && (rx->buf = ferry_malloc(e.len)) == NULL)
+            return -ENOMEM;
+        u->nrx++;
+        s->chunks_open++;
+    }
+    if (f->offset != rx->got)
+        return fault(s, u->ref, FERRY_EPROTO, "chunk offset out of order");
+    if (f->len > rx->len - rx->got)
+        return fault(s, u->ref, FERRY_ETOOBIG, "chunk bytes beyond its length");
+    if (rx->buf != NULL)
+        memcpy(rx->buf + rx->got, f->bytes, f->len);
+    rx->got += (uint32_t)f->len;
+    if (rx->got < rx->len)
+        return 0;
+    /* Complete: hand it to the write queue and forget it here. */
+    op = NULL;
+    if (rx->buf != NULL && (op = srv_op_new(s, OP_CHUNK, u->ref)) == NULL) {
+        ferry_free(rx->buf);
+        rx->buf = NULL;
+    }
+    if (op != NULL) {
+        ferry_chunk_ent_decode(u->list + (size_t)rx->index * FERRY_CHUNK_ENT_LEN, &e);
+        op->uid = s->uid;
+        op->size = rx->len;
+        op->index = rx->index;
+        memcpy(op->hash, e.hash, 32);
+        memcpy(op->tid, u->tid, FERRY_TID_LEN);
+        op->data = rx->buf;
+        rx->buf = NULL;
+    }
+    *rx = u->rx[--u->nrx];
+    s->chunks_open--;
+    if (op != NULL) {
+        srv_op_submit(s->srv, op);
+        upload_track_unacked(s, op->size);
+    }
+    return 0;
+}
+
 int srv_upload_data(struct sess *s, const struct ferry_data *d)
 {
     struct upload *u = find_upload(s, d->tid, NULL);
@@ -181,6 +357,8 @@ int srv_upload_data(struct sess *s, const struct ferry_data *d)
     /* R-DATA-3: only transfers this connection opened. */
     if (u == NULL)
         return fault(s, NULL, FERRY_ENOTFOUND, "data for an unknown transfer");
+    if (u->chunked)
+        return list_data(s, u, d);
     /* R-DATA-2: protocol 1 sends each transfer in order. */
     if (d->offset != u->received)
         return fault(s, u->ref, FERRY_EPROTO, "data offset out of order");
@@ -244,10 +422,23 @@ int srv_upload_complete(struct sess *s, const struct ferry_cmd *cmd)
     }
     if ((rc = ferry_msg_str(cmd->body, "hash", FERRY_CID_LEN, &hash)) != 0)
         return fault(s, cmd->id, FERRY_EPROTO, "malformed TransferComplete");
-    if (u->received != u->size)
+    if (u->chunked ? !u->list_done : u->received != u->size)
         return fault(s, cmd->id, FERRY_EPROTO, "TransferComplete before all data");
     *link = u->next;
     s->nuploads--;
+    if (u->chunked) {
+        /* R-CHUNK-8: the list must be the one the hash names; chunks are checked at commit. */
+        if (u->rc == 0 && ferry_chunk_list_cid(u->list, u->list_len, cid) != 0)
+            u->rc = FERRY_EINTERNAL;
+        if (u->rc == 0 && strcmp(hash, cid) != 0)
+            u->rc = FERRY_EHASH;
+        if (u->rc != 0) {
+            if (!u->reported)
+                send_upload_error(s, u, u->rc);
+            goto out;
+        }
+        goto commit;
+    }
     if (u->wr != NULL) {
         int wrc;
 
@@ -302,6 +493,16 @@ commit:
     op->tmpfd = u->fd;
     u->fd = -1;
     u->tmpname[0] = '\0';
+    if (u->chunked) {
+        /* The list moves to the op; it no longer counts against the connection. */
+        op->list = u->list;
+        op->list_len = u->list_len;
+        s->list_bytes -= u->list_cap;
+        u->list = NULL;
+        u->list_cap = 0;
+        srv_op_submit(s->srv, op);
+        goto out;
+    }
     if (u->is_inline) {
         size_t n = ferry_buf_used(&u->wbuf);
         if ((op->data = ferry_malloc(n)) == NULL) {
@@ -311,11 +512,8 @@ commit:
             memcpy(op->data, ferry_buf_peek(&u->wbuf), n);
         }
     }
-    s->unacked += u->size;
     srv_op_submit(s->srv, op);
-    /* R-STORE-3: stop reading while too much awaits its commit. */
-    if (s->unacked >= s->srv->cfg.max_unacked)
-        ferry_conn_pause(&s->conn);
+    upload_track_unacked(s, u->size);
 out:
     upload_free(s, u);
     return 0;
@@ -323,6 +521,7 @@ out:
 
 static void download_free(struct download *d)
 {
+    ferry_free(d->list);
     ferry_free(d->mem);
     if (d->fd >= 0)
         close(d->fd);
@@ -453,6 +652,13 @@ static int download_resolve(struct sess *s, struct download *d)
     if (rc == 1) {
         if (memlen != (size_t)n.size)
             return FERRY_EINTERNAL;
+    } else if (rc == 2) {
+        /* R-CHUNK-10: chunked content is read chunk file by chunk file. */
+        d->list = d->mem;
+        d->list_len = memlen;
+        d->mem = NULL;
+        if (ferry_chunk_list_check(d->list, d->list_len, (uint64_t)n.size) != 0)
+            return FERRY_EINTERNAL;
     } else if ((d->fd = ferry_open_beneath(s->srv->datafd, rel, O_RDONLY, 0)) < 0) {
         /* R-PATH-4: even our own blob names are opened without following links. */
         return FERRY_EINTERNAL;
@@ -472,6 +678,23 @@ static int download_resolve(struct sess *s, struct download *d)
                               "hash", d->cid, "mtime", (json_int_t)d->mtime, "exec", d->exec));
 }
 
+/* Opens the next chunk file of a chunked download. */
+static int chunk_open(struct sess *s, struct download *d)
+{
+    struct ferry_chunk_ent e;
+    char rel[FERRY_BLOB_RELPATH_MAX];
+
+    if ((d->chunk + 1) * FERRY_CHUNK_ENT_LEN > d->list_len)
+        return FERRY_EINTERNAL;
+    ferry_chunk_ent_decode(d->list + d->chunk * FERRY_CHUNK_ENT_LEN, &e);
+    if (ferry_chunk_relpath(s->uid, e.hash, rel, sizeof(rel)) != 0 ||
+        (d->fd = ferry_open_beneath(s->srv->datafd, rel, O_RDONLY, 0)) < 0)
+        return FERRY_EINTERNAL;
+    d->chunk_len = e.len;
+    d->chunk_pos = 0;
+    return 0;
+}
+
 /* Reads the next piece of the head download straight into data frames. */
 static int download_step(struct sess *s, struct download *d)
 {
@@ -479,9 +702,17 @@ static int download_step(struct sess *s, struct download *d)
     uint64_t want = d->size - d->off;
     size_t nfr, i, need, piece;
     uint8_t *w, *base;
+    off_t pos = (off_t)d->off;
     ssize_t got;
     int rc;
 
+    if (d->list != NULL) {
+        /* One step never crosses a chunk boundary: each chunk is its own file. */
+        if (d->fd < 0 && (rc = chunk_open(s, d)) != 0)
+            return rc;
+        want = d->chunk_len - d->chunk_pos;
+        pos = (off_t)d->chunk_pos;
+    }
     if (want > SRV_READ_CHUNK)
         want = SRV_READ_CHUNK;
     nfr = (size_t)((want + FERRY_DATA_MAX - 1) / FERRY_DATA_MAX);
@@ -504,13 +735,21 @@ static int download_step(struct sess *s, struct download *d)
     } else {
         /* One preadv fills every frame's slot: no syscall per 16 KiB frame. */
         do {
-            got = preadv(d->fd, iov, (int)nfr, (off_t)d->off);
+            got = preadv(d->fd, iov, (int)nfr, pos);
         } while (got < 0 && errno == EINTR);
     }
     if (got != (ssize_t)want)
-        return FERRY_EINTERNAL; /* the blob is shorter than its row says */
+        return FERRY_EINTERNAL; /* the file is shorter than its row says */
     ferry_buf_grow(&s->conn.out, (size_t)(w - base));
     d->off += want;
+    if (d->list != NULL) {
+        d->chunk_pos += (uint32_t)want;
+        if (d->chunk_pos == d->chunk_len) {
+            close(d->fd);
+            d->fd = -1;
+            d->chunk++;
+        }
+    }
     if (ferry_buf_used(&s->conn.out) >= FERRY_NET_COALESCE)
         return ferry_conn_flush(&s->conn);
     return 0;

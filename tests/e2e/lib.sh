@@ -369,3 +369,27 @@ set_mtime() { touch -h -d "$2" -- "$1"; }
 json_names() {
     python3 -c 'import json,sys; [print(e["name"]) for e in json.load(sys.stdin)]' <<<"$OUT"
 }
+
+# ---- the chunk store (R-CHUNK-7)
+# Files under DATA/chunks (stored chunks), as a count.
+chunk_files() { find "$DATA/chunks" -type f 2>/dev/null | wc -l; }
+# Bytes of chunks the server has recorded as stored (the ChunkStored promises).
+chunk_bytes() { sqlite3 "$DATA/ferry.db" 'SELECT COALESCE(SUM(size), 0) FROM chunks'; }
+# Every recorded chunk has its file, of its size, with its hash: an
+# acknowledged chunk survived whatever happened (R-CHUNK-7).
+assert_chunks_sound() { # WHAT
+    local uid hex size f n=0
+    while IFS='|' read -r uid hex size; do
+        hex=${hex,,}
+        f=$DATA/chunks/$uid/${hex:0:2}/$hex
+        [[ -f "$f" ]] || fail "$1: chunk $hex is recorded but has no file"
+        [[ "$(stat -c %s "$f")" == "$size" ]] || fail "$1: chunk $hex has the wrong size"
+        [[ "$(sha256sum "$f" | cut -d' ' -f1)" == "$hex" ]] || fail "$1: chunk $hex is corrupt"
+        n=$((n + 1))
+    done < <(sqlite3 "$DATA/ferry.db" 'SELECT user_id, hex(hash), size FROM chunks')
+    [[ "$(sqlite3 "$DATA/ferry.db" 'PRAGMA integrity_check')" == ok ]] ||
+        fail "$1: PRAGMA integrity_check"
+    log "$1: $n stored chunks, all present and intact"
+}
+# The "sent" figure of `ferry put --stats` output in OUT.
+stats_sent() { sed -n 's/^bytes: [0-9]* in all, \([0-9]*\) sent.*/\1/p' <<<"$OUT"; }

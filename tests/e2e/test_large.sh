@@ -24,7 +24,9 @@ t1=$EPOCHREALTIME
 fy_ok ls -l /big
 [[ "$OUT" =~ ^--\ +$((BIG_MIB << 20))\ 2022-02-22\ 22:22\ big\.bin$ ]] || fail "ls -l /big: '$OUT'"
 fy_ok ls --json /big/big.bin
-assert_contains "$OUT" "\"hash\":\"sha256:$big_sum\"" "content id of big.bin (R-STORE-7)"
+# R-CHUNK-3: a file of 1 MiB or more is stored as chunks, under a chunks: id.
+[[ "$OUT" =~ \"hash\":\"chunks:([0-9a-f]{64})\" ]] || fail "content id of big.bin (R-CHUNK-3): $OUT"
+big_cid=${BASH_REMATCH[1]}
 mkdir "$WORK/big-back"
 t2=$EPOCHREALTIME
 fy_ok get -q /big/big.bin "$WORK/big-back/"
@@ -41,8 +43,18 @@ check assert_eq "$(awk -v t="$put_s" -v l="$put_limit" 'BEGIN { print (t <= l) ?
     "put of $BIG_MIB MiB took $put_s s (get: $get_s s), over the ${put_limit} s bound"
 assert_eq "$(sha256sum <"$WORK/big-back/big.bin" | cut -d' ' -f1)" "$big_sum" "sha256 of the downloaded big.bin"
 assert_same_mtime "$L/big.bin" "$WORK/big-back/big.bin"
-# The stored blob is the content, under its hash (R-STORE-7).
-[[ "$(find "$DATA/blobs" -type f -name "$big_sum" | wc -l)" == 1 ]] || fail "no blob named $big_sum"
+# The stored chunks are the content, each under its hash (R-CHUNK-7), and the
+# same bytes under another name give the same id and store nothing new.
+assert_chunks_sound "after the big upload"
+before=$(chunk_files)
+cp "$L/big.bin" "$L/big-copy.bin"
+fy_ok put -q --stats "$L/big-copy.bin" /big/copy.bin
+assert_eq "$(stats_sent)" 0 "bytes sent for a copy of a stored file"
+fy_ok ls --json /big/copy.bin
+assert_contains "$OUT" "\"hash\":\"chunks:$big_cid\"" "content id of the copy (R-CHUNK-3)"
+assert_eq "$(chunk_files)" "$before" "chunk files after uploading a copy"
+rm "$L/big-copy.bin"
+fy_ok rm /big/copy.bin
 rm -f "$L/big.bin" "$WORK/big-back/big.bin"
 fy_ok rm -r /big
 

@@ -86,6 +86,23 @@ static void check_data(const struct ferry_frame *f)
     FUZZ_CHECK(UINT64_MAX - d.offset >= d.len);
 }
 
+/* R-CHUNK-6: the chunk frame decoder on whatever the frame layer passed. */
+static void check_chunk(const struct ferry_frame *f)
+{
+    struct ferry_chunk_frame c;
+    int rc = ferry_chunk_frame_decode(f->payload, f->payload_len, &c);
+
+    if (rc != 0) {
+        FUZZ_CHECK(rc == FERRY_EPROTO || rc == FERRY_ETOOBIG);
+        FUZZ_CHECK(c.bytes == NULL && c.len == 0);
+        return;
+    }
+    FUZZ_CHECK(c.len <= FERRY_DATA_MAX);
+    FUZZ_CHECK(c.len == f->payload_len - FERRY_CHUNK_HDR_LEN);
+    FUZZ_CHECK(c.bytes == f->payload + FERRY_CHUNK_HDR_LEN);
+    FUZZ_CHECK(UINT32_MAX - c.offset >= c.len);
+}
+
 /* Parses every complete frame in b. Returns 1 when the connection would be closed. */
 static int drain(struct ferry_buf *b)
 {
@@ -127,8 +144,12 @@ static int drain(struct ferry_buf *b)
             FUZZ_CHECK(f.payload == p + FERRY_FRAME_HDR_LEN);
             check_data(&f);
             break;
+        case FERRY_FRAME_CHUNK:
+            FUZZ_CHECK((size_t)r == FERRY_FRAME_HDR_LEN + f.payload_len);
+            check_chunk(&f);
+            break;
         default:
-            FUZZ_CHECK(f.type <= FERRY_FRAME_DATA); /* R-FRAME-1 */
+            FUZZ_CHECK(f.type <= FERRY_FRAME_CHUNK); /* R-FRAME-1 */
         }
         ferry_buf_consume(b, (size_t)r);
     }

@@ -94,7 +94,7 @@ static void test_length_caps(void **state)
 static void test_version_and_type(void **state)
 {
     static const uint8_t versions[] = {0, 2, 255};
-    static const uint8_t types[] = {3, 4, 127, 255};
+    static const uint8_t types[] = {4, 5, 127, 255};
     size_t i;
 
     (void)state;

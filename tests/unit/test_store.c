@@ -66,13 +66,13 @@ struct gc_seen {
     char cids[8][80];
 };
 
-static void on_gc(void *arg, int64_t uid, const char *cid)
+/* Blob files are named by the hex of their content id. */
+static void on_gc(void *arg, const char *rel)
 {
     struct gc_seen *g = arg;
 
-    (void)uid;
     if (g->n < 8)
-        snprintf(g->cids[g->n++], sizeof(g->cids[0]), "%s", cid);
+        snprintf(g->cids[g->n++], sizeof(g->cids[0]), "sha256:%s", strrchr(rel, '/') + 1);
 }
 
 static void test_users_unique(void **state)
@@ -96,7 +96,8 @@ static void test_put_replace_remove(void **state)
     struct gc_seen g = {0};
 
     assert_int_equal(ferry_meta_begin(f->m), 0);
-    assert_int_equal(ferry_meta_put_file(f->m, f->alice, "a/b/c.txt", 5, CID_A, 7, 1, 9, NULL), 0);
+    assert_int_equal(
+        ferry_meta_put_file(f->m, f->alice, "a/b/c.txt", 5, CID_A, 7, 1, 9, NULL, NULL, 0, 0), 0);
     assert_int_equal(ferry_meta_lookup(f->m, f->alice, "a/b", &n), 0);
     assert_true(n.is_dir);
     assert_int_equal(ferry_meta_lookup(f->m, f->alice, "a/b/c.txt", &n), 0);
@@ -106,24 +107,27 @@ static void test_put_replace_remove(void **state)
     assert_int_equal(n.exec, 1);
     assert_string_equal(n.cid, CID_A);
     /* Replacing points the name at new content; the old content loses its reference. */
-    assert_int_equal(ferry_meta_put_file(f->m, f->alice, "a/b/c.txt", 6, CID_B, 8, 0, 10, NULL), 0);
-    assert_int_equal(ferry_meta_gc(f->m, on_gc, &g), 0);
+    assert_int_equal(
+        ferry_meta_put_file(f->m, f->alice, "a/b/c.txt", 6, CID_B, 8, 0, 10, NULL, NULL, 0, 0), 0);
+    assert_int_equal(ferry_meta_gc(f->m, 0, 0, on_gc, &g), 0);
     assert_int_equal(g.n, 1);
     assert_string_equal(g.cids[0], CID_A);
     assert_int_equal(count_refs(f, CID_A), 0);
     assert_int_equal(count_refs(f, CID_B), 1);
     /* A directory in the way, a file in the way. */
-    assert_int_equal(ferry_meta_put_file(f->m, f->alice, "a/b", 1, CID_A, 1, 0, 1, NULL),
-                     FERRY_EISDIR);
-    assert_int_equal(ferry_meta_put_file(f->m, f->alice, "a/b/c.txt/d", 1, CID_A, 1, 0, 1, NULL),
-                     FERRY_ENOTDIR);
+    assert_int_equal(
+        ferry_meta_put_file(f->m, f->alice, "a/b", 1, CID_A, 1, 0, 1, NULL, NULL, 0, 0),
+        FERRY_EISDIR);
+    assert_int_equal(
+        ferry_meta_put_file(f->m, f->alice, "a/b/c.txt/d", 1, CID_A, 1, 0, 1, NULL, NULL, 0, 0),
+        FERRY_ENOTDIR);
     /* Remove needs -r for a non-empty folder; the root is never removed. */
     assert_int_equal(ferry_meta_remove(f->m, f->alice, "a", 0), FERRY_ENOTEMPTY);
     assert_int_equal(ferry_meta_remove(f->m, f->alice, "", 1), FERRY_EPATH);
     assert_int_equal(ferry_meta_remove(f->m, f->alice, "a", 1), 0);
     assert_int_equal(ferry_meta_lookup(f->m, f->alice, "a", &n), FERRY_ENOTFOUND);
     g.n = 0;
-    assert_int_equal(ferry_meta_gc(f->m, on_gc, &g), 0);
+    assert_int_equal(ferry_meta_gc(f->m, 0, 0, on_gc, &g), 0);
     assert_int_equal(g.n, 1);
     assert_string_equal(g.cids[0], CID_B);
     assert_int_equal(ferry_meta_commit(f->m), 0);
@@ -136,7 +140,8 @@ static void test_per_user_content(void **state)
     struct ferry_node n;
 
     assert_int_equal(ferry_meta_begin(f->m), 0);
-    assert_int_equal(ferry_meta_put_file(f->m, f->bob, "x", 5, CID_A, 1, 0, 1, NULL), 0);
+    assert_int_equal(ferry_meta_put_file(f->m, f->bob, "x", 5, CID_A, 1, 0, 1, NULL, NULL, 0, 0),
+                     0);
     assert_int_equal(ferry_meta_content_has(f->m, f->bob, CID_A), 1);
     assert_int_equal(ferry_meta_content_has(f->m, f->alice, CID_A), 0);
     assert_int_equal(ferry_meta_lookup(f->m, f->alice, "x", &n), FERRY_ENOTFOUND);
@@ -152,7 +157,8 @@ static void test_inline_content(void **state)
     struct gc_seen g = {0};
 
     assert_int_equal(ferry_meta_begin(f->m), 0);
-    assert_int_equal(ferry_meta_put_file(f->m, f->alice, "small", 5, CID_A, 1, 0, 1, "hello"), 0);
+    assert_int_equal(
+        ferry_meta_put_file(f->m, f->alice, "small", 5, CID_A, 1, 0, 1, "hello", NULL, 0, 0), 0);
     assert_int_equal(ferry_meta_content_inline(f->m, f->alice, CID_A, &data, &len), 1);
     assert_int_equal(len, 5);
     assert_memory_equal(data, "hello", 5);
@@ -161,7 +167,7 @@ static void test_inline_content(void **state)
                      FERRY_ENOTFOUND);
     /* Inline content has no file to collect. */
     assert_int_equal(ferry_meta_remove(f->m, f->alice, "small", 0), 0);
-    assert_int_equal(ferry_meta_gc(f->m, on_gc, &g), 0);
+    assert_int_equal(ferry_meta_gc(f->m, 0, 0, on_gc, &g), 0);
     assert_int_equal(g.n, 0);
     assert_int_equal(ferry_meta_content_has(f->m, f->alice, CID_A), 0);
     assert_int_equal(ferry_meta_commit(f->m), 0);
@@ -173,8 +179,10 @@ static void test_move(void **state)
     struct ferry_node n;
 
     assert_int_equal(ferry_meta_begin(f->m), 0);
-    assert_int_equal(ferry_meta_put_file(f->m, f->alice, "d/f1", 1, CID_A, 1, 0, 1, NULL), 0);
-    assert_int_equal(ferry_meta_put_file(f->m, f->alice, "d/f2", 1, CID_B, 1, 0, 1, NULL), 0);
+    assert_int_equal(
+        ferry_meta_put_file(f->m, f->alice, "d/f1", 1, CID_A, 1, 0, 1, NULL, NULL, 0, 0), 0);
+    assert_int_equal(
+        ferry_meta_put_file(f->m, f->alice, "d/f2", 1, CID_B, 1, 0, 1, NULL, NULL, 0, 0), 0);
     assert_int_equal(ferry_meta_move(f->m, f->alice, "d/f1", "d/f2", 0, 2), FERRY_EEXIST);
     assert_int_equal(ferry_meta_move(f->m, f->alice, "d/f1", "d/f2", 1, 2), 0);
     assert_int_equal(ferry_meta_lookup(f->m, f->alice, "d/f2", &n), 0);
@@ -211,8 +219,10 @@ static void test_list_recursive(void **state)
     int64_t id;
 
     assert_int_equal(ferry_meta_begin(f->m), 0);
-    assert_int_equal(ferry_meta_put_file(f->m, f->alice, "t/b/z", 1, CID_A, 1, 0, 1, NULL), 0);
-    assert_int_equal(ferry_meta_put_file(f->m, f->alice, "t/a", 1, CID_A, 1, 0, 1, NULL), 0);
+    assert_int_equal(
+        ferry_meta_put_file(f->m, f->alice, "t/b/z", 1, CID_A, 1, 0, 1, NULL, NULL, 0, 0), 0);
+    assert_int_equal(
+        ferry_meta_put_file(f->m, f->alice, "t/a", 1, CID_A, 1, 0, 1, NULL, NULL, 0, 0), 0);
     assert_int_equal(ferry_meta_mkdirs(f->m, f->alice, "t/c/empty", 5, 1, &id), 0);
     /* mkdir is idempotent; a file in the way is an error. */
     assert_int_equal(ferry_meta_mkdirs(f->m, f->alice, "t/c/empty", 5, 1, &id), 0);
@@ -266,10 +276,12 @@ static void test_savepoints(void **state)
 
     assert_int_equal(ferry_meta_begin(f->m), 0);
     assert_int_equal(ferry_meta_savepoint(f->m), 0);
-    assert_int_equal(ferry_meta_put_file(f->m, f->alice, "keep", 1, CID_A, 1, 0, 1, NULL), 0);
+    assert_int_equal(
+        ferry_meta_put_file(f->m, f->alice, "keep", 1, CID_A, 1, 0, 1, NULL, NULL, 0, 0), 0);
     assert_int_equal(ferry_meta_release(f->m), 0);
     assert_int_equal(ferry_meta_savepoint(f->m), 0);
-    assert_int_equal(ferry_meta_put_file(f->m, f->alice, "gone/x", 1, CID_B, 1, 0, 1, NULL), 0);
+    assert_int_equal(
+        ferry_meta_put_file(f->m, f->alice, "gone/x", 1, CID_B, 1, 0, 1, NULL, NULL, 0, 0), 0);
     ferry_meta_rollback_to(f->m);
     assert_int_equal(ferry_meta_commit(f->m), 0);
     assert_int_equal(ferry_meta_lookup(f->m, f->alice, "keep", &n), 0);

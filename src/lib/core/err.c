@@ -15,7 +15,7 @@ static const struct {
     {FERRY_ENOTFOUND, 5, "not found"},
     {FERRY_EEXIST, 6, "already exists"},
     {FERRY_EPATH, 7, "invalid path name"},
-    {FERRY_ENOSPACE, 8, "no space left (disk full or quota reached)"},
+    {FERRY_ENOSPACE, 8, "no space left on the server"},
     {FERRY_EBUSY, 9, "too many requests, try again later"},
     {FERRY_EINTERNAL, 10, "internal server error"},
     {FERRY_ENOTDIR, 11, "not a directory"},
@@ -27,6 +27,7 @@ static const struct {
     {FERRY_EDENIED, 17, "permission denied"},
     {FERRY_ENOTEMPTY, 18, "directory not empty"},
     {FERRY_EUSAGE, 19, "invalid value"},
+    {FERRY_EQUOTA, 20, "quota exceeded"},
 };
 
 const char *ferry_strerror(int rc)

@@ -71,7 +71,9 @@ int ferry_cid_valid(const char *s)
 {
     size_t i;
 
-    if (strncmp(s, "sha256:", 7) != 0 || strlen(s) != FERRY_CID_LEN)
+    /* Both schemes have a 7-byte prefix (R-STORE-7, R-CHUNK-3). */
+    if ((strncmp(s, "sha256:", 7) != 0 && strncmp(s, "chunks:", 7) != 0) ||
+        strlen(s) != FERRY_CID_LEN)
         return 0;
     for (i = 7; i < FERRY_CID_LEN; i++)
         if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))

@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -65,6 +64,25 @@ static int dial(const char *host, const char *port, int timeout_ms, int *fdp)
     return rc;
 }
 
+/* Counts what the socket BIO moves: TLS records, handshake included. */
+static long count_io(BIO *b, int oper, const char *argp, size_t len, int argi, long argl, int ret,
+                     size_t *processed)
+{
+    struct ferry_client *c = (struct ferry_client *)BIO_get_callback_arg(b);
+
+    (void)argp;
+    (void)len;
+    (void)argi;
+    (void)argl;
+    if (c != NULL && ret > 0 && processed != NULL) {
+        if (oper == (BIO_CB_READ | BIO_CB_RETURN))
+            c->wire_rx += *processed;
+        else if (oper == (BIO_CB_WRITE | BIO_CB_RETURN))
+            c->wire_tx += *processed;
+    }
+    return ret;
+}
+
 int ferry_client_connect(struct ferry_client *c, const char *host, const char *port,
                          const struct ferry_identity *id, const char *pin, int timeout_ms)
 {
@@ -81,6 +99,10 @@ int ferry_client_connect(struct ferry_client *c, const char *host, const char *p
         rc = FERRY_EINTERNAL;
         goto out;
     }
+    /* SSL_set_fd made one socket BIO for both directions. */
+    c->wire_tx = c->wire_rx = 0;
+    BIO_set_callback_ex(SSL_get_rbio(c->ssl), count_io);
+    BIO_set_callback_arg(SSL_get_rbio(c->ssl), (char *)c);
     /* Read whole socket buffers, not a header then a body per 16 KiB record. */
     SSL_set_read_ahead(c->ssl, 1);
     SSL_set_default_read_buffer_len(c->ssl, 256 * 1024);
@@ -164,6 +186,41 @@ int ferry_client_send_data(struct ferry_client *c, const uint8_t tid[static FERR
         len -= chunk;
     }
     ferry_buf_grow(&c->out, need);
+    return 0;
+}
+
+int ferry_client_send_chunk(struct ferry_client *c, const uint8_t tid[static FERRY_TID_LEN],
+                            uint32_t index, const uint8_t *p, size_t len)
+{
+    size_t frames = (len + FERRY_DATA_MAX - 1) / FERRY_DATA_MAX, need, piece;
+    uint32_t offset = 0;
+    uint8_t *w;
+    int rc;
+
+    if (len == 0 || len > UINT32_MAX)
+        return FERRY_EUSAGE;
+    need = len + frames * (FERRY_FRAME_HDR_LEN + FERRY_CHUNK_HDR_LEN);
+    if ((rc = ferry_buf_reserve(&c->out, need)) != 0)
+        return rc;
+    w = ferry_buf_tail(&c->out);
+    while (len > 0) {
+        piece = len > FERRY_DATA_MAX ? FERRY_DATA_MAX : len;
+        ferry_frame_header_encode(w, FERRY_FRAME_CHUNK, (uint32_t)(FERRY_CHUNK_HDR_LEN + piece));
+        ferry_chunk_frame_header_encode(w + FERRY_FRAME_HDR_LEN, tid, index, offset);
+        memcpy(w + FERRY_FRAME_HDR_LEN + FERRY_CHUNK_HDR_LEN, p, piece);
+        w += FERRY_FRAME_HDR_LEN + FERRY_CHUNK_HDR_LEN + piece;
+        p += piece;
+        offset += (uint32_t)piece;
+        len -= piece;
+    }
+    ferry_buf_grow(&c->out, need);
+    return 0;
+}
+
+int ferry_client_wire_bytes(const struct ferry_client *c, uint64_t *sent, uint64_t *received)
+{
+    *sent = c->wire_tx;
+    *received = c->wire_rx;
     return 0;
 }
 

@@ -7,25 +7,7 @@
 
 #include "ferry/core.h"
 #include "ferry/store.h"
-
-#define STMT_CACHE 48
-
-struct ferry_meta {
-    sqlite3 *db;
-    struct {
-        const char *sql;
-        sqlite3_stmt *st;
-    } cache[STMT_CACHE];
-    /*
-     * The directory the last file went into: uploads of a tree arrive
-     * folder by folder, so most lookups of a parent repeat the previous
-     * one. Dropped by anything that could remove, move or undo a directory.
-     */
-    int dc_valid;
-    int64_t dc_uid;
-    struct ferry_node dc_node;
-    char dc_path[FERRY_PATH_MAX + 1];
-};
+#include "meta_int.h"
 
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS users("
@@ -50,8 +32,71 @@ static const char schema[] =
     " refs INTEGER NOT NULL, data BLOB, PRIMARY KEY(user_id, cid)) STRICT;"
     "CREATE INDEX IF NOT EXISTS content_unref ON content(refs) WHERE refs <= 0;";
 
+/*
+ * Version 2: chunked content (R-CHUNK), per-user usage for quotas
+ * (R-CHUNK-9), kept current by triggers so no code path can forget it.
+ */
+static const char schema_v2[] =
+    "ALTER TABLE content ADD COLUMN chunks BLOB;"
+    "ALTER TABLE users ADD COLUMN used INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE users SET used = (SELECT COALESCE(SUM(size), 0) FROM nodes"
+    " WHERE nodes.user_id = users.id AND is_dir = 0);"
+    "CREATE TABLE chunks("
+    " user_id INTEGER NOT NULL, hash BLOB NOT NULL, size INTEGER NOT NULL,"
+    " refs INTEGER NOT NULL, touched INTEGER NOT NULL,"
+    " PRIMARY KEY(user_id, hash)) STRICT, WITHOUT ROWID;"
+    "CREATE INDEX chunks_unref ON chunks(touched) WHERE refs <= 0;"
+    "CREATE TRIGGER used_ins AFTER INSERT ON nodes WHEN NEW.is_dir = 0 BEGIN"
+    " UPDATE users SET used = used + NEW.size WHERE id = NEW.user_id; END;"
+    "CREATE TRIGGER used_del AFTER DELETE ON nodes WHEN OLD.is_dir = 0 BEGIN"
+    " UPDATE users SET used = used - OLD.size WHERE id = OLD.user_id; END;"
+    "CREATE TRIGGER used_upd AFTER UPDATE OF size ON nodes WHEN NEW.is_dir = 0 BEGIN"
+    " UPDATE users SET used = used + NEW.size - OLD.size WHERE id = NEW.user_id; END;"
+    "PRAGMA user_version=2;";
+
+static int exec(struct ferry_meta *m, const char *sql);
+
+static int user_version(struct ferry_meta *m)
+{
+    sqlite3_stmt *st = NULL;
+    int v = -1;
+
+    if (sqlite3_prepare_v2(m->db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* Brings the schema to the current version in one transaction. */
+static int migrate(struct ferry_meta *m)
+{
+    int rc, v;
+
+    if ((rc = exec(m, "BEGIN IMMEDIATE")) != 0)
+        return rc;
+    if ((rc = exec(m, schema)) != 0)
+        goto fail;
+    v = user_version(m);
+    if (v < 0) {
+        rc = FERRY_EINTERNAL;
+        goto fail;
+    }
+    if (v < 2 && (rc = exec(m, schema_v2)) != 0)
+        goto fail;
+    if (v > 2) {
+        ferry_log(FERRY_LOG_ERR, "database schema %d is newer than this ferry (2)", v);
+        rc = FERRY_EVERSION;
+        goto fail;
+    }
+    return exec(m, "COMMIT");
+fail:
+    sqlite3_exec(m->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
 /* Maps SQLite results onto ferry codes. */
-static int sqlrc(struct ferry_meta *m, int rc)
+int ferry_meta_sqlrc(struct ferry_meta *m, int rc)
 {
     switch (rc) {
     case SQLITE_OK:
@@ -74,7 +119,7 @@ static int sqlrc(struct ferry_meta *m, int rc)
 }
 
 /* Returns a reset, cached prepared statement for a static SQL string. */
-static sqlite3_stmt *stmt(struct ferry_meta *m, const char *sql)
+sqlite3_stmt *ferry_meta_stmt(struct ferry_meta *m, const char *sql)
 {
     size_t i;
 
@@ -98,7 +143,7 @@ static sqlite3_stmt *stmt(struct ferry_meta *m, const char *sql)
 
 static int exec(struct ferry_meta *m, const char *sql)
 {
-    return sqlrc(m, sqlite3_exec(m->db, sql, NULL, NULL, NULL));
+    return ferry_meta_sqlrc(m, sqlite3_exec(m->db, sql, NULL, NULL, NULL));
 }
 
 int ferry_meta_open(const char *path, int readonly, struct ferry_meta **out)
@@ -126,7 +171,7 @@ int ferry_meta_open(const char *path, int readonly, struct ferry_meta **out)
         if ((rc = exec(m, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
                           "PRAGMA foreign_keys=ON; PRAGMA journal_size_limit=67108864;"
                           "PRAGMA wal_autocheckpoint=8192;")) != 0 ||
-            (rc = exec(m, schema)) != 0 || (rc = exec(m, "PRAGMA user_version=1;")) != 0)
+            (rc = migrate(m)) != 0)
             goto out;
     } else if ((rc = exec(m, "PRAGMA foreign_keys=ON;")) != 0) {
         goto out;
@@ -180,16 +225,14 @@ void ferry_meta_rollback(struct ferry_meta *m)
 static const char sql_savepoint[] = "SAVEPOINT op";
 static const char sql_release[] = "RELEASE op";
 
-static int step_done(struct ferry_meta *m, sqlite3_stmt *st);
-
 int ferry_meta_savepoint(struct ferry_meta *m)
 {
-    return step_done(m, stmt(m, sql_savepoint));
+    return ferry_meta_step(m, ferry_meta_stmt(m, sql_savepoint));
 }
 
 int ferry_meta_release(struct ferry_meta *m)
 {
-    return step_done(m, stmt(m, sql_release));
+    return ferry_meta_step(m, ferry_meta_stmt(m, sql_release));
 }
 
 void ferry_meta_rollback_to(struct ferry_meta *m)
@@ -212,7 +255,7 @@ int ferry_meta_check(struct ferry_meta *m)
 }
 
 /* Steps a statement that returns no row. */
-static int step_done(struct ferry_meta *m, sqlite3_stmt *st)
+int ferry_meta_step(struct ferry_meta *m, sqlite3_stmt *st)
 {
     int rc;
 
@@ -220,7 +263,7 @@ static int step_done(struct ferry_meta *m, sqlite3_stmt *st)
         return FERRY_EINTERNAL;
     rc = sqlite3_step(st);
     sqlite3_reset(st);
-    return rc == SQLITE_DONE ? 0 : sqlrc(m, rc);
+    return rc == SQLITE_DONE ? 0 : ferry_meta_sqlrc(m, rc);
 }
 
 static void copy_text(char *dst, size_t cap, const unsigned char *src)
@@ -237,7 +280,7 @@ static const char sql_root_ins[] = "INSERT INTO nodes(user_id, parent_id, name, 
 int ferry_meta_user_create(struct ferry_meta *m, const char *name, const char *pwhash, int64_t now,
                            int64_t *uid)
 {
-    sqlite3_stmt *st = stmt(m, sql_user_ins);
+    sqlite3_stmt *st = ferry_meta_stmt(m, sql_user_ins);
     int rc;
 
     if (st == NULL)
@@ -245,15 +288,15 @@ int ferry_meta_user_create(struct ferry_meta *m, const char *name, const char *p
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, pwhash, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, now);
-    if ((rc = step_done(m, st)) != 0)
+    if ((rc = ferry_meta_step(m, st)) != 0)
         return rc;
     *uid = sqlite3_last_insert_rowid(m->db);
     /* Each user's root directory: parent 0, empty name. */
-    if ((st = stmt(m, sql_root_ins)) == NULL)
+    if ((st = ferry_meta_stmt(m, sql_root_ins)) == NULL)
         return FERRY_EINTERNAL;
     sqlite3_bind_int64(st, 1, *uid);
     sqlite3_bind_int64(st, 2, now);
-    return step_done(m, st);
+    return ferry_meta_step(m, st);
 }
 
 static const char sql_user_get[] = "SELECT id, pwhash FROM users WHERE name = ?1";
@@ -261,7 +304,7 @@ static const char sql_user_get[] = "SELECT id, pwhash FROM users WHERE name = ?1
 int ferry_meta_user_get(struct ferry_meta *m, const char *name, int64_t *uid, char *pwhash,
                         size_t cap)
 {
-    sqlite3_stmt *st = stmt(m, sql_user_get);
+    sqlite3_stmt *st = ferry_meta_stmt(m, sql_user_get);
     int rc;
 
     if (st == NULL)
@@ -273,7 +316,7 @@ int ferry_meta_user_get(struct ferry_meta *m, const char *name, int64_t *uid, ch
         copy_text(pwhash, cap, sqlite3_column_text(st, 1));
         rc = 0;
     } else {
-        rc = rc == SQLITE_DONE ? FERRY_ENOTFOUND : sqlrc(m, rc);
+        rc = rc == SQLITE_DONE ? FERRY_ENOTFOUND : ferry_meta_sqlrc(m, rc);
     }
     sqlite3_reset(st);
     return rc;
@@ -283,7 +326,7 @@ static const char sql_user_pw[] = "SELECT pwhash FROM users WHERE id = ?1";
 
 int ferry_meta_user_pwhash(struct ferry_meta *m, int64_t uid, char *pwhash, size_t cap)
 {
-    sqlite3_stmt *st = stmt(m, sql_user_pw);
+    sqlite3_stmt *st = ferry_meta_stmt(m, sql_user_pw);
     int rc;
 
     if (st == NULL)
@@ -294,7 +337,7 @@ int ferry_meta_user_pwhash(struct ferry_meta *m, int64_t uid, char *pwhash, size
         copy_text(pwhash, cap, sqlite3_column_text(st, 0));
         rc = 0;
     } else {
-        rc = rc == SQLITE_DONE ? FERRY_ENOTFOUND : sqlrc(m, rc);
+        rc = rc == SQLITE_DONE ? FERRY_ENOTFOUND : ferry_meta_sqlrc(m, rc);
     }
     sqlite3_reset(st);
     return rc;
@@ -304,13 +347,13 @@ static const char sql_user_setpw[] = "UPDATE users SET pwhash = ?2 WHERE id = ?1
 
 int ferry_meta_user_set_pwhash(struct ferry_meta *m, int64_t uid, const char *pwhash)
 {
-    sqlite3_stmt *st = stmt(m, sql_user_setpw);
+    sqlite3_stmt *st = ferry_meta_stmt(m, sql_user_setpw);
 
     if (st == NULL)
         return FERRY_EINTERNAL;
     sqlite3_bind_int64(st, 1, uid);
     sqlite3_bind_text(st, 2, pwhash, -1, SQLITE_STATIC);
-    return step_done(m, st);
+    return ferry_meta_step(m, st);
 }
 
 static const char sql_dev_seen[] =
@@ -321,7 +364,7 @@ static const char sql_dev_seen[] =
 int ferry_meta_device_seen(struct ferry_meta *m, int64_t uid, const char *device_id,
                            const char *name, int64_t now)
 {
-    sqlite3_stmt *st = stmt(m, sql_dev_seen);
+    sqlite3_stmt *st = ferry_meta_stmt(m, sql_dev_seen);
 
     if (st == NULL)
         return FERRY_EINTERNAL;
@@ -329,7 +372,7 @@ int ferry_meta_device_seen(struct ferry_meta *m, int64_t uid, const char *device
     sqlite3_bind_text(st, 2, device_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, now);
-    return step_done(m, st);
+    return ferry_meta_step(m, st);
 }
 
 static const char sql_sess_del_dev[] = "DELETE FROM sessions WHERE user_id = ?1 AND device_id = ?2";
@@ -339,7 +382,7 @@ static const char sql_sess_ins[] =
 int ferry_meta_session_put(struct ferry_meta *m, int64_t uid, const char *device_id,
                            const uint8_t hash[static 32], int64_t now)
 {
-    sqlite3_stmt *st = stmt(m, sql_sess_del_dev);
+    sqlite3_stmt *st = ferry_meta_stmt(m, sql_sess_del_dev);
     int rc;
 
     /* R-AUTH-6: one session per (user, device); a new login replaces it. */
@@ -347,15 +390,15 @@ int ferry_meta_session_put(struct ferry_meta *m, int64_t uid, const char *device
         return FERRY_EINTERNAL;
     sqlite3_bind_int64(st, 1, uid);
     sqlite3_bind_text(st, 2, device_id, -1, SQLITE_STATIC);
-    if ((rc = step_done(m, st)) != 0)
+    if ((rc = ferry_meta_step(m, st)) != 0)
         return rc;
-    if ((st = stmt(m, sql_sess_ins)) == NULL)
+    if ((st = ferry_meta_stmt(m, sql_sess_ins)) == NULL)
         return FERRY_EINTERNAL;
     sqlite3_bind_blob(st, 1, hash, 32, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, uid);
     sqlite3_bind_text(st, 3, device_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, now);
-    return step_done(m, st);
+    return ferry_meta_step(m, st);
 }
 
 static const char sql_sess_get[] = "SELECT s.user_id, s.device_id, u.name FROM sessions s"
@@ -364,7 +407,7 @@ static const char sql_sess_get[] = "SELECT s.user_id, s.device_id, u.name FROM s
 int ferry_meta_session_get(struct ferry_meta *m, const uint8_t hash[static 32], int64_t *uid,
                            char device_id[static FERRY_ID_LEN + 1], char *user, size_t usercap)
 {
-    sqlite3_stmt *st = stmt(m, sql_sess_get);
+    sqlite3_stmt *st = ferry_meta_stmt(m, sql_sess_get);
     int rc;
 
     if (st == NULL)
@@ -377,7 +420,7 @@ int ferry_meta_session_get(struct ferry_meta *m, const uint8_t hash[static 32], 
         copy_text(user, usercap, sqlite3_column_text(st, 2));
         rc = 0;
     } else {
-        rc = rc == SQLITE_DONE ? FERRY_ENOTFOUND : sqlrc(m, rc);
+        rc = rc == SQLITE_DONE ? FERRY_ENOTFOUND : ferry_meta_sqlrc(m, rc);
     }
     sqlite3_reset(st);
     return rc;
@@ -387,12 +430,12 @@ static const char sql_sess_del[] = "DELETE FROM sessions WHERE token_hash = ?1";
 
 int ferry_meta_session_delete(struct ferry_meta *m, const uint8_t hash[static 32])
 {
-    sqlite3_stmt *st = stmt(m, sql_sess_del);
+    sqlite3_stmt *st = ferry_meta_stmt(m, sql_sess_del);
 
     if (st == NULL)
         return FERRY_EINTERNAL;
     sqlite3_bind_blob(st, 1, hash, 32, SQLITE_STATIC);
-    return step_done(m, st);
+    return ferry_meta_step(m, st);
 }
 
 static const char sql_sess_del_user[] =
@@ -400,7 +443,7 @@ static const char sql_sess_del_user[] =
 
 int ferry_meta_session_delete_user(struct ferry_meta *m, int64_t uid, const uint8_t *keep)
 {
-    sqlite3_stmt *st = stmt(m, sql_sess_del_user);
+    sqlite3_stmt *st = ferry_meta_stmt(m, sql_sess_del_user);
 
     if (st == NULL)
         return FERRY_EINTERNAL;
@@ -409,7 +452,7 @@ int ferry_meta_session_delete_user(struct ferry_meta *m, int64_t uid, const uint
         sqlite3_bind_blob(st, 2, keep, 32, SQLITE_STATIC);
     else
         sqlite3_bind_null(st, 2);
-    return step_done(m, st);
+    return ferry_meta_step(m, st);
 }
 
 /* ---- the tree ---- */
@@ -435,7 +478,7 @@ static const char sql_child[] =
 static int child(struct ferry_meta *m, int64_t uid, int64_t parent, const char *name, size_t len,
                  struct ferry_node *out)
 {
-    sqlite3_stmt *st = stmt(m, sql_child);
+    sqlite3_stmt *st = ferry_meta_stmt(m, sql_child);
     int rc;
 
     if (st == NULL)
@@ -448,7 +491,7 @@ static int child(struct ferry_meta *m, int64_t uid, int64_t parent, const char *
         read_node(st, out);
         rc = 0;
     } else {
-        rc = rc == SQLITE_DONE ? FERRY_ENOTFOUND : sqlrc(m, rc);
+        rc = rc == SQLITE_DONE ? FERRY_ENOTFOUND : ferry_meta_sqlrc(m, rc);
     }
     sqlite3_reset(st);
     return rc;
@@ -457,7 +500,7 @@ static int child(struct ferry_meta *m, int64_t uid, int64_t parent, const char *
 int ferry_meta_node_by_id(struct ferry_meta *m, int64_t uid, int64_t id, struct ferry_node *out)
 {
     static const char sql[] = "SELECT " NODE_COLS " FROM nodes WHERE user_id = ?1 AND id = ?2";
-    sqlite3_stmt *st = stmt(m, sql);
+    sqlite3_stmt *st = ferry_meta_stmt(m, sql);
     int rc;
 
     if (st == NULL)
@@ -469,7 +512,7 @@ int ferry_meta_node_by_id(struct ferry_meta *m, int64_t uid, int64_t id, struct 
         read_node(st, out);
         rc = 0;
     } else {
-        rc = rc == SQLITE_DONE ? FERRY_ENOTFOUND : sqlrc(m, rc);
+        rc = rc == SQLITE_DONE ? FERRY_ENOTFOUND : ferry_meta_sqlrc(m, rc);
     }
     sqlite3_reset(st);
     return rc;
@@ -533,7 +576,7 @@ static int make_dirs(struct ferry_meta *m, int64_t uid, const char *path, int64_
     if (rc != FERRY_ENOTFOUND)
         return rc;
     while (*rest != '\0') {
-        sqlite3_stmt *st = stmt(m, sql_mkdir);
+        sqlite3_stmt *st = ferry_meta_stmt(m, sql_mkdir);
         size_t len;
 
         slash = strchr(rest, '/');
@@ -545,7 +588,7 @@ static int make_dirs(struct ferry_meta *m, int64_t uid, const char *path, int64_
         sqlite3_bind_text(st, 3, rest, (int)len, SQLITE_STATIC);
         sqlite3_bind_int64(st, 4, slash == NULL ? mtime : now);
         sqlite3_bind_int64(st, 5, now);
-        if ((rc = step_done(m, st)) != 0)
+        if ((rc = ferry_meta_step(m, st)) != 0)
             return rc;
         *dir = (struct ferry_node){.id = sqlite3_last_insert_rowid(m->db),
                                    .parent_id = dir->id,
@@ -571,19 +614,37 @@ int ferry_meta_mkdirs(struct ferry_meta *m, int64_t uid, const char *path, int64
 }
 
 static const char sql_ref[] =
-    "INSERT INTO content(user_id, cid, size, refs, data) VALUES(?1, ?2, ?3, ?4, ?5)"
+    "INSERT INTO content(user_id, cid, size, refs, data, chunks) VALUES(?1, ?2, ?3, ?4, ?5, ?6)"
     " ON CONFLICT(user_id, cid) DO UPDATE SET refs = refs + ?4";
 
 /*
  * R-STORE-4: counts change in the same transaction as the tree. Small
- * content (R-STORE-9) rides in the row itself, so the commit makes it durable.
+ * content (R-STORE-9) rides in the row itself, so the commit makes it
+ * durable. Chunked content (R-CHUNK-8) takes a reference on each of its
+ * chunks when its row is created; the chunks must all be there.
  */
 static int content_ref(struct ferry_meta *m, int64_t uid, const char *cid, int64_t size, int delta,
-                       const void *data)
+                       const void *data, const void *chunks, size_t chunks_len)
 {
-    sqlite3_stmt *st = stmt(m, sql_ref);
+    static const char sql_has[] = "SELECT 1 FROM content WHERE user_id = ?1 AND cid = ?2";
+    sqlite3_stmt *st;
+    int rc;
 
-    if (st == NULL)
+    if (chunks != NULL && delta > 0) {
+        if ((st = ferry_meta_stmt(m, sql_has)) == NULL)
+            return FERRY_EINTERNAL;
+        sqlite3_bind_int64(st, 1, uid);
+        sqlite3_bind_text(st, 2, cid, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (rc == SQLITE_DONE) {
+            if ((rc = ferry_meta_chunks_ref(m, uid, chunks, chunks_len, 1, 0, NULL, NULL)) != 0)
+                return rc;
+        } else if (rc != SQLITE_ROW) {
+            return ferry_meta_sqlrc(m, rc);
+        }
+    }
+    if ((st = ferry_meta_stmt(m, sql_ref)) == NULL)
         return FERRY_EINTERNAL;
     sqlite3_bind_int64(st, 1, uid);
     sqlite3_bind_text(st, 2, cid, -1, SQLITE_STATIC);
@@ -593,16 +654,19 @@ static int content_ref(struct ferry_meta *m, int64_t uid, const char *cid, int64
         sqlite3_bind_blob(st, 5, size > 0 ? data : "", (int)size, SQLITE_STATIC);
     else
         sqlite3_bind_null(st, 5);
-    return step_done(m, st);
+    if (chunks != NULL)
+        sqlite3_bind_blob(st, 6, chunks_len > 0 ? chunks : "", (int)chunks_len, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 6);
+    return ferry_meta_step(m, st);
 }
 
 int ferry_meta_content_inline(struct ferry_meta *m, int64_t uid, const char *cid, void **data,
                               size_t *len)
 {
-    static const char sql[] = "SELECT data FROM content WHERE user_id = ?1 AND cid = ?2";
-    sqlite3_stmt *st = stmt(m, sql);
-    const void *p;
-    int rc;
+    static const char sql[] = "SELECT data, chunks FROM content WHERE user_id = ?1 AND cid = ?2";
+    sqlite3_stmt *st = ferry_meta_stmt(m, sql);
+    int rc, col;
 
     *data = NULL;
     *len = 0;
@@ -613,20 +677,23 @@ int ferry_meta_content_inline(struct ferry_meta *m, int64_t uid, const char *cid
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         rc = 0;
-        if (sqlite3_column_type(st, 0) == SQLITE_BLOB) {
-            p = sqlite3_column_blob(st, 0);
-            *len = (size_t)sqlite3_column_bytes(st, 0);
+        col = sqlite3_column_type(st, 0) == SQLITE_BLOB   ? 0
+              : sqlite3_column_type(st, 1) == SQLITE_BLOB ? 1
+                                                          : -1;
+        if (col >= 0) {
+            const void *p = sqlite3_column_blob(st, col);
+            *len = (size_t)sqlite3_column_bytes(st, col);
             /* An empty blob reads back as NULL: nothing to copy. */
             if ((*data = ferry_malloc(*len > 0 ? *len : 1)) == NULL) {
                 rc = -ENOMEM;
             } else {
                 if (*len > 0)
                     memcpy(*data, p, *len);
-                rc = 1;
+                rc = col + 1;
             }
         }
     } else {
-        rc = rc == SQLITE_DONE ? FERRY_ENOTFOUND : sqlrc(m, rc);
+        rc = rc == SQLITE_DONE ? FERRY_ENOTFOUND : ferry_meta_sqlrc(m, rc);
     }
     sqlite3_reset(st);
     return rc;
@@ -638,8 +705,52 @@ static const char sql_file_ins[] =
 static const char sql_file_upd[] =
     "UPDATE nodes SET size = ?2, cid = ?3, mtime = ?4, smtime = ?5, exec = ?6 WHERE id = ?1";
 
+static int user_used(struct ferry_meta *m, int64_t uid, int64_t *used)
+{
+    static const char sql[] = "SELECT used FROM users WHERE id = ?1";
+    sqlite3_stmt *st = ferry_meta_stmt(m, sql);
+    int rc;
+
+    if (st == NULL)
+        return FERRY_EINTERNAL;
+    sqlite3_bind_int64(st, 1, uid);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *used = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    if (rc == SQLITE_ROW)
+        return 0;
+    return rc == SQLITE_DONE ? FERRY_ENOTFOUND : ferry_meta_sqlrc(m, rc);
+}
+
+int ferry_meta_used(struct ferry_meta *m, int64_t uid, uint64_t *used)
+{
+    int64_t v = 0;
+    int rc = user_used(m, uid, &v);
+
+    *used = v > 0 ? (uint64_t)v : 0;
+    return rc;
+}
+
+/* R-CHUNK-9: the file's size, less the one it replaces, must fit the quota. */
+static int quota_check(struct ferry_meta *m, int64_t uid, int64_t size, int64_t replaced,
+                       uint64_t quota)
+{
+    int64_t used = 0;
+    int rc;
+
+    if (quota == 0)
+        return 0;
+    if ((rc = user_used(m, uid, &used)) != 0)
+        return rc;
+    if (used - replaced + size > (int64_t)quota && size > replaced)
+        return FERRY_EQUOTA;
+    return 0;
+}
+
 int ferry_meta_put_file(struct ferry_meta *m, int64_t uid, const char *path, int64_t size,
-                        const char *cid, int64_t mtime, int exec, int64_t now, const void *data)
+                        const char *cid, int64_t mtime, int exec, int64_t now, const void *data,
+                        const void *chunks, size_t chunks_len, uint64_t quota)
 {
     char parent[FERRY_PATH_MAX + 1];
     const char *slash = strrchr(path, '/');
@@ -661,18 +772,21 @@ int ferry_meta_put_file(struct ferry_meta *m, int64_t uid, const char *path, int
         m->dc_node = dir;
         memcpy(m->dc_path, parent, strlen(parent) + 1);
     }
-    if ((rc = content_ref(m, uid, cid, size, 1, data)) != 0)
+    if ((rc = content_ref(m, uid, cid, size, 1, data, chunks, chunks_len)) != 0)
         return rc;
     rc = child(m, uid, dir.id, name, strlen(name), &old);
     if (rc == 0) {
         if (old.is_dir)
             return FERRY_EISDIR;
-        if ((rc = content_ref(m, uid, old.cid, old.size, -1, NULL)) != 0 ||
-            (st = stmt(m, sql_file_upd)) == NULL)
+        if ((rc = quota_check(m, uid, size, old.size, quota)) != 0 ||
+            (rc = content_ref(m, uid, old.cid, old.size, -1, NULL, NULL, 0)) != 0 ||
+            (st = ferry_meta_stmt(m, sql_file_upd)) == NULL)
             return rc != 0 ? rc : FERRY_EINTERNAL;
         sqlite3_bind_int64(st, 1, old.id);
     } else if (rc == FERRY_ENOTFOUND) {
-        if ((st = stmt(m, sql_file_ins)) == NULL)
+        if ((rc = quota_check(m, uid, size, 0, quota)) != 0)
+            return rc;
+        if ((st = ferry_meta_stmt(m, sql_file_ins)) == NULL)
             return FERRY_EINTERNAL;
         sqlite3_bind_int64(st, 1, uid);
         sqlite3_bind_int64(st, 2, dir.id);
@@ -682,7 +796,7 @@ int ferry_meta_put_file(struct ferry_meta *m, int64_t uid, const char *path, int
         sqlite3_bind_int64(st, 6, mtime);
         sqlite3_bind_int64(st, 7, now);
         sqlite3_bind_int(st, 8, exec);
-        return step_done(m, st);
+        return ferry_meta_step(m, st);
     } else {
         return rc;
     }
@@ -691,7 +805,7 @@ int ferry_meta_put_file(struct ferry_meta *m, int64_t uid, const char *path, int
     sqlite3_bind_int64(st, 4, mtime);
     sqlite3_bind_int64(st, 5, now);
     sqlite3_bind_int(st, 6, exec);
-    return step_done(m, st);
+    return ferry_meta_step(m, st);
 }
 
 static const char sql_children[] =
@@ -704,7 +818,7 @@ static const char sql_children[] =
 static int read_children(struct ferry_meta *m, int64_t uid, int64_t dir, struct ferry_node **out,
                          size_t *count)
 {
-    sqlite3_stmt *st = stmt(m, sql_children);
+    sqlite3_stmt *st = ferry_meta_stmt(m, sql_children);
     struct ferry_node *v = NULL, *nv;
     size_t n = 0, cap = 0;
     int rc;
@@ -726,7 +840,7 @@ static int read_children(struct ferry_meta *m, int64_t uid, int64_t dir, struct 
         }
         read_node(st, &v[n++]);
     }
-    rc = rc == SQLITE_DONE ? 0 : sqlrc(m, rc);
+    rc = rc == SQLITE_DONE ? 0 : ferry_meta_sqlrc(m, rc);
 out:
     sqlite3_reset(st);
     if (rc != 0) {
@@ -790,19 +904,19 @@ static int delete_tree(struct ferry_meta *m, int64_t uid, const struct ferry_nod
         ferry_free(v);
         if (rc != 0)
             return rc;
-    } else if ((rc = content_ref(m, uid, n->cid, n->size, -1, NULL)) != 0) {
+    } else if ((rc = content_ref(m, uid, n->cid, n->size, -1, NULL, NULL, 0)) != 0) {
         return rc;
     }
-    if ((st = stmt(m, sql_del_node)) == NULL)
+    if ((st = ferry_meta_stmt(m, sql_del_node)) == NULL)
         return FERRY_EINTERNAL;
     sqlite3_bind_int64(st, 1, n->id);
-    return step_done(m, st);
+    return ferry_meta_step(m, st);
 }
 
 static int has_children(struct ferry_meta *m, int64_t uid, int64_t dir)
 {
     static const char sql[] = "SELECT 1 FROM nodes WHERE user_id = ?1 AND parent_id = ?2 LIMIT 1";
-    sqlite3_stmt *st = stmt(m, sql);
+    sqlite3_stmt *st = ferry_meta_stmt(m, sql);
     int rc;
 
     if (st == NULL)
@@ -813,7 +927,7 @@ static int has_children(struct ferry_meta *m, int64_t uid, int64_t dir)
     sqlite3_reset(st);
     if (rc == SQLITE_ROW)
         return 1;
-    return rc == SQLITE_DONE ? 0 : sqlrc(m, rc);
+    return rc == SQLITE_DONE ? 0 : ferry_meta_sqlrc(m, rc);
 }
 
 int ferry_meta_remove(struct ferry_meta *m, int64_t uid, const char *path, int recursive)
@@ -878,19 +992,19 @@ int ferry_meta_move(struct ferry_meta *m, int64_t uid, const char *from, const c
     } else if (rc != FERRY_ENOTFOUND) {
         return rc;
     }
-    if ((st = stmt(m, sql_move)) == NULL)
+    if ((st = ferry_meta_stmt(m, sql_move)) == NULL)
         return FERRY_EINTERNAL;
     sqlite3_bind_int64(st, 1, src.id);
     sqlite3_bind_int64(st, 2, dir.id);
     sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, now);
-    return step_done(m, st);
+    return ferry_meta_step(m, st);
 }
 
 int ferry_meta_content_has(struct ferry_meta *m, int64_t uid, const char *cid)
 {
     static const char sql[] = "SELECT refs FROM content WHERE user_id = ?1 AND cid = ?2";
-    sqlite3_stmt *st = stmt(m, sql);
+    sqlite3_stmt *st = ferry_meta_stmt(m, sql);
     int rc;
 
     if (st == NULL)
@@ -901,26 +1015,7 @@ int ferry_meta_content_has(struct ferry_meta *m, int64_t uid, const char *cid)
     sqlite3_reset(st);
     if (rc == SQLITE_ROW)
         return 1;
-    return rc == SQLITE_DONE ? 0 : sqlrc(m, rc);
-}
-
-int ferry_meta_gc(struct ferry_meta *m, ferry_meta_gc_fn fn, void *arg)
-{
-    /* Inline content goes with its row; only file-backed content has a file. */
-    static const char sql_sel[] =
-        "SELECT user_id, cid FROM content WHERE refs <= 0 AND data IS NULL";
-    static const char sql_del[] = "DELETE FROM content WHERE refs <= 0";
-    sqlite3_stmt *st = stmt(m, sql_sel);
-    int rc;
-
-    if (st == NULL)
-        return FERRY_EINTERNAL;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        fn(arg, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1));
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        return sqlrc(m, rc);
-    return step_done(m, stmt(m, sql_del));
+    return rc == SQLITE_DONE ? 0 : ferry_meta_sqlrc(m, rc);
 }
 
 int ferry_blob_relpath(int64_t uid, const char *cid, char *out, size_t cap)

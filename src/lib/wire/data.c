@@ -36,3 +36,35 @@ void ferry_data_header_encode(uint8_t out[static FERRY_DATA_HDR_LEN],
     memcpy(out, tid, FERRY_TID_LEN);
     ferry_put_be64(out + FERRY_TID_LEN, offset);
 }
+
+/* R-CHUNK-6: a chunk frame addresses bytes within one chunk of a list. */
+int ferry_chunk_frame_decode(const uint8_t *p, size_t len, struct ferry_chunk_frame *out)
+{
+    uint32_t offset;
+    size_t n;
+
+    *out = (struct ferry_chunk_frame){0};
+    if (len < FERRY_CHUNK_HDR_LEN)
+        return FERRY_EPROTO;
+    n = len - FERRY_CHUNK_HDR_LEN;
+    if (n > FERRY_DATA_MAX)
+        return FERRY_ETOOBIG;
+    offset = ferry_get_be32(p + FERRY_TID_LEN + 4);
+    if (UINT32_MAX - offset < n)
+        return FERRY_EPROTO;
+    memcpy(out->tid, p, FERRY_TID_LEN);
+    out->index = ferry_get_be32(p + FERRY_TID_LEN);
+    out->offset = offset;
+    out->bytes = p + FERRY_CHUNK_HDR_LEN;
+    out->len = n;
+    return 0;
+}
+
+void ferry_chunk_frame_header_encode(uint8_t out[static FERRY_CHUNK_HDR_LEN],
+                                     const uint8_t tid[static FERRY_TID_LEN], uint32_t index,
+                                     uint32_t offset)
+{
+    memcpy(out, tid, FERRY_TID_LEN);
+    ferry_put_be32(out + FERRY_TID_LEN, index);
+    ferry_put_be32(out + FERRY_TID_LEN + 4, offset);
+}

@@ -19,8 +19,8 @@ ssize_t ferry_frame_parse(const uint8_t *buf, size_t len, struct ferry_frame *ou
         return FERRY_EVERSION; /* R-FRAME-1: unknown version: reply once, then close */
     if (len < 2)
         return 0;
-    if (buf[1] > FERRY_FRAME_DATA)
-        return FERRY_EPROTO; /* R-FRAME-1: types are 0, 1 and 2 only */
+    if (buf[1] > FERRY_FRAME_CHUNK)
+        return FERRY_EPROTO; /* R-FRAME-1: types are 0 to 3 only */
     if (buf[1] == FERRY_FRAME_HEARTBEAT) {
         *out = (struct ferry_frame){.version = buf[0], .type = buf[1]};
         return FERRY_FRAME_HEARTBEAT_LEN; /* R-FRAME-2: a heartbeat has no length field */

@@ -59,6 +59,12 @@ const char *ferry_msg_name(int32_t type)
         return "TransferComplete";
     case FERRY_MSG_COMMITTED:
         return "Committed";
+    case FERRY_MSG_CHUNKED_UPLOAD:
+        return "ChunkedUpload";
+    case FERRY_MSG_CHUNK_NEED:
+        return "ChunkNeed";
+    case FERRY_MSG_CHUNK_STORED:
+        return "ChunkStored";
     case FERRY_MSG_COMMAND:
         return "Command"; /* known, so that the handler can refuse it by name (R-MSG-4) */
     default:

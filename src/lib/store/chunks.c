@@ -1,0 +1,186 @@
+/* Server metadata: the per-user chunk store (R-CHUNK-7, R-CHUNK-8, R-CHUNK-11). */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ferry/core.h"
+#include "ferry/manifest.h"
+#include "ferry/store.h"
+#include "meta_int.h"
+
+int ferry_chunk_relpath(int64_t uid, const uint8_t hash[static 32], char *out, size_t cap)
+{
+    char hex[65];
+    int n;
+
+    ferry_hex_encode(hash, 32, hex);
+    n = snprintf(out, cap, "chunks/%lld/%.2s/%s", (long long)uid, hex, hex);
+    return n > 0 && (size_t)n < cap ? 0 : FERRY_ETOOBIG;
+}
+
+int ferry_meta_chunk_has(struct ferry_meta *m, int64_t uid, const uint8_t hash[static 32])
+{
+    static const char sql[] = "SELECT 1 FROM chunks WHERE user_id = ?1 AND hash = ?2";
+    sqlite3_stmt *st = ferry_meta_stmt(m, sql);
+    int rc;
+
+    if (st == NULL)
+        return FERRY_EINTERNAL;
+    sqlite3_bind_int64(st, 1, uid);
+    sqlite3_bind_blob(st, 2, hash, 32, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_ROW)
+        return 1;
+    return rc == SQLITE_DONE ? 0 : ferry_meta_sqlrc(m, rc);
+}
+
+int ferry_meta_chunk_put(struct ferry_meta *m, int64_t uid, const uint8_t hash[static 32],
+                         int64_t size, int64_t now)
+{
+    /* A chunk stored again restarts its TTL (R-CHUNK-11): a resumed upload keeps it. */
+    static const char sql[] = "INSERT INTO chunks(user_id, hash, size, refs, touched)"
+                              " VALUES(?1, ?2, ?3, 0, ?4)"
+                              " ON CONFLICT(user_id, hash) DO UPDATE SET touched = ?4";
+    sqlite3_stmt *st = ferry_meta_stmt(m, sql);
+
+    if (st == NULL)
+        return FERRY_EINTERNAL;
+    sqlite3_bind_int64(st, 1, uid);
+    sqlite3_bind_blob(st, 2, hash, 32, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, size);
+    sqlite3_bind_int64(st, 4, now);
+    return ferry_meta_step(m, st);
+}
+
+static int chunk_delete(struct ferry_meta *m, int64_t uid, const uint8_t hash[static 32],
+                        ferry_meta_gc_fn fn, void *arg)
+{
+    static const char sql[] = "DELETE FROM chunks WHERE user_id = ?1 AND hash = ?2";
+    sqlite3_stmt *st = ferry_meta_stmt(m, sql);
+    char rel[FERRY_BLOB_RELPATH_MAX];
+    int rc;
+
+    if (st == NULL)
+        return FERRY_EINTERNAL;
+    sqlite3_bind_int64(st, 1, uid);
+    sqlite3_bind_blob(st, 2, hash, 32, SQLITE_STATIC);
+    if ((rc = ferry_meta_step(m, st)) != 0)
+        return rc;
+    if (fn != NULL && ferry_chunk_relpath(uid, hash, rel, sizeof(rel)) == 0)
+        fn(arg, rel);
+    return 0;
+}
+
+int ferry_meta_chunks_ref(struct ferry_meta *m, int64_t uid, const uint8_t *list, size_t len,
+                          int delta, int64_t now, ferry_meta_gc_fn fn, void *arg)
+{
+    static const char sql_up[] =
+        "UPDATE chunks SET refs = refs + 1 WHERE user_id = ?1 AND hash = ?2";
+    static const char sql_down[] = "UPDATE chunks SET refs = refs - 1, touched = ?3"
+                                   " WHERE user_id = ?1 AND hash = ?2 RETURNING refs";
+    struct ferry_chunk_ent e;
+    sqlite3_stmt *st;
+    size_t off;
+    int rc;
+
+    for (off = 0; off + FERRY_CHUNK_ENT_LEN <= len; off += FERRY_CHUNK_ENT_LEN) {
+        ferry_chunk_ent_decode(list + off, &e);
+        if (delta > 0) {
+            if ((st = ferry_meta_stmt(m, sql_up)) == NULL)
+                return FERRY_EINTERNAL;
+            sqlite3_bind_int64(st, 1, uid);
+            sqlite3_bind_blob(st, 2, e.hash, 32, SQLITE_STATIC);
+            if ((rc = ferry_meta_step(m, st)) != 0)
+                return rc;
+            /* R-CHUNK-8: a file is committed only when every chunk is held. */
+            if (sqlite3_changes(m->db) != 1)
+                return FERRY_ENOTFOUND;
+            continue;
+        }
+        if ((st = ferry_meta_stmt(m, sql_down)) == NULL)
+            return FERRY_EINTERNAL;
+        sqlite3_bind_int64(st, 1, uid);
+        sqlite3_bind_blob(st, 2, e.hash, 32, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, now);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            int64_t refs = sqlite3_column_int64(st, 0);
+            sqlite3_reset(st);
+            /* R-CHUNK-11: the last reference gone, the chunk goes in this commit. */
+            if (refs <= 0 && (rc = chunk_delete(m, uid, e.hash, fn, arg)) != 0)
+                return rc;
+            continue;
+        }
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE)
+            return ferry_meta_sqlrc(m, rc);
+        /* A chunk already gone (a duplicate entry of one list): nothing to drop. */
+    }
+    return 0;
+}
+
+int ferry_meta_gc(struct ferry_meta *m, int64_t now, int64_t ttl_ns, ferry_meta_gc_fn fn, void *arg)
+{
+    static const char sql_sel[] =
+        "SELECT user_id, cid, data IS NULL, chunks FROM content WHERE refs <= 0";
+    static const char sql_del[] = "DELETE FROM content WHERE refs <= 0";
+    static const char sql_old[] =
+        "SELECT user_id, hash FROM chunks WHERE refs <= 0 AND touched < ?1 LIMIT 1000";
+    sqlite3_stmt *st;
+    char rel[FERRY_BLOB_RELPATH_MAX];
+    uint8_t *list = NULL;
+    size_t i, n = 0;
+    int rc = 0;
+    struct {
+        int64_t uid;
+        uint8_t hash[32];
+    } old[64];
+
+    if ((st = ferry_meta_stmt(m, sql_sel)) == NULL)
+        return FERRY_EINTERNAL;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t uid = sqlite3_column_int64(st, 0);
+        const char *cid = (const char *)sqlite3_column_text(st, 1);
+        int no_data = sqlite3_column_int(st, 2);
+        size_t len = (size_t)sqlite3_column_bytes(st, 3);
+
+        if (sqlite3_column_type(st, 3) == SQLITE_BLOB) {
+            /* Copied: the statements below reuse the connection. */
+            if ((list = ferry_malloc(len > 0 ? len : 1)) == NULL) {
+                rc = -ENOMEM;
+                break;
+            }
+            memcpy(list, sqlite3_column_blob(st, 3), len);
+            rc = ferry_meta_chunks_ref(m, uid, list, len, -1, now, fn, arg);
+            ferry_free(list);
+            list = NULL;
+            if (rc != 0)
+                break;
+        } else if (no_data && ferry_blob_relpath(uid, cid, rel, sizeof(rel)) == 0) {
+            fn(arg, rel);
+        }
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE && rc != 0)
+        return rc > 0 ? ferry_meta_sqlrc(m, rc) : rc;
+    if ((rc = ferry_meta_step(m, ferry_meta_stmt(m, sql_del))) != 0)
+        return rc;
+    /* R-CHUNK-11: chunks of uploads that never completed, past their TTL. */
+    do {
+        if ((st = ferry_meta_stmt(m, sql_old)) == NULL)
+            return FERRY_EINTERNAL;
+        sqlite3_bind_int64(st, 1, now - ttl_ns);
+        n = 0;
+        while (n < sizeof(old) / sizeof(old[0]) && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+            old[n].uid = sqlite3_column_int64(st, 0);
+            memcpy(old[n].hash, sqlite3_column_blob(st, 1), 32);
+            n++;
+        }
+        sqlite3_reset(st);
+        for (i = 0; i < n; i++)
+            if ((rc = chunk_delete(m, old[i].uid, old[i].hash, fn, arg)) != 0)
+                return rc;
+    } while (n == sizeof(old) / sizeof(old[0]));
+    return 0;
+}
