@@ -84,6 +84,14 @@ int ferry_meta_content_inline(struct ferry_meta *m, int64_t uid, const char *cid
 int ferry_meta_remove(struct ferry_meta *m, int64_t uid, const char *path, int recursive);
 int ferry_meta_move(struct ferry_meta *m, int64_t uid, const char *from, const char *to, int force,
                     int64_t now);
+/*
+ * R-STORE-10: Remove and Move are idempotent by message id. op_done says
+ * whether uid's message msg_id was already applied; op_record notes that it
+ * was (in the same transaction) and forgets ids older than a week.
+ */
+#define FERRY_OPS_DONE_KEEP_NS (7ll * 86400 * 1000000000)
+int ferry_meta_op_done(struct ferry_meta *m, int64_t uid, const char *msg_id);
+int ferry_meta_op_record(struct ferry_meta *m, int64_t uid, const char *msg_id, int64_t now);
 /* Whether uid already holds content cid (rows are the truth, not files). */
 int ferry_meta_content_has(struct ferry_meta *m, int64_t uid, const char *cid);
 
@@ -109,11 +117,11 @@ int ferry_meta_chunk_put(struct ferry_meta *m, int64_t uid, const uint8_t hash[s
                          int64_t size, int64_t now);
 /*
  * Adds (+1: FERRY_ENOTFOUND when a chunk is missing) or drops (-1: deleting
- * chunks left with no reference and reporting their files to fn) one
- * reference per entry of an encoded chunk list.
+ * chunks left with no reference and last stored before cutoff, reporting
+ * their files to fn) one reference per entry of an encoded chunk list.
  */
 int ferry_meta_chunks_ref(struct ferry_meta *m, int64_t uid, const uint8_t *list, size_t len,
-                          int delta, int64_t now, ferry_meta_gc_fn fn, void *arg);
+                          int delta, int64_t cutoff, ferry_meta_gc_fn fn, void *arg);
 
 /* Longest relative path of a blob or chunk file. */
 #define FERRY_BLOB_RELPATH_MAX 160

@@ -40,6 +40,14 @@ void ferry_writer_submit(struct ferry_writer *w, uint8_t *buf, size_t len);
 int ferry_writer_end(struct ferry_writer *w, char cid[static 72]);
 /* The same, but the content id is the "chunks:" id of R-CHUNK-3. */
 int ferry_writer_begin_chunked(struct ferry_writer *w, int fd);
+/*
+ * After a begin, continues a file whose first prefix bytes are already in
+ * fd (opened for reading too): they are read back into the hash and the
+ * next bytes go after them. R-CHUNK-14's resumed downloads.
+ */
+int ferry_writer_resume(struct ferry_writer *w, uint64_t prefix);
+/* Waits for every queued byte, fdatasyncs, and reports the bytes now durable. */
+int ferry_writer_sync(struct ferry_writer *w, uint64_t *durable);
 /* Whether a file is in progress. */
 int ferry_writer_busy(const struct ferry_writer *w);
 

@@ -2,6 +2,7 @@
 #ifndef FERRY_CLI_H
 #define FERRY_CLI_H
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -9,6 +10,10 @@
 #include "ferry/crypto.h"
 #include "ferry/net.h"
 #include "ferry/wire.h"
+
+/* A connection could not be made or was lost, so retrying may help. */
+#define FERRY_ENOTCONN (-ENOTCONN)
+int cli_conn_lost(int rc);
 
 /* Exit codes (README, docs/cli.md). */
 #define CLI_OK      0
@@ -149,5 +154,10 @@ int cmd_get(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
 int cmd_rm(int argc, char **argv);
 int cmd_mv(int argc, char **argv);
+int cmd_resume(int argc, char **argv);
+
+/* The task list (tasks.c): put and get record themselves until they end. */
+void cli_task_begin(int argc, char **argv);
+void cli_task_end(int exit_code);
 
 #endif

@@ -562,3 +562,10 @@ void cli_progress_end(struct cli_progress *p)
     cli_progress_update(p, 1);
     fputc('\n', stderr);
 }
+
+int cli_conn_lost(int rc)
+{
+    /* System errors (the socket) and silence; not an answer from the server. */
+    return rc < 0 && (rc > -4096 || rc == FERRY_ETIMEDOUT || rc == FERRY_ECANCELED) &&
+           rc != -ENOMEM;
+}

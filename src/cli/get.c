@@ -9,6 +9,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
+#include "../server/serve.h"
 #include "cli.h"
 #include "ferry/manifest.h"
 #include "ferry/path.h"
@@ -20,7 +23,9 @@ struct dl {
     char *rel;   /* path beneath rootfd, validated (R-PATH-6) */
     char *label; /* what to call it in messages */
     char id[FERRY_UUID_STR_LEN + 1];
-    int state; /* 0 queued, 1 requested, 2 done, 3 failed */
+    int state;                   /* 0 queued, 1 requested, 2 done, 3 failed */
+    char cid[FERRY_CID_LEN + 1]; /* content id the listing gave, "" if none */
+    uint64_t resume;             /* durable bytes of a partial file, asked to resume */
 };
 
 struct dirmt {
@@ -54,18 +59,37 @@ struct get {
     struct ferry_writer *wr;
     uint8_t *wb;
     size_t wlen;
+    uint64_t unsynced; /* bytes handed to the writer since the last durable point */
+    uint64_t resumed;  /* bytes not fetched again thanks to partial files (--stats) */
 };
 
+/* R-CHUNK-14: a partial download becomes durable (and resumable) every this many bytes. */
+#define PARTIALS_SQL                                                                               \
+    "CREATE TABLE IF NOT EXISTS partials(dev INTEGER NOT NULL, ino INTEGER NOT NULL,"              \
+    " name TEXT NOT NULL, cid TEXT NOT NULL, durable INTEGER NOT NULL,"                            \
+    " PRIMARY KEY(dev, ino, name)) STRICT"
+#define GET_DURABLE_STEP (32u << 20)
+
 static const char get_usage[] =
-    "usage: ferry get [-r] [-q] REMOTE... [LOCAL]\n"
+    "usage: ferry get [-r] [-q] [--retry-for SECS] REMOTE... [LOCAL]\n"
     "\n"
     "Downloads remote files (and with -r, folders). The last argument is the local\n"
     "destination, as with cp and scp; with a single argument it is the current\n"
-    "folder. Each file is written to a temporary name, its SHA-256 checked, then\n"
-    "renamed into place: nothing half-written is ever visible.\n"
+    "folder. Each file is written to a temporary name, checked against its content\n"
+    "id, then renamed into place: nothing half-written is ever visible.\n"
     "\n"
-    "  -r, --recursive   download folders and everything in them\n"
-    "  -q, --quiet       no progress line\n";
+    "  -r, --recursive    download folders and everything in them\n"
+    "  -q, --quiet        no progress line\n"
+    "  --retry-for SECS   reconnect and carry on for this long after the connection\n"
+    "                     is lost (default 60; 0: give up at once)\n"
+    "  --stats            print files and bytes received, kept and on the wire\n"
+    "\n"
+    "A download cut short keeps what was made durable (every 32 MiB) in a\n"
+    ".ferry-*.part file beside the destination; running the same get again\n"
+    "continues from there.\n"
+    "\n"
+    "Exit status: 0 all received, 1 failure, 2 usage, 3 some files failed (each\n"
+    "named), 4 interrupted: run the same command again.\n";
 
 static void failmsg(struct get *g, const char *label, const char *why)
 {
@@ -75,7 +99,8 @@ static void failmsg(struct get *g, const char *label, const char *why)
     fprintf(stderr, ": %s\n", why);
 }
 
-static int add_dl(struct get *g, int64_t file_id, int rootfd, const char *rel, const char *label)
+static int add_dl(struct get *g, int64_t file_id, int rootfd, const char *rel, const char *label,
+                  const char *cid)
 {
     struct dl *d;
 
@@ -89,6 +114,8 @@ static int add_dl(struct get *g, int64_t file_id, int rootfd, const char *rel, c
     }
     d = &g->v[g->n];
     *d = (struct dl){.file_id = file_id, .rootfd = rootfd};
+    if (cid != NULL && ferry_cid_valid(cid))
+        snprintf(d->cid, sizeof(d->cid), "%s", cid);
     d->rel = ferry_strdup(rel);
     d->label = ferry_strdup(label);
     if (d->rel == NULL || d->label == NULL)
@@ -177,7 +204,8 @@ static int plan_tree(struct get *g, const char *src, int rootfd)
                 close(fd);
                 if ((rc = add_dir(g, rootfd, norm, mt)) != 0)
                     break;
-            } else if ((rc = add_dl(g, fid, rootfd, norm, norm)) != 0) {
+            } else if ((rc = add_dl(g, fid, rootfd, norm, norm,
+                                    json_string_value(json_object_get(e, "hash")))) != 0) {
                 break;
             }
             g->prog.total += (uint64_t)json_integer_value(json_object_get(e, "size"));
@@ -186,6 +214,101 @@ static int plan_tree(struct get *g, const char *src, int rootfd)
         ferry_cmd_cleanup(&m);
     }
     return rc;
+}
+
+/*
+ * R-CHUNK-14: a partial download lives at a name derived from its content
+ * id and destination, so a rerun finds it; the state database says how much
+ * of it is durable.
+ */
+static void part_name(const char *cid, const char *rel, char out[48])
+{
+    struct ferry_sha256 h;
+    char full[FERRY_CID_LEN + 1];
+
+    /* A slash-free digest: the part file sits beside the destination. */
+    if (ferry_sha256_init(&h) == 0 && ferry_sha256_update(&h, cid, strlen(cid) + 1) == 0 &&
+        ferry_sha256_update(&h, rel, strlen(rel)) == 0 && ferry_sha256_final_cid(&h, full) == 0) {
+        snprintf(out, 48, ".ferry-%.16s.part", full + 7);
+        return;
+    }
+    snprintf(out, 48, ".ferry-0000000000000000.part");
+}
+
+static int part_key(int dirfd, struct stat *st)
+{
+    return fstat(dirfd, st);
+}
+
+/* The durable bytes recorded for a part file, 0 if none or for other content. */
+static uint64_t part_get(int dirfd, const char *name, const char *cid)
+{
+    static const char sql[] = "SELECT durable FROM partials WHERE dev = ?1 AND ino = ?2"
+                              " AND name = ?3 AND cid = ?4";
+    sqlite3_stmt *st = NULL;
+    sqlite3 *db = NULL;
+    struct stat ds;
+    uint64_t v = 0;
+
+    if (part_key(dirfd, &ds) != 0 || cli_state_open(&db) != 0 ||
+        sqlite3_exec(db, PARTIALS_SQL, NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        goto out;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)ds.st_dev);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)ds.st_ino);
+    sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, cid, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) > 0)
+        v = (uint64_t)sqlite3_column_int64(st, 0);
+out:
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* Records (durable > 0) or forgets (durable == 0) a part file. */
+static void part_put(int dirfd, const char *name, const char *cid, uint64_t durable)
+{
+    static const char sql_put[] =
+        "INSERT OR REPLACE INTO partials(dev, ino, name, cid, durable) VALUES(?1, ?2, ?3, ?4, ?5)";
+    static const char sql_del[] = "DELETE FROM partials WHERE dev = ?1 AND ino = ?2 AND name = ?3";
+    sqlite3_stmt *st = NULL;
+    sqlite3 *db = NULL;
+    struct stat ds;
+
+    if (part_key(dirfd, &ds) != 0 || cli_state_open(&db) != 0 ||
+        sqlite3_exec(db, PARTIALS_SQL, NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, durable > 0 ? sql_put : sql_del, -1, &st, NULL) != SQLITE_OK)
+        goto out;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)ds.st_dev);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)ds.st_ino);
+    sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC);
+    if (durable > 0) {
+        sqlite3_bind_text(st, 4, cid, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 5, (sqlite3_int64)durable);
+    }
+    sqlite3_step(st);
+out:
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+/*
+ * Opens the part file without following links; one that is not a plain
+ * file of ours with a single link is refused (a planted name).
+ */
+static int part_open(int dirfd, const char *name)
+{
+    struct stat st;
+    int fd = openat(dirfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() || st.st_nlink != 1) {
+        close(fd);
+        return -EPERM;
+    }
+    return fd;
 }
 
 /* Hands the filled buffer to the writer thread. */
@@ -210,8 +333,18 @@ static int put_bytes(struct get *g, const uint8_t *p, size_t n)
         g->wlen += k;
         p += k;
         n -= k;
-        if (g->wlen == FERRY_WRITER_BUF)
+        if (g->wlen == FERRY_WRITER_BUF) {
             submit(g);
+            g->unsynced += FERRY_WRITER_BUF;
+        }
+        /* R-CHUNK-14: every 32 MiB, what is written becomes durable and resumable. */
+        if (g->unsynced >= GET_DURABLE_STEP && g->wb == NULL) {
+            uint64_t durable;
+            g->unsynced = 0;
+            if (ferry_writer_sync(g->wr, &durable) != 0)
+                return FERRY_EINTERNAL;
+            part_put(g->dirfd, g->tmpname, g->hash, durable);
+        }
     }
     return 0;
 }
@@ -227,6 +360,7 @@ static void abort_current(struct get *g, const char *why)
         ferry_writer_end(g->wr, cid);
         close(g->fd);
         unlinkat(g->dirfd, g->tmpname, 0);
+        part_put(g->dirfd, g->tmpname, NULL, 0);
     }
     if (g->dirfd >= 0)
         close(g->dirfd);
@@ -261,23 +395,36 @@ static int begin(struct get *g, struct dl *d, const struct ferry_cmd *m)
         abort_current(g, "cannot create its folder");
         return 0;
     }
-    ferry_random(rnd, sizeof(rnd));
-    ferry_hex_encode((const uint8_t *)rnd, 8, hex);
-    snprintf(g->tmpname, sizeof(g->tmpname), ".ferry-%s.part", hex);
-    /* Random name, O_EXCL, no symlink followed: a planted temp name cannot redirect us. */
-    g->fd =
-        openat(g->dirfd, g->tmpname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (g->fd < 0) {
+    (void)rnd;
+    (void)hex;
+    /* R-CHUNK-14: the part file's name follows from the content and the destination. */
+    part_name(g->hash, d->rel, g->tmpname);
+    /* No symlink followed, ours alone: a planted temp name cannot redirect us. */
+    if ((g->fd = part_open(g->dirfd, g->tmpname)) < 0) {
+        g->fd = -1;
+        abort_current(g, "cannot create its temporary file (a foreign file in the way?)");
+        return 0;
+    }
+    /* Resume only what the server agreed to send the rest of (its Transfer's hash). */
+    if (d->resume > 0 && strcmp(d->cid, g->hash) != 0)
+        d->resume = 0;
+    if (ftruncate(g->fd, (off_t)d->resume) != 0) {
         abort_current(g, strerror(errno));
         return 0;
     }
     /* R-CHUNK-10: a chunked file is checked by re-chunking what arrives. */
     if ((strncmp(g->hash, FERRY_CID_CHUNKS_PREFIX, 7) == 0
              ? ferry_writer_begin_chunked(g->wr, g->fd)
-             : ferry_writer_begin(g->wr, g->fd)) != 0) {
+             : ferry_writer_begin(g->wr, g->fd)) != 0 ||
+        (d->resume > 0 && ferry_writer_resume(g->wr, d->resume) != 0)) {
         abort_current(g, "cannot start writing");
         return 0;
     }
+    g->got = d->resume;
+    g->unsynced = 0;
+    g->resumed += d->resume;
+    g->prog.done += d->resume;
+    g->prog.skipped += d->resume;
     return 0;
 }
 
@@ -302,6 +449,7 @@ static int finish(struct get *g)
         close(g->fd);
         g->fd = -1;
         unlinkat(g->dirfd, g->tmpname, 0);
+        part_put(g->dirfd, g->tmpname, NULL, 0);
         abort_current(g, "content did not match its hash; nothing was written");
         return 0;
     }
@@ -318,6 +466,7 @@ static int finish(struct get *g)
         abort_current(g, strerror(errno));
         return 0;
     }
+    part_put(g->dirfd, g->tmpname, NULL, 0);
     close(g->fd);
     close(g->dirfd);
     g->fd = g->dirfd = -1;
@@ -351,12 +500,37 @@ static int run_downloads(struct get *g)
         /* Keep a window of requests ahead of the one being received (R-PIPE-1). */
         while (next < g->n && inflight < CLI_DOWNLOADS_IN_FLIGHT) {
             struct dl *x = &g->v[next++];
+            if (x->state != 0)
+                continue; /* received (or failed) on an earlier connection */
+            json_t *req;
             ferry_uuid_new(x->id);
             x->state = 1;
             inflight++;
-            if ((rc = ferry_client_send_cmd(
-                     &g->cc.c, FERRY_MSG_DOWNLOAD,
-                     json_pack("{s:s, s:I}", "id", x->id, "file_id", (json_int_t)x->file_id))) != 0)
+            req = json_pack("{s:s, s:I}", "id", x->id, "file_id", (json_int_t)x->file_id);
+            x->resume = 0;
+            /* R-CHUNK-14: a durable part file of the same content: ask for the rest. */
+            if (req != NULL && x->cid[0] != '\0' && g->cc.minor >= 1) {
+                char pname[48], parent[FERRY_PATH_MAX + 1];
+                const char *slash = strrchr(x->rel, '/');
+                int dfd;
+                snprintf(parent, sizeof(parent), "%.*s", slash != NULL ? (int)(slash - x->rel) : 0,
+                         x->rel);
+                part_name(x->cid, x->rel, pname);
+                dfd = parent[0] ? ferry_open_beneath(x->rootfd, parent, O_RDONLY | O_DIRECTORY, 0)
+                                : dup(x->rootfd);
+                if (dfd >= 0) {
+                    struct stat ps;
+                    uint64_t durable = part_get(dfd, pname, x->cid);
+                    if (durable > 0 && fstatat(dfd, pname, &ps, AT_SYMLINK_NOFOLLOW) == 0 &&
+                        S_ISREG(ps.st_mode) && (uint64_t)ps.st_size >= durable) {
+                        x->resume = durable;
+                        json_object_set_new(req, "offset", json_integer((json_int_t)durable));
+                        json_object_set_new(req, "hash", json_string(x->cid));
+                    }
+                    close(dfd);
+                }
+            }
+            if ((rc = ferry_client_send_cmd(&g->cc.c, FERRY_MSG_DOWNLOAD, req)) != 0)
                 return rc;
         }
         while (first < g->n && g->v[first].state >= 2)
@@ -427,15 +601,73 @@ static int run_downloads(struct get *g)
     return rc;
 }
 
+/* A download cut by a lost connection goes back to the queue, its temp file gone. */
+static void requeue_all(struct get *g)
+{
+    char cid[FERRY_CID_LEN + 1];
+    size_t k;
+
+    if (g->cur != NULL) {
+        if (g->fd >= 0) {
+            uint64_t durable = 0;
+            /* R-CHUNK-14: what is written is made durable and kept for the retry. */
+            submit(g);
+            if (ferry_writer_sync(g->wr, &durable) == 0 && durable > 0)
+                part_put(g->dirfd, g->tmpname, g->hash, durable);
+            ferry_writer_end(g->wr, cid);
+            close(g->fd);
+        }
+        if (g->dirfd >= 0)
+            close(g->dirfd);
+        g->fd = g->dirfd = -1;
+        g->prog.done -= g->got;
+        g->cur = NULL;
+    }
+    g->have_tid = 0;
+    for (k = 0; k < g->n; k++)
+        if (g->v[k].state == 1)
+            g->v[k].state = 0;
+}
+
+/* Issue 4: reconnect with backoff for up to retry_for_ms and carry on. */
+static int run_retrying(struct get *g, uint64_t retry_for_ms)
+{
+    uint64_t lost_ms, wait_ms;
+    int rc;
+
+    for (;;) {
+        rc = run_downloads(g);
+        if (rc >= 0 || rc == FERRY_EPROTO || rc == FERRY_EAUTH || rc == FERRY_EPIN)
+            return rc;
+        requeue_all(g);
+        lost_ms = ferry_now_ms();
+        wait_ms = 500;
+        for (;;) {
+            if (ferry_now_ms() - lost_ms >= retry_for_ms)
+                return rc;
+            cli_warn("connection lost (%s); reconnecting in %.1f s", ferry_strerror(rc),
+                     (double)wait_ms / 1000);
+            cli_disconnect(&g->cc);
+            usleep((useconds_t)wait_ms * 1000);
+            wait_ms = wait_ms * 2 > 10000 ? 10000 : wait_ms * 2;
+            if ((rc = cli_connect_session(&g->cc)) == 0)
+                break;
+            if (rc == FERRY_EAUTH || rc == FERRY_EPIN)
+                return rc;
+        }
+    }
+}
+
 int cmd_get(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"recursive", no_argument, NULL, 'r'},
-        {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"recursive", no_argument, NULL, 'r'}, {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},      {"retry-for", required_argument, NULL, 1},
+        {"stats", no_argument, NULL, 2},       {NULL, 0, NULL, 0},
     };
     struct get g = {.fd = -1, .dirfd = -1};
+    uint64_t retry_for_ms = 60000, v;
+    int stats = 0;
     const char *dest = ".";
     struct stat dst;
     int c, rec = 0, nsrc, i, rc = 0, dest_dir;
@@ -454,6 +686,16 @@ int cmd_get(int argc, char **argv)
         case 'h':
             fputs(get_usage, stdout);
             return CLI_OK;
+        case 1:
+            if (ferry_parse_size(optarg, &v) != 0 || v > 86400 * 7) {
+                cli_err("--retry-for: give whole seconds, at most a week");
+                return CLI_USAGE;
+            }
+            retry_for_ms = v * 1000;
+            break;
+        case 2:
+            stats = 1;
+            break;
         default:
             fputs(get_usage, stderr);
             return CLI_USAGE;
@@ -479,8 +721,25 @@ int cmd_get(int argc, char **argv)
         cli_err("%s is not a folder (several sources need a folder destination)", dest);
         return CLI_FAIL;
     }
-    if (cli_connect_session(&g.cc) != 0)
-        return CLI_FAIL;
+    {
+        /* A server that cannot be reached yet is retried like a lost connection. */
+        uint64_t start = ferry_now_ms(), wait_ms = 500;
+
+        while ((rc = cli_connect_session(&g.cc)) != 0) {
+            cli_disconnect(&g.cc);
+            if (!cli_conn_lost(rc))
+                return CLI_FAIL;
+            if (ferry_now_ms() - start >= retry_for_ms) {
+                cli_err("cannot reach the server (%s). Run the same command again.",
+                        ferry_strerror(rc));
+                return CLI_RESUMABLE;
+            }
+            cli_warn("cannot reach the server (%s); trying again in %.1f s", ferry_strerror(rc),
+                     (double)wait_ms / 1000);
+            usleep((useconds_t)wait_ms * 1000);
+            wait_ms = wait_ms * 2 > 10000 ? 10000 : wait_ms * 2;
+        }
+    }
     cli_progress_init(&g.prog, 0, 0);
     for (i = 0; i < nsrc && rc == 0; i++) {
         const char *src = argv[optind + i];
@@ -517,7 +776,7 @@ int cmd_get(int argc, char **argv)
                 failmsg(&g, target, strerror(errno));
             } else {
                 rc = add_dl(&g, json_integer_value(json_object_get(e, "id")), rootfd,
-                            basename(bcopy), src);
+                            basename(bcopy), src, json_string_value(json_object_get(e, "hash")));
                 g.prog.total += (uint64_t)json_integer_value(json_object_get(e, "size"));
             }
         } else if (!rec) {
@@ -536,7 +795,9 @@ int cmd_get(int argc, char **argv)
     }
     g.prog.files_total = g.n;
     if (rc == 0)
-        rc = run_downloads(&g);
+        rc = run_retrying(&g, retry_for_ms);
+    if (rc < 0 && rc != FERRY_EPROTO)
+        requeue_all(&g);
     if (g.cur != NULL)
         abort_current(&g, "interrupted");
     /* Folder times last, deepest first: writing files into them changed them. */
@@ -559,7 +820,7 @@ int cmd_get(int argc, char **argv)
             if (g.v[k].state < 2)
                 lost++;
         cli_err("download interrupted (%s): %zu file%s not received; nothing partial was "
-                "left in place",
+                "left in place. Run the same command again to resume.",
                 ferry_strerror(rc), lost, lost == 1 ? "" : "s");
     }
     for (k = 0; k < g.n; k++) {
@@ -577,6 +838,18 @@ int cmd_get(int argc, char **argv)
     ferry_free(g.v);
     ferry_writer_free(g.wr);
     cli_disconnect(&g.cc);
+    if (stats) {
+        uint64_t tx, rx;
+        cli_wire_totals(&tx, &rx);
+        printf("files: %zu received, %zu failed\n"
+               "bytes: %llu in all, %llu received, %llu kept from partial files\n"
+               "wire: %llu sent, %llu received (TLS)\n",
+               done, g.failed, (unsigned long long)g.prog.total,
+               (unsigned long long)(g.prog.done - g.prog.skipped), (unsigned long long)g.resumed,
+               (unsigned long long)tx, (unsigned long long)rx);
+    }
+    if (rc < 0 && rc != FERRY_EPROTO && rc != FERRY_EAUTH && rc != FERRY_EPIN)
+        return CLI_RESUMABLE;
     if (rc != 0)
         return CLI_FAIL;
     if (g.failed == 0)

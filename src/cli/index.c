@@ -55,10 +55,10 @@ int cli_index_get(const struct cli_file_id *id, uint8_t **list, size_t *len)
         goto out;
     /*
      * git's racy rule: a change made in the same clock tick as the indexing
-     * leaves mtime as it was, so such an entry proves nothing.
+     * leaves mtime as it was, so such an entry proves nothing. (ctime only
+     * has to match: it catches an mtime set back by hand.)
      */
-    if (id->mtime > sqlite3_column_int64(st, 1) - CLI_RACY_NS ||
-        id->ctime > sqlite3_column_int64(st, 1) - CLI_RACY_NS)
+    if (id->mtime > sqlite3_column_int64(st, 1) - CLI_RACY_NS)
         goto out;
     *len = (size_t)sqlite3_column_bytes(st, 0);
     if ((*list = ferry_malloc(*len > 0 ? *len : 1)) == NULL) {

@@ -26,6 +26,7 @@ static const struct {
     {"ls", cmd_ls, "list a remote folder"},
     {"rm", cmd_rm, "remove remote files or folders"},
     {"mv", cmd_mv, "move or rename a remote file or folder"},
+    {"resume", cmd_resume, "list and finish interrupted puts and gets"},
 };
 
 static void usage(FILE *f)
@@ -38,7 +39,8 @@ static void usage(FILE *f)
     for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\nRun 'ferry COMMAND --help' for a command's options.\n"
-               "Exit codes: 0 ok, 1 failure, 2 usage, 3 some files failed.\n");
+               "Exit codes: 0 ok, 1 failure, 2 usage, 3 some files failed, 4 interrupted\n"
+               "(run the same command again, or 'ferry resume').\n");
 }
 
 int main(int argc, char **argv)
@@ -63,9 +65,23 @@ int main(int argc, char **argv)
         printf("ferry %s (protocol %d)\n", FERRY_VERSION_STR, FERRY_PROTO_VERSION);
         return CLI_OK;
     }
-    for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        if (strcmp(argv[1], commands[i].name) == 0)
+    for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        int rc, j, help = 0;
+
+        if (strcmp(argv[1], commands[i].name) != 0)
+            continue;
+        if (commands[i].fn != cmd_put && commands[i].fn != cmd_get)
             return commands[i].fn(argc - 1, argv + 1);
+        for (j = 2; j < argc; j++)
+            help |= strcmp(argv[j], "-h") == 0 || strcmp(argv[j], "--help") == 0;
+        /* Transfers are tasks: what does not finish is left for `ferry resume`. */
+        if (!help)
+            cli_task_begin(argc - 1, argv + 1);
+        rc = commands[i].fn(argc - 1, argv + 1);
+        if (!help)
+            cli_task_end(rc);
+        return rc;
+    }
     fprintf(stderr, "ferry: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return CLI_USAGE;

@@ -54,10 +54,22 @@ struct cfile {
     size_t need_n;
     size_t need_head;
     size_t need_cap;
+    /* R-CHUNK-13: per entry, 1 + the extra connection that carries it until stored. */
+    uint8_t *via;
+    size_t via_cap;
+    uint32_t pending_x; /* chunks sent on extra connections, not yet stored */
 };
+
+/* Connections of one put, the first included (R-CHUNK-13). */
+#define PUT_CONNECTIONS_MAX     16
+#define PUT_CONNECTIONS_DEFAULT 4
 
 struct put {
     struct cli_conn cc;
+    /* Extra connections of the same session that carry chunks (R-CHUNK-13). */
+    struct cli_conn xc[PUT_CONNECTIONS_MAX - 1];
+    int xc_up[PUT_CONNECTIONS_MAX - 1];
+    int nxc;
     struct item *v;
     size_t n;
     size_t cap;
@@ -104,6 +116,7 @@ static const char put_usage[] =
     "                     is lost (default 60; 0: give up at once)\n"
     "  --bwlimit RATE     send at most RATE bytes per second (K, M, G suffixes)\n"
     "  --stats            print files, bytes sent and skipped, and TLS bytes at the end\n"
+    "  --connections N    spread chunks over N connections (1-16, default 4)\n"
     "\n"
     "Exit status: 0 all uploaded, 1 failure, 2 usage, 3 some files failed (each\n"
     "named), 4 interrupted: run the same command again to resume.\n";
@@ -429,6 +442,146 @@ static int cf_append(struct cfile *cf, const struct ferry_chunk_ent *e, uint64_t
     return 0;
 }
 
+static int need_reserve(struct cfile *cf, size_t more)
+{
+    uint32_t *nv;
+    size_t ncap;
+
+    if (cf->need_n + more <= cf->need_cap)
+        return 0;
+    ncap = cf->need_cap ? cf->need_cap : 1024;
+    while (ncap < cf->need_n + more)
+        ncap *= 2;
+    if ((nv = ferry_realloc(cf->need, ncap * sizeof(*nv))) == NULL)
+        return -ENOMEM;
+    cf->need = nv;
+    cf->need_cap = ncap;
+    return 0;
+}
+
+/* Opens the extra connections that are down; one that fails stays down. */
+static void xc_open(struct put *p)
+{
+    int k;
+
+    for (k = 0; k < p->nxc; k++) {
+        if (p->xc_up[k])
+            continue;
+        if (cli_connect_session(&p->xc[k]) == 0)
+            p->xc_up[k] = 1;
+        else
+            cli_disconnect(&p->xc[k]);
+    }
+}
+
+/*
+ * An extra connection is gone: the chunks it carried and had not had
+ * stored go back to the queue, for another connection (R-CHUNK-13).
+ */
+static void xc_close(struct put *p, int k)
+{
+    struct cfile *cf = &p->cf;
+    uint32_t i;
+
+    if (!p->xc_up[k])
+        return;
+    p->xc_up[k] = 0;
+    cli_disconnect(&p->xc[k]);
+    if (cf->it == NULL || cf->via == NULL)
+        return;
+    for (i = 0; i < cf->nent; i++) {
+        if (cf->via[i] != k + 1)
+            continue;
+        cf->via[i] = 0;
+        cf->pending_x--;
+        if (need_reserve(cf, 1) == 0) {
+            cf->need[cf->need_n++] = i;
+            p->prog.done -= ent_len(cf, i);
+            cf->it->counted -= ent_len(cf, i);
+        } else {
+            cf->failed = 1;
+        }
+    }
+}
+
+/* Replies on extra connection k: ChunkStored and the Errors of its chunks. */
+static int xc_replies(struct put *p, int k)
+{
+    struct cfile *cf = &p->cf;
+    struct ferry_frame f;
+    struct ferry_cmd m;
+    uint8_t tid[FERRY_TID_LEN];
+    int rc;
+
+    while ((rc = ferry_client_next_frame(&p->xc[k].c, &f)) == 1) {
+        const char *ts;
+        json_int_t idx;
+        int mine;
+
+        if (f.type != FERRY_FRAME_COMMAND || ferry_cmd_decode(f.payload, f.payload_len, &m) != 0)
+            return FERRY_EPROTO;
+        ts = json_string_value(json_object_get(m.body, "tid"));
+        idx = json_integer_value(json_object_get(m.body, "index"));
+        mine = ts != NULL && ferry_hex_decode(ts, tid, FERRY_TID_LEN) == 0 && cf->it != NULL &&
+               memcmp(tid, cf->it->tid, FERRY_TID_LEN) == 0 && idx >= 0 && idx < cf->nent &&
+               cf->via != NULL && cf->via[idx] == k + 1;
+        if (m.type == FERRY_MSG_CHUNK_STORED && mine) {
+            cf->via[idx] = 0;
+            cf->pending_x--;
+        } else if (m.type == FERRY_MSG_ERROR && mine) {
+            const char *msg;
+            cli_error_rc(&m, &msg);
+            cf->failed = 1;
+            fail_item(p, cf->it, msg);
+        } else if (m.type == FERRY_MSG_ERROR && ts == NULL) {
+            ferry_cmd_cleanup(&m);
+            return FERRY_EPROTO; /* a fault of the connection itself: drop it */
+        }
+        ferry_cmd_cleanup(&m);
+    }
+    return rc;
+}
+
+/* Moves bytes on every extra connection without waiting. */
+static void xc_pump(struct put *p)
+{
+    int k, rc;
+
+    for (k = 0; k < p->nxc; k++) {
+        if (!p->xc_up[k])
+            continue;
+        rc = ferry_client_pump(&p->xc[k].c, 0, 0);
+        if (rc == 0 || rc == FERRY_ETIMEDOUT)
+            rc = xc_replies(p, k);
+        if (rc != 0 && rc != FERRY_ETIMEDOUT) {
+            cli_warn("an extra connection was lost (%s); carrying on without it",
+                     ferry_strerror(rc));
+            xc_close(p, k);
+            continue;
+        }
+        cli_heartbeat(&p->xc[k]);
+    }
+}
+
+/* The connection with the least output queued: 0 the first, k + 1 an extra. */
+static int pick_conn(struct put *p, size_t *pending)
+{
+    int best = 0, k;
+    size_t n;
+
+    *pending = ferry_client_pending(&p->cc.c);
+    for (k = 0; k < p->nxc; k++) {
+        if (!p->xc_up[k])
+            continue;
+        n = ferry_client_pending(&p->xc[k].c);
+        if (n < *pending) {
+            *pending = n;
+            best = k + 1;
+        }
+    }
+    return best;
+}
+
 /* Sends needed chunks while the output has room. */
 static int send_needed(struct put *p)
 {
@@ -437,8 +590,19 @@ static int send_needed(struct put *p)
     ssize_t n;
     int rc;
 
+    size_t pending;
+    int conn;
+
+    if (cf->via == NULL || cf->via_cap < cf->nent) {
+        uint8_t *nv = ferry_realloc(cf->via, cf->nent > 0 ? cf->nent : 1);
+        if (nv == NULL)
+            return -ENOMEM;
+        memset(nv + cf->via_cap, 0, (cf->nent > cf->via_cap ? cf->nent - cf->via_cap : 0));
+        cf->via = nv;
+        cf->via_cap = cf->nent;
+    }
     while (!cf->failed && cf->need_head < cf->need_n &&
-           ferry_client_pending(&p->cc.c) < CLI_OUT_HIGH) {
+           ((conn = pick_conn(p, &pending)), pending < CLI_OUT_HIGH)) {
         idx = cf->need[cf->need_head++];
         len = ent_len(cf, idx);
         do {
@@ -450,8 +614,19 @@ static int send_needed(struct put *p)
             return 0;
         }
         p->bytes_read += len;
-        if ((rc = ferry_client_send_chunk(&p->cc.c, cf->it->tid, idx, p->buf, len)) != 0 ||
-            (rc = throttle(p, len)) != 0)
+        if (conn > 0) {
+            /* Waits for its ChunkStored before TransferComplete (R-CHUNK-13). */
+            if (ferry_client_send_chunk(&p->xc[conn - 1].c, cf->it->tid, idx, p->buf, len) != 0) {
+                xc_close(p, conn - 1);
+                cf->need_head--;
+                continue;
+            }
+            cf->via[idx] = (uint8_t)conn;
+            cf->pending_x++;
+        } else if ((rc = ferry_client_send_chunk(&p->cc.c, cf->it->tid, idx, p->buf, len)) != 0) {
+            return rc;
+        }
+        if ((rc = throttle(p, len)) != 0)
             return rc;
         progress_add(p, cf->it, len, 0);
     }
@@ -469,6 +644,7 @@ static void cf_reset(struct put *p)
     ferry_free(cf->list);
     ferry_free(cf->offs);
     ferry_free(cf->need);
+    ferry_free(cf->via);
     *cf = (struct cfile){.fd = -1};
 }
 
@@ -582,11 +758,15 @@ static int send_chunked(struct put *p, struct item *it)
             break;
         if ((rc = ferry_client_pump(&p->cc.c, 0, 0)) != 0 && rc != FERRY_ETIMEDOUT)
             break;
+        xc_pump(p);
         if ((rc = take_replies(p)) != 0 || (rc = send_needed(p)) != 0 || cf->failed)
             break;
-        if (ferry_client_pending(&p->cc.c) > CLI_OUT_HIGH && (rc = drain(p, CLI_OUT_HIGH / 2)) != 0)
+        if (ferry_client_pending(&p->cc.c) > CLI_OUT_HIGH && p->nxc == 0 &&
+            (rc = drain(p, CLI_OUT_HIGH / 2)) != 0)
             break;
-        if (cf->list_done && cf->answered == cf->nent && cf->need_head == cf->need_n)
+        /* Done when every chunk went out and those of extra connections are stored. */
+        if (cf->list_done && cf->answered == cf->nent && cf->need_head == cf->need_n &&
+            cf->pending_x == 0)
             break;
         cli_progress_update(&p->prog, 0);
         /* Nothing to send: wait for the scanner, or else for the server. */
@@ -594,8 +774,10 @@ static int send_chunked(struct put *p, struct item *it)
         if (idle && cf->scanning) {
             if ((rc = cf_produce(p, 1)) != 0)
                 break;
-        } else if (idle) {
-            if ((rc = ferry_client_pump(&p->cc.c, 1000, 0)) != 0 && rc != FERRY_ETIMEDOUT)
+        } else if (idle || p->nxc > 0) {
+            /* With extra connections, wait briefly so that theirs are served too. */
+            if ((rc = ferry_client_pump(&p->cc.c, p->nxc > 0 ? 5 : 1000, 0)) != 0 &&
+                rc != FERRY_ETIMEDOUT)
                 break;
             rc = 0;
             if (ferry_now_ms() - p->cc.c.last_rx_ms > CLI_IDLE_TIMEOUT_MS) {
@@ -802,6 +984,8 @@ static int run(struct put *p, uint64_t retry_for_ms)
             return rc;
         if (lost_ms == 0)
             lost_ms = ferry_now_ms();
+        for (k = 0; k < (size_t)p->nxc; k++)
+            xc_close(p, (int)k);
         cf_reset(p);
         for (k = 0; k < p->n; k++) {
             struct item *it = &p->v[k];
@@ -826,8 +1010,56 @@ static int run(struct put *p, uint64_t retry_for_ms)
             if (rc == FERRY_EAUTH || rc == FERRY_EPIN)
                 return rc;
         }
+        xc_open(p);
         wait_ms = 500;
         lost_ms = 0;
+    }
+}
+
+/*
+ * Connects and asks once whether the destination is an existing folder.
+ * A server that cannot be reached is retried for retry_for_ms like a
+ * connection lost later (FERRY_ENOTCONN when that runs out).
+ */
+static int stat_dest(struct put *p, const char *dest, uint64_t retry_for_ms, int *exists,
+                     int *is_dir)
+{
+    uint64_t start = ferry_now_ms(), wait_ms = 500;
+    struct ferry_cmd reply;
+    int rc;
+
+    for (;;) {
+        rc = cli_connect_session(&p->cc);
+        if (rc == 0) {
+            rc = cli_call(&p->cc, FERRY_MSG_DIRINFO,
+                          json_pack("{s:s, s:b}", "path", dest, "stat", 1), &reply);
+            if (rc == 0) {
+                json_t *e = json_array_get(json_object_get(reply.body, "entries"), 0);
+                const char *type = json_string_value(json_object_get(e, "type"));
+                *exists = 1;
+                *is_dir = type != NULL && strcmp(type, "dir") == 0;
+                ferry_cmd_cleanup(&reply);
+                return 0;
+            }
+            if (rc == FERRY_ENOTFOUND)
+                return 0;
+            if (!cli_conn_lost(rc)) {
+                cli_err("%s: %s", dest, ferry_strerror(rc));
+                return rc;
+            }
+        } else if (!cli_conn_lost(rc)) {
+            return rc;
+        }
+        cli_disconnect(&p->cc);
+        if (ferry_now_ms() - start >= retry_for_ms) {
+            cli_err("cannot reach the server (%s). Run the same command again.",
+                    ferry_strerror(rc));
+            return FERRY_ENOTCONN;
+        }
+        cli_warn("cannot reach the server (%s); trying again in %.1f s", ferry_strerror(rc),
+                 (double)wait_ms / 1000);
+        usleep((useconds_t)wait_ms * 1000);
+        wait_ms = wait_ms * 2 > 10000 ? 10000 : wait_ms * 2;
     }
 }
 
@@ -840,11 +1072,11 @@ int cmd_put(int argc, char **argv)
         {"retry-for", required_argument, NULL, 1},
         {"bwlimit", required_argument, NULL, 2},
         {"stats", no_argument, NULL, 3},
+        {"connections", required_argument, NULL, 4},
         {NULL, 0, NULL, 0},
     };
-    struct put p = {.cf = {.fd = -1}};
+    struct put p = {.cf = {.fd = -1}, .nxc = PUT_CONNECTIONS_DEFAULT - 1};
     uint64_t retry_for_ms = 60000, v;
-    struct ferry_cmd reply;
     const char *dest = "/";
     int c, rec = 0, nsrc, i, rc = 0, dest_is_dir = 0, dest_exists = 0, resumable = 0, stats = 0;
     uint64_t total = 0;
@@ -880,6 +1112,13 @@ int cmd_put(int argc, char **argv)
         case 3:
             stats = 1;
             break;
+        case 4:
+            if (ferry_parse_size(optarg, &v) != 0 || v < 1 || v > PUT_CONNECTIONS_MAX) {
+                cli_err("--connections: give 1 to %d", PUT_CONNECTIONS_MAX);
+                return CLI_USAGE;
+            }
+            p.nxc = (int)v - 1;
+            break;
         default:
             fputs(put_usage, stderr);
             return CLI_USAGE;
@@ -894,22 +1133,17 @@ int cmd_put(int argc, char **argv)
         dest = argv[argc - 1];
         nsrc--;
     }
-    if (cli_connect_session(&p.cc) != 0)
-        return CLI_FAIL;
     /* Is the destination an existing folder? One round trip for the whole put. */
-    rc = cli_call(&p.cc, FERRY_MSG_DIRINFO, json_pack("{s:s, s:b}", "path", dest, "stat", 1),
-                  &reply);
-    if (rc == 0) {
-        json_t *e = json_array_get(json_object_get(reply.body, "entries"), 0);
-        const char *type = json_string_value(json_object_get(e, "type"));
-        dest_exists = 1;
-        dest_is_dir = type != NULL && strcmp(type, "dir") == 0;
-        ferry_cmd_cleanup(&reply);
-    } else if (rc != FERRY_ENOTFOUND) {
-        cli_err("%s: %s", dest, ferry_strerror(rc));
+    if ((rc = stat_dest(&p, dest, retry_for_ms, &dest_exists, &dest_is_dir)) != 0) {
+        resumable = rc == FERRY_ENOTCONN;
         rc = CLI_FAIL;
         goto out;
     }
+    /* Only a 1.1 server takes chunks on several connections (R-CHUNK-13). */
+    if (p.cc.minor >= 1)
+        xc_open(&p);
+    else
+        p.nxc = 0;
     rc = 0;
     if (dest[strlen(dest) - 1] == '/' && dest_exists && !dest_is_dir) {
         cli_err("%s is not a folder", dest);
@@ -1000,6 +1234,8 @@ out:
     ferry_free(p.buf);
     ferry_reader_free(p.rd);
     cf_reset(&p);
+    for (i = 0; i < p.nxc; i++)
+        xc_close(&p, i);
     ferry_scan_free(p.sc);
     cli_index_close();
     cli_disconnect(&p.cc);

@@ -279,9 +279,16 @@ static int apply(struct srv *srv, struct op *op)
     case OP_MKDIR:
         return ferry_meta_mkdirs(m, op->uid, op->path, op->mtime, op->now, &dir);
     case OP_REMOVE:
-        return ferry_meta_remove(m, op->uid, op->path, op->flag);
     case OP_MOVE:
-        return ferry_meta_move(m, op->uid, op->path, op->path2, op->flag, op->now);
+        /* R-STORE-10: a message applied before (a retry after a lost reply) is Ok again. */
+        if ((rc = ferry_meta_op_done(m, op->uid, op->ref)) != 0)
+            return rc > 0 ? 0 : rc;
+        rc = op->kind == OP_REMOVE
+                 ? ferry_meta_remove(m, op->uid, op->path, op->flag)
+                 : ferry_meta_move(m, op->uid, op->path, op->path2, op->flag, op->now);
+        if (rc != 0)
+            return rc;
+        return ferry_meta_op_record(m, op->uid, op->ref, op->now);
     case OP_SIGNUP:
         if ((rc = ferry_meta_user_create(m, op->user, op->pwhash, op->now, &uid)) != 0)
             return rc;

@@ -118,16 +118,26 @@ struct srv {
     /* hashing queue (R-AUTH-3) */
     struct hashjob *h_head;
     struct hashjob *h_tail;
+    /* Open chunked uploads of all connections (R-CHUNK-13). */
+    struct upload *chunked;
     int h_len;
     int hash_running;
     int stopping;
 };
 
-/* A chunk whose frames are arriving (R-CHUNK-6). */
+/*
+ * A chunk whose frames are arriving on a connection (R-CHUNK-6). It keeps
+ * what the list promised, so it can finish even if the connection that
+ * opened the upload goes away meanwhile.
+ */
 struct chunk_rx {
+    uint8_t tid[FERRY_TID_LEN];
+    char ref[FERRY_UUID_STR_LEN + 1];
     uint32_t index;
     uint32_t len;
     uint32_t got;
+    int drop; /* the upload was refused: check the frames, keep nothing */
+    uint8_t hash[32];
     uint8_t *buf;
 };
 
@@ -161,8 +171,10 @@ struct upload {
     uint32_t nent;     /* complete entries */
     uint32_t answered; /* entries answered by ChunkNeed */
     int list_done;
-    struct chunk_rx rx[SRV_CHUNKS_OPEN_MAX];
-    int nrx;
+    /* Chunked uploads of every connection, for chunks sent on another one. */
+    struct sess *owner;
+    struct upload *gnext;
+    struct upload **gprev;
     struct upload *next;
 };
 
@@ -179,6 +191,8 @@ struct download {
     int64_t mtime;
     int exec;
     uint8_t *mem; /* inline content, when the row holds it */
+    uint64_t want_off;                     /* R-CHUNK-14: resume from here... */
+    char want_cid[FERRY_CID_LEN + 1];      /* ...if the content is still this */
     /* Chunked content: its list, the chunk being read and where it starts. */
     uint8_t *list;
     size_t list_len;
@@ -207,7 +221,8 @@ struct sess {
     struct download *dl_tail;
     int ndownloads;
     size_t list_bytes; /* chunk lists held, across open uploads */
-    int chunks_open;   /* chunks begun and not finished, across uploads */
+    struct chunk_rx rx[SRV_CHUNKS_OPEN_MAX]; /* chunks begun on this connection */
+    int nrx;
     uint64_t unacked;
     int outstanding;  /* queued write ops and hash jobs */
     int auth_pending; /* Signup, Login, ChangePwd or Logout not yet answered */

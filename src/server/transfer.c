@@ -45,9 +45,23 @@ static void upload_free(struct sess *s, struct upload *u)
         close(u->fd);
     if (u->tmpname[0] != '\0')
         unlinkat(s->srv->tmpfd, u->tmpname, 0);
-    for (int i = 0; i < u->nrx; i++)
-        ferry_free(u->rx[i].buf);
-    s->chunks_open -= u->nrx;
+    if (u->gprev != NULL) {
+        *u->gprev = u->gnext;
+        if (u->gnext != NULL)
+            u->gnext->gprev = u->gprev;
+    }
+    /*
+     * Chunks of it begun on this connection go too (R-XFER-4: nothing more
+     * for a cancelled tid); those on other connections finish (R-CHUNK-13).
+     */
+    for (int i = 0; i < s->nrx;) {
+        if (memcmp(s->rx[i].tid, u->tid, FERRY_TID_LEN) == 0) {
+            ferry_free(s->rx[i].buf);
+            s->rx[i] = s->rx[--s->nrx];
+        } else {
+            i++;
+        }
+    }
     s->list_bytes -= u->list_cap;
     ferry_free(u->list);
     ferry_sha256_cleanup(&u->sha);
@@ -113,6 +127,14 @@ int srv_upload_open(struct sess *s, const struct ferry_cmd *cmd)
     u->exec = exec;
     u->chunked = chunked;
     u->list_done = chunked && size == 0; /* an empty file has an empty list */
+    if (chunked) {
+        u->owner = s;
+        u->gnext = srv->chunked;
+        u->gprev = &srv->chunked;
+        if (srv->chunked != NULL)
+            srv->chunked->gprev = &u->gnext;
+        srv->chunked = u;
+    }
     ferry_buf_init(&u->wbuf, SRV_WRITE_CHUNK);
     u->next = s->uploads;
     s->uploads = u;
@@ -240,13 +262,18 @@ static int list_data(struct sess *s, struct upload *u, const struct ferry_data *
     want = u->list_len + d->len;
     if (want > u->list_cap) {
         size_t ncap = u->list_cap ? u->list_cap * 2 : 64 * FERRY_CHUNK_ENT_LEN;
+        size_t room;
         uint8_t *nl;
 
+        /* The whole connection's lists are capped, not only this one. */
+        if (s->list_bytes - u->list_cap + want > SRV_LIST_BYTES_MAX)
+            return fault(s, u->ref, FERRY_ETOOBIG, "chunk lists too large");
         while (ncap < want)
             ncap *= 2;
-        /* The whole connection's lists are capped, not only this one. */
-        if (s->list_bytes - u->list_cap + ncap > SRV_LIST_BYTES_MAX)
-            return fault(s, u->ref, FERRY_ETOOBIG, "chunk lists too large");
+        /* Growth never takes more than the cap leaves. */
+        room = SRV_LIST_BYTES_MAX - (s->list_bytes - u->list_cap);
+        if (ncap > room)
+            ncap = room;
         if ((nl = ferry_realloc(u->list, ncap)) == NULL)
             return -ENOMEM;
         s->list_bytes += ncap - u->list_cap;
@@ -286,40 +313,62 @@ static void upload_track_unacked(struct sess *s, uint64_t n)
         ferry_conn_pause(&s->conn);
 }
 
+/*
+ * R-CHUNK-13: a chunk may travel on any connection of the same user; a tid
+ * of another user's upload is as unknown as one never opened.
+ */
+static struct upload *find_chunked(struct sess *s, const uint8_t tid[static FERRY_TID_LEN])
+{
+    struct upload *u = find_upload(s, tid, NULL);
+
+    if (u != NULL)
+        return u->chunked ? u : NULL;
+    for (u = s->srv->chunked; u != NULL; u = u->gnext)
+        if (u->owner->uid == s->uid && u->owner->authed && memcmp(u->tid, tid, FERRY_TID_LEN) == 0)
+            return u;
+    return NULL;
+}
+
 int srv_chunk_data(struct sess *s, const struct ferry_chunk_frame *f)
 {
-    struct upload *u = find_upload(s, f->tid, NULL);
     struct ferry_chunk_ent e;
     struct chunk_rx *rx = NULL;
+    struct upload *u;
     struct op *op;
     int i;
 
-    /* R-CHUNK-6: only chunked uploads this connection opened. */
-    if (u == NULL || !u->chunked)
-        return fault(s, NULL, FERRY_ENOTFOUND, "chunk for an unknown transfer");
-    if (f->index >= u->nent)
-        return fault(s, u->ref, FERRY_EPROTO, "chunk index not in the list");
-    for (i = 0; i < u->nrx; i++)
-        if (u->rx[i].index == f->index)
-            rx = &u->rx[i];
+    for (i = 0; i < s->nrx; i++)
+        if (s->rx[i].index == f->index && memcmp(s->rx[i].tid, f->tid, FERRY_TID_LEN) == 0)
+            rx = &s->rx[i];
     if (rx == NULL) {
+        /* R-CHUNK-6: only chunked uploads of this user, and indices the list announced. */
+        if ((u = find_chunked(s, f->tid)) == NULL)
+            return fault(s, NULL, FERRY_ENOTFOUND, "chunk for an unknown transfer");
+        if (f->index >= u->nent)
+            return fault(s, u->ref, FERRY_EPROTO, "chunk index not in the list");
         if (f->offset != 0)
             return fault(s, u->ref, FERRY_EPROTO, "chunk offset out of order");
-        if (s->chunks_open >= SRV_CHUNKS_OPEN_MAX || u->nrx >= SRV_CHUNKS_OPEN_MAX)
+        if (s->nrx >= SRV_CHUNKS_OPEN_MAX)
             return fault(s, u->ref, FERRY_EPROTO, "too many chunks begun");
+        if (u->owner != s)
+            ferry_log(FERRY_LOG_DEBUG,
+                      "chunk index=%u of an upload opened on another connection ip=%s",
+                      (unsigned)f->index, s->conn.peer_ip);
         ferry_chunk_ent_decode(u->list + (size_t)f->index * FERRY_CHUNK_ENT_LEN, &e);
-        rx = &u->rx[u->nrx];
-        *rx = (struct chunk_rx){.index = f->index, .len = e.len};
+        rx = &s->rx[s->nrx];
+        *rx = (struct chunk_rx){.index = f->index, .len = e.len, .drop = u->rc != 0};
+        memcpy(rx->tid, f->tid, FERRY_TID_LEN);
+        memcpy(rx->hash, e.hash, 32);
+        memcpy(rx->ref, u->ref, sizeof(rx->ref));
         /* A refused upload's chunks are checked and dropped, never kept. */
-        if (u->rc == 0 && (rx->buf = ferry_malloc(e.len)) == NULL)
+        if (!rx->drop && (rx->buf = ferry_malloc(e.len)) == NULL)
             return -ENOMEM;
-        u->nrx++;
-        s->chunks_open++;
+        s->nrx++;
     }
     if (f->offset != rx->got)
-        return fault(s, u->ref, FERRY_EPROTO, "chunk offset out of order");
+        return fault(s, rx->ref, FERRY_EPROTO, "chunk offset out of order");
     if (f->len > rx->len - rx->got)
-        return fault(s, u->ref, FERRY_ETOOBIG, "chunk bytes beyond its length");
+        return fault(s, rx->ref, FERRY_ETOOBIG, "chunk bytes beyond its length");
     if (rx->buf != NULL)
         memcpy(rx->buf + rx->got, f->bytes, f->len);
     rx->got += (uint32_t)f->len;
@@ -327,22 +376,20 @@ int srv_chunk_data(struct sess *s, const struct ferry_chunk_frame *f)
         return 0;
     /* Complete: hand it to the write queue and forget it here. */
     op = NULL;
-    if (rx->buf != NULL && (op = srv_op_new(s, OP_CHUNK, u->ref)) == NULL) {
+    if (rx->buf != NULL && (op = srv_op_new(s, OP_CHUNK, rx->ref)) == NULL) {
         ferry_free(rx->buf);
         rx->buf = NULL;
     }
     if (op != NULL) {
-        ferry_chunk_ent_decode(u->list + (size_t)rx->index * FERRY_CHUNK_ENT_LEN, &e);
         op->uid = s->uid;
         op->size = rx->len;
         op->index = rx->index;
-        memcpy(op->hash, e.hash, 32);
-        memcpy(op->tid, u->tid, FERRY_TID_LEN);
+        memcpy(op->hash, rx->hash, 32);
+        memcpy(op->tid, rx->tid, FERRY_TID_LEN);
         op->data = rx->buf;
         rx->buf = NULL;
     }
-    *rx = u->rx[--u->nrx];
-    s->chunks_open--;
+    *rx = s->rx[--s->nrx];
     if (op != NULL) {
         srv_op_submit(s->srv, op);
         upload_track_unacked(s, op->size);
@@ -494,6 +541,11 @@ commit:
     u->fd = -1;
     u->tmpname[0] = '\0';
     if (u->chunked) {
+        /* An empty file has an empty list, which is still a list, not a blob. */
+        if (u->list == NULL && (u->list = ferry_malloc(1)) == NULL) {
+            send_upload_error(s, u, -ENOMEM);
+            op->rc = -ENOMEM;
+        }
         /* The list moves to the op; it no longer counts against the connection. */
         op->list = u->list;
         op->list_len = u->list_len;
@@ -579,8 +631,8 @@ int srv_transfer_cancel(struct sess *s, const struct ferry_cmd *cmd)
 
 int srv_download_queue(struct sess *s, const struct ferry_cmd *cmd)
 {
-    const char *path = NULL;
-    int64_t file_id = 0;
+    const char *path = NULL, *hash = NULL;
+    int64_t file_id = 0, offset = 0;
     struct download *d;
     int rc;
 
@@ -588,6 +640,9 @@ int srv_download_queue(struct sess *s, const struct ferry_cmd *cmd)
         (rc = ferry_msg_i64_opt(cmd->body, "file_id", 1, INT64_MAX, 0, &file_id)) != 0 ||
         (path == NULL) == (file_id == 0))
         return fault(s, cmd->id, FERRY_EPROTO, "Download needs one of path or file_id");
+    if ((rc = ferry_msg_i64_opt(cmd->body, "offset", 0, INT64_MAX, 0, &offset)) != 0 ||
+        (rc = ferry_msg_str_opt(cmd->body, "hash", FERRY_CID_LEN, &hash)) != 0)
+        return fault(s, cmd->id, FERRY_EPROTO, "malformed Download");
     if (s->ndownloads >= s->srv->cfg.max_downloads) {
         ferry_conn_pause(&s->conn);
         return 1; /* redelivered once a download finishes */
@@ -596,6 +651,10 @@ int srv_download_queue(struct sess *s, const struct ferry_cmd *cmd)
         return -ENOMEM;
     d->fd = -1;
     d->file_id = file_id;
+    if (offset > 0 && hash != NULL) {
+        d->want_off = (uint64_t)offset;
+        snprintf(d->want_cid, sizeof(d->want_cid), "%s", hash);
+    }
     snprintf(d->ref, sizeof(d->ref), "%s", cmd->id);
     if (path != NULL && (d->path = ferry_strdup(path)) == NULL) {
         ferry_free(d);
@@ -670,6 +729,22 @@ static int download_resolve(struct sess *s, struct download *d)
     d->exec = n.exec;
     d->file_id = n.id;
     memcpy(d->cid, n.cid, sizeof(d->cid));
+    /* R-CHUNK-14: the rest of the same content only; anything else from byte 0. */
+    if (d->want_off > 0 && d->want_off <= d->size && strcmp(d->want_cid, d->cid) == 0) {
+        d->off = d->want_off;
+        if (d->list != NULL) {
+            struct ferry_chunk_ent e;
+            uint64_t start = 0;
+
+            for (d->chunk = 0; (d->chunk + 1) * FERRY_CHUNK_ENT_LEN <= d->list_len; d->chunk++) {
+                ferry_chunk_ent_decode(d->list + d->chunk * FERRY_CHUNK_ENT_LEN, &e);
+                if (start + e.len > d->off)
+                    break;
+                start += e.len;
+            }
+            d->chunk_pos = (uint32_t)(d->off - start);
+        }
+    }
     ferry_hex_encode(d->tid, FERRY_TID_LEN, tid);
     d->started = 1;
     return srv_send(s, FERRY_MSG_TRANSFER,
@@ -691,7 +766,7 @@ static int chunk_open(struct sess *s, struct download *d)
         (d->fd = ferry_open_beneath(s->srv->datafd, rel, O_RDONLY, 0)) < 0)
         return FERRY_EINTERNAL;
     d->chunk_len = e.len;
-    d->chunk_pos = 0;
+    /* chunk_pos is kept: a resumed download starts inside its first chunk. */
     return 0;
 }
 
@@ -748,6 +823,7 @@ static int download_step(struct sess *s, struct download *d)
             close(d->fd);
             d->fd = -1;
             d->chunk++;
+            d->chunk_pos = 0;
         }
     }
     if (ferry_buf_used(&s->conn.out) >= FERRY_NET_COALESCE)
@@ -794,7 +870,11 @@ void srv_download_pump(struct sess *s)
 void srv_transfer_cleanup(struct sess *s)
 {
     struct upload *u;
+    int i;
 
+    for (i = 0; i < s->nrx; i++)
+        ferry_free(s->rx[i].buf);
+    s->nrx = 0;
     while ((u = s->uploads) != NULL) {
         s->uploads = u->next;
         upload_free(s, u);

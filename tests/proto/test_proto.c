@@ -588,6 +588,62 @@ static void test_foreign_file_id(void **state)
     client_close(&b);
 }
 
+/* Sends a command with the caller's id, as a client retrying a request does. */
+static int send_with_id(struct client *cl, int32_t type, json_t *body)
+{
+    int rc;
+
+    if ((rc = ferry_client_send_cmd(&cl->c, type, body)) != 0)
+        return rc;
+    return ferry_client_pump(&cl->c, 5000, 1);
+}
+
+/* R-STORE-10: a Remove or Move sent again with the same id (a retry) is Ok again. */
+static void test_idempotent_by_id_r_store_10(void **state)
+{
+    static const char rm_id[] = "6b1d2a4e-0c1f-4a53-9d0e-7f2b3c4d5e6f";
+    static const char mv_id[] = "7c2e3b5f-1d2a-4b64-8e1f-8a3c4d5e6f70";
+    struct client a, b;
+    struct ferry_cmd m;
+    int round;
+
+    (void)state;
+    open_user(&a, "ia");
+    open_user(&b, "ib");
+    assert_int_equal(client_send(&a, FERRY_MSG_MKDIR, json_pack("{s:s}", "path", "d1")), 0);
+    assert_int_equal(client_expect(&a, FERRY_MSG_OK, &m), 1);
+    ferry_cmd_cleanup(&m);
+    assert_int_equal(client_send(&a, FERRY_MSG_MKDIR, json_pack("{s:s}", "path", "d2")), 0);
+    assert_int_equal(client_expect(&a, FERRY_MSG_OK, &m), 1);
+    ferry_cmd_cleanup(&m);
+    for (round = 0; round < 2; round++) {
+        assert_int_equal(
+            send_with_id(&a, FERRY_MSG_REMOVE, json_pack("{s:s, s:s}", "id", rm_id, "path", "d1")),
+            0);
+        assert_int_equal(client_expect(&a, FERRY_MSG_OK, &m), 1);
+        ferry_cmd_cleanup(&m);
+        assert_int_equal(
+            send_with_id(&a, FERRY_MSG_MOVE,
+                         json_pack("{s:s, s:s, s:s}", "id", mv_id, "from", "d2", "to", "d3")),
+            0);
+        assert_int_equal(client_expect(&a, FERRY_MSG_OK, &m), 1);
+        ferry_cmd_cleanup(&m);
+    }
+    /* A new id is a new request: d1 is gone now. */
+    assert_int_equal(client_send(&a, FERRY_MSG_REMOVE, json_pack("{s:s}", "path", "d1")), 0);
+    assert_int_equal(client_recv(&a, &m, 5000), 1);
+    assert_int_equal(err_code(&m), 5);
+    ferry_cmd_cleanup(&m);
+    /* Ids are per user: the same id from another user is that user's own request. */
+    assert_int_equal(
+        send_with_id(&b, FERRY_MSG_REMOVE, json_pack("{s:s, s:s}", "id", rm_id, "path", "d1")), 0);
+    assert_int_equal(client_recv(&b, &m, 5000), 1);
+    assert_int_equal(err_code(&m), 5);
+    ferry_cmd_cleanup(&m);
+    client_close(&a);
+    client_close(&b);
+}
+
 /* 10,000 heartbeats and 2,000 pings in single writes: all handled, nothing dropped. */
 static void test_floods(void **state)
 {
@@ -829,6 +885,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_hostile_paths),
         cmocka_unit_test(test_remote_command_refused),
         cmocka_unit_test(test_foreign_file_id),
+        cmocka_unit_test(test_idempotent_by_id_r_store_10),
         cmocka_unit_test(test_floods),
         cmocka_unit_test(test_truncated_then_eof),
         cmocka_unit_test(test_tls_split),

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "ferry/core.h"
+#include "ferry/manifest.h"
 #include "ferry/store.h"
 
 #define CID_A "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -302,6 +303,132 @@ static void test_blob_relpath(void **state)
     assert_int_equal(ferry_blob_relpath(12, "md5:abc", p, sizeof(p)), FERRY_EPROTO);
 }
 
+#define CID_C "chunks:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
+#define SEC   1000000000ll
+
+/* Two chunks, 0x11.. of 64 KiB and 0x22.. of 10 bytes: a list of 72 bytes. */
+static void two_chunks(uint8_t list[72], uint8_t h1[32], uint8_t h2[32])
+{
+    struct ferry_chunk_ent e = {.len = 65536};
+
+    memset(h1, 0x11, 32);
+    memset(h2, 0x22, 32);
+    memcpy(e.hash, h1, 32);
+    ferry_chunk_ent_encode(list, &e);
+    e.len = 10;
+    memcpy(e.hash, h2, 32);
+    ferry_chunk_ent_encode(list + 36, &e);
+}
+
+/* R-CHUNK-8: a file commits only when every chunk is held, and then refers to each. */
+static void test_chunked_commit_r_chunk_8(void **state)
+{
+    struct fx *f = *state;
+    struct gc_seen g = {0};
+    uint8_t list[72], h1[32], h2[32];
+    void *data;
+    size_t len;
+
+    two_chunks(list, h1, h2);
+    assert_int_equal(ferry_meta_begin(f->m), 0);
+    assert_int_equal(ferry_meta_chunk_put(f->m, f->alice, h1, 65536, 100 * SEC), 0);
+    assert_int_equal(ferry_meta_chunk_has(f->m, f->alice, h1), 1);
+    assert_int_equal(ferry_meta_chunk_has(f->m, f->alice, h2), 0);
+    /* Missing chunk: refused, and the savepoint-free caller sees nothing half done. */
+    assert_int_equal(ferry_meta_savepoint(f->m), 0);
+    assert_int_equal(ferry_meta_put_file(f->m, f->alice, "c", 65546, CID_C, 1, 0, 100 * SEC, NULL,
+                                         list, sizeof(list), 0),
+                     FERRY_ENOTFOUND);
+    ferry_meta_rollback_to(f->m);
+    assert_int_equal(ferry_meta_chunk_put(f->m, f->alice, h2, 10, 100 * SEC), 0);
+    /* Per user: bob holding nothing cannot point a file at alice's chunks. */
+    assert_int_equal(ferry_meta_chunk_has(f->m, f->bob, h1), 0);
+    assert_int_equal(ferry_meta_put_file(f->m, f->bob, "c", 65546, CID_C, 1, 0, 100 * SEC, NULL,
+                                         list, sizeof(list), 0),
+                     FERRY_ENOTFOUND);
+    assert_int_equal(ferry_meta_put_file(f->m, f->alice, "c", 65546, CID_C, 1, 0, 100 * SEC, NULL,
+                                         list, sizeof(list), 0),
+                     0);
+    assert_int_equal(ferry_meta_content_inline(f->m, f->alice, CID_C, &data, &len), 2);
+    assert_int_equal(len, sizeof(list));
+    assert_memory_equal(data, list, sizeof(list));
+    ferry_free(data);
+    /* Referenced chunks survive any TTL. */
+    assert_int_equal(ferry_meta_gc(f->m, 1000 * SEC, 1 * SEC, on_gc, &g), 0);
+    assert_int_equal(g.n, 0);
+    /* R-CHUNK-11: stored within the TTL, they outlive their last reference... */
+    assert_int_equal(ferry_meta_remove(f->m, f->alice, "c", 0), 0);
+    assert_int_equal(ferry_meta_gc(f->m, 101 * SEC, 10 * SEC, on_gc, &g), 0);
+    assert_int_equal(g.n, 0);
+    assert_int_equal(ferry_meta_chunk_has(f->m, f->alice, h1), 1);
+    /* ...and go with the TTL sweep. */
+    assert_int_equal(ferry_meta_gc(f->m, 111 * SEC, 10 * SEC, on_gc, &g), 0);
+    assert_int_equal(g.n, 2);
+    assert_int_equal(ferry_meta_chunk_has(f->m, f->alice, h1), 0);
+    assert_int_equal(ferry_meta_commit(f->m), 0);
+}
+
+/* R-CHUNK-11: a chunk stored long ago goes in the commit that drops its last reference. */
+static void test_chunk_unref_old_r_chunk_11(void **state)
+{
+    struct fx *f = *state;
+    struct gc_seen g = {0};
+    uint8_t list[72], h1[32], h2[32];
+
+    two_chunks(list, h1, h2);
+    assert_int_equal(ferry_meta_begin(f->m), 0);
+    assert_int_equal(ferry_meta_chunk_put(f->m, f->alice, h1, 65536, 1 * SEC), 0);
+    assert_int_equal(ferry_meta_chunk_put(f->m, f->alice, h2, 10, 1 * SEC), 0);
+    assert_int_equal(ferry_meta_put_file(f->m, f->alice, "c", 65546, CID_C, 1, 0, 1 * SEC, NULL,
+                                         list, sizeof(list), 0),
+                     0);
+    assert_int_equal(ferry_meta_put_file(f->m, f->alice, "d", 65546, CID_C, 1, 0, 1 * SEC, NULL,
+                                         list, sizeof(list), 0),
+                     0);
+    /* One of two files gone: the content and its chunks stay. */
+    assert_int_equal(ferry_meta_remove(f->m, f->alice, "c", 0), 0);
+    assert_int_equal(ferry_meta_gc(f->m, 5000 * SEC, 10 * SEC, on_gc, &g), 0);
+    assert_int_equal(g.n, 0);
+    assert_int_equal(ferry_meta_remove(f->m, f->alice, "d", 0), 0);
+    assert_int_equal(ferry_meta_gc(f->m, 5000 * SEC, 10 * SEC, on_gc, &g), 0);
+    assert_int_equal(g.n, 2);
+    assert_non_null(strstr(g.cids[0], "1111111111"));
+    assert_int_equal(ferry_meta_commit(f->m), 0);
+}
+
+/* R-CHUNK-9: the quota counts logical bytes, with a replaced file taken off. */
+static void test_quota_r_chunk_9(void **state)
+{
+    struct fx *f = *state;
+    uint64_t used = 1;
+
+    assert_int_equal(ferry_meta_begin(f->m), 0);
+    assert_int_equal(ferry_meta_used(f->m, f->alice, &used), 0);
+    assert_int_equal(used, 0);
+    assert_int_equal(
+        ferry_meta_put_file(f->m, f->alice, "a", 60, CID_A, 1, 0, 1, NULL, NULL, 0, 100), 0);
+    assert_int_equal(
+        ferry_meta_put_file(f->m, f->alice, "b", 41, CID_B, 1, 0, 1, NULL, NULL, 0, 100),
+        FERRY_EQUOTA);
+    assert_int_equal(
+        ferry_meta_put_file(f->m, f->alice, "b", 40, CID_B, 1, 0, 1, NULL, NULL, 0, 100), 0);
+    assert_int_equal(ferry_meta_used(f->m, f->alice, &used), 0);
+    assert_int_equal(used, 100);
+    /* Replacing a file: only the difference counts; shrinking is always allowed. */
+    assert_int_equal(
+        ferry_meta_put_file(f->m, f->alice, "a", 61, CID_B, 1, 0, 1, NULL, NULL, 0, 100),
+        FERRY_EQUOTA);
+    assert_int_equal(
+        ferry_meta_put_file(f->m, f->alice, "a", 10, CID_B, 1, 0, 1, NULL, NULL, 0, 100), 0);
+    assert_int_equal(ferry_meta_remove(f->m, f->alice, "b", 0), 0);
+    assert_int_equal(ferry_meta_used(f->m, f->alice, &used), 0);
+    assert_int_equal(used, 10);
+    /* Bob's usage is his own. */
+    assert_int_equal(ferry_meta_used(f->m, f->bob, &used), 0);
+    assert_int_equal(used, 0);
+    assert_int_equal(ferry_meta_commit(f->m), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -314,6 +441,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_savepoints, setup, teardown),
         cmocka_unit_test(test_blob_relpath),
+        cmocka_unit_test_setup_teardown(test_chunked_commit_r_chunk_8, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chunk_unref_old_r_chunk_11, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_quota_r_chunk_9, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

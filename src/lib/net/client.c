@@ -114,7 +114,13 @@ int ferry_client_connect(struct ferry_client *c, const char *host, const char *p
             break;
         err = SSL_get_error(c->ssl, n);
         if ((err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) || now >= deadline) {
-            rc = now >= deadline ? FERRY_ETIMEDOUT : FERRY_EAUTH;
+            /*
+             * A socket closed mid-handshake (a server that died or dropped
+             * us) is a lost connection, worth retrying; an alert is a refusal.
+             */
+            rc = now >= deadline                                            ? FERRY_ETIMEDOUT
+                 : err == SSL_ERROR_SYSCALL || err == SSL_ERROR_ZERO_RETURN ? -ECONNRESET
+                                                                            : FERRY_EAUTH;
             goto out;
         }
         if ((rc = wait_fd(c->fd, err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT,

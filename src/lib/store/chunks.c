@@ -73,12 +73,12 @@ static int chunk_delete(struct ferry_meta *m, int64_t uid, const uint8_t hash[st
 }
 
 int ferry_meta_chunks_ref(struct ferry_meta *m, int64_t uid, const uint8_t *list, size_t len,
-                          int delta, int64_t now, ferry_meta_gc_fn fn, void *arg)
+                          int delta, int64_t cutoff, ferry_meta_gc_fn fn, void *arg)
 {
     static const char sql_up[] =
         "UPDATE chunks SET refs = refs + 1 WHERE user_id = ?1 AND hash = ?2";
-    static const char sql_down[] = "UPDATE chunks SET refs = refs - 1, touched = ?3"
-                                   " WHERE user_id = ?1 AND hash = ?2 RETURNING refs";
+    static const char sql_down[] = "UPDATE chunks SET refs = refs - 1"
+                                   " WHERE user_id = ?1 AND hash = ?2 RETURNING refs, touched";
     struct ferry_chunk_ent e;
     sqlite3_stmt *st;
     size_t off;
@@ -102,13 +102,17 @@ int ferry_meta_chunks_ref(struct ferry_meta *m, int64_t uid, const uint8_t *list
             return FERRY_EINTERNAL;
         sqlite3_bind_int64(st, 1, uid);
         sqlite3_bind_blob(st, 2, e.hash, 32, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, now);
         rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) {
             int64_t refs = sqlite3_column_int64(st, 0);
+            int64_t touched = sqlite3_column_int64(st, 1);
             sqlite3_reset(st);
-            /* R-CHUNK-11: the last reference gone, the chunk goes in this commit. */
-            if (refs <= 0 && (rc = chunk_delete(m, uid, e.hash, fn, arg)) != 0)
+            /*
+             * R-CHUNK-11: with its last reference gone, a chunk goes in this
+             * commit, unless an upload stored it within the TTL and may still
+             * count on it; the TTL sweep takes it later.
+             */
+            if (refs <= 0 && touched < cutoff && (rc = chunk_delete(m, uid, e.hash, fn, arg)) != 0)
                 return rc;
             continue;
         }
@@ -152,7 +156,7 @@ int ferry_meta_gc(struct ferry_meta *m, int64_t now, int64_t ttl_ns, ferry_meta_
                 break;
             }
             memcpy(list, sqlite3_column_blob(st, 3), len);
-            rc = ferry_meta_chunks_ref(m, uid, list, len, -1, now, fn, arg);
+            rc = ferry_meta_chunks_ref(m, uid, list, len, -1, now - ttl_ns, fn, arg);
             ferry_free(list);
             list = NULL;
             if (rc != 0)

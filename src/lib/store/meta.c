@@ -30,7 +30,11 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS content("
     " user_id INTEGER NOT NULL, cid TEXT NOT NULL, size INTEGER NOT NULL,"
     " refs INTEGER NOT NULL, data BLOB, PRIMARY KEY(user_id, cid)) STRICT;"
-    "CREATE INDEX IF NOT EXISTS content_unref ON content(refs) WHERE refs <= 0;";
+    "CREATE INDEX IF NOT EXISTS content_unref ON content(refs) WHERE refs <= 0;"
+    /* R-STORE-10: Remove and Move already applied, by message id. */
+    "CREATE TABLE IF NOT EXISTS ops_done("
+    " user_id INTEGER NOT NULL, msg_id TEXT NOT NULL, at INTEGER NOT NULL,"
+    " PRIMARY KEY(user_id, msg_id)) STRICT, WITHOUT ROWID;";
 
 /*
  * Version 2: chunked content (R-CHUNK), per-user usage for quotas
@@ -1026,4 +1030,43 @@ int ferry_blob_relpath(int64_t uid, const char *cid, char *out, size_t cap)
         return FERRY_EPROTO;
     n = snprintf(out, cap, "blobs/%lld/%.2s/%s", (long long)uid, cid + 7, cid + 7);
     return n > 0 && (size_t)n < cap ? 0 : FERRY_ETOOBIG;
+}
+
+int ferry_meta_op_done(struct ferry_meta *m, int64_t uid, const char *msg_id)
+{
+    static const char sql[] = "SELECT 1 FROM ops_done WHERE user_id = ?1 AND msg_id = ?2";
+    sqlite3_stmt *st = ferry_meta_stmt(m, sql);
+    int rc;
+
+    if (st == NULL)
+        return FERRY_EINTERNAL;
+    sqlite3_bind_int64(st, 1, uid);
+    sqlite3_bind_text(st, 2, msg_id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_ROW)
+        return 1;
+    return rc == SQLITE_DONE ? 0 : ferry_meta_sqlrc(m, rc);
+}
+
+int ferry_meta_op_record(struct ferry_meta *m, int64_t uid, const char *msg_id, int64_t now)
+{
+    static const char sql[] = "INSERT OR REPLACE INTO ops_done(user_id, msg_id, at)"
+                              " VALUES(?1, ?2, ?3)";
+    static const char sql_old[] = "DELETE FROM ops_done WHERE at < ?1";
+    sqlite3_stmt *st = ferry_meta_stmt(m, sql);
+    int rc;
+
+    if (st == NULL)
+        return FERRY_EINTERNAL;
+    sqlite3_bind_int64(st, 1, uid);
+    sqlite3_bind_text(st, 2, msg_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, now);
+    if ((rc = ferry_meta_step(m, st)) != 0)
+        return rc;
+    /* A retry comes within minutes; a week of ids is plenty (R-STORE-10). */
+    if ((st = ferry_meta_stmt(m, sql_old)) == NULL)
+        return FERRY_EINTERNAL;
+    sqlite3_bind_int64(st, 1, now - FERRY_OPS_DONE_KEEP_NS);
+    return ferry_meta_step(m, st);
 }

@@ -232,6 +232,70 @@ int ferry_writer_begin(struct ferry_writer *w, int fd)
     return rc;
 }
 
+int ferry_writer_resume(struct ferry_writer *w, uint64_t prefix)
+{
+    uint8_t *buf = NULL;
+    uint64_t off = 0;
+    ssize_t n;
+    int rc = 0;
+
+    pthread_mutex_lock(&w->mu);
+    drain_locked(w);
+    if (w->err != 0 || !w->active) {
+        rc = w->err != 0 ? w->err : FERRY_EUSAGE;
+        goto out;
+    }
+    /* Unaligned reads and an unaligned start: the rest goes through the cache. */
+    if (w->direct)
+        drop_direct(w);
+    /* The kept bytes enter the hash as if they had just arrived. */
+    if ((buf = ferry_malloc(FERRY_WRITER_BUF)) == NULL) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    while (off < prefix) {
+        size_t want = prefix - off > FERRY_WRITER_BUF ? FERRY_WRITER_BUF : (size_t)(prefix - off);
+        n = pread(w->fd, buf, want, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = n < 0 ? -errno : FERRY_ECANCELED;
+            goto out;
+        }
+        if ((w->chunked ? ferry_cdc_stream_feed(w->cdc, buf, (size_t)n)
+                        : ferry_sha256_update(&w->sha, buf, (size_t)n)) != 0) {
+            rc = FERRY_EINTERNAL;
+            goto out;
+        }
+        off += (uint64_t)n;
+    }
+    if (lseek(w->fd, (off_t)prefix, SEEK_SET) < 0) {
+        rc = -errno;
+        goto out;
+    }
+    w->written = w->synced = prefix;
+out:
+    if (rc != 0 && w->err == 0)
+        w->err = rc;
+    pthread_mutex_unlock(&w->mu);
+    ferry_free(buf);
+    return rc;
+}
+
+int ferry_writer_sync(struct ferry_writer *w, uint64_t *durable)
+{
+    int rc;
+
+    pthread_mutex_lock(&w->mu);
+    drain_locked(w);
+    rc = w->err;
+    if (rc == 0 && fdatasync(w->fd) != 0)
+        rc = w->err = -errno; /* an fsync error is fatal for the file */
+    *durable = rc == 0 ? w->written : 0;
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
 int ferry_writer_busy(const struct ferry_writer *w)
 {
     return w->active;
