@@ -2010,6 +2010,101 @@ static void test_quota_filled_r_chunk_9(void **state)
     free(three);
 }
 
+/* ---- Resumable downloads (R-CHUNK-14) ---- */
+
+/*
+ * Download of path with offset and hash; returns the first data offset seen
+ * (size when no data came) and checks every byte against want.
+ */
+static uint64_t download_from(struct client *cl, const char *path, json_int_t offset,
+                              const char *hash, const uint8_t *want, size_t size)
+{
+    uint64_t deadline = ferry_now_ms() + 30000, first = UINT64_MAX, next = 0;
+    uint8_t tid[16] = {0};
+    int have_transfer = 0;
+
+    assert_int_equal(
+        client_send(cl, FERRY_MSG_DOWNLOAD,
+                    json_pack("{s:s, s:I, s:s}", "path", path, "offset", offset, "hash", hash)),
+        0);
+    for (;;) {
+        struct ferry_frame f;
+        int rc = ferry_client_next_frame(&cl->c, &f);
+
+        assert_true(rc >= 0);
+        if (rc == 0) {
+            assert_false(cl->c.eof);
+            assert_true(ferry_now_ms() < deadline);
+            assert_int_equal(ferry_client_pump(&cl->c, 1000, 0), 0);
+            continue;
+        }
+        if (f.type == FERRY_FRAME_DATA) {
+            struct ferry_data d;
+
+            assert_true(have_transfer);
+            assert_int_equal(ferry_data_decode(f.payload, f.payload_len, &d), 0);
+            assert_memory_equal(d.tid, tid, 16);
+            if (first == UINT64_MAX)
+                first = next = d.offset;
+            assert_int_equal(d.offset, next);
+            assert_true(d.len <= size - next);
+            assert_memory_equal(d.bytes, want + next, d.len);
+            next += d.len;
+        } else if (f.type == FERRY_FRAME_COMMAND) {
+            struct ferry_cmd m;
+
+            assert_int_equal(ferry_cmd_decode(f.payload, f.payload_len, &m), 0);
+            if (m.type == FERRY_MSG_TRANSFER) {
+                have_transfer = 1;
+                assert_int_equal(ferry_hex_decode(str_member(&m, "tid"), tid, 16), 0);
+                /* Transfer always describes the whole file. */
+                assert_int_equal(json_integer_value(json_object_get(m.body, "size")), size);
+                ferry_cmd_cleanup(&m);
+                continue;
+            }
+            assert_int_equal(m.type, FERRY_MSG_TRANSFER_COMPLETE);
+            ferry_cmd_cleanup(&m);
+            break;
+        }
+    }
+    /* No data at all is right only when everything was already there. */
+    if (first == UINT64_MAX) {
+        assert_int_equal(offset, size);
+        first = next = size;
+    }
+    assert_int_equal(next, size);
+    return first;
+}
+
+static void test_download_offset_r_chunk_14(void **state)
+{
+    static const char other[] =
+        "chunks:0000000000000000000000000000000000000000000000000000000000000000";
+    struct client a;
+
+    (void)state;
+    assert_true(happy.size > 300000);
+    acct_open(&srv, &alice, &a);
+    /* The rest of the same content, from inside a chunk and from a boundary. */
+    assert_int_equal(download_from(&a, "dir/happy.bin", 300000, happy.cid, happy.data, happy.size),
+                     300000);
+    assert_int_equal(download_from(&a, "dir/happy.bin", 1, happy.cid, happy.data, happy.size), 1);
+    assert_int_equal(download_from(&a, "dir/happy.bin", (json_int_t)happy.size - 1, happy.cid,
+                                   happy.data, happy.size),
+                     happy.size - 1);
+    /* Everything already there: Transfer and TransferComplete, no data. */
+    assert_int_equal(download_from(&a, "dir/happy.bin", (json_int_t)happy.size, happy.cid,
+                                   happy.data, happy.size),
+                     happy.size);
+    /* Other content, or an offset past the end: the whole file from 0. */
+    assert_int_equal(download_from(&a, "dir/happy.bin", 300000, other, happy.data, happy.size), 0);
+    assert_int_equal(download_from(&a, "dir/happy.bin", (json_int_t)happy.size + 1, happy.cid,
+                                   happy.data, happy.size),
+                     0);
+    assert_true(ping_ok(&a));
+    client_close(&a);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -2049,6 +2144,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_chunk_after_cancel_r_xfer_4),
         cmocka_unit_test(test_cancel_frees_chunk_slots_r_chunk_11),
         cmocka_unit_test(test_resume_r_chunk_12),
+        cmocka_unit_test(test_download_offset_r_chunk_14),
         cmocka_unit_test(test_partial_ttl_r_chunk_11),
         cmocka_unit_test(test_declared_sizes_r_chunk_9),
         cmocka_unit_test(test_quota_up_front_r_chunk_9),
