@@ -141,6 +141,7 @@ void cli_progress_update(struct cli_progress *p, int force);
 void cli_progress_end(struct cli_progress *p);
 
 void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+extern int cli_err_muted;
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prints s with control characters escaped: names from a peer are hostile. */
 void cli_print_name(FILE *f, const char *s);

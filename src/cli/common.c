@@ -16,10 +16,15 @@
 #include "cli.h"
 #include "server/serve.h"
 
+/* Set while opening optional extra connections: their failures are not the user's. */
+int cli_err_muted;
+
 void cli_err(const char *fmt, ...)
 {
     va_list ap;
 
+    if (cli_err_muted)
+        return;
     fprintf(stderr, "ferry: ");
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);

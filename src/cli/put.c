@@ -464,6 +464,8 @@ static void xc_open(struct put *p)
 {
     int k;
 
+    /* An extra connection that cannot be had is no error: the first one carries on. */
+    cli_err_muted = 1;
     for (k = 0; k < p->nxc; k++) {
         if (p->xc_up[k])
             continue;
@@ -472,6 +474,7 @@ static void xc_open(struct put *p)
         else
             cli_disconnect(&p->xc[k]);
     }
+    cli_err_muted = 0;
 }
 
 /*
