@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "ferry/net.h"
 
@@ -109,6 +110,7 @@ int ferry_client_connect(struct ferry_client *c, const char *host, const char *p
     for (;;) {
         uint64_t now = ferry_now_ms();
 
+        ERR_clear_error(); /* see write_some */
         n = SSL_connect(c->ssl);
         if (n == 1)
             break;
@@ -116,11 +118,18 @@ int ferry_client_connect(struct ferry_client *c, const char *host, const char *p
         if ((err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) || now >= deadline) {
             /*
              * A socket closed mid-handshake (a server that died or dropped
-             * us) is a lost connection, worth retrying; an alert is a refusal.
+             * us) is a lost connection, worth retrying; an alert is a
+             * refusal. OpenSSL 3 reports a clean EOF there as an SSL error.
              */
-            rc = now >= deadline                                            ? FERRY_ETIMEDOUT
-                 : err == SSL_ERROR_SYSCALL || err == SSL_ERROR_ZERO_RETURN ? -ECONNRESET
-                                                                            : FERRY_EAUTH;
+            if (now >= deadline)
+                rc = FERRY_ETIMEDOUT;
+            else if (err == SSL_ERROR_SYSCALL || err == SSL_ERROR_ZERO_RETURN ||
+                     (err == SSL_ERROR_SSL &&
+                      ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING))
+                rc = -ECONNRESET;
+            else
+                rc = FERRY_EAUTH;
+            ERR_clear_error();
             goto out;
         }
         if ((rc = wait_fd(c->fd, err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT,
@@ -242,6 +251,12 @@ static int write_some(struct ferry_client *c)
     int n, err;
 
     while ((used = ferry_buf_used(&c->out)) > 0) {
+        /*
+         * OpenSSL's error queue is per thread, not per connection: a stale
+         * entry left by another connection would make SSL_get_error report
+         * a plain WANT_READ as a fatal error on this one.
+         */
+        ERR_clear_error();
         n = SSL_write(c->ssl, ferry_buf_peek(&c->out), (int)(used > 1048576 ? 1048576 : used));
         if (n <= 0) {
             err = SSL_get_error(c->ssl, n);
@@ -265,6 +280,7 @@ static int read_some(struct ferry_client *c)
         if (ferry_buf_reserve(&c->in, FERRY_NET_READ_CHUNK) != 0)
             return got; /* full: the caller must take frames first */
         room = c->in.cap - c->in.len;
+        ERR_clear_error(); /* see write_some */
         n = SSL_read(c->ssl, ferry_buf_tail(&c->in), (int)(room > INT32_MAX ? INT32_MAX : room));
         if (n <= 0) {
             err = SSL_get_error(c->ssl, n);

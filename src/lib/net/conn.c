@@ -108,6 +108,8 @@ int ferry_conn_flush(struct ferry_conn *c)
         return 0;
     while ((used = ferry_buf_used(&c->out)) > 0) {
         /* 256 KiB per SSL_write keeps the memory BIO, and so the copy, small. */
+        /* The error queue is per thread: another connection's entry must not leak here. */
+        ERR_clear_error();
         n = SSL_write(c->ssl, ferry_buf_peek(&c->out), (int)(used > 262144 ? 262144 : used));
         if (n <= 0)
             return FERRY_EINTERNAL;
@@ -271,6 +273,7 @@ static void process_input(struct ferry_conn *c)
         return;
     c->in_process = 1;
     if (!c->ready) {
+        ERR_clear_error();
         n = SSL_do_handshake(c->ssl);
         push_ciphertext(c);
         if (n != 1) {
@@ -292,6 +295,7 @@ static void process_input(struct ferry_conn *c)
         if ((rc = ferry_buf_reserve(&c->in, FERRY_NET_READ_CHUNK)) != 0)
             break;
         room = c->in.cap - c->in.len;
+        ERR_clear_error();
         n = SSL_read(c->ssl, ferry_buf_tail(&c->in), (int)(room > INT32_MAX ? INT32_MAX : room));
         if (n <= 0) {
             err = SSL_get_error(c->ssl, n);
