@@ -601,6 +601,87 @@ static int run_downloads(struct get *g)
     return rc;
 }
 
+/* Asks for each source and plans its downloads (and folders). */
+static int plan_sources(struct get *g, char **srcs, int nsrc, const char *dest, int dest_dir,
+                        int rec)
+{
+    int i, rc = 0;
+
+    for (i = 0; i < nsrc && rc == 0; i++) {
+        const char *src = srcs[i];
+        char tmp[FERRY_PATH_MAX + 1], target[PATH_MAX], *base;
+        struct ferry_cmd reply;
+        json_t *e;
+        const char *type;
+        int is_dir, rootfd;
+
+        rc = cli_call(&g->cc, FERRY_MSG_DIRINFO, json_pack("{s:s, s:b}", "path", src, "stat", 1),
+                      &reply);
+        if (rc != 0) {
+            if (cli_conn_lost(rc))
+                break; /* asked again on a new connection */
+            failmsg(g, src, ferry_strerror(rc));
+            rc = rc == FERRY_ENOTFOUND || rc == FERRY_EPATH || rc == FERRY_ENOTDIR ? 0 : rc;
+            continue;
+        }
+        e = json_array_get(json_object_get(reply.body, "entries"), 0);
+        type = json_string_value(json_object_get(e, "type"));
+        is_dir = type != NULL && strcmp(type, "dir") == 0;
+        snprintf(tmp, sizeof(tmp), "%s", src);
+        base = basename(tmp);
+        if (strcmp(base, "/") == 0 || strcmp(base, ".") == 0 || base[0] == '\0')
+            base = "ferry-root";
+        if (dest_dir)
+            snprintf(target, sizeof(target), "%s/%s", dest, base);
+        else
+            snprintf(target, sizeof(target), "%s", dest);
+        if (!is_dir) {
+            char dcopy[PATH_MAX], bcopy[PATH_MAX];
+            snprintf(dcopy, sizeof(dcopy), "%s", target);
+            snprintf(bcopy, sizeof(bcopy), "%s", target);
+            rootfd = open(dirname(dcopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (rootfd < 0 || add_root(g, rootfd) != 0) {
+                failmsg(g, target, strerror(errno));
+            } else {
+                rc = add_dl(g, json_integer_value(json_object_get(e, "id")), rootfd,
+                            basename(bcopy), src, json_string_value(json_object_get(e, "hash")));
+                g->prog.total += (uint64_t)json_integer_value(json_object_get(e, "size"));
+            }
+        } else if (!rec) {
+            failmsg(g, src, "is a folder (use -r)");
+        } else if (mkdir(target, 0777) != 0 && errno != EEXIST) {
+            failmsg(g, target, strerror(errno));
+        } else if ((rootfd = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+                   add_root(g, rootfd) != 0) {
+            failmsg(g, target, strerror(errno));
+        } else {
+            if ((rc = add_dir(g, rootfd, "", json_integer_value(json_object_get(e, "mtime")))) == 0)
+                rc = plan_tree(g, src, rootfd);
+        }
+        ferry_cmd_cleanup(&reply);
+    }
+    return rc;
+}
+
+/* Forgets a plan cut short by a lost connection, to make it again. */
+static void plan_reset(struct get *g)
+{
+    size_t k;
+
+    for (k = 0; k < g->n; k++) {
+        ferry_free(g->v[k].rel);
+        ferry_free(g->v[k].label);
+    }
+    g->n = 0;
+    for (k = 0; k < g->ndirs; k++)
+        ferry_free(g->dirs[k].rel);
+    g->ndirs = 0;
+    for (k = 0; k < g->nroots; k++)
+        close(g->rootfds[k]);
+    g->nroots = 0;
+    g->prog.total = 0;
+}
+
 /* A download cut by a lost connection goes back to the queue, its temp file gone. */
 static void requeue_all(struct get *g)
 {
@@ -670,7 +751,7 @@ int cmd_get(int argc, char **argv)
     int stats = 0;
     const char *dest = ".";
     struct stat dst;
-    int c, rec = 0, nsrc, i, rc = 0, dest_dir;
+    int c, rec = 0, nsrc, rc = 0, dest_dir;
     size_t k, done = 0;
 
     optind = 1;
@@ -721,14 +802,28 @@ int cmd_get(int argc, char **argv)
         cli_err("%s is not a folder (several sources need a folder destination)", dest);
         return CLI_FAIL;
     }
+    cli_progress_init(&g.prog, 0, 0);
     {
-        /* A server that cannot be reached yet is retried like a lost connection. */
+        /*
+         * A server that cannot be reached yet, or a connection lost while the
+         * plan is made, is retried like a connection lost later.
+         */
         uint64_t start = ferry_now_ms(), wait_ms = 500;
+        size_t failed0 = g.failed;
 
-        while ((rc = cli_connect_session(&g.cc)) != 0) {
-            cli_disconnect(&g.cc);
-            if (!cli_conn_lost(rc))
+        for (;;) {
+            rc = cli_connect_session(&g.cc);
+            if (rc == 0) {
+                rc = plan_sources(&g, argv + optind, nsrc, dest, dest_dir, rec);
+                if (rc == 0 || !cli_conn_lost(rc))
+                    break;
+                plan_reset(&g);
+                g.failed = failed0;
+            } else if (!cli_conn_lost(rc)) {
+                cli_disconnect(&g.cc);
                 return CLI_FAIL;
+            }
+            cli_disconnect(&g.cc);
             if (ferry_now_ms() - start >= retry_for_ms) {
                 cli_err("cannot reach the server (%s). Run the same command again.",
                         ferry_strerror(rc));
@@ -739,59 +834,6 @@ int cmd_get(int argc, char **argv)
             usleep((useconds_t)wait_ms * 1000);
             wait_ms = wait_ms * 2 > 10000 ? 10000 : wait_ms * 2;
         }
-    }
-    cli_progress_init(&g.prog, 0, 0);
-    for (i = 0; i < nsrc && rc == 0; i++) {
-        const char *src = argv[optind + i];
-        char tmp[FERRY_PATH_MAX + 1], target[PATH_MAX], *base;
-        struct ferry_cmd reply;
-        json_t *e;
-        const char *type;
-        int is_dir, rootfd;
-
-        rc = cli_call(&g.cc, FERRY_MSG_DIRINFO, json_pack("{s:s, s:b}", "path", src, "stat", 1),
-                      &reply);
-        if (rc != 0) {
-            failmsg(&g, src, ferry_strerror(rc));
-            rc = rc == FERRY_ENOTFOUND || rc == FERRY_EPATH || rc == FERRY_ENOTDIR ? 0 : rc;
-            continue;
-        }
-        e = json_array_get(json_object_get(reply.body, "entries"), 0);
-        type = json_string_value(json_object_get(e, "type"));
-        is_dir = type != NULL && strcmp(type, "dir") == 0;
-        snprintf(tmp, sizeof(tmp), "%s", src);
-        base = basename(tmp);
-        if (strcmp(base, "/") == 0 || strcmp(base, ".") == 0 || base[0] == '\0')
-            base = "ferry-root";
-        if (dest_dir)
-            snprintf(target, sizeof(target), "%s/%s", dest, base);
-        else
-            snprintf(target, sizeof(target), "%s", dest);
-        if (!is_dir) {
-            char dcopy[PATH_MAX], bcopy[PATH_MAX];
-            snprintf(dcopy, sizeof(dcopy), "%s", target);
-            snprintf(bcopy, sizeof(bcopy), "%s", target);
-            rootfd = open(dirname(dcopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            if (rootfd < 0 || add_root(&g, rootfd) != 0) {
-                failmsg(&g, target, strerror(errno));
-            } else {
-                rc = add_dl(&g, json_integer_value(json_object_get(e, "id")), rootfd,
-                            basename(bcopy), src, json_string_value(json_object_get(e, "hash")));
-                g.prog.total += (uint64_t)json_integer_value(json_object_get(e, "size"));
-            }
-        } else if (!rec) {
-            failmsg(&g, src, "is a folder (use -r)");
-        } else if (mkdir(target, 0777) != 0 && errno != EEXIST) {
-            failmsg(&g, target, strerror(errno));
-        } else if ((rootfd = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
-                   add_root(&g, rootfd) != 0) {
-            failmsg(&g, target, strerror(errno));
-        } else {
-            if ((rc = add_dir(&g, rootfd, "", json_integer_value(json_object_get(e, "mtime")))) ==
-                0)
-                rc = plan_tree(&g, src, rootfd);
-        }
-        ferry_cmd_cleanup(&reply);
     }
     g.prog.files_total = g.n;
     if (rc == 0)
