@@ -678,8 +678,11 @@ static int cf_produce(struct put *p, int block)
         fail_item(p, cf->it, r == FERRY_ECANCELED ? "changed while being read" : strerror(-r));
         return 0;
     }
-    if (cf->sent < cf->nent) {
-        /* R-CHUNK-4: the list as data frames of the tid, in order. */
+    /*
+     * R-CHUNK-4: the list as data frames of the tid, in order, 64 entries or
+     * more at a time (the server answers per 256) so entries share records.
+     */
+    if (cf->sent < cf->nent && (cf->nent - cf->sent >= 64 || !cf->scanning)) {
         rc = ferry_client_send_data(&p->cc.c, cf->it->tid, (uint64_t)cf->sent * FERRY_CHUNK_ENT_LEN,
                                     cf->list + (size_t)cf->sent * FERRY_CHUNK_ENT_LEN,
                                     (size_t)(cf->nent - cf->sent) * FERRY_CHUNK_ENT_LEN);
