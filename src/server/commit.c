@@ -163,7 +163,7 @@ static int place_chunks(struct batch *b, int *nplaced)
         }
         ferry_random(rnd, sizeof(rnd));
         ferry_hex_encode(rnd, sizeof(rnd), hex);
-        snprintf(op->tmpname, sizeof(op->tmpname), "ck-%s", hex);
+        snprintf(op->tmpname, sizeof(op->tmpname), "ck-%.32s", hex);
         op->tmpfd = openat(srv->tmpfd, op->tmpname,
                            O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (op->tmpfd < 0) {
