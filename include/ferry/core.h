@@ -12,6 +12,8 @@
  * count them. They return NULL on failure or on size overflow. */
 void *ferry_malloc(size_t n);
 void *ferry_calloc(size_t n, size_t size);
+/* Memory aligned for O_DIRECT I/O; freed with ferry_free. */
+void *ferry_malloc_aligned(size_t align, size_t n);
 void *ferry_realloc(void *p, size_t n);
 char *ferry_strdup(const char *s);
 void ferry_free(void *p);

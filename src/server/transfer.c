@@ -361,7 +361,8 @@ int srv_chunk_data(struct sess *s, const struct ferry_chunk_frame *f)
         memcpy(rx->hash, e.hash, 32);
         memcpy(rx->ref, u->ref, sizeof(rx->ref));
         /* A refused upload's chunks are checked and dropped, never kept. */
-        if (!rx->drop && (rx->buf = ferry_malloc(e.len)) == NULL)
+        /* Block-aligned: the commit job writes it with O_DIRECT. */
+        if (!rx->drop && (rx->buf = ferry_malloc_aligned(FERRY_WRITER_ALIGN, e.len)) == NULL)
             return -ENOMEM;
         s->nrx++;
     }

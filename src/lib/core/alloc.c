@@ -20,6 +20,13 @@ void *ferry_realloc(void *p, size_t n)
     return realloc(p, n == 0 ? 1 : n);
 }
 
+void *ferry_malloc_aligned(size_t align, size_t n)
+{
+    void *p = NULL;
+
+    return posix_memalign(&p, align, n == 0 ? 1 : n) == 0 ? p : NULL;
+}
+
 char *ferry_strdup(const char *s)
 {
     size_t n = strlen(s) + 1;
