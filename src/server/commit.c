@@ -203,7 +203,9 @@ static int place_chunks(struct batch *b, int *nplaced)
         }
         ferry_hex_encode(op->hash, 32, hex);
         snprintf(rel, sizeof(rel), "chunks/%lld/%.2s", (long long)op->uid, hex);
-        if ((dfd = ferry_mkdirs_beneath(srv->datafd, rel)) < 0) {
+        /* Most chunk directories exist: one open, not a mkdir per level. */
+        if ((dfd = ferry_open_beneath(srv->datafd, rel, O_RDONLY | O_DIRECTORY, 0)) < 0 &&
+            (dfd = ferry_mkdirs_beneath(srv->datafd, rel)) < 0) {
             op->rc = io_rc(dfd);
             continue;
         }
