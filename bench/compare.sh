@@ -6,6 +6,16 @@
 #   (b) many small files (default 10,000 x 4 KiB) up   -> median seconds and files/s
 #   (c) `ferry ls /` (a whole process) against rsync's no-op on an up-to-date big file
 #
+# Chunked transfers (issue 4; --only chunked, or any of resume, unchanged, delta):
+#   resume     a big upload killed (kill -9 of the client) once about half of it is durable on the
+#              server, then the same `ferry put` again: its bytes against the unacknowledged
+#              remainder + 2 % of the file
+#   unchanged  a big upload, then the same local file under a new remote name: wire < 1 MiB, time
+#              <= 0.2x the first upload
+#   delta      1 MiB overwritten in the middle (delta-mod) and 100 B inserted (delta-ins) of a big
+#              file the server already holds: ferry's wire bytes and time against rsync's delta to
+#              its daemon
+#
 # Usage: bench/compare.sh [options]        (bench/compare.sh --help, and bench/README.md)
 # Nothing leaves 127.0.0.1. Every server is started here and stopped by its PID on exit.
 set -euo pipefail
@@ -16,19 +26,22 @@ ROOT=$(cd "$BENCH_DIR/.." && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$BENCH_DIR/lib.sh"
 
-ALL_TOOLS=(ferry rsyncd rsyncd-fsync rsync-ssh scp nc)
+ALL_TOOLS=(ferry rsyncd rsyncd-fsync rsync-ssh scp nc rsyncd-inplace)
 
 usage() {
     cat <<EOF
 usage: bench/compare.sh [options]
 
   --rounds N        rounds per scenario; each round runs every tool once, interleaved (default 5)
-  --only LIST       scenarios to run, comma separated: a (= a-up,a-down), a-up, a-down, b, c
+  --only LIST       scenarios to run, comma separated: a (= a-up,a-down), a-up, a-down, b, c,
+                    and for chunked transfers (issue 4): resume, unchanged, delta
+                    (= delta-mod,delta-ins), delta-mod, delta-ins, chunked (= all of these)
                     (default a,b,c)
   --size-mb N       size of the big file in MiB (default 1024 = 1 GiB)
   --files N         number of 4 KiB files for (b) (default 10000, 100 per directory)
   --tools LIST      tools to run, comma separated, from: ${ALL_TOOLS[*]}
-                    (default: all)
+                    (default: all; rsyncd-inplace runs in the delta scenarios only, and
+                    resume and unchanged measure ferry alone)
   --skip-ferry      measure the peers only (same as leaving ferry out of --tools)
   --ferry PATH      use this ferry binary instead of building one
   --build-dir DIR   where to build ferry (default ROOT/build/bench, an -O2 Release build)
@@ -41,12 +54,19 @@ usage: bench/compare.sh [options]
   --noop-runs N     timed runs per round for (c) (default 20, after 3 warm-up runs)
   --settle S        seconds to sleep after the untimed 'sync' before every timed run (default 1)
   --timeout S       limit for any one transfer (default 900)
+  --kill-at PCT     resume: kill the client once PCT % of the file is durable on the server
+                    (default 50)
+  --kill-when acked|sent
+                    resume: count PCT % in bytes durable on the server (acked, the default) or
+                    in bytes the client has written to its sockets (sent: /proc/PID/io wchar)
   --rsync-port P, --ssh-port P, --nc-port P
                     preferred ports (defaults 8730, 2222, 9000; the next free one is used if busy)
   -h, --help        this text
 
 Quick smoke run (about 45 s for the peers, plus whatever ferry takes):
   bench/compare.sh --size-mb 64 --files 500 --rounds 1
+Chunked transfers only (issue 4), 3 rounds of 1 GiB:
+  bench/compare.sh --only chunked --rounds 3
 EOF
 }
 
@@ -68,6 +88,8 @@ TO=900
 RSYNC_PORT=8730
 SSH_PORT=2222
 NC_PORT=9000
+KILL_AT=50
+KILL_WHEN=acked
 
 need_arg() { [[ $# -ge 2 && -n $2 ]] || die "option $1 needs a value (see --help)"; }
 while [[ $# -gt 0 ]]; do
@@ -89,19 +111,23 @@ while [[ $# -gt 0 ]]; do
     --rsync-port) need_arg "$@"; RSYNC_PORT=$2; shift 2 ;;
     --ssh-port) need_arg "$@"; SSH_PORT=$2; shift 2 ;;
     --nc-port) need_arg "$@"; NC_PORT=$2; shift 2 ;;
+    --kill-at) need_arg "$@"; KILL_AT=$2; shift 2 ;;
+    --kill-when) need_arg "$@"; KILL_WHEN=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown option: $1" ;;
     esac
 done
 
 is_uint() { [[ $1 =~ ^[0-9]+$ ]] && (($1 > 0)); }
-for v in ROUNDS SIZE_MB FILES NOOP_RUNS TO RSYNC_PORT SSH_PORT NC_PORT; do
+for v in ROUNDS SIZE_MB FILES NOOP_RUNS TO RSYNC_PORT SSH_PORT NC_PORT KILL_AT; do
     is_uint "${!v}" || die "--$(tr 'A-Z_' 'a-z-' <<<"$v") must be a positive integer (got '${!v}')"
 done
 [[ $SETTLE =~ ^[0-9]+([.][0-9]+)?$ ]] || die "--settle must be a number of seconds"
 [[ $REGEN == head || $REGEN == full ]] || die "--regen must be head or full"
+((KILL_AT < 100)) || die "--kill-at must be below 100"
+[[ $KILL_WHEN == acked || $KILL_WHEN == sent ]] || die "--kill-when must be acked or sent"
 
-DO_UP=0 DO_DOWN=0 DO_SMALL=0 DO_NOOP=0
+DO_UP=0 DO_DOWN=0 DO_SMALL=0 DO_NOOP=0 DO_RESUME=0 DO_UNCHANGED=0 DO_DMOD=0 DO_DINS=0
 IFS=, read -r -a only_list <<<"$ONLY"
 for s in "${only_list[@]}"; do
     case $s in
@@ -110,7 +136,13 @@ for s in "${only_list[@]}"; do
     a-down) DO_DOWN=1 ;;
     b) DO_SMALL=1 ;;
     c) DO_NOOP=1 ;;
-    *) die "--only: unknown scenario '$s' (use a, a-up, a-down, b, c)" ;;
+    resume) DO_RESUME=1 ;;
+    unchanged) DO_UNCHANGED=1 ;;
+    delta) DO_DMOD=1; DO_DINS=1 ;;
+    delta-mod) DO_DMOD=1 ;;
+    delta-ins) DO_DINS=1 ;;
+    chunked) DO_RESUME=1; DO_UNCHANGED=1; DO_DMOD=1; DO_DINS=1 ;;
+    *) die "--only: unknown scenario '$s' (use a, a-up, a-down, b, c, resume, unchanged, delta, delta-mod, delta-ins, chunked)" ;;
     esac
 done
 
@@ -136,7 +168,15 @@ has_tool() { [[ " ${TOOLS[*]} " == *" $1 "* ]]; }
 WITH_FERRY=0
 has_tool ferry && WITH_FERRY=1
 has_ssh_tool() { has_tool rsync-ssh || has_tool scp; }
-has_rsyncd_tool() { has_tool rsyncd || { has_tool rsyncd-fsync && ((DO_UP || DO_DOWN || DO_SMALL)); }; }
+DO_DELTA=$((DO_DMOD || DO_DINS))
+DO_CHUNKED=$((DO_RESUME || DO_UNCHANGED || DO_DELTA))
+has_rsyncd_tool() {
+    has_tool rsyncd || { has_tool rsyncd-fsync && ((DO_UP || DO_DOWN || DO_SMALL || DO_DELTA)); } ||
+        { has_tool rsyncd-inplace && ((DO_DELTA)); }
+}
+if ((DO_RESUME || DO_UNCHANGED)) && ((WITH_FERRY == 0)); then
+    warn "resume and unchanged measure ferry alone; with ferry left out they are skipped"
+fi
 
 # ---------------------------------------------------------------- dependencies
 missing=()
@@ -206,6 +246,10 @@ fi
 # every small-file tree (nothing is deleted inside a batch).
 need_mb=16
 if ((DO_UP || DO_DOWN || DO_NOOP)); then need_mb=$((need_mb + SIZE_MB * (7 + ROUNDS))); fi
+# chunked: a source, the server's chunks of up to two versions, and for delta the original, the
+# edited copy, ferry's local copy, rsync's basis and its temporary copy
+if ((DO_RESUME || DO_UNCHANGED)); then need_mb=$((need_mb + SIZE_MB * 4)); fi
+if ((DO_DELTA)); then need_mb=$((need_mb + SIZE_MB * 8)); fi
 if ((DO_SMALL)); then need_mb=$((need_mb + (FILES * 10 * (ROUNDS * ${#TOOLS[@]} + 2)) / 1024)); fi
 avail_mb=$(($(df -Pk "$W" | awk 'NR == 2 { print $4 }') / 1024))
 ((avail_mb >= need_mb)) || die "need about $need_mb MB free in $W, only $avail_mb MB available"
@@ -216,14 +260,21 @@ ferry_build() {
     info "building ferry (-O2 Release) in $BUILD_DIR (log: $log)"
     if ! {
         cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
-            -DFERRY_SANITIZE=OFF "-DCMAKE_C_FLAGS_RELEASE=-O2 -DNDEBUG" &&
+            -DFERRY_SANITIZE=OFF -DFERRY_WERROR=OFF "-DCMAKE_C_FLAGS_RELEASE=-O2 -DNDEBUG" &&
             cmake --build "$BUILD_DIR" -j2
     } >"$log" 2>&1; then
         show_tail "$log" 30
         die "ferry did not build (full log: $log). Fix the build, pass --ferry PATH, or use --skip-ferry to measure the peers only."
     fi
     FERRY=$BUILD_DIR/ferry
+    git_rev "$ROOT" >"$BUILD_DIR/bench-commit.txt"
     [[ -x $FERRY ]] || die "the build succeeded but $FERRY is not there (log: $log)"
+    # Warnings do not stop a benchmark build (-DFERRY_WERROR=OFF: GCC's -O2 analyses warn about
+    # things the -O0 development build does not see); they are reported here.
+    if grep -q 'warning:' "$log"; then
+        warn "the -O2 build printed $(grep -c 'warning:' "$log") compiler warning(s); see $log"
+        grep 'warning:' "$log" | head -n 5 | sed 's/^/[bench]   | /' >&2
+    fi
     if [[ -f $BUILD_DIR/compile_commands.json ]] && ! grep -q -- '-O2' "$BUILD_DIR/compile_commands.json"; then
         warn "compile_commands.json shows no -O2; check the flags in $BUILD_DIR/CMakeCache.txt"
     fi
@@ -416,14 +467,6 @@ tar_nc() {
     return "$rc"
 }
 
-sha_check() { # FILE EXPECTED
-    local got
-    got=$(sha_file "$1") || return 1
-    if [[ $got != "$2" ]]; then
-        echo "sha256 mismatch for $1: got $got, expected $2"
-        return 1
-    fi
-}
 
 # ---------------------------------------------------------------- (a) up: one big file
 # Regime A: the same destination path every run, the previous copy removed (untimed) first.
@@ -654,6 +697,7 @@ run_batch() { # SCEN TITLE
     printf '\n== %s ==\n' "$2"
     for ((r = 1; r <= ROUNDS; r++)); do
         for t in "${TOOLS[@]}"; do
+            [[ $t == rsyncd-inplace ]] && continue # a delta-only peer
             measure "$1" "$t" "$r"
         done
     done
@@ -736,6 +780,534 @@ run_noop() {
         settle
         if ((FERRY_NOOP_READY)); then noop_measure ferry "$r"; elif ((WITH_FERRY)); then note_fail noop ferry "$r" "not set up" "$LOGDIR/noop_setup.log"; fi
         if ((RSYNC_NOOP_READY)); then noop_measure rsyncd "$r"; elif has_tool rsyncd; then note_fail noop rsyncd "$r" "not set up" "$LOGDIR/noop_setup.log"; fi
+    done
+}
+
+# ---------------------------------------------------------------- chunked transfers (issue 4)
+# resume, unchanged and delta need content the server has never held: with chunk-level dedup,
+# --regen head would leave every chunk but the first one known. rand_fill (lib.sh) rewrites the
+# whole file with fresh pseudo-random bytes, in place, before every round. All three only run
+# with ferry; delta also runs rsync to its daemon (plain, --fsync, --inplace) in the same rounds.
+C4_SRC=$W/src/c4.bin
+declare -A C4=() # "SCEN|FIELD" -> one value per round, space separated
+c4_add() { C4["$1|$2"]+="$3 "; } # SCEN FIELD VALUE
+c4_vals() { printf '%s' "${C4["$1|$2"]:-}"; }
+C4_TARGET_LINES=()
+C4_MD=()
+
+# chunk_bytes: acknowledged (durable) chunk bytes on the ferry server, all users: the same query
+# as `sqlite3 DATA/ferry.db 'SELECT COALESCE(SUM(size),0) FROM chunks'`, read-only.
+chunk_bytes() {
+    python3 - "$W/ferry/data/ferry.db" <<'PY'
+import sqlite3, sys
+con = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True, timeout=10)
+print(con.execute("SELECT COALESCE(SUM(size), 0) FROM chunks").fetchone()[0])
+PY
+}
+
+# c4_get_check REMOTE SHA: fetch REMOTE back (untimed) and compare its SHA-256.
+c4_get_check() {
+    local v=$W/verify/c4.bin rc=0
+    rm -f "$v"
+    ferry_cmd get -q "$1" "$v" || {
+        echo "ferry get $1 failed"
+        return 1
+    }
+    sha_check "$v" "$2" || rc=1
+    rm -f "$v"
+    return "$rc"
+}
+
+# ferry_hash REMOTE: the server's content id of one file (`ferry ls --json`).
+ferry_hash() {
+    ferry_cmd ls --json "$1" | python3 -c 'import json, sys
+e = json.load(sys.stdin)
+print(e[0]["hash"] if len(e) == 1 else "")'
+}
+
+# The resume watcher: polls the server's chunk table every 20 ms and sends SIGKILL to the client
+# once TARGET bytes more than BASE are durable (MODE acked), or once the client has written TARGET
+# bytes to its sockets and files (MODE sent: wchar of /proc/PID/io, all threads); then waits until the table has not changed for
+# 3 s (chunks whose bytes had all arrived still commit after the client died: with 4 connections
+# of up to 256 MiB staged each, hundreds of MB can be in the queue) and prints
+#   killed ACKED SECONDS        (ACKED: durable chunk bytes of this upload when the kill was sent)
+#   final ACKED                 (the same after the server settled)
+# or "exited ACKED" (the client ended first) or "timeout ACKED".
+# shellcheck disable=SC2016 # python, not shell
+RESUME_WATCH_PY='
+import os, signal, sqlite3, sys, time
+db, base, target, pid, limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+mode = sys.argv[6]
+def wchar():
+    try:
+        with open("/proc/%d/io" % pid) as f:
+            for line in f:
+                if line.startswith("wchar:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+con = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=10)
+q = "SELECT COALESCE(SUM(size), 0) FROM chunks"
+def acked():
+    return con.execute(q).fetchone()[0] - base
+def alive():
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+t0 = time.monotonic()
+while True:
+    a = acked()
+    if (a if mode == "acked" else wchar()) >= target:
+        os.kill(pid, signal.SIGKILL)
+        a = acked()
+        print("killed %d %.3f" % (a, time.monotonic() - t0), flush=True)
+        break
+    if not alive():
+        print("exited %d" % a)
+        sys.exit(0)
+    if time.monotonic() - t0 > limit:
+        os.kill(pid, signal.SIGKILL)
+        print("timeout %d" % a)
+        sys.exit(0)
+    time.sleep(0.02)
+last, since, t1 = None, time.monotonic(), time.monotonic()
+while time.monotonic() - since < 3.0 and time.monotonic() - t1 < 120:
+    a = acked()
+    if a != last:
+        last, since = a, time.monotonic()
+    time.sleep(0.1)
+print("final %d" % last)
+'
+
+resume_round() { # ROUND
+    local r=$1 log=$LOGDIR/resume_r$1.log st1=$LOGDIR/resume_r$1_killed.out st2=$LOGDIR/resume_r$1_again.out
+    local sha="" base="" target pid rc1=0 rc=0 watch what akill tkill afinal astart secs bound sbound verdict f
+    target=$((BIG_BYTES * KILL_AT / 100))
+    if ! {
+        rand_fill "$C4_SRC" "$SIZE_MB" && sha=$(sha_file "$C4_SRC") &&
+            { ferry_cmd rm /resume.bin || echo "(ferry rm /resume.bin failed; expected in the first round)"; } &&
+            base=$(chunk_bytes)
+    } >"$log" 2>&1; then
+        note_fail resume ferry "$r" "untimed preparation failed" "$log"
+        return 0
+    fi
+    settle
+    # First run: killed with SIGKILL by the watcher once KILL_AT % of the file is durable.
+    "$FERRY" put -q --stats "$C4_SRC" /resume.bin </dev/null >"$st1" 2>>"$log" &
+    pid=$!
+    watch=$(python3 -c "$RESUME_WATCH_PY" "$W/ferry/data/ferry.db" "$base" "$target" "$pid" "$TO" "$KILL_WHEN" 2>>"$log") || true
+    wait "$pid" 2>/dev/null || rc1=$?
+    printf 'watcher: %s\nfirst run: exit status %s\n' "${watch//$'\n'/; }" "$rc1" >>"$log"
+    read -r what akill tkill <<<"${watch%%$'\n'*}"
+    afinal=$(sed -n 's/^final //p' <<<"$watch")
+    if [[ $what != killed || -z $afinal ]]; then
+        note_fail resume ferry "$r" "the first run was not killed mid-upload (watcher: ${watch//$'\n'/; }; exit $rc1)" "$log"
+        return 0
+    fi
+    settle
+    # What the server holds right before the second run: the strict bound is measured from here.
+    astart=$(chunk_bytes 2>>"$log") && astart=$((astart - base)) || astart=$afinal
+    if ((astart != afinal)); then
+        echo "durable chunk bytes changed after the 3 s of quiet: $afinal then $astart" >>"$log"
+    fi
+    # Second run: the same command, timed.
+    timed "$FERRY" put -q --stats "$C4_SRC" /resume.bin >"$st2" 2>>"$log" || rc=$?
+    cat "$st2" >>"$log"
+    if ((rc != 0)); then
+        note_fail resume ferry "$r" "the second run ended with exit status $rc" "$log"
+        return 0
+    fi
+    secs=$(fsub "$T1" "$T0")
+    if ! ferry_stats "$st2" || [[ $ST_UPLOADED != 1 ]]; then
+        note_fail resume ferry "$r" "no --stats output, or not 1 file uploaded ($st2)" "$log"
+        return 0
+    fi
+    if ! c4_get_check /resume.bin "$sha" >>"$log" 2>&1; then
+        note_fail resume ferry "$r" "verification failed" "$log"
+        return 0
+    fi
+    # The bound: the unacknowledged remainder when the client was killed, plus 2 % of the file.
+    bound=$((BIG_BYTES - akill + BIG_BYTES / 50))
+    sbound=$((BIG_BYTES - astart + BIG_BYTES / 50))
+    verdict=PASS
+    ((ST_SENT <= bound && ST_TX <= bound)) || verdict=FAIL
+    c4_add resume verdict "$verdict"
+    c4_add resume secs "$secs"
+    afinal=$astart
+    for f in akill:"$akill" afinal:"$afinal" tkill:"$tkill" sent:"$ST_SENT" tx:"$ST_TX" rx:"$ST_RX" \
+        read:"$ST_READ" bound:"$bound" sbound:"$sbound"; do
+        c4_add resume "${f%%:*}" "${f#*:}"
+    done
+    TIMES["resume|ferry"]+="$secs "
+    printf '  %-9s r%-3s killed after %6.2f s with %8s MB durable (%s MB when run again); again: %6.3f s, sent %8s MB, wire %8s MB out + %s MB in; bound %8s MB  %s\n' \
+        resume "$r" "$tkill" "$(mb "$akill" %.1f)" "$(mb "$afinal" %.1f)" "$secs" "$(mb "$ST_SENT" %.1f)" \
+        "$(mb "$ST_TX" %.1f)" "$(mb "$ST_RX" %.2f)" "$(mb "$bound" %.1f)" "$verdict"
+}
+
+unchanged_round() { # ROUND
+    local r=$1 log=$LOGDIR/unchanged_r$1.log sa=$LOGDIR/unchanged_r$1_first.out sb=$LOGDIR/unchanged_r$1_second.out
+    local sha="" rc=0 t1 t2 s1 x1 y1 w2 ha hb bytes_ok time_ok
+    if ! {
+        rand_fill "$C4_SRC" "$SIZE_MB" && sha=$(sha_file "$C4_SRC") &&
+            { ferry_cmd rm /unchanged_a.bin || echo "(ferry rm failed; expected in the first round)"; } &&
+            { ferry_cmd rm /unchanged_b.bin || echo "(ferry rm failed; expected in the first round)"; }
+    } >"$log" 2>&1; then
+        note_fail unchanged ferry "$r" "untimed preparation failed" "$log"
+        return 0
+    fi
+    settle # also ages the file's mtime past the index's racy window (100 ms)
+    timed "$FERRY" put -q --stats "$C4_SRC" /unchanged_a.bin >"$sa" 2>>"$log" || rc=$?
+    cat "$sa" >>"$log"
+    if ((rc != 0)) || ! ferry_stats "$sa"; then
+        note_fail unchanged ferry "$r" "first upload: exit status $rc" "$log"
+        return 0
+    fi
+    t1=$(fsub "$T1" "$T0") s1=$ST_SENT x1=$ST_TX y1=$ST_RX
+    settle
+    timed "$FERRY" put -q --stats "$C4_SRC" /unchanged_b.bin >"$sb" 2>>"$log" || rc=$?
+    cat "$sb" >>"$log"
+    if ((rc != 0)) || ! ferry_stats "$sb" || [[ $ST_UPLOADED != 1 ]]; then
+        note_fail unchanged ferry "$r" "second upload: exit status $rc" "$log"
+        return 0
+    fi
+    t2=$(fsub "$T1" "$T0")
+    ha=$(ferry_hash /unchanged_a.bin 2>>"$log") || true
+    hb=$(ferry_hash /unchanged_b.bin 2>>"$log") || true
+    if [[ -z $ha || $ha != "$hb" ]] || ! c4_get_check /unchanged_b.bin "$sha" >>"$log" 2>&1; then
+        note_fail unchanged ferry "$r" "verification failed (content ids '$ha' and '$hb')" "$log"
+        return 0
+    fi
+    w2=$((ST_TX + ST_RX))
+    bytes_ok=PASS
+    ((w2 < 1048576)) || bytes_ok=FAIL
+    time_ok=$(awk -v a="$t2" -v b="$t1" 'BEGIN { print (a <= 0.2 * b) ? "PASS" : "FAIL" }')
+    for f in t1:"$t1" t2:"$t2" s1:"$s1" x1:"$x1" y1:"$y1" w2:"$w2" read2:"$ST_READ" sent2:"$ST_SENT" \
+        bytes_ok:"$bytes_ok" time_ok:"$time_ok"; do
+        c4_add unchanged "${f%%:*}" "${f#*:}"
+    done
+    TIMES["unchanged|ferry"]+="$t2 "
+    printf '  %-9s r%-3s first %7.3f s (sent %s MB, wire %s MB); again under a new name %6.3f s = %.3fx, wire %s B, read %s B  bytes %s time %s\n' \
+        unchanged "$r" "$t1" "$(mb "$s1" %.1f)" "$(mb "$((x1 + y1))" %.1f)" "$t2" "$(fdiv "$t2" "$t1" %.4f)" \
+        "$w2" "$ST_READ" "$bytes_ok" "$time_ok"
+}
+
+# ---- delta: the server (ferry's /delta.bin, rsync's dst/delta/delta.bin) holds the original;
+# the edited file is sent. performance.md section 4: 1 MiB of new random bytes at SIZE/2, or
+# 100 new random bytes inserted at 500 MiB (scaled for other sizes). Each round has new random
+# edit bytes, so no round can reuse another round's chunks; the original stays the same.
+D_ORIG=$W/src/delta_orig.bin
+D_NEW=$W/src/delta_new.bin
+D_FERRY=$W/src/dferry/delta.bin
+D_RSYNC=$W/dst/delta/delta.bin
+D_NEW_SHA="" D_ORIG_CID=""
+DELTA_READY=0
+
+# delta_tools CASE: the tools of one delta case, in interleaving order. rsync --inplace is left
+# out of the insertion: it cannot move the data after the insertion point, so it sends the whole
+# second half as literal data (34.6 MB of a 64 MiB file in a trial run); it is no delta peer there.
+delta_tools() {
+    local t
+    for t in "${TOOLS[@]}"; do
+        case $t in
+        ferry | rsyncd | rsyncd-fsync) printf '%s\n' "$t" ;;
+        rsyncd-inplace) [[ $1 == mod ]] && printf '%s\n' "$t" ;;
+        esac
+    done
+    return 0
+}
+
+setup_delta() {
+    local log=$LOGDIR/delta_setup.log
+    mkdir -p "$W/dst/delta" "$W/src/dferry"
+    if ! {
+        rand_fill "$D_ORIG" "$SIZE_MB"
+    } >"$log" 2>&1; then
+        show_tail "$log"
+        warn "could not make the delta original (log: $log)"
+        return 0
+    fi
+    if ((WITH_FERRY)); then
+        # The original goes up once; every ferry run restores it (only its chunk list travels).
+        if ! {
+            cp "$D_ORIG" "$D_FERRY" && { ferry_cmd rm /delta.bin || true; } &&
+                ferry_cmd put -q "$D_FERRY" /delta.bin && D_ORIG_CID=$(ferry_hash /delta.bin) &&
+                [[ -n $D_ORIG_CID ]]
+        } >>"$log" 2>&1; then
+            show_tail "$log"
+            warn "could not upload the delta original to ferry; its delta runs will fail (log: $log)"
+        fi
+        echo "original on the ferry server: $D_ORIG_CID" >>"$log"
+    fi
+    DELTA_READY=1
+}
+
+# delta_make CASE: the edited file D_NEW from D_ORIG, with new random edit bytes.
+delta_make() {
+    local off
+    rm -f "$D_NEW"
+    if [[ $1 == mod ]]; then
+        cp "$D_ORIG" "$D_NEW" || return 1
+        head -c 1M /dev/urandom | dd of="$D_NEW" bs=1M seek=$((SIZE_MB / 2)) conv=notrunc status=none || return 1
+    else
+        off=$((SIZE_MB * 500 / 1024)) # MiB: 500 for a 1 GiB file
+        off=$((off * 1048576))
+        {
+            head -c "$off" "$D_ORIG"
+            head -c 100 /dev/urandom
+            tail -c +$((off + 1)) "$D_ORIG"
+        } >"$D_NEW" || return 1
+    fi
+    D_NEW_SHA=$(sha_file "$D_NEW")
+}
+
+prep_delta() { # TOOL
+    if [[ $1 == ferry ]]; then
+        local cid
+        [[ -n $D_ORIG_CID ]] || {
+            echo "no original on the ferry server (setup failed)"
+            return 1
+        }
+        # Restore the original under the same remote name (the server holds its chunks: only the
+        # list travels, though the client reads the file again), check it, then edit the local file.
+        cp "$D_ORIG" "$D_FERRY" && ferry_cmd put -q "$D_FERRY" /delta.bin || return 1
+        cid=$(ferry_hash /delta.bin) || return 1
+        [[ $cid == "$D_ORIG_CID" ]] || {
+            echo "/delta.bin is $cid on the server, not the original $D_ORIG_CID"
+            return 1
+        }
+        cp "$D_NEW" "$D_FERRY"
+    else
+        cp "$D_ORIG" "$D_RSYNC" # the basis rsync's delta works against (performance.md section 4)
+    fi
+}
+
+run_delta() { # TOOL STATSFILE
+    case $1 in
+    ferry) timed "$FERRY" put -q --stats "$D_FERRY" /delta.bin >"$2" ;;
+    rsyncd) timed rsync -a --stats "$D_NEW" "$RSYNC_URL/delta/delta.bin" >"$2" ;;
+    rsyncd-fsync) timed rsync -a --fsync --stats "$D_NEW" "$RSYNC_URL/delta/delta.bin" >"$2" ;;
+    rsyncd-inplace) timed rsync -a --inplace --stats "$D_NEW" "$RSYNC_URL/delta/delta.bin" >"$2" ;;
+    esac
+}
+
+delta_measure() { # CASE TOOL ROUND
+    local c=$1 tool=$2 r=$3 scen=delta_$1 rc=0 secs lo bytes extra
+    local log=$LOGDIR/delta_${1}_${2}_r${3}.log out=$LOGDIR/delta_${1}_${2}_r${3}.out key="delta_$1|$2"
+    T0="" T1=""
+    if ! prep_delta "$tool" >"$log" 2>&1; then
+        note_fail "$scen" "$tool" "$r" "untimed preparation failed" "$log"
+        return 0
+    fi
+    settle
+    run_delta "$tool" "$out" 2>>"$log" || rc=$?
+    cat "$out" >>"$log"
+    if ((rc != 0)); then
+        note_fail "$scen" "$tool" "$r" "exit status $rc" "$log"
+        return 0
+    fi
+    secs=$(fsub "$T1" "$T0")
+    lo=$((LO1 - LO0))
+    if [[ $tool == ferry ]]; then
+        if ! ferry_stats "$out" || [[ $ST_UPLOADED != 1 ]]; then
+            note_fail "$scen" "$tool" "$r" "no --stats output, or not 1 file uploaded" "$log"
+            return 0
+        fi
+        bytes=$((ST_TX + ST_RX))
+        extra="chunks sent $(mb "$ST_SENT") MB, read $(mb "$ST_READ" %.1f) MB"
+        c4_add "$scen" "sent_ferry" "$ST_SENT"
+        c4_add "$scen" "read_ferry" "$ST_READ"
+        if ! c4_get_check /delta.bin "$D_NEW_SHA" >>"$log" 2>&1; then
+            note_fail "$scen" "$tool" "$r" "verification failed" "$log"
+            return 0
+        fi
+    else
+        if ! rsync_stats "$out"; then
+            note_fail "$scen" "$tool" "$r" "no rsync --stats totals" "$log"
+            return 0
+        fi
+        bytes=$((RS_SENT + RS_RECV))
+        extra="sent $RS_SENT + received $RS_RECV B, literal $RS_LITERAL B"
+        # A delta, not the whole file (rsync defaults to --whole-file for local copies only).
+        if [[ $RS_LITERAL =~ ^[0-9]+$ ]] && ((RS_LITERAL * 10 > BIG_BYTES)); then
+            note_fail "$scen" "$tool" "$r" "rsync sent the whole file (literal data $RS_LITERAL B)" "$log"
+            return 0
+        fi
+        if ! sha_check "$D_RSYNC" "$D_NEW_SHA" >>"$log" 2>&1; then
+            note_fail "$scen" "$tool" "$r" "verification failed" "$log"
+            return 0
+        fi
+    fi
+    TIMES[$key]+="$secs "
+    WIRE[$key]+="$bytes "
+    c4_add "$scen" "lo_$tool" "$lo"
+    printf '  %-9s r%-3s %-14s %8.3f s  wire %9s B (loopback %9s B)  %s  ok\n' "$scen" "$r" "$tool" "$secs" \
+        "$bytes" "$lo" "$extra"
+}
+
+run_delta_batch() {
+    local r c t cases=() log=$LOGDIR/delta_make.log
+    ((DO_DMOD)) && cases+=(mod)
+    ((DO_DINS)) && cases+=(ins)
+    # shellcheck disable=SC2016 # literal backquotes
+    printf '\n== delta: %s MiB file, the server holds the original; wire bytes and time of the update, %s rounds, interleaved ==\n' \
+        "$SIZE_MB" "$ROUNDS"
+    setup_delta
+    for ((r = 1; r <= ROUNDS; r++)); do
+        for c in "${cases[@]}"; do
+            if ((DELTA_READY == 0)) || ! delta_make "$c" >>"$log" 2>&1; then
+                for t in $(delta_tools "$c"); do note_fail "delta_$c" "$t" "$r" "could not make the edited file" "$log"; done
+                continue
+            fi
+            for t in $(delta_tools "$c"); do delta_measure "$c" "$t" "$r"; done
+        done
+    done
+}
+
+run_chunked() {
+    local r
+    if ((WITH_FERRY && DO_RESUME)); then
+        printf '\n== resume: %s MiB upload killed (SIGKILL of the client) at %s %% %s, then run again; %s rounds ==\n' \
+            "$SIZE_MB" "$KILL_AT" "$( [[ $KILL_WHEN == acked ]] && echo durable || echo sent)" "$ROUNDS"
+        for ((r = 1; r <= ROUNDS; r++)); do resume_round "$r"; done
+        { ferry_cmd rm /resume.bin || true; } >/dev/null 2>&1
+    fi
+    if ((WITH_FERRY && DO_UNCHANGED)); then
+        printf '\n== unchanged: %s MiB upload, then the same local file under a new remote name; %s rounds ==\n' \
+            "$SIZE_MB" "$ROUNDS"
+        for ((r = 1; r <= ROUNDS; r++)); do unchanged_round "$r"; done
+        { ferry_cmd rm /unchanged_a.bin || true; ferry_cmd rm /unchanged_b.bin || true; } >/dev/null 2>&1
+    fi
+    if ((DO_DELTA)); then run_delta_batch; fi
+}
+
+# ---- summary of the chunked scenarios
+c4_target() { # NAME VERDICT... : PASS when every round passed
+    local name=$1 n=0 p=0 v status
+    shift
+    for v in "$@"; do
+        n=$((n + 1))
+        [[ $v == PASS ]] && p=$((p + 1))
+    done
+    if ((n == 0)); then status=NA; elif ((p == n)); then status=PASS; else status=FAIL; fi
+    if [[ $status == PASS ]]; then MET=$((MET + 1)); elif [[ $status == FAIL ]]; then MISSED=$((MISSED + 1)); fi
+    C4_TARGET_LINES+=("TARGET $name $status ($p of $n rounds)")
+}
+
+summarize_chunked() {
+    local v a b i
+    if ((WITH_FERRY && DO_RESUME)); then
+        printf '\nresume: %s MiB upload killed at %s %% %s, then the same put again (MB = 10^6 B)\n' "$SIZE_MB" "$KILL_AT" \
+            "$( [[ $KILL_WHEN == acked ]] && echo durable || echo 'sent (client wchar)')"
+        printf '  %-5s %9s %11s %11s %9s %9s %9s %9s %11s %7s\n' round kill_s acked_MB at_2nd_MB again_s sent_MB wire_MB \
+            bound_MB strict_MB verdict
+        C4_MD+=("" "resume: $SIZE_MB MiB, client killed at $KILL_AT % $( [[ $KILL_WHEN == acked ]] && echo durable || echo sent) (MB = 10^6 B)" ""
+            "| round | killed after (s) | durable at kill (MB) | durable when the 2nd run began (MB) | 2nd run (s) | sent S (MB) | wire X (MB) | bound (MB) | verdict |"
+            "|---|---|---|---|---|---|---|---|---|")
+        local -a ak af tk se tx bo sb sc ve
+        read -r -a ak <<<"$(c4_vals resume akill)"
+        read -r -a af <<<"$(c4_vals resume afinal)"
+        read -r -a tk <<<"$(c4_vals resume tkill)"
+        read -r -a se <<<"$(c4_vals resume sent)"
+        read -r -a tx <<<"$(c4_vals resume tx)"
+        read -r -a bo <<<"$(c4_vals resume bound)"
+        read -r -a sb <<<"$(c4_vals resume sbound)"
+        read -r -a sc <<<"$(c4_vals resume secs)"
+        read -r -a ve <<<"$(c4_vals resume verdict)"
+        for ((i = 0; i < ${#ve[@]}; i++)); do
+            printf '  %-5s %9.2f %11s %11s %9.3f %9s %9s %9s %11s %7s\n' "$((i + 1))" "${tk[i]}" "$(mb "${ak[i]}" %.1f)" \
+                "$(mb "${af[i]}" %.1f)" "${sc[i]}" "$(mb "${se[i]}" %.1f)" "$(mb "${tx[i]}" %.1f)" "$(mb "${bo[i]}" %.1f)" \
+                "$(mb "${sb[i]}" %.1f)" "${ve[i]}"
+            RESULT_LINES+=("RESULT resume round=$((i + 1)) size_mib=$SIZE_MB kill_when=$KILL_WHEN killed_after_s=${tk[i]} acked_at_kill=${ak[i]} acked_at_2nd_run=${af[i]} again_s=${sc[i]} sent=${se[i]} wire_tx=${tx[i]} bound=${bo[i]} strict_bound=${sb[i]} verdict=${ve[i]}")
+            C4_MD+=("| $((i + 1)) | ${tk[i]} | $(mb "${ak[i]}" %.1f) | $(mb "${af[i]}" %.1f) | $(fmt "${sc[i]}" %.2f) | $(mb "${se[i]}" %.1f) | $(mb "${tx[i]}" %.1f) | $(mb "${bo[i]}" %.1f) | ${ve[i]} |")
+        done
+        printf '  (bound = file - durable at kill + 2 %% of the file; strict = the same with what was durable when the 2nd run began)\n'
+        c4_target "resume sent<=remainder+2%" "${ve[@]}"
+    fi
+    if ((WITH_FERRY && DO_UNCHANGED)); then
+        printf '\nunchanged: %s MiB upload, then the same local file under a new remote name\n' "$SIZE_MB"
+        printf '  %-5s %9s %10s %9s %9s %12s %11s %7s %7s\n' round first_s first_MB again_s ratio again_wire_B again_read_B bytes time
+        C4_MD+=("" "unchanged: $SIZE_MB MiB, then the same local file under a new name" ""
+            "| round | 1st upload (s) | 2nd upload (s) | time ratio | 2nd wire X+Y (B) | 2nd read (B) | wire < 1 MiB | time ≤ 0.2× |"
+            "|---|---|---|---|---|---|---|---|")
+        local -a t1 t2 s1 w2 rd bk tm
+        read -r -a t1 <<<"$(c4_vals unchanged t1)"
+        read -r -a t2 <<<"$(c4_vals unchanged t2)"
+        read -r -a s1 <<<"$(c4_vals unchanged s1)"
+        read -r -a w2 <<<"$(c4_vals unchanged w2)"
+        read -r -a rd <<<"$(c4_vals unchanged read2)"
+        read -r -a bk <<<"$(c4_vals unchanged bytes_ok)"
+        read -r -a tm <<<"$(c4_vals unchanged time_ok)"
+        for ((i = 0; i < ${#t1[@]}; i++)); do
+            printf '  %-5s %9.3f %10s %9.3f %9s %12s %11s %7s %7s\n' "$((i + 1))" "${t1[i]}" "$(mb "${s1[i]}" %.1f)" "${t2[i]}" \
+                "$(fdiv "${t2[i]}" "${t1[i]}" %.4f)" "${w2[i]}" "${rd[i]}" "${bk[i]}" "${tm[i]}"
+            RESULT_LINES+=("RESULT unchanged round=$((i + 1)) size_mib=$SIZE_MB first_s=${t1[i]} again_s=${t2[i]} time_ratio=$(fdiv "${t2[i]}" "${t1[i]}" %.4f) again_wire=${w2[i]} again_read=${rd[i]} bytes=${bk[i]} time=${tm[i]}")
+            C4_MD+=("| $((i + 1)) | $(fmt "${t1[i]}" %.2f) | $(fmt "${t2[i]}" %.3f) | $(fdiv "${t2[i]}" "${t1[i]}" %.4f) | ${w2[i]} | ${rd[i]} | ${bk[i]} | ${tm[i]} |")
+        done
+        c4_target "unchanged wire<1MiB" "${bk[@]}"
+        c4_target "unchanged time<=0.2x" "${tm[@]}"
+    fi
+    local c scen t key arr warr ok fails med wmed runs f p
+    for c in mod ins; do
+        scen=delta_$c
+        if [[ $c == mod ]]; then ((DO_DMOD)) || continue; else ((DO_DINS)) || continue; fi
+        if [[ $c == mod ]]; then
+            printf '\ndelta-mod: 1 MiB overwritten at %s MiB of a %s MiB file the server holds\n' "$((SIZE_MB / 2))" "$SIZE_MB"
+        else
+            printf '\ndelta-ins: 100 B inserted at %s MiB of a %s MiB file the server holds\n' "$((SIZE_MB * 500 / 1024))" "$SIZE_MB"
+        fi
+        printf '  %-14s %9s %12s %4s %6s  %s\n' tool median_s median_wire_B ok failed "runs (s / wire B)"
+        C4_MD+=("" "$scen ($SIZE_MB MiB): wire = ferry's TLS bytes both ways (--stats), rsync's total bytes sent + received (--stats)" ""
+            "| tool | median (s) | median wire (B) | runs (s) | runs (wire B) |" "|---|---|---|---|---|")
+        for t in $(delta_tools "$c"); do
+            key="$scen|$t"
+            read -r -a arr <<<"${TIMES[$key]:-}"
+            read -r -a warr <<<"${WIRE[$key]:-}"
+            ok=${#arr[@]}
+            fails=${FAILS[$key]:-0}
+            ((ok + fails > 0)) || continue
+            med=$(median "${arr[@]}")
+            wmed=$(median "${warr[@]}")
+            MED[$key]=$med
+            MED["$key|wire"]=$wmed
+            runs=""
+            ((ok > 0)) && runs=$(printf '%s\n' "${arr[@]}" | awk '{ printf "%s%.3f", (NR > 1 ? "," : ""), $1 }')
+            printf '  %-14s %9s %12s %4s %6s  %s / %s\n' "$t" "$(fmt "$med" %.3f)" "$(fmt "$wmed" %.0f)" "$ok" "$fails" \
+                "${runs:--}" "$(
+                    IFS=,
+                    echo "${warr[*]}"
+                )"
+            RESULT_LINES+=("RESULT $scen tool=$t median_s=$(fmt "$med" %.6f) median_wire=$(fmt "$wmed" %.0f) ok=$ok failed=$fails size_mib=$SIZE_MB runs=${runs:-none} wire=$(
+                IFS=,
+                echo "${warr[*]}"
+            )")
+            local wl
+            wl=$(
+                IFS=,
+                echo "${warr[*]}"
+            )
+            C4_MD+=("| $t | $(fmt "$med" %.2f) | $(fmt "$wmed" %.0f) | ${runs//,/ \/ } | ${wl//,/ \/ } |")
+        done
+        f=${MED["$scen|ferry|wire"]:-NA}
+        for p in rsyncd rsyncd-fsync rsyncd-inplace; do
+            [[ " $(delta_tools "$c" | tr '\n' ' ') " == *" $p "* ]] || continue
+            a=$(fdiv "$f" "${MED["$scen|$p|wire"]:-NA}" %.3f)
+            b=$(fdiv "${MED["$scen|ferry"]:-NA}" "${MED["$scen|$p"]:-NA}" %.3f)
+            if [[ $p == rsyncd ]]; then
+                v=$(meets "$a" "<=" 3)
+                RATIO_LINES+=("RATIO $scen bytes ferry/$p=$a target<=3 $v")
+                [[ $v == MET ]] && MET=$((MET + 1))
+                [[ $v == MISSED ]] && MISSED=$((MISSED + 1))
+                v=$(meets "$b" "<=" 1)
+                RATIO_LINES+=("RATIO $scen time ferry/$p=$b target<=1 $v")
+                [[ $v == MET ]] && MET=$((MET + 1))
+                [[ $v == MISSED ]] && MISSED=$((MISSED + 1))
+            else
+                RATIO_LINES+=("RATIO $scen bytes ferry/$p=$a" "RATIO $scen time ferry/$p=$b")
+            fi
+        done
     done
 }
 
@@ -838,11 +1410,14 @@ print_summary() {
         for p in rsyncd-fsync rsync-ssh scp nc; do has_tool "$p" && ratio up_small "$p"; done
     fi
     ((DO_NOOP)) && ratio noop rsyncd "<=" 0.3
+    ((DO_CHUNKED)) && summarize_chunked
 
     printf '\nMachine-readable lines:\n'
-    printf '%s\n' "${RESULT_LINES[@]}"
-    printf '%s\n' "${RATIO_LINES[@]}"
-    printf '\nRatios are ferry relative to the peer: throughput ratios for (a) and (b), a time ratio for (c).\n'
+    ((${#RESULT_LINES[@]})) && printf '%s\n' "${RESULT_LINES[@]}"
+    ((${#RATIO_LINES[@]})) && printf '%s\n' "${RATIO_LINES[@]}"
+    ((${#C4_TARGET_LINES[@]})) && printf '%s\n' "${C4_TARGET_LINES[@]}"
+    printf '\nRatios are ferry relative to the peer: throughput ratios for (a) and (b), a time ratio for (c),\n'
+    printf 'and for delta byte and time ratios (less is better). TARGET lines pass only if every round passed.\n'
     printf 'Targets: %d met, %d missed' "$MET" "$MISSED"
     ((WITH_FERRY)) || printf ' (ferry was not measured)'
     printf '\n'
@@ -850,7 +1425,9 @@ print_summary() {
         printf 'Note: the targets are set for 1024 MiB and 10000 files; this run used %s MiB and %s files.\n' "$SIZE_MB" "$FILES"
     fi
     printf '\nMarkdown rows for bench/README.md:\n'
-    printf '%s\n' "${MD_LINES[@]}"
+    ((${#MD_LINES[@]})) && printf '%s\n' "${MD_LINES[@]}"
+    ((${#C4_MD[@]})) && printf '%s\n' "${C4_MD[@]}"
+    return 0
 }
 
 # ---------------------------------------------------------------- main
@@ -863,9 +1440,11 @@ printf '# load average at start: %s\n' "$load1"
 if awk -v l="$load1" 'BEGIN { exit !(l > 0.5) }'; then
     warn "load average $load1: something else is running; the figures will be noisy (performance.md section 7)"
 fi
-printf '# tools: %s; scenarios:%s%s%s%s; rounds %s; big file %s MiB; %s small files; regen %s\n' \
+printf '# tools: %s; scenarios:%s%s%s%s%s%s%s%s; rounds %s; big file %s MiB; %s small files; regen %s\n' \
     "${TOOLS[*]}" "$( ((DO_UP)) && echo ' a-up')" "$( ((DO_DOWN)) && echo ' a-down')" \
-    "$( ((DO_SMALL)) && echo ' b')" "$( ((DO_NOOP)) && echo ' c')" "$ROUNDS" "$SIZE_MB" "$FILES" "$REGEN"
+    "$( ((DO_SMALL)) && echo ' b')" "$( ((DO_NOOP)) && echo ' c')" "$( ((DO_RESUME)) && echo ' resume')" \
+    "$( ((DO_UNCHANGED)) && echo ' unchanged')" "$( ((DO_DMOD)) && echo ' delta-mod')" "$( ((DO_DINS)) && echo ' delta-ins')" \
+    "$ROUNDS" "$SIZE_MB" "$FILES" "$REGEN"
 printf '# %s; %s; %s; %s\n' "$(rsync --version | head -n 1 | tr -s ' ')" "$(ssh -V 2>&1)" \
     "$(nc -h 2>&1 | head -n 1)" "$( ((HAVE_HYPERFINE)) && hyperfine --version || echo 'no hyperfine')"
 
@@ -877,7 +1456,7 @@ if ((WITH_FERRY)); then
         ferry_build
     fi
     [[ $FERRY != *[[:space:]]* ]] || die "the ferry path must not contain white space: $FERRY"
-    printf '# ferry: %s (commit %s)\n' "$FERRY" "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)"
+    printf '# ferry: %s (commit %s)\n' "$FERRY" "$(ferry_rev "$FERRY")"
 fi
 
 if ((WITH_FERRY)); then ferry_start; fi # first: a broken ferry fails the run before anything else
@@ -912,6 +1491,7 @@ if ((DO_NOOP)); then
     setup_noop
     run_noop
 fi
+((DO_CHUNKED)) && run_chunked
 
 print_summary
 if ((ANY_FAIL)); then

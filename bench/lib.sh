@@ -138,6 +138,16 @@ sha_file() {
     printf '%s\n' "${out%% *}"
 }
 
+# sha_check FILE EXPECTED: compare FILE's SHA-256 with EXPECTED (prints the mismatch).
+sha_check() {
+    local got
+    got=$(sha_file "$1") || return 1
+    if [[ $got != "$2" ]]; then
+        echo "sha256 mismatch for $1: got $got, expected $2"
+        return 1
+    fi
+}
+
 # tree_manifest DIR OUT: a sorted sha256 manifest of every regular file under DIR,
 # paths relative to DIR ("./dNNN/fNNN.bin").
 tree_manifest() {
@@ -175,4 +185,89 @@ regen_big() {
 settle() {
     sync
     sleep "$SETTLE"
+}
+
+# ---------------------------------------------------------------- chunked transfers (issue 4)
+# rand_fill FILE MIB: MIB MiB of fresh pseudo-random bytes (AES-128-CTR of zeros under a key from
+# /dev/urandom: incompressible, never seen before by any store, and about twice as fast as
+# /dev/urandom on the reference VM). Written in place (conv=notrunc), so an existing file keeps its
+# page-cache pages. With chunk-level dedup, every byte must be new for a full upload.
+rand_fill() {
+    local key
+    if command -v openssl >/dev/null 2>&1; then
+        key=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+        { openssl enc -aes-128-ctr -nosalt -pbkdf2 -pass "pass:$key" -in /dev/zero 2>/dev/null || :; } |
+            dd of="$1" bs=1M count="$2" iflag=fullblock conv=notrunc status=none
+    else
+        dd if=/dev/urandom of="$1" bs=1M count="$2" conv=notrunc status=none
+    fi
+    truncate -s "$(($2 * 1048576))" "$1"
+}
+
+# ferry_stats FILE: parse the four lines of `ferry put --stats` into ST_UPLOADED ST_FAILED
+# ST_TOTAL ST_SENT ST_HELD ST_TX ST_RX ST_READ (bytes; NA when a line is missing).
+# shellcheck disable=SC2034
+ferry_stats() {
+    local line
+    ST_UPLOADED=NA ST_FAILED=NA ST_TOTAL=NA ST_SENT=NA ST_HELD=NA ST_TX=NA ST_RX=NA ST_READ=NA
+    [[ -f $1 ]] || return 1
+    while IFS= read -r line; do
+        if [[ $line =~ ^files:\ ([0-9]+)\ uploaded,\ ([0-9]+)\ failed ]]; then
+            ST_UPLOADED=${BASH_REMATCH[1]} ST_FAILED=${BASH_REMATCH[2]}
+        elif [[ $line =~ ^bytes:\ ([0-9]+)\ in\ all,\ ([0-9]+)\ sent,\ ([0-9]+)\ already ]]; then
+            ST_TOTAL=${BASH_REMATCH[1]} ST_SENT=${BASH_REMATCH[2]} ST_HELD=${BASH_REMATCH[3]}
+        elif [[ $line =~ ^wire:\ ([0-9]+)\ sent,\ ([0-9]+)\ received ]]; then
+            ST_TX=${BASH_REMATCH[1]} ST_RX=${BASH_REMATCH[2]}
+        elif [[ $line =~ ^read:\ ([0-9]+)\ bytes ]]; then
+            ST_READ=${BASH_REMATCH[1]}
+        fi
+    done <"$1"
+    [[ $ST_SENT != NA && $ST_TX != NA ]]
+}
+
+# rsync_stats FILE: parse `rsync --stats` into RS_SENT RS_RECV RS_LITERAL RS_MATCHED (bytes).
+# shellcheck disable=SC2034
+rsync_stats() {
+    local line v
+    RS_SENT=NA RS_RECV=NA RS_LITERAL=NA RS_MATCHED=NA
+    [[ -f $1 ]] || return 1
+    while IFS= read -r line; do
+        v=${line##*: }
+        v=${v%% *}
+        v=${v//,/}
+        case $line in
+        "Total bytes sent: "*) RS_SENT=$v ;;
+        "Total bytes received: "*) RS_RECV=$v ;;
+        "Literal data: "*) RS_LITERAL=$v ;;
+        "Matched data: "*) RS_MATCHED=$v ;;
+        esac
+    done <"$1"
+    [[ $RS_SENT =~ ^[0-9]+$ && $RS_RECV =~ ^[0-9]+$ ]]
+}
+
+# mb BYTES [FORMAT]: bytes as MB (10^6), NA passes through.
+mb() { fdiv "$1" 1000000 "${2:-%.2f}"; }
+
+# git_rev ROOT: the short commit, marked when src/, include/ or CMakeLists.txt differ from it
+# (others may be editing the tree while a benchmark builds it).
+git_rev() {
+    local r
+    r=$(git -C "$1" rev-parse --short HEAD 2>/dev/null) || {
+        echo none
+        return 0
+    }
+    git -C "$1" diff --quiet HEAD -- src include CMakeLists.txt 2>/dev/null || r+=" + uncommitted changes"
+    printf '%s\n' "$r"
+}
+
+# ferry_rev FERRY: the commit FERRY was built from, as its build directory's bench-commit.txt
+# records it (written by these scripts after each build), or "unknown" with the tree's commit.
+ferry_rev() {
+    local stamp
+    stamp=$(dirname "$1")/bench-commit.txt
+    if [[ -f $stamp && ! $stamp -ot $1 ]]; then
+        cat "$stamp"
+    else
+        printf 'unknown (not built by bench/; the tree is at %s)\n' "$(git_rev "$ROOT")"
+    fi
 }
