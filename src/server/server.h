@@ -190,9 +190,9 @@ struct download {
     char cid[FERRY_CID_LEN + 1];
     int64_t mtime;
     int exec;
-    uint8_t *mem; /* inline content, when the row holds it */
-    uint64_t want_off;                     /* R-CHUNK-14: resume from here... */
-    char want_cid[FERRY_CID_LEN + 1];      /* ...if the content is still this */
+    uint8_t *mem;                     /* inline content, when the row holds it */
+    uint64_t want_off;                /* R-CHUNK-14: resume from here... */
+    char want_cid[FERRY_CID_LEN + 1]; /* ...if the content is still this */
     /* Chunked content: its list, the chunk being read and where it starts. */
     uint8_t *list;
     size_t list_len;
@@ -220,7 +220,7 @@ struct sess {
     struct download *dl_head;
     struct download *dl_tail;
     int ndownloads;
-    size_t list_bytes; /* chunk lists held, across open uploads */
+    size_t list_bytes;                       /* chunk lists held, across open uploads */
     struct chunk_rx rx[SRV_CHUNKS_OPEN_MAX]; /* chunks begun on this connection */
     int nrx;
     uint64_t unacked;
@@ -295,9 +295,9 @@ struct op {
     uint8_t *data; /* inline content (R-STORE-9), a chunk's bytes, owned */
     uint8_t *list; /* chunked upload: its chunk list, owned */
     size_t list_len;
-    uint32_t index;    /* OP_CHUNK: index in its list */
-    uint8_t hash[32];  /* OP_CHUNK: the SHA-256 the list promised */
-    const char *top;   /* "blobs" or "chunks": where the placed file went */
+    uint32_t index;   /* OP_CHUNK: index in its list */
+    uint8_t hash[32]; /* OP_CHUNK: the SHA-256 the list promised */
+    const char *top;  /* "blobs" or "chunks": where the placed file went */
     /* accounts */
     char user[SRV_USER_MAX + 1];
     char pwhash[160];
