@@ -492,7 +492,8 @@ static void xc_close(struct put *p, int k)
     cli_disconnect(&p->xc[k]);
     if (cf->it == NULL || cf->via == NULL)
         return;
-    for (i = 0; i < cf->nent; i++) {
+    /* via covers only the entries known when chunks were last sent. */
+    for (i = 0; i < cf->via_cap && i < cf->nent; i++) {
         if (cf->via[i] != k + 1)
             continue;
         cf->via[i] = 0;
@@ -527,7 +528,7 @@ static int xc_replies(struct put *p, int k)
         idx = json_integer_value(json_object_get(m.body, "index"));
         mine = ts != NULL && ferry_hex_decode(ts, tid, FERRY_TID_LEN) == 0 && cf->it != NULL &&
                memcmp(tid, cf->it->tid, FERRY_TID_LEN) == 0 && idx >= 0 && idx < cf->nent &&
-               cf->via != NULL && cf->via[idx] == k + 1;
+               cf->via != NULL && (size_t)idx < cf->via_cap && cf->via[idx] == k + 1;
         if (m.type == FERRY_MSG_CHUNK_STORED && mine) {
             cf->via[idx] = 0;
             cf->pending_x--;
@@ -596,13 +597,18 @@ static int send_needed(struct put *p)
     size_t pending;
     int conn;
 
+    /* The list grows while the scanner runs; via must cover every entry sent. */
     if (cf->via == NULL || cf->via_cap < cf->nent) {
-        uint8_t *nv = ferry_realloc(cf->via, cf->nent > 0 ? cf->nent : 1);
-        if (nv == NULL)
+        size_t ncap = cf->via_cap ? cf->via_cap : 1024;
+        uint8_t *nv;
+
+        while (ncap < cf->nent)
+            ncap *= 2;
+        if ((nv = ferry_realloc(cf->via, ncap)) == NULL)
             return -ENOMEM;
-        memset(nv + cf->via_cap, 0, (cf->nent > cf->via_cap ? cf->nent - cf->via_cap : 0));
+        memset(nv + cf->via_cap, 0, ncap - cf->via_cap);
         cf->via = nv;
-        cf->via_cap = cf->nent;
+        cf->via_cap = ncap;
     }
     while (!cf->failed && cf->need_head < cf->need_n &&
            ((conn = pick_conn(p, &pending)), pending < CLI_OUT_HIGH)) {
