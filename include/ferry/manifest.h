@@ -19,6 +19,10 @@
 #define FERRY_CHUNK_ENT_LEN 36
 /* R-CHUNK-3: scheme prefix of a chunk-list content id. */
 #define FERRY_CID_CHUNKS_PREFIX "chunks:"
+/* R-CHUNK-15: the longest chunk list either side accepts (about 450 GiB of file). */
+#define FERRY_CHUNK_LIST_MAX (64u << 20)
+/* R-CHUNK-16: chunk ranges one Download may ask for. */
+#define FERRY_DL_RANGES_MAX 1024
 
 struct ferry_chunk_ent {
     uint32_t len;

@@ -115,6 +115,9 @@ void cli_wire_totals(uint64_t *sent, uint64_t *received);
  * command in *cmd (caller cleans up), 2 for a data frame, < 0 on error.
  */
 int cli_next(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data *data);
+/* cli_next, and also chunk frames (R-CHUNK-16) into *chunk: returns 3 for one. */
+int cli_next_any(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data *data,
+                 struct ferry_chunk_frame *chunk);
 /* Queues a heartbeat if we have been silent for CLI_HEARTBEAT_MS. */
 void cli_heartbeat(struct cli_conn *cc);
 /* Sends a command and waits for its reply (ref == its id); Error → rc < 0. */

@@ -381,6 +381,12 @@ void cli_disconnect(struct cli_conn *cc)
 
 int cli_next(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data *data)
 {
+    return cli_next_any(cc, cmd, data, NULL);
+}
+
+int cli_next_any(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data *data,
+                 struct ferry_chunk_frame *chunk)
+{
     struct ferry_frame f;
     uint64_t last = ferry_now_ms();
     int rc;
@@ -394,6 +400,14 @@ int cli_next(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data *data
                 if (data == NULL)
                     return FERRY_EPROTO;
                 return ferry_data_decode(f.payload, f.payload_len, data) == 0 ? 2 : FERRY_EPROTO;
+            }
+            /* R-CHUNK-16: chunk frames reach only a client that asked for chunks. */
+            if (f.type == FERRY_FRAME_CHUNK) {
+                if (chunk == NULL)
+                    return FERRY_EPROTO;
+                return ferry_chunk_frame_decode(f.payload, f.payload_len, chunk) == 0
+                           ? 3
+                           : FERRY_EPROTO;
             }
             rc = ferry_cmd_decode(f.payload, f.payload_len, cmd);
             return rc == 0 ? 1 : rc;

@@ -13,6 +13,7 @@
 
 #include "../server/serve.h"
 #include "cli.h"
+#include "getchunks.h"
 #include "ferry/manifest.h"
 #include "ferry/path.h"
 #include "ferry/writer.h"
@@ -26,6 +27,13 @@ struct dl {
     int state;                   /* 0 queued, 1 requested, 2 done, 3 failed */
     char cid[FERRY_CID_LEN + 1]; /* content id the listing gave, "" if none */
     uint64_t resume;             /* durable bytes of a partial file, asked to resume */
+    /* R-CHUNK-15/16: 1 its list was asked for, 2 some of its chunks. */
+    int phase;
+    int restarts; /* times it changed on the server mid-way */
+    struct cli_patch *patch;
+    int64_t mtime;
+    int exec;
+    uint64_t counted; /* progress it added on the chunk path, taken back on a requeue */
 };
 
 struct dirmt {
@@ -61,6 +69,8 @@ struct get {
     size_t wlen;
     uint64_t unsynced; /* bytes handed to the writer since the last durable point */
     uint64_t resumed;  /* bytes not fetched again thanks to partial files (--stats) */
+    uint64_t reused;   /* bytes taken from old local files instead (--stats) */
+    size_t inflight;   /* Downloads requested and not finished */
 };
 
 /* R-CHUNK-14: a partial download becomes durable (and resumable) every this many bytes. */
@@ -489,23 +499,280 @@ static struct dl *by_ref(struct get *g, const char *ref, size_t from)
     return NULL;
 }
 
+/* The folder a download lands in, opened (created with mkdir > 0); < 0 on failure. */
+static int dl_dir(const struct dl *x, int mkdir, const char **name)
+{
+    char parent[FERRY_PATH_MAX + 1];
+    const char *slash = strrchr(x->rel, '/');
+
+    *name = slash != NULL ? slash + 1 : x->rel;
+    snprintf(parent, sizeof(parent), "%.*s", slash != NULL ? (int)(slash - x->rel) : 0, x->rel);
+    if (mkdir)
+        return ferry_mkdirs_beneath(x->rootfd, parent);
+    return parent[0] ? ferry_open_beneath(x->rootfd, parent, O_RDONLY | O_DIRECTORY, 0)
+                     : fcntl(x->rootfd, F_DUPFD_CLOEXEC, 0);
+}
+
+/*
+ * Whether a chunked file has bytes on this disk to build on: a partial
+ * download of it, or an old version at its destination (R-CHUNK-16).
+ */
+static int has_local(const struct dl *x)
+{
+    char pname[48];
+    const char *name;
+    struct stat st;
+    int dfd, yes = 0;
+
+    if (strncmp(x->cid, FERRY_CID_CHUNKS_PREFIX, 7) != 0)
+        return 0;
+    if ((dfd = dl_dir(x, 0, &name)) < 0)
+        return 0;
+    part_name(x->cid, x->rel, pname);
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+        st.st_size >= (off_t)FERRY_CHUNK_MIN)
+        yes = 1;
+    else if (fstatat(dfd, pname, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+        yes = cli_patch_has_bitmap(dfd, pname, x->cid) || part_get(dfd, pname, x->cid) > 0;
+    close(dfd);
+    return yes;
+}
+
+/* R-CHUNK-15: asks for the file's chunk list. */
+static int ask_list(struct get *g, struct dl *x)
+{
+    cli_patch_free(x->patch);
+    x->patch = NULL;
+    ferry_uuid_new(x->id);
+    x->state = 1;
+    x->phase = 1;
+    g->inflight++;
+    return ferry_client_send_cmd(&g->cc.c, FERRY_MSG_DOWNLOAD,
+                                 json_pack("{s:s, s:I, s:b}", "id", x->id, "file_id",
+                                           (json_int_t)x->file_id, "list", 1));
+}
+
+/* Gives up on a file downloaded by chunks; its verified chunks stay for a rerun. */
+static void patch_fail(struct get *g, struct dl *x, const char *why, int discard)
+{
+    if (g->cur == x)
+        g->cur = NULL;
+    if (discard && x->patch != NULL)
+        cli_patch_discard(x->patch);
+    cli_patch_free(x->patch);
+    x->patch = NULL;
+    x->phase = 0;
+    x->state = 3;
+    failmsg(g, x->label, why);
+}
+
+/* Reads a Transfer's tid, size and hash into g and x. */
+static int patch_transfer(struct get *g, struct dl *x, const struct ferry_cmd *m,
+                          const char **hash, uint64_t *size)
+{
+    const char *tid = json_string_value(json_object_get(m->body, "tid"));
+    json_t *sz = json_object_get(m->body, "size");
+
+    *hash = json_string_value(json_object_get(m->body, "hash"));
+    if (tid == NULL || ferry_hex_decode(tid, g->tid, 16) != 0 || *hash == NULL ||
+        !ferry_cid_valid(*hash) || !json_is_integer(sz) || json_integer_value(sz) < 0)
+        return FERRY_EPROTO;
+    *size = (uint64_t)json_integer_value(sz);
+    g->cur = x;
+    g->have_tid = 1;
+    return 0;
+}
+
+static int patch_list_begin(struct get *g, struct dl *x, const struct ferry_cmd *m)
+{
+    json_t *ll = json_object_get(m->body, "list_len");
+    const char *hash;
+    uint64_t size;
+    int rc;
+
+    if (x->phase != 1 || !json_is_integer(ll) || json_integer_value(ll) < 0 ||
+        (rc = patch_transfer(g, x, m, &hash, &size)) != 0)
+        return FERRY_EPROTO;
+    /* The list is of the current content, which may be newer than the listing's. */
+    snprintf(x->cid, sizeof(x->cid), "%s", hash);
+    x->mtime = json_integer_value(json_object_get(m->body, "mtime"));
+    x->exec = json_is_true(json_object_get(m->body, "exec"));
+    /* R-CHUNK-15: a list over its cap is refused before anything is allocated. */
+    if ((rc = cli_patch_new(hash, size, (uint64_t)json_integer_value(ll), &x->patch)) != 0)
+        return rc == -ENOMEM ? rc : FERRY_EPROTO;
+    return 0;
+}
+
+static int patch_chunks_begin(struct get *g, struct dl *x, const struct ferry_cmd *m)
+{
+    const char *hash;
+    uint64_t size;
+
+    if (x->patch == NULL || patch_transfer(g, x, m, &hash, &size) != 0 ||
+        strcmp(hash, x->cid) != 0)
+        return FERRY_EPROTO;
+    return 0;
+}
+
+/* The file is whole in its part file: into place, and acknowledged if tid is set. */
+static int patch_place(struct get *g, struct dl *x, const uint8_t *tid)
+{
+    const char *name = strrchr(x->rel, '/');
+    char tidhex[33];
+    int rc;
+
+    name = name != NULL ? name + 1 : x->rel;
+    if ((rc = cli_patch_place(x->patch, name, (x->exec ? 0777 : 0666) & ~g->umask, x->mtime)) !=
+        0) {
+        patch_fail(g, x, strerror(rc < 0 && rc > -4096 ? -rc : EIO), 0);
+        return 0;
+    }
+    cli_patch_free(x->patch);
+    x->patch = NULL;
+    x->state = 2;
+    g->prog.files_done++;
+    if (tid == NULL)
+        return 0;
+    ferry_hex_encode(tid, FERRY_TID_LEN, tidhex);
+    return ferry_client_send_cmd(&g->cc.c, FERRY_MSG_TRANSFER_COMPLETE,
+                                 json_pack("{s:s, s:s}", "tid", tidhex, "hash", x->cid));
+}
+
+/* R-CHUNK-16: asks for the chunks still missing. */
+static int patch_request(struct get *g, struct dl *x)
+{
+    json_t *ranges = cli_patch_ranges(x->patch);
+
+    if (ranges == NULL)
+        return -ENOMEM;
+    ferry_uuid_new(x->id);
+    x->state = 1;
+    x->phase = 2;
+    g->inflight++;
+    return ferry_client_send_cmd(&g->cc.c, FERRY_MSG_DOWNLOAD,
+                                 json_pack("{s:s, s:I, s:s, s:o}", "id", x->id, "file_id",
+                                           (json_int_t)x->file_id, "hash", x->cid, "chunks",
+                                           ranges));
+}
+
+/* The list is in: take what is on the disk, ask for the rest. */
+static int patch_list_done(struct get *g)
+{
+    struct dl *x = g->cur;
+    const char *name;
+    char pname[48];
+    uint64_t reused, kept;
+    int dfd, rc;
+
+    g->cur = NULL;
+    if ((dfd = dl_dir(x, 1, &name)) < 0) {
+        patch_fail(g, x, "cannot create its folder", 0);
+        return 0;
+    }
+    part_name(x->cid, x->rel, pname);
+    rc = cli_patch_plan(x->patch, dfd, name, pname, part_get(dfd, pname, x->cid));
+    close(dfd);
+    if (rc == FERRY_EPROTO)
+        return rc; /* a list that is not the content's: the server is at fault */
+    if (rc != 0) {
+        patch_fail(g, x, rc == -EPERM ? "cannot use its temporary file (a foreign file in the way?)"
+                                      : strerror(rc < 0 && rc > -4096 ? -rc : EIO),
+                   0);
+        return 0;
+    }
+    reused = cli_patch_reused(x->patch, &kept);
+    g->reused += reused;
+    g->resumed += kept;
+    x->counted += reused + kept;
+    g->prog.done += reused + kept;
+    g->prog.skipped += reused + kept;
+    cli_progress_update(&g->prog, 0);
+    if (cli_patch_complete(x->patch))
+        return patch_place(g, x, NULL);
+    return patch_request(g, x);
+}
+
+/* A chunk frame of the file being received by chunks. */
+static int patch_chunk(struct get *g, const struct ferry_chunk_frame *f)
+{
+    struct dl *x = g->cur;
+    uint64_t fresh = 0;
+    int rc;
+
+    rc = cli_patch_chunk(x->patch, f, &fresh);
+    if (rc == FERRY_EPROTO)
+        return rc;
+    g->prog.done += f->len;
+    x->counted += f->len;
+    cli_progress_update(&g->prog, 0);
+    if (rc == FERRY_EHASH) {
+        /* Chunks arrive checked one by one: a bad one ends this file, not the others. */
+        patch_fail(g, x, "a chunk did not match its hash; nothing was written", 0);
+        return 0;
+    }
+    if (rc != 0)
+        patch_fail(g, x, strerror(rc < 0 && rc > -4096 ? -rc : EIO), 0);
+    (void)fresh;
+    return 0;
+}
+
+static int patch_chunks_done(struct get *g)
+{
+    struct dl *x = g->cur;
+    uint8_t tid[FERRY_TID_LEN];
+    int rc;
+
+    g->cur = NULL;
+    memcpy(tid, g->tid, sizeof(tid));
+    if ((rc = cli_patch_sync(x->patch)) != 0) {
+        patch_fail(g, x, strerror(rc < 0 && rc > -4096 ? -rc : EIO), 0);
+        return 0;
+    }
+    if (cli_patch_complete(x->patch))
+        return patch_place(g, x, tid);
+    /* More runs than one request carries: the next batch of them. */
+    return patch_request(g, x);
+}
+
+/* An Error for a file downloaded by chunks. */
+static int patch_error(struct get *g, struct dl *x, int code, const char *msg)
+{
+    /* R-CHUNK-16: the file changed on the server since its list: start again. */
+    if (code == FERRY_EHASH && x->phase == 2 && x->restarts < 3) {
+        x->restarts++;
+        if (x->patch != NULL)
+            cli_patch_sync(x->patch);
+        return ask_list(g, x);
+    }
+    patch_fail(g, x, msg, 0);
+    return 0;
+}
+
 static int run_downloads(struct get *g)
 {
-    size_t next = 0, first = 0, inflight = 0;
+    size_t next = 0, first = 0;
     struct ferry_cmd m;
     struct ferry_data d;
+    struct ferry_chunk_frame cf;
     int rc = 0;
 
+    g->inflight = 0;
     while (rc == 0) {
         /* Keep a window of requests ahead of the one being received (R-PIPE-1). */
-        while (next < g->n && inflight < CLI_DOWNLOADS_IN_FLIGHT) {
+        while (next < g->n && g->inflight < CLI_DOWNLOADS_IN_FLIGHT) {
             struct dl *x = &g->v[next++];
             if (x->state != 0)
                 continue; /* received (or failed) on an earlier connection */
             json_t *req;
+            /* R-CHUNK-15: local bytes to build on: ask for the list first. */
+            if (g->cc.minor >= 1 && has_local(x)) {
+                if ((rc = ask_list(g, x)) != 0)
+                    return rc;
+                continue;
+            }
             ferry_uuid_new(x->id);
             x->state = 1;
-            inflight++;
+            g->inflight++;
             req = json_pack("{s:s, s:I}", "id", x->id, "file_id", (json_int_t)x->file_id);
             x->resume = 0;
             /* R-CHUNK-14: a durable part file of the same content: ask for the rest. */
@@ -537,11 +804,27 @@ static int run_downloads(struct get *g)
             first++;
         if (first == g->n && g->cur == NULL)
             return 0;
-        rc = cli_next(&g->cc, &m, &d);
+        rc = cli_next_any(&g->cc, &m, &d, &cf);
         if (rc < 0)
             return rc;
+        if (rc == 3) {
+            rc = 0;
+            if (g->cur == NULL)
+                continue; /* chunks of a transfer we abandoned */
+            if (g->cur->phase != 2 || memcmp(cf.tid, g->tid, 16) != 0)
+                return FERRY_EPROTO;
+            if ((rc = patch_chunk(g, &cf)) != 0)
+                return rc;
+            continue;
+        }
         if (rc == 2) {
             rc = 0;
+            if (g->cur != NULL && g->cur->phase == 1 && g->cur->patch != NULL &&
+                memcmp(d.tid, g->tid, 16) == 0) {
+                if (cli_patch_list_data(g->cur->patch, d.offset, d.bytes, d.len) != 0)
+                    return FERRY_EPROTO;
+                continue;
+            }
             if (g->cur == NULL || memcmp(d.tid, g->tid, 16) != 0) {
                 if (g->cur == NULL)
                     continue; /* data of a transfer we abandoned */
@@ -564,6 +847,10 @@ static int run_downloads(struct get *g)
             struct dl *x = by_ref(g, json_string_value(json_object_get(m.body, "ref")), first);
             if (x == NULL || g->cur != NULL)
                 rc = FERRY_EPROTO;
+            else if (json_object_get(m.body, "list_len") != NULL)
+                rc = patch_list_begin(g, x, &m);
+            else if (x->phase == 2)
+                rc = patch_chunks_begin(g, x, &m);
             else
                 rc = begin(g, x, &m);
         } else if (m.type == FERRY_MSG_TRANSFER_COMPLETE) {
@@ -573,19 +860,26 @@ static int run_downloads(struct get *g)
                 rc = FERRY_EPROTO;
             else if (memcmp(tid, g->tid, 16) == 0 && g->have_tid) {
                 /* Also for a transfer abandoned locally: its window slot frees now. */
-                inflight--;
+                g->inflight--;
                 g->have_tid = 0;
-                rc = g->cur != NULL && g->fd >= 0 ? finish(g) : 0;
+                if (g->cur != NULL && g->cur->patch != NULL)
+                    rc = g->cur->phase == 1 ? patch_list_done(g) : patch_chunks_done(g);
+                else
+                    rc = g->cur != NULL && g->fd >= 0 ? finish(g) : 0;
             }
         } else if (m.type == FERRY_MSG_ERROR) {
             const char *msg, *t = json_string_value(json_object_get(m.body, "tid"));
             struct dl *x = by_ref(g, json_string_value(json_object_get(m.body, "ref")), first);
-            cli_error_rc(&m, &msg);
+            int code = cli_error_rc(&m, &msg);
             if (x != NULL) {
-                inflight--;
+                g->inflight--;
                 if (x == g->cur)
                     g->have_tid = 0;
-                if (x == g->cur) {
+                if (x->patch != NULL) {
+                    if (x == g->cur)
+                        g->cur = NULL;
+                    rc = patch_error(g, x, code, msg);
+                } else if (x == g->cur) {
                     abort_current(g, msg);
                 } else {
                     x->state = 3;
@@ -671,6 +965,7 @@ static void plan_reset(struct get *g)
     for (k = 0; k < g->n; k++) {
         ferry_free(g->v[k].rel);
         ferry_free(g->v[k].label);
+        cli_patch_free(g->v[k].patch);
     }
     g->n = 0;
     for (k = 0; k < g->ndirs; k++)
@@ -701,13 +996,27 @@ static void requeue_all(struct get *g)
         if (g->dirfd >= 0)
             close(g->dirfd);
         g->fd = g->dirfd = -1;
-        g->prog.done -= g->got;
+        if (g->cur->patch == NULL)
+            g->prog.done -= g->got;
         g->cur = NULL;
     }
     g->have_tid = 0;
-    for (k = 0; k < g->n; k++)
-        if (g->v[k].state == 1)
-            g->v[k].state = 0;
+    for (k = 0; k < g->n; k++) {
+        struct dl *x = &g->v[k];
+        if (x->state != 1)
+            continue;
+        x->state = 0;
+        /* R-CHUNK-16: what is written becomes durable and recorded for the retry. */
+        if (x->patch != NULL) {
+            cli_patch_sync(x->patch);
+            cli_patch_free(x->patch);
+            x->patch = NULL;
+        }
+        x->phase = 0;
+        g->prog.done -= x->counted;
+        g->prog.skipped -= x->counted < g->prog.skipped ? x->counted : g->prog.skipped;
+        x->counted = 0;
+    }
 }
 
 /* Issue 4: reconnect with backoff for up to retry_for_ms and carry on. */
@@ -870,6 +1179,9 @@ int cmd_get(int argc, char **argv)
             done++;
         ferry_free(g.v[k].rel);
         ferry_free(g.v[k].label);
+        if (g.v[k].patch != NULL)
+            cli_patch_sync(g.v[k].patch); /* what arrived stays for a rerun */
+        cli_patch_free(g.v[k].patch);
     }
     for (k = 0; k < g.ndirs; k++)
         ferry_free(g.dirs[k].rel);
@@ -885,9 +1197,11 @@ int cmd_get(int argc, char **argv)
         cli_wire_totals(&tx, &rx);
         printf("files: %zu received, %zu failed\n"
                "bytes: %llu in all, %llu received, %llu kept from partial files\n"
+               "local: %llu taken from files already here\n"
                "wire: %llu sent, %llu received (TLS)\n",
                done, g.failed, (unsigned long long)g.prog.total,
                (unsigned long long)(g.prog.done - g.prog.skipped), (unsigned long long)g.resumed,
+               (unsigned long long)g.reused,
                (unsigned long long)tx, (unsigned long long)rx);
     }
     if (rc < 0 && rc != FERRY_EPROTO && rc != FERRY_EAUTH && rc != FERRY_EPIN)

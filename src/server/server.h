@@ -199,6 +199,12 @@ struct download {
     size_t chunk;       /* index of the chunk open in fd */
     uint32_t chunk_pos; /* bytes of it already sent */
     uint32_t chunk_len;
+    /* R-CHUNK-15: the list is sent instead of the file. */
+    int list_mode;
+    /* R-CHUNK-16: only these chunks ([first, count] pairs), as chunk frames. */
+    uint32_t (*ranges)[2];
+    size_t nranges, range; /* the pairs, and the one being sent */
+    uint64_t end;          /* bytes this download sends: size, list_len or the chunks' sum */
     struct download *next;
 };
 

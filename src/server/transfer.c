@@ -574,6 +574,7 @@ out:
 
 static void download_free(struct download *d)
 {
+    ferry_free(d->ranges);
     ferry_free(d->list);
     ferry_free(d->mem);
     if (d->fd >= 0)
@@ -630,29 +631,87 @@ int srv_transfer_cancel(struct sess *s, const struct ferry_cmd *cmd)
     return 0; /* already finished: cancelling is idempotent */
 }
 
+/*
+ * R-CHUNK-16: [first, count] pairs, ascending, neither overlapping nor
+ * touching, count >= 1, at most FERRY_DL_RANGES_MAX. Whether they fit the
+ * list is known only once the file is resolved.
+ */
+static int parse_ranges(const json_t *a, uint32_t (**out)[2], size_t *n)
+{
+    uint32_t(*r)[2] = NULL;
+    uint64_t next = 0;
+    size_t i, cnt;
+    json_int_t first, count;
+    const json_t *p;
+
+    *out = NULL;
+    *n = 0;
+    if (!json_is_array(a) || (cnt = json_array_size(a)) == 0 || cnt > FERRY_DL_RANGES_MAX)
+        return FERRY_EPROTO;
+    if ((r = ferry_calloc(cnt, sizeof(*r))) == NULL)
+        return -ENOMEM;
+    for (i = 0; i < cnt; i++) {
+        p = json_array_get(a, i);
+        if (!json_is_array(p) || json_array_size(p) != 2 ||
+            !json_is_integer(json_array_get(p, 0)) || !json_is_integer(json_array_get(p, 1)))
+            goto bad;
+        first = json_integer_value(json_array_get(p, 0));
+        count = json_integer_value(json_array_get(p, 1));
+        /* Strictly past the previous range's end: no overlap, no touching. */
+        if (first < 0 || count < 1 || first > UINT32_MAX || count > UINT32_MAX ||
+            (i > 0 && (uint64_t)first <= next) || (uint64_t)first + (uint64_t)count > UINT32_MAX)
+            goto bad;
+        r[i][0] = (uint32_t)first;
+        r[i][1] = (uint32_t)count;
+        next = (uint64_t)first + (uint64_t)count;
+    }
+    *out = r;
+    *n = cnt;
+    return 0;
+bad:
+    ferry_free(r);
+    return FERRY_EPROTO;
+}
+
 int srv_download_queue(struct sess *s, const struct ferry_cmd *cmd)
 {
     const char *path = NULL, *hash = NULL;
     int64_t file_id = 0, offset = 0;
     struct download *d;
-    int rc;
+    const json_t *chunks;
+    uint32_t(*ranges)[2] = NULL;
+    size_t nranges = 0;
+    int rc, list_mode = 0;
 
     if ((rc = ferry_msg_str_opt(cmd->body, "path", FERRY_PATH_MAX + 2, &path)) != 0 ||
         (rc = ferry_msg_i64_opt(cmd->body, "file_id", 1, INT64_MAX, 0, &file_id)) != 0 ||
         (path == NULL) == (file_id == 0))
         return fault(s, cmd->id, FERRY_EPROTO, "Download needs one of path or file_id");
     if ((rc = ferry_msg_i64_opt(cmd->body, "offset", 0, INT64_MAX, 0, &offset)) != 0 ||
-        (rc = ferry_msg_str_opt(cmd->body, "hash", FERRY_CID_LEN, &hash)) != 0)
+        (rc = ferry_msg_str_opt(cmd->body, "hash", FERRY_CID_LEN, &hash)) != 0 ||
+        (rc = ferry_msg_bool_opt(cmd->body, "list", 0, &list_mode)) != 0)
         return fault(s, cmd->id, FERRY_EPROTO, "malformed Download");
+    chunks = json_object_get(cmd->body, "chunks");
+    if (chunks != NULL && (list_mode || offset > 0 || hash == NULL ||
+                           (rc = parse_ranges(chunks, &ranges, &nranges)) != 0))
+        return fault(s, cmd->id, FERRY_EPROTO, "malformed Download chunk ranges");
     if (s->ndownloads >= s->srv->cfg.max_downloads) {
+        ferry_free(ranges);
         ferry_conn_pause(&s->conn);
         return 1; /* redelivered once a download finishes */
     }
-    if ((d = ferry_calloc(1, sizeof(*d))) == NULL)
+    if ((d = ferry_calloc(1, sizeof(*d))) == NULL) {
+        ferry_free(ranges);
         return -ENOMEM;
+    }
     d->fd = -1;
     d->file_id = file_id;
-    if (offset > 0 && hash != NULL) {
+    d->list_mode = list_mode;
+    d->ranges = ranges;
+    d->nranges = nranges;
+    if (ranges != NULL)
+        snprintf(d->want_cid, sizeof(d->want_cid), "%s", hash);
+    if (offset > 0 && hash != NULL && !list_mode) {
         d->want_off = (uint64_t)offset;
         snprintf(d->want_cid, sizeof(d->want_cid), "%s", hash);
     }
@@ -674,6 +733,51 @@ int srv_download_queue(struct sess *s, const struct ferry_cmd *cmd)
 
 static int download_resolve(struct sess *s, struct download *d);
 
+/* Sends the Transfer that opens a download's data. */
+static int announce(struct sess *s, struct download *d)
+{
+    char tid[33];
+    json_t *m;
+
+    ferry_hex_encode(d->tid, FERRY_TID_LEN, tid);
+    d->started = 1;
+    m = json_pack("{s:s, s:s, s:I, s:I, s:s, s:I, s:b}", "ref", d->ref, "tid", tid, "file_id",
+                  (json_int_t)d->file_id, "size", (json_int_t)d->size, "hash", d->cid, "mtime",
+                  (json_int_t)d->mtime, "exec", d->exec);
+    if (m != NULL && d->list_mode)
+        json_object_set_new(m, "list_len", json_integer((json_int_t)d->end));
+    return srv_send(s, FERRY_MSG_TRANSFER, m);
+}
+
+/*
+ * R-CHUNK-16: some chunks of the content the client holds the list of.
+ * Another content is Error 14 (the file changed); ranges past the list are
+ * Error 1. d->end becomes the sum of the chunks' lengths.
+ */
+static int chunks_resolve(struct sess *s, struct download *d)
+{
+    struct ferry_chunk_ent e;
+    size_t nent, i;
+    uint32_t k;
+
+    if (d->list == NULL || strcmp(d->want_cid, d->cid) != 0)
+        return FERRY_EHASH;
+    nent = d->list_len / FERRY_CHUNK_ENT_LEN;
+    if ((uint64_t)d->ranges[d->nranges - 1][0] + d->ranges[d->nranges - 1][1] > nent)
+        return FERRY_EPROTO;
+    d->end = 0;
+    for (i = 0; i < d->nranges; i++)
+        for (k = 0; k < d->ranges[i][1]; k++) {
+            ferry_chunk_ent_decode(d->list + (size_t)(d->ranges[i][0] + k) * FERRY_CHUNK_ENT_LEN,
+                                   &e);
+            d->end += e.len;
+        }
+    d->range = 0;
+    d->chunk = d->ranges[0][0];
+    d->chunk_pos = 0;
+    return announce(s, d);
+}
+
 /* Resolves and opens the head download in one snapshot, then announces it. */
 static int download_start(struct sess *s, struct download *d)
 {
@@ -688,7 +792,7 @@ static int download_start(struct sess *s, struct download *d)
 
 static int download_resolve(struct sess *s, struct download *d)
 {
-    char norm[FERRY_PATH_MAX + 1], rel[160], tid[33];
+    char norm[FERRY_PATH_MAX + 1], rel[160];
     struct ferry_node n;
     size_t memlen = 0;
     int rc;
@@ -725,11 +829,21 @@ static int download_resolve(struct sess *s, struct download *d)
     } else {
         posix_fadvise(d->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     }
-    d->size = (uint64_t)n.size;
+    d->size = d->end = (uint64_t)n.size;
     d->mtime = n.mtime;
     d->exec = n.exec;
     d->file_id = n.id;
     memcpy(d->cid, n.cid, sizeof(d->cid));
+    if (d->ranges != NULL)
+        return chunks_resolve(s, d);
+    if (d->list_mode && d->list != NULL) {
+        /* R-CHUNK-15: the list goes out like inline content. */
+        d->mem = d->list;
+        d->list = NULL;
+        d->end = d->list_len;
+    } else {
+        d->list_mode = 0; /* content stored whole: the file itself */
+    }
     /* R-CHUNK-14: the rest of the same content only; anything else from byte 0. */
     if (d->want_off > 0 && d->want_off <= d->size && strcmp(d->want_cid, d->cid) == 0) {
         d->off = d->want_off;
@@ -746,12 +860,7 @@ static int download_resolve(struct sess *s, struct download *d)
             d->chunk_pos = (uint32_t)(d->off - start);
         }
     }
-    ferry_hex_encode(d->tid, FERRY_TID_LEN, tid);
-    d->started = 1;
-    return srv_send(s, FERRY_MSG_TRANSFER,
-                    json_pack("{s:s, s:s, s:I, s:I, s:s, s:I, s:b}", "ref", d->ref, "tid", tid,
-                              "file_id", (json_int_t)d->file_id, "size", (json_int_t)d->size,
-                              "hash", d->cid, "mtime", (json_int_t)d->mtime, "exec", d->exec));
+    return announce(s, d);
 }
 
 /* Opens the next chunk file of a chunked download. */
@@ -775,8 +884,9 @@ static int chunk_open(struct sess *s, struct download *d)
 static int download_step(struct sess *s, struct download *d)
 {
     struct iovec iov[SRV_READ_CHUNK / FERRY_DATA_MAX];
-    uint64_t want = d->size - d->off;
-    size_t nfr, i, need, piece;
+    uint64_t want = d->end - d->off;
+    size_t nfr, i, need, piece, hdr;
+    int cf = d->ranges != NULL; /* R-CHUNK-16: chunk frames, not data frames */
     uint8_t *w, *base;
     off_t pos = (off_t)d->off;
     ssize_t got;
@@ -792,17 +902,23 @@ static int download_step(struct sess *s, struct download *d)
     if (want > SRV_READ_CHUNK)
         want = SRV_READ_CHUNK;
     nfr = (size_t)((want + FERRY_DATA_MAX - 1) / FERRY_DATA_MAX);
-    need = (size_t)want + nfr * (FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN);
+    hdr = cf ? FERRY_CHUNK_HDR_LEN : FERRY_DATA_HDR_LEN;
+    need = (size_t)want + nfr * (FERRY_FRAME_HDR_LEN + hdr);
     if ((rc = ferry_buf_reserve(&s->conn.out, need)) != 0)
         return rc;
     base = w = ferry_buf_tail(&s->conn.out);
     for (i = 0; i < nfr; i++) {
         piece = i + 1 < nfr ? FERRY_DATA_MAX : (size_t)want - i * FERRY_DATA_MAX;
-        iov[i].iov_base = w + FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN;
+        iov[i].iov_base = w + FERRY_FRAME_HDR_LEN + hdr;
         iov[i].iov_len = piece;
-        ferry_frame_header_encode(w, FERRY_FRAME_DATA, (uint32_t)(FERRY_DATA_HDR_LEN + piece));
-        ferry_data_header_encode(w + FERRY_FRAME_HDR_LEN, d->tid, d->off + i * FERRY_DATA_MAX);
-        w += FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN + piece;
+        ferry_frame_header_encode(w, cf ? FERRY_FRAME_CHUNK : FERRY_FRAME_DATA,
+                                  (uint32_t)(hdr + piece));
+        if (cf)
+            ferry_chunk_frame_header_encode(w + FERRY_FRAME_HDR_LEN, d->tid, (uint32_t)d->chunk,
+                                            d->chunk_pos + (uint32_t)(i * FERRY_DATA_MAX));
+        else
+            ferry_data_header_encode(w + FERRY_FRAME_HDR_LEN, d->tid, d->off + i * FERRY_DATA_MAX);
+        w += FERRY_FRAME_HDR_LEN + hdr + piece;
     }
     if (d->mem != NULL) {
         for (i = 0; i < nfr; i++)
@@ -825,6 +941,10 @@ static int download_step(struct sess *s, struct download *d)
             d->fd = -1;
             d->chunk++;
             d->chunk_pos = 0;
+            /* R-CHUNK-16: on to the next requested chunk. */
+            if (cf && d->chunk == (size_t)d->ranges[d->range][0] + d->ranges[d->range][1] &&
+                ++d->range < d->nranges)
+                d->chunk = d->ranges[d->range][0];
         }
     }
     if (ferry_buf_used(&s->conn.out) >= FERRY_NET_COALESCE)
@@ -847,7 +967,7 @@ void srv_download_pump(struct sess *s)
             }
             continue;
         }
-        if (d->off < d->size) {
+        if (d->off < d->end) {
             if ((rc = download_step(s, d)) != 0) {
                 ferry_hex_encode(d->tid, FERRY_TID_LEN, tid);
                 srv_send(s, FERRY_MSG_ERROR,

@@ -1,0 +1,602 @@
+/*
+ * Downloads by chunks (R-CHUNK-15, R-CHUNK-16): take what is already on the
+ * local disk, ask the server for the rest, and remember which chunks are
+ * durable so that a rerun after a kill fetches only what is missing.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "cli.h"
+#include "getchunks.h"
+
+#define BITMAP_SQL                                                                                 \
+    "CREATE TABLE IF NOT EXISTS partial_chunks(dev INTEGER NOT NULL, ino INTEGER NOT NULL,"        \
+    " name TEXT NOT NULL, cid TEXT NOT NULL, bitmap BLOB NOT NULL,"                                \
+    " PRIMARY KEY(dev, ino, name)) STRICT"
+
+/* A chunk of the old file, found by its hash. */
+struct have {
+    uint8_t hash[32];
+    uint64_t off;
+    uint32_t len;
+};
+
+struct cli_patch {
+    char cid[FERRY_CID_LEN + 1];
+    uint64_t size;
+    uint8_t *list; /* the encoded list, list_len bytes once complete */
+    size_t list_len, list_got;
+    size_t nent;
+    uint64_t *offs; /* each entry's offset in the file */
+    uint8_t *done;  /* one byte per entry: 0 missing, 1 written, 2 durable */
+    size_t ndone;   /* entries with done != 0 */
+    int dirfd;      /* the destination's folder (owned) */
+    char part[48];  /* the part file's name there */
+    int fd;         /* the part file */
+    /* The chunk frames being received: the next index expected and its bytes. */
+    uint32_t (*want)[2];
+    size_t nwant, wi;
+    uint32_t cur, cur_pos;
+    int cur_open;
+    uint8_t *buf; /* FERRY_CHUNK_MAX bytes */
+    uint64_t unsynced;
+    uint64_t kept;   /* bytes a partial download already held */
+    uint64_t reused; /* bytes taken from the old file */
+};
+
+static uint32_t ent_len(const struct cli_patch *p, size_t i)
+{
+    struct ferry_chunk_ent e;
+
+    ferry_chunk_ent_decode(p->list + i * FERRY_CHUNK_ENT_LEN, &e);
+    return e.len;
+}
+
+int cli_patch_new(const char *cid, uint64_t size, uint64_t list_len, struct cli_patch **out)
+{
+    struct cli_patch *p;
+
+    *out = NULL;
+    /* R-CHUNK-15: the list's length is checked against its cap before any allocation. */
+    if (list_len > FERRY_CHUNK_LIST_MAX || list_len % FERRY_CHUNK_ENT_LEN != 0 ||
+        strncmp(cid, FERRY_CID_CHUNKS_PREFIX, 7) != 0)
+        return FERRY_EPROTO;
+    if ((p = ferry_calloc(1, sizeof(*p))) == NULL)
+        return -ENOMEM;
+    p->dirfd = p->fd = -1;
+    snprintf(p->cid, sizeof(p->cid), "%s", cid);
+    p->size = size;
+    p->list_len = (size_t)list_len;
+    if ((p->list = ferry_malloc(p->list_len > 0 ? p->list_len : 1)) == NULL) {
+        ferry_free(p);
+        return -ENOMEM;
+    }
+    *out = p;
+    return 0;
+}
+
+void cli_patch_free(struct cli_patch *p)
+{
+    if (p == NULL)
+        return;
+    if (p->fd >= 0)
+        close(p->fd);
+    if (p->dirfd >= 0)
+        close(p->dirfd);
+    ferry_free(p->list);
+    ferry_free(p->offs);
+    ferry_free(p->done);
+    ferry_free(p->want);
+    ferry_free(p->buf);
+    ferry_free(p);
+}
+
+int cli_patch_list_data(struct cli_patch *p, uint64_t off, const uint8_t *b, size_t n)
+{
+    if (off != p->list_got || n > p->list_len - p->list_got)
+        return FERRY_EPROTO;
+    memcpy(p->list + p->list_got, b, n);
+    p->list_got += n;
+    return 0;
+}
+
+uint64_t cli_patch_reused(const struct cli_patch *p, uint64_t *kept)
+{
+    *kept = p->kept;
+    return p->reused;
+}
+
+int cli_patch_fd(const struct cli_patch *p)
+{
+    return p->fd;
+}
+
+/* The part file's state-database key: the folder's identity and the name. */
+static int bitmap_stmt(struct cli_patch *p, sqlite3 **db, const char *sql, sqlite3_stmt **st)
+{
+    struct stat ds;
+
+    *db = NULL;
+    *st = NULL;
+    if (fstat(p->dirfd, &ds) != 0 || cli_state_open(db) != 0)
+        return FERRY_EINTERNAL;
+    if (sqlite3_exec(*db, BITMAP_SQL, NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(*db, sql, -1, st, NULL) != SQLITE_OK)
+        return FERRY_EINTERNAL;
+    sqlite3_bind_int64(*st, 1, (sqlite3_int64)ds.st_dev);
+    sqlite3_bind_int64(*st, 2, (sqlite3_int64)ds.st_ino);
+    sqlite3_bind_text(*st, 3, p->part, -1, SQLITE_STATIC);
+    return 0;
+}
+
+/* Records which chunks are durable; called only right after an fdatasync. */
+static int bitmap_save(struct cli_patch *p)
+{
+    static const char sql[] = "INSERT OR REPLACE INTO partial_chunks(dev, ino, name, cid, bitmap)"
+                              " VALUES(?1, ?2, ?3, ?4, ?5)";
+    sqlite3_stmt *st = NULL;
+    sqlite3 *db = NULL;
+    uint8_t *bits = NULL;
+    size_t i, nb = (p->nent + 7) / 8;
+    int rc = FERRY_EINTERNAL;
+
+    if ((bits = ferry_calloc(nb > 0 ? nb : 1, 1)) == NULL) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (i = 0; i < p->nent; i++)
+        if (p->done[i] == 2)
+            bits[i / 8] |= (uint8_t)(1u << (i % 8));
+    if (bitmap_stmt(p, &db, sql, &st) != 0)
+        goto out;
+    sqlite3_bind_text(st, 4, p->cid, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 5, bits, (int)nb, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_DONE)
+        rc = 0;
+out:
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    ferry_free(bits);
+    return rc;
+}
+
+/* Marks the chunks a saved bitmap of this content calls durable. */
+static void bitmap_load(struct cli_patch *p)
+{
+    static const char sql[] =
+        "SELECT bitmap FROM partial_chunks WHERE dev = ?1 AND ino = ?2 AND name = ?3 AND cid = ?4";
+    sqlite3_stmt *st = NULL;
+    sqlite3 *db = NULL;
+    const uint8_t *bits;
+    size_t i, nb;
+
+    if (bitmap_stmt(p, &db, sql, &st) != 0)
+        goto out;
+    sqlite3_bind_text(st, 4, p->cid, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_ROW)
+        goto out;
+    bits = sqlite3_column_blob(st, 0);
+    nb = (size_t)sqlite3_column_bytes(st, 0);
+    /* A bitmap of another length is not this list's: ignore it. */
+    if (bits == NULL || nb != (p->nent + 7) / 8)
+        goto out;
+    for (i = 0; i < p->nent; i++)
+        if ((bits[i / 8] >> (i % 8)) & 1) {
+            p->done[i] = 2;
+            p->ndone++;
+            p->kept += ent_len(p, i);
+        }
+out:
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+void cli_patch_forget(int dirfd, const char *part)
+{
+    static const char sql[] = "DELETE FROM partial_chunks WHERE dev = ?1 AND ino = ?2 AND name = ?3";
+    struct cli_patch p = {.dirfd = dirfd};
+    sqlite3_stmt *st = NULL;
+    sqlite3 *db = NULL;
+
+    snprintf(p.part, sizeof(p.part), "%s", part);
+    if (bitmap_stmt(&p, &db, sql, &st) == 0)
+        sqlite3_step(st);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+int cli_patch_has_bitmap(int dirfd, const char *part, const char *cid)
+{
+    static const char sql[] =
+        "SELECT 1 FROM partial_chunks WHERE dev = ?1 AND ino = ?2 AND name = ?3 AND cid = ?4";
+    struct cli_patch p = {.dirfd = dirfd};
+    sqlite3_stmt *st = NULL;
+    sqlite3 *db = NULL;
+    int found = 0;
+
+    snprintf(p.part, sizeof(p.part), "%s", part);
+    if (bitmap_stmt(&p, &db, sql, &st) == 0) {
+        sqlite3_bind_text(st, 4, cid, -1, SQLITE_STATIC);
+        found = sqlite3_step(st) == SQLITE_ROW;
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return found;
+}
+
+/* Makes every written chunk durable, then records it so (R-CHUNK-16). */
+static int patch_sync(struct cli_patch *p)
+{
+    size_t i;
+    int any = 0;
+
+    for (i = 0; i < p->nent; i++)
+        any |= p->done[i] == 1;
+    p->unsynced = 0;
+    if (!any)
+        return 0;
+    if (fdatasync(p->fd) != 0)
+        return -errno; /* an fsync error is fatal for this write */
+    for (i = 0; i < p->nent; i++)
+        if (p->done[i] == 1)
+            p->done[i] = 2;
+    /* The bitmap is a cache of durable facts: losing it costs a refetch only. */
+    bitmap_save(p);
+    return 0;
+}
+
+/* Reads len bytes at off, checks them against hash, writes them at dst. */
+static int copy_chunk(struct cli_patch *p, int from, uint64_t off, uint32_t len,
+                      const uint8_t hash[32], uint64_t dst)
+{
+    uint8_t h[32];
+    ssize_t n;
+
+    do {
+        n = pread(from, p->buf, len, (off_t)off);
+    } while (n < 0 && errno == EINTR);
+    if (n != (ssize_t)len)
+        return 0; /* shorter than it was: not a source after all */
+    ferry_sha256_buf(p->buf, len, h);
+    if (memcmp(h, hash, 32) != 0)
+        return 0;
+    if (from == p->fd && off == dst)
+        return 1; /* already in place */
+    do {
+        n = pwrite(p->fd, p->buf, len, (off_t)dst);
+    } while (n < 0 && errno == EINTR);
+    return n == (ssize_t)len ? 1 : -(n < 0 ? errno : EIO);
+}
+
+static int have_cmp(const void *a, const void *b)
+{
+    return memcmp(((const struct have *)a)->hash, ((const struct have *)b)->hash, 32);
+}
+
+struct cut {
+    struct have *v;
+    size_t n, cap;
+};
+
+static int cut_one(void *arg, uint64_t off, const struct ferry_chunk_ent *e)
+{
+    struct cut *c = arg;
+    struct have *nv;
+
+    if (c->n == c->cap) {
+        size_t ncap = c->cap ? c->cap * 2 : 256;
+        if ((nv = ferry_realloc(c->v, ncap * sizeof(*nv))) == NULL)
+            return -ENOMEM;
+        c->v = nv;
+        c->cap = ncap;
+    }
+    memcpy(c->v[c->n].hash, e->hash, 32);
+    c->v[c->n].off = off;
+    c->v[c->n].len = e->len;
+    c->n++;
+    return 0;
+}
+
+/*
+ * The old file's chunks: from the local index when its identity is known
+ * (no read), else by cutting it with R-CHUNK-1, recording the result.
+ */
+static int old_chunks(struct cli_patch *p, int fd, const struct stat *st, struct cut *c)
+{
+    struct cli_file_id id;
+    struct ferry_cdc_stream *cs = NULL;
+    struct ferry_chunk_ent e;
+    struct timespec now;
+    uint8_t *list = NULL;
+    size_t len = 0, i;
+    uint64_t off = 0;
+    int64_t recorded;
+    ssize_t n;
+    int rc;
+
+    cli_file_id_from_stat(&id, st);
+    if (cli_index_get(&id, &list, &len) == 0) {
+        for (i = 0; i + FERRY_CHUNK_ENT_LEN <= len; i += FERRY_CHUNK_ENT_LEN) {
+            ferry_chunk_ent_decode(list + i, &e);
+            if ((rc = cut_one(c, off, &e)) != 0)
+                break;
+            off += e.len;
+        }
+        ferry_free(list);
+        return 0;
+    }
+    clock_gettime(CLOCK_REALTIME, &now);
+    recorded = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+    if ((rc = ferry_cdc_stream_new(cut_one, c, &cs)) != 0)
+        return rc;
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    for (;;) {
+        do {
+            n = pread(fd, p->buf, FERRY_CHUNK_MAX, (off_t)off);
+        } while (n < 0 && errno == EINTR);
+        if (n <= 0)
+            break;
+        if ((rc = ferry_cdc_stream_feed(cs, p->buf, (size_t)n)) != 0)
+            goto out;
+        off += (uint64_t)n;
+    }
+    if (n < 0 || (rc = ferry_cdc_stream_finish(cs)) != 0) {
+        rc = n < 0 ? -errno : rc;
+        goto out;
+    }
+    /* Worth keeping: the next put or get of this file reads nothing. */
+    if (off == (uint64_t)st->st_size &&
+        (list = ferry_malloc(c->n * FERRY_CHUNK_ENT_LEN + 1)) != NULL) {
+        for (i = 0; i < c->n; i++) {
+            memcpy(e.hash, c->v[i].hash, 32);
+            e.len = c->v[i].len;
+            ferry_chunk_ent_encode(list + i * FERRY_CHUNK_ENT_LEN, &e);
+        }
+        cli_index_put(&id, recorded, list, c->n * FERRY_CHUNK_ENT_LEN);
+        ferry_free(list);
+    }
+    rc = 0;
+out:
+    ferry_cdc_stream_free(cs);
+    return rc;
+}
+
+/* Copies every missing chunk the old file holds into the part file. */
+static int take_old(struct cli_patch *p, const char *name)
+{
+    struct cut c = {0};
+    struct have key, *h;
+    struct stat st;
+    size_t i;
+    int fd, rc = 0, r;
+
+    fd = openat(p->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return 0; /* no old file, or not one we may read: nothing to reuse */
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < (off_t)FERRY_CHUNK_MIN)
+        goto out;
+    if ((rc = old_chunks(p, fd, &st, &c)) != 0 || c.n == 0)
+        goto out;
+    qsort(c.v, c.n, sizeof(*c.v), have_cmp);
+    for (i = 0; i < p->nent && rc == 0; i++) {
+        if (p->done[i])
+            continue;
+        memcpy(key.hash, p->list + i * FERRY_CHUNK_ENT_LEN + 4, 32);
+        if ((h = bsearch(&key, c.v, c.n, sizeof(*c.v), have_cmp)) == NULL ||
+            h->len != ent_len(p, i))
+            continue;
+        /* Each copied chunk is hashed again: the old file may be changing. */
+        if ((r = copy_chunk(p, fd, h->off, h->len, key.hash, p->offs[i])) < 0) {
+            rc = r;
+        } else if (r == 1) {
+            p->done[i] = 1;
+            p->ndone++;
+            p->reused += h->len;
+        }
+    }
+out:
+    ferry_free(c.v);
+    close(fd);
+    return rc;
+}
+
+/* Chunks inside the durable prefix a streamed download left (R-CHUNK-14). */
+static int take_prefix(struct cli_patch *p, uint64_t durable)
+{
+    size_t i;
+    int r;
+
+    for (i = 0; i < p->nent && p->offs[i] + ent_len(p, i) <= durable; i++) {
+        if (p->done[i])
+            continue;
+        if ((r = copy_chunk(p, p->fd, p->offs[i], ent_len(p, i),
+                            p->list + i * FERRY_CHUNK_ENT_LEN + 4, p->offs[i])) < 0)
+            return r;
+        if (r == 1) {
+            p->done[i] = 1;
+            p->ndone++;
+            p->kept += ent_len(p, i);
+        }
+    }
+    return 0;
+}
+
+int cli_patch_plan(struct cli_patch *p, int dirfd, const char *name, const char *part,
+                   uint64_t durable_prefix)
+{
+    struct stat st;
+    uint64_t off = 0;
+    size_t i;
+    int rc;
+
+    if (p->list_got != p->list_len ||
+        ferry_chunk_list_check(p->list, p->list_len, p->size) != 0)
+        return FERRY_EPROTO;
+    {
+        char cid[FERRY_CID_LEN + 1];
+        if (ferry_chunk_list_cid(p->list, p->list_len, cid) != 0 || strcmp(cid, p->cid) != 0)
+            return FERRY_EPROTO; /* R-CHUNK-15: the list must be the one the id names */
+    }
+    p->nent = p->list_len / FERRY_CHUNK_ENT_LEN;
+    if ((p->offs = ferry_calloc(p->nent + 1, sizeof(*p->offs))) == NULL ||
+        (p->done = ferry_calloc(p->nent + 1, 1)) == NULL ||
+        (p->buf = ferry_malloc(FERRY_CHUNK_MAX)) == NULL)
+        return -ENOMEM;
+    for (i = 0; i < p->nent; i++) {
+        p->offs[i] = off;
+        off += ent_len(p, i);
+    }
+    if ((p->dirfd = dup(dirfd)) < 0)
+        return -errno;
+    snprintf(p->part, sizeof(p->part), "%s", part);
+    /* No symlink followed, ours alone: a planted part name cannot redirect us. */
+    p->fd = openat(p->dirfd, part, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (p->fd < 0)
+        return -errno;
+    if (fstat(p->fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+        st.st_nlink != 1)
+        return -EPERM;
+    if ((uint64_t)st.st_size < durable_prefix)
+        durable_prefix = (uint64_t)st.st_size;
+    if ((uint64_t)st.st_size != p->size && ftruncate(p->fd, (off_t)p->size) != 0)
+        return -errno;
+    bitmap_load(p);
+    if ((rc = take_prefix(p, durable_prefix)) != 0 || (rc = take_old(p, name)) != 0)
+        return rc;
+    return patch_sync(p);
+}
+
+int cli_patch_complete(const struct cli_patch *p)
+{
+    return p->ndone == p->nent;
+}
+
+json_t *cli_patch_ranges(struct cli_patch *p)
+{
+    json_t *a = json_array(), *r;
+    size_t i = 0, first, n = 0;
+
+    ferry_free(p->want);
+    p->want = NULL;
+    p->nwant = p->wi = 0;
+    p->cur_open = 0;
+    if (a == NULL || (p->want = ferry_calloc(FERRY_DL_RANGES_MAX, sizeof(*p->want))) == NULL) {
+        json_decref(a);
+        return NULL;
+    }
+    /* At most FERRY_DL_RANGES_MAX runs per request; the rest in the next one. */
+    while (i < p->nent && n < FERRY_DL_RANGES_MAX) {
+        if (p->done[i]) {
+            i++;
+            continue;
+        }
+        for (first = i; i < p->nent && !p->done[i]; i++)
+            ;
+        p->want[n][0] = (uint32_t)first;
+        p->want[n][1] = (uint32_t)(i - first);
+        r = json_pack("[I, I]", (json_int_t)first, (json_int_t)(i - first));
+        if (r == NULL || json_array_append_new(a, r) != 0) {
+            json_decref(a);
+            return NULL;
+        }
+        n++;
+    }
+    p->nwant = n;
+    if (n > 0) {
+        p->cur = p->want[0][0];
+        p->cur_pos = 0;
+    }
+    return a;
+}
+
+int cli_patch_chunk(struct cli_patch *p, const struct ferry_chunk_frame *f, uint64_t *fresh)
+{
+    uint32_t len;
+    uint8_t h[32];
+    ssize_t n;
+    int rc;
+
+    *fresh = 0;
+    /* R-CHUNK-16: chunks come in the order asked, each from offset 0. */
+    if (p->wi >= p->nwant || f->index != p->cur || f->offset != p->cur_pos)
+        return FERRY_EPROTO;
+    len = ent_len(p, p->cur);
+    if (f->len > len - p->cur_pos)
+        return FERRY_EPROTO;
+    memcpy(p->buf + p->cur_pos, f->bytes, f->len);
+    p->cur_pos += (uint32_t)f->len;
+    if (p->cur_pos < len)
+        return 0;
+    ferry_sha256_buf(p->buf, len, h);
+    if (memcmp(h, p->list + (size_t)p->cur * FERRY_CHUNK_ENT_LEN + 4, 32) != 0)
+        return FERRY_EHASH;
+    if (!p->done[p->cur]) {
+        do {
+            n = pwrite(p->fd, p->buf, len, (off_t)p->offs[p->cur]);
+        } while (n < 0 && errno == EINTR);
+        if (n != (ssize_t)len)
+            return n < 0 ? -errno : -EIO;
+        p->done[p->cur] = 1;
+        p->ndone++;
+        p->unsynced += len;
+        *fresh = len;
+    }
+    /* Next: the following index of this run, or the next run's first. */
+    p->cur_pos = 0;
+    if (++p->cur == p->want[p->wi][0] + p->want[p->wi][1] && ++p->wi < p->nwant)
+        p->cur = p->want[p->wi][0];
+    /* A downloaded chunk counts as done only once fdatasync'd (R-CHUNK-16). */
+    if (p->unsynced >= CLI_PATCH_SYNC_STEP && (rc = patch_sync(p)) != 0)
+        return rc;
+    return 0;
+}
+
+int cli_patch_sync(struct cli_patch *p)
+{
+    return patch_sync(p);
+}
+
+int cli_patch_place(struct cli_patch *p, const char *name, mode_t mode, int64_t mtime_ns)
+{
+    struct timespec ts[2], now;
+    struct cli_file_id id;
+    struct stat st;
+    int64_t recorded;
+
+    if (p->ndone != p->nent)
+        return FERRY_EINTERNAL;
+    ts[0].tv_sec = ts[1].tv_sec = (time_t)(mtime_ns / 1000000000);
+    ts[0].tv_nsec = ts[1].tv_nsec = mtime_ns < 0 ? 0 : (long)(mtime_ns % 1000000000);
+    if (fchmod(p->fd, mode) != 0 || futimens(p->fd, ts) != 0 || fdatasync(p->fd) != 0)
+        return -errno;
+    /* Each chunk matched the list and the list matched the content id: it is the file. */
+    if (renameat(p->dirfd, p->part, p->dirfd, name) != 0)
+        return -errno;
+    /* The rename is durable with the folder; without it a crash brings back the part file. */
+    if (fsync(p->dirfd) != 0)
+        return -errno;
+    cli_patch_forget(p->dirfd, p->part);
+    /* Indexed now, the next put or get of this file reads nothing (R-CHUNK-2's list). */
+    clock_gettime(CLOCK_REALTIME, &now);
+    recorded = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+    if (fstat(p->fd, &st) == 0) {
+        cli_file_id_from_stat(&id, &st);
+        cli_index_put(&id, recorded, p->list, p->list_len);
+    }
+    return 0;
+}
+
+void cli_patch_discard(struct cli_patch *p)
+{
+    if (p->dirfd >= 0 && p->part[0] != '\0') {
+        unlinkat(p->dirfd, p->part, 0);
+        cli_patch_forget(p->dirfd, p->part);
+    }
+}

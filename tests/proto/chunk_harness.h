@@ -1,0 +1,559 @@
+/*
+ * Helpers shared by the chunked-transfer protocol tests (test_chunked.c,
+ * test_get_chunks.c): samples cut by R-CHUNK-1, accounts, raw chunk frames,
+ * expected replies, whole uploads and downloads.
+ */
+#ifndef FERRY_TEST_CHUNK_HARNESS_H
+#define FERRY_TEST_CHUNK_HARNESS_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "ferry/manifest.h"
+#include "harness.h"
+
+/* Each test program uses some of these helpers: unused ones are no fault. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+/* A file and its chunk list, as a 1.1 client would send it. */
+struct sample {
+    uint8_t *data;
+    size_t size;
+    uint8_t *list;
+    size_t list_len;
+    uint32_t n;
+    char cid[FERRY_CID_LEN + 1];
+};
+
+/* A user whose device identity and token are kept, so reconnecting costs no hashing. */
+struct acct {
+    char name[64];
+    char dev[320];
+    char token[64];
+};
+
+/* ---- Samples ---- */
+
+/* Random bytes cut by R-CHUNK-1's chunker, a SHA-256 per chunk. */
+static void sample_cdc(struct sample *s, size_t size)
+{
+    struct ferry_cdc cdc;
+    size_t off = 0;
+    uint64_t gear;
+
+    memset(s, 0, sizeof(*s));
+    s->size = size;
+    s->data = malloc(size > 0 ? size : 1);
+    s->list = malloc((size / FERRY_CHUNK_MIN + 2) * FERRY_CHUNK_ENT_LEN);
+    assert_non_null(s->data);
+    assert_non_null(s->list);
+    ferry_random(s->data, size);
+    ferry_cdc_default(&cdc);
+    while (off < size) {
+        struct ferry_chunk_ent e = {0};
+        size_t len = ferry_cdc_next(&cdc, s->data + off, size - off, &gear);
+
+        assert_true(len > 0 && len <= FERRY_CHUNK_MAX);
+        e.len = (uint32_t)len;
+        ferry_sha256_buf(s->data + off, len, e.hash);
+        ferry_chunk_ent_encode(s->list + (size_t)s->n * FERRY_CHUNK_ENT_LEN, &e);
+        s->n++;
+        off += len;
+    }
+    s->list_len = (size_t)s->n * FERRY_CHUNK_ENT_LEN;
+    assert_int_equal(ferry_chunk_list_cid(s->list, s->list_len, s->cid), 0);
+}
+
+/*
+ * n chunks of len bytes (the last of last bytes) with their true hashes; the
+ * server does not check where boundaries fall, only R-CHUNK-2's lengths.
+ */
+static void sample_fixed(struct sample *s, uint32_t n, uint32_t len, uint32_t last)
+{
+    uint32_t i;
+    size_t off = 0;
+
+    memset(s, 0, sizeof(*s));
+    s->n = n;
+    s->size = (size_t)(n - 1) * len + last;
+    s->data = malloc(s->size);
+    s->list_len = (size_t)n * FERRY_CHUNK_ENT_LEN;
+    s->list = malloc(s->list_len);
+    assert_non_null(s->data);
+    assert_non_null(s->list);
+    ferry_random(s->data, s->size);
+    for (i = 0; i < n; i++) {
+        struct ferry_chunk_ent e = {.len = i + 1 < n ? len : last};
+
+        ferry_sha256_buf(s->data + off, e.len, e.hash);
+        ferry_chunk_ent_encode(s->list + (size_t)i * FERRY_CHUNK_ENT_LEN, &e);
+        off += e.len;
+    }
+    assert_int_equal(ferry_chunk_list_cid(s->list, s->list_len, s->cid), 0);
+}
+
+static void sample_free(struct sample *s)
+{
+    free(s->data);
+    free(s->list);
+    memset(s, 0, sizeof(*s));
+}
+
+/* Offset and length of chunk i. */
+static void sample_chunk(const struct sample *s, uint32_t i, size_t *off, uint32_t *len)
+{
+    struct ferry_chunk_ent e;
+    uint32_t k;
+
+    *off = 0;
+    for (k = 0; k < i; k++) {
+        ferry_chunk_ent_decode(s->list + (size_t)k * FERRY_CHUNK_ENT_LEN, &e);
+        *off += e.len;
+    }
+    ferry_chunk_ent_decode(s->list + (size_t)i * FERRY_CHUNK_ENT_LEN, &e);
+    *len = e.len;
+}
+
+/* Writes one list entry with a random hash. */
+static void put_entry(uint8_t *list, uint32_t i, uint32_t len)
+{
+    struct ferry_chunk_ent e = {.len = len};
+
+    ferry_random(e.hash, sizeof(e.hash));
+    ferry_chunk_ent_encode(list + (size_t)i * FERRY_CHUNK_ENT_LEN, &e);
+}
+
+/* ---- Connections ---- */
+
+static void open_device(struct client *cl, struct server *s, const char *dev)
+{
+    memset(cl, 0, sizeof(*cl));
+    assert_int_equal(ferry_identity_load_or_create(dev, &cl->id), 0);
+    assert_int_equal(ferry_client_connect(&cl->c, "127.0.0.1", s->port, &cl->id, s->id, 5000), 0);
+}
+
+/* Signs a user up once; later connections log in with the token (no Argon2id). */
+static void acct_signup(struct server *s, struct acct *a, const char *name)
+{
+    struct client cl;
+
+    snprintf(a->name, sizeof(a->name), "%s", name);
+    snprintf(a->dev, sizeof(a->dev), "%s/acct-%s", s->dir, name);
+    open_device(&cl, s, a->dev);
+    assert_int_equal(client_signup(&cl, name, a->token, sizeof(a->token)), 1);
+    client_close(&cl);
+}
+
+static void acct_open(struct server *s, const struct acct *a, struct client *cl)
+{
+    struct ferry_cmd m;
+
+    open_device(cl, s, a->dev);
+    assert_int_equal(
+        client_send(cl, FERRY_MSG_CONNECT,
+                    json_pack("{s:s, s:s}", "client", "ferry-test", "token", a->token)),
+        0);
+    assert_int_equal(client_expect(cl, FERRY_MSG_ACCEPT, &m), 1);
+    assert_string_equal(json_string_value(json_object_get(m.body, "user")), a->name);
+    ferry_cmd_cleanup(&m);
+}
+
+/* ---- Frames ---- */
+
+static void queue_bytes(struct client *cl, const void *p, size_t n)
+{
+    assert_int_equal(ferry_buf_append(&cl->c.out, p, n), 0);
+}
+
+/* Queues one data frame (R-DATA) without sending it. */
+static void queue_data(struct client *cl, const uint8_t tid[16], uint64_t off, const uint8_t *p,
+                       size_t n)
+{
+    uint8_t h[FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN];
+
+    ferry_frame_header_encode(h, FERRY_FRAME_DATA, (uint32_t)(FERRY_DATA_HDR_LEN + n));
+    ferry_data_header_encode(h + FERRY_FRAME_HDR_LEN, tid, off);
+    queue_bytes(cl, h, sizeof(h));
+    if (n > 0)
+        queue_bytes(cl, p, n);
+}
+
+/* Queues one chunk frame (type 3, R-CHUNK-6) without sending it. */
+static void queue_chunk(struct client *cl, const uint8_t tid[16], uint32_t index, uint32_t off,
+                        const uint8_t *p, size_t n)
+{
+    uint8_t h[FERRY_FRAME_HDR_LEN + FERRY_CHUNK_HDR_LEN];
+
+    ferry_frame_header_encode(h, FERRY_FRAME_CHUNK, (uint32_t)(FERRY_CHUNK_HDR_LEN + n));
+    ferry_chunk_frame_header_encode(h + FERRY_FRAME_HDR_LEN, tid, index, off);
+    queue_bytes(cl, h, sizeof(h));
+    if (n > 0)
+        queue_bytes(cl, p, n);
+}
+
+static void flush(struct client *cl)
+{
+    assert_int_equal(ferry_client_pump(&cl->c, 20000, 1), 0);
+}
+
+/* Sends list bytes [from, to) as data frames of piece bytes each (R-CHUNK-4). */
+static void send_list_range(struct client *cl, const uint8_t tid[16], const uint8_t *list,
+                            size_t from, size_t to, size_t piece)
+{
+    size_t off, n;
+
+    for (off = from; off < to; off += n) {
+        n = to - off < piece ? to - off : piece;
+        queue_data(cl, tid, off, list + off, n);
+    }
+    flush(cl);
+}
+
+/* Sends a whole chunk of a sample as chunk frames. */
+static void send_sample_chunk(struct client *cl, const uint8_t tid[16], const struct sample *s,
+                              uint32_t i)
+{
+    size_t off;
+    uint32_t len;
+
+    sample_chunk(s, i, &off, &len);
+    assert_int_equal(ferry_client_send_chunk(&cl->c, tid, i, s->data + off, len), 0);
+    flush(cl);
+}
+
+static void new_tid(uint8_t tid[16], char hex[33])
+{
+    ferry_random(tid, 16);
+    ferry_hex_encode(tid, 16, hex);
+}
+
+/* Sends ChunkedUpload (R-CHUNK-4) and copies its id into ref. */
+static void open_chunked(struct client *cl, const uint8_t tid[16], const char *path,
+                         json_int_t size, char ref[37])
+{
+    char hex[33];
+
+    ferry_hex_encode(tid, 16, hex);
+    assert_int_equal(
+        client_send(cl, FERRY_MSG_CHUNKED_UPLOAD,
+                    json_pack("{s:s, s:s, s:I}", "tid", hex, "path", path, "size", size)),
+        0);
+    if (ref != NULL)
+        memcpy(ref, cl->last_ref, 37);
+}
+
+static void open_plain(struct client *cl, const uint8_t tid[16], const char *path, json_int_t size,
+                       char ref[37])
+{
+    char hex[33];
+
+    ferry_hex_encode(tid, 16, hex);
+    assert_int_equal(
+        client_send(cl, FERRY_MSG_UPLOAD,
+                    json_pack("{s:s, s:s, s:I}", "tid", hex, "path", path, "size", size)),
+        0);
+    if (ref != NULL)
+        memcpy(ref, cl->last_ref, 37);
+}
+
+static void send_complete(struct client *cl, const uint8_t tid[16], const char *hash)
+{
+    char hex[33];
+
+    ferry_hex_encode(tid, 16, hex);
+    assert_int_equal(client_send(cl, FERRY_MSG_TRANSFER_COMPLETE,
+                                 json_pack("{s:s, s:s}", "tid", hex, "hash", hash)),
+                     0);
+}
+
+static void send_cancel(struct client *cl, const uint8_t tid[16])
+{
+    char hex[33];
+
+    ferry_hex_encode(tid, 16, hex);
+    assert_int_equal(client_send(cl, FERRY_MSG_TRANSFER_CANCEL, json_pack("{s:s}", "tid", hex)), 0);
+}
+
+/* ---- Replies ---- */
+
+static const char *str_member(const struct ferry_cmd *m, const char *key)
+{
+    const char *v = json_string_value(json_object_get(m->body, key));
+
+    return v != NULL ? v : "";
+}
+
+/* The next message must be exactly this type. */
+static void recv_type(struct client *cl, int32_t type, struct ferry_cmd *m)
+{
+    int rc = client_recv(cl, m, 20000);
+
+    if (rc == 1 && m->type != type)
+        fprintf(stderr, "expected message %d, got %d (code %d: %s)\n", type, m->type, err_code(m),
+                str_member(m, "message"));
+    assert_int_equal(rc, 1);
+    assert_int_equal(m->type, type);
+}
+
+/*
+ * Expects ChunkNeed for tid with this group; copies need (ascending,
+ * checked) into out and returns how many.
+ */
+static size_t expect_need(struct client *cl, const char *ref, const uint8_t tid[16],
+                          json_int_t first, json_int_t count, json_int_t *out, size_t cap)
+{
+    struct ferry_cmd m;
+    char hex[33];
+    json_t *need, *v;
+    size_t i, n;
+
+    ferry_hex_encode(tid, 16, hex);
+    recv_type(cl, FERRY_MSG_CHUNK_NEED, &m);
+    if (ref != NULL)
+        assert_string_equal(str_member(&m, "ref"), ref);
+    assert_string_equal(str_member(&m, "tid"), hex);
+    assert_int_equal(json_integer_value(json_object_get(m.body, "first")), first);
+    assert_int_equal(json_integer_value(json_object_get(m.body, "count")), count);
+    need = json_object_get(m.body, "need");
+    assert_true(json_is_array(need));
+    n = json_array_size(need);
+    assert_true(n <= cap);
+    json_array_foreach(need, i, v)
+    {
+        assert_true(json_is_integer(v));
+        out[i] = json_integer_value(v);
+        assert_true(out[i] >= first && out[i] < first + count);
+        if (i > 0)
+            assert_true(out[i] > out[i - 1]);
+    }
+    ferry_cmd_cleanup(&m);
+    return n;
+}
+
+/* Expects ChunkNeed for one group that asks for every index in it. */
+static void expect_need_all(struct client *cl, const char *ref, const uint8_t tid[16],
+                            json_int_t first, json_int_t count)
+{
+    json_int_t need[FERRY_NEED_GROUP];
+    json_int_t i;
+
+    assert_int_equal(expect_need(cl, ref, tid, first, count, need, FERRY_NEED_GROUP), count);
+    for (i = 0; i < count; i++)
+        assert_int_equal(need[i], first + i);
+}
+
+/* Expects an Error with code; checks ref, tid and index when given (index < 0: absent). */
+static void expect_error(struct client *cl, int code, const char *ref, const uint8_t tid[16],
+                         json_int_t index)
+{
+    struct ferry_cmd m;
+    char hex[33];
+
+    recv_type(cl, FERRY_MSG_ERROR, &m);
+    if (err_code(&m) != code)
+        fprintf(stderr, "expected Error %d, got %d: %s\n", code, err_code(&m),
+                str_member(&m, "message"));
+    assert_int_equal(err_code(&m), code);
+    if (ref != NULL)
+        assert_string_equal(str_member(&m, "ref"), ref);
+    if (tid != NULL) {
+        ferry_hex_encode(tid, 16, hex);
+        assert_string_equal(str_member(&m, "tid"), hex);
+    }
+    if (index >= 0) {
+        assert_true(json_is_integer(json_object_get(m.body, "index")));
+        assert_int_equal(json_integer_value(json_object_get(m.body, "index")), index);
+    }
+    ferry_cmd_cleanup(&m);
+}
+
+/* Expects total ChunkStored messages for tid and counts them per index. */
+static void expect_stored(struct client *cl, const uint8_t tid[16], int *counts, uint32_t n,
+                          int total)
+{
+    struct ferry_cmd m;
+    char hex[33];
+    json_int_t index;
+    int i;
+
+    ferry_hex_encode(tid, 16, hex);
+    for (i = 0; i < total; i++) {
+        recv_type(cl, FERRY_MSG_CHUNK_STORED, &m);
+        assert_string_equal(str_member(&m, "tid"), hex);
+        index = json_integer_value(json_object_get(m.body, "index"));
+        assert_true(index >= 0 && index < (json_int_t)n);
+        counts[index]++;
+        ferry_cmd_cleanup(&m);
+    }
+}
+
+/* Expects Committed naming tid. */
+static void expect_committed(struct client *cl, const uint8_t tid[16])
+{
+    struct ferry_cmd m;
+    char hex[33];
+    json_t *tids;
+
+    ferry_hex_encode(tid, 16, hex);
+    recv_type(cl, FERRY_MSG_COMMITTED, &m);
+    tids = json_object_get(m.body, "tids");
+    assert_int_equal(json_array_size(tids), 1);
+    assert_string_equal(json_string_value(json_array_get(tids, 0)), hex);
+    ferry_cmd_cleanup(&m);
+}
+
+/* The next message is a Pong: nothing else was queued for this connection. */
+static void expect_quiet(struct client *cl)
+{
+    struct ferry_cmd m;
+
+    assert_int_equal(client_send(cl, FERRY_MSG_PING, json_object()), 0);
+    recv_type(cl, FERRY_MSG_PONG, &m);
+    ferry_cmd_cleanup(&m);
+}
+
+/*
+ * The next message without asserting, for cases that must clean up before
+ * they fail: its Error code, 0 for any other message, -1 for a close by the
+ * server, -2 for nothing within timeout_ms.
+ */
+static int next_code(struct client *cl, int timeout_ms)
+{
+    struct ferry_cmd m;
+    int rc = client_recv(cl, &m, timeout_ms), code;
+
+    if (rc == 0)
+        return -1;
+    if (rc != 1)
+        return -2;
+    code = m.type == FERRY_MSG_ERROR ? err_code(&m) : 0;
+    if (code != 0 || m.type != FERRY_MSG_PONG)
+        fprintf(stderr, "next message: %d (code %d: %s)\n", m.type, code,
+                str_member(&m, "message"));
+    ferry_cmd_cleanup(&m);
+    return code;
+}
+
+/* Uploads a whole sample: list in 7-byte pieces, every asked-for chunk, TransferComplete. */
+static void upload_sample(struct client *cl, const struct sample *s, const char *path)
+{
+    json_int_t need[FERRY_NEED_GROUP];
+    int counts[FERRY_NEED_GROUP] = {0};
+    uint8_t tid[16];
+    char hex[33], ref[37];
+    size_t i, n;
+
+    assert_true(s->n <= FERRY_NEED_GROUP);
+    new_tid(tid, hex);
+    open_chunked(cl, tid, path, (json_int_t)s->size, ref);
+    send_list_range(cl, tid, s->list, 0, s->list_len, 7);
+    if (s->n > 0) {
+        n = expect_need(cl, ref, tid, 0, s->n, need, FERRY_NEED_GROUP);
+        for (i = 0; i < n; i++)
+            send_sample_chunk(cl, tid, s, (uint32_t)need[i]);
+        expect_stored(cl, tid, counts, s->n, (int)n);
+    }
+    send_complete(cl, tid, s->cid);
+    expect_committed(cl, tid);
+}
+
+/* Plain Upload (R-XFER-2) of n bytes, expecting Committed. */
+static void upload_plain(struct client *cl, const uint8_t *data, size_t n, const char *path)
+{
+    struct ferry_sha256 sha;
+    uint8_t tid[16];
+    char hex[33], cid[80];
+
+    new_tid(tid, hex);
+    open_plain(cl, tid, path, (json_int_t)n, NULL);
+    assert_int_equal(ferry_client_send_data(&cl->c, tid, 0, data, n), 0);
+    flush(cl);
+    ferry_sha256_init(&sha);
+    ferry_sha256_update(&sha, data, n);
+    ferry_sha256_final_cid(&sha, cid);
+    send_complete(cl, tid, cid);
+    expect_committed(cl, tid);
+}
+
+/* Downloads path: the bytes, Transfer's hash and TransferComplete's hash (R-CHUNK-10). */
+static void download_path(struct client *cl, const char *path, uint8_t **out, size_t *len,
+                          char xfer_hash[80], char done_hash[80])
+{
+    uint64_t deadline = ferry_now_ms() + 30000;
+    uint8_t tid[16] = {0}, *buf = NULL;
+    size_t size = 0, got = 0;
+    int have_transfer = 0;
+
+    assert_int_equal(client_send(cl, FERRY_MSG_DOWNLOAD, json_pack("{s:s}", "path", path)), 0);
+    for (;;) {
+        struct ferry_frame f;
+        int rc = ferry_client_next_frame(&cl->c, &f);
+
+        assert_true(rc >= 0);
+        if (rc == 0) {
+            assert_false(cl->c.eof);
+            assert_true(ferry_now_ms() < deadline);
+            assert_int_equal(ferry_client_pump(&cl->c, 1000, 0), 0);
+            continue;
+        }
+        if (f.type == FERRY_FRAME_DATA) {
+            struct ferry_data d;
+
+            assert_true(have_transfer);
+            assert_int_equal(ferry_data_decode(f.payload, f.payload_len, &d), 0);
+            assert_memory_equal(d.tid, tid, 16);
+            assert_int_equal(d.offset, got);
+            assert_true(d.len <= size - got);
+            memcpy(buf + got, d.bytes, d.len);
+            got += d.len;
+        } else if (f.type == FERRY_FRAME_COMMAND) {
+            struct ferry_cmd m;
+
+            assert_int_equal(ferry_cmd_decode(f.payload, f.payload_len, &m), 0);
+            if (m.type == FERRY_MSG_ERROR)
+                fprintf(stderr, "download %s: Error %d %s\n", path, err_code(&m),
+                        str_member(&m, "message"));
+            if (m.type == FERRY_MSG_TRANSFER) {
+                assert_false(have_transfer);
+                have_transfer = 1;
+                assert_int_equal(ferry_hex_decode(str_member(&m, "tid"), tid, 16), 0);
+                size = (size_t)json_integer_value(json_object_get(m.body, "size"));
+                snprintf(xfer_hash, 80, "%s", str_member(&m, "hash"));
+                buf = malloc(size > 0 ? size : 1);
+                assert_non_null(buf);
+                ferry_cmd_cleanup(&m);
+                continue;
+            }
+            assert_int_equal(m.type, FERRY_MSG_TRANSFER_COMPLETE);
+            assert_true(have_transfer);
+            snprintf(done_hash, 80, "%s", str_member(&m, "hash"));
+            ferry_cmd_cleanup(&m);
+            break;
+        }
+    }
+    assert_int_equal(got, size);
+    *out = buf;
+    *len = size;
+}
+
+/* Whether the chunk file of a list entry exists beneath the data dir (R-CHUNK-7). */
+static int chunk_file_exists(const struct server *s, const struct sample *sm, uint32_t i)
+{
+    struct ferry_chunk_ent e;
+    char hex[65], cmd[800];
+
+    ferry_chunk_ent_decode(sm->list + (size_t)i * FERRY_CHUNK_ENT_LEN, &e);
+    ferry_hex_encode(e.hash, 32, hex);
+    snprintf(cmd, sizeof(cmd),
+             "find %s/data/chunks -path '*/%.2s/%s' -type f -size %uc 2>/dev/null | grep -q .",
+             s->dir, hex, hex, e.len);
+    return system(cmd) == 0;
+}
+
+#pragma GCC diagnostic pop
+
+#endif
