@@ -172,5 +172,11 @@ int ferry_msg_i64_opt(const json_t *o, const char *key, int64_t min, int64_t max
 int ferry_msg_bool_opt(const json_t *o, const char *key, int dflt, int *out);
 /* A 32-hex-digit transfer id. */
 int ferry_msg_tid(const json_t *o, const char *key, uint8_t tid[static FERRY_TID_LEN]);
+/*
+ * R-CHUNK-16: an array of 1..max [first, count] pairs, ascending, not
+ * overlapping or touching, count >= 1, within 32 bits. *out (ferry_free it)
+ * holds the pairs; FERRY_EPROTO for anything else, -ENOMEM.
+ */
+int ferry_msg_ranges(const json_t *a, size_t max, uint32_t (**out)[2], size_t *n);
 
 #endif

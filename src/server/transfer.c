@@ -631,48 +631,6 @@ int srv_transfer_cancel(struct sess *s, const struct ferry_cmd *cmd)
     return 0; /* already finished: cancelling is idempotent */
 }
 
-/*
- * R-CHUNK-16: [first, count] pairs, ascending, neither overlapping nor
- * touching, count >= 1, at most FERRY_DL_RANGES_MAX. Whether they fit the
- * list is known only once the file is resolved.
- */
-static int parse_ranges(const json_t *a, uint32_t (**out)[2], size_t *n)
-{
-    uint32_t(*r)[2] = NULL;
-    uint64_t next = 0;
-    size_t i, cnt;
-    json_int_t first, count;
-    const json_t *p;
-
-    *out = NULL;
-    *n = 0;
-    if (!json_is_array(a) || (cnt = json_array_size(a)) == 0 || cnt > FERRY_DL_RANGES_MAX)
-        return FERRY_EPROTO;
-    if ((r = ferry_calloc(cnt, sizeof(*r))) == NULL)
-        return -ENOMEM;
-    for (i = 0; i < cnt; i++) {
-        p = json_array_get(a, i);
-        if (!json_is_array(p) || json_array_size(p) != 2 ||
-            !json_is_integer(json_array_get(p, 0)) || !json_is_integer(json_array_get(p, 1)))
-            goto bad;
-        first = json_integer_value(json_array_get(p, 0));
-        count = json_integer_value(json_array_get(p, 1));
-        /* Strictly past the previous range's end: no overlap, no touching. */
-        if (first < 0 || count < 1 || first > UINT32_MAX || count > UINT32_MAX ||
-            (i > 0 && (uint64_t)first <= next) || (uint64_t)first + (uint64_t)count > UINT32_MAX)
-            goto bad;
-        r[i][0] = (uint32_t)first;
-        r[i][1] = (uint32_t)count;
-        next = (uint64_t)first + (uint64_t)count;
-    }
-    *out = r;
-    *n = cnt;
-    return 0;
-bad:
-    ferry_free(r);
-    return FERRY_EPROTO;
-}
-
 int srv_download_queue(struct sess *s, const struct ferry_cmd *cmd)
 {
     const char *path = NULL, *hash = NULL;
@@ -693,7 +651,7 @@ int srv_download_queue(struct sess *s, const struct ferry_cmd *cmd)
         return fault(s, cmd->id, FERRY_EPROTO, "malformed Download");
     chunks = json_object_get(cmd->body, "chunks");
     if (chunks != NULL && (list_mode || offset > 0 || hash == NULL ||
-                           (rc = parse_ranges(chunks, &ranges, &nranges)) != 0))
+                           (rc = ferry_msg_ranges(chunks, FERRY_DL_RANGES_MAX, &ranges, &nranges)) != 0))
         return fault(s, cmd->id, FERRY_EPROTO, "malformed Download chunk ranges");
     if (s->ndownloads >= s->srv->cfg.max_downloads) {
         ferry_free(ranges);

@@ -48,6 +48,21 @@ static void check_readers(const json_t *body)
     if (ferry_msg_bool_opt(body, "ok", 0, &b) == 0)
         FUZZ_CHECK(b == 0 || b == 1);
     (void)ferry_msg_tid(body, "tid", tid);
+    /* R-CHUNK-16: what the range reader accepts is ascending and apart. */
+    {
+        uint32_t(*r)[2] = NULL;
+        size_t n = 0, k;
+        if (ferry_msg_ranges(json_object_get(body, "chunks"), 1024, &r, &n) == 0) {
+            FUZZ_CHECK(n >= 1 && n <= 1024);
+            for (k = 0; k < n; k++) {
+                FUZZ_CHECK(r[k][1] >= 1 && (uint64_t)r[k][0] + r[k][1] <= UINT32_MAX);
+                FUZZ_CHECK(k == 0 || r[k][0] > r[k - 1][0] + r[k - 1][1]);
+            }
+            ferry_free(r);
+        } else {
+            FUZZ_CHECK(r == NULL && n == 0);
+        }
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -1109,6 +1109,55 @@ static void test_msg_tid(void **state)
 }
 
 /* R-CMD-2: readers on a decoded body; numbers jansson refuses never reach them. */
+/* Parses a JSON text with ferry_msg_ranges (max 4); returns rc, pairs in out. */
+static int ranges_of(const char *text, uint32_t (**out)[2], size_t *n)
+{
+    json_error_t e;
+    json_t *a = json_loads(text, JSON_DECODE_ANY, &e);
+    int rc;
+
+    assert_non_null(a);
+    rc = ferry_msg_ranges(a, 4, out, n);
+    json_decref(a);
+    return rc;
+}
+
+/* R-CHUNK-16: range lists, including the cap at -1, exactly and +1. */
+static void test_msg_ranges_r_chunk_16(void **state)
+{
+    static const char *const bad[] = {
+        "[]", "{}", "\"0\"", "[[0,0]]", "[[-1,1]]", "[[0,-1]]", "[[2,1],[1,1]]",
+        "[[0,2],[1,1]]", "[[0,1],[1,1]]", "[[0]]", "[[0,1,2]]", "[[\"0\",1]]", "[[0,1.5]]",
+        "[0,1]", "[[4294967296,1]]", "[[0,4294967296]]", "[[4294967295,1]]", "[[1,1],[1,1]]",
+        "[[0,1],[2,1],[4,1],[6,1],[8,1]]",
+    };
+    uint32_t(*r)[2] = NULL;
+    size_t n = 99, i;
+
+    (void)state;
+    assert_int_equal(ranges_of("[[0,1],[2,3],[6,1]]", &r, &n), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(r[1][0], 2);
+    assert_int_equal(r[1][1], 3);
+    assert_int_equal(r[2][0], 6);
+    ferry_free(r);
+    assert_int_equal(ranges_of("[[4294967294,1]]", &r, &n), 0);
+    ferry_free(r);
+    /* cap - 1 and cap are taken; cap + 1 is the last bad case above. */
+    assert_int_equal(ranges_of("[[0,1],[2,1],[4,1]]", &r, &n), 0);
+    ferry_free(r);
+    assert_int_equal(ranges_of("[[0,1],[2,1],[4,1],[6,1]]", &r, &n), 0);
+    assert_int_equal(n, 4);
+    ferry_free(r);
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        r = (void *)&n;
+        if (ranges_of(bad[i], &r, &n) != FERRY_EPROTO)
+            fail_msg("accepted %s", bad[i]);
+        assert_null(r);
+        assert_int_equal(n, 0);
+    }
+}
+
 static void test_msg_readers_on_decoded_r_cmd_2(void **state)
 {
     static const char json[] = "{" HDR_OK ",\"path\":\"/a\",\"size\":1e3,\"off\":4294967296,"
@@ -1166,6 +1215,7 @@ int main(void)
         cmocka_unit_test(test_msg_i64_opt),
         cmocka_unit_test(test_msg_bool_opt),
         cmocka_unit_test(test_msg_tid),
+        cmocka_unit_test(test_msg_ranges_r_chunk_16),
         cmocka_unit_test(test_msg_readers_on_decoded_r_cmd_2),
     };
 

@@ -346,3 +346,46 @@ int ferry_msg_tid(const json_t *o, const char *key, uint8_t tid[static FERRY_TID
     memcpy(tid, tmp, FERRY_TID_LEN);
     return 0;
 }
+
+/*
+ * R-CHUNK-16: [first, count] pairs, ascending, neither overlapping nor
+ * touching, count >= 1, first + count within 32 bits, 1..max of them.
+ * Whether they fit a list is the caller's question.
+ */
+int ferry_msg_ranges(const json_t *a, size_t max, uint32_t (**out)[2], size_t *n)
+{
+    uint32_t(*r)[2] = NULL;
+    uint64_t next = 0;
+    size_t i, cnt;
+    json_int_t first, count;
+    const json_t *p;
+
+    *out = NULL;
+    *n = 0;
+    /* The count is checked before anything is allocated. */
+    if (!json_is_array(a) || (cnt = json_array_size(a)) == 0 || cnt > max)
+        return FERRY_EPROTO;
+    if ((r = ferry_calloc(cnt, sizeof(*r))) == NULL)
+        return -ENOMEM;
+    for (i = 0; i < cnt; i++) {
+        p = json_array_get(a, i);
+        if (!json_is_array(p) || json_array_size(p) != 2 ||
+            !json_is_integer(json_array_get(p, 0)) || !json_is_integer(json_array_get(p, 1)))
+            goto bad;
+        first = json_integer_value(json_array_get(p, 0));
+        count = json_integer_value(json_array_get(p, 1));
+        /* Strictly past the previous range's end: no overlap, no touching. */
+        if (first < 0 || count < 1 || first > UINT32_MAX || count > UINT32_MAX ||
+            (i > 0 && (uint64_t)first <= next) || (uint64_t)first + (uint64_t)count > UINT32_MAX)
+            goto bad;
+        r[i][0] = (uint32_t)first;
+        r[i][1] = (uint32_t)count;
+        next = (uint64_t)first + (uint64_t)count;
+    }
+    *out = r;
+    *n = cnt;
+    return 0;
+bad:
+    ferry_free(r);
+    return FERRY_EPROTO;
+}
