@@ -13,10 +13,10 @@
 
 #include "../server/serve.h"
 #include "cli.h"
-#include "getchunks.h"
 #include "ferry/manifest.h"
 #include "ferry/path.h"
 #include "ferry/writer.h"
+#include "getchunks.h"
 
 struct dl {
     int64_t file_id;
@@ -547,9 +547,9 @@ static int ask_list(struct get *g, struct dl *x)
     x->state = 1;
     x->phase = 1;
     g->inflight++;
-    return ferry_client_send_cmd(&g->cc.c, FERRY_MSG_DOWNLOAD,
-                                 json_pack("{s:s, s:I, s:b}", "id", x->id, "file_id",
-                                           (json_int_t)x->file_id, "list", 1));
+    return ferry_client_send_cmd(
+        &g->cc.c, FERRY_MSG_DOWNLOAD,
+        json_pack("{s:s, s:I, s:b}", "id", x->id, "file_id", (json_int_t)x->file_id, "list", 1));
 }
 
 /* Gives up on a file downloaded by chunks; its verified chunks stay for a rerun. */
@@ -567,8 +567,8 @@ static void patch_fail(struct get *g, struct dl *x, const char *why, int discard
 }
 
 /* Reads a Transfer's tid, size and hash into g and x. */
-static int patch_transfer(struct get *g, struct dl *x, const struct ferry_cmd *m,
-                          const char **hash, uint64_t *size)
+static int patch_transfer(struct get *g, struct dl *x, const struct ferry_cmd *m, const char **hash,
+                          uint64_t *size)
 {
     const char *tid = json_string_value(json_object_get(m->body, "tid"));
     json_t *sz = json_object_get(m->body, "size");
@@ -608,8 +608,7 @@ static int patch_chunks_begin(struct get *g, struct dl *x, const struct ferry_cm
     const char *hash;
     uint64_t size;
 
-    if (x->patch == NULL || patch_transfer(g, x, m, &hash, &size) != 0 ||
-        strcmp(hash, x->cid) != 0)
+    if (x->patch == NULL || patch_transfer(g, x, m, &hash, &size) != 0 || strcmp(hash, x->cid) != 0)
         return FERRY_EPROTO;
     return 0;
 }
@@ -675,8 +674,9 @@ static int patch_list_done(struct get *g)
     if (rc == FERRY_EPROTO)
         return rc; /* a list that is not the content's: the server is at fault */
     if (rc != 0) {
-        patch_fail(g, x, rc == -EPERM ? "cannot use its temporary file (a foreign file in the way?)"
-                                      : strerror(rc < 0 && rc > -4096 ? -rc : EIO),
+        patch_fail(g, x,
+                   rc == -EPERM ? "cannot use its temporary file (a foreign file in the way?)"
+                                : strerror(rc < 0 && rc > -4096 ? -rc : EIO),
                    0);
         return 0;
     }
@@ -1201,8 +1201,7 @@ int cmd_get(int argc, char **argv)
                "wire: %llu sent, %llu received (TLS)\n",
                done, g.failed, (unsigned long long)g.prog.total,
                (unsigned long long)(g.prog.done - g.prog.skipped), (unsigned long long)g.resumed,
-               (unsigned long long)g.reused,
-               (unsigned long long)tx, (unsigned long long)rx);
+               (unsigned long long)g.reused, (unsigned long long)tx, (unsigned long long)rx);
     }
     if (rc < 0 && rc != FERRY_EPROTO && rc != FERRY_EAUTH && rc != FERRY_EPIN)
         return CLI_RESUMABLE;

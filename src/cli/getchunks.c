@@ -200,7 +200,8 @@ out:
 
 void cli_patch_forget(int dirfd, const char *part)
 {
-    static const char sql[] = "DELETE FROM partial_chunks WHERE dev = ?1 AND ino = ?2 AND name = ?3";
+    static const char sql[] =
+        "DELETE FROM partial_chunks WHERE dev = ?1 AND ino = ?2 AND name = ?3";
     struct cli_patch p = {.dirfd = dirfd};
     sqlite3_stmt *st = NULL;
     sqlite3 *db = NULL;
@@ -436,8 +437,7 @@ int cli_patch_plan(struct cli_patch *p, int dirfd, const char *name, const char 
     size_t i;
     int rc;
 
-    if (p->list_got != p->list_len ||
-        ferry_chunk_list_check(p->list, p->list_len, p->size) != 0)
+    if (p->list_got != p->list_len || ferry_chunk_list_check(p->list, p->list_len, p->size) != 0)
         return FERRY_EPROTO;
     {
         char cid[FERRY_CID_LEN + 1];

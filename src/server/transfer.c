@@ -650,8 +650,9 @@ int srv_download_queue(struct sess *s, const struct ferry_cmd *cmd)
         (rc = ferry_msg_bool_opt(cmd->body, "list", 0, &list_mode)) != 0)
         return fault(s, cmd->id, FERRY_EPROTO, "malformed Download");
     chunks = json_object_get(cmd->body, "chunks");
-    if (chunks != NULL && (list_mode || offset > 0 || hash == NULL ||
-                           (rc = ferry_msg_ranges(chunks, FERRY_DL_RANGES_MAX, &ranges, &nranges)) != 0))
+    if (chunks != NULL &&
+        (list_mode || offset > 0 || hash == NULL ||
+         (rc = ferry_msg_ranges(chunks, FERRY_DL_RANGES_MAX, &ranges, &nranges)) != 0))
         return fault(s, cmd->id, FERRY_EPROTO, "malformed Download chunk ranges");
     if (s->ndownloads >= s->srv->cfg.max_downloads) {
         ferry_free(ranges);

@@ -228,8 +228,9 @@ static void test_chunks_r_chunk_16(void **state)
     assert_string_equal(g.done_hash, big.cid);
     got_free(&g);
     /* Every chunk, as one range. */
-    fetch(&a, json_pack("{s:s, s:s, s:[[i, I]]}", "path", "big.bin", "hash", big.cid, "chunks", 0,
-                        (json_int_t)big.n),
+    fetch(&a,
+          json_pack("{s:s, s:s, s:[[i, I]]}", "path", "big.bin", "hash", big.cid, "chunks", 0,
+                    (json_int_t)big.n),
           &big, &g);
     assert_int_equal(g.nidx, big.n);
     got_free(&g);
