@@ -12,6 +12,8 @@
 #              remainder + 2 % of the file
 #   unchanged  a big upload, then the same local file under a new remote name: wire < 1 MiB, time
 #              <= 0.2x the first upload
+#   delta-down the same two edits the other way: the server holds the edited file, the local
+#              destination the original; ferry get against rsync's pull from its daemon.
 #   delta      1 MiB overwritten in the middle (delta-mod) and 100 B inserted (delta-ins) of a big
 #              file the server already holds: ferry's wire bytes and time against rsync's delta to
 #              its daemon
@@ -35,7 +37,7 @@ usage: bench/compare.sh [options]
   --rounds N        rounds per scenario; each round runs every tool once, interleaved (default 5)
   --only LIST       scenarios to run, comma separated: a (= a-up,a-down), a-up, a-down, b, c,
                     and for chunked transfers (issue 4): resume, unchanged, delta
-                    (= delta-mod,delta-ins), delta-mod, delta-ins, chunked (= all of these)
+                    (= delta-mod,delta-ins), delta-mod, delta-ins, delta-down, chunked (= all of these)
                     (default a,b,c)
   --size-mb N       size of the big file in MiB (default 1024 = 1 GiB)
   --files N         number of 4 KiB files for (b) (default 10000, 100 per directory)
@@ -127,7 +129,7 @@ done
 ((KILL_AT < 100)) || die "--kill-at must be below 100"
 [[ $KILL_WHEN == acked || $KILL_WHEN == sent ]] || die "--kill-when must be acked or sent"
 
-DO_UP=0 DO_DOWN=0 DO_SMALL=0 DO_NOOP=0 DO_RESUME=0 DO_UNCHANGED=0 DO_DMOD=0 DO_DINS=0
+DO_UP=0 DO_DOWN=0 DO_SMALL=0 DO_NOOP=0 DO_RESUME=0 DO_UNCHANGED=0 DO_DMOD=0 DO_DINS=0 DO_DDOWN=0
 IFS=, read -r -a only_list <<<"$ONLY"
 for s in "${only_list[@]}"; do
     case $s in
@@ -141,8 +143,9 @@ for s in "${only_list[@]}"; do
     delta) DO_DMOD=1; DO_DINS=1 ;;
     delta-mod) DO_DMOD=1 ;;
     delta-ins) DO_DINS=1 ;;
-    chunked) DO_RESUME=1; DO_UNCHANGED=1; DO_DMOD=1; DO_DINS=1 ;;
-    *) die "--only: unknown scenario '$s' (use a, a-up, a-down, b, c, resume, unchanged, delta, delta-mod, delta-ins, chunked)" ;;
+    delta-down) DO_DDOWN=1 ;;
+    chunked) DO_RESUME=1; DO_UNCHANGED=1; DO_DMOD=1; DO_DINS=1; DO_DDOWN=1 ;;
+    *) die "--only: unknown scenario '$s' (use a, a-up, a-down, b, c, resume, unchanged, delta, delta-mod, delta-ins, delta-down, chunked)" ;;
     esac
 done
 
@@ -168,7 +171,7 @@ has_tool() { [[ " ${TOOLS[*]} " == *" $1 "* ]]; }
 WITH_FERRY=0
 has_tool ferry && WITH_FERRY=1
 has_ssh_tool() { has_tool rsync-ssh || has_tool scp; }
-DO_DELTA=$((DO_DMOD || DO_DINS))
+DO_DELTA=$((DO_DMOD || DO_DINS || DO_DDOWN))
 DO_CHUNKED=$((DO_RESUME || DO_UNCHANGED || DO_DELTA))
 has_rsyncd_tool() {
     has_tool rsyncd || { has_tool rsyncd-fsync && ((DO_UP || DO_DOWN || DO_SMALL || DO_DELTA)); } ||
@@ -1147,10 +1150,116 @@ delta_measure() { # CASE TOOL ROUND
         "$bytes" "$lo" "$extra"
 }
 
+# ---- delta-down: the server holds the edited file, the local destination the original; ferry get
+# and rsync's pull from its daemon update it (R-CHUNK-16: only the changed chunks travel).
+DD_DIR=$W/down
+
+prep_down() { # TOOL
+    mkdir -p "$DD_DIR/ferry" "$DD_DIR/rsync" || return 1
+    if [[ $1 == ferry ]]; then
+        ferry_cmd put -q "$D_NEW" /delta.bin || return 1
+        cp "$D_ORIG" "$DD_DIR/ferry/delta.bin"
+    else
+        cp "$D_NEW" "$D_RSYNC" && cp "$D_ORIG" "$DD_DIR/rsync/delta.bin"
+    fi
+}
+
+# ferry_get_stats FILE: `ferry get --stats` into GS_RECV GS_LOCAL GS_TX GS_RX.
+ferry_get_stats() {
+    local line
+    GS_RECV=NA GS_LOCAL=NA GS_TX=NA GS_RX=NA
+    [[ -f $1 ]] || return 1
+    while IFS= read -r line; do
+        if [[ $line =~ ^bytes:\ [0-9]+\ in\ all,\ ([0-9]+)\ received ]]; then
+            GS_RECV=${BASH_REMATCH[1]}
+        elif [[ $line =~ ^local:\ ([0-9]+)\ taken ]]; then
+            GS_LOCAL=${BASH_REMATCH[1]}
+        elif [[ $line =~ ^wire:\ ([0-9]+)\ sent,\ ([0-9]+)\ received ]]; then
+            GS_TX=${BASH_REMATCH[1]} GS_RX=${BASH_REMATCH[2]}
+        fi
+    done <"$1"
+    [[ $GS_RECV != NA && $GS_TX != NA ]]
+}
+
+down_measure() { # CASE TOOL ROUND
+    local scen=ddown_$1 tool=$2 r=$3 rc=0 secs bytes extra dst
+    local log=$LOGDIR/ddown_${1}_${2}_r${3}.log out=$LOGDIR/ddown_${1}_${2}_r${3}.out key="ddown_$1|$2"
+    T0="" T1=""
+    if ! prep_down "$tool" >"$log" 2>&1; then
+        note_fail "$scen" "$tool" "$r" "untimed preparation failed" "$log"
+        return 0
+    fi
+    settle
+    if [[ $tool == ferry ]]; then
+        dst=$DD_DIR/ferry/delta.bin
+        timed "$FERRY" get -q --stats /delta.bin "$dst" >"$out" 2>>"$log" || rc=$?
+    else
+        dst=$DD_DIR/rsync/delta.bin
+        # -I: the basis and the new file may share size and mtime second; compare content.
+        timed rsync -a -I --stats "$RSYNC_URL/delta/delta.bin" "$dst" >"$out" 2>>"$log" || rc=$?
+    fi
+    cat "$out" >>"$log"
+    if ((rc != 0)); then
+        note_fail "$scen" "$tool" "$r" "exit status $rc" "$log"
+        return 0
+    fi
+    secs=$(fsub "$T1" "$T0")
+    if [[ $tool == ferry ]]; then
+        if ! ferry_get_stats "$out"; then
+            note_fail "$scen" "$tool" "$r" "no --stats output" "$log"
+            return 0
+        fi
+        bytes=$((GS_TX + GS_RX))
+        extra="received $(mb "$GS_RECV") MB, taken locally $(mb "$GS_LOCAL") MB"
+    else
+        if ! rsync_stats "$out"; then
+            note_fail "$scen" "$tool" "$r" "no rsync --stats totals" "$log"
+            return 0
+        fi
+        bytes=$((RS_SENT + RS_RECV))
+        extra="sent $RS_SENT + received $RS_RECV B, literal $RS_LITERAL B"
+    fi
+    if ! sha_check "$dst" "$D_NEW_SHA" >>"$log" 2>&1; then
+        note_fail "$scen" "$tool" "$r" "verification failed" "$log"
+        return 0
+    fi
+    TIMES[$key]+="$secs "
+    WIRE[$key]+="$bytes "
+    printf '  %-11s r%-3s %-14s %8.3f s  wire %9s B  %s  ok\n' "$scen" "$r" "$tool" "$secs" "$bytes" "$extra"
+}
+
+summarize_down() {
+    local c scen t key arr warr med wmed a b
+    for c in mod ins; do
+        scen=ddown_$c
+        [[ -n ${TIMES["$scen|ferry"]:-}${FAILS["$scen|ferry"]:-} ]] || continue
+        printf '\ndelta-down-%s: ferry get / rsync pull over the original of a %s MiB file\n' "$c" "$SIZE_MB"
+        printf '  %-8s %9s %12s  %s\n' tool median_s median_wire_B "runs (s)"
+        C4_MD+=("" "delta-down-$c ($SIZE_MB MiB): the local file is the original, the server holds the edit" ""
+            "| tool | median (s) | median wire (B) | runs (s) |" "|---|---|---|---|")
+        for t in ferry rsyncd; do
+            key="$scen|$t"
+            read -r -a arr <<<"${TIMES[$key]:-}"
+            read -r -a warr <<<"${WIRE[$key]:-}"
+            ((${#arr[@]} > 0)) || continue
+            med=$(median "${arr[@]}")
+            wmed=$(median "${warr[@]}")
+            MED[$key]=$med
+            MED["$key|wire"]=$wmed
+            printf '  %-8s %9s %12s  %s\n' "$t" "$(fmt "$med" %.3f)" "$(fmt "$wmed" %.0f)" "${arr[*]}"
+            RESULT_LINES+=("RESULT delta-down-$c tool=$t median_s=$(fmt "$med" %.6f) median_wire=$(fmt "$wmed" %.0f) size_mib=$SIZE_MB runs=${arr[*]}")
+            C4_MD+=("| $t | $(fmt "$med" %.2f) | $(fmt "$wmed" %.0f) | ${arr[*]} |")
+        done
+        a=$(fdiv "${MED["$scen|ferry|wire"]:-NA}" "${MED["$scen|rsyncd|wire"]:-NA}" %.3f)
+        b=$(fdiv "${MED["$scen|ferry"]:-NA}" "${MED["$scen|rsyncd"]:-NA}" %.3f)
+        RATIO_LINES+=("RATIO delta-down-$c bytes ferry/rsyncd=$a" "RATIO delta-down-$c time ferry/rsyncd=$b")
+    done
+}
+
 run_delta_batch() {
     local r c t cases=() log=$LOGDIR/delta_make.log
-    ((DO_DMOD)) && cases+=(mod)
-    ((DO_DINS)) && cases+=(ins)
+    ((DO_DMOD || DO_DDOWN)) && cases+=(mod)
+    ((DO_DINS || DO_DDOWN)) && cases+=(ins)
     # shellcheck disable=SC2016 # literal backquotes
     printf '\n== delta: %s MiB file, the server holds the original; wire bytes and time of the update, %s rounds, interleaved ==\n' \
         "$SIZE_MB" "$ROUNDS"
@@ -1161,7 +1270,12 @@ run_delta_batch() {
                 for t in $(delta_tools "$c"); do note_fail "delta_$c" "$t" "$r" "could not make the edited file" "$log"; done
                 continue
             fi
-            for t in $(delta_tools "$c"); do delta_measure "$c" "$t" "$r"; done
+            if [[ ($c == mod && $DO_DMOD == 1) || ($c == ins && $DO_DINS == 1) ]]; then
+                for t in $(delta_tools "$c"); do delta_measure "$c" "$t" "$r"; done
+            fi
+            if ((DO_DDOWN)); then
+                for t in ferry rsyncd; do down_measure "$c" "$t" "$r"; done
+            fi
         done
     done
 }
@@ -1411,6 +1525,7 @@ print_summary() {
     fi
     ((DO_NOOP)) && ratio noop rsyncd "<=" 0.3
     ((DO_CHUNKED)) && summarize_chunked
+    ((DO_DDOWN)) && summarize_down
 
     printf '\nMachine-readable lines:\n'
     ((${#RESULT_LINES[@]})) && printf '%s\n' "${RESULT_LINES[@]}"
