@@ -6,9 +6,9 @@
 # Then it checks:
 #   - the downloaded file is byte-identical to the source (cmp);
 #   - `PRAGMA integrity_check` of the server's ferry.db says ok;
-#   - every row of the chunks table has its file chunks/<uid>/<hh>/<64 hex, lower case>, with that
-#     size and that SHA-256 (a chunk file is hashed the first time its row is seen, and its size is
-#     checked every iteration; after the last iteration every chunk is hashed again).
+#   - every row of the chunks table has its bytes in its pack packs/<uid>/<id>.pack at its offset,
+#     with that size and that SHA-256 (hashed the first time its row is seen; after the last
+#     iteration every chunk is hashed again), and each pack counts the rows that point into it.
 # and removes the remote file, so the next iteration starts from an empty tree.
 #
 # Usage: bench/soak-kill.sh [-n N] [options]        (bench/soak-kill.sh --help)
@@ -195,57 +195,17 @@ server_kill_restart() {
     RESTARTS=$((RESTARTS + 1))
 }
 
-# check_store [full]: integrity_check, and every chunks row against its file: the size always,
-# the SHA-256 the first time a row is seen (or for every row with "full"). Chunk files are
-# content-addressed and never rewritten, so $W/verified (rows already hashed) keeps the check from
-# growing with the store.
+# check_store [full]: integrity_check, and every chunks row against its bytes (in its pack, or
+# its file for a store of the old layout): inside the pack's recorded end, with that size and that
+# SHA-256 the first time a row is seen (or for every row with "full"), and each pack's row count.
+# A row's bytes never move or change while it exists, so $W/verified (rows already hashed) keeps
+# the check from growing with the store. tests/e2e/check_chunks.py does the work.
 check_store() {
-    python3 - "$DATA" "$W/verified" "${1:-}" <<'PY'
-import hashlib, os, sqlite3, sys
-data, vpath, full = sys.argv[1], sys.argv[2], sys.argv[3] == "full"
-seen = set()
-if not full and os.path.exists(vpath):
-    with open(vpath) as f:
-        seen = set(line.strip() for line in f)
-new = []
-con = sqlite3.connect("file:%s?mode=ro" % os.path.join(data, "ferry.db"), uri=True, timeout=30)
-ic = [r[0] for r in con.execute("PRAGMA integrity_check")]
-bad = 0
-if ic != ["ok"]:
-    print("integrity_check: %s" % "; ".join(ic[:5]))
-    bad += 1
-rows = con.execute("SELECT user_id, lower(hex(hash)), size, refs FROM chunks").fetchall()
-for uid, hx, size, refs in rows:
-    p = os.path.join(data, "chunks", str(uid), hx[:2], hx)
-    key = "%d/%s/%d" % (uid, hx, size)
-    try:
-        st = os.stat(p)
-    except OSError as e:
-        print("chunk row without its file: %s (%s)" % (p, e.strerror))
-        bad += 1
-        continue
-    if st.st_size != size:
-        print("chunk %s: %d bytes, the row says %d" % (p, st.st_size, size))
-        bad += 1
-        continue
-    if key in seen:
-        continue
-    with open(p, "rb") as f:
-        d = hashlib.sha256(f.read()).hexdigest()
-    if d != hx:
-        print("chunk %s: its SHA-256 is %s" % (p, d))
-        bad += 1
-    else:
-        new.append(key)
-files = 0
-for dp, dn, fn in os.walk(os.path.join(data, "chunks")):
-    files += len(fn)
-if not full:
-    with open(vpath, "a") as f:
-        f.writelines(k + "\n" for k in new)
-print("rows=%d files=%d refs0=%d hashed=%d" % (len(rows), files, sum(1 for r in rows if r[3] <= 0), len(new) if not full else len(rows)))
-sys.exit(1 if bad else 0)
-PY
+    if [[ ${1:-} == full ]]; then
+        python3 "$ROOT/tests/e2e/check_chunks.py" "$DATA"
+    else
+        python3 "$ROOT/tests/e2e/check_chunks.py" "$DATA" --seen "$W/verified"
+    fi
 }
 
 # ---------------------------------------------------------------- one iteration

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "ferry/crypto.h"
 #include "ferry/path.h"
@@ -103,31 +104,80 @@ int ferry_meta_list(struct ferry_meta *m, int64_t uid, int64_t dir_id, int recur
 /*
  * Collects content rows whose count fell to zero (dropping their chunk
  * references) and unreferenced chunks older than ttl_ns, deleting their
- * rows; fn gets the data-dir relative path of each file to unlink once the
- * transaction has committed.
+ * rows, and packs no chunk row refers to any more. fn gets, for each piece
+ * of space to free once the transaction has committed, the data-dir
+ * relative path of a file and either len 0 (unlink the file) or a
+ * FERRY_PACK_ALIGN-aligned range [off, off + len) of a pack to punch out.
  */
-typedef void (*ferry_meta_gc_fn)(void *arg, const char *relpath);
+typedef void (*ferry_meta_gc_fn)(void *arg, const char *relpath, int64_t off, int64_t len);
 int ferry_meta_gc(struct ferry_meta *m, int64_t now, int64_t ttl_ns, ferry_meta_gc_fn fn,
                   void *arg);
 
-/* The chunk store (R-CHUNK-7). Chunks are per user; rows are the truth. */
+/*
+ * The chunk store (R-CHUNK-7). Chunks are per user; rows are the truth.
+ * A chunk lives in a pack, packs/<uid>/<id>.pack: an append-only file in
+ * which each chunk starts at a multiple of FERRY_PACK_ALIGN, so O_DIRECT
+ * can write it and a hole punched over it frees whole blocks. Only bytes a
+ * committed row points at are ever read: the bytes of a batch that never
+ * committed sit past the pack's recorded end and are overwritten. Stores
+ * from before packs (schema 2) keep their chunk files,
+ * chunks/<uid>/<hh>/<64 hex>: a row with pack 0 is read from there.
+ */
+#define FERRY_PACK_ALIGN 4096
+/* A pack takes no new chunks once this long; a batch may pass it. */
+#define FERRY_PACK_MAX      (1ll << 30)
+#define FERRY_PACK_ROUND(n) (((n) + FERRY_PACK_ALIGN - 1) & ~(int64_t)(FERRY_PACK_ALIGN - 1))
+
 int ferry_meta_chunk_has(struct ferry_meta *m, int64_t uid, const uint8_t hash[static 32]);
-/* Records a stored chunk (unreferenced, TTL from now), or refreshes its TTL. */
+/*
+ * Where uid's chunk is: 1 with its pack (0: a chunk file of the old
+ * layout), offset and size; 0 when uid does not hold it.
+ */
+int ferry_meta_chunk_loc(struct ferry_meta *m, int64_t uid, const uint8_t hash[static 32],
+                         int64_t *pack, int64_t *off, int64_t *size);
+/*
+ * Records a chunk stored at pack/off (unreferenced, TTL from now) and
+ * returns 0; if uid already holds it, refreshes its TTL and returns 1: the
+ * bytes at pack/off are then unused. The pack's row must exist.
+ */
 int ferry_meta_chunk_put(struct ferry_meta *m, int64_t uid, const uint8_t hash[static 32],
-                         int64_t size, int64_t now);
+                         int64_t size, int64_t pack, int64_t off, int64_t now);
 /*
  * Adds (+1: FERRY_ENOTFOUND when a chunk is missing) or drops (-1: deleting
  * chunks left with no reference and last stored before cutoff, reporting
- * their files to fn) one reference per entry of an encoded chunk list.
+ * their space to fn) one reference per entry of an encoded chunk list.
  */
 int ferry_meta_chunks_ref(struct ferry_meta *m, int64_t uid, const uint8_t *list, size_t len,
                           int delta, int64_t cutoff, ferry_meta_gc_fn fn, void *arg);
+/*
+ * The pack uid's next chunks go to: the newest one, at its recorded end,
+ * while it is shorter than FERRY_PACK_MAX, else a new one (*fresh = 1, at
+ * 0) with an id no pack of uid ever had.
+ */
+int ferry_meta_pack_next(struct ferry_meta *m, int64_t uid, int64_t *pack, int64_t *end,
+                         int *fresh);
+/* Records, before the chunk rows that point into it, that pack now ends at end. */
+int ferry_meta_pack_grow(struct ferry_meta *m, int64_t uid, int64_t pack, int64_t end);
 
-/* Longest relative path of a blob or chunk file. */
+/* Longest relative path of a blob, chunk or pack file. */
 #define FERRY_BLOB_RELPATH_MAX 160
 /* Blob paths relative to the data dir: blobs/<uid>/<hh>/<64 hex>. */
 int ferry_blob_relpath(int64_t uid, const char *cid, char *out, size_t cap);
-/* Chunk paths relative to the data dir: chunks/<uid>/<hh>/<64 hex>. */
+/* Chunk paths of the old layout: chunks/<uid>/<hh>/<64 hex>. */
 int ferry_chunk_relpath(int64_t uid, const uint8_t hash[static 32], char *out, size_t cap);
+/* Pack paths relative to the data dir: packs/<uid>/<id>.pack. */
+int ferry_pack_relpath(int64_t uid, int64_t pack, char *out, size_t cap);
+
+/*
+ * Pack file I/O (src/lib/store/pack.c). Writes go to whole aligned blocks:
+ * each buffer is FERRY_PACK_ALIGN-aligned in memory and its length a
+ * multiple of it (zero-padded by the caller). Errors are negative errno.
+ */
+/* Opens packs/<uid>/<id>.pack beneath datafd for appending; fresh truncates it. */
+int ferry_pack_open(int datafd, int64_t uid, int64_t pack, int fresh);
+/* Writes iov (aligned pieces) at off, O_DIRECT where the file system takes it. */
+int ferry_pack_write(int fd, int64_t off, const struct iovec *iov, int n);
+/* Frees [off, off + len) of a pack; the file keeps its length. */
+int ferry_pack_punch(int fd, int64_t off, int64_t len);
 
 #endif

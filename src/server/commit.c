@@ -2,7 +2,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -11,13 +13,36 @@
 #include "ferry/path.h"
 #include "server.h"
 
+/* Space to free once the commit is durable: a file to unlink (len 0) or a pack range. */
+struct gc_ent {
+    char *rel;
+    int64_t off;
+    int64_t len;
+};
+
+/* One pack a batch appends to: the chunks of one user (R-CHUNK-7). */
+struct pack_w {
+    int64_t uid;
+    int64_t pack;
+    int64_t start; /* the pack's committed end, where this batch's bytes begin */
+    int64_t end;   /* past this batch's bytes */
+    int fresh;     /* a new file: its directory entry must be made durable too */
+    int fd;
+    int rc;
+    struct iovec *iov;
+    int niov;
+    int capiov;
+};
+
 struct batch {
     uv_work_t work;
     struct srv *srv;
     struct op *ops;
-    char **gc; /* blob paths to unlink once the commit is durable */
+    struct gc_ent *gc;
     size_t ngc;
     size_t capgc;
+    struct pack_w *pw;
+    int npw;
 };
 
 struct op *srv_op_new(struct sess *s, enum op_kind kind, const char *ref)
@@ -113,66 +138,80 @@ static int place_blobs(struct batch *b, int *nplaced)
     return 0;
 }
 
-/* Writes all of buf to fd. */
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-    ssize_t w;
-
-    while (n > 0) {
-        w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -errno;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-/*
- * Writes a chunk's whole blocks with O_DIRECT (the buffer is block-aligned,
- * R-CHUNK-7): filling page-cache pages costs more CPU on this class of
- * machine than hashing them, and the bytes must reach the disk anyway. The
- * tail, or a file system without O_DIRECT, goes through the cache.
- */
-static int write_chunk(int fd, const uint8_t *p, size_t n)
-{
-    size_t whole = n - n % FERRY_WRITER_ALIGN;
-    int fl = fcntl(fd, F_GETFL), rc;
-
-    if (whole > 0 && fl >= 0 && fcntl(fd, F_SETFL, fl | O_DIRECT) == 0) {
-        rc = write_all(fd, p, whole);
-        fcntl(fd, F_SETFL, fl);
-        if (rc == 0) {
-            p += whole;
-            n -= whole;
-        } else if (rc != -EINVAL) {
-            return rc;
-        } else if (lseek(fd, 0, SEEK_SET) != 0 || ftruncate(fd, 0) != 0) {
-            return -errno; /* O_DIRECT refused after all: start again, cached */
-        }
-    }
-    return write_all(fd, p, n);
-}
-
 static int io_rc(int rc)
 {
     return rc == -ENOSPC || rc == -EDQUOT ? FERRY_ENOSPACE : FERRY_EINTERNAL;
 }
 
+/* The pack uid's new chunks go to in this batch, opened on first use. */
+static struct pack_w *pack_for(struct batch *b, int64_t uid, int *rc)
+{
+    struct pack_w *w, *nv;
+    struct stat st;
+    int i;
+
+    for (i = 0; i < b->npw; i++) {
+        if (b->pw[i].uid != uid)
+            continue;
+        *rc = b->pw[i].rc;
+        return *rc == 0 ? &b->pw[i] : NULL;
+    }
+    if ((nv = ferry_realloc(b->pw, (size_t)(b->npw + 1) * sizeof(*nv))) == NULL) {
+        *rc = -ENOMEM;
+        return NULL;
+    }
+    b->pw = nv;
+    w = &b->pw[b->npw++];
+    *w = (struct pack_w){.uid = uid, .fd = -1};
+    if ((w->rc = ferry_meta_pack_next(b->srv->wdb, uid, &w->pack, &w->start, &w->fresh)) == 0 &&
+        (w->fd = ferry_pack_open(b->srv->datafd, uid, w->pack, w->fresh)) < 0)
+        w->rc = w->fd;
+    /* Bytes past the end, of a batch that never committed, are dropped. */
+    if (w->rc == 0 && !w->fresh && fstat(w->fd, &st) == 0 && st.st_size > w->start &&
+        ftruncate(w->fd, (off_t)w->start) != 0)
+        w->rc = -errno;
+    w->end = w->start;
+    if (w->rc != 0) {
+        *rc = w->rc;
+        return NULL;
+    }
+    return w;
+}
+
+static int pack_add(struct pack_w *w, struct op *op)
+{
+    size_t padded = (size_t)FERRY_PACK_ROUND(op->size);
+    struct iovec *nv;
+
+    if (w->niov == w->capiov) {
+        int ncap = w->capiov ? w->capiov * 2 : 64;
+        if ((nv = ferry_realloc(w->iov, (size_t)ncap * sizeof(*nv))) == NULL)
+            return -ENOMEM;
+        w->iov = nv;
+        w->capiov = ncap;
+    }
+    /* Whole blocks: the buffer has room for the padding (transfer.c). */
+    memset(op->data + op->size, 0, padded - (size_t)op->size);
+    w->iov[w->niov++] = (struct iovec){.iov_base = op->data, .iov_len = padded};
+    op->pack = w->pack;
+    op->off = w->end;
+    w->end += (int64_t)padded;
+    return 0;
+}
+
 /*
  * R-CHUNK-7: verifies each new chunk against the hash its list promised and
- * writes it to its place by R-STORE-1's order; chunks the user already
- * holds are only acknowledged. Hashing here keeps it off the loop thread.
+ * appends it to its user's pack, one write per pack and batch; chunks the
+ * user already holds are only acknowledged. Hashing here keeps it off the
+ * loop thread. Nothing appended is read before its row commits.
  */
-static int place_chunks(struct batch *b, int *nplaced)
+static void place_chunks(struct batch *b)
 {
     struct srv *srv = b->srv;
-    char hex[65], rel[FERRY_BLOB_RELPATH_MAX];
-    uint8_t h[32], rnd[16];
+    struct pack_w *w;
+    uint8_t h[32];
     struct op *op;
-    int dfd, rc, n = 0;
+    int i, rc;
 
     for (op = b->ops; op != NULL; op = op->next) {
         if (op->kind != OP_CHUNK || op->rc != 0)
@@ -187,40 +226,23 @@ static int place_chunks(struct batch *b, int *nplaced)
             op->rc = FERRY_EHASH;
             continue;
         }
-        ferry_random(rnd, sizeof(rnd));
-        ferry_hex_encode(rnd, sizeof(rnd), hex);
-        snprintf(op->tmpname, sizeof(op->tmpname), "ck-%.32s", hex);
-        op->tmpfd = openat(srv->tmpfd, op->tmpname,
-                           O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (op->tmpfd < 0) {
-            op->rc = io_rc(-errno);
-            op->tmpname[0] = '\0';
-            continue;
-        }
-        if ((rc = write_chunk(op->tmpfd, op->data, (size_t)op->size)) != 0) {
+        rc = 0;
+        if ((w = pack_for(b, op->uid, &rc)) == NULL || (rc = pack_add(w, op)) != 0)
             op->rc = io_rc(rc);
-            continue;
-        }
-        ferry_hex_encode(op->hash, 32, hex);
-        snprintf(rel, sizeof(rel), "chunks/%lld/%.2s", (long long)op->uid, hex);
-        /* Most chunk directories exist: one open, not a mkdir per level. */
-        if ((dfd = ferry_open_beneath(srv->datafd, rel, O_RDONLY | O_DIRECTORY, 0)) < 0 &&
-            (dfd = ferry_mkdirs_beneath(srv->datafd, rel)) < 0) {
-            op->rc = io_rc(dfd);
-            continue;
-        }
-        if (renameat(srv->tmpfd, op->tmpname, dfd, hex) != 0) {
-            op->rc = io_rc(-errno);
-            close(dfd);
-            continue;
-        }
-        op->tmpname[0] = '\0';
-        op->flag2 = dfd;
-        op->top = "chunks";
-        n++;
     }
-    *nplaced += n;
-    return 0;
+    for (i = 0; i < b->npw; i++) {
+        w = &b->pw[i];
+        if (w->rc == 0 && w->niov > 0)
+            w->rc = ferry_pack_write(w->fd, w->start, w->iov, w->niov);
+    }
+    /* A pack that could not be written fails its chunks. */
+    for (op = b->ops; op != NULL; op = op->next) {
+        if (op->kind != OP_CHUNK || op->pack == 0)
+            continue;
+        for (i = 0; i < b->npw; i++)
+            if (b->pw[i].uid == op->uid && b->pw[i].rc != 0 && op->rc == 0)
+                op->rc = io_rc(b->pw[i].rc);
+    }
 }
 
 /* fsyncs a directory beneath the data dir (its entries become durable). */
@@ -238,7 +260,33 @@ static int fsync_dir(struct srv *srv, const char *rel)
 
 static int placed(const struct op *op)
 {
-    return (op->kind == OP_UPLOAD || op->kind == OP_CHUNK) && op->flag2 > 0;
+    return op->kind == OP_UPLOAD && op->flag2 > 0;
+}
+
+/* One fdatasync per pack (and its directories when it is new). */
+static int packs_durable(struct batch *b)
+{
+    char rel[64];
+    struct pack_w *w;
+    int i, rc = 0, fresh = 0;
+
+    for (i = 0; i < b->npw && rc == 0; i++) {
+        w = &b->pw[i];
+        if (w->rc != 0 || w->niov == 0)
+            continue;
+        if (fdatasync(w->fd) != 0) {
+            rc = -errno;
+            break;
+        }
+        if (w->fresh) {
+            snprintf(rel, sizeof(rel), "packs/%lld", (long long)w->uid);
+            rc = fsync_dir(b->srv, rel);
+            fresh = 1;
+        }
+    }
+    if (rc == 0 && fresh)
+        rc = fsync_dir(b->srv, "packs");
+    return rc;
 }
 
 static int durable(struct batch *b, int nplaced)
@@ -246,16 +294,15 @@ static int durable(struct batch *b, int nplaced)
     char rel[64];
     struct op *op;
     int64_t last_uid = -1;
-    const char *last_top = NULL;
-    int rc = 0, blobs = 0, chunks = 0;
+    int rc = 0, prc, blobs = 0;
 
     if (nplaced >= 8) {
         if (syncfs(b->srv->datafd) != 0)
             rc = -errno;
     } else if (nplaced > 0) {
         /*
-         * Each file, its <top>/<uid>/<hh> directory, and the directories
-         * above it, which may be new: <top>/<uid> and <top>.
+         * Each file, its blobs/<uid>/<hh> directory, and the directories
+         * above it, which may be new: blobs/<uid> and blobs.
          */
         for (op = b->ops; op != NULL && rc == 0; op = op->next) {
             if (op->rc != 0 || !placed(op))
@@ -264,22 +311,18 @@ static int durable(struct batch *b, int nplaced)
                 rc = -errno;
                 break;
             }
-            if (op->uid != last_uid || op->top != last_top) {
+            if (op->uid != last_uid) {
                 snprintf(rel, sizeof(rel), "%s/%lld", op->top, (long long)op->uid);
                 rc = fsync_dir(b->srv, rel);
                 last_uid = op->uid;
-                last_top = op->top;
             }
-            if (op->kind == OP_CHUNK)
-                chunks = 1;
-            else
-                blobs = 1;
+            blobs = 1;
         }
         if (rc == 0 && blobs)
             rc = fsync_dir(b->srv, "blobs");
-        if (rc == 0 && chunks)
-            rc = fsync_dir(b->srv, "chunks");
     }
+    if ((prc = packs_durable(b)) != 0 && rc == 0)
+        rc = prc;
     for (op = b->ops; op != NULL; op = op->next) {
         if (placed(op)) {
             close(op->flag2);
@@ -303,7 +346,10 @@ static int apply(struct srv *srv, struct op *op)
         return ferry_meta_put_file(m, op->uid, op->path, op->size, op->cid, op->mtime, op->flag,
                                    op->now, op->data, op->list, op->list_len, srv->cfg.quota);
     case OP_CHUNK:
-        return ferry_meta_chunk_put(m, op->uid, op->hash, op->size, op->now);
+        /* A chunk held already (or stored twice in one batch) leaves its new bytes unused. */
+        rc = ferry_meta_chunk_put(m, op->uid, op->hash, op->size, op->pack, op->off, op->now);
+        op->unused = rc == 1;
+        return rc < 0 ? rc : 0;
     case OP_MKDIR:
         return ferry_meta_mkdirs(m, op->uid, op->path, op->mtime, op->now, &dir);
     case OP_REMOVE:
@@ -340,20 +386,77 @@ static int apply(struct srv *srv, struct op *op)
     return FERRY_EINTERNAL;
 }
 
-static void gc_collect(void *arg, const char *rel)
+static void gc_collect(void *arg, const char *rel, int64_t off, int64_t len)
 {
     struct batch *b = arg;
-    char **v;
+    struct gc_ent *v;
 
     if (b->ngc == b->capgc) {
         size_t ncap = b->capgc ? b->capgc * 2 : 16;
         if ((v = ferry_realloc(b->gc, ncap * sizeof(*v))) == NULL)
-            return; /* left as garbage for a later sweep */
+            return; /* left as garbage */
         b->gc = v;
         b->capgc = ncap;
     }
-    if ((b->gc[b->ngc] = ferry_strdup(rel)) != NULL)
+    if ((b->gc[b->ngc].rel = ferry_strdup(rel)) != NULL) {
+        b->gc[b->ngc].off = off;
+        b->gc[b->ngc].len = len;
         b->ngc++;
+    }
+}
+
+/* By file, an unlink before the ranges of the same file, then by offset. */
+static int gc_cmp(const void *pa, const void *pb)
+{
+    const struct gc_ent *a = pa, *b = pb;
+    int c = strcmp(a->rel, b->rel);
+
+    if (c != 0)
+        return c;
+    if ((a->len == 0) != (b->len == 0))
+        return a->len == 0 ? -1 : 1;
+    return a->off < b->off ? -1 : a->off > b->off;
+}
+
+/*
+ * Frees what the committed batch no longer refers to (R-CHUNK-11): files
+ * are unlinked; chunk ranges of packs become holes, adjacent ones merged,
+ * one open per pack. A crash before this leaves the space as garbage.
+ */
+static void gc_apply(struct batch *b)
+{
+    struct srv *srv = b->srv;
+    size_t i = 0, j;
+    int64_t off, end;
+    int fd, rc;
+
+    if (b->ngc == 0)
+        return;
+    qsort(b->gc, b->ngc, sizeof(*b->gc), gc_cmp);
+    while (i < b->ngc) {
+        for (j = i + 1; j < b->ngc && strcmp(b->gc[j].rel, b->gc[i].rel) == 0; j++)
+            ;
+        if (b->gc[i].len == 0) {
+            unlinkat(srv->datafd, b->gc[i].rel, 0);
+            i = j;
+            continue;
+        }
+        if ((fd = ferry_open_beneath(srv->datafd, b->gc[i].rel, O_WRONLY, 0)) < 0) {
+            ferry_log(FERRY_LOG_WARN, "gc open path=%s rc=%d", b->gc[i].rel, fd);
+            i = j;
+            continue;
+        }
+        while (i < j) {
+            off = b->gc[i].off;
+            end = off + b->gc[i].len;
+            for (i++; i < j && b->gc[i].off <= end; i++)
+                if (b->gc[i].off + b->gc[i].len > end)
+                    end = b->gc[i].off + b->gc[i].len;
+            if ((rc = ferry_pack_punch(fd, off, end - off)) != 0)
+                ferry_log(FERRY_LOG_WARN, "gc punch path=%s rc=%d", b->gc[i - 1].rel, rc);
+        }
+        close(fd);
+    }
 }
 
 /* Runs on the thread pool; the only code that writes the database. */
@@ -361,15 +464,20 @@ static void batch_work(uv_work_t *w)
 {
     struct batch *b = w->data;
     struct srv *srv = b->srv;
+    char rel[FERRY_BLOB_RELPATH_MAX];
     struct op *op;
-    int nplaced = 0, rc;
-    size_t i;
+    int nplaced = 0, rc, i;
 
-    place_chunks(b, &nplaced);
+    place_chunks(b);
     place_blobs(b, &nplaced);
     durable(b, nplaced);
     if ((rc = ferry_meta_begin(srv->wdb)) != 0)
         goto fail;
+    /* The packs' new ends first: the chunk rows count themselves into them. */
+    for (i = 0; i < b->npw; i++)
+        if (b->pw[i].rc == 0 && b->pw[i].niov > 0 &&
+            (rc = ferry_meta_pack_grow(srv->wdb, b->pw[i].uid, b->pw[i].pack, b->pw[i].end)) != 0)
+            goto fail_tx;
     for (op = b->ops; op != NULL; op = op->next) {
         if (op->rc != 0)
             continue;
@@ -381,13 +489,17 @@ static void batch_work(uv_work_t *w)
         else if ((rc = ferry_meta_release(srv->wdb)) != 0)
             goto fail_tx;
     }
+    /* Appended bytes no row points at are freed with the rest. */
+    for (op = b->ops; op != NULL; op = op->next)
+        if (op->kind == OP_CHUNK && op->pack != 0 && (op->rc != 0 || op->unused) &&
+            ferry_pack_relpath(op->uid, op->pack, rel, sizeof(rel)) == 0)
+            gc_collect(b, rel, op->off, FERRY_PACK_ROUND(op->size));
     if ((rc = ferry_meta_gc(srv->wdb, srv_now_ns(), srv->cfg.partial_ttl_ns, gc_collect, b)) != 0)
         goto fail_tx;
     /* synchronous=FULL: once COMMIT returns, the batch survives power loss. */
     if ((rc = ferry_meta_commit(srv->wdb)) != 0)
         goto fail_tx;
-    for (i = 0; i < b->ngc; i++)
-        unlinkat(srv->datafd, b->gc[i], 0);
+    gc_apply(b);
     return;
 fail_tx:
     ferry_meta_rollback(srv->wdb);
@@ -543,8 +655,14 @@ static void batch_done(uv_work_t *w, int status)
         srv_op_free(op);
     }
     for (i = 0; i < b->ngc; i++)
-        ferry_free(b->gc[i]);
+        ferry_free(b->gc[i].rel);
     ferry_free(b->gc);
+    for (i = 0; i < (size_t)b->npw; i++) {
+        if (b->pw[i].fd >= 0)
+            close(b->pw[i].fd);
+        ferry_free(b->pw[i].iov);
+    }
+    ferry_free(b->pw);
     ferry_free(b);
     start_job(srv);
 }

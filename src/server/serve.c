@@ -209,6 +209,9 @@ static int open_data(struct srv *srv)
     }
     mkdirat(srv->datafd, "tmp", 0700);
     mkdirat(srv->datafd, "blobs", 0700);
+    mkdirat(srv->datafd, "packs", 0700);
+    /* The commit fsyncs what it adds beneath these; their own names are made durable here. */
+    fsync(srv->datafd);
     if ((srv->tmpfd = ferry_open_beneath(srv->datafd, "tmp", O_RDONLY | O_DIRECTORY, 0)) < 0 ||
         (fd = ferry_open_beneath(srv->datafd, "blobs", O_RDONLY | O_DIRECTORY, 0)) < 0) {
         fprintf(stderr, "ferry serve: %s/tmp and %s/blobs must be plain directories\n", dir, dir);

@@ -196,7 +196,7 @@ struct download {
     /* Chunked content: its list, the chunk being read and where it starts. */
     uint8_t *list;
     size_t list_len;
-    size_t chunk;       /* index of the chunk open in fd */
+    size_t chunk;       /* index of the chunk being sent */
     uint32_t chunk_pos; /* bytes of it already sent */
     uint32_t chunk_len;
     /* R-CHUNK-15: the list is sent instead of the file. */
@@ -205,6 +205,9 @@ struct download {
     uint32_t (*ranges)[2];
     size_t nranges, range; /* the pairs, and the one being sent */
     uint64_t end;          /* bytes this download sends: size, list_len or the chunks' sum */
+    int chunk_ready; /* fd, pack and base locate the chunk */
+    int64_t pack;    /* the pack open in fd (0: a chunk file of the old layout) */
+    int64_t base;    /* where the chunk starts in fd */
     struct download *next;
 };
 
@@ -303,7 +306,10 @@ struct op {
     size_t list_len;
     uint32_t index;   /* OP_CHUNK: index in its list */
     uint8_t hash[32]; /* OP_CHUNK: the SHA-256 the list promised */
-    const char *top;  /* "blobs" or "chunks": where the placed file went */
+    const char *top;  /* "blobs": where the placed file went */
+    int64_t pack;     /* OP_CHUNK: the pack its bytes went to (0: not written) */
+    int64_t off;      /* OP_CHUNK: and where in it */
+    int unused;       /* OP_CHUNK: held already, the bytes written are garbage */
     /* accounts */
     char user[SRV_USER_MAX + 1];
     char pwhash[160];

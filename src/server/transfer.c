@@ -361,8 +361,12 @@ int srv_chunk_data(struct sess *s, const struct ferry_chunk_frame *f)
         memcpy(rx->hash, e.hash, 32);
         memcpy(rx->ref, u->ref, sizeof(rx->ref));
         /* A refused upload's chunks are checked and dropped, never kept. */
-        /* Block-aligned: the commit job writes it with O_DIRECT. */
-        if (!rx->drop && (rx->buf = ferry_malloc_aligned(FERRY_WRITER_ALIGN, e.len)) == NULL)
+        /*
+         * Block-aligned, with room for the zeros that pad it to whole
+         * blocks: the commit job appends it to a pack with O_DIRECT.
+         */
+        if (!rx->drop && (rx->buf = ferry_malloc_aligned(FERRY_PACK_ALIGN,
+                                                         (size_t)FERRY_PACK_ROUND(e.len))) == NULL)
             return -ENOMEM;
         s->nrx++;
     }
@@ -822,21 +826,57 @@ static int download_resolve(struct sess *s, struct download *d)
     return announce(s, d);
 }
 
-/* Opens the next chunk file of a chunked download. */
+/*
+ * Locates the next chunk of a chunked download: in its pack (kept open
+ * while the chunks stay in it) or, for a store of the old layout, its file.
+ */
 static int chunk_open(struct sess *s, struct download *d)
 {
     struct ferry_chunk_ent e;
     char rel[FERRY_BLOB_RELPATH_MAX];
+    int64_t pack, off, size;
+    int rc;
 
     if ((d->chunk + 1) * FERRY_CHUNK_ENT_LEN > d->list_len)
         return FERRY_EINTERNAL;
     ferry_chunk_ent_decode(d->list + d->chunk * FERRY_CHUNK_ENT_LEN, &e);
-    if (ferry_chunk_relpath(s->uid, e.hash, rel, sizeof(rel)) != 0 ||
-        (d->fd = ferry_open_beneath(s->srv->datafd, rel, O_RDONLY, 0)) < 0)
+    if ((rc = ferry_meta_chunk_loc(s->srv->rdb, s->uid, e.hash, &pack, &off, &size)) != 1 ||
+        size != e.len)
         return FERRY_EINTERNAL;
+    if (d->fd >= 0 && (pack == 0 || pack != d->pack)) {
+        close(d->fd);
+        d->fd = -1;
+    }
+    if (d->fd < 0) {
+        rc = pack != 0 ? ferry_pack_relpath(s->uid, pack, rel, sizeof(rel))
+                       : ferry_chunk_relpath(s->uid, e.hash, rel, sizeof(rel));
+        if (rc != 0 || (d->fd = ferry_open_beneath(s->srv->datafd, rel, O_RDONLY, 0)) < 0)
+            return FERRY_EINTERNAL;
+    }
+    d->pack = pack;
+    d->base = off;
     d->chunk_len = e.len;
+    d->chunk_ready = 1;
     /* chunk_pos is kept: a resumed download starts inside its first chunk. */
     return 0;
+}
+
+/*
+ * Whether the chunk just read from a pack is still stored where it was: a
+ * chunk deleted meanwhile may have become a hole (R-CHUNK-11), but only
+ * after the commit that deleted its row, and pack ids and offsets are
+ * never reused. A chunk file of the old layout stays readable once open.
+ */
+static int chunk_still_there(struct sess *s, struct download *d)
+{
+    struct ferry_chunk_ent e;
+    int64_t pack, off, size;
+
+    if (d->pack == 0)
+        return 1;
+    ferry_chunk_ent_decode(d->list + d->chunk * FERRY_CHUNK_ENT_LEN, &e);
+    return ferry_meta_chunk_loc(s->srv->rdb, s->uid, e.hash, &pack, &off, &size) == 1 &&
+           pack == d->pack && off == d->base;
 }
 
 /* Reads the next piece of the head download straight into data frames. */
@@ -852,11 +892,11 @@ static int download_step(struct sess *s, struct download *d)
     int rc;
 
     if (d->list != NULL) {
-        /* One step never crosses a chunk boundary: each chunk is its own file. */
-        if (d->fd < 0 && (rc = chunk_open(s, d)) != 0)
+        /* One step never crosses a chunk boundary: chunks are found one by one. */
+        if (!d->chunk_ready && (rc = chunk_open(s, d)) != 0)
             return rc;
         want = d->chunk_len - d->chunk_pos;
-        pos = (off_t)d->chunk_pos;
+        pos = (off_t)(d->base + d->chunk_pos);
     }
     if (want > SRV_READ_CHUNK)
         want = SRV_READ_CHUNK;
@@ -891,13 +931,14 @@ static int download_step(struct sess *s, struct download *d)
     }
     if (got != (ssize_t)want)
         return FERRY_EINTERNAL; /* the file is shorter than its row says */
+    if (d->list != NULL && !chunk_still_there(s, d))
+        return FERRY_EINTERNAL;
     ferry_buf_grow(&s->conn.out, (size_t)(w - base));
     d->off += want;
     if (d->list != NULL) {
         d->chunk_pos += (uint32_t)want;
         if (d->chunk_pos == d->chunk_len) {
-            close(d->fd);
-            d->fd = -1;
+            d->chunk_ready = 0;
             d->chunk++;
             d->chunk_pos = 0;
             /* R-CHUNK-16: on to the next requested chunk. */

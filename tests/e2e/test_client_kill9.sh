@@ -16,8 +16,8 @@ head -c $((200 << 20)) /dev/urandom >"$L/big.bin"
 "$FERRY_BIN" put -q --stats "$L/big.bin" /big.bin >"$WORK/bgput.out" 2>"$WORK/bgput.err" &
 PUT_PID=$!
 ALL_PIDS+=("$PUT_PID")
-some_chunks() { [[ "$(chunk_files)" -ge 40 ]]; }
-wait_until 60 "40 stored chunks in $DATA/chunks" some_chunks
+some_chunks() { [[ "$(chunk_count)" -ge 40 ]]; }
+wait_until 60 "40 stored chunks" some_chunks
 # Freeze, then kill: the upload is certainly unfinished.
 kill -STOP "$PUT_PID"
 exec 3>&2 2>/dev/null

@@ -29,11 +29,11 @@ head -c "$((BIG_MIB << 20))" /dev/urandom >"$L/big.bin"
 "$FERRY_BIN" put -q --retry-for 2 "$L/big.bin" /big.bin >"$WORK/bgput.out" 2>"$WORK/bgput.err" &
 PUT_PID=$!
 ALL_PIDS+=("$PUT_PID")
-some_chunks() { [[ "$(chunk_files)" -ge 40 ]]; }
-wait_until 60 "40 stored chunks in $DATA/chunks" some_chunks
+some_chunks() { [[ "$(chunk_count)" -ge 40 ]]; }
+wait_until 60 "40 stored chunks" some_chunks
 # Freeze the client so the upload is certainly unfinished when the server dies.
 kill -STOP "$PUT_PID"
-log "killing the server with SIGKILL after $(chunk_files) chunks"
+log "killing the server with SIGKILL after $(chunk_count) chunks"
 kill9_server
 kill -CONT "$PUT_PID"
 wait_exit "$PUT_PID" 30 "ferry put after the server was killed"
@@ -71,11 +71,11 @@ assert_same_mtime "$L/big.bin" "$G/big.bin"
 
 # ---------------------------------------------------------------- crash, restart, carry on
 head -c "$((BIG_MIB << 20))" /dev/urandom >"$L/big2.bin"
-base=$(chunk_files)
+base=$(chunk_count)
 "$FERRY_BIN" put -q "$L/big2.bin" /big2.bin >"$WORK/bgput2.out" 2>"$WORK/bgput2.err" &
 PUT_PID=$!
 ALL_PIDS+=("$PUT_PID")
-more_chunks() { [[ "$(chunk_files)" -ge $((base + 40)) ]]; }
+more_chunks() { [[ "$(chunk_count)" -ge $((base + 40)) ]]; }
 wait_until 60 "40 more stored chunks" more_chunks
 kill -STOP "$PUT_PID"
 kill9_server

@@ -46,13 +46,15 @@ assert_same_mtime "$L/big.bin" "$WORK/big-back/big.bin"
 # The stored chunks are the content, each under its hash (R-CHUNK-7), and the
 # same bytes under another name give the same id and store nothing new.
 assert_chunks_sound "after the big upload"
-before=$(chunk_files)
+before=$(chunk_count)
+packed=$(pack_bytes)
 cp "$L/big.bin" "$L/big-copy.bin"
 fy_ok put -q --stats "$L/big-copy.bin" /big/copy.bin
 assert_eq "$(stats_sent)" 0 "bytes sent for a copy of a stored file"
 fy_ok ls --json /big/copy.bin
 assert_contains "$OUT" "\"hash\":\"chunks:$big_cid\"" "content id of the copy (R-CHUNK-3)"
-assert_eq "$(chunk_files)" "$before" "chunk files after uploading a copy"
+assert_eq "$(chunk_count)" "$before" "stored chunks after uploading a copy"
+assert_eq "$(pack_bytes)" "$packed" "pack bytes after uploading a copy"
 rm "$L/big-copy.bin"
 fy_ok rm /big/copy.bin
 rm -f "$L/big.bin" "$WORK/big-back/big.bin"

@@ -12,6 +12,9 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <unistd.h>
 
 #include "ferry/manifest.h"
 #include "harness.h"
@@ -540,18 +543,51 @@ static void download_path(struct client *cl, const char *path, uint8_t **out, si
     *len = size;
 }
 
-/* Whether the chunk file of a list entry exists beneath the data dir (R-CHUNK-7). */
+/*
+ * Whether the server stores chunk i of the sample (R-CHUNK-7): a row of
+ * some user names it, and the bytes where the row says (its pack, at its
+ * offset) have its length and hash.
+ */
 static int chunk_file_exists(const struct server *s, const struct sample *sm, uint32_t i)
 {
     struct ferry_chunk_ent e;
-    char hex[65], cmd[800];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    char path[600];
+    uint8_t *buf = NULL, h[32];
+    int64_t pack = 0, off = 0, uid = 0;
+    int fd, ok = 0;
 
     ferry_chunk_ent_decode(sm->list + (size_t)i * FERRY_CHUNK_ENT_LEN, &e);
-    ferry_hex_encode(e.hash, 32, hex);
-    snprintf(cmd, sizeof(cmd),
-             "find %s/data/chunks -path '*/%.2s/%s' -type f -size %uc 2>/dev/null | grep -q .",
-             s->dir, hex, hex, e.len);
-    return system(cmd) == 0;
+    snprintf(path, sizeof(path), "%s/data/ferry.db", s->dir);
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+        goto out;
+    sqlite3_busy_timeout(db, 5000);
+    if (sqlite3_prepare_v2(db,
+                           "SELECT user_id, pack, off FROM chunks WHERE hash = ?1 AND size = ?2",
+                           -1, &st, NULL) != SQLITE_OK)
+        goto out;
+    sqlite3_bind_blob(st, 1, e.hash, 32, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, e.len);
+    if (sqlite3_step(st) != SQLITE_ROW)
+        goto out;
+    uid = sqlite3_column_int64(st, 0);
+    pack = sqlite3_column_int64(st, 1);
+    off = sqlite3_column_int64(st, 2);
+    snprintf(path, sizeof(path), "%s/data/packs/%lld/%lld.pack", s->dir, (long long)uid,
+             (long long)pack);
+    if ((buf = malloc(e.len)) == NULL || (fd = open(path, O_RDONLY)) < 0)
+        goto out;
+    if (pread(fd, buf, e.len, (off_t)off) == (ssize_t)e.len) {
+        ferry_sha256_buf(buf, e.len, h);
+        ok = memcmp(h, e.hash, 32) == 0;
+    }
+    close(fd);
+out:
+    free(buf);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return ok;
 }
 
 #pragma GCC diagnostic pop

@@ -1,11 +1,16 @@
 /* Unit tests for the metadata store: tree operations, reference counts, sessions. */
+#include <fcntl.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -65,15 +70,22 @@ static int count_refs(struct fx *f, const char *cid)
 struct gc_seen {
     int n;
     char cids[8][80];
+    char rel[8][80];
+    int64_t off[8];
+    int64_t len[8];
 };
 
 /* Blob files are named by the hex of their content id. */
-static void on_gc(void *arg, const char *rel)
+static void on_gc(void *arg, const char *rel, int64_t off, int64_t len)
 {
     struct gc_seen *g = arg;
 
-    if (g->n < 8)
+    if (g->n < 8) {
+        snprintf(g->rel[g->n], sizeof(g->rel[0]), "%s", rel);
+        g->off[g->n] = off;
+        g->len[g->n] = len;
         snprintf(g->cids[g->n++], sizeof(g->cids[0]), "sha256:%s", strrchr(rel, '/') + 1);
+    }
 }
 
 static void test_users_unique(void **state)
@@ -331,7 +343,7 @@ static void test_chunked_commit_r_chunk_8(void **state)
 
     two_chunks(list, h1, h2);
     assert_int_equal(ferry_meta_begin(f->m), 0);
-    assert_int_equal(ferry_meta_chunk_put(f->m, f->alice, h1, 65536, 100 * SEC), 0);
+    assert_int_equal(ferry_meta_chunk_put(f->m, f->alice, h1, 65536, 0, 0, 100 * SEC), 0);
     assert_int_equal(ferry_meta_chunk_has(f->m, f->alice, h1), 1);
     assert_int_equal(ferry_meta_chunk_has(f->m, f->alice, h2), 0);
     /* Missing chunk: refused, and the savepoint-free caller sees nothing half done. */
@@ -340,7 +352,7 @@ static void test_chunked_commit_r_chunk_8(void **state)
                                          list, sizeof(list), 0),
                      FERRY_ENOTFOUND);
     ferry_meta_rollback_to(f->m);
-    assert_int_equal(ferry_meta_chunk_put(f->m, f->alice, h2, 10, 100 * SEC), 0);
+    assert_int_equal(ferry_meta_chunk_put(f->m, f->alice, h2, 10, 0, 0, 100 * SEC), 0);
     /* Per user: bob holding nothing cannot point a file at alice's chunks. */
     assert_int_equal(ferry_meta_chunk_has(f->m, f->bob, h1), 0);
     assert_int_equal(ferry_meta_put_file(f->m, f->bob, "c", 65546, CID_C, 1, 0, 100 * SEC, NULL,
@@ -377,8 +389,8 @@ static void test_chunk_unref_old_r_chunk_11(void **state)
 
     two_chunks(list, h1, h2);
     assert_int_equal(ferry_meta_begin(f->m), 0);
-    assert_int_equal(ferry_meta_chunk_put(f->m, f->alice, h1, 65536, 1 * SEC), 0);
-    assert_int_equal(ferry_meta_chunk_put(f->m, f->alice, h2, 10, 1 * SEC), 0);
+    assert_int_equal(ferry_meta_chunk_put(f->m, f->alice, h1, 65536, 0, 0, 1 * SEC), 0);
+    assert_int_equal(ferry_meta_chunk_put(f->m, f->alice, h2, 10, 0, 0, 1 * SEC), 0);
     assert_int_equal(ferry_meta_put_file(f->m, f->alice, "c", 65546, CID_C, 1, 0, 1 * SEC, NULL,
                                          list, sizeof(list), 0),
                      0);
@@ -429,6 +441,297 @@ static void test_quota_r_chunk_9(void **state)
     assert_int_equal(ferry_meta_commit(f->m), 0);
 }
 
+/* ---- Packs (R-CHUNK-7, R-CHUNK-11) ---- */
+
+/* A chunk's bytes, zero-padded to whole blocks in an aligned buffer. */
+static uint8_t *pack_buf(int fill, size_t len)
+{
+    size_t padded = (size_t)FERRY_PACK_ROUND((int64_t)len);
+    uint8_t *b = ferry_malloc_aligned(FERRY_PACK_ALIGN, padded);
+
+    assert_non_null(b);
+    memset(b, fill, len);
+    memset(b + len, 0, padded - len);
+    return b;
+}
+
+/*
+ * What one commit batch does: appends the chunks at the pack's end, makes
+ * them durable, then records the pack's end and the rows. hashes[i] is
+ * filled with the chunk's bytes' value, as in two_chunks.
+ */
+static void pack_batch(struct fx *f, const int *fill, const size_t *len, int n, int64_t *pack,
+                       int64_t *offs, int commit)
+{
+    struct iovec iov[4];
+    uint8_t *bufs[4], h[32];
+    int64_t end;
+    int fresh, fd, datafd, i;
+
+    assert_true(n <= 4);
+    datafd = open(f->dir, O_RDONLY | O_DIRECTORY);
+    assert_true(datafd >= 0);
+    assert_int_equal(ferry_meta_pack_next(f->m, f->alice, pack, &end, &fresh), 0);
+    fd = ferry_pack_open(datafd, f->alice, *pack, fresh);
+    assert_true(fd >= 0);
+    for (i = 0; i < n; i++) {
+        bufs[i] = pack_buf(fill[i], len[i]);
+        iov[i] = (struct iovec){.iov_base = bufs[i], .iov_len = (size_t)FERRY_PACK_ROUND(len[i])};
+        offs[i] = end;
+        end += (int64_t)iov[i].iov_len;
+    }
+    assert_int_equal(ferry_pack_write(fd, offs[0], iov, n), 0);
+    assert_int_equal(fdatasync(fd), 0);
+    assert_int_equal(ferry_meta_begin(f->m), 0);
+    assert_int_equal(ferry_meta_pack_grow(f->m, f->alice, *pack, end), 0);
+    for (i = 0; i < n; i++) {
+        memset(h, fill[i], sizeof(h));
+        assert_int_equal(
+            ferry_meta_chunk_put(f->m, f->alice, h, (int64_t)len[i], *pack, offs[i], 1 * SEC), 0);
+    }
+    if (commit)
+        assert_int_equal(ferry_meta_commit(f->m), 0);
+    for (i = 0; i < n; i++)
+        ferry_free(bufs[i]);
+    close(fd);
+    close(datafd);
+}
+
+/* Reads uid's chunk through its row; 0 when the row says it is not held. */
+static int pack_read(struct fx *f, int fill, uint8_t *out, size_t cap)
+{
+    char rel[FERRY_BLOB_RELPATH_MAX], path[256];
+    int64_t pack, off, size;
+    uint8_t h[32];
+    int fd, rc;
+
+    memset(h, fill, sizeof(h));
+    if ((rc = ferry_meta_chunk_loc(f->m, f->alice, h, &pack, &off, &size)) != 1)
+        return rc;
+    assert_true((size_t)size <= cap);
+    assert_int_equal(ferry_pack_relpath(f->alice, pack, rel, sizeof(rel)), 0);
+    snprintf(path, sizeof(path), "%s/%s", f->dir, rel);
+    fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, out, (size_t)size, (off_t)off), size);
+    close(fd);
+    return 1;
+}
+
+/* R-CHUNK-7: chunks are appended at aligned offsets and read back through their rows. */
+static void test_pack_append_read(void **state)
+{
+    static const int fill[] = {0x31, 0x32, 0x33};
+    static const size_t len[] = {70000, 65536, 5};
+    struct fx *f = *state;
+    uint8_t got[70000], h[32];
+    int64_t pack, pack2, offs[3], offs2[3], end;
+    int fresh, i;
+
+    pack_batch(f, fill, len, 2, &pack, offs, 1);
+    assert_int_equal(pack, 1);
+    assert_int_equal(offs[0], 0);
+    assert_int_equal(offs[1], FERRY_PACK_ROUND(70000));
+    /* The next batch appends to the same pack, where the last one ended. */
+    pack_batch(f, fill + 2, len + 2, 1, &pack2, offs2, 1);
+    assert_int_equal(pack2, pack);
+    assert_int_equal(offs2[0], offs[1] + 65536);
+    assert_int_equal(ferry_meta_pack_next(f->m, f->alice, &pack2, &end, &fresh), 0);
+    assert_int_equal(end, offs2[0] + FERRY_PACK_ALIGN);
+    assert_int_equal(fresh, 0);
+    for (i = 0; i < 3; i++) {
+        uint8_t want[70000];
+
+        memset(want, fill[i], len[i]);
+        assert_int_equal(pack_read(f, fill[i], got, sizeof(got)), 1);
+        assert_memory_equal(got, want, len[i]);
+    }
+    /* Stored again: the row stays where it was and says the new bytes are unused. */
+    memset(h, 0x31, sizeof(h));
+    assert_int_equal(ferry_meta_begin(f->m), 0);
+    assert_int_equal(ferry_meta_chunk_put(f->m, f->alice, h, 70000, pack, 1 << 20, 2 * SEC), 1);
+    assert_int_equal(ferry_meta_commit(f->m), 0);
+    assert_int_equal(pack_read(f, 0x31, got, sizeof(got)), 1);
+    assert_int_equal(got[0], 0x31);
+    /* Per user: bob has no pack and reads nothing of alice's. */
+    assert_int_equal(ferry_meta_chunk_has(f->m, f->bob, h), 0);
+    assert_int_equal(ferry_meta_pack_next(f->m, f->bob, &pack2, &end, &fresh), 0);
+    assert_int_equal(fresh, 1);
+    assert_int_equal(end, 0);
+}
+
+static int64_t file_blocks(struct fx *f, const char *rel)
+{
+    char path[256];
+    struct stat st;
+
+    snprintf(path, sizeof(path), "%s/%s", f->dir, rel);
+    if (stat(path, &st) != 0)
+        return -1;
+    return (int64_t)st.st_blocks;
+}
+
+/* Applies what the GC reported, as the commit job does once committed. */
+static void gc_apply(struct fx *f, const struct gc_seen *g)
+{
+    char path[256];
+    int i, fd;
+
+    for (i = 0; i < g->n; i++) {
+        snprintf(path, sizeof(path), "%s/%s", f->dir, g->rel[i]);
+        if (g->len[i] == 0) {
+            unlink(path);
+            continue;
+        }
+        fd = open(path, O_WRONLY);
+        assert_true(fd >= 0);
+        assert_int_equal(ferry_pack_punch(fd, g->off[i], g->len[i]), 0);
+        close(fd);
+    }
+}
+
+/*
+ * R-CHUNK-11: a deleted chunk's blocks become a hole (aligned: its
+ * neighbours stay intact), and a pack no row points into is deleted; its
+ * id never comes back.
+ */
+static void test_pack_punch_delete(void **state)
+{
+    static const int fill[] = {0x41, 0x42};
+    static const size_t len[] = {65536 + 100, 65536};
+    struct fx *f = *state;
+    struct gc_seen g = {0};
+    uint8_t list[2 * FERRY_CHUNK_ENT_LEN], got[70000], want[70000];
+    struct ferry_chunk_ent e;
+    char rel[FERRY_BLOB_RELPATH_MAX];
+    int64_t pack, offs[2], before, end;
+    int fresh;
+
+    pack_batch(f, fill, len, 2, &pack, offs, 1);
+    assert_int_equal(ferry_pack_relpath(f->alice, pack, rel, sizeof(rel)), 0);
+    /* A file of the first chunk only, so the second's last reference goes first. */
+    e.len = (uint32_t)len[0];
+    memset(e.hash, 0x41, 32);
+    ferry_chunk_ent_encode(list, &e);
+    assert_int_equal(ferry_meta_begin(f->m), 0);
+    assert_int_equal(ferry_meta_put_file(f->m, f->alice, "p", (int64_t)len[0], CID_C, 1, 0, 1 * SEC,
+                                         NULL, list, FERRY_CHUNK_ENT_LEN, 0),
+                     0);
+    /* Past the TTL: the unreferenced second chunk goes, as a range of the pack. */
+    assert_int_equal(ferry_meta_gc(f->m, 1000 * SEC, 10 * SEC, on_gc, &g), 0);
+    assert_int_equal(ferry_meta_commit(f->m), 0);
+    assert_int_equal(g.n, 1);
+    assert_string_equal(g.rel[0], rel);
+    assert_int_equal(g.off[0], offs[1]);
+    assert_int_equal(g.len[0], 65536);
+    before = file_blocks(f, rel);
+    gc_apply(f, &g);
+    /* ext4 and tmpfs free the blocks; the first chunk reads as before. */
+    assert_true(file_blocks(f, rel) <= before - 65536 / 512);
+    memset(want, 0x41, len[0]);
+    assert_int_equal(pack_read(f, 0x41, got, sizeof(got)), 1);
+    assert_memory_equal(got, want, len[0]);
+    /* The last row gone: its range and then the whole pack. */
+    g.n = 0;
+    assert_int_equal(ferry_meta_begin(f->m), 0);
+    assert_int_equal(ferry_meta_remove(f->m, f->alice, "p", 0), 0);
+    assert_int_equal(ferry_meta_gc(f->m, 1000 * SEC, 10 * SEC, on_gc, &g), 0);
+    assert_int_equal(ferry_meta_commit(f->m), 0);
+    assert_int_equal(g.n, 2);
+    assert_int_equal(g.off[0], 0);
+    assert_int_equal(g.len[0], FERRY_PACK_ROUND(len[0]));
+    assert_string_equal(g.rel[1], rel);
+    assert_int_equal(g.len[1], 0);
+    gc_apply(f, &g);
+    assert_int_equal(file_blocks(f, rel), -1);
+    assert_int_equal(pack_read(f, 0x41, got, sizeof(got)), 0);
+    assert_int_equal(ferry_meta_pack_next(f->m, f->alice, &pack, &end, &fresh), 0);
+    assert_int_equal(pack, 2);
+    assert_int_equal(fresh, 1);
+}
+
+/*
+ * R-CHUNK-7: a batch killed after writing its bytes and before its commit
+ * leaves no row, so nothing reads those bytes; the next batch writes over
+ * them from the committed end.
+ */
+static void test_pack_killed_batch(void **state)
+{
+    static const int fill[] = {0x51, 0x52};
+    static const size_t len[] = {65536, 65536};
+    struct fx *f = *state;
+    char path[128];
+    uint8_t got[65536], want[65536];
+    int64_t pack, offs[2], end;
+    int fresh, st;
+    pid_t pid;
+
+    pack_batch(f, fill, len, 1, &pack, offs, 1);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct ferry_meta *m = NULL;
+
+        /* Its own connection, as a server would have; killed mid-transaction. */
+        snprintf(path, sizeof(path), "%s/ferry.db", f->dir);
+        if (ferry_meta_open(path, 0, &m) != 0)
+            _exit(2);
+        f->m = m;
+        pack_batch(f, fill + 1, len + 1, 1, &pack, offs, 0);
+        raise(SIGKILL);
+        _exit(3);
+    }
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    assert_int_equal(pack_read(f, 0x52, got, sizeof(got)), 0);
+    assert_int_equal(ferry_meta_pack_next(f->m, f->alice, &pack, &end, &fresh), 0);
+    assert_int_equal(end, 65536);
+    /* Its bytes are past the recorded end: the next batch starts there. */
+    pack_batch(f, fill + 1, len + 1, 1, &pack, offs, 1);
+    assert_int_equal(offs[0], 65536);
+    memset(want, 0x52, sizeof(want));
+    assert_int_equal(pack_read(f, 0x52, got, sizeof(got)), 1);
+    assert_memory_equal(got, want, sizeof(want));
+    memset(want, 0x51, sizeof(want));
+    assert_int_equal(pack_read(f, 0x51, got, sizeof(got)), 1);
+    assert_memory_equal(got, want, sizeof(want));
+}
+
+/* A store of schema 2 keeps its chunk rows, read from the old files (pack 0). */
+static void test_schema_v2_migrates(void **state)
+{
+    struct fx *f = *state;
+    struct ferry_meta *m = NULL;
+    char path[128], cmd[512];
+    int64_t pack = -1, off = -1, size = 0, end;
+    uint8_t h[32];
+    int fresh;
+
+    snprintf(path, sizeof(path), "%s/v2.db", f->dir);
+    snprintf(cmd, sizeof(cmd),
+             "sqlite3 %s \"CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+             " pwhash TEXT NOT NULL, created INTEGER NOT NULL, used INTEGER NOT NULL DEFAULT 0)"
+             " STRICT; INSERT INTO users VALUES(1, 'u', 'h', 1, 0);"
+             " CREATE TABLE chunks(user_id INTEGER NOT NULL, hash BLOB NOT NULL,"
+             " size INTEGER NOT NULL, refs INTEGER NOT NULL, touched INTEGER NOT NULL,"
+             " PRIMARY KEY(user_id, hash)) STRICT, WITHOUT ROWID;"
+             " INSERT INTO chunks VALUES(1, zeroblob(32), 77, 0, 5);"
+             " PRAGMA user_version=2;\"",
+             path);
+    if (system(cmd) != 0)
+        skip(); /* no sqlite3 shell to make the old store with */
+    assert_int_equal(ferry_meta_open(path, 0, &m), 0);
+    memset(h, 0, sizeof(h));
+    assert_int_equal(ferry_meta_chunk_loc(m, 1, h, &pack, &off, &size), 1);
+    assert_int_equal(pack, 0);
+    assert_int_equal(size, 77);
+    assert_int_equal(ferry_meta_pack_next(m, 1, &pack, &end, &fresh), 0);
+    assert_int_equal(pack, 1);
+    assert_int_equal(fresh, 1);
+    assert_int_equal(ferry_meta_check(m), 0);
+    ferry_meta_close(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -444,6 +747,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_chunked_commit_r_chunk_8, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chunk_unref_old_r_chunk_11, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quota_r_chunk_9, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pack_append_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pack_punch_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pack_killed_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_v2_migrates, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -18,6 +18,13 @@ int ferry_chunk_relpath(int64_t uid, const uint8_t hash[static 32], char *out, s
     return n > 0 && (size_t)n < cap ? 0 : FERRY_ETOOBIG;
 }
 
+int ferry_pack_relpath(int64_t uid, int64_t pack, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "packs/%lld/%lld.pack", (long long)uid, (long long)pack);
+
+    return n > 0 && (size_t)n < cap ? 0 : FERRY_ETOOBIG;
+}
+
 int ferry_meta_chunk_has(struct ferry_meta *m, int64_t uid, const uint8_t hash[static 32])
 {
     static const char sql[] = "SELECT 1 FROM chunks WHERE user_id = ?1 AND hash = ?2";
@@ -35,14 +42,41 @@ int ferry_meta_chunk_has(struct ferry_meta *m, int64_t uid, const uint8_t hash[s
     return rc == SQLITE_DONE ? 0 : ferry_meta_sqlrc(m, rc);
 }
 
-int ferry_meta_chunk_put(struct ferry_meta *m, int64_t uid, const uint8_t hash[static 32],
-                         int64_t size, int64_t now)
+int ferry_meta_chunk_loc(struct ferry_meta *m, int64_t uid, const uint8_t hash[static 32],
+                         int64_t *pack, int64_t *off, int64_t *size)
 {
-    /* A chunk stored again restarts its TTL (R-CHUNK-11): a resumed upload keeps it. */
-    static const char sql[] = "INSERT INTO chunks(user_id, hash, size, refs, touched)"
-                              " VALUES(?1, ?2, ?3, 0, ?4)"
-                              " ON CONFLICT(user_id, hash) DO UPDATE SET touched = ?4";
+    static const char sql[] = "SELECT pack, off, size FROM chunks WHERE user_id = ?1 AND hash = ?2";
     sqlite3_stmt *st = ferry_meta_stmt(m, sql);
+    int rc;
+
+    if (st == NULL)
+        return FERRY_EINTERNAL;
+    sqlite3_bind_int64(st, 1, uid);
+    sqlite3_bind_blob(st, 2, hash, 32, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *pack = sqlite3_column_int64(st, 0);
+        *off = sqlite3_column_int64(st, 1);
+        *size = sqlite3_column_int64(st, 2);
+    }
+    sqlite3_reset(st);
+    if (rc == SQLITE_ROW)
+        return 1;
+    return rc == SQLITE_DONE ? 0 : ferry_meta_sqlrc(m, rc);
+}
+
+int ferry_meta_chunk_put(struct ferry_meta *m, int64_t uid, const uint8_t hash[static 32],
+                         int64_t size, int64_t pack, int64_t off, int64_t now)
+{
+    static const char sql_ins[] =
+        "INSERT INTO chunks(user_id, hash, size, refs, touched, pack, off)"
+        " VALUES(?1, ?2, ?3, 0, ?4, ?5, ?6)"
+        " ON CONFLICT(user_id, hash) DO NOTHING";
+    /* A chunk stored again restarts its TTL (R-CHUNK-11): a resumed upload keeps it. */
+    static const char sql_touch[] =
+        "UPDATE chunks SET touched = ?3 WHERE user_id = ?1 AND hash = ?2";
+    sqlite3_stmt *st = ferry_meta_stmt(m, sql_ins);
+    int rc;
 
     if (st == NULL)
         return FERRY_EINTERNAL;
@@ -50,25 +84,112 @@ int ferry_meta_chunk_put(struct ferry_meta *m, int64_t uid, const uint8_t hash[s
     sqlite3_bind_blob(st, 2, hash, 32, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, size);
     sqlite3_bind_int64(st, 4, now);
+    sqlite3_bind_int64(st, 5, pack);
+    sqlite3_bind_int64(st, 6, off);
+    if ((rc = ferry_meta_step(m, st)) != 0)
+        return rc;
+    if (sqlite3_changes(m->db) == 1)
+        return 0;
+    if ((st = ferry_meta_stmt(m, sql_touch)) == NULL)
+        return FERRY_EINTERNAL;
+    sqlite3_bind_int64(st, 1, uid);
+    sqlite3_bind_blob(st, 2, hash, 32, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, now);
+    if ((rc = ferry_meta_step(m, st)) != 0)
+        return rc;
+    return 1;
+}
+
+int ferry_meta_pack_next(struct ferry_meta *m, int64_t uid, int64_t *pack, int64_t *end, int *fresh)
+{
+    static const char sql_last[] =
+        "SELECT id, size FROM packs WHERE user_id = ?1 ORDER BY id DESC LIMIT 1";
+    static const char sql_seq[] = "SELECT last_pack FROM users WHERE id = ?1";
+    sqlite3_stmt *st = ferry_meta_stmt(m, sql_last);
+    int rc;
+
+    if (st == NULL)
+        return FERRY_EINTERNAL;
+    sqlite3_bind_int64(st, 1, uid);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && sqlite3_column_int64(st, 1) < FERRY_PACK_MAX) {
+        *pack = sqlite3_column_int64(st, 0);
+        *end = sqlite3_column_int64(st, 1);
+        *fresh = 0;
+        sqlite3_reset(st);
+        return 0;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return ferry_meta_sqlrc(m, rc);
+    if ((st = ferry_meta_stmt(m, sql_seq)) == NULL)
+        return FERRY_EINTERNAL;
+    sqlite3_bind_int64(st, 1, uid);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *pack = sqlite3_column_int64(st, 0) + 1;
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW)
+        return rc == SQLITE_DONE ? FERRY_ENOTFOUND : ferry_meta_sqlrc(m, rc);
+    *end = 0;
+    *fresh = 1;
+    return 0;
+}
+
+int ferry_meta_pack_grow(struct ferry_meta *m, int64_t uid, int64_t pack, int64_t end)
+{
+    static const char sql_pack[] =
+        "INSERT INTO packs(user_id, id, size, live) VALUES(?1, ?2, ?3, 0)"
+        " ON CONFLICT(user_id, id) DO UPDATE SET size = MAX(size, ?3)";
+    static const char sql_seq[] =
+        "UPDATE users SET last_pack = ?2 WHERE id = ?1 AND last_pack < ?2";
+    sqlite3_stmt *st = ferry_meta_stmt(m, sql_pack);
+    int rc;
+
+    if (st == NULL)
+        return FERRY_EINTERNAL;
+    sqlite3_bind_int64(st, 1, uid);
+    sqlite3_bind_int64(st, 2, pack);
+    sqlite3_bind_int64(st, 3, end);
+    if ((rc = ferry_meta_step(m, st)) != 0)
+        return rc;
+    if ((st = ferry_meta_stmt(m, sql_seq)) == NULL)
+        return FERRY_EINTERNAL;
+    sqlite3_bind_int64(st, 1, uid);
+    sqlite3_bind_int64(st, 2, pack);
     return ferry_meta_step(m, st);
 }
 
 static int chunk_delete(struct ferry_meta *m, int64_t uid, const uint8_t hash[static 32],
                         ferry_meta_gc_fn fn, void *arg)
 {
-    static const char sql[] = "DELETE FROM chunks WHERE user_id = ?1 AND hash = ?2";
+    static const char sql[] =
+        "DELETE FROM chunks WHERE user_id = ?1 AND hash = ?2 RETURNING pack, off, size";
     sqlite3_stmt *st = ferry_meta_stmt(m, sql);
     char rel[FERRY_BLOB_RELPATH_MAX];
-    int rc;
+    int64_t pack = 0, off = 0, size = 0;
+    int rc, found = 0;
 
     if (st == NULL)
         return FERRY_EINTERNAL;
     sqlite3_bind_int64(st, 1, uid);
     sqlite3_bind_blob(st, 2, hash, 32, SQLITE_STATIC);
-    if ((rc = ferry_meta_step(m, st)) != 0)
-        return rc;
-    if (fn != NULL && ferry_chunk_relpath(uid, hash, rel, sizeof(rel)) == 0)
-        fn(arg, rel);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        pack = sqlite3_column_int64(st, 0);
+        off = sqlite3_column_int64(st, 1);
+        size = sqlite3_column_int64(st, 2);
+        found = 1;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return ferry_meta_sqlrc(m, rc);
+    if (fn == NULL || !found)
+        return 0;
+    /* A chunk of a pack frees its blocks; one of the old layout its file. */
+    if (pack != 0 && ferry_pack_relpath(uid, pack, rel, sizeof(rel)) == 0)
+        fn(arg, rel, off, FERRY_PACK_ROUND(size));
+    else if (pack == 0 && ferry_chunk_relpath(uid, hash, rel, sizeof(rel)) == 0)
+        fn(arg, rel, 0, 0);
     return 0;
 }
 
@@ -131,6 +252,7 @@ int ferry_meta_gc(struct ferry_meta *m, int64_t now, int64_t ttl_ns, ferry_meta_
     static const char sql_del[] = "DELETE FROM content WHERE refs <= 0";
     static const char sql_old[] =
         "SELECT user_id, hash FROM chunks WHERE refs <= 0 AND touched < ?1 LIMIT 1000";
+    static const char sql_packs[] = "DELETE FROM packs WHERE live <= 0 RETURNING user_id, id";
     sqlite3_stmt *st;
     char rel[FERRY_BLOB_RELPATH_MAX];
     uint8_t *list = NULL;
@@ -162,7 +284,7 @@ int ferry_meta_gc(struct ferry_meta *m, int64_t now, int64_t ttl_ns, ferry_meta_
             if (rc != 0)
                 break;
         } else if (no_data && ferry_blob_relpath(uid, cid, rel, sizeof(rel)) == 0) {
-            fn(arg, rel);
+            fn(arg, rel, 0, 0);
         }
     }
     sqlite3_reset(st);
@@ -186,5 +308,17 @@ int ferry_meta_gc(struct ferry_meta *m, int64_t now, int64_t ttl_ns, ferry_meta_
             if ((rc = chunk_delete(m, old[i].uid, old[i].hash, fn, arg)) != 0)
                 return rc;
     } while (n == sizeof(old) / sizeof(old[0]));
-    return 0;
+    /*
+     * A pack no row points into goes whole: holes punched in it would
+     * leave its blocks of metadata and its name. A batch's new pack whose
+     * chunks all failed goes the same way.
+     */
+    if ((st = ferry_meta_stmt(m, sql_packs)) == NULL)
+        return FERRY_EINTERNAL;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        if (ferry_pack_relpath(sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1), rel,
+                               sizeof(rel)) == 0)
+            fn(arg, rel, 0, 0);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : ferry_meta_sqlrc(m, rc);
 }

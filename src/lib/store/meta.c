@@ -58,6 +58,27 @@ static const char schema_v2[] =
     " UPDATE users SET used = used + NEW.size - OLD.size WHERE id = NEW.user_id; END;"
     "PRAGMA user_version=2;";
 
+/*
+ * Version 3: chunks in per-user packs (R-CHUNK-7) instead of a file each.
+ * A chunk row says where its bytes are (pack 0: its file of version 2,
+ * which stays where it is); a pack row its committed end and how many
+ * chunk rows point into it, kept by triggers like users.used. last_pack
+ * makes pack ids never come back, so a reader that checks its chunk's row
+ * after reading knows the bytes it read were that chunk's.
+ */
+static const char schema_v3[] =
+    "ALTER TABLE chunks ADD COLUMN pack INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE chunks ADD COLUMN off INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE users ADD COLUMN last_pack INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE packs("
+    " user_id INTEGER NOT NULL, id INTEGER NOT NULL, size INTEGER NOT NULL,"
+    " live INTEGER NOT NULL, PRIMARY KEY(user_id, id)) STRICT, WITHOUT ROWID;"
+    "CREATE TRIGGER pack_ins AFTER INSERT ON chunks WHEN NEW.pack != 0 BEGIN"
+    " UPDATE packs SET live = live + 1 WHERE user_id = NEW.user_id AND id = NEW.pack; END;"
+    "CREATE TRIGGER pack_del AFTER DELETE ON chunks WHEN OLD.pack != 0 BEGIN"
+    " UPDATE packs SET live = live - 1 WHERE user_id = OLD.user_id AND id = OLD.pack; END;"
+    "PRAGMA user_version=3;";
+
 static int exec(struct ferry_meta *m, const char *sql);
 
 static int user_version(struct ferry_meta *m)
@@ -88,8 +109,10 @@ static int migrate(struct ferry_meta *m)
     }
     if (v < 2 && (rc = exec(m, schema_v2)) != 0)
         goto fail;
-    if (v > 2) {
-        ferry_log(FERRY_LOG_ERR, "database schema %d is newer than this ferry (2)", v);
+    if (v < 3 && (rc = exec(m, schema_v3)) != 0)
+        goto fail;
+    if (v > 3) {
+        ferry_log(FERRY_LOG_ERR, "database schema %d is newer than this ferry (3)", v);
         rc = FERRY_EVERSION;
         goto fail;
     }
