@@ -298,7 +298,11 @@ static void test_reuse_and_resume_r_chunk_16(void **state)
     assert_int_equal(cli_patch_plan(p, dfd, "r.bin", ".r.part", 0), 0);
     reused1 = cli_patch_reused(p, &kept);
     assert_int_equal(kept, 0);
-    assert_true(reused1 >= (4u << 20) && reused1 < sizeof(data));
+    /*
+     * The edit costs the chunks it touches, and at most one chunk (1 MiB
+     * max) on each side before the boundaries fall in step again.
+     */
+    assert_true(reused1 >= (3u << 20) && reused1 < sizeof(data));
     /* Stop half way through what is missing: the first run's chunks are synced. */
     {
         json_t *r = cli_patch_ranges(p);
@@ -325,7 +329,7 @@ static void test_reuse_and_resume_r_chunk_16(void **state)
         assert_int_equal(reused, 0);
     }
     sent = serve_ranges(p, &f);
-    assert_true(sent > 0 && sent <= (2u << 20));
+    assert_true(sent > 0 && sent <= (3u << 20));
     assert_true(cli_patch_complete(p));
     assert_int_equal(cli_patch_place(p, "r.bin", 0640, 1500000000123456789ll), 0);
     cli_patch_free(p);
