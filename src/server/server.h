@@ -205,9 +205,9 @@ struct download {
     uint32_t (*ranges)[2];
     size_t nranges, range; /* the pairs, and the one being sent */
     uint64_t end;          /* bytes this download sends: size, list_len or the chunks' sum */
-    int chunk_ready; /* fd, pack and base locate the chunk */
-    int64_t pack;    /* the pack open in fd (0: a chunk file of the old layout) */
-    int64_t base;    /* where the chunk starts in fd */
+    int chunk_ready;       /* fd, pack and base locate the chunk */
+    int64_t pack;          /* the pack open in fd (0: a chunk file of the old layout) */
+    int64_t base;          /* where the chunk starts in fd */
     struct download *next;
 };
 
