@@ -50,7 +50,7 @@ void ferry_cdc_default(struct ferry_cdc *c);
 /*
  * Streaming chunker: feed bytes in any pieces; each finished chunk is
  * reported through fn in file order (with its offset). Used to verify a
- * download and by the scanner thread. Holds at most FERRY_CHUNK_MAX bytes.
+ * download and by the scanner thread. Holds up to 8 MiB (8 × FERRY_CHUNK_MAX).
  */
 typedef int (*ferry_chunk_fn)(void *arg, uint64_t offset, const struct ferry_chunk_ent *e);
 struct ferry_cdc_stream;
