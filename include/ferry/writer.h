@@ -48,6 +48,13 @@ int ferry_writer_begin_chunked(struct ferry_writer *w, int fd);
 int ferry_writer_resume(struct ferry_writer *w, uint64_t prefix);
 /* Waits for every queued byte, fdatasyncs, and reports the bytes now durable. */
 int ferry_writer_sync(struct ferry_writer *w, uint64_t *durable);
+/*
+ * After a begin: the thread fdatasyncs by itself each time this many more
+ * bytes are written (0: never), so the caller does not wait for the disk.
+ */
+void ferry_writer_sync_every(struct ferry_writer *w, uint64_t bytes);
+/* The bytes the thread has made durable so far (0 after an error). */
+uint64_t ferry_writer_durable(struct ferry_writer *w);
 /* Whether a file is in progress. */
 int ferry_writer_busy(const struct ferry_writer *w);
 

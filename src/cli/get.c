@@ -67,7 +67,8 @@ struct get {
     struct ferry_writer *wr;
     uint8_t *wb;
     size_t wlen;
-    uint64_t unsynced; /* bytes handed to the writer since the last durable point */
+    uint64_t unsynced; /* bytes handed to the writer since the last check of what is durable */
+    uint64_t recorded; /* durable bytes recorded in the state database */
     uint64_t resumed;  /* bytes not fetched again thanks to partial files (--stats) */
     uint64_t reused;   /* bytes taken from old local files instead (--stats) */
     size_t inflight;   /* Downloads requested and not finished */
@@ -347,13 +348,17 @@ static int put_bytes(struct get *g, const uint8_t *p, size_t n)
             submit(g);
             g->unsynced += FERRY_WRITER_BUF;
         }
-        /* R-CHUNK-14: every 32 MiB, what is written becomes durable and resumable. */
+        /*
+         * R-CHUNK-14: the writer thread fdatasyncs every 32 MiB by itself;
+         * what it made durable is recorded here, without waiting for it.
+         */
         if (g->unsynced >= GET_DURABLE_STEP && g->wb == NULL) {
-            uint64_t durable;
+            uint64_t durable = ferry_writer_durable(g->wr);
             g->unsynced = 0;
-            if (ferry_writer_sync(g->wr, &durable) != 0)
-                return FERRY_EINTERNAL;
-            part_put(g->dirfd, g->tmpname, g->hash, durable);
+            if (durable > g->recorded) {
+                part_put(g->dirfd, g->tmpname, g->hash, durable);
+                g->recorded = durable;
+            }
         }
     }
     return 0;
@@ -430,7 +435,9 @@ static int begin(struct get *g, struct dl *d, const struct ferry_cmd *m)
         abort_current(g, "cannot start writing");
         return 0;
     }
+    ferry_writer_sync_every(g->wr, GET_DURABLE_STEP);
     g->got = d->resume;
+    g->recorded = d->resume;
     g->unsynced = 0;
     g->resumed += d->resume;
     g->prog.done += d->resume;

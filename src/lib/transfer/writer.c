@@ -34,6 +34,10 @@ struct ferry_writer {
     int err;
     uint64_t written;
     uint64_t synced;
+    /* Durable steps taken by the thread itself, so the receiver never waits on them. */
+    uint64_t sync_every; /* 0: only ferry_writer_sync makes bytes durable */
+    uint64_t dsynced;    /* written at the thread's last fdatasync */
+    uint64_t durable;    /* dsynced, published under mu */
     struct ferry_sha256 sha;
     /* R-CHUNK-10: chunked content is verified by its chunk list's hash. */
     int chunked;
@@ -98,6 +102,12 @@ static void write_item(struct ferry_writer *w, const struct item *it)
                         SYNC_FILE_RANGE_WRITE);
         w->synced = w->written;
     }
+    if (w->sync_every > 0 && w->written - w->dsynced >= w->sync_every) {
+        if (fdatasync(w->fd) != 0)
+            w->err = -errno; /* an fsync error is fatal for the file */
+        else
+            w->dsynced = w->written;
+    }
 }
 
 static void *thread_main(void *arg)
@@ -120,6 +130,7 @@ static void *thread_main(void *arg)
         write_item(w, &it);
         pthread_mutex_lock(&w->mu);
         w->busy_item = 0;
+        w->durable = w->dsynced;
         w->free_bufs[w->nfree++] = it.buf;
         pthread_cond_signal(&w->cv_done);
     }
@@ -218,6 +229,7 @@ int ferry_writer_begin(struct ferry_writer *w, int fd)
     w->fd = fd;
     w->err = rc;
     w->written = w->synced = 0;
+    w->sync_every = w->dsynced = w->durable = 0;
     /*
      * Big files skip the page cache: filling fresh cache pages costs more CPU
      * than the transfer itself on small machines, and the data has to reach
@@ -273,7 +285,7 @@ int ferry_writer_resume(struct ferry_writer *w, uint64_t prefix)
         rc = -errno;
         goto out;
     }
-    w->written = w->synced = prefix;
+    w->written = w->synced = w->dsynced = w->durable = prefix;
 out:
     if (rc != 0 && w->err == 0)
         w->err = rc;
@@ -291,9 +303,28 @@ int ferry_writer_sync(struct ferry_writer *w, uint64_t *durable)
     rc = w->err;
     if (rc == 0 && fdatasync(w->fd) != 0)
         rc = w->err = -errno; /* an fsync error is fatal for the file */
+    if (rc == 0)
+        w->dsynced = w->durable = w->written;
     *durable = rc == 0 ? w->written : 0;
     pthread_mutex_unlock(&w->mu);
     return rc;
+}
+
+void ferry_writer_sync_every(struct ferry_writer *w, uint64_t bytes)
+{
+    pthread_mutex_lock(&w->mu);
+    w->sync_every = bytes;
+    pthread_mutex_unlock(&w->mu);
+}
+
+uint64_t ferry_writer_durable(struct ferry_writer *w)
+{
+    uint64_t d;
+
+    pthread_mutex_lock(&w->mu);
+    d = w->err == 0 ? w->durable : 0;
+    pthread_mutex_unlock(&w->mu);
+    return d;
 }
 
 int ferry_writer_busy(const struct ferry_writer *w)
