@@ -59,6 +59,8 @@ int ferry_cdc_stream_new(ferry_chunk_fn fn, void *arg, struct ferry_cdc_stream *
 int ferry_cdc_stream_feed(struct ferry_cdc_stream *s, const uint8_t *p, size_t n);
 /* Ends the stream (the last chunk may be shorter than the minimum). */
 int ferry_cdc_stream_finish(struct ferry_cdc_stream *s);
+/* Inside fn only: the bytes of the chunk being reported (e->len of them). */
+const uint8_t *ferry_cdc_stream_bytes(const struct ferry_cdc_stream *s);
 /* Starts a new stream with the same callback. */
 void ferry_cdc_stream_reset(struct ferry_cdc_stream *s);
 void ferry_cdc_stream_free(struct ferry_cdc_stream *s);

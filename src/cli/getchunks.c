@@ -284,12 +284,54 @@ static int have_cmp(const void *a, const void *b)
 struct cut {
     struct have *v;
     size_t n, cap;
+    /* While the old file is cut: its chunks go straight to where the new list wants them. */
+    struct cli_patch *p;
+    struct ferry_cdc_stream *cs;
+    struct have *need; /* the missing entries by hash; off is the entry's index */
+    size_t nneed;
 };
+
+/*
+ * Writes a chunk just cut from the old file to every missing entry with its
+ * hash: the bytes were hashed a moment ago, so they need no second read.
+ */
+static int place_cut(struct cut *c, const struct ferry_chunk_ent *e)
+{
+    struct cli_patch *p = c->p;
+    const uint8_t *bytes = ferry_cdc_stream_bytes(c->cs);
+    struct have key, *h;
+    size_t i, idx;
+    ssize_t n;
+
+    memcpy(key.hash, e->hash, 32);
+    if ((h = bsearch(&key, c->need, c->nneed, sizeof(*c->need), have_cmp)) == NULL)
+        return 0;
+    for (i = (size_t)(h - c->need); i > 0 && have_cmp(&c->need[i - 1], &key) == 0; i--)
+        ;
+    for (; i < c->nneed && have_cmp(&c->need[i], &key) == 0; i++) {
+        idx = (size_t)c->need[i].off;
+        if (p->done[idx] || c->need[i].len != e->len)
+            continue;
+        do {
+            n = pwrite(p->fd, bytes, e->len, (off_t)p->offs[idx]);
+        } while (n < 0 && errno == EINTR);
+        if (n != (ssize_t)e->len)
+            return n < 0 ? -errno : -EIO;
+        p->done[idx] = 1;
+        p->ndone++;
+        p->reused += e->len;
+    }
+    return 0;
+}
 
 static int cut_one(void *arg, uint64_t off, const struct ferry_chunk_ent *e)
 {
     struct cut *c = arg;
     struct have *nv;
+    int rc;
+
+    if (c->cs != NULL && c->nneed > 0 && (rc = place_cut(c, e)) != 0)
+        return rc;
 
     if (c->n == c->cap) {
         size_t ncap = c->cap ? c->cap * 2 : 256;
@@ -337,6 +379,7 @@ static int old_chunks(struct cli_patch *p, int fd, const struct stat *st, struct
     recorded = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
     if ((rc = ferry_cdc_stream_new(cut_one, c, &cs)) != 0)
         return rc;
+    c->cs = cs;
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     for (;;) {
         do {
@@ -365,6 +408,7 @@ static int old_chunks(struct cli_patch *p, int fd, const struct stat *st, struct
     }
     rc = 0;
 out:
+    c->cs = NULL;
     ferry_cdc_stream_free(cs);
     return rc;
 }
@@ -383,6 +427,21 @@ static int take_old(struct cli_patch *p, const char *name)
         return 0; /* no old file, or not one we may read: nothing to reuse */
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < (off_t)FERRY_CHUNK_MIN)
         goto out;
+    /* The missing entries, by hash, for chunks to land as the old file is cut. */
+    if ((c.need = ferry_malloc((p->nent + 1) * sizeof(*c.need))) == NULL) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (i = 0; i < p->nent; i++) {
+        if (p->done[i])
+            continue;
+        memcpy(c.need[c.nneed].hash, p->list + i * FERRY_CHUNK_ENT_LEN + 4, 32);
+        c.need[c.nneed].off = i;
+        c.need[c.nneed].len = ent_len(p, i);
+        c.nneed++;
+    }
+    qsort(c.need, c.nneed, sizeof(*c.need), have_cmp);
+    c.p = p;
     if ((rc = old_chunks(p, fd, &st, &c)) != 0 || c.n == 0)
         goto out;
     qsort(c.v, c.n, sizeof(*c.v), have_cmp);
@@ -403,6 +462,7 @@ static int take_old(struct cli_patch *p, const char *name)
         }
     }
 out:
+    ferry_free(c.need);
     ferry_free(c.v);
     close(fd);
     return rc;

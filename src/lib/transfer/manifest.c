@@ -155,6 +155,11 @@ void ferry_cdc_stream_free(struct ferry_cdc_stream *s)
     ferry_free(s);
 }
 
+const uint8_t *ferry_cdc_stream_bytes(const struct ferry_cdc_stream *s)
+{
+    return s->buf + s->start;
+}
+
 void ferry_cdc_stream_reset(struct ferry_cdc_stream *s)
 {
     s->start = 0;
