@@ -70,17 +70,27 @@ int cli_state_dir(char *out, size_t cap)
 int cli_state_open(sqlite3 **db)
 {
     char dir[4096], path[4200];
+    struct stat st;
     int fd, rc;
 
     *db = NULL;
     if ((rc = cli_state_dir(dir, sizeof(dir))) != 0)
         return rc;
     snprintf(path, sizeof(path), "%s/state.db", dir);
-    /* Create it 0600 ourselves: SQLite would use the umask. */
-    if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0)
+    /*
+     * Create it 0600 ourselves (SQLite would use the umask), but only when it
+     * is new: closing any descriptor of a file drops every POSIX lock this
+     * process holds on it, so opening and closing an existing database here
+     * would break the locks of a connection already open in this process
+     * (the local index keeps one), and SQLite would take its WAL for unused.
+     */
+    if ((fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600)) >= 0)
+        close(fd);
+    else if (errno != EEXIST)
         return -errno;
-    close(fd);
-    if (sqlite3_open_v2(path, db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK)
+    else if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode))
+        return -ELOOP; /* a link or something else planted in our place */
+    if (sqlite3_open_v2(path, db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL) != SQLITE_OK)
         goto fail;
     sqlite3_busy_timeout(*db, 10000);
     if (sqlite3_exec(*db,

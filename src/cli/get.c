@@ -676,8 +676,20 @@ static int patch_list_done(struct get *g)
         return 0;
     }
     part_name(x->cid, x->rel, pname);
-    rc = cli_patch_plan(x->patch, dfd, name, pname, part_get(dfd, pname, x->cid));
+    rc = cli_patch_plan(x->patch, dfd, name, pname, part_get(dfd, pname, x->cid),
+                        (x->exec ? 0777 : 0666) & ~g->umask, x->mtime);
     close(dfd);
+    if (rc == CLI_PATCH_ALREADY) {
+        /* The file is already this content (the local index says so): nothing to fetch. */
+        g->reused += cli_patch_size(x->patch);
+        g->prog.done += cli_patch_size(x->patch);
+        g->prog.skipped += cli_patch_size(x->patch);
+        cli_patch_free(x->patch);
+        x->patch = NULL;
+        x->state = 2;
+        g->prog.files_done++;
+        return 0;
+    }
     if (rc == FERRY_EPROTO)
         return rc; /* a list that is not the content's: the server is at fault */
     if (rc != 0) {

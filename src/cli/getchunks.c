@@ -489,8 +489,52 @@ static int take_prefix(struct cli_patch *p, uint64_t durable)
     return 0;
 }
 
+/*
+ * Whether the old file already is this content, by the local index alone:
+ * same identity as when indexed (not racy) and the same list. Then its mode
+ * and mtime are set and nothing is read or written.
+ */
+static int already_here(struct cli_patch *p, int dirfd, const char *name, mode_t mode,
+                        int64_t mtime_ns)
+{
+    struct timespec ts[2];
+    struct cli_file_id id;
+    struct stat st;
+    uint8_t *list = NULL;
+    size_t len = 0;
+    int fd, same = 0;
+
+    fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return 0;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == p->size) {
+        cli_file_id_from_stat(&id, &st);
+        same = cli_index_get(&id, &list, &len) == 0 && len == p->list_len &&
+               memcmp(list, p->list, len) == 0;
+    }
+    ferry_free(list);
+    if (same) {
+        ts[0].tv_sec = ts[1].tv_sec = (time_t)(mtime_ns / 1000000000);
+        ts[0].tv_nsec = ts[1].tv_nsec = mtime_ns < 0 ? 0 : (long)(mtime_ns % 1000000000);
+        if ((st.st_mode & 07777) != mode && fchmod(fd, mode) != 0)
+            same = 0;
+        if (same && futimens(fd, ts) != 0)
+            same = 0;
+        /* New attributes change ctime: index the file again so the next run still knows it. */
+        if (same && fstat(fd, &st) == 0) {
+            struct timespec now;
+            clock_gettime(CLOCK_REALTIME, &now);
+            cli_file_id_from_stat(&id, &st);
+            cli_index_put(&id, (int64_t)now.tv_sec * 1000000000 + now.tv_nsec, p->list,
+                          p->list_len);
+        }
+    }
+    close(fd);
+    return same;
+}
+
 int cli_patch_plan(struct cli_patch *p, int dirfd, const char *name, const char *part,
-                   uint64_t durable_prefix)
+                   uint64_t durable_prefix, mode_t mode, int64_t mtime_ns)
 {
     struct stat st;
     uint64_t off = 0;
@@ -505,6 +549,8 @@ int cli_patch_plan(struct cli_patch *p, int dirfd, const char *name, const char 
             return FERRY_EPROTO; /* R-CHUNK-15: the list must be the one the id names */
     }
     p->nent = p->list_len / FERRY_CHUNK_ENT_LEN;
+    if (already_here(p, dirfd, name, mode, mtime_ns))
+        return CLI_PATCH_ALREADY;
     if ((p->offs = ferry_calloc(p->nent + 1, sizeof(*p->offs))) == NULL ||
         (p->done = ferry_calloc(p->nent + 1, 1)) == NULL ||
         (p->buf = ferry_malloc(FERRY_CHUNK_MAX)) == NULL)
@@ -530,6 +576,9 @@ int cli_patch_plan(struct cli_patch *p, int dirfd, const char *name, const char 
     bitmap_load(p);
     if ((rc = take_prefix(p, durable_prefix)) != 0 || (rc = take_old(p, name)) != 0)
         return rc;
+    /* The chunk buffer is needed again only when chunks arrive. */
+    ferry_free(p->buf);
+    p->buf = NULL;
     return patch_sync(p);
 }
 
@@ -587,6 +636,8 @@ int cli_patch_chunk(struct cli_patch *p, const struct ferry_chunk_frame *f, uint
     /* R-CHUNK-16: chunks come in the order asked, each from offset 0. */
     if (p->wi >= p->nwant || f->index != p->cur || f->offset != p->cur_pos)
         return FERRY_EPROTO;
+    if (p->buf == NULL && (p->buf = ferry_malloc(FERRY_CHUNK_MAX)) == NULL)
+        return -ENOMEM;
     len = ent_len(p, p->cur);
     if (f->len > len - p->cur_pos)
         return FERRY_EPROTO;
@@ -659,4 +710,9 @@ void cli_patch_discard(struct cli_patch *p)
         unlinkat(p->dirfd, p->part, 0);
         cli_patch_forget(p->dirfd, p->part);
     }
+}
+
+uint64_t cli_patch_size(const struct cli_patch *p)
+{
+    return p->size;
 }

@@ -25,9 +25,13 @@ int cli_patch_list_data(struct cli_patch *p, uint64_t off, const uint8_t *b, siz
  * file `part` in dirfd (sized to the file), and takes every chunk found
  * locally: the saved bitmap, the first durable_prefix bytes of the part
  * file, the old file `name`. What it took is durable when it returns 0.
+ * When the local index shows `name` already holds this content, it only
+ * sets its mode and mtime and returns CLI_PATCH_ALREADY.
  */
 int cli_patch_plan(struct cli_patch *p, int dirfd, const char *name, const char *part,
-                   uint64_t durable_prefix);
+                   uint64_t durable_prefix, mode_t mode, int64_t mtime_ns);
+/* cli_patch_plan's answer when the old file already is the content (its index says so). */
+#define CLI_PATCH_ALREADY 1
 /* 1 when every chunk is in the part file. */
 int cli_patch_complete(const struct cli_patch *p);
 /* The Download `chunks` ranges of what is still missing (at most FERRY_DL_RANGES_MAX). */
@@ -43,6 +47,8 @@ void cli_patch_discard(struct cli_patch *p);
 /* Bytes taken from the old file; *kept those a partial download held. */
 uint64_t cli_patch_reused(const struct cli_patch *p, uint64_t *kept);
 int cli_patch_fd(const struct cli_patch *p);
+/* The size of the file the list describes. */
+uint64_t cli_patch_size(const struct cli_patch *p);
 /* Drops the record of a part file (after its rename, or when it is discarded). */
 void cli_patch_forget(int dirfd, const char *part);
 int cli_patch_has_bitmap(int dirfd, const char *part, const char *cid);

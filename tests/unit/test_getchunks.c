@@ -188,19 +188,19 @@ static void test_list_truncated_r_chunk_15(void **state)
     for (cut = 0; cut < f.list_len; cut++) {
         assert_int_equal(cli_patch_new(f.cid, f.size, f.list_len, &p), 0);
         assert_int_equal(cli_patch_list_data(p, 0, f.list, cut), 0);
-        assert_int_equal(cli_patch_plan(p, dfd, "t.bin", ".t.part", 0), FERRY_EPROTO);
+        assert_int_equal(cli_patch_plan(p, dfd, "t.bin", ".t.part", 0, 0644, 0), FERRY_EPROTO);
         cli_patch_free(p);
     }
     /* A whole list that is not the one the id names. */
     f.list[5] ^= 1;
     p = patch_with_list(&f);
-    assert_int_equal(cli_patch_plan(p, dfd, "t.bin", ".t.part", 0), FERRY_EPROTO);
+    assert_int_equal(cli_patch_plan(p, dfd, "t.bin", ".t.part", 0, 0644, 0), FERRY_EPROTO);
     cli_patch_free(p);
     /* Lengths that do not add up to the size. */
     f.list[5] ^= 1;
     assert_int_equal(cli_patch_new(f.cid, f.size + 1, f.list_len, &p), 0);
     assert_int_equal(cli_patch_list_data(p, 0, f.list, f.list_len), 0);
-    assert_int_equal(cli_patch_plan(p, dfd, "t.bin", ".t.part", 0), FERRY_EPROTO);
+    assert_int_equal(cli_patch_plan(p, dfd, "t.bin", ".t.part", 0, 0644, 0), FERRY_EPROTO);
     cli_patch_free(p);
     free(f.list);
     close(dfd);
@@ -223,7 +223,7 @@ static void test_hostile_frames_r_chunk_16(void **state)
     ferry_random(data, sizeof(data));
     file_make(&f, data, sizeof(data));
     p = patch_with_list(&f);
-    assert_int_equal(cli_patch_plan(p, dfd, "h.bin", ".h.part", 0), 0);
+    assert_int_equal(cli_patch_plan(p, dfd, "h.bin", ".h.part", 0, 0644, 0), 0);
     assert_false(cli_patch_complete(p));
     r = cli_patch_ranges(p);
     assert_int_equal(json_array_size(r), 1);
@@ -250,7 +250,7 @@ static void test_hostile_frames_r_chunk_16(void **state)
     cli_patch_free(p);
     /* Bytes that do not hash right: refused, and the chunk is not done. */
     p = patch_with_list(&f);
-    assert_int_equal(cli_patch_plan(p, dfd, "h.bin", ".h.part", 0), 0);
+    assert_int_equal(cli_patch_plan(p, dfd, "h.bin", ".h.part", 0, 0644, 0), 0);
     json_decref(cli_patch_ranges(p));
     memcpy(junk, data, sizeof(junk));
     junk[100] ^= 0xff;
@@ -295,7 +295,7 @@ static void test_reuse_and_resume_r_chunk_16(void **state)
     file_make(&f, data, sizeof(data));
 
     p = patch_with_list(&f);
-    assert_int_equal(cli_patch_plan(p, dfd, "r.bin", ".r.part", 0), 0);
+    assert_int_equal(cli_patch_plan(p, dfd, "r.bin", ".r.part", 0, 0644, 0), 0);
     reused1 = cli_patch_reused(p, &kept);
     assert_int_equal(kept, 0);
     /*
@@ -323,7 +323,7 @@ static void test_reuse_and_resume_r_chunk_16(void **state)
         cli_patch_free(p);
         /* A restart: the bitmap and the old file together leave less to fetch. */
         p = patch_with_list(&f);
-        assert_int_equal(cli_patch_plan(p, dfd, "r.bin", ".r.part", 0), 0);
+        assert_int_equal(cli_patch_plan(p, dfd, "r.bin", ".r.part", 0, 0644, 0), 0);
         reused = cli_patch_reused(p, &kept);
         assert_int_equal(kept, reused1 + len);
         assert_int_equal(reused, 0);
@@ -348,11 +348,39 @@ static void test_reuse_and_resume_r_chunk_16(void **state)
     free(back);
     snprintf(path, sizeof(path), "%s/.r.part", tmpdir);
     assert_int_equal(stat(path, &st), -1);
-    /* Placed and indexed: the same content again is taken whole, not read. */
+    /* Placed and indexed: the same content again is known without a read; only mode and mtime
+     * change. */
     p = patch_with_list(&f);
-    assert_int_equal(cli_patch_plan(p, dfd, "r.bin", ".r2.part", 0), 0);
-    assert_true(cli_patch_complete(p));
-    assert_int_equal(cli_patch_reused(p, &kept), sizeof(data));
+    assert_int_equal(cli_patch_plan(p, dfd, "r.bin", ".r2.part", 0, 0600, 1600000000000000007ll),
+                     CLI_PATCH_ALREADY);
+    cli_patch_free(p);
+    snprintf(path, sizeof(path), "%s/r.bin", tmpdir);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0600);
+    assert_int_equal(st.st_mtim.tv_sec, 1600000000);
+    assert_int_equal(st.st_mtim.tv_nsec, 7);
+    snprintf(path, sizeof(path), "%s/.r2.part", tmpdir);
+    assert_int_equal(stat(path, &st), -1);
+    /* Known again after that (its ctime moved): and a change with mtime put back is not. */
+    p = patch_with_list(&f);
+    assert_int_equal(cli_patch_plan(p, dfd, "r.bin", ".r2.part", 0, 0600, 1600000000000000007ll),
+                     CLI_PATCH_ALREADY);
+    cli_patch_free(p);
+    {
+        struct timespec ts[2] = {{1600000000, 7}, {1600000000, 7}};
+        int wfd;
+        snprintf(path, sizeof(path), "%s/r.bin", tmpdir);
+        wfd = open(path, O_WRONLY);
+        assert_true(wfd >= 0);
+        assert_int_equal(pwrite(wfd, "X", 1, 5), 1);
+        assert_int_equal(futimens(wfd, ts), 0);
+        close(wfd);
+    }
+    p = patch_with_list(&f);
+    assert_int_equal(cli_patch_plan(p, dfd, "r.bin", ".r2.part", 0, 0600, 1600000000000000007ll),
+                     0);
+    assert_false(cli_patch_complete(p));
+    assert_true(cli_patch_reused(p, &kept) >= sizeof(data) - FERRY_CHUNK_MAX);
     cli_patch_discard(p);
     cli_patch_free(p);
     free(f.list);
@@ -376,12 +404,12 @@ static void test_planted_part_r_path_4(void **state)
     write_file("victim", (const uint8_t *)"keep", 4);
     assert_int_equal(symlink(target, lpath), 0);
     p = patch_with_list(&f);
-    assert_true(cli_patch_plan(p, dfd, "x.bin", ".planted.part", 0) < 0);
+    assert_true(cli_patch_plan(p, dfd, "x.bin", ".planted.part", 0, 0644, 0) < 0);
     cli_patch_free(p);
     unlink(lpath);
     assert_int_equal(link(target, lpath), 0);
     p = patch_with_list(&f);
-    assert_int_equal(cli_patch_plan(p, dfd, "x.bin", ".planted.part", 0), -EPERM);
+    assert_int_equal(cli_patch_plan(p, dfd, "x.bin", ".planted.part", 0, 0644, 0), -EPERM);
     cli_patch_free(p);
     {
         struct stat st;
