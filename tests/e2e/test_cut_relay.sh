@@ -228,6 +228,34 @@ for c in "${SCUTS[@]}"; do
 done
 
 log "download sweep: ${#SCUTS[@]} cases, $(elapsed "$T_START") s since the start"
+
+# ---------------------------------------------------------------- downloads by chunks
+# An older version at the destination: the get asks for the list, then for
+# the missing chunks (R-CHUNK-15, R-CHUNK-16). Cut anywhere in that, it
+# reconnects, keeps what it made durable and ends byte for byte.
+cp "$L/probe.bin" "$WORK/old.bin"
+head -c $((1 << 20)) /dev/urandom | dd of="$WORK/old.bin" bs=1M seek=1 conv=notrunc status=none
+PCUTS=(700 1200 "20000 rst" 65536 200000 "600000 rst" 1000000)
+for c in "${PCUTS[@]}"; do
+    read -r m how <<<"$c"
+    j=$((j + 1))
+    mode=()
+    [[ "${how:-}" == rst ]] && mode=(--rst)
+    cp "$WORK/old.bin" "$BACK/down-$j.bin"
+    start_relay --cut-s2c "$m" "${mode[@]}"
+    t0=$EPOCHREALTIME
+    fy get -q --retry-for 20 /up/r-000.bin "$BACK/down-$j.bin"
+    what="get over an old version through a relay cutting s2c at $m${mode:+ (rst)}"
+    check assert_rc 0 "$what"
+    stop_relay
+    assert_cut s2c "$m" "$what"
+    [[ "$RC" != 0 ]] || check assert_same_file "$L/probe.bin" "$BACK/down-$j.bin"
+    conns=$(relay_conns)
+    check assert_reconnected "$what" "$conns"
+    [[ "$RC" == 0 && "$conns" -ge 2 ]] || FAILED+=("get by chunks s2c $m${mode:+ rst}: exit $RC")
+    log "get by chunks cut s2c at $m${mode:+ (rst)}: exit $RC, $conns connections, $(elapsed "$t0") s"
+done
+[[ "$(find "$BACK" -name '.ferry-*' | wc -l)" == 0 ]] || fail "part files left after the chunk sweep"
 ((${#FAILED[@]} == 0)) || log "failed cases (seed $SEED): $(printf '%s; ' "${FAILED[@]}")"
 point_session_at "$ADDR"
 stop_server
