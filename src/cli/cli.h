@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "ferry/core.h"
 #include "ferry/crypto.h"
@@ -118,6 +119,19 @@ int cli_next(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data *data
 /* cli_next, and also chunk frames (R-CHUNK-16) into *chunk: returns 3 for one. */
 int cli_next_any(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data *data,
                  struct ferry_chunk_frame *chunk);
+/*
+ * Issue 4: after connection loss rc at lost_ms, reconnects with backoff
+ * (0.5 s, doubling to 10 s) until retry_for_ms have passed. 0 once
+ * connected; else the last error (an authentication or pin error at once).
+ */
+int cli_reconnect(struct cli_conn *cc, int rc, uint64_t lost_ms, uint64_t retry_for_ms);
+/* The atime and mtime pair futimens(2) wants for a file time in ns. */
+static inline void cli_mtime_ts(int64_t ns, struct timespec ts[2])
+{
+    ts[0].tv_sec = ts[1].tv_sec = (time_t)(ns / 1000000000);
+    /* Before 1970 only whole seconds: a negative nanosecond part is invalid. */
+    ts[0].tv_nsec = ts[1].tv_nsec = ns < 0 ? 0 : (long)(ns % 1000000000);
+}
 /* Queues a heartbeat if we have been silent for CLI_HEARTBEAT_MS. */
 void cli_heartbeat(struct cli_conn *cc);
 /* Sends a command and waits for its reply (ref == its id); Error → rc < 0. */

@@ -8,6 +8,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -597,4 +598,23 @@ int cli_conn_lost(int rc)
     /* System errors (the socket) and silence; not an answer from the server. */
     return rc < 0 && (rc > -4096 || rc == FERRY_ETIMEDOUT || rc == FERRY_ECANCELED) &&
            rc != -ENOMEM;
+}
+
+int cli_reconnect(struct cli_conn *cc, int rc, uint64_t lost_ms, uint64_t retry_for_ms)
+{
+    uint64_t wait_ms = 500;
+
+    for (;;) {
+        if (ferry_now_ms() - lost_ms >= retry_for_ms)
+            return rc;
+        cli_warn("connection lost (%s); reconnecting in %.1f s", ferry_strerror(rc),
+                 (double)wait_ms / 1000);
+        cli_disconnect(cc);
+        usleep((useconds_t)wait_ms * 1000);
+        wait_ms = wait_ms * 2 > 10000 ? 10000 : wait_ms * 2;
+        if ((rc = cli_connect_session(cc)) == 0)
+            return 0;
+        if (rc == FERRY_EAUTH || rc == FERRY_EPIN)
+            return rc;
+    }
 }

@@ -470,10 +470,7 @@ static int finish(struct get *g)
         abort_current(g, "content did not match its hash; nothing was written");
         return 0;
     }
-    ts[0].tv_sec = ts[1].tv_sec = (time_t)(g->mtime / 1000000000);
-    ts[0].tv_nsec = ts[1].tv_nsec = (long)(g->mtime % 1000000000);
-    if (g->mtime < 0)
-        ts[0].tv_nsec = ts[1].tv_nsec = 0;
+    cli_mtime_ts(g->mtime, ts);
     if (fchmod(g->fd, (g->exec ? 0777 : 0666) & ~g->umask) != 0 || futimens(g->fd, ts) != 0 ||
         fdatasync(g->fd) != 0) {
         abort_current(g, strerror(errno));
@@ -1041,7 +1038,6 @@ static void requeue_all(struct get *g)
 /* Issue 4: reconnect with backoff for up to retry_for_ms and carry on. */
 static int run_retrying(struct get *g, uint64_t retry_for_ms)
 {
-    uint64_t lost_ms, wait_ms;
     int rc;
 
     for (;;) {
@@ -1049,21 +1045,8 @@ static int run_retrying(struct get *g, uint64_t retry_for_ms)
         if (rc >= 0 || rc == FERRY_EPROTO || rc == FERRY_EAUTH || rc == FERRY_EPIN)
             return rc;
         requeue_all(g);
-        lost_ms = ferry_now_ms();
-        wait_ms = 500;
-        for (;;) {
-            if (ferry_now_ms() - lost_ms >= retry_for_ms)
-                return rc;
-            cli_warn("connection lost (%s); reconnecting in %.1f s", ferry_strerror(rc),
-                     (double)wait_ms / 1000);
-            cli_disconnect(&g->cc);
-            usleep((useconds_t)wait_ms * 1000);
-            wait_ms = wait_ms * 2 > 10000 ? 10000 : wait_ms * 2;
-            if ((rc = cli_connect_session(&g->cc)) == 0)
-                break;
-            if (rc == FERRY_EAUTH || rc == FERRY_EPIN)
-                return rc;
-        }
+        if ((rc = cli_reconnect(&g->cc, rc, ferry_now_ms(), retry_for_ms)) != 0)
+            return rc;
     }
 }
 
@@ -1178,8 +1161,7 @@ int cmd_get(int argc, char **argv)
                                   : dup(g.dirs[k].rootfd);
         if (fd < 0)
             continue;
-        ts[0].tv_sec = ts[1].tv_sec = (time_t)(g.dirs[k].mtime / 1000000000);
-        ts[0].tv_nsec = ts[1].tv_nsec = (long)(g.dirs[k].mtime % 1000000000);
+        cli_mtime_ts(g.dirs[k].mtime, ts);
         futimens(fd, ts);
         close(fd);
     }

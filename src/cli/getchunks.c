@@ -514,8 +514,7 @@ static int already_here(struct cli_patch *p, int dirfd, const char *name, mode_t
     }
     ferry_free(list);
     if (same) {
-        ts[0].tv_sec = ts[1].tv_sec = (time_t)(mtime_ns / 1000000000);
-        ts[0].tv_nsec = ts[1].tv_nsec = mtime_ns < 0 ? 0 : (long)(mtime_ns % 1000000000);
+        cli_mtime_ts(mtime_ns, ts);
         if ((st.st_mode & 07777) != mode && fchmod(fd, mode) != 0)
             same = 0;
         if (same && futimens(fd, ts) != 0)
@@ -683,8 +682,7 @@ int cli_patch_place(struct cli_patch *p, const char *name, mode_t mode, int64_t 
 
     if (p->ndone != p->nent)
         return FERRY_EINTERNAL;
-    ts[0].tv_sec = ts[1].tv_sec = (time_t)(mtime_ns / 1000000000);
-    ts[0].tv_nsec = ts[1].tv_nsec = mtime_ns < 0 ? 0 : (long)(mtime_ns % 1000000000);
+    cli_mtime_ts(mtime_ns, ts);
     if (fchmod(p->fd, mode) != 0 || futimens(p->fd, ts) != 0 || fdatasync(p->fd) != 0)
         return -errno;
     /* Each chunk matched the list and the list matched the content id: it is the file. */

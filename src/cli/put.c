@@ -265,6 +265,23 @@ static void progress_add(struct put *p, struct item *it, uint64_t n, int skipped
     it->counted += n;
 }
 
+static int need_reserve(struct cfile *cf, size_t more)
+{
+    uint32_t *nv;
+    size_t ncap;
+
+    if (cf->need_n + more <= cf->need_cap)
+        return 0;
+    ncap = cf->need_cap ? cf->need_cap : 1024;
+    while (ncap < cf->need_n + more)
+        ncap *= 2;
+    if ((nv = ferry_realloc(cf->need, ncap * sizeof(*nv))) == NULL)
+        return -ENOMEM;
+    cf->need = nv;
+    cf->need_cap = ncap;
+    return 0;
+}
+
 /* R-CHUNK-5: the server's answer for one group of the list. */
 static int on_need(struct put *p, const struct ferry_cmd *m)
 {
@@ -285,16 +302,8 @@ static int on_need(struct put *p, const struct ferry_cmd *m)
     if (first != cf->answered || count < 1 || count > FERRY_NEED_GROUP ||
         first + count > cf->nent || !json_is_array(need) || json_array_size(need) > (size_t)count)
         return FERRY_EPROTO;
-    if (cf->need_n + (size_t)count > cf->need_cap) {
-        size_t ncap = cf->need_cap ? cf->need_cap : 1024;
-        uint32_t *nv;
-        while (ncap < cf->need_n + (size_t)count)
-            ncap *= 2;
-        if ((nv = ferry_realloc(cf->need, ncap * sizeof(*nv))) == NULL)
-            return -ENOMEM;
-        cf->need = nv;
-        cf->need_cap = ncap;
-    }
+    if (need_reserve(cf, (size_t)count) != 0)
+        return -ENOMEM;
     json_array_foreach(need, i, v)
     {
         k = json_integer_value(v);
@@ -439,23 +448,6 @@ static int cf_append(struct cfile *cf, const struct ferry_chunk_ent *e, uint64_t
     }
     ferry_chunk_ent_encode(cf->list + (size_t)cf->nent * FERRY_CHUNK_ENT_LEN, e);
     cf->offs[cf->nent++] = off;
-    return 0;
-}
-
-static int need_reserve(struct cfile *cf, size_t more)
-{
-    uint32_t *nv;
-    size_t ncap;
-
-    if (cf->need_n + more <= cf->need_cap)
-        return 0;
-    ncap = cf->need_cap ? cf->need_cap : 1024;
-    while (ncap < cf->need_n + more)
-        ncap *= 2;
-    if ((nv = ferry_realloc(cf->need, ncap * sizeof(*nv))) == NULL)
-        return -ENOMEM;
-    cf->need = nv;
-    cf->need_cap = ncap;
     return 0;
 }
 
@@ -984,7 +976,6 @@ static int any_queued(const struct put *p)
  */
 static int run(struct put *p, uint64_t retry_for_ms)
 {
-    uint64_t lost_ms = 0, wait_ms = 500;
     size_t k;
     int rc;
 
@@ -994,8 +985,6 @@ static int run(struct put *p, uint64_t retry_for_ms)
             continue; /* files whose commit found a chunk missing: asked again */
         if (rc >= 0 || rc == FERRY_EAUTH || rc == FERRY_EPIN)
             return rc;
-        if (lost_ms == 0)
-            lost_ms = ferry_now_ms();
         for (k = 0; k < (size_t)p->nxc; k++)
             xc_close(p, (int)k);
         cf_reset(p);
@@ -1009,22 +998,9 @@ static int run(struct put *p, uint64_t retry_for_ms)
         }
         p->unresolved = 0;
         p->scan = 0;
-        for (;;) {
-            if (ferry_now_ms() - lost_ms >= retry_for_ms)
-                return rc;
-            cli_warn("connection lost (%s); reconnecting in %.1f s", ferry_strerror(rc),
-                     (double)wait_ms / 1000);
-            cli_disconnect(&p->cc);
-            usleep((useconds_t)wait_ms * 1000);
-            wait_ms = wait_ms * 2 > 10000 ? 10000 : wait_ms * 2;
-            if ((rc = cli_connect_session(&p->cc)) == 0)
-                break;
-            if (rc == FERRY_EAUTH || rc == FERRY_EPIN)
-                return rc;
-        }
+        if ((rc = cli_reconnect(&p->cc, rc, ferry_now_ms(), retry_for_ms)) != 0)
+            return rc;
         xc_open(p);
-        wait_ms = 500;
-        lost_ms = 0;
     }
 }
 

@@ -29,17 +29,12 @@ int ferry_meta_chunk_has(struct ferry_meta *m, int64_t uid, const uint8_t hash[s
 {
     static const char sql[] = "SELECT 1 FROM chunks WHERE user_id = ?1 AND hash = ?2";
     sqlite3_stmt *st = ferry_meta_stmt(m, sql);
-    int rc;
 
     if (st == NULL)
         return FERRY_EINTERNAL;
     sqlite3_bind_int64(st, 1, uid);
     sqlite3_bind_blob(st, 2, hash, 32, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc == SQLITE_ROW)
-        return 1;
-    return rc == SQLITE_DONE ? 0 : ferry_meta_sqlrc(m, rc);
+    return ferry_meta_row_exists(m, st);
 }
 
 int ferry_meta_chunk_loc(struct ferry_meta *m, int64_t uid, const uint8_t hash[static 32],

@@ -944,17 +944,12 @@ static int has_children(struct ferry_meta *m, int64_t uid, int64_t dir)
 {
     static const char sql[] = "SELECT 1 FROM nodes WHERE user_id = ?1 AND parent_id = ?2 LIMIT 1";
     sqlite3_stmt *st = ferry_meta_stmt(m, sql);
-    int rc;
 
     if (st == NULL)
         return FERRY_EINTERNAL;
     sqlite3_bind_int64(st, 1, uid);
     sqlite3_bind_int64(st, 2, dir);
-    rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc == SQLITE_ROW)
-        return 1;
-    return rc == SQLITE_DONE ? 0 : ferry_meta_sqlrc(m, rc);
+    return ferry_meta_row_exists(m, st);
 }
 
 int ferry_meta_remove(struct ferry_meta *m, int64_t uid, const char *path, int recursive)
@@ -1032,17 +1027,12 @@ int ferry_meta_content_has(struct ferry_meta *m, int64_t uid, const char *cid)
 {
     static const char sql[] = "SELECT refs FROM content WHERE user_id = ?1 AND cid = ?2";
     sqlite3_stmt *st = ferry_meta_stmt(m, sql);
-    int rc;
 
     if (st == NULL)
         return FERRY_EINTERNAL;
     sqlite3_bind_int64(st, 1, uid);
     sqlite3_bind_text(st, 2, cid, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc == SQLITE_ROW)
-        return 1;
-    return rc == SQLITE_DONE ? 0 : ferry_meta_sqlrc(m, rc);
+    return ferry_meta_row_exists(m, st);
 }
 
 int ferry_blob_relpath(int64_t uid, const char *cid, char *out, size_t cap)
@@ -1059,17 +1049,12 @@ int ferry_meta_op_done(struct ferry_meta *m, int64_t uid, const char *msg_id)
 {
     static const char sql[] = "SELECT 1 FROM ops_done WHERE user_id = ?1 AND msg_id = ?2";
     sqlite3_stmt *st = ferry_meta_stmt(m, sql);
-    int rc;
 
     if (st == NULL)
         return FERRY_EINTERNAL;
     sqlite3_bind_int64(st, 1, uid);
     sqlite3_bind_text(st, 2, msg_id, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc == SQLITE_ROW)
-        return 1;
-    return rc == SQLITE_DONE ? 0 : ferry_meta_sqlrc(m, rc);
+    return ferry_meta_row_exists(m, st);
 }
 
 int ferry_meta_op_record(struct ferry_meta *m, int64_t uid, const char *msg_id, int64_t now)
@@ -1092,4 +1077,14 @@ int ferry_meta_op_record(struct ferry_meta *m, int64_t uid, const char *msg_id, 
         return FERRY_EINTERNAL;
     sqlite3_bind_int64(st, 1, now - FERRY_OPS_DONE_KEEP_NS);
     return ferry_meta_step(m, st);
+}
+
+int ferry_meta_row_exists(struct ferry_meta *m, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+
+    sqlite3_reset(st);
+    if (rc == SQLITE_ROW)
+        return 1;
+    return rc == SQLITE_DONE ? 0 : ferry_meta_sqlrc(m, rc);
 }

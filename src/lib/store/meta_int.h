@@ -27,6 +27,8 @@ struct ferry_meta {
 
 /* Maps SQLite results onto ferry codes. */
 int ferry_meta_sqlrc(struct ferry_meta *m, int rc);
+/* Steps a bound statement once and resets it: 1 a row, 0 none, or an error. */
+int ferry_meta_row_exists(struct ferry_meta *m, sqlite3_stmt *st);
 /* Returns a reset, cached prepared statement for a static SQL string. */
 sqlite3_stmt *ferry_meta_stmt(struct ferry_meta *m, const char *sql);
 /* Steps a statement that returns no row. */
