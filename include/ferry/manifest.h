@@ -57,6 +57,12 @@ struct ferry_cdc_stream;
 int ferry_cdc_stream_new(ferry_chunk_fn fn, void *arg, struct ferry_cdc_stream **out);
 /* Returns 0 or the first non-zero value fn returned. */
 int ferry_cdc_stream_feed(struct ferry_cdc_stream *s, const uint8_t *p, size_t n);
+/*
+ * Without the copy: write up to *room (at least FERRY_CHUNK_MAX) bytes at the
+ * pointer returned, then commit how many were written; commit cuts as feed.
+ */
+uint8_t *ferry_cdc_stream_space(struct ferry_cdc_stream *s, size_t *room);
+int ferry_cdc_stream_commit(struct ferry_cdc_stream *s, size_t n);
 /* Ends the stream (the last chunk may be shorter than the minimum). */
 int ferry_cdc_stream_finish(struct ferry_cdc_stream *s);
 /* Inside fn only: the bytes of the chunk being reported (e->len of them). */

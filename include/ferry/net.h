@@ -129,6 +129,15 @@ int ferry_client_wire_bytes(const struct ferry_client *c, uint64_t *sent, uint64
 /* Queues one chunk's bytes as chunk frames (R-CHUNK-6). */
 int ferry_client_send_chunk(struct ferry_client *c, const uint8_t tid[static FERRY_TID_LEN],
                             uint32_t index, const uint8_t *p, size_t len);
+/* Frames of one chunk: FERRY_CHUNK_MAX / FERRY_DATA_MAX, with room to spare. */
+#define FERRY_CLIENT_CHUNK_IOV 128
+/*
+ * The same, reading the chunk's len bytes from fd at off straight into the
+ * output (at most FERRY_CLIENT_CHUNK_IOV frames' worth, else FERRY_EUSAGE). Queues nothing on
+ * failure: -errno, or FERRY_ECANCELED when the file ends early (it changed since it was chunked).
+ */
+int ferry_client_send_chunk_fd(struct ferry_client *c, const uint8_t tid[static FERRY_TID_LEN],
+                               uint32_t index, int fd, uint64_t off, size_t len);
 /* Queues len bytes of transfer data as data frames starting at offset. */
 int ferry_client_send_data(struct ferry_client *c, const uint8_t tid[static FERRY_TID_LEN],
                            uint64_t offset, const uint8_t *p, size_t len);

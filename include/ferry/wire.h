@@ -117,7 +117,12 @@ void ferry_data_header_encode(uint8_t out[static FERRY_DATA_HDR_LEN],
 
 /* R-CHUNK-6: tid 16 B | index u32 BE | offset u32 BE, then up to 16 KiB. */
 #define FERRY_CHUNK_HDR_LEN 24
-/* R-CHUNK-5: list entries answered by one ChunkNeed. */
+/*
+ * R-CHUNK-5: list entries answered by one ChunkNeed: the first answer covers
+ * FERRY_NEED_FIRST, each later one as many as were answered before, up to
+ * FERRY_NEED_GROUP (16, 16, 32, 64, 128, 256, 256, ...).
+ */
+#define FERRY_NEED_FIRST 16
 #define FERRY_NEED_GROUP 256
 
 struct ferry_chunk_frame {

@@ -351,7 +351,7 @@ static int cut_one(void *arg, uint64_t off, const struct ferry_chunk_ent *e)
  * The old file's chunks: from the local index when its identity is known
  * (no read), else by cutting it with R-CHUNK-1, recording the result.
  */
-static int old_chunks(struct cli_patch *p, int fd, const struct stat *st, struct cut *c)
+static int old_chunks(int fd, const struct stat *st, struct cut *c)
 {
     struct cli_file_id id;
     struct ferry_cdc_stream *cs = NULL;
@@ -382,12 +382,16 @@ static int old_chunks(struct cli_patch *p, int fd, const struct stat *st, struct
     c->cs = cs;
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     for (;;) {
+        size_t room;
+        uint8_t *w = ferry_cdc_stream_space(cs, &room);
+
+        /* Straight into the chunker: room is at least FERRY_CHUNK_MAX. */
         do {
-            n = pread(fd, p->buf, FERRY_CHUNK_MAX, (off_t)off);
+            n = pread(fd, w, FERRY_CHUNK_MAX, (off_t)off);
         } while (n < 0 && errno == EINTR);
         if (n <= 0)
             break;
-        if ((rc = ferry_cdc_stream_feed(cs, p->buf, (size_t)n)) != 0)
+        if ((rc = ferry_cdc_stream_commit(cs, (size_t)n)) != 0)
             goto out;
         off += (uint64_t)n;
     }
@@ -442,7 +446,7 @@ static int take_old(struct cli_patch *p, const char *name)
     }
     qsort(c.need, c.nneed, sizeof(*c.need), have_cmp);
     c.p = p;
-    if ((rc = old_chunks(p, fd, &st, &c)) != 0 || c.n == 0)
+    if ((rc = old_chunks(fd, &st, &c)) != 0 || c.n == 0)
         goto out;
     qsort(c.v, c.n, sizeof(*c.v), have_cmp);
     for (i = 0; i < p->nent && rc == 0; i++) {

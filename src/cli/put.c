@@ -98,6 +98,10 @@ struct put {
 /* Entries taken from the scanner between two looks at the network. */
 #define PUT_SCAN_BATCH 256
 
+/* Every chunk fits one ferry_client_send_chunk_fd. */
+_Static_assert((FERRY_CHUNK_MAX + FERRY_DATA_MAX - 1) / FERRY_DATA_MAX <= FERRY_CLIENT_CHUNK_IOV,
+               "a chunk has more frames than ferry_client_send_chunk_fd takes");
+
 static const char put_usage[] =
     "usage: ferry put [-r] [-q] [--retry-for SECS] [--bwlimit RATE] LOCAL... [REMOTE]\n"
     "\n"
@@ -583,11 +587,8 @@ static int send_needed(struct put *p)
 {
     struct cfile *cf = &p->cf;
     uint32_t idx, len;
-    ssize_t n;
-    int rc;
-
     size_t pending;
-    int conn;
+    int conn, rc;
 
     /* The list grows while the scanner runs; via must cover every entry sent. */
     if (cf->via == NULL || cf->via_cap < cf->nent) {
@@ -606,26 +607,28 @@ static int send_needed(struct put *p)
            ((conn = pick_conn(p, &pending)), pending < CLI_OUT_HIGH)) {
         idx = cf->need[cf->need_head++];
         len = ent_len(cf, idx);
-        do {
-            n = pread(cf->fd, p->buf, len, (off_t)cf->offs[idx]);
-        } while (n < 0 && errno == EINTR);
-        if (n != (ssize_t)len) {
+        /* Read from the file straight into the connection's output. */
+        rc = ferry_client_send_chunk_fd(conn > 0 ? &p->xc[conn - 1].c : &p->cc.c, cf->it->tid, idx,
+                                        cf->fd, cf->offs[idx], len);
+        if (rc != 0 && rc != FERRY_ETOOBIG && rc != -ENOMEM) {
+            /* The file, not the connection: it shrank or could not be read. */
             cf->failed = 1;
-            fail_item(p, cf->it, n < 0 ? strerror(errno) : "changed while being read");
+            fail_item(p, cf->it,
+                      rc == FERRY_ECANCELED ? "changed while being read" : strerror(-rc));
             return 0;
+        }
+        if (rc != 0 && conn == 0)
+            return rc;
+        if (rc != 0) {
+            xc_close(p, conn - 1);
+            cf->need_head--;
+            continue;
         }
         p->bytes_read += len;
         if (conn > 0) {
             /* Waits for its ChunkStored before TransferComplete (R-CHUNK-13). */
-            if (ferry_client_send_chunk(&p->xc[conn - 1].c, cf->it->tid, idx, p->buf, len) != 0) {
-                xc_close(p, conn - 1);
-                cf->need_head--;
-                continue;
-            }
             cf->via[idx] = (uint8_t)conn;
             cf->pending_x++;
-        } else if ((rc = ferry_client_send_chunk(&p->cc.c, cf->it->tid, idx, p->buf, len)) != 0) {
-            return rc;
         }
         if ((rc = throttle(p, len)) != 0)
             return rc;
@@ -678,9 +681,12 @@ static int cf_produce(struct put *p, int block)
     }
     /*
      * R-CHUNK-4: the list as data frames of the tid, in order, 64 entries or
-     * more at a time (the server answers per 256) so entries share records.
+     * more at a time so entries share records; the first FERRY_NEED_FIRST at
+     * once, as the server answers them at once (R-CHUNK-5).
      */
-    if (cf->sent < cf->nent && (cf->nent - cf->sent >= 64 || !cf->scanning)) {
+    if (cf->sent < cf->nent &&
+        (cf->nent - cf->sent >= (cf->sent < FERRY_NEED_FIRST ? FERRY_NEED_FIRST : 64) ||
+         !cf->scanning)) {
         rc = ferry_client_send_data(&p->cc.c, cf->it->tid, (uint64_t)cf->sent * FERRY_CHUNK_ENT_LEN,
                                     cf->list + (size_t)cf->sent * FERRY_CHUNK_ENT_LEN,
                                     (size_t)(cf->nent - cf->sent) * FERRY_CHUNK_ENT_LEN);

@@ -200,16 +200,15 @@ static int pack_add(struct pack_w *w, struct op *op)
 }
 
 /*
- * R-CHUNK-7: verifies each new chunk against the hash its list promised and
- * appends it to its user's pack, one write per pack and batch; chunks the
- * user already holds are only acknowledged. Hashing here keeps it off the
- * loop thread. Nothing appended is read before its row commits.
+ * R-CHUNK-7: appends each new chunk (verified when its last byte arrived,
+ * transfer.c) to its user's pack, one write per pack and batch; chunks the
+ * user already holds are only acknowledged. Nothing appended is read before
+ * its row commits.
  */
 static void place_chunks(struct batch *b)
 {
     struct srv *srv = b->srv;
     struct pack_w *w;
-    uint8_t h[32];
     struct op *op;
     int i, rc;
 
@@ -219,11 +218,6 @@ static void place_chunks(struct batch *b)
         if ((rc = ferry_meta_chunk_has(srv->wdb, op->uid, op->hash)) != 0) {
             if (rc < 0)
                 op->rc = rc;
-            continue;
-        }
-        ferry_sha256_buf(op->data, (size_t)op->size, h);
-        if (memcmp(h, op->hash, 32) != 0) {
-            op->rc = FERRY_EHASH;
             continue;
         }
         rc = 0;

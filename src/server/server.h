@@ -236,6 +236,8 @@ struct sess {
     int outstanding;  /* queued write ops and hash jobs */
     int auth_pending; /* Signup, Login, ChangePwd or Logout not yet answered */
     int barrier;      /* a frame waits until outstanding reaches 0 */
+    int checking;     /* chunks whose SHA-256 check has not yet finished */
+    int check_wait;   /* a TransferComplete waits until checking reaches 0 */
     /* Recently finished downloads, whose TransferComplete ack is expected. */
     uint8_t done_tids[SRV_DONE_TIDS][FERRY_TID_LEN];
     unsigned done_next;
@@ -310,6 +312,7 @@ struct op {
     int64_t pack;     /* OP_CHUNK: the pack its bytes went to (0: not written) */
     int64_t off;      /* OP_CHUNK: and where in it */
     int unused;       /* OP_CHUNK: held already, the bytes written are garbage */
+    uv_work_t check;  /* OP_CHUNK: its SHA-256 check on the thread pool (transfer.c) */
     /* accounts */
     char user[SRV_USER_MAX + 1];
     char pwhash[160];

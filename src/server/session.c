@@ -154,6 +154,16 @@ static int handle_cmd(struct sess *s, const struct ferry_cmd *cmd)
         ferry_conn_pause(&s->conn);
         return 1; /* not consumed: redelivered on resume */
     }
+    /*
+     * Chunks are checked in parallel and join the write queue when checked
+     * (transfer.c); a TransferComplete must join it after this connection's
+     * chunks, as it arrived after them.
+     */
+    if (t == FERRY_MSG_TRANSFER_COMPLETE && s->checking > 0) {
+        s->check_wait = 1;
+        ferry_conn_pause(&s->conn);
+        return 1;
+    }
     switch (t) {
     case FERRY_MSG_CONNECT:
         return fault(s, cmd->id, FERRY_EPROTO, "duplicate Connect");

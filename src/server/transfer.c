@@ -215,6 +215,19 @@ static void upload_flush(struct upload *u)
 }
 
 /* R-CHUNK-5: which of the entries not yet answered this user lacks. */
+/*
+ * R-CHUNK-5: small first groups, so the first chunks go out after a few MiB
+ * of the file are chunked, not 64 MiB (a tenth of a second of a first
+ * upload during which only the client's scanner worked); then larger ones,
+ * so a big file costs few answers.
+ */
+static uint32_t need_group(uint32_t answered)
+{
+    if (answered < FERRY_NEED_FIRST)
+        return FERRY_NEED_FIRST;
+    return answered < FERRY_NEED_GROUP ? answered : FERRY_NEED_GROUP;
+}
+
 static int send_need(struct sess *s, struct upload *u)
 {
     struct ferry_chunk_ent e;
@@ -298,7 +311,7 @@ static int list_data(struct sess *s, struct upload *u, const struct ferry_data *
             if (u->list_len != (size_t)u->nent * FERRY_CHUNK_ENT_LEN)
                 return fault(s, u->ref, FERRY_ETOOBIG, "data beyond the chunk list");
         }
-        if (u->rc == 0 && (u->nent - u->answered == FERRY_NEED_GROUP || u->list_done) &&
+        if (u->rc == 0 && (u->nent - u->answered == need_group(u->answered) || u->list_done) &&
             (rc = send_need(s, u)) != 0)
             return rc;
     }
@@ -327,6 +340,42 @@ static struct upload *find_chunked(struct sess *s, const uint8_t tid[static FERR
         if (u->owner->uid == s->uid && u->owner->authed && memcmp(u->tid, tid, FERRY_TID_LEN) == 0)
             return u;
     return NULL;
+}
+
+/*
+ * R-CHUNK-7: a complete chunk's SHA-256 is checked on the thread pool, off
+ * the loop thread and while its bytes are still in cache, chunks of one or
+ * many connections in parallel. The commit job then only writes, so a
+ * batch's last chunks wait for one write, not for hashing and writing
+ * hundreds of MiB in turn. Checks finish out of order; a TransferComplete
+ * behind them waits until they have joined the queue (session.c), so the
+ * batch still sees the file's chunks first. A mismatch answers through the
+ * batch, in queue order.
+ */
+static void check_work(uv_work_t *w)
+{
+    struct op *op = w->data;
+    uint8_t h[32];
+
+    ferry_sha256_buf(op->data, (size_t)op->size, h);
+    if (memcmp(h, op->hash, 32) != 0)
+        op->rc = FERRY_EHASH;
+}
+
+static void check_done(uv_work_t *w, int status)
+{
+    struct op *op = w->data;
+    struct sess *s = op->s;
+
+    if (status != 0 && op->rc == 0)
+        op->rc = FERRY_EINTERNAL;
+    srv_op_submit(s->srv, op);
+    s->checking--;
+    if (s->check_wait && s->checking == 0) {
+        s->check_wait = 0;
+        if (!s->closed && !s->barrier && s->unacked < s->srv->cfg.max_unacked)
+            ferry_conn_resume(&s->conn);
+    }
 }
 
 int srv_chunk_data(struct sess *s, const struct ferry_chunk_frame *f)
@@ -379,7 +428,7 @@ int srv_chunk_data(struct sess *s, const struct ferry_chunk_frame *f)
     rx->got += (uint32_t)f->len;
     if (rx->got < rx->len)
         return 0;
-    /* Complete: hand it to the write queue and forget it here. */
+    /* Complete: hand it to its check and the write queue, and forget it here. */
     op = NULL;
     if (rx->buf != NULL && (op = srv_op_new(s, OP_CHUNK, rx->ref)) == NULL) {
         ferry_free(rx->buf);
@@ -396,8 +445,14 @@ int srv_chunk_data(struct sess *s, const struct ferry_chunk_frame *f)
     }
     *rx = s->rx[--s->nrx];
     if (op != NULL) {
-        srv_op_submit(s->srv, op);
         upload_track_unacked(s, op->size);
+        /* If the pool cannot take it, check it here: slower, never skipped. */
+        op->check.data = op;
+        s->checking++;
+        if (uv_queue_work(s->srv->loop, &op->check, check_work, check_done) != 0) {
+            check_work(&op->check);
+            check_done(&op->check, 0);
+        }
     }
     return 0;
 }

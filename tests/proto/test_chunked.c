@@ -86,7 +86,7 @@ static void test_upload_out_of_order_r_chunk_6(void **state)
     open_chunked(&a, tid, "dir/happy.bin", (json_int_t)happy.size, ref);
     send_list_range(&a, tid, happy.list, 0, happy.list_len, 7);
     /* R-CHUNK-5: one ChunkNeed for the group; alice holds none of these. */
-    n = expect_need(&a, ref, tid, 0, happy.n, need, FERRY_NEED_GROUP);
+    n = expect_need_groups(&a, ref, tid, happy.n, need, FERRY_NEED_GROUP);
     assert_int_equal(n, happy.n);
     /* Last chunk first, then the rest; one chunk goes twice (R-CHUNK-6). */
     dup = happy.n / 2;
@@ -114,6 +114,47 @@ static void test_upload_out_of_order_r_chunk_6(void **state)
     client_close(&a);
 }
 
+/*
+ * R-CHUNK-7, R-CHUNK-8: chunks are checked in parallel and may finish out of
+ * order, yet a TransferComplete sent right behind the last chunk, with no
+ * wait for ChunkStored, still finds them all: the server holds it until the
+ * connection's checks are done. A bad chunk among them is refused in order.
+ */
+static void test_complete_right_after_chunks_r_chunk_8(void **state)
+{
+    json_int_t need[FERRY_NEED_GROUP];
+    int counts[FERRY_NEED_GROUP] = {0};
+    char hex[33], ref[37], xhash[80], dhash[80];
+    struct sample big;
+    struct client a;
+    uint8_t tid[16], *got = NULL;
+    size_t n, len = 0, i;
+
+    (void)state;
+    sample_cdc(&big, 12u << 20);
+    assert_true(big.n >= 20 && big.n <= FERRY_NEED_GROUP);
+    acct_open(&srv, &alice, &a);
+    new_tid(tid, hex);
+    open_chunked(&a, tid, "right-after.bin", (json_int_t)big.size, ref);
+    send_list_range(&a, tid, big.list, 0, big.list_len, 4096);
+    n = expect_need_groups(&a, ref, tid, big.n, need, FERRY_NEED_GROUP);
+    assert_int_equal(n, big.n);
+    for (i = 0; i < n; i++)
+        send_sample_chunk(&a, tid, &big, (uint32_t)need[i]);
+    send_complete(&a, tid, big.cid);
+    expect_stored(&a, tid, counts, big.n, (int)big.n);
+    for (i = 0; i < big.n; i++)
+        assert_int_equal(counts[i], 1);
+    expect_committed(&a, tid);
+    download_path(&a, "right-after.bin", &got, &len, xhash, dhash);
+    assert_int_equal(len, big.size);
+    assert_memory_equal(got, big.data, big.size);
+    free(got);
+    assert_true(ping_ok(&a));
+    client_close(&a);
+    sample_free(&big);
+}
+
 /* R-CHUNK-5, R-CHUNK-12: the same content again needs nothing; only the list travels. */
 static void test_dedup_ask_before_send_r_chunk_5(void **state)
 {
@@ -131,7 +172,7 @@ static void test_dedup_ask_before_send_r_chunk_5(void **state)
     new_tid(tid, hex);
     open_chunked(&a, tid, "copy/of/happy.bin", (json_int_t)happy.size, ref);
     send_list_range(&a, tid, happy.list, 0, happy.list_len, 36);
-    assert_int_equal(expect_need(&a, ref, tid, 0, happy.n, need, FERRY_NEED_GROUP), 0);
+    assert_int_equal(expect_need_groups(&a, ref, tid, happy.n, need, FERRY_NEED_GROUP), 0);
     send_complete(&a, tid, happy.cid);
     expect_committed(&a, tid);
     ferry_client_wire_bytes(&a.c, &tx1, &rx);
@@ -145,8 +186,11 @@ static void test_dedup_ask_before_send_r_chunk_5(void **state)
     client_close(&a);
 }
 
-/* R-CHUNK-5: 300 entries are answered in two groups, the first before the list ends. */
-static void test_need_groups_of_256_r_chunk_5(void **state)
+/*
+ * R-CHUNK-5: 300 entries are answered in groups of 16, 16, 32, 64, 128 (all
+ * before the list ends, so the client can start sending), then the last 44.
+ */
+static void test_need_groups_r_chunk_5(void **state)
 {
     const uint32_t n = 300;
     size_t list_len = (size_t)n * FERRY_CHUNK_ENT_LEN;
@@ -162,9 +206,17 @@ static void test_need_groups_of_256_r_chunk_5(void **state)
     acct_open(&srv, &alice, &a);
     new_tid(tid, hex);
     open_chunked(&a, tid, "groups.bin", (json_int_t)(n - 1) * FERRY_CHUNK_MIN + 1, ref);
-    /* 256 entries and a piece of the next: the first group is answered at once. */
-    send_list_range(&a, tid, list, 0, 256 * FERRY_CHUNK_ENT_LEN + 5, 1000);
-    expect_need_all(&a, ref, tid, 0, 256);
+    /* 15 entries and a piece of the next: nothing is answered yet. */
+    send_list_range(&a, tid, list, 0, 15 * FERRY_CHUNK_ENT_LEN + 5, 1000);
+    expect_quiet(&a);
+    /* The 16th: the first group is answered at once. */
+    send_list_range(&a, tid, list, 15 * FERRY_CHUNK_ENT_LEN + 5, 256 * FERRY_CHUNK_ENT_LEN + 5,
+                    1000);
+    expect_need_all(&a, ref, tid, 0, 16);
+    expect_need_all(&a, ref, tid, 16, 16);
+    expect_need_all(&a, ref, tid, 32, 32);
+    expect_need_all(&a, ref, tid, 64, 64);
+    expect_need_all(&a, ref, tid, 128, 128);
     send_list_range(&a, tid, list, 256 * FERRY_CHUNK_ENT_LEN + 5, list_len, 1000);
     expect_need_all(&a, ref, tid, 256, 44);
     send_cancel(&a, tid);
@@ -1206,7 +1258,7 @@ static void test_resume_r_chunk_12(void **state)
     new_tid(tid, hex);
     open_chunked(&a, tid, "resume.bin", (json_int_t)s.size, ref);
     send_list_range(&a, tid, s.list, 0, s.list_len, 36);
-    n = expect_need(&a, ref, tid, 0, s.n, need, FERRY_NEED_GROUP);
+    n = expect_need_groups(&a, ref, tid, s.n, need, FERRY_NEED_GROUP);
     assert_int_equal(n, s.n - 1);
     for (i = 0; i < n; i++) {
         assert_int_equal(need[i], (json_int_t)i + 1);
@@ -1230,7 +1282,7 @@ static size_t ask(struct client *cl, const struct sample *s, const char *path)
     new_tid(tid, hex);
     open_chunked(cl, tid, path, (json_int_t)s->size, ref);
     send_list_range(cl, tid, s->list, 0, s->list_len, 36);
-    n = expect_need(cl, ref, tid, 0, s->n, need, FERRY_NEED_GROUP);
+    n = expect_need_groups(cl, ref, tid, s->n, need, FERRY_NEED_GROUP);
     send_cancel(cl, tid);
     return n;
 }
@@ -1440,7 +1492,7 @@ static void test_quota_filled_r_chunk_9(void **state)
 
         sample_cdc(&y, 3u << 20);
         send_list_range(&a, ty, y.list, 0, y.list_len, 36);
-        n = expect_need(&a, ry, ty, 0, y.n, need, 64);
+        n = expect_need_groups(&a, ry, ty, y.n, need, 64);
         for (i = 0; i < n; i++)
             send_sample_chunk(&a, ty, &y, (uint32_t)need[i]);
         expect_stored(&a, ty, counts, y.n, (int)n);
@@ -1567,8 +1619,9 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accounts_setup),
         cmocka_unit_test(test_upload_out_of_order_r_chunk_6),
+        cmocka_unit_test(test_complete_right_after_chunks_r_chunk_8),
         cmocka_unit_test(test_dedup_ask_before_send_r_chunk_5),
-        cmocka_unit_test(test_need_groups_of_256_r_chunk_5),
+        cmocka_unit_test(test_need_groups_r_chunk_5),
         cmocka_unit_test(test_per_user_dedup_r_chunk_5),
         cmocka_unit_test(test_empty_file_r_chunk_4),
         cmocka_unit_test(test_chunk_list_len_zero_r_chunk_2),

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -204,32 +205,72 @@ int ferry_client_send_data(struct ferry_client *c, const uint8_t tid[static FERR
     return 0;
 }
 
-int ferry_client_send_chunk(struct ferry_client *c, const uint8_t tid[static FERRY_TID_LEN],
-                            uint32_t index, const uint8_t *p, size_t len)
+/*
+ * Lays one chunk out as chunk frames in the output buffer, its bytes taken
+ * from p, or when p is NULL read from fd at foff straight into place (one
+ * copy fewer than reading into a buffer first). Nothing is queued unless
+ * every byte arrived: a short read is FERRY_ECANCELED (the file shrank), a
+ * failed one -errno.
+ */
+static int queue_chunk(struct ferry_client *c, const uint8_t tid[static FERRY_TID_LEN],
+                       uint32_t index, const uint8_t *p, int fd, uint64_t foff, size_t len)
 {
-    size_t frames = (len + FERRY_DATA_MAX - 1) / FERRY_DATA_MAX, need, piece;
+    size_t frames = (len + FERRY_DATA_MAX - 1) / FERRY_DATA_MAX, need, piece, left = len, k = 0;
+    struct iovec iov[FERRY_CLIENT_CHUNK_IOV];
     uint32_t offset = 0;
     uint8_t *w;
+    ssize_t n;
     int rc;
 
-    if (len == 0 || len > UINT32_MAX)
+    if (len == 0 || len > UINT32_MAX || (p == NULL && frames > FERRY_CLIENT_CHUNK_IOV))
         return FERRY_EUSAGE;
     need = len + frames * (FERRY_FRAME_HDR_LEN + FERRY_CHUNK_HDR_LEN);
     if ((rc = ferry_buf_reserve(&c->out, need)) != 0)
         return rc;
     w = ferry_buf_tail(&c->out);
-    while (len > 0) {
-        piece = len > FERRY_DATA_MAX ? FERRY_DATA_MAX : len;
+    while (left > 0) {
+        piece = left > FERRY_DATA_MAX ? FERRY_DATA_MAX : left;
         ferry_frame_header_encode(w, FERRY_FRAME_CHUNK, (uint32_t)(FERRY_CHUNK_HDR_LEN + piece));
         ferry_chunk_frame_header_encode(w + FERRY_FRAME_HDR_LEN, tid, index, offset);
-        memcpy(w + FERRY_FRAME_HDR_LEN + FERRY_CHUNK_HDR_LEN, p, piece);
-        w += FERRY_FRAME_HDR_LEN + FERRY_CHUNK_HDR_LEN + piece;
-        p += piece;
+        w += FERRY_FRAME_HDR_LEN + FERRY_CHUNK_HDR_LEN;
+        if (p != NULL) {
+            memcpy(w, p, piece);
+            p += piece;
+        } else {
+            iov[k++] = (struct iovec){.iov_base = w, .iov_len = piece};
+        }
+        w += piece;
         offset += (uint32_t)piece;
-        len -= piece;
+        left -= piece;
+    }
+    /* One preadv fills every frame's bytes in place: one call per chunk. */
+    if (p == NULL) {
+        do {
+            n = preadv(fd, iov, (int)k, (off_t)foff);
+        } while (n < 0 && errno == EINTR);
+        if (n < 0)
+            return -errno;
+        if ((size_t)n != len)
+            return FERRY_ECANCELED;
     }
     ferry_buf_grow(&c->out, need);
     return 0;
+}
+
+int ferry_client_send_chunk(struct ferry_client *c, const uint8_t tid[static FERRY_TID_LEN],
+                            uint32_t index, const uint8_t *p, size_t len)
+{
+    if (p == NULL)
+        return FERRY_EUSAGE;
+    return queue_chunk(c, tid, index, p, -1, 0, len);
+}
+
+int ferry_client_send_chunk_fd(struct ferry_client *c, const uint8_t tid[static FERRY_TID_LEN],
+                               uint32_t index, int fd, uint64_t off, size_t len)
+{
+    if (fd < 0)
+        return FERRY_EUSAGE;
+    return queue_chunk(c, tid, index, NULL, fd, off, len);
 }
 
 int ferry_client_wire_bytes(const struct ferry_client *c, uint64_t *sent, uint64_t *received)

@@ -194,39 +194,64 @@ static int cut_one(struct ferry_cdc_stream *s, size_t avail)
 }
 
 /*
- * Returns 0 or the first non-zero value fn returned. After a non-zero return
- * the stream is dead: every later feed or finish returns the same value until
- * ferry_cdc_stream_reset. Feeding after finish is FERRY_EUSAGE.
+ * Room for the next bytes, at least FERRY_CHUNK_MAX of it, so a reader can
+ * read straight into the stream with no copy. The bytes not yet cut (under
+ * FERRY_CHUNK_MAX once commit has cut) move down only when the room left is
+ * under FERRY_CHUNK_MAX: less than one move per 7 MiB.
  */
+uint8_t *ferry_cdc_stream_space(struct ferry_cdc_stream *s, size_t *room)
+{
+    if (CDC_STREAM_BUF - s->end < FERRY_CHUNK_MAX && s->start > 0) {
+        memmove(s->buf, s->buf + s->start, s->end - s->start);
+        s->end -= s->start;
+        s->start = 0;
+    }
+    *room = CDC_STREAM_BUF - s->end;
+    return s->buf + s->end;
+}
+
+/*
+ * Returns 0 or the first non-zero value fn returned. After a non-zero return
+ * the stream is dead: every later call returns the same value until
+ * ferry_cdc_stream_reset. n must fit the room ferry_cdc_stream_space gave;
+ * more, or a commit after finish, is FERRY_EUSAGE.
+ */
+int ferry_cdc_stream_commit(struct ferry_cdc_stream *s, size_t n)
+{
+    int rc = 0;
+
+    if (s->err != 0)
+        return s->err;
+    if (s->finished || n > CDC_STREAM_BUF - s->end)
+        return FERRY_EUSAGE;
+    s->end += n;
+    /* Cut while max bytes are held, so entries flow without waiting for more input. */
+    while (s->end - s->start >= FERRY_CHUNK_MAX)
+        if ((rc = cut_one(s, FERRY_CHUNK_MAX)) != 0)
+            break;
+    s->err = rc;
+    return rc;
+}
+
+/* As ferry_cdc_stream_commit, from the caller's bytes. */
 int ferry_cdc_stream_feed(struct ferry_cdc_stream *s, const uint8_t *p, size_t n)
 {
-    size_t take;
+    size_t take, room;
+    uint8_t *w;
     int rc = 0;
 
     if (s->err != 0)
         return s->err;
     if (s->finished)
         return FERRY_EUSAGE;
-    while (n > 0) {
-        if (s->end == CDC_STREAM_BUF && s->start > 0) {
-            memmove(s->buf, s->buf + s->start, s->end - s->start);
-            s->end -= s->start;
-            s->start = 0;
-        }
-        take = CDC_STREAM_BUF - s->end;
-        if (take > n)
-            take = n;
-        memcpy(s->buf + s->end, p, take);
-        s->end += take;
+    while (n > 0 && rc == 0) {
+        w = ferry_cdc_stream_space(s, &room);
+        take = room < n ? room : n;
+        memcpy(w, p, take);
         p += take;
         n -= take;
-        /* Cut while max bytes are held, so entries flow without waiting for more input. */
-        while (s->end - s->start >= FERRY_CHUNK_MAX)
-            if ((rc = cut_one(s, FERRY_CHUNK_MAX)) != 0)
-                goto out;
+        rc = ferry_cdc_stream_commit(s, take);
     }
-out:
-    s->err = rc;
     return rc;
 }
 

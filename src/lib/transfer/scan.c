@@ -8,7 +8,7 @@
 #include "ferry/core.h"
 #include "ferry/manifest.h"
 
-/* Bytes per pread(2): the reader thread's buffer size, large enough to stream. */
+/* Bytes per pread(2), straight into the chunker's buffer: large enough to stream. */
 #define SCAN_READ (1u << 20)
 /*
  * Entries queued ahead of the caller. 4096 entries of 48 bytes are 192 KiB
@@ -30,7 +30,6 @@ struct ferry_scan {
     pthread_mutex_t mu;
     pthread_cond_t cv; /* one condition, as in reader.c: changes are rare and cheap to recheck */
     struct ferry_cdc_stream *cdc; /* touched only by the thread while busy */
-    uint8_t *rbuf;                /* SCAN_READ bytes, touched only by the thread */
     struct scan_item *q;          /* SCAN_QUEUE entries, a ring */
     size_t qhead;
     size_t qlen;
@@ -84,7 +83,8 @@ static int stopping(struct ferry_scan *s)
 static int scan_file(struct ferry_scan *s, int fd, uint64_t size)
 {
     uint64_t off = 0;
-    size_t want;
+    size_t want, room;
+    uint8_t *w;
     ssize_t n;
     int rc = 0;
 
@@ -96,8 +96,11 @@ static int scan_file(struct ferry_scan *s, int fd, uint64_t size)
             rc = FERRY_ECANCELED;
             goto out;
         }
+        w = ferry_cdc_stream_space(s->cdc, &room);
         want = size - off > SCAN_READ ? SCAN_READ : (size_t)(size - off);
-        n = pread(fd, s->rbuf, want, (off_t)off);
+        if (want > room)
+            want = room;
+        n = pread(fd, w, want, (off_t)off);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
@@ -108,7 +111,7 @@ static int scan_file(struct ferry_scan *s, int fd, uint64_t size)
             rc = FERRY_ECANCELED; /* shorter than its size: it changed */
             goto out;
         }
-        if ((rc = ferry_cdc_stream_feed(s->cdc, s->rbuf, (size_t)n)) != 0)
+        if ((rc = ferry_cdc_stream_commit(s->cdc, (size_t)n)) != 0)
             goto out;
         off += (uint64_t)n;
     }
@@ -153,7 +156,6 @@ static void *thread_main(void *arg)
 static void scan_destroy(struct ferry_scan *s)
 {
     ferry_cdc_stream_free(s->cdc);
-    ferry_free(s->rbuf);
     ferry_free(s->q);
     ferry_free(s);
 }
@@ -171,9 +173,8 @@ int ferry_scan_new(struct ferry_scan **out)
     }
     if ((rc = ferry_cdc_stream_new(push, s, &s->cdc)) != 0)
         goto out;
-    s->rbuf = ferry_malloc(SCAN_READ);
     s->q = ferry_calloc(SCAN_QUEUE, sizeof(*s->q));
-    if (s->rbuf == NULL || s->q == NULL) {
+    if (s->q == NULL) {
         rc = -ENOMEM;
         goto out;
     }
