@@ -129,6 +129,8 @@ int ferry_client_wire_bytes(const struct ferry_client *c, uint64_t *sent, uint64
 /* Queues one chunk's bytes as chunk frames (R-CHUNK-6). */
 int ferry_client_send_chunk(struct ferry_client *c, const uint8_t tid[static FERRY_TID_LEN],
                             uint32_t index, const uint8_t *p, size_t len);
+/* Bytes of TLS records gathered before a write(2) to the socket. */
+#define FERRY_CLIENT_WBUF (64 * 1024)
 /* Frames of one chunk: FERRY_CHUNK_MAX / FERRY_DATA_MAX, with room to spare. */
 #define FERRY_CLIENT_CHUNK_IOV 128
 /*

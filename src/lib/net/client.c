@@ -85,6 +85,40 @@ static long count_io(BIO *b, int oper, const char *argp, size_t len, int argi, l
     return ret;
 }
 
+/* Bytes of TLS records written into the buffer BIO, not yet to the socket. */
+static size_t bio_pending(const struct ferry_client *c)
+{
+    return BIO_wpending(SSL_get_wbio(c->ssl));
+}
+
+/*
+ * One socket BIO reads; writes go through a buffer BIO in front of it, so
+ * 16 KiB TLS records reach the socket FERRY_CLIENT_WBUF at a time: a quarter
+ * of the write(2) calls and of the TCP segments, for one extra copy. The
+ * socket BIO counts the wire bytes both ways.
+ */
+static int set_bios(struct ferry_client *c)
+{
+    BIO *sock = BIO_new_socket(c->fd, BIO_NOCLOSE), *buf = BIO_new(BIO_f_buffer());
+    int rc = FERRY_EINTERNAL;
+
+    if (sock == NULL || buf == NULL || BIO_set_write_buffer_size(buf, FERRY_CLIENT_WBUF) != 1 ||
+        BIO_up_ref(sock) != 1)
+        goto out;
+    c->wire_tx = c->wire_rx = 0;
+    BIO_set_callback_ex(sock, count_io);
+    BIO_set_callback_arg(sock, (char *)c);
+    BIO_push(buf, sock);
+    /* The SSL owns both: one reference to sock as rbio, one through buf's chain. */
+    SSL_set_bio(c->ssl, sock, buf);
+    sock = buf = NULL;
+    rc = 0;
+out:
+    BIO_free(buf);
+    BIO_free(sock);
+    return rc;
+}
+
 int ferry_client_connect(struct ferry_client *c, const char *host, const char *port,
                          const struct ferry_identity *id, const char *pin, int timeout_ms)
 {
@@ -97,14 +131,10 @@ int ferry_client_connect(struct ferry_client *c, const char *host, const char *p
     if ((rc = dial(host, port, timeout_ms, &c->fd)) != 0)
         goto out;
     if ((c->ctx = ferry_tls_ctx_new(id, 0)) == NULL || (c->ssl = SSL_new(c->ctx)) == NULL ||
-        SSL_set_fd(c->ssl, c->fd) != 1) {
+        (rc = set_bios(c)) != 0) {
         rc = FERRY_EINTERNAL;
         goto out;
     }
-    /* SSL_set_fd made one socket BIO for both directions. */
-    c->wire_tx = c->wire_rx = 0;
-    BIO_set_callback_ex(SSL_get_rbio(c->ssl), count_io);
-    BIO_set_callback_arg(SSL_get_rbio(c->ssl), (char *)c);
     /* Read whole socket buffers, not a header then a body per 16 KiB record. */
     SSL_set_read_ahead(c->ssl, 1);
     SSL_set_default_read_buffer_len(c->ssl, 256 * 1024);
@@ -282,7 +312,7 @@ int ferry_client_wire_bytes(const struct ferry_client *c, uint64_t *sent, uint64
 
 size_t ferry_client_pending(const struct ferry_client *c)
 {
-    return ferry_buf_used(&c->out);
+    return ferry_buf_used(&c->out) + (c->ssl != NULL ? bio_pending(c) : 0);
 }
 
 /* Writes as much queued output as the socket takes; 1 if it would block. */
@@ -307,6 +337,12 @@ static int write_some(struct ferry_client *c)
         }
         ferry_buf_consume(&c->out, (size_t)n);
         c->last_tx_ms = ferry_now_ms();
+    }
+    /* All records made: push the buffer BIO's tail to the socket. */
+    if (bio_pending(c) > 0) {
+        ERR_clear_error();
+        if (BIO_flush(SSL_get_wbio(c->ssl)) != 1)
+            return BIO_should_retry(SSL_get_wbio(c->ssl)) ? 1 : -EPIPE;
     }
     return 0;
 }
@@ -339,7 +375,7 @@ static int read_some(struct ferry_client *c)
 int ferry_client_pump(struct ferry_client *c, int timeout_ms, int flush_all)
 {
     uint64_t deadline = ferry_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
-    int had_out = ferry_buf_used(&c->out) > 0;
+    int had_out = ferry_client_pending(c) > 0;
     struct pollfd p;
     int rc, got, n, wait;
 
@@ -355,7 +391,7 @@ int ferry_client_pump(struct ferry_client *c, int timeout_ms, int flush_all)
         if (got > 0 && !flush_all)
             return 0;
         /* Everything queued went out: progress, so return (input may wait). */
-        if (ferry_buf_used(&c->out) == 0 && (flush_all || got > 0 || had_out))
+        if (ferry_client_pending(c) == 0 && (flush_all || got > 0 || had_out))
             return 0;
         /* Records buffered inside OpenSSL wake no poll: only wait when empty. */
         if (SSL_pending(c->ssl) > 0 && c->in.limit - ferry_buf_used(&c->in) > 0)
@@ -364,7 +400,7 @@ int ferry_client_pump(struct ferry_client *c, int timeout_ms, int flush_all)
         /* With no room for input, waiting for it would spin: wait to write only. */
         if (c->in.limit - ferry_buf_used(&c->in) >= FERRY_NET_READ_CHUNK)
             p.events |= POLLIN;
-        if (ferry_buf_used(&c->out) > 0)
+        if (ferry_client_pending(c) > 0)
             p.events |= POLLOUT;
         now = ferry_now_ms();
         if (timeout_ms >= 0 && now >= deadline)
