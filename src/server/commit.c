@@ -84,8 +84,14 @@ void srv_op_submit(struct srv *srv, struct op *op)
         srv->q_head = op;
     srv->q_tail = op;
     srv->q_len++;
-    /* Start on the next loop turn, so one read's worth of frames share a batch. */
-    if (!srv->job_running && !uv_is_active((uv_handle_t *)&srv->kick))
+    /*
+     * Start on the next loop turn, so one read's worth of frames share a
+     * batch; once stopping, the timer is closed (serve.c), and a chunk whose
+     * check finished late starts its job at once.
+     */
+    if (srv->stopping)
+        start_job(srv);
+    else if (!srv->job_running && !uv_is_active((uv_handle_t *)&srv->kick))
         uv_timer_start(&srv->kick, srv_kick_cb, 0, 0);
 }
 
