@@ -60,6 +60,7 @@ int ferry_cdc_stream_feed(struct ferry_cdc_stream *s, const uint8_t *p, size_t n
 /*
  * Without the copy: write up to *room (at least FERRY_CHUNK_MAX) bytes at the
  * pointer returned, then commit how many were written; commit cuts as feed.
+ * A stream that failed or finished gives NULL and *room 0.
  */
 uint8_t *ferry_cdc_stream_space(struct ferry_cdc_stream *s, size_t *room);
 int ferry_cdc_stream_commit(struct ferry_cdc_stream *s, size_t n);

@@ -385,9 +385,13 @@ static int old_chunks(int fd, const struct stat *st, struct cut *c)
         size_t room;
         uint8_t *w = ferry_cdc_stream_space(cs, &room);
 
-        /* Straight into the chunker: room is at least FERRY_CHUNK_MAX. */
+        /* Straight into the chunker; a live stream has room for a chunk at least. */
+        if (w == NULL) {
+            rc = FERRY_EINTERNAL;
+            goto out;
+        }
         do {
-            n = pread(fd, w, FERRY_CHUNK_MAX, (off_t)off);
+            n = pread(fd, w, room < FERRY_CHUNK_MAX ? room : FERRY_CHUNK_MAX, (off_t)off);
         } while (n < 0 && errno == EINTR);
         if (n <= 0)
             break;

@@ -614,7 +614,7 @@ static int send_needed(struct put *p)
             /* The file, not the connection: it shrank or could not be read. */
             cf->failed = 1;
             fail_item(p, cf->it,
-                      rc == FERRY_ECANCELED ? "changed while being read" : strerror(-rc));
+                      rc == FERRY_ECANCELED ? "changed while being read" : ferry_strerror(rc));
             return 0;
         }
         if (rc != 0 && conn == 0)

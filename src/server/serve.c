@@ -166,6 +166,8 @@ static void stop_cb(uv_signal_t *sig, int signum)
     uv_walk(srv->loop, close_walk, srv);
     uv_timer_stop(&srv->kick);
     uv_close((uv_handle_t *)&srv->kick, NULL);
+    /* Ops queued in this loop turn waited for the timer just closed: start them now. */
+    srv_kick_cb(&srv->kick);
 }
 
 /* Leftover temp files are uploads a crash interrupted: never visible, removed. */

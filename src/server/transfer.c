@@ -369,13 +369,22 @@ static void check_done(uv_work_t *w, int status)
 
     if (status != 0 && op->rc == 0)
         op->rc = FERRY_EINTERNAL;
-    srv_op_submit(s->srv, op);
     s->checking--;
+    /*
+     * Resuming redelivers a held TransferComplete at once, so the op joins
+     * the queue first; s is alive there, as its connection is open. On the
+     * other path s is not touched after the submit, which may finish the op
+     * (and drop its reference to s) at once while the server stops.
+     */
     if (s->check_wait && s->checking == 0) {
         s->check_wait = 0;
-        if (!s->closed && !s->barrier && s->unacked < s->srv->cfg.max_unacked)
+        if (!s->closed && !s->barrier && s->unacked < s->srv->cfg.max_unacked) {
+            srv_op_submit(s->srv, op);
             ferry_conn_resume(&s->conn);
+            return;
+        }
     }
+    srv_op_submit(s->srv, op);
 }
 
 int srv_chunk_data(struct sess *s, const struct ferry_chunk_frame *f)

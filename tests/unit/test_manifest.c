@@ -563,6 +563,58 @@ static void test_stream_reset_and_errors(void **state)
     free(got);
 }
 
+/*
+ * Writing into the stream's own space gives the same chunks as feed; room is
+ * at least FERRY_CHUNK_MAX on a live stream, a commit past it is refused,
+ * and a failed or finished stream offers no room at all.
+ */
+static void test_stream_space_commit(void **state)
+{
+    struct recs *want = recs_new(), *got = recs_new();
+    struct ferry_cdc_stream *s;
+    size_t n = DATA_LEN, off = 0, room, take, k = 0;
+    uint8_t *w;
+
+    (void)state;
+    one_shot(data, n, want);
+    assert_int_equal(ferry_cdc_stream_new(collect, got, &s), 0);
+    while (off < n) {
+        w = ferry_cdc_stream_space(s, &room);
+        assert_non_null(w);
+        assert_true(room >= FERRY_CHUNK_MAX);
+        /* Pieces of every size, up to the whole room. */
+        take = k++ % 3 == 0 ? room : piece_random(0) % (room + 1);
+        if (take > n - off)
+            take = n - off;
+        memcpy(w, data + off, take);
+        assert_int_equal(ferry_cdc_stream_commit(s, take), 0);
+        off += take;
+    }
+    (void)ferry_cdc_stream_space(s, &room);
+    assert_int_equal(ferry_cdc_stream_commit(s, room + 1), FERRY_EUSAGE);
+    assert_int_equal(ferry_cdc_stream_finish(s), 0);
+    assert_recs_equal(got, want);
+    /* Finished: no room. */
+    assert_null(ferry_cdc_stream_space(s, &room));
+    assert_int_equal(room, 0);
+
+    /* Failed with bytes left uncut: no room, and the error sticks. */
+    ferry_cdc_stream_reset(s);
+    got->n = 0;
+    got->fail_at = 1;
+    w = ferry_cdc_stream_space(s, &room);
+    assert_non_null(w);
+    memcpy(w, data, room);
+    assert_int_equal(ferry_cdc_stream_commit(s, room), 42);
+    assert_null(ferry_cdc_stream_space(s, &room));
+    assert_int_equal(room, 0);
+    assert_int_equal(ferry_cdc_stream_commit(s, 1), 42);
+    assert_int_equal(ferry_cdc_stream_feed(s, data, 1), 42);
+    ferry_cdc_stream_free(s);
+    free(want);
+    free(got);
+}
+
 /* ---- Scanner thread ------------------------------------------------------ */
 
 /* An unlinked temporary file holding p[0, n). */
@@ -822,6 +874,7 @@ int main(void)
         cmocka_unit_test(test_stream_random_pieces),
         cmocka_unit_test(test_stream_whole),
         cmocka_unit_test(test_stream_bytewise),
+        cmocka_unit_test(test_stream_space_commit),
         cmocka_unit_test(test_stream_edges),
         cmocka_unit_test(test_stream_reset_and_errors),
         cmocka_unit_test(test_scan_matches_one_shot),

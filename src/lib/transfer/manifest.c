@@ -201,6 +201,11 @@ static int cut_one(struct ferry_cdc_stream *s, size_t avail)
  */
 uint8_t *ferry_cdc_stream_space(struct ferry_cdc_stream *s, size_t *room)
 {
+    /* A dead or finished stream takes nothing: the bytes held may not have been cut. */
+    if (s->err != 0 || s->finished) {
+        *room = 0;
+        return NULL;
+    }
     if (CDC_STREAM_BUF - s->end < FERRY_CHUNK_MAX && s->start > 0) {
         memmove(s->buf, s->buf + s->start, s->end - s->start);
         s->end -= s->start;
@@ -245,7 +250,8 @@ int ferry_cdc_stream_feed(struct ferry_cdc_stream *s, const uint8_t *p, size_t n
     if (s->finished)
         return FERRY_EUSAGE;
     while (n > 0 && rc == 0) {
-        w = ferry_cdc_stream_space(s, &room);
+        if ((w = ferry_cdc_stream_space(s, &room)) == NULL)
+            return s->err != 0 ? s->err : FERRY_EUSAGE;
         take = room < n ? room : n;
         memcpy(w, p, take);
         p += take;

@@ -96,7 +96,10 @@ static int scan_file(struct ferry_scan *s, int fd, uint64_t size)
             rc = FERRY_ECANCELED;
             goto out;
         }
-        w = ferry_cdc_stream_space(s->cdc, &room);
+        if ((w = ferry_cdc_stream_space(s->cdc, &room)) == NULL) {
+            rc = FERRY_EINTERNAL; /* cannot happen: errors end the loop */
+            goto out;
+        }
         want = size - off > SCAN_READ ? SCAN_READ : (size_t)(size - off);
         if (want > room)
             want = room;
