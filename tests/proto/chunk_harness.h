@@ -290,6 +290,22 @@ static const char *str_member(const struct ferry_cmd *m, const char *key)
     return v != NULL ? v : "";
 }
 
+/*
+ * The next frame for cl, pumping until one is whole; the test fails on a
+ * close or once deadline (ferry_now_ms) has passed.
+ */
+static void next_frame_by(struct client *cl, uint64_t deadline, struct ferry_frame *f)
+{
+    int rc;
+
+    while ((rc = ferry_client_next_frame(&cl->c, f)) == 0) {
+        assert_false(cl->c.eof);
+        assert_true(ferry_now_ms() < deadline);
+        assert_int_equal(ferry_client_pump(&cl->c, 1000, 0), 0);
+    }
+    assert_true(rc > 0);
+}
+
 /* The next message must be exactly this type. */
 static void recv_type(struct client *cl, int32_t type, struct ferry_cmd *m)
 {
@@ -531,15 +547,8 @@ static void download_path(struct client *cl, const char *path, uint8_t **out, si
     assert_int_equal(client_send(cl, FERRY_MSG_DOWNLOAD, json_pack("{s:s}", "path", path)), 0);
     for (;;) {
         struct ferry_frame f;
-        int rc = ferry_client_next_frame(&cl->c, &f);
 
-        assert_true(rc >= 0);
-        if (rc == 0) {
-            assert_false(cl->c.eof);
-            assert_true(ferry_now_ms() < deadline);
-            assert_int_equal(ferry_client_pump(&cl->c, 1000, 0), 0);
-            continue;
-        }
+        next_frame_by(cl, deadline, &f);
         if (f.type == FERRY_FRAME_DATA) {
             struct ferry_data d;
 

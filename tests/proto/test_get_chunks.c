@@ -66,15 +66,8 @@ static void fetch(struct client *cl, json_t *body, const struct sample *s, struc
     assert_int_equal(client_send(cl, FERRY_MSG_DOWNLOAD, body), 0);
     for (;;) {
         struct ferry_frame f;
-        int rc = ferry_client_next_frame(&cl->c, &f);
 
-        assert_true(rc >= 0);
-        if (rc == 0) {
-            assert_false(cl->c.eof);
-            assert_true(ferry_now_ms() < deadline);
-            assert_int_equal(ferry_client_pump(&cl->c, 1000, 0), 0);
-            continue;
-        }
+        next_frame_by(cl, deadline, &f);
         if (f.type == FERRY_FRAME_DATA) {
             struct ferry_data d;
 
