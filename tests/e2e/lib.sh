@@ -47,7 +47,7 @@ mkdir -p "$HOME" "$XDG_DATA_HOME" "$XDG_CONFIG_HOME" "$XDG_STATE_HOME"
 # Nothing in a test reads the terminal: non-interactive by construction (R-TLS-4).
 exec </dev/null
 
-SANITIZER_RE='ERROR: AddressSanitizer|runtime error:|LeakSanitizer'
+SANITIZER_RE='ERROR: AddressSanitizer|WARNING: ThreadSanitizer|runtime error:|LeakSanitizer'
 SERVER_N=0
 CMD_N=0
 ALL_PIDS=()   # every process we started in the background, for cleanup

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -35,6 +36,58 @@ struct client {
 
 static const char *ferry_bin;
 
+/*
+ * Servers started and not yet stopped. A failed assertion leaves its test
+ * by longjmp, past server_stop: the next server_start and the exit handler
+ * kill what is left, so a failing test never leaves `ferry serve` behind.
+ */
+#define HARNESS_SERVERS_MAX 16
+static pid_t harness_pids[HARNESS_SERVERS_MAX];
+static char harness_dirs[HARNESS_SERVERS_MAX][256];
+
+__attribute__((unused)) static void harness_forget(pid_t pid)
+{
+    for (int i = 0; i < HARNESS_SERVERS_MAX; i++)
+        if (harness_pids[i] == pid)
+            harness_pids[i] = 0;
+}
+
+/* Kills and reaps every server still registered, and removes its directory. */
+static void harness_reap(void)
+{
+    char cmd[4200];
+
+    for (int i = 0; i < HARNESS_SERVERS_MAX; i++) {
+        if (harness_pids[i] <= 0)
+            continue;
+        kill(harness_pids[i], SIGKILL);
+        waitpid(harness_pids[i], NULL, 0);
+        harness_pids[i] = 0;
+        if (getenv("FERRY_KEEP") == NULL) {
+            snprintf(cmd, sizeof(cmd), "rm -rf %s", harness_dirs[i]);
+            if (system(cmd) != 0)
+                fprintf(stderr, "harness: cannot remove %s\n", harness_dirs[i]);
+        }
+    }
+}
+
+static void harness_register(const struct server *s)
+{
+    static int at_exit;
+
+    if (!at_exit && atexit(harness_reap) == 0)
+        at_exit = 1;
+    for (int i = 0; i < HARNESS_SERVERS_MAX; i++) {
+        if (harness_pids[i] == 0) {
+            harness_pids[i] = s->pid;
+            snprintf(harness_dirs[i], sizeof(harness_dirs[i]), "%s", s->dir);
+            return;
+        }
+    }
+    fprintf(stderr, "harness: more than %d servers at once\n", HARNESS_SERVERS_MAX);
+    exit(99);
+}
+
 static void die(const char *what)
 {
     fprintf(stderr, "harness: %s: %s\n", what, strerror(errno));
@@ -59,6 +112,8 @@ static void server_start(struct server *s, const char *const *extra)
     if ((s->pid = fork()) < 0)
         die("fork");
     if (s->pid == 0) {
+        /* The test process dying (a crash, a kill) takes its server with it. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         char *argv[16] = {(char *)(uintptr_t)ferry_bin,
                           "serve",
                           "--data",
@@ -78,6 +133,7 @@ static void server_start(struct server *s, const char *const *extra)
         execv(ferry_bin, argv);
         _exit(127);
     }
+    harness_register(s);
     close(pfd[1]);
     if ((f = fdopen(pfd[0], "r")) == NULL || fgets(line, sizeof(line), f) == NULL) {
         fprintf(stderr, "harness: ferry serve did not become ready\n");
@@ -100,8 +156,10 @@ __attribute__((unused)) static int server_stop(struct server *s)
 
     kill(s->pid, SIGTERM);
     waitpid(s->pid, &st, 0);
+    harness_forget(s->pid);
     snprintf(cmd, sizeof(cmd),
-             "grep -E 'AddressSanitizer|runtime error|LeakSanitizer' %s >&2 && exit 1; exit 0",
+             "grep -E 'AddressSanitizer|ThreadSanitizer|runtime error|LeakSanitizer' %s >&2 && "
+             "exit 1; exit 0",
              s->err_path);
     if (system(cmd) != 0)
         return 98;

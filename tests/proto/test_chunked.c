@@ -1076,7 +1076,7 @@ static void test_complete_before_list_r_chunk_8(void **state)
 
 static void test_complete_wrong_hash_r_chunk_8(void **state)
 {
-    char wrong[FERRY_CID_LEN + 1], sha[FERRY_CID_LEN + 1];
+    char wrong[FERRY_CID_LEN + 1], sha[FERRY_CID_LEN + 8];
     struct sample s;
     struct client a;
     uint8_t tid[16];

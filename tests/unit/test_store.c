@@ -702,7 +702,7 @@ static void test_schema_v2_migrates(void **state)
 {
     struct fx *f = *state;
     struct ferry_meta *m = NULL;
-    char path[128], cmd[512];
+    char path[128], cmd[1024];
     int64_t pack = -1, off = -1, size = 0, end;
     uint8_t h[32];
     int fresh;
