@@ -200,7 +200,7 @@ static void queue_chunk(struct client *cl, const uint8_t tid[16], uint32_t index
 
 static void flush(struct client *cl)
 {
-    assert_int_equal(ferry_client_pump(&cl->c, 20000, 1), 0);
+    assert_int_equal(ferry_client_pump(&cl->c, HARNESS_WAIT_MS, 1), 0);
 }
 
 /* Sends list bytes [from, to) as data frames of piece bytes each (R-CHUNK-4). */
@@ -309,7 +309,7 @@ static void next_frame_by(struct client *cl, uint64_t deadline, struct ferry_fra
 /* The next message must be exactly this type. */
 static void recv_type(struct client *cl, int32_t type, struct ferry_cmd *m)
 {
-    int rc = client_recv(cl, m, 20000);
+    int rc = client_recv(cl, m, HARNESS_WAIT_MS);
 
     if (rc == 1 && m->type != type)
         fprintf(stderr, "expected message %d, got %d (code %d: %s)\n", type, m->type, err_code(m),

@@ -37,6 +37,13 @@ struct client {
 static const char *ferry_bin;
 
 /*
+ * How long a test waits for a reply, a close or room to send: only a bound
+ * against a hang, never what is tested. Generous, as ctest -j8 on a loaded
+ * two-core machine with sanitizers can stall a server for seconds.
+ */
+#define HARNESS_WAIT_MS 60000
+
+/*
  * Servers started and not yet stopped. A failed assertion leaves its test
  * by longjmp, past server_stop: the next server_start and the exit handler
  * kill what is left, so a failing test never leaves `ferry serve` behind.
@@ -253,7 +260,7 @@ static int client_expect(struct client *cl, int32_t type, struct ferry_cmd *out)
     int rc;
 
     for (;;) {
-        rc = client_recv(cl, out, 10000);
+        rc = client_recv(cl, out, HARNESS_WAIT_MS);
         if (rc != 1)
             return rc;
         if (out->type == type)
@@ -292,7 +299,7 @@ __attribute__((unused)) static int client_signup(struct client *cl, const char *
                     json_pack("{s:s, s:s, s:s}", "user", user, "password", "correct horse",
                               "device", "test")) != 0)
         return -1;
-    rc = client_recv(cl, &m, 20000);
+    rc = client_recv(cl, &m, HARNESS_WAIT_MS);
     if (rc != 1)
         return -1;
     if (m.type != FERRY_MSG_SESSION) {
@@ -316,7 +323,7 @@ static int err_code(const struct ferry_cmd *m)
 __attribute__((unused)) static int expect_error_close(struct client *cl, int code)
 {
     struct ferry_cmd m;
-    int rc = client_recv(cl, &m, 10000), got;
+    int rc = client_recv(cl, &m, HARNESS_WAIT_MS), got;
 
     if (rc != 1) {
         fprintf(stderr, "expected Error %d, got rc=%d\n", code, rc);
@@ -328,7 +335,7 @@ __attribute__((unused)) static int expect_error_close(struct client *cl, int cod
         fprintf(stderr, "expected Error %d, got %d\n", code, got);
         return 0;
     }
-    rc = client_recv(cl, &m, 10000);
+    rc = client_recv(cl, &m, HARNESS_WAIT_MS);
     if (rc == 1)
         ferry_cmd_cleanup(&m);
     if (rc != 0)

@@ -279,7 +279,7 @@ static void test_empty_file_r_chunk_4(void **state)
     open_chunked(&a, tid, "empty.bin", 0, ref);
     send_complete(&a, tid, cid);
     /* An empty list is still a list: the file commits like any other. */
-    assert_int_equal(client_recv(&a, &m, 20000), 1);
+    assert_int_equal(client_recv(&a, &m, HARNESS_WAIT_MS), 1);
     type = m.type;
     if (type != FERRY_MSG_COMMITTED)
         fprintf(stderr, "empty chunked upload: got %d (code %d: %s)\n", type, err_code(&m),
@@ -839,8 +839,9 @@ static void test_opener_gone_r_chunk_13(void **state)
     expect_quiet(&b);
     /* The opener says goodbye and the server closes it. */
     assert_int_equal(ferry_client_send_cmd(&a.c, FERRY_MSG_DISCONNECT, json_object()), 0);
-    (void)ferry_client_pump(&a.c, 10000, 1); /* the server may close before this returns */
-    while ((rc = client_recv(&a, &m, 10000)) == 1)
+    (void)ferry_client_pump(&a.c, HARNESS_WAIT_MS,
+                            1); /* the server may close before this returns */
+    while ((rc = client_recv(&a, &m, HARNESS_WAIT_MS)) == 1)
         ferry_cmd_cleanup(&m);
     assert_int_equal(rc, 0);
     client_close(&a);
@@ -926,15 +927,15 @@ static void test_list_bytes_under_cap_r_chunk_4(void **state)
     for (off = 0; off < list_len; off += step) {
         size_t k = list_len - off < step ? list_len - off : step;
         assert_int_equal(ferry_client_send_data(&a.c, tid, off, list + off, k), 0);
-        rc = ferry_client_pump(&a.c, 20000, 1);
+        rc = ferry_client_pump(&a.c, HARNESS_WAIT_MS, 1);
         if (rc != 0)
             break;
     }
     free(list);
     /* The cap is on the bytes held, not on how a buffer would grow. */
     if (ferry_client_send_cmd(&a.c, FERRY_MSG_PING, json_object()) == 0)
-        (void)ferry_client_pump(&a.c, 20000, 1);
-    rc = client_recv(&a, &m, 20000);
+        (void)ferry_client_pump(&a.c, HARNESS_WAIT_MS, 1);
+    rc = client_recv(&a, &m, HARNESS_WAIT_MS);
     type = rc == 1 ? m.type : -1;
     if (type != FERRY_MSG_PONG)
         fprintf(stderr, "list under the cap: got %d (rc %d, code %d: %s)%s\n", type, rc,
@@ -1040,7 +1041,7 @@ static void test_pipelined_then_close_r_xfer_5(void **state)
         assert_int_equal(client_send(&a, FERRY_MSG_DIRINFO,
                                      json_pack("{s:s, s:b}", "path", "pipelined.bin", "stat", 1)),
                          0);
-        assert_int_equal(client_recv(&a, &m, 20000), 1);
+        assert_int_equal(client_recv(&a, &m, HARNESS_WAIT_MS), 1);
         found = m.type == FERRY_MSG_DIRPAGE;
         ferry_cmd_cleanup(&m);
         if (found)
@@ -1186,9 +1187,9 @@ static void test_chunk_after_cancel_r_xfer_4(void **state)
     queue_chunk(&a, tid, 0, 100, s.data + 100, 100);
     flush(&a);
     /* R-DATA-3, R-XFER-4: a chunk begun here ends with its cancelled transfer. */
-    code = next_code(&a, 3000);
+    code = next_code(&a, HARNESS_WAIT_MS);
     if (code == 5)
-        code = next_code(&a, 3000) == -1 ? 5 : -3; /* and then the close */
+        code = next_code(&a, HARNESS_WAIT_MS) == -1 ? 5 : -3; /* and then the close */
     client_close(&a);
     sample_free(&s);
     bystander_ok();
@@ -1222,8 +1223,8 @@ static void test_cancel_frees_chunk_slots_r_chunk_11(void **state)
     }
     /* Cancelling frees the slots (and buffers) of the transfer's begun chunks. */
     if (ferry_client_send_cmd(&a.c, FERRY_MSG_PING, json_object()) == 0)
-        (void)ferry_client_pump(&a.c, 20000, 1);
-    code = next_code(&a, 10000);
+        (void)ferry_client_pump(&a.c, HARNESS_WAIT_MS, 1);
+    code = next_code(&a, HARNESS_WAIT_MS);
     client_close(&a);
     sample_free(&s);
     bystander_ok();

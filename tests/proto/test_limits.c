@@ -21,7 +21,7 @@ static int login_code(struct client *cl, const char *user, const char *pw, json_
     if (client_send(cl, FERRY_MSG_LOGIN,
                     json_pack("{s:s, s:s, s:s}", "user", user, "password", pw, "device", "t")) != 0)
         return -1;
-    if (client_recv(cl, &m, 20000) != 1)
+    if (client_recv(cl, &m, HARNESS_WAIT_MS) != 1)
         return -1;
     code = m.type == FERRY_MSG_SESSION ? 0 : err_code(&m);
     if (retry != NULL)
@@ -218,7 +218,7 @@ static void test_signup_closed(void **state)
                                  json_pack("{s:s, s:s, s:s}", "user", "eve", "password",
                                            "correct horse", "device", "t")),
                      0);
-    assert_int_equal(client_recv(&a, &m, 5000), 1);
+    assert_int_equal(client_recv(&a, &m, HARNESS_WAIT_MS), 1);
     assert_int_equal(err_code(&m), 17);
     ferry_cmd_cleanup(&m);
     client_close(&a);
@@ -249,7 +249,7 @@ static void test_token_bound_to_device(void **state)
     assert_int_equal(client_expect(&b, FERRY_MSG_ACCEPT, &m), 1);
     assert_true(json_is_null(json_object_get(m.body, "user")));
     ferry_cmd_cleanup(&m);
-    assert_int_equal(client_recv(&b, &m, 5000), 1);
+    assert_int_equal(client_recv(&b, &m, HARNESS_WAIT_MS), 1);
     assert_int_equal(err_code(&m), 4);
     ferry_cmd_cleanup(&m);
     /* And it may not list anything. */
