@@ -72,6 +72,7 @@ struct srv_config {
     uint64_t max_listing;
     uint64_t quota;         /* R-CHUNK-9: 0 for none */
     int64_t partial_ttl_ns; /* R-CHUNK-11 */
+    int verbose;
 };
 
 struct sess;
