@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <sodium.h>
 
+#include "admin.h"
 #include "config.h"
 #include "ferry/path.h"
 #include "host.h"
@@ -97,11 +98,16 @@ void srv_config_defaults(struct srv_config *cfg)
 
 static void serve_usage(FILE *f)
 {
-    fputs("usage: ferry serve [options]\n"
-          "\n"
-          "Runs the ferry server: accounts, sessions and each user's private file tree.\n"
-          "\n",
-          f);
+    fputs(
+        "usage: ferry serve [options]\n"
+        "       ferry serve user add|list|disable|enable|passwd ...   (ferry serve user --help)\n"
+        "       ferry serve device list|revoke ...                   (ferry serve device --help)\n"
+        "\n"
+        "Runs the ferry server: accounts, sessions and each user's private file tree.\n"
+        "The user and device commands administer the data directory, also while the\n"
+        "server runs.\n"
+        "\n",
+        f);
     srv_config_usage(f, srv_opts, srv_nopts);
     fputs("\nOnce ready it prints one line: listening on HOST:PORT id SERVER-ID\n", f);
 }
@@ -208,6 +214,7 @@ static void stop_cb(uv_signal_t *sig, int signum)
     srv->stopping = 1;
     ferry_log(FERRY_LOG_NOTICE, "stopping signal=%d", signum);
     srv_notify("STOPPING=1"); /* R-ADMIN-3 */
+    srv_admin_watch_stop(srv);
     uv_close((uv_handle_t *)&srv->listener, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
@@ -289,6 +296,7 @@ static int open_data(struct srv *srv)
     }
     close(fd);
     if ((rc = ferry_meta_open(dbpath, 0, &srv->wdb)) != 0 ||
+        (rc = ferry_meta_admin_init(srv->wdb)) != 0 ||
         (rc = ferry_meta_open(dbpath, 1, &srv->rdb)) != 0) {
         fprintf(stderr, "ferry serve: database %s: %s\n", dbpath, ferry_strerror(rc));
         return rc;
@@ -342,6 +350,8 @@ int ferry_serve_main(int argc, char **argv)
     struct srv *srv;
     int rc = 1;
 
+    if (argc >= 2 && (strcmp(argv[1], "user") == 0 || strcmp(argv[1], "device") == 0))
+        return srv_admin_main(argc - 1, argv + 1);
     if ((srv = ferry_calloc(1, sizeof(*srv))) == NULL)
         return 1;
     srv->datafd = srv->tmpfd = srv->lockfd = -1;
@@ -384,7 +394,7 @@ int ferry_serve_main(int argc, char **argv)
     srv->sigint.data = srv->sigterm.data = srv;
     uv_signal_start(&srv->sigint, stop_cb, SIGINT);
     uv_signal_start(&srv->sigterm, stop_cb, SIGTERM);
-    if (listen_on(srv) != 0)
+    if (srv_admin_watch_start(srv) != 0 || listen_on(srv) != 0)
         goto out;
     ferry_log(FERRY_LOG_INFO, "ready data=%s signup=%s max-conns=%d", srv->cfg.data,
               srv->cfg.signup_open ? "open" : "closed", srv->cfg.max_conns);
