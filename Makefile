@@ -1,11 +1,15 @@
 # ferry: the two quick-start commands and a few helpers.
 #   make run   installs what is missing, builds, runs `ferry serve` with embedded defaults
 #   make test  installs what is missing, builds with sanitizers, runs every test via ctest
-.PHONY: run test build build-release deps fuzz bench format clean
+#   make install [PREFIX=/usr/local] [DESTDIR=]  installs the release build (docs/man, contrib)
+.PHONY: run test build build-release deps fuzz bench format clean install
 
 JOBS ?= 2
 RUN_DATA ?= $(CURDIR)/build/run-data
 RUN_LISTEN ?= 127.0.0.1:7070
+# make install: where to (PREFIX), staged beneath DESTDIR, from which build.
+PREFIX ?= /usr/local
+INSTALL_BUILD ?= build/release
 
 deps:
 	@bash scripts/install-deps.sh
@@ -14,6 +18,9 @@ build-release: deps
 	@cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release \
 	    -DCMAKE_C_FLAGS_RELEASE="-O2 -DNDEBUG" -DBUILD_TESTING=OFF >/dev/null
 	@cmake --build build/release -j$(JOBS)
+
+install: build-release
+	@DESTDIR="$(DESTDIR)" cmake --install "$(INSTALL_BUILD)" --prefix "$(PREFIX)"
 
 run: build-release
 	@bash scripts/run.sh build/release/ferry "$(RUN_DATA)" "$(RUN_LISTEN)"
