@@ -22,6 +22,13 @@ static const char admin_schema[] =
     "CREATE TABLE IF NOT EXISTS disabled_users("
     " user_id INTEGER PRIMARY KEY REFERENCES users(id), pwhash TEXT NOT NULL,"
     " since INTEGER NOT NULL) STRICT;"
+    /*
+     * R-ADMIN-5: a Login whose password was verified just before the user
+     * was disabled must not commit a session after it.
+     */
+    "CREATE TRIGGER IF NOT EXISTS disabled_no_session BEFORE INSERT ON sessions"
+    " WHEN EXISTS(SELECT 1 FROM disabled_users WHERE user_id = NEW.user_id)"
+    " BEGIN SELECT RAISE(ABORT, 'user disabled'); END;"
     /* R-ADMIN-6: one row. */
     "CREATE TABLE IF NOT EXISTS admin_state("
     " one INTEGER PRIMARY KEY CHECK(one = 1), gen INTEGER NOT NULL) STRICT;"
