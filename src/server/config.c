@@ -264,20 +264,34 @@ void srv_config_usage(FILE *f, const struct srv_opt *opts, size_t n)
     fprintf(f, "  %-30s %s\n", "-h, --help", "show this help");
 }
 
-/* The option getopt returned, in the words the user typed it. */
-static void unknown_option(const struct srv_opt *opts, char **argv, int c)
+/* Names the option getopt refused, in the words the user typed it. */
+static void unknown_option(const struct srv_opt *opts, char **argv)
 {
     const char *a = argv[optind - 1];
 
-    if (optopt >= OPT_VAL_BASE) {
+    /* A value given to an option that takes none: --verbose=yes. */
+    if (optopt >= OPT_VAL_BASE)
         fprintf(stderr, "ferry serve: --%s takes no value\n", opts[optopt - OPT_VAL_BASE].name);
-        return;
-    }
-    if (c == '?' && optopt != 0 && optopt < OPT_VAL_BASE && (a == NULL || a[1] != '-'))
+    else if (optopt != 0 && (a == NULL || a[1] != '-'))
         fprintf(stderr, "ferry serve: unknown option '-%c'; see 'ferry serve --help'\n", optopt);
     else
         fprintf(stderr, "ferry serve: unknown option '%.100s'; see 'ferry serve --help'\n",
                 a != NULL ? a : "?");
+}
+
+/* Names the option that came without its value. */
+static void missing_value(const struct srv_opt *opts, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if ((int)(OPT_VAL_BASE + i) == optopt ||
+            (opts[i].shortopt != 0 && opts[i].shortopt == optopt)) {
+            fprintf(stderr, "ferry serve: --%s needs a value (%s)\n", opts[i].name, opts[i].arg);
+            return;
+        }
+    }
+    fprintf(stderr, "ferry serve: --config needs a value (FILE)\n");
 }
 
 int srv_config_parse(const struct srv_opt *opts, size_t n, int argc, char **argv,
@@ -317,16 +331,12 @@ int srv_config_parse(const struct srv_opt *opts, size_t n, int argc, char **argv
         while ((c = getopt_long(argc, argv, shorts, lopts, NULL)) != -1) {
             const struct srv_opt *o = NULL;
 
-            if (c == ':' || c == '?') {
-                if (c == '?') {
-                    unknown_option(opts, argv, c);
-                    return FERRY_EUSAGE;
-                }
-                for (i = 0; i < n; i++)
-                    if ((int)(OPT_VAL_BASE + i) == optopt || opts[i].shortopt == optopt)
-                        o = &opts[i];
-                fprintf(stderr, "ferry serve: --%s needs a value (%s)\n",
-                        o != NULL ? o->name : "config", o != NULL ? o->arg : "FILE");
+            if (c == '?') {
+                unknown_option(opts, argv);
+                return FERRY_EUSAGE;
+            }
+            if (c == ':') {
+                missing_value(opts, n);
                 return FERRY_EUSAGE;
             }
             if (c == OPT_VAL_HELP)
