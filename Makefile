@@ -1,7 +1,9 @@
 # ferry: the two quick-start commands and a few helpers.
 #   make run   installs what is missing, builds, runs `ferry serve` with embedded defaults
 #   make test  installs what is missing, builds with sanitizers, runs every test via ctest
-.PHONY: run test build build-release build-gcc build-tsan test-tsan deps fuzz bench format clean
+#   make install [PREFIX=/usr/local] [DESTDIR=]  installs the release build (docs/man, contrib)
+.PHONY: run test build build-release build-gcc build-tsan test-tsan deps fuzz bench format clean \
+	install
 
 JOBS ?= 2
 # Warnings stop only builds that ask for it (CI: make ... WERROR=ON); a
@@ -9,6 +11,9 @@ JOBS ?= 2
 WERROR ?= OFF
 RUN_DATA ?= $(CURDIR)/build/run-data
 RUN_LISTEN ?= 127.0.0.1:7070
+# make install: where to (PREFIX), staged beneath DESTDIR, from which build.
+PREFIX ?= /usr/local
+INSTALL_BUILD ?= build/release
 
 deps:
 	@bash scripts/install-deps.sh
@@ -17,6 +22,9 @@ build-release: deps
 	@cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release \
 	    -DCMAKE_C_FLAGS_RELEASE="-O2 -DNDEBUG" -DBUILD_TESTING=OFF -DFERRY_WERROR=$(WERROR) >/dev/null
 	@cmake --build build/release -j$(JOBS)
+
+install: build-release
+	@DESTDIR="$(DESTDIR)" cmake --install "$(INSTALL_BUILD)" --prefix "$(PREFIX)"
 
 run: build-release
 	@bash scripts/run.sh build/release/ferry "$(RUN_DATA)" "$(RUN_LISTEN)"

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages ferry needs to build, test and benchmark.
+# systemd, man-db and groff-base are for the tests of `make install`: the
+# unit is checked with systemd-analyze, the man pages rendered with man -l.
 # Idempotent: when everything is present it only runs dpkg-query and exits.
 set -euo pipefail
 
 build_pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev
     libuv1-dev libssl-dev libsodium-dev libjansson-dev libsqlite3-dev libcmocka-dev
-    sqlite3 openssl python3 iproute2 procps)
+    sqlite3 openssl python3 iproute2 procps
+    systemd man-db groff-base)
 bench_pkgs=(rsync openssh-server openssh-client netcat-openbsd hyperfine)
 
 want=("${build_pkgs[@]}")

@@ -3,7 +3,9 @@
 # tells the user what to type next.
 set -euo pipefail
 bin=$1 data=$2 listen=$3
-mkdir -p "$data"
+# The data holds password hashes and every user's files: for its owner only
+# (R-ADMIN-1). ferry serve would create it so itself; made here, it is the same.
+(umask 077 && mkdir -p "$data")
 cat <<TXT
 
   ferry serve is starting with data in $data

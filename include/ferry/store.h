@@ -47,6 +47,68 @@ int ferry_meta_session_delete(struct ferry_meta *m, const uint8_t hash[static 32
 /* Deletes every session of uid except keep (NULL: all). */
 int ferry_meta_session_delete_user(struct ferry_meta *m, int64_t uid, const uint8_t *keep);
 
+/*
+ * Administration of accounts (src/lib/store/meta_admin.c, R-ADMIN-4..9).
+ * None of these begins a transaction: the caller wraps them in one.
+ */
+/* Longest user or device name kept (R-AUTH-1, R-AUTH-8). */
+#define FERRY_META_NAME_MAX 64
+/* How long a statement waits for another connection's lock (ferry_meta_open: 5 s). */
+void ferry_meta_busy_timeout(struct ferry_meta *m, int ms);
+/* Creates the administration tables if they are missing; idempotent. */
+int ferry_meta_admin_init(struct ferry_meta *m);
+/* R-ADMIN-6: the generation every change that can end a session bumps. */
+int ferry_meta_admin_gen(struct ferry_meta *m, int64_t *gen);
+
+struct ferry_user_info {
+    int64_t id;
+    char name[FERRY_META_NAME_MAX + 1];
+    int64_t created; /* ns */
+    int64_t used;    /* logical bytes (R-CHUNK-9) */
+    int disabled;
+    int devices;
+    int sessions;
+};
+typedef int (*ferry_meta_user_fn)(void *arg, const struct ferry_user_info *u);
+/* Calls fn for every user, by name; a non-zero return from fn stops and is returned. */
+int ferry_meta_users_list(struct ferry_meta *m, ferry_meta_user_fn fn, void *arg);
+/* 1 if uid is disabled, 0 if not, or an error. */
+int ferry_meta_user_disabled(struct ferry_meta *m, int64_t uid);
+/*
+ * R-ADMIN-5: keeps uid's password hash aside, puts lock_hash (the hash of
+ * a random secret) in its place and deletes its sessions. Returns 1, doing
+ * nothing, when uid is disabled already.
+ */
+int ferry_meta_user_disable(struct ferry_meta *m, int64_t uid, const char *lock_hash, int64_t now);
+/* Puts the kept hash back; 1, doing nothing, when uid is not disabled. */
+int ferry_meta_user_enable(struct ferry_meta *m, int64_t uid);
+/* A new password hash (kept aside while disabled); deletes every session of uid. */
+int ferry_meta_user_passwd(struct ferry_meta *m, int64_t uid, const char *pwhash);
+
+struct ferry_device_info {
+    int64_t uid;
+    char user[FERRY_META_NAME_MAX + 1];
+    char id[FERRY_ID_LEN + 1];
+    char name[FERRY_META_NAME_MAX + 1];
+    int64_t first_seen;      /* ns */
+    int64_t last_seen;       /* ns */
+    int session;             /* the device holds a session */
+    int64_t session_created; /* ns, when session is set */
+};
+typedef int (*ferry_meta_device_fn)(void *arg, const struct ferry_device_info *d);
+/*
+ * Calls fn for the devices of uid (0: of every user, by user name), most
+ * recently seen first, at most max of them (0: all).
+ */
+int ferry_meta_devices_list(struct ferry_meta *m, int64_t uid, size_t max, ferry_meta_device_fn fn,
+                            void *arg);
+int ferry_meta_devices_count(struct ferry_meta *m, int64_t uid, int64_t *n);
+/* R-ADMIN-9: deletes uid's device and its session; FERRY_ENOTFOUND if uid has no such device. */
+int ferry_meta_device_revoke(struct ferry_meta *m, int64_t uid, const char *device_id);
+/* R-ADMIN-7: the session of token hash hash, with its device; FERRY_ENOTFOUND. */
+int ferry_meta_session_info(struct ferry_meta *m, const uint8_t hash[static 32],
+                            struct ferry_device_info *out);
+
 /* The tree. Paths are normalised (ferry_path_normalize); "" is the root. */
 struct ferry_node {
     int64_t id;

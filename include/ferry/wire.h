@@ -11,7 +11,7 @@
 /* R-FRAME-1: the only frame version this build speaks. */
 #define FERRY_PROTO_VERSION 1
 /* Application version string carried in every command ("version"). */
-#define FERRY_MSG_VERSION     "1.1"
+#define FERRY_MSG_VERSION     "1.2"
 
 #define FERRY_FRAME_HEARTBEAT 0
 #define FERRY_FRAME_COMMAND   1
@@ -56,6 +56,12 @@ enum ferry_msgtype {
     FERRY_MSG_CHANGEPWD = 102,
     FERRY_MSG_LOGOUT = 103,
     FERRY_MSG_SESSION = 104,
+    /* protocol 1.2: the account's view of itself and its devices (R-ADMIN-7..9) */
+    FERRY_MSG_WHOAMI = 105,
+    FERRY_MSG_IDENTITY = 106,
+    FERRY_MSG_DEVICE_LIST = 107,
+    FERRY_MSG_DEVICES = 108,
+    FERRY_MSG_DEVICE_REVOKE = 109,
     /* files: 200..299 */
     FERRY_MSG_DIRINFO = 200,
     FERRY_MSG_DIRPAGE = 201,
@@ -76,6 +82,9 @@ enum ferry_msgtype {
     /* seed 000's remote Command: reserved, always refused (R-MSG-4). */
     FERRY_MSG_COMMAND = 900,
 };
+
+/* R-ADMIN-8: devices in one Devices message (64 x ~300 B of JSON fit a frame). */
+#define FERRY_DEVICES_MAX 64
 
 /* Returns the registry name of a message type, or NULL if it is unknown. */
 const char *ferry_msg_name(int32_t type);

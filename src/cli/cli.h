@@ -173,6 +173,8 @@ int cmd_ls(int argc, char **argv);
 int cmd_rm(int argc, char **argv);
 int cmd_mv(int argc, char **argv);
 int cmd_resume(int argc, char **argv);
+int cmd_whoami(int argc, char **argv);
+int cmd_devices(int argc, char **argv);
 
 /* The task list (tasks.c): put and get record themselves until they end. */
 void cli_task_begin(int argc, char **argv);

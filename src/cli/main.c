@@ -21,6 +21,8 @@ static const struct {
     {"login", cmd_login, "log this device in to a server"},
     {"passwd", cmd_passwd, "change your password (logs out your other devices)"},
     {"logout", cmd_logout, "end this device's session (--all: every device's)"},
+    {"whoami", cmd_whoami, "show the server, user, device and session in use"},
+    {"devices", cmd_devices, "list your account's devices, or revoke one"},
     {"put", cmd_put, "upload files and folders"},
     {"get", cmd_get, "download files and folders"},
     {"ls", cmd_ls, "list a remote folder"},

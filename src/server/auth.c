@@ -180,6 +180,12 @@ static int user_name_valid(const char *u)
     return 1;
 }
 
+/* R-AUTH-1, for the administration commands too (admin.c). */
+int srv_user_name_valid(const char *u)
+{
+    return user_name_valid(u);
+}
+
 static int device_name_valid(const char *d)
 {
     size_t i, n = strlen(d);

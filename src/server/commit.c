@@ -382,6 +382,8 @@ static int apply(struct srv *srv, struct op *op)
         if (op->flag)
             return ferry_meta_session_delete_user(m, op->uid, NULL);
         return ferry_meta_session_delete(m, op->token_hash);
+    case OP_DEVICE_REVOKE:
+        return srv_devices_apply(srv, op);
     }
     return FERRY_EINTERNAL;
 }
@@ -601,6 +603,9 @@ static void reply(struct op *op, json_t **committed)
         /* Every other session of the user ends; this one stays. */
         revoke_live(s->srv, s, op->uid, NULL);
         srv_send(s, FERRY_MSG_OK, json_pack("{s:s}", "ref", op->ref));
+        break;
+    case OP_DEVICE_REVOKE:
+        srv_devices_reply(op);
         break;
     default:
         srv_send(s, FERRY_MSG_OK, json_pack("{s:s}", "ref", op->ref));

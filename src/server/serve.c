@@ -1,7 +1,6 @@
-/* ferry serve: options, data directory, listener, signals and shutdown. */
+/* ferry serve: its options, data directory, listener, signals and shutdown. */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,37 +12,105 @@
 #include <dirent.h>
 #include <sodium.h>
 
+#include "admin.h"
+#include "config.h"
 #include "ferry/path.h"
+#include "host.h"
 #include "serve.h"
 #include "server.h"
 
-static const char serve_usage[] =
-    "usage: ferry serve [options]\n"
-    "\n"
-    "Runs the ferry server: accounts, sessions and each user's private file tree.\n"
-    "\n"
-    "  --data DIR              data directory (default $XDG_DATA_HOME/ferry)\n"
-    "  --listen HOST:PORT      address to listen on (default 127.0.0.1:7070; port 0 picks one)\n"
-    "  --signup open|closed    whether anyone may create an account (default closed)\n"
-    "  --auth-timeout SECS     close connections not logged in after this (default 10)\n"
-    "  --heartbeat SECS        send a heartbeat after this much silence (default 30)\n"
-    "  --idle-timeout SECS     drop a peer silent this long (default 90)\n"
-    "  --max-conns N           connections in all (default 1024)\n"
-    "  --max-unauth-per-ip N   connections not yet logged in, per source IP (default 16)\n"
-    "  --login-rate N          login and sign-up attempts per minute per IP (default 10)\n"
-    "  --max-unacked BYTES     upload bytes per connection awaiting commit (default 256M)\n"
-    "  --max-file-size BYTES   largest file accepted (default 1T)\n"
-    "  --min-free BYTES        free disk space uploads must leave (default 64M)\n"
-    "  --hash-queue N          password hashes waiting for the one hashing slot (default 64)\n"
-    "  --max-open-uploads N    uploads one connection may have open at once (default 64)\n"
-    "  --max-queued-downloads N  downloads one connection may have queued (default 64)\n"
-    "  --max-listing BYTES     output one listing may queue before it is refused (default 32M)\n"
-    "  --quota BYTES           logical bytes each user may store (default 0: no quota)\n"
-    "  --partial-ttl SECS      keep chunks of unfinished uploads this long (default 86400)\n"
-    "  -v, --verbose           log debug events\n"
-    "  -h, --help              show this help\n"
-    "\n"
-    "Once ready it prints one line: listening on HOST:PORT id SERVER-ID\n";
+/*
+ * Every option of ferry serve, in --help order. R-CONF-1: each entry is
+ * both the flag --NAME and the config-file key NAME; a new option needs
+ * only a line here (and a field in struct srv_config).
+ */
+const struct srv_opt srv_opts[] = {
+    {"data", 'd', SRV_OPT_PATH, "DIR", "data directory (default $XDG_DATA_HOME/ferry)",
+     SRV_CFG(data), 0, 0, 0},
+    {"listen", 'l', SRV_OPT_HOSTPORT, "HOST:PORT",
+     "address to listen on (default 127.0.0.1:7070; port 0 picks one)", SRV_CFG(host), 0, 0, 0},
+    {"signup", 's', SRV_OPT_SIGNUP, "open|closed",
+     "whether anyone may create an account (default closed)", SRV_CFG(signup_open), 0, 0, 0},
+    {"auth-timeout", 0, SRV_OPT_SECS, "SECS",
+     "close connections not logged in after this (default 10)", SRV_CFG(auth_timeout_ms), 1, 86400,
+     1000},
+    {"heartbeat", 0, SRV_OPT_SECS, "SECS", "send a heartbeat after this much silence (default 30)",
+     SRV_CFG(heartbeat_ms), 1, 86400, 1000},
+    {"idle-timeout", 0, SRV_OPT_SECS, "SECS", "drop a peer silent this long (default 90)",
+     SRV_CFG(idle_ms), 1, 86400, 1000},
+    {"max-conns", 0, SRV_OPT_COUNT, "N",
+     "connections in all (default 1024; needs 2 open files each)", SRV_CFG(max_conns), 1, 1000000,
+     1},
+    {"max-unauth-per-ip", 0, SRV_OPT_COUNT, "N",
+     "connections not yet logged in, per source IP (default 16)", SRV_CFG(max_unauth_per_ip), 1,
+     1000000, 1},
+    {"login-rate", 0, SRV_OPT_COUNT, "N",
+     "login and sign-up attempts per minute per IP (default 10)", SRV_CFG(login_rate), 1, 1000000,
+     1},
+    {"max-unacked", 0, SRV_OPT_SIZE, "BYTES",
+     "upload bytes per connection awaiting commit (default 256M)", SRV_CFG(max_unacked), 1,
+     UINT64_MAX, 1},
+    {"max-file-size", 0, SRV_OPT_SIZE, "BYTES", "largest file accepted (default 1T)",
+     SRV_CFG(max_file_size), 1, UINT64_MAX, 1},
+    {"min-free", 0, SRV_OPT_SIZE, "BYTES", "free disk space uploads must leave (default 64M)",
+     SRV_CFG(min_free), 0, UINT64_MAX, 1},
+    {"hash-queue", 0, SRV_OPT_COUNT, "N",
+     "password hashes waiting for the one hashing slot (default 64)", SRV_CFG(hash_queue), 1,
+     100000, 1},
+    {"max-open-uploads", 0, SRV_OPT_COUNT, "N",
+     "uploads one connection may have open at once (default 64)", SRV_CFG(max_open_uploads), 1,
+     100000, 1},
+    {"max-queued-downloads", 0, SRV_OPT_COUNT, "N",
+     "downloads one connection may have queued (default 64)", SRV_CFG(max_downloads), 1, 100000, 1},
+    {"max-listing", 0, SRV_OPT_SIZE, "BYTES",
+     "output one listing may queue before it is refused (default 32M)", SRV_CFG(max_listing),
+     1u << 20, UINT64_MAX, 1},
+    {"quota", 0, SRV_OPT_SIZE, "BYTES", "logical bytes each user may store (default 0: no quota)",
+     SRV_CFG(quota), 0, UINT64_MAX, 1},
+    {"partial-ttl", 0, SRV_OPT_SECS, "SECS",
+     "keep chunks of unfinished uploads this long (default 86400)", SRV_CFG(partial_ttl_ns), 1,
+     30ull * 86400, 1000000000},
+    {"verbose", 'v', SRV_OPT_FLAG, "", "log debug events", SRV_CFG(verbose), 0, 1, 1},
+};
+const size_t srv_nopts = sizeof(srv_opts) / sizeof(srv_opts[0]);
+
+void srv_config_defaults(struct srv_config *cfg)
+{
+    *cfg = (struct srv_config){
+        .host = "127.0.0.1",
+        .port = "7070",
+        .auth_timeout_ms = 10000,
+        .heartbeat_ms = 30000,
+        .idle_ms = 90000,
+        .max_conns = 1024,
+        .max_unauth_per_ip = 16,
+        .login_rate = 10,
+        .max_unacked = 256ull << 20,
+        .max_file_size = 1ull << 40,
+        .min_free = 64ull << 20,
+        .hash_queue = SRV_HASH_QUEUE_MAX,
+        .max_open_uploads = SRV_OPEN_UPLOADS_MAX,
+        .max_downloads = SRV_DOWNLOADS_MAX,
+        .max_listing = SRV_LISTING_OUT_MAX,
+        .partial_ttl_ns = 86400ll * 1000000000,
+    };
+}
+
+static void serve_usage(FILE *f)
+{
+    fputs(
+        "usage: ferry serve [options]\n"
+        "       ferry serve user add|list|disable|enable|passwd ...   (ferry serve user --help)\n"
+        "       ferry serve device list|revoke ...                   (ferry serve device --help)\n"
+        "\n"
+        "Runs the ferry server: accounts, sessions and each user's private file tree.\n"
+        "The user and device commands administer the data directory, also while the\n"
+        "server runs.\n"
+        "\n",
+        f);
+    srv_config_usage(f, srv_opts, srv_nopts);
+    fputs("\nOnce ready it prints one line: listening on HOST:PORT id SERVER-ID\n", f);
+}
 
 static void log_stderr(enum ferry_log_level lvl, const char *msg)
 {
@@ -93,19 +160,6 @@ int ferry_parse_size(const char *s, uint64_t *out)
     if (v > (UINT64_MAX >> shift))
         return FERRY_EUSAGE;
     *out = (uint64_t)v << shift;
-    return 0;
-}
-
-static int parse_uint(const char *s, uint64_t max, uint64_t *out)
-{
-    char *end;
-    unsigned long long v;
-
-    errno = 0;
-    v = strtoull(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v > max || s[0] == '-')
-        return FERRY_EUSAGE;
-    *out = v;
     return 0;
 }
 
@@ -159,6 +213,8 @@ static void stop_cb(uv_signal_t *sig, int signum)
         return;
     srv->stopping = 1;
     ferry_log(FERRY_LOG_NOTICE, "stopping signal=%d", signum);
+    srv_notify("STOPPING=1"); /* R-ADMIN-3 */
+    srv_admin_watch_stop(srv);
     uv_close((uv_handle_t *)&srv->listener, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
@@ -203,6 +259,7 @@ static int open_data(struct srv *srv)
         fprintf(stderr, "ferry serve: cannot open %s: %s\n", dir, strerror(errno));
         return rc;
     }
+    srv_data_modes(srv->datafd, dir);
     /* One server per data directory. */
     srv->lockfd = openat(srv->datafd, "lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (srv->lockfd < 0 || flock(srv->lockfd, LOCK_EX | LOCK_NB) != 0) {
@@ -227,7 +284,19 @@ static int open_data(struct srv *srv)
         return rc;
     }
     snprintf(dbpath, sizeof(dbpath), "%s/ferry.db", dir);
+    /*
+     * R-ADMIN-1: SQLite would create the database under the umask alone;
+     * made 0600 here, its WAL and shared-memory files copy that mode.
+     */
+    if ((fd = openat(srv->datafd, "ferry.db", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) <
+        0) {
+        rc = -errno;
+        fprintf(stderr, "ferry serve: cannot open %s: %s\n", dbpath, strerror(errno));
+        return rc;
+    }
+    close(fd);
     if ((rc = ferry_meta_open(dbpath, 0, &srv->wdb)) != 0 ||
+        (rc = ferry_meta_admin_init(srv->wdb)) != 0 ||
         (rc = ferry_meta_open(dbpath, 1, &srv->rdb)) != 0) {
         fprintf(stderr, "ferry serve: database %s: %s\n", dbpath, ferry_strerror(rc));
         return rc;
@@ -239,7 +308,7 @@ static int listen_on(struct srv *srv)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res = NULL;
     struct sockaddr_storage ss;
-    char name[64];
+    char name[64], state[200];
     int len = sizeof(ss), rc, port = 0;
 
     if (getaddrinfo(srv->cfg.host, srv->cfg.port, &hints, &res) != 0) {
@@ -268,163 +337,47 @@ static int listen_on(struct srv *srv)
         printf("listening on %s:%d id %s\n", name, port, srv->id.id);
     }
     fflush(stdout);
+    /* R-ADMIN-3: ready once the line is out and connections are accepted. */
+    snprintf(state, sizeof(state), "READY=1\nSTATUS=listening on %s port %d id %s", name, port,
+             srv->id.id);
+    srv_notify(state);
     return 0;
 }
 
 int ferry_serve_main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"data", required_argument, NULL, 'd'},
-        {"listen", required_argument, NULL, 'l'},
-        {"signup", required_argument, NULL, 's'},
-        {"auth-timeout", required_argument, NULL, 1},
-        {"heartbeat", required_argument, NULL, 2},
-        {"idle-timeout", required_argument, NULL, 3},
-        {"max-conns", required_argument, NULL, 4},
-        {"max-unauth-per-ip", required_argument, NULL, 5},
-        {"login-rate", required_argument, NULL, 6},
-        {"max-unacked", required_argument, NULL, 7},
-        {"max-file-size", required_argument, NULL, 8},
-        {"min-free", required_argument, NULL, 9},
-        {"hash-queue", required_argument, NULL, 10},
-        {"max-open-uploads", required_argument, NULL, 11},
-        {"max-queued-downloads", required_argument, NULL, 12},
-        {"max-listing", required_argument, NULL, 13},
-        {"quota", required_argument, NULL, 14},
-        {"partial-ttl", required_argument, NULL, 15},
-        {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    struct srv *srv = ferry_calloc(1, sizeof(*srv));
-    uint64_t v;
-    int c, rc = 1, verbose = 0;
+    unsigned char given[SRV_OPTS_MAX] = {0};
+    struct srv *srv;
+    int rc = 1;
 
-    if (srv == NULL)
+    if (argc >= 2 && (strcmp(argv[1], "user") == 0 || strcmp(argv[1], "device") == 0))
+        return srv_admin_main(argc - 1, argv + 1);
+    if ((srv = ferry_calloc(1, sizeof(*srv))) == NULL)
         return 1;
     srv->datafd = srv->tmpfd = srv->lockfd = -1;
-    srv->cfg = (struct srv_config){
-        .host = "127.0.0.1",
-        .port = "7070",
-        .auth_timeout_ms = 10000,
-        .heartbeat_ms = 30000,
-        .idle_ms = 90000,
-        .max_conns = 1024,
-        .max_unauth_per_ip = 16,
-        .login_rate = 10,
-        .max_unacked = 256ull << 20,
-        .max_file_size = 1ull << 40,
-        .min_free = 64ull << 20,
-        .hash_queue = SRV_HASH_QUEUE_MAX,
-        .max_open_uploads = SRV_OPEN_UPLOADS_MAX,
-        .max_downloads = SRV_DOWNLOADS_MAX,
-        .max_listing = SRV_LISTING_OUT_MAX,
-        .partial_ttl_ns = 86400ll * 1000000000,
-    };
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "d:l:s:vh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'd':
-            snprintf(srv->cfg.data, sizeof(srv->cfg.data), "%s", optarg);
-            break;
-        case 'l':
-            if (ferry_split_hostport(optarg, srv->cfg.host, sizeof(srv->cfg.host), srv->cfg.port,
-                                     sizeof(srv->cfg.port)) != 0)
-                goto usage;
-            break;
-        case 's':
-            if (strcmp(optarg, "open") == 0)
-                srv->cfg.signup_open = 1;
-            else if (strcmp(optarg, "closed") == 0)
-                srv->cfg.signup_open = 0;
-            else
-                goto usage;
-            break;
-        case 1:
-        case 2:
-        case 3:
-            if (parse_uint(optarg, 86400, &v) != 0 || v == 0)
-                goto usage;
-            if (c == 1)
-                srv->cfg.auth_timeout_ms = v * 1000;
-            else if (c == 2)
-                srv->cfg.heartbeat_ms = v * 1000;
-            else
-                srv->cfg.idle_ms = v * 1000;
-            break;
-        case 4:
-        case 5:
-        case 6:
-            if (parse_uint(optarg, 1000000, &v) != 0 || v == 0)
-                goto usage;
-            if (c == 4)
-                srv->cfg.max_conns = (int)v;
-            else if (c == 5)
-                srv->cfg.max_unauth_per_ip = (int)v;
-            else
-                srv->cfg.login_rate = (int)v;
-            break;
-        case 7:
-        case 8:
-            if (ferry_parse_size(optarg, &v) != 0 || v == 0)
-                goto usage;
-            if (c == 7)
-                srv->cfg.max_unacked = v;
-            else
-                srv->cfg.max_file_size = v > INT64_MAX ? INT64_MAX : v;
-            break;
-        case 9:
-            if (ferry_parse_size(optarg, &v) != 0)
-                goto usage;
-            srv->cfg.min_free = v;
-            break;
-        case 10:
-        case 11:
-        case 12:
-            if (parse_uint(optarg, 100000, &v) != 0 || v == 0)
-                goto usage;
-            if (c == 10)
-                srv->cfg.hash_queue = (int)v;
-            else if (c == 11)
-                srv->cfg.max_open_uploads = (int)v;
-            else
-                srv->cfg.max_downloads = (int)v;
-            break;
-        case 13:
-            if (ferry_parse_size(optarg, &v) != 0 || v < (1u << 20))
-                goto usage;
-            srv->cfg.max_listing = v;
-            break;
-        case 14:
-            if (ferry_parse_size(optarg, &v) != 0)
-                goto usage;
-            srv->cfg.quota = v > INT64_MAX ? INT64_MAX : v;
-            break;
-        case 15:
-            if (parse_uint(optarg, 30ull * 86400, &v) != 0 || v == 0)
-                goto usage;
-            srv->cfg.partial_ttl_ns = (int64_t)v * 1000000000;
-            break;
-        case 'v':
-            verbose = 1;
-            break;
-        case 'h':
-            fputs(serve_usage, stdout);
-            rc = 0;
-            goto out;
-        default:
-            goto usage;
-        }
+    srv_config_defaults(&srv->cfg);
+    switch (srv_config_parse(srv_opts, srv_nopts, argc, argv, &srv->cfg, given)) {
+    case 0:
+        break;
+    case 1:
+        serve_usage(stdout);
+        rc = 0;
+        goto out;
+    default:
+        rc = 2; /* the one line saying why is printed */
+        goto out;
     }
-    if (optind != argc)
-        goto usage;
     if (srv->cfg.data[0] == '\0' &&
         ferry_xdg_dir("XDG_DATA_HOME", ".local/share", srv->cfg.data, sizeof(srv->cfg.data)) != 0) {
         fprintf(stderr, "ferry serve: no --data given and no HOME to default to\n");
         goto out;
     }
+    /* R-ADMIN-1: nothing the server creates is for anyone but its owner. */
+    umask(077);
     signal(SIGPIPE, SIG_IGN);
-    ferry_log_set(log_stderr, verbose ? FERRY_LOG_DEBUG : FERRY_LOG_INFO);
+    ferry_log_set(log_stderr, srv->cfg.verbose ? FERRY_LOG_DEBUG : FERRY_LOG_INFO);
+    if (srv_nofile_check(&srv->cfg, given[srv_opt_find(srv_opts, srv_nopts, "max-conns")]) != 0)
+        goto out;
     if (sodium_init() < 0 || open_data(srv) != 0)
         goto out;
     if ((srv->ctx = ferry_tls_ctx_new(&srv->id, 1)) == NULL) {
@@ -441,18 +394,14 @@ int ferry_serve_main(int argc, char **argv)
     srv->sigint.data = srv->sigterm.data = srv;
     uv_signal_start(&srv->sigint, stop_cb, SIGINT);
     uv_signal_start(&srv->sigterm, stop_cb, SIGTERM);
-    if (listen_on(srv) != 0)
+    if (srv_admin_watch_start(srv) != 0 || listen_on(srv) != 0)
         goto out;
-    ferry_log(FERRY_LOG_INFO, "ready data=%s signup=%s", srv->cfg.data,
-              srv->cfg.signup_open ? "open" : "closed");
+    ferry_log(FERRY_LOG_INFO, "ready data=%s signup=%s max-conns=%d", srv->cfg.data,
+              srv->cfg.signup_open ? "open" : "closed", srv->cfg.max_conns);
     uv_run(srv->loop, UV_RUN_DEFAULT);
     uv_loop_close(srv->loop);
     ferry_log(FERRY_LOG_INFO, "stopped");
     rc = 0;
-    goto out;
-usage:
-    fputs(serve_usage, stderr);
-    rc = 2;
 out:
     ferry_meta_close(srv->rdb);
     ferry_meta_close(srv->wdb);

@@ -72,6 +72,7 @@ struct srv_config {
     uint64_t max_listing;
     uint64_t quota;         /* R-CHUNK-9: 0 for none */
     int64_t partial_ttl_ns; /* R-CHUNK-11 */
+    int verbose;
 };
 
 struct sess;
@@ -123,6 +124,9 @@ struct srv {
     int h_len;
     int hash_running;
     int stopping;
+    /* R-ADMIN-6: the admin generation last seen, polled once a second. */
+    uv_timer_t admin_watch;
+    int64_t admin_gen;
 };
 
 /*
@@ -257,6 +261,7 @@ int srv_auth_handle(struct sess *s, const struct ferry_cmd *cmd);
 int srv_auth_init(struct srv *srv);
 void srv_ip_release_unauth(struct srv *srv, const char *ip);
 int srv_ip_admit(struct srv *srv, const char *ip);
+int srv_user_name_valid(const char *u);
 
 /* files.c */
 int srv_files_handle(struct sess *s, const struct ferry_cmd *cmd);
@@ -282,6 +287,7 @@ enum op_kind {
     OP_SESSION,
     OP_SETPW,
     OP_LOGOUT,
+    OP_DEVICE_REVOKE, /* devices.c (R-ADMIN-9) */
 };
 
 struct op {
@@ -327,6 +333,15 @@ struct op *srv_op_new(struct sess *s, enum op_kind kind, const char *ref);
 void srv_op_submit(struct srv *srv, struct op *op);
 void srv_op_free(struct op *op);
 void srv_kick_cb(uv_timer_t *t);
+
+/* devices.c: Whoami, DeviceList, DeviceRevoke (R-ADMIN-7..9) and the admin watch. */
+int srv_devices_handle(struct sess *s, const struct ferry_cmd *cmd);
+int srv_devices_apply(struct srv *srv, struct op *op);
+void srv_devices_reply(struct op *op);
+/* R-ADMIN-6: closes every connection whose session is gone from the database. */
+void srv_sessions_recheck(struct srv *srv);
+int srv_admin_watch_start(struct srv *srv);
+void srv_admin_watch_stop(struct srv *srv);
 
 /* Shared helpers. */
 int64_t srv_now_ns(void);

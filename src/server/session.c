@@ -131,6 +131,8 @@ static int is_write_or_auth(int32_t t)
     case FERRY_MSG_LOGOUT:
     case FERRY_MSG_DIRINFO:
     case FERRY_MSG_DOWNLOAD:
+    case FERRY_MSG_WHOAMI:
+    case FERRY_MSG_DEVICE_LIST:
         return 1;
     default:
         return 0;
@@ -200,6 +202,10 @@ static int handle_cmd(struct sess *s, const struct ferry_cmd *cmd)
         return srv_transfer_cancel(s, cmd);
     case FERRY_MSG_DOWNLOAD:
         return srv_download_queue(s, cmd);
+    case FERRY_MSG_WHOAMI:
+    case FERRY_MSG_DEVICE_LIST:
+    case FERRY_MSG_DEVICE_REVOKE:
+        return srv_devices_handle(s, cmd);
     default:
         return fault(s, cmd->id, FERRY_EPROTO, "message not valid from a client");
     }

@@ -4,14 +4,15 @@
 # per data directory (R-STORE-8); SIGINT stops the server cleanly.
 source "$(dirname "$0")/lib.sh"
 
-# Bad flag values are usage errors (exit 2) and start nothing. A server that
-# wrongly starts is stopped by the 5 s timeout (exit 124).
+# Bad flag values are usage errors (exit 2) and start nothing: one line that
+# names the flag (R-CONF-4). A server that wrongly starts is stopped by the
+# 5 s timeout (exit 124).
 for bad in '--max-file-size 1X' '--max-file-size 0' '--max-file-size -5' '--max-unacked -1M' \
     '--signup maybe' '--listen nowhere' '--auth-timeout 0' '--login-rate many'; do
     # shellcheck disable=SC2086 # split the flag and its value
     FY_TIMEOUT=5 FY_ALLOW_TIMEOUT=1 fy serve --data "$WORK/never" --listen 127.0.0.1:0 $bad
     check assert_rc 2 "ferry serve $bad"
-    check assert_err_contains 'usage: ferry serve'
+    check assert_err_contains "ferry serve: ${bad%% *} "
 done
 check assert_no_file "$WORK/never"
 

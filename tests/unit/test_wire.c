@@ -488,11 +488,16 @@ static const int32_t known_types[] = {
     FERRY_MSG_CHUNKED_UPLOAD,
     FERRY_MSG_CHUNK_NEED,
     FERRY_MSG_CHUNK_STORED,
+    FERRY_MSG_WHOAMI,
+    FERRY_MSG_IDENTITY,
+    FERRY_MSG_DEVICE_LIST,
+    FERRY_MSG_DEVICES,
+    FERRY_MSG_DEVICE_REVOKE,
     FERRY_MSG_COMMAND,
 };
 
 static const int32_t unknown_types[] = {
-    0, -1, -2, 9, 99, 105, 199, 205, 299, 309, 399, 899, 901, 1000, INT32_MIN, INT32_MAX,
+    0, -1, -2, 9, 99, 110, 199, 205, 299, 309, 399, 899, 901, 1000, INT32_MIN, INT32_MAX,
 };
 
 /* R-MSG-*: every registry entry has a distinct name; everything else has none. */

@@ -37,6 +37,16 @@ const char *ferry_msg_name(int32_t type)
         return "Logout";
     case FERRY_MSG_SESSION:
         return "Session";
+    case FERRY_MSG_WHOAMI:
+        return "Whoami";
+    case FERRY_MSG_IDENTITY:
+        return "Identity";
+    case FERRY_MSG_DEVICE_LIST:
+        return "DeviceList";
+    case FERRY_MSG_DEVICES:
+        return "Devices";
+    case FERRY_MSG_DEVICE_REVOKE:
+        return "DeviceRevoke";
     case FERRY_MSG_DIRINFO:
         return "DirInfo";
     case FERRY_MSG_DIRPAGE:
