@@ -255,8 +255,14 @@ void srv_sess_auth_done(struct sess *s);
 /* auth.c */
 int srv_auth_handle(struct sess *s, const struct ferry_cmd *cmd);
 int srv_auth_init(struct srv *srv);
+
+/* throttle.c */
 void srv_ip_release_unauth(struct srv *srv, const char *ip);
 int srv_ip_admit(struct srv *srv, const char *ip);
+int srv_ip_take_token(struct srv *srv, const char *ip, uint64_t *retry_ms);
+int srv_name_check(struct srv *srv, const char *name, int known, uint64_t now, uint64_t *retry_ms);
+void srv_name_failed(struct srv *srv, const char *name, int known, uint64_t now);
+void srv_name_succeeded(struct srv *srv, const char *name, int known, uint64_t now);
 
 /* files.c */
 int srv_files_handle(struct sess *s, const struct ferry_cmd *cmd);
