@@ -30,6 +30,10 @@ static const char serve_usage[] =
     "  --idle-timeout SECS     drop a peer silent this long (default 90)\n"
     "  --max-conns N           connections in all (default 1024)\n"
     "  --max-unauth-per-ip N   connections not yet logged in, per source IP (default 16)\n"
+    "  --max-conns-per-ip N    connections per source IP, logged in or not (default 128)\n"
+    "  --max-conns-per-user N  logged-in connections per user (default 64)\n"
+    "  --reserve-conns N       of --max-conns, kept for addresses with no connection yet\n"
+    "                          (default max-conns/16)\n"
     "  --login-rate N          login and sign-up attempts per minute per IP (default 10)\n"
     "  --max-unacked BYTES     upload bytes per connection awaiting commit (default 256M)\n"
     "  --max-file-size BYTES   largest file accepted (default 1T)\n"
@@ -292,6 +296,9 @@ int ferry_serve_main(int argc, char **argv)
         {"max-listing", required_argument, NULL, 13},
         {"quota", required_argument, NULL, 14},
         {"partial-ttl", required_argument, NULL, 15},
+        {"max-conns-per-ip", required_argument, NULL, 16},
+        {"max-conns-per-user", required_argument, NULL, 17},
+        {"reserve-conns", required_argument, NULL, 18},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -320,6 +327,9 @@ int ferry_serve_main(int argc, char **argv)
         .max_downloads = SRV_DOWNLOADS_MAX,
         .max_listing = SRV_LISTING_OUT_MAX,
         .partial_ttl_ns = 86400ll * 1000000000,
+        .max_conns_per_ip = 128,
+        .max_conns_per_user = 64,
+        .reserve_conns = -1,
     };
     optind = 1;
     while ((c = getopt_long(argc, argv, "d:l:s:vh", opts, NULL)) != -1) {
@@ -405,6 +415,20 @@ int ferry_serve_main(int argc, char **argv)
                 goto usage;
             srv->cfg.partial_ttl_ns = (int64_t)v * 1000000000;
             break;
+        case 16:
+        case 17:
+            if (parse_uint(optarg, 1000000, &v) != 0 || v == 0)
+                goto usage;
+            if (c == 16)
+                srv->cfg.max_conns_per_ip = (int)v;
+            else
+                srv->cfg.max_conns_per_user = (int)v;
+            break;
+        case 18:
+            if (parse_uint(optarg, 1000000, &v) != 0)
+                goto usage;
+            srv->cfg.reserve_conns = (int)v;
+            break;
         case 'v':
             verbose = 1;
             break;
@@ -416,7 +440,8 @@ int ferry_serve_main(int argc, char **argv)
             goto usage;
         }
     }
-    if (optind != argc)
+    /* R-SESS-8: the reserve is a part of --max-conns, never all of it. */
+    if (optind != argc || srv->cfg.reserve_conns >= srv->cfg.max_conns)
         goto usage;
     if (srv->cfg.data[0] == '\0' &&
         ferry_xdg_dir("XDG_DATA_HOME", ".local/share", srv->cfg.data, sizeof(srv->cfg.data)) != 0) {
@@ -465,7 +490,7 @@ out:
         close(srv->datafd);
     if (srv->lockfd >= 0)
         close(srv->lockfd);
-    ferry_free(srv->ips);
+    srv_throttle_cleanup(srv);
     ferry_free(srv);
     return rc;
 }
