@@ -11,8 +11,8 @@
 /* Characters a value may hold without quotes: nothing a parser could trip on. */
 static int bare_char(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '-' || c == ':' || c == '/' || c == '@' || c == '+';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-' || c == ':' || c == '/' || c == '@' || c == '+';
 }
 
 /*
@@ -151,10 +151,11 @@ void srv_log_transfer(struct sess *s, const char *dir, const char *path, int64_t
     if (rc != 0)
         snprintf(err, sizeof(err), " error=%d reason=\"%s\"", ferry_err_to_wire(rc),
                  ferry_strerror(rc));
-    ferry_log(FERRY_LOG_INFO,
-              "event=%s result=%s user=%s ip=%s device=%s path=%s bytes=%llu%s seconds=%llu.%03llu%s",
-              dir, result, srv_log_val(user, sizeof(user), s->user, SRV_USER_MAX), s->conn.peer_ip,
-              s->conn.peer_id, srv_log_val(shown, sizeof(shown), path != NULL ? path : "-", 400),
-              (unsigned long long)size, sentkv, (unsigned long long)(ms / 1000),
-              (unsigned long long)(ms % 1000), err);
+    ferry_log(
+        FERRY_LOG_INFO,
+        "event=%s result=%s user=%s ip=%s device=%s path=%s bytes=%llu%s seconds=%llu.%03llu%s",
+        dir, result, srv_log_val(user, sizeof(user), s->user, SRV_USER_MAX), s->conn.peer_ip,
+        s->conn.peer_id, srv_log_val(shown, sizeof(shown), path != NULL ? path : "-", 400),
+        (unsigned long long)size, sentkv, (unsigned long long)(ms / 1000),
+        (unsigned long long)(ms % 1000), err);
 }

@@ -5,8 +5,18 @@
 # transfer; peer-chosen values escaped; never a password or a token; and
 # refusals limited per second with a count of what was left out. Also what a
 # client says when the server is full (R-SESS-9, R-SESS-11): "busy", not
-# "connection reset by peer".
+# "connection reset by peer"; and the usage errors of the caps' flags.
 source "$(dirname "$0")/lib.sh"
+
+# The caps' flags: out of range, or a reserve that is all of --max-conns, is a
+# usage error (exit 2) that starts nothing.
+for bad in '--max-conns-per-user 0' '--max-conns-per-ip 0' '--max-conns-per-ip x' \
+    '--reserve-conns -1' '--max-conns 10 --reserve-conns 10' '--reserve-conns 1024'; do
+    # shellcheck disable=SC2086 # split the flags and their values
+    FY_TIMEOUT=5 FY_ALLOW_TIMEOUT=1 fy serve --data "$WORK/never" --listen 127.0.0.1:0 $bad
+    assert_rc 2 "ferry serve $bad"
+done
+assert_no_file "$WORK/never"
 
 start_server --signup open --login-rate 1000
 LOG=$SERVER_ERR

@@ -237,10 +237,10 @@ static void test_ip_table(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_backoff_schedule),   cmocka_unit_test(test_unknown_cap_minus_1),
-        cmocka_unit_test(test_unknown_cap),        cmocka_unit_test(test_unknown_cap_plus_1),
-        cmocka_unit_test(test_known_cap_minus_1),  cmocka_unit_test(test_known_cap),
-        cmocka_unit_test(test_known_cap_plus_1),   cmocka_unit_test(test_name_bucket),
+        cmocka_unit_test(test_backoff_schedule),  cmocka_unit_test(test_unknown_cap_minus_1),
+        cmocka_unit_test(test_unknown_cap),       cmocka_unit_test(test_unknown_cap_plus_1),
+        cmocka_unit_test(test_known_cap_minus_1), cmocka_unit_test(test_known_cap),
+        cmocka_unit_test(test_known_cap_plus_1),  cmocka_unit_test(test_name_bucket),
         cmocka_unit_test(test_ip_table),
     };
 
