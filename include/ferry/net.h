@@ -121,6 +121,14 @@ struct ferry_client {
  */
 int ferry_client_connect(struct ferry_client *c, const char *host, const char *port,
                          const struct ferry_identity *id, const char *pin, int timeout_ms);
+/*
+ * The same from the local address src (numeric, e.g. "127.0.0.2"), or from
+ * the system's choice when src is NULL. The protocol tests use it to be
+ * several source addresses on loopback (R-SESS-8, R-AUTH-10).
+ */
+int ferry_client_connect_from(struct ferry_client *c, const char *src, const char *host,
+                              const char *port, const struct ferry_identity *id, const char *pin,
+                              int timeout_ms);
 void ferry_client_close(struct ferry_client *c);
 /* Queues a command frame; takes the reference to body. */
 int ferry_client_send_cmd(struct ferry_client *c, int32_t type, json_t *body);

@@ -296,6 +296,13 @@ static int connect_inner(struct cli_conn *cc, int need_auth)
                 r->addr);
         return rc;
     }
+    if (rc == -ECONNRESET) {
+        /* R-SESS-11: past its refusal budget a full server closes before TLS. */
+        cli_err("cannot connect to %s: the server closed the connection (it may be busy);\n"
+                "try again later",
+                r->addr);
+        return rc;
+    }
     if (rc != 0) {
         cli_err("cannot connect to %s: %s", r->addr, ferry_strerror(rc));
         return rc;
@@ -319,6 +326,12 @@ static int connect_inner(struct cli_conn *cc, int need_auth)
     if (r->token[0] != '\0')
         json_object_set_new(body, "token", json_string(r->token));
     rc = cli_call(cc, FERRY_MSG_CONNECT, body, &reply);
+    if (rc == FERRY_EBUSY) {
+        /* R-SESS-11: a full server answers Connect with Error 9 before it closes. */
+        cli_err("server %s is busy (too many connections); try again later", r->addr);
+        ferry_client_close(&cc->c);
+        return rc;
+    }
     if (rc != 0) {
         cli_err("server %s refused the connection: %s", r->addr, ferry_strerror(rc));
         ferry_client_close(&cc->c);

@@ -1,4 +1,7 @@
-/* ferry serve: accounts, sessions, password hashing and login throttling. */
+/*
+ * ferry serve: accounts, sessions, password hashing and its fair share
+ * (R-AUTH-3, R-AUTH-10 to R-AUTH-12), and their lines in the server log.
+ */
 #include <string.h>
 
 #include <sodium.h>
@@ -20,6 +23,11 @@ struct hashjob {
     int known;
     int rc;
     char out_hash[160];
+    char shown[80]; /* the name as the log shows it (R-LOG-1) */
+    /* R-AUTH-12: the share it is charged to: its user's for ChangePwd, else its address's. */
+    struct user_slot *usr;
+    struct ip_slot *ip;
+    uint64_t start; /* its start tag in virtual time */
     struct hashjob *next;
 };
 
@@ -45,123 +53,6 @@ int srv_auth_init(struct srv *srv)
         return -ENOMEM;
     sodium_memzero(pw, sizeof(pw));
     return 0;
-}
-
-static struct ip_slot *ip_slot(struct srv *srv, const char *ip)
-{
-    struct ip_slot *v;
-    int i;
-
-    for (i = 0; i < srv->nips; i++)
-        if (strcmp(srv->ips[i].ip, ip) == 0)
-            return &srv->ips[i];
-    /* Reuse an idle slot before growing: the table stays as small as the clients. */
-    for (i = 0; i < srv->nips; i++) {
-        if (srv->ips[i].unauth == 0 && srv->ips[i].tokens >= srv->cfg.login_rate) {
-            snprintf(srv->ips[i].ip, sizeof(srv->ips[i].ip), "%s", ip);
-            return &srv->ips[i];
-        }
-    }
-    if ((v = ferry_realloc(srv->ips, (size_t)(srv->nips + 1) * sizeof(*v))) == NULL)
-        return NULL;
-    srv->ips = v;
-    v = &srv->ips[srv->nips++];
-    *v = (struct ip_slot){.tokens = srv->cfg.login_rate, .refill_ms = ferry_now_ms()};
-    snprintf(v->ip, sizeof(v->ip), "%s", ip);
-    return v;
-}
-
-int srv_ip_admit(struct srv *srv, const char *ip)
-{
-    struct ip_slot *slot = ip_slot(srv, ip);
-
-    if (slot == NULL || slot->unauth >= srv->cfg.max_unauth_per_ip)
-        return FERRY_EBUSY;
-    slot->unauth++;
-    return 0;
-}
-
-void srv_ip_release_unauth(struct srv *srv, const char *ip)
-{
-    struct ip_slot *slot = ip_slot(srv, ip);
-
-    if (slot != NULL && slot->unauth > 0)
-        slot->unauth--;
-}
-
-/* R-AUTH-4: a token bucket per source IP, refilled at login_rate per minute. */
-static int ip_take_token(struct srv *srv, const char *ip, uint64_t *retry_ms)
-{
-    struct ip_slot *slot = ip_slot(srv, ip);
-    uint64_t now = ferry_now_ms();
-    double rate = srv->cfg.login_rate / 60000.0;
-
-    if (slot == NULL)
-        return FERRY_EBUSY;
-    slot->tokens += (double)(now - slot->refill_ms) * rate;
-    if (slot->tokens > srv->cfg.login_rate)
-        slot->tokens = srv->cfg.login_rate;
-    slot->refill_ms = now;
-    if (slot->tokens < 1.0) {
-        *retry_ms = (uint64_t)((1.0 - slot->tokens) / rate) + 1;
-        return FERRY_EBUSY;
-    }
-    slot->tokens -= 1.0;
-    return 0;
-}
-
-static struct fail_slot *fail_slot(struct srv *srv, const char *name, int create)
-{
-    struct fail_slot *oldest = &srv->fails[0];
-    int i;
-
-    for (i = 0; i < SRV_FAIL_TABLE; i++) {
-        if (srv->fails[i].name[0] != '\0' && strcmp(srv->fails[i].name, name) == 0)
-            return &srv->fails[i];
-        if (srv->fails[i].used_ms < oldest->used_ms)
-            oldest = &srv->fails[i];
-    }
-    if (!create)
-        return NULL;
-    *oldest = (struct fail_slot){.used_ms = ferry_now_ms()};
-    snprintf(oldest->name, sizeof(oldest->name), "%s", name);
-    return oldest;
-}
-
-/* R-AUTH-4: after 5 failures, 1 s doubling to 15 min between attempts. */
-static int name_allowed(struct srv *srv, const char *name, uint64_t *retry_ms)
-{
-    struct fail_slot *f = fail_slot(srv, name, 0);
-    uint64_t now = ferry_now_ms();
-
-    if (f == NULL || f->next_ms <= now)
-        return 0;
-    *retry_ms = f->next_ms - now;
-    return FERRY_EBUSY;
-}
-
-static void name_failed(struct srv *srv, const char *name)
-{
-    struct fail_slot *f = fail_slot(srv, name, 1);
-    uint64_t delay;
-
-    f->failures++;
-    f->used_ms = ferry_now_ms();
-    if (f->failures >= 5) {
-        int shift = f->failures - 5 > 10 ? 10 : f->failures - 5;
-        delay = 1000ull << shift;
-        if (delay > 15ull * 60 * 1000)
-            delay = 15ull * 60 * 1000;
-        f->next_ms = f->used_ms + delay;
-    }
-}
-
-static void name_succeeded(struct srv *srv, const char *name)
-{
-    struct fail_slot *f = fail_slot(srv, name, 0);
-
-    if (f != NULL)
-        *f = (struct fail_slot){0};
 }
 
 static int user_name_valid(const char *u)
@@ -227,8 +118,6 @@ static void hash_work(uv_work_t *w)
     }
 }
 
-static void hash_next(struct srv *srv);
-
 static void make_token(struct op *op)
 {
     uint8_t raw[32];
@@ -240,30 +129,119 @@ static void make_token(struct op *op)
     sodium_memzero(raw, sizeof(raw));
 }
 
+static struct fair_key *job_key(const struct hashjob *j)
+{
+    return j->usr != NULL ? &j->usr->fk : &j->ip->fk;
+}
+
+/* One line per password operation or account change (R-LOG-4). */
+static void log_account(struct sess *s, enum ferry_log_level lvl, const char *event,
+                        const char *result, const char *reason, const char *shown,
+                        const char *device_name, const char *extra)
+{
+    char dev[80];
+
+    ferry_log(lvl, "event=%s result=%s%s%s user=%s ip=%s device=%s%s%s%s", event, result,
+              reason != NULL ? " reason=" : "", reason != NULL ? reason : "", shown,
+              s->conn.peer_ip, s->conn.peer_id, device_name != NULL ? " device_name=" : "",
+              device_name != NULL ? srv_log_val(dev, sizeof(dev), device_name, SRV_DEVICE_NAME_MAX)
+                                  : "",
+              extra != NULL ? extra : "");
+}
+
+static const char *op_event(int32_t type)
+{
+    return type == FERRY_MSG_SIGNUP ? "signup" : type == FERRY_MSG_LOGIN ? "login" : "passwd";
+}
+
+static void queue_unlink(struct srv *srv, struct hashjob **pp)
+{
+    struct hashjob *j = *pp, *t;
+
+    *pp = j->next;
+    srv->h_len--;
+    if (srv->h_tail == j) {
+        for (t = srv->h_head; t != NULL && t->next != NULL; t = t->next)
+            ;
+        srv->h_tail = t;
+    }
+    j->next = NULL;
+}
+
+/* Releases what a job holds: its share of the hashing slot and its secrets. */
+static void job_free(struct srv *srv, struct hashjob *j)
+{
+    job_key(j)->jobs--;
+    if (j->usr != NULL)
+        srv_user_put(srv, j->usr);
+    else
+        srv_ip_put(srv, j->ip, ferry_now_ms());
+    wipe_free(j->pw);
+    wipe_free(j->newpw);
+    sodium_memzero(j->out_hash, sizeof(j->out_hash));
+    ferry_free(j);
+}
+
+/* A job that ends without a database change: its Error, and the connection goes on. */
+static void job_fail(struct srv *srv, struct hashjob *j, int rc, const char *msg)
+{
+    struct sess *s = j->s;
+
+    if (!s->closed && rc != 0)
+        srv_send_error(s, j->ref, rc, msg);
+    job_free(srv, j);
+    srv_sess_auth_done(s);
+    srv_sess_op_done(s);
+    srv_sess_unref(s);
+}
+
+static void hash_next(struct srv *srv);
+
 static void hash_done(uv_work_t *w, int status)
 {
     struct hashjob *j = w->data;
     struct sess *s = j->s;
     struct srv *srv = s->srv;
+    const char *why = NULL;
+    uint64_t now = ferry_now_ms();
     struct op *op = NULL;
+    int rc;
 
     srv->hash_running = 0;
     if (status != 0)
         j->rc = FERRY_ECANCELED;
     if (j->type == FERRY_MSG_LOGIN || j->type == FERRY_MSG_CHANGEPWD) {
         if (j->rc == FERRY_EAUTH)
-            name_failed(srv, j->user);
+            srv_name_failed(srv, j->user, j->known, now);
         else if (j->rc == 0)
-            name_succeeded(srv, j->user);
+            srv_name_succeeded(srv, j->user, j->known, now);
+    }
+    if (j->rc == FERRY_EAUTH) {
+        why = j->type == FERRY_MSG_CHANGEPWD ? "bad-password"
+              : j->user[0] == '\0'           ? "invalid-name"
+              : !j->known                    ? "unknown-user"
+                                             : "bad-password";
+        log_account(s, FERRY_LOG_NOTICE, op_event(j->type), "fail", why, j->shown,
+                    j->type == FERRY_MSG_CHANGEPWD ? NULL : j->device, NULL);
+    }
+    /*
+     * R-SESS-10: a right password over the user's connection cap gets no
+     * session; the place it takes now is held until its commit answers.
+     */
+    if (j->rc == 0 && j->type == FERRY_MSG_LOGIN && !s->closed &&
+        (rc = srv_sess_user_take(s, j->uid, 1)) != 0) {
+        j->rc = rc;
+        if (rc == FERRY_EBUSY) {
+            log_account(s, FERRY_LOG_NOTICE, "login", "refused", "user-cap", j->shown, j->device,
+                        NULL);
+            job_fail(srv, j, rc,
+                     "server busy: too many connections for this user; try again later");
+            goto next;
+        }
     }
     if (j->rc != 0 || s->closed) {
-        if (!s->closed)
-            srv_send_error(s, j->ref, j->rc,
-                           j->rc == FERRY_EAUTH ? "wrong user name or password" : NULL);
-        srv_sess_auth_done(s);
-        srv_sess_op_done(s);
-        srv_sess_unref(s);
-        goto out;
+        job_fail(srv, j, j->rc, j->rc == FERRY_EAUTH ? "wrong user name or password" : NULL);
+        goto next;
     }
     /* The hash is done; the database change goes through the writer queue. */
     op = srv_op_new(s,
@@ -272,11 +250,8 @@ static void hash_done(uv_work_t *w, int status)
                                                  : OP_SETPW,
                     j->ref);
     if (op == NULL) {
-        srv_send_error(s, j->ref, -ENOMEM, NULL);
-        srv_sess_auth_done(s);
-        srv_sess_op_done(s);
-        srv_sess_unref(s);
-        goto out;
+        job_fail(srv, j, -ENOMEM, NULL);
+        goto next;
     }
     op->uid = j->uid;
     snprintf(op->user, sizeof(op->user), "%s", j->user);
@@ -287,28 +262,35 @@ static void hash_done(uv_work_t *w, int status)
         memcpy(op->token_hash, s->token_hash, 32);
     else
         make_token(op);
-    /* srv_op_new took its own reference and count; drop the hash job's. */
     srv_op_submit(srv, op);
+    /* srv_op_new took its own reference and count, and the op answers auth_pending. */
     s->outstanding--;
+    job_free(srv, j);
     srv_sess_unref(s);
-out:
-    wipe_free(j->pw);
-    wipe_free(j->newpw);
-    sodium_memzero(j->out_hash, sizeof(j->out_hash));
-    ferry_free(j);
+next:
     hash_next(srv);
 }
 
+/*
+ * R-AUTH-12: start-time fair queuing. Each job gets a start tag, the later
+ * of the virtual time and the end of its party's previous job, and costs
+ * one tag unit per Argon2id run; the job with the smallest tag runs next
+ * (the earliest among equals). Every party with work waiting thus gets the
+ * same share of the slot whatever it queued, and a party arriving idle
+ * starts at the current virtual time: no credit for idleness, no debt.
+ */
 static void hash_next(struct srv *srv)
 {
-    struct hashjob *j = srv->h_head;
+    struct hashjob *j, **pp, **pick = NULL;
 
-    if (srv->hash_running || j == NULL)
+    if (srv->hash_running || srv->h_head == NULL)
         return;
-    srv->h_head = j->next;
-    if (srv->h_head == NULL)
-        srv->h_tail = NULL;
-    srv->h_len--;
+    for (pp = &srv->h_head; *pp != NULL; pp = &(*pp)->next)
+        if (pick == NULL || (*pp)->start < (*pick)->start)
+            pick = pp;
+    j = *pick;
+    queue_unlink(srv, pick);
+    srv->thr.vtime = j->start;
     srv->hash_running = 1;
     j->work.data = j;
     if (uv_queue_work(srv->loop, &j->work, hash_work, hash_done) != 0) {
@@ -317,34 +299,74 @@ static void hash_next(struct srv *srv)
     }
 }
 
-static int busy(struct sess *s, const char *ref, uint64_t retry_ms)
+static int busy(struct sess *s, const char *ref, uint64_t retry_ms, const char *msg)
 {
-    json_t *o = json_pack(
-        "{s:s, s:i, s:s, s:I}", "ref", ref, "code", ferry_err_to_wire(FERRY_EBUSY), "message",
-        "too many attempts, try again later", "retry_after_ms", (json_int_t)retry_ms);
+    json_t *o = json_pack("{s:s, s:i, s:s}", "ref", ref, "code", ferry_err_to_wire(FERRY_EBUSY),
+                          "message", msg);
 
+    if (o != NULL && retry_ms > 0)
+        json_object_set_new(o, "retry_after_ms", json_integer((json_int_t)retry_ms));
     return srv_send(s, FERRY_MSG_ERROR, o);
 }
 
-static int queue_hash(struct sess *s, const struct ferry_cmd *cmd, const char *user, const char *pw,
-                      const char *newpw, const char *device)
+/* An attempt refused before any hashing: Error 9 and a line (limited, R-LOG-3). */
+static int refuse_attempt(struct sess *s, const struct ferry_cmd *cmd, const char *shown,
+                          const char *device, const char *why, uint64_t retry_ms, const char *msg)
+{
+    char extra[40] = "";
+
+    if (srv_log_allow(s->srv, SRV_LOG_THROTTLED)) {
+        if (retry_ms > 0)
+            snprintf(extra, sizeof(extra), " retry_ms=%llu", (unsigned long long)retry_ms);
+        log_account(s, FERRY_LOG_NOTICE, op_event(cmd->type), "refused", why, shown, device, extra);
+    }
+    return busy(s, cmd->id, retry_ms, msg);
+}
+
+/*
+ * Queues one password operation for the hashing slot. In order: the
+ * party's own limit and the queue's (R-AUTH-3, R-AUTH-12), the address's
+ * bucket (R-AUTH-10), then the name's backoff and bucket (R-AUTH-11), so
+ * a refusal for want of room spends no budget.
+ */
+static int queue_hash(struct sess *s, const struct ferry_cmd *cmd, const char *user,
+                      const char *shown, const char *pw, const char *newpw, const char *device)
 {
     struct srv *srv = s->srv;
     struct hashjob *j;
-    uint64_t retry = 0;
+    struct fair_key *key;
+    uint64_t now = ferry_now_ms(), retry = 0;
     int64_t uid = 0;
     char stored[160];
-    int known = 1;
+    int known = 1, limit;
 
-    /* R-AUTH-4: throttles are checked before any hashing work is spent. */
-    if (cmd->type != FERRY_MSG_CHANGEPWD && ip_take_token(srv, s->conn.peer_ip, &retry) != 0)
-        return busy(s, cmd->id, retry);
-    if (cmd->type != FERRY_MSG_SIGNUP && name_allowed(srv, user, &retry) != 0)
-        return busy(s, cmd->id, retry);
-    if (srv->h_len >= srv->cfg.hash_queue)
-        return srv_send_error(s, cmd->id, FERRY_EBUSY, "server busy, try again later");
+    if (cmd->type == FERRY_MSG_CHANGEPWD) {
+        if (s->uslot == NULL)
+            return srv_send_error(s, cmd->id, FERRY_EINTERNAL, NULL);
+        key = &s->uslot->fk;
+        limit = SRV_HASH_PER_USER;
+    } else {
+        key = &s->ip->fk;
+        limit = SRV_HASH_PER_ADDR;
+    }
+    if (key->jobs >= limit)
+        return refuse_attempt(s, cmd, shown, device, "share", 0,
+                              "server busy: a password operation of yours is already waiting; "
+                              "try again later");
+    /*
+     * R-AUTH-3: past --hash-queue waiting jobs only a party with nothing
+     * queued gets in. One operation per connection at a time (R-PIPE-2)
+     * already bounds the queue by the connections; this bounds the wait.
+     */
+    if (srv->h_len >= srv->cfg.hash_queue && key->jobs > 0)
+        return refuse_attempt(s, cmd, shown, device, "queue-full", 0,
+                              "server busy, try again later");
+    if (srv_ip_take_token(srv, s->ip, now, &retry) != 0)
+        return refuse_attempt(s, cmd, shown, device, "ip-rate", retry,
+                              "too many attempts, try again later");
     if (cmd->type == FERRY_MSG_LOGIN) {
-        if (ferry_meta_user_get(srv->rdb, user, &uid, stored, sizeof(stored)) != 0) {
+        if (user[0] == '\0' ||
+            ferry_meta_user_get(srv->rdb, user, &uid, stored, sizeof(stored)) != 0) {
             known = 0;
             snprintf(stored, sizeof(stored), "%s", srv->dummy_hash);
         }
@@ -355,6 +377,9 @@ static int queue_hash(struct sess *s, const struct ferry_cmd *cmd, const char *u
     } else if (ferry_meta_user_get(srv->rdb, user, &uid, stored, sizeof(stored)) == 0) {
         return srv_send_error(s, cmd->id, FERRY_EEXIST, "user name taken");
     }
+    if (cmd->type != FERRY_MSG_SIGNUP && srv_name_check(srv, user, known, now, &retry) != 0)
+        return refuse_attempt(s, cmd, shown, device, "name-rate", retry,
+                              "too many attempts, try again later");
     if ((j = ferry_calloc(1, sizeof(*j))) == NULL)
         return -ENOMEM;
     j->s = s;
@@ -363,6 +388,7 @@ static int queue_hash(struct sess *s, const struct ferry_cmd *cmd, const char *u
     j->known = known;
     snprintf(j->ref, sizeof(j->ref), "%s", cmd->id);
     snprintf(j->user, sizeof(j->user), "%s", user);
+    snprintf(j->shown, sizeof(j->shown), "%s", shown);
     snprintf(j->device, sizeof(j->device), "%s", device != NULL ? device : "");
     snprintf(j->stored, sizeof(j->stored), "%s", stored);
     j->pw = ferry_strdup(pw);
@@ -373,6 +399,14 @@ static int queue_hash(struct sess *s, const struct ferry_cmd *cmd, const char *u
         ferry_free(j);
         return -ENOMEM;
     }
+    if (cmd->type == FERRY_MSG_CHANGEPWD)
+        j->usr = s->uslot;
+    else
+        j->ip = s->ip;
+    key->jobs++;
+    /* R-AUTH-12: a ChangePwd runs Argon2id twice, so it costs two. */
+    j->start = key->finish > srv->thr.vtime ? key->finish : srv->thr.vtime;
+    key->finish = j->start + (cmd->type == FERRY_MSG_CHANGEPWD ? 2 : 1);
     srv_sess_ref(s);
     s->outstanding++;
     s->auth_pending++;
@@ -386,9 +420,52 @@ static int queue_hash(struct sess *s, const struct ferry_cmd *cmd, const char *u
     return 0;
 }
 
+/* An account operation committed (commit.c): the session's new state, its reply, its line. */
+void srv_auth_committed(struct sess *s, struct op *op)
+{
+    char user[80], extra[40];
+    int n;
+
+    srv_log_val(user, sizeof(user), op->user, SRV_USER_MAX);
+    switch (op->kind) {
+    case OP_SIGNUP:
+    case OP_SESSION:
+        if (srv_sess_logged_in(s, op->uid, op->user, op->token_hash) != 0) {
+            srv_send_error(s, op->ref, -ENOMEM, NULL);
+            ferry_conn_close(&s->conn);
+            return;
+        }
+        log_account(s, FERRY_LOG_INFO, op->kind == OP_SIGNUP ? "signup" : "login", "ok", NULL, user,
+                    op->device_name, NULL);
+        srv_send(
+            s, FERRY_MSG_SESSION,
+            json_pack("{s:s, s:s, s:s}", "ref", op->ref, "token", op->token, "user", op->user));
+        break;
+    case OP_LOGOUT:
+        n = srv_sess_revoke_live(s->srv, s, op->uid, op->flag ? NULL : op->token_hash);
+        snprintf(extra, sizeof(extra), " scope=%s revoked=%d", op->flag ? "all" : "device", n);
+        srv_log_val(user, sizeof(user), s->user, SRV_USER_MAX);
+        log_account(s, FERRY_LOG_INFO, "logout", "ok", NULL, user, NULL, extra);
+        srv_sess_logged_out(s);
+        srv_send(s, FERRY_MSG_OK, json_pack("{s:s}", "ref", op->ref));
+        break;
+    case OP_SETPW:
+        /* R-AUTH-7: every other session of the user ends; this one stays. */
+        n = srv_sess_revoke_live(s->srv, s, op->uid, NULL);
+        snprintf(extra, sizeof(extra), " revoked=%d", n);
+        srv_log_val(user, sizeof(user), s->user, SRV_USER_MAX);
+        log_account(s, FERRY_LOG_INFO, "passwd", "ok", NULL, user, NULL, extra);
+        srv_send(s, FERRY_MSG_OK, json_pack("{s:s}", "ref", op->ref));
+        break;
+    default:
+        break;
+    }
+}
+
 int srv_auth_handle(struct sess *s, const struct ferry_cmd *cmd)
 {
     const char *user = NULL, *pw = NULL, *newpw = NULL, *device = NULL;
+    char shown[80];
     struct op *op;
     int all = 0, rc;
 
@@ -414,11 +491,12 @@ int srv_auth_handle(struct sess *s, const struct ferry_cmd *cmd)
             if (strlen(pw) < SRV_PASSWORD_MIN)
                 return srv_send_error(s, cmd->id, FERRY_EUSAGE,
                                       "password too short (at least 8 bytes)");
-        } else if (!user_name_valid(user)) {
-            /* Invalid names still pay the hash, like unknown ones (R-AUTH-5). */
-            user = "";
         }
-        return queue_hash(s, cmd, user, pw, NULL, device);
+        srv_log_val(shown, sizeof(shown), user, SRV_USER_MAX);
+        /* Invalid names still pay the hash, like unknown ones (R-AUTH-5), sharing one entry. */
+        if (cmd->type == FERRY_MSG_LOGIN && !user_name_valid(user))
+            user = "";
+        return queue_hash(s, cmd, user, shown, pw, NULL, device);
     case FERRY_MSG_CHANGEPWD:
         if (!s->authed)
             return srv_send_error(s, cmd->id, FERRY_EAUTH, "not logged in");
@@ -428,7 +506,8 @@ int srv_auth_handle(struct sess *s, const struct ferry_cmd *cmd)
         if (strlen(newpw) < SRV_PASSWORD_MIN)
             return srv_send_error(s, cmd->id, FERRY_EUSAGE,
                                   "password too short (at least 8 bytes)");
-        return queue_hash(s, cmd, s->user, pw, newpw, NULL);
+        srv_log_val(shown, sizeof(shown), s->user, SRV_USER_MAX);
+        return queue_hash(s, cmd, s->user, shown, pw, newpw, NULL);
     case FERRY_MSG_LOGOUT:
         if (!s->authed)
             return srv_send_error(s, cmd->id, FERRY_EAUTH, "not logged in");

@@ -511,43 +511,15 @@ fail:
             op->rc = rc;
 }
 
-struct revoke {
-    struct srv *srv;
-    struct sess *except;
-    int64_t uid;
-    const uint8_t *token; /* NULL: every session of uid */
-};
-
-static void revoke_one(uv_handle_t *h, void *arg)
-{
-    struct revoke *r = arg;
-    struct sess *s;
-
-    if (h->type != UV_TCP || h == (uv_handle_t *)&r->srv->listener || h->data == NULL ||
-        uv_is_closing(h))
-        return;
-    s = h->data; /* the connection is the session's first member */
-    if (s == r->except || s->closed || !s->authed || s->uid != r->uid)
-        return;
-    if (r->token != NULL && sodium_memcmp(s->token_hash, r->token, 32) != 0)
-        return;
-    srv_send_error(s, NULL, FERRY_EAUTH, "session revoked: log in again");
-    ferry_conn_close(&s->conn);
-}
-
-/* R-AUTH-7: revocation reaches live connections at once, not only new ones. */
-static void revoke_live(struct srv *srv, struct sess *except, int64_t uid, const uint8_t *token)
-{
-    struct revoke r = {.srv = srv, .except = except, .uid = uid, .token = token};
-
-    uv_walk(srv->loop, revoke_one, &r);
-}
-
 static void reply(struct op *op, json_t **committed)
 {
     struct sess *s = op->s;
     char tid[33];
 
+    /* R-LOG-5: a committed upload is logged even if its connection is gone. */
+    if (op->kind == OP_UPLOAD)
+        srv_log_transfer(s, "upload", op->path, 0, (uint64_t)op->size, (uint64_t)op->size,
+                         op->t0_ms, op->rc, op->rc == 0 ? "ok" : "failed");
     if (s->closed)
         return;
     if (op->rc != 0) {
@@ -577,32 +549,9 @@ static void reply(struct op *op, json_t **committed)
         break;
     case OP_SIGNUP:
     case OP_SESSION:
-        s->authed = 1;
-        s->uid = op->uid;
-        snprintf(s->user, sizeof(s->user), "%s", op->user);
-        memcpy(s->token_hash, op->token_hash, 32);
-        if (s->counted_unauth) {
-            srv_ip_release_unauth(s->srv, s->conn.peer_ip);
-            s->counted_unauth = 0;
-        }
-        srv_send(
-            s, FERRY_MSG_SESSION,
-            json_pack("{s:s, s:s, s:s}", "ref", op->ref, "token", op->token, "user", op->user));
-        break;
     case OP_LOGOUT:
-        revoke_live(s->srv, s, op->uid, op->flag ? NULL : op->token_hash);
-        s->authed = 0;
-        sodium_memzero(s->token_hash, sizeof(s->token_hash));
-        srv_send(s, FERRY_MSG_OK, json_pack("{s:s}", "ref", op->ref));
-        /* R-SESS-3: logged out is not logged in: the deadline starts again. */
-        s->accepted_ms = ferry_now_ms();
-        if (!s->counted_unauth && srv_ip_admit(s->srv, s->conn.peer_ip) == 0)
-            s->counted_unauth = 1;
-        break;
     case OP_SETPW:
-        /* Every other session of the user ends; this one stays. */
-        revoke_live(s->srv, s, op->uid, NULL);
-        srv_send(s, FERRY_MSG_OK, json_pack("{s:s}", "ref", op->ref));
+        srv_auth_committed(s, op); /* auth.c: the session's new state, reply and log line */
         break;
     case OP_DEVICE_REVOKE:
         srv_devices_reply(op);

@@ -49,8 +49,25 @@
 #define SRV_CHUNKS_OPEN_MAX 8
 /* Chunk-list bytes one connection may hold for its open chunked uploads. */
 #define SRV_LIST_BYTES_MAX (64u << 20)
-/* Per-name failure entries kept for login backoff. */
-#define SRV_FAIL_TABLE 4096
+
+/*
+ * Fair shares of connections and of password work (session.c, auth.c,
+ * throttle.c). Each limit's value and why are in docs/protocol.md section 12.
+ */
+/* R-AUTH-13: names tracked for backoff, in each of two parts (known, unknown). */
+#define SRV_NAME_TABLE 4096
+/* Source addresses tracked beyond those with a live connection. */
+#define SRV_IP_TABLE 4096
+/* R-AUTH-12: hash jobs one user, or one address, may have waiting or running. */
+#define SRV_HASH_PER_USER 2
+#define SRV_HASH_PER_ADDR 4
+/* R-SESS-9: refused connections told why at once, in all and per address. */
+#define SRV_REFUSING_MAX    64
+#define SRV_REFUSING_PER_IP 4
+/* R-SESS-9: how long a refused connection may take to send its first frame. */
+#define SRV_REFUSE_WAIT_MS 5000
+/* R-LOG-3: lines a second of each kind a peer can cause in volume. */
+#define SRV_LOG_BURST 10
 
 struct srv_config {
     char data[4096];
@@ -73,23 +90,79 @@ struct srv_config {
     uint64_t quota;         /* R-CHUNK-9: 0 for none */
     int64_t partial_ttl_ns; /* R-CHUNK-11 */
     int verbose;
+    /* Fair shares of connections (R-SESS-7, R-SESS-8, R-SESS-10). */
+    int max_conns_per_user;
+    int max_conns_per_ip;
+    int reserve_conns; /* of max_conns, for addresses with no connection; < 0: max_conns / 16 */
 };
 
 struct sess;
 struct op;
 
-struct ip_slot {
-    char ip[64];
-    int unauth;
-    double tokens;
-    uint64_t refill_ms;
+/* One party competing for the single hashing slot (R-AUTH-12). */
+struct fair_key {
+    int jobs;        /* hash jobs waiting or running */
+    uint64_t finish; /* virtual time at which its last job queued ends */
 };
 
-struct fail_slot {
+/* A source address: its connections, its login bucket, its hashing share. */
+struct ip_slot {
+    char ip[64];
+    int conns;    /* admitted connections, logged in or not (R-SESS-7) */
+    int unauth;   /* of which not logged in (R-SESS-5) */
+    int refusing; /* connections being told Error 9 (R-SESS-9) */
+    double tokens;
+    uint64_t refill_ms;
+    struct fair_key fk;
+    int idx; /* in the table's array */
+    struct ip_slot *hnext;
+};
+
+/* A user with connections logged in, or password work queued. */
+struct user_slot {
+    int64_t uid;
+    int conns; /* authenticated connections, and logins awaiting their commit (R-SESS-10) */
+    struct fair_key fk;
+    struct user_slot *hnext;
+};
+
+/* Backoff and bucket of one user name (R-AUTH-4, R-AUTH-11, R-AUTH-13). */
+struct name_slot {
     char name[SRV_USER_MAX + 1];
+    int used;
     int failures;
-    uint64_t next_ms;
-    uint64_t used_ms;
+    uint64_t next_ms; /* no attempt before this */
+    double tokens;
+    uint64_t refill_ms;
+    uint64_t touched; /* for least-recently-used eviction */
+};
+
+struct srv_throttle {
+    struct ip_slot **ips; /* every tracked address */
+    int nips;
+    int ip_cap;
+    struct ip_slot **ip_hash;
+    struct user_slot **user_hash;
+    unsigned nbuckets; /* of each hash; 0 until first use */
+    int nusers;
+    uint64_t vtime;   /* R-AUTH-12: start tag of the hash job last started */
+    uint64_t touches; /* name table uses so far */
+    struct name_slot known[SRV_NAME_TABLE];
+    struct name_slot unknown[SRV_NAME_TABLE];
+};
+
+/* R-LOG-3: kinds of lines a peer can cause in volume, each limited on its own. */
+enum srv_log_kind {
+    SRV_LOG_REFUSED,
+    SRV_LOG_FAULT,
+    SRV_LOG_THROTTLED,
+    SRV_LOG_KINDS,
+};
+
+struct srv_log_limit {
+    uint64_t window_ms[SRV_LOG_KINDS];
+    int lines[SRV_LOG_KINDS];
+    uint64_t suppressed[SRV_LOG_KINDS];
 };
 
 struct srv {
@@ -106,11 +179,12 @@ struct srv {
     int lockfd;
     struct ferry_meta *wdb; /* writer: used only by commit jobs, one at a time */
     struct ferry_meta *rdb; /* reader: used on the loop thread */
-    int nconns;
-    struct ip_slot *ips;
-    int nips;
-    struct fail_slot fails[SRV_FAIL_TABLE];
+    int nconns;             /* admitted connections (R-SESS-5) */
     char dummy_hash[160];
+    /* Fair shares and the server log (throttle.c, serverlog.c). */
+    int nrefusing; /* connections being refused with an Error (R-SESS-9) */
+    struct srv_throttle thr;
+    struct srv_log_limit logl;
     /* write queue (R-STORE-2) */
     struct op *q_head;
     struct op *q_tail;
@@ -175,6 +249,7 @@ struct upload {
     uint32_t nent;     /* complete entries */
     uint32_t answered; /* entries answered by ChunkNeed */
     int list_done;
+    uint64_t t0_ms; /* when the Upload came, for the log (R-LOG-5) */
     /* Chunked uploads of every connection, for chunks sent on another one. */
     struct sess *owner;
     struct upload *gnext;
@@ -212,6 +287,7 @@ struct download {
     int chunk_ready;       /* fd, pack and base locate the chunk */
     int64_t pack;          /* the pack open in fd (0: a chunk file of the old layout) */
     int64_t base;          /* where the chunk starts in fd */
+    uint64_t t0_ms, off0;  /* when and from where it began, for the log (R-LOG-5) */
     struct download *next;
 };
 
@@ -223,6 +299,11 @@ struct sess {
     int connected;
     int authed;
     int counted_unauth;
+    /* Admission (R-SESS-7 to R-SESS-10): what this connection counts in. */
+    int admitted;            /* in srv->nconns and ip->conns */
+    int refusing;            /* being refused (R-SESS-9): why, an enum of session.c; 0: not */
+    struct ip_slot *ip;      /* its source address, while admitted or refusing */
+    struct user_slot *uslot; /* held while logged in, or while a login commits */
     int64_t uid;
     char user[SRV_USER_MAX + 1];
     uint8_t token_hash[32];
@@ -255,13 +336,45 @@ int srv_send_error(struct sess *s, const char *ref, int rc, const char *msg);
 void srv_on_connection(uv_stream_t *listener, int status);
 void srv_sess_op_done(struct sess *s);
 void srv_sess_auth_done(struct sess *s);
+/* R-SESS-10: counts s as one of uid's connections; FERRY_EBUSY at the cap when check. */
+int srv_sess_user_take(struct sess *s, int64_t uid, int check);
+void srv_sess_user_release(struct sess *s);
+/* The connection logged in (Signup, Login) or out; keeps the counts right. */
+int srv_sess_logged_in(struct sess *s, int64_t uid, const char *user, const uint8_t token[32]);
+void srv_sess_logged_out(struct sess *s);
+/* R-AUTH-7: closes the live connections of uid's revoked sessions; returns how many. */
+int srv_sess_revoke_live(struct srv *srv, struct sess *except, int64_t uid, const uint8_t *token);
 
 /* auth.c */
 int srv_auth_handle(struct sess *s, const struct ferry_cmd *cmd);
 int srv_auth_init(struct srv *srv);
-void srv_ip_release_unauth(struct srv *srv, const char *ip);
-int srv_ip_admit(struct srv *srv, const char *ip);
 int srv_user_name_valid(const char *u);
+/* An account operation's commit finished without error: reply and log (commit.c). */
+void srv_auth_committed(struct sess *s, struct op *op);
+
+/* throttle.c: bounded tables, given the time; no I/O. */
+struct ip_slot *srv_ip_get(struct srv *srv, const char *ip, uint64_t now);
+void srv_ip_put(struct srv *srv, struct ip_slot *v, uint64_t now);
+int srv_ip_take_token(struct srv *srv, struct ip_slot *v, uint64_t now, uint64_t *retry_ms);
+struct user_slot *srv_user_get(struct srv *srv, int64_t uid);
+void srv_user_put(struct srv *srv, struct user_slot *u);
+int srv_name_check(struct srv *srv, const char *name, int known, uint64_t now, uint64_t *retry_ms);
+void srv_name_failed(struct srv *srv, const char *name, int known, uint64_t now);
+void srv_name_succeeded(struct srv *srv, const char *name, int known, uint64_t now);
+void srv_throttle_cleanup(struct srv *srv);
+
+/* serverlog.c: the server log (docs/serverlog.md, R-LOG). */
+/* Writes s as one log value (bare or quoted and escaped, at most max bytes of it). */
+const char *srv_log_val(char *out, size_t cap, const char *s, size_t max);
+/* R-LOG-3: 1 if a line of this kind may be written now, counting it; 0 if suppressed. */
+int srv_log_allow(struct srv *srv, enum srv_log_kind kind);
+/* Writes the counts of suppressed lines whose second is over. */
+void srv_log_flush(struct srv *srv);
+/* R-LOG-2: a protocol fault that closes s (R-ERR-1). */
+void srv_log_fault(struct sess *s, const char *reason);
+/* R-LOG-5: one line per finished transfer ("upload" or "download"). */
+void srv_log_transfer(struct sess *s, const char *dir, const char *path, int64_t file_id,
+                      uint64_t size, uint64_t sent, uint64_t t0_ms, int rc, const char *result);
 
 /* files.c */
 int srv_files_handle(struct sess *s, const struct ferry_cmd *cmd);
@@ -319,6 +432,7 @@ struct op {
     int64_t off;      /* OP_CHUNK: and where in it */
     int unused;       /* OP_CHUNK: held already, the bytes written are garbage */
     uv_work_t check;  /* OP_CHUNK: its SHA-256 check on the thread pool (transfer.c) */
+    uint64_t t0_ms;   /* OP_UPLOAD: when its Upload came, for the log (R-LOG-5) */
     /* accounts */
     char user[SRV_USER_MAX + 1];
     char pwhash[160];

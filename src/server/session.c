@@ -46,10 +46,180 @@ int srv_send_error(struct sess *s, const char *ref, int rc, const char *msg)
 /* A protocol fault: one Error, then close this connection only (R-ERR-1). */
 static int fault(struct sess *s, const char *ref, int rc, const char *msg)
 {
-    ferry_log(FERRY_LOG_NOTICE, "closing conn ip=%s reason=\"%s\"", s->conn.peer_ip,
-              msg != NULL ? msg : ferry_strerror(rc));
+    srv_log_fault(s, msg != NULL ? msg : ferry_strerror(rc));
     srv_send_error(s, ref, rc, msg);
     return rc < 0 ? rc : FERRY_EPROTO;
+}
+
+/* Why a connection or a login is refused (R-SESS-7 to R-SESS-10): log key and text. */
+enum refusal {
+    ADMITTED,
+    REFUSE_STOPPING,
+    REFUSE_FULL,
+    REFUSE_RESERVE,
+    REFUSE_IP,
+    REFUSE_UNAUTH,
+    REFUSE_TABLE,
+    REFUSE_USER,
+};
+
+static const struct {
+    const char *key;
+    const char *text;
+} refusals[] = {
+    [ADMITTED] = {"-", "-"},
+    [REFUSE_STOPPING] = {"stopping", "the server is stopping"},
+    [REFUSE_FULL] = {"server-full", "the server has no free connection"},
+    [REFUSE_RESERVE] = {"reserve", "the server's last connections are kept for new addresses"},
+    [REFUSE_IP] = {"ip-cap", "too many connections from this address"},
+    [REFUSE_UNAUTH] = {"unauth-cap", "too many connections not logged in from this address"},
+    [REFUSE_TABLE] = {"table-full", "too many addresses at once"},
+    [REFUSE_USER] = {"user-cap", "too many connections for this user"},
+};
+
+/* R-LOG-4: one line per refusal, limited (R-LOG-3). */
+static void log_refused(struct sess *s, enum refusal why, const char *reply, const char *user)
+{
+    char u[80];
+
+    if (!srv_log_allow(s->srv, SRV_LOG_REFUSED))
+        return;
+    ferry_log(FERRY_LOG_NOTICE, "event=refused reason=%s ip=%s user=%s reply=%s conns=%d",
+              refusals[why].key, s->conn.peer_ip,
+              user != NULL ? srv_log_val(u, sizeof(u), user, SRV_USER_MAX) : "-", reply,
+              s->srv->nconns);
+}
+
+/* R-SESS-9, R-SESS-10: Error 9 saying why; the caller closes the connection. */
+static int send_busy(struct sess *s, const char *ref, enum refusal why)
+{
+    char msg[160];
+
+    snprintf(msg, sizeof(msg), "server busy: %s; try again later", refusals[why].text);
+    srv_send_error(s, ref, FERRY_EBUSY, msg);
+    return FERRY_EBUSY;
+}
+
+/*
+ * R-SESS-9: a refused connection finished TLS and sent its first frame:
+ * answer it (Connect gets its ref) with Error 9, then close.
+ */
+static int refuse_frame(struct sess *s, const struct ferry_frame *f)
+{
+    struct ferry_cmd cmd;
+    int rc;
+
+    if (f->type == FERRY_FRAME_HEARTBEAT)
+        return 0;
+    if (f->type != FERRY_FRAME_COMMAND)
+        return send_busy(s, NULL, (enum refusal)s->refusing);
+    rc = ferry_cmd_decode(f->payload, f->payload_len, &cmd);
+    send_busy(s, cmd.id, (enum refusal)s->refusing);
+    if (rc == 0)
+        ferry_cmd_cleanup(&cmd);
+    return FERRY_EBUSY;
+}
+
+int srv_sess_user_take(struct sess *s, int64_t uid, int check)
+{
+    struct srv *srv = s->srv;
+    struct user_slot *u;
+
+    if (s->uslot != NULL)
+        return 0;
+    if ((u = srv_user_get(srv, uid)) == NULL)
+        return -ENOMEM;
+    /* R-SESS-10: logins awaiting their commit count too, so racing ones cannot pass the cap. */
+    if (check && u->conns >= srv->cfg.max_conns_per_user) {
+        srv_user_put(srv, u);
+        return FERRY_EBUSY;
+    }
+    u->conns++;
+    s->uslot = u;
+    return 0;
+}
+
+void srv_sess_user_release(struct sess *s)
+{
+    struct user_slot *u = s->uslot;
+
+    if (u == NULL)
+        return;
+    s->uslot = NULL;
+    u->conns--;
+    srv_user_put(s->srv, u);
+}
+
+/* The connection is logged in: it leaves the count of those not logged in (R-SESS-5). */
+static void now_authed(struct sess *s)
+{
+    s->authed = 1;
+    if (s->counted_unauth) {
+        s->ip->unauth--;
+        s->counted_unauth = 0;
+    }
+}
+
+int srv_sess_logged_in(struct sess *s, int64_t uid, const char *user, const uint8_t token[32])
+{
+    int rc;
+
+    /* A Login reserved its place under the cap before its commit; a Signup's user is new. */
+    if ((rc = srv_sess_user_take(s, uid, 0)) != 0)
+        return rc;
+    s->uid = uid;
+    snprintf(s->user, sizeof(s->user), "%s", user);
+    memcpy(s->token_hash, token, 32);
+    now_authed(s);
+    return 0;
+}
+
+void srv_sess_logged_out(struct sess *s)
+{
+    s->authed = 0;
+    sodium_memzero(s->token_hash, sizeof(s->token_hash));
+    srv_sess_user_release(s);
+    /* R-SESS-3: logged out is not logged in: the deadline starts again. */
+    s->accepted_ms = ferry_now_ms();
+    if (!s->counted_unauth && s->ip != NULL) {
+        s->ip->unauth++;
+        s->counted_unauth = 1;
+    }
+}
+
+struct revoke {
+    struct srv *srv;
+    struct sess *except;
+    int64_t uid;
+    const uint8_t *token; /* NULL: every session of uid */
+    int closed;
+};
+
+static void revoke_one(uv_handle_t *h, void *arg)
+{
+    struct revoke *r = arg;
+    struct sess *s;
+
+    if (h->type != UV_TCP || h == (uv_handle_t *)&r->srv->listener || h->data == NULL ||
+        uv_is_closing(h))
+        return;
+    s = h->data; /* the connection is the session's first member */
+    if (s == r->except || s->closed || !s->authed || s->uid != r->uid)
+        return;
+    if (r->token != NULL && sodium_memcmp(s->token_hash, r->token, 32) != 0)
+        return;
+    srv_send_error(s, NULL, FERRY_EAUTH, "session revoked: log in again");
+    ferry_conn_close(&s->conn);
+    r->closed++;
+}
+
+/* R-AUTH-7: revocation reaches live connections at once, not only new ones. */
+int srv_sess_revoke_live(struct srv *srv, struct sess *except, int64_t uid, const uint8_t *token)
+{
+    struct revoke r = {.srv = srv, .except = except, .uid = uid, .token = token};
+
+    uv_walk(srv->loop, revoke_one, &r);
+    return r.closed;
 }
 
 void srv_sess_op_done(struct sess *s)
@@ -101,6 +271,14 @@ static int handle_connect(struct sess *s, const struct ferry_cmd *cmd)
         if (!token_ok)
             sodium_memzero(s->token_hash, sizeof(s->token_hash));
     }
+    if (token_ok && (rc = srv_sess_user_take(s, s->uid, 1)) != 0) {
+        sodium_memzero(s->token_hash, sizeof(s->token_hash));
+        if (rc != FERRY_EBUSY)
+            return rc;
+        /* R-SESS-10: the answer to this Connect is Error 9, then the close. */
+        log_refused(s, REFUSE_USER, "error", s->user);
+        return send_busy(s, cmd->id, REFUSE_USER);
+    }
     acc = json_pack("{s:s, s:s, s:i, s:{s:i, s:i, s:i}}", "ref", cmd->id, "server_id",
                     s->srv->id.id, "proto", FERRY_PROTO_VERSION, "limits", "frame_payload_max",
                     FERRY_FRAME_PAYLOAD_MAX, "data_max", FERRY_DATA_MAX, "page_entries_max",
@@ -111,11 +289,9 @@ static int handle_connect(struct sess *s, const struct ferry_cmd *cmd)
     if ((rc = srv_send(s, FERRY_MSG_ACCEPT, acc)) != 0)
         return rc;
     if (token_ok) {
-        s->authed = 1;
-        if (s->counted_unauth) {
-            srv_ip_release_unauth(s->srv, s->conn.peer_ip);
-            s->counted_unauth = 0;
-        }
+        now_authed(s);
+        ferry_log(FERRY_LOG_DEBUG, "event=resume user=%s ip=%s device=%s", s->user, s->conn.peer_ip,
+                  s->conn.peer_id);
     } else if (token != NULL) {
         srv_send_error(s, cmd->id, FERRY_EAUTH, "session expired or revoked: log in again");
     }
@@ -218,6 +394,8 @@ static int on_frame(struct ferry_conn *c, const struct ferry_frame *f)
     struct ferry_data d;
     int rc;
 
+    if (s->refusing)
+        return refuse_frame(s, f);
     /*
      * R-PIPE-2: while a Signup, Login, ChangePwd or Logout is in flight, who
      * this connection is may change: every later frame waits for the answer.
@@ -273,12 +451,24 @@ static void on_drain(struct ferry_conn *c)
 void srv_sess_auth_done(struct sess *s)
 {
     s->auth_pending--;
+    /* A login that reserved a place under the user's cap and then failed gives it back. */
+    if (!s->authed)
+        srv_sess_user_release(s);
 }
 
 static int on_tick(struct ferry_conn *c, uint64_t now)
 {
     struct sess *s = c->data;
 
+    srv_log_flush(s->srv);
+    /* R-SESS-9: a refused connection that says nothing is closed soon. */
+    if (s->refusing) {
+        if (now - s->accepted_ms < SRV_REFUSE_WAIT_MS)
+            return 0;
+        if (s->conn.ready)
+            send_busy(s, NULL, (enum refusal)s->refusing);
+        return FERRY_EBUSY;
+    }
     /* R-SESS-3: log in within the deadline or be closed. */
     if (!s->authed && s->outstanding == 0 && now - s->accepted_ms >= s->srv->cfg.auth_timeout_ms)
         return fault(s, NULL, FERRY_ETIMEDOUT, "not authenticated in time");
@@ -288,11 +478,25 @@ static int on_tick(struct ferry_conn *c, uint64_t now)
 static void on_close(struct ferry_conn *c)
 {
     struct sess *s = c->data;
+    struct srv *srv = s->srv;
 
     s->closed = 1;
-    s->srv->nconns--;
-    if (s->counted_unauth)
-        srv_ip_release_unauth(s->srv, s->conn.peer_ip);
+    if (s->refusing) {
+        srv->nrefusing--;
+        s->ip->refusing--;
+    }
+    if (s->admitted) {
+        srv->nconns--;
+        s->ip->conns--;
+    }
+    if (s->counted_unauth) {
+        s->ip->unauth--;
+        s->counted_unauth = 0;
+    }
+    srv_sess_user_release(s);
+    srv_ip_put(srv, s->ip, ferry_now_ms());
+    s->ip = NULL;
+    srv_log_flush(srv);
     srv_transfer_cleanup(s);
     srv_sess_unref(s);
 }
@@ -309,6 +513,67 @@ static const struct ferry_conn_ops sess_ops = {
 static void reject_closed(uv_handle_t *h)
 {
     ferry_free(h);
+}
+
+/*
+ * R-SESS-5, R-SESS-7, R-SESS-8: may a new connection from ip be admitted?
+ * The last reserve_conns places of --max-conns go only to an address that
+ * has no connection yet, so one address, or one user's many connections,
+ * can never take the place of someone arriving.
+ */
+static enum refusal admission(struct srv *srv, const struct ip_slot *ip)
+{
+    int reserve = srv->cfg.reserve_conns >= 0 ? srv->cfg.reserve_conns : srv->cfg.max_conns / 16;
+
+    if (srv->stopping)
+        return REFUSE_STOPPING;
+    if (ip == NULL)
+        return REFUSE_TABLE;
+    if (srv->nconns >= srv->cfg.max_conns)
+        return REFUSE_FULL;
+    if (srv->nconns >= srv->cfg.max_conns - reserve && ip->conns > 0)
+        return REFUSE_RESERVE;
+    if (ip->conns >= srv->cfg.max_conns_per_ip)
+        return REFUSE_IP;
+    if (ip->unauth >= srv->cfg.max_unauth_per_ip)
+        return REFUSE_UNAUTH;
+    return ADMITTED;
+}
+
+static void admit(struct sess *s)
+{
+    struct srv *srv = s->srv;
+    uint64_t now = ferry_now_ms();
+    struct ip_slot *ip = srv_ip_get(srv, s->conn.peer_ip, now);
+    enum refusal why = admission(srv, ip);
+    int tell;
+
+    if (why == ADMITTED) {
+        s->admitted = 1;
+        s->ip = ip;
+        s->counted_unauth = 1;
+        srv->nconns++;
+        ip->conns++;
+        ip->unauth++;
+        return;
+    }
+    /*
+     * R-SESS-9: the refused peer is told why (TLS, then Error 9), within a
+     * bounded number of such connections in all and per address; past
+     * those, and while stopping, the socket is closed before any TLS byte.
+     */
+    tell = why != REFUSE_STOPPING && ip != NULL && srv->nrefusing < SRV_REFUSING_MAX &&
+           ip->refusing < SRV_REFUSING_PER_IP;
+    log_refused(s, why, tell ? "error" : "close", NULL);
+    if (!tell) {
+        srv_ip_put(srv, ip, now);
+        ferry_conn_close(&s->conn);
+        return;
+    }
+    s->refusing = (int)why;
+    s->ip = ip;
+    ip->refusing++;
+    srv->nrefusing++;
 }
 
 void srv_on_connection(uv_stream_t *listener, int status)
@@ -331,18 +596,10 @@ void srv_on_connection(uv_stream_t *listener, int status)
     s->refs = 1;
     s->accepted_ms = ferry_now_ms();
     s->conn.data = s;
-    srv->nconns++;
     if (ferry_conn_start(&s->conn, srv->ctx, &sess_ops, srv->cfg.heartbeat_ms, srv->cfg.idle_ms) !=
         0)
-        return; /* on_close frees */
-    /* R-SESS-5: global and per-IP caps on connections not yet logged in. */
-    if (srv->stopping || srv->nconns > srv->cfg.max_conns ||
-        srv_ip_admit(srv, s->conn.peer_ip) != 0) {
-        ferry_log(FERRY_LOG_NOTICE, "refusing conn ip=%s conns=%d", s->conn.peer_ip, srv->nconns);
-        ferry_conn_close(&s->conn);
-        return;
-    }
-    s->counted_unauth = 1;
+        return; /* on_close frees; nothing was counted yet */
+    admit(s);
     return;
 refuse:
     /* Accept and drop, so a full table does not spin the loop on EMFILE. */

@@ -12,7 +12,7 @@
 
 static int fault(struct sess *s, const char *ref, int rc, const char *msg)
 {
-    ferry_log(FERRY_LOG_NOTICE, "closing conn ip=%s reason=\"%s\"", s->conn.peer_ip, msg);
+    srv_log_fault(s, msg);
     srv_send_error(s, ref, rc, msg);
     return rc < 0 ? rc : FERRY_EPROTO;
 }
@@ -36,6 +36,10 @@ static void upload_free(struct sess *s, struct upload *u)
 {
     char cid[FERRY_CID_LEN + 1];
 
+    /* R-LOG-5: an accepted upload that never reached its commit. */
+    if (u->path != NULL)
+        srv_log_transfer(s, "upload", u->path, 0, u->size, u->chunked ? u->size : u->received,
+                         u->t0_ms, u->rc, u->rc != 0 ? "failed" : "cancelled");
     if (u->wr != NULL) {
         if (u->wb != NULL)
             ferry_writer_submit(u->wr, u->wb, 0);
@@ -122,6 +126,7 @@ int srv_upload_open(struct sess *s, const struct ferry_cmd *cmd)
     memcpy(u->tid, tid, FERRY_TID_LEN);
     snprintf(u->ref, sizeof(u->ref), "%s", cmd->id);
     u->fd = -1;
+    u->t0_ms = ferry_now_ms();
     u->size = size;
     u->mtime = mtime;
     u->exec = exec;
@@ -598,6 +603,7 @@ commit:
         goto out;
     }
     op->uid = s->uid;
+    op->t0_ms = u->t0_ms;
     op->path = u->path;
     u->path = NULL;
     op->size = (int64_t)u->size;
@@ -651,6 +657,13 @@ static void download_free(struct download *d)
     ferry_free(d);
 }
 
+/* R-LOG-5: one line for a download that ends, however it ends. */
+static void download_log(struct sess *s, const struct download *d, int rc, const char *result)
+{
+    srv_log_transfer(s, "download", d->started ? NULL : d->path, d->started ? d->file_id : 0,
+                     d->size, d->off - d->off0, d->started ? d->t0_ms : ferry_now_ms(), rc, result);
+}
+
 static void download_pop(struct sess *s)
 {
     struct download *d = s->dl_head;
@@ -681,6 +694,8 @@ int srv_transfer_cancel(struct sess *s, const struct ferry_cmd *cmd)
     for (pp = &s->dl_head; (d = *pp) != NULL; pp = &d->next) {
         if (memcmp(d->tid, tid, FERRY_TID_LEN) != 0)
             continue;
+        if (d->started)
+            download_log(s, d, 0, "cancelled");
         if (d == s->dl_head) {
             download_pop(s);
         } else {
@@ -768,6 +783,8 @@ static int announce(struct sess *s, struct download *d)
 
     ferry_hex_encode(d->tid, FERRY_TID_LEN, tid);
     d->started = 1;
+    d->t0_ms = ferry_now_ms();
+    d->off0 = d->off;
     m = json_pack("{s:s, s:s, s:I, s:I, s:s, s:I, s:b}", "ref", d->ref, "tid", tid, "file_id",
                   (json_int_t)d->file_id, "size", (json_int_t)d->size, "hash", d->cid, "mtime",
                   (json_int_t)d->mtime, "exec", d->exec);
@@ -1027,6 +1044,7 @@ void srv_download_pump(struct sess *s)
         if (!d->started) {
             if ((rc = download_start(s, d)) != 0) {
                 srv_send_error(s, d->ref, rc, NULL);
+                download_log(s, d, rc, "failed");
                 download_pop(s);
             }
             continue;
@@ -1038,6 +1056,7 @@ void srv_download_pump(struct sess *s)
                          json_pack("{s:s, s:s, s:i, s:s}", "ref", d->ref, "tid", tid, "code",
                                    ferry_err_to_wire(FERRY_EINTERNAL), "message",
                                    "stored content unreadable"));
+                download_log(s, d, FERRY_EINTERNAL, "failed");
                 download_pop(s);
             }
             continue;
@@ -1046,6 +1065,7 @@ void srv_download_pump(struct sess *s)
         srv_send(s, FERRY_MSG_TRANSFER_COMPLETE,
                  json_pack("{s:s, s:s}", "tid", tid, "hash", d->cid));
         memcpy(s->done_tids[s->done_next++ % SRV_DONE_TIDS], d->tid, FERRY_TID_LEN);
+        download_log(s, d, 0, "ok");
         download_pop(s);
     }
     if (!s->closed)
@@ -1068,6 +1088,8 @@ void srv_transfer_cleanup(struct sess *s)
     while (s->dl_head != NULL) {
         struct download *d = s->dl_head;
         s->dl_head = d->next;
+        if (d->started)
+            download_log(s, d, 0, "cancelled");
         download_free(d);
     }
     s->dl_tail = NULL;

@@ -27,7 +27,24 @@ static int wait_fd(int fd, short events, int timeout_ms)
     return n == 0 ? FERRY_ETIMEDOUT : 0;
 }
 
-static int dial(const char *host, const char *port, int timeout_ms, int *fdp)
+/* Binds fd to the numeric address src (port 0) before it connects. */
+static int bind_source(int fd, int family, const char *src)
+{
+    struct addrinfo hints = {.ai_family = family,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICHOST | AI_PASSIVE},
+                    *res = NULL;
+    int rc = 0;
+
+    if (getaddrinfo(src, "0", &hints, &res) != 0)
+        return FERRY_EUSAGE;
+    if (bind(fd, res->ai_addr, res->ai_addrlen) != 0)
+        rc = -errno;
+    freeaddrinfo(res);
+    return rc;
+}
+
+static int dial(const char *src, const char *host, const char *port, int timeout_ms, int *fdp)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL, *ai;
     int fd = -1, rc, one = 1, soerr;
@@ -43,6 +60,8 @@ static int dial(const char *host, const char *port, int timeout_ms, int *fdp)
             rc = -errno;
             continue;
         }
+        if (src != NULL && (rc = bind_source(fd, ai->ai_family, src)) != 0)
+            goto next;
         if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS) {
             rc = -errno;
             goto next;
@@ -122,13 +141,20 @@ out:
 int ferry_client_connect(struct ferry_client *c, const char *host, const char *port,
                          const struct ferry_identity *id, const char *pin, int timeout_ms)
 {
+    return ferry_client_connect_from(c, NULL, host, port, id, pin, timeout_ms);
+}
+
+int ferry_client_connect_from(struct ferry_client *c, const char *src, const char *host,
+                              const char *port, const struct ferry_identity *id, const char *pin,
+                              int timeout_ms)
+{
     uint64_t deadline = ferry_now_ms() + (uint64_t)timeout_ms;
     int rc, n, err;
 
     *c = (struct ferry_client){.fd = -1};
     ferry_buf_init(&c->in, FERRY_FRAME_HDR_LEN + FERRY_FRAME_PAYLOAD_MAX + FERRY_NET_READ_CHUNK);
     ferry_buf_init(&c->out, FERRY_NET_OUT_MAX);
-    if ((rc = dial(host, port, timeout_ms, &c->fd)) != 0)
+    if ((rc = dial(src, host, port, timeout_ms, &c->fd)) != 0)
         goto out;
     if ((c->ctx = ferry_tls_ctx_new(id, 0)) == NULL || (c->ssl = SSL_new(c->ctx)) == NULL ||
         (rc = set_bios(c)) != 0) {
