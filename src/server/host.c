@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "host.h"
+#include "server.h"
 
 /*
  * The entries the server creates at the top of its data directory. A
@@ -99,10 +100,11 @@ int srv_nofile_check(struct srv_config *cfg, int max_conns_given)
             ferry_log(FERRY_LOG_WARN, "cannot raise the open-file limit from %llu to %llu: %s",
                       (unsigned long long)rl.rlim_cur, (unsigned long long)want, strerror(errno));
     }
-    need = (rlim_t)cfg->max_conns * SRV_FDS_PER_CONN + SRV_FDS_RESERVE;
+    /* Sockets being refused with a reason (R-SESS-9) hold a descriptor each too. */
+    need = (rlim_t)cfg->max_conns * SRV_FDS_PER_CONN + SRV_FDS_RESERVE + SRV_REFUSING_MAX;
     if (rl.rlim_cur == RLIM_INFINITY || need <= rl.rlim_cur)
         return 0;
-    if (rl.rlim_cur <= SRV_FDS_RESERVE + SRV_FDS_PER_CONN) {
+    if (rl.rlim_cur <= SRV_FDS_RESERVE + SRV_REFUSING_MAX + SRV_FDS_PER_CONN) {
         fprintf(stderr,
                 "ferry serve: the open-file limit is %llu: too low to serve anyone"
                 " (raise it: ulimit -n, or LimitNOFILE= for systemd)\n",
@@ -114,16 +116,18 @@ int srv_nofile_check(struct srv_config *cfg, int max_conns_given)
                 "ferry serve: --max-conns %d needs %llu open files, but the limit is %llu"
                 " (ulimit -n, or LimitNOFILE= for systemd): allow at most %llu connections\n",
                 cfg->max_conns, (unsigned long long)need, (unsigned long long)rl.rlim_cur,
-                (unsigned long long)((rl.rlim_cur - SRV_FDS_RESERVE) / SRV_FDS_PER_CONN));
+                (unsigned long long)((rl.rlim_cur - SRV_FDS_RESERVE - SRV_REFUSING_MAX) /
+                                     SRV_FDS_PER_CONN));
         return FERRY_EUSAGE;
     }
-    ferry_log(FERRY_LOG_WARN,
-              "max-conns lowered from %d to %llu: the open-file limit is %llu"
-              " (raise it: ulimit -n, or LimitNOFILE= for systemd)",
-              cfg->max_conns,
-              (unsigned long long)((rl.rlim_cur - SRV_FDS_RESERVE) / SRV_FDS_PER_CONN),
-              (unsigned long long)rl.rlim_cur);
-    cfg->max_conns = (int)((rl.rlim_cur - SRV_FDS_RESERVE) / SRV_FDS_PER_CONN);
+    ferry_log(
+        FERRY_LOG_WARN,
+        "max-conns lowered from %d to %llu: the open-file limit is %llu"
+        " (raise it: ulimit -n, or LimitNOFILE= for systemd)",
+        cfg->max_conns,
+        (unsigned long long)((rl.rlim_cur - SRV_FDS_RESERVE - SRV_REFUSING_MAX) / SRV_FDS_PER_CONN),
+        (unsigned long long)rl.rlim_cur);
+    cfg->max_conns = (int)((rl.rlim_cur - SRV_FDS_RESERVE - SRV_REFUSING_MAX) / SRV_FDS_PER_CONN);
     return 0;
 }
 

@@ -47,14 +47,14 @@ const struct srv_opt srv_opts[] = {
     {"max-conns-per-ip", 0, SRV_OPT_COUNT, "N",
      "connections per source IP, logged in or not (default 128)", SRV_CFG(max_conns_per_ip), 1,
      1000000, 1},
-    {"max-conns-per-user", 0, SRV_OPT_COUNT, "N",
-     "logged-in connections per user (default 64)", SRV_CFG(max_conns_per_user), 1, 1000000, 1},
+    {"max-conns-per-user", 0, SRV_OPT_COUNT, "N", "logged-in connections per user (default 64)",
+     SRV_CFG(max_conns_per_user), 1, 1000000, 1},
     {"reserve-conns", 0, SRV_OPT_COUNT, "N",
-     "connections kept for addresses with none yet (default max-conns/16)",
-     SRV_CFG(reserve_conns), 0, 1000000, 1},
+     "connections kept for addresses with none yet (default max-conns/16)", SRV_CFG(reserve_conns),
+     0, 1000000, 1},
     {"login-rate", 0, SRV_OPT_COUNT, "N",
-     "password attempts a minute, per source IP and per user (default 10)",
-     SRV_CFG(login_rate), 1, 1000000, 1},
+     "password attempts a minute, per source IP and per user (default 10)", SRV_CFG(login_rate), 1,
+     1000000, 1},
     {"max-unacked", 0, SRV_OPT_SIZE, "BYTES",
      "upload bytes per connection awaiting commit (default 256M)", SRV_CFG(max_unacked), 1,
      UINT64_MAX, 1},
@@ -63,8 +63,8 @@ const struct srv_opt srv_opts[] = {
     {"min-free", 0, SRV_OPT_SIZE, "BYTES", "free disk space uploads must leave (default 64M)",
      SRV_CFG(min_free), 0, UINT64_MAX, 1},
     {"hash-queue", 0, SRV_OPT_COUNT, "N",
-     "password hashes waiting for the one hashing slot (default 64)",
-     SRV_CFG(hash_queue), 1, 100000, 1},
+     "password hashes waiting for the one hashing slot (default 64)", SRV_CFG(hash_queue), 1,
+     100000, 1},
     {"max-open-uploads", 0, SRV_OPT_COUNT, "N",
      "uploads one connection may have open at once (default 64)", SRV_CFG(max_open_uploads), 1,
      100000, 1},
@@ -378,13 +378,6 @@ int ferry_serve_main(int argc, char **argv)
         rc = 2; /* the one line saying why is printed */
         goto out;
     }
-    /* R-SESS-8: the reserve is a part of --max-conns, never all of it. */
-    if (srv->cfg.reserve_conns >= srv->cfg.max_conns) {
-        fprintf(stderr, "ferry serve: --reserve-conns must be below --max-conns (%d)\n",
-                srv->cfg.max_conns);
-        rc = 2;
-        goto out;
-    }
     if (srv->cfg.data[0] == '\0' &&
         ferry_xdg_dir("XDG_DATA_HOME", ".local/share", srv->cfg.data, sizeof(srv->cfg.data)) != 0) {
         fprintf(stderr, "ferry serve: no --data given and no HOME to default to\n");
@@ -396,6 +389,13 @@ int ferry_serve_main(int argc, char **argv)
     ferry_log_set(log_stderr, srv->cfg.verbose ? FERRY_LOG_DEBUG : FERRY_LOG_INFO);
     if (srv_nofile_check(&srv->cfg, given[srv_opt_find(srv_opts, srv_nopts, "max-conns")]) != 0)
         goto out;
+    /* R-SESS-8: the reserve is a part of --max-conns (as the open-file limit left it). */
+    if (srv->cfg.reserve_conns >= srv->cfg.max_conns) {
+        fprintf(stderr, "ferry serve: --reserve-conns must be below --max-conns (%d)\n",
+                srv->cfg.max_conns);
+        rc = 2;
+        goto out;
+    }
     if (sodium_init() < 0 || open_data(srv) != 0)
         goto out;
     if ((srv->ctx = ferry_tls_ctx_new(&srv->id, 1)) == NULL) {

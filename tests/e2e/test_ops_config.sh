@@ -64,6 +64,10 @@ HELP=$OUT
         while read -r key arg; do
             case "$key" in
             config | help) continue ;;
+            reserve-conns) # a part of max-conns (100), never all of it (R-SESS-8)
+                printf '  %s\t=  %s  \n' "$key" 10
+                continue
+                ;;
             esac
             case "$arg" in
             DIR) val=$WORK/alldata ;;

@@ -41,15 +41,16 @@ assert_eq "$s" "$want" "R-ADMIN-2: the soft limit of ferry serve (hard $h)"
 stop_server
 
 # ---------------------------------------------------------------- caps checked against the limit
-# 256 open files hold (256 - 64) / 2 = 96 connections.
+# 256 open files hold (256 - 64 - 64) / 2 = 64 connections: 64 for the
+# server itself, 64 for connections being refused with a reason (R-SESS-9).
 start_limited 256 256 --max-conns 1000
 wait_exit "$SERVER_PID" 30 "ferry serve with an impossible --max-conns"
 SERVER_PID=''
 assert_eq "$WAIT_RC" 1 "exit code of ferry serve with an impossible --max-conns"
 err=$(cat "$SERVER_ERR")
 [[ "$(wc -l <<<"$err")" == 1 ]] || fail "expected one line, got: $err"
-assert_contains "$err" "--max-conns 1000 needs 2064 open files, but the limit is 256" "the refusal"
-assert_contains "$err" "at most 96 connections" "the refusal"
+assert_contains "$err" "--max-conns 1000 needs 2128 open files, but the limit is 256" "the refusal"
+assert_contains "$err" "at most 64 connections" "the refusal"
 [[ ! -s "$SERVER_OUT" ]] || fail "a refused server printed: $(cat "$SERVER_OUT")"
 
 # The same from a config file: a key is as explicit as a flag.
@@ -58,15 +59,15 @@ start_limited 256 256 --config "$WORK/conns.conf"
 wait_exit "$SERVER_PID" 30 "ferry serve with an impossible max-conns key"
 SERVER_PID=''
 assert_eq "$WAIT_RC" 1 "exit code of ferry serve with an impossible max-conns key"
-assert_contains "$(cat "$SERVER_ERR")" "--max-conns 500 needs 1064 open files" "the refusal"
+assert_contains "$(cat "$SERVER_ERR")" "--max-conns 500 needs 1128 open files" "the refusal"
 
 # The default is lowered to what fits, and said so.
 start_limited 256 256 --signup open
 wait_until 20 "ferry serve to listen with a lowered default" _server_ready
 err=$(cat "$SERVER_ERR")
-assert_contains "$err" "level=warn max-conns lowered from 1024 to 96: the open-file limit is 256" \
+assert_contains "$err" "level=warn max-conns lowered from 1024 to 64: the open-file limit is 256" \
     "the warning"
-assert_contains "$err" "max-conns=96" "the ready line"
+assert_contains "$err" "max-conns=64" "the ready line"
 line=$(head -n 1 "$SERVER_OUT")
 [[ "$line" =~ ^listening\ on\ (127\.0\.0\.1:[0-9]+)\ id\ ([A-Z2-7]{52})$ ]] || fail "readiness: $line"
 ADDR=${BASH_REMATCH[1]} SID=${BASH_REMATCH[2]}
@@ -76,7 +77,7 @@ fy_ok ls /
 stop_server
 
 # Exactly what fits starts without a word.
-start_limited 256 256 --max-conns 96
+start_limited 256 256 --max-conns 64
 wait_until 20 "ferry serve to listen at the limit" _server_ready
-assert_not_contains "$(cat "$SERVER_ERR")" "level=warn" "--max-conns 96 under 256 files"
+assert_not_contains "$(cat "$SERVER_ERR")" "level=warn" "--max-conns 64 under 256 files"
 stop_server
