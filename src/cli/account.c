@@ -75,16 +75,14 @@ static int login_like(int argc, char **argv, int signup)
     if (optind != argc || server == NULL || user == NULL)
         goto usage;
     if (cli_parse_server(server, &cc.r) != 0) {
-        cli_err("--server must be [ID@]HOST:PORT, not '%s'", server);
+        cli_err("--server must be [ID@]HOST[:PORT] with a port from 1 to 65535, not '%s'",
+                cli_esc(server));
         return CLI_USAGE;
     }
-    if (sid != NULL) {
-        if (strlen(sid) != FERRY_ID_LEN) {
-            cli_err("--server-id must be the %d-character identity printed by ferry serve",
-                    FERRY_ID_LEN);
-            return CLI_USAGE;
-        }
-        snprintf(cc.r.server_id, sizeof(cc.r.server_id), "%s", sid);
+    if (sid != NULL && cli_server_id_canon(sid, cc.r.server_id) != 0) {
+        cli_err("--server-id must be the %d-character identity printed by ferry serve",
+                FERRY_ID_LEN);
+        return CLI_USAGE;
     }
     snprintf(cc.r.user, sizeof(cc.r.user), "%s", user);
     if (device == NULL) {

@@ -94,9 +94,13 @@ int cli_known_get(const char *addr, char *id, size_t cap);
 int cli_known_put(const char *addr, const char *id);
 
 /*
- * Parses [ID@]HOST:PORT into r (addr, host, port, and server_id if given).
+ * Parses [ID@]HOST[:PORT] into r: host, port (default 7070, R-CLI-4), addr
+ * (canonical HOST:PORT, brackets around IPv6) and server_id if given.
+ * FERRY_EUSAGE for a bad ID, host or port.
  */
 int cli_parse_server(const char *in, struct cli_remote *r);
+/* A server ID in canonical form (base32 upper case, R-CLI-5), or FERRY_EUSAGE. */
+int cli_server_id_canon(const char *in, char out[static FERRY_ID_LEN + 1]);
 
 /*
  * Connects to r (TLS, pinning r->server_id or the known pin, asking on a
@@ -152,16 +156,46 @@ struct cli_progress {
     uint64_t files_total;
     uint64_t start_ms;
     uint64_t last_ms;
+    const char *state; /* e.g. "verifying" (a string constant), or NULL */
+    char name[512];    /* the current file, escaped; "" for none */
 };
 void cli_progress_init(struct cli_progress *p, uint64_t total, uint64_t files);
 void cli_progress_update(struct cli_progress *p, int force);
 void cli_progress_end(struct cli_progress *p);
+/* The file being transferred (escaped and shortened for the line); NULL for none. */
+void cli_progress_file(struct cli_progress *p, const char *name);
+/* What the transfer waits for, shown after the counts: "verifying", or NULL. */
+void cli_progress_state(struct cli_progress *p, const char *state);
+/* Erases the progress line if one is shown, so that a message starts at column 0. */
+void cli_progress_clear(void);
 
+/*
+ * Messages on stderr, "ferry: " first: the progress line is erased before,
+ * and the text is escaped (R-CLI-1) except for its line breaks.
+ */
 void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 extern int cli_err_muted;
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Prints s with control characters escaped: names from a peer are hostile. */
+
+/* Text shown to people (text.c). */
+/*
+ * R-CLI-1: writes s[0..len) to out with every byte of a character a
+ * terminal would act on (C0, DEL, C1, bidirectional controls, line
+ * separators) and of invalid UTF-8 as \xHH, and a backslash doubled
+ * (keep_newlines: for whole messages, '\n' and '\\' stay as they are). Cut
+ * with "..." at cap. Returns the length written.
+ */
+size_t cli_escape(const char *s, size_t len, int keep_newlines, char *out, size_t cap);
+/* s escaped into one of a few rotating static buffers: for one message's arguments. */
+const char *cli_esc(const char *s);
+/* Prints s escaped: names from a peer, or from the local disk, are hostile. */
 void cli_print_name(FILE *f, const char *s);
+/* Columns an escaped string takes (one per code point). */
+size_t cli_text_width(const char *s);
+/* R-NAME-1: why a local name cannot travel (a phrase), or NULL if it can. */
+const char *cli_name_problem(const char *name, size_t len);
+/* 1536 -> "1.5 KiB" (powers of 1024). */
+void cli_human_size(char *out, size_t cap, double v);
 
 int cmd_signup(int argc, char **argv);
 int cmd_login(int argc, char **argv);

@@ -20,39 +20,56 @@
 /* Set while opening optional extra connections: their failures are not the user's. */
 int cli_err_muted;
 
+/*
+ * Every message goes through here: the progress line is erased first, and
+ * whatever control characters or invalid UTF-8 reached the text (a name
+ * not passed through cli_esc) are escaped (R-CLI-1, R-ERR-2).
+ */
+static void emit(const char *prefix, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+static void emit(const char *prefix, const char *fmt, va_list ap)
+{
+    char small[1024], *big = NULL, *text = small, *out;
+    va_list aq;
+    size_t cap;
+    int n;
+
+    va_copy(aq, ap);
+    n = vsnprintf(small, sizeof(small), fmt, aq);
+    va_end(aq);
+    if (n < 0)
+        return;
+    if ((size_t)n >= sizeof(small) && (big = ferry_malloc((size_t)n + 1)) != NULL) {
+        vsnprintf(big, (size_t)n + 1, fmt, ap);
+        text = big;
+    }
+    cap = strlen(text) * 4 + 1;
+    if ((out = ferry_malloc(cap)) != NULL)
+        cli_escape(text, strlen(text), 1, out, cap);
+    cli_progress_clear();
+    fprintf(stderr, "%s%s\n", prefix, out != NULL ? out : "(out of memory)");
+    ferry_free(out);
+    ferry_free(big);
+}
+
 void cli_err(const char *fmt, ...)
 {
     va_list ap;
 
     if (cli_err_muted)
         return;
-    fprintf(stderr, "ferry: ");
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    emit("ferry: ", fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
 }
 
 void cli_warn(const char *fmt, ...)
 {
     va_list ap;
 
-    fprintf(stderr, "ferry: warning: ");
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    emit("ferry: warning: ", fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
-}
-
-void cli_print_name(FILE *f, const char *s)
-{
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c < 0x20 || c == 0x7f || c == '\\')
-            fprintf(f, "\\x%02x", c);
-        else
-            fputc(c, f);
-    }
 }
 
 int cli_state_dir(char *out, size_t cap)
@@ -209,22 +226,51 @@ int cli_known_put(const char *addr, const char *id)
                       id, NULL, NULL);
 }
 
+int cli_server_id_canon(const char *in, char out[static FERRY_ID_LEN + 1])
+{
+    size_t i;
+
+    /* RFC 4648 base32 is case-insensitive: a lower-case ID is the same ID. */
+    if (strlen(in) != FERRY_ID_LEN)
+        return FERRY_EUSAGE;
+    for (i = 0; i < FERRY_ID_LEN; i++) {
+        char c = in[i];
+        if (c >= 'a' && c <= 'z')
+            c = (char)(c - 'a' + 'A');
+        if (!((c >= 'A' && c <= 'Z') || (c >= '2' && c <= '7')))
+            return FERRY_EUSAGE;
+        out[i] = c;
+    }
+    out[FERRY_ID_LEN] = '\0';
+    return 0;
+}
+
 int cli_parse_server(const char *in, struct cli_remote *r)
 {
     const char *at = strchr(in, '@');
     const char *hp = in;
+    char id[FERRY_ID_LEN + 1];
+    int rc;
 
     memset(r, 0, sizeof(*r));
     if (at != NULL) {
         if ((size_t)(at - in) != FERRY_ID_LEN)
             return FERRY_EUSAGE;
-        memcpy(r->server_id, in, FERRY_ID_LEN);
+        memcpy(id, in, FERRY_ID_LEN);
+        id[FERRY_ID_LEN] = '\0';
+        if (cli_server_id_canon(id, r->server_id) != 0)
+            return FERRY_EUSAGE;
         hp = at + 1;
     }
-    if (strlen(hp) >= sizeof(r->addr))
-        return FERRY_EUSAGE;
-    snprintf(r->addr, sizeof(r->addr), "%s", hp);
-    return ferry_split_hostport(hp, r->host, sizeof(r->host), r->port, sizeof(r->port));
+    /* R-CLI-4: one port parser; an address without a port means the default port. */
+    rc = ferry_parse_hostport(hp, FERRY_PORT_DEFAULT, 0, r->host, sizeof(r->host), r->port,
+                              sizeof(r->port));
+    if (rc != 0)
+        return rc;
+    /* Pins are kept by HOST:PORT: one spelling per address. */
+    snprintf(r->addr, sizeof(r->addr), strchr(r->host, ':') != NULL ? "[%s]:%s" : "%s:%s", r->host,
+             r->port);
+    return 0;
 }
 
 static int load_identity(struct ferry_identity *id)
@@ -450,21 +496,13 @@ void cli_heartbeat(struct cli_conn *cc)
 
 int cli_error_rc(const struct ferry_cmd *cmd, const char **msg)
 {
-    /* R-ERR-2: text from a peer reaches the terminal only with controls escaped. */
-    static char clean[512];
+    /* R-ERR-2: text from a peer reaches the terminal only escaped (R-CLI-1). */
+    static char clean[1100];
     json_t *code = json_object_get(cmd->body, "code");
     json_t *m = json_object_get(cmd->body, "message");
     const char *t = json_is_string(m) ? json_string_value(m) : "error";
-    size_t o = 0;
 
-    for (; *t != '\0' && o + 5 < sizeof(clean); t++) {
-        unsigned char ch = (unsigned char)*t;
-        if (ch < 0x20 || ch == 0x7f)
-            o += (size_t)snprintf(clean + o, sizeof(clean) - o, "\\x%02x", ch);
-        else
-            clean[o++] = (char)ch;
-    }
-    clean[o] = '\0';
+    cli_escape(t, strlen(t), 0, clean, sizeof(clean));
     if (msg != NULL)
         *msg = clean;
     return ferry_err_from_wire(json_is_integer(code) ? (int)json_integer_value(code) : 10);
@@ -541,17 +579,8 @@ int cli_read_password(const char *prompt, int from_stdin, char *buf, size_t cap)
     return 0;
 }
 
-static void human(char *out, size_t cap, double v)
-{
-    static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int u = 0;
-
-    while (v >= 1024 && u < 4) {
-        v /= 1024;
-        u++;
-    }
-    snprintf(out, cap, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
-}
+/* The progress line now on the terminal, if any: other output erases it first. */
+static struct cli_progress *shown;
 
 void cli_progress_init(struct cli_progress *p, uint64_t total, uint64_t files)
 {
@@ -561,11 +590,46 @@ void cli_progress_init(struct cli_progress *p, uint64_t total, uint64_t files)
     p->start_ms = p->last_ms = ferry_now_ms();
 }
 
+void cli_progress_file(struct cli_progress *p, const char *name)
+{
+    /* Escaped once here, not at every redraw (R-CLI-1). */
+    if (name == NULL)
+        p->name[0] = '\0';
+    else
+        cli_escape(name, strlen(name), 0, p->name, sizeof(p->name));
+}
+
+void cli_progress_state(struct cli_progress *p, const char *state)
+{
+    p->state = state;
+}
+
+void cli_progress_clear(void)
+{
+    if (shown == NULL)
+        return;
+    /* Back to column 0 and erase: the next update draws the line again below. */
+    fputs("\r\033[K", stderr);
+    shown = NULL;
+}
+
+/* Columns of the terminal on stderr, 80 when it does not say. */
+static size_t term_cols(void)
+{
+    struct winsize ws;
+
+    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 20)
+        return ws.ws_col;
+    return 80;
+}
+
 void cli_progress_update(struct cli_progress *p, int force)
 {
     uint64_t now = ferry_now_ms();
     double secs, rate;
-    char done[32], tot[32], rt[32], eta[32] = "--:--";
+    char done[32], tot[32], rt[32], eta[32] = "--:--", line[256];
+    const char *name = p->name;
+    size_t cols, used, room;
 
     if (!p->on || (!force && now - p->last_ms < 250))
         return;
@@ -573,24 +637,43 @@ void cli_progress_update(struct cli_progress *p, int force)
     secs = (double)(now - p->start_ms) / 1000.0;
     /* Bytes the server already held count as done but not toward the rate. */
     rate = secs > 0 ? (double)(p->done - p->skipped) / secs : 0;
-    human(done, sizeof(done), (double)p->done);
-    human(tot, sizeof(tot), (double)p->total);
-    human(rt, sizeof(rt), rate);
+    cli_human_size(done, sizeof(done), (double)p->done);
+    cli_human_size(tot, sizeof(tot), (double)p->total);
+    cli_human_size(rt, sizeof(rt), rate);
     if (rate > 0 && p->total >= p->done) {
         uint64_t left = (uint64_t)((double)(p->total - p->done) / rate);
         snprintf(eta, sizeof(eta), "%02llu:%02llu", (unsigned long long)(left / 60),
                  (unsigned long long)(left % 60));
     }
-    fprintf(stderr, "\r%s / %s  %s/s  ETA %s  files %llu/%llu\033[K", done, tot, rt, eta,
-            (unsigned long long)p->files_done, (unsigned long long)p->files_total);
+    snprintf(line, sizeof(line), "%s / %s  %s/s  ETA %s  files %llu/%llu%s%s", done, tot, rt, eta,
+             (unsigned long long)p->files_done, (unsigned long long)p->files_total,
+             p->state != NULL ? "  " : "", p->state != NULL ? p->state : "");
+    /* The current file, its tail if the line would wrap: a wrapped line cannot be redrawn. */
+    cols = term_cols();
+    used = strlen(line);
+    room = cols > used + 3 ? cols - used - 3 : 0;
+    if (room < 8 || name[0] == '\0') {
+        name = "";
+    } else if (cli_text_width(name) > room) {
+        while (*name != '\0' && cli_text_width(name) > room - 3)
+            name++;
+        while ((*name & 0xc0) == 0x80)
+            name++;
+    }
+    fprintf(stderr, "\r%s%s%s%s\033[K", line, name[0] != '\0' ? "  " : "",
+            name != p->name && name[0] != '\0' ? "..." : "", name);
+    shown = p;
 }
 
 void cli_progress_end(struct cli_progress *p)
 {
     if (!p->on)
         return;
+    cli_progress_file(p, NULL);
+    cli_progress_state(p, NULL);
     cli_progress_update(p, 1);
     fputc('\n', stderr);
+    shown = NULL;
 }
 
 int cli_conn_lost(int rc)
