@@ -14,6 +14,11 @@
 
 /* A connection could not be made or was lost, so retrying may help. */
 #define FERRY_ENOTCONN (-ENOTCONN)
+/*
+ * R-CLI-3: 1 for a lost or unreachable connection (a system error on the
+ * socket, silence), which is worth a reconnect; 0 for an answer, a
+ * protocol fault, a local error or Ctrl-C, which a reconnect cannot mend.
+ */
 int cli_conn_lost(int rc);
 
 /* Exit codes (README, docs/cli.md). */
@@ -26,8 +31,10 @@ int cli_conn_lost(int rc);
 
 /* How long to wait for the TCP + TLS handshake. */
 #define CLI_CONNECT_TIMEOUT_MS 10000
-/* R-SESS-4: a server silent this long is gone. */
+/* R-SESS-4, R-CLI-2: a server that sent no whole frame for this long is gone. */
 #define CLI_IDLE_TIMEOUT_MS 90000
+/* CLI_IDLE_TIMEOUT_MS, or FERRY_IDLE_TIMEOUT_MS from the environment (for tests). */
+uint64_t cli_idle_ms(void);
 /* R-SESS-4: send a heartbeat after this much of our own silence. */
 #define CLI_HEARTBEAT_MS 30000
 /* Downloads requested ahead of the one being received (R-PIPE-1). */
@@ -52,6 +59,12 @@ struct cli_conn {
     struct cli_remote r;
     int verbose_errors; /* cli_call prints the server's Error text */
     int minor;          /* the server's protocol minor version, from Accept */
+    /*
+     * R-CLI-3: progress made on this connection (a file or chunk confirmed,
+     * data received), and when the outage being retried began (0: none).
+     */
+    uint64_t progress;
+    uint64_t outage_ms;
 };
 
 /* Global flags every command shares. */
@@ -125,8 +138,11 @@ int cli_next_any(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data *
                  struct ferry_chunk_frame *chunk);
 /*
  * Issue 4: after connection loss rc at lost_ms, reconnects with backoff
- * (0.5 s, doubling to 10 s) until retry_for_ms have passed. 0 once
- * connected; else the last error (an authentication or pin error at once).
+ * (0.5 s, doubling to 10 s) until retry_for_ms have passed since the outage
+ * began (R-CLI-3: a connection that came back and was lost again before
+ * any progress was made on it, cc->progress, is the same outage). 0 once
+ * connected; else the last
+ * error, at once for anything but a lost connection (cli_conn_lost).
  */
 int cli_reconnect(struct cli_conn *cc, int rc, uint64_t lost_ms, uint64_t retry_for_ms);
 /* The atime and mtime pair futimens(2) wants for a file time in ns. */

@@ -445,7 +445,6 @@ int cli_next_any(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data *
                  struct ferry_chunk_frame *chunk)
 {
     struct ferry_frame f;
-    uint64_t last = ferry_now_ms();
     int rc;
 
     for (;;) {
@@ -456,12 +455,14 @@ int cli_next_any(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data *
             if (f.type == FERRY_FRAME_DATA) {
                 if (data == NULL)
                     return FERRY_EPROTO;
+                cc->progress++; /* R-CLI-3: bytes of a file came */
                 return ferry_data_decode(f.payload, f.payload_len, data) == 0 ? 2 : FERRY_EPROTO;
             }
             /* R-CHUNK-16: chunk frames reach only a client that asked for chunks. */
             if (f.type == FERRY_FRAME_CHUNK) {
                 if (chunk == NULL)
                     return FERRY_EPROTO;
+                cc->progress++;
                 return ferry_chunk_frame_decode(f.payload, f.payload_len, chunk) == 0
                            ? 3
                            : FERRY_EPROTO;
@@ -474,12 +475,27 @@ int cli_next_any(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data *
             return -ECONNRESET;
         if ((rc = ferry_client_pump(&cc->c, 1000, 0)) != 0 && rc != FERRY_ETIMEDOUT && !cc->c.eof)
             return rc;
-        if (ferry_buf_used(&cc->c.in) == 0 &&
-            ferry_now_ms() - cc->c.last_rx_ms > CLI_IDLE_TIMEOUT_MS)
+        /* R-CLI-2: bytes of a frame that never ends are no sign of life. */
+        if (ferry_now_ms() - cc->c.last_rx_ms > cli_idle_ms())
             return FERRY_ETIMEDOUT;
         cli_heartbeat(cc);
-        (void)last;
     }
+}
+
+uint64_t cli_idle_ms(void)
+{
+    static uint64_t ms;
+    const char *env;
+    uint64_t v;
+
+    /* FERRY_IDLE_TIMEOUT_MS is for tests, which cannot wait 90 s for a silent server. */
+    if (ms == 0) {
+        env = getenv("FERRY_IDLE_TIMEOUT_MS");
+        ms = env != NULL && ferry_parse_size(env, &v) == 0 && v >= 100 && v <= 86400000
+                 ? v
+                 : CLI_IDLE_TIMEOUT_MS;
+    }
+    return ms;
 }
 
 void cli_heartbeat(struct cli_conn *cc)
@@ -680,24 +696,32 @@ int cli_conn_lost(int rc)
 {
     /* System errors (the socket) and silence; not an answer from the server. */
     return rc < 0 && (rc > -4096 || rc == FERRY_ETIMEDOUT || rc == FERRY_ECANCELED) &&
-           rc != -ENOMEM;
+           rc != -ENOMEM && rc != -EINTR;
 }
 
 int cli_reconnect(struct cli_conn *cc, int rc, uint64_t lost_ms, uint64_t retry_for_ms)
 {
-    uint64_t wait_ms = 500;
+    uint64_t wait_ms = 500, outage;
 
+    /* R-CLI-3: a protocol fault or a local error comes back the same on any connection. */
+    if (!cli_conn_lost(rc))
+        return rc;
+    /* The window runs from the start of the outage, not from the last reconnect. */
+    outage = cc->outage_ms != 0 && cc->progress == 0 ? cc->outage_ms : lost_ms;
     for (;;) {
-        if (ferry_now_ms() - lost_ms >= retry_for_ms)
+        if (ferry_now_ms() - outage >= retry_for_ms)
             return rc;
         cli_warn("connection lost (%s); reconnecting in %.1f s", ferry_strerror(rc),
                  (double)wait_ms / 1000);
         cli_disconnect(cc);
         usleep((useconds_t)wait_ms * 1000);
         wait_ms = wait_ms * 2 > 10000 ? 10000 : wait_ms * 2;
-        if ((rc = cli_connect_session(cc)) == 0)
+        if ((rc = cli_connect_session(cc)) == 0) {
+            cc->outage_ms = outage;
             return 0;
-        if (rc == FERRY_EAUTH || rc == FERRY_EPIN)
+        }
+        cc->outage_ms = outage;
+        if (!cli_conn_lost(rc))
             return rc;
     }
 }

@@ -102,7 +102,7 @@ int cmd_ls(int argc, char **argv)
         }
         if (m.type == FERRY_MSG_ERROR) {
             rc = cli_error_rc(&m, &msg);
-            cli_err("%s: %s", path, msg);
+            cli_err("%s: %s", cli_esc(path), msg);
             ferry_cmd_cleanup(&m);
             break;
         }
