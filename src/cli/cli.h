@@ -224,8 +224,21 @@ int cmd_rm(int argc, char **argv);
 int cmd_mv(int argc, char **argv);
 int cmd_resume(int argc, char **argv);
 
-/* The task list (tasks.c): put and get record themselves until they end. */
+/*
+ * The task list (tasks.c): put and get record themselves until they end.
+ * R-CLI-10: an unfinished record of the same command (arguments byte for
+ * byte, folder, server, user) not running elsewhere is taken over rather
+ * than duplicated; every end but "interrupted" (exit 4) forgets it.
+ */
 void cli_task_begin(int argc, char **argv);
 void cli_task_end(int exit_code);
+/*
+ * R-CLI-9: how the task's first run resolved its destination: 1 an
+ * existing folder (sources go inside it), 0 not, -1 not known yet. A run
+ * that knows it uses it instead of what it finds now, so a re-run finishes
+ * the same tree; cli_task_set_dest_dir records it once known.
+ */
+int cli_task_dest_dir(void);
+void cli_task_set_dest_dir(int is_dir);
 
 #endif

@@ -1112,6 +1112,7 @@ int cmd_put(int argc, char **argv)
     uint64_t retry_for_ms = 60000, v;
     const char *dest = "/";
     int c, rec = 0, nsrc, i, rc = 0, dest_is_dir = 0, dest_exists = 0, resumable = 0, stats = 0;
+    int into;
     uint64_t total = 0;
     size_t k, nfiles = 0, done = 0;
 
@@ -1178,13 +1179,23 @@ int cmd_put(int argc, char **argv)
     else
         p.nxc = 0;
     rc = 0;
+    /*
+     * R-CLI-9: sources go inside dest when it is a folder, as with cp. A
+     * re-run of an unfinished put keeps the first run's answer: that run
+     * may have created dest, and must not now be nested inside it.
+     */
+    into = dest_is_dir;
+    if (cli_task_dest_dir() >= 0)
+        into = cli_task_dest_dir();
+    else
+        cli_task_set_dest_dir(dest_is_dir);
     if (dest[strlen(dest) - 1] == '/' && dest_exists && !dest_is_dir) {
-        cli_err("%s is not a folder", dest);
+        cli_err("%s is not a folder", cli_esc(dest));
         rc = CLI_FAIL;
         goto out;
     }
-    if (nsrc > 1 && !dest_is_dir && dest[strlen(dest) - 1] != '/') {
-        cli_err("%s is not a folder (several sources need a folder destination)", dest);
+    if (nsrc > 1 && !into && dest[strlen(dest) - 1] != '/') {
+        cli_err("%s is not a folder (several sources need a folder destination)", cli_esc(dest));
         rc = CLI_FAIL;
         goto out;
     }
@@ -1208,8 +1219,7 @@ int cmd_put(int argc, char **argv)
             }
             base = basename(real);
         }
-        remote =
-            dest_is_dir || dest[strlen(dest) - 1] == '/' ? join(dest, base) : ferry_strdup(dest);
+        remote = into || dest[strlen(dest) - 1] == '/' ? join(dest, base) : ferry_strdup(dest);
         if (remote == NULL) {
             rc = -ENOMEM;
             break;
