@@ -3,6 +3,7 @@
 #define FERRY_CLI_H
 
 #include <errno.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <time.h>
@@ -70,6 +71,8 @@ struct cli_conn {
 /* Global flags every command shares. */
 extern int cli_quiet;
 extern const char *cli_prog;
+/* R-CLI-13: set by Ctrl-C during a put or get; the loops stop with -EINTR. */
+extern volatile sig_atomic_t cli_interrupted;
 
 struct sqlite3;
 /* Opens (creating) the state database; the caller sqlite3_close()s it. */
@@ -121,6 +124,13 @@ int cli_server_id_canon(const char *in, char out[static FERRY_ID_LEN + 1]);
  * fails when the session is not accepted. Prints its own errors.
  */
 int cli_connect(struct cli_conn *cc, int need_auth);
+/*
+ * R-CLI-6: confirms the identity of cc->r's server as cli_connect does
+ * (the pin, or the person's yes on a TTY) without sending anything, and
+ * leaves it in cc->r.server_id, so that a password is asked for only once
+ * the server is known to be the right one. Prints its own errors.
+ */
+int cli_probe_identity(struct cli_conn *cc);
 /* Logged-in connection to the saved session's server. */
 int cli_connect_session(struct cli_conn *cc);
 void cli_disconnect(struct cli_conn *cc);
@@ -159,6 +169,9 @@ int cli_call(struct cli_conn *cc, int32_t type, json_t *body, struct ferry_cmd *
 /* The local code for an Error message, printing its text when verbose. */
 int cli_error_rc(const struct ferry_cmd *cmd, const char **msg);
 
+/* R-AUTH-2: a password is 8 to 1024 bytes. */
+#define CLI_PASSWORD_MIN 8
+#define CLI_PASSWORD_MAX 1024
 /* Reads a password from the TTY (no echo) or one line of stdin. */
 int cli_read_password(const char *prompt, int from_stdin, char *buf, size_t cap);
 

@@ -308,7 +308,12 @@ static int ask_trust(const char *addr, const char *id)
     return ok;
 }
 
-static int connect_inner(struct cli_conn *cc, int need_auth)
+/*
+ * The TLS handshake with the pin checked (or the identity confirmed by the
+ * person, once), then Connect. With probe, it stops after the identity:
+ * nothing is sent, the connection is closed, r->server_id holds the ID.
+ */
+static int connect_inner(struct cli_conn *cc, int need_auth, int probe)
 {
     struct cli_remote *r = &cc->r;
     char known[FERRY_ID_LEN + 1] = "";
@@ -359,6 +364,10 @@ static int connect_inner(struct cli_conn *cc, int need_auth)
     if (!have_known || strcmp(known, cc->c.server_id) != 0)
         cli_known_put(r->addr, cc->c.server_id);
     snprintf(r->server_id, sizeof(r->server_id), "%s", cc->c.server_id);
+    if (probe) {
+        ferry_client_close(&cc->c);
+        return 0;
+    }
     body = json_pack("{s:s}", "client", "ferry/" FERRY_VERSION_STR);
     if (body == NULL)
         return -ENOMEM;
@@ -366,7 +375,8 @@ static int connect_inner(struct cli_conn *cc, int need_auth)
         json_object_set_new(body, "token", json_string(r->token));
     rc = cli_call(cc, FERRY_MSG_CONNECT, body, &reply);
     if (rc != 0) {
-        cli_err("server %s refused the connection: %s", r->addr, ferry_strerror(rc));
+        if (rc != -EINTR)
+            cli_err("server %s refused the connection: %s", r->addr, ferry_strerror(rc));
         ferry_client_close(&cc->c);
         return rc;
     }
@@ -387,9 +397,17 @@ static int connect_inner(struct cli_conn *cc, int need_auth)
     return 0;
 }
 
+int cli_probe_identity(struct cli_conn *cc)
+{
+    int rc = connect_inner(cc, 0, 1);
+
+    ferry_identity_cleanup(&cc->id);
+    return rc;
+}
+
 int cli_connect(struct cli_conn *cc, int need_auth)
 {
-    int rc = connect_inner(cc, need_auth);
+    int rc = connect_inner(cc, need_auth, 0);
 
     /* A failed connect leaves nothing for the caller to release. */
     if (rc != 0) {
@@ -448,6 +466,9 @@ int cli_next_any(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data *
     int rc;
 
     for (;;) {
+        /* R-CLI-13: Ctrl-C ends the wait; a frame half read does not matter any more. */
+        if (cli_interrupted)
+            return -EINTR;
         rc = ferry_client_next_frame(&cc->c, &f);
         if (rc < 0)
             return rc;
@@ -569,12 +590,16 @@ int cli_read_password(const char *prompt, int from_stdin, char *buf, size_t cap)
             return FERRY_EUSAGE;
         }
         tty = 1;
-        fprintf(in, "%s", prompt);
-        fflush(in);
+        /*
+         * Echo off first, then the prompt: what is typed once the prompt
+         * shows is kept, never flushed by a late TCSAFLUSH, and never echoed.
+         */
         tcgetattr(fileno(in), &old);
         noecho = old;
         noecho.c_lflag &= (tcflag_t)~ECHO;
         tcsetattr(fileno(in), TCSAFLUSH, &noecho);
+        fprintf(in, "%s", prompt);
+        fflush(in);
     }
     if (fgets(buf, (int)cap, in) == NULL)
         buf[0] = '\0';
@@ -617,7 +642,12 @@ void cli_progress_file(struct cli_progress *p, const char *name)
 
 void cli_progress_state(struct cli_progress *p, const char *state)
 {
-    p->state = state;
+    /* A new state shows at once: it may last less than a redraw period. */
+    if (state != p->state) {
+        p->state = state;
+        if (state != NULL)
+            cli_progress_update(p, 1);
+    }
 }
 
 void cli_progress_clear(void)
@@ -715,6 +745,8 @@ int cli_reconnect(struct cli_conn *cc, int rc, uint64_t lost_ms, uint64_t retry_
                  (double)wait_ms / 1000);
         cli_disconnect(cc);
         usleep((useconds_t)wait_ms * 1000);
+        if (cli_interrupted)
+            return -EINTR;
         wait_ms = wait_ms * 2 > 10000 ? 10000 : wait_ms * 2;
         if ((rc = cli_connect_session(cc)) == 0) {
             cc->outage_ms = outage;

@@ -432,6 +432,8 @@ static int drain(struct put *p, size_t below)
     int rc;
 
     while (ferry_client_pending(&p->cc.c) > below) {
+        if (cli_interrupted)
+            return -EINTR; /* R-CLI-13 */
         if ((rc = ferry_client_pump(&p->cc.c, 1000, 0)) != 0 && rc != FERRY_ETIMEDOUT)
             return rc;
         if ((rc = take_replies(p)) != 0)
@@ -460,6 +462,8 @@ static int throttle(struct put *p, size_t n)
     p->bw_sent += n;
     due = p->bw_start_ms + p->bw_sent * 1000 / p->bwlimit;
     while ((now = ferry_now_ms()) < due) {
+        if (cli_interrupted)
+            return -EINTR;
         if ((rc = ferry_client_pump(&p->cc.c, (int)(due - now), 0)) != 0 && rc != FERRY_ETIMEDOUT)
             return rc;
         if ((rc = take_replies(p)) != 0)
@@ -802,6 +806,10 @@ static int send_chunked(struct put *p, struct item *it)
     if (rc != 0)
         goto out;
     for (;;) {
+        if (cli_interrupted) {
+            rc = -EINTR;
+            break;
+        }
         if ((rc = cf_produce(p, 0)) != 0 || cf->failed)
             break;
         if ((rc = ferry_client_pump(&p->cc.c, 0, 0)) != 0 && rc != FERRY_ETIMEDOUT)
@@ -973,6 +981,13 @@ static int send_all(struct put *p)
 
         if (it->state != ST_QUEUED)
             continue;
+        if (cli_interrupted) {
+            rc = -EINTR;
+            break;
+        }
+        cli_progress_state(&p->prog, NULL);
+        if (it->kind == ITEM_FILE)
+            cli_progress_file(&p->prog, it->local);
         if (it->kind == ITEM_DIR) {
             ferry_uuid_new(it->id);
             it->state = ST_SENT;
@@ -991,7 +1006,13 @@ static int send_all(struct put *p)
     if (rc == 0)
         rc = drain(p, 0);
     /* Wait until the server has made everything durable. */
+    cli_progress_file(&p->prog, NULL);
+    cli_progress_state(&p->prog, "verifying");
     while (rc == 0 && p->unresolved > 0) {
+        if (cli_interrupted) {
+            rc = -EINTR;
+            break;
+        }
         cli_heartbeat(&p->cc);
         if ((rc = ferry_client_pump(&p->cc.c, 1000, 0)) != 0 && rc != FERRY_ETIMEDOUT)
             break;
@@ -1076,14 +1097,16 @@ static int stat_dest(struct put *p, const char *dest, uint64_t retry_for_ms, int
             }
             if (rc == FERRY_ENOTFOUND)
                 return 0;
-            if (!cli_conn_lost(rc)) {
-                cli_err("%s: %s", dest, ferry_strerror(rc));
+            if (!cli_conn_lost(rc) && rc != -EINTR) {
+                cli_err("%s: %s", cli_esc(dest), ferry_strerror(rc));
                 return rc;
             }
-        } else if (!cli_conn_lost(rc)) {
+        } else if (!cli_conn_lost(rc) && rc != -EINTR) {
             return rc;
         }
         cli_disconnect(&p->cc);
+        if (rc == -EINTR || cli_interrupted)
+            return FERRY_ENOTCONN; /* R-CLI-13: nothing started, so nothing to undo */
         if (ferry_now_ms() - start >= retry_for_ms) {
             cli_err("cannot reach the server (%s). Run the same command again.",
                     ferry_strerror(rc));
@@ -1092,6 +1115,8 @@ static int stat_dest(struct put *p, const char *dest, uint64_t retry_for_ms, int
         cli_warn("cannot reach the server (%s); trying again in %.1f s", ferry_strerror(rc),
                  (double)wait_ms / 1000);
         usleep((useconds_t)wait_ms * 1000);
+        if (cli_interrupted)
+            return FERRY_ENOTCONN; /* R-CLI-13: nothing started, so nothing to undo */
         wait_ms = wait_ms * 2 > 10000 ? 10000 : wait_ms * 2;
     }
 }
@@ -1266,7 +1291,7 @@ out:
         cli_err("interrupted (%s): %zu item%s not confirmed; nothing partial is visible on "
                 "the server. Run the same command again to resume: chunks already stored "
                 "are not sent again.",
-                ferry_strerror(rc), lost, lost == 1 ? "" : "s");
+                rc == -EINTR ? "Ctrl-C" : ferry_strerror(rc), lost, lost == 1 ? "" : "s");
         resumable = 1;
     }
     for (k = 0; k < p.n; k++) {

@@ -415,6 +415,9 @@ int ferry_client_pump(struct ferry_client *c, int timeout_ms, int flush_all)
         n = poll(&p, 1, wait);
         if (n < 0 && errno != EINTR)
             return -errno;
+        /* A signal: let the caller look at why (Ctrl-C) before waiting on. */
+        if (n < 0 && !flush_all)
+            return 0;
         if (n == 0 && !flush_all)
             return 0;
     }
