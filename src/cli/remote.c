@@ -299,7 +299,7 @@ int cmd_rm(int argc, char **argv)
         if (rq[k].rc == 0)
             continue;
         failed++;
-        /* Section 6.3: Remove of a folder without recursive is Error 12, empty or not. */
+        /* R-CLI-12, section 6.3: Remove of a folder without recursive is Error 12. */
         cli_err("%s: %s", cli_esc(argv[optind + idx[k]]),
                 rq[k].rc == FERRY_EISDIR ? "is a folder (use -r)" : rq[k].msg);
     }

@@ -4,7 +4,7 @@
 # Before: `mv /emptytree /nodir/x` said "/emptytree: not found"; `mv /y.txt
 # /docs` onto an existing folder said "already exists" instead of moving the
 # file into it; `mv /docs /docs/sub/x` said "invalid path name"; and `rm` of
-# an empty folder removed it without -r.
+# an empty folder removed it without -r (R-CLI-12).
 source "$(dirname "$0")/lib.sh"
 
 assert_err_lacks() { assert_not_contains "$ERR" "$1" "stderr of $LAST_CMD"; }
