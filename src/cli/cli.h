@@ -22,12 +22,12 @@
  */
 int cli_conn_lost(int rc);
 
-/* Exit codes (README, docs/cli.md). */
+/* Exit codes (README; R-CLI-13 for Ctrl-C). */
 #define CLI_OK      0
 #define CLI_FAIL    1
 #define CLI_USAGE   2
 #define CLI_PARTIAL 3
-/* The connection was lost and --retry-for ran out: run the command again. */
+/* The connection was lost and --retry-for ran out, or Ctrl-C: run the command again. */
 #define CLI_RESUMABLE 4
 
 /* How long to wait for the TCP + TLS handshake. */

@@ -230,7 +230,7 @@ int cli_server_id_canon(const char *in, char out[static FERRY_ID_LEN + 1])
 {
     size_t i;
 
-    /* RFC 4648 base32 is case-insensitive: a lower-case ID is the same ID. */
+    /* R-CLI-5: RFC 4648 base32 is case-insensitive: a lower-case ID is the same ID. */
     if (strlen(in) != FERRY_ID_LEN)
         return FERRY_EUSAGE;
     for (i = 0; i < FERRY_ID_LEN; i++) {

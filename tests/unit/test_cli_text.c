@@ -41,9 +41,9 @@ static void test_escape(void **state)
     assert_string_equal(ESC("\xe2\x80\xa8", 0), "\\xe2\\x80\\xa8");
     /* Invalid UTF-8: each byte that starts no sequence. */
     assert_string_equal(ESC("bad\xff", 0), "bad\\xff");
-    assert_string_equal(ESC("\xc0\xaf", 0), "\\xc0\\xaf");             /* overlong */
-    assert_string_equal(ESC("\xed\xa0\x80", 0), "\\xed\\xa0\\x80");    /* surrogate */
-    assert_string_equal(ESC("\xe2\x9c", 0), "\\xe2\\x9c");             /* truncated */
+    assert_string_equal(ESC("\xc0\xaf", 0), "\\xc0\\xaf");                   /* overlong */
+    assert_string_equal(ESC("\xed\xa0\x80", 0), "\\xed\\xa0\\x80");          /* surrogate */
+    assert_string_equal(ESC("\xe2\x9c", 0), "\\xe2\\x9c");                   /* truncated */
     assert_string_equal(ESC("\xf4\x90\x80\x80", 0), "\\xf4\\x90\\x80\\x80"); /* > U+10FFFF */
     /* A NUL inside the given length is a byte like the others. */
     assert_string_equal(ESC("a\0b", 0), "a\\x00b");

@@ -56,7 +56,7 @@ int ferry_parse_port(const char *s, int allow_zero, unsigned *out)
     size_t i, n = strlen(s);
 
     /*
-     * Digits only, checked by hand: strtoul would take signs, spaces and
+     * R-CLI-4. Digits only, checked by hand: strtoul would take signs, spaces and
      * "0x", and a value that does not fit a port must be refused, not
      * wrapped to another port (70700 is not 5164).
      */
