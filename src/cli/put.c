@@ -1288,11 +1288,17 @@ out:
         for (k = 0; k < p.n; k++)
             if (p.v[k].state == ST_SENT || p.v[k].state == ST_QUEUED)
                 lost++;
-        cli_err("interrupted (%s): %zu item%s not confirmed; nothing partial is visible on "
-                "the server. Run the same command again to resume: chunks already stored "
-                "are not sent again.",
-                rc == -EINTR ? "Ctrl-C" : ferry_strerror(rc), lost, lost == 1 ? "" : "s");
-        resumable = 1;
+        /* R-CLI-3: exit 4 ("run it again") only where running it again can help. */
+        resumable = cli_conn_lost(rc) || rc == -EINTR;
+        if (resumable)
+            cli_err("interrupted (%s): %zu item%s not confirmed; nothing partial is visible on "
+                    "the server. Run the same command again to resume: chunks already stored "
+                    "are not sent again.",
+                    rc == -EINTR ? "Ctrl-C" : ferry_strerror(rc), lost, lost == 1 ? "" : "s");
+        else
+            cli_err("stopped (%s): %zu item%s not confirmed; nothing partial is visible on "
+                    "the server.",
+                    ferry_strerror(rc), lost, lost == 1 ? "" : "s");
     }
     for (k = 0; k < p.n; k++) {
         if (p.v[k].state == ST_DONE)
