@@ -192,10 +192,11 @@ static int changepwd(struct cli_conn *cc, const char *old, const char *nw)
     int rc;
 
     if (ferry_now_ms() - cc->c.last_tx_ms > CLI_HEARTBEAT_MS) {
+        int verbose = cc->verbose_errors;
         cli_disconnect(cc);
         if ((rc = cli_connect_session(cc)) != 0)
             return rc;
-        cc->verbose_errors = 1;
+        cc->verbose_errors = verbose;
     }
     body = nw != NULL ? json_pack("{s:s, s:s}", "old", old, "new", nw)
                       : json_pack("{s:s}", "old", old);
@@ -250,8 +251,15 @@ int cmd_passwd(int argc, char **argv)
      * is typed twice. A server before this check answers Error 1 to a
      * ChangePwd without `new`; the change below checks it all the same.
      */
-    if (!from_stdin && (rc = changepwd(&cc, old, NULL)) != 0 && rc != FERRY_EPROTO)
-        goto out;
+    if (!from_stdin) {
+        cc.verbose_errors = 0;
+        rc = changepwd(&cc, old, NULL);
+        cc.verbose_errors = 1;
+        if (rc != 0 && rc != FERRY_EPROTO) {
+            cli_err("%s", cli_last_error()[0] != '\0' ? cli_last_error() : ferry_strerror(rc));
+            goto out;
+        }
+    }
     rc = FERRY_EUSAGE;
     if (cli_read_password("New password: ", from_stdin, nw, sizeof(nw)) != 0)
         goto out;

@@ -166,8 +166,10 @@ static inline void cli_mtime_ts(int64_t ns, struct timespec ts[2])
 void cli_heartbeat(struct cli_conn *cc);
 /* Sends a command and waits for its reply (ref == its id); Error → rc < 0. */
 int cli_call(struct cli_conn *cc, int32_t type, json_t *body, struct ferry_cmd *reply);
-/* The local code for an Error message, printing its text when verbose. */
+/* The local code for an Error message; *msg (if not NULL) its text, escaped. */
 int cli_error_rc(const struct ferry_cmd *cmd, const char **msg);
+/* The text of the last Error read, escaped ("" if none): valid until the next one. */
+const char *cli_last_error(void);
 
 /* R-AUTH-2: a password is 8 to 1024 bytes. */
 #define CLI_PASSWORD_MIN 8

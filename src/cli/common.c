@@ -531,15 +531,24 @@ void cli_heartbeat(struct cli_conn *cc)
     ferry_buf_append(&cc->c.out, hb, n);
 }
 
+/* The text of the last Error read, escaped. */
+static char last_error[1100];
+
+const char *cli_last_error(void)
+{
+    return last_error;
+}
+
 int cli_error_rc(const struct ferry_cmd *cmd, const char **msg)
 {
     /* R-ERR-2: text from a peer reaches the terminal only escaped (R-CLI-1). */
-    static char clean[1100];
+    char *clean = last_error;
+    const size_t cap = sizeof(last_error);
     json_t *code = json_object_get(cmd->body, "code");
     json_t *m = json_object_get(cmd->body, "message");
     const char *t = json_is_string(m) ? json_string_value(m) : "error";
 
-    cli_escape(t, strlen(t), 0, clean, sizeof(clean));
+    cli_escape(t, strlen(t), 0, clean, cap);
     if (msg != NULL)
         *msg = clean;
     return ferry_err_from_wire(json_is_integer(code) ? (int)json_integer_value(code) : 10);
