@@ -107,4 +107,23 @@ int ferry_xdg_dir(const char *env, const char *fallback_rel, char *out, size_t c
 /* mkdir -p with the given mode for created components. */
 int ferry_mkdirs(const char *path, unsigned mode);
 
+/* Parsers for values from flags and arguments (parse.c); FERRY_EUSAGE on anything else. */
+/* Sizes: 123, 10K, 256M, 1G, 1T (powers of 1024); digits first, no sign. */
+int ferry_parse_size(const char *s, uint64_t *out);
+/* The port a client uses when an address names none. */
+#define FERRY_PORT_DEFAULT "7070"
+#define FERRY_PORT_MAX     65535u
+/* A TCP port: 1 to 5 decimal digits, 1..65535 (0 too with allow_zero); nothing else. */
+int ferry_parse_port(const char *s, int allow_zero, unsigned *out);
+/*
+ * HOST:PORT, [IPV6]:PORT, and without ":PORT" (HOST, [IPV6], or a bare IPv6
+ * address with two colons or more) default_port, unless that is NULL. The
+ * port goes through ferry_parse_port and comes out in canonical form; host
+ * is the address without brackets. Outputs are empty strings on failure.
+ */
+int ferry_parse_hostport(const char *in, const char *default_port, int allow_zero, char *host,
+                         size_t hcap, char *port, size_t pcap);
+/* ferry serve --listen HOST:PORT: the port is required and may be 0 (any free port). */
+int ferry_split_hostport(const char *in, char *host, size_t hcap, char *port, size_t pcap);
+
 #endif

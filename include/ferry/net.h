@@ -105,9 +105,9 @@ struct ferry_client {
     SSL *ssl;
     struct ferry_buf in;
     struct ferry_buf out;
-    uint64_t last_tx_ms;
-    uint64_t last_rx_ms;
-    size_t consumed; /* bytes of the frame last returned, dropped on the next call */
+    uint64_t last_tx_ms; /* the last write that moved bytes to the socket */
+    uint64_t last_rx_ms; /* the last whole frame taken out (R-CLI-2), heartbeats included */
+    size_t consumed;     /* bytes of the frame last returned, dropped on the next call */
     int eof;
     char server_id[FERRY_ID_LEN + 1];
     uint64_t wire_tx; /* TLS bytes written to and read from the socket */
@@ -130,7 +130,7 @@ int ferry_client_connect_from(struct ferry_client *c, const char *src, const cha
                               const char *port, const struct ferry_identity *id, const char *pin,
                               int timeout_ms);
 void ferry_client_close(struct ferry_client *c);
-/* Queues a command frame; takes the reference to body. */
+/* Queues a command frame; takes the reference to body (NULL: FERRY_EUSAGE). */
 int ferry_client_send_cmd(struct ferry_client *c, int32_t type, json_t *body);
 /* TLS bytes the connection has carried so far, both ways. */
 int ferry_client_wire_bytes(const struct ferry_client *c, uint64_t *sent, uint64_t *received);

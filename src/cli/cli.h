@@ -3,6 +3,7 @@
 #define FERRY_CLI_H
 
 #include <errno.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <time.h>
@@ -14,20 +15,27 @@
 
 /* A connection could not be made or was lost, so retrying may help. */
 #define FERRY_ENOTCONN (-ENOTCONN)
+/*
+ * R-CLI-3: 1 for a lost or unreachable connection (a system error on the
+ * socket, silence), which is worth a reconnect; 0 for an answer, a
+ * protocol fault, a local error or Ctrl-C, which a reconnect cannot mend.
+ */
 int cli_conn_lost(int rc);
 
-/* Exit codes (README, docs/cli.md). */
+/* Exit codes (README; R-CLI-13 for Ctrl-C). */
 #define CLI_OK      0
 #define CLI_FAIL    1
 #define CLI_USAGE   2
 #define CLI_PARTIAL 3
-/* The connection was lost and --retry-for ran out: run the command again. */
+/* The connection was lost and --retry-for ran out, or Ctrl-C: run the command again. */
 #define CLI_RESUMABLE 4
 
 /* How long to wait for the TCP + TLS handshake. */
 #define CLI_CONNECT_TIMEOUT_MS 10000
-/* R-SESS-4: a server silent this long is gone. */
+/* R-SESS-4, R-CLI-2: a server that sent no whole frame for this long is gone. */
 #define CLI_IDLE_TIMEOUT_MS 90000
+/* CLI_IDLE_TIMEOUT_MS, or FERRY_IDLE_TIMEOUT_MS from the environment (for tests). */
+uint64_t cli_idle_ms(void);
 /* R-SESS-4: send a heartbeat after this much of our own silence. */
 #define CLI_HEARTBEAT_MS 30000
 /* Downloads requested ahead of the one being received (R-PIPE-1). */
@@ -52,11 +60,19 @@ struct cli_conn {
     struct cli_remote r;
     int verbose_errors; /* cli_call prints the server's Error text */
     int minor;          /* the server's protocol minor version, from Accept */
+    /*
+     * R-CLI-3: progress made on this connection (a file or chunk confirmed,
+     * data received), and when the outage being retried began (0: none).
+     */
+    uint64_t progress;
+    uint64_t outage_ms;
 };
 
 /* Global flags every command shares. */
 extern int cli_quiet;
 extern const char *cli_prog;
+/* R-CLI-13: set by Ctrl-C during a put or get; the loops stop with -EINTR. */
+extern volatile sig_atomic_t cli_interrupted;
 
 struct sqlite3;
 /* Opens (creating) the state database; the caller sqlite3_close()s it. */
@@ -94,9 +110,13 @@ int cli_known_get(const char *addr, char *id, size_t cap);
 int cli_known_put(const char *addr, const char *id);
 
 /*
- * Parses [ID@]HOST:PORT into r (addr, host, port, and server_id if given).
+ * Parses [ID@]HOST[:PORT] into r: host, port (default 7070, R-CLI-4), addr
+ * (canonical HOST:PORT, brackets around IPv6) and server_id if given.
+ * FERRY_EUSAGE for a bad ID, host or port.
  */
 int cli_parse_server(const char *in, struct cli_remote *r);
+/* A server ID in canonical form (base32 upper case, R-CLI-5), or FERRY_EUSAGE. */
+int cli_server_id_canon(const char *in, char out[static FERRY_ID_LEN + 1]);
 
 /*
  * Connects to r (TLS, pinning r->server_id or the known pin, asking on a
@@ -104,6 +124,13 @@ int cli_parse_server(const char *in, struct cli_remote *r);
  * fails when the session is not accepted. Prints its own errors.
  */
 int cli_connect(struct cli_conn *cc, int need_auth);
+/*
+ * R-CLI-6: confirms the identity of cc->r's server as cli_connect does
+ * (the pin, or the person's yes on a TTY) without sending anything, and
+ * leaves it in cc->r.server_id, so that a password is asked for only once
+ * the server is known to be the right one. Prints its own errors.
+ */
+int cli_probe_identity(struct cli_conn *cc);
 /* Logged-in connection to the saved session's server. */
 int cli_connect_session(struct cli_conn *cc);
 void cli_disconnect(struct cli_conn *cc);
@@ -121,8 +148,11 @@ int cli_next_any(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data *
                  struct ferry_chunk_frame *chunk);
 /*
  * Issue 4: after connection loss rc at lost_ms, reconnects with backoff
- * (0.5 s, doubling to 10 s) until retry_for_ms have passed. 0 once
- * connected; else the last error (an authentication or pin error at once).
+ * (0.5 s, doubling to 10 s) until retry_for_ms have passed since the outage
+ * began (R-CLI-3: a connection that came back and was lost again before
+ * any progress was made on it, cc->progress, is the same outage). 0 once
+ * connected; else the last
+ * error, at once for anything but a lost connection (cli_conn_lost).
  */
 int cli_reconnect(struct cli_conn *cc, int rc, uint64_t lost_ms, uint64_t retry_for_ms);
 /* The atime and mtime pair futimens(2) wants for a file time in ns. */
@@ -136,9 +166,14 @@ static inline void cli_mtime_ts(int64_t ns, struct timespec ts[2])
 void cli_heartbeat(struct cli_conn *cc);
 /* Sends a command and waits for its reply (ref == its id); Error → rc < 0. */
 int cli_call(struct cli_conn *cc, int32_t type, json_t *body, struct ferry_cmd *reply);
-/* The local code for an Error message, printing its text when verbose. */
+/* The local code for an Error message; *msg (if not NULL) its text, escaped. */
 int cli_error_rc(const struct ferry_cmd *cmd, const char **msg);
+/* The text of the last Error read, escaped ("" if none): valid until the next one. */
+const char *cli_last_error(void);
 
+/* R-AUTH-2: a password is 8 to 1024 bytes. */
+#define CLI_PASSWORD_MIN 8
+#define CLI_PASSWORD_MAX 1024
 /* Reads a password from the TTY (no echo) or one line of stdin. */
 int cli_read_password(const char *prompt, int from_stdin, char *buf, size_t cap);
 
@@ -152,16 +187,46 @@ struct cli_progress {
     uint64_t files_total;
     uint64_t start_ms;
     uint64_t last_ms;
+    const char *state; /* e.g. "verifying" (a string constant), or NULL */
+    char name[512];    /* the current file, escaped; "" for none */
 };
 void cli_progress_init(struct cli_progress *p, uint64_t total, uint64_t files);
 void cli_progress_update(struct cli_progress *p, int force);
 void cli_progress_end(struct cli_progress *p);
+/* The file being transferred (escaped and shortened for the line); NULL for none. */
+void cli_progress_file(struct cli_progress *p, const char *name);
+/* What the transfer waits for, shown after the counts: "verifying", or NULL. */
+void cli_progress_state(struct cli_progress *p, const char *state);
+/* Erases the progress line if one is shown, so that a message starts at column 0. */
+void cli_progress_clear(void);
 
+/*
+ * Messages on stderr, "ferry: " first: the progress line is erased before,
+ * and the text is escaped (R-CLI-1) except for its line breaks.
+ */
 void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 extern int cli_err_muted;
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Prints s with control characters escaped: names from a peer are hostile. */
+
+/* Text shown to people (text.c). */
+/*
+ * R-CLI-1: writes s[0..len) to out with every byte of a character a
+ * terminal would act on (C0, DEL, C1, bidirectional controls, line
+ * separators) and of invalid UTF-8 as \xHH, and a backslash doubled
+ * (keep_newlines: for whole messages, '\n' and '\\' stay as they are). Cut
+ * with "..." at cap. Returns the length written.
+ */
+size_t cli_escape(const char *s, size_t len, int keep_newlines, char *out, size_t cap);
+/* s escaped into one of a few rotating static buffers: for one message's arguments. */
+const char *cli_esc(const char *s);
+/* Prints s escaped: names from a peer, or from the local disk, are hostile. */
 void cli_print_name(FILE *f, const char *s);
+/* Columns an escaped string takes (one per code point). */
+size_t cli_text_width(const char *s);
+/* R-NAME-1: why a local name cannot travel (a phrase), or NULL if it can. */
+const char *cli_name_problem(const char *name, size_t len);
+/* 1536 -> "1.5 KiB" (powers of 1024). */
+void cli_human_size(char *out, size_t cap, double v);
 
 int cmd_signup(int argc, char **argv);
 int cmd_login(int argc, char **argv);
@@ -176,8 +241,21 @@ int cmd_resume(int argc, char **argv);
 int cmd_whoami(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
 
-/* The task list (tasks.c): put and get record themselves until they end. */
+/*
+ * The task list (tasks.c): put and get record themselves until they end.
+ * R-CLI-10: an unfinished record of the same command (arguments byte for
+ * byte, folder, server, user) not running elsewhere is taken over rather
+ * than duplicated; every end but "interrupted" (exit 4) forgets it.
+ */
 void cli_task_begin(int argc, char **argv);
 void cli_task_end(int exit_code);
+/*
+ * R-CLI-9: how the task's first run resolved its destination: 1 an
+ * existing folder (sources go inside it), 0 not, -1 not known yet. A run
+ * that knows it uses it instead of what it finds now, so a re-run finishes
+ * the same tree; cli_task_set_dest_dir records it once known.
+ */
+int cli_task_dest_dir(void);
+void cli_task_set_dest_dir(int is_dir);
 
 #endif

@@ -20,39 +20,56 @@
 /* Set while opening optional extra connections: their failures are not the user's. */
 int cli_err_muted;
 
+/*
+ * Every message goes through here: the progress line is erased first, and
+ * whatever control characters or invalid UTF-8 reached the text (a name
+ * not passed through cli_esc) are escaped (R-CLI-1, R-ERR-2).
+ */
+static void emit(const char *prefix, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+static void emit(const char *prefix, const char *fmt, va_list ap)
+{
+    char small[1024], *big = NULL, *text = small, *out;
+    va_list aq;
+    size_t cap;
+    int n;
+
+    va_copy(aq, ap);
+    n = vsnprintf(small, sizeof(small), fmt, aq);
+    va_end(aq);
+    if (n < 0)
+        return;
+    if ((size_t)n >= sizeof(small) && (big = ferry_malloc((size_t)n + 1)) != NULL) {
+        vsnprintf(big, (size_t)n + 1, fmt, ap);
+        text = big;
+    }
+    cap = strlen(text) * 4 + 1;
+    if ((out = ferry_malloc(cap)) != NULL)
+        cli_escape(text, strlen(text), 1, out, cap);
+    cli_progress_clear();
+    fprintf(stderr, "%s%s\n", prefix, out != NULL ? out : "(out of memory)");
+    ferry_free(out);
+    ferry_free(big);
+}
+
 void cli_err(const char *fmt, ...)
 {
     va_list ap;
 
     if (cli_err_muted)
         return;
-    fprintf(stderr, "ferry: ");
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    emit("ferry: ", fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
 }
 
 void cli_warn(const char *fmt, ...)
 {
     va_list ap;
 
-    fprintf(stderr, "ferry: warning: ");
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    emit("ferry: warning: ", fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
-}
-
-void cli_print_name(FILE *f, const char *s)
-{
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c < 0x20 || c == 0x7f || c == '\\')
-            fprintf(f, "\\x%02x", c);
-        else
-            fputc(c, f);
-    }
 }
 
 int cli_state_dir(char *out, size_t cap)
@@ -209,22 +226,51 @@ int cli_known_put(const char *addr, const char *id)
                       id, NULL, NULL);
 }
 
+int cli_server_id_canon(const char *in, char out[static FERRY_ID_LEN + 1])
+{
+    size_t i;
+
+    /* R-CLI-5: RFC 4648 base32 is case-insensitive: a lower-case ID is the same ID. */
+    if (strlen(in) != FERRY_ID_LEN)
+        return FERRY_EUSAGE;
+    for (i = 0; i < FERRY_ID_LEN; i++) {
+        char c = in[i];
+        if (c >= 'a' && c <= 'z')
+            c = (char)(c - 'a' + 'A');
+        if (!((c >= 'A' && c <= 'Z') || (c >= '2' && c <= '7')))
+            return FERRY_EUSAGE;
+        out[i] = c;
+    }
+    out[FERRY_ID_LEN] = '\0';
+    return 0;
+}
+
 int cli_parse_server(const char *in, struct cli_remote *r)
 {
     const char *at = strchr(in, '@');
     const char *hp = in;
+    char id[FERRY_ID_LEN + 1];
+    int rc;
 
     memset(r, 0, sizeof(*r));
     if (at != NULL) {
         if ((size_t)(at - in) != FERRY_ID_LEN)
             return FERRY_EUSAGE;
-        memcpy(r->server_id, in, FERRY_ID_LEN);
+        memcpy(id, in, FERRY_ID_LEN);
+        id[FERRY_ID_LEN] = '\0';
+        if (cli_server_id_canon(id, r->server_id) != 0)
+            return FERRY_EUSAGE;
         hp = at + 1;
     }
-    if (strlen(hp) >= sizeof(r->addr))
-        return FERRY_EUSAGE;
-    snprintf(r->addr, sizeof(r->addr), "%s", hp);
-    return ferry_split_hostport(hp, r->host, sizeof(r->host), r->port, sizeof(r->port));
+    /* R-CLI-4: one port parser; an address without a port means the default port. */
+    rc = ferry_parse_hostport(hp, FERRY_PORT_DEFAULT, 0, r->host, sizeof(r->host), r->port,
+                              sizeof(r->port));
+    if (rc != 0)
+        return rc;
+    /* Pins are kept by HOST:PORT: one spelling per address. */
+    snprintf(r->addr, sizeof(r->addr), strchr(r->host, ':') != NULL ? "[%s]:%s" : "%s:%s", r->host,
+             r->port);
+    return 0;
 }
 
 static int load_identity(struct ferry_identity *id)
@@ -262,7 +308,12 @@ static int ask_trust(const char *addr, const char *id)
     return ok;
 }
 
-static int connect_inner(struct cli_conn *cc, int need_auth)
+/*
+ * The TLS handshake with the pin checked (or the identity confirmed by the
+ * person, once), then Connect. With probe, it stops after the identity:
+ * nothing is sent, the connection is closed, r->server_id holds the ID.
+ */
+static int connect_inner(struct cli_conn *cc, int need_auth, int probe)
 {
     struct cli_remote *r = &cc->r;
     char known[FERRY_ID_LEN + 1] = "";
@@ -320,6 +371,10 @@ static int connect_inner(struct cli_conn *cc, int need_auth)
     if (!have_known || strcmp(known, cc->c.server_id) != 0)
         cli_known_put(r->addr, cc->c.server_id);
     snprintf(r->server_id, sizeof(r->server_id), "%s", cc->c.server_id);
+    if (probe) {
+        ferry_client_close(&cc->c);
+        return 0;
+    }
     body = json_pack("{s:s}", "client", "ferry/" FERRY_VERSION_STR);
     if (body == NULL)
         return -ENOMEM;
@@ -333,7 +388,8 @@ static int connect_inner(struct cli_conn *cc, int need_auth)
         return rc;
     }
     if (rc != 0) {
-        cli_err("server %s refused the connection: %s", r->addr, ferry_strerror(rc));
+        if (rc != -EINTR)
+            cli_err("server %s refused the connection: %s", r->addr, ferry_strerror(rc));
         ferry_client_close(&cc->c);
         return rc;
     }
@@ -354,9 +410,17 @@ static int connect_inner(struct cli_conn *cc, int need_auth)
     return 0;
 }
 
+int cli_probe_identity(struct cli_conn *cc)
+{
+    int rc = connect_inner(cc, 0, 1);
+
+    ferry_identity_cleanup(&cc->id);
+    return rc;
+}
+
 int cli_connect(struct cli_conn *cc, int need_auth)
 {
-    int rc = connect_inner(cc, need_auth);
+    int rc = connect_inner(cc, need_auth, 0);
 
     /* A failed connect leaves nothing for the caller to release. */
     if (rc != 0) {
@@ -412,10 +476,12 @@ int cli_next_any(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data *
                  struct ferry_chunk_frame *chunk)
 {
     struct ferry_frame f;
-    uint64_t last = ferry_now_ms();
     int rc;
 
     for (;;) {
+        /* R-CLI-13: Ctrl-C ends the wait; a frame half read does not matter any more. */
+        if (cli_interrupted)
+            return -EINTR;
         rc = ferry_client_next_frame(&cc->c, &f);
         if (rc < 0)
             return rc;
@@ -423,12 +489,14 @@ int cli_next_any(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data *
             if (f.type == FERRY_FRAME_DATA) {
                 if (data == NULL)
                     return FERRY_EPROTO;
+                cc->progress++; /* R-CLI-3: bytes of a file came */
                 return ferry_data_decode(f.payload, f.payload_len, data) == 0 ? 2 : FERRY_EPROTO;
             }
             /* R-CHUNK-16: chunk frames reach only a client that asked for chunks. */
             if (f.type == FERRY_FRAME_CHUNK) {
                 if (chunk == NULL)
                     return FERRY_EPROTO;
+                cc->progress++;
                 return ferry_chunk_frame_decode(f.payload, f.payload_len, chunk) == 0
                            ? 3
                            : FERRY_EPROTO;
@@ -441,12 +509,27 @@ int cli_next_any(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data *
             return -ECONNRESET;
         if ((rc = ferry_client_pump(&cc->c, 1000, 0)) != 0 && rc != FERRY_ETIMEDOUT && !cc->c.eof)
             return rc;
-        if (ferry_buf_used(&cc->c.in) == 0 &&
-            ferry_now_ms() - cc->c.last_rx_ms > CLI_IDLE_TIMEOUT_MS)
+        /* R-CLI-2: bytes of a frame that never ends are no sign of life. */
+        if (ferry_now_ms() - cc->c.last_rx_ms > cli_idle_ms())
             return FERRY_ETIMEDOUT;
         cli_heartbeat(cc);
-        (void)last;
     }
+}
+
+uint64_t cli_idle_ms(void)
+{
+    static uint64_t ms;
+    const char *env;
+    uint64_t v;
+
+    /* FERRY_IDLE_TIMEOUT_MS is for tests, which cannot wait 90 s for a silent server. */
+    if (ms == 0) {
+        env = getenv("FERRY_IDLE_TIMEOUT_MS");
+        ms = env != NULL && ferry_parse_size(env, &v) == 0 && v >= 100 && v <= 86400000
+                 ? v
+                 : CLI_IDLE_TIMEOUT_MS;
+    }
+    return ms;
 }
 
 void cli_heartbeat(struct cli_conn *cc)
@@ -461,23 +544,24 @@ void cli_heartbeat(struct cli_conn *cc)
     ferry_buf_append(&cc->c.out, hb, n);
 }
 
+/* The text of the last Error read, escaped. */
+static char last_error[1100];
+
+const char *cli_last_error(void)
+{
+    return last_error;
+}
+
 int cli_error_rc(const struct ferry_cmd *cmd, const char **msg)
 {
-    /* R-ERR-2: text from a peer reaches the terminal only with controls escaped. */
-    static char clean[512];
+    /* R-ERR-2: text from a peer reaches the terminal only escaped (R-CLI-1). */
+    char *clean = last_error;
+    const size_t cap = sizeof(last_error);
     json_t *code = json_object_get(cmd->body, "code");
     json_t *m = json_object_get(cmd->body, "message");
     const char *t = json_is_string(m) ? json_string_value(m) : "error";
-    size_t o = 0;
 
-    for (; *t != '\0' && o + 5 < sizeof(clean); t++) {
-        unsigned char ch = (unsigned char)*t;
-        if (ch < 0x20 || ch == 0x7f)
-            o += (size_t)snprintf(clean + o, sizeof(clean) - o, "\\x%02x", ch);
-        else
-            clean[o++] = (char)ch;
-    }
-    clean[o] = '\0';
+    cli_escape(t, strlen(t), 0, clean, cap);
     if (msg != NULL)
         *msg = clean;
     return ferry_err_from_wire(json_is_integer(code) ? (int)json_integer_value(code) : 10);
@@ -528,12 +612,16 @@ int cli_read_password(const char *prompt, int from_stdin, char *buf, size_t cap)
             return FERRY_EUSAGE;
         }
         tty = 1;
-        fprintf(in, "%s", prompt);
-        fflush(in);
+        /*
+         * Echo off first, then the prompt: what is typed once the prompt
+         * shows is kept, never flushed by a late TCSAFLUSH, and never echoed.
+         */
         tcgetattr(fileno(in), &old);
         noecho = old;
         noecho.c_lflag &= (tcflag_t)~ECHO;
         tcsetattr(fileno(in), TCSAFLUSH, &noecho);
+        fprintf(in, "%s", prompt);
+        fflush(in);
     }
     if (fgets(buf, (int)cap, in) == NULL)
         buf[0] = '\0';
@@ -554,17 +642,8 @@ int cli_read_password(const char *prompt, int from_stdin, char *buf, size_t cap)
     return 0;
 }
 
-static void human(char *out, size_t cap, double v)
-{
-    static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int u = 0;
-
-    while (v >= 1024 && u < 4) {
-        v /= 1024;
-        u++;
-    }
-    snprintf(out, cap, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
-}
+/* The progress line now on the terminal, if any: other output erases it first. */
+static struct cli_progress *shown;
 
 void cli_progress_init(struct cli_progress *p, uint64_t total, uint64_t files)
 {
@@ -574,11 +653,51 @@ void cli_progress_init(struct cli_progress *p, uint64_t total, uint64_t files)
     p->start_ms = p->last_ms = ferry_now_ms();
 }
 
+void cli_progress_file(struct cli_progress *p, const char *name)
+{
+    /* Escaped once here, not at every redraw (R-CLI-1). */
+    if (name == NULL)
+        p->name[0] = '\0';
+    else
+        cli_escape(name, strlen(name), 0, p->name, sizeof(p->name));
+}
+
+void cli_progress_state(struct cli_progress *p, const char *state)
+{
+    /* A new state shows at once: it may last less than a redraw period. */
+    if (state != p->state) {
+        p->state = state;
+        if (state != NULL)
+            cli_progress_update(p, 1);
+    }
+}
+
+void cli_progress_clear(void)
+{
+    if (shown == NULL)
+        return;
+    /* Back to column 0 and erase: the next update draws the line again below. */
+    fputs("\r\033[K", stderr);
+    shown = NULL;
+}
+
+/* Columns of the terminal on stderr, 80 when it does not say. */
+static size_t term_cols(void)
+{
+    struct winsize ws;
+
+    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 20)
+        return ws.ws_col;
+    return 80;
+}
+
 void cli_progress_update(struct cli_progress *p, int force)
 {
     uint64_t now = ferry_now_ms();
     double secs, rate;
-    char done[32], tot[32], rt[32], eta[32] = "--:--";
+    char done[32], tot[32], rt[32], eta[32] = "--:--", line[256];
+    const char *name = p->name;
+    size_t cols, used, room;
 
     if (!p->on || (!force && now - p->last_ms < 250))
         return;
@@ -586,48 +705,77 @@ void cli_progress_update(struct cli_progress *p, int force)
     secs = (double)(now - p->start_ms) / 1000.0;
     /* Bytes the server already held count as done but not toward the rate. */
     rate = secs > 0 ? (double)(p->done - p->skipped) / secs : 0;
-    human(done, sizeof(done), (double)p->done);
-    human(tot, sizeof(tot), (double)p->total);
-    human(rt, sizeof(rt), rate);
+    cli_human_size(done, sizeof(done), (double)p->done);
+    cli_human_size(tot, sizeof(tot), (double)p->total);
+    cli_human_size(rt, sizeof(rt), rate);
     if (rate > 0 && p->total >= p->done) {
         uint64_t left = (uint64_t)((double)(p->total - p->done) / rate);
         snprintf(eta, sizeof(eta), "%02llu:%02llu", (unsigned long long)(left / 60),
                  (unsigned long long)(left % 60));
     }
-    fprintf(stderr, "\r%s / %s  %s/s  ETA %s  files %llu/%llu\033[K", done, tot, rt, eta,
-            (unsigned long long)p->files_done, (unsigned long long)p->files_total);
+    snprintf(line, sizeof(line), "%s / %s  %s/s  ETA %s  files %llu/%llu%s%s", done, tot, rt, eta,
+             (unsigned long long)p->files_done, (unsigned long long)p->files_total,
+             p->state != NULL ? "  " : "", p->state != NULL ? p->state : "");
+    /* The current file, its tail if the line would wrap: a wrapped line cannot be redrawn. */
+    cols = term_cols();
+    used = strlen(line);
+    room = cols > used + 3 ? cols - used - 3 : 0;
+    if (room < 8 || name[0] == '\0') {
+        name = "";
+    } else if (cli_text_width(name) > room) {
+        while (*name != '\0' && cli_text_width(name) > room - 3)
+            name++;
+        while ((*name & 0xc0) == 0x80)
+            name++;
+    }
+    fprintf(stderr, "\r%s%s%s%s\033[K", line, name[0] != '\0' ? "  " : "",
+            name != p->name && name[0] != '\0' ? "..." : "", name);
+    shown = p;
 }
 
 void cli_progress_end(struct cli_progress *p)
 {
     if (!p->on)
         return;
+    cli_progress_file(p, NULL);
+    cli_progress_state(p, NULL);
     cli_progress_update(p, 1);
     fputc('\n', stderr);
+    shown = NULL;
 }
 
 int cli_conn_lost(int rc)
 {
     /* System errors (the socket) and silence; not an answer from the server. */
     return rc < 0 && (rc > -4096 || rc == FERRY_ETIMEDOUT || rc == FERRY_ECANCELED) &&
-           rc != -ENOMEM;
+           rc != -ENOMEM && rc != -EINTR;
 }
 
 int cli_reconnect(struct cli_conn *cc, int rc, uint64_t lost_ms, uint64_t retry_for_ms)
 {
-    uint64_t wait_ms = 500;
+    uint64_t wait_ms = 500, outage;
 
+    /* R-CLI-3: a protocol fault or a local error comes back the same on any connection. */
+    if (!cli_conn_lost(rc))
+        return rc;
+    /* The window runs from the start of the outage, not from the last reconnect. */
+    outage = cc->outage_ms != 0 && cc->progress == 0 ? cc->outage_ms : lost_ms;
     for (;;) {
-        if (ferry_now_ms() - lost_ms >= retry_for_ms)
+        if (ferry_now_ms() - outage >= retry_for_ms)
             return rc;
         cli_warn("connection lost (%s); reconnecting in %.1f s", ferry_strerror(rc),
                  (double)wait_ms / 1000);
         cli_disconnect(cc);
         usleep((useconds_t)wait_ms * 1000);
+        if (cli_interrupted)
+            return -EINTR;
         wait_ms = wait_ms * 2 > 10000 ? 10000 : wait_ms * 2;
-        if ((rc = cli_connect_session(cc)) == 0)
+        if ((rc = cli_connect_session(cc)) == 0) {
+            cc->outage_ms = outage;
             return 0;
-        if (rc == FERRY_EAUTH || rc == FERRY_EPIN)
+        }
+        cc->outage_ms = outage;
+        if (!cli_conn_lost(rc))
             return rc;
     }
 }

@@ -945,7 +945,10 @@ static int plan_sources(struct get *g, char **srcs, int nsrc, const char *dest, 
             snprintf(target, sizeof(target), "%s/%s", dest, base);
         else
             snprintf(target, sizeof(target), "%s", dest);
-        if (!is_dir) {
+        if (!is_dir && !dest_dir && dest[0] != '\0' && dest[strlen(dest) - 1] == '/') {
+            /* R-CLI-8: "dir/" names a folder; as cp says, a file is not one. */
+            failmsg(g, dest, strerror(ENOTDIR));
+        } else if (!is_dir) {
             char dcopy[PATH_MAX], bcopy[PATH_MAX];
             snprintf(dcopy, sizeof(dcopy), "%s", target);
             snprintf(bcopy, sizeof(bcopy), "%s", target);
@@ -1109,8 +1112,14 @@ int cmd_get(int argc, char **argv)
         return CLI_FAIL;
     }
     dest_dir = stat(dest, &dst) == 0 && S_ISDIR(dst.st_mode);
+    /* R-CLI-9: a re-run of an unfinished get keeps the destination its first run chose. */
+    if (cli_task_dest_dir() >= 0)
+        dest_dir = cli_task_dest_dir();
+    else
+        cli_task_set_dest_dir(dest_dir);
     if (nsrc > 1 && !dest_dir) {
-        cli_err("%s is not a folder (several sources need a folder destination)", dest);
+        cli_err("%s is not a folder (several sources need a folder destination)", cli_esc(dest));
+        ferry_writer_free(g.wr);
         return CLI_FAIL;
     }
     cli_progress_init(&g.prog, 0, 0);

@@ -13,6 +13,7 @@
 #include "../server/serve.h"
 #include "cli.h"
 #include "ferry/manifest.h"
+#include "ferry/path.h"
 #include "ferry/reader.h"
 
 enum { ITEM_DIR, ITEM_FILE };
@@ -164,6 +165,40 @@ static char *join(const char *a, const char *b)
     return s;
 }
 
+/*
+ * R-NAME-1: a name the protocol cannot carry (R-PATH-3) is refused here,
+ * by name, before anything of it is sent: one failed item, and for a
+ * folder everything in it with it. Returns 1 when refused.
+ */
+static int name_refused(struct put *p, const char *local, const char *name, const char *remote,
+                        int is_dir)
+{
+    char norm[FERRY_PATH_MAX + 1];
+    const char *why = cli_name_problem(name, strlen(name));
+
+    if (why == NULL && ferry_path_normalize(remote, strlen(remote), norm, sizeof(norm)) != 0)
+        why = "its remote path would be longer than 4096 bytes or deeper than 128 folders";
+    if (why == NULL)
+        return 0;
+    p->failed++;
+    cli_err("%s: %s: %s", cli_esc(local),
+            is_dir ? "folder not uploaded, nor anything in it" : "not uploaded", why);
+    return 1;
+}
+
+/* The last component of a remote path into out ("" for the root). */
+static const char *remote_base(const char *remote, char out[static FERRY_PATH_MAX + 1])
+{
+    size_t n = strlen(remote), k;
+
+    while (n > 0 && remote[n - 1] == '/')
+        n--;
+    for (k = n; k > 0 && remote[k - 1] != '/'; k--)
+        ;
+    snprintf(out, FERRY_PATH_MAX + 1, "%.*s", (int)(n - k), remote + k);
+    return out;
+}
+
 /* Collects a folder's entries depth-first; symlinks and devices are skipped. */
 static int walk(struct put *p, const char *local, const char *remote, int depth)
 {
@@ -173,12 +208,12 @@ static int walk(struct put *p, const char *local, const char *remote, int depth)
     int rc = 0;
 
     if (depth > 128) {
-        cli_warn("%s: too deep, skipped", local);
+        cli_warn("%s: too deep, skipped", cli_esc(local));
         p->failed++;
         return 0;
     }
     if ((d = opendir(local)) == NULL) {
-        cli_warn("%s: %s", local, strerror(errno));
+        cli_warn("%s: %s", cli_esc(local), strerror(errno));
         p->failed++;
         return 0;
     }
@@ -192,17 +227,19 @@ static int walk(struct put *p, const char *local, const char *remote, int depth)
         if (l == NULL || r == NULL) {
             rc = -ENOMEM;
         } else if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
-            cli_warn("%s: %s", l, strerror(errno));
+            cli_warn("%s: %s", cli_esc(l), strerror(errno));
             p->failed++;
         } else if (S_ISLNK(st.st_mode)) {
-            cli_warn("skipping symlink %s", l);
+            cli_warn("skipping symlink %s", cli_esc(l));
         } else if (S_ISDIR(st.st_mode)) {
-            if ((rc = add_item(p, ITEM_DIR, l, r, &st)) == 0)
+            if (!name_refused(p, l, e->d_name, r, 1) &&
+                (rc = add_item(p, ITEM_DIR, l, r, &st)) == 0)
                 rc = walk(p, l, r, depth + 1);
         } else if (S_ISREG(st.st_mode)) {
-            rc = add_item(p, ITEM_FILE, l, r, &st);
+            if (!name_refused(p, l, e->d_name, r, 0))
+                rc = add_item(p, ITEM_FILE, l, r, &st);
         } else {
-            cli_warn("skipping special file %s", l);
+            cli_warn("skipping special file %s", cli_esc(l));
         }
         ferry_free(l);
         ferry_free(r);
@@ -219,9 +256,7 @@ static void fail_item(struct put *p, struct item *it, const char *why)
         p->unresolved--;
     it->state = ST_FAILED;
     p->failed++;
-    fprintf(stderr, "ferry: ");
-    cli_print_name(stderr, it->local);
-    fprintf(stderr, ": %s\n", why);
+    cli_err("%s: %s", cli_esc(it->local), why);
 }
 
 static void resolve(struct put *p, struct item *it)
@@ -229,6 +264,7 @@ static void resolve(struct put *p, struct item *it)
     if (it->state != ST_SENT)
         return;
     it->state = ST_DONE;
+    p->cc.progress++; /* R-CLI-3 */
     p->unresolved--;
     if (it->kind == ITEM_FILE)
         p->prog.files_done++;
@@ -352,6 +388,7 @@ static int take_replies(struct put *p)
             }
         } else if (m.type == FERRY_MSG_CHUNK_STORED) {
             /* Durable on the server; asking again after a break will say so. */
+            p->cc.progress++;
         } else if (m.type == FERRY_MSG_OK) {
             struct item *it = by_ref(p, json_string_value(json_object_get(m.body, "ref")));
             if (it != NULL)
@@ -395,12 +432,14 @@ static int drain(struct put *p, size_t below)
     int rc;
 
     while (ferry_client_pending(&p->cc.c) > below) {
+        if (cli_interrupted)
+            return -EINTR; /* R-CLI-13 */
         if ((rc = ferry_client_pump(&p->cc.c, 1000, 0)) != 0 && rc != FERRY_ETIMEDOUT)
             return rc;
         if ((rc = take_replies(p)) != 0)
             return rc;
-        if (ferry_now_ms() - p->cc.c.last_rx_ms > CLI_IDLE_TIMEOUT_MS &&
-            ferry_now_ms() - p->cc.c.last_tx_ms > CLI_IDLE_TIMEOUT_MS)
+        if (ferry_now_ms() - p->cc.c.last_rx_ms > cli_idle_ms() &&
+            ferry_now_ms() - p->cc.c.last_tx_ms > cli_idle_ms())
             return FERRY_ETIMEDOUT;
         cli_progress_update(&p->prog, 0);
     }
@@ -423,6 +462,8 @@ static int throttle(struct put *p, size_t n)
     p->bw_sent += n;
     due = p->bw_start_ms + p->bw_sent * 1000 / p->bwlimit;
     while ((now = ferry_now_ms()) < due) {
+        if (cli_interrupted)
+            return -EINTR;
         if ((rc = ferry_client_pump(&p->cc.c, (int)(due - now), 0)) != 0 && rc != FERRY_ETIMEDOUT)
             return rc;
         if ((rc = take_replies(p)) != 0)
@@ -528,6 +569,7 @@ static int xc_replies(struct put *p, int k)
         if (m.type == FERRY_MSG_CHUNK_STORED && mine) {
             cf->via[idx] = 0;
             cf->pending_x--;
+            p->cc.progress++;
         } else if (m.type == FERRY_MSG_ERROR && mine) {
             const char *msg;
             cli_error_rc(&m, &msg);
@@ -764,6 +806,10 @@ static int send_chunked(struct put *p, struct item *it)
     if (rc != 0)
         goto out;
     for (;;) {
+        if (cli_interrupted) {
+            rc = -EINTR;
+            break;
+        }
         if ((rc = cf_produce(p, 0)) != 0 || cf->failed)
             break;
         if ((rc = ferry_client_pump(&p->cc.c, 0, 0)) != 0 && rc != FERRY_ETIMEDOUT)
@@ -790,7 +836,7 @@ static int send_chunked(struct put *p, struct item *it)
                 rc != FERRY_ETIMEDOUT)
                 break;
             rc = 0;
-            if (ferry_now_ms() - p->cc.c.last_rx_ms > CLI_IDLE_TIMEOUT_MS) {
+            if (ferry_now_ms() - p->cc.c.last_rx_ms > cli_idle_ms()) {
                 rc = FERRY_ETIMEDOUT;
                 break;
             }
@@ -935,6 +981,13 @@ static int send_all(struct put *p)
 
         if (it->state != ST_QUEUED)
             continue;
+        if (cli_interrupted) {
+            rc = -EINTR;
+            break;
+        }
+        cli_progress_state(&p->prog, NULL);
+        if (it->kind == ITEM_FILE)
+            cli_progress_file(&p->prog, it->local);
         if (it->kind == ITEM_DIR) {
             ferry_uuid_new(it->id);
             it->state = ST_SENT;
@@ -953,12 +1006,18 @@ static int send_all(struct put *p)
     if (rc == 0)
         rc = drain(p, 0);
     /* Wait until the server has made everything durable. */
+    cli_progress_file(&p->prog, NULL);
+    cli_progress_state(&p->prog, "verifying");
     while (rc == 0 && p->unresolved > 0) {
+        if (cli_interrupted) {
+            rc = -EINTR;
+            break;
+        }
         cli_heartbeat(&p->cc);
         if ((rc = ferry_client_pump(&p->cc.c, 1000, 0)) != 0 && rc != FERRY_ETIMEDOUT)
             break;
         rc = take_replies(p);
-        if (rc == 0 && ferry_now_ms() - p->cc.c.last_rx_ms > CLI_IDLE_TIMEOUT_MS)
+        if (rc == 0 && ferry_now_ms() - p->cc.c.last_rx_ms > cli_idle_ms())
             rc = FERRY_ETIMEDOUT;
         cli_progress_update(&p->prog, 0);
     }
@@ -989,7 +1048,8 @@ static int run(struct put *p, uint64_t retry_for_ms)
         rc = send_all(p);
         if (rc == 0 && any_queued(p))
             continue; /* files whose commit found a chunk missing: asked again */
-        if (rc >= 0 || rc == FERRY_EAUTH || rc == FERRY_EPIN)
+        /* R-CLI-3: only a lost connection is worth another; a fault would come back. */
+        if (rc >= 0 || !cli_conn_lost(rc))
             return rc;
         for (k = 0; k < (size_t)p->nxc; k++)
             xc_close(p, (int)k);
@@ -1037,14 +1097,16 @@ static int stat_dest(struct put *p, const char *dest, uint64_t retry_for_ms, int
             }
             if (rc == FERRY_ENOTFOUND)
                 return 0;
-            if (!cli_conn_lost(rc)) {
-                cli_err("%s: %s", dest, ferry_strerror(rc));
+            if (!cli_conn_lost(rc) && rc != -EINTR) {
+                cli_err("%s: %s", cli_esc(dest), ferry_strerror(rc));
                 return rc;
             }
-        } else if (!cli_conn_lost(rc)) {
+        } else if (!cli_conn_lost(rc) && rc != -EINTR) {
             return rc;
         }
         cli_disconnect(&p->cc);
+        if (rc == -EINTR || cli_interrupted)
+            return FERRY_ENOTCONN; /* R-CLI-13: nothing started, so nothing to undo */
         if (ferry_now_ms() - start >= retry_for_ms) {
             cli_err("cannot reach the server (%s). Run the same command again.",
                     ferry_strerror(rc));
@@ -1053,6 +1115,8 @@ static int stat_dest(struct put *p, const char *dest, uint64_t retry_for_ms, int
         cli_warn("cannot reach the server (%s); trying again in %.1f s", ferry_strerror(rc),
                  (double)wait_ms / 1000);
         usleep((useconds_t)wait_ms * 1000);
+        if (cli_interrupted)
+            return FERRY_ENOTCONN; /* R-CLI-13: nothing started, so nothing to undo */
         wait_ms = wait_ms * 2 > 10000 ? 10000 : wait_ms * 2;
     }
 }
@@ -1073,6 +1137,7 @@ int cmd_put(int argc, char **argv)
     uint64_t retry_for_ms = 60000, v;
     const char *dest = "/";
     int c, rec = 0, nsrc, i, rc = 0, dest_is_dir = 0, dest_exists = 0, resumable = 0, stats = 0;
+    int into;
     uint64_t total = 0;
     size_t k, nfiles = 0, done = 0;
 
@@ -1139,23 +1204,33 @@ int cmd_put(int argc, char **argv)
     else
         p.nxc = 0;
     rc = 0;
+    /*
+     * R-CLI-9: sources go inside dest when it is a folder, as with cp. A
+     * re-run of an unfinished put keeps the first run's answer: that run
+     * may have created dest, and must not now be nested inside it.
+     */
+    into = dest_is_dir;
+    if (cli_task_dest_dir() >= 0)
+        into = cli_task_dest_dir();
+    else
+        cli_task_set_dest_dir(dest_is_dir);
     if (dest[strlen(dest) - 1] == '/' && dest_exists && !dest_is_dir) {
-        cli_err("%s is not a folder", dest);
+        cli_err("%s is not a folder", cli_esc(dest));
         rc = CLI_FAIL;
         goto out;
     }
-    if (nsrc > 1 && !dest_is_dir && dest[strlen(dest) - 1] != '/') {
-        cli_err("%s is not a folder (several sources need a folder destination)", dest);
+    if (nsrc > 1 && !into && dest[strlen(dest) - 1] != '/') {
+        cli_err("%s is not a folder (several sources need a folder destination)", cli_esc(dest));
         rc = CLI_FAIL;
         goto out;
     }
     for (i = 0; i < nsrc && rc == 0; i++) {
         const char *src = argv[optind + i];
-        char tmp[PATH_MAX], real[PATH_MAX], *base, *remote;
+        char tmp[PATH_MAX], real[PATH_MAX], rbase[FERRY_PATH_MAX + 1], *base, *remote;
         struct stat st;
 
         if (lstat(src, &st) != 0) {
-            cli_err("%s: %s", src, strerror(errno));
+            cli_err("%s: %s", cli_esc(src), strerror(errno));
             p.failed++;
             continue;
         }
@@ -1163,31 +1238,32 @@ int cmd_put(int argc, char **argv)
         base = basename(tmp);
         if (strcmp(base, ".") == 0 || strcmp(base, "..") == 0 || strcmp(base, "/") == 0) {
             if (realpath(src, real) == NULL || strcmp(real, "/") == 0) {
-                cli_err("%s: give a destination name for this folder", src);
+                cli_err("%s: give a destination name for this folder", cli_esc(src));
                 p.failed++;
                 continue;
             }
             base = basename(real);
         }
-        remote =
-            dest_is_dir || dest[strlen(dest) - 1] == '/' ? join(dest, base) : ferry_strdup(dest);
+        remote = into || dest[strlen(dest) - 1] == '/' ? join(dest, base) : ferry_strdup(dest);
         if (remote == NULL) {
             rc = -ENOMEM;
             break;
         }
         if (S_ISLNK(st.st_mode)) {
-            cli_warn("skipping symlink %s", src);
+            cli_warn("skipping symlink %s", cli_esc(src));
         } else if (S_ISDIR(st.st_mode)) {
             if (!rec) {
-                cli_err("%s is a folder (use -r)", src);
+                cli_err("%s is a folder (use -r)", cli_esc(src));
                 p.failed++;
-            } else if ((rc = add_item(&p, ITEM_DIR, src, remote, &st)) == 0) {
+            } else if (!name_refused(&p, src, remote_base(remote, rbase), remote, 1) &&
+                       (rc = add_item(&p, ITEM_DIR, src, remote, &st)) == 0) {
                 rc = walk(&p, src, remote, 0);
             }
         } else if (S_ISREG(st.st_mode)) {
-            rc = add_item(&p, ITEM_FILE, src, remote, &st);
+            if (!name_refused(&p, src, remote_base(remote, rbase), remote, 0))
+                rc = add_item(&p, ITEM_FILE, src, remote, &st);
         } else {
-            cli_warn("skipping special file %s", src);
+            cli_warn("skipping special file %s", cli_esc(src));
         }
         ferry_free(remote);
     }
@@ -1212,11 +1288,17 @@ out:
         for (k = 0; k < p.n; k++)
             if (p.v[k].state == ST_SENT || p.v[k].state == ST_QUEUED)
                 lost++;
-        cli_err("interrupted (%s): %zu item%s not confirmed; nothing partial is visible on "
-                "the server. Run the same command again to resume: chunks already stored "
-                "are not sent again.",
-                ferry_strerror(rc), lost, lost == 1 ? "" : "s");
-        resumable = 1;
+        /* R-CLI-3: exit 4 ("run it again") only where running it again can help. */
+        resumable = cli_conn_lost(rc) || rc == -EINTR;
+        if (resumable)
+            cli_err("interrupted (%s): %zu item%s not confirmed; nothing partial is visible on "
+                    "the server. Run the same command again to resume: chunks already stored "
+                    "are not sent again.",
+                    rc == -EINTR ? "Ctrl-C" : ferry_strerror(rc), lost, lost == 1 ? "" : "s");
+        else
+            cli_err("stopped (%s): %zu item%s not confirmed; nothing partial is visible on "
+                    "the server.",
+                    ferry_strerror(rc), lost, lost == 1 ? "" : "s");
     }
     for (k = 0; k < p.n; k++) {
         if (p.v[k].state == ST_DONE)

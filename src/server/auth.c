@@ -107,7 +107,7 @@ static void hash_work(uv_work_t *w)
         j->rc = crypto_pwhash_str_verify(j->stored, j->pw, strlen(j->pw)) == 0 && j->known
                     ? 0
                     : FERRY_EAUTH;
-        if (j->rc == 0 && j->type == FERRY_MSG_CHANGEPWD &&
+        if (j->rc == 0 && j->type == FERRY_MSG_CHANGEPWD && j->newpw != NULL &&
             crypto_pwhash_str(j->out_hash, j->newpw, strlen(j->newpw),
                               crypto_pwhash_OPSLIMIT_INTERACTIVE,
                               crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0)
@@ -242,6 +242,14 @@ static void hash_done(uv_work_t *w, int status)
     if (j->rc != 0 || s->closed) {
         job_fail(srv, j, j->rc, j->rc == FERRY_EAUTH ? "wrong user name or password" : NULL);
         goto next;
+    }
+    /* Section 6.2: a ChangePwd without `new` only checks the old password (R-CLI-7). */
+    if (j->type == FERRY_MSG_CHANGEPWD && j->newpw == NULL) {
+        srv_send(s, FERRY_MSG_OK, json_pack("{s:s}", "ref", j->ref));
+        srv_sess_auth_done(s);
+        srv_sess_op_done(s);
+        srv_sess_unref(s);
+        goto out;
     }
     /* The hash is done; the database change goes through the writer queue. */
     op = srv_op_new(s,
@@ -501,9 +509,10 @@ int srv_auth_handle(struct sess *s, const struct ferry_cmd *cmd)
         if (!s->authed)
             return srv_send_error(s, cmd->id, FERRY_EAUTH, "not logged in");
         if ((rc = ferry_msg_str(cmd->body, "old", SRV_PASSWORD_MAX, &pw)) != 0 ||
-            (rc = ferry_msg_str(cmd->body, "new", SRV_PASSWORD_MAX, &newpw)) != 0)
+            (json_object_get(cmd->body, "new") != NULL &&
+             (rc = ferry_msg_str(cmd->body, "new", SRV_PASSWORD_MAX, &newpw)) != 0))
             return srv_send_error(s, cmd->id, rc, "expected old and new");
-        if (strlen(newpw) < SRV_PASSWORD_MIN)
+        if (newpw != NULL && strlen(newpw) < SRV_PASSWORD_MIN)
             return srv_send_error(s, cmd->id, FERRY_EUSAGE,
                                   "password too short (at least 8 bytes)");
         srv_log_val(shown, sizeof(shown), s->user, SRV_USER_MAX);

@@ -14,6 +14,7 @@
 
 #include "admin.h"
 #include "config.h"
+#include "ferry/core.h"
 #include "ferry/path.h"
 #include "host.h"
 #include "serve.h"
@@ -128,79 +129,6 @@ static void log_stderr(enum ferry_log_level lvl, const char *msg)
     static const char *names[] = {"debug", "info", "notice", "warn", "error"};
 
     fprintf(stderr, "ferry serve: level=%s %s\n", names[lvl], msg);
-}
-
-/* Parses 123, 10K, 256M, 1G, 1T (powers of 1024). */
-int ferry_parse_size(const char *s, uint64_t *out)
-{
-    char *end;
-    unsigned long long v;
-    int shift = 0;
-
-    /* strtoull accepts "-5" and wraps it: only digits may start a size. */
-    if (*s < '0' || *s > '9')
-        return FERRY_EUSAGE;
-    errno = 0;
-    v = strtoull(s, &end, 10);
-    if (errno != 0 || end == s)
-        return FERRY_EUSAGE;
-    switch (*end) {
-    case '\0':
-        break;
-    case 'K':
-    case 'k':
-        shift = 10;
-        break;
-    case 'M':
-    case 'm':
-        shift = 20;
-        break;
-    case 'G':
-    case 'g':
-        shift = 30;
-        break;
-    case 'T':
-    case 't':
-        shift = 40;
-        break;
-    default:
-        return FERRY_EUSAGE;
-    }
-    if (shift != 0 && end[1] != '\0')
-        return FERRY_EUSAGE;
-    if (v > (UINT64_MAX >> shift))
-        return FERRY_EUSAGE;
-    *out = (uint64_t)v << shift;
-    return 0;
-}
-
-int ferry_split_hostport(const char *in, char *host, size_t hcap, char *port, size_t pcap)
-{
-    const char *colon;
-    size_t hl;
-
-    if (in[0] == '[') {
-        const char *rb = strchr(in, ']');
-        if (rb == NULL || rb[1] != ':')
-            return FERRY_EUSAGE;
-        hl = (size_t)(rb - in - 1);
-        colon = rb + 1;
-        in++;
-    } else {
-        colon = strrchr(in, ':');
-        if (colon == NULL)
-            return FERRY_EUSAGE;
-        hl = (size_t)(colon - in);
-    }
-    if (hl == 0 || hl >= hcap || strlen(colon + 1) == 0 || strlen(colon + 1) >= pcap)
-        return FERRY_EUSAGE;
-    memcpy(host, in, hl);
-    host[hl] = '\0';
-    snprintf(port, pcap, "%s", colon + 1);
-    for (const char *p = port; *p; p++)
-        if (*p < '0' || *p > '9')
-            return FERRY_EUSAGE;
-    return 0;
 }
 
 static void close_walk(uv_handle_t *h, void *arg)

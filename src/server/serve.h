@@ -1,4 +1,4 @@
-/* Entry point of `ferry serve`, and small parsers the CLI shares. */
+/* Entry point of `ferry serve`. */
 #ifndef FERRY_SERVE_H
 #define FERRY_SERVE_H
 
@@ -6,7 +6,5 @@
 #include <stdint.h>
 
 int ferry_serve_main(int argc, char **argv);
-int ferry_parse_size(const char *s, uint64_t *out);
-int ferry_split_hostport(const char *in, char *host, size_t hcap, char *port, size_t pcap);
 
 #endif

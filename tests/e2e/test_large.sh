@@ -22,7 +22,7 @@ t0=$EPOCHREALTIME
 fy_ok put -q "$L/big.bin" /big/big.bin
 t1=$EPOCHREALTIME
 fy_ok ls -l /big
-[[ "$OUT" =~ ^--\ +$((BIG_MIB << 20))\ 2022-02-22\ 22:22\ big\.bin$ ]] || fail "ls -l /big: '$OUT'"
+[[ "${OUT%%$'\n'*}" =~ ^--\ +$((BIG_MIB << 20))\ 2022-02-22\ 22:22\ big\.bin$ ]] || fail "ls -l /big: '$OUT'"
 fy_ok ls --json /big/big.bin
 # R-CHUNK-3: a file of 1 MiB or more is stored as chunks, under a chunks: id.
 [[ "$OUT" =~ \"hash\":\"chunks:([0-9a-f]{64})\" ]] || fail "content id of big.bin (R-CHUNK-3): $OUT"

@@ -612,7 +612,8 @@ static void test_idempotent_by_id_r_store_10(void **state)
     ferry_cmd_cleanup(&m);
     for (round = 0; round < 2; round++) {
         assert_int_equal(
-            send_with_id(&a, FERRY_MSG_REMOVE, json_pack("{s:s, s:s}", "id", rm_id, "path", "d1")),
+            send_with_id(&a, FERRY_MSG_REMOVE,
+                         json_pack("{s:s, s:s, s:b}", "id", rm_id, "path", "d1", "recursive", 1)),
             0);
         assert_int_equal(client_expect(&a, FERRY_MSG_OK, &m), 1);
         ferry_cmd_cleanup(&m);
@@ -624,13 +625,17 @@ static void test_idempotent_by_id_r_store_10(void **state)
         ferry_cmd_cleanup(&m);
     }
     /* A new id is a new request: d1 is gone now. */
-    assert_int_equal(client_send(&a, FERRY_MSG_REMOVE, json_pack("{s:s}", "path", "d1")), 0);
+    assert_int_equal(
+        client_send(&a, FERRY_MSG_REMOVE, json_pack("{s:s, s:b}", "path", "d1", "recursive", 1)),
+        0);
     assert_int_equal(client_recv(&a, &m, HARNESS_WAIT_MS), 1);
     assert_int_equal(err_code(&m), 5);
     ferry_cmd_cleanup(&m);
     /* Ids are per user: the same id from another user is that user's own request. */
     assert_int_equal(
-        send_with_id(&b, FERRY_MSG_REMOVE, json_pack("{s:s, s:s}", "id", rm_id, "path", "d1")), 0);
+        send_with_id(&b, FERRY_MSG_REMOVE,
+                     json_pack("{s:s, s:s, s:b}", "id", rm_id, "path", "d1", "recursive", 1)),
+        0);
     assert_int_equal(client_recv(&b, &m, HARNESS_WAIT_MS), 1);
     assert_int_equal(err_code(&m), 5);
     ferry_cmd_cleanup(&m);

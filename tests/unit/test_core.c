@@ -132,12 +132,160 @@ static void test_strerror(void **state)
     assert_non_null(ferry_strerror(-2));
 }
 
+/*
+ * R-CLI-4: one port parser for every port a person types. Table cases at
+ * 65534, 65535 and 65536 (the cap), zero, empty, signs, spaces and other
+ * bases; a port never wraps (70700 is refused, not 5164).
+ */
+static void test_parse_port(void **state)
+{
+    static const struct {
+        const char *in;
+        int allow_zero;
+        int rc;
+        unsigned want;
+    } cases[] = {
+        {"1", 0, 0, 1},
+        {"7070", 0, 0, 7070},
+        {"65534", 0, 0, 65534},
+        {"65535", 0, 0, 65535},
+        {"65536", 0, FERRY_EUSAGE, 0},
+        {"70700", 0, FERRY_EUSAGE, 0},
+        {"72606", 0, FERRY_EUSAGE, 0},
+        {"99999", 1, FERRY_EUSAGE, 0},
+        {"100000", 0, FERRY_EUSAGE, 0},
+        {"4294967297", 0, FERRY_EUSAGE, 0},
+        {"0", 0, FERRY_EUSAGE, 0},
+        {"0", 1, 0, 0},
+        {"00080", 0, 0, 80},
+        {"", 0, FERRY_EUSAGE, 0},
+        {"", 1, FERRY_EUSAGE, 0},
+        {"+80", 0, FERRY_EUSAGE, 0},
+        {"-80", 0, FERRY_EUSAGE, 0},
+        {"-0", 1, FERRY_EUSAGE, 0},
+        {" 80", 0, FERRY_EUSAGE, 0},
+        {"80 ", 0, FERRY_EUSAGE, 0},
+        {"8 0", 0, FERRY_EUSAGE, 0},
+        {"0x50", 0, FERRY_EUSAGE, 0},
+        {"80a", 0, FERRY_EUSAGE, 0},
+        {"1e3", 0, FERRY_EUSAGE, 0},
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        unsigned v = 12345;
+        int rc = ferry_parse_port(cases[i].in, cases[i].allow_zero, &v);
+        if (rc != cases[i].rc || (rc == 0 && v != cases[i].want))
+            fail_msg("port '%s' (allow_zero %d): rc %d value %u", cases[i].in, cases[i].allow_zero,
+                     rc, v);
+        if (rc != 0)
+            assert_int_equal(v, 12345); /* nothing written on failure */
+    }
+}
+
+/* HOST:PORT forms: IPv6 in brackets, the default port, and what is refused. */
+static void test_parse_hostport(void **state)
+{
+    static const struct {
+        const char *in;
+        const char *def;
+        int allow_zero;
+        const char *host; /* NULL: refused */
+        const char *port;
+    } cases[] = {
+        {"127.0.0.1:7070", "7070", 0, "127.0.0.1", "7070"},
+        {"127.0.0.1:65535", "7070", 0, "127.0.0.1", "65535"},
+        {"127.0.0.1:65536", "7070", 0, NULL, NULL},
+        {"127.0.0.1:72606", "7070", 0, NULL, NULL},
+        {"127.0.0.1:070", "7070", 0, "127.0.0.1", "70"},
+        {"127.0.0.1", "7070", 0, "127.0.0.1", "7070"},
+        {"127.0.0.1", NULL, 1, NULL, NULL},
+        {"example.org", "7070", 0, "example.org", "7070"},
+        {"127.0.0.1:", "7070", 0, NULL, NULL},
+        {":7070", "7070", 0, NULL, NULL},
+        {"127.0.0.1:+80", "7070", 0, NULL, NULL},
+        {"127.0.0.1:-1", "7070", 0, NULL, NULL},
+        {"127.0.0.1: 80", "7070", 0, NULL, NULL},
+        {"127.0.0.1:80 ", "7070", 0, NULL, NULL},
+        {" 127.0.0.1:80", "7070", 0, NULL, NULL},
+        {"127.0.0.1:0", "7070", 0, NULL, NULL},
+        {"127.0.0.1:0", NULL, 1, "127.0.0.1", "0"},
+        {"127.0.0.1:70700", NULL, 1, NULL, NULL},
+        {"[::1]:7070", "7070", 0, "::1", "7070"},
+        {"[::1]:65536", "7070", 0, NULL, NULL},
+        {"[::1]", "7070", 0, "::1", "7070"},
+        {"[::1]", NULL, 1, NULL, NULL},
+        {"::1", "7070", 0, "::1", "7070"},
+        {"fe80::1:7070", "7070", 0, "fe80::1:7070", "7070"},
+        {"[::1]x", "7070", 0, NULL, NULL},
+        {"[::1", "7070", 0, NULL, NULL},
+        {"[]:7070", "7070", 0, NULL, NULL},
+        {"", "7070", 0, NULL, NULL},
+    };
+    char host[64], port[8];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int rc = ferry_parse_hostport(cases[i].in, cases[i].def, cases[i].allow_zero, host,
+                                      sizeof(host), port, sizeof(port));
+        if (cases[i].host == NULL) {
+            if (rc != FERRY_EUSAGE || host[0] != '\0' || port[0] != '\0')
+                fail_msg("'%s' should be refused, got rc %d host '%s' port '%s'", cases[i].in, rc,
+                         host, port);
+            continue;
+        }
+        if (rc != 0 || strcmp(host, cases[i].host) != 0 || strcmp(port, cases[i].port) != 0)
+            fail_msg("'%s': rc %d host '%s' port '%s'", cases[i].in, rc, host, port);
+    }
+    /* --listen: the port is required and 0 picks one. */
+    assert_int_equal(ferry_split_hostport("127.0.0.1:0", host, sizeof(host), port, sizeof(port)),
+                     0);
+    assert_string_equal(port, "0");
+    assert_int_equal(
+        ferry_split_hostport("127.0.0.1:70700", host, sizeof(host), port, sizeof(port)),
+        FERRY_EUSAGE);
+    assert_int_equal(ferry_split_hostport("127.0.0.1", host, sizeof(host), port, sizeof(port)),
+                     FERRY_EUSAGE);
+    /* A host that does not fit the caller's buffer is refused, not cut. */
+    assert_int_equal(
+        ferry_parse_hostport("a-rather-long-host-name:80", "7070", 0, host, 8, port, sizeof(port)),
+        FERRY_EUSAGE);
+}
+
+/* Sizes: suffixes are powers of 1024; no sign, no overflow. */
+static void test_parse_size(void **state)
+{
+    uint64_t v = 0;
+
+    (void)state;
+    assert_int_equal(ferry_parse_size("0", &v), 0);
+    assert_int_equal(v, 0);
+    assert_int_equal(ferry_parse_size("10K", &v), 0);
+    assert_int_equal(v, 10240);
+    assert_int_equal(ferry_parse_size("256m", &v), 0);
+    assert_int_equal(v, 256ull << 20);
+    assert_int_equal(ferry_parse_size("1T", &v), 0);
+    assert_int_equal(v, 1ull << 40);
+    assert_int_equal(ferry_parse_size("18446744073709551615", &v), 0);
+    assert_int_equal(ferry_parse_size("18446744073709551616", &v), FERRY_EUSAGE);
+    assert_int_equal(ferry_parse_size("16777216T", &v), FERRY_EUSAGE);
+    assert_int_equal(ferry_parse_size("-5", &v), FERRY_EUSAGE);
+    assert_int_equal(ferry_parse_size("+5", &v), FERRY_EUSAGE);
+    assert_int_equal(ferry_parse_size(" 5", &v), FERRY_EUSAGE);
+    assert_int_equal(ferry_parse_size("5KB", &v), FERRY_EUSAGE);
+    assert_int_equal(ferry_parse_size("", &v), FERRY_EUSAGE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buf_caps),     cmocka_unit_test(test_base32_vectors),
         cmocka_unit_test(test_hex_and_uuid), cmocka_unit_test(test_sha256_vector),
         cmocka_unit_test(test_identity),     cmocka_unit_test(test_strerror),
+        cmocka_unit_test(test_parse_port),   cmocka_unit_test(test_parse_hostport),
+        cmocka_unit_test(test_parse_size),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

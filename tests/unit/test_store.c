@@ -134,8 +134,11 @@ static void test_put_replace_remove(void **state)
     assert_int_equal(
         ferry_meta_put_file(f->m, f->alice, "a/b/c.txt/d", 1, CID_A, 1, 0, 1, NULL, NULL, 0, 0),
         FERRY_ENOTDIR);
-    /* Remove needs -r for a non-empty folder; the root is never removed. */
-    assert_int_equal(ferry_meta_remove(f->m, f->alice, "a", 0), FERRY_ENOTEMPTY);
+    /* Remove needs -r for a folder, empty or not; the root is never removed. */
+    assert_int_equal(ferry_meta_remove(f->m, f->alice, "a", 0), FERRY_EISDIR);
+    assert_int_equal(ferry_meta_mkdirs(f->m, f->alice, "empty", 1, 1, &n.id), 0);
+    assert_int_equal(ferry_meta_remove(f->m, f->alice, "empty", 0), FERRY_EISDIR);
+    assert_int_equal(ferry_meta_remove(f->m, f->alice, "empty", 1), 0);
     assert_int_equal(ferry_meta_remove(f->m, f->alice, "", 1), FERRY_EPATH);
     assert_int_equal(ferry_meta_remove(f->m, f->alice, "a", 1), 0);
     assert_int_equal(ferry_meta_lookup(f->m, f->alice, "a", &n), FERRY_ENOTFOUND);

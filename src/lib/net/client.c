@@ -226,7 +226,12 @@ void ferry_client_close(struct ferry_client *c)
 int ferry_client_send_cmd(struct ferry_client *c, int32_t type, json_t *body)
 {
     uint8_t frame[FERRY_FRAME_HDR_LEN + FERRY_FRAME_PAYLOAD_MAX];
-    ssize_t n = ferry_frame_cmd(frame, sizeof(frame), type, body);
+    ssize_t n;
+
+    /* json_pack gives NULL for a string that is not UTF-8: the caller's error, not the link's. */
+    if (body == NULL)
+        return FERRY_EUSAGE;
+    n = ferry_frame_cmd(frame, sizeof(frame), type, body);
 
     json_decref(body);
     if (n < 0)
@@ -393,7 +398,6 @@ static int read_some(struct ferry_client *c)
             return got ? got : -ECONNRESET;
         }
         ferry_buf_grow(&c->in, (size_t)n);
-        c->last_rx_ms = ferry_now_ms();
         got = 1;
     }
 }
@@ -437,6 +441,9 @@ int ferry_client_pump(struct ferry_client *c, int timeout_ms, int flush_all)
         n = poll(&p, 1, wait);
         if (n < 0 && errno != EINTR)
             return -errno;
+        /* A signal: let the caller look at why (Ctrl-C) before waiting on. */
+        if (n < 0 && !flush_all)
+            return 0;
         if (n == 0 && !flush_all)
             return 0;
     }
@@ -456,6 +463,11 @@ int ferry_client_next_frame(struct ferry_client *c, struct ferry_frame *f)
             return (int)n;
         if (n == 0)
             return 0;
+        /*
+         * R-CLI-2: a sign of life is a whole frame, not a byte: a server that
+         * drips the bytes of a frame it never finishes stays silent.
+         */
+        c->last_rx_ms = ferry_now_ms();
         if (f->type == FERRY_FRAME_HEARTBEAT) {
             ferry_buf_consume(&c->in, (size_t)n);
             continue;

@@ -962,13 +962,9 @@ int ferry_meta_remove(struct ferry_meta *m, int64_t uid, const char *path, int r
         return FERRY_EPATH; /* the root cannot be removed */
     if ((rc = walk(m, uid, path, &n, NULL)) != 0)
         return rc;
-    if (n.is_dir && !recursive) {
-        rc = has_children(m, uid, n.id);
-        if (rc < 0)
-            return rc;
-        if (rc > 0)
-            return FERRY_ENOTEMPTY;
-    }
+    /* Section 6.3: a folder goes only with recursive, empty or not (as rm -r). */
+    if (n.is_dir && !recursive)
+        return FERRY_EISDIR;
     return delete_tree(m, uid, &n, 0);
 }
 

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Issue 9, item 19: `ferry resume` and its task list (R-CLI-10).
+# - The arguments are recorded byte for byte: before, an argument that was
+#   not UTF-8 was dropped (JSON cannot hold it), so `resume -l` showed a put
+#   without its file and running it printed put's usage or did something else.
+# - The same command run again takes over its unfinished record instead of
+#   adding another, and its end takes it off the list: before, a task
+#   finished by hand stayed listed and `ferry resume` ran it once more.
+# - `ferry resume --forget ID...|--all` drops tasks without running them.
+source "$(dirname "$0")/lib.sh"
+
+command -v sqlite3 >/dev/null || fail "sqlite3 (the command-line shell) is required"
+[[ -n "${FERRY_CUTRELAY:-}" && -x "$FERRY_CUTRELAY" ]] ||
+    fail "FERRY_CUTRELAY (${FERRY_CUTRELAY:-unset}) is not the cutrelay tool (run through ctest)"
+
+start_server --signup open
+new_client alice
+signup alice 'resume test password'
+STATE_DB=$XDG_STATE_HOME/ferry/state.db
+L=$WORK/local
+mkdir -p "$L"
+cd "$L"
+
+# A relay that drops every connection at once: the server is unreachable, a
+# put or get ends interrupted (exit 4) and stays on the task list.
+"$FERRY_CUTRELAY" --listen 127.0.0.1:0 --to "$ADDR" --every --cut-c2s 0 >"$WORK/relay.out" \
+    2>"$WORK/relay.err" &
+ALL_PIDS+=($!)
+wait_until 10 "cutrelay to print 'ready PORT'" grep -qs '^ready [0-9]*$' "$WORK/relay.out"
+RADDR=127.0.0.1:$(sed -n 's/^ready \([0-9]*\)$/\1/p' "$WORK/relay.out")
+point_at() { # HOST:PORT
+    sqlite3 "$STATE_DB" "UPDATE session SET addr = '$1';
+        INSERT OR REPLACE INTO known_servers(addr, server_id) VALUES('$1', '$SID');"
+}
+task_lines() { fy_ok resume --list; grep '^[0-9]' <<<"$OUT" || true; }
+
+printf 'one\n' >one.txt
+printf 'bad name\n' >$'n\xffme.txt'
+
+# ---------------------------------------------------------------- arguments kept whole
+point_at "$RADDR"
+fy put --retry-for 0 $'n\xffme.txt' one.txt /dst/
+assert_rc 4 "put with the server unreachable"
+lines=$(task_lines)
+[[ "$(wc -l <<<"$lines")" == 1 ]] || fail "expected one task, got: $lines"
+assert_contains "$lines" 'ferry put --retry-for 0 n\xffme.txt one.txt /dst/' "resume --list"
+id=$(awk '{print $1}' <<<"$lines")
+# Running it (the server reachable again) runs exactly that command: one.txt
+# goes up, the name that cannot travel is refused by name (exit 3, not usage).
+point_at "$ADDR"
+sqlite3 "$STATE_DB" "UPDATE tasks SET server = '$ADDR'"
+fy resume "$id"
+assert_rc 3 "resume of the put with a non-UTF-8 argument"
+assert_err_contains 'n\xffme.txt: not uploaded: the name is not valid UTF-8'
+fy_ok ls /dst
+assert_out_line 'one.txt'
+[[ -z "$(task_lines)" ]] || fail "the resumed task is still listed: $OUT"
+
+# ---------------------------------------------------------------- a re-run takes over its record
+point_at "$RADDR"
+fy put --retry-for 0 one.txt /again.txt
+assert_rc 4
+fy put --retry-for 0 one.txt /again.txt
+assert_rc 4
+[[ "$(task_lines | wc -l)" == 1 ]] || fail "two interrupted runs of one command left two tasks: $OUT"
+point_at "$ADDR"
+sqlite3 "$STATE_DB" "UPDATE tasks SET server = '$ADDR'"
+# Finished by hand: off the list, and resume has nothing left to run.
+fy_ok put --retry-for 0 one.txt /again.txt
+[[ -z "$(task_lines)" ]] || fail "the task finished by hand is still listed: $OUT"
+fy_ok resume
+assert_out_line 'nothing to resume'
+# Another folder is another command.
+point_at "$RADDR"
+fy put --retry-for 0 one.txt /again.txt
+assert_rc 4
+mkdir -p sub
+cp one.txt sub/
+cd sub
+fy put --retry-for 0 one.txt /again.txt
+assert_rc 4
+cd ..
+[[ "$(task_lines | wc -l)" == 2 ]] || fail "the same arguments in two folders are two tasks: $OUT"
+
+# ---------------------------------------------------------------- --forget
+fy get --retry-for 0 /dst/one.txt got.txt
+assert_rc 4
+mapfile -t ids < <(task_lines | awk '{print $1}')
+[[ "${#ids[@]}" == 3 ]] || fail "expected three tasks, got: ${ids[*]}"
+fy resume --forget "${ids[0]}"
+assert_rc 0 "resume --forget ${ids[0]}"
+assert_out_line "forgot task ${ids[0]}"
+mapfile -t left < <(task_lines | awk '{print $1}')
+assert_eq "${left[*]}" "${ids[1]} ${ids[2]}" "tasks left after --forget ${ids[0]}"
+fy resume --forget 99999
+assert_rc 1 "resume --forget of an unknown task"
+assert_err_contains 'no task 99999'
+fy resume --forget
+assert_rc 2 "resume --forget without IDs or --all"
+fy resume --all
+assert_rc 2 "resume --all without --forget"
+fy resume --forget --all
+assert_rc 0
+[[ -z "$(task_lines)" ]] || fail "tasks left after --forget --all: $OUT"
+assert_no_file got.txt
+
+stop_server
