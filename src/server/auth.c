@@ -246,10 +246,8 @@ static void hash_done(uv_work_t *w, int status)
     /* Section 6.2: a ChangePwd without `new` only checks the old password (R-CLI-7). */
     if (j->type == FERRY_MSG_CHANGEPWD && j->newpw == NULL) {
         srv_send(s, FERRY_MSG_OK, json_pack("{s:s}", "ref", j->ref));
-        srv_sess_auth_done(s);
-        srv_sess_op_done(s);
-        srv_sess_unref(s);
-        goto out;
+        job_fail(srv, j, 0, NULL); /* nothing to change: the job ends here */
+        goto next;
     }
     /* The hash is done; the database change goes through the writer queue. */
     op = srv_op_new(s,
