@@ -145,6 +145,9 @@ static int change(struct sess *s, const struct ferry_cmd *cmd, enum op_kind kind
     int flag = 0, rc;
     struct op *op;
 
+    /* R-PIPE-4: checked first, so a write left unread has changed nothing. */
+    if (srv_op_admit(s) != 0)
+        return 1;
     if (norm_arg(s, cmd, kind == OP_MOVE ? "from" : "path", &a) != 0)
         return 0;
     if (kind == OP_MOVE && norm_arg(s, cmd, "to", &b) != 0) {

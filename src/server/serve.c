@@ -40,6 +40,11 @@ static const char serve_usage[] =
     "  --max-listing BYTES     output one listing may queue before it is refused (default 32M)\n"
     "  --quota BYTES           logical bytes each user may store (default 0: no quota)\n"
     "  --partial-ttl SECS      keep chunks of unfinished uploads this long (default 86400)\n"
+    "  --max-queued-writes N   writes one connection may have awaiting commit (default 4096)\n"
+    "  --max-queued-writes-total N  writes all connections may have awaiting commit\n"
+    "                          (default 16384)\n"
+    "  --max-unacked-total BYTES  upload bytes all connections may have awaiting commit\n"
+    "                          (default 1G)\n"
     "  -v, --verbose           log debug events\n"
     "  -h, --help              show this help\n"
     "\n"
@@ -292,6 +297,9 @@ int ferry_serve_main(int argc, char **argv)
         {"max-listing", required_argument, NULL, 13},
         {"quota", required_argument, NULL, 14},
         {"partial-ttl", required_argument, NULL, 15},
+        {"max-queued-writes", required_argument, NULL, 16},
+        {"max-queued-writes-total", required_argument, NULL, 17},
+        {"max-unacked-total", required_argument, NULL, 18},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -320,6 +328,9 @@ int ferry_serve_main(int argc, char **argv)
         .max_downloads = SRV_DOWNLOADS_MAX,
         .max_listing = SRV_LISTING_OUT_MAX,
         .partial_ttl_ns = 86400ll * 1000000000,
+        .max_ops_conn = SRV_CONN_OPS_MAX,
+        .max_ops = SRV_OPS_MAX,
+        .max_unacked_total = SRV_UNACKED_TOTAL,
     };
     optind = 1;
     while ((c = getopt_long(argc, argv, "d:l:s:vh", opts, NULL)) != -1) {
@@ -404,6 +415,20 @@ int ferry_serve_main(int argc, char **argv)
             if (parse_uint(optarg, 30ull * 86400, &v) != 0 || v == 0)
                 goto usage;
             srv->cfg.partial_ttl_ns = (int64_t)v * 1000000000;
+            break;
+        case 16:
+        case 17:
+            if (parse_uint(optarg, 1000000, &v) != 0 || v == 0)
+                goto usage;
+            if (c == 16)
+                srv->cfg.max_ops_conn = (int)v;
+            else
+                srv->cfg.max_ops = (int)v;
+            break;
+        case 18:
+            if (ferry_parse_size(optarg, &v) != 0 || v == 0)
+                goto usage;
+            srv->cfg.max_unacked_total = v;
             break;
         case 'v':
             verbose = 1;

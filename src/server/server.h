@@ -52,6 +52,17 @@
 /* Per-name failure entries kept for login backoff. */
 #define SRV_FAIL_TABLE 4096
 
+/*
+ * Bounded server resources (issue 9, items 7, 11, 12, 13). Each cap says
+ * what one operation costs, so the defaults bound the memory in all.
+ */
+/* R-PIPE-4: writes one connection may have queued, about 1 KiB each (--max-queued-writes). */
+#define SRV_CONN_OPS_MAX 4096
+/* R-PIPE-4: writes queued by all connections together (--max-queued-writes-total). */
+#define SRV_OPS_MAX 16384
+/* R-STORE-11: staged upload bytes of all connections together (--max-unacked-total). */
+#define SRV_UNACKED_TOTAL (1ull << 30)
+
 struct srv_config {
     char data[4096];
     char host[256];
@@ -72,6 +83,10 @@ struct srv_config {
     uint64_t max_listing;
     uint64_t quota;         /* R-CHUNK-9: 0 for none */
     int64_t partial_ttl_ns; /* R-CHUNK-11 */
+    /* Bounded resources. */
+    int max_ops_conn;           /* R-PIPE-4 */
+    int max_ops;                /* R-PIPE-4 */
+    uint64_t max_unacked_total; /* R-STORE-11 */
 };
 
 struct sess;
@@ -123,6 +138,11 @@ struct srv {
     int h_len;
     int hash_running;
     int stopping;
+    /* Bounded resources: queued writes and staged bytes in all (R-PIPE-4, R-STORE-11). */
+    int nops;
+    uint64_t unacked;
+    struct sess *opw_head; /* connections stopped until a commit frees room in all */
+    struct sess *opw_tail;
 };
 
 /*
@@ -241,6 +261,10 @@ struct sess {
     /* Recently finished downloads, whose TransferComplete ack is expected. */
     uint8_t done_tids[SRV_DONE_TIDS][FERRY_TID_LEN];
     unsigned done_next;
+    /* Bounded resources (R-PIPE-4). */
+    int nops;              /* operations of this connection not yet committed */
+    int opw_waiting;       /* in srv->opw_*: stopped until there is room in all */
+    struct sess *opw_next; /* next in srv->opw_* */
 };
 
 /* session.c */
@@ -324,6 +348,15 @@ struct op {
 };
 
 struct op *srv_op_new(struct sess *s, enum op_kind kind, const char *ref);
+/*
+ * R-PIPE-4, R-STORE-11: whether s may queue one more write. 0: go ahead. 1:
+ * a cap is reached; the connection is paused and the caller must leave the
+ * frame unconsumed (return 1 from on_frame); it is read again once there is
+ * room.
+ */
+int srv_op_admit(struct sess *s);
+/* Forgets that s waits for room in all (its connection is closing). */
+void srv_op_unwait(struct sess *s);
 void srv_op_submit(struct srv *srv, struct op *op);
 void srv_op_free(struct op *op);
 void srv_kick_cb(uv_timer_t *t);

@@ -321,6 +321,7 @@ static int list_data(struct sess *s, struct upload *u, const struct ferry_data *
 static void upload_track_unacked(struct sess *s, uint64_t n)
 {
     s->unacked += n;
+    s->srv->unacked += n; /* R-STORE-11: checked at the next write (srv_op_admit) */
     /* R-STORE-3: stop reading while too much awaits its commit. */
     if (s->unacked >= s->srv->cfg.max_unacked)
         ferry_conn_pause(&s->conn);
@@ -408,6 +409,9 @@ int srv_chunk_data(struct sess *s, const struct ferry_chunk_frame *f)
             return fault(s, u->ref, FERRY_EPROTO, "chunk offset out of order");
         if (s->nrx >= SRV_CHUNKS_OPEN_MAX)
             return fault(s, u->ref, FERRY_EPROTO, "too many chunks begun");
+        /* R-PIPE-4: a kept chunk becomes a write; admitted before its buffer exists. */
+        if (u->rc == 0 && srv_op_admit(s) != 0)
+            return 1;
         if (u->owner != s)
             ferry_log(FERRY_LOG_DEBUG,
                       "chunk index=%u of an upload opened on another connection ip=%s",
@@ -540,6 +544,9 @@ int srv_upload_complete(struct sess *s, const struct ferry_cmd *cmd)
         return fault(s, cmd->id, FERRY_EPROTO, "malformed TransferComplete");
     if (u->chunked ? !u->list_done : u->received != u->size)
         return fault(s, cmd->id, FERRY_EPROTO, "TransferComplete before all data");
+    /* R-PIPE-4: an upload that may commit becomes a write; wait for room first. */
+    if (u->rc == 0 && srv_op_admit(s) != 0)
+        return 1;
     *link = u->next;
     s->nuploads--;
     if (u->chunked) {
@@ -1057,6 +1064,7 @@ void srv_transfer_cleanup(struct sess *s)
     struct upload *u;
     int i;
 
+    srv_op_unwait(s);
     for (i = 0; i < s->nrx; i++)
         ferry_free(s->rx[i].buf);
     s->nrx = 0;
