@@ -76,6 +76,16 @@ int ferry_meta_put_file(struct ferry_meta *m, int64_t uid, const char *path, int
 /* R-CHUNK-9: the user's logical bytes (sum of file sizes). */
 int ferry_meta_used(struct ferry_meta *m, int64_t uid, uint64_t *used);
 /*
+ * R-QUOTA-1: the user's usage in its two parts: the sizes of its files and
+ * the space (4 KiB blocks) of its chunks that no content refers to.
+ */
+int ferry_meta_usage(struct ferry_meta *m, int64_t uid, uint64_t *used, uint64_t *loose);
+/*
+ * R-QUOTA-2: 0 if space more bytes fit the user's quota (0: none) on top
+ * of its whole usage, else FERRY_EQUOTA.
+ */
+int ferry_meta_quota_room(struct ferry_meta *m, int64_t uid, int64_t space, uint64_t quota);
+/*
  * Returns 1 and a copy (ferry_free it) of inline content, 2 and a copy of
  * the chunk list of chunked content, 0 when the content lives in a blob
  * file, FERRY_ENOTFOUND when uid has no such content.

@@ -432,6 +432,14 @@ static int apply(struct srv *srv, struct op *op)
         return ferry_meta_put_file(m, op->uid, op->path, op->size, op->cid, op->mtime, op->flag,
                                    op->now, op->data, op->list, op->list_len, srv->cfg.quota);
     case OP_CHUNK:
+        if (srv->cfg.quota > 0) {
+            if ((rc = ferry_meta_chunk_has(m, op->uid, op->hash)) < 0)
+                return rc;
+            /* R-QUOTA-2: a chunk not held yet must fit the quota with its whole blocks. */
+            if (rc == 0 && (rc = ferry_meta_quota_room(m, op->uid, FERRY_PACK_ROUND(op->size),
+                                                       srv->cfg.quota)) != 0)
+                return rc;
+        }
         /* A chunk held already (or stored twice in one batch) leaves its new bytes unused. */
         rc = ferry_meta_chunk_put(m, op->uid, op->hash, op->size, op->pack, op->off, op->now);
         op->unused = rc == 1;

@@ -1,6 +1,7 @@
 /*
  * Black-box tests of the server's bounded resources (issue 9): queued writes
- * per connection and in all (R-PIPE-4, R-STORE-11). Memory is read from
+ * per connection and in all (R-PIPE-4, R-STORE-11), chunks counted against
+ * the quota (R-QUOTA). Memory is read from
  * /proc/PID/status (VmRSS) of the real ferry serve; ASan's quarantine, which
  * would hold freed memory, is kept small for these servers (see main).
  */
@@ -162,9 +163,9 @@ static void test_pipelined_writes_bounded_r_pipe_4(void **state)
  */
 static void test_queued_writes_in_all_r_pipe_4(void **state)
 {
-    static const char *const extra[] = {"--login-rate",      "1000", "--max-queued-writes",
-                                        "64",                "--max-queued-writes-total",
-                                        "128",               NULL};
+    static const char *const extra[] = {
+        "--login-rate", "1000", "--max-queued-writes", "64", "--max-queued-writes-total",
+        "128",          NULL};
     uint8_t frame[FERRY_FRAME_HDR_LEN + FERRY_FRAME_PAYLOAD_MAX];
     char path[512];
     struct server sv;
@@ -203,8 +204,7 @@ static void test_queued_writes_in_all_r_pipe_4(void **state)
  */
 static void test_unacked_in_all_r_store_11(void **state)
 {
-    static const char *const extra[] = {"--login-rate", "1000", "--max-unacked-total", "1M",
-                                        NULL};
+    static const char *const extra[] = {"--login-rate", "1000", "--max-unacked-total", "1M", NULL};
     enum { FILES = 48, SIZE = 64 << 10 };
     struct ferry_sha256 sha;
     struct server sv;
@@ -235,10 +235,10 @@ static void test_unacked_in_all_r_store_11(void **state)
                                                              name, "size", SIZE)),
                              0);
             assert_int_equal(ferry_client_send_data(&a[k].c, tids[k][i], 0, data, SIZE), 0);
-            assert_int_equal(ferry_client_send_cmd(&a[k].c, FERRY_MSG_TRANSFER_COMPLETE,
-                                                   json_pack("{s:s, s:s}", "tid", hex, "hash",
-                                                             cid)),
-                             0);
+            assert_int_equal(
+                ferry_client_send_cmd(&a[k].c, FERRY_MSG_TRANSFER_COMPLETE,
+                                      json_pack("{s:s, s:s}", "tid", hex, "hash", cid)),
+                0);
         }
         (void)ferry_client_pump(&a[k].c, 100, 0);
     }
@@ -257,12 +257,128 @@ static void test_unacked_in_all_r_store_11(void **state)
     server_cleanup(&sv);
 }
 
+/* Sends a sample's list and every chunk for tid; returns the ChunkedUpload's id in ref. */
+static void send_all_chunks(struct client *cl, const struct sample *sm, const char *path,
+                            uint8_t tid[16], char ref[37])
+{
+    char hex[33];
+    uint32_t i;
+
+    new_tid(tid, hex);
+    open_chunked(cl, tid, path, (json_int_t)sm->size, ref);
+    send_list_range(cl, tid, sm->list, 0, sm->list_len, 36);
+    expect_need_all(cl, ref, tid, 0, sm->n);
+    for (i = 0; i < sm->n; i++)
+        send_sample_chunk(cl, tid, sm, i);
+}
+
+/* Whether none of a sample's chunks is stored any more. */
+static int chunks_gone(const struct server *sv, const struct sample *sm)
+{
+    uint32_t i;
+
+    for (i = 0; i < sm->n; i++)
+        if (chunk_file_exists(sv, sm, i))
+            return 0;
+    return 1;
+}
+
+/*
+ * R-QUOTA-1, R-QUOTA-2 (--quota 4M): chunks of a cancelled upload count
+ * against the quota until the TTL collects them, so a second round of new
+ * chunks is refused with Error 20 and nothing of it is kept; the
+ * abandoned chunks themselves can still complete their file.
+ */
+static void test_cancelled_chunks_count_r_quota_2(void **state)
+{
+    static const char *const extra[] = {"--login-rate", "1000", "--quota", "4M", NULL};
+    struct sample a, b;
+    struct server sv;
+    struct acct u;
+    struct client c;
+    uint8_t tid[16];
+    char ref[37];
+    int counts[4] = {0};
+    uint32_t i;
+
+    (void)state;
+    server_start(&sv, extra);
+    acct_signup(&sv, &u, "quota");
+    /* 3.75 MiB each: one fits the quota; no chunk of a second one fits beside it. */
+    sample_fixed(&a, 4, 1u << 20, 768u << 10);
+    sample_fixed(&b, 4, 1u << 20, 768u << 10);
+    acct_open(&sv, &u, &c);
+    /* A: every chunk stored, then the upload is cancelled. */
+    send_all_chunks(&c, &a, "a.bin", tid, ref);
+    expect_stored(&c, tid, counts, a.n, (int)a.n);
+    send_cancel(&c, tid);
+    /* B: its declared size fits (no file yet), but its new chunks do not. */
+    send_all_chunks(&c, &b, "b.bin", tid, ref);
+    for (i = 0; i < b.n; i++)
+        expect_error(&c, 20, ref, tid, i);
+    assert_true(chunks_gone(&sv, &b));
+    send_cancel(&c, tid);
+    expect_quiet(&c);
+    /* A's chunks are held: its file completes without sending them again. */
+    upload_sample(&c, &a, "a.bin");
+    client_close(&c);
+    sample_free(&a);
+    sample_free(&b);
+    assert_int_equal(server_stop(&sv), 0);
+    server_cleanup(&sv);
+}
+
+/*
+ * R-QUOTA-1 with --partial-ttl 2: once the TTL has collected a cancelled
+ * upload's chunks (R-CHUNK-11), their space counts no more and another
+ * file that needs the whole quota fits.
+ */
+static void test_collected_chunks_free_quota_r_quota_1(void **state)
+{
+    static const char *const extra[] = {"--login-rate",  "1000", "--quota", "4M",
+                                        "--partial-ttl", "2",    NULL};
+    struct sample a, b;
+    struct server sv;
+    struct acct u;
+    struct client c;
+    struct ferry_cmd m;
+    uint8_t tid[16];
+    char ref[37];
+    int counts[4] = {0}, sweeps;
+
+    (void)state;
+    server_start(&sv, extra);
+    acct_signup(&sv, &u, "collected");
+    sample_fixed(&a, 4, 1u << 20, 768u << 10);
+    sample_fixed(&b, 4, 1u << 20, 768u << 10);
+    acct_open(&sv, &u, &c);
+    send_all_chunks(&c, &a, "a.bin", tid, ref);
+    expect_stored(&c, tid, counts, a.n, (int)a.n);
+    send_cancel(&c, tid);
+    /* No signal says when the TTL has passed: a commit after it sweeps. */
+    for (sweeps = 0; sweeps < 60 && !chunks_gone(&sv, &a); sweeps++) {
+        usleep(500 * 1000);
+        assert_int_equal(client_send(&c, FERRY_MSG_MKDIR, json_pack("{s:s}", "path", "sweep")), 0);
+        recv_type(&c, FERRY_MSG_OK, &m);
+        ferry_cmd_cleanup(&m);
+    }
+    assert_true(chunks_gone(&sv, &a));
+    upload_sample(&c, &b, "b.bin");
+    client_close(&c);
+    sample_free(&a);
+    sample_free(&b);
+    assert_int_equal(server_stop(&sv), 0);
+    server_cleanup(&sv);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pipelined_writes_bounded_r_pipe_4),
         cmocka_unit_test(test_queued_writes_in_all_r_pipe_4),
         cmocka_unit_test(test_unacked_in_all_r_store_11),
+        cmocka_unit_test(test_cancelled_chunks_count_r_quota_2),
+        cmocka_unit_test(test_collected_chunks_free_quota_r_quota_1),
     };
     const char *asan = getenv("ASAN_OPTIONS");
     char opts[1024];

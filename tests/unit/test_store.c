@@ -441,6 +441,75 @@ static void test_quota_r_chunk_9(void **state)
     assert_int_equal(ferry_meta_commit(f->m), 0);
 }
 
+/*
+ * R-QUOTA-1..3: chunks no content refers to count, by their 4 KiB blocks,
+ * from their insert until their first reference, again once their last
+ * reference goes, and not after they are deleted.
+ */
+static void test_loose_chunks_r_quota_1(void **state)
+{
+    struct fx *f = *state;
+    struct gc_seen g = {0};
+    uint8_t list[72], h1[32], h2[32];
+    uint64_t used = 1, loose = 1, quota = 65536 + 4096 + 65546;
+
+    two_chunks(list, h1, h2);
+    assert_int_equal(ferry_meta_begin(f->m), 0);
+    assert_int_equal(ferry_meta_usage(f->m, f->alice, &used, &loose), 0);
+    assert_true(used == 0 && loose == 0);
+    /* 65536 and 10 bytes: 16 blocks and 1. */
+    assert_int_equal(ferry_meta_chunk_put(f->m, f->alice, h1, 65536, 0, 0, 100 * SEC), 0);
+    assert_int_equal(ferry_meta_chunk_put(f->m, f->alice, h2, 10, 0, 0, 100 * SEC), 0);
+    /* Stored again: no new row, nothing more counts. */
+    assert_int_equal(ferry_meta_chunk_put(f->m, f->alice, h2, 10, 0, 0, 100 * SEC), 1);
+    assert_int_equal(ferry_meta_usage(f->m, f->alice, &used, &loose), 0);
+    assert_int_equal(used, 0);
+    assert_int_equal(loose, 65536 + 4096);
+    /* R-QUOTA-2: the room left is the quota less both parts. */
+    assert_int_equal(ferry_meta_quota_room(f->m, f->alice, 65546, quota), 0);
+    assert_int_equal(ferry_meta_quota_room(f->m, f->alice, 65547, quota), FERRY_EQUOTA);
+    assert_int_equal(ferry_meta_quota_room(f->m, f->alice, INT64_MAX, quota), FERRY_EQUOTA);
+    assert_int_equal(ferry_meta_quota_room(f->m, f->alice, INT64_MAX, 0), 0);
+    /* Bob's usage is his own. */
+    assert_int_equal(ferry_meta_usage(f->m, f->bob, &used, &loose), 0);
+    assert_true(used == 0 && loose == 0);
+    /*
+     * R-QUOTA-3: a file referring to them stops them counting before the
+     * quota is checked, so its own chunks do not count twice.
+     */
+    assert_int_equal(ferry_meta_put_file(f->m, f->alice, "c", 65546, CID_C, 1, 0, 100 * SEC, NULL,
+                                         list, sizeof(list), 65546),
+                     0);
+    assert_int_equal(ferry_meta_usage(f->m, f->alice, &used, &loose), 0);
+    assert_int_equal(used, 65546);
+    assert_int_equal(loose, 0);
+    /* A second file of the same content takes no second count. */
+    assert_int_equal(ferry_meta_put_file(f->m, f->alice, "d", 65546, CID_C, 1, 0, 100 * SEC, NULL,
+                                         list, sizeof(list), 0),
+                     0);
+    assert_int_equal(ferry_meta_usage(f->m, f->alice, &used, &loose), 0);
+    assert_int_equal(loose, 0);
+    /* Both gone within the TTL: the chunks are loose again and count... */
+    assert_int_equal(ferry_meta_remove(f->m, f->alice, "c", 0), 0);
+    assert_int_equal(ferry_meta_remove(f->m, f->alice, "d", 0), 0);
+    assert_int_equal(ferry_meta_gc(f->m, 101 * SEC, 10 * SEC, on_gc, &g), 0);
+    assert_int_equal(ferry_meta_usage(f->m, f->alice, &used, &loose), 0);
+    assert_int_equal(used, 0);
+    assert_int_equal(loose, 65536 + 4096);
+    /* ...against a file's commit too (R-QUOTA-3)... */
+    assert_int_equal(ferry_meta_put_file(f->m, f->alice, "e", 65546, CID_A, 1, 0, 101 * SEC, NULL,
+                                         NULL, 0, 65546 + 65536),
+                     FERRY_EQUOTA);
+    /* ...until the TTL sweep deletes them. */
+    assert_int_equal(ferry_meta_gc(f->m, 111 * SEC, 10 * SEC, on_gc, &g), 0);
+    assert_int_equal(ferry_meta_usage(f->m, f->alice, &used, &loose), 0);
+    assert_int_equal(loose, 0);
+    assert_int_equal(ferry_meta_put_file(f->m, f->alice, "e", 65546, CID_A, 1, 0, 111 * SEC, NULL,
+                                         NULL, 0, 65546 + 65536),
+                     0);
+    assert_int_equal(ferry_meta_commit(f->m), 0);
+}
+
 /* ---- Packs (R-CHUNK-7, R-CHUNK-11) ---- */
 
 /* A chunk's bytes, zero-padded to whole blocks in an aligned buffer. */
@@ -751,6 +820,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pack_punch_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pack_killed_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_v2_migrates, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_loose_chunks_r_quota_1, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
