@@ -1499,8 +1499,7 @@ static void test_quota_filled_r_chunk_9(void **state)
         for (i = 0; i < n; i++)
             send_sample_chunk(&a, ty, &y, (uint32_t)need[i]);
         /* R-QUOTA-2: each new chunk is refused in turn, none is kept. */
-        for (i = 0; i < n; i++)
-            expect_error(&a, 20, ry, ty, need[i]);
+        expect_chunk_errors(&a, 20, ry, ty, need, n);
         for (i = 0; i < y.n; i++)
             assert_false(chunk_file_exists(&qsrv, &y, (uint32_t)i));
         /* So the file cannot complete: a chunk is missing (R-CHUNK-8). */
