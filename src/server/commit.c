@@ -754,6 +754,8 @@ static void batch_done(uv_work_t *w, int status)
         next = op->next;
         if (op->tmpname[0] != '\0')
             unlinkat(srv->tmpfd, op->tmpname, 0);
+        /* R-CHUNK-30: a committed (or failed) file's list is no longer held. */
+        srv_list_uncharge(srv, op->list_uid, op->list_charged);
         srv_op_free(op);
     }
     for (i = 0; i < b->ngc; i++)

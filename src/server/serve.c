@@ -45,6 +45,8 @@ static const char serve_usage[] =
     "                          (default 16384)\n"
     "  --max-unacked-total BYTES  upload bytes all connections may have awaiting commit\n"
     "                          (default 1G)\n"
+    "  --max-chunk-lists BYTES chunk lists held in memory for all users (default 256M)\n"
+    "  --max-chunk-lists-per-user BYTES  chunk lists held for one user (default 64M)\n"
     "  -v, --verbose           log debug events\n"
     "  -h, --help              show this help\n"
     "\n"
@@ -300,6 +302,8 @@ int ferry_serve_main(int argc, char **argv)
         {"max-queued-writes", required_argument, NULL, 16},
         {"max-queued-writes-total", required_argument, NULL, 17},
         {"max-unacked-total", required_argument, NULL, 18},
+        {"max-chunk-lists", required_argument, NULL, 19},
+        {"max-chunk-lists-per-user", required_argument, NULL, 20},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -331,6 +335,8 @@ int ferry_serve_main(int argc, char **argv)
         .max_ops_conn = SRV_CONN_OPS_MAX,
         .max_ops = SRV_OPS_MAX,
         .max_unacked_total = SRV_UNACKED_TOTAL,
+        .max_lists = SRV_LISTS_MAX,
+        .max_lists_user = SRV_LISTS_USER,
     };
     optind = 1;
     while ((c = getopt_long(argc, argv, "d:l:s:vh", opts, NULL)) != -1) {
@@ -430,6 +436,15 @@ int ferry_serve_main(int argc, char **argv)
                 goto usage;
             srv->cfg.max_unacked_total = v;
             break;
+        case 19:
+        case 20:
+            if (ferry_parse_size(optarg, &v) != 0 || v == 0)
+                goto usage;
+            if (c == 19)
+                srv->cfg.max_lists = v;
+            else
+                srv->cfg.max_lists_user = v;
+            break;
         case 'v':
             verbose = 1;
             break;
@@ -491,6 +506,7 @@ out:
     if (srv->lockfd >= 0)
         close(srv->lockfd);
     ferry_free(srv->ips);
+    ferry_free(srv->uses);
     ferry_free(srv);
     return rc;
 }

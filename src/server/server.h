@@ -6,6 +6,7 @@
 
 #include "ferry/core.h"
 #include "ferry/crypto.h"
+#include "ferry/manifest.h"
 #include "ferry/net.h"
 #include "ferry/store.h"
 #include "ferry/wire.h"
@@ -47,8 +48,6 @@
 #define SRV_READ_CHUNK (256u << 10)
 /* R-CHUNK-6: chunks one connection may have begun and not finished. */
 #define SRV_CHUNKS_OPEN_MAX 8
-/* Chunk-list bytes one connection may hold for its open chunked uploads. */
-#define SRV_LIST_BYTES_MAX (64u << 20)
 /* Per-name failure entries kept for login backoff. */
 #define SRV_FAIL_TABLE 4096
 
@@ -62,6 +61,14 @@
 #define SRV_OPS_MAX 16384
 /* R-STORE-11: staged upload bytes of all connections together (--max-unacked-total). */
 #define SRV_UNACKED_TOTAL (1ull << 30)
+/*
+ * R-CHUNK-30: chunk-list bytes held for one user, on all its connections
+ * (--max-chunk-lists-per-user): the list of a 470 GiB file at 256 KiB
+ * chunks (R-CHUNK-1's average).
+ */
+#define SRV_LISTS_USER (64ull << 20)
+/* R-CHUNK-30: chunk-list bytes held for all users together (--max-chunk-lists). */
+#define SRV_LISTS_MAX (256ull << 20)
 
 struct srv_config {
     char data[4096];
@@ -87,6 +94,14 @@ struct srv_config {
     int max_ops_conn;           /* R-PIPE-4 */
     int max_ops;                /* R-PIPE-4 */
     uint64_t max_unacked_total; /* R-STORE-11 */
+    uint64_t max_lists;         /* R-CHUNK-30 */
+    uint64_t max_lists_user;    /* R-CHUNK-30 */
+};
+
+/* What one user holds of the resources capped per user (R-CHUNK-30). */
+struct srv_use {
+    int64_t uid;
+    uint64_t list_bytes;
 };
 
 struct sess;
@@ -143,6 +158,11 @@ struct srv {
     uint64_t unacked;
     struct sess *opw_head; /* connections stopped until a commit frees room in all */
     struct sess *opw_tail;
+    /* Chunk lists held, in all and per user (R-CHUNK-30). */
+    uint64_t list_bytes;
+    struct srv_use *uses;
+    int nuses;
+    int capuses;
 };
 
 /*
@@ -156,7 +176,6 @@ struct chunk_rx {
     uint32_t index;
     uint32_t len;
     uint32_t got;
-    int drop; /* the upload was refused: check the frames, keep nothing */
     uint8_t hash[32];
     uint8_t *buf;
 };
@@ -184,9 +203,12 @@ struct upload {
     size_t wlen;
     /* Chunked uploads (R-CHUNK): the list so far and the chunks arriving. */
     int chunked;
-    uint8_t *list;
+    uint8_t *list;   /* complete entries; none once the upload failed (R-CHUNK-30) */
     size_t list_len; /* bytes of the list received */
-    size_t list_cap;
+    size_t list_cap; /* bytes allocated, charged to uid */
+    int64_t uid;     /* the user the upload was opened by */
+    uint8_t carry[FERRY_CHUNK_ENT_LEN]; /* an entry split across frames */
+    size_t carry_len;
     uint64_t list_sum; /* sum of the lengths of the complete entries */
     uint32_t nent;     /* complete entries */
     uint32_t answered; /* entries answered by ChunkNeed */
@@ -216,8 +238,10 @@ struct download {
     /* Chunked content: its list, the chunk being read and where it starts. */
     uint8_t *list;
     size_t list_len;
-    size_t chunk;       /* index of the chunk being sent */
-    uint32_t chunk_pos; /* bytes of it already sent */
+    int64_t uid;         /* the user the list is charged to (R-CHUNK-30)... */
+    size_t list_charged; /* ...and how many bytes */
+    size_t chunk;        /* index of the chunk being sent */
+    uint32_t chunk_pos;  /* bytes of it already sent */
     uint32_t chunk_len;
     /* R-CHUNK-15: the list is sent instead of the file. */
     int list_mode;
@@ -249,7 +273,6 @@ struct sess {
     struct download *dl_head;
     struct download *dl_tail;
     int ndownloads;
-    size_t list_bytes;                       /* chunk lists held, across open uploads */
     struct chunk_rx rx[SRV_CHUNKS_OPEN_MAX]; /* chunks begun on this connection */
     int nrx;
     uint64_t unacked;
@@ -294,6 +317,8 @@ int srv_transfer_cancel(struct sess *s, const struct ferry_cmd *cmd);
 int srv_download_queue(struct sess *s, const struct ferry_cmd *cmd);
 void srv_download_pump(struct sess *s);
 void srv_transfer_cleanup(struct sess *s);
+/* R-CHUNK-30: gives back list bytes charged to uid. */
+void srv_list_uncharge(struct srv *srv, int64_t uid, uint64_t n);
 
 /* commit.c: the single-writer queue. */
 enum op_kind {
@@ -330,13 +355,15 @@ struct op {
     uint8_t *data; /* inline content (R-STORE-9), a chunk's bytes, owned */
     uint8_t *list; /* chunked upload: its chunk list, owned */
     size_t list_len;
-    uint32_t index;   /* OP_CHUNK: index in its list */
-    uint8_t hash[32]; /* OP_CHUNK: the SHA-256 the list promised */
-    const char *top;  /* "blobs": where the placed file went */
-    int64_t pack;     /* OP_CHUNK: the pack its bytes went to (0: not written) */
-    int64_t off;      /* OP_CHUNK: and where in it */
-    int unused;       /* OP_CHUNK: held already, the bytes written are garbage */
-    uv_work_t check;  /* OP_CHUNK: its SHA-256 check on the thread pool (transfer.c) */
+    int64_t list_uid;    /* R-CHUNK-30: whom the list is charged to... */
+    size_t list_charged; /* ...and how much, until the op is done */
+    uint32_t index;      /* OP_CHUNK: index in its list */
+    uint8_t hash[32];    /* OP_CHUNK: the SHA-256 the list promised */
+    const char *top;     /* "blobs": where the placed file went */
+    int64_t pack;        /* OP_CHUNK: the pack its bytes went to (0: not written) */
+    int64_t off;         /* OP_CHUNK: and where in it */
+    int unused;          /* OP_CHUNK: held already, the bytes written are garbage */
+    uv_work_t check;     /* OP_CHUNK: its SHA-256 check on the thread pool (transfer.c) */
     /* accounts */
     char user[SRV_USER_MAX + 1];
     char pwhash[160];

@@ -1,7 +1,7 @@
 /*
  * Black-box tests of the server's bounded resources (issue 9): queued writes
  * per connection and in all (R-PIPE-4, R-STORE-11), chunks counted against
- * the quota (R-QUOTA). Memory is read from
+ * the quota (R-QUOTA), chunk lists held per user and in all (R-CHUNK-30). Memory is read from
  * /proc/PID/status (VmRSS) of the real ferry serve; ASan's quarantine, which
  * would hold freed memory, is kept small for these servers (see main).
  */
@@ -90,6 +90,25 @@ static void drain_replies(struct client *cl, long n)
             got++;
         ferry_cmd_cleanup(&m);
     }
+}
+
+/* Skips the ChunkNeeds already sent, then a Ping's Pong: nothing else came. */
+static void expect_quiet_after_needs(struct client *cl)
+{
+    struct ferry_cmd m;
+
+    assert_int_equal(client_send(cl, FERRY_MSG_PING, json_object()), 0);
+    for (;;) {
+        assert_int_equal(client_recv(cl, &m, 30000), 1);
+        if (m.type == FERRY_MSG_PONG)
+            break;
+        if (m.type != FERRY_MSG_CHUNK_NEED)
+            fprintf(stderr, "expected ChunkNeed or Pong, got %d (code %d: %s)\n", m.type,
+                    err_code(&m), str_member(&m, "message"));
+        assert_int_equal(m.type, FERRY_MSG_CHUNK_NEED);
+        ferry_cmd_cleanup(&m);
+    }
+    ferry_cmd_cleanup(&m);
 }
 
 /* A bystander's write and listing are answered. */
@@ -370,6 +389,189 @@ static void test_collected_chunks_free_quota_r_quota_1(void **state)
     server_cleanup(&sv);
 }
 
+/* A list of n entries of len bytes with random hashes (R-CHUNK-2). */
+static uint8_t *make_list(size_t n, uint32_t len)
+{
+    uint8_t *list = malloc(n * FERRY_CHUNK_ENT_LEN);
+    size_t i;
+
+    assert_non_null(list);
+    for (i = 0; i < n; i++)
+        put_entry(list, (uint32_t)i, len);
+    return list;
+}
+
+/* Sends list bytes [0, len) for tid in 1 MiB steps of data frames. */
+static void send_list_fast(struct client *cl, const uint8_t tid[16], const uint8_t *list,
+                           size_t len)
+{
+    size_t off, k, step = 1u << 20;
+
+    for (off = 0; off < len; off += k) {
+        k = len - off < step ? len - off : step;
+        assert_int_equal(ferry_client_send_data(&cl->c, tid, off, list + off, k), 0);
+        flush(cl);
+    }
+}
+
+/* Reads messages until the Error for tid; returns its code and copies its message. */
+static int upload_error(struct client *cl, const uint8_t tid[16], char *msg, size_t cap)
+{
+    struct ferry_cmd m;
+    char hex[33];
+    int code;
+
+    ferry_hex_encode(tid, 16, hex);
+    for (;;) {
+        assert_int_equal(client_recv(cl, &m, 30000), 1);
+        if (m.type == FERRY_MSG_ERROR && strcmp(str_member(&m, "tid"), hex) == 0)
+            break;
+        /* ChunkNeeds of the groups answered before the refusal. */
+        assert_int_equal(m.type, FERRY_MSG_CHUNK_NEED);
+        ferry_cmd_cleanup(&m);
+    }
+    code = err_code(&m);
+    snprintf(msg, cap, "%s", str_member(&m, "message"));
+    ferry_cmd_cleanup(&m);
+    return code;
+}
+
+/*
+ * R-CHUNK-30: an upload refused when it arrives (here for its size) keeps
+ * no list. Sixteen connections of one user each send a 16 MiB list for
+ * one: the server's memory stays where it was (it held every list before,
+ * 256 MiB in all), and the connections stay usable.
+ */
+static void test_refused_lists_not_held_r_chunk_30(void **state)
+{
+    static const char *const extra[] = {"--login-rate", "1000", NULL};
+    enum { CONNS = 16 };
+    const size_t n = (16u << 20) / FERRY_CHUNK_ENT_LEN;
+    uint8_t *list = make_list(n, FERRY_CHUNK_MAX), tid[CONNS][16];
+    struct client c[CONNS];
+    struct server sv;
+    struct acct u;
+    char hex[33], ref[37];
+    long base, after;
+    int i;
+
+    (void)state;
+    server_start(&sv, extra);
+    acct_signup(&sv, &u, "lists");
+    for (i = 0; i < CONNS; i++)
+        acct_open(&sv, &u, &c[i]);
+    assert_true(ping_ok(&c[0]));
+    base = rss_kib(sv.pid);
+    for (i = 0; i < CONNS; i++) {
+        new_tid(tid[i], hex);
+        /* 2 TiB passes --max-file-size (1 TiB): Error 2 up front. */
+        open_chunked(&c[i], tid[i], "huge.bin", 2ll << 40, ref);
+        expect_error(&c[i], 2, ref, tid[i], -1);
+        send_list_fast(&c[i], tid[i], list, n * FERRY_CHUNK_ENT_LEN);
+        assert_true(ping_ok(&c[i]));
+    }
+    after = rss_kib(sv.pid);
+    fprintf(stderr, "16 refused 16 MiB lists: RSS %ld KiB -> %ld KiB\n", base, after);
+    assert_true(after - base < 64 * 1024);
+    for (i = 0; i < CONNS; i++) {
+        send_cancel(&c[i], tid[i]);
+        expect_quiet(&c[i]);
+        client_close(&c[i]);
+    }
+    free(list);
+    assert_int_equal(server_stop(&sv), 0);
+    server_cleanup(&sv);
+}
+
+/*
+ * R-CHUNK-30 with --max-chunk-lists-per-user 2M and --max-chunk-lists 3M:
+ * one user's second 1 MiB list on another connection does not fit beside
+ * its first and is refused with Error 9 as it grows, connection kept; a
+ * declared size whose shortest list passes the cap is refused up front
+ * with Error 2; another user's list still fits and its upload completes;
+ * a third user's list passes the cap in all and is refused with Error 9.
+ */
+static void test_list_caps_r_chunk_30(void **state)
+{
+    static const char *const extra[] = {"--login-rate",
+                                        "1000",
+                                        "--min-free",
+                                        "0",
+                                        "--max-file-size",
+                                        "1000T",
+                                        "--max-chunk-lists",
+                                        "3M",
+                                        "--max-chunk-lists-per-user",
+                                        "2M",
+                                        NULL};
+    const size_t n = (1u << 20) / FERRY_CHUNK_ENT_LEN;
+    const json_int_t size = (json_int_t)n * FERRY_CHUNK_MIN; /* every entry at the minimum */
+    uint8_t *list = make_list(n, FERRY_CHUNK_MIN), tid[5][16];
+    struct client a1, a2, b, c;
+    struct server sv;
+    struct acct ua, ub, uc;
+    struct sample small;
+    char hex[33], ref[37], msg[256];
+
+    (void)state;
+    server_start(&sv, extra);
+    acct_signup(&sv, &ua, "alice");
+    acct_signup(&sv, &ub, "bob");
+    acct_signup(&sv, &uc, "carol");
+    acct_open(&sv, &ua, &a1);
+    acct_open(&sv, &ua, &a2);
+    acct_open(&sv, &ub, &b);
+    acct_open(&sv, &uc, &c);
+    /* Alice's first list is held whole (1.2 MB with its growth). */
+    new_tid(tid[0], hex);
+    open_chunked(&a1, tid[0], "one.bin", size, ref);
+    send_list_fast(&a1, tid[0], list, n * FERRY_CHUNK_ENT_LEN);
+    expect_quiet_after_needs(&a1);
+    /* Her second does not fit beside it: refused as it grows. */
+    new_tid(tid[1], hex);
+    open_chunked(&a2, tid[1], "two.bin", size, ref);
+    send_list_fast(&a2, tid[1], list, n * FERRY_CHUNK_ENT_LEN);
+    assert_int_equal(upload_error(&a2, tid[1], msg, sizeof(msg)), 9);
+    assert_non_null(strstr(msg, "busy"));
+    expect_quiet_after_needs(&a2);
+    send_cancel(&a2, tid[1]);
+    /* 100 TiB needs at least 3.6 MB of list at 1 MiB chunks: refused up front. */
+    new_tid(tid[2], hex);
+    open_chunked(&a2, tid[2], "vast.bin", 100ll << 40, ref);
+    expect_error(&a2, 2, ref, tid[2], -1);
+    send_cancel(&a2, tid[2]);
+    expect_quiet(&a2);
+    /* Bob is another user: his list fits, and a real upload of his completes. */
+    new_tid(tid[3], hex);
+    open_chunked(&b, tid[3], "b.bin", size, ref);
+    send_list_fast(&b, tid[3], list, n * FERRY_CHUNK_ENT_LEN);
+    expect_quiet_after_needs(&b);
+    sample_fixed(&small, 3, FERRY_CHUNK_MIN, 100);
+    upload_sample(&b, &small, "small.bin");
+    /* Carol's would pass 3 MiB in all. */
+    new_tid(tid[4], hex);
+    open_chunked(&c, tid[4], "c.bin", size, ref);
+    send_list_fast(&c, tid[4], list, n * FERRY_CHUNK_ENT_LEN);
+    assert_int_equal(upload_error(&c, tid[4], msg, sizeof(msg)), 9);
+    expect_quiet_after_needs(&c);
+    /* Once Alice's first goes, Carol's next list fits. */
+    send_cancel(&a1, tid[0]);
+    expect_quiet_after_needs(&a1);
+    send_cancel(&c, tid[4]);
+    new_tid(tid[4], hex);
+    open_chunked(&c, tid[4], "c.bin", size, ref);
+    send_list_fast(&c, tid[4], list, n * FERRY_CHUNK_ENT_LEN);
+    expect_quiet_after_needs(&c);
+    client_close(&a1);
+    client_close(&a2);
+    client_close(&b);
+    client_close(&c);
+    sample_free(&small);
+    free(list);
+    assert_int_equal(server_stop(&sv), 0);
+    server_cleanup(&sv);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -378,6 +580,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_unacked_in_all_r_store_11),
         cmocka_unit_test(test_cancelled_chunks_count_r_quota_2),
         cmocka_unit_test(test_collected_chunks_free_quota_r_quota_1),
+        cmocka_unit_test(test_refused_lists_not_held_r_chunk_30),
+        cmocka_unit_test(test_list_caps_r_chunk_30),
     };
     const char *asan = getenv("ASAN_OPTIONS");
     char opts[1024];

@@ -895,10 +895,10 @@ static void test_chunked_tid_reused_r_xfer_1(void **state)
 }
 
 /*
- * R-CHUNK-4, section 12: the chunk-list bytes a connection holds are capped
- * at 64 MiB (SRV_LIST_BYTES_MAX); a 40 MB list is under the cap and must be
- * read whole. The upload is refused up front for its size (disk space), so
- * its list is read and dropped (R-XFER-4) and no ChunkNeed comes.
+ * R-CHUNK-4, R-CHUNK-30: a 40 MB list must be read whole. The upload is
+ * refused up front for its size (disk space), so its list is read, checked
+ * and dropped (R-XFER-4), no ChunkNeed comes, and nothing counts against
+ * the 64 MiB of lists a user may hold.
  */
 static void test_list_bytes_under_cap_r_chunk_4(void **state)
 {
