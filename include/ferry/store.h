@@ -112,6 +112,26 @@ int ferry_meta_list(struct ferry_meta *m, int64_t uid, int64_t dir_id, int recur
                     ferry_meta_list_fn fn, void *arg);
 
 /*
+ * R-PAGE-2: the same walk as ferry_meta_list (name order, a folder's entry
+ * before its contents), one entry per call, in bounded memory: a folder's
+ * children are read a batch at a time, whatever their number. Every call
+ * of one walk must see one snapshot (an open read transaction on m).
+ */
+struct ferry_meta_cursor;
+int ferry_meta_cursor_new(int64_t uid, int64_t dir_id, int recursive,
+                          struct ferry_meta_cursor **out);
+/*
+ * 1: the next entry is in *n and *rel (its path relative to the listed
+ * folder, valid until the next call); 0: the walk is over; < 0: an error
+ * (FERRY_ETOOBIG for a path or depth past R-PATH's limits).
+ */
+int ferry_meta_cursor_next(struct ferry_meta *m, struct ferry_meta_cursor *c, const char **rel,
+                           struct ferry_node *n);
+void ferry_meta_cursor_free(struct ferry_meta_cursor *c);
+/* Opens a read-only connection whose page cache holds at most cache_kib KiB. */
+int ferry_meta_open_reader(const char *path, int cache_kib, struct ferry_meta **out);
+
+/*
  * Collects content rows whose count fell to zero (dropping their chunk
  * references) and unreferenced chunks older than ttl_ns, deleting their
  * rows, and packs no chunk row refers to any more. fn gets, for each piece

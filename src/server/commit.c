@@ -79,8 +79,11 @@ int srv_op_admit(struct sess *s)
         ferry_conn_pause(&s->conn);
         return 1;
     }
-    if (room_in_all(srv))
+    if (room_in_all(srv)) {
+        /* Admitted another way (its own commits resumed it): no longer waiting. */
+        srv_op_unwait(s);
         return 0;
+    }
     /* Resumed in turn by wake_waiters once a commit frees room. */
     if (!s->opw_waiting) {
         s->opw_waiting = 1;
@@ -117,11 +120,12 @@ void srv_op_unwait(struct sess *s)
 /*
  * Whether a connection stopped at a cap of R-PIPE-4 may be read again: the
  * stops that are not checked again when their frame is redelivered must be
- * over (R-STORE-3's staged bytes, an ordering barrier).
+ * over (R-STORE-3's staged bytes, an ordering barrier, a listing being
+ * sent, R-PAGE-1).
  */
 static int may_resume(const struct sess *s)
 {
-    return !s->closed && !s->barrier && s->unacked < s->srv->cfg.max_unacked;
+    return !s->closed && !s->barrier && s->unacked < s->srv->cfg.max_unacked && s->listing == NULL;
 }
 
 /*

@@ -37,7 +37,9 @@ static const char serve_usage[] =
     "  --hash-queue N          password hashes waiting for the one hashing slot (default 64)\n"
     "  --max-open-uploads N    uploads one connection may have open at once (default 64)\n"
     "  --max-queued-downloads N  downloads one connection may have queued (default 64)\n"
-    "  --max-listing BYTES     output one listing may queue before it is refused (default 32M)\n"
+    "  --max-listing BYTES     pages one listing may send before it is refused (default 32M)\n"
+    "  --max-listings N        long listings built at once, each with its own snapshot\n"
+    "                          (default 32; at most 4 of them for one user)\n"
     "  --quota BYTES           logical bytes each user may store (default 0: no quota)\n"
     "  --partial-ttl SECS      keep chunks of unfinished uploads this long (default 86400)\n"
     "  --max-queued-writes N   writes one connection may have awaiting commit (default 4096)\n"
@@ -304,6 +306,7 @@ int ferry_serve_main(int argc, char **argv)
         {"max-unacked-total", required_argument, NULL, 18},
         {"max-chunk-lists", required_argument, NULL, 19},
         {"max-chunk-lists-per-user", required_argument, NULL, 20},
+        {"max-listings", required_argument, NULL, 21},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -337,6 +340,7 @@ int ferry_serve_main(int argc, char **argv)
         .max_unacked_total = SRV_UNACKED_TOTAL,
         .max_lists = SRV_LISTS_MAX,
         .max_lists_user = SRV_LISTS_USER,
+        .max_listings = SRV_LISTINGS_MAX,
     };
     optind = 1;
     while ((c = getopt_long(argc, argv, "d:l:s:vh", opts, NULL)) != -1) {
@@ -444,6 +448,11 @@ int ferry_serve_main(int argc, char **argv)
                 srv->cfg.max_lists = v;
             else
                 srv->cfg.max_lists_user = v;
+            break;
+        case 21:
+            if (parse_uint(optarg, 100000, &v) != 0 || v == 0)
+                goto usage;
+            srv->cfg.max_listings = (int)v;
             break;
         case 'v':
             verbose = 1;

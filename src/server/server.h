@@ -69,6 +69,22 @@
 #define SRV_LISTS_USER (64ull << 20)
 /* R-CHUNK-30: chunk-list bytes held for all users together (--max-chunk-lists). */
 #define SRV_LISTS_MAX (256ull << 20)
+/*
+ * R-PAGE-2: listings built by jobs at once, each with its own read snapshot
+ * and SQLite connection, about 1 MiB with its unsent pages (--max-listings);
+ * and at most this many of them for one user.
+ */
+#define SRV_LISTINGS_MAX  32
+#define SRV_LISTINGS_USER 4
+/*
+ * R-PAGE-2: a listing of at most this many entries is answered on the loop
+ * thread at once (about a millisecond); a longer one goes to a job.
+ */
+#define SRV_LIST_FAST_ENTRIES 256
+/* R-PAGE-2: page bytes one step of a listing job produces. */
+#define SRV_LISTING_SLICE (256u << 10)
+/* R-PAGE-2: the page cache of a listing job's SQLite connection, in KiB. */
+#define SRV_LISTING_CACHE_KIB 256
 
 struct srv_config {
     char data[4096];
@@ -96,6 +112,7 @@ struct srv_config {
     uint64_t max_unacked_total; /* R-STORE-11 */
     uint64_t max_lists;         /* R-CHUNK-30 */
     uint64_t max_lists_user;    /* R-CHUNK-30 */
+    int max_listings;           /* R-PAGE-2 */
 };
 
 /* What one user holds of the resources capped per user (R-CHUNK-30). */
@@ -106,6 +123,7 @@ struct srv_use {
 
 struct sess;
 struct op;
+struct listing;
 
 struct ip_slot {
     char ip[64];
@@ -163,6 +181,11 @@ struct srv {
     struct srv_use *uses;
     int nuses;
     int capuses;
+    /* Listing jobs (R-PAGE-2), and connections waiting for one. */
+    struct listing *listings;
+    int nlistings;
+    struct sess *lw_head;
+    struct sess *lw_tail;
 };
 
 /*
@@ -288,6 +311,11 @@ struct sess {
     int nops;              /* operations of this connection not yet committed */
     int opw_waiting;       /* in srv->opw_*: stopped until there is room in all */
     struct sess *opw_next; /* next in srv->opw_* */
+    /* R-PAGE-2: the listing being sent, during which nothing else is read. */
+    struct listing *listing;
+    int listing_big;      /* the DirInfo held back needs a job: no second try on the loop */
+    int lw_waiting;       /* in srv->lw_*: stopped until a listing job is free */
+    struct sess *lw_next; /* next in srv->lw_* */
 };
 
 /* session.c */
@@ -307,6 +335,13 @@ int srv_ip_admit(struct srv *srv, const char *ip);
 
 /* files.c */
 int srv_files_handle(struct sess *s, const struct ferry_cmd *cmd);
+
+/* listing.c: DirInfo (R-PAGE-1, R-PAGE-2). */
+int srv_listing_dirinfo(struct sess *s, const struct ferry_cmd *cmd);
+/* R-PAGE-2: the connection's output drained: the listing may go on. */
+void srv_listing_pump(struct sess *s);
+/* The connection is closing: its listing ends, and it waits for none. */
+void srv_listing_cleanup(struct sess *s);
 
 /* transfer.c */
 int srv_upload_open(struct sess *s, const struct ferry_cmd *cmd);

@@ -251,6 +251,96 @@ static void test_list_recursive(void **state)
     assert_string_equal(l.names[4], "c/empty");
 }
 
+/* The walk ferry_meta_list makes, one line per entry ("rel id"), for comparing. */
+struct walk_log {
+    char *buf;
+    size_t len;
+    size_t cap;
+};
+
+static int on_walk(void *arg, const char *rel, const struct ferry_node *n)
+{
+    struct walk_log *w = arg;
+    int k;
+
+    if (w->cap - w->len < 4200) {
+        w->cap = w->cap ? w->cap * 2 : 1 << 16;
+        w->buf = realloc(w->buf, w->cap);
+        assert_non_null(w->buf);
+    }
+    k = snprintf(w->buf + w->len, w->cap - w->len, "%s %lld\n", rel, (long long)n->id);
+    w->len += (size_t)k;
+    return 0;
+}
+
+/* Compares the cursor's walk of dir with ferry_meta_list's, both ways of recursion. */
+static void cursor_matches(struct fx *f, int64_t dir)
+{
+    struct ferry_meta_cursor *c;
+    struct ferry_node n;
+    const char *rel;
+    int rec, rc;
+
+    for (rec = 0; rec < 2; rec++) {
+        struct walk_log want = {0}, got = {0};
+
+        assert_int_equal(ferry_meta_list(f->m, f->alice, dir, rec, on_walk, &want), 0);
+        assert_int_equal(ferry_meta_cursor_new(f->alice, dir, rec, &c), 0);
+        while ((rc = ferry_meta_cursor_next(f->m, c, &rel, &n)) == 1)
+            on_walk(&got, rel, &n);
+        assert_int_equal(rc, 0);
+        /* Over, it stays over. */
+        assert_int_equal(ferry_meta_cursor_next(f->m, c, &rel, &n), 0);
+        ferry_meta_cursor_free(c);
+        assert_int_equal(got.len, want.len);
+        assert_memory_equal(got.buf, want.buf, want.len);
+        free(want.buf);
+        free(got.buf);
+    }
+}
+
+/*
+ * R-PAGE-2: the cursor walks the tree as ferry_meta_list does, in batches:
+ * folders of more entries than a batch (64), a folder entered in the
+ * middle of a batch, folders deep and empty, another user's entries left
+ * out.
+ */
+static void test_cursor_walk_r_page_2(void **state)
+{
+    struct fx *f = *state;
+    struct ferry_node n;
+    char path[FERRY_PATH_MAX + 1];
+    int64_t id;
+    int i, k;
+
+    assert_int_equal(ferry_meta_begin(f->m), 0);
+    for (i = 0; i < 150; i++) {
+        snprintf(path, sizeof(path), "w/e%03d", i);
+        if (i % 40 == 7) {
+            /* Folders among the files, some with more than a batch inside. */
+            for (k = 0; k < (i == 47 ? 130 : 3); k++) {
+                snprintf(path, sizeof(path), "w/e%03d/in%03d", i, k);
+                assert_int_equal(ferry_meta_mkdirs(f->m, f->alice, path, 1, 1, &id), 0);
+            }
+        } else {
+            assert_int_equal(
+                ferry_meta_put_file(f->m, f->alice, path, 1, CID_A, 1, 0, 1, NULL, NULL, 0, 0), 0);
+        }
+    }
+    assert_int_equal(ferry_meta_mkdirs(f->m, f->alice, "w/deep/a/b/c/d/e/f/g", 1, 1, &id), 0);
+    assert_int_equal(ferry_meta_mkdirs(f->m, f->alice, "w/empty", 1, 1, &id), 0);
+    assert_int_equal(ferry_meta_mkdirs(f->m, f->bob, "w/bobs", 1, 1, &id), 0);
+    assert_int_equal(ferry_meta_commit(f->m), 0);
+    assert_int_equal(ferry_meta_read_begin(f->m), 0);
+    assert_int_equal(ferry_meta_lookup(f->m, f->alice, "", &n), 0);
+    cursor_matches(f, n.id);
+    assert_int_equal(ferry_meta_lookup(f->m, f->alice, "w/e047", &n), 0);
+    cursor_matches(f, n.id);
+    assert_int_equal(ferry_meta_lookup(f->m, f->alice, "w/empty", &n), 0);
+    cursor_matches(f, n.id);
+    ferry_meta_read_end(f->m);
+}
+
 /* R-AUTH-6, R-AUTH-7: one session per device; revocation by token or by user. */
 static void test_sessions(void **state)
 {
@@ -821,6 +911,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pack_killed_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_v2_migrates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loose_chunks_r_quota_1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cursor_walk_r_page_2, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

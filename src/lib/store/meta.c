@@ -515,9 +515,9 @@ int ferry_meta_session_delete_user(struct ferry_meta *m, int64_t uid, const uint
 
 /* ---- the tree ---- */
 
-#define NODE_COLS "id, parent_id, is_dir, exec, size, mtime, smtime, name, cid"
+#define NODE_COLS FERRY_META_NODE_COLS
 
-static void read_node(sqlite3_stmt *st, struct ferry_node *n)
+void ferry_meta_read_node(sqlite3_stmt *st, struct ferry_node *n)
 {
     n->id = sqlite3_column_int64(st, 0);
     n->parent_id = sqlite3_column_int64(st, 1);
@@ -546,7 +546,7 @@ static int child(struct ferry_meta *m, int64_t uid, int64_t parent, const char *
     sqlite3_bind_text(st, 3, name, (int)len, SQLITE_STATIC);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        read_node(st, out);
+        ferry_meta_read_node(st, out);
         rc = 0;
     } else {
         rc = rc == SQLITE_DONE ? FERRY_ENOTFOUND : ferry_meta_sqlrc(m, rc);
@@ -567,7 +567,7 @@ int ferry_meta_node_by_id(struct ferry_meta *m, int64_t uid, int64_t id, struct 
     sqlite3_bind_int64(st, 2, id);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        read_node(st, out);
+        ferry_meta_read_node(st, out);
         rc = 0;
     } else {
         rc = rc == SQLITE_DONE ? FERRY_ENOTFOUND : ferry_meta_sqlrc(m, rc);
@@ -930,7 +930,7 @@ static int read_children(struct ferry_meta *m, int64_t uid, int64_t dir, struct 
             }
             v = nv;
         }
-        read_node(st, &v[n++]);
+        ferry_meta_read_node(st, &v[n++]);
     }
     rc = rc == SQLITE_DONE ? 0 : ferry_meta_sqlrc(m, rc);
 out:
