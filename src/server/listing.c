@@ -49,7 +49,7 @@ struct listing {
     size_t out_len;
     size_t out_cap;
     uv_work_t work;
-    uv_timer_t timer; /* a job's: keeps the connections waiting for a job alive */
+    uv_timer_t timer;     /* a job's: keeps the connections waiting for a job alive */
     struct listing *next; /* srv->listings */
 };
 
@@ -198,8 +198,8 @@ static void listing_step(struct listing *l, size_t slice, size_t max_entries)
         end_snapshot(l);
 }
 
-static struct listing *listing_new(struct sess *s, const char *ref, const char *path,
-                                   int recursive, int self)
+static struct listing *listing_new(struct sess *s, const char *ref, const char *path, int recursive,
+                                   int self)
 {
     struct listing *l = ferry_calloc(1, sizeof(*l));
 

@@ -7,6 +7,35 @@
  */
 #include "chunk_harness.h"
 
+static struct server *live; /* killed by the teardown if a test fails midway */
+
+static void start(struct server *sv, const char *const *extra)
+{
+    server_start(sv, extra);
+    live = sv;
+}
+
+static void stop(struct server *sv)
+{
+    live = NULL;
+    assert_int_equal(server_stop(sv), 0);
+    server_cleanup(sv);
+}
+
+static int teardown(void **state)
+{
+    int st;
+
+    (void)state;
+    if (live != NULL) {
+        kill(live->pid, SIGKILL);
+        waitpid(live->pid, &st, 0);
+        server_cleanup(live);
+        live = NULL;
+    }
+    return 0;
+}
+
 /* The server's resident set in KiB, or -1. */
 static long rss_kib(pid_t pid)
 {
@@ -149,7 +178,7 @@ static void test_pipelined_writes_bounded_r_pipe_4(void **state)
     size_t flen;
 
     (void)state;
-    server_start(&sv, extra);
+    start(&sv, extra);
     acct_signup(&sv, &atk, "flood");
     acct_signup(&sv, &by, "bystander");
     acct_open(&sv, &atk, &a);
@@ -170,8 +199,7 @@ static void test_pipelined_writes_bounded_r_pipe_4(void **state)
     /* 4096 queued operations of ~1.5 KiB with ASan's redzones: a few MiB, not hundreds. */
     assert_true(peak - base < 64 * 1024);
     client_close(&a);
-    assert_int_equal(server_stop(&sv), 0);
-    server_cleanup(&sv);
+    stop(&sv);
 }
 
 /*
@@ -195,7 +223,7 @@ static void test_queued_writes_in_all_r_pipe_4(void **state)
     int i;
 
     (void)state;
-    server_start(&sv, extra);
+    start(&sv, extra);
     acct_signup(&sv, &atk, "many");
     acct_signup(&sv, &by, "bystander");
     deep_path(path, sizeof(path), 40);
@@ -212,8 +240,7 @@ static void test_queued_writes_in_all_r_pipe_4(void **state)
         assert_true(ping_ok(&a[i]));
         client_close(&a[i]);
     }
-    assert_int_equal(server_stop(&sv), 0);
-    server_cleanup(&sv);
+    stop(&sv);
 }
 
 /*
@@ -240,7 +267,7 @@ static void test_unacked_in_all_r_store_11(void **state)
     ferry_sha256_init(&sha);
     ferry_sha256_update(&sha, data, SIZE);
     ferry_sha256_final_cid(&sha, cid);
-    server_start(&sv, extra);
+    start(&sv, extra);
     acct_signup(&sv, &u, "staged");
     for (k = 0; k < 2; k++)
         acct_open(&sv, &u, &a[k]);
@@ -272,8 +299,7 @@ static void test_unacked_in_all_r_store_11(void **state)
         client_close(&a[k]);
     }
     free(data);
-    assert_int_equal(server_stop(&sv), 0);
-    server_cleanup(&sv);
+    stop(&sv);
 }
 
 /* Sends a sample's list and every chunk for tid; returns the ChunkedUpload's id in ref. */
@@ -321,7 +347,7 @@ static void test_cancelled_chunks_count_r_quota_2(void **state)
     const json_int_t all[4] = {0, 1, 2, 3};
 
     (void)state;
-    server_start(&sv, extra);
+    start(&sv, extra);
     acct_signup(&sv, &u, "quota");
     /* 3.75 MiB each: one fits the quota; no chunk of a second one fits beside it. */
     sample_fixed(&a, 4, 1u << 20, 768u << 10);
@@ -342,8 +368,7 @@ static void test_cancelled_chunks_count_r_quota_2(void **state)
     client_close(&c);
     sample_free(&a);
     sample_free(&b);
-    assert_int_equal(server_stop(&sv), 0);
-    server_cleanup(&sv);
+    stop(&sv);
 }
 
 /*
@@ -365,7 +390,7 @@ static void test_collected_chunks_free_quota_r_quota_1(void **state)
     int counts[4] = {0}, sweeps;
 
     (void)state;
-    server_start(&sv, extra);
+    start(&sv, extra);
     acct_signup(&sv, &u, "collected");
     sample_fixed(&a, 4, 1u << 20, 768u << 10);
     sample_fixed(&b, 4, 1u << 20, 768u << 10);
@@ -385,8 +410,7 @@ static void test_collected_chunks_free_quota_r_quota_1(void **state)
     client_close(&c);
     sample_free(&a);
     sample_free(&b);
-    assert_int_equal(server_stop(&sv), 0);
-    server_cleanup(&sv);
+    stop(&sv);
 }
 
 /* A list of n entries of len bytes with random hashes (R-CHUNK-2). */
@@ -456,7 +480,7 @@ static void test_refused_lists_not_held_r_chunk_30(void **state)
     int i;
 
     (void)state;
-    server_start(&sv, extra);
+    start(&sv, extra);
     acct_signup(&sv, &u, "lists");
     for (i = 0; i < CONNS; i++)
         acct_open(&sv, &u, &c[i]);
@@ -479,8 +503,7 @@ static void test_refused_lists_not_held_r_chunk_30(void **state)
         client_close(&c[i]);
     }
     free(list);
-    assert_int_equal(server_stop(&sv), 0);
-    server_cleanup(&sv);
+    stop(&sv);
 }
 
 /*
@@ -514,7 +537,7 @@ static void test_list_caps_r_chunk_30(void **state)
     char hex[33], ref[37], msg[256];
 
     (void)state;
-    server_start(&sv, extra);
+    start(&sv, extra);
     acct_signup(&sv, &ua, "alice");
     acct_signup(&sv, &ub, "bob");
     acct_signup(&sv, &uc, "carol");
@@ -568,20 +591,19 @@ static void test_list_caps_r_chunk_30(void **state)
     client_close(&c);
     sample_free(&small);
     free(list);
-    assert_int_equal(server_stop(&sv), 0);
-    server_cleanup(&sv);
+    stop(&sv);
 }
 
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pipelined_writes_bounded_r_pipe_4),
-        cmocka_unit_test(test_queued_writes_in_all_r_pipe_4),
-        cmocka_unit_test(test_unacked_in_all_r_store_11),
-        cmocka_unit_test(test_cancelled_chunks_count_r_quota_2),
-        cmocka_unit_test(test_collected_chunks_free_quota_r_quota_1),
-        cmocka_unit_test(test_refused_lists_not_held_r_chunk_30),
-        cmocka_unit_test(test_list_caps_r_chunk_30),
+        cmocka_unit_test_teardown(test_pipelined_writes_bounded_r_pipe_4, teardown),
+        cmocka_unit_test_teardown(test_queued_writes_in_all_r_pipe_4, teardown),
+        cmocka_unit_test_teardown(test_unacked_in_all_r_store_11, teardown),
+        cmocka_unit_test_teardown(test_cancelled_chunks_count_r_quota_2, teardown),
+        cmocka_unit_test_teardown(test_collected_chunks_free_quota_r_quota_1, teardown),
+        cmocka_unit_test_teardown(test_refused_lists_not_held_r_chunk_30, teardown),
+        cmocka_unit_test_teardown(test_list_caps_r_chunk_30, teardown),
     };
     const char *asan = getenv("ASAN_OPTIONS");
     char opts[1024];

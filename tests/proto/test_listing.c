@@ -319,8 +319,15 @@ static void test_unread_listings_bounded_r_page_2(void **state)
  */
 static void test_listing_job_freed_r_page_3(void **state)
 {
-    static const char *const extra[] = {"--login-rate", "1000", "--max-listings", "1",
-                                        "--idle-timeout", "3", "--heartbeat", "1", NULL};
+    static const char *const extra[] = {"--login-rate",
+                                        "1000",
+                                        "--max-listings",
+                                        "1",
+                                        "--idle-timeout",
+                                        "3",
+                                        "--heartbeat",
+                                        "1",
+                                        NULL};
     struct client a, b, c;
     struct server sv;
     struct acct ua, ub, uc;

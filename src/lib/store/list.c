@@ -19,9 +19,9 @@
 /* One directory being walked: where its children's names start in path. */
 struct level {
     int64_t dir;
-    size_t plen;                    /* its children's prefix is path[0, plen) */
-    char last[FERRY_NAME_MAX + 1];  /* the name of its child returned last */
-    int started;                    /* whether last is set */
+    size_t plen;                   /* its children's prefix is path[0, plen) */
+    char last[FERRY_NAME_MAX + 1]; /* the name of its child returned last */
+    int started;                   /* whether last is set */
 };
 
 struct ferry_meta_cursor {
