@@ -97,8 +97,8 @@ int ferry_meta_cursor_next(struct ferry_meta *m, struct ferry_meta_cursor *c, co
 {
     struct ferry_node *n;
     struct level *l;
-    size_t len;
-    int rc, w;
+    size_t len, nlen, sep;
+    int rc;
 
     *rel = NULL;
     for (;;) {
@@ -117,14 +117,18 @@ int ferry_meta_cursor_next(struct ferry_meta *m, struct ferry_meta_cursor *c, co
     }
     l = &c->lv[c->depth - 1];
     n = &c->batch[c->ib++];
-    snprintf(l->last, sizeof(l->last), "%s", n->name);
+    /* A name read back from a row fits its buffer (FERRY_NAME_MAX); so does last. */
+    nlen = strlen(n->name);
+    memcpy(l->last, n->name, nlen + 1);
     l->started = 1;
     /* path[0, plen) is this level's prefix; the entry's path replaces what follows. */
-    w = snprintf(c->path + l->plen, sizeof(c->path) - l->plen, "%s%s", l->plen > 0 ? "/" : "",
-                 n->name);
-    if (w < 0 || (size_t)w >= sizeof(c->path) - l->plen)
+    sep = l->plen > 0;
+    if (l->plen + sep + nlen >= sizeof(c->path))
         return FERRY_ETOOBIG;
-    len = l->plen + (size_t)w;
+    if (sep)
+        c->path[l->plen] = '/';
+    memcpy(c->path + l->plen + sep, n->name, nlen + 1);
+    len = l->plen + sep + nlen;
     *out = *n;
     *rel = c->path;
     if (c->recursive && n->is_dir) {
