@@ -594,6 +594,52 @@ static void test_list_caps_r_chunk_30(void **state)
     stop(&sv);
 }
 
+/*
+ * R-CHUNK-30 with --max-chunk-lists-per-user 64K: a chunked download's
+ * list is charged like an upload's. While an open upload's 60 KB list
+ * fills the user's room, a download of a chunked file is refused with
+ * Error 9 before its Transfer; once the upload is cancelled it goes
+ * through.
+ */
+static void test_download_list_charged_r_chunk_30(void **state)
+{
+    static const char *const extra[] = {"--login-rate", "1000", "--max-chunk-lists-per-user", "64K",
+                                        NULL};
+    const size_t n = 1700;
+    uint8_t *list = make_list(n, FERRY_CHUNK_MIN), tid[16], *got = NULL;
+    struct sample f;
+    struct server sv;
+    struct acct u;
+    struct client a, b;
+    char hex[33], ref[37], xh[80], dh[80];
+    size_t len = 0;
+
+    (void)state;
+    start(&sv, extra);
+    acct_signup(&sv, &u, "reader");
+    acct_open(&sv, &u, &a);
+    acct_open(&sv, &u, &b);
+    sample_fixed(&f, 3, FERRY_CHUNK_MIN, 100);
+    upload_sample(&a, &f, "f.bin");
+    new_tid(tid, hex);
+    open_chunked(&a, tid, "big.bin", (json_int_t)n * FERRY_CHUNK_MIN, ref);
+    send_list_fast(&a, tid, list, n * FERRY_CHUNK_ENT_LEN);
+    expect_quiet_after_needs(&a);
+    assert_int_equal(client_send(&b, FERRY_MSG_DOWNLOAD, json_pack("{s:s}", "path", "f.bin")), 0);
+    expect_error(&b, 9, b.last_ref, NULL, -1);
+    send_cancel(&a, tid);
+    expect_quiet_after_needs(&a);
+    download_path(&b, "f.bin", &got, &len, xh, dh);
+    assert_int_equal(len, f.size);
+    assert_memory_equal(got, f.data, f.size);
+    free(got);
+    client_close(&a);
+    client_close(&b);
+    sample_free(&f);
+    free(list);
+    stop(&sv);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -604,6 +650,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_collected_chunks_free_quota_r_quota_1, teardown),
         cmocka_unit_test_teardown(test_refused_lists_not_held_r_chunk_30, teardown),
         cmocka_unit_test_teardown(test_list_caps_r_chunk_30, teardown),
+        cmocka_unit_test_teardown(test_download_list_charged_r_chunk_30, teardown),
     };
     const char *asan = getenv("ASAN_OPTIONS");
     char opts[1024];
