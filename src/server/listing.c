@@ -166,8 +166,8 @@ static void end_snapshot(struct listing *l)
 }
 
 /*
- * Makes pages until out holds slice bytes, the listing ends or max_entries
- * entries have been made. Runs on a pool thread for a job (touching only l
+ * Makes pages until out holds slice bytes, the listing ends or more than
+ * max_entries entries have been made. Runs on a pool thread for a job (touching only l
  * and its own connection), or on the loop thread with the shared reader.
  */
 static void listing_step(struct listing *l, size_t slice, size_t max_entries)
@@ -180,7 +180,8 @@ static void listing_step(struct listing *l, size_t slice, size_t max_entries)
         l->started = 1;
         rc = listing_begin(l);
     }
-    while (rc == 0 && !l->done && l->out_len < slice && l->nentries < max_entries) {
+    /* One entry past max_entries tells a listing of exactly max_entries from a longer one. */
+    while (rc == 0 && !l->done && l->out_len < slice && l->nentries <= max_entries) {
         if ((rc = ferry_meta_cursor_next(l->db, l->cur, &rel, &n)) < 0)
             break;
         if (rc == 0) {

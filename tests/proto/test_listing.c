@@ -8,6 +8,9 @@
  */
 #include "chunk_harness.h"
 
+/* R-PAGE-2's listing jobs per user (SRV_LISTINGS_USER in src/server/server.h). */
+#define SRV_LISTINGS_USER_TEST 4
+
 static struct server *live; /* killed by the teardown if a test fails midway */
 
 static void start(struct server *sv, const char *const *extra)
@@ -372,12 +375,54 @@ static void test_listing_job_freed_r_page_3(void **state)
     stop(&sv);
 }
 
+/*
+ * R-PAGE-2: a listing of 256 entries (SRV_LIST_FAST_ENTRIES) never waits
+ * for a job. One user's four connections hold the four jobs a user may
+ * have with long listings nobody reads; the same user's fifth connection
+ * still gets a folder of exactly 256 entries, and a stat, at once (with
+ * the default 90 s idle timeout, a wait for a job would outlast the read).
+ */
+static void test_short_listing_never_waits_r_page_2(void **state)
+{
+    static const char *const extra[] = {"--login-rate", "1000", NULL};
+    struct client c[SRV_LISTINGS_USER_TEST + 1];
+    struct server sv;
+    struct acct u;
+    struct ferry_cmd m;
+    char ref[37];
+    int i;
+
+    (void)state;
+    start(&sv, extra);
+    acct_signup(&sv, &u, "busy");
+    for (i = 0; i <= SRV_LISTINGS_USER_TEST; i++)
+        acct_open(&sv, &u, &c[i]);
+    make_big(&sv, &c[0], "busy", "big", 60000);
+    make_big(&sv, &c[0], "busy", "s256", 256);
+    for (i = 0; i < SRV_LISTINGS_USER_TEST; i++) {
+        send_dirinfo(&c[i], "big", 0, ref);
+        assert_int_equal(client_recv(&c[i], &m, 60000), 1);
+        assert_int_equal(m.type, FERRY_MSG_DIRPAGE);
+        ferry_cmd_cleanup(&m);
+    }
+    send_dirinfo(&c[i], "s256", 0, ref);
+    assert_int_equal(read_listing(&c[i], ref, NULL), 256);
+    assert_int_equal(
+        client_send(&c[i], FERRY_MSG_DIRINFO, json_pack("{s:s, s:b}", "path", "big", "stat", 1)),
+        0);
+    assert_int_equal(read_listing(&c[i], c[i].last_ref, NULL), 1);
+    for (i = 0; i <= SRV_LISTINGS_USER_TEST; i++)
+        client_close(&c[i]);
+    stop(&sv);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_long_listing_whole_r_page_2, teardown),
         cmocka_unit_test_teardown(test_unread_listings_bounded_r_page_2, teardown),
         cmocka_unit_test_teardown(test_listing_job_freed_r_page_3, teardown),
+        cmocka_unit_test_teardown(test_short_listing_never_waits_r_page_2, teardown),
     };
     const char *asan = getenv("ASAN_OPTIONS");
     char opts[1024];
