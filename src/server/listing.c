@@ -350,12 +350,17 @@ static void job_tick(uv_timer_t *t)
         w->conn.last_rx_ms = now;
 }
 
-/* The job is over: its connection is read again, its place goes to a waiter. */
+/*
+ * The job is over: its place goes to the connections waiting first, then
+ * its own connection is read again (a DirInfo pipelined behind the last
+ * one would otherwise take the place every time, ahead of the waiters).
+ */
 static void listing_finish(struct listing *l)
 {
     struct srv *srv = l->srv;
     struct sess *s = l->s;
     struct listing **pp;
+    int own = s->listing == l;
 
     for (pp = &srv->listings; *pp != NULL; pp = &(*pp)->next) {
         if (*pp == l) {
@@ -364,19 +369,18 @@ static void listing_finish(struct listing *l)
             break;
         }
     }
-    if (s->listing == l) {
+    if (own)
         s->listing = NULL;
-        if (!s->closed) {
-            ferry_conn_flush(&s->conn);
-            ferry_conn_resume(&s->conn);
-            /* Downloads queued before the DirInfo waited for its last page. */
-            srv_download_pump(s);
-        }
-    }
     /* Freed once libuv is done with the timer. */
     uv_timer_stop(&l->timer);
     uv_close((uv_handle_t *)&l->timer, timer_closed);
     wake_waiters(srv);
+    if (own && !s->closed) {
+        ferry_conn_flush(&s->conn);
+        ferry_conn_resume(&s->conn);
+        /* Downloads queued before the DirInfo waited for its last page. */
+        srv_download_pump(s);
+    }
 }
 
 static void step_work(uv_work_t *w)
