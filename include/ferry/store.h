@@ -138,6 +138,16 @@ int ferry_meta_put_file(struct ferry_meta *m, int64_t uid, const char *path, int
 /* R-CHUNK-9: the user's logical bytes (sum of file sizes). */
 int ferry_meta_used(struct ferry_meta *m, int64_t uid, uint64_t *used);
 /*
+ * R-QUOTA-1: the user's usage in its two parts: the sizes of its files and
+ * the space (4 KiB blocks) of its chunks that no content refers to.
+ */
+int ferry_meta_usage(struct ferry_meta *m, int64_t uid, uint64_t *used, uint64_t *loose);
+/*
+ * R-QUOTA-2: 0 if space more bytes fit the user's quota (0: none) on top
+ * of its whole usage, else FERRY_EQUOTA.
+ */
+int ferry_meta_quota_room(struct ferry_meta *m, int64_t uid, int64_t space, uint64_t quota);
+/*
  * Returns 1 and a copy (ferry_free it) of inline content, 2 and a copy of
  * the chunk list of chunked content, 0 when the content lives in a blob
  * file, FERRY_ENOTFOUND when uid has no such content.
@@ -162,6 +172,26 @@ int ferry_meta_content_has(struct ferry_meta *m, int64_t uid, const char *cid);
 typedef int (*ferry_meta_list_fn)(void *arg, const char *relpath, const struct ferry_node *n);
 int ferry_meta_list(struct ferry_meta *m, int64_t uid, int64_t dir_id, int recursive,
                     ferry_meta_list_fn fn, void *arg);
+
+/*
+ * R-PAGE-2: the same walk as ferry_meta_list (name order, a folder's entry
+ * before its contents), one entry per call, in bounded memory: a folder's
+ * children are read a batch at a time, whatever their number. Every call
+ * of one walk must see one snapshot (an open read transaction on m).
+ */
+struct ferry_meta_cursor;
+int ferry_meta_cursor_new(int64_t uid, int64_t dir_id, int recursive,
+                          struct ferry_meta_cursor **out);
+/*
+ * 1: the next entry is in *n and *rel (its path relative to the listed
+ * folder, valid until the next call); 0: the walk is over; < 0: an error
+ * (FERRY_ETOOBIG for a path or depth past R-PATH's limits).
+ */
+int ferry_meta_cursor_next(struct ferry_meta *m, struct ferry_meta_cursor *c, const char **rel,
+                           struct ferry_node *n);
+void ferry_meta_cursor_free(struct ferry_meta_cursor *c);
+/* Opens a read-only connection whose page cache holds at most cache_kib KiB. */
+int ferry_meta_open_reader(const char *path, int cache_kib, struct ferry_meta **out);
 
 /*
  * Collects content rows whose count fell to zero (dropping their chunk

@@ -58,7 +58,97 @@ struct op *srv_op_new(struct sess *s, enum op_kind kind, const char *ref)
     snprintf(op->ref, sizeof(op->ref), "%s", ref != NULL ? ref : "");
     srv_sess_ref(s);
     s->outstanding++;
+    /* R-PIPE-4: counted until its batch is done, whatever admitted it. */
+    s->nops++;
+    s->srv->nops++;
     return op;
+}
+
+/* R-PIPE-4, R-STORE-11: whether the server as a whole can take another write. */
+static int room_in_all(const struct srv *srv)
+{
+    return srv->nops < srv->cfg.max_ops && srv->unacked < srv->cfg.max_unacked_total;
+}
+
+int srv_op_admit(struct sess *s)
+{
+    struct srv *srv = s->srv;
+
+    /* Resumed by srv_sess_op_done as the connection's own operations commit. */
+    if (s->nops >= srv->cfg.max_ops_conn) {
+        ferry_conn_pause(&s->conn);
+        return 1;
+    }
+    if (room_in_all(srv)) {
+        /* Admitted another way (its own commits resumed it): no longer waiting. */
+        srv_op_unwait(s);
+        return 0;
+    }
+    /* Resumed in turn by wake_waiters once a commit frees room. */
+    if (!s->opw_waiting) {
+        s->opw_waiting = 1;
+        s->opw_next = NULL;
+        if (srv->opw_tail != NULL)
+            srv->opw_tail->opw_next = s;
+        else
+            srv->opw_head = s;
+        srv->opw_tail = s;
+    }
+    ferry_conn_pause(&s->conn);
+    return 1;
+}
+
+void srv_op_unwait(struct sess *s)
+{
+    struct srv *srv = s->srv;
+    struct sess **pp, *prev = NULL;
+
+    if (!s->opw_waiting)
+        return;
+    for (pp = &srv->opw_head; *pp != NULL; prev = *pp, pp = &(*pp)->opw_next) {
+        if (*pp != s)
+            continue;
+        *pp = s->opw_next;
+        if (srv->opw_tail == s)
+            srv->opw_tail = prev;
+        break;
+    }
+    s->opw_waiting = 0;
+    s->opw_next = NULL;
+}
+
+/*
+ * Whether a connection stopped at a cap of R-PIPE-4 may be read again: the
+ * stops that are not checked again when their frame is redelivered must be
+ * over (R-STORE-3's staged bytes, an ordering barrier, a listing being
+ * sent, R-PAGE-1).
+ */
+static int may_resume(const struct sess *s)
+{
+    return !s->closed && !s->barrier && s->unacked < s->srv->cfg.max_unacked && s->listing == NULL;
+}
+
+/*
+ * Resumes, first come first served, the connections that stopped for room in
+ * all, while there is room. Each one resumed takes its write at once (its
+ * frame is redelivered now), so the room goes to them before the
+ * connections that commits resume afterwards (srv_sess_op_done): those could
+ * otherwise take every freed place each time and starve the waiters.
+ */
+static void wake_waiters(struct srv *srv)
+{
+    struct sess *s;
+
+    while ((s = srv->opw_head) != NULL && room_in_all(srv)) {
+        srv->opw_head = s->opw_next;
+        if (srv->opw_head == NULL)
+            srv->opw_tail = NULL;
+        s->opw_waiting = 0;
+        s->opw_next = NULL;
+        /* One that cannot go now is resumed by its own commits later. */
+        if (may_resume(s))
+            ferry_conn_resume(&s->conn);
+    }
 }
 
 void srv_op_free(struct op *op)
@@ -346,6 +436,14 @@ static int apply(struct srv *srv, struct op *op)
         return ferry_meta_put_file(m, op->uid, op->path, op->size, op->cid, op->mtime, op->flag,
                                    op->now, op->data, op->list, op->list_len, srv->cfg.quota);
     case OP_CHUNK:
+        if (srv->cfg.quota > 0) {
+            if ((rc = ferry_meta_chunk_has(m, op->uid, op->hash)) < 0)
+                return rc;
+            /* R-QUOTA-2: a chunk not held yet must fit the quota with its whole blocks. */
+            if (rc == 0 && (rc = ferry_meta_quota_room(m, op->uid, FERRY_PACK_ROUND(op->size),
+                                                       srv->cfg.quota)) != 0)
+                return rc;
+        }
         /* A chunk held already (or stored twice in one batch) leaves its new bytes unused. */
         rc = ferry_meta_chunk_put(m, op->uid, op->hash, op->size, op->pack, op->off, op->now);
         op->unused = rc == 1;
@@ -583,8 +681,10 @@ static void batch_done(uv_work_t *w, int status)
                 continue;
             o->replied = 1;
             reply(o, &committed);
-            if ((o->kind == OP_UPLOAD && o->list == NULL) || o->kind == OP_CHUNK)
+            if ((o->kind == OP_UPLOAD && o->list == NULL) || o->kind == OP_CHUNK) {
                 o->s->unacked -= (uint64_t)o->size;
+                srv->unacked -= (uint64_t)o->size;
+            }
             /* Keep each Committed inside one frame. */
             if (committed != NULL && json_array_size(committed) >= SRV_COMMITTED_TIDS_MAX) {
                 srv_send(op->s, FERRY_MSG_COMMITTED, json_pack("{s:o}", "tids", committed));
@@ -594,6 +694,12 @@ static void batch_done(uv_work_t *w, int status)
         if (committed != NULL)
             srv_send(op->s, FERRY_MSG_COMMITTED, json_pack("{s:o}", "tids", committed));
     }
+    /* R-PIPE-4: the batch's room goes first to the connections waiting for it. */
+    for (op = b->ops; op != NULL; op = op->next) {
+        op->s->nops--;
+        srv->nops--;
+    }
+    wake_waiters(srv);
     for (op = b->ops; op != NULL; op = op->next) {
         if (op->kind == OP_SIGNUP || op->kind == OP_SESSION || op->kind == OP_SETPW ||
             op->kind == OP_LOGOUT)
@@ -606,6 +712,8 @@ static void batch_done(uv_work_t *w, int status)
         next = op->next;
         if (op->tmpname[0] != '\0')
             unlinkat(srv->tmpfd, op->tmpname, 0);
+        /* R-CHUNK-30: a committed (or failed) file's list is no longer held. */
+        srv_list_uncharge(srv, op->list_uid, op->list_charged);
         srv_op_free(op);
     }
     for (i = 0; i < b->ngc; i++)

@@ -72,13 +72,32 @@ const struct srv_opt srv_opts[] = {
     {"max-queued-downloads", 0, SRV_OPT_COUNT, "N",
      "downloads one connection may have queued (default 64)", SRV_CFG(max_downloads), 1, 100000, 1},
     {"max-listing", 0, SRV_OPT_SIZE, "BYTES",
-     "output one listing may queue before it is refused (default 32M)", SRV_CFG(max_listing),
+     "pages one listing may send before it is refused (default 32M)", SRV_CFG(max_listing),
      1u << 20, UINT64_MAX, 1},
-    {"quota", 0, SRV_OPT_SIZE, "BYTES", "logical bytes each user may store (default 0: no quota)",
+    {"max-listings", 0, SRV_OPT_COUNT, "N",
+     "long listings built at once, at most 4 for one user (default 32)", SRV_CFG(max_listings), 1,
+     100000, 1},
+    {"quota", 0, SRV_OPT_SIZE, "BYTES",
+     "bytes each user may store, files and unfinished uploads' chunks (default 0: none)",
      SRV_CFG(quota), 0, UINT64_MAX, 1},
     {"partial-ttl", 0, SRV_OPT_SECS, "SECS",
      "keep chunks of unfinished uploads this long (default 86400)", SRV_CFG(partial_ttl_ns), 1,
      30ull * 86400, 1000000000},
+    {"max-queued-writes", 0, SRV_OPT_COUNT, "N",
+     "writes one connection may have awaiting commit (default 4096)", SRV_CFG(max_ops_conn), 1,
+     1000000, 1},
+    {"max-queued-writes-total", 0, SRV_OPT_COUNT, "N",
+     "writes all connections may have awaiting commit (default 16384)", SRV_CFG(max_ops), 1,
+     1000000, 1},
+    {"max-unacked-total", 0, SRV_OPT_SIZE, "BYTES",
+     "upload bytes all connections may have awaiting commit (default 1G)",
+     SRV_CFG(max_unacked_total), 1, UINT64_MAX, 1},
+    {"max-chunk-lists", 0, SRV_OPT_SIZE, "BYTES",
+     "chunk lists held in memory for all users (default 256M)", SRV_CFG(max_lists), 1,
+     UINT64_MAX, 1},
+    {"max-chunk-lists-per-user", 0, SRV_OPT_SIZE, "BYTES",
+     "chunk lists held in memory for one user (default 64M)", SRV_CFG(max_lists_user), 1,
+     UINT64_MAX, 1},
     {"verbose", 'v', SRV_OPT_FLAG, "", "log debug events", SRV_CFG(verbose), 0, 1, 1},
 };
 const size_t srv_nopts = sizeof(srv_opts) / sizeof(srv_opts[0]);
@@ -105,6 +124,12 @@ void srv_config_defaults(struct srv_config *cfg)
         .max_conns_per_ip = 128,
         .max_conns_per_user = 64,
         .reserve_conns = -1,
+        .max_ops_conn = SRV_CONN_OPS_MAX,
+        .max_ops = SRV_OPS_MAX,
+        .max_unacked_total = SRV_UNACKED_TOTAL,
+        .max_lists = SRV_LISTS_MAX,
+        .max_lists_user = SRV_LISTS_USER,
+        .max_listings = SRV_LISTINGS_MAX,
     };
 }
 
@@ -361,6 +386,7 @@ out:
     if (srv->lockfd >= 0)
         close(srv->lockfd);
     srv_throttle_cleanup(srv);
+    ferry_free(srv->uses);
     ferry_free(srv);
     return rc;
 }

@@ -6,6 +6,7 @@
 
 #include "ferry/core.h"
 #include "ferry/crypto.h"
+#include "ferry/manifest.h"
 #include "ferry/net.h"
 #include "ferry/store.h"
 #include "ferry/wire.h"
@@ -47,8 +48,6 @@
 #define SRV_READ_CHUNK (256u << 10)
 /* R-CHUNK-6: chunks one connection may have begun and not finished. */
 #define SRV_CHUNKS_OPEN_MAX 8
-/* Chunk-list bytes one connection may hold for its open chunked uploads. */
-#define SRV_LIST_BYTES_MAX (64u << 20)
 
 /*
  * Fair shares of connections and of password work (session.c, auth.c,
@@ -68,6 +67,41 @@
 #define SRV_REFUSE_WAIT_MS 5000
 /* R-LOG-3: lines a second of each kind a peer can cause in volume. */
 #define SRV_LOG_BURST 10
+
+/*
+ * Bounded server resources (issue 9, items 7, 11, 12, 13). Each cap says
+ * what one operation costs, so the defaults bound the memory in all.
+ */
+/* R-PIPE-4: writes one connection may have queued, about 1 KiB each (--max-queued-writes). */
+#define SRV_CONN_OPS_MAX 4096
+/* R-PIPE-4: writes queued by all connections together (--max-queued-writes-total). */
+#define SRV_OPS_MAX 16384
+/* R-STORE-11: staged upload bytes of all connections together (--max-unacked-total). */
+#define SRV_UNACKED_TOTAL (1ull << 30)
+/*
+ * R-CHUNK-30: chunk-list bytes held for one user, on all its connections
+ * (--max-chunk-lists-per-user): the list of a 470 GiB file at 256 KiB
+ * chunks (R-CHUNK-1's average).
+ */
+#define SRV_LISTS_USER (64ull << 20)
+/* R-CHUNK-30: chunk-list bytes held for all users together (--max-chunk-lists). */
+#define SRV_LISTS_MAX (256ull << 20)
+/*
+ * R-PAGE-2: listings built by jobs at once, each with its own read snapshot
+ * and SQLite connection, about 1 MiB with its unsent pages (--max-listings);
+ * and at most this many of them for one user.
+ */
+#define SRV_LISTINGS_MAX  32
+#define SRV_LISTINGS_USER 4
+/*
+ * R-PAGE-2: a listing of at most this many entries is answered on the loop
+ * thread at once (about a millisecond); a longer one goes to a job.
+ */
+#define SRV_LIST_FAST_ENTRIES 256
+/* R-PAGE-2: page bytes one step of a listing job produces. */
+#define SRV_LISTING_SLICE (256u << 10)
+/* R-PAGE-2: the page cache of a listing job's SQLite connection, in KiB. */
+#define SRV_LISTING_CACHE_KIB 256
 
 struct srv_config {
     char data[4096];
@@ -94,10 +128,24 @@ struct srv_config {
     int max_conns_per_user;
     int max_conns_per_ip;
     int reserve_conns; /* of max_conns, for addresses with no connection; < 0: max_conns / 16 */
+    /* Bounded resources. */
+    int max_ops_conn;           /* R-PIPE-4 */
+    int max_ops;                /* R-PIPE-4 */
+    uint64_t max_unacked_total; /* R-STORE-11 */
+    uint64_t max_lists;         /* R-CHUNK-30 */
+    uint64_t max_lists_user;    /* R-CHUNK-30 */
+    int max_listings;           /* R-PAGE-2 */
+};
+
+/* What one user holds of the resources capped per user (R-CHUNK-30). */
+struct srv_use {
+    int64_t uid;
+    uint64_t list_bytes;
 };
 
 struct sess;
 struct op;
+struct listing;
 
 /* One party competing for the single hashing slot (R-AUTH-12). */
 struct fair_key {
@@ -201,6 +249,21 @@ struct srv {
     /* R-ADMIN-6: the admin generation last seen, polled once a second. */
     uv_timer_t admin_watch;
     int64_t admin_gen;
+    /* Bounded resources: queued writes and staged bytes in all (R-PIPE-4, R-STORE-11). */
+    int nops;
+    uint64_t unacked;
+    struct sess *opw_head; /* connections stopped until a commit frees room in all */
+    struct sess *opw_tail;
+    /* Chunk lists held, in all and per user (R-CHUNK-30). */
+    uint64_t list_bytes;
+    struct srv_use *uses;
+    int nuses;
+    int capuses;
+    /* Listing jobs (R-PAGE-2), and connections waiting for one. */
+    struct listing *listings;
+    int nlistings;
+    struct sess *lw_head;
+    struct sess *lw_tail;
 };
 
 /*
@@ -214,7 +277,6 @@ struct chunk_rx {
     uint32_t index;
     uint32_t len;
     uint32_t got;
-    int drop; /* the upload was refused: check the frames, keep nothing */
     uint8_t hash[32];
     uint8_t *buf;
 };
@@ -242,9 +304,12 @@ struct upload {
     size_t wlen;
     /* Chunked uploads (R-CHUNK): the list so far and the chunks arriving. */
     int chunked;
-    uint8_t *list;
+    uint8_t *list;   /* complete entries; none once the upload failed (R-CHUNK-30) */
     size_t list_len; /* bytes of the list received */
-    size_t list_cap;
+    size_t list_cap; /* bytes allocated, charged to uid */
+    int64_t uid;     /* the user the upload was opened by */
+    uint8_t carry[FERRY_CHUNK_ENT_LEN]; /* an entry split across frames */
+    size_t carry_len;
     uint64_t list_sum; /* sum of the lengths of the complete entries */
     uint32_t nent;     /* complete entries */
     uint32_t answered; /* entries answered by ChunkNeed */
@@ -275,8 +340,10 @@ struct download {
     /* Chunked content: its list, the chunk being read and where it starts. */
     uint8_t *list;
     size_t list_len;
-    size_t chunk;       /* index of the chunk being sent */
-    uint32_t chunk_pos; /* bytes of it already sent */
+    int64_t uid;         /* the user the list is charged to (R-CHUNK-30)... */
+    size_t list_charged; /* ...and how many bytes */
+    size_t chunk;        /* index of the chunk being sent */
+    uint32_t chunk_pos;  /* bytes of it already sent */
     uint32_t chunk_len;
     /* R-CHUNK-15: the list is sent instead of the file. */
     int list_mode;
@@ -314,7 +381,6 @@ struct sess {
     struct download *dl_head;
     struct download *dl_tail;
     int ndownloads;
-    size_t list_bytes;                       /* chunk lists held, across open uploads */
     struct chunk_rx rx[SRV_CHUNKS_OPEN_MAX]; /* chunks begun on this connection */
     int nrx;
     uint64_t unacked;
@@ -326,6 +392,15 @@ struct sess {
     /* Recently finished downloads, whose TransferComplete ack is expected. */
     uint8_t done_tids[SRV_DONE_TIDS][FERRY_TID_LEN];
     unsigned done_next;
+    /* Bounded resources (R-PIPE-4). */
+    int nops;              /* operations of this connection not yet committed */
+    int opw_waiting;       /* in srv->opw_*: stopped until there is room in all */
+    struct sess *opw_next; /* next in srv->opw_* */
+    /* R-PAGE-2: the listing being sent, during which nothing else is read. */
+    struct listing *listing;
+    int listing_big;      /* the DirInfo held back needs a job: no second try on the loop */
+    int lw_waiting;       /* in srv->lw_*: stopped until a listing job is free */
+    struct sess *lw_next; /* next in srv->lw_* */
 };
 
 /* session.c */
@@ -379,6 +454,13 @@ void srv_log_transfer(struct sess *s, const char *dir, const char *path, int64_t
 /* files.c */
 int srv_files_handle(struct sess *s, const struct ferry_cmd *cmd);
 
+/* listing.c: DirInfo (R-PAGE-1, R-PAGE-2). */
+int srv_listing_dirinfo(struct sess *s, const struct ferry_cmd *cmd);
+/* R-PAGE-2: the connection's output drained: the listing may go on. */
+void srv_listing_pump(struct sess *s);
+/* The connection is closing: its listing ends, and it waits for none. */
+void srv_listing_cleanup(struct sess *s);
+
 /* transfer.c */
 int srv_upload_open(struct sess *s, const struct ferry_cmd *cmd);
 int srv_upload_data(struct sess *s, const struct ferry_data *d);
@@ -388,6 +470,8 @@ int srv_transfer_cancel(struct sess *s, const struct ferry_cmd *cmd);
 int srv_download_queue(struct sess *s, const struct ferry_cmd *cmd);
 void srv_download_pump(struct sess *s);
 void srv_transfer_cleanup(struct sess *s);
+/* R-CHUNK-30: gives back list bytes charged to uid. */
+void srv_list_uncharge(struct srv *srv, int64_t uid, uint64_t n);
 
 /* commit.c: the single-writer queue. */
 enum op_kind {
@@ -425,14 +509,16 @@ struct op {
     uint8_t *data; /* inline content (R-STORE-9), a chunk's bytes, owned */
     uint8_t *list; /* chunked upload: its chunk list, owned */
     size_t list_len;
-    uint32_t index;   /* OP_CHUNK: index in its list */
-    uint8_t hash[32]; /* OP_CHUNK: the SHA-256 the list promised */
-    const char *top;  /* "blobs": where the placed file went */
-    int64_t pack;     /* OP_CHUNK: the pack its bytes went to (0: not written) */
-    int64_t off;      /* OP_CHUNK: and where in it */
-    int unused;       /* OP_CHUNK: held already, the bytes written are garbage */
-    uv_work_t check;  /* OP_CHUNK: its SHA-256 check on the thread pool (transfer.c) */
-    uint64_t t0_ms;   /* OP_UPLOAD: when its Upload came, for the log (R-LOG-5) */
+    int64_t list_uid;    /* R-CHUNK-30: whom the list is charged to... */
+    size_t list_charged; /* ...and how much, until the op is done */
+    uint32_t index;      /* OP_CHUNK: index in its list */
+    uint8_t hash[32];    /* OP_CHUNK: the SHA-256 the list promised */
+    const char *top;     /* "blobs": where the placed file went */
+    int64_t pack;        /* OP_CHUNK: the pack its bytes went to (0: not written) */
+    int64_t off;         /* OP_CHUNK: and where in it */
+    int unused;          /* OP_CHUNK: held already, the bytes written are garbage */
+    uv_work_t check;     /* OP_CHUNK: its SHA-256 check on the thread pool (transfer.c) */
+    uint64_t t0_ms;      /* OP_UPLOAD: when its Upload came, for the log (R-LOG-5) */
     /* accounts */
     char user[SRV_USER_MAX + 1];
     char pwhash[160];
@@ -444,6 +530,15 @@ struct op {
 };
 
 struct op *srv_op_new(struct sess *s, enum op_kind kind, const char *ref);
+/*
+ * R-PIPE-4, R-STORE-11: whether s may queue one more write. 0: go ahead. 1:
+ * a cap is reached; the connection is paused and the caller must leave the
+ * frame unconsumed (return 1 from on_frame); it is read again once there is
+ * room.
+ */
+int srv_op_admit(struct sess *s);
+/* Forgets that s waits for room in all (its connection is closing). */
+void srv_op_unwait(struct sess *s);
 void srv_op_submit(struct srv *srv, struct op *op);
 void srv_op_free(struct op *op);
 void srv_kick_cb(uv_timer_t *t);

@@ -17,6 +17,89 @@ static int fault(struct sess *s, const char *ref, int rc, const char *msg)
     return rc < 0 ? rc : FERRY_EPROTO;
 }
 
+/* ---- R-CHUNK-30: chunk-list bytes, per user and in all ---- */
+
+static struct srv_use *use_find(struct srv *srv, int64_t uid)
+{
+    int i;
+
+    for (i = 0; i < srv->nuses; i++)
+        if (srv->uses[i].uid == uid)
+            return &srv->uses[i];
+    return NULL;
+}
+
+/* The list bytes uid may still be charged: the smaller of its room and the server's. */
+static uint64_t list_room(struct srv *srv, int64_t uid)
+{
+    struct srv_use *u = use_find(srv, uid);
+    uint64_t held = u != NULL ? u->list_bytes : 0, user, all;
+
+    user = srv->cfg.max_lists_user > held ? srv->cfg.max_lists_user - held : 0;
+    all = srv->cfg.max_lists > srv->list_bytes ? srv->cfg.max_lists - srv->list_bytes : 0;
+    return user < all ? user : all;
+}
+
+/*
+ * Whether a list of want bytes could ever be held (else FERRY_ETOOBIG) and
+ * fits the room left now on top of what this list already holds (else
+ * FERRY_EBUSY: try again later).
+ */
+static int list_fits(struct srv *srv, int64_t uid, uint64_t held, uint64_t want)
+{
+    uint64_t cap =
+        srv->cfg.max_lists_user < srv->cfg.max_lists ? srv->cfg.max_lists_user : srv->cfg.max_lists;
+
+    if (want > cap)
+        return FERRY_ETOOBIG;
+    if (want > held && want - held > list_room(srv, uid))
+        return FERRY_EBUSY;
+    return 0;
+}
+
+/* Charges n bytes to uid; the caller checked the room (list_fits). */
+static int list_charge(struct srv *srv, int64_t uid, uint64_t n)
+{
+    struct srv_use *u = use_find(srv, uid), *nv;
+
+    if (u == NULL) {
+        if (srv->nuses == srv->capuses) {
+            int ncap = srv->capuses ? srv->capuses * 2 : 16;
+            if ((nv = ferry_realloc(srv->uses, (size_t)ncap * sizeof(*nv))) == NULL)
+                return -ENOMEM;
+            srv->uses = nv;
+            srv->capuses = ncap;
+        }
+        u = &srv->uses[srv->nuses++];
+        *u = (struct srv_use){.uid = uid};
+    }
+    u->list_bytes += n;
+    srv->list_bytes += n;
+    return 0;
+}
+
+void srv_list_uncharge(struct srv *srv, int64_t uid, uint64_t n)
+{
+    struct srv_use *u = use_find(srv, uid);
+
+    if (n == 0 || u == NULL)
+        return;
+    u->list_bytes -= n;
+    srv->list_bytes -= n;
+    /* A user holding nothing leaves the table, so it stays as small as its holders. */
+    if (u->list_bytes == 0)
+        *u = srv->uses[--srv->nuses];
+}
+
+/* Frees an upload's list and gives its bytes back. */
+static void list_release(struct srv *srv, struct upload *u)
+{
+    srv_list_uncharge(srv, u->uid, u->list_cap);
+    ferry_free(u->list);
+    u->list = NULL;
+    u->list_cap = 0;
+}
+
 static struct upload *find_upload(struct sess *s, const uint8_t tid[static FERRY_TID_LEN],
                                   struct upload ***link)
 {
@@ -66,15 +149,14 @@ static void upload_free(struct sess *s, struct upload *u)
             i++;
         }
     }
-    s->list_bytes -= u->list_cap;
-    ferry_free(u->list);
+    list_release(s->srv, u);
     ferry_sha256_cleanup(&u->sha);
     ferry_buf_cleanup(&u->wbuf);
     ferry_free(u->path);
     ferry_free(u);
 }
 
-static int send_upload_error(struct sess *s, struct upload *u, int rc)
+static int send_upload_error_msg(struct sess *s, struct upload *u, int rc, const char *msg)
 {
     char tid[33];
     json_t *e;
@@ -82,8 +164,64 @@ static int send_upload_error(struct sess *s, struct upload *u, int rc)
     u->reported = 1;
     ferry_hex_encode(u->tid, FERRY_TID_LEN, tid);
     e = json_pack("{s:s, s:s, s:i, s:s}", "ref", u->ref, "tid", tid, "code", ferry_err_to_wire(rc),
-                  "message", ferry_strerror(rc));
+                  "message", msg != NULL ? msg : ferry_strerror(rc));
     return srv_send(s, FERRY_MSG_ERROR, e);
+}
+
+static int send_upload_error(struct sess *s, struct upload *u, int rc)
+{
+    return send_upload_error_msg(s, u, rc, NULL);
+}
+
+/* R-CHUNK-30: what the client is told when a list cannot be held. */
+static const char *list_refusal(int rc)
+{
+    return rc == FERRY_EBUSY ? "server busy: too many chunk lists held, try again later"
+                             : "chunk list longer than the server holds";
+}
+
+/*
+ * R-CHUNK-30: the upload is refused because its list cannot be held. The
+ * list goes now; the rest of it is still read and checked, then dropped.
+ */
+static int list_refuse(struct sess *s, struct upload *u, int rc)
+{
+    list_release(s->srv, u);
+    u->rc = rc;
+    return send_upload_error_msg(s, u, rc, list_refusal(rc));
+}
+
+/*
+ * Makes room for want bytes of u's list, doubling so a list costs few
+ * copies, but never past the room the caps leave. A list that cannot fit
+ * refuses its upload (0 returned); only a failed allocation is an error.
+ */
+static int list_grow(struct sess *s, struct upload *u, size_t want)
+{
+    struct srv *srv = s->srv;
+    size_t ncap = u->list_cap ? u->list_cap * 2 : 64 * FERRY_CHUNK_ENT_LEN;
+    uint64_t room;
+    uint8_t *nl;
+    int rc;
+
+    if (want <= u->list_cap)
+        return 0;
+    if ((rc = list_fits(srv, u->uid, u->list_cap, want)) != 0)
+        return list_refuse(s, u, rc);
+    while (ncap < want)
+        ncap *= 2;
+    room = list_room(srv, u->uid);
+    if (ncap - u->list_cap > room)
+        ncap = u->list_cap + (size_t)room;
+    if ((nl = ferry_realloc(u->list, ncap)) == NULL)
+        return -ENOMEM;
+    if ((rc = list_charge(srv, u->uid, ncap - u->list_cap)) != 0) {
+        u->list = nl;
+        return rc;
+    }
+    u->list = nl;
+    u->list_cap = ncap;
+    return 0;
 }
 
 static int disk_has_room(struct srv *srv, uint64_t size)
@@ -109,6 +247,7 @@ int srv_upload_open(struct sess *s, const struct ferry_cmd *cmd)
 
     uint64_t used = 0;
     int chunked = cmd->type == FERRY_MSG_CHUNKED_UPLOAD;
+    const char *msg = NULL;
 
     if ((rc = ferry_msg_tid(cmd->body, "tid", tid)) != 0 ||
         (rc = ferry_msg_str(cmd->body, "path", FERRY_PATH_MAX + 2, &path)) != 0 ||
@@ -131,6 +270,7 @@ int srv_upload_open(struct sess *s, const struct ferry_cmd *cmd)
     u->mtime = mtime;
     u->exec = exec;
     u->chunked = chunked;
+    u->uid = s->uid;
     u->list_done = chunked && size == 0; /* an empty file has an empty list */
     if (chunked) {
         u->owner = s;
@@ -153,6 +293,12 @@ int srv_upload_open(struct sess *s, const struct ferry_cmd *cmd)
         u->rc = FERRY_EPATH;
     } else if (size > srv->cfg.max_file_size) {
         u->rc = FERRY_ETOOBIG; /* declared sizes are refused before any allocation */
+    } else if (chunked &&
+               (u->rc = list_fits(srv, s->uid, 0,
+                                  (size / FERRY_CHUNK_MAX + (size % FERRY_CHUNK_MAX != 0)) *
+                                      FERRY_CHUNK_ENT_LEN)) != 0) {
+        /* R-CHUNK-30: the shortest list the size allows must fit, before anything is held. */
+        msg = list_refusal(u->rc);
     } else if (srv->cfg.quota > 0 &&
                (ferry_meta_used(srv->rdb, s->uid, &used) != 0 || used + size > srv->cfg.quota)) {
         /* R-CHUNK-9: refused before anything is allocated; the commit checks again. */
@@ -183,7 +329,7 @@ int srv_upload_open(struct sess *s, const struct ferry_cmd *cmd)
         }
     }
     if (u->rc != 0)
-        return send_upload_error(s, u, u->rc);
+        return send_upload_error_msg(s, u, u->rc, msg);
     return 0;
 }
 
@@ -266,54 +412,50 @@ out:
     return rc;
 }
 
-/* R-CHUNK-4: the list arrives as data frames; each entry is judged as it completes. */
+/*
+ * R-CHUNK-4: the list arrives as data frames; each entry is judged as it
+ * completes, gathered in carry when a frame splits it. A refused upload's
+ * entries are judged the same and not kept (R-CHUNK-30).
+ */
 static int list_data(struct sess *s, struct upload *u, const struct ferry_data *d)
 {
     struct ferry_chunk_ent e;
-    size_t want;
+    const uint8_t *p = d->bytes;
+    size_t n = d->len, k;
     int rc;
 
     if (d->offset != u->list_len)
         return fault(s, u->ref, FERRY_EPROTO, "chunk list offset out of order");
     if (u->list_done)
         return fault(s, u->ref, FERRY_ETOOBIG, "data beyond the chunk list");
-    want = u->list_len + d->len;
-    if (want > u->list_cap) {
-        size_t ncap = u->list_cap ? u->list_cap * 2 : 64 * FERRY_CHUNK_ENT_LEN;
-        size_t room;
-        uint8_t *nl;
-
-        /* The whole connection's lists are capped, not only this one. */
-        if (s->list_bytes - u->list_cap + want > SRV_LIST_BYTES_MAX)
-            return fault(s, u->ref, FERRY_ETOOBIG, "chunk lists too large");
-        while (ncap < want)
-            ncap *= 2;
-        /* Growth never takes more than the cap leaves. */
-        room = SRV_LIST_BYTES_MAX - (s->list_bytes - u->list_cap);
-        if (ncap > room)
-            ncap = room;
-        if ((nl = ferry_realloc(u->list, ncap)) == NULL)
-            return -ENOMEM;
-        s->list_bytes += ncap - u->list_cap;
-        u->list = nl;
-        u->list_cap = ncap;
-    }
-    memcpy(u->list + u->list_len, d->bytes, d->len);
-    u->list_len = want;
-    while ((size_t)(u->nent + 1) * FERRY_CHUNK_ENT_LEN <= u->list_len) {
-        ferry_chunk_ent_decode(u->list + (size_t)u->nent * FERRY_CHUNK_ENT_LEN, &e);
+    /* Room for every entry this frame may complete, or the upload is refused. */
+    if (u->rc == 0 && (rc = list_grow(s, u, u->list_len + n)) != 0)
+        return rc;
+    while (n > 0) {
+        k = FERRY_CHUNK_ENT_LEN - u->carry_len < n ? FERRY_CHUNK_ENT_LEN - u->carry_len : n;
+        memcpy(u->carry + u->carry_len, p, k);
+        u->carry_len += k;
+        u->list_len += k;
+        p += k;
+        n -= k;
+        if (u->carry_len < FERRY_CHUNK_ENT_LEN)
+            break;
+        u->carry_len = 0;
+        ferry_chunk_ent_decode(u->carry, &e);
         /* R-CHUNK-2, checked entry by entry so a bad list costs nothing more. */
         if (e.len == 0 || e.len > FERRY_CHUNK_MAX)
             return fault(s, u->ref, FERRY_EPROTO, "chunk length out of range");
         if (e.len > u->size - u->list_sum)
             return fault(s, u->ref, FERRY_EPROTO, "chunk list longer than the file");
+        if (u->rc == 0)
+            memcpy(u->list + (size_t)u->nent * FERRY_CHUNK_ENT_LEN, u->carry, FERRY_CHUNK_ENT_LEN);
         u->list_sum += e.len;
         u->nent++;
         if (u->list_sum < u->size && e.len < FERRY_CHUNK_MIN)
             return fault(s, u->ref, FERRY_EPROTO, "chunk shorter than the minimum");
         if (u->list_sum == u->size) {
             u->list_done = 1;
-            if (u->list_len != (size_t)u->nent * FERRY_CHUNK_ENT_LEN)
+            if (n > 0)
                 return fault(s, u->ref, FERRY_ETOOBIG, "data beyond the chunk list");
         }
         if (u->rc == 0 && (u->nent - u->answered == need_group(u->answered) || u->list_done) &&
@@ -326,6 +468,7 @@ static int list_data(struct sess *s, struct upload *u, const struct ferry_data *
 static void upload_track_unacked(struct sess *s, uint64_t n)
 {
     s->unacked += n;
+    s->srv->unacked += n; /* R-STORE-11: checked at the next write (srv_op_admit) */
     /* R-STORE-3: stop reading while too much awaits its commit. */
     if (s->unacked >= s->srv->cfg.max_unacked)
         ferry_conn_pause(&s->conn);
@@ -409,27 +552,35 @@ int srv_chunk_data(struct sess *s, const struct ferry_chunk_frame *f)
             return fault(s, NULL, FERRY_ENOTFOUND, "chunk for an unknown transfer");
         if (f->index >= u->nent)
             return fault(s, u->ref, FERRY_EPROTO, "chunk index not in the list");
+        /*
+         * R-CHUNK-30: a refused upload keeps no list, so nothing to check a
+         * new chunk's frames against: they are dropped (R-XFER-4).
+         */
+        if (u->rc != 0)
+            return 0;
         if (f->offset != 0)
             return fault(s, u->ref, FERRY_EPROTO, "chunk offset out of order");
         if (s->nrx >= SRV_CHUNKS_OPEN_MAX)
             return fault(s, u->ref, FERRY_EPROTO, "too many chunks begun");
+        /* R-PIPE-4: a chunk becomes a write; admitted before its buffer exists. */
+        if (srv_op_admit(s) != 0)
+            return 1;
         if (u->owner != s)
             ferry_log(FERRY_LOG_DEBUG,
                       "chunk index=%u of an upload opened on another connection ip=%s",
                       (unsigned)f->index, s->conn.peer_ip);
         ferry_chunk_ent_decode(u->list + (size_t)f->index * FERRY_CHUNK_ENT_LEN, &e);
         rx = &s->rx[s->nrx];
-        *rx = (struct chunk_rx){.index = f->index, .len = e.len, .drop = u->rc != 0};
+        *rx = (struct chunk_rx){.index = f->index, .len = e.len};
         memcpy(rx->tid, f->tid, FERRY_TID_LEN);
         memcpy(rx->hash, e.hash, 32);
         memcpy(rx->ref, u->ref, sizeof(rx->ref));
-        /* A refused upload's chunks are checked and dropped, never kept. */
         /*
          * Block-aligned, with room for the zeros that pad it to whole
          * blocks: the commit job appends it to a pack with O_DIRECT.
          */
-        if (!rx->drop && (rx->buf = ferry_malloc_aligned(FERRY_PACK_ALIGN,
-                                                         (size_t)FERRY_PACK_ROUND(e.len))) == NULL)
+        if ((rx->buf = ferry_malloc_aligned(FERRY_PACK_ALIGN, (size_t)FERRY_PACK_ROUND(e.len))) ==
+            NULL)
             return -ENOMEM;
         s->nrx++;
     }
@@ -545,6 +696,9 @@ int srv_upload_complete(struct sess *s, const struct ferry_cmd *cmd)
         return fault(s, cmd->id, FERRY_EPROTO, "malformed TransferComplete");
     if (u->chunked ? !u->list_done : u->received != u->size)
         return fault(s, cmd->id, FERRY_EPROTO, "TransferComplete before all data");
+    /* R-PIPE-4: an upload that may commit becomes a write; wait for room first. */
+    if (u->rc == 0 && srv_op_admit(s) != 0)
+        return 1;
     *link = u->next;
     s->nuploads--;
     if (u->chunked) {
@@ -621,10 +775,11 @@ commit:
             send_upload_error(s, u, -ENOMEM);
             op->rc = -ENOMEM;
         }
-        /* The list moves to the op; it no longer counts against the connection. */
+        /* The list moves to the op, still charged to its user until the commit (R-CHUNK-30). */
         op->list = u->list;
         op->list_len = u->list_len;
-        s->list_bytes -= u->list_cap;
+        op->list_uid = u->uid;
+        op->list_charged = u->list_cap;
         u->list = NULL;
         u->list_cap = 0;
         srv_op_submit(s->srv, op);
@@ -646,8 +801,9 @@ out:
     return 0;
 }
 
-static void download_free(struct download *d)
+static void download_free(struct srv *srv, struct download *d)
 {
+    srv_list_uncharge(srv, d->uid, d->list_charged);
     ferry_free(d->ranges);
     ferry_free(d->list);
     ferry_free(d->mem);
@@ -672,7 +828,7 @@ static void download_pop(struct sess *s)
     if (s->dl_head == NULL)
         s->dl_tail = NULL;
     s->ndownloads--;
-    download_free(d);
+    download_free(s->srv, d);
     if (s->conn.paused && !s->barrier && s->unacked < s->srv->cfg.max_unacked)
         ferry_conn_resume(&s->conn);
 }
@@ -703,7 +859,7 @@ int srv_transfer_cancel(struct sess *s, const struct ferry_cmd *cmd)
             if (s->dl_tail == d)
                 s->dl_tail = NULL;
             s->ndownloads--;
-            download_free(d);
+            download_free(s->srv, d);
             /* Find the new tail: the list is short. */
             for (d = s->dl_head; d != NULL && d->next != NULL; d = d->next)
                 ;
@@ -861,6 +1017,12 @@ static int download_resolve(struct sess *s, struct download *d)
         if (memlen != (size_t)n.size)
             return FERRY_EINTERNAL;
     } else if (rc == 2) {
+        /* R-CHUNK-30: the list is charged to the user while the download holds it. */
+        if ((rc = list_fits(s->srv, s->uid, 0, memlen)) != 0 ||
+            (rc = list_charge(s->srv, s->uid, memlen)) != 0)
+            return rc;
+        d->uid = s->uid;
+        d->list_charged = memlen;
         /* R-CHUNK-10: chunked content is read chunk file by chunk file. */
         d->list = d->mem;
         d->list_len = memlen;
@@ -1039,6 +1201,11 @@ void srv_download_pump(struct sess *s)
     char tid[33];
     int rc;
 
+    /* R-PAGE-1: a listing's pages go out back to back; downloads wait for its end. */
+    if (s->listing != NULL) {
+        srv_listing_pump(s);
+        return;
+    }
     while (!s->closed && !s->conn.closing && (d = s->dl_head) != NULL &&
            ferry_conn_pending(&s->conn) < FERRY_NET_OUT_HIGH) {
         if (!d->started) {
@@ -1077,6 +1244,8 @@ void srv_transfer_cleanup(struct sess *s)
     struct upload *u;
     int i;
 
+    srv_op_unwait(s);
+    srv_listing_cleanup(s);
     for (i = 0; i < s->nrx; i++)
         ferry_free(s->rx[i].buf);
     s->nrx = 0;
@@ -1090,7 +1259,7 @@ void srv_transfer_cleanup(struct sess *s)
         s->dl_head = d->next;
         if (d->started)
             download_log(s, d, 0, "cancelled");
-        download_free(d);
+        download_free(s->srv, d);
     }
     s->dl_tail = NULL;
     s->ndownloads = 0;

@@ -427,6 +427,39 @@ static void expect_error(struct client *cl, int code, const char *ref, const uin
     ferry_cmd_cleanup(&m);
 }
 
+/*
+ * Expects one Error with code, ref and tid for each of the n chunk indices
+ * in idx, in any order: chunks are checked in parallel and join the write
+ * queue as their checks finish (R-CHUNK-7).
+ */
+static void expect_chunk_errors(struct client *cl, int code, const char *ref, const uint8_t tid[16],
+                                const json_int_t *idx, size_t n)
+{
+    struct ferry_cmd m;
+    char hex[33];
+    size_t i, k, seen = 0;
+    json_int_t index;
+    uint64_t done[4] = {0}; /* which of up to 256 indices came */
+
+    assert_true(n <= 256);
+    ferry_hex_encode(tid, 16, hex);
+    for (k = 0; k < n; k++) {
+        recv_type(cl, FERRY_MSG_ERROR, &m);
+        assert_int_equal(err_code(&m), code);
+        assert_string_equal(str_member(&m, "ref"), ref);
+        assert_string_equal(str_member(&m, "tid"), hex);
+        index = json_integer_value(json_object_get(m.body, "index"));
+        for (i = 0; i < n && idx[i] != index; i++)
+            ;
+        assert_true(i < n);
+        assert_false(done[i / 64] & (1ull << (i % 64)));
+        done[i / 64] |= 1ull << (i % 64);
+        seen++;
+        ferry_cmd_cleanup(&m);
+    }
+    assert_int_equal(seen, n);
+}
+
 /* Expects total ChunkStored messages for tid and counts them per index. */
 static void expect_stored(struct client *cl, const uint8_t tid[16], int *counts, uint32_t n,
                           int total)

@@ -121,7 +121,7 @@ static void server_start(struct server *s, const char *const *extra)
     if (s->pid == 0) {
         /* The test process dying (a crash, a kill) takes its server with it. */
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        char *argv[16] = {(char *)(uintptr_t)ferry_bin,
+        char *argv[32] = {(char *)(uintptr_t)ferry_bin,
                           "serve",
                           "--data",
                           datadir,
@@ -130,7 +130,7 @@ static void server_start(struct server *s, const char *const *extra)
                           "--signup",
                           "open"};
         int i = 8;
-        while (extra != NULL && *extra != NULL && i < 15)
+        while (extra != NULL && *extra != NULL && i < 31)
             argv[i++] = (char *)(uintptr_t)*extra++;
         argv[i] = NULL;
         efd = open(s->err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);

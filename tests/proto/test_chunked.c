@@ -896,10 +896,10 @@ static void test_chunked_tid_reused_r_xfer_1(void **state)
 }
 
 /*
- * R-CHUNK-4, section 12: the chunk-list bytes a connection holds are capped
- * at 64 MiB (SRV_LIST_BYTES_MAX); a 40 MB list is under the cap and must be
- * read whole. The upload is refused up front for its size (disk space), so
- * its list is read and dropped (R-XFER-4) and no ChunkNeed comes.
+ * R-CHUNK-4, R-CHUNK-30: a 40 MB list must be read whole. The upload is
+ * refused up front for its size (disk space), so its list is read, checked
+ * and dropped (R-XFER-4), no ChunkNeed comes, and nothing counts against
+ * the 64 MiB of lists a user may hold.
  */
 static void test_list_bytes_under_cap_r_chunk_4(void **state)
 {
@@ -1448,8 +1448,8 @@ static void test_quota_filled_r_chunk_9(void **state)
     struct sample five;
     struct client a;
     struct ferry_cmd m;
-    uint8_t tid[16], tx[16], ty[16], *three;
-    char hex[33], ref[37], ry[37], cid[80];
+    uint8_t tid[16], tx[16], ty[16], tw[16], *three;
+    char hex[33], ref[37], ry[37], rw[37], cid[80];
     struct ferry_sha256 sha;
 
     (void)state;
@@ -1470,13 +1470,17 @@ static void test_quota_filled_r_chunk_9(void **state)
     send_cancel(&a, tid);
     expect_quiet(&a);
     /*
-     * Two 3 MiB uploads each fit when they arrive (5 + 3 = 8 MiB); the
-     * commit checks again, so only the first gets in.
+     * Three 3 MiB uploads each fit when they arrive (5 + 3 = 8 MiB); only
+     * the first gets in: the chunked one's chunks are stored against the
+     * usage (R-QUOTA-2), the other plain one's commit checks again
+     * (R-QUOTA-3).
      */
     new_tid(tx, hex);
     open_plain(&a, tx, "x.bin", 3 << 20, NULL);
     new_tid(ty, hex);
     open_chunked(&a, ty, "y.bin", 3 << 20, ry);
+    new_tid(tw, hex);
+    open_plain(&a, tw, "w.bin", 3 << 20, rw);
     expect_quiet(&a);
     assert_int_equal(ferry_client_send_data(&a.c, tx, 0, three, 3u << 20), 0);
     flush(&a);
@@ -1488,7 +1492,6 @@ static void test_quota_filled_r_chunk_9(void **state)
     {
         struct sample y;
         json_int_t need[64];
-        int counts[64] = {0};
         size_t i, n;
 
         sample_cdc(&y, 3u << 20);
@@ -1496,11 +1499,19 @@ static void test_quota_filled_r_chunk_9(void **state)
         n = expect_need_groups(&a, ry, ty, y.n, need, 64);
         for (i = 0; i < n; i++)
             send_sample_chunk(&a, ty, &y, (uint32_t)need[i]);
-        expect_stored(&a, ty, counts, y.n, (int)n);
+        /* R-QUOTA-2: each new chunk is refused in turn, none is kept. */
+        expect_chunk_errors(&a, 20, ry, ty, need, n);
+        for (i = 0; i < y.n; i++)
+            assert_false(chunk_file_exists(&qsrv, &y, (uint32_t)i));
+        /* So the file cannot complete: a chunk is missing (R-CHUNK-8). */
         send_complete(&a, ty, y.cid);
-        expect_error(&a, 20, ry, ty, -1);
+        expect_error(&a, 5, ry, ty, -1);
         sample_free(&y);
     }
+    assert_int_equal(ferry_client_send_data(&a.c, tw, 0, three, 3u << 20), 0);
+    flush(&a);
+    send_complete(&a, tw, cid);
+    expect_error(&a, 20, rw, tw, -1);
     assert_true(ping_ok(&a));
     /*
      * Full: even a smaller replacement of a.bin is refused when it arrives,

@@ -254,6 +254,96 @@ static void test_list_recursive(void **state)
     assert_string_equal(l.names[4], "c/empty");
 }
 
+/* The walk ferry_meta_list makes, one line per entry ("rel id"), for comparing. */
+struct walk_log {
+    char *buf;
+    size_t len;
+    size_t cap;
+};
+
+static int on_walk(void *arg, const char *rel, const struct ferry_node *n)
+{
+    struct walk_log *w = arg;
+    int k;
+
+    if (w->cap - w->len < 4200) {
+        w->cap = w->cap ? w->cap * 2 : 1 << 16;
+        w->buf = realloc(w->buf, w->cap);
+        assert_non_null(w->buf);
+    }
+    k = snprintf(w->buf + w->len, w->cap - w->len, "%s %lld\n", rel, (long long)n->id);
+    w->len += (size_t)k;
+    return 0;
+}
+
+/* Compares the cursor's walk of dir with ferry_meta_list's, both ways of recursion. */
+static void cursor_matches(struct fx *f, int64_t dir)
+{
+    struct ferry_meta_cursor *c;
+    struct ferry_node n;
+    const char *rel;
+    int rec, rc;
+
+    for (rec = 0; rec < 2; rec++) {
+        struct walk_log want = {0}, got = {0};
+
+        assert_int_equal(ferry_meta_list(f->m, f->alice, dir, rec, on_walk, &want), 0);
+        assert_int_equal(ferry_meta_cursor_new(f->alice, dir, rec, &c), 0);
+        while ((rc = ferry_meta_cursor_next(f->m, c, &rel, &n)) == 1)
+            on_walk(&got, rel, &n);
+        assert_int_equal(rc, 0);
+        /* Over, it stays over. */
+        assert_int_equal(ferry_meta_cursor_next(f->m, c, &rel, &n), 0);
+        ferry_meta_cursor_free(c);
+        assert_int_equal(got.len, want.len);
+        assert_memory_equal(got.buf, want.buf, want.len);
+        free(want.buf);
+        free(got.buf);
+    }
+}
+
+/*
+ * R-PAGE-2: the cursor walks the tree as ferry_meta_list does, in batches:
+ * folders of more entries than a batch (64), a folder entered in the
+ * middle of a batch, folders deep and empty, another user's entries left
+ * out.
+ */
+static void test_cursor_walk_r_page_2(void **state)
+{
+    struct fx *f = *state;
+    struct ferry_node n;
+    char path[FERRY_PATH_MAX + 1];
+    int64_t id;
+    int i, k;
+
+    assert_int_equal(ferry_meta_begin(f->m), 0);
+    for (i = 0; i < 150; i++) {
+        snprintf(path, sizeof(path), "w/e%03d", i);
+        if (i % 40 == 7) {
+            /* Folders among the files, some with more than a batch inside. */
+            for (k = 0; k < (i == 47 ? 130 : 3); k++) {
+                snprintf(path, sizeof(path), "w/e%03d/in%03d", i, k);
+                assert_int_equal(ferry_meta_mkdirs(f->m, f->alice, path, 1, 1, &id), 0);
+            }
+        } else {
+            assert_int_equal(
+                ferry_meta_put_file(f->m, f->alice, path, 1, CID_A, 1, 0, 1, NULL, NULL, 0, 0), 0);
+        }
+    }
+    assert_int_equal(ferry_meta_mkdirs(f->m, f->alice, "w/deep/a/b/c/d/e/f/g", 1, 1, &id), 0);
+    assert_int_equal(ferry_meta_mkdirs(f->m, f->alice, "w/empty", 1, 1, &id), 0);
+    assert_int_equal(ferry_meta_mkdirs(f->m, f->bob, "w/bobs", 1, 1, &id), 0);
+    assert_int_equal(ferry_meta_commit(f->m), 0);
+    assert_int_equal(ferry_meta_read_begin(f->m), 0);
+    assert_int_equal(ferry_meta_lookup(f->m, f->alice, "", &n), 0);
+    cursor_matches(f, n.id);
+    assert_int_equal(ferry_meta_lookup(f->m, f->alice, "w/e047", &n), 0);
+    cursor_matches(f, n.id);
+    assert_int_equal(ferry_meta_lookup(f->m, f->alice, "w/empty", &n), 0);
+    cursor_matches(f, n.id);
+    ferry_meta_read_end(f->m);
+}
+
 /* R-AUTH-6, R-AUTH-7: one session per device; revocation by token or by user. */
 static void test_sessions(void **state)
 {
@@ -441,6 +531,75 @@ static void test_quota_r_chunk_9(void **state)
     /* Bob's usage is his own. */
     assert_int_equal(ferry_meta_used(f->m, f->bob, &used), 0);
     assert_int_equal(used, 0);
+    assert_int_equal(ferry_meta_commit(f->m), 0);
+}
+
+/*
+ * R-QUOTA-1..3: chunks no content refers to count, by their 4 KiB blocks,
+ * from their insert until their first reference, again once their last
+ * reference goes, and not after they are deleted.
+ */
+static void test_loose_chunks_r_quota_1(void **state)
+{
+    struct fx *f = *state;
+    struct gc_seen g = {0};
+    uint8_t list[72], h1[32], h2[32];
+    uint64_t used = 1, loose = 1, quota = 65536 + 4096 + 65546;
+
+    two_chunks(list, h1, h2);
+    assert_int_equal(ferry_meta_begin(f->m), 0);
+    assert_int_equal(ferry_meta_usage(f->m, f->alice, &used, &loose), 0);
+    assert_true(used == 0 && loose == 0);
+    /* 65536 and 10 bytes: 16 blocks and 1. */
+    assert_int_equal(ferry_meta_chunk_put(f->m, f->alice, h1, 65536, 0, 0, 100 * SEC), 0);
+    assert_int_equal(ferry_meta_chunk_put(f->m, f->alice, h2, 10, 0, 0, 100 * SEC), 0);
+    /* Stored again: no new row, nothing more counts. */
+    assert_int_equal(ferry_meta_chunk_put(f->m, f->alice, h2, 10, 0, 0, 100 * SEC), 1);
+    assert_int_equal(ferry_meta_usage(f->m, f->alice, &used, &loose), 0);
+    assert_int_equal(used, 0);
+    assert_int_equal(loose, 65536 + 4096);
+    /* R-QUOTA-2: the room left is the quota less both parts. */
+    assert_int_equal(ferry_meta_quota_room(f->m, f->alice, 65546, quota), 0);
+    assert_int_equal(ferry_meta_quota_room(f->m, f->alice, 65547, quota), FERRY_EQUOTA);
+    assert_int_equal(ferry_meta_quota_room(f->m, f->alice, INT64_MAX, quota), FERRY_EQUOTA);
+    assert_int_equal(ferry_meta_quota_room(f->m, f->alice, INT64_MAX, 0), 0);
+    /* Bob's usage is his own. */
+    assert_int_equal(ferry_meta_usage(f->m, f->bob, &used, &loose), 0);
+    assert_true(used == 0 && loose == 0);
+    /*
+     * R-QUOTA-3: a file referring to them stops them counting before the
+     * quota is checked, so its own chunks do not count twice.
+     */
+    assert_int_equal(ferry_meta_put_file(f->m, f->alice, "c", 65546, CID_C, 1, 0, 100 * SEC, NULL,
+                                         list, sizeof(list), 65546),
+                     0);
+    assert_int_equal(ferry_meta_usage(f->m, f->alice, &used, &loose), 0);
+    assert_int_equal(used, 65546);
+    assert_int_equal(loose, 0);
+    /* A second file of the same content takes no second count. */
+    assert_int_equal(ferry_meta_put_file(f->m, f->alice, "d", 65546, CID_C, 1, 0, 100 * SEC, NULL,
+                                         list, sizeof(list), 0),
+                     0);
+    assert_int_equal(ferry_meta_usage(f->m, f->alice, &used, &loose), 0);
+    assert_int_equal(loose, 0);
+    /* Both gone within the TTL: the chunks are loose again and count... */
+    assert_int_equal(ferry_meta_remove(f->m, f->alice, "c", 0), 0);
+    assert_int_equal(ferry_meta_remove(f->m, f->alice, "d", 0), 0);
+    assert_int_equal(ferry_meta_gc(f->m, 101 * SEC, 10 * SEC, on_gc, &g), 0);
+    assert_int_equal(ferry_meta_usage(f->m, f->alice, &used, &loose), 0);
+    assert_int_equal(used, 0);
+    assert_int_equal(loose, 65536 + 4096);
+    /* ...against a file's commit too (R-QUOTA-3)... */
+    assert_int_equal(ferry_meta_put_file(f->m, f->alice, "e", 65546, CID_A, 1, 0, 101 * SEC, NULL,
+                                         NULL, 0, 65546 + 65536),
+                     FERRY_EQUOTA);
+    /* ...until the TTL sweep deletes them. */
+    assert_int_equal(ferry_meta_gc(f->m, 111 * SEC, 10 * SEC, on_gc, &g), 0);
+    assert_int_equal(ferry_meta_usage(f->m, f->alice, &used, &loose), 0);
+    assert_int_equal(loose, 0);
+    assert_int_equal(ferry_meta_put_file(f->m, f->alice, "e", 65546, CID_A, 1, 0, 111 * SEC, NULL,
+                                         NULL, 0, 65546 + 65536),
+                     0);
     assert_int_equal(ferry_meta_commit(f->m), 0);
 }
 
@@ -754,6 +913,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pack_punch_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pack_killed_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_v2_migrates, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_loose_chunks_r_quota_1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cursor_walk_r_page_2, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -323,13 +323,19 @@ static void tick_cb(uv_timer_t *t)
     uint8_t hb[FERRY_FRAME_HDR_LEN];
     size_t n;
 
-    if (c->closing)
-        return;
-    /* R-SESS-4: a silent peer is dropped; our own silence earns a heartbeat. */
+    /*
+     * R-SESS-4: a silent peer is dropped; our own silence earns a heartbeat.
+     * A close waits for the queued output to go, but a peer that reads
+     * nothing would keep it (and its place) for ever: after the idle
+     * timeout the output still queued is dropped with the connection.
+     */
     if (now - c->last_rx_ms >= c->idle_ms) {
-        ferry_conn_close(c);
+        c->closing = 1;
+        close_handles(c);
         return;
     }
+    if (c->closing)
+        return;
     if (c->ready && now - c->last_tx_ms >= c->heartbeat_ms) {
         n = ferry_frame_header_encode(hb, FERRY_FRAME_HEARTBEAT, 0);
         ferry_conn_send_raw(c, hb, n);

@@ -79,6 +79,35 @@ static const char schema_v3[] =
     " UPDATE packs SET live = live - 1 WHERE user_id = OLD.user_id AND id = OLD.pack; END;"
     "PRAGMA user_version=3;";
 
+/*
+ * Version 4: R-QUOTA-1. users.loose is the space of the user's chunks that
+ * no content refers to, each rounded up to the 4096-byte blocks
+ * (FERRY_PACK_ALIGN) it takes in its pack. Kept by triggers on chunks, like
+ * users.used on nodes: a chunk counts from its insert while no reference
+ * holds it, stops when its first reference comes, counts again when its
+ * last one goes, and stops when its row is deleted.
+ */
+#define LOOSE_SPACE(col) "((" col " + 4095) / 4096 * 4096)"
+static const char schema_v4[] =
+    "ALTER TABLE users ADD COLUMN loose INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE users SET loose = (SELECT COALESCE(SUM(" LOOSE_SPACE(
+        "size") "), 0) FROM chunks"
+                " WHERE chunks.user_id = users.id AND refs <= 0);"
+                "CREATE TRIGGER loose_ins AFTER INSERT ON chunks WHEN NEW.refs <= 0 BEGIN"
+                " UPDATE users SET loose = loose + " LOOSE_SPACE(
+                    "NEW.size") " WHERE id = NEW.user_id; END;"
+                                "CREATE TRIGGER loose_del AFTER DELETE ON chunks WHEN OLD.refs <= "
+                                "0 BEGIN"
+                                " UPDATE users SET loose = loose - " LOOSE_SPACE(
+                                    "OLD.size") " WHERE id = OLD.user_id; END;"
+                                                "CREATE TRIGGER loose_upd AFTER UPDATE OF refs ON "
+                                                "chunks"
+                                                " WHEN (OLD.refs <= 0) != (NEW.refs <= 0) BEGIN"
+                                                " UPDATE users SET loose = loose + (CASE WHEN "
+                                                "NEW.refs <= 0 THEN 1 ELSE -1 END) * " LOOSE_SPACE(
+                                                    "NEW.size") " WHERE id = NEW.user_id; END;"
+                                                                "PRAGMA user_version=4;";
+
 static int exec(struct ferry_meta *m, const char *sql);
 
 static int user_version(struct ferry_meta *m)
@@ -111,8 +140,10 @@ static int migrate(struct ferry_meta *m)
         goto fail;
     if (v < 3 && (rc = exec(m, schema_v3)) != 0)
         goto fail;
-    if (v > 3) {
-        ferry_log(FERRY_LOG_ERR, "database schema %d is newer than this ferry (3)", v);
+    if (v < 4 && (rc = exec(m, schema_v4)) != 0)
+        goto fail;
+    if (v > 4) {
+        ferry_log(FERRY_LOG_ERR, "database schema %d is newer than this ferry (4)", v);
         rc = FERRY_EVERSION;
         goto fail;
     }
@@ -484,9 +515,9 @@ int ferry_meta_session_delete_user(struct ferry_meta *m, int64_t uid, const uint
 
 /* ---- the tree ---- */
 
-#define NODE_COLS "id, parent_id, is_dir, exec, size, mtime, smtime, name, cid"
+#define NODE_COLS FERRY_META_NODE_COLS
 
-static void read_node(sqlite3_stmt *st, struct ferry_node *n)
+void ferry_meta_read_node(sqlite3_stmt *st, struct ferry_node *n)
 {
     n->id = sqlite3_column_int64(st, 0);
     n->parent_id = sqlite3_column_int64(st, 1);
@@ -515,7 +546,7 @@ static int child(struct ferry_meta *m, int64_t uid, int64_t parent, const char *
     sqlite3_bind_text(st, 3, name, (int)len, SQLITE_STATIC);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        read_node(st, out);
+        ferry_meta_read_node(st, out);
         rc = 0;
     } else {
         rc = rc == SQLITE_DONE ? FERRY_ENOTFOUND : ferry_meta_sqlrc(m, rc);
@@ -536,7 +567,7 @@ int ferry_meta_node_by_id(struct ferry_meta *m, int64_t uid, int64_t id, struct 
     sqlite3_bind_int64(st, 2, id);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        read_node(st, out);
+        ferry_meta_read_node(st, out);
         rc = 0;
     } else {
         rc = rc == SQLITE_DONE ? FERRY_ENOTFOUND : ferry_meta_sqlrc(m, rc);
@@ -732,18 +763,22 @@ static const char sql_file_ins[] =
 static const char sql_file_upd[] =
     "UPDATE nodes SET size = ?2, cid = ?3, mtime = ?4, smtime = ?5, exec = ?6 WHERE id = ?1";
 
-static int user_used(struct ferry_meta *m, int64_t uid, int64_t *used)
+/* R-QUOTA-1: the sizes of the user's files, and the space of its loose chunks. */
+static int user_usage(struct ferry_meta *m, int64_t uid, int64_t *used, int64_t *loose)
 {
-    static const char sql[] = "SELECT used FROM users WHERE id = ?1";
+    static const char sql[] = "SELECT used, loose FROM users WHERE id = ?1";
     sqlite3_stmt *st = ferry_meta_stmt(m, sql);
     int rc;
 
+    *used = *loose = 0;
     if (st == NULL)
         return FERRY_EINTERNAL;
     sqlite3_bind_int64(st, 1, uid);
     rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
+    if (rc == SQLITE_ROW) {
         *used = sqlite3_column_int64(st, 0);
+        *loose = sqlite3_column_int64(st, 1);
+    }
     sqlite3_reset(st);
     if (rc == SQLITE_ROW)
         return 0;
@@ -752,25 +787,55 @@ static int user_used(struct ferry_meta *m, int64_t uid, int64_t *used)
 
 int ferry_meta_used(struct ferry_meta *m, int64_t uid, uint64_t *used)
 {
-    int64_t v = 0;
-    int rc = user_used(m, uid, &v);
+    int64_t v = 0, loose = 0;
+    int rc = user_usage(m, uid, &v, &loose);
 
     *used = v > 0 ? (uint64_t)v : 0;
     return rc;
 }
 
-/* R-CHUNK-9: the file's size, less the one it replaces, must fit the quota. */
+int ferry_meta_usage(struct ferry_meta *m, int64_t uid, uint64_t *used, uint64_t *loose)
+{
+    int64_t u = 0, l = 0;
+    int rc = user_usage(m, uid, &u, &l);
+
+    *used = u > 0 ? (uint64_t)u : 0;
+    *loose = l > 0 ? (uint64_t)l : 0;
+    return rc;
+}
+
+/*
+ * R-QUOTA-3: the file's size, less the one it replaces, added to the whole
+ * usage (R-QUOTA-1) must fit the quota, unless the file does not grow. The
+ * caller has already taken the file's references on its chunks, so they are
+ * no longer loose and do not count twice.
+ */
 static int quota_check(struct ferry_meta *m, int64_t uid, int64_t size, int64_t replaced,
                        uint64_t quota)
 {
-    int64_t used = 0;
+    int64_t used = 0, loose = 0;
     int rc;
 
     if (quota == 0)
         return 0;
-    if ((rc = user_used(m, uid, &used)) != 0)
+    if ((rc = user_usage(m, uid, &used, &loose)) != 0)
         return rc;
-    if (used - replaced + size > (int64_t)quota && size > replaced)
+    if (used + loose - replaced + size > (int64_t)quota && size > replaced)
+        return FERRY_EQUOTA;
+    return 0;
+}
+
+int ferry_meta_quota_room(struct ferry_meta *m, int64_t uid, int64_t space, uint64_t quota)
+{
+    int64_t used = 0, loose = 0;
+    int rc;
+
+    if (quota == 0)
+        return 0;
+    if ((rc = user_usage(m, uid, &used, &loose)) != 0)
+        return rc;
+    /* R-QUOTA-2: compared without a sum that could overflow. */
+    if (used + loose > (int64_t)quota || space > (int64_t)quota - (used + loose))
         return FERRY_EQUOTA;
     return 0;
 }
@@ -865,7 +930,7 @@ static int read_children(struct ferry_meta *m, int64_t uid, int64_t dir, struct 
             }
             v = nv;
         }
-        read_node(st, &v[n++]);
+        ferry_meta_read_node(st, &v[n++]);
     }
     rc = rc == SQLITE_DONE ? 0 : ferry_meta_sqlrc(m, rc);
 out:

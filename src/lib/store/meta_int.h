@@ -33,5 +33,9 @@ int ferry_meta_row_exists(struct ferry_meta *m, sqlite3_stmt *st);
 sqlite3_stmt *ferry_meta_stmt(struct ferry_meta *m, const char *sql);
 /* Steps a statement that returns no row. */
 int ferry_meta_step(struct ferry_meta *m, sqlite3_stmt *st);
+/* The columns of a node, in the order ferry_meta_read_node reads them. */
+#define FERRY_META_NODE_COLS "id, parent_id, is_dir, exec, size, mtime, smtime, name, cid"
+/* Fills n from a row of FERRY_META_NODE_COLS. */
+void ferry_meta_read_node(sqlite3_stmt *st, struct ferry_node *n);
 
 #endif
