@@ -188,7 +188,9 @@ static void change_ok(struct client *cl, int32_t type, const char *path)
 {
     struct ferry_cmd m;
 
-    assert_int_equal(client_send(cl, type, json_pack("{s:s}", "path", path)), 0);
+    /* Remove takes a folder only with recursive (section 6.3); Mkdir ignores it. */
+    assert_int_equal(client_send(cl, type, json_pack("{s:s, s:b}", "path", path, "recursive", 1)),
+                     0);
     recv_type(cl, FERRY_MSG_OK, &m);
     ferry_cmd_cleanup(&m);
 }
