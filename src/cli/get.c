@@ -91,9 +91,15 @@ struct get {
     uint64_t resumed;  /* bytes not fetched again thanks to partial files (--stats) */
     uint64_t reused;   /* bytes taken from old local files instead (--stats) */
     size_t inflight;   /* Downloads requested and not finished */
-    /* R-RECV-4: destination folders kept open, and verified files waiting to be durable. */
+    /*
+     * R-RECV-4: destination folders kept open, verified files waiting to be
+     * durable (batch), and the batch the flusher thread is making durable
+     * meanwhile (fbatch, while flushing).
+     */
     struct cli_dircache dc;
-    struct cli_batch batch;
+    struct cli_batch batch, fbatch;
+    struct cli_flusher *fl;
+    int flushing;
 };
 
 /* R-CHUNK-14: a partial download becomes durable (and resumable) every this many bytes. */
@@ -521,18 +527,64 @@ static void placed(void *arg, struct cli_batch_ent *e, int rc, const char *stage
                                   json_pack("{s:s, s:s}", "tid", tidhex, "hash", e->cid));
 }
 
-/* R-RECV-4: the batch made durable, placed and (with acks) acknowledged. */
-static int flush(struct get *g, int acks)
+/*
+ * Takes back the batch the flusher made durable: its files are reported
+ * and (with acks) acknowledged, which frees their places in the window.
+ * With wait, waits for it; without, only if it is done.
+ */
+static int collect(struct get *g, int wait, int acks)
 {
     struct flush_ctx f = {.g = g, .acks = acks};
 
-    if (g->batch.n == 0)
+    if (!g->flushing || !cli_flusher_ready(g->fl, wait))
         return 0;
-    cli_batch_flush(&g->batch, placed, &f);
-    /* Folders are opened again for the next batch: one replaced meanwhile is seen. */
-    cli_dircache_clear(&g->dc);
+    g->flushing = 0;
+    cli_batch_done(&g->fbatch, placed, &f);
     cli_progress_update(&g->prog, 0);
     return f.rc;
+}
+
+/*
+ * R-RECV-4: hands the batch to the flusher thread, once the batch before it
+ * is taken back, and receiving goes on meanwhile. Without a flusher thread
+ * the batch is made durable here.
+ */
+static int flush_async(struct get *g)
+{
+    struct flush_ctx f = {.g = g, .acks = 1};
+    int rc;
+
+    if (g->batch.n == 0)
+        return 0;
+    if ((rc = collect(g, 1, 1)) != 0)
+        return rc;
+    /* Folders are opened again for the next batch: one replaced meanwhile is seen. */
+    cli_dircache_clear(&g->dc);
+    if (g->fl == NULL) {
+        cli_batch_flush(&g->batch, placed, &f);
+        cli_progress_update(&g->prog, 0);
+        return f.rc;
+    }
+    g->fbatch = g->batch;
+    g->batch.n = g->batch.ndirs = 0;
+    g->batch.bytes = 0;
+    g->flushing = 1;
+    cli_flusher_start(g->fl, &g->fbatch);
+    return 0;
+}
+
+/* R-RECV-4: everything verified is durable, placed and (with acks) acknowledged on return. */
+static int flush(struct get *g, int acks)
+{
+    struct flush_ctx f = {.g = g, .acks = acks};
+    int rc = collect(g, 1, acks);
+
+    if (g->batch.n == 0)
+        return rc;
+    cli_batch_flush(&g->batch, placed, &f);
+    cli_dircache_clear(&g->dc);
+    cli_progress_update(&g->prog, 0);
+    return rc != 0 ? rc : f.rc;
 }
 
 /* A small file: checked in memory first, then written whole; FERRY_EHASH writes nothing. */
@@ -590,8 +642,8 @@ static int finish(struct get *g)
         fail_current(g, "cannot set its mode and time", -errno);
         return 0;
     }
-    /* R-RECV-4: a full batch becomes durable before another file joins it. */
-    if (cli_batch_full(&g->batch) && (rc = flush(g, 1)) != 0)
+    /* R-RECV-4: a full batch goes to the flusher before another file joins it. */
+    if (cli_batch_full(&g->batch) && (rc = flush_async(g)) != 0)
         return rc;
     g->dir.fd = g->dirfd;
     rc = cli_batch_add(&g->batch, &g->dir, g->fd, g->tmpname, name, cid, g->tid, g->size,
@@ -957,12 +1009,15 @@ static int run_downloads(struct get *g)
 
     g->inflight = 0;
     while (rc == 0) {
+        /* A batch the flusher has made durable is reported and acknowledged. */
+        if ((rc = collect(g, 0, 1)) != 0)
+            return rc;
         /*
-         * R-RECV-4: a full batch becomes durable now, and so does one that
+         * R-RECV-4: a full batch goes to the flusher, and so does one that
          * nothing requested will join (nothing is on its way).
          */
         if (g->batch.n > 0 && (cli_batch_full(&g->batch) || g->inflight == 0) &&
-            (rc = flush(g, 1)) != 0)
+            (rc = flush_async(g)) != 0)
             return rc;
         /*
          * Keep a window of requests ahead of the one being received
@@ -970,7 +1025,8 @@ static int run_downloads(struct get *g)
          * count in it, so that each acknowledgement reaches the server
          * while the download is among its last 64 (R-XFER-3).
          */
-        while (next < g->n && g->inflight + g->batch.n < CLI_DOWNLOADS_IN_FLIGHT) {
+        while (next < g->n && g->inflight + g->batch.n + (g->flushing ? g->fbatch.n : 0) <
+                                  CLI_DOWNLOADS_IN_FLIGHT) {
             struct dl *x = &g->v[next++];
             if (x->state != DL_QUEUED)
                 continue; /* received (or failed) on an earlier connection */
@@ -996,6 +1052,11 @@ static int run_downloads(struct get *g)
         /* Everything answered: what waits in the batch becomes durable, and that is all. */
         if (first == g->n && g->cur == NULL)
             return flush(g, 1);
+        /* Nothing is on its way: the flusher's acknowledgements are what opens the window. */
+        if (g->inflight == 0 && g->cur == NULL && g->flushing) {
+            rc = collect(g, 1, 1);
+            continue;
+        }
         rc = cli_next_any(&g->cc, &m, &d, &cf);
         if (rc < 0)
             return rc;
@@ -1340,6 +1401,9 @@ int cmd_get(int argc, char **argv)
         }
     }
     g.prog.files_total = g.n;
+    /* Without the thread, batches are made durable on this one (slower, as safe). */
+    if (rc == 0 && cli_flusher_new(&g.fl) != 0)
+        g.fl = NULL;
     if (rc == 0)
         rc = run_retrying(&g, retry_for_ms);
     if (resumable(rc))
@@ -1393,6 +1457,7 @@ int cmd_get(int argc, char **argv)
     ferry_free(g.dirs);
     ferry_free(g.v);
     ferry_writer_free(g.wr);
+    cli_flusher_free(g.fl);
     ferry_free(g.ibuf);
     cli_part_db_close();
     cli_disconnect(&g.cc);

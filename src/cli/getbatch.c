@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -146,32 +147,29 @@ static void make_durable(struct cli_batch *b, int *rc)
     }
 }
 
-void cli_batch_flush(struct cli_batch *b, cli_batch_done_cb done, void *ctx)
+void cli_batch_sync(struct cli_batch *b)
 {
-    const char *stage[CLI_BATCH_FILES];
-    int rc[CLI_BATCH_FILES], renamed[CLI_BATCH_FILES];
     size_t i, k;
     int r;
 
-    make_durable(b, rc);
+    make_durable(b, b->rc);
     for (i = 0; i < b->n; i++) {
         struct cli_batch_ent *e = &b->e[i];
         int dfd = b->dirs[e->dir].fd;
 
-        stage[i] = "cannot make it durable";
-        renamed[i] = 0;
-        if (rc[i] == 0) {
+        e->stage = "cannot make it durable";
+        e->renamed = 0;
+        if (b->rc[i] == 0) {
             /* Only verified, durable bytes get the final name (R-STORE-6). */
-            stage[i] = "cannot put it in place";
-            rc[i] = renameat(dfd, e->part, dfd, e->name) != 0 ? -errno : 0;
+            e->stage = "cannot put it in place";
+            b->rc[i] = renameat(dfd, e->part, dfd, e->name) != 0 ? -errno : 0;
         }
-        if (rc[i] == 0) {
-            b->dirs[e->dir].renamed = renamed[i] = 1;
+        if (b->rc[i] == 0) {
+            b->dirs[e->dir].renamed = e->renamed = 1;
             continue;
         }
-        /* R-RECV-2: a part file removed takes its records with it. */
+        /* Its records go in cli_batch_done, on the thread that owns the state database. */
         unlinkat(dfd, e->part, 0);
-        cli_part_forget(dfd, e->part);
     }
     /* Each folder once, after every rename into it: the renames are durable with it. */
     for (k = 0; k < b->ndirs; k++) {
@@ -179,20 +177,29 @@ void cli_batch_flush(struct cli_batch *b, cli_batch_done_cb done, void *ctx)
             continue;
         r = -errno;
         for (i = 0; i < b->n; i++) {
-            if (b->e[i].dir == k && rc[i] == 0) {
-                rc[i] = r;
-                stage[i] = "its folder could not be made durable";
+            if (b->e[i].dir == k && b->rc[i] == 0) {
+                b->rc[i] = r;
+                b->e[i].stage = "its folder could not be made durable";
             }
         }
     }
+}
+
+void cli_batch_done(struct cli_batch *b, cli_batch_done_cb done, void *ctx)
+{
+    size_t i, k;
+
     for (i = 0; i < b->n; i++) {
         struct cli_batch_ent *e = &b->e[i];
-        /* Its name is the destination's now: records of the part file are stale. */
-        if (renamed[i] && e->recorded)
+        /*
+         * R-RECV-2: a part file removed, or whose name is the destination's
+         * now, takes its records with it.
+         */
+        if (e->recorded || (b->rc[i] != 0 && !e->renamed))
             cli_part_forget(b->dirs[e->dir].fd, e->part);
         close(e->fd);
         e->fd = -1;
-        done(ctx, e, rc[i], stage[i]);
+        done(ctx, e, b->rc[i], e->stage);
         ferry_free(e->name);
         e->name = NULL;
     }
@@ -200,4 +207,105 @@ void cli_batch_flush(struct cli_batch *b, cli_batch_done_cb done, void *ctx)
         close(b->dirs[k].fd);
     b->n = b->ndirs = 0;
     b->bytes = 0;
+}
+
+void cli_batch_flush(struct cli_batch *b, cli_batch_done_cb done, void *ctx)
+{
+    cli_batch_sync(b);
+    cli_batch_done(b, done, ctx);
+}
+
+/*
+ * The flusher: one thread that runs cli_batch_sync while the receiving
+ * thread fills the next batch, so that the disk's flush overlaps the
+ * network. Two batches at most are ever out: the one filling, the one
+ * being made durable.
+ */
+struct cli_flusher {
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct cli_batch *job; /* being synced; NULL when idle */
+    int busy;              /* a job was started and not yet taken back */
+    int quit;
+};
+
+static void *flusher_main(void *arg)
+{
+    struct cli_flusher *f = arg;
+    struct cli_batch *b;
+
+    pthread_mutex_lock(&f->mu);
+    for (;;) {
+        while (f->job == NULL && !f->quit)
+            pthread_cond_wait(&f->cv, &f->mu);
+        if (f->job == NULL)
+            break;
+        b = f->job;
+        pthread_mutex_unlock(&f->mu);
+        cli_batch_sync(b);
+        pthread_mutex_lock(&f->mu);
+        f->job = NULL;
+        pthread_cond_broadcast(&f->cv);
+    }
+    pthread_mutex_unlock(&f->mu);
+    return NULL;
+}
+
+int cli_flusher_new(struct cli_flusher **out)
+{
+    struct cli_flusher *f = ferry_calloc(1, sizeof(*f));
+
+    *out = NULL;
+    if (f == NULL)
+        return -ENOMEM;
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_cond_init(&f->cv, NULL);
+    if (pthread_create(&f->th, NULL, flusher_main, f) != 0) {
+        pthread_mutex_destroy(&f->mu);
+        pthread_cond_destroy(&f->cv);
+        ferry_free(f);
+        return -EAGAIN;
+    }
+    *out = f;
+    return 0;
+}
+
+void cli_flusher_free(struct cli_flusher *f)
+{
+    if (f == NULL)
+        return;
+    pthread_mutex_lock(&f->mu);
+    while (f->job != NULL)
+        pthread_cond_wait(&f->cv, &f->mu);
+    f->quit = 1;
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+    pthread_join(f->th, NULL);
+    pthread_mutex_destroy(&f->mu);
+    pthread_cond_destroy(&f->cv);
+    ferry_free(f);
+}
+
+void cli_flusher_start(struct cli_flusher *f, struct cli_batch *b)
+{
+    pthread_mutex_lock(&f->mu);
+    f->job = b;
+    f->busy = 1;
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+}
+
+int cli_flusher_ready(struct cli_flusher *f, int wait)
+{
+    int ready;
+
+    pthread_mutex_lock(&f->mu);
+    while (wait && f->job != NULL)
+        pthread_cond_wait(&f->cv, &f->mu);
+    ready = f->busy && f->job == NULL;
+    if (ready)
+        f->busy = 0;
+    pthread_mutex_unlock(&f->mu);
+    return ready;
 }

@@ -56,6 +56,9 @@ struct cli_batch_ent {
     uint8_t tid[FERRY_TID_LEN];
     uint64_t size;
     int recorded; /* it may have resume records to forget once placed */
+    /* Set by cli_batch_sync: */
+    int renamed;       /* it has its final name */
+    const char *stage; /* the step that failed, if one did */
 };
 
 struct cli_batch {
@@ -68,6 +71,7 @@ struct cli_batch {
         int renamed; /* a rename into it awaits its fsync */
     } dirs[CLI_BATCH_FILES];
     size_t ndirs;
+    int rc[CLI_BATCH_FILES]; /* each file's result, set by cli_batch_sync */
 };
 
 /*
@@ -91,9 +95,31 @@ typedef void (*cli_batch_done_cb)(void *ctx, struct cli_batch_ent *e, int rc, co
 /*
  * R-RECV-4: makes every file of the batch durable (one syncfs per file
  * system from CLI_BATCH_SYNCFS_MIN files, else an fdatasync each), renames
- * each into place, fsyncs each folder once, then reports every file to
- * done, in order. The batch is empty afterwards.
+ * each into place and fsyncs each folder once. System calls only, on b
+ * only: it may run on another thread (cli_flusher).
  */
+void cli_batch_sync(struct cli_batch *b);
+/*
+ * After cli_batch_sync, on the thread that owns the state database:
+ * forgets the records of part files gone, reports every file to done, in
+ * order, and empties the batch.
+ */
+void cli_batch_done(struct cli_batch *b, cli_batch_done_cb done, void *ctx);
+/* cli_batch_sync, then cli_batch_done. */
 void cli_batch_flush(struct cli_batch *b, cli_batch_done_cb done, void *ctx);
+
+/* A thread that runs cli_batch_sync while the caller receives the next batch. */
+struct cli_flusher;
+int cli_flusher_new(struct cli_flusher **out);
+/* Waits for a batch being synced, then stops the thread. */
+void cli_flusher_free(struct cli_flusher *f);
+/* Starts cli_batch_sync(b); b is the thread's until cli_flusher_ready says 1. */
+void cli_flusher_start(struct cli_flusher *f, struct cli_batch *b);
+/*
+ * 1 once the batch last started is synced (then cli_batch_done is the
+ * caller's to run), 0 while it is not or when none was started; with wait,
+ * blocks until it is.
+ */
+int cli_flusher_ready(struct cli_flusher *f, int wait);
 
 #endif
