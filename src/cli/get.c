@@ -1232,6 +1232,7 @@ static void plan_reset(struct get *g)
         close(g->rootfds[k]);
     g->nroots = 0;
     g->prog.total = 0;
+    g->listed = g->listed_bytes = 0; /* R-RECV-7: the plan is made again from nothing */
 }
 
 /* A download cut by a lost connection goes back to the queue, its temp file gone. */
