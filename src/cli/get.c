@@ -1013,10 +1013,14 @@ static int run_downloads(struct get *g)
         if ((rc = collect(g, 0, 1)) != 0)
             return rc;
         /*
-         * R-RECV-4: a full batch goes to the flusher, and so does one that
-         * nothing requested will join (nothing is on its way).
+         * R-RECV-4, group commit: a batch of CLI_BATCH_MIN files goes to the
+         * flusher as soon as it is idle (a slow disk makes batches larger
+         * rather than the wait longer), any batch when nothing requested is
+         * on its way, and a full one waits for the flusher.
          */
-        if (g->batch.n > 0 && (cli_batch_full(&g->batch) || g->inflight == 0) &&
+        if (g->batch.n > 0 &&
+            ((!g->flushing && (g->batch.n >= CLI_BATCH_MIN || g->inflight == 0)) ||
+             cli_batch_full(&g->batch)) &&
             (rc = flush_async(g)) != 0)
             return rc;
         /*
