@@ -647,6 +647,8 @@ verify_up_small() {
 # ---------------------------------------------------------------- (b) down: many small files
 # The same tree is put on every server once (untimed); each run pulls it into a new local
 # destination (regime B), which must not exist before: `ferry get -r` creates it, as rsync does.
+# Nothing is deleted inside the batch: a deleted tree's inodes make the next run's file
+# creations slower on ext4 (it skips recently freed inodes), whoever runs next.
 SMALL_DOWN_READY=0
 setup_down_small() {
     local log=$LOGDIR/down_small_setup.log
@@ -701,9 +703,6 @@ verify_down_small() {
         diff "$W/manifest.down" "$W/manifest.got" | head -n 10
         return 1
     fi
-    # Each run writes 10,000 new files; the previous destination goes (untimed) to keep the
-    # disk from filling over many rounds.
-    rm -rf "$d"
 }
 
 # ---------------------------------------------------------------- CPU seconds of every process
