@@ -104,6 +104,8 @@ struct get {
 
 /* R-CHUNK-14: a partial download becomes durable (and resumable) every this many bytes. */
 #define GET_DURABLE_STEP (32u << 20)
+/* Queued requests and acknowledgements are pushed out from this many bytes (one TLS record). */
+#define GET_PUSH_BYTES (16u << 10)
 /* Files up to this size are checked and written on the receiving thread (one writer buffer). */
 #define CLI_INLINE_MAX FERRY_WRITER_BUF
 /*
@@ -1051,6 +1053,18 @@ static int run_downloads(struct get *g)
             if ((rc = ferry_client_send_cmd(&g->cc.c, FERRY_MSG_DOWNLOAD, req)) != 0)
                 return rc;
         }
+        /*
+         * New requests and acknowledgements go out now, without waiting,
+         * once the server's queue runs low or 16 KiB gathered: the
+         * connection only writes when no whole frame is left to read, so
+         * with small files the server sat idle while this side worked
+         * through a full input buffer, and then the other way round.
+         */
+        if (ferry_client_pending(&g->cc.c) > 0 &&
+            (g->inflight < CLI_DOWNLOADS_IN_FLIGHT / 2 ||
+             ferry_client_pending(&g->cc.c) >= GET_PUSH_BYTES) &&
+            (rc = ferry_client_pump(&g->cc.c, 0, 0)) != 0)
+            return rc;
         while (first < g->n && g->v[first].state >= DL_DONE)
             first++;
         /* Everything answered: what waits in the batch becomes durable, and that is all. */
