@@ -129,7 +129,10 @@ if [[ "$(id -u)" == 0 ]] && command -v mount >/dev/null; then
     MNT=$WORK/small-disk
     mkdir -p "$MNT"
     mount -t tmpfs -o size=32m tmpfs "$MNT" || fail "cannot mount a tmpfs as root"
-    trap 'rc_=$?; umount "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null; (exit $rc_); cleanup' EXIT
+    # The ERR trap and set -e are off first: (exit N) must only hand N to cleanup,
+    # which kills what the test started.
+    trap 'rc_=$?; set +e; trap - ERR; umount "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null
+          (exit $rc_); cleanup' EXIT
     head -c $((40 << 20)) /dev/urandom >"$L/forty.bin"
     fy_ok put -q "$L/forty.bin" /forty.bin
     fy get -q /forty.bin "$MNT/"
