@@ -4,6 +4,8 @@
 #
 #   (a) one big file (default 1 GiB) up and down      -> median seconds and MB/s
 #   (b) many small files (default 10,000 x 4 KiB) up   -> median seconds and files/s
+#       and down (b-down): `ferry get -r` against rsync pulls from its daemon, each into a new
+#       destination; wall time and CPU seconds (user + sys of every process: client and server)
 #   (c) `ferry ls /` (a whole process) against rsync's no-op on an up-to-date big file
 #
 # Chunked transfers (issue 4; --only chunked, or any of resume, unchanged, delta):
@@ -35,12 +37,13 @@ usage() {
 usage: bench/compare.sh [options]
 
   --rounds N        rounds per scenario; each round runs every tool once, interleaved (default 5)
-  --only LIST       scenarios to run, comma separated: a (= a-up,a-down), a-up, a-down, b, c,
+  --only LIST       scenarios to run, comma separated: a (= a-up,a-down), a-up, a-down,
+                    b (= b-up,b-down), b-up, b-down, c,
                     and for chunked transfers (issue 4): resume, unchanged, delta
                     (= delta-mod,delta-ins), delta-mod, delta-ins, delta-down, chunked (= all of these)
                     (default a,b,c)
   --size-mb N       size of the big file in MiB (default 1024 = 1 GiB)
-  --files N         number of 4 KiB files for (b) (default 10000, 100 per directory)
+  --files N         number of 4 KiB files for (b) and (b-down) (default 10000, 100 per directory)
   --tools LIST      tools to run, comma separated, from: ${ALL_TOOLS[*]}
                     (default: all; rsyncd-inplace runs in the delta scenarios only, and
                     resume and unchanged measure ferry alone)
@@ -129,14 +132,16 @@ done
 ((KILL_AT < 100)) || die "--kill-at must be below 100"
 [[ $KILL_WHEN == acked || $KILL_WHEN == sent ]] || die "--kill-when must be acked or sent"
 
-DO_UP=0 DO_DOWN=0 DO_SMALL=0 DO_NOOP=0 DO_RESUME=0 DO_UNCHANGED=0 DO_DMOD=0 DO_DINS=0 DO_DDOWN=0
+DO_UP=0 DO_DOWN=0 DO_SMALL=0 DO_SMALL_DOWN=0 DO_NOOP=0 DO_RESUME=0 DO_UNCHANGED=0 DO_DMOD=0 DO_DINS=0 DO_DDOWN=0
 IFS=, read -r -a only_list <<<"$ONLY"
 for s in "${only_list[@]}"; do
     case $s in
     a) DO_UP=1; DO_DOWN=1 ;;
     a-up) DO_UP=1 ;;
     a-down) DO_DOWN=1 ;;
-    b) DO_SMALL=1 ;;
+    b) DO_SMALL=1; DO_SMALL_DOWN=1 ;;
+    b-up) DO_SMALL=1 ;;
+    b-down) DO_SMALL_DOWN=1 ;;
     c) DO_NOOP=1 ;;
     resume) DO_RESUME=1 ;;
     unchanged) DO_UNCHANGED=1 ;;
@@ -145,7 +150,7 @@ for s in "${only_list[@]}"; do
     delta-ins) DO_DINS=1 ;;
     delta-down) DO_DDOWN=1 ;;
     chunked) DO_RESUME=1; DO_UNCHANGED=1; DO_DMOD=1; DO_DINS=1; DO_DDOWN=1 ;;
-    *) die "--only: unknown scenario '$s' (use a, a-up, a-down, b, c, resume, unchanged, delta, delta-mod, delta-ins, delta-down, chunked)" ;;
+    *) die "--only: unknown scenario '$s' (use a, a-up, a-down, b, b-up, b-down, c, resume, unchanged, delta, delta-mod, delta-ins, delta-down, chunked)" ;;
     esac
 done
 
@@ -174,7 +179,7 @@ has_ssh_tool() { has_tool rsync-ssh || has_tool scp; }
 DO_DELTA=$((DO_DMOD || DO_DINS || DO_DDOWN))
 DO_CHUNKED=$((DO_RESUME || DO_UNCHANGED || DO_DELTA))
 has_rsyncd_tool() {
-    has_tool rsyncd || { has_tool rsyncd-fsync && ((DO_UP || DO_DOWN || DO_SMALL || DO_DELTA)); } ||
+    has_tool rsyncd || { has_tool rsyncd-fsync && ((DO_UP || DO_DOWN || DO_SMALL || DO_SMALL_DOWN || DO_DELTA)); } ||
         { has_tool rsyncd-inplace && ((DO_DELTA)); }
 }
 if ((DO_RESUME || DO_UNCHANGED)) && ((WITH_FERRY == 0)); then
@@ -254,6 +259,7 @@ if ((DO_UP || DO_DOWN || DO_NOOP)); then need_mb=$((need_mb + SIZE_MB * (7 + ROU
 if ((DO_RESUME || DO_UNCHANGED)); then need_mb=$((need_mb + SIZE_MB * 4)); fi
 if ((DO_DELTA)); then need_mb=$((need_mb + SIZE_MB * 8)); fi
 if ((DO_SMALL)); then need_mb=$((need_mb + (FILES * 10 * (ROUNDS * ${#TOOLS[@]} + 2)) / 1024)); fi
+if ((DO_SMALL_DOWN)); then need_mb=$((need_mb + (FILES * 10 * (ROUNDS * ${#TOOLS[@]} + 3)) / 1024)); fi
 avail_mb=$(($(df -Pk "$W" | awk 'NR == 2 { print $4 }') / 1024))
 ((avail_mb >= need_mb)) || die "need about $need_mb MB free in $W, only $avail_mb MB available"
 
@@ -296,6 +302,7 @@ ferry_start() {
     "$FERRY" serve --data "$W/ferry/data" --listen 127.0.0.1:0 --signup open >"$out" 2>"$err" </dev/null &
     pid=$!
     SERVERS+=("$pid:ferry serve")
+    FERRY_SERVE_PID=$pid
     # Poll (bounded: 20 s) for the one line the server prints once it is ready.
     while :; do
         while IFS= read -r line || [[ -n $line ]]; do
@@ -352,6 +359,7 @@ EOF
     rsync --daemon --no-detach --config="$W/rsyncd.conf" </dev/null >"$log" 2>&1 &
     pid=$!
     SERVERS+=("$pid:rsync daemon")
+    RSYNCD_PID=$pid
     if ! wait_port "$RSYNC_PORT" "$pid" 10; then
         show_tail "$log"
         show_tail "$W/rsyncd.log"
@@ -407,6 +415,7 @@ EOF
     "$SSHD" -D -f "$d/sshd_config" -E "$d/sshd.log" </dev/null &
     pid=$!
     SERVERS+=("$pid:sshd")
+    SSHD_PID=$pid
     if ! wait_port "$SSH_PORT" "$pid" 10; then
         show_tail "$d/sshd.log"
         die "sshd did not listen on 127.0.0.1:$SSH_PORT"
@@ -635,8 +644,123 @@ verify_up_small() {
     fi
 }
 
+# ---------------------------------------------------------------- (b) down: many small files
+# The same tree is put on every server once (untimed); each run pulls it into a new local
+# destination (regime B), which must not exist before: `ferry get -r` creates it, as rsync does.
+# Nothing is deleted inside the batch: a deleted tree's inodes make the next run's file
+# creations slower on ext4 (it skips recently freed inodes), whoever runs next.
+SMALL_DOWN_READY=0
+setup_down_small() {
+    local log=$LOGDIR/down_small_setup.log
+    : >"$log"
+    make_tree "$SRC_SMALL" "$FILES" || die "cannot create the small-file tree"
+    tree_manifest "$SRC_SMALL" "$W/manifest.down" || die "cannot hash the small-file tree"
+    rm -rf "$W/dst/small_down"
+    mkdir -p "$W/dst" "$W/down"
+    cp -a "$SRC_SMALL" "$W/dst/small_down"
+    if ((WITH_FERRY)); then
+        { ferry_cmd rm -r /small_down || true; } >>"$log" 2>&1
+        mv "$SRC_SMALL" "$W/src/small_down"
+        if ferry_cmd put -q -r "$W/src/small_down" / >>"$log" 2>&1; then
+            SMALL_DOWN_READY=1
+        else
+            show_tail "$log"
+            warn "could not upload /small_down; ferry's (b-down) runs will fail (log: $log)"
+        fi
+        mv "$W/src/small_down" "$SRC_SMALL"
+    fi
+}
+small_down_dst() { printf '%s\n' "$W/down/small_$1_r$2"; } # TOOL ROUND -> a new destination
+prep_down_small() {
+    rm -rf "$(small_down_dst "$1" "$2")"
+    if [[ $1 == ferry ]] && ((SMALL_DOWN_READY == 0)); then
+        echo "no /small_down on the ferry server (setup failed)"
+        return 1
+    fi
+}
+run_down_small() {
+    local d s=$W/dst/small_down
+    d=$(small_down_dst "$1" "$2")
+    case $1 in
+    ferry) timed "$FERRY" get -q -r /small_down "$d" ;;
+    rsyncd) timed rsync -a "$RSYNC_URL/small_down/" "$d/" ;;
+    rsyncd-fsync) timed rsync -a --fsync "$RSYNC_URL/small_down/" "$d/" ;;
+    rsync-ssh) timed rsync -a -e "ssh -F $SSHCFG" "localhost:$s/" "$d/" ;;
+    scp) timed scp -q -r -F "$SSHCFG" "localhost:$s" "$d" ;;
+    *)
+        echo "(b-down) does not run $1"
+        return 1
+        ;;
+    esac
+}
+post_down_small() { :; }
+verify_down_small() {
+    local d
+    d=$(small_down_dst "$1" "$2")
+    tree_manifest "$d" "$W/manifest.got" || return 1
+    if ! cmp -s "$W/manifest.down" "$W/manifest.got"; then
+        echo "manifest mismatch for $d:"
+        diff "$W/manifest.down" "$W/manifest.got" | head -n 10
+        return 1
+    fi
+}
+
+# ---------------------------------------------------------------- CPU seconds of every process
+# The CPU time (user + sys, in clock ticks) of one run: the client side is every process the
+# timed command started (children of this shell, counted once waited for), the server side is
+# the server process with its threads, plus its children for servers that fork per connection
+# (rsync daemon, sshd), counted once it has reaped them.
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+FERRY_SERVE_PID="" RSYNCD_PID="" SSHD_PID=""
+proc_ticks() { # PID WITH_CHILDREN -> utime + stime (+ cutime + cstime), or 0 when gone
+    local f rest
+    [[ -n $1 && -r /proc/$1/stat ]] || {
+        echo 0
+        return
+    }
+    f=$(</proc/"$1"/stat)
+    rest=${f##*) }
+    # shellcheck disable=SC2086 # word splitting intended
+    set -- $2 $rest
+    local with=$1
+    shift
+    # after "pid (comm) ": state=1 ... utime=12 stime=13 cutime=14 cstime=15
+    if ((with)); then echo $((${12} + ${13} + ${14} + ${15})); else echo $((${12} + ${13})); fi
+}
+server_pid_of() { # TOOL -> the server process serving it, and whether its children count
+    case $1 in
+    ferry) echo "$FERRY_SERVE_PID 0" ;;
+    rsyncd*) echo "$RSYNCD_PID 1" ;;
+    rsync-ssh | scp) echo "$SSHD_PID 1" ;;
+    *) echo "" ;;
+    esac
+}
+# Waits (at most 5 s) until a forking server has reaped the children of the run.
+server_children_gone() {
+    local pid=$1 i c
+    for ((i = 0; i < 100; i++)); do
+        c=$(cat /proc/"$pid"/task/*/children 2>/dev/null | tr -d ' \n')
+        [[ -z $c ]] && return 0
+        sleep 0.05
+    done
+    return 1
+}
+cpu_snap() { # TOOL -> sets CPU_SELF and CPU_SRV (ticks)
+    local sp with
+    read -r sp with _ <<<"$(server_pid_of "$1") 0"
+    CPU_SELF=$(proc_ticks $$ 1)
+    CPU_SRV=$(proc_ticks "$sp" "${with:-0}")
+}
+cpu_since() { # TOOL SELF0 SRV0 -> CPU seconds of the run
+    local sp with
+    read -r sp with _ <<<"$(server_pid_of "$1") 0"
+    if [[ -n $sp ]] && ((with)); then server_children_gone "$sp" || true; fi
+    cpu_snap "$1"
+    awk -v a="$((CPU_SELF - $2 + CPU_SRV - $3))" -v t="$CLK_TCK" 'BEGIN { printf "%.2f", a / t }'
+}
+
 # ---------------------------------------------------------------- the measuring loop
-declare -A TIMES=() FAILS=() WIRE=()
+declare -A TIMES=() FAILS=() WIRE=() CPU=()
 
 note_fail() { # SCEN TOOL ROUND REASON LOG
     local key="$1|$2"
@@ -649,7 +773,7 @@ note_fail() { # SCEN TOOL ROUND REASON LOG
 payload_bytes() { # SCEN
     case $1 in
     up_big | down_big) echo "$BIG_BYTES" ;;
-    up_small) echo $((FILES * 4096)) ;;
+    up_small | down_small) echo $((FILES * 4096)) ;;
     *) echo 0 ;;
     esac
 }
@@ -657,13 +781,13 @@ payload_bytes() { # SCEN
 rate_of() { # SCEN SECONDS -> MB/s (10^6 B/s) or files/s
     case $1 in
     up_big | down_big) fdiv "$(awk -v b="$BIG_BYTES" 'BEGIN { print b / 1e6 }')" "$2" "%.1f" ;;
-    up_small) fdiv "$FILES" "$2" "%.0f" ;;
+    up_small | down_small) fdiv "$FILES" "$2" "%.0f" ;;
     esac
 }
-rate_unit() { case $1 in up_big | down_big) echo MB/s ;; up_small) echo files/s ;; *) echo "" ;; esac }
+rate_unit() { case $1 in up_big | down_big) echo MB/s ;; up_small | down_small) echo files/s ;; *) echo "" ;; esac }
 
 measure() { # SCEN TOOL ROUND
-    local scen=$1 tool=$2 r=$3 rc=0 secs wire rate payload flag=""
+    local scen=$1 tool=$2 r=$3 rc=0 secs wire rate payload flag="" cpu self0 srv0
     local key="$1|$2" log=$LOGDIR/${1}_${2}_r${3}.log
     T0="" T1=""
     if ! "prep_$scen" "$tool" "$r" >"$log" 2>&1; then
@@ -671,7 +795,10 @@ measure() { # SCEN TOOL ROUND
         return 0
     fi
     settle
+    cpu_snap "$tool"
+    self0=$CPU_SELF srv0=$CPU_SRV
     "run_$scen" "$tool" "$r" >>"$log" 2>&1 || rc=$?
+    cpu=$(cpu_since "$tool" "$self0" "$srv0")
     if declare -F "post_$scen" >/dev/null; then "post_$scen" "$tool" "$r" >>"$log" 2>&1 || true; fi
     if ((rc != 0)); then
         note_fail "$scen" "$tool" "$r" "exit status $rc" "$log"
@@ -690,9 +817,10 @@ measure() { # SCEN TOOL ROUND
     fi
     TIMES[$key]+="$secs "
     WIRE[$key]+="$wire "
+    CPU[$key]+="$cpu "
     rate=$(rate_of "$scen" "$secs")
-    printf '  %-9s r%-3s %-13s %9.3f s  %9s %-7s  wire %6s MB  ok%s\n' "$scen" "$r" "$tool" "$secs" \
-        "$rate" "$(rate_unit "$scen")" "$(fdiv "$wire" 1000000 "%.1f")" "$flag"
+    printf '  %-9s r%-3s %-13s %9.3f s  %9s %-7s  cpu %6s s  wire %6s MB  ok%s\n' "$scen" "$r" "$tool" \
+        "$secs" "$rate" "$(rate_unit "$scen")" "$cpu" "$(fdiv "$wire" 1000000 "%.1f")" "$flag"
 }
 
 run_batch() { # SCEN TITLE
@@ -701,6 +829,7 @@ run_batch() { # SCEN TITLE
     for ((r = 1; r <= ROUNDS; r++)); do
         for t in "${TOOLS[@]}"; do
             [[ $t == rsyncd-inplace ]] && continue # a delta-only peer
+            [[ $1 == down_small && $t == nc ]] && continue # no pull over nc
             measure "$1" "$t" "$r"
         done
     done
@@ -1431,20 +1560,20 @@ RESULT_LINES=()
 MD_LINES=()
 
 summarize() { # SCEN TITLE TOOL...
-    local scen=$1 title=$2 t key n ok fails med rate wmed runs unit
+    local scen=$1 title=$2 t key n ok fails med rate wmed runs unit cmed cruns
     shift 2
     unit=$(rate_unit "$scen")
     printf '\n%s\n' "$title"
     if [[ $scen == noop ]]; then
         printf '  %-13s %10s %6s %6s\n' tool median_ms ok failed
     else
-        printf '  %-13s %10s %10s %9s %4s %6s  %s\n' tool median_s "$unit" wire_MB ok failed "runs (s)"
+        printf '  %-13s %10s %10s %9s %9s %4s %6s  %s\n' tool median_s "$unit" cpu_s wire_MB ok failed "runs (s)"
     fi
     MD_LINES+=("" "$title" "")
     if [[ $scen == noop ]]; then
         MD_LINES+=("| tool | median (ms) | runs |" "|---|---|---|")
     else
-        MD_LINES+=("| tool | median (s) | $unit | runs (s) |" "|---|---|---|---|")
+        MD_LINES+=("| tool | median (s) | $unit | median CPU (s) | runs (s) | runs CPU (s) |" "|---|---|---|---|---|---|")
     fi
     for t in "$@"; do
         key="$scen|$t"
@@ -1467,14 +1596,19 @@ summarize() { # SCEN TITLE TOOL...
         wmed=$(median "${warr[@]}")
         wmed=$(fdiv "$wmed" 1000000 "%.1f")
         runs=$(printf '%s\n' "${arr[@]}" | awk '{ printf "%s%.3f", (NR > 1 ? "," : ""), $1 }')
-        printf '  %-13s %10s %10s %9s %4s %6s  %s\n' "$t" "$(fmt "$med" %.3f)" "$rate" "$wmed" "$ok" "$fails" "${runs:--}"
+        read -r -a carr <<<"${CPU[$key]:-}"
+        cmed=$(median "${carr[@]}")
+        MED["$key|cpu"]=$cmed
+        cruns=$(printf '%s\n' "${carr[@]}" | awk 'NF { printf "%s%.2f", (NR > 1 ? "," : ""), $1 }')
+        printf '  %-13s %10s %10s %9s %9s %4s %6s  %s\n' "$t" "$(fmt "$med" %.3f)" "$rate" "$(fmt "$cmed" %.2f)" \
+            "$wmed" "$ok" "$fails" "${runs:--}"
         case $scen in
         up_big | down_big)
-            RESULT_LINES+=("RESULT $scen tool=$t median_s=$(fmt "$med" %.6f) mbps=$rate ok=$ok failed=$fails wire_mb=$wmed size_mib=$SIZE_MB regime=A runs=${runs:-none}") ;;
-        up_small)
-            RESULT_LINES+=("RESULT up_small tool=$t median_s=$(fmt "$med" %.6f) files_per_s=$rate ok=$ok failed=$fails wire_mb=$wmed files=$FILES regime=B runs=${runs:-none}") ;;
+            RESULT_LINES+=("RESULT $scen tool=$t median_s=$(fmt "$med" %.6f) mbps=$rate ok=$ok failed=$fails wire_mb=$wmed size_mib=$SIZE_MB regime=A runs=${runs:-none} cpu_s=$(fmt "$cmed" %.2f) cpu_runs=${cruns:-none}") ;;
+        up_small | down_small)
+            RESULT_LINES+=("RESULT $scen tool=$t median_s=$(fmt "$med" %.6f) files_per_s=$rate ok=$ok failed=$fails wire_mb=$wmed files=$FILES regime=B runs=${runs:-none} cpu_s=$(fmt "$cmed" %.2f) cpu_runs=${cruns:-none}") ;;
         esac
-        MD_LINES+=("| $t | $(fmt "$med" %.2f) | $rate | ${runs//,/ \/ } |")
+        MD_LINES+=("| $t | $(fmt "$med" %.2f) | $rate | $(fmt "$cmed" %.2f) | ${runs//,/ \/ } | ${cruns//,/ \/ } |")
     done
 }
 
@@ -1506,6 +1640,7 @@ print_summary() {
     ((DO_UP)) && summarize up_big "(a) up: one $SIZE_MB MiB file (regime A: same path, previous copy removed; MB = 10^6 B)" "${TOOLS[@]}"
     ((DO_DOWN)) && summarize down_big "(a) down: one $SIZE_MB MiB file (regime A: local destination removed before each run)" "${TOOLS[@]}"
     ((DO_SMALL)) && summarize up_small "(b) up: $FILES files of 4 KiB (regime B: a new destination directory every run)" "${TOOLS[@]}"
+    ((DO_SMALL_DOWN)) && summarize down_small "(b) down: $FILES files of 4 KiB pulled (regime B: a new local destination every run; CPU = user + sys of client and server)" "${TOOLS[@]}"
     ((DO_NOOP)) && summarize noop "(c) no-op: ferry = \`ferry ls /\` (whole process), rsyncd = \`rsync -a\` of the up-to-date big file" ferry rsyncd
 
     local p
@@ -1522,6 +1657,15 @@ print_summary() {
     if ((DO_SMALL)); then
         ratio up_small rsyncd ">=" 1.0
         for p in rsyncd-fsync rsync-ssh scp nc; do has_tool "$p" && ratio up_small "$p"; done
+    fi
+    if ((DO_SMALL_DOWN)); then
+        ratio down_small rsyncd ">=" 1.0
+        for p in rsyncd-fsync rsync-ssh scp; do has_tool "$p" && ratio down_small "$p"; done
+        # CPU: ferry's CPU seconds relative to the peer's (less is better).
+        for p in rsyncd rsyncd-fsync; do
+            has_tool "$p" || continue
+            RATIO_LINES+=("RATIO down_small cpu ferry/$p=$(fdiv "${MED["down_small|ferry|cpu"]:-NA}" "${MED["down_small|$p|cpu"]:-NA}" %.3f)")
+        done
     fi
     ((DO_NOOP)) && ratio noop rsyncd "<=" 0.3
     ((DO_CHUNKED)) && summarize_chunked
@@ -1555,9 +1699,9 @@ printf '# load average at start: %s\n' "$load1"
 if awk -v l="$load1" 'BEGIN { exit !(l > 0.5) }'; then
     warn "load average $load1: something else is running; the figures will be noisy (performance.md section 7)"
 fi
-printf '# tools: %s; scenarios:%s%s%s%s%s%s%s%s; rounds %s; big file %s MiB; %s small files; regen %s\n' \
+printf '# tools: %s; scenarios:%s%s%s%s%s%s%s%s%s; rounds %s; big file %s MiB; %s small files; regen %s\n' \
     "${TOOLS[*]}" "$( ((DO_UP)) && echo ' a-up')" "$( ((DO_DOWN)) && echo ' a-down')" \
-    "$( ((DO_SMALL)) && echo ' b')" "$( ((DO_NOOP)) && echo ' c')" "$( ((DO_RESUME)) && echo ' resume')" \
+    "$( ((DO_SMALL)) && echo ' b')" "$( ((DO_SMALL_DOWN)) && echo ' b-down')" "$( ((DO_NOOP)) && echo ' c')" "$( ((DO_RESUME)) && echo ' resume')" \
     "$( ((DO_UNCHANGED)) && echo ' unchanged')" "$( ((DO_DMOD)) && echo ' delta-mod')" "$( ((DO_DINS)) && echo ' delta-ins')" \
     "$ROUNDS" "$SIZE_MB" "$FILES" "$REGEN"
 printf '# %s; %s; %s; %s\n' "$(rsync --version | head -n 1 | tr -s ' ')" "$(ssh -V 2>&1)" \
@@ -1576,7 +1720,7 @@ fi
 
 if ((WITH_FERRY)); then ferry_start; fi # first: a broken ferry fails the run before anything else
 if has_rsyncd_tool; then rsyncd_start; fi
-if ((DO_UP || DO_DOWN || DO_SMALL)) && has_ssh_tool; then sshd_start; fi
+if ((DO_UP || DO_DOWN || DO_SMALL || DO_SMALL_DOWN)) && has_ssh_tool; then sshd_start; fi
 if ((DO_UP || DO_DOWN || DO_SMALL)) && has_tool nc; then
     NC_PORT=$(free_port "$NC_PORT") || die "no free port for nc"
 fi
@@ -1602,6 +1746,11 @@ if ((DO_UP && WITH_FERRY)); then
     fi
 fi
 ((DO_SMALL)) && run_batch up_small "(b) up: $FILES files of 4 KiB, $ROUNDS rounds, interleaved"
+if ((DO_SMALL_DOWN)); then
+    info "putting $FILES files of 4 KiB on every server for (b) down"
+    setup_down_small
+    run_batch down_small "(b) down: $FILES files of 4 KiB pulled, $ROUNDS rounds, interleaved"
+fi
 if ((DO_NOOP)); then
     setup_noop
     run_noop

@@ -7,7 +7,7 @@ set -euo pipefail
 
 build_pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev
     libuv1-dev libssl-dev libsodium-dev libjansson-dev libsqlite3-dev libcmocka-dev
-    sqlite3 openssl python3 iproute2 procps
+    sqlite3 openssl python3 iproute2 procps strace
     systemd man-db groff-base)
 bench_pkgs=(rsync openssh-server openssh-client netcat-openbsd hyperfine)
 

@@ -35,7 +35,8 @@ void ferry_writer_submit(struct ferry_writer *w, uint8_t *buf, size_t len);
 /*
  * Waits until every queued byte of the file is written. Returns 0 and the
  * content id in cid, or the first error (-errno); the writer is then free
- * for the next file.
+ * for the next file. Without a file in progress (ended already) it returns
+ * FERRY_EUSAGE and changes nothing.
  */
 int ferry_writer_end(struct ferry_writer *w, char cid[static 72]);
 /* The same, but the content id is the "chunks:" id of R-CHUNK-3. */

@@ -9,14 +9,23 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <sqlite3.h>
-
 #include "../server/serve.h"
 #include "cli.h"
 #include "ferry/manifest.h"
 #include "ferry/path.h"
 #include "ferry/writer.h"
+#include "getbatch.h"
 #include "getchunks.h"
+#include "getpart.h"
+
+/* Where a download stands. */
+enum {
+    DL_QUEUED = 0,
+    DL_REQUESTED = 1,
+    DL_DONE = 2,
+    DL_FAILED = 3,
+    DL_VERIFIED = 4, /* verified, waiting in the batch to become durable (R-RECV-4) */
+};
 
 struct dl {
     int64_t file_id;
@@ -24,9 +33,10 @@ struct dl {
     char *rel;   /* path beneath rootfd, validated (R-PATH-6) */
     char *label; /* what to call it in messages */
     char id[FERRY_UUID_STR_LEN + 1];
-    int state;                   /* 0 queued, 1 requested, 2 done, 3 failed */
+    int state;                   /* DL_* */
     char cid[FERRY_CID_LEN + 1]; /* content id the listing gave, "" if none */
     uint64_t resume;             /* durable bytes of a partial file, asked to resume */
+    struct cli_part_id part_id;  /* R-RECV-2: the part file those bytes are in */
     /* R-CHUNK-15/16: 1 its list was asked for, 2 some of its chunks. */
     int phase;
     int restarts; /* times it changed on the server mid-way */
@@ -51,6 +61,7 @@ struct get {
     int *rootfds;
     size_t nroots;
     size_t failed;
+    uint64_t listed, listed_bytes; /* R-RECV-7: entries and name bytes the listings brought */
     struct cli_progress prog;
     mode_t umask;
     /* the transfer being received */
@@ -62,8 +73,16 @@ struct get {
     int64_t mtime;
     int exec;
     int dirfd, fd;
-    char tmpname[48];
-    /* Hashing and writing run on the writer's thread while this one receives. */
+    struct cli_dir dir; /* the folder dirfd is (its identity, for the batch) */
+    char tmpname[CLI_PART_NAME_LEN];
+    struct cli_part_id part_id; /* the part file's identity (R-RECV-2) */
+    /*
+     * Hashing and writing run on the writer's thread while this one
+     * receives; a small file is gathered here instead (inl), checked, and
+     * written with one write(2): a thread hand-off per file cost more.
+     */
+    int inl;
+    uint8_t *ibuf; /* CLI_INLINE_MAX bytes, allocated at the first small file */
     struct ferry_writer *wr;
     uint8_t *wb;
     size_t wlen;
@@ -72,14 +91,32 @@ struct get {
     uint64_t resumed;  /* bytes not fetched again thanks to partial files (--stats) */
     uint64_t reused;   /* bytes taken from old local files instead (--stats) */
     size_t inflight;   /* Downloads requested and not finished */
+    /*
+     * R-RECV-4: destination folders kept open, verified files waiting to be
+     * durable (batch), and the batch the flusher thread is making durable
+     * meanwhile (fbatch, while flushing).
+     */
+    struct cli_dircache dc;
+    struct cli_batch batch, fbatch;
+    struct cli_flusher *fl;
+    int flushing;
 };
 
 /* R-CHUNK-14: a partial download becomes durable (and resumable) every this many bytes. */
-#define PARTIALS_SQL                                                                               \
-    "CREATE TABLE IF NOT EXISTS partials(dev INTEGER NOT NULL, ino INTEGER NOT NULL,"              \
-    " name TEXT NOT NULL, cid TEXT NOT NULL, durable INTEGER NOT NULL,"                            \
-    " PRIMARY KEY(dev, ino, name)) STRICT"
 #define GET_DURABLE_STEP (32u << 20)
+/* Queued requests and acknowledgements are pushed out from this many bytes (one TLS record). */
+#define GET_PUSH_BYTES (16u << 10)
+/* Files up to this size are checked and written on the receiving thread (one writer buffer). */
+#define CLI_INLINE_MAX FERRY_WRITER_BUF
+/*
+ * R-RECV-7: what the listings of one get may bring: a million entries, and
+ * 128 MiB of names (a tree of 4 KiB paths reaches that first). Entries are
+ * counted as they arrive, refused names included, so the plan they make
+ * stays under about half a GiB, and a listing without end (or one of
+ * nothing but refused names) ends the get instead of running forever.
+ */
+#define CLI_LIST_ENTRIES_MAX (1u << 20)
+#define CLI_LIST_BYTES_MAX   (128u << 20)
 
 static const char get_usage[] =
     "usage: ferry get [-r] [-q] [--retry-for SECS] REMOTE... [LOCAL]\n"
@@ -87,7 +124,8 @@ static const char get_usage[] =
     "Downloads remote files (and with -r, folders). The last argument is the local\n"
     "destination, as with cp and scp; with a single argument it is the current\n"
     "folder. Each file is written to a temporary name, checked against its content\n"
-    "id, then renamed into place: nothing half-written is ever visible.\n"
+    "id, made durable, then renamed into place: nothing half-written is ever\n"
+    "visible, and a file reported received survives a crash.\n"
     "\n"
     "  -r, --recursive    download folders and everything in them\n"
     "  -q, --quiet        no progress line\n"
@@ -97,7 +135,8 @@ static const char get_usage[] =
     "\n"
     "A download cut short keeps what was made durable (every 32 MiB) in a\n"
     ".ferry-*.part file beside the destination; running the same get again\n"
-    "continues from there.\n"
+    "continues from there. A file that does not fit in the destination's free\n"
+    "space is refused before anything is written.\n"
     "\n"
     "Exit status: 0 all received, 1 failure, 2 usage, 3 some files failed (each\n"
     "named), 4 interrupted: run the same command again.\n";
@@ -108,6 +147,37 @@ static void failmsg(struct get *g, const char *label, const char *why)
     fprintf(stderr, "ferry: ");
     cli_print_name(stderr, label);
     fprintf(stderr, ": %s\n", why);
+}
+
+/* failmsg with the text of a local error code appended ("why: No such file"). */
+static void failmsg_rc(struct get *g, const char *label, const char *why, int rc)
+{
+    char buf[256];
+
+    snprintf(buf, sizeof(buf), "%s: %s", why,
+             rc < 0 && rc > -4096 ? strerror(-rc) : ferry_strerror(rc));
+    failmsg(g, label, buf);
+}
+
+/* R-RECV-6: "not enough space" with the figures, for a file refused before it is written. */
+static void failmsg_space(struct get *g, const char *label, uint64_t need, uint64_t avail)
+{
+    char buf[200];
+
+    snprintf(buf, sizeof(buf),
+             "not enough free space for it (%.1f MB to write, %.1f MB free); nothing was written",
+             (double)need / 1e6, (double)avail / 1e6);
+    failmsg(g, label, buf);
+}
+
+/* R-RECV-7: counts an entry of a listing as it arrives; FERRY_ETOOBIG past the caps. */
+static int listed(struct get *g, const char *name)
+{
+    g->listed++;
+    g->listed_bytes += name != NULL ? strlen(name) : 0;
+    if (g->listed > CLI_LIST_ENTRIES_MAX || g->listed_bytes > CLI_LIST_BYTES_MAX)
+        return FERRY_ETOOBIG;
+    return 0;
 }
 
 static int add_dl(struct get *g, int64_t file_id, int rootfd, const char *rel, const char *label,
@@ -200,6 +270,8 @@ static int plan_tree(struct get *g, const char *src, int rootfd)
             json_int_t mt = json_integer_value(json_object_get(e, "mtime"));
             int fd;
 
+            if ((rc = listed(g, name)) != 0)
+                break;
             /* R-PATH-6: a name from the server is hostile until validated. */
             if (name == NULL || type == NULL ||
                 ferry_path_normalize(name, strlen(name), norm, sizeof(norm)) != 0 ||
@@ -209,7 +281,7 @@ static int plan_tree(struct get *g, const char *src, int rootfd)
             }
             if (strcmp(type, "dir") == 0) {
                 if ((fd = ferry_mkdirs_beneath(rootfd, norm)) < 0) {
-                    failmsg(g, norm, strerror(-fd));
+                    failmsg_rc(g, norm, "cannot create the folder", fd);
                     continue;
                 }
                 close(fd);
@@ -224,102 +296,15 @@ static int plan_tree(struct get *g, const char *src, int rootfd)
         last = json_is_true(json_object_get(m.body, "last"));
         ferry_cmd_cleanup(&m);
     }
+    if (rc == FERRY_ETOOBIG) {
+        fprintf(stderr, "%s: the listing of ", cli_prog);
+        cli_print_name(stderr, src);
+        fprintf(stderr,
+                " holds more than this client accepts (%u entries or %u MiB of names); get "
+                "its folders one by one\n",
+                CLI_LIST_ENTRIES_MAX, CLI_LIST_BYTES_MAX >> 20);
+    }
     return rc;
-}
-
-/*
- * R-CHUNK-14: a partial download lives at a name derived from its content
- * id and destination, so a rerun finds it; the state database says how much
- * of it is durable.
- */
-static void part_name(const char *cid, const char *rel, char out[48])
-{
-    struct ferry_sha256 h;
-    char full[FERRY_CID_LEN + 1];
-
-    /* A slash-free digest: the part file sits beside the destination. */
-    if (ferry_sha256_init(&h) == 0 && ferry_sha256_update(&h, cid, strlen(cid) + 1) == 0 &&
-        ferry_sha256_update(&h, rel, strlen(rel)) == 0 && ferry_sha256_final_cid(&h, full) == 0) {
-        snprintf(out, 48, ".ferry-%.16s.part", full + 7);
-        return;
-    }
-    snprintf(out, 48, ".ferry-0000000000000000.part");
-}
-
-static int part_key(int dirfd, struct stat *st)
-{
-    return fstat(dirfd, st);
-}
-
-/* The durable bytes recorded for a part file, 0 if none or for other content. */
-static uint64_t part_get(int dirfd, const char *name, const char *cid)
-{
-    static const char sql[] = "SELECT durable FROM partials WHERE dev = ?1 AND ino = ?2"
-                              " AND name = ?3 AND cid = ?4";
-    sqlite3_stmt *st = NULL;
-    sqlite3 *db = NULL;
-    struct stat ds;
-    uint64_t v = 0;
-
-    if (part_key(dirfd, &ds) != 0 || cli_state_open(&db) != 0 ||
-        sqlite3_exec(db, PARTIALS_SQL, NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        goto out;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)ds.st_dev);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)ds.st_ino);
-    sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, cid, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) > 0)
-        v = (uint64_t)sqlite3_column_int64(st, 0);
-out:
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
-}
-
-/* Records (durable > 0) or forgets (durable == 0) a part file. */
-static void part_put(int dirfd, const char *name, const char *cid, uint64_t durable)
-{
-    static const char sql_put[] =
-        "INSERT OR REPLACE INTO partials(dev, ino, name, cid, durable) VALUES(?1, ?2, ?3, ?4, ?5)";
-    static const char sql_del[] = "DELETE FROM partials WHERE dev = ?1 AND ino = ?2 AND name = ?3";
-    sqlite3_stmt *st = NULL;
-    sqlite3 *db = NULL;
-    struct stat ds;
-
-    if (part_key(dirfd, &ds) != 0 || cli_state_open(&db) != 0 ||
-        sqlite3_exec(db, PARTIALS_SQL, NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db, durable > 0 ? sql_put : sql_del, -1, &st, NULL) != SQLITE_OK)
-        goto out;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)ds.st_dev);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)ds.st_ino);
-    sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC);
-    if (durable > 0) {
-        sqlite3_bind_text(st, 4, cid, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 5, (sqlite3_int64)durable);
-    }
-    sqlite3_step(st);
-out:
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-}
-
-/*
- * Opens the part file without following links; one that is not a plain
- * file of ours with a single link is refused (a planted name).
- */
-static int part_open(int dirfd, const char *name)
-{
-    struct stat st;
-    int fd = openat(dirfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-
-    if (fd < 0)
-        return -errno;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() || st.st_nlink != 1) {
-        close(fd);
-        return -EPERM;
-    }
-    return fd;
 }
 
 /* Hands the filled buffer to the writer thread. */
@@ -336,6 +321,11 @@ static int put_bytes(struct get *g, const uint8_t *p, size_t n)
 {
     size_t k;
 
+    if (g->inl) {
+        /* begin() checked the size, and the receive loop each frame against it. */
+        memcpy(g->ibuf + g->got, p, n);
+        return 0;
+    }
     while (n > 0) {
         if (g->wb == NULL && (g->wb = ferry_writer_buf(g->wr)) == NULL)
             return FERRY_EINTERNAL;
@@ -350,13 +340,14 @@ static int put_bytes(struct get *g, const uint8_t *p, size_t n)
         }
         /*
          * R-CHUNK-14: the writer thread fdatasyncs every 32 MiB by itself;
-         * what it made durable is recorded here, without waiting for it.
+         * what it made durable is recorded here, without waiting for it,
+         * bound to this part file's identity (R-RECV-2).
          */
         if (g->unsynced >= GET_DURABLE_STEP && g->wb == NULL) {
             uint64_t durable = ferry_writer_durable(g->wr);
             g->unsynced = 0;
             if (durable > g->recorded) {
-                part_put(g->dirfd, g->tmpname, g->hash, durable);
+                cli_part_record(g->dirfd, g->tmpname, g->hash, &g->part_id, durable);
                 g->recorded = durable;
             }
         }
@@ -364,7 +355,12 @@ static int put_bytes(struct get *g, const uint8_t *p, size_t n)
     return 0;
 }
 
-static void abort_current(struct get *g, const char *why)
+/*
+ * Gives up the file being received: its part file is removed with every
+ * record of it (R-RECV-2), and it is named on stderr. rc, when not 0, is
+ * the local error appended to why.
+ */
+static void fail_current(struct get *g, const char *why, int rc)
 {
     char cid[FERRY_CID_LEN + 1];
 
@@ -372,17 +368,39 @@ static void abort_current(struct get *g, const char *why)
         return;
     if (g->fd >= 0) {
         submit(g);
-        ferry_writer_end(g->wr, cid);
+        if (!g->inl && ferry_writer_busy(g->wr))
+            ferry_writer_end(g->wr, cid);
         close(g->fd);
         unlinkat(g->dirfd, g->tmpname, 0);
-        part_put(g->dirfd, g->tmpname, NULL, 0);
+        cli_part_forget(g->dirfd, g->tmpname);
     }
     if (g->dirfd >= 0)
         close(g->dirfd);
     g->fd = g->dirfd = -1;
-    g->cur->state = 3;
-    failmsg(g, g->cur->label, why);
+    g->cur->state = DL_FAILED;
+    if (rc != 0)
+        failmsg_rc(g, g->cur->label, why, rc);
+    else
+        failmsg(g, g->cur->label, why);
     g->cur = NULL;
+}
+
+static void abort_current(struct get *g, const char *why)
+{
+    fail_current(g, why, 0);
+}
+
+/* R-XFER-4: stops the server sending a download given up before its data. */
+static int cancel_current(struct get *g)
+{
+    char tidhex[33];
+
+    ferry_hex_encode(g->tid, FERRY_TID_LEN, tidhex);
+    /* No TransferComplete may follow: its window slot frees now. */
+    g->have_tid = 0;
+    g->inflight--;
+    return ferry_client_send_cmd(&g->cc.c, FERRY_MSG_TRANSFER_CANCEL,
+                                 json_pack("{s:s}", "tid", tidhex));
 }
 
 static int begin(struct get *g, struct dl *d, const struct ferry_cmd *m)
@@ -390,8 +408,11 @@ static int begin(struct get *g, struct dl *d, const struct ferry_cmd *m)
     const char *tid = json_string_value(json_object_get(m->body, "tid"));
     const char *hash = json_string_value(json_object_get(m->body, "hash"));
     json_t *size = json_object_get(m->body, "size");
-    char parent[FERRY_PATH_MAX + 1], rnd[16], hex[33];
+    char parent[FERRY_PATH_MAX + 1];
     const char *slash = strrchr(d->rel, '/');
+    const struct cli_dir *dir;
+    uint64_t avail;
+    int rc;
 
     if (tid == NULL || ferry_hex_decode(tid, g->tid, 16) != 0 || hash == NULL ||
         !ferry_cid_valid(hash) || !json_is_integer(size) || json_integer_value(size) < 0)
@@ -404,27 +425,61 @@ static int begin(struct get *g, struct dl *d, const struct ferry_cmd *m)
     g->exec = json_is_true(json_object_get(m->body, "exec"));
     snprintf(g->hash, sizeof(g->hash), "%s", hash);
     snprintf(parent, sizeof(parent), "%.*s", slash != NULL ? (int)(slash - d->rel) : 0, d->rel);
-    g->fd = -1;
-    g->dirfd = ferry_mkdirs_beneath(d->rootfd, parent);
-    if (g->dirfd < 0) {
-        abort_current(g, "cannot create its folder");
-        return 0;
-    }
-    (void)rnd;
-    (void)hex;
-    /* R-CHUNK-14: the part file's name follows from the content and the destination. */
-    part_name(g->hash, d->rel, g->tmpname);
-    /* No symlink followed, ours alone: a planted temp name cannot redirect us. */
-    if ((g->fd = part_open(g->dirfd, g->tmpname)) < 0) {
-        g->fd = -1;
-        abort_current(g, "cannot create its temporary file (a foreign file in the way?)");
-        return 0;
-    }
+    g->fd = g->dirfd = -1;
     /* Resume only what the server agreed to send the rest of (its Transfer's hash). */
-    if (d->resume > 0 && strcmp(d->cid, g->hash) != 0)
+    if (d->resume > 0 && (strcmp(d->cid, g->hash) != 0 || d->resume > g->size))
         d->resume = 0;
+    if ((rc = cli_dircache_get(&g->dc, d->rootfd, parent, 1, &dir)) != 0) {
+        fail_current(g, "cannot create its folder", rc);
+        return 0;
+    }
+    g->dir = *dir;
+    g->dir.rel = NULL; /* the cache's: only the identity is kept */
+    if ((g->dirfd = fcntl(dir->fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+        fail_current(g, "cannot open its folder", -errno);
+        return 0;
+    }
+    /*
+     * R-RECV-6: what is still to be written must fit, with the margin, before
+     * the part file is created or sized: a declared size is only a claim.
+     */
+    if ((rc = cli_space_check(g->dirfd, g->size - d->resume, &avail)) != 0) {
+        if (rc == -ENOSPC)
+            failmsg_space(g, d->label, g->size - d->resume, avail);
+        else
+            failmsg_rc(g, d->label, "cannot check the free space", rc);
+        close(g->dirfd);
+        g->dirfd = -1;
+        d->state = DL_FAILED;
+        g->cur = NULL;
+        return cancel_current(g);
+    }
+    /* R-CHUNK-14: the part file's name follows from the content and the destination. */
+    cli_part_name(g->hash, d->rel, g->tmpname);
+    /* R-RECV-1: no symlink followed, ours alone: a planted temp name cannot redirect us. */
+    if ((rc = cli_part_open(g->dirfd, g->tmpname, &g->part_id)) < 0) {
+        fail_current(g,
+                     rc == -EPERM ? "cannot create its temporary file (a foreign file in the way?)"
+                                  : "cannot create its temporary file",
+                     rc == -EPERM ? 0 : rc);
+        return 0;
+    }
+    g->fd = rc;
+    /* R-RECV-2: the prefix offered was in a part file that is not this one any more. */
+    if (d->resume > 0 && !cli_part_same(&g->part_id, &d->part_id)) {
+        fail_current(g, "its partial file changed during the download; run the same command again",
+                     0);
+        return 0;
+    }
     if (ftruncate(g->fd, (off_t)d->resume) != 0) {
-        abort_current(g, strerror(errno));
+        fail_current(g, "cannot write it", -errno);
+        return 0;
+    }
+    g->inl = d->resume == 0 && g->size <= CLI_INLINE_MAX && strncmp(g->hash, "sha256:", 7) == 0;
+    if (g->inl && g->ibuf == NULL && (g->ibuf = ferry_malloc(CLI_INLINE_MAX)) == NULL)
+        g->inl = 0;
+    if (g->inl) {
+        g->recorded = g->unsynced = 0;
         return 0;
     }
     /* R-CHUNK-10: a chunked file is checked by re-chunking what arrives. */
@@ -432,7 +487,7 @@ static int begin(struct get *g, struct dl *d, const struct ferry_cmd *m)
              ? ferry_writer_begin_chunked(g->wr, g->fd)
              : ferry_writer_begin(g->wr, g->fd)) != 0 ||
         (d->resume > 0 && ferry_writer_resume(g->wr, d->resume) != 0)) {
-        abort_current(g, "cannot start writing");
+        fail_current(g, "cannot start writing", 0);
         return 0;
     }
     ferry_writer_sync_every(g->wr, GET_DURABLE_STEP);
@@ -445,52 +500,168 @@ static int begin(struct get *g, struct dl *d, const struct ferry_cmd *m)
     return 0;
 }
 
+struct flush_ctx {
+    struct get *g;
+    int acks; /* the connection is up: acknowledge each file placed */
+    int rc;
+};
+
+/* One file of a flushed batch: received once durable in place, then acknowledged. */
+static void placed(void *arg, struct cli_batch_ent *e, int rc, const char *stage)
+{
+    struct flush_ctx *f = arg;
+    struct get *g = f->g;
+    struct dl *d = e->arg;
+    char tidhex[33];
+
+    if (rc != 0) {
+        d->state = DL_FAILED;
+        failmsg_rc(g, d->label, stage, rc);
+        return;
+    }
+    d->state = DL_DONE;
+    g->prog.files_done++;
+    if (!f->acks || f->rc != 0)
+        return;
+    /* Seed 000: the receiver acknowledges after its check; R-RECV-4: and once durable. */
+    ferry_hex_encode(e->tid, FERRY_TID_LEN, tidhex);
+    f->rc = ferry_client_send_cmd(&g->cc.c, FERRY_MSG_TRANSFER_COMPLETE,
+                                  json_pack("{s:s, s:s}", "tid", tidhex, "hash", e->cid));
+}
+
+/*
+ * Takes back the batch the flusher made durable: its files are reported
+ * and (with acks) acknowledged, which frees their places in the window.
+ * With wait, waits for it; without, only if it is done.
+ */
+static int collect(struct get *g, int wait, int acks)
+{
+    struct flush_ctx f = {.g = g, .acks = acks};
+
+    if (!g->flushing || !cli_flusher_ready(g->fl, wait))
+        return 0;
+    g->flushing = 0;
+    cli_batch_done(&g->fbatch, placed, &f);
+    cli_progress_update(&g->prog, 0);
+    return f.rc;
+}
+
+/*
+ * R-RECV-4: hands the batch to the flusher thread, once the batch before it
+ * is taken back, and receiving goes on meanwhile. Without a flusher thread
+ * the batch is made durable here.
+ */
+static int flush_async(struct get *g)
+{
+    struct flush_ctx f = {.g = g, .acks = 1};
+    int rc;
+
+    if (g->batch.n == 0)
+        return 0;
+    if ((rc = collect(g, 1, 1)) != 0)
+        return rc;
+    /* Folders are opened again for the next batch: one replaced meanwhile is seen. */
+    cli_dircache_clear(&g->dc);
+    if (g->fl == NULL) {
+        cli_batch_flush(&g->batch, placed, &f);
+        cli_progress_update(&g->prog, 0);
+        return f.rc;
+    }
+    g->fbatch = g->batch;
+    g->batch.n = g->batch.ndirs = 0;
+    g->batch.bytes = 0;
+    g->flushing = 1;
+    cli_flusher_start(g->fl, &g->fbatch);
+    return 0;
+}
+
+/* R-RECV-4: everything verified is durable, placed and (with acks) acknowledged on return. */
+static int flush(struct get *g, int acks)
+{
+    struct flush_ctx f = {.g = g, .acks = acks};
+    int rc = collect(g, 1, acks);
+
+    if (g->batch.n == 0)
+        return rc;
+    cli_batch_flush(&g->batch, placed, &f);
+    cli_dircache_clear(&g->dc);
+    cli_progress_update(&g->prog, 0);
+    return rc != 0 ? rc : f.rc;
+}
+
+/* A small file: checked in memory first, then written whole; FERRY_EHASH writes nothing. */
+static int finish_inline(struct get *g, char cid[static FERRY_CID_LEN + 1])
+{
+    uint8_t h[32];
+    size_t off = 0;
+    ssize_t n;
+
+    ferry_sha256_buf(g->ibuf, (size_t)g->got, h);
+    memcpy(cid, "sha256:", 7);
+    ferry_hex_encode(h, sizeof(h), cid + 7);
+    if (g->got != g->size || strcmp(cid, g->hash) != 0)
+        return FERRY_EHASH;
+    while (off < g->got) {
+        n = write(g->fd, g->ibuf + off, (size_t)g->got - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        off += (size_t)n;
+    }
+    return 0;
+}
+
 static int finish(struct get *g)
 {
     const char *name = strrchr(g->cur->rel, '/');
-    char cid[FERRY_CID_LEN + 1], tidhex[33];
+    char cid[FERRY_CID_LEN + 1];
     struct timespec ts[2];
+    struct dl *d = g->cur;
     int rc;
 
     name = name != NULL ? name + 1 : g->cur->rel;
-    submit(g);
-    if ((rc = ferry_writer_end(g->wr, cid)) != 0) {
-        close(g->fd);
-        g->fd = -1;
-        unlinkat(g->dirfd, g->tmpname, 0);
-        abort_current(g, strerror(rc < 0 && rc > -4096 ? -rc : EIO));
+    if (g->inl) {
+        rc = finish_inline(g, cid);
+    } else {
+        submit(g);
+        rc = ferry_writer_end(g->wr, cid);
+    }
+    if (rc != 0) {
+        fail_current(g,
+                     rc == FERRY_EHASH ? "content did not match its hash; nothing was written"
+                                       : "cannot write it",
+                     rc == FERRY_EHASH ? 0 : rc);
         return 0;
     }
     /* Seed 000: the receiver checks the hash before anything is visible. */
     if (g->got != g->size || strcmp(cid, g->hash) != 0) {
-        close(g->fd);
-        g->fd = -1;
-        unlinkat(g->dirfd, g->tmpname, 0);
-        part_put(g->dirfd, g->tmpname, NULL, 0);
-        abort_current(g, "content did not match its hash; nothing was written");
+        fail_current(g, "content did not match its hash; nothing was written", 0);
         return 0;
     }
     cli_mtime_ts(g->mtime, ts);
-    if (fchmod(g->fd, (g->exec ? 0777 : 0666) & ~g->umask) != 0 || futimens(g->fd, ts) != 0 ||
-        fdatasync(g->fd) != 0) {
-        abort_current(g, strerror(errno));
+    if (fchmod(g->fd, (g->exec ? 0777 : 0666) & ~g->umask) != 0 || futimens(g->fd, ts) != 0) {
+        fail_current(g, "cannot set its mode and time", -errno);
         return 0;
     }
-    if (renameat(g->dirfd, g->tmpname, g->dirfd, name) != 0) {
-        abort_current(g, strerror(errno));
+    /* R-RECV-4: a full batch goes to the flusher before another file joins it. */
+    if (cli_batch_full(&g->batch) && (rc = flush_async(g)) != 0)
+        return rc;
+    g->dir.fd = g->dirfd;
+    rc = cli_batch_add(&g->batch, &g->dir, g->fd, g->tmpname, name, cid, g->tid, g->size,
+                       g->recorded > 0 || d->resume > 0, d);
+    g->fd = -1; /* the batch's now, or closed */
+    if (rc != 0) {
+        unlinkat(g->dirfd, g->tmpname, 0);
+        cli_part_forget(g->dirfd, g->tmpname);
+        fail_current(g, "cannot keep it for placing", rc);
         return 0;
     }
-    part_put(g->dirfd, g->tmpname, NULL, 0);
-    close(g->fd);
     close(g->dirfd);
-    g->fd = g->dirfd = -1;
-    g->cur->state = 2;
+    g->dirfd = -1;
+    d->state = DL_VERIFIED;
     g->cur = NULL;
-    g->prog.files_done++;
-    /* Seed 000: the receiver acknowledges after its hash check. */
-    ferry_hex_encode(g->tid, FERRY_TID_LEN, tidhex);
-    return ferry_client_send_cmd(&g->cc.c, FERRY_MSG_TRANSFER_COMPLETE,
-                                 json_pack("{s:s, s:s}", "tid", tidhex, "hash", cid));
+    return 0;
 }
 
 static struct dl *by_ref(struct get *g, const char *ref, size_t from)
@@ -498,7 +669,7 @@ static struct dl *by_ref(struct get *g, const char *ref, size_t from)
     size_t i;
 
     for (i = from; ref != NULL && i < g->n; i++)
-        if (g->v[i].state == 1 && strcmp(g->v[i].id, ref) == 0)
+        if (g->v[i].state == DL_REQUESTED && strcmp(g->v[i].id, ref) == 0)
             return &g->v[i];
     return NULL;
 }
@@ -517,29 +688,72 @@ static int dl_dir(const struct dl *x, int mkdir, const char **name)
                      : fcntl(x->rootfd, F_DUPFD_CLOEXEC, 0);
 }
 
+/* The folder a download lands in, if it exists: borrowed from the cache, < 0 if not. */
+static int local_dir(struct get *g, const struct dl *x, const char **name)
+{
+    char parent[FERRY_PATH_MAX + 1];
+    const char *slash = strrchr(x->rel, '/');
+    const struct cli_dir *dir;
+
+    *name = slash != NULL ? slash + 1 : x->rel;
+    snprintf(parent, sizeof(parent), "%.*s", slash != NULL ? (int)(slash - x->rel) : 0, x->rel);
+    if (cli_dircache_get(&g->dc, x->rootfd, parent, 0, &dir) != 0)
+        return -1;
+    return dir->fd;
+}
+
 /*
  * Whether a chunked file has bytes on this disk to build on: a partial
- * download of it, or an old version at its destination (R-CHUNK-16).
+ * download of it, or an old version at its destination (R-CHUNK-16). The
+ * records count only for the part file they were made for (R-RECV-2).
  */
-static int has_local(const struct dl *x)
+static int has_local(struct get *g, const struct dl *x)
 {
-    char pname[48];
+    char pname[CLI_PART_NAME_LEN];
+    struct cli_part_id id;
+    uint64_t psize, palloc;
     const char *name;
     struct stat st;
-    int dfd, yes = 0;
+    int dfd;
 
     if (strncmp(x->cid, FERRY_CID_CHUNKS_PREFIX, 7) != 0)
         return 0;
-    if ((dfd = dl_dir(x, 0, &name)) < 0)
+    if ((dfd = local_dir(g, x, &name)) < 0)
         return 0;
-    part_name(x->cid, x->rel, pname);
     if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
         st.st_size >= (off_t)FERRY_CHUNK_MIN)
-        yes = 1;
-    else if (fstatat(dfd, pname, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
-        yes = cli_patch_has_bitmap(dfd, pname, x->cid) || part_get(dfd, pname, x->cid) > 0;
-    close(dfd);
-    return yes;
+        return 1;
+    cli_part_name(x->cid, x->rel, pname);
+    if (cli_part_stat(dfd, pname, &id, &psize, &palloc) != 0)
+        return 0;
+    return cli_patch_has_bitmap(dfd, pname, x->cid, &id) ||
+           cli_part_durable(dfd, pname, x->cid, &id) > 0;
+}
+
+/*
+ * R-CHUNK-14: a durable prefix of the same content in a part file recorded
+ * for that very file (R-RECV-2): the Download asks for the rest. Files
+ * without a part file cost one failed open here, nothing more.
+ */
+static void offer_resume(struct get *g, struct dl *x, json_t *req)
+{
+    char pname[CLI_PART_NAME_LEN];
+    uint64_t durable, psize, palloc;
+    const char *name;
+    int dfd;
+
+    x->resume = 0;
+    if (x->cid[0] == '\0' || g->cc.minor < 1 || (dfd = local_dir(g, x, &name)) < 0)
+        return;
+    cli_part_name(x->cid, x->rel, pname);
+    if (cli_part_stat(dfd, pname, &x->part_id, &psize, &palloc) != 0)
+        return;
+    durable = cli_part_durable(dfd, pname, x->cid, &x->part_id);
+    if (durable > 0 && psize >= durable) {
+        x->resume = durable;
+        json_object_set_new(req, "offset", json_integer((json_int_t)durable));
+        json_object_set_new(req, "hash", json_string(x->cid));
+    }
 }
 
 /* R-CHUNK-15: asks for the file's chunk list. */
@@ -548,7 +762,7 @@ static int ask_list(struct get *g, struct dl *x)
     cli_patch_free(x->patch);
     x->patch = NULL;
     ferry_uuid_new(x->id);
-    x->state = 1;
+    x->state = DL_REQUESTED;
     x->phase = 1;
     g->inflight++;
     return ferry_client_send_cmd(
@@ -566,8 +780,18 @@ static void patch_fail(struct get *g, struct dl *x, const char *why, int discard
     cli_patch_free(x->patch);
     x->patch = NULL;
     x->phase = 0;
-    x->state = 3;
+    x->state = DL_FAILED;
     failmsg(g, x->label, why);
+}
+
+/* patch_fail with the text of a local error code appended. */
+static void patch_fail_rc(struct get *g, struct dl *x, const char *why, int rc)
+{
+    char buf[256];
+
+    snprintf(buf, sizeof(buf), "%s: %s", why,
+             rc < 0 && rc > -4096 ? strerror(-rc) : ferry_strerror(rc));
+    patch_fail(g, x, buf, 0);
 }
 
 /* Reads a Transfer's tid, size and hash into g and x. */
@@ -627,12 +851,16 @@ static int patch_place(struct get *g, struct dl *x, const uint8_t *tid)
     name = name != NULL ? name + 1 : x->rel;
     if ((rc = cli_patch_place(x->patch, name, (x->exec ? 0777 : 0666) & ~g->umask, x->mtime)) !=
         0) {
-        patch_fail(g, x, strerror(rc < 0 && rc > -4096 ? -rc : EIO), 0);
+        /* R-RECV-3: bytes on disk that are not the content are not kept for a rerun either. */
+        if (rc == FERRY_EHASH)
+            patch_fail(g, x, "its bytes on disk did not match its hash; nothing was placed", 1);
+        else
+            patch_fail_rc(g, x, "cannot put it in place", rc);
         return 0;
     }
     cli_patch_free(x->patch);
     x->patch = NULL;
-    x->state = 2;
+    x->state = DL_DONE;
     g->prog.files_done++;
     if (tid == NULL)
         return 0;
@@ -649,7 +877,7 @@ static int patch_request(struct get *g, struct dl *x)
     if (ranges == NULL)
         return -ENOMEM;
     ferry_uuid_new(x->id);
-    x->state = 1;
+    x->state = DL_REQUESTED;
     x->phase = 2;
     g->inflight++;
     return ferry_client_send_cmd(&g->cc.c, FERRY_MSG_DOWNLOAD,
@@ -663,8 +891,8 @@ static int patch_list_done(struct get *g)
 {
     struct dl *x = g->cur;
     const char *name;
-    char pname[48];
-    uint64_t reused, kept;
+    char pname[CLI_PART_NAME_LEN];
+    uint64_t reused, kept, need, avail;
     int dfd, rc;
 
     g->cur = NULL;
@@ -672,9 +900,8 @@ static int patch_list_done(struct get *g)
         patch_fail(g, x, "cannot create its folder", 0);
         return 0;
     }
-    part_name(x->cid, x->rel, pname);
-    rc = cli_patch_plan(x->patch, dfd, name, pname, part_get(dfd, pname, x->cid),
-                        (x->exec ? 0777 : 0666) & ~g->umask, x->mtime);
+    cli_part_name(x->cid, x->rel, pname);
+    rc = cli_patch_plan(x->patch, dfd, name, pname, (x->exec ? 0777 : 0666) & ~g->umask, x->mtime);
     close(dfd);
     if (rc == CLI_PATCH_ALREADY) {
         /* The file is already this content (the local index says so): nothing to fetch. */
@@ -683,17 +910,27 @@ static int patch_list_done(struct get *g)
         g->prog.skipped += cli_patch_size(x->patch);
         cli_patch_free(x->patch);
         x->patch = NULL;
-        x->state = 2;
+        x->state = DL_DONE;
         g->prog.files_done++;
         return 0;
     }
     if (rc == FERRY_EPROTO)
         return rc; /* a list that is not the content's: the server is at fault */
+    if (rc == -ENOSPC) {
+        /* R-RECV-6: refused before the part file was created or sized. */
+        need = cli_patch_need(x->patch, &avail);
+        cli_patch_free(x->patch);
+        x->patch = NULL;
+        x->phase = 0;
+        x->state = DL_FAILED;
+        failmsg_space(g, x->label, need, avail);
+        return 0;
+    }
     if (rc != 0) {
-        patch_fail(g, x,
-                   rc == -EPERM ? "cannot use its temporary file (a foreign file in the way?)"
-                                : strerror(rc < 0 && rc > -4096 ? -rc : EIO),
-                   0);
+        if (rc == -EPERM)
+            patch_fail(g, x, "cannot use its temporary file (a foreign file in the way?)", 0);
+        else
+            patch_fail_rc(g, x, "cannot use its temporary file", rc);
         return 0;
     }
     reused = cli_patch_reused(x->patch, &kept);
@@ -727,7 +964,7 @@ static int patch_chunk(struct get *g, const struct ferry_chunk_frame *f)
         return 0;
     }
     if (rc != 0)
-        patch_fail(g, x, strerror(rc < 0 && rc > -4096 ? -rc : EIO), 0);
+        patch_fail_rc(g, x, "cannot write it", rc);
     (void)fresh;
     return 0;
 }
@@ -741,7 +978,7 @@ static int patch_chunks_done(struct get *g)
     g->cur = NULL;
     memcpy(tid, g->tid, sizeof(tid));
     if ((rc = cli_patch_sync(x->patch)) != 0) {
-        patch_fail(g, x, strerror(rc < 0 && rc > -4096 ? -rc : EIO), 0);
+        patch_fail_rc(g, x, "cannot make it durable", rc);
         return 0;
     }
     if (cli_patch_complete(x->patch))
@@ -774,52 +1011,70 @@ static int run_downloads(struct get *g)
 
     g->inflight = 0;
     while (rc == 0) {
-        /* Keep a window of requests ahead of the one being received (R-PIPE-1). */
-        while (next < g->n && g->inflight < CLI_DOWNLOADS_IN_FLIGHT) {
+        /* A batch the flusher has made durable is reported and acknowledged. */
+        if ((rc = collect(g, 0, 1)) != 0)
+            return rc;
+        /*
+         * R-RECV-4, group commit: a batch of CLI_BATCH_MIN files goes to the
+         * flusher as soon as it is idle (a slow disk makes batches larger
+         * rather than the wait longer), any batch when nothing requested is
+         * on its way, and a full one waits for the flusher.
+         */
+        if (g->batch.n > 0 &&
+            ((!g->flushing && (g->batch.n >= CLI_BATCH_MIN || g->inflight == 0)) ||
+             cli_batch_full(&g->batch)) &&
+            (rc = flush_async(g)) != 0)
+            return rc;
+        /*
+         * Keep a window of requests ahead of the one being received
+         * (R-PIPE-1). R-RECV-5: files verified and not yet acknowledged
+         * count in it, so that each acknowledgement reaches the server
+         * while the download is among its last 64 (R-XFER-3).
+         */
+        while (next < g->n && g->inflight + g->batch.n + (g->flushing ? g->fbatch.n : 0) <
+                                  CLI_DOWNLOADS_IN_FLIGHT) {
             struct dl *x = &g->v[next++];
-            if (x->state != 0)
+            if (x->state != DL_QUEUED)
                 continue; /* received (or failed) on an earlier connection */
             json_t *req;
             /* R-CHUNK-15: local bytes to build on: ask for the list first. */
-            if (g->cc.minor >= 1 && has_local(x)) {
+            if (g->cc.minor >= 1 && has_local(g, x)) {
                 if ((rc = ask_list(g, x)) != 0)
                     return rc;
                 continue;
             }
             ferry_uuid_new(x->id);
-            x->state = 1;
+            x->state = DL_REQUESTED;
             g->inflight++;
             req = json_pack("{s:s, s:I}", "id", x->id, "file_id", (json_int_t)x->file_id);
             x->resume = 0;
-            /* R-CHUNK-14: a durable part file of the same content: ask for the rest. */
-            if (req != NULL && x->cid[0] != '\0' && g->cc.minor >= 1) {
-                char pname[48], parent[FERRY_PATH_MAX + 1];
-                const char *slash = strrchr(x->rel, '/');
-                int dfd;
-                snprintf(parent, sizeof(parent), "%.*s", slash != NULL ? (int)(slash - x->rel) : 0,
-                         x->rel);
-                part_name(x->cid, x->rel, pname);
-                dfd = parent[0] ? ferry_open_beneath(x->rootfd, parent, O_RDONLY | O_DIRECTORY, 0)
-                                : dup(x->rootfd);
-                if (dfd >= 0) {
-                    struct stat ps;
-                    uint64_t durable = part_get(dfd, pname, x->cid);
-                    if (durable > 0 && fstatat(dfd, pname, &ps, AT_SYMLINK_NOFOLLOW) == 0 &&
-                        S_ISREG(ps.st_mode) && (uint64_t)ps.st_size >= durable) {
-                        x->resume = durable;
-                        json_object_set_new(req, "offset", json_integer((json_int_t)durable));
-                        json_object_set_new(req, "hash", json_string(x->cid));
-                    }
-                    close(dfd);
-                }
-            }
+            if (req != NULL)
+                offer_resume(g, x, req);
             if ((rc = ferry_client_send_cmd(&g->cc.c, FERRY_MSG_DOWNLOAD, req)) != 0)
                 return rc;
         }
-        while (first < g->n && g->v[first].state >= 2)
+        /*
+         * New requests and acknowledgements go out now, without waiting,
+         * once the server's queue runs low or 16 KiB gathered: the
+         * connection only writes when no whole frame is left to read, so
+         * with small files the server sat idle while this side worked
+         * through a full input buffer, and then the other way round.
+         */
+        if (ferry_client_pending(&g->cc.c) > 0 &&
+            (g->inflight < CLI_DOWNLOADS_IN_FLIGHT / 2 ||
+             ferry_client_pending(&g->cc.c) >= GET_PUSH_BYTES) &&
+            (rc = ferry_client_pump(&g->cc.c, 0, 0)) != 0)
+            return rc;
+        while (first < g->n && g->v[first].state >= DL_DONE)
             first++;
+        /* Everything answered: what waits in the batch becomes durable, and that is all. */
         if (first == g->n && g->cur == NULL)
-            return 0;
+            return flush(g, 1);
+        /* Nothing is on its way: the flusher's acknowledgements are what opens the window. */
+        if (g->inflight == 0 && g->cur == NULL && g->flushing) {
+            rc = collect(g, 1, 1);
+            continue;
+        }
         rc = cli_next_any(&g->cc, &m, &d, &cf);
         if (rc < 0)
             return rc;
@@ -849,8 +1104,12 @@ static int run_downloads(struct get *g)
             if (d.offset != g->got || d.len > g->size - g->got)
                 return FERRY_EPROTO;
             if (g->fd >= 0 && put_bytes(g, d.bytes, d.len) != 0) {
+                char cid[FERRY_CID_LEN + 1];
+                int werr;
                 g->got += d.len;
-                abort_current(g, "write failed");
+                submit(g);
+                werr = ferry_writer_end(g->wr, cid);
+                fail_current(g, "cannot write it", werr != 0 ? werr : FERRY_EINTERNAL);
                 continue;
             }
             g->got += d.len;
@@ -898,7 +1157,7 @@ static int run_downloads(struct get *g)
                 } else if (x == g->cur) {
                     abort_current(g, msg);
                 } else {
-                    x->state = 3;
+                    x->state = DL_FAILED;
                     failmsg(g, x->label, msg);
                 }
             } else if (t == NULL) {
@@ -994,6 +1253,7 @@ static void plan_reset(struct get *g)
         close(g->rootfds[k]);
     g->nroots = 0;
     g->prog.total = 0;
+    g->listed = g->listed_bytes = 0; /* R-RECV-7: the plan is made again from nothing */
 }
 
 /* A download cut by a lost connection goes back to the queue, its temp file gone. */
@@ -1002,13 +1262,19 @@ static void requeue_all(struct get *g)
     char cid[FERRY_CID_LEN + 1];
     size_t k;
 
+    /* Files verified before the loss are placed; their acknowledgement has nowhere to go. */
+    flush(g, 0);
     if (g->cur != NULL) {
-        if (g->fd >= 0) {
+        if (g->fd >= 0 && g->inl) {
+            /* A small file is all in memory: its empty part file goes. */
+            close(g->fd);
+            unlinkat(g->dirfd, g->tmpname, 0);
+        } else if (g->fd >= 0) {
             uint64_t durable = 0;
             /* R-CHUNK-14: what is written is made durable and kept for the retry. */
             submit(g);
             if (ferry_writer_sync(g->wr, &durable) == 0 && durable > 0)
-                part_put(g->dirfd, g->tmpname, g->hash, durable);
+                cli_part_record(g->dirfd, g->tmpname, g->hash, &g->part_id, durable);
             ferry_writer_end(g->wr, cid);
             close(g->fd);
         }
@@ -1022,9 +1288,9 @@ static void requeue_all(struct get *g)
     g->have_tid = 0;
     for (k = 0; k < g->n; k++) {
         struct dl *x = &g->v[k];
-        if (x->state != 1)
+        if (x->state != DL_REQUESTED)
             continue;
-        x->state = 0;
+        x->state = DL_QUEUED;
         /* R-CHUNK-16: what is written becomes durable and recorded for the retry. */
         if (x->patch != NULL) {
             cli_patch_sync(x->patch);
@@ -1038,6 +1304,13 @@ static void requeue_all(struct get *g)
     }
 }
 
+/* Whether running the same command again may get further (a lost connection, not a fault). */
+static int resumable(int rc)
+{
+    return rc < 0 && rc != FERRY_EPROTO && rc != FERRY_EAUTH && rc != FERRY_EPIN &&
+           rc != FERRY_ETOOBIG;
+}
+
 /* Issue 4: reconnect with backoff for up to retry_for_ms and carry on. */
 static int run_retrying(struct get *g, uint64_t retry_for_ms)
 {
@@ -1045,7 +1318,7 @@ static int run_retrying(struct get *g, uint64_t retry_for_ms)
 
     for (;;) {
         rc = run_downloads(g);
-        if (rc >= 0 || rc == FERRY_EPROTO || rc == FERRY_EAUTH || rc == FERRY_EPIN)
+        if (rc >= 0 || !resumable(rc))
             return rc;
         requeue_all(g);
         if ((rc = cli_reconnect(&g->cc, rc, ferry_now_ms(), retry_for_ms)) != 0)
@@ -1156,12 +1429,18 @@ int cmd_get(int argc, char **argv)
         }
     }
     g.prog.files_total = g.n;
+    /* Without the thread, batches are made durable on this one (slower, as safe). */
+    if (rc == 0 && cli_flusher_new(&g.fl) != 0)
+        g.fl = NULL;
     if (rc == 0)
         rc = run_retrying(&g, retry_for_ms);
-    if (rc < 0 && rc != FERRY_EPROTO)
+    if (resumable(rc))
         requeue_all(&g);
     if (g.cur != NULL)
         abort_current(&g, "interrupted");
+    /* Verified before a fault of the server's: placed, but nobody to acknowledge them to. */
+    flush(&g, 0);
+    cli_dircache_clear(&g.dc);
     /* Folder times last, deepest first: writing files into them changed them. */
     for (k = g.ndirs; rc == 0 && k-- > 0;) {
         struct timespec ts[2];
@@ -1178,14 +1457,19 @@ int cmd_get(int argc, char **argv)
     if (rc != 0) {
         size_t lost = 0;
         for (k = 0; k < g.n; k++)
-            if (g.v[k].state < 2)
+            if (g.v[k].state < DL_DONE)
                 lost++;
-        cli_err("download interrupted (%s): %zu file%s not received; nothing partial was "
-                "left in place. Run the same command again to resume.",
-                ferry_strerror(rc), lost, lost == 1 ? "" : "s");
+        if (resumable(rc))
+            cli_err("download interrupted (%s): %zu file%s not received; nothing partial was "
+                    "left in place. Run the same command again to resume.",
+                    ferry_strerror(rc), lost, lost == 1 ? "" : "s");
+        else
+            cli_err("download failed (%s): %zu file%s not received; nothing partial was left "
+                    "in place.",
+                    ferry_strerror(rc), lost, lost == 1 ? "" : "s");
     }
     for (k = 0; k < g.n; k++) {
-        if (g.v[k].state == 2)
+        if (g.v[k].state == DL_DONE)
             done++;
         ferry_free(g.v[k].rel);
         ferry_free(g.v[k].label);
@@ -1201,6 +1485,9 @@ int cmd_get(int argc, char **argv)
     ferry_free(g.dirs);
     ferry_free(g.v);
     ferry_writer_free(g.wr);
+    cli_flusher_free(g.fl);
+    ferry_free(g.ibuf);
+    cli_part_db_close();
     cli_disconnect(&g.cc);
     if (stats) {
         uint64_t tx, rx;
@@ -1213,7 +1500,7 @@ int cmd_get(int argc, char **argv)
                (unsigned long long)(g.prog.done - g.prog.skipped), (unsigned long long)g.resumed,
                (unsigned long long)g.reused, (unsigned long long)tx, (unsigned long long)rx);
     }
-    if (rc < 0 && rc != FERRY_EPROTO && rc != FERRY_EAUTH && rc != FERRY_EPIN)
+    if (resumable(rc))
         return CLI_RESUMABLE;
     if (rc != 0)
         return CLI_FAIL;

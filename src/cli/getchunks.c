@@ -15,11 +15,7 @@
 
 #include "cli.h"
 #include "getchunks.h"
-
-#define BITMAP_SQL                                                                                 \
-    "CREATE TABLE IF NOT EXISTS partial_chunks(dev INTEGER NOT NULL, ino INTEGER NOT NULL,"        \
-    " name TEXT NOT NULL, cid TEXT NOT NULL, bitmap BLOB NOT NULL,"                                \
-    " PRIMARY KEY(dev, ino, name)) STRICT"
+#include "getpart.h"
 
 /* A chunk of the old file, found by its hash. */
 struct have {
@@ -34,12 +30,13 @@ struct cli_patch {
     uint8_t *list; /* the encoded list, list_len bytes once complete */
     size_t list_len, list_got;
     size_t nent;
-    uint64_t *offs; /* each entry's offset in the file */
-    uint8_t *done;  /* one byte per entry: 0 missing, 1 written, 2 durable */
-    size_t ndone;   /* entries with done != 0 */
-    int dirfd;      /* the destination's folder (owned) */
-    char part[48];  /* the part file's name there */
-    int fd;         /* the part file */
+    uint64_t *offs;               /* each entry's offset in the file */
+    uint8_t *done;                /* one byte per entry: 0 missing, 1 written, 2 durable */
+    size_t ndone;                 /* entries with done != 0 */
+    int dirfd;                    /* the destination's folder (owned) */
+    char part[CLI_PART_NAME_LEN]; /* the part file's name there */
+    int fd;                       /* the part file */
+    struct cli_part_id id;        /* its identity, which its bitmap record is bound to */
     /* The chunk frames being received: the next index expected and its bytes. */
     uint32_t (*want)[2];
     size_t nwant, wi;
@@ -49,6 +46,8 @@ struct cli_patch {
     uint64_t unsynced;
     uint64_t kept;   /* bytes a partial download already held */
     uint64_t reused; /* bytes taken from the old file */
+    uint64_t need;   /* bytes the part file still had to take (R-RECV-6) */
+    uint64_t avail;  /* free space seen when that was checked */
 };
 
 static uint32_t ent_len(const struct cli_patch *p, size_t i)
@@ -118,31 +117,13 @@ int cli_patch_fd(const struct cli_patch *p)
     return p->fd;
 }
 
-/* The part file's state-database key: the folder's identity and the name. */
-static int bitmap_stmt(struct cli_patch *p, sqlite3 **db, const char *sql, sqlite3_stmt **st)
-{
-    struct stat ds;
-
-    *db = NULL;
-    *st = NULL;
-    if (fstat(p->dirfd, &ds) != 0 || cli_state_open(db) != 0)
-        return FERRY_EINTERNAL;
-    if (sqlite3_exec(*db, BITMAP_SQL, NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(*db, sql, -1, st, NULL) != SQLITE_OK)
-        return FERRY_EINTERNAL;
-    sqlite3_bind_int64(*st, 1, (sqlite3_int64)ds.st_dev);
-    sqlite3_bind_int64(*st, 2, (sqlite3_int64)ds.st_ino);
-    sqlite3_bind_text(*st, 3, p->part, -1, SQLITE_STATIC);
-    return 0;
-}
-
 /* Records which chunks are durable; called only right after an fdatasync. */
 static int bitmap_save(struct cli_patch *p)
 {
-    static const char sql[] = "INSERT OR REPLACE INTO partial_chunks(dev, ino, name, cid, bitmap)"
-                              " VALUES(?1, ?2, ?3, ?4, ?5)";
+    static const char sql[] =
+        "INSERT OR REPLACE INTO partial_chunks(dev, ino, name, cid, bitmap, fino, fborn)"
+        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)";
     sqlite3_stmt *st = NULL;
-    sqlite3 *db = NULL;
     uint8_t *bits = NULL;
     size_t i, nb = (p->nent + 7) / 8;
     int rc = FERRY_EINTERNAL;
@@ -154,34 +135,48 @@ static int bitmap_save(struct cli_patch *p)
     for (i = 0; i < p->nent; i++)
         if (p->done[i] == 2)
             bits[i / 8] |= (uint8_t)(1u << (i % 8));
-    if (bitmap_stmt(p, &db, sql, &st) != 0)
+    if (cli_part_stmt(p->dirfd, p->part, sql, &st) != 0)
         goto out;
     sqlite3_bind_text(st, 4, p->cid, -1, SQLITE_STATIC);
     sqlite3_bind_blob(st, 5, bits, (int)nb, SQLITE_STATIC);
+    /* R-RECV-2: bound to this inode; a part file deleted or re-created loses it. */
+    sqlite3_bind_int64(st, 6, (sqlite3_int64)p->id.ino);
+    sqlite3_bind_int64(st, 7, p->id.born);
     if (sqlite3_step(st) == SQLITE_DONE)
         rc = 0;
 out:
     sqlite3_finalize(st);
-    sqlite3_close(db);
     ferry_free(bits);
     return rc;
 }
 
-/* Marks the chunks a saved bitmap of this content calls durable. */
+/*
+ * Marks the chunks a saved bitmap of this content calls durable, if the
+ * bitmap is this part file's (R-RECV-2): one recorded for an inode that is
+ * gone (the part file deleted, replaced, or re-created after a crash) is
+ * deleted, since the chunks it names are not in this file.
+ */
 static void bitmap_load(struct cli_patch *p)
 {
-    static const char sql[] =
-        "SELECT bitmap FROM partial_chunks WHERE dev = ?1 AND ino = ?2 AND name = ?3 AND cid = ?4";
+    static const char sql[] = "SELECT bitmap, fino, fborn FROM partial_chunks"
+                              " WHERE dev = ?1 AND ino = ?2 AND name = ?3 AND cid = ?4";
+    static const char sql_del[] =
+        "DELETE FROM partial_chunks WHERE dev = ?1 AND ino = ?2 AND name = ?3";
     sqlite3_stmt *st = NULL;
-    sqlite3 *db = NULL;
     const uint8_t *bits;
     size_t i, nb;
+    int stale = 0;
 
-    if (bitmap_stmt(p, &db, sql, &st) != 0)
+    if (cli_part_stmt(p->dirfd, p->part, sql, &st) != 0)
         goto out;
     sqlite3_bind_text(st, 4, p->cid, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_ROW)
         goto out;
+    if ((uint64_t)sqlite3_column_int64(st, 1) != p->id.ino ||
+        sqlite3_column_int64(st, 2) != p->id.born) {
+        stale = 1;
+        goto out;
+    }
     bits = sqlite3_column_blob(st, 0);
     nb = (size_t)sqlite3_column_bytes(st, 0);
     /* A bitmap of another length is not this list's: ignore it. */
@@ -195,40 +190,26 @@ static void bitmap_load(struct cli_patch *p)
         }
 out:
     sqlite3_finalize(st);
-    sqlite3_close(db);
-}
-
-void cli_patch_forget(int dirfd, const char *part)
-{
-    static const char sql[] =
-        "DELETE FROM partial_chunks WHERE dev = ?1 AND ino = ?2 AND name = ?3";
-    struct cli_patch p = {.dirfd = dirfd};
-    sqlite3_stmt *st = NULL;
-    sqlite3 *db = NULL;
-
-    snprintf(p.part, sizeof(p.part), "%s", part);
-    if (bitmap_stmt(&p, &db, sql, &st) == 0)
+    if (stale && cli_part_stmt(p->dirfd, p->part, sql_del, &st) == 0)
         sqlite3_step(st);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
+    if (stale)
+        sqlite3_finalize(st);
 }
 
-int cli_patch_has_bitmap(int dirfd, const char *part, const char *cid)
+int cli_patch_has_bitmap(int dirfd, const char *part, const char *cid, const struct cli_part_id *id)
 {
-    static const char sql[] =
-        "SELECT 1 FROM partial_chunks WHERE dev = ?1 AND ino = ?2 AND name = ?3 AND cid = ?4";
-    struct cli_patch p = {.dirfd = dirfd};
+    static const char sql[] = "SELECT fino, fborn FROM partial_chunks"
+                              " WHERE dev = ?1 AND ino = ?2 AND name = ?3 AND cid = ?4";
     sqlite3_stmt *st = NULL;
-    sqlite3 *db = NULL;
     int found = 0;
 
-    snprintf(p.part, sizeof(p.part), "%s", part);
-    if (bitmap_stmt(&p, &db, sql, &st) == 0) {
+    if (cli_part_stmt(dirfd, part, sql, &st) == 0) {
         sqlite3_bind_text(st, 4, cid, -1, SQLITE_STATIC);
-        found = sqlite3_step(st) == SQLITE_ROW;
+        found = sqlite3_step(st) == SQLITE_ROW &&
+                (uint64_t)sqlite3_column_int64(st, 0) == id->ino &&
+                sqlite3_column_int64(st, 1) == id->born;
     }
     sqlite3_finalize(st);
-    sqlite3_close(db);
     return found;
 }
 
@@ -540,11 +521,12 @@ static int already_here(struct cli_patch *p, int dirfd, const char *name, mode_t
     return same;
 }
 
-int cli_patch_plan(struct cli_patch *p, int dirfd, const char *name, const char *part,
-                   uint64_t durable_prefix, mode_t mode, int64_t mtime_ns)
+int cli_patch_plan(struct cli_patch *p, int dirfd, const char *name, const char *part, mode_t mode,
+                   int64_t mtime_ns)
 {
+    struct cli_part_id old;
     struct stat st;
-    uint64_t off = 0;
+    uint64_t off = 0, psize, palloc, durable_prefix;
     size_t i;
     int rc;
 
@@ -558,6 +540,15 @@ int cli_patch_plan(struct cli_patch *p, int dirfd, const char *name, const char 
     p->nent = p->list_len / FERRY_CHUNK_ENT_LEN;
     if (already_here(p, dirfd, name, mode, mtime_ns))
         return CLI_PATCH_ALREADY;
+    /*
+     * R-RECV-6: what the part file does not hold yet must fit, before the
+     * part file is created or sized (the old file stays until the rename).
+     */
+    if (cli_part_stat(dirfd, part, &old, &psize, &palloc) != 0)
+        palloc = 0;
+    p->need = p->size - (palloc < p->size ? palloc : p->size);
+    if ((rc = cli_space_check(dirfd, p->need, &p->avail)) != 0)
+        return rc;
     if ((p->offs = ferry_calloc(p->nent + 1, sizeof(*p->offs))) == NULL ||
         (p->done = ferry_calloc(p->nent + 1, 1)) == NULL ||
         (p->buf = ferry_malloc(FERRY_CHUNK_MAX)) == NULL)
@@ -569,13 +560,13 @@ int cli_patch_plan(struct cli_patch *p, int dirfd, const char *name, const char 
     if ((p->dirfd = dup(dirfd)) < 0)
         return -errno;
     snprintf(p->part, sizeof(p->part), "%s", part);
-    /* No symlink followed, ours alone: a planted part name cannot redirect us. */
-    p->fd = openat(p->dirfd, part, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (p->fd < 0)
+    /* R-RECV-1: no symlink followed, ours alone: a planted part name cannot redirect us. */
+    if ((p->fd = cli_part_open(p->dirfd, part, &p->id)) < 0)
+        return p->fd;
+    if (fstat(p->fd, &st) != 0)
         return -errno;
-    if (fstat(p->fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
-        st.st_nlink != 1)
-        return -EPERM;
+    /* R-RECV-2: a streamed download's durable prefix counts only if recorded for this inode. */
+    durable_prefix = cli_part_durable(p->dirfd, part, p->cid, &p->id);
     if ((uint64_t)st.st_size < durable_prefix)
         durable_prefix = (uint64_t)st.st_size;
     if ((uint64_t)st.st_size != p->size && ftruncate(p->fd, (off_t)p->size) != 0)
@@ -587,6 +578,12 @@ int cli_patch_plan(struct cli_patch *p, int dirfd, const char *name, const char 
     ferry_free(p->buf);
     p->buf = NULL;
     return patch_sync(p);
+}
+
+uint64_t cli_patch_need(const struct cli_patch *p, uint64_t *avail)
+{
+    *avail = p->avail;
+    return p->need;
 }
 
 int cli_patch_complete(const struct cli_patch *p)
@@ -681,25 +678,60 @@ int cli_patch_sync(struct cli_patch *p)
     return patch_sync(p);
 }
 
+/*
+ * R-RECV-3: reads the part file back and hashes every chunk against the
+ * list, which was checked against the content id: the bytes the rename is
+ * about to publish are then the content, whatever a record claimed, a
+ * concurrent writer did, or a bitmap outlived.
+ */
+static int verify_all(struct cli_patch *p)
+{
+    uint8_t h[32];
+    size_t i;
+    ssize_t n;
+    uint32_t len;
+
+    if (p->buf == NULL && (p->buf = ferry_malloc(FERRY_CHUNK_MAX)) == NULL)
+        return -ENOMEM;
+    posix_fadvise(p->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    for (i = 0; i < p->nent; i++) {
+        len = ent_len(p, i);
+        do {
+            n = pread(p->fd, p->buf, len, (off_t)p->offs[i]);
+        } while (n < 0 && errno == EINTR);
+        if (n < 0)
+            return -errno;
+        if (n != (ssize_t)len)
+            return FERRY_EHASH; /* shorter than the list says: not the content */
+        ferry_sha256_buf(p->buf, len, h);
+        if (memcmp(h, p->list + i * FERRY_CHUNK_ENT_LEN + 4, 32) != 0)
+            return FERRY_EHASH;
+    }
+    return 0;
+}
+
 int cli_patch_place(struct cli_patch *p, const char *name, mode_t mode, int64_t mtime_ns)
 {
     struct timespec ts[2], now;
     struct cli_file_id id;
     struct stat st;
     int64_t recorded;
+    int rc;
 
     if (p->ndone != p->nent)
         return FERRY_EINTERNAL;
     cli_mtime_ts(mtime_ns, ts);
     if (fchmod(p->fd, mode) != 0 || futimens(p->fd, ts) != 0 || fdatasync(p->fd) != 0)
         return -errno;
-    /* Each chunk matched the list and the list matched the content id: it is the file. */
+    if ((rc = verify_all(p)) != 0)
+        return rc;
+    /* Every chunk on disk matched the list and the list matched the content id: it is the file. */
     if (renameat(p->dirfd, p->part, p->dirfd, name) != 0)
         return -errno;
     /* The rename is durable with the folder; without it a crash brings back the part file. */
     if (fsync(p->dirfd) != 0)
         return -errno;
-    cli_patch_forget(p->dirfd, p->part);
+    cli_part_forget(p->dirfd, p->part);
     /* Indexed now, the next put or get of this file reads nothing (R-CHUNK-2's list). */
     clock_gettime(CLOCK_REALTIME, &now);
     recorded = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
@@ -714,7 +746,7 @@ void cli_patch_discard(struct cli_patch *p)
 {
     if (p->dirfd >= 0 && p->part[0] != '\0') {
         unlinkat(p->dirfd, p->part, 0);
-        cli_patch_forget(p->dirfd, p->part);
+        cli_part_forget(p->dirfd, p->part);
     }
 }
 

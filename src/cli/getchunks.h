@@ -9,6 +9,7 @@
 
 #include "ferry/manifest.h"
 #include "ferry/wire.h"
+#include "getpart.h"
 
 /* New chunk bytes written between two fdatasyncs (and bitmap records). */
 #define CLI_PATCH_SYNC_STEP (32u << 20)
@@ -21,15 +22,19 @@ void cli_patch_free(struct cli_patch *p);
 /* A data frame of the list, in order. */
 int cli_patch_list_data(struct cli_patch *p, uint64_t off, const uint8_t *b, size_t n);
 /*
- * The list is complete: checks it against the content id, opens the part
- * file `part` in dirfd (sized to the file), and takes every chunk found
- * locally: the saved bitmap, the first durable_prefix bytes of the part
- * file, the old file `name`. What it took is durable when it returns 0.
- * When the local index shows `name` already holds this content, it only
- * sets its mode and mtime and returns CLI_PATCH_ALREADY.
+ * The list is complete: checks it against the content id, checks that what
+ * is missing fits on the disk (R-RECV-6, else -ENOSPC before anything is
+ * created), opens the part file `part` in dirfd (sized to the file), and
+ * takes every chunk found locally: the saved bitmap and a streamed
+ * download's durable prefix, each only if recorded for this very part file
+ * (R-RECV-2), and the old file `name`. What it took is durable when it
+ * returns 0. When the local index shows `name` already holds this content,
+ * it only sets its mode and mtime and returns CLI_PATCH_ALREADY.
  */
-int cli_patch_plan(struct cli_patch *p, int dirfd, const char *name, const char *part,
-                   uint64_t durable_prefix, mode_t mode, int64_t mtime_ns);
+int cli_patch_plan(struct cli_patch *p, int dirfd, const char *name, const char *part, mode_t mode,
+                   int64_t mtime_ns);
+/* After -ENOSPC from cli_patch_plan: the bytes needed, and *avail those free. */
+uint64_t cli_patch_need(const struct cli_patch *p, uint64_t *avail);
 /* cli_patch_plan's answer when the old file already is the content (its index says so). */
 #define CLI_PATCH_ALREADY 1
 /* 1 when every chunk is in the part file. */
@@ -40,17 +45,21 @@ json_t *cli_patch_ranges(struct cli_patch *p);
 int cli_patch_chunk(struct cli_patch *p, const struct ferry_chunk_frame *f, uint64_t *fresh);
 /* fdatasyncs what was written and records it. */
 int cli_patch_sync(struct cli_patch *p);
-/* Sets mode and mtime, fdatasyncs and renames the complete part file to name. */
+/*
+ * Sets mode and mtime, fdatasyncs, reads the part file back and checks
+ * every chunk against the list (R-RECV-3: FERRY_EHASH, nothing placed, on a
+ * mismatch), then renames it to name and fsyncs the folder.
+ */
 int cli_patch_place(struct cli_patch *p, const char *name, mode_t mode, int64_t mtime_ns);
-/* Removes the part file and its record (its bytes cannot be trusted). */
+/* Removes the part file and its records (its bytes cannot be trusted). */
 void cli_patch_discard(struct cli_patch *p);
 /* Bytes taken from the old file; *kept those a partial download held. */
 uint64_t cli_patch_reused(const struct cli_patch *p, uint64_t *kept);
 int cli_patch_fd(const struct cli_patch *p);
 /* The size of the file the list describes. */
 uint64_t cli_patch_size(const struct cli_patch *p);
-/* Drops the record of a part file (after its rename, or when it is discarded). */
-void cli_patch_forget(int dirfd, const char *part);
-int cli_patch_has_bitmap(int dirfd, const char *part, const char *cid);
+/* Whether a chunk bitmap of content cid is recorded for this very part file (R-RECV-2). */
+int cli_patch_has_bitmap(int dirfd, const char *part, const char *cid,
+                         const struct cli_part_id *id);
 
 #endif

@@ -4,7 +4,9 @@
  * cap at -1, exactly and +1, every truncated list, a list that is not the
  * content's, chunk frames out of order, past a chunk's end or with bad
  * bytes; and the good path: reuse of an old file, the bitmap kept across a
- * restart, the file placed whole.
+ * restart, the file placed whole. Then the local rules of R-RECV (issue 9
+ * item 1): resume records bound to the part file's identity, the part file
+ * re-read before it is placed, and the free-space check.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,8 +17,9 @@
 #include <cmocka.h>
 #include <sodium.h>
 
-/* The unit under test and the local index it uses, compiled in. */
+/* The unit under test, the part-file records and the local index it uses, compiled in. */
 #include "cli/getchunks.c" /* NOLINT(bugprone-suspicious-include) */
+#include "cli/getpart.c"   /* NOLINT(bugprone-suspicious-include) */
 #include "cli/index.c"     /* NOLINT(bugprone-suspicious-include) */
 
 static char tmpdir[] = "/tmp/ferry-test-getchunks.XXXXXX";
@@ -145,6 +148,7 @@ static int group_teardown(void **state)
 
     (void)state;
     cli_index_close();
+    cli_part_db_close();
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
     return system(cmd) == 0 ? 0 : -1;
 }
@@ -188,19 +192,19 @@ static void test_list_truncated_r_chunk_15(void **state)
     for (cut = 0; cut < f.list_len; cut++) {
         assert_int_equal(cli_patch_new(f.cid, f.size, f.list_len, &p), 0);
         assert_int_equal(cli_patch_list_data(p, 0, f.list, cut), 0);
-        assert_int_equal(cli_patch_plan(p, dfd, "t.bin", ".t.part", 0, 0644, 0), FERRY_EPROTO);
+        assert_int_equal(cli_patch_plan(p, dfd, "t.bin", ".t.part", 0644, 0), FERRY_EPROTO);
         cli_patch_free(p);
     }
     /* A whole list that is not the one the id names. */
     f.list[5] ^= 1;
     p = patch_with_list(&f);
-    assert_int_equal(cli_patch_plan(p, dfd, "t.bin", ".t.part", 0, 0644, 0), FERRY_EPROTO);
+    assert_int_equal(cli_patch_plan(p, dfd, "t.bin", ".t.part", 0644, 0), FERRY_EPROTO);
     cli_patch_free(p);
     /* Lengths that do not add up to the size. */
     f.list[5] ^= 1;
     assert_int_equal(cli_patch_new(f.cid, f.size + 1, f.list_len, &p), 0);
     assert_int_equal(cli_patch_list_data(p, 0, f.list, f.list_len), 0);
-    assert_int_equal(cli_patch_plan(p, dfd, "t.bin", ".t.part", 0, 0644, 0), FERRY_EPROTO);
+    assert_int_equal(cli_patch_plan(p, dfd, "t.bin", ".t.part", 0644, 0), FERRY_EPROTO);
     cli_patch_free(p);
     free(f.list);
     close(dfd);
@@ -223,7 +227,7 @@ static void test_hostile_frames_r_chunk_16(void **state)
     ferry_random(data, sizeof(data));
     file_make(&f, data, sizeof(data));
     p = patch_with_list(&f);
-    assert_int_equal(cli_patch_plan(p, dfd, "h.bin", ".h.part", 0, 0644, 0), 0);
+    assert_int_equal(cli_patch_plan(p, dfd, "h.bin", ".h.part", 0644, 0), 0);
     assert_false(cli_patch_complete(p));
     r = cli_patch_ranges(p);
     assert_int_equal(json_array_size(r), 1);
@@ -250,7 +254,7 @@ static void test_hostile_frames_r_chunk_16(void **state)
     cli_patch_free(p);
     /* Bytes that do not hash right: refused, and the chunk is not done. */
     p = patch_with_list(&f);
-    assert_int_equal(cli_patch_plan(p, dfd, "h.bin", ".h.part", 0, 0644, 0), 0);
+    assert_int_equal(cli_patch_plan(p, dfd, "h.bin", ".h.part", 0644, 0), 0);
     json_decref(cli_patch_ranges(p));
     memcpy(junk, data, sizeof(junk));
     junk[100] ^= 0xff;
@@ -295,7 +299,7 @@ static void test_reuse_and_resume_r_chunk_16(void **state)
     file_make(&f, data, sizeof(data));
 
     p = patch_with_list(&f);
-    assert_int_equal(cli_patch_plan(p, dfd, "r.bin", ".r.part", 0, 0644, 0), 0);
+    assert_int_equal(cli_patch_plan(p, dfd, "r.bin", ".r.part", 0644, 0), 0);
     reused1 = cli_patch_reused(p, &kept);
     assert_int_equal(kept, 0);
     /*
@@ -323,7 +327,7 @@ static void test_reuse_and_resume_r_chunk_16(void **state)
         cli_patch_free(p);
         /* A restart: the bitmap and the old file together leave less to fetch. */
         p = patch_with_list(&f);
-        assert_int_equal(cli_patch_plan(p, dfd, "r.bin", ".r.part", 0, 0644, 0), 0);
+        assert_int_equal(cli_patch_plan(p, dfd, "r.bin", ".r.part", 0644, 0), 0);
         reused = cli_patch_reused(p, &kept);
         assert_int_equal(kept, reused1 + len);
         assert_int_equal(reused, 0);
@@ -351,7 +355,7 @@ static void test_reuse_and_resume_r_chunk_16(void **state)
     /* Placed and indexed: the same content again is known without a read; only mode and mtime
      * change. */
     p = patch_with_list(&f);
-    assert_int_equal(cli_patch_plan(p, dfd, "r.bin", ".r2.part", 0, 0600, 1600000000000000007ll),
+    assert_int_equal(cli_patch_plan(p, dfd, "r.bin", ".r2.part", 0600, 1600000000000000007ll),
                      CLI_PATCH_ALREADY);
     cli_patch_free(p);
     snprintf(path, sizeof(path), "%s/r.bin", tmpdir);
@@ -363,7 +367,7 @@ static void test_reuse_and_resume_r_chunk_16(void **state)
     assert_int_equal(stat(path, &st), -1);
     /* Known again after that (its ctime moved): and a change with mtime put back is not. */
     p = patch_with_list(&f);
-    assert_int_equal(cli_patch_plan(p, dfd, "r.bin", ".r2.part", 0, 0600, 1600000000000000007ll),
+    assert_int_equal(cli_patch_plan(p, dfd, "r.bin", ".r2.part", 0600, 1600000000000000007ll),
                      CLI_PATCH_ALREADY);
     cli_patch_free(p);
     {
@@ -377,8 +381,7 @@ static void test_reuse_and_resume_r_chunk_16(void **state)
         close(wfd);
     }
     p = patch_with_list(&f);
-    assert_int_equal(cli_patch_plan(p, dfd, "r.bin", ".r2.part", 0, 0600, 1600000000000000007ll),
-                     0);
+    assert_int_equal(cli_patch_plan(p, dfd, "r.bin", ".r2.part", 0600, 1600000000000000007ll), 0);
     assert_false(cli_patch_complete(p));
     assert_true(cli_patch_reused(p, &kept) >= sizeof(data) - FERRY_CHUNK_MAX);
     cli_patch_discard(p);
@@ -404,12 +407,12 @@ static void test_planted_part_r_path_4(void **state)
     write_file("victim", (const uint8_t *)"keep", 4);
     assert_int_equal(symlink(target, lpath), 0);
     p = patch_with_list(&f);
-    assert_true(cli_patch_plan(p, dfd, "x.bin", ".planted.part", 0, 0644, 0) < 0);
+    assert_true(cli_patch_plan(p, dfd, "x.bin", ".planted.part", 0644, 0) < 0);
     cli_patch_free(p);
     unlink(lpath);
     assert_int_equal(link(target, lpath), 0);
     p = patch_with_list(&f);
-    assert_int_equal(cli_patch_plan(p, dfd, "x.bin", ".planted.part", 0, 0644, 0), -EPERM);
+    assert_int_equal(cli_patch_plan(p, dfd, "x.bin", ".planted.part", 0644, 0), -EPERM);
     cli_patch_free(p);
     {
         struct stat st;
@@ -417,6 +420,233 @@ static void test_planted_part_r_path_4(void **state)
         assert_int_equal(st.st_size, 4);
     }
     free(f.list);
+    close(dfd);
+}
+
+/* Reads a file of the test directory whole into a malloc'd buffer. */
+static uint8_t *read_back(const char *name, size_t size)
+{
+    char path[256];
+    uint8_t *back = malloc(size + 1);
+    FILE *in;
+
+    assert_non_null(back);
+    snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+    in = fopen(path, "rb");
+    assert_non_null(in);
+    assert_int_equal(fread(back, 1, size + 1, in), size);
+    fclose(in);
+    return back;
+}
+
+/* Receives the first missing chunk only, makes it durable (its bitmap saved), and stops. */
+static void receive_one_and_stop(struct cli_patch *p, const struct file *f)
+{
+    json_t *r = cli_patch_ranges(p);
+    json_int_t first = json_integer_value(json_array_get(json_array_get(r, 0), 0));
+    struct ferry_chunk_frame fr = {.index = (uint32_t)first};
+    uint32_t len = ent_len(p, (size_t)first), o;
+    uint64_t fresh;
+
+    for (o = 0; o < len; o += FERRY_DATA_MAX) {
+        fr.offset = o;
+        fr.bytes = f->data + p->offs[first] + o;
+        fr.len = len - o < FERRY_DATA_MAX ? len - o : FERRY_DATA_MAX;
+        assert_int_equal(cli_patch_chunk(p, &fr, &fresh), 0);
+    }
+    json_decref(r);
+    assert_int_equal(cli_patch_sync(p), 0);
+}
+
+static int64_t record_count(const char *table)
+{
+    char sql[100];
+    sqlite3_stmt *st;
+    int64_t n = -1;
+
+    snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM %s", table);
+    assert_int_equal(sqlite3_prepare_v2(cli_part_db(), sql, -1, &st, NULL), SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+/*
+ * R-RECV-2 (issue 9 item 1): a bitmap whose part file was deleted, or
+ * replaced by another file of the same size, is not trusted: the chunks it
+ * names are fetched again, the stale record is deleted, and the file
+ * placed is the content, not zeros.
+ */
+static void test_stale_bitmap_r_recv_2(void **state)
+{
+    static uint8_t data[3u << 20];
+    char path[256];
+    struct cli_patch *p;
+    struct file f;
+    uint64_t kept;
+    uint8_t *back;
+    int round, dfd = dirfd_open();
+
+    (void)state;
+    ferry_random(data, sizeof(data));
+    file_make(&f, data, sizeof(data));
+    snprintf(path, sizeof(path), "%s/.s.part", tmpdir);
+    for (round = 0; round < 2; round++) {
+        p = patch_with_list(&f);
+        assert_int_equal(cli_patch_plan(p, dfd, "s.bin", ".s.part", 0644, 0), 0);
+        receive_one_and_stop(p, &f);
+        cli_patch_free(p);
+        assert_int_equal(record_count("partial_chunks"), 1);
+        if (round == 0) {
+            /* Deleted by the user: the next get re-creates it, empty. */
+            assert_int_equal(unlink(path), 0);
+        } else {
+            /* Replaced by another file of the same size (a new inode). */
+            char other[256];
+            uint8_t *junk = calloc(1, sizeof(data));
+            assert_non_null(junk);
+            snprintf(other, sizeof(other), "%s/.s.other", tmpdir);
+            write_file(".s.other", junk, sizeof(data));
+            free(junk);
+            assert_int_equal(rename(other, path), 0);
+        }
+        p = patch_with_list(&f);
+        assert_int_equal(cli_patch_plan(p, dfd, "s.bin", ".s.part", 0644, 0), 0);
+        assert_int_equal(cli_patch_reused(p, &kept), 0);
+        assert_int_equal(kept, 0);
+        assert_int_equal(p->ndone, 0);
+        /* The stale bitmap is gone from the state database. */
+        assert_int_equal(record_count("partial_chunks"), 0);
+        serve_ranges(p, &f);
+        assert_true(cli_patch_complete(p));
+        assert_int_equal(cli_patch_place(p, "s.bin", 0644, 0), 0);
+        cli_patch_free(p);
+        back = read_back("s.bin", sizeof(data));
+        assert_memory_equal(back, data, sizeof(data));
+        free(back);
+        /* Gone again, so that the next round is not served from the local index. */
+        snprintf(path, sizeof(path), "%s/s.bin", tmpdir);
+        assert_int_equal(unlink(path), 0);
+        snprintf(path, sizeof(path), "%s/.s.part", tmpdir);
+    }
+    free(f.list);
+    close(dfd);
+}
+
+/*
+ * R-RECV-2: a streamed download's durable prefix recorded for another
+ * inode than the part file now there is not taken, and its record goes.
+ */
+static void test_stale_prefix_r_recv_2(void **state)
+{
+    static uint8_t data[2u << 20];
+    struct cli_part_id other = {0};
+    struct cli_patch *p;
+    struct file f;
+    uint64_t kept;
+    int dfd = dirfd_open();
+
+    (void)state;
+    ferry_random(data, sizeof(data));
+    file_make(&f, data, sizeof(data));
+    /* The first half as a streamed download left it, then recorded for an inode gone since. */
+    write_file(".q.part", data, sizeof(data) / 2);
+    other.ino = 1;
+    other.born = 42;
+    cli_part_record(dfd, ".q.part", f.cid, &other, sizeof(data) / 2);
+    assert_int_equal(record_count("partials"), 1);
+    p = patch_with_list(&f);
+    assert_int_equal(cli_patch_plan(p, dfd, "q.bin", ".q.part", 0644, 0), 0);
+    cli_patch_reused(p, &kept);
+    assert_int_equal(kept, 0);
+    assert_int_equal(record_count("partials"), 0);
+    cli_patch_discard(p);
+    cli_patch_free(p);
+    /* Recorded for the part file itself, the same prefix is taken (each chunk re-hashed). */
+    {
+        struct cli_part_id id;
+        uint64_t size, alloc;
+        write_file(".q.part", data, sizeof(data) / 2);
+        assert_int_equal(cli_part_stat(dfd, ".q.part", &id, &size, &alloc), 0);
+        cli_part_record(dfd, ".q.part", f.cid, &id, sizeof(data) / 2);
+        assert_int_equal(cli_part_durable(dfd, ".q.part", f.cid, &id), sizeof(data) / 2);
+    }
+    p = patch_with_list(&f);
+    assert_int_equal(cli_patch_plan(p, dfd, "q.bin", ".q.part", 0644, 0), 0);
+    cli_patch_reused(p, &kept);
+    assert_true(kept > 0 && kept <= sizeof(data) / 2);
+    cli_patch_discard(p);
+    cli_patch_free(p);
+    assert_int_equal(record_count("partials"), 0);
+    assert_int_equal(record_count("partial_chunks"), 0);
+    free(f.list);
+    close(dfd);
+}
+
+/*
+ * R-RECV-3: the part file is read back before the rename. Bytes changed on
+ * disk after their chunk was checked (here: by another writer) fail the
+ * file; nothing is placed and the part file and its records are removed by
+ * the caller's discard.
+ */
+static void test_verify_before_place_r_recv_3(void **state)
+{
+    static uint8_t data[3u << 20];
+    char path[256];
+    struct cli_patch *p;
+    struct file f;
+    struct stat st;
+    int wfd, dfd = dirfd_open();
+
+    (void)state;
+    ferry_random(data, sizeof(data));
+    file_make(&f, data, sizeof(data));
+    p = patch_with_list(&f);
+    assert_int_equal(cli_patch_plan(p, dfd, "v.bin", ".v.part", 0644, 0), 0);
+    serve_ranges(p, &f);
+    assert_true(cli_patch_complete(p));
+    snprintf(path, sizeof(path), "%s/.v.part", tmpdir);
+    wfd = open(path, O_WRONLY);
+    assert_true(wfd >= 0);
+    assert_int_equal(pwrite(wfd, "\0\0\0\0", 4, (off_t)sizeof(data) - 100), 4);
+    close(wfd);
+    assert_int_equal(cli_patch_place(p, "v.bin", 0644, 0), FERRY_EHASH);
+    snprintf(path, sizeof(path), "%s/v.bin", tmpdir);
+    assert_int_equal(stat(path, &st), -1);
+    cli_patch_discard(p);
+    cli_patch_free(p);
+    snprintf(path, sizeof(path), "%s/.v.part", tmpdir);
+    assert_int_equal(stat(path, &st), -1);
+    free(f.list);
+    close(dfd);
+}
+
+/*
+ * R-RECV-6: the free-space rule at its boundary (need = free - margin fits,
+ * one byte more does not), the margin (1/32 of a small file system, else
+ * CLI_FREE_MARGIN), and on the real disk: nothing needed fits, 2^63 - 1
+ * bytes do not.
+ */
+static void test_free_space_r_recv_6(void **state)
+{
+    const uint64_t gib = 1ull << 30, mib = 1ull << 20;
+    uint64_t avail;
+    int dfd = dirfd_open();
+
+    (void)state;
+    /* A big file system: the margin is CLI_FREE_MARGIN. */
+    assert_int_equal(cli_space_fits(10 * gib - CLI_FREE_MARGIN, 10 * gib, 100 * gib), 0);
+    assert_int_equal(cli_space_fits(10 * gib - CLI_FREE_MARGIN + 1, 10 * gib, 100 * gib), -ENOSPC);
+    /* A 32 MiB one: 1 MiB. */
+    assert_int_equal(cli_space_fits(9 * mib, 10 * mib, 32 * mib), 0);
+    assert_int_equal(cli_space_fits(9 * mib + 1, 10 * mib, 32 * mib), -ENOSPC);
+    /* Less free than the margin: nothing fits, not even nothing. */
+    assert_int_equal(cli_space_fits(0, mib - 1, 32 * mib), -ENOSPC);
+    assert_int_equal(cli_space_fits(UINT64_MAX, 10 * gib, 100 * gib), -ENOSPC);
+    assert_int_equal(cli_space_check(dfd, 0, &avail), 0);
+    assert_true(avail > 0);
+    assert_int_equal(cli_space_check(dfd, (uint64_t)INT64_MAX, &avail), -ENOSPC);
     close(dfd);
 }
 
@@ -428,6 +658,10 @@ int main(void)
         cmocka_unit_test(test_hostile_frames_r_chunk_16),
         cmocka_unit_test(test_reuse_and_resume_r_chunk_16),
         cmocka_unit_test(test_planted_part_r_path_4),
+        cmocka_unit_test(test_stale_bitmap_r_recv_2),
+        cmocka_unit_test(test_stale_prefix_r_recv_2),
+        cmocka_unit_test(test_verify_before_place_r_recv_3),
+        cmocka_unit_test(test_free_space_r_recv_6),
     };
 
     if (sodium_init() < 0)

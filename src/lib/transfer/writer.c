@@ -65,19 +65,23 @@ static void drop_direct(struct ferry_writer *w)
     w->direct = 0;
 }
 
-static void write_item(struct ferry_writer *w, const struct item *it)
+/*
+ * Hashes and writes one item. Runs on the thread without the lock: it
+ * touches only the file's own state (hash, fd, counters), which the caller
+ * reads only after drain_locked(). Its error is returned, never stored
+ * here: the caller reads err under the lock at any time (issue 9 item 8).
+ */
+static int write_item(struct ferry_writer *w, const struct item *it)
 {
     const uint8_t *p = it->buf;
     size_t n = it->len;
     ssize_t r;
 
-    if (w->err != 0 || n == 0)
-        return;
+    if (n == 0)
+        return 0;
     if ((w->chunked ? ferry_cdc_stream_feed(w->cdc, p, n) : ferry_sha256_update(&w->sha, p, n)) !=
-        0) {
-        w->err = FERRY_EINTERNAL;
-        return;
-    }
+        0)
+        return FERRY_EINTERNAL;
     /* O_DIRECT needs whole blocks; a short last buffer goes through the cache. */
     if (w->direct && n % FERRY_WRITER_ALIGN != 0)
         drop_direct(w);
@@ -89,10 +93,8 @@ static void write_item(struct ferry_writer *w, const struct item *it)
             drop_direct(w);
             continue;
         }
-        if (r < 0) {
-            w->err = -errno;
-            return;
-        }
+        if (r < 0)
+            return -errno;
         p += r;
         n -= (size_t)r;
         w->written += (uint64_t)r;
@@ -104,16 +106,17 @@ static void write_item(struct ferry_writer *w, const struct item *it)
     }
     if (w->sync_every > 0 && w->written - w->dsynced >= w->sync_every) {
         if (fdatasync(w->fd) != 0)
-            w->err = -errno; /* an fsync error is fatal for the file */
-        else
-            w->dsynced = w->written;
+            return -errno; /* an fsync error is fatal for the file */
+        w->dsynced = w->written;
     }
+    return 0;
 }
 
 static void *thread_main(void *arg)
 {
     struct ferry_writer *w = arg;
     struct item it;
+    int failed, rc;
 
     pthread_mutex_lock(&w->mu);
     for (;;) {
@@ -125,10 +128,14 @@ static void *thread_main(void *arg)
         w->qhead = (w->qhead + 1) % FERRY_WRITER_NBUF;
         w->qlen--;
         w->busy_item = 1;
+        /* A failed file's later items are dropped unwritten. */
+        failed = w->err != 0;
         /* No lock is held across the I/O. */
         pthread_mutex_unlock(&w->mu);
-        write_item(w, &it);
+        rc = failed ? 0 : write_item(w, &it);
         pthread_mutex_lock(&w->mu);
+        if (rc != 0 && w->err == 0)
+            w->err = rc;
         w->busy_item = 0;
         w->durable = w->dsynced;
         w->free_bufs[w->nfree++] = it.buf;
@@ -329,6 +336,7 @@ uint64_t ferry_writer_durable(struct ferry_writer *w)
 
 int ferry_writer_busy(const struct ferry_writer *w)
 {
+    /* Only the caller's thread writes active (begin, end): no lock needed. */
     return w->active;
 }
 
@@ -360,6 +368,11 @@ int ferry_writer_end(struct ferry_writer *w, char cid[static 72])
 
     pthread_mutex_lock(&w->mu);
     drain_locked(w);
+    /* Issue 9 item 2: a second end would finalise a hash already freed. */
+    if (!w->active) {
+        pthread_mutex_unlock(&w->mu);
+        return FERRY_EUSAGE;
+    }
     rc = w->err;
     if (rc == 0 && w->chunked && ferry_cdc_stream_finish(w->cdc) != 0)
         rc = FERRY_EINTERNAL;

@@ -1,0 +1,277 @@
+/*
+ * Part files of downloads (R-RECV-1, R-RECV-2, R-RECV-6): where a download
+ * is written before it is verified and placed, what a rerun may trust of
+ * it, and whether it fits on the disk at all.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "cli.h"
+#include "getpart.h"
+
+/*
+ * The resume records, keyed by the folder's identity and the part file's
+ * name, and bound to the part file's own identity (fino, fborn): a record
+ * outlives its part file when the user deletes it or a crash loses it, and
+ * a folder's inode number can come back for a new folder.
+ */
+#define PART_TABLES_SQL                                                                            \
+    "CREATE TABLE IF NOT EXISTS partials(dev INTEGER NOT NULL, ino INTEGER NOT NULL,"              \
+    " name TEXT NOT NULL, cid TEXT NOT NULL, durable INTEGER NOT NULL,"                            \
+    " fino INTEGER NOT NULL, fborn INTEGER NOT NULL, PRIMARY KEY(dev, ino, name)) STRICT;"         \
+    "CREATE TABLE IF NOT EXISTS partial_chunks(dev INTEGER NOT NULL, ino INTEGER NOT NULL,"        \
+    " name TEXT NOT NULL, cid TEXT NOT NULL, bitmap BLOB NOT NULL,"                                \
+    " fino INTEGER NOT NULL, fborn INTEGER NOT NULL, PRIMARY KEY(dev, ino, name)) STRICT;"
+
+/* Opened on first use and kept for the rest of the command (one open per file cost 9 syscalls). */
+static sqlite3 *part_db;
+
+void cli_part_name(const char *cid, const char *rel, char out[static CLI_PART_NAME_LEN])
+{
+    struct ferry_sha256 h;
+    char full[FERRY_CID_LEN + 1];
+
+    /* A slash-free digest: the part file sits beside the destination. */
+    if (ferry_sha256_init(&h) == 0 && ferry_sha256_update(&h, cid, strlen(cid) + 1) == 0 &&
+        ferry_sha256_update(&h, rel, strlen(rel)) == 0 && ferry_sha256_final_cid(&h, full) == 0) {
+        snprintf(out, CLI_PART_NAME_LEN, ".ferry-%.16s.part", full + 7);
+        return;
+    }
+    snprintf(out, CLI_PART_NAME_LEN, ".ferry-0000000000000000.part");
+}
+
+int cli_part_identify(int fd, struct cli_part_id *id)
+{
+    struct statx sx;
+    unsigned int gen = 0;
+
+    *id = (struct cli_part_id){0};
+    if (statx(fd, "", AT_EMPTY_PATH, STATX_INO | STATX_BTIME, &sx) != 0)
+        return -errno;
+    id->dev = (uint64_t)makedev(sx.stx_dev_major, sx.stx_dev_minor);
+    id->ino = sx.stx_ino;
+    if (sx.stx_mask & STATX_BTIME)
+        id->born = (int64_t)sx.stx_btime.tv_sec * 1000000000 + sx.stx_btime.tv_nsec;
+    else if (ioctl(fd, FS_IOC_GETVERSION, &gen) == 0)
+        id->born = gen;
+    return 0;
+}
+
+int cli_part_same(const struct cli_part_id *a, const struct cli_part_id *b)
+{
+    return a->dev == b->dev && a->ino == b->ino && a->born == b->born;
+}
+
+/* R-RECV-1: a plain file of ours with one link, or a planted name. */
+static int part_check(int fd, struct stat *st)
+{
+    static uid_t me = (uid_t)-1;
+
+    if (me == (uid_t)-1)
+        me = geteuid();
+    if (fstat(fd, st) != 0)
+        return -errno;
+    if (!S_ISREG(st->st_mode) || st->st_uid != me || st->st_nlink != 1)
+        return -EPERM;
+    return 0;
+}
+
+int cli_part_open(int dirfd, const char *name, struct cli_part_id *id)
+{
+    struct stat st;
+    int fd = openat(dirfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    int rc;
+
+    if (fd < 0)
+        return errno == ELOOP ? -EPERM : -errno; /* ELOOP: a symlink in our place */
+    if ((rc = part_check(fd, &st)) != 0 || (rc = cli_part_identify(fd, id)) != 0) {
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+int cli_part_stat(int dirfd, const char *name, struct cli_part_id *id, uint64_t *size,
+                  uint64_t *allocated)
+{
+    struct stat st;
+    int fd, rc;
+
+    *size = *allocated = 0;
+    /* Opened, not stat'ed by name, so the identity is taken as cli_part_open takes it. */
+    fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ELOOP ? -EPERM : -errno;
+    if ((rc = part_check(fd, &st)) == 0 && (rc = cli_part_identify(fd, id)) == 0) {
+        *size = (uint64_t)st.st_size;
+        *allocated = (uint64_t)st.st_blocks * 512;
+    }
+    close(fd);
+    return rc;
+}
+
+/* The old tables had no identity: their records cannot be trusted, so they go. */
+static int part_schema(sqlite3 *db)
+{
+    static const char *const tables[] = {"partials", "partial_chunks"};
+    char sql[128];
+    size_t i;
+    int rc = FERRY_EINTERNAL;
+
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return rc;
+    for (i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
+        sqlite3_stmt *st = NULL;
+        snprintf(sql, sizeof(sql), "SELECT fborn FROM %s LIMIT 0", tables[i]);
+        if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+            snprintf(sql, sizeof(sql), "DROP TABLE IF EXISTS %s", tables[i]);
+            if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+                goto out;
+        }
+        sqlite3_finalize(st);
+    }
+    if (sqlite3_exec(db, PART_TABLES_SQL, NULL, NULL, NULL) == SQLITE_OK &&
+        sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+        rc = 0;
+out:
+    if (rc != 0)
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+sqlite3 *cli_part_db(void)
+{
+    if (part_db != NULL)
+        return part_db;
+    if (cli_state_open(&part_db) != 0 || part_schema(part_db) != 0) {
+        sqlite3_close(part_db);
+        part_db = NULL;
+    }
+    return part_db;
+}
+
+void cli_part_db_close(void)
+{
+    sqlite3_close(part_db);
+    part_db = NULL;
+}
+
+int cli_part_key(int dirfd, uint64_t *dev, uint64_t *ino)
+{
+    struct stat ds;
+
+    if (fstat(dirfd, &ds) != 0)
+        return -errno;
+    *dev = (uint64_t)ds.st_dev;
+    *ino = (uint64_t)ds.st_ino;
+    return 0;
+}
+
+int cli_part_stmt(int dirfd, const char *part, const char *sql, sqlite3_stmt **st)
+{
+    sqlite3 *db = cli_part_db();
+    uint64_t dev, ino;
+
+    *st = NULL;
+    if (db == NULL || cli_part_key(dirfd, &dev, &ino) != 0 ||
+        sqlite3_prepare_v2(db, sql, -1, st, NULL) != SQLITE_OK)
+        return FERRY_EINTERNAL;
+    sqlite3_bind_int64(*st, 1, (sqlite3_int64)dev);
+    sqlite3_bind_int64(*st, 2, (sqlite3_int64)ino);
+    sqlite3_bind_text(*st, 3, part, -1, SQLITE_TRANSIENT);
+    return 0;
+}
+
+uint64_t cli_part_durable(int dirfd, const char *part, const char *cid,
+                          const struct cli_part_id *id)
+{
+    static const char sql[] = "SELECT cid, durable, fino, fborn FROM partials"
+                              " WHERE dev = ?1 AND ino = ?2 AND name = ?3";
+    static const char sql_del[] = "DELETE FROM partials WHERE dev = ?1 AND ino = ?2 AND name = ?3";
+    sqlite3_stmt *st = NULL;
+    uint64_t v = 0;
+    int stale = 0;
+
+    if (cli_part_stmt(dirfd, part, sql, &st) != 0 || sqlite3_step(st) != SQLITE_ROW)
+        goto out;
+    /* R-RECV-2: a record of another inode than the part file now there is not its record. */
+    if ((uint64_t)sqlite3_column_int64(st, 2) != id->ino ||
+        sqlite3_column_int64(st, 3) != id->born) {
+        stale = 1;
+        goto out;
+    }
+    if (sqlite3_column_int64(st, 1) > 0 &&
+        strcmp((const char *)sqlite3_column_text(st, 0), cid) == 0)
+        v = (uint64_t)sqlite3_column_int64(st, 1);
+out:
+    sqlite3_finalize(st);
+    if (stale && cli_part_stmt(dirfd, part, sql_del, &st) == 0)
+        sqlite3_step(st);
+    if (stale)
+        sqlite3_finalize(st);
+    return v;
+}
+
+void cli_part_record(int dirfd, const char *part, const char *cid, const struct cli_part_id *id,
+                     uint64_t durable)
+{
+    static const char sql[] = "INSERT OR REPLACE INTO partials(dev, ino, name, cid, durable, fino,"
+                              " fborn) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+    sqlite3_stmt *st = NULL;
+
+    if (cli_part_stmt(dirfd, part, sql, &st) == 0) {
+        sqlite3_bind_text(st, 4, cid, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 5, (sqlite3_int64)durable);
+        sqlite3_bind_int64(st, 6, (sqlite3_int64)id->ino);
+        sqlite3_bind_int64(st, 7, id->born);
+        sqlite3_step(st);
+    }
+    sqlite3_finalize(st);
+}
+
+void cli_part_forget(int dirfd, const char *part)
+{
+    static const char *const sql[] = {
+        "DELETE FROM partials WHERE dev = ?1 AND ino = ?2 AND name = ?3",
+        "DELETE FROM partial_chunks WHERE dev = ?1 AND ino = ?2 AND name = ?3",
+    };
+    sqlite3_stmt *st;
+    size_t i;
+
+    for (i = 0; i < sizeof(sql) / sizeof(sql[0]); i++) {
+        if (cli_part_stmt(dirfd, part, sql[i], &st) == 0)
+            sqlite3_step(st);
+        sqlite3_finalize(st);
+    }
+}
+
+int cli_space_fits(uint64_t need, uint64_t avail, uint64_t total)
+{
+    uint64_t margin = total / 32 < CLI_FREE_MARGIN ? total / 32 : CLI_FREE_MARGIN;
+
+    if (avail < margin || need > avail - margin)
+        return -ENOSPC;
+    return 0;
+}
+
+int cli_space_check(int dirfd, uint64_t need, uint64_t *avail)
+{
+    struct statvfs sv;
+
+    *avail = 0;
+    if (fstatvfs(dirfd, &sv) != 0)
+        return -errno;
+    /* f_bavail: what an unprivileged writer may use, the reserve for root left out. */
+    *avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+    return cli_space_fits(need, *avail, (uint64_t)sv.f_blocks * sv.f_frsize);
+}

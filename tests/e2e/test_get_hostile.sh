@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# A hostile server against `ferry get` (issue 9 item 16). The server
+# (tests/e2e/hostile_server.py) presents the identity of a real `ferry serve`
+# the client logged in to, so the client trusts it, and then:
+#   - R-RECV-7: sends a recursive listing without a last page: the client
+#     stops at its cap, with a clear error, exit 1, its memory bounded;
+#   - R-RECV-6: declares a file of 2^62 bytes: the client refuses it before
+#     a part file exists, says why, exit 1, and cancels the transfer.
+source "$(dirname "$0")/lib.sh"
+
+command -v python3 >/dev/null || fail "python3 is required (scripts/install-deps.sh installs it)"
+
+# A real server, for its identity and the client's session and pin.
+start_server --signup open
+new_client alice
+signup alice 'hostile server password'
+IDDIR=$DATA/identity
+[[ -s $IDDIR/key.pem && -s $IDDIR/cert.pem ]] || fail "no identity in $IDDIR"
+stop_server
+
+# start_hostile MODE: the hostile server on the real one's port; sets HPID, HLOG.
+start_hostile() {
+    local ready=$WORK/hostile-$1.ready
+    HLOG=$WORK/hostile-$1.log
+    : >"$HLOG"
+    python3 "$FERRY_TESTS/e2e/hostile_server.py" "$1" "$PORT" "$IDDIR" "$SID" "$ready" "$HLOG" \
+        2>"$WORK/hostile-$1.err" &
+    HPID=$!
+    ALL_PIDS+=("$HPID")
+    wait_until 20 "the hostile server ($1) to listen" test -s "$ready"
+}
+stop_hostile() {
+    kill "$HPID" 2>/dev/null || true
+    wait "$HPID" 2>/dev/null || true
+    [[ ! -s $WORK/hostile-$1.err ]] || fail "the hostile server failed: $(cat "$WORK/hostile-$1.err")"
+}
+
+# ---------------------------------------------------------------- R-RECV-7: a listing without end
+start_hostile endless
+mkdir -p "$WORK/out1"
+# Peak memory of the client: the cap holds 128 MiB of names (twice: path and label);
+# with the sanitizers' overhead the process peaks near 0.7 GiB (ASan) or 1 GiB (TSan).
+# Without a cap it grows until killed; the exit status and message above are the proof.
+FY_TIMEOUT=120 fy get -q -r /tree "$WORK/out1/tree" --retry-for 0
+assert_rc 1 "get -r of an endless listing"
+assert_err_contains "holds more than this client accepts"
+grep -q '^listing$' "$HLOG" || fail "the hostile server never got the recursive DirInfo"
+# The peak RSS, measured by a second run under /usr/bin/time (GNU time: %M in KiB).
+if [[ -x /usr/bin/time ]]; then
+    timeout -k 5 120 /usr/bin/time -f '%M' -o "$WORK/rss" "$FERRY_BIN" get -q -r /tree \
+        "$WORK/out1/tree2" --retry-for 0 >/dev/null 2>"$WORK/rss.err" || true
+    rss_kib=$(tail -n 1 "$WORK/rss")
+    log "peak RSS of get -r against an endless listing: $((rss_kib / 1024)) MiB"
+    ((rss_kib < 1536 * 1024)) || fail "get -r grew to $((rss_kib / 1024)) MiB on an endless listing"
+    assert_sanitizer_clean "$WORK/rss.err" "get -r against an endless listing"
+fi
+stop_hostile endless
+
+# ---------------------------------------------------------------- R-RECV-6: an absurd declared size
+start_hostile huge
+mkdir -p "$WORK/out2"
+FY_TIMEOUT=120 fy get -q /huge.bin "$WORK/out2/" --retry-for 0
+assert_rc 1 "get of a file declared 2^62 bytes"
+assert_err_contains "not enough free space"
+assert_err_contains "nothing was written"
+[[ -z "$(ls -A "$WORK/out2")" ]] || fail "files left in the destination: $(ls -la "$WORK/out2")"
+# R-XFER-4: the client told the server to stop (logged before the client's Disconnect).
+wait_until 20 "the hostile server to log the client's TransferCancel" grep -q '^cancel ' "$HLOG"
+stop_hostile huge
