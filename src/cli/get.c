@@ -144,6 +144,8 @@ static const char get_usage[] =
 static void failmsg(struct get *g, const char *label, const char *why)
 {
     g->failed++;
+    /* R-CLI-13: a message starts on a line of its own, never on the progress line. */
+    cli_progress_clear();
     fprintf(stderr, "ferry: ");
     cli_print_name(stderr, label);
     fprintf(stderr, ": %s\n", why);
@@ -297,6 +299,7 @@ static int plan_tree(struct get *g, const char *src, int rootfd)
         ferry_cmd_cleanup(&m);
     }
     if (rc == FERRY_ETOOBIG) {
+        cli_progress_clear();
         fprintf(stderr, "%s: the listing of ", cli_prog);
         cli_print_name(stderr, src);
         fprintf(stderr,
@@ -418,6 +421,8 @@ static int begin(struct get *g, struct dl *d, const struct ferry_cmd *m)
         !ferry_cid_valid(hash) || !json_is_integer(size) || json_integer_value(size) < 0)
         return FERRY_EPROTO;
     g->cur = d;
+    cli_progress_state(&g->prog, NULL);
+    cli_progress_file(&g->prog, d->label);
     g->have_tid = 1;
     g->size = (uint64_t)json_integer_value(size);
     g->got = g->synced = 0;
@@ -621,12 +626,16 @@ static int finish(struct get *g)
     int rc;
 
     name = name != NULL ? name + 1 : g->cur->rel;
+    /* The writer may still be hashing what arrived last: say so on the line. */
+    cli_progress_state(&g->prog, "verifying");
+    cli_progress_update(&g->prog, 0);
     if (g->inl) {
         rc = finish_inline(g, cid);
     } else {
         submit(g);
         rc = ferry_writer_end(g->wr, cid);
     }
+    cli_progress_state(&g->prog, NULL);
     if (rc != 0) {
         fail_current(g,
                      rc == FERRY_EHASH ? "content did not match its hash; nothing was written"
@@ -823,6 +832,8 @@ static int patch_list_begin(struct get *g, struct dl *x, const struct ferry_cmd 
         return FERRY_EPROTO;
     /* The list is of the current content, which may be newer than the listing's. */
     snprintf(x->cid, sizeof(x->cid), "%s", hash);
+    cli_progress_state(&g->prog, NULL);
+    cli_progress_file(&g->prog, x->label);
     x->mtime = json_integer_value(json_object_get(m->body, "mtime"));
     x->exec = json_is_true(json_object_get(m->body, "exec"));
     /* R-CHUNK-15: a list over its cap is refused before anything is allocated. */
@@ -849,8 +860,13 @@ static int patch_place(struct get *g, struct dl *x, const uint8_t *tid)
     int rc;
 
     name = name != NULL ? name + 1 : x->rel;
-    if ((rc = cli_patch_place(x->patch, name, (x->exec ? 0777 : 0666) & ~g->umask, x->mtime)) !=
-        0) {
+    /* R-RECV-3: the part file is read back and hashed before the rename. */
+    cli_progress_file(&g->prog, x->label);
+    cli_progress_state(&g->prog, "verifying");
+    cli_progress_update(&g->prog, 1);
+    rc = cli_patch_place(x->patch, name, (x->exec ? 0777 : 0666) & ~g->umask, x->mtime);
+    cli_progress_state(&g->prog, NULL);
+    if (rc != 0) {
         /* R-RECV-3: bytes on disk that are not the content are not kept for a rerun either. */
         if (rc == FERRY_EHASH)
             patch_fail(g, x, "its bytes on disk did not match its hash; nothing was placed", 1);
