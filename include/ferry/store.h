@@ -35,6 +35,14 @@ int ferry_meta_user_get(struct ferry_meta *m, const char *name, int64_t *uid, ch
                         size_t cap);
 int ferry_meta_user_pwhash(struct ferry_meta *m, int64_t uid, char *pwhash, size_t cap);
 int ferry_meta_user_set_pwhash(struct ferry_meta *m, int64_t uid, const char *pwhash);
+/* Room for an Argon2id hash string (crypto_pwhash_STRBYTES is 128). */
+#define FERRY_PWHASH_MAX 160
+/*
+ * 0 if uid's password hash is still verified (the one a password was just
+ * checked against), FERRY_EAUTH if it changed since or the user is gone
+ * (R-AUTH-14).
+ */
+int ferry_meta_user_pwhash_is(struct ferry_meta *m, int64_t uid, const char *verified);
 
 /* Devices and sessions (R-AUTH-6..8). */
 int ferry_meta_device_seen(struct ferry_meta *m, int64_t uid, const char *device_id,

@@ -262,6 +262,8 @@ static void hash_done(uv_work_t *w, int status)
     op->uid = j->uid;
     snprintf(op->user, sizeof(op->user), "%s", j->user);
     snprintf(op->pwhash, sizeof(op->pwhash), "%s", j->out_hash);
+    if (j->type != FERRY_MSG_SIGNUP)
+        snprintf(op->verified, sizeof(op->verified), "%s", j->stored);
     snprintf(op->device_id, sizeof(op->device_id), "%s", s->conn.peer_id);
     snprintf(op->device_name, sizeof(op->device_name), "%s", j->device);
     if (op->kind == OP_SETPW)

@@ -161,6 +161,7 @@ void srv_op_free(struct op *op)
     ferry_free(op->list);
     sodium_memzero(op->token, sizeof(op->token));
     sodium_memzero(op->pwhash, sizeof(op->pwhash));
+    sodium_memzero(op->verified, sizeof(op->verified));
     ferry_free(op);
 }
 
@@ -468,10 +469,20 @@ static int apply(struct srv *srv, struct op *op)
         /* Sign-up also logs the device in. */
         /* fall through */
     case OP_SESSION:
+        /*
+         * R-AUTH-14: a password checked against a hash that changed since
+         * (a ChangePwd, `ferry serve user passwd|disable`) opens no session.
+         */
+        if (op->verified[0] != '\0' &&
+            (rc = ferry_meta_user_pwhash_is(m, op->uid, op->verified)) != 0)
+            return rc;
         if ((rc = ferry_meta_device_seen(m, op->uid, op->device_id, op->device_name, op->now)) != 0)
             return rc;
         return ferry_meta_session_put(m, op->uid, op->device_id, op->token_hash, op->now);
     case OP_SETPW:
+        /* R-AUTH-14: the old password must still be the password when the new one lands. */
+        if ((rc = ferry_meta_user_pwhash_is(m, op->uid, op->verified)) != 0)
+            return rc;
         /* R-AUTH-7: a new password revokes every other session of the user. */
         if ((rc = ferry_meta_user_set_pwhash(m, op->uid, op->pwhash)) != 0)
             return rc;

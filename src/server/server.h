@@ -522,6 +522,8 @@ struct op {
     /* accounts */
     char user[SRV_USER_MAX + 1];
     char pwhash[160];
+    /* Login, ChangePwd: the hash the password was checked against (R-AUTH-14). */
+    char verified[FERRY_PWHASH_MAX];
     char token[SRV_TOKEN_B64_LEN + 1];
     uint8_t token_hash[32];
     char device_id[FERRY_ID_LEN + 1];

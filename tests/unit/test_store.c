@@ -374,6 +374,26 @@ static void test_sessions(void **state)
     assert_int_equal(ferry_meta_commit(f->m), 0);
 }
 
+/*
+ * R-AUTH-14: a password checked against one hash commits nothing once the
+ * user's hash changed (a ChangePwd, `ferry serve user passwd|disable`).
+ */
+static void test_verified_hash_r_auth_14(void **state)
+{
+    struct fx *f = *state;
+
+    assert_int_equal(ferry_meta_user_pwhash_is(f->m, f->alice, "$argon2id$x"), 0);
+    assert_int_equal(ferry_meta_user_pwhash_is(f->m, f->alice, "$argon2id$y"), FERRY_EAUTH);
+    assert_int_equal(ferry_meta_user_pwhash_is(f->m, f->alice, ""), FERRY_EAUTH);
+    assert_int_equal(ferry_meta_begin(f->m), 0);
+    assert_int_equal(ferry_meta_user_set_pwhash(f->m, f->alice, "$argon2id$new"), 0);
+    assert_int_equal(ferry_meta_commit(f->m), 0);
+    assert_int_equal(ferry_meta_user_pwhash_is(f->m, f->alice, "$argon2id$x"), FERRY_EAUTH);
+    assert_int_equal(ferry_meta_user_pwhash_is(f->m, f->alice, "$argon2id$new"), 0);
+    /* A user that is gone verifies nothing either. */
+    assert_int_equal(ferry_meta_user_pwhash_is(f->m, 987654, "$argon2id$x"), FERRY_EAUTH);
+}
+
 /* A failed operation inside a batch undoes only itself. */
 static void test_savepoints(void **state)
 {
@@ -904,6 +924,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_move, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_recursive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verified_hash_r_auth_14, setup, teardown),
         cmocka_unit_test_setup_teardown(test_savepoints, setup, teardown),
         cmocka_unit_test(test_blob_relpath),
         cmocka_unit_test_setup_teardown(test_chunked_commit_r_chunk_8, setup, teardown),

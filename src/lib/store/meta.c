@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <sodium.h>
 #include <sqlite3.h>
 
 #include "ferry/core.h"
@@ -398,6 +399,19 @@ int ferry_meta_user_pwhash(struct ferry_meta *m, int64_t uid, char *pwhash, size
         rc = rc == SQLITE_DONE ? FERRY_ENOTFOUND : ferry_meta_sqlrc(m, rc);
     }
     sqlite3_reset(st);
+    return rc;
+}
+
+int ferry_meta_user_pwhash_is(struct ferry_meta *m, int64_t uid, const char *verified)
+{
+    char cur[FERRY_PWHASH_MAX];
+    int rc;
+
+    /* R-AUTH-14: the hash a password was checked against must still be the user's. */
+    if ((rc = ferry_meta_user_pwhash(m, uid, cur, sizeof(cur))) != 0)
+        return rc == FERRY_ENOTFOUND ? FERRY_EAUTH : rc;
+    rc = strcmp(cur, verified) == 0 ? 0 : FERRY_EAUTH;
+    sodium_memzero(cur, sizeof(cur));
     return rc;
 }
 
