@@ -388,3 +388,48 @@ assert_chunks_sound() { # WHAT
 }
 # The "sent" figure of `ferry put --stats` output in OUT.
 stats_sent() { sed -n 's/^bytes: [0-9]* in all, \([0-9]*\) sent.*/\1/p' <<<"$OUT"; }
+
+# ---------------------------------------------------------------- relays
+
+# need_cutrelay: the cutting relay of ctest's environment (and sqlite3, to
+# point a session at it), or the test fails: never a silent skip.
+need_cutrelay() {
+    command -v sqlite3 >/dev/null || fail "sqlite3 (the command-line shell) is required"
+    [[ -n "${FERRY_CUTRELAY:-}" && -x "$FERRY_CUTRELAY" ]] ||
+        fail "FERRY_CUTRELAY (${FERRY_CUTRELAY:-unset}) is not the cutrelay tool (run through ctest)"
+}
+
+# point_session_at HOST:PORT: the current client's saved session goes there,
+# pinned to the server's identity (a relay forwards the server's own TLS).
+point_session_at() {
+    local db=$XDG_STATE_HOME/ferry/state.db
+    sqlite3 "$db" "UPDATE session SET addr = '$1';
+        INSERT OR REPLACE INTO known_servers(addr, server_id) VALUES('$1', '$SID');"
+    [[ "$(sqlite3 "$db" 'SELECT addr FROM session')" == "$1" ]] ||
+        fail "could not point the session at $1"
+}
+
+# start_relay CUTRELAY-FLAGS...: a cutrelay in front of the current server,
+# and the session pointed at it. Sets RELAY_PID, RELAY_OUT, RELAY_ERR,
+# RELAY_PORT and RADDR.
+RELAY_N=0 RELAY_PID='' RELAY_OUT='' RELAY_ERR='' RELAY_PORT='' RADDR=''
+_relay_ready() { grep -qs '^ready [0-9]*$' "$RELAY_OUT"; }
+start_relay() {
+    RELAY_N=$((RELAY_N + 1))
+    RELAY_OUT=$WORK/relay$RELAY_N.out RELAY_ERR=$WORK/relay$RELAY_N.err
+    "$FERRY_CUTRELAY" --listen 127.0.0.1:0 --to "$ADDR" "$@" >"$RELAY_OUT" 2>"$RELAY_ERR" &
+    RELAY_PID=$!
+    ALL_PIDS+=("$RELAY_PID")
+    wait_until 10 "cutrelay $* to print 'ready PORT'" _relay_ready
+    RELAY_PORT=$(sed -n 's/^ready \([0-9]*\)$/\1/p' "$RELAY_OUT")
+    RADDR=127.0.0.1:$RELAY_PORT
+    point_session_at "$RADDR"
+}
+
+# stop_relay: the current relay must exit 0 on SIGTERM.
+stop_relay() {
+    kill -TERM "$RELAY_PID"
+    wait_exit "$RELAY_PID" 10 "cutrelay"
+    [[ "$WAIT_RC" == 0 ]] || fail "cutrelay exited with $WAIT_RC: $(cat "$RELAY_ERR")"
+    RELAY_PID=''
+}

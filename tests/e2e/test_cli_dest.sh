@@ -11,9 +11,7 @@
 #   the task off the list (R-CLI-10).
 source "$(dirname "$0")/lib.sh"
 
-command -v sqlite3 >/dev/null || fail "sqlite3 (the command-line shell) is required"
-[[ -n "${FERRY_CUTRELAY:-}" && -x "$FERRY_CUTRELAY" ]] ||
-    fail "FERRY_CUTRELAY (${FERRY_CUTRELAY:-unset}) is not the cutrelay tool (run through ctest)"
+need_cutrelay
 
 start_server --signup open
 new_client alice
@@ -46,24 +44,8 @@ assert_same_file a.txt newdir/a.txt
 rm -rf have newdir notes.txt
 
 # ---------------------------------------------------------------- item 4: the relay
-RELAY_N=0 RELAY_PID=''
-# start_relay CUTRELAY-FLAGS...: a relay cutting the first connection, session pointed at it.
-start_relay() {
-    RELAY_N=$((RELAY_N + 1))
-    local out=$WORK/relay$RELAY_N.out
-    "$FERRY_CUTRELAY" --listen 127.0.0.1:0 --to "$ADDR" --once "$@" >"$out" \
-        2>"$WORK/relay$RELAY_N.err" &
-    RELAY_PID=$!
-    ALL_PIDS+=("$RELAY_PID")
-    wait_until 10 "cutrelay to print 'ready PORT'" grep -qs '^ready [0-9]*$' "$out"
-    RADDR=127.0.0.1:$(sed -n 's/^ready \([0-9]*\)$/\1/p' "$out")
-    sqlite3 "$STATE_DB" "UPDATE session SET addr = '$RADDR';
-        INSERT OR REPLACE INTO known_servers(addr, server_id) VALUES('$RADDR', '$SID');"
-}
-stop_relay() {
-    kill -TERM "$RELAY_PID"
-    wait_exit "$RELAY_PID" 10 "cutrelay"
-}
+# cut_relay CUTRELAY-FLAGS...: a relay cutting the first connection, session pointed at it.
+cut_relay() { start_relay --once "$@"; }
 remote_dir_exists() { # NAME: a folder of that name at the remote root, committed
     [[ "$(sqlite3 "$DATA/ferry.db" "SELECT COUNT(*) FROM nodes n JOIN nodes r ON n.parent_id = r.id
         WHERE r.parent_id = 0 AND n.name = '$1' AND n.is_dir = 1")" == 1 ]]
@@ -86,7 +68,7 @@ expect_tree() { # REMOTE: exactly the tree of proj, no nesting
 }
 
 # put -r, run again by hand. Before: the second run made /proj/proj.
-start_relay --cut-c2s $((1 << 20))
+cut_relay --cut-c2s $((1 << 20))
 fy put -r --retry-for 0 --connections 1 proj /proj
 assert_rc 4 "put -r cut after 1 MiB"
 wait_until 20 "/proj committed on the server" remote_dir_exists proj
@@ -98,7 +80,7 @@ expect_tree /proj
 stop_relay
 
 # put -r, finished by `ferry resume`.
-start_relay --cut-c2s $((1 << 20))
+cut_relay --cut-c2s $((1 << 20))
 fy put -r --retry-for 0 --connections 1 proj2 /proj2
 assert_rc 4 "put -r cut after 1 MiB"
 wait_until 20 "/proj2 committed on the server" remote_dir_exists proj2
@@ -109,7 +91,7 @@ expect_tree /proj2
 stop_relay
 
 # get -r, run again. Before: the second run made dl/proj.
-start_relay --cut-s2c $((1 << 20))
+cut_relay --cut-s2c $((1 << 20))
 fy get -r --retry-for 0 /proj dl
 assert_rc 4 "get -r cut after 1 MiB"
 [[ -d dl ]] || fail "the cut get -r did not create dl"
@@ -121,7 +103,7 @@ diff -r proj dl >/dev/null || fail "dl differs from proj: $(diff -r proj dl 2>&1
 stop_relay
 
 # Once finished, the same command is a new one: cp's rule applies again.
-sqlite3 "$STATE_DB" "UPDATE session SET addr = '$ADDR'"
+point_session_at "$ADDR"
 fy_ok put -r proj /fresh
 expect_tree /fresh
 fy_ok put -r proj /fresh

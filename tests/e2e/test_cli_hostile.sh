@@ -20,8 +20,7 @@ python3 "$FERRY_TESTS/e2e/cli_hostile.py" --cert "$DATA/identity/cert.pem" \
 ALL_PIDS+=($!)
 wait_until 20 "the hostile server's 'ready PORT' line" grep -qs '^ready [0-9]*$' "$H_OUT"
 HADDR=127.0.0.1:$(sed -n 's/^ready \([0-9]*\)$/\1/p' "$H_OUT")
-sqlite3 "$STATE_DB" "UPDATE session SET addr = '$HADDR';
-    INSERT OR REPLACE INTO known_servers(addr, server_id) VALUES('$HADDR', '$SID');"
+point_session_at "$HADDR"
 log "hostile server on $HADDR"
 
 # Before: every byte reset the client's silence timer, and a partial frame

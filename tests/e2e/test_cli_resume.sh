@@ -9,9 +9,7 @@
 # - `ferry resume --forget ID...|--all` drops tasks without running them.
 source "$(dirname "$0")/lib.sh"
 
-command -v sqlite3 >/dev/null || fail "sqlite3 (the command-line shell) is required"
-[[ -n "${FERRY_CUTRELAY:-}" && -x "$FERRY_CUTRELAY" ]] ||
-    fail "FERRY_CUTRELAY (${FERRY_CUTRELAY:-unset}) is not the cutrelay tool (run through ctest)"
+need_cutrelay
 
 start_server --signup open
 new_client alice
@@ -23,22 +21,15 @@ cd "$L"
 
 # A relay that drops every connection at once: the server is unreachable, a
 # put or get ends interrupted (exit 4) and stays on the task list.
-"$FERRY_CUTRELAY" --listen 127.0.0.1:0 --to "$ADDR" --every --cut-c2s 0 >"$WORK/relay.out" \
-    2>"$WORK/relay.err" &
-ALL_PIDS+=($!)
-wait_until 10 "cutrelay to print 'ready PORT'" grep -qs '^ready [0-9]*$' "$WORK/relay.out"
-RADDR=127.0.0.1:$(sed -n 's/^ready \([0-9]*\)$/\1/p' "$WORK/relay.out")
-point_at() { # HOST:PORT
-    sqlite3 "$STATE_DB" "UPDATE session SET addr = '$1';
-        INSERT OR REPLACE INTO known_servers(addr, server_id) VALUES('$1', '$SID');"
-}
+start_relay --every --cut-c2s 0
+point_session_at "$ADDR" # the relay is used only where a test points the session at it
 task_lines() { fy_ok resume --list; grep '^[0-9]' <<<"$OUT" || true; }
 
 printf 'one\n' >one.txt
 printf 'bad name\n' >$'n\xffme.txt'
 
 # ---------------------------------------------------------------- arguments kept whole
-point_at "$RADDR"
+point_session_at "$RADDR"
 fy put --retry-for 0 $'n\xffme.txt' one.txt /dst/
 assert_rc 4 "put with the server unreachable"
 lines=$(task_lines)
@@ -47,7 +38,7 @@ assert_contains "$lines" 'ferry put --retry-for 0 n\xffme.txt one.txt /dst/' "re
 id=$(awk '{print $1}' <<<"$lines")
 # Running it (the server reachable again) runs exactly that command: one.txt
 # goes up, the name that cannot travel is refused by name (exit 3, not usage).
-point_at "$ADDR"
+point_session_at "$ADDR"
 sqlite3 "$STATE_DB" "UPDATE tasks SET server = '$ADDR'"
 fy resume "$id"
 assert_rc 3 "resume of the put with a non-UTF-8 argument"
@@ -57,13 +48,13 @@ assert_out_line 'one.txt'
 [[ -z "$(task_lines)" ]] || fail "the resumed task is still listed: $OUT"
 
 # ---------------------------------------------------------------- a re-run takes over its record
-point_at "$RADDR"
+point_session_at "$RADDR"
 fy put --retry-for 0 one.txt /again.txt
 assert_rc 4
 fy put --retry-for 0 one.txt /again.txt
 assert_rc 4
 [[ "$(task_lines | wc -l)" == 1 ]] || fail "two interrupted runs of one command left two tasks: $OUT"
-point_at "$ADDR"
+point_session_at "$ADDR"
 sqlite3 "$STATE_DB" "UPDATE tasks SET server = '$ADDR'"
 # Finished by hand: off the list, and resume has nothing left to run.
 fy_ok put --retry-for 0 one.txt /again.txt
@@ -71,7 +62,7 @@ fy_ok put --retry-for 0 one.txt /again.txt
 fy_ok resume
 assert_out_line 'nothing to resume'
 # Another folder is another command.
-point_at "$RADDR"
+point_session_at "$RADDR"
 fy put --retry-for 0 one.txt /again.txt
 assert_rc 4
 mkdir -p sub

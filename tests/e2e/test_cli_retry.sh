@@ -7,23 +7,14 @@
 # as the end of it only once something was confirmed or received (R-CLI-3).
 source "$(dirname "$0")/lib.sh"
 
-command -v sqlite3 >/dev/null || fail "sqlite3 (the command-line shell) is required"
-[[ -n "${FERRY_CUTRELAY:-}" && -x "$FERRY_CUTRELAY" ]] ||
-    fail "FERRY_CUTRELAY (${FERRY_CUTRELAY:-unset}) is not the cutrelay tool (run through ctest)"
+need_cutrelay
 
 start_server --signup open
 new_client alice
 signup alice 'retry test password'
 STATE_DB=$XDG_STATE_HOME/ferry/state.db
 
-R_OUT=$WORK/relay.out R_ERR=$WORK/relay.err
-"$FERRY_CUTRELAY" --listen 127.0.0.1:0 --to "$ADDR" --every --cut-c2s 65536 >"$R_OUT" 2>"$R_ERR" &
-RELAY_PID=$!
-ALL_PIDS+=("$RELAY_PID")
-wait_until 10 "cutrelay to print 'ready PORT'" grep -qs '^ready [0-9]*$' "$R_OUT"
-RADDR=127.0.0.1:$(sed -n 's/^ready \([0-9]*\)$/\1/p' "$R_OUT")
-sqlite3 "$STATE_DB" "UPDATE session SET addr = '$RADDR';
-    INSERT OR REPLACE INTO known_servers(addr, server_id) VALUES('$RADDR', '$SID');"
+start_relay --every --cut-c2s 65536
 
 head -c $((3 << 20)) /dev/urandom >"$WORK/big.bin"
 FY_TIMEOUT=90 fy put --retry-for 3 "$WORK/big.bin" /big.bin
@@ -39,7 +30,7 @@ assert_rc 4 "put --retry-for 0"
 assert_not_contains "$ERR" 'reconnecting' "stderr of put --retry-for 0"
 
 # Through a sound link, the same command finishes.
-sqlite3 "$STATE_DB" "UPDATE session SET addr = '$ADDR'"
+point_session_at "$ADDR"
 fy_ok put --retry-for 3 "$WORK/big.bin" /big.bin
 fy_ok get /big.bin "$WORK/big.back"
 assert_same_file "$WORK/big.bin" "$WORK/big.back"

@@ -15,9 +15,7 @@
 # FERRY_CUT_SEED fixes the random part of the sweep (it is logged).
 source "$(dirname "$0")/lib.sh"
 
-command -v sqlite3 >/dev/null || fail "sqlite3 (the command-line shell) is required"
-[[ -n "${FERRY_CUTRELAY:-}" && -x "$FERRY_CUTRELAY" ]] ||
-    fail "FERRY_CUTRELAY (${FERRY_CUTRELAY:-unset}) is not the cutrelay tool (run through ctest)"
+need_cutrelay
 
 start_server --signup open
 new_client alice
@@ -29,34 +27,6 @@ BACK=$WORK/back
 mkdir -p "$L" "$BACK"
 SIZE=$((3 << 20)) # chunked (R-CHUNK): at least 1 MiB
 
-# Points the saved session at HOST:PORT, pinned to the server's identity
-# (the relay forwards the server's own TLS, so the pin still holds).
-point_session_at() { # HOST:PORT
-    sqlite3 "$STATE_DB" "UPDATE session SET addr = '$1';
-        INSERT OR REPLACE INTO known_servers(addr, server_id) VALUES('$1', '$SID');"
-    [[ "$(sqlite3 "$STATE_DB" 'SELECT addr FROM session')" == "$1" ]] ||
-        fail "could not point the session at $1"
-}
-
-RELAY_N=0 RELAY_PID='' RELAY_OUT='' RELAY_ERR='' RELAY_PORT=''
-relay_ready() { grep -qs '^ready [0-9]*$' "$RELAY_OUT"; }
-# start_relay CUTRELAY-FLAGS...: a fresh relay to the server, made current.
-start_relay() {
-    RELAY_N=$((RELAY_N + 1))
-    RELAY_OUT=$WORK/relay$RELAY_N.out RELAY_ERR=$WORK/relay$RELAY_N.err
-    "$FERRY_CUTRELAY" --listen 127.0.0.1:0 --to "$ADDR" "$@" >"$RELAY_OUT" 2>"$RELAY_ERR" &
-    RELAY_PID=$!
-    ALL_PIDS+=("$RELAY_PID")
-    wait_until 10 "cutrelay $* to print 'ready PORT'" relay_ready
-    RELAY_PORT=$(sed -n 's/^ready \([0-9]*\)$/\1/p' "$RELAY_OUT")
-    point_session_at "127.0.0.1:$RELAY_PORT"
-}
-stop_relay() {
-    kill -TERM "$RELAY_PID"
-    wait_exit "$RELAY_PID" 10 "cutrelay"
-    [[ "$WAIT_RC" == 0 ]] || fail "cutrelay exited with $WAIT_RC: $(cat "$RELAY_ERR")"
-    RELAY_PID=''
-}
 # The relay really cut at exactly N: otherwise the case tested nothing.
 assert_cut() { # DIRECTION N WHAT
     grep -qE "^cut $1 at $2( |\$)" "$RELAY_ERR" ||

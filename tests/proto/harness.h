@@ -155,6 +155,36 @@ static void server_start(struct server *s, const char *const *extra)
     (void)n;
 }
 
+/*
+ * A cmocka teardown for tests that each start their own servers: what a
+ * failed assertion left running (it skipped server_stop) is killed before
+ * the next test. It kills every server still registered, so it is not for
+ * a group whose tests share a server started by the group's setup.
+ */
+__attribute__((unused)) static int harness_teardown(void **state)
+{
+    (void)state;
+    harness_reap();
+    return 0;
+}
+
+/* A process's resident set in KiB (VmRSS of /proc/PID/status), or -1. */
+__attribute__((unused)) static long proc_rss_kib(pid_t pid)
+{
+    char path[64], line[256];
+    long v = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    if ((f = fopen(path, "r")) == NULL)
+        return -1;
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (strncmp(line, "VmRSS:", 6) == 0 && sscanf(line + 6, "%ld", &v) == 1)
+            break;
+    fclose(f);
+    return v;
+}
+
 /* Stops the server; returns its exit status (0 is a clean, sanitizer-clean stop). */
 __attribute__((unused)) static int server_stop(struct server *s)
 {

@@ -7,50 +7,16 @@
  */
 #include "chunk_harness.h"
 
-static struct server *live; /* killed by the teardown if a test fails midway */
-
+/* Starts a server; a test that fails midway leaves it to harness_teardown. */
 static void start(struct server *sv, const char *const *extra)
 {
     server_start(sv, extra);
-    live = sv;
 }
 
 static void stop(struct server *sv)
 {
-    live = NULL;
     assert_int_equal(server_stop(sv), 0);
     server_cleanup(sv);
-}
-
-static int teardown(void **state)
-{
-    int st;
-
-    (void)state;
-    if (live != NULL) {
-        kill(live->pid, SIGKILL);
-        waitpid(live->pid, &st, 0);
-        server_cleanup(live);
-        live = NULL;
-    }
-    return 0;
-}
-
-/* The server's resident set in KiB, or -1. */
-static long rss_kib(pid_t pid)
-{
-    char path[64], line[256];
-    long v = -1;
-    FILE *f;
-
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    if ((f = fopen(path, "r")) == NULL)
-        return -1;
-    while (fgets(line, sizeof(line), f) != NULL)
-        if (strncmp(line, "VmRSS:", 6) == 0 && sscanf(line + 6, "%ld", &v) == 1)
-            break;
-    fclose(f);
-    return v;
 }
 
 /* A path of depth components "dd": each Mkdir of it walks them all in its commit. */
@@ -100,7 +66,7 @@ static long pipeline_unread(struct client *cl, pid_t pid, const uint8_t *frame, 
         rc = ferry_client_pump(&cl->c, 300, 1);
         assert_true(rc == 0 || rc == FERRY_ETIMEDOUT);
         stuck = ferry_client_pending(&cl->c) == before ? stuck + 1 : 0;
-        if ((r = rss_kib(pid)) > peak)
+        if ((r = proc_rss_kib(pid)) > peak)
             peak = r;
     }
     *sent = queued - (long)((ferry_client_pending(&cl->c) + flen - 1) / flen);
@@ -189,13 +155,13 @@ static void test_pipelined_writes_bounded_r_pipe_4(void **state)
     ferry_cmd_cleanup(&m);
     flen = mkdir_frame(frame, sizeof(frame), path);
     assert_true(ping_ok(&a));
-    base = rss_kib(sv.pid);
+    base = proc_rss_kib(sv.pid);
     assert_true(base > 0);
     peak = pipeline_unread(&a, sv.pid, frame, flen, 100000, &sent);
     fprintf(stderr, "pipelined %ld Mkdirs unread: RSS %ld KiB -> peak %ld KiB\n", sent, base, peak);
     bystander_served(&sv, &by);
-    if (rss_kib(sv.pid) > peak)
-        peak = rss_kib(sv.pid);
+    if (proc_rss_kib(sv.pid) > peak)
+        peak = proc_rss_kib(sv.pid);
     /* 4096 queued operations of ~1.5 KiB with ASan's redzones: a few MiB, not hundreds. */
     assert_true(peak - base < 64 * 1024);
     client_close(&a);
@@ -485,7 +451,7 @@ static void test_refused_lists_not_held_r_chunk_30(void **state)
     for (i = 0; i < CONNS; i++)
         acct_open(&sv, &u, &c[i]);
     assert_true(ping_ok(&c[0]));
-    base = rss_kib(sv.pid);
+    base = proc_rss_kib(sv.pid);
     for (i = 0; i < CONNS; i++) {
         new_tid(tid[i], hex);
         /* 2 TiB passes --max-file-size (1 TiB): Error 2 up front. */
@@ -494,7 +460,7 @@ static void test_refused_lists_not_held_r_chunk_30(void **state)
         send_list_fast(&c[i], tid[i], list, n * FERRY_CHUNK_ENT_LEN);
         assert_true(ping_ok(&c[i]));
     }
-    after = rss_kib(sv.pid);
+    after = proc_rss_kib(sv.pid);
     fprintf(stderr, "16 refused 16 MiB lists: RSS %ld KiB -> %ld KiB\n", base, after);
     assert_true(after - base < 64 * 1024);
     for (i = 0; i < CONNS; i++) {
@@ -643,14 +609,14 @@ static void test_download_list_charged_r_chunk_30(void **state)
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_pipelined_writes_bounded_r_pipe_4, teardown),
-        cmocka_unit_test_teardown(test_queued_writes_in_all_r_pipe_4, teardown),
-        cmocka_unit_test_teardown(test_unacked_in_all_r_store_11, teardown),
-        cmocka_unit_test_teardown(test_cancelled_chunks_count_r_quota_2, teardown),
-        cmocka_unit_test_teardown(test_collected_chunks_free_quota_r_quota_1, teardown),
-        cmocka_unit_test_teardown(test_refused_lists_not_held_r_chunk_30, teardown),
-        cmocka_unit_test_teardown(test_list_caps_r_chunk_30, teardown),
-        cmocka_unit_test_teardown(test_download_list_charged_r_chunk_30, teardown),
+        cmocka_unit_test_teardown(test_pipelined_writes_bounded_r_pipe_4, harness_teardown),
+        cmocka_unit_test_teardown(test_queued_writes_in_all_r_pipe_4, harness_teardown),
+        cmocka_unit_test_teardown(test_unacked_in_all_r_store_11, harness_teardown),
+        cmocka_unit_test_teardown(test_cancelled_chunks_count_r_quota_2, harness_teardown),
+        cmocka_unit_test_teardown(test_collected_chunks_free_quota_r_quota_1, harness_teardown),
+        cmocka_unit_test_teardown(test_refused_lists_not_held_r_chunk_30, harness_teardown),
+        cmocka_unit_test_teardown(test_list_caps_r_chunk_30, harness_teardown),
+        cmocka_unit_test_teardown(test_download_list_charged_r_chunk_30, harness_teardown),
     };
     const char *asan = getenv("ASAN_OPTIONS");
     char opts[1024];

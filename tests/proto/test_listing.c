@@ -11,50 +11,16 @@
 /* R-PAGE-2's listing jobs per user (SRV_LISTINGS_USER in src/server/server.h). */
 #define SRV_LISTINGS_USER_TEST 4
 
-static struct server *live; /* killed by the teardown if a test fails midway */
-
+/* Starts a server; a test that fails midway leaves it to harness_teardown. */
 static void start(struct server *sv, const char *const *extra)
 {
     server_start(sv, extra);
-    live = sv;
 }
 
 static void stop(struct server *sv)
 {
-    live = NULL;
     assert_int_equal(server_stop(sv), 0);
     server_cleanup(sv);
-}
-
-static int teardown(void **state)
-{
-    int st;
-
-    (void)state;
-    if (live != NULL) {
-        kill(live->pid, SIGKILL);
-        waitpid(live->pid, &st, 0);
-        server_cleanup(live);
-        live = NULL;
-    }
-    return 0;
-}
-
-/* The server's resident set in KiB, or -1. */
-static long rss_kib(pid_t pid)
-{
-    char path[64], line[256];
-    long v = -1;
-    FILE *f;
-
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    if ((f = fopen(path, "r")) == NULL)
-        return -1;
-    while (fgets(line, sizeof(line), f) != NULL)
-        if (strncmp(line, "VmRSS:", 6) == 0 && sscanf(line + 6, "%ld", &v) == 1)
-            break;
-    fclose(f);
-    return v;
 }
 
 /* The name of the i-th folder of a big tree: long, so each entry is ~330 bytes. */
@@ -290,7 +256,7 @@ static void test_unread_listings_bounded_r_page_2(void **state)
     make_big(&sv, &c[0], "hoarder", "big", N);
     acct_open(&sv, &ub, &by);
     assert_true(ping_ok(&by));
-    base = rss_kib(sv.pid);
+    base = proc_rss_kib(sv.pid);
     for (i = 0; i < CONNS; i++)
         send_dirinfo(&c[i], "big", 0, ref);
     for (i = 0; i < PINGS; i++) {
@@ -299,12 +265,12 @@ static void test_unread_listings_bounded_r_page_2(void **state)
         if (ferry_now_ms() - t0 > worst)
             worst = ferry_now_ms() - t0;
     }
-    during = rss_kib(sv.pid);
+    during = proc_rss_kib(sv.pid);
     for (i = 0; i < CONNS; i++)
         client_close(&c[i]);
     /* The closes are seen once the server answers the bystander after them. */
     assert_true(ping_ok(&by));
-    after = rss_kib(sv.pid);
+    after = proc_rss_kib(sv.pid);
     fprintf(stderr,
             "%d unread 20 MB listings: RSS %ld KiB, %ld KiB with them, %ld KiB after;"
             " slowest of %d bystander pings %llu ms\n",
@@ -421,10 +387,10 @@ static void test_short_listing_never_waits_r_page_2(void **state)
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_long_listing_whole_r_page_2, teardown),
-        cmocka_unit_test_teardown(test_unread_listings_bounded_r_page_2, teardown),
-        cmocka_unit_test_teardown(test_listing_job_freed_r_page_3, teardown),
-        cmocka_unit_test_teardown(test_short_listing_never_waits_r_page_2, teardown),
+        cmocka_unit_test_teardown(test_long_listing_whole_r_page_2, harness_teardown),
+        cmocka_unit_test_teardown(test_unread_listings_bounded_r_page_2, harness_teardown),
+        cmocka_unit_test_teardown(test_listing_job_freed_r_page_3, harness_teardown),
+        cmocka_unit_test_teardown(test_short_listing_never_waits_r_page_2, harness_teardown),
     };
     const char *asan = getenv("ASAN_OPTIONS");
     char opts[1024];
