@@ -82,8 +82,14 @@ size_t ferry_base32_encode(const uint8_t *in, size_t n, char *out, size_t outcap
 /* A random RFC 4122 version-4 UUID as text. */
 void ferry_uuid_new(char out[static 37]);
 int ferry_uuid_valid(const char *s);
-/* Random bytes from the OS CSPRNG (libsodium). */
+/* Random bytes from the OS CSPRNG (libsodium): for keys, tokens and other secrets. */
 void ferry_random(void *p, size_t n);
+/*
+ * Random bytes for identifiers (transfer ids, message ids), from the same
+ * CSPRNG through a per-thread pool that a fork discards: unpredictable and
+ * never repeated across a fork, but cheaper than a system call each.
+ */
+void ferry_random_id(void *p, size_t n);
 
 /* Clock: monotonic milliseconds, and wall-clock nanoseconds since the epoch. */
 uint64_t ferry_now_ms(void);

@@ -918,7 +918,7 @@ int srv_download_queue(struct sess *s, const struct ferry_cmd *cmd)
         ferry_free(d);
         return -ENOMEM;
     }
-    ferry_random(d->tid, sizeof(d->tid));
+    ferry_random_id(d->tid, sizeof(d->tid));
     if (s->dl_tail != NULL)
         s->dl_tail->next = d;
     else

@@ -1,4 +1,5 @@
 /* Unit tests for core helpers: capped buffers, encodings, identities. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -77,6 +79,70 @@ static void test_hex_and_uuid(void **state)
     }
     assert_false(ferry_uuid_valid("0f8fad5b-d9cb-469f-a165-70867728950"));
     assert_false(ferry_uuid_valid("0f8fad5b_d9cb-469f-a165-70867728950e"));
+}
+
+/*
+ * The id pool: no id handed out twice, in one thread, across threads, or
+ * in a child and its parent after a fork (the child must not replay the
+ * bytes the parent's pool still holds).
+ */
+#define ID_N 2000
+
+static void *ids_thread(void *arg)
+{
+    uint8_t(*ids)[16] = arg;
+    int i;
+
+    for (i = 0; i < ID_N; i++)
+        ferry_random_id(ids[i], 16);
+    return NULL;
+}
+
+static int id_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, 16);
+}
+
+static void test_random_id_pool(void **state)
+{
+    static uint8_t ids[3 * ID_N + 2][16];
+    uint8_t child[16];
+    pthread_t th;
+    size_t i, n = 0;
+    int fds[2], status;
+    pid_t pid;
+
+    (void)state;
+    for (i = 0; i < ID_N; i++)
+        ferry_random_id(ids[n++], 16);
+    assert_int_equal(pthread_create(&th, NULL, ids_thread, ids[n]), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    n += ID_N;
+    /* Part of the pool is used: a fork now would copy the rest to the child. */
+    assert_int_equal(pipe(fds), 0);
+    fflush(NULL);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        ferry_random_id(child, sizeof(child));
+        _exit(write(fds[1], child, sizeof(child)) == (ssize_t)sizeof(child) ? 0 : 1);
+    }
+    close(fds[1]);
+    assert_int_equal(read(fds[0], ids[n++], 16), 16);
+    close(fds[0]);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    for (i = 0; i < ID_N; i++)
+        ferry_random_id(ids[n++], 16);
+    qsort(ids, n, 16, id_cmp);
+    for (i = 1; i < n; i++)
+        assert_true(memcmp(ids[i - 1], ids[i], 16) != 0);
+    /* Long requests bypass the pool, and still get bytes. */
+    {
+        uint8_t big[256] = {0}, zero[256] = {0};
+        ferry_random_id(big, sizeof(big));
+        assert_true(memcmp(big, zero, sizeof(big)) != 0);
+    }
 }
 
 static void test_sha256_vector(void **state)
@@ -285,7 +351,7 @@ int main(void)
         cmocka_unit_test(test_hex_and_uuid), cmocka_unit_test(test_sha256_vector),
         cmocka_unit_test(test_identity),     cmocka_unit_test(test_strerror),
         cmocka_unit_test(test_parse_port),   cmocka_unit_test(test_parse_hostport),
-        cmocka_unit_test(test_parse_size),
+        cmocka_unit_test(test_parse_size),   cmocka_unit_test(test_random_id_pool),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

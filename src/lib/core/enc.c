@@ -1,4 +1,6 @@
 /* Text encodings: hex, base32 (device ids), UUIDs, and random bytes. */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -71,12 +73,66 @@ void ferry_random(void *p, size_t n)
     randombytes_buf(p, n);
 }
 
+/*
+ * Identifiers come from a per-thread pool filled from the CSPRNG: a
+ * getrandom(2) per transfer id and message id was 2-4 % of the CPU of a
+ * small-file download on each side. A fork makes every pool stale, so that
+ * parent and child never hand out the same bytes.
+ */
+#define ID_POOL_BYTES 512
+
+struct id_pool {
+    uint8_t buf[ID_POOL_BYTES];
+    size_t used; /* bytes handed out (and wiped) since the last refill */
+    unsigned gen;
+};
+
+static _Thread_local struct id_pool id_pool = {.used = ID_POOL_BYTES};
+/* Bumped in the child of every fork: every pool filled before it is stale. */
+static atomic_uint id_pool_gen;
+static pthread_once_t id_pool_once = PTHREAD_ONCE_INIT;
+
+static void id_pool_forked(void)
+{
+    atomic_fetch_add(&id_pool_gen, 1);
+}
+
+static void id_pool_init(void)
+{
+    pthread_atfork(NULL, NULL, id_pool_forked);
+}
+
+void ferry_random_id(void *p, size_t n)
+{
+    struct id_pool *q = &id_pool;
+    uint8_t *out = p;
+    unsigned gen;
+    size_t k;
+
+    if (n > ID_POOL_BYTES / 4) {
+        randombytes_buf(p, n);
+        return;
+    }
+    pthread_once(&id_pool_once, id_pool_init);
+    gen = atomic_load(&id_pool_gen);
+    if (q->gen != gen || ID_POOL_BYTES - q->used < n) {
+        randombytes_buf(q->buf, sizeof(q->buf));
+        q->used = 0;
+        q->gen = gen;
+    }
+    for (k = 0; k < n; k++)
+        out[k] = q->buf[q->used + k];
+    /* Bytes handed out do not stay behind in the pool. */
+    sodium_memzero(q->buf + q->used, n);
+    q->used += n;
+}
+
 void ferry_uuid_new(char out[static 37])
 {
     uint8_t b[16];
     char hex[33];
 
-    ferry_random(b, sizeof(b));
+    ferry_random_id(b, sizeof(b));
     b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
     b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
     ferry_hex_encode(b, sizeof(b), hex);
