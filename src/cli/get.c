@@ -29,9 +29,10 @@ enum {
 
 struct dl {
     int64_t file_id;
-    int rootfd;  /* the destination folder this item lives beneath (borrowed) */
-    char *rel;   /* path beneath rootfd, validated (R-PATH-6) */
-    char *label; /* what to call it in messages */
+    uint64_t size; /* as the listing gave it */
+    int rootfd;    /* the destination folder this item lives beneath (borrowed) */
+    char *rel;     /* path beneath rootfd, validated (R-PATH-6) */
+    char *label;   /* what to call it in messages */
     char id[FERRY_UUID_STR_LEN + 1];
     int state;                   /* DL_* */
     char cid[FERRY_CID_LEN + 1]; /* content id the listing gave, "" if none */
@@ -68,6 +69,7 @@ struct get {
     struct dl *cur;
     uint8_t tid[FERRY_TID_LEN];
     int have_tid; /* a Transfer was announced and its TransferComplete is due */
+    int active;   /* its bytes are being received (into ibuf or the part file) */
     char hash[FERRY_CID_LEN + 1];
     uint64_t size, got, synced;
     int64_t mtime;
@@ -86,11 +88,12 @@ struct get {
     struct ferry_writer *wr;
     uint8_t *wb;
     size_t wlen;
-    uint64_t unsynced; /* bytes handed to the writer since the last check of what is durable */
-    uint64_t recorded; /* durable bytes recorded in the state database */
-    uint64_t resumed;  /* bytes not fetched again thanks to partial files (--stats) */
-    uint64_t reused;   /* bytes taken from old local files instead (--stats) */
-    size_t inflight;   /* Downloads requested and not finished */
+    struct cli_space space; /* R-RECV-6: free space as last read, less what was admitted */
+    uint64_t unsynced;      /* bytes handed to the writer since the last check of what is durable */
+    uint64_t recorded;      /* durable bytes recorded in the state database */
+    uint64_t resumed;       /* bytes not fetched again thanks to partial files (--stats) */
+    uint64_t reused;        /* bytes taken from old local files instead (--stats) */
+    size_t inflight;        /* Downloads requested and not finished */
     /*
      * R-RECV-4: destination folders kept open, verified files waiting to be
      * durable (batch), and the batch the flusher thread is making durable
@@ -182,8 +185,8 @@ static int listed(struct get *g, const char *name)
     return 0;
 }
 
-static int add_dl(struct get *g, int64_t file_id, int rootfd, const char *rel, const char *label,
-                  const char *cid)
+static int add_dl(struct get *g, int64_t file_id, uint64_t size, int rootfd, const char *rel,
+                  const char *label, const char *cid)
 {
     struct dl *d;
 
@@ -196,7 +199,7 @@ static int add_dl(struct get *g, int64_t file_id, int rootfd, const char *rel, c
         g->cap = ncap;
     }
     d = &g->v[g->n];
-    *d = (struct dl){.file_id = file_id, .rootfd = rootfd};
+    *d = (struct dl){.file_id = file_id, .size = size, .rootfd = rootfd};
     if (cid != NULL && ferry_cid_valid(cid))
         snprintf(d->cid, sizeof(d->cid), "%s", cid);
     d->rel = ferry_strdup(rel);
@@ -289,8 +292,10 @@ static int plan_tree(struct get *g, const char *src, int rootfd)
                 close(fd);
                 if ((rc = add_dir(g, rootfd, norm, mt)) != 0)
                     break;
-            } else if ((rc = add_dl(g, fid, rootfd, norm, norm,
-                                    json_string_value(json_object_get(e, "hash")))) != 0) {
+            } else if ((rc =
+                            add_dl(g, fid, (uint64_t)json_integer_value(json_object_get(e, "size")),
+                                   rootfd, norm, norm,
+                                   json_string_value(json_object_get(e, "hash")))) != 0) {
                 break;
             }
             g->prog.total += (uint64_t)json_integer_value(json_object_get(e, "size"));
@@ -380,6 +385,7 @@ static void fail_current(struct get *g, const char *why, int rc)
     if (g->dirfd >= 0)
         close(g->dirfd);
     g->fd = g->dirfd = -1;
+    g->active = 0;
     g->cur->state = DL_FAILED;
     if (rc != 0)
         failmsg_rc(g, g->cur->label, why, rc);
@@ -438,26 +444,33 @@ static int begin(struct get *g, struct dl *d, const struct ferry_cmd *m)
         fail_current(g, "cannot create its folder", rc);
         return 0;
     }
+    /*
+     * R-RECV-6: what is still to be written must fit, with the margin, before
+     * the part file is created or sized: a declared size is only a claim.
+     */
+    if ((rc = cli_space_reserve(&g->space, dir->fd, dir->dev, g->size - d->resume, &avail)) != 0) {
+        if (rc == -ENOSPC)
+            failmsg_space(g, d->label, g->size - d->resume, avail);
+        else
+            failmsg_rc(g, d->label, "cannot check the free space", rc);
+        d->state = DL_FAILED;
+        g->cur = NULL;
+        return cancel_current(g);
+    }
+    g->inl = d->resume == 0 && g->size <= CLI_INLINE_MAX && strncmp(g->hash, "sha256:", 7) == 0;
+    if (g->inl && g->ibuf == NULL && (g->ibuf = ferry_malloc(CLI_INLINE_MAX)) == NULL)
+        g->inl = 0;
+    if (g->inl) {
+        /* R-RECV-3: checked in memory; its part file is made once it is verified (place_inline). */
+        g->recorded = g->unsynced = 0;
+        g->active = 1;
+        return 0;
+    }
     g->dir = *dir;
     g->dir.rel = NULL; /* the cache's: only the identity is kept */
     if ((g->dirfd = fcntl(dir->fd, F_DUPFD_CLOEXEC, 0)) < 0) {
         fail_current(g, "cannot open its folder", -errno);
         return 0;
-    }
-    /*
-     * R-RECV-6: what is still to be written must fit, with the margin, before
-     * the part file is created or sized: a declared size is only a claim.
-     */
-    if ((rc = cli_space_check(g->dirfd, g->size - d->resume, &avail)) != 0) {
-        if (rc == -ENOSPC)
-            failmsg_space(g, d->label, g->size - d->resume, avail);
-        else
-            failmsg_rc(g, d->label, "cannot check the free space", rc);
-        close(g->dirfd);
-        g->dirfd = -1;
-        d->state = DL_FAILED;
-        g->cur = NULL;
-        return cancel_current(g);
     }
     /* R-CHUNK-14: the part file's name follows from the content and the destination. */
     cli_part_name(g->hash, d->rel, g->tmpname);
@@ -480,13 +493,7 @@ static int begin(struct get *g, struct dl *d, const struct ferry_cmd *m)
         fail_current(g, "cannot write it", -errno);
         return 0;
     }
-    g->inl = d->resume == 0 && g->size <= CLI_INLINE_MAX && strncmp(g->hash, "sha256:", 7) == 0;
-    if (g->inl && g->ibuf == NULL && (g->ibuf = ferry_malloc(CLI_INLINE_MAX)) == NULL)
-        g->inl = 0;
-    if (g->inl) {
-        g->recorded = g->unsynced = 0;
-        return 0;
-    }
+    g->active = 1;
     /* R-CHUNK-10: a chunked file is checked by re-chunking what arrives. */
     if ((strncmp(g->hash, FERRY_CID_CHUNKS_PREFIX, 7) == 0
              ? ferry_writer_begin_chunked(g->wr, g->fd)
@@ -594,26 +601,78 @@ static int flush(struct get *g, int acks)
     return rc != 0 ? rc : f.rc;
 }
 
-/* A small file: checked in memory first, then written whole; FERRY_EHASH writes nothing. */
-static int finish_inline(struct get *g, char cid[static FERRY_CID_LEN + 1])
+/* A small file is checked in memory, before anything of it is on disk; FERRY_EHASH if wrong. */
+static int verify_inline(struct get *g, char cid[static FERRY_CID_LEN + 1])
 {
     uint8_t h[32];
-    size_t off = 0;
-    ssize_t n;
 
     ferry_sha256_buf(g->ibuf, (size_t)g->got, h);
     memcpy(cid, "sha256:", 7);
     ferry_hex_encode(h, sizeof(h), cid + 7);
     if (g->got != g->size || strcmp(cid, g->hash) != 0)
         return FERRY_EHASH;
-    while (off < g->got) {
-        n = write(g->fd, g->ibuf + off, (size_t)g->got - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        off += (size_t)n;
+    return 0;
+}
+
+/*
+ * A small file verified in memory (R-RECV-3) gets its part file now, new
+ * and with its final mode (R-RECV-1), written whole, timed, and joins the
+ * batch: one openat, one write and one futimens in all, against the eight
+ * calls a part file opened before its bytes arrived costs.
+ */
+static int place_inline(struct get *g, struct dl *d, const char *name, const char *cid)
+{
+    char parent[FERRY_PATH_MAX + 1];
+    const char *slash = strrchr(d->rel, '/'), *why = "cannot write it";
+    const struct cli_dir *dir;
+    struct timespec ts[2];
+    size_t off = 0;
+    ssize_t n;
+    int fd, fresh, rc = 0;
+
+    snprintf(parent, sizeof(parent), "%.*s", slash != NULL ? (int)(slash - d->rel) : 0, d->rel);
+    if ((rc = cli_dircache_get(&g->dc, d->rootfd, parent, 1, &dir)) != 0) {
+        fail_current(g, "cannot create its folder", rc);
+        return 0;
     }
+    cli_part_name(g->hash, d->rel, g->tmpname);
+    fd = cli_part_create(dir->fd, g->tmpname, (g->exec ? 0777 : 0666) & ~g->umask, &fresh);
+    if (fd < 0) {
+        fail_current(g,
+                     fd == -EPERM ? "cannot create its temporary file (a foreign file in the way?)"
+                                  : "cannot create its temporary file",
+                     fd == -EPERM ? 0 : fd);
+        return 0;
+    }
+    while (rc == 0 && off < g->got) {
+        n = write(fd, g->ibuf + off, (size_t)g->got - off);
+        if (n < 0 && errno != EINTR)
+            rc = -errno;
+        else if (n > 0)
+            off += (size_t)n;
+    }
+    cli_mtime_ts(g->mtime, ts);
+    if (rc == 0 && futimens(fd, ts) != 0) {
+        rc = -errno;
+        why = "cannot set its mode and time";
+    }
+    if (rc == 0) {
+        /* A part file that was there may have records: they go once it is placed. */
+        rc = cli_batch_add(&g->batch, dir, fd, g->tmpname, name, cid, g->tid, g->size, !fresh, d);
+        why = "cannot keep it for placing";
+    } else {
+        close(fd);
+    }
+    if (rc != 0) {
+        unlinkat(dir->fd, g->tmpname, 0);
+        if (!fresh)
+            cli_part_forget(dir->fd, g->tmpname);
+        fail_current(g, why, rc);
+        return 0;
+    }
+    d->state = DL_VERIFIED;
+    g->cur = NULL;
+    g->active = 0;
     return 0;
 }
 
@@ -630,7 +689,7 @@ static int finish(struct get *g)
     cli_progress_state(&g->prog, "verifying");
     cli_progress_update(&g->prog, 0);
     if (g->inl) {
-        rc = finish_inline(g, cid);
+        rc = verify_inline(g, cid);
     } else {
         submit(g);
         rc = ferry_writer_end(g->wr, cid);
@@ -648,14 +707,16 @@ static int finish(struct get *g)
         fail_current(g, "content did not match its hash; nothing was written", 0);
         return 0;
     }
+    /* R-RECV-4: a full batch goes to the flusher before another file joins it. */
+    if (cli_batch_full(&g->batch) && (rc = flush_async(g)) != 0)
+        return rc;
+    if (g->inl)
+        return place_inline(g, d, name, cid);
     cli_mtime_ts(g->mtime, ts);
     if (fchmod(g->fd, (g->exec ? 0777 : 0666) & ~g->umask) != 0 || futimens(g->fd, ts) != 0) {
         fail_current(g, "cannot set its mode and time", -errno);
         return 0;
     }
-    /* R-RECV-4: a full batch goes to the flusher before another file joins it. */
-    if (cli_batch_full(&g->batch) && (rc = flush_async(g)) != 0)
-        return rc;
     g->dir.fd = g->dirfd;
     rc = cli_batch_add(&g->batch, &g->dir, g->fd, g->tmpname, name, cid, g->tid, g->size,
                        g->recorded > 0 || d->resume > 0, d);
@@ -670,6 +731,7 @@ static int finish(struct get *g)
     g->dirfd = -1;
     d->state = DL_VERIFIED;
     g->cur = NULL;
+    g->active = 0;
     return 0;
 }
 
@@ -752,6 +814,13 @@ static void offer_resume(struct get *g, struct dl *x, json_t *req)
     int dfd;
 
     x->resume = 0;
+    /*
+     * Records of a durable prefix are made only for files the writer thread
+     * receives (R-CHUNK-14), never for a small one checked in memory: no
+     * part file to look for.
+     */
+    if (x->size <= CLI_INLINE_MAX && strncmp(x->cid, "sha256:", 7) == 0)
+        return;
     if (x->cid[0] == '\0' || g->cc.minor < 1 || (dfd = local_dir(g, x, &name)) < 0)
         return;
     cli_part_name(x->cid, x->rel, pname);
@@ -1119,7 +1188,7 @@ static int run_downloads(struct get *g)
             }
             if (d.offset != g->got || d.len > g->size - g->got)
                 return FERRY_EPROTO;
-            if (g->fd >= 0 && put_bytes(g, d.bytes, d.len) != 0) {
+            if (g->active && put_bytes(g, d.bytes, d.len) != 0) {
                 char cid[FERRY_CID_LEN + 1];
                 int werr;
                 g->got += d.len;
@@ -1156,7 +1225,7 @@ static int run_downloads(struct get *g)
                 if (g->cur != NULL && g->cur->patch != NULL)
                     rc = g->cur->phase == 1 ? patch_list_done(g) : patch_chunks_done(g);
                 else
-                    rc = g->cur != NULL && g->fd >= 0 ? finish(g) : 0;
+                    rc = g->cur != NULL && g->active ? finish(g) : 0;
             }
         } else if (m.type == FERRY_MSG_ERROR) {
             const char *msg, *t = json_string_value(json_object_get(m.body, "tid"));
@@ -1231,7 +1300,8 @@ static int plan_sources(struct get *g, char **srcs, int nsrc, const char *dest, 
             if (rootfd < 0 || add_root(g, rootfd) != 0) {
                 failmsg(g, target, strerror(errno));
             } else {
-                rc = add_dl(g, json_integer_value(json_object_get(e, "id")), rootfd,
+                rc = add_dl(g, json_integer_value(json_object_get(e, "id")),
+                            (uint64_t)json_integer_value(json_object_get(e, "size")), rootfd,
                             basename(bcopy), src, json_string_value(json_object_get(e, "hash")));
                 g->prog.total += (uint64_t)json_integer_value(json_object_get(e, "size"));
             }
@@ -1281,11 +1351,8 @@ static void requeue_all(struct get *g)
     /* Files verified before the loss are placed; their acknowledgement has nowhere to go. */
     flush(g, 0);
     if (g->cur != NULL) {
-        if (g->fd >= 0 && g->inl) {
-            /* A small file is all in memory: its empty part file goes. */
-            close(g->fd);
-            unlinkat(g->dirfd, g->tmpname, 0);
-        } else if (g->fd >= 0) {
+        /* A small file is all in memory, without a part file: nothing to keep. */
+        if (g->fd >= 0 && !g->inl) {
             uint64_t durable = 0;
             /* R-CHUNK-14: what is written is made durable and kept for the retry. */
             submit(g);
@@ -1297,6 +1364,7 @@ static void requeue_all(struct get *g)
         if (g->dirfd >= 0)
             close(g->dirfd);
         g->fd = g->dirfd = -1;
+        g->active = 0;
         if (g->cur->patch == NULL)
             g->prog.done -= g->got;
         g->cur = NULL;

@@ -183,6 +183,11 @@ void cli_batch_sync(struct cli_batch *b)
             }
         }
     }
+    /* Closed here, off the receiving thread, which has a file per call less to make. */
+    for (i = 0; i < b->n; i++) {
+        close(b->e[i].fd);
+        b->e[i].fd = -1;
+    }
 }
 
 void cli_batch_done(struct cli_batch *b, cli_batch_done_cb done, void *ctx)
@@ -197,8 +202,6 @@ void cli_batch_done(struct cli_batch *b, cli_batch_done_cb done, void *ctx)
          */
         if (e->recorded || (b->rc[i] != 0 && !e->renamed))
             cli_part_forget(b->dirs[e->dir].fd, e->part);
-        close(e->fd);
-        e->fd = -1;
         done(ctx, e, b->rc[i], e->stage);
         ferry_free(e->name);
         e->name = NULL;

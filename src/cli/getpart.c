@@ -101,6 +101,28 @@ int cli_part_open(int dirfd, const char *name, struct cli_part_id *id)
     return fd;
 }
 
+int cli_part_create(int dirfd, const char *name, unsigned mode, int *fresh)
+{
+    struct cli_part_id id;
+    int fd;
+
+    *fresh = 1;
+    /* O_EXCL: a new inode of ours, one link, nothing planted (a symlink is EEXIST too). */
+    fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, (mode_t)mode);
+    if (fd >= 0 || errno != EEXIST)
+        return fd >= 0 ? fd : -errno;
+    *fresh = 0;
+    /* Left by an earlier run, or planted: checked as any part file is. */
+    if ((fd = cli_part_open(dirfd, name, &id)) < 0)
+        return fd;
+    if (ftruncate(fd, 0) != 0 || fchmod(fd, (mode_t)mode) != 0) {
+        int rc = -errno;
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
 int cli_part_stat(int dirfd, const char *name, struct cli_part_id *id, uint64_t *size,
                   uint64_t *allocated)
 {
@@ -262,6 +284,39 @@ int cli_space_fits(uint64_t need, uint64_t avail, uint64_t total)
     if (avail < margin || need > avail - margin)
         return -ENOSPC;
     return 0;
+}
+
+int cli_space_reserve(struct cli_space *sp, int dirfd, uint64_t dev, uint64_t need, uint64_t *avail)
+{
+    struct statvfs sv;
+    uint64_t left;
+    int fresh = 0;
+
+    *avail = 0;
+    for (;;) {
+        if (!sp->valid || sp->dev != dev || sp->since >= CLI_SPACE_RECHECK ||
+            need > CLI_SPACE_RECHECK - sp->since || fresh) {
+            if (fstatvfs(dirfd, &sv) != 0) {
+                sp->valid = 0;
+                return -errno;
+            }
+            *sp = (struct cli_space){.valid = 1,
+                                     .dev = dev,
+                                     .avail = (uint64_t)sv.f_bavail * sv.f_frsize,
+                                     .total = (uint64_t)sv.f_blocks * sv.f_frsize};
+            fresh = 1;
+        }
+        left = sp->avail > sp->since ? sp->avail - sp->since : 0;
+        *avail = left;
+        if (cli_space_fits(need, left, sp->total) == 0) {
+            sp->since += need;
+            return 0;
+        }
+        /* Refused only on a fresh reading: space may have been freed meanwhile. */
+        if (fresh)
+            return -ENOSPC;
+        fresh = 1;
+    }
 }
 
 int cli_space_check(int dirfd, uint64_t need, uint64_t *avail)

@@ -71,10 +71,42 @@ struct sqlite3_stmt;
 int cli_part_stmt(int dirfd, const char *part, const char *sql, struct sqlite3_stmt **st);
 
 /*
+ * R-RECV-1, R-RECV-3: creates the part file of a download verified in
+ * memory, with its final mode (after the umask), in dirfd and without
+ * following a link. A new name costs one openat; a name already taken
+ * goes the careful way of cli_part_open (-EPERM when planted), and the
+ * file is emptied and given the mode. *fresh is 1 when the file is new,
+ * 0 when it was there (and may have records to forget). Returns the fd
+ * or -errno.
+ */
+int cli_part_create(int dirfd, const char *name, unsigned mode, int *fresh);
+
+/*
  * R-RECV-6: 0 when `need` more bytes fit in dirfd's file system with the
  * margin left free, else -ENOSPC (or -errno); *avail is the free space.
  */
 int cli_space_check(int dirfd, uint64_t need, uint64_t *avail);
+/*
+ * R-RECV-6 for many files: the free space of one file system as last read
+ * (statvfs), less the bytes admitted since. It is read again once 8 MiB
+ * were admitted since (CLI_SPACE_RECHECK), for another file system, and
+ * before a refusal, so a file is refused only on a fresh reading; 10,000
+ * small files cost a few statvfs instead of one each.
+ */
+#define CLI_SPACE_RECHECK (8u << 20)
+struct cli_space {
+    int valid;
+    uint64_t dev;
+    uint64_t avail, total; /* at the last reading */
+    uint64_t since;        /* bytes admitted since it */
+};
+/*
+ * Admits `need` bytes about to be written beneath dirfd (file system dev):
+ * 0 and counts them, or -ENOSPC (or -errno from the reading) with *avail
+ * the free space left.
+ */
+int cli_space_reserve(struct cli_space *sp, int dirfd, uint64_t dev, uint64_t need,
+                      uint64_t *avail);
 /* The rule itself: need bytes on a file system of total bytes with avail free. */
 int cli_space_fits(uint64_t need, uint64_t avail, uint64_t total);
 
