@@ -8,7 +8,12 @@
 #   item 20: a destination folder without write permission: the real error
 #           (Permission denied); a planted part file keeps its own message.
 #   item 16 (R-RECV-6): a file larger than the destination's free space is
-#           refused before anything is written (on a small tmpfs, as root).
+#           refused before anything is written (on a small tmpfs, as root);
+#           a tree of small files larger than it fills it only up to the
+#           margin, though the free space is read only every 8 MiB.
+#   item 26 (R-RECV-1): a small file's part file is made once it is
+#           verified, with its final mode; one left at its name by an
+#           earlier run is emptied and used, and never left behind.
 source "$(dirname "$0")/lib.sh"
 
 command -v sqlite3 >/dev/null || fail "sqlite3 (the command-line shell) is required"
@@ -76,6 +81,25 @@ fy get -q /small.txt "$WORK/planted/"
 assert_rc 1 "get past a planted part file"
 assert_err_contains "a foreign file in the way?"
 [[ ! -e "$WORK/victim" ]] || fail "the planted symlink was written through"
+
+# ---------------------------------------------------------------- item 26: small files' part files
+# New part files get the final mode (umask 022): 644, and 755 when executable.
+printf 'run me\n' >"$L/run.sh"
+chmod 755 "$L/run.sh"
+fy_ok put -q "$L/run.sh" /run.sh
+mkdir -p "$WORK/modes"
+fy_ok get -q /small.txt /run.sh "$WORK/modes/"
+assert_mode "$WORK/modes/small.txt" 644
+assert_mode "$WORK/modes/run.sh" 755
+check assert_same_file "$L/run.sh" "$WORK/modes/run.sh"
+# One left by an earlier run, private and longer than the file: emptied and used.
+mkdir -p "$WORK/stale"
+head -c 5000 /dev/urandom >"$WORK/stale/$part"
+chmod 600 "$WORK/stale/$part"
+fy_ok get -q /small.txt "$WORK/stale/"
+check assert_same_file "$L/small.txt" "$WORK/stale/small.txt"
+assert_mode "$WORK/stale/small.txt" 644
+assert_eq "$(parts_in "$WORK/stale")" 0 "part files left after a stale one was used"
 
 # ---------------------------------------------------------------- item 1: stale chunk bitmaps
 BIG=$((160 << 20))
@@ -147,6 +171,25 @@ if [[ "$(id -u)" == 0 ]] && command -v mount >/dev/null; then
     fy get -q /forty.bin "$MNT/forty.bin"
     assert_rc 1 "get of 40 MiB over an old version on a 32 MiB file system"
     assert_err_contains "not enough free space for it"
+    assert_eq "$(parts_in "$MNT")" 0 "part files on the small file system"
+    # 40 small files of 900 KiB (36 MB) onto the same 32 MiB: those that fit
+    # with the margin (1 MiB here) arrive, the others are refused before any
+    # byte of them is written, though the free space is read only once every
+    # 8 MiB admitted (CLI_SPACE_RECHECK): the bytes admitted since count.
+    rm -f "$MNT/small.txt" "$MNT/forty.bin"
+    mkdir -p "$L/many"
+    for i in $(seq 1 40); do head -c $((900 << 10)) /dev/urandom >"$L/many/m$i"; done
+    fy_ok put -q -r "$L/many" /many
+    fy get -q -r /many "$MNT/many"
+    assert_rc 3 "get -r of 36 MB of small files onto 32 MiB"
+    got=$(find "$MNT/many" -type f -name 'm*' | wc -l)
+    refused=$(grep -c 'not enough free space for it' <<<"$ERR" || true)
+    assert_eq "$((got + refused))" 40 "files placed plus files refused"
+    ((got >= 20)) || fail "only $got of 40 small files fitted in 32 MiB"
+    assert_not_contains "$ERR" "cannot write it" "stderr of get -r onto a small file system"
+    free_kib=$(df -k --output=avail "$MNT" | tail -n 1 | tr -d ' ')
+    ((free_kib >= 1024)) || fail "the margin was not kept: ${free_kib} KiB free of 32 MiB"
+    for f in "$MNT"/many/m*; do cmp -s "$f" "$L/many/${f##*/}" || fail "$f differs"; done
     assert_eq "$(parts_in "$MNT")" 0 "part files on the small file system"
 else
     log "not root: the full-disk case of R-RECV-6 is covered by test_get_hostile.sh only"
