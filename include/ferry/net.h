@@ -94,6 +94,13 @@ void ferry_conn_resume(struct ferry_conn *c);
 /* Flushes what is queued, then closes. Safe to call more than once. */
 void ferry_conn_close(struct ferry_conn *c);
 
+/*
+ * A function run before ciphertext is handed to any socket (NULL: none),
+ * process-wide. The server writes the log lines it gathered there, so that
+ * no line reaches the log after the reply that follows its event (R-LOG-7).
+ */
+void ferry_conn_set_before_send(void (*fn)(void));
+
 /* Builds and encodes a command frame into a caller buffer of cap bytes. */
 ssize_t ferry_frame_cmd(uint8_t *out, size_t cap, int32_t type, json_t *body);
 

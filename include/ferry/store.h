@@ -16,7 +16,11 @@ int ferry_meta_open(const char *path, int readonly, struct ferry_meta **out);
 void ferry_meta_close(struct ferry_meta *m);
 
 int ferry_meta_begin(struct ferry_meta *m);
-/* A read transaction: every query until ferry_meta_read_end sees one snapshot. */
+/*
+ * A read transaction: every query until ferry_meta_read_end sees one
+ * snapshot. They nest: an inner pair joins the outer one's snapshot, and
+ * only the outermost end ends it.
+ */
 int ferry_meta_read_begin(struct ferry_meta *m);
 void ferry_meta_read_end(struct ferry_meta *m);
 int ferry_meta_commit(struct ferry_meta *m);

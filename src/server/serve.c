@@ -149,13 +149,6 @@ static void serve_usage(FILE *f)
     fputs("\nOnce ready it prints one line: listening on HOST:PORT id SERVER-ID\n", f);
 }
 
-static void log_stderr(enum ferry_log_level lvl, const char *msg)
-{
-    static const char *names[] = {"debug", "info", "notice", "warn", "error"};
-
-    fprintf(stderr, "ferry serve: level=%s %s\n", names[lvl], msg);
-}
-
 static void close_walk(uv_handle_t *h, void *arg)
 {
     struct srv *srv = arg;
@@ -176,6 +169,7 @@ static void stop_cb(uv_signal_t *sig, int signum)
     if (srv->stopping)
         return;
     srv->stopping = 1;
+    srv_log_turns_stop(srv);
     ferry_log(FERRY_LOG_NOTICE, "stopping signal=%d", signum);
     srv_notify("STOPPING=1"); /* R-ADMIN-3 */
     srv_admin_watch_stop(srv);
@@ -339,7 +333,7 @@ int ferry_serve_main(int argc, char **argv)
     /* R-ADMIN-1: nothing the server creates is for anyone but its owner. */
     umask(077);
     signal(SIGPIPE, SIG_IGN);
-    ferry_log_set(log_stderr, srv->cfg.verbose ? FERRY_LOG_DEBUG : FERRY_LOG_INFO);
+    ferry_log_set(srv_log_sink, srv->cfg.verbose ? FERRY_LOG_DEBUG : FERRY_LOG_INFO);
     if (srv_nofile_check(&srv->cfg, given[srv_opt_find(srv_opts, srv_nopts, "max-conns")]) != 0)
         goto out;
     /* R-SESS-8: the reserve is a part of --max-conns (as the open-file limit left it). */
@@ -369,7 +363,9 @@ int ferry_serve_main(int argc, char **argv)
         goto out;
     ferry_log(FERRY_LOG_INFO, "ready data=%s signup=%s max-conns=%d", srv->cfg.data,
               srv->cfg.signup_open ? "open" : "closed", srv->cfg.max_conns);
+    srv_log_turns_start(srv);
     uv_run(srv->loop, UV_RUN_DEFAULT);
+    srv_log_turns_stop(srv);
     uv_loop_close(srv->loop);
     ferry_log(FERRY_LOG_INFO, "stopped");
     rc = 0;

@@ -227,12 +227,26 @@ struct srv {
     int lockfd;
     struct ferry_meta *wdb; /* writer: used only by commit jobs, one at a time */
     struct ferry_meta *rdb; /* reader: used on the loop thread */
-    int nconns;             /* admitted connections (R-SESS-5) */
+    /*
+     * A read transaction on rdb that srv_download_pump holds for one pass
+     * (rsnap_open), numbered (rsnap) so that what was read in it can be
+     * kept for the rest of it: the folder path of the last download
+     * logged (R-LOG-5).
+     */
+    int rsnap_open;
+    uint64_t rsnap;
+    struct {
+        uint64_t snap; /* the rsnap it was read in; 0: none */
+        int64_t uid, dir_id;
+        char path[FERRY_PATH_MAX + 2];
+    } logdir;
+    int nconns; /* admitted connections (R-SESS-5) */
     char dummy_hash[160];
     /* Fair shares and the server log (throttle.c, serverlog.c). */
     int nrefusing; /* connections being refused with an Error (R-SESS-9) */
     struct srv_throttle thr;
     struct srv_log_limit logl;
+    uv_prepare_t log_turn; /* R-LOG-7: writes the lines of each loop turn */
     /* write queue (R-STORE-2) */
     struct op *q_head;
     struct op *q_tail;
@@ -445,6 +459,12 @@ const char *srv_log_val(char *out, size_t cap, const char *s, size_t max);
 int srv_log_allow(struct srv *srv, enum srv_log_kind kind);
 /* Writes the counts of suppressed lines whose second is over. */
 void srv_log_flush(struct srv *srv);
+/* The log sink: "ferry serve: level=L msg" lines to standard error (R-LOG-7). */
+void srv_log_sink(enum ferry_log_level lvl, const char *msg);
+/* R-LOG-7: from now on the loop thread's lines are written once per loop turn. */
+void srv_log_turns_start(struct srv *srv);
+/* Writes what is gathered; from now on every line is written at once. */
+void srv_log_turns_stop(struct srv *srv);
 /* R-LOG-2: a protocol fault that closes s (R-ERR-1). */
 void srv_log_fault(struct sess *s, const char *reason);
 /* R-LOG-5: one line per finished transfer ("upload" or "download"). */

@@ -77,6 +77,37 @@ fy_ok get "/big file.bin" "$G/big.bin"
 assert_same_file "$L/big file.bin" "$G/big.bin"
 log_has "event=download result=ok user=alice .* path=\"/big file\.bin\" bytes=3145728 " "download of a chunked file"
 
+# R-LOG-5 for many downloads served in one pass (the folder's path is kept
+# within one read of the tree): each line names its own file in its own
+# folder; after a move, the next get names the folder as it is now, not as
+# it was when its path was kept. R-LOG-7: each line is in the log once the
+# get has returned.
+mkdir -p "$L/tree/a" "$L/tree/b/c"
+for i in $(seq 1 30); do
+    printf 'a%s' "$i" >"$L/tree/a/f$i"
+    printf 'c%s' "$i" >"$L/tree/b/c/g$i"
+done
+printf 'top' >"$L/tree/top"
+fy_ok put -q -r "$L/tree" /tree
+dl_paths_since() { # LINE: the paths of the download lines after line LINE, sorted
+    tail -n +"$(($1 + 1))" "$LOG" | sed -n 's/.* event=download result=ok .* path=\([^ ]*\) bytes=.*/\1/p' | sort
+}
+want_paths() { # A-FOLDER C-FOLDER
+    { printf '/tree/top\n'; for i in $(seq 1 30); do printf '%s/f%s\n%s/g%s\n' "$1" "$i" "$2" "$i"; done; } | sort
+}
+before=$(wc -l <"$LOG")
+fy_ok get -q -r /tree "$G/tree1"
+[[ "$(dl_paths_since "$before")" == "$(want_paths /tree/a /tree/b/c)" ]] ||
+    fail "download lines of a tree: $(dl_paths_since "$before" | head -n 5)"
+# The last line of this get names a file of /tree/b/c, the first of the next
+# one a file of the same folder, moved meanwhile.
+fy_ok get -q -r /tree/b "$G/b1"
+fy_ok mv /tree/b /tree/moved
+before=$(wc -l <"$LOG")
+fy_ok get -q -r /tree/moved "$G/b2"
+[[ "$(dl_paths_since "$before")" == "$(want_paths /tree/a /tree/moved/c | grep /tree/moved/)" ]] ||
+    fail "download lines after a move: $(dl_paths_since "$before" | head -n 5)"
+
 # ---------------------------------------------------------------- passwd, logout, revocation
 fy passwd --password-stdin <<<"$PW1"$'\n'"$PW2"
 assert_rc 0 "passwd"

@@ -344,6 +344,41 @@ static void test_cursor_walk_r_page_2(void **state)
     ferry_meta_read_end(f->m);
 }
 
+/*
+ * Read transactions nest (the server's download pump holds one for a pass,
+ * and a request it lets in may begin its own): the inner pair joins the
+ * outer snapshot, and only the outer end lets a later commit be seen.
+ */
+static void test_read_nesting(void **state)
+{
+    struct fx *f = *state;
+    struct ferry_meta *r;
+    struct ferry_node n;
+    char path[128];
+
+    snprintf(path, sizeof(path), "%s/ferry.db", f->dir);
+    assert_int_equal(ferry_meta_open(path, 1, &r), 0);
+    assert_int_equal(ferry_meta_read_begin(r), 0);
+    assert_int_equal(ferry_meta_lookup(r, f->alice, "late.txt", &n), FERRY_ENOTFOUND);
+    assert_int_equal(ferry_meta_read_begin(r), 0);
+    /* Committed by the writer while the reader's snapshot is open. */
+    assert_int_equal(ferry_meta_begin(f->m), 0);
+    assert_int_equal(
+        ferry_meta_put_file(f->m, f->alice, "late.txt", 1, CID_A, 1, 0, 1, NULL, NULL, 0, 0), 0);
+    assert_int_equal(ferry_meta_commit(f->m), 0);
+    assert_int_equal(ferry_meta_lookup(r, f->alice, "late.txt", &n), FERRY_ENOTFOUND);
+    ferry_meta_read_end(r);
+    /* The inner end kept the snapshot. */
+    assert_int_equal(ferry_meta_lookup(r, f->alice, "late.txt", &n), FERRY_ENOTFOUND);
+    ferry_meta_read_end(r);
+    assert_int_equal(ferry_meta_lookup(r, f->alice, "late.txt", &n), 0);
+    /* And a new pair starts from nothing. */
+    assert_int_equal(ferry_meta_read_begin(r), 0);
+    assert_int_equal(ferry_meta_lookup(r, f->alice, "late.txt", &n), 0);
+    ferry_meta_read_end(r);
+    ferry_meta_close(r);
+}
+
 /* R-AUTH-6, R-AUTH-7: one session per device; revocation by token or by user. */
 static void test_sessions(void **state)
 {
@@ -936,6 +971,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_schema_v2_migrates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loose_chunks_r_quota_1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cursor_walk_r_page_2, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_nesting, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

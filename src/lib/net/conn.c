@@ -13,6 +13,13 @@ struct write_req {
 };
 
 static void process_input(struct ferry_conn *c);
+static void (*before_send)(void);
+
+void ferry_conn_set_before_send(void (*fn)(void))
+{
+    before_send = fn;
+}
+
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b);
 static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
 
@@ -90,6 +97,8 @@ static int push_ciphertext(struct ferry_conn *c)
     }
     w->len = n;
     b = uv_buf_init((char *)w->data, (unsigned)n);
+    if (before_send != NULL)
+        before_send();
     if ((rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_done)) != 0) {
         ferry_free(w);
         return rc;

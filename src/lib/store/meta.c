@@ -261,11 +261,25 @@ int ferry_meta_begin(struct ferry_meta *m)
 
 int ferry_meta_read_begin(struct ferry_meta *m)
 {
-    return exec(m, "BEGIN DEFERRED");
+    int rc;
+
+    /*
+     * The server's download pump holds one for a pass, during which a
+     * request it lets in (a DirInfo, a DeviceList) may begin its own.
+     */
+    if (m->read_depth > 0) {
+        m->read_depth++;
+        return 0;
+    }
+    if ((rc = exec(m, "BEGIN DEFERRED")) == 0)
+        m->read_depth = 1;
+    return rc;
 }
 
 void ferry_meta_read_end(struct ferry_meta *m)
 {
+    if (m->read_depth > 0 && --m->read_depth > 0)
+        return;
     sqlite3_exec(m->db, "COMMIT", NULL, NULL, NULL);
 }
 

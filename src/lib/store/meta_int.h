@@ -20,6 +20,8 @@ struct ferry_meta {
      * one. Dropped by anything that could remove, move or undo a directory.
      */
     int dc_valid;
+    /* Read transactions open: nested ones join the outermost's snapshot. */
+    int read_depth;
     int64_t dc_uid;
     struct ferry_node dc_node;
     char dc_path[FERRY_PATH_MAX + 1];
