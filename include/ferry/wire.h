@@ -11,7 +11,7 @@
 /* R-FRAME-1: the only frame version this build speaks. */
 #define FERRY_PROTO_VERSION 1
 /* Application version string carried in every command ("version"). */
-#define FERRY_MSG_VERSION     "1.2"
+#define FERRY_MSG_VERSION     "1.3"
 
 #define FERRY_FRAME_HEARTBEAT 0
 #define FERRY_FRAME_COMMAND   1
@@ -192,5 +192,12 @@ int ferry_msg_tid(const json_t *o, const char *key, uint8_t tid[static FERRY_TID
  * holds the pairs; FERRY_EPROTO for anything else, -ENOMEM.
  */
 int ferry_msg_ranges(const json_t *a, size_t max, uint32_t (**out)[2], size_t *n);
+/* R-XFER-6: tids one TransferComplete may acknowledge (256 of 35 bytes fit a frame). */
+#define FERRY_ACK_TIDS_MAX 256
+/*
+ * R-XFER-6: an array of 1..max tids of 32 hex digits each, decoded into
+ * out (room for max); FERRY_EPROTO, with *n 0, for anything else.
+ */
+int ferry_msg_tids(const json_t *a, size_t max, uint8_t (*out)[FERRY_TID_LEN], size_t *n);
 
 #endif

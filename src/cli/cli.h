@@ -40,6 +40,8 @@ uint64_t cli_idle_ms(void);
 #define CLI_HEARTBEAT_MS 30000
 /* Downloads requested ahead of the one being received (R-PIPE-1). */
 #define CLI_DOWNLOADS_IN_FLIGHT 64
+/* R-RECV-5: the most download acknowledgements a get keeps pending, whatever the server says. */
+#define CLI_ACKS_MAX 1024
 /* File bytes read per step of an upload. */
 #define CLI_READ_CHUNK (1u << 20)
 /* Output queued before the uploader waits for the socket. */
@@ -60,6 +62,7 @@ struct cli_conn {
     struct cli_remote r;
     int verbose_errors; /* cli_call prints the server's Error text */
     int minor;          /* the server's protocol minor version, from Accept */
+    int acks;           /* R-XFER-3: download acknowledgements it remembers (64 before 1.3) */
     /*
      * R-CLI-3: progress made on this connection (a file or chunk confirmed,
      * data received), and when the outage being retried began (0: none).

@@ -404,7 +404,11 @@ static int connect_inner(struct cli_conn *cc, int need_auth, int probe)
     {
         /* Section 15: 1.1 features only for a server that said 1.1 or later. */
         const char *v = json_string_value(json_object_get(reply.body, "version"));
+        json_int_t acks =
+            json_integer_value(json_object_get(json_object_get(reply.body, "limits"), "acks"));
         cc->minor = v != NULL && strncmp(v, "1.", 2) == 0 ? atoi(v + 2) : 0;
+        /* R-XFER-3: a server that says nothing remembers 64; more than we use is not kept. */
+        cc->acks = acks > CLI_ACKS_MAX ? CLI_ACKS_MAX : acks > 64 ? (int)acks : 64;
     }
     ferry_cmd_cleanup(&reply);
     return 0;

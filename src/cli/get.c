@@ -103,6 +103,15 @@ struct get {
     struct cli_batch batch, fbatch;
     struct cli_flusher *fl;
     int flushing;
+    /*
+     * R-RECV-5: the TransferCompletes the server sent on this connection, in
+     * order: the server remembers the last cc.acks of them for their
+     * acknowledgements, and each file in a batch keeps its number.
+     */
+    uint64_t tc_seq;
+    /* R-XFER-6: the acknowledgements of the batch being reported (1.3). */
+    uint8_t (*acks)[FERRY_TID_LEN];
+    size_t nacks;
 };
 
 /* R-CHUNK-14: a partial download becomes durable (and resumable) every this many bytes. */
@@ -535,10 +544,52 @@ static void placed(void *arg, struct cli_batch_ent *e, int rc, const char *stage
     g->prog.files_done++;
     if (!f->acks || f->rc != 0)
         return;
+    /* R-XFER-6: a 1.3 server takes the batch's acknowledgements together (send_acks). */
+    if (g->cc.minor >= 3 && g->nacks < CLI_BATCH_FILES_MAX) {
+        memcpy(g->acks[g->nacks++], e->tid, FERRY_TID_LEN);
+        return;
+    }
     /* Seed 000: the receiver acknowledges after its check; R-RECV-4: and once durable. */
     ferry_hex_encode(e->tid, FERRY_TID_LEN, tidhex);
     f->rc = ferry_client_send_cmd(&g->cc.c, FERRY_MSG_TRANSFER_COMPLETE,
                                   json_pack("{s:s, s:s}", "tid", tidhex, "hash", e->cid));
+}
+
+/* R-XFER-6: the acknowledgements placed() gathered, 256 to a TransferComplete. */
+static int send_acks(struct get *g)
+{
+    char tidhex[33];
+    size_t i = 0, k;
+    json_t *a;
+    int rc = 0;
+
+    while (rc == 0 && i < g->nacks) {
+        if ((a = json_array()) == NULL) {
+            rc = -ENOMEM;
+            break;
+        }
+        for (k = 0; k < FERRY_ACK_TIDS_MAX && i < g->nacks; k++, i++) {
+            ferry_hex_encode(g->acks[i], FERRY_TID_LEN, tidhex);
+            json_array_append_new(a, json_string(tidhex));
+        }
+        rc = ferry_client_send_cmd(&g->cc.c, FERRY_MSG_TRANSFER_COMPLETE,
+                                   json_pack("{s:o}", "tids", a));
+    }
+    g->nacks = 0;
+    return rc;
+}
+
+/* Reports every file of a batch made durable (cli_batch_done), then acknowledges them. */
+static int report(struct get *g, struct cli_batch *b, int acks)
+{
+    struct flush_ctx f = {.g = g, .acks = acks};
+    int rc;
+
+    g->nacks = 0;
+    cli_batch_done(b, placed, &f);
+    rc = send_acks(g);
+    cli_progress_update(&g->prog, 0);
+    return f.rc != 0 ? f.rc : rc;
 }
 
 /*
@@ -548,14 +599,10 @@ static void placed(void *arg, struct cli_batch_ent *e, int rc, const char *stage
  */
 static int collect(struct get *g, int wait, int acks)
 {
-    struct flush_ctx f = {.g = g, .acks = acks};
-
     if (!g->flushing || !cli_flusher_ready(g->fl, wait))
         return 0;
     g->flushing = 0;
-    cli_batch_done(&g->fbatch, placed, &f);
-    cli_progress_update(&g->prog, 0);
-    return f.rc;
+    return report(g, &g->fbatch, acks);
 }
 
 /*
@@ -565,7 +612,7 @@ static int collect(struct get *g, int wait, int acks)
  */
 static int flush_async(struct get *g)
 {
-    struct flush_ctx f = {.g = g, .acks = 1};
+    struct cli_batch empty;
     int rc;
 
     if (g->batch.n == 0)
@@ -575,13 +622,13 @@ static int flush_async(struct get *g)
     /* Folders are opened again for the next batch: one replaced meanwhile is seen. */
     cli_dircache_clear(&g->dc);
     if (g->fl == NULL) {
-        cli_batch_flush(&g->batch, placed, &f);
-        cli_progress_update(&g->prog, 0);
-        return f.rc;
+        cli_batch_sync(&g->batch);
+        return report(g, &g->batch, 1);
     }
+    /* The batch goes to the flusher; the one it emptied before is filled next. */
+    empty = g->fbatch;
     g->fbatch = g->batch;
-    g->batch.n = g->batch.ndirs = 0;
-    g->batch.bytes = 0;
+    g->batch = empty;
     g->flushing = 1;
     cli_flusher_start(g->fl, &g->fbatch);
     return 0;
@@ -590,15 +637,14 @@ static int flush_async(struct get *g)
 /* R-RECV-4: everything verified is durable, placed and (with acks) acknowledged on return. */
 static int flush(struct get *g, int acks)
 {
-    struct flush_ctx f = {.g = g, .acks = acks};
-    int rc = collect(g, 1, acks);
+    int rc = collect(g, 1, acks), rc2;
 
     if (g->batch.n == 0)
         return rc;
-    cli_batch_flush(&g->batch, placed, &f);
+    cli_batch_sync(&g->batch);
+    rc2 = report(g, &g->batch, acks);
     cli_dircache_clear(&g->dc);
-    cli_progress_update(&g->prog, 0);
-    return rc != 0 ? rc : f.rc;
+    return rc != 0 ? rc : rc2;
 }
 
 /* A small file is checked in memory, before anything of it is on disk; FERRY_EHASH if wrong. */
@@ -658,7 +704,8 @@ static int place_inline(struct get *g, struct dl *d, const char *name, const cha
     }
     if (rc == 0) {
         /* A part file that was there may have records: they go once it is placed. */
-        rc = cli_batch_add(&g->batch, dir, fd, g->tmpname, name, cid, g->tid, g->size, !fresh, d);
+        rc = cli_batch_add(&g->batch, dir, fd, g->tmpname, name, cid, g->tid, g->tc_seq, g->size,
+                           !fresh, d);
         why = "cannot keep it for placing";
     } else {
         close(fd);
@@ -718,7 +765,7 @@ static int finish(struct get *g)
         return 0;
     }
     g->dir.fd = g->dirfd;
-    rc = cli_batch_add(&g->batch, &g->dir, g->fd, g->tmpname, name, cid, g->tid, g->size,
+    rc = cli_batch_add(&g->batch, &g->dir, g->fd, g->tmpname, name, cid, g->tid, g->tc_seq, g->size,
                        g->recorded > 0 || d->resume > 0, d);
     g->fd = -1; /* the batch's now, or closed */
     if (rc != 0) {
@@ -1086,6 +1133,29 @@ static int patch_error(struct get *g, struct dl *x, int code, const char *msg)
     return 0;
 }
 
+/*
+ * R-RECV-5, R-PIPE-1: whether one more Download may go out. At most 64 are
+ * outstanding, and every one of them may finish before the server reads
+ * the acknowledgement of the oldest file waiting for one: that file must
+ * still be among the last cc.acks downloads the server finished. Counted
+ * in TransferCompletes, so a file that failed here after its data still
+ * takes its place in the server's memory.
+ */
+static int may_request(const struct get *g)
+{
+    uint64_t oldest;
+
+    if (g->inflight >= CLI_DOWNLOADS_IN_FLIGHT)
+        return 0;
+    if (g->flushing && g->fbatch.n > 0)
+        oldest = g->fbatch.e[0].seq;
+    else if (g->batch.n > 0)
+        oldest = g->batch.e[0].seq;
+    else
+        return 1;
+    return g->tc_seq + g->inflight + 1 < oldest + (uint64_t)g->cc.acks;
+}
+
 static int run_downloads(struct get *g)
 {
     size_t next = 0, first = 0;
@@ -1095,6 +1165,9 @@ static int run_downloads(struct get *g)
     int rc = 0;
 
     g->inflight = 0;
+    /* A new connection: a new memory of acknowledgements on the server (R-RECV-5). */
+    g->tc_seq = 0;
+    g->batch.max = g->fbatch.max = cli_batch_files(g->cc.acks);
     while (rc == 0) {
         /* A batch the flusher has made durable is reported and acknowledged. */
         if ((rc = collect(g, 0, 1)) != 0)
@@ -1110,14 +1183,8 @@ static int run_downloads(struct get *g)
              cli_batch_full(&g->batch)) &&
             (rc = flush_async(g)) != 0)
             return rc;
-        /*
-         * Keep a window of requests ahead of the one being received
-         * (R-PIPE-1). R-RECV-5: files verified and not yet acknowledged
-         * count in it, so that each acknowledgement reaches the server
-         * while the download is among its last 64 (R-XFER-3).
-         */
-        while (next < g->n && g->inflight + g->batch.n + (g->flushing ? g->fbatch.n : 0) <
-                                  CLI_DOWNLOADS_IN_FLIGHT) {
+        /* Keep a window of requests ahead of the one being received (R-PIPE-1, R-RECV-5). */
+        while (next < g->n && may_request(g)) {
             struct dl *x = &g->v[next++];
             if (x->state != DL_QUEUED)
                 continue; /* received (or failed) on an earlier connection */
@@ -1216,6 +1283,8 @@ static int run_downloads(struct get *g)
         } else if (m.type == FERRY_MSG_TRANSFER_COMPLETE) {
             const char *t = json_string_value(json_object_get(m.body, "tid"));
             uint8_t tid[16];
+            /* R-RECV-5: every one, ours or not, is a download the server now remembers. */
+            g->tc_seq++;
             if (t == NULL || ferry_hex_decode(t, tid, 16) != 0)
                 rc = FERRY_EPROTO;
             else if (memcmp(tid, g->tid, 16) == 0 && g->have_tid) {
@@ -1410,6 +1479,19 @@ static int run_retrying(struct get *g, uint64_t retry_for_ms)
     }
 }
 
+/* What cmd_get allocates before it connects; the plan is freed where it is used. */
+static void get_free(struct get *g)
+{
+    ferry_writer_free(g->wr);
+    g->wr = NULL;
+    cli_batch_cleanup(&g->batch);
+    cli_batch_cleanup(&g->fbatch);
+    ferry_free(g->acks);
+    g->acks = NULL;
+    ferry_free(g->ibuf);
+    g->ibuf = NULL;
+}
+
 int cmd_get(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -1464,8 +1546,11 @@ int cmd_get(int argc, char **argv)
     }
     g.umask = umask(022);
     umask(g.umask);
-    if (ferry_writer_new(&g.wr) != 0) {
+    if (ferry_writer_new(&g.wr) != 0 || cli_batch_init(&g.batch, CLI_BATCH_FILES_MAX) != 0 ||
+        cli_batch_init(&g.fbatch, CLI_BATCH_FILES_MAX) != 0 ||
+        (g.acks = ferry_calloc(CLI_BATCH_FILES_MAX, sizeof(*g.acks))) == NULL) {
         cli_err("out of memory");
+        get_free(&g);
         return CLI_FAIL;
     }
     dest_dir = stat(dest, &dst) == 0 && S_ISDIR(dst.st_mode);
@@ -1476,7 +1561,7 @@ int cmd_get(int argc, char **argv)
         cli_task_set_dest_dir(dest_dir);
     if (nsrc > 1 && !dest_dir) {
         cli_err("%s is not a folder (several sources need a folder destination)", cli_esc(dest));
-        ferry_writer_free(g.wr);
+        get_free(&g);
         return CLI_FAIL;
     }
     cli_progress_init(&g.prog, 0, 0);
@@ -1498,12 +1583,14 @@ int cmd_get(int argc, char **argv)
                 g.failed = failed0;
             } else if (!cli_conn_lost(rc)) {
                 cli_disconnect(&g.cc);
+                get_free(&g);
                 return CLI_FAIL;
             }
             cli_disconnect(&g.cc);
             if (ferry_now_ms() - start >= retry_for_ms) {
                 cli_err("cannot reach the server (%s). Run the same command again.",
                         ferry_strerror(rc));
+                get_free(&g);
                 return CLI_RESUMABLE;
             }
             cli_warn("cannot reach the server (%s); trying again in %.1f s", ferry_strerror(rc),
@@ -1568,9 +1655,8 @@ int cmd_get(int argc, char **argv)
     ferry_free(g.rootfds);
     ferry_free(g.dirs);
     ferry_free(g.v);
-    ferry_writer_free(g.wr);
     cli_flusher_free(g.fl);
-    ferry_free(g.ibuf);
+    get_free(&g);
     cli_part_db_close();
     cli_disconnect(&g.cc);
     if (stats) {

@@ -69,20 +69,50 @@ void cli_dircache_clear(struct cli_dircache *c)
     c->next = 0;
 }
 
+int cli_batch_init(struct cli_batch *b, size_t cap)
+{
+    *b = (struct cli_batch){.cap = cap, .max = cap < CLI_BATCH_FILES ? cap : CLI_BATCH_FILES};
+    b->e = ferry_calloc(cap, sizeof(*b->e));
+    b->dirs = ferry_calloc(cap, sizeof(*b->dirs));
+    b->rc = ferry_calloc(cap, sizeof(*b->rc));
+    if (b->e == NULL || b->dirs == NULL || b->rc == NULL) {
+        cli_batch_cleanup(b);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+void cli_batch_cleanup(struct cli_batch *b)
+{
+    ferry_free(b->e);
+    ferry_free(b->dirs);
+    ferry_free(b->rc);
+    *b = (struct cli_batch){0};
+}
+
+size_t cli_batch_files(int acks)
+{
+    size_t m = acks > CLI_DOWNLOADS_IN_FLIGHT ? (size_t)(acks - CLI_DOWNLOADS_IN_FLIGHT) / 2 : 0;
+
+    return m < CLI_BATCH_FILES       ? CLI_BATCH_FILES
+           : m > CLI_BATCH_FILES_MAX ? CLI_BATCH_FILES_MAX
+                                     : m;
+}
+
 int cli_batch_full(const struct cli_batch *b)
 {
-    return b->n >= CLI_BATCH_FILES || b->bytes >= CLI_BATCH_BYTES;
+    return b->n >= b->max || b->bytes >= CLI_BATCH_BYTES;
 }
 
 int cli_batch_add(struct cli_batch *b, const struct cli_dir *dir, int fd, const char *part,
                   const char *name, const char *cid, const uint8_t tid[static FERRY_TID_LEN],
-                  uint64_t size, int recorded, void *arg)
+                  uint64_t seq, uint64_t size, int recorded, void *arg)
 {
     struct cli_batch_ent *e;
     size_t k;
     int rc = 0;
 
-    if (b->n >= CLI_BATCH_FILES) {
+    if (b->n >= b->max || b->n >= b->cap) {
         rc = -ENOBUFS; /* the caller flushes first */
         goto fail;
     }
@@ -103,7 +133,8 @@ int cli_batch_add(struct cli_batch *b, const struct cli_dir *dir, int fd, const 
         b->ndirs++;
     }
     e = &b->e[b->n];
-    *e = (struct cli_batch_ent){.arg = arg, .fd = fd, .dir = k, .size = size, .recorded = recorded};
+    *e = (struct cli_batch_ent){
+        .arg = arg, .fd = fd, .dir = k, .seq = seq, .size = size, .recorded = recorded};
     if ((e->name = ferry_strdup(name)) == NULL) {
         rc = -ENOMEM;
         goto fail;
@@ -210,12 +241,6 @@ void cli_batch_done(struct cli_batch *b, cli_batch_done_cb done, void *ctx)
         close(b->dirs[k].fd);
     b->n = b->ndirs = 0;
     b->bytes = 0;
-}
-
-void cli_batch_flush(struct cli_batch *b, cli_batch_done_cb done, void *ctx)
-{
-    cli_batch_sync(b);
-    cli_batch_done(b, done, ctx);
 }
 
 /*

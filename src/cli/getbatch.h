@@ -16,13 +16,16 @@
  * R-RECV-4, group commit: a batch goes to the flusher thread once it holds
  * CLI_BATCH_MIN files and the flusher is idle, so a slow disk makes batches
  * larger rather than the wait longer, up to CLI_BATCH_FILES (three quarters
- * of the window of R-RECV-5, the rest stays requested meanwhile) or 64 MiB
- * (the dirty bytes one flush writes back). Fewer than 16 files a flush cost
- * more CPU in syncs than they saved in waiting.
+ * of the window of R-RECV-5 against a server that remembers 64
+ * acknowledgements, the rest stays requested meanwhile), CLI_BATCH_FILES_MAX
+ * against one that remembers 1024 (two batches and 64 requests fit), or
+ * 64 MiB (the dirty bytes one flush writes back). Fewer than 16 files a
+ * flush cost more CPU in syncs than they saved in waiting.
  */
-#define CLI_BATCH_FILES 48
-#define CLI_BATCH_MIN   16
-#define CLI_BATCH_BYTES (64u << 20)
+#define CLI_BATCH_FILES     48
+#define CLI_BATCH_FILES_MAX 448
+#define CLI_BATCH_MIN       16
+#define CLI_BATCH_BYTES     (64u << 20)
 /* R-RECV-4: from this many files, one syncfs per file system beats an fdatasync each. */
 #define CLI_BATCH_SYNCFS_MIN 8
 /* Destination folders kept open at once. */
@@ -58,6 +61,7 @@ struct cli_batch_ent {
     char *name; /* its final name in the folder, owned */
     char cid[FERRY_CID_LEN + 1];
     uint8_t tid[FERRY_TID_LEN];
+    uint64_t seq; /* the caller's number for it (R-RECV-5) */
     uint64_t size;
     int recorded; /* it may have resume records to forget once placed */
     /* Set by cli_batch_sync: */
@@ -65,18 +69,27 @@ struct cli_batch_ent {
     const char *stage; /* the step that failed, if one did */
 };
 
-struct cli_batch {
-    struct cli_batch_ent e[CLI_BATCH_FILES];
-    size_t n;
-    uint64_t bytes;
-    struct {
-        int fd; /* owned */
-        uint64_t dev, ino;
-        int renamed; /* a rename into it awaits its fsync */
-    } dirs[CLI_BATCH_FILES];
-    size_t ndirs;
-    int rc[CLI_BATCH_FILES]; /* each file's result, set by cli_batch_sync */
+struct cli_batch_dir {
+    int fd; /* owned */
+    uint64_t dev, ino;
+    int renamed; /* a rename into it awaits its fsync */
 };
+
+struct cli_batch {
+    struct cli_batch_ent *e;    /* cap of them */
+    struct cli_batch_dir *dirs; /* cap of them: a folder per file at most */
+    int *rc;                    /* each file's result, set by cli_batch_sync */
+    size_t n, ndirs;
+    size_t cap; /* allocated */
+    size_t max; /* files that fill it, at most cap (CLI_BATCH_FILES by default) */
+    uint64_t bytes;
+};
+
+/* Room for cap files; 0 or -ENOMEM. */
+int cli_batch_init(struct cli_batch *b, size_t cap);
+void cli_batch_cleanup(struct cli_batch *b);
+/* R-RECV-4, R-RECV-5: the files a batch may hold against a server remembering acks. */
+size_t cli_batch_files(int acks);
 
 /*
  * Adds a verified part file (mode and mtime set) to the batch, taking fd.
@@ -85,7 +98,7 @@ struct cli_batch {
  */
 int cli_batch_add(struct cli_batch *b, const struct cli_dir *dir, int fd, const char *part,
                   const char *name, const char *cid, const uint8_t tid[static FERRY_TID_LEN],
-                  uint64_t size, int recorded, void *arg);
+                  uint64_t seq, uint64_t size, int recorded, void *arg);
 /* Whether the batch must be flushed before another file joins it. */
 int cli_batch_full(const struct cli_batch *b);
 
@@ -109,8 +122,6 @@ void cli_batch_sync(struct cli_batch *b);
  * order, and empties the batch.
  */
 void cli_batch_done(struct cli_batch *b, cli_batch_done_cb done, void *ctx);
-/* cli_batch_sync, then cli_batch_done. */
-void cli_batch_flush(struct cli_batch *b, cli_batch_done_cb done, void *ctx);
 
 /* A thread that runs cli_batch_sync while the caller receives the next batch. */
 struct cli_flusher;

@@ -23,8 +23,13 @@
 #define SRV_OPEN_UPLOADS_MAX 64
 /* Downloads one connection may have queued (--max-queued-downloads). */
 #define SRV_DOWNLOADS_MAX 64
-/* Finished downloads whose acknowledgement is still accepted. */
-#define SRV_DONE_TIDS 64
+/*
+ * R-XFER-3: finished downloads whose acknowledgement is still accepted,
+ * announced in Accept (1.3). Room for a client's 64 requests and two
+ * batches of 448 files on their way to disk (R-RECV-5); 16 KiB per
+ * connection that downloads. A power of two: the ring's index wraps.
+ */
+#define SRV_DONE_TIDS 1024
 /* R-PAGE-1: entries per listing page. */
 #define SRV_PAGE_ENTRIES 50
 /* R-PIPE-3: a listing whose pages would queue more than this is refused (--max-listing). */
@@ -403,9 +408,12 @@ struct sess {
     int barrier;      /* a frame waits until outstanding reaches 0 */
     int checking;     /* chunks whose SHA-256 check has not yet finished */
     int check_wait;   /* a TransferComplete waits until checking reaches 0 */
-    /* Recently finished downloads, whose TransferComplete ack is expected. */
-    uint8_t done_tids[SRV_DONE_TIDS][FERRY_TID_LEN];
-    unsigned done_next;
+    /*
+     * Recently finished downloads, whose TransferComplete ack is expected:
+     * a ring of SRV_DONE_TIDS, allocated at the connection's first Download.
+     */
+    uint8_t (*done_tids)[FERRY_TID_LEN];
+    uint64_t done_next; /* downloads finished in all */
     /* Bounded resources (R-PIPE-4). */
     int nops;              /* operations of this connection not yet committed */
     int opw_waiting;       /* in srv->opw_*: stopped until there is room in all */

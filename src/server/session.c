@@ -279,10 +279,10 @@ static int handle_connect(struct sess *s, const struct ferry_cmd *cmd)
         log_refused(s, REFUSE_USER, "error", s->user);
         return send_busy(s, cmd->id, REFUSE_USER);
     }
-    acc = json_pack("{s:s, s:s, s:i, s:{s:i, s:i, s:i}}", "ref", cmd->id, "server_id",
+    acc = json_pack("{s:s, s:s, s:i, s:{s:i, s:i, s:i, s:i}}", "ref", cmd->id, "server_id",
                     s->srv->id.id, "proto", FERRY_PROTO_VERSION, "limits", "frame_payload_max",
                     FERRY_FRAME_PAYLOAD_MAX, "data_max", FERRY_DATA_MAX, "page_entries_max",
-                    SRV_PAGE_ENTRIES);
+                    SRV_PAGE_ENTRIES, "acks", SRV_DONE_TIDS);
     if (acc == NULL)
         return -ENOMEM;
     json_object_set_new(acc, "user", token_ok ? json_string(s->user) : json_null());

@@ -672,6 +672,34 @@ int srv_upload_data(struct sess *s, const struct ferry_data *d)
     return 0;
 }
 
+/* R-XFER-3: whether tid is a finished download still remembered, newest first. */
+static int done_find(const struct sess *s, const uint8_t tid[static FERRY_TID_LEN])
+{
+    uint64_t k, n = s->done_next < SRV_DONE_TIDS ? s->done_next : SRV_DONE_TIDS;
+
+    if (s->done_tids == NULL)
+        return 0;
+    for (k = 1; k <= n; k++)
+        if (memcmp(s->done_tids[(s->done_next - k) % SRV_DONE_TIDS], tid, FERRY_TID_LEN) == 0)
+            return 1;
+    return 0;
+}
+
+/* R-XFER-6: acknowledgements of many downloads, each checked as a single one is. */
+static int acks_many(struct sess *s, const struct ferry_cmd *cmd, const json_t *tids)
+{
+    uint8_t t[FERRY_ACK_TIDS_MAX][FERRY_TID_LEN];
+    size_t n, i;
+
+    if (json_object_get(cmd->body, "tid") != NULL ||
+        ferry_msg_tids(tids, FERRY_ACK_TIDS_MAX, t, &n) != 0)
+        return fault(s, cmd->id, FERRY_EPROTO, "malformed TransferComplete");
+    for (i = 0; i < n; i++)
+        if (!done_find(s, t[i]))
+            return fault(s, cmd->id, FERRY_ENOTFOUND, "TransferComplete for an unknown transfer");
+    return 0;
+}
+
 int srv_upload_complete(struct sess *s, const struct ferry_cmd *cmd)
 {
     struct upload *u, **link = NULL;
@@ -679,17 +707,17 @@ int srv_upload_complete(struct sess *s, const struct ferry_cmd *cmd)
     char cid[FERRY_CID_LEN + 1];
     uint8_t tid[FERRY_TID_LEN];
     struct op *op;
+    const json_t *tids = json_object_get(cmd->body, "tids");
     int rc;
 
+    if (tids != NULL)
+        return acks_many(s, cmd, tids);
     if ((rc = ferry_msg_tid(cmd->body, "tid", tid)) != 0)
         return fault(s, cmd->id, FERRY_EPROTO, "malformed TransferComplete");
     if ((u = find_upload(s, tid, &link)) == NULL) {
-        unsigned i;
-
         /* Seed 000: the receiver of a download acknowledges it after its check. */
-        for (i = 0; i < SRV_DONE_TIDS; i++)
-            if (memcmp(s->done_tids[i], tid, FERRY_TID_LEN) == 0)
-                return 0;
+        if (done_find(s, tid))
+            return 0;
         return fault(s, cmd->id, FERRY_ENOTFOUND, "TransferComplete for an unknown transfer");
     }
     if ((rc = ferry_msg_str(cmd->body, "hash", FERRY_CID_LEN, &hash)) != 0)
@@ -897,6 +925,11 @@ int srv_download_queue(struct sess *s, const struct ferry_cmd *cmd)
         ferry_free(ranges);
         ferry_conn_pause(&s->conn);
         return 1; /* redelivered once a download finishes */
+    }
+    if (s->done_tids == NULL &&
+        (s->done_tids = ferry_calloc(SRV_DONE_TIDS, sizeof(*s->done_tids))) == NULL) {
+        ferry_free(ranges);
+        return -ENOMEM;
     }
     if ((d = ferry_calloc(1, sizeof(*d))) == NULL) {
         ferry_free(ranges);
@@ -1285,6 +1318,8 @@ void srv_transfer_cleanup(struct sess *s)
     }
     s->dl_tail = NULL;
     s->ndownloads = 0;
+    ferry_free(s->done_tids);
+    s->done_tids = NULL;
     ferry_writer_free(s->writer);
     s->writer = NULL;
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A hostile ferry server for tests/e2e/test_get_hostile.sh (issue 9 item 16).
+"""A hostile ferry server for tests/e2e/test_get_hostile.sh (issue 9 items 16, 26).
 
 It speaks just enough of docs/protocol.md (TLS 1.3, frames, Connect/Accept,
 DirInfo, Download) to reach the client's download code, then misbehaves:
@@ -7,12 +7,24 @@ DirInfo, Download) to reach the client's download code, then misbehaves:
   endless  a recursive listing that never sends its last page (R-RECV-7)
   huge     a Transfer declaring a size no disk holds (R-RECV-6)
 
+or checks the client's acknowledgements (R-XFER-3, R-XFER-6, R-RECV-5),
+serving a tree of FILES small files of which every fifth does not match
+its hash (so the client fails it after its data):
+
+  old      a 1.2 server: remembers the last 64 downloads, knows no `tids`
+  new      a 1.3 server: announces and remembers 1024, takes `tids`
+
+An acknowledgement the server would not take (forgotten, or `tids` to an
+old server) is logged as "refused ..." and answered with Error and a close,
+as `ferry serve` would.
+
 It presents the identity of a real `ferry serve` (its key.pem and cert.pem),
 so that a client logged in to that server trusts it. It writes "ready" to
 READY_FILE once it listens, and one line per event to LOG_FILE.
 
 usage: hostile_server.py MODE PORT IDENTITY_DIR SERVER_ID READY_FILE LOG_FILE
 """
+import hashlib
 import json
 import os
 import socket
@@ -24,6 +36,8 @@ import uuid
 MODE, PORT, IDDIR, SERVER_ID, READY, LOG = (sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4],
                                              sys.argv[5], sys.argv[6])
 HUGE = 1 << 62
+FILES = 300
+ACKS = 64 if MODE == "old" else 1024
 
 
 def log(line):
@@ -36,7 +50,7 @@ def frame(ftype, payload):
 
 
 def command(msgtype, body):
-    body = dict(body, id=str(uuid.uuid4()), version="1.1")
+    body = dict(body, id=str(uuid.uuid4()), version="1.3" if MODE == "new" else "1.2")
     return frame(1, struct.pack(">i", msgtype) + json.dumps(body).encode())
 
 
@@ -80,8 +94,73 @@ def entry(eid, name, etype, size=0, digest=None):
     return e
 
 
+def content(i):
+    """File i of the tree: its bytes, and the hash the listing gives."""
+    good = ("file %d\n" % i).encode() * (1 + i % 7)
+    return good, "sha256:" + hashlib.sha256(good).hexdigest()
+
+
+def serve_acks(conn, server_id):
+    done = []  # tids of the downloads finished, oldest first
+    while True:
+        msgtype, body = conn.read_frame()
+        ref = body.get("id")
+        if msgtype == 1:  # Connect
+            limits = {"frame_payload_max": 32768, "data_max": 16384, "page_entries_max": 50}
+            if MODE == "new":
+                limits["acks"] = ACKS
+            conn.tls.sendall(command(2, {"ref": ref, "server_id": server_id, "proto": 1,
+                                         "user": "alice", "limits": limits}))
+        elif msgtype == 4:  # Disconnect
+            log("disconnect")
+            return
+        elif msgtype == 200 and body.get("stat"):
+            conn.tls.sendall(command(201, {"ref": ref, "path": body["path"], "dir_id": 1,
+                                           "entries": [entry(1, "tree", "dir")], "last": True}))
+        elif msgtype == 200:  # the tree: FILES files in 3 folders
+            ents = [entry(2 + d, "d%d" % d, "dir") for d in range(3)]
+            ents += [entry(10 + i, "d%d/f%d" % (i % 3, i), "file", len(content(i)[0]),
+                           content(i)[1]) for i in range(FILES)]
+            for k in range(0, len(ents), 50):
+                conn.tls.sendall(command(201, {"ref": ref, "path": body["path"], "dir_id": 1,
+                                               "entries": ents[k:k + 50],
+                                               "last": k + 50 >= len(ents)}))
+        elif msgtype == 301:  # Download by file_id
+            i = body["file_id"] - 10
+            good, digest = content(i)
+            sent = good if i % 5 else b"X" * len(good)
+            tid = os.urandom(16)
+            conn.tls.sendall(command(302, {
+                "ref": ref, "tid": tid.hex(), "file_id": body["file_id"], "size": len(good),
+                "hash": digest, "mtime": 0, "exec": False}) + data(tid, 0, sent) +
+                command(304, {"tid": tid.hex(), "hash": digest}))
+            done.append(tid.hex())
+        elif msgtype == 304:  # the client's acknowledgements
+            tids = body.get("tids")
+            if tids is not None and MODE == "old":
+                log("refused tids")
+                conn.tls.sendall(command(7, {"ref": ref, "code": 1, "message": "malformed"}))
+                return
+            for t in tids if tids is not None else [body.get("tid")]:
+                if t not in done[-ACKS:]:
+                    log("refused forgotten %s, %d finished after it" %
+                        (t, len(done) - 1 - done.index(t) if t in done else -1))
+                    conn.tls.sendall(command(7, {"ref": ref, "code": 5, "message": "unknown"}))
+                    return
+                log("ack" if tids is None else "ack in tids")
+            if tids is not None:
+                log("tids %d" % len(tids))
+        elif msgtype == 303:
+            log("cancel")
+        else:
+            log("other %d" % msgtype)
+
+
 def serve(conn, server_id):
     pages = 0
+    if MODE in ("old", "new"):
+        serve_acks(conn, server_id)
+        return
     while True:
         msgtype, body = conn.read_frame()
         ref = body.get("id")

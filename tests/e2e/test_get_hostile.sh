@@ -6,6 +6,13 @@
 #     stops at its cap, with a clear error, exit 1, its memory bounded;
 #   - R-RECV-6: declares a file of 2^62 bytes: the client refuses it before
 #     a part file exists, says why, exit 1, and cancels the transfer.
+# And a server that checks every acknowledgement of a tree of 300 small
+# files, one in five of which does not match its hash (issue 9 item 26):
+#   - R-RECV-5, R-XFER-3: a 1.2 server remembers the last 64 downloads: the
+#     client never acknowledges one it has forgotten, files failed after
+#     their data included, and never sends it `tids`;
+#   - R-XFER-6: a 1.3 server announcing 1024 gets the acknowledgements in
+#     `tids`, many to a message.
 source "$(dirname "$0")/lib.sh"
 
 command -v python3 >/dev/null || fail "python3 is required (scripts/install-deps.sh installs it)"
@@ -67,3 +74,25 @@ assert_err_contains "nothing was written"
 # R-XFER-4: the client told the server to stop (logged before the client's Disconnect).
 wait_until 20 "the hostile server to log the client's TransferCancel" grep -q '^cancel ' "$HLOG"
 stop_hostile huge
+
+# ---------------------------------------------------------------- R-RECV-5, R-XFER-6: acknowledgements
+for mode in old new; do
+    start_hostile "$mode"
+    mkdir -p "$WORK/acks-$mode"
+    FY_TIMEOUT=300 fy get -q -r /tree "$WORK/acks-$mode/tree" --retry-for 0
+    wait_until 20 "the $mode server to see the client go" grep -qE '^(disconnect|refused)' "$HLOG"
+    ! grep '^refused' "$HLOG" || fail "the $mode server refused an acknowledgement"
+    assert_rc 3 "get -r from the $mode server, 60 files of 300 not matching their hash"
+    [[ "$(grep -c 'did not match its hash' <<<"$ERR")" == 60 ]] ||
+        fail "$mode: expected 60 files failed by their hash: $(head -c 500 <<<"$ERR")"
+    [[ "$(find "$WORK/acks-$mode/tree" -type f | wc -l)" == 240 ]] ||
+        fail "$mode: expected 240 files placed"
+    [[ "$(grep -c '^ack' "$HLOG")" == 240 ]] || fail "$mode: expected 240 acknowledgements"
+    [[ "$(find "$WORK/acks-$mode/tree" -name '.ferry-*' | wc -l)" == 0 ]] || fail "$mode: part files left"
+    stop_hostile "$mode"
+done
+grep -q '^tids ' "$WORK/hostile-old.log" && fail "the old server got tids"
+grep -q '^ack$' "$WORK/hostile-new.log" && fail "the new server got acknowledgements one by one"
+[[ "$(grep -c '^tids ' "$WORK/hostile-new.log")" -lt 240 ]] ||
+    fail "the new server got no acknowledgement many to a message"
+diff -r "$WORK/acks-old/tree" "$WORK/acks-new/tree" >/dev/null || fail "the two trees differ"

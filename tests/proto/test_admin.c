@@ -129,7 +129,7 @@ static void test_whoami_r_admin_7(void **state)
     (void)state;
     server_start(&srv, NULL);
     assert_int_equal(client_open(&a, &srv), 0);
-    assert_string_equal(hello_version(&a), "1.2");
+    assert_string_equal(hello_version(&a), FERRY_MSG_VERSION);
     /* R-SESS-2: before login it is Error 4 and a close. */
     assert_int_equal(client_send(&a, FERRY_MSG_WHOAMI, json_object()), 0);
     assert_true(expect_error_close(&a, 4));

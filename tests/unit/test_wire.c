@@ -1127,6 +1127,60 @@ static int ranges_of(const char *text, uint32_t (**out)[2], size_t *n)
     return rc;
 }
 
+#define T0 "\"00112233445566778899aabbccddeeff\""
+#define T1 "\"ffeeddccbbaa99887766554433221100\""
+
+/* Parses a JSON text with ferry_msg_tids (max 3); returns rc. */
+static int tids_of(const char *text, uint8_t (*out)[FERRY_TID_LEN], size_t *n)
+{
+    json_error_t e;
+    json_t *a = json_loads(text, JSON_DECODE_ANY, &e);
+    int rc;
+
+    assert_non_null(a);
+    rc = ferry_msg_tids(a, 3, out, n);
+    json_decref(a);
+    return rc;
+}
+
+/* R-XFER-6: arrays of tids, including the cap at -1, exactly and +1. */
+static void test_msg_tids_r_xfer_6(void **state)
+{
+    static const char *const bad[] = {
+        "[]",
+        "{}",
+        T0,
+        "[1]",
+        "[null]",
+        "[[" T0 "]]",
+        "[\"00112233445566778899aabbccddeef\"]",
+        "[\"00112233445566778899aabbccddeeff0\"]",
+        "[\"00112233445566778899aabbccddeefg\"]",
+        "[" T0 ", 5]",
+        "[" T0 "," T1 "," T0 "," T1 "]",
+    };
+    uint8_t t[3][FERRY_TID_LEN];
+    size_t n = 99, i;
+
+    (void)state;
+    assert_int_equal(tids_of("[" T0 "]", t, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(t[0][0], 0x00);
+    assert_int_equal(t[0][15], 0xff);
+    assert_int_equal(tids_of("[" T0 "," T1 "]", t, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(t[1][0], 0xff);
+    /* The cap; cap + 1 is the last bad case. Repeats are the server's to judge. */
+    assert_int_equal(tids_of("[" T0 "," T1 "," T0 "]", t, &n), 0);
+    assert_int_equal(n, 3);
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        n = 99;
+        if (tids_of(bad[i], t, &n) != FERRY_EPROTO)
+            fail_msg("accepted %s", bad[i]);
+        assert_int_equal(n, 0);
+    }
+}
+
 /* R-CHUNK-16: range lists, including the cap at -1, exactly and +1. */
 static void test_msg_ranges_r_chunk_16(void **state)
 {
@@ -1236,6 +1290,7 @@ int main(void)
         cmocka_unit_test(test_msg_bool_opt),
         cmocka_unit_test(test_msg_tid),
         cmocka_unit_test(test_msg_ranges_r_chunk_16),
+        cmocka_unit_test(test_msg_tids_r_xfer_6),
         cmocka_unit_test(test_msg_readers_on_decoded_r_cmd_2),
     };
 

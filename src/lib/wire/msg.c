@@ -357,6 +357,24 @@ int ferry_msg_tid(const json_t *o, const char *key, uint8_t tid[static FERRY_TID
     return 0;
 }
 
+int ferry_msg_tids(const json_t *a, size_t max, uint8_t (*out)[FERRY_TID_LEN], size_t *n)
+{
+    const char *s;
+    size_t i, cnt;
+
+    *n = 0;
+    if (!json_is_array(a) || (cnt = json_array_size(a)) == 0 || cnt > max)
+        return FERRY_EPROTO;
+    for (i = 0; i < cnt; i++) {
+        s = json_string_value(json_array_get(a, i));
+        /* Exactly 32 hex digits; ferry_hex_decode checks the length itself. */
+        if (s == NULL || ferry_hex_decode(s, out[i], FERRY_TID_LEN) != 0)
+            return FERRY_EPROTO;
+    }
+    *n = cnt;
+    return 0;
+}
+
 /*
  * R-CHUNK-16: [first, count] pairs, ascending, neither overlapping nor
  * touching, count >= 1, first + count within 32 bits, 1..max of them.
