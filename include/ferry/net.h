@@ -42,6 +42,12 @@ struct ferry_conn_ops {
     void (*on_fault)(struct ferry_conn *c, int rc);
     /* Outbound bytes fell under FERRY_NET_OUT_LOW. */
     void (*on_drain)(struct ferry_conn *c);
+    /*
+     * Optional: every frame read so far has been handled. Work that many
+     * frames of one read share (a read transaction, one batch) runs here.
+     * Return < 0 to close.
+     */
+    int (*on_input_end)(struct ferry_conn *c);
     /* A once-a-second tick, for deadlines. Return < 0 to close. */
     int (*on_tick)(struct ferry_conn *c, uint64_t now_ms);
     /* The connection is gone; free what data points to. */

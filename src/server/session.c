@@ -448,6 +448,15 @@ static void on_drain(struct ferry_conn *c)
     srv_download_pump(c->data);
 }
 
+static int on_input_end(struct ferry_conn *c)
+{
+    struct sess *s = c->data;
+
+    if (s->dl_head != NULL)
+        srv_download_pump(s);
+    return 0;
+}
+
 void srv_sess_auth_done(struct sess *s)
 {
     s->auth_pending--;
@@ -506,6 +515,7 @@ static const struct ferry_conn_ops sess_ops = {
     .on_frame = on_frame,
     .on_fault = on_fault,
     .on_drain = on_drain,
+    .on_input_end = on_input_end,
     .on_tick = on_tick,
     .on_close = on_close,
 };

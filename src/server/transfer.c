@@ -958,7 +958,13 @@ int srv_download_queue(struct sess *s, const struct ferry_cmd *cmd)
         s->dl_head = d;
     s->dl_tail = d;
     s->ndownloads++;
-    srv_download_pump(s);
+    /*
+     * The Downloads of one read are resolved together when it has been
+     * handled (on_input_end), in one read transaction: pumping per
+     * Download opened one each, two lock calls apiece.
+     */
+    if (!s->conn.in_process)
+        srv_download_pump(s);
     return 0;
 }
 

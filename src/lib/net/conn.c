@@ -276,11 +276,12 @@ static int dispatch_frames(struct ferry_conn *c)
 
 static void process_input(struct ferry_conn *c)
 {
-    int n, rc = 0, err;
+    int n, rc = 0, err, was_paused;
 
     if (c->in_process)
         return;
     c->in_process = 1;
+again:
     if (!c->ready) {
         ERR_clear_error();
         n = SSL_do_handshake(c->ssl);
@@ -314,6 +315,16 @@ static void process_input(struct ferry_conn *c)
             break;
         }
         ferry_buf_grow(&c->in, (size_t)n);
+    }
+    if (rc == 0 && c->ready && c->ops->on_input_end != NULL) {
+        /*
+         * The hook may resume a paused connection (a download finished):
+         * frames already decrypted wake no poll, so read them now.
+         */
+        was_paused = c->paused;
+        rc = c->ops->on_input_end(c);
+        if (rc == 0 && was_paused && !c->paused && !c->closing && !c->out_blocked)
+            goto again;
     }
 out:
     c->in_process = 0;
