@@ -249,13 +249,19 @@ ssize_t ferry_cmd_encode(int32_t type, const json_t *body, uint8_t *out, size_t 
 
     if (!json_is_object(body))
         return FERRY_EPROTO; /* R-CMD-2: we send only what we would accept */
-    need = json_dumpb(body, NULL, 0, JSON_COMPACT);
+    if (cap < FERRY_CMD_HDR_LEN)
+        return FERRY_ETOOBIG;
+    /*
+     * One pass: json_dumpb says how long the text is even when it did not
+     * fit, and a body too long for cap is an error anyway. Measuring first
+     * doubled the cost of every message.
+     */
+    need =
+        json_dumpb(body, (char *)(out + FERRY_CMD_HDR_LEN), cap - FERRY_CMD_HDR_LEN, JSON_COMPACT);
     if (need == 0)
         return FERRY_EPROTO;
-    if (cap < FERRY_CMD_HDR_LEN || cap - FERRY_CMD_HDR_LEN < need)
+    if (need > cap - FERRY_CMD_HDR_LEN)
         return FERRY_ETOOBIG;
-    if (json_dumpb(body, (char *)(out + FERRY_CMD_HDR_LEN), need, JSON_COMPACT) != need)
-        return FERRY_EPROTO;
     ferry_put_be32(out, (uint32_t)type);
     return (ssize_t)(FERRY_CMD_HDR_LEN + need);
 }
