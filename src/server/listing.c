@@ -37,11 +37,15 @@ struct listing {
     int done;    /* the last page, or the error, is made */
     int running; /* a step is on the thread pool */
     int rc;      /* the error that ends the listing after its pages */
-    /* The page being filled. */
+    /*
+     * The page being filled: its entries as JSON text, each encoded once
+     * and joined by commas (R-PAGE-1: at most budget bytes, 50 entries).
+     */
     int64_t dir_id;
-    json_t *entries;
+    char *text;
     size_t bytes;
     size_t budget; /* entry bytes that fit in one frame with this page's header */
+    size_t npage;  /* entries in the page */
     size_t nentries;
     uint64_t produced; /* page bytes made so far */
     /* Frames made by the last step, for the loop thread to queue. */
@@ -53,78 +57,189 @@ struct listing {
     struct listing *next; /* srv->listings */
 };
 
-static json_t *entry_json(const char *rel, const struct ferry_node *n)
-{
-    json_t *e = json_pack("{s:I, s:I, s:s, s:s, s:I, s:I, s:I, s:b}", "id", (json_int_t)n->id,
-                          "dir_id", (json_int_t)n->parent_id, "name", rel, "type",
-                          n->is_dir ? "dir" : "file", "size", (json_int_t)n->size, "mtime",
-                          (json_int_t)n->mtime, "smtime", (json_int_t)n->smtime, "exec", n->exec);
+/* Appends text to an entry under construction; false once it would not fit. */
+struct etext {
+    char *p;
+    size_t len, cap;
+};
 
-    if (e != NULL && !n->is_dir)
-        json_object_set_new(e, "hash", json_string(n->cid));
-    return e;
+static void et_put(struct etext *t, const char *s, size_t n)
+{
+    if (t->len + n <= t->cap)
+        memcpy(t->p + t->len, s, n);
+    t->len += n; /* counted past cap: the caller sees it did not fit */
 }
 
-/* Encodes the page filled so far as a DirPage frame at the end of out. */
+static void et_int(struct etext *t, int64_t v)
+{
+    char b[24];
+    size_t i = sizeof(b);
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+
+    do {
+        b[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0)
+        b[--i] = '-';
+    et_put(t, b + i, sizeof(b) - i);
+}
+
+/* A JSON string (RFC 8259 section 7); names are valid UTF-8 (R-PATH-1). */
+static void et_str(struct etext *t, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    const char *run = s;
+    char esc[6] = {'\\', 'u', '0', '0', 0, 0};
+
+    et_put(t, "\"", 1);
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        et_put(t, run, (size_t)(s - run));
+        run = s + 1;
+        if (c == '"' || c == '\\') {
+            esc[1] = (char)c;
+            et_put(t, esc, 2);
+            esc[1] = 'u';
+        } else {
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            et_put(t, esc, 6);
+        }
+    }
+    et_put(t, run, (size_t)(s - run));
+    et_put(t, "\"", 1);
+}
+
+#define ET_LIT(t, s) et_put((t), (s), sizeof(s) - 1)
+
+/*
+ * One entry of a page as compact JSON (the members of section 6.3), written
+ * into p; returns its length, more than cap when it did not fit. Written
+ * directly: building a JSON object per entry and encoding it cost more than
+ * everything else a listing does.
+ */
+static size_t entry_text(char *p, size_t cap, const char *rel, const struct ferry_node *n)
+{
+    struct etext t = {.p = p, .cap = cap};
+
+    ET_LIT(&t, "{\"id\":");
+    et_int(&t, n->id);
+    ET_LIT(&t, ",\"dir_id\":");
+    et_int(&t, n->parent_id);
+    ET_LIT(&t, ",\"name\":");
+    et_str(&t, rel);
+    if (n->is_dir)
+        ET_LIT(&t, ",\"type\":\"dir\",\"size\":");
+    else
+        ET_LIT(&t, ",\"type\":\"file\",\"size\":");
+    et_int(&t, n->size);
+    ET_LIT(&t, ",\"mtime\":");
+    et_int(&t, n->mtime);
+    ET_LIT(&t, ",\"smtime\":");
+    et_int(&t, n->smtime);
+    if (n->exec)
+        ET_LIT(&t, ",\"exec\":true");
+    else
+        ET_LIT(&t, ",\"exec\":false");
+    if (!n->is_dir) {
+        ET_LIT(&t, ",\"hash\":");
+        et_str(&t, n->cid);
+    }
+    ET_LIT(&t, "}");
+    return t.len;
+}
+
+/*
+ * Encodes the page filled so far as a DirPage frame at the end of out: the
+ * page's other members are encoded as an object, and its closing brace
+ * becomes the entries array, already text.
+ */
 static int page_emit(struct listing *l, int last)
 {
     const size_t frame_max = FERRY_FRAME_HDR_LEN + FERRY_FRAME_PAYLOAD_MAX;
+    static const char tail[] = ",\"entries\":[";
+    uint8_t *nv, *p;
+    size_t cap, n;
+    char id[FERRY_UUID_STR_LEN + 1];
     json_t *o;
-    ssize_t n;
-    uint8_t *nv;
 
     /* R-PIPE-3: a listing may not go on for ever; what was made is sent first. */
     if (!last && l->produced > l->max_bytes)
         return FERRY_ETOOBIG;
-    o = json_pack("{s:s, s:s, s:I, s:o, s:b}", "ref", l->ref, "path", l->path, "dir_id",
-                  (json_int_t)l->dir_id, "entries", l->entries, "last", last);
-    l->entries = NULL;
-    l->bytes = 0;
-    if (o == NULL)
-        return -ENOMEM;
     if (l->out_cap - l->out_len < frame_max) {
         size_t ncap = l->out_cap ? l->out_cap * 2 : 4 * frame_max;
 
         while (ncap - l->out_len < frame_max)
             ncap *= 2;
-        if ((nv = ferry_realloc(l->out, ncap)) == NULL) {
-            json_decref(o);
+        if ((nv = ferry_realloc(l->out, ncap)) == NULL)
             return -ENOMEM;
-        }
         l->out = nv;
         l->out_cap = ncap;
     }
-    n = ferry_frame_cmd(l->out + l->out_len, l->out_cap - l->out_len, FERRY_MSG_DIRPAGE, o);
-    json_decref(o);
-    if (n < 0)
-        return (int)n;
-    l->out_len += (size_t)n;
-    l->produced += (uint64_t)n;
-    if (!last && (l->entries = json_array()) == NULL)
+    ferry_uuid_new(id);
+    o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:b}", "id", id, "version", FERRY_MSG_VERSION, "ref",
+                  l->ref, "path", l->path, "dir_id", (json_int_t)l->dir_id, "last", last);
+    if (o == NULL)
         return -ENOMEM;
+    p = l->out + l->out_len + FERRY_FRAME_HDR_LEN + FERRY_CMD_HDR_LEN;
+    cap = FERRY_FRAME_PAYLOAD_MAX - FERRY_CMD_HDR_LEN;
+    n = json_dumpb(o, (char *)p, cap, JSON_COMPACT);
+    json_decref(o);
+    /* The budget left room for the members and the array's own bytes. */
+    if (n < 2 || n - 1 + sizeof(tail) - 1 + l->bytes + 2 > cap)
+        return FERRY_EINTERNAL;
+    n--; /* the closing brace */
+    memcpy(p + n, tail, sizeof(tail) - 1);
+    n += sizeof(tail) - 1;
+    if (l->bytes > 0)
+        memcpy(p + n, l->text, l->bytes);
+    n += l->bytes;
+    p[n++] = ']';
+    p[n++] = '}';
+    ferry_put_be32(p - FERRY_CMD_HDR_LEN, (uint32_t)FERRY_MSG_DIRPAGE);
+    n += FERRY_CMD_HDR_LEN;
+    ferry_frame_header_encode(l->out + l->out_len, FERRY_FRAME_COMMAND, (uint32_t)n);
+    n += FERRY_FRAME_HDR_LEN;
+    l->out_len += n;
+    l->produced += n;
+    l->bytes = 0;
+    l->npage = 0;
     return 0;
 }
 
 /* R-PAGE-1: at most 50 entries a page, and every page within one frame. */
 static int page_add(struct listing *l, const char *rel, const struct ferry_node *n)
 {
-    json_t *e = entry_json(rel, n);
-    size_t sz;
+    size_t room, sz, comma;
     int rc;
 
-    if (e == NULL)
+    if (l->text == NULL && (l->text = ferry_malloc(FERRY_FRAME_PAYLOAD_MAX)) == NULL)
         return -ENOMEM;
-    sz = json_dumpb(e, NULL, 0, JSON_COMPACT) + 1;
-    if (json_array_size(l->entries) >= SRV_PAGE_ENTRIES ||
-        (json_array_size(l->entries) > 0 && l->bytes + sz > l->budget)) {
-        if ((rc = page_emit(l, 0)) != 0) {
-            json_decref(e);
-            return rc;
+    for (;;) {
+        /* A comma before every entry but the first. */
+        comma = l->npage > 0;
+        room = l->budget - l->bytes;
+        if (l->npage < SRV_PAGE_ENTRIES && room > comma) {
+            sz = entry_text(l->text + l->bytes + comma, room - comma, rel, n);
+            if (sz <= room - comma)
+                break;
         }
+        /* An entry alone always fits an empty page: names are at most 4 KiB. */
+        if (l->npage == 0)
+            return FERRY_EINTERNAL;
+        if ((rc = page_emit(l, 0)) != 0)
+            return rc;
     }
-    l->bytes += sz;
+    if (comma)
+        l->text[l->bytes] = ',';
+    l->bytes += comma + sz;
+    l->npage++;
     l->nentries++;
-    return json_array_append_new(l->entries, e) == 0 ? 0 : -ENOMEM;
+    return 0;
 }
 
 /* Takes the snapshot and resolves the path; a file or a stat lists as itself. */
@@ -146,8 +261,6 @@ static int listing_begin(struct listing *l)
     json_decref(hdr);
     l->budget = FERRY_FRAME_PAYLOAD_MAX - FERRY_CMD_HDR_LEN - PAGE_OVERHEAD - h;
     l->dir_id = n.is_dir ? n.id : n.parent_id;
-    if ((l->entries = json_array()) == NULL)
-        return -ENOMEM;
     if (!n.is_dir || l->self) {
         if ((rc = page_add(l, n.name, &n)) != 0)
             return rc;
@@ -224,7 +337,7 @@ static void listing_free(struct listing *l)
     if (l->own_db)
         ferry_meta_close(l->db);
     ferry_meta_cursor_free(l->cur);
-    json_decref(l->entries);
+    ferry_free(l->text);
     ferry_free(l->out);
     srv_sess_unref(l->s);
     ferry_free(l);

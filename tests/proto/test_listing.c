@@ -384,6 +384,156 @@ static void test_short_listing_never_waits_r_page_2(void **state)
     stop(&sv);
 }
 
+/* Uploads n bytes of data to path with its mtime and exec flag, expecting Committed. */
+static void upload_with(struct client *cl, const uint8_t *data, size_t n, const char *path,
+                        json_int_t mtime, int exec, char cid[80])
+{
+    struct ferry_sha256 sha;
+    uint8_t tid[16];
+    char hex[33];
+
+    new_tid(tid, hex);
+    assert_int_equal(client_send(cl, FERRY_MSG_UPLOAD,
+                                 json_pack("{s:s, s:s, s:I, s:I, s:b}", "tid", hex, "path", path,
+                                           "size", (json_int_t)n, "mtime", mtime, "exec", exec)),
+                     0);
+    assert_int_equal(ferry_client_send_data(&cl->c, tid, 0, data, n), 0);
+    flush(cl);
+    ferry_sha256_init(&sha);
+    ferry_sha256_update(&sha, data, n);
+    ferry_sha256_final_cid(&sha, cid);
+    send_complete(cl, tid, cid);
+    expect_committed(cl, tid);
+}
+
+/* What test_page_members_r_page_1 stored as file i. */
+struct stored {
+    char name[256];
+    char cid[80];
+    json_int_t size, mtime;
+    int exec;
+};
+
+/*
+ * Reads the pages of ref and checks every member of every entry: files
+ * against what was stored (by name, below prefix), folders as folders;
+ * returns the entries and how many pages ended early, short of 50 entries
+ * and not last, because the next entry would not fit the frame.
+ */
+static long check_pages(struct client *cl, const char *ref, const char *prefix,
+                        const struct stored *st, long n, long *early)
+{
+    struct ferry_cmd m;
+    json_t *e, *v;
+    size_t i, plen = strlen(prefix);
+    long count = 0, k;
+    int last = 0;
+
+    *early = 0;
+    while (!last) {
+        assert_int_equal(client_recv(cl, &m, 60000), 1);
+        assert_int_equal(m.type, FERRY_MSG_DIRPAGE);
+        assert_string_equal(str_member(&m, "ref"), ref);
+        assert_true(json_is_integer(json_object_get(m.body, "dir_id")));
+        last = json_is_true(json_object_get(m.body, "last"));
+        assert_true(json_array_size(json_object_get(m.body, "entries")) <= 50);
+        if (!last && json_array_size(json_object_get(m.body, "entries")) < 50)
+            (*early)++;
+        json_array_foreach(json_object_get(m.body, "entries"), i, e)
+        {
+            const char *name = json_string_value(json_object_get(e, "name"));
+            const char *type = json_string_value(json_object_get(e, "type"));
+
+            assert_non_null(name);
+            assert_non_null(type);
+            assert_true(json_integer_value(json_object_get(e, "id")) > 0);
+            assert_true(json_integer_value(json_object_get(e, "dir_id")) > 0);
+            assert_true(json_is_integer(json_object_get(e, "smtime")));
+            assert_true(json_is_integer(json_object_get(e, "mtime")));
+            assert_true(json_is_integer(json_object_get(e, "size")));
+            assert_true(json_is_boolean(json_object_get(e, "exec")));
+            count++;
+            if (strcmp(type, "dir") == 0) {
+                assert_null(json_object_get(e, "hash"));
+                assert_int_equal(json_object_size(e), 8);
+                assert_int_equal(json_integer_value(json_object_get(e, "size")), 0);
+                continue;
+            }
+            assert_string_equal(type, "file");
+            assert_int_equal(json_object_size(e), 9);
+            assert_int_equal(strncmp(name, prefix, plen), 0);
+            for (k = 0; k < n && strcmp(st[k].name, name + plen) != 0; k++)
+                ;
+            assert_true(k < n);
+            v = json_object_get(e, "hash");
+            assert_string_equal(json_string_value(v), st[k].cid);
+            assert_int_equal(json_integer_value(json_object_get(e, "size")), st[k].size);
+            assert_int_equal(json_integer_value(json_object_get(e, "mtime")), st[k].mtime);
+            assert_int_equal(json_is_true(json_object_get(e, "exec")), st[k].exec);
+        }
+        ferry_cmd_cleanup(&m);
+    }
+    return count;
+}
+
+/*
+ * R-PAGE-1: each entry carries every member as stored, in pages of at most
+ * 50 that also end early when the next entry would not fit one frame: 120
+ * files with names full of quotes (two bytes each once escaped) and two-byte
+ * letters, in a folder 12 levels deep whose path, all quotes, every page
+ * repeats; and a recursive listing whose names carry that whole path.
+ */
+static void test_page_members_r_page_1(void **state)
+{
+    static const char *const extra[] = {"--login-rate", "1000", NULL};
+    enum { N = 120, DEPTH = 12 };
+    static struct stored st[N];
+    char dir[DEPTH * 241 + 1], path[sizeof(dir) + 300], ref[37], top[300];
+    uint8_t data[N + 1];
+    struct server sv;
+    struct acct u;
+    struct client a;
+    long i, j, early;
+    size_t off = 0;
+
+    (void)state;
+    for (i = 0; i < DEPTH; i++) {
+        if (i > 0)
+            dir[off++] = '/';
+        memset(dir + off, '"', 240);
+        dir[off] = (char)('a' + i); /* each level its own name */
+        off += 240;
+    }
+    dir[off] = '\0';
+    snprintf(top, sizeof(top), "%.240s", dir);
+    memset(data, 'x', sizeof(data));
+    start(&sv, extra);
+    acct_signup(&sv, &u, "pages");
+    acct_open(&sv, &u, &a);
+    for (i = 0; i < N; i++) {
+        off = (size_t)snprintf(st[i].name, sizeof(st[i].name), "%03ld", i);
+        for (j = 0; off + 4 <= 255; j++, off += 4)
+            memcpy(st[i].name + off, "\"\"\xc3\xa9", 4); /* "" and e-acute */
+        st[i].name[off] = '\0';
+        st[i].size = i + 1;
+        st[i].mtime = 1700000000000000000LL + i * 7919;
+        st[i].exec = i % 3 == 0;
+        snprintf(path, sizeof(path), "%s/%s", dir, st[i].name);
+        upload_with(&a, data, (size_t)st[i].size, path, st[i].mtime, st[i].exec, st[i].cid);
+    }
+    /* The folder: 120 files, pages cut by bytes before 50 entries. */
+    send_dirinfo(&a, dir, 0, ref);
+    assert_int_equal(check_pages(&a, ref, "", st, N, &early), N);
+    assert_true(early >= 1);
+    /* Recursive from the top: 11 folders, then the files under the whole path. */
+    send_dirinfo(&a, top, 1, ref);
+    snprintf(path, sizeof(path), "%s/", dir + strlen(top) + 1);
+    assert_int_equal(check_pages(&a, ref, path, st, N, &early), N + DEPTH - 1);
+    assert_true(early >= 1);
+    client_close(&a);
+    stop(&sv);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -391,6 +541,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_unread_listings_bounded_r_page_2, harness_teardown),
         cmocka_unit_test_teardown(test_listing_job_freed_r_page_3, harness_teardown),
         cmocka_unit_test_teardown(test_short_listing_never_waits_r_page_2, harness_teardown),
+        cmocka_unit_test_teardown(test_page_members_r_page_1, harness_teardown),
     };
     const char *asan = getenv("ASAN_OPTIONS");
     char opts[1024];
