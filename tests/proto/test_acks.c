@@ -102,7 +102,7 @@ static void ack_one(struct client *cl, const char *tid)
 }
 
 /* TransferComplete {tids: [...]} of these n tids. */
-static void ack_many(struct client *cl, char (*const *tids), size_t n)
+static void ack_many(struct client *cl, char(*const *tids), size_t n)
 {
     json_t *a = json_array();
     size_t i;
@@ -122,10 +122,10 @@ static void test_announced_r_xfer_3(void **state)
 
     (void)state;
     open_device(&cl, &srv, alice.dev);
-    assert_int_equal(client_send(&cl, FERRY_MSG_CONNECT,
-                                 json_pack("{s:s, s:s}", "client", "ferry-test", "token",
-                                           alice.token)),
-                     0);
+    assert_int_equal(
+        client_send(&cl, FERRY_MSG_CONNECT,
+                    json_pack("{s:s, s:s}", "client", "ferry-test", "token", alice.token)),
+        0);
     recv_type(&cl, FERRY_MSG_ACCEPT, &m);
     assert_string_equal(str_member(&m, "version"), FERRY_MSG_VERSION);
     assert_string_equal(FERRY_MSG_VERSION, "1.3");
