@@ -505,7 +505,7 @@ static void test_page_members_r_page_1(void **state)
         off += 240;
     }
     dir[off] = '\0';
-    snprintf(top, sizeof(top), "%.240s", dir);
+    assert_true(snprintf(top, sizeof(top), "%.240s", dir) < (int)sizeof(top));
     memset(data, 'x', sizeof(data));
     start(&sv, extra);
     acct_signup(&sv, &u, "pages");
@@ -518,7 +518,7 @@ static void test_page_members_r_page_1(void **state)
         st[i].size = i + 1;
         st[i].mtime = 1700000000000000000LL + i * 7919;
         st[i].exec = i % 3 == 0;
-        snprintf(path, sizeof(path), "%s/%s", dir, st[i].name);
+        assert_true(snprintf(path, sizeof(path), "%s/%s", dir, st[i].name) < (int)sizeof(path));
         upload_with(&a, data, (size_t)st[i].size, path, st[i].mtime, st[i].exec, st[i].cid);
     }
     /* The folder: 120 files, pages cut by bytes before 50 entries. */
@@ -527,7 +527,7 @@ static void test_page_members_r_page_1(void **state)
     assert_true(early >= 1);
     /* Recursive from the top: 11 folders, then the files under the whole path. */
     send_dirinfo(&a, top, 1, ref);
-    snprintf(path, sizeof(path), "%s/", dir + strlen(top) + 1);
+    assert_true(snprintf(path, sizeof(path), "%s/", dir + strlen(top) + 1) < (int)sizeof(path));
     assert_int_equal(check_pages(&a, ref, path, st, N, &early), N + DEPTH - 1);
     assert_true(early >= 1);
     client_close(&a);
