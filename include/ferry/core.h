@@ -82,6 +82,9 @@ size_t ferry_base32_encode(const uint8_t *in, size_t n, char *out, size_t outcap
 /* A random RFC 4122 version-4 UUID as text. */
 void ferry_uuid_new(char out[static 37]);
 int ferry_uuid_valid(const char *s);
+/* A UUID's text as its 16 bytes (R-FILE), and back; 0 or FERRY_EPROTO when s is no UUID. */
+int ferry_uuid_to_bytes(const char *s, uint8_t out[static 16]);
+void ferry_uuid_from_bytes(const uint8_t b[static 16], char out[static 37]);
 /* Random bytes from the OS CSPRNG (libsodium): for keys, tokens and other secrets. */
 void ferry_random(void *p, size_t n);
 /*

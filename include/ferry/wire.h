@@ -11,13 +11,15 @@
 /* R-FRAME-1: the only frame version this build speaks. */
 #define FERRY_PROTO_VERSION 1
 /* Application version string carried in every command ("version"). */
-#define FERRY_MSG_VERSION     "1.3"
+#define FERRY_MSG_VERSION     "1.4"
 
 #define FERRY_FRAME_HEARTBEAT 0
 #define FERRY_FRAME_COMMAND   1
 #define FERRY_FRAME_DATA      2
 /* Protocol 1.1 (R-CHUNK-6): bytes of one chunk of a chunked upload. */
 #define FERRY_FRAME_CHUNK 3
+/* Protocol 1.4 (R-FILE): a whole small file, server to client. */
+#define FERRY_FRAME_FILE 4
 
 /* R-FRAME-2: a heartbeat is exactly version + type. */
 #define FERRY_FRAME_HEARTBEAT_LEN 2
@@ -102,6 +104,13 @@ struct ferry_frame {
  * FERRY_ETOOBIG. Pure: no I/O, no allocation.
  */
 ssize_t ferry_frame_parse(const uint8_t *buf, size_t len, struct ferry_frame *out);
+/*
+ * The same, for a receiver that takes frame types up to max_type only: a
+ * server passes FERRY_FRAME_CHUNK, so that a file frame (R-FILE-1) is
+ * refused at its type byte, as an unknown type is, before its length.
+ */
+ssize_t ferry_frame_parse_upto(const uint8_t *buf, size_t len, uint8_t max_type,
+                               struct ferry_frame *out);
 
 /* Writes a 6-byte frame header (or 2 bytes for a heartbeat); returns its length. */
 size_t ferry_frame_header_encode(uint8_t out[static FERRY_FRAME_HDR_LEN], uint8_t type,
@@ -150,6 +159,32 @@ int ferry_chunk_frame_decode(const uint8_t *p, size_t len, struct ferry_chunk_fr
 void ferry_chunk_frame_header_encode(uint8_t out[static FERRY_CHUNK_HDR_LEN],
                                      const uint8_t tid[static FERRY_TID_LEN], uint32_t index,
                                      uint32_t offset);
+
+/* R-FILE: ref 16 B | tid 16 B | mtime i64 BE | flags u8 | sha256 32 B, then the file. */
+#define FERRY_FILE_HDR_LEN  73
+#define FERRY_FILE_DATA_MAX (FERRY_FRAME_PAYLOAD_MAX - FERRY_FILE_HDR_LEN)
+#define FERRY_FILE_EXEC     0x01 /* flags bit 0; the others must be 0 (R-FILE-2) */
+
+struct ferry_file_frame {
+    uint8_t ref[16]; /* the Download's id, its UUID's bytes */
+    uint8_t tid[FERRY_TID_LEN];
+    int64_t mtime;
+    int exec;
+    uint8_t sha256[32];
+    const uint8_t *bytes; /* view into the caller's buffer */
+    size_t len;
+};
+
+/*
+ * Decodes a file payload (R-FILE-2). Returns 0, or FERRY_EPROTO (shorter
+ * than the header, or an unknown flag); out is zeroed on error. The frame
+ * cap (R-FRAME-3) bounds the bytes to FERRY_FILE_DATA_MAX.
+ */
+int ferry_file_frame_decode(const uint8_t *p, size_t len, struct ferry_file_frame *out);
+void ferry_file_frame_header_encode(uint8_t out[static FERRY_FILE_HDR_LEN],
+                                    const uint8_t ref[static 16],
+                                    const uint8_t tid[static FERRY_TID_LEN], int64_t mtime,
+                                    int exec, const uint8_t sha256[static 32]);
 
 struct ferry_cmd {
     int32_t type;

@@ -150,6 +150,13 @@ int cli_next(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data *data
 int cli_next_any(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data *data,
                  struct ferry_chunk_frame *chunk);
 /*
+ * As cli_next_any, and 4 for a file frame (R-FILE) into file: only from a
+ * server that announced 1.4 (R-FILE-1) and only where file is given;
+ * anything else, or a malformed one (R-FILE-2), is FERRY_EPROTO.
+ */
+int cli_next_frame(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data *data,
+                   struct ferry_chunk_frame *chunk, struct ferry_file_frame *file);
+/*
  * Issue 4: after connection loss rc at lost_ms, reconnects with backoff
  * (0.5 s, doubling to 10 s) until retry_for_ms have passed since the outage
  * began (R-CLI-3: a connection that came back and was lost again before

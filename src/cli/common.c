@@ -479,6 +479,12 @@ int cli_next(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data *data
 int cli_next_any(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data *data,
                  struct ferry_chunk_frame *chunk)
 {
+    return cli_next_frame(cc, cmd, data, chunk, NULL);
+}
+
+int cli_next_frame(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data *data,
+                   struct ferry_chunk_frame *chunk, struct ferry_file_frame *file)
+{
     struct ferry_frame f;
     int rc;
 
@@ -504,6 +510,14 @@ int cli_next_any(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data *
                 return ferry_chunk_frame_decode(f.payload, f.payload_len, chunk) == 0
                            ? 3
                            : FERRY_EPROTO;
+            }
+            /* R-FILE-1, R-FILE-2: whole files only from a 1.4 server, and well formed. */
+            if (f.type == FERRY_FRAME_FILE) {
+                if (file == NULL || cc->minor < 4)
+                    return FERRY_EPROTO;
+                cc->progress++;
+                return ferry_file_frame_decode(f.payload, f.payload_len, file) == 0 ? 4
+                                                                                    : FERRY_EPROTO;
             }
             rc = ferry_cmd_decode(f.payload, f.payload_len, cmd);
             return rc == 0 ? 1 : rc;

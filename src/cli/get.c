@@ -782,6 +782,58 @@ static int finish(struct get *g)
     return 0;
 }
 
+/*
+ * R-XFER-7, R-FILE-3: a whole small file in one frame, begun as a Transfer
+ * begins a small file (R-RECV-6 first), its bytes taken in memory, and
+ * finished at once: checked against its hash, then placed in the batch.
+ * The server is done with it: nothing is cancelled if it fails here.
+ */
+static int take_file(struct get *g, struct dl *d, const struct ferry_file_frame *f)
+{
+    char parent[FERRY_PATH_MAX + 1];
+    const char *slash = strrchr(d->rel, '/');
+    const struct cli_dir *dir;
+    uint64_t avail;
+    int rc;
+
+    g->cur = d;
+    cli_progress_state(&g->prog, NULL);
+    cli_progress_file(&g->prog, d->label);
+    g->have_tid = 0; /* no TransferComplete follows */
+    memcpy(g->tid, f->tid, FERRY_TID_LEN);
+    g->size = f->len;
+    g->got = g->synced = 0;
+    g->mtime = f->mtime;
+    g->exec = f->exec;
+    memcpy(g->hash, "sha256:", 7);
+    ferry_hex_encode(f->sha256, sizeof(f->sha256), g->hash + 7);
+    g->fd = g->dirfd = -1;
+    d->resume = 0; /* a file frame answers only a Download from byte 0 */
+    snprintf(parent, sizeof(parent), "%.*s", slash != NULL ? (int)(slash - d->rel) : 0, d->rel);
+    if ((rc = cli_dircache_get(&g->dc, d->rootfd, parent, 1, &dir)) != 0) {
+        fail_current(g, "cannot create its folder", rc);
+        return 0;
+    }
+    if ((rc = cli_space_reserve(&g->space, dir->fd, dir->dev, g->size, &avail)) != 0) {
+        if (rc == -ENOSPC)
+            failmsg_space(g, d->label, g->size, avail);
+        else
+            failmsg_rc(g, d->label, "cannot check the free space", rc);
+        d->state = DL_FAILED;
+        g->cur = NULL;
+        return 0;
+    }
+    if (g->ibuf == NULL && (g->ibuf = ferry_malloc(CLI_INLINE_MAX)) == NULL)
+        return -ENOMEM;
+    memcpy(g->ibuf, f->bytes, f->len);
+    g->inl = 1;
+    g->active = 1;
+    g->recorded = g->unsynced = 0;
+    g->got = f->len;
+    g->prog.done += f->len;
+    return finish(g);
+}
+
 static struct dl *by_ref(struct get *g, const char *ref, size_t from)
 {
     size_t i;
@@ -1162,6 +1214,7 @@ static int run_downloads(struct get *g)
     struct ferry_cmd m;
     struct ferry_data d;
     struct ferry_chunk_frame cf;
+    struct ferry_file_frame ff;
     int rc = 0;
 
     g->inflight = 0;
@@ -1227,9 +1280,25 @@ static int run_downloads(struct get *g)
             rc = collect(g, 1, 1);
             continue;
         }
-        rc = cli_next_any(&g->cc, &m, &d, &cf);
+        rc = cli_next_frame(&g->cc, &m, &d, &cf, &ff);
         if (rc < 0)
             return rc;
+        if (rc == 4) {
+            char ref[FERRY_UUID_STR_LEN + 1];
+            struct dl *x;
+
+            /* R-FILE-3: an answer to one of our Downloads, while no other arrives. */
+            ferry_uuid_from_bytes(ff.ref, ref);
+            x = by_ref(g, ref, first);
+            if (x == NULL || g->cur != NULL || x->phase != 0)
+                return FERRY_EPROTO;
+            /* R-RECV-5, R-XFER-7: finished on the server, as a TransferComplete says. */
+            g->tc_seq++;
+            g->inflight--;
+            if ((rc = take_file(g, x, &ff)) != 0)
+                return rc;
+            continue;
+        }
         if (rc == 3) {
             rc = 0;
             if (g->cur == NULL)

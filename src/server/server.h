@@ -374,12 +374,15 @@ struct download {
     int64_t pack;          /* the pack open in fd (0: a chunk file of the old layout) */
     int64_t base;          /* where the chunk starts in fd */
     uint64_t t0_ms, off0;  /* when and from where it began, for the log (R-LOG-5) */
+    int plain;             /* asked for the whole file: no offset, list or chunks */
+    int whole;             /* R-XFER-7: sent as one file frame, no TransferComplete */
     struct download *next;
 };
 
 struct sess {
     struct ferry_conn conn;
     struct srv *srv;
+    int peer_minor; /* the minor of the version its Connect carried (R-FILE-1) */
     int refs;
     int closed;
     int connected;

@@ -1,4 +1,5 @@
 /* ferry serve: one session per connection; the first stop for every frame. */
+#include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -256,6 +257,13 @@ static int handle_connect(struct sess *s, const struct ferry_cmd *cmd)
         (rc = ferry_msg_str_opt(cmd->body, "token", 128, &token)) != 0)
         return fault(s, cmd->id, rc, "malformed Connect");
     s->connected = 1;
+    {
+        /* R-FILE-1: what the client can read; the version passed R-CMD-2 already. */
+        const char *v = json_string_value(json_object_get(cmd->body, "version"));
+        long minor = v != NULL && strncmp(v, "1.", 2) == 0 ? strtol(v + 2, NULL, 10) : 0;
+
+        s->peer_minor = minor > 0 && minor < 1000 ? (int)minor : 0;
+    }
     if (token != NULL) {
         /* R-AUTH-6: tokens are looked up by hash and bound to the device key. */
         if (sodium_base642bin(raw, sizeof(raw), token, strlen(token), NULL, &rawlen, NULL,
@@ -423,6 +431,9 @@ static int on_frame(struct ferry_conn *c, const struct ferry_frame *f)
             return fault(s, NULL, rc, "malformed chunk frame");
         return srv_chunk_data(s, &cf);
     }
+    case FERRY_FRAME_FILE:
+        /* R-FILE-1: whole files go from server to client only. */
+        return fault(s, NULL, FERRY_EPROTO, "file frame from a client");
     default:
         break;
     }

@@ -938,6 +938,7 @@ int srv_download_queue(struct sess *s, const struct ferry_cmd *cmd)
     d->fd = -1;
     d->file_id = file_id;
     d->list_mode = list_mode;
+    d->plain = !list_mode && ranges == NULL && offset == 0;
     d->ranges = ranges;
     d->nranges = nranges;
     if (ranges != NULL)
@@ -986,6 +987,45 @@ static int announce(struct sess *s, struct download *d)
     if (m != NULL && d->list_mode)
         json_object_set_new(m, "list_len", json_integer((json_int_t)d->end));
     return srv_send(s, FERRY_MSG_TRANSFER, m);
+}
+
+/*
+ * R-XFER-7: the whole file in one file frame (R-FILE), its bytes copied
+ * from inline content or read from its blob at once. The download is then
+ * finished: the pump records its tid and logs it, with no TransferComplete.
+ * Nothing is queued unless all of it is.
+ */
+static int send_file(struct sess *s, struct download *d)
+{
+    const size_t len = FERRY_FILE_HDR_LEN + (size_t)d->size;
+    uint8_t ref[16], sha[32], *w, *body;
+    ssize_t got;
+    int rc;
+
+    if (ferry_uuid_to_bytes(d->ref, ref) != 0 || ferry_hex_decode(d->cid + 7, sha, 32) != 0)
+        return FERRY_EINTERNAL;
+    if ((rc = ferry_buf_reserve(&s->conn.out, FERRY_FRAME_HDR_LEN + len)) != 0)
+        return rc;
+    w = ferry_buf_tail(&s->conn.out);
+    body = w + FERRY_FRAME_HDR_LEN + FERRY_FILE_HDR_LEN;
+    if (d->size > 0 && d->mem != NULL) {
+        memcpy(body, d->mem, (size_t)d->size);
+    } else if (d->size > 0) {
+        do {
+            got = pread(d->fd, body, (size_t)d->size, 0);
+        } while (got < 0 && errno == EINTR);
+        if (got != (ssize_t)d->size)
+            return FERRY_EINTERNAL; /* the file is shorter than its row says */
+    }
+    ferry_frame_header_encode(w, FERRY_FRAME_FILE, (uint32_t)len);
+    ferry_file_frame_header_encode(w + FERRY_FRAME_HDR_LEN, ref, d->tid, d->mtime, d->exec, sha);
+    ferry_buf_grow(&s->conn.out, FERRY_FRAME_HDR_LEN + len);
+    d->started = 1;
+    d->whole = 1;
+    d->t0_ms = ferry_now_ms();
+    d->off0 = 0;
+    d->off = d->end;
+    return 0;
 }
 
 /*
@@ -1096,6 +1136,10 @@ static int download_resolve(struct sess *s, struct download *d)
     } else {
         d->list_mode = 0; /* content stored whole: the file itself */
     }
+    /* R-XFER-7: a small whole file, to a client that reads file frames, in one. */
+    if (s->peer_minor >= 4 && d->plain && d->list == NULL && d->size <= FERRY_FILE_DATA_MAX &&
+        strncmp(d->cid, "sha256:", 7) == 0)
+        return send_file(s, d);
     /* R-CHUNK-14: the rest of the same content only; anything else from byte 0. */
     if (d->want_off > 0 && d->want_off <= d->size && strcmp(d->want_cid, d->cid) == 0) {
         d->off = d->want_off;
@@ -1283,9 +1327,12 @@ void srv_download_pump(struct sess *s)
             }
             continue;
         }
-        ferry_hex_encode(d->tid, FERRY_TID_LEN, tid);
-        srv_send(s, FERRY_MSG_TRANSFER_COMPLETE,
-                 json_pack("{s:s, s:s}", "tid", tid, "hash", d->cid));
+        if (!d->whole) {
+            ferry_hex_encode(d->tid, FERRY_TID_LEN, tid);
+            srv_send(s, FERRY_MSG_TRANSFER_COMPLETE,
+                     json_pack("{s:s, s:s}", "tid", tid, "hash", d->cid));
+        }
+        /* R-XFER-3, R-XFER-7: remembered in the order the client sees them finish. */
         memcpy(s->done_tids[s->done_next++ % SRV_DONE_TIDS], d->tid, FERRY_TID_LEN);
         download_log(s, d, 0, "ok");
         download_pop(s);

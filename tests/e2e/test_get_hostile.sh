@@ -13,6 +13,18 @@
 #     their data included, and never sends it `tids`;
 #   - R-XFER-6: a 1.3 server announcing 1024 gets the acknowledgements in
 #     `tids`, many to a message.
+# And 1.4 servers that answer small files with file frames (R-XFER-7, R-FILE):
+#   - R-FILE-3, R-RECV-3: the same tree, an empty file, one of exactly 32695
+#     bytes and one of 40000 (Transfer and data) among them: the client fails
+#     exactly the files whose bytes do not match the frame's sha256, places the
+#     others byte-identical with their mtime and mode, leaves no part file, and
+#     acknowledges each placed one while the server remembers it, a file frame
+#     counting as a TransferComplete (R-RECV-5), also against a memory of 64;
+#   - R-FILE-1, R-FILE-2, R-FILE-3: a file frame from a 1.3 server, one
+#     shorter than its header, one with flags 2, one whose ref is no Download,
+#     a second one for an answered Download, and one while another download's
+#     data is arriving are protocol faults: exit 1, no reconnect, nothing placed
+#     for it, no part file, nothing acknowledged that the server did not finish.
 source "$(dirname "$0")/lib.sh"
 
 command -v python3 >/dev/null || fail "python3 is required (scripts/install-deps.sh installs it)"
@@ -96,3 +108,57 @@ grep -q '^ack$' "$WORK/hostile-new.log" && fail "the new server got acknowledgem
 [[ "$(grep -c '^tids ' "$WORK/hostile-new.log")" -lt 240 ]] ||
     fail "the new server got no acknowledgement many to a message"
 diff -r "$WORK/acks-old/tree" "$WORK/acks-new/tree" >/dev/null || fail "the two trees differ"
+
+# ---------------------------------------------------------------- R-FILE-3, R-XFER-7: file frames (1.4)
+# Whether every file named in a "did not match its hash" line of ERR is one of every fifth.
+failed_are_fifths() {
+    local n bad=0
+    while read -r n; do
+        ((n % 5 == 0)) || bad=$((bad + 1))
+    done < <(grep 'did not match its hash' <<<"$ERR" | grep -oE 'd[0-2]/f[0-9]+' | sed 's/.*f//')
+    ((bad == 0))
+}
+for mode in file-bad file-bad64; do
+    start_hostile "$mode"
+    mkdir -p "$WORK/$mode"
+    FY_TIMEOUT=300 fy get -q -r /tree "$WORK/$mode/tree" --retry-for 0
+    wait_until 20 "the $mode server to see the client go" grep -qE '^(disconnect|refused|closed)' "$HLOG"
+    ! grep '^refused' "$HLOG" || fail "the $mode server refused an acknowledgement"
+    grep -qE '^connect 1\.([4-9]|[1-9][0-9]+)$' "$HLOG" ||
+        fail "$mode: the client did not announce 1.4: $(grep '^connect' "$HLOG")"
+    assert_rc 3 "get -r from the $mode server, 60 files of 300 not matching their hash"
+    [[ "$(grep -c 'content did not match its hash' <<<"$ERR")" == 60 ]] ||
+        fail "$mode: expected 60 files failed by their hash: $(head -c 500 <<<"$ERR")"
+    failed_are_fifths || fail "$mode: a file failed by its hash that matched it"
+    placed=$(python3 "$FERRY_TESTS/e2e/hostile_server.py" check "$mode" "$WORK/$mode/tree") ||
+        fail "$mode: the tree placed is wrong: $placed"
+    [[ "$placed" == 240 ]] || fail "$mode: expected 240 files placed, got $placed"
+    [[ "$(grep -c '^ack' "$HLOG")" == 240 ]] || fail "$mode: expected 240 acknowledgements"
+    [[ "$(grep -c '^connect ' "$HLOG")" == 1 ]] || fail "$mode: the client connected more than once"
+    stop_hostile "$mode"
+done
+diff -r "$WORK/file-bad/tree" "$WORK/file-bad64/tree" >/dev/null || fail "the two file-frame trees differ"
+
+# R-FILE-1, R-FILE-2, R-FILE-3: file frames the client must take for a protocol fault.
+for mode in file-old file-short file-flags file-ref file-dup file-mid; do
+    start_hostile "$mode"
+    mkdir -p "$WORK/$mode"
+    FY_TIMEOUT=120 fy get -q -r /tree "$WORK/$mode/tree" --retry-for 0
+    wait_until 20 "the $mode server to see the client go" grep -qE '^(disconnect|refused|closed)' "$HLOG"
+    grep -q '^fault file ' "$HLOG" || fail "$mode: the server never sent its fault"
+    assert_rc 1 "get -r from the $mode server (a protocol fault)"
+    assert_err_contains "protocol error"
+    assert_sanitizer_clean "$WORK/cmd$CMD_N.err" "get -r from the $mode server"
+    ! grep '^refused' "$HLOG" || fail "$mode: the client acknowledged a download the server did not finish"
+    # R-CLI-3: a protocol fault ends the command; another connection would meet it again.
+    [[ "$(grep -c '^connect ' "$HLOG")" == 1 ]] || fail "$mode: the client connected again after a fault"
+    placed=$(python3 "$FERRY_TESTS/e2e/hostile_server.py" check "$mode" "$WORK/$mode/tree") ||
+        fail "$mode: the tree placed is wrong: $placed"
+    if [[ $mode != file-dup ]]; then # file-dup's first frame for the file was sound
+        while read -r f; do
+            assert_no_file "$WORK/$mode/tree/$f"
+        done < <(sed -n 's/^fault file //p' "$HLOG")
+    fi
+    log "$mode: a protocol fault, exit 1, $placed good files placed before it"
+    stop_hostile "$mode"
+done

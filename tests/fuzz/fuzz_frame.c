@@ -2,7 +2,7 @@
  * libFuzzer target: frame reassembly as a connection does it. The first input
  * byte picks how the rest is cut into reads; each read is appended to a buffer
  * capped at one maximal frame and frames are parsed out of it in a loop. Each
- * command and data payload then goes through its own decoder.
+ * command, data, chunk and file payload then goes through its own decoder.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -103,6 +103,29 @@ static void check_chunk(const struct ferry_frame *f)
     FUZZ_CHECK(UINT32_MAX - c.offset >= c.len);
 }
 
+/* R-FILE-2: the file frame decoder on whatever the frame layer passed. */
+static void check_file(const struct ferry_frame *f)
+{
+    static const uint8_t zero[32];
+    struct ferry_file_frame ff;
+    int rc = ferry_file_frame_decode(f->payload, f->payload_len, &ff);
+
+    if (rc != 0) {
+        FUZZ_CHECK(rc == FERRY_EPROTO);
+        FUZZ_CHECK(f->payload_len < FERRY_FILE_HDR_LEN || (f->payload[40] & ~FERRY_FILE_EXEC) != 0);
+        FUZZ_CHECK(ff.bytes == NULL && ff.len == 0 && ff.mtime == 0 && ff.exec == 0);
+        FUZZ_CHECK(memcmp(ff.ref, zero, sizeof(ff.ref)) == 0);
+        FUZZ_CHECK(memcmp(ff.tid, zero, sizeof(ff.tid)) == 0);
+        FUZZ_CHECK(memcmp(ff.sha256, zero, sizeof(ff.sha256)) == 0);
+        return;
+    }
+    FUZZ_CHECK(f->payload_len >= FERRY_FILE_HDR_LEN);
+    FUZZ_CHECK(ff.len <= FERRY_FILE_DATA_MAX);
+    FUZZ_CHECK(ff.len == f->payload_len - FERRY_FILE_HDR_LEN);
+    FUZZ_CHECK(ff.bytes == f->payload + FERRY_FILE_HDR_LEN);
+    FUZZ_CHECK(ff.exec == (f->payload[40] == FERRY_FILE_EXEC));
+}
+
 /* Parses every complete frame in b. Returns 1 when the connection would be closed. */
 static int drain(struct ferry_buf *b)
 {
@@ -148,8 +171,13 @@ static int drain(struct ferry_buf *b)
             FUZZ_CHECK((size_t)r == FERRY_FRAME_HDR_LEN + f.payload_len);
             check_chunk(&f);
             break;
+        case FERRY_FRAME_FILE:
+            FUZZ_CHECK((size_t)r == FERRY_FRAME_HDR_LEN + f.payload_len);
+            FUZZ_CHECK(f.payload == p + FERRY_FRAME_HDR_LEN);
+            check_file(&f);
+            break;
         default:
-            FUZZ_CHECK(f.type <= FERRY_FRAME_CHUNK); /* R-FRAME-1 */
+            FUZZ_CHECK(f.type <= FERRY_FRAME_FILE); /* R-FRAME-1 */
         }
         ferry_buf_consume(b, (size_t)r);
     }

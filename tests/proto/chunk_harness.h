@@ -151,18 +151,26 @@ static void acct_signup(struct server *s, struct acct *a, const char *name)
     client_close(&cl);
 }
 
-static void acct_open(struct server *s, const struct acct *a, struct client *cl)
+/* A logged-in connection that says it speaks version (NULL: HARNESS_CONNECT_VERSION). */
+static void acct_open_as(struct server *s, const struct acct *a, struct client *cl,
+                         const char *version)
 {
     struct ferry_cmd m;
 
     open_device(cl, s, a->dev);
     assert_int_equal(
         client_send(cl, FERRY_MSG_CONNECT,
-                    json_pack("{s:s, s:s}", "client", "ferry-test", "token", a->token)),
+                    json_pack("{s:s, s:s, s:s}", "client", "ferry-test", "token", a->token,
+                              "version", version != NULL ? version : HARNESS_CONNECT_VERSION)),
         0);
     assert_int_equal(client_expect(cl, FERRY_MSG_ACCEPT, &m), 1);
     assert_string_equal(json_string_value(json_object_get(m.body, "user")), a->name);
     ferry_cmd_cleanup(&m);
+}
+
+static void acct_open(struct server *s, const struct acct *a, struct client *cl)
+{
+    acct_open_as(s, a, cl, NULL);
 }
 
 /* ---- Frames ---- */

@@ -299,11 +299,18 @@ static int client_expect(struct client *cl, int32_t type, struct ferry_cmd *out)
     }
 }
 
+/*
+ * The version these tests connect as: 1.3, so that downloads come as
+ * Transfer, data and TransferComplete; test_files.c connects as 1.4 to get
+ * file frames (R-XFER-7, R-FILE-1).
+ */
+#define HARNESS_CONNECT_VERSION "1.3"
+
 /* Connect (optionally with a token); returns 1 when Accept arrived. */
 static int client_hello(struct client *cl, const char *token)
 {
     struct ferry_cmd m;
-    json_t *b = json_pack("{s:s}", "client", "ferry-test");
+    json_t *b = json_pack("{s:s, s:s}", "client", "ferry-test", "version", HARNESS_CONNECT_VERSION);
     int rc;
 
     if (token != NULL)

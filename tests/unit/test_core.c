@@ -82,6 +82,89 @@ static void test_hex_and_uuid(void **state)
 }
 
 /*
+ * R-FILE: a file frame carries its Download's id as the 16 bytes the UUID text
+ * spells. Either case is read (R-CMD: ids are hex of either case), lower case is
+ * written, and anything that is not 8-4-4-4-12 hex digits is refused.
+ */
+static void test_uuid_bytes_r_file(void **state)
+{
+    static const uint8_t want[16] = {0x0f, 0x8f, 0xad, 0x5b, 0xd9, 0xcb, 0x46, 0x9f,
+                                     0xa1, 0x65, 0x70, 0x86, 0x77, 0x28, 0x95, 0x0e};
+    static const char *const bad[] = {
+        "",
+        "0f8fad5b-d9cb-469f-a165-70867728950",    /* 35 characters */
+        "0f8fad5b-d9cb-469f-a165-70867728950e0",  /* 37 characters */
+        "0f8fad5b-d9cb-469f-a165-70867728950e-",  /* 37, a dash at the end */
+        "0f8fad5bd9cb-469f-a165-70867728950e",    /* a dash missing */
+        "0f8fad5b0d9cb-469f-a165-70867728950e",   /* a dash replaced by a digit */
+        "0f8fad5-bd9cb-469f-a165-70867728950e",   /* a dash one place early */
+        "0f8fad5b_d9cb-469f-a165-70867728950e",   /* not a dash */
+        "0f8fad5bd9cb469fa16570867728950e",       /* 32 hex digits, no dashes */
+        "0f8fad5b-d9cb-469f-a165-70867728950g",   /* not hex */
+        "0x8fad5b-d9cb-469f-a165-70867728950e",   /* not hex */
+        " f8fad5b-d9cb-469f-a165-70867728950e",   /* space */
+        "{0f8fad5b-d9cb-469f-a165-70867728950e}", /* braces */
+        "0f8fad5b-d9cb-469f-a165-70867728950\xc3\xa9",
+    };
+    const char *text = "0f8fad5b-d9cb-469f-a165-70867728950e";
+    uint8_t b[16], back[16];
+    char u[37], t[38];
+
+    (void)state;
+    assert_int_equal(ferry_uuid_to_bytes(text, b), 0);
+    assert_memory_equal(b, want, 16);
+    memset(u, 'z', sizeof(u));
+    ferry_uuid_from_bytes(b, u);
+    assert_string_equal(u, text);
+
+    /* Upper and mixed case are read as the same bytes; what comes back is lower case. */
+    assert_int_equal(ferry_uuid_to_bytes("0F8FAD5B-D9CB-469F-A165-70867728950E", b), 0);
+    assert_memory_equal(b, want, 16);
+    assert_int_equal(ferry_uuid_to_bytes("0f8FaD5b-D9cB-469F-a165-70867728950E", b), 0);
+    assert_memory_equal(b, want, 16);
+    ferry_uuid_from_bytes(b, u);
+    assert_string_equal(u, text);
+
+    /* Any 16 bytes make a valid text and come back, not only version-4 UUIDs. */
+    for (unsigned v = 0; v <= 255; v++) {
+        memset(b, (int)v, sizeof(b));
+        b[15] = (uint8_t)(255 - v);
+        ferry_uuid_from_bytes(b, u);
+        assert_int_equal(strlen(u), 36);
+        assert_true(ferry_uuid_valid(u));
+        for (size_t i = 0; i < 36; i++)
+            assert_true(u[i] == '-' || (u[i] >= '0' && u[i] <= '9') ||
+                        (u[i] >= 'a' && u[i] <= 'f'));
+        assert_int_equal(ferry_uuid_to_bytes(u, back), 0);
+        assert_memory_equal(back, b, 16);
+    }
+    for (int i = 0; i < 100; i++) {
+        ferry_uuid_new(u);
+        assert_int_equal(ferry_uuid_to_bytes(u, b), 0);
+        ferry_uuid_from_bytes(b, t);
+        assert_string_equal(t, u);
+    }
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(ferry_uuid_to_bytes(bad[i], b), FERRY_EPROTO);
+    /* Every position: a dash where a digit belongs, a non-hex character, a digit for a dash. */
+    for (size_t i = 0; i < 36; i++) {
+        memcpy(t, text, 37);
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            t[i] = '0';
+            assert_int_equal(ferry_uuid_to_bytes(t, b), FERRY_EPROTO);
+            continue;
+        }
+        t[i] = '-';
+        assert_int_equal(ferry_uuid_to_bytes(t, b), FERRY_EPROTO);
+        t[i] = 'G';
+        assert_int_equal(ferry_uuid_to_bytes(t, b), FERRY_EPROTO);
+        t[i] = '\0'; /* cut short here */
+        assert_int_equal(ferry_uuid_to_bytes(t, b), FERRY_EPROTO);
+    }
+}
+
+/*
  * The id pool: no id handed out twice, in one thread, across threads, or
  * in a child and its parent after a fork (the child must not replay the
  * bytes the parent's pool still holds).
@@ -347,11 +430,12 @@ static void test_parse_size(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buf_caps),     cmocka_unit_test(test_base32_vectors),
-        cmocka_unit_test(test_hex_and_uuid), cmocka_unit_test(test_sha256_vector),
-        cmocka_unit_test(test_identity),     cmocka_unit_test(test_strerror),
-        cmocka_unit_test(test_parse_port),   cmocka_unit_test(test_parse_hostport),
-        cmocka_unit_test(test_parse_size),   cmocka_unit_test(test_random_id_pool),
+        cmocka_unit_test(test_buf_caps),       cmocka_unit_test(test_base32_vectors),
+        cmocka_unit_test(test_hex_and_uuid),   cmocka_unit_test(test_uuid_bytes_r_file),
+        cmocka_unit_test(test_sha256_vector),  cmocka_unit_test(test_identity),
+        cmocka_unit_test(test_strerror),       cmocka_unit_test(test_parse_port),
+        cmocka_unit_test(test_parse_hostport), cmocka_unit_test(test_parse_size),
+        cmocka_unit_test(test_random_id_pool),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -151,7 +151,7 @@ static void test_frame_prefixes_need_more_r_frame_3(void **state)
         assert_int_equal(ferry_frame_parse(at_guard(scratch, k), k, &f), 0);
         assert_frame_zero(&f);
     }
-    for (uint8_t type = FERRY_FRAME_COMMAND; type <= FERRY_FRAME_DATA; type++) {
+    for (uint8_t type = FERRY_FRAME_COMMAND; type <= FERRY_FRAME_FILE; type++) {
         for (size_t i = 0; i < sizeof(plens) / sizeof(plens[0]); i++) {
             n = mkframe(type, plens[i]);
             for (k = 0; k < n; k++) {
@@ -189,20 +189,50 @@ static void test_frame_bad_version_r_frame_1(void **state)
     }
 }
 
-/* R-FRAME-1: types 4..255 are refused once the type byte is there. */
+/* R-FRAME-1: types 5..255 are refused once the type byte is there (4 is a file, R-FILE). */
 static void test_frame_bad_type_r_frame_1(void **state)
 {
     uint8_t b[FERRY_FRAME_HDR_LEN] = {1, 0, 0, 0, 0, 0};
     struct ferry_frame f;
 
     (void)state;
-    for (unsigned t = 4; t <= 255; t++) {
+    assert_int_equal(FERRY_FRAME_FILE, 4);
+    for (unsigned t = FERRY_FRAME_FILE + 1; t <= 255; t++) {
         b[1] = (uint8_t)t;
         assert_int_equal(ferry_frame_parse(at_guard(b, 1), 1, &f), 0);
         for (size_t n = 2; n <= sizeof(b); n++) {
             assert_int_equal(ferry_frame_parse(at_guard(b, n), n, &f), FERRY_EPROTO);
             assert_frame_zero(&f);
         }
+    }
+}
+
+/* R-FRAME-1: types 0 to 4 parse (4 since 1.4, R-FILE), and the first one past them does not. */
+static void test_frame_types_r_frame_1(void **state)
+{
+    uint8_t b[FERRY_FRAME_HDR_LEN + 1];
+    struct ferry_frame f;
+    const uint8_t *p;
+
+    (void)state;
+    for (unsigned t = FERRY_FRAME_COMMAND; t <= FERRY_FRAME_FILE + 1; t++) {
+        assert_int_equal(ferry_frame_header_encode(b, (uint8_t)t, 1), FERRY_FRAME_HDR_LEN);
+        b[FERRY_FRAME_HDR_LEN] = 0x5a;
+        for (size_t n = 2; n < sizeof(b); n++) {
+            assert_int_equal(ferry_frame_parse(at_guard(b, n), n, &f),
+                             t <= FERRY_FRAME_FILE ? 0 : FERRY_EPROTO);
+            assert_frame_zero(&f);
+        }
+        p = at_guard(b, sizeof(b));
+        if (t > FERRY_FRAME_FILE) {
+            assert_int_equal(ferry_frame_parse(p, sizeof(b), &f), FERRY_EPROTO);
+            assert_frame_zero(&f);
+            continue;
+        }
+        assert_int_equal(ferry_frame_parse(p, sizeof(b), &f), (ssize_t)sizeof(b));
+        assert_int_equal(f.type, t);
+        assert_ptr_equal(f.payload, p + FERRY_FRAME_HDR_LEN);
+        assert_int_equal(f.payload_len, 1);
     }
 }
 
@@ -226,7 +256,7 @@ static void test_frame_lengths_r_frame_3(void **state)
     struct ferry_frame f;
 
     (void)state;
-    for (uint8_t type = FERRY_FRAME_COMMAND; type <= FERRY_FRAME_DATA; type++) {
+    for (uint8_t type = FERRY_FRAME_COMMAND; type <= FERRY_FRAME_FILE; type++) {
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
             uint8_t h[FERRY_FRAME_HDR_LEN];
             const uint8_t *p;
@@ -1259,6 +1289,229 @@ static void test_msg_readers_on_decoded_r_cmd_2(void **state)
     ferry_cmd_cleanup(&c); /* idempotent */
 }
 
+/* ---- file payloads (1.4, R-FILE) ------------------------------------------------------- */
+
+static const uint8_t file_ref[16] = {0x0f, 0x8f, 0xad, 0x5b, 0xd9, 0xcb, 0x46, 0x9f,
+                                     0xa1, 0x65, 0x70, 0x86, 0x77, 0x28, 0x95, 0x0e};
+
+/* A file payload in buf: the header (tid 0xc0.., sha256 0x30..) and n bytes of 'f'. */
+static size_t mkfile(uint8_t *buf, size_t cap, int64_t mtime, int exec, size_t n)
+{
+    uint8_t tid[FERRY_TID_LEN], sha[32];
+
+    assert_true(cap >= FERRY_FILE_HDR_LEN + n);
+    for (uint8_t j = 0; j < FERRY_TID_LEN; j++)
+        tid[j] = (uint8_t)(0xc0 + j);
+    for (uint8_t j = 0; j < sizeof(sha); j++)
+        sha[j] = (uint8_t)(0x30 + j);
+    ferry_file_frame_header_encode(buf, file_ref, tid, mtime, exec, sha);
+    memset(buf + FERRY_FILE_HDR_LEN, 'f', n);
+    return FERRY_FILE_HDR_LEN + n;
+}
+
+/* A refused file payload leaves nothing behind (R-FILE-2: out is zeroed). */
+static void assert_file_zero(const struct ferry_file_frame *ff)
+{
+    static const uint8_t zero[32];
+
+    assert_memory_equal(ff->ref, zero, sizeof(ff->ref));
+    assert_memory_equal(ff->tid, zero, sizeof(ff->tid));
+    assert_true(ff->mtime == 0);
+    assert_int_equal(ff->exec, 0);
+    assert_memory_equal(ff->sha256, zero, sizeof(ff->sha256));
+    assert_null(ff->bytes);
+    assert_int_equal(ff->len, 0);
+}
+
+/*
+ * R-FILE-2, R-FRAME-3: a payload shorter than the 73-byte header is refused; every
+ * length up to the frame's cap is a file of 0..FERRY_FILE_DATA_MAX bytes, also when
+ * it comes out of a maximal frame; past the cap the decoder refuses it as well.
+ */
+static void test_file_frame_lengths_r_file_2(void **state)
+{
+    static const struct {
+        size_t len; /* payload length */
+        int rc;
+    } cases[] = {
+        {0, FERRY_EPROTO},
+        {1, FERRY_EPROTO},
+        {FERRY_FILE_HDR_LEN - 1, FERRY_EPROTO},
+        {FERRY_FILE_HDR_LEN, 0},
+        {FERRY_FILE_HDR_LEN + 1, 0},
+        {FERRY_FRAME_PAYLOAD_MAX - 1, 0},
+        {FERRY_FRAME_PAYLOAD_MAX, 0},
+        {FERRY_FRAME_PAYLOAD_MAX + 1, FERRY_EPROTO},
+        {2 * FERRY_FRAME_PAYLOAD_MAX, FERRY_EPROTO},
+    };
+    static uint8_t b[FERRY_FRAME_HDR_LEN + 2 * FERRY_FRAME_PAYLOAD_MAX];
+    struct ferry_file_frame ff;
+    struct ferry_frame f;
+
+    (void)state;
+    assert_int_equal(FERRY_FILE_HDR_LEN, 73);
+    assert_int_equal(FERRY_FILE_DATA_MAX, 32695);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t n = cases[i].len;
+        const uint8_t *p;
+
+        memset(b, 0, sizeof(b));
+        if (n >= FERRY_FILE_HDR_LEN)
+            mkfile(b, sizeof(b), 42, 1, n - FERRY_FILE_HDR_LEN);
+        p = at_guard(b, n);
+        memset(&ff, 0xaa, sizeof(ff));
+        assert_int_equal(ferry_file_frame_decode(p, n, &ff), cases[i].rc);
+        if (cases[i].rc != 0) {
+            assert_file_zero(&ff);
+            continue;
+        }
+        assert_int_equal(ff.len, n - FERRY_FILE_HDR_LEN);
+        assert_true(ff.len <= FERRY_FILE_DATA_MAX);
+        assert_ptr_equal(ff.bytes, p + FERRY_FILE_HDR_LEN);
+        assert_memory_equal(ff.ref, file_ref, sizeof(file_ref));
+        assert_true(ff.mtime == 42);
+        assert_int_equal(ff.exec, 1);
+        if (n == FERRY_FRAME_PAYLOAD_MAX)
+            assert_int_equal(ff.len, FERRY_FILE_DATA_MAX);
+
+        /* The same payload as the frame layer hands it over. */
+        assert_int_equal(ferry_frame_header_encode(b, FERRY_FRAME_FILE, (uint32_t)n),
+                         FERRY_FRAME_HDR_LEN);
+        mkfile(b + FERRY_FRAME_HDR_LEN, sizeof(b) - FERRY_FRAME_HDR_LEN, 42, 1,
+               n - FERRY_FILE_HDR_LEN);
+        p = at_guard(b, FERRY_FRAME_HDR_LEN + n);
+        assert_int_equal(ferry_frame_parse(p, FERRY_FRAME_HDR_LEN + n, &f),
+                         (ssize_t)(FERRY_FRAME_HDR_LEN + n));
+        assert_int_equal(f.type, FERRY_FRAME_FILE);
+        assert_int_equal(ferry_file_frame_decode(f.payload, f.payload_len, &ff), 0);
+        assert_int_equal(ff.len, n - FERRY_FILE_HDR_LEN);
+        assert_ptr_equal(ff.bytes, p + FERRY_FRAME_HDR_LEN + FERRY_FILE_HDR_LEN);
+    }
+}
+
+/* R-FILE-2: every truncated header is refused, with nothing decoded; then any length is a file. */
+static void test_file_frame_prefixes_r_file_2(void **state)
+{
+    uint8_t b[FERRY_FILE_HDR_LEN + 16];
+    struct ferry_file_frame ff;
+    size_t n = mkfile(b, sizeof(b), -1, 0, 16);
+
+    (void)state;
+    for (size_t k = 0; k < FERRY_FILE_HDR_LEN; k++) {
+        memset(&ff, 0xaa, sizeof(ff));
+        assert_int_equal(ferry_file_frame_decode(at_guard(b, k), k, &ff), FERRY_EPROTO);
+        assert_file_zero(&ff);
+    }
+    for (size_t k = FERRY_FILE_HDR_LEN; k <= n; k++) {
+        const uint8_t *p = at_guard(b, k);
+
+        memset(&ff, 0xaa, sizeof(ff));
+        assert_int_equal(ferry_file_frame_decode(p, k, &ff), 0);
+        assert_int_equal(ff.len, k - FERRY_FILE_HDR_LEN);
+        assert_ptr_equal(ff.bytes, p + FERRY_FILE_HDR_LEN);
+        assert_true(ff.mtime == -1);
+        assert_int_equal(ff.exec, 0);
+    }
+}
+
+/* R-FILE-2: flags 0 and 1 (executable) only; any other bit set is a protocol fault. */
+static void test_file_frame_flags_r_file_2(void **state)
+{
+    static const size_t lens[] = {0, 1, FERRY_FILE_DATA_MAX};
+    static uint8_t b[FERRY_FRAME_PAYLOAD_MAX];
+    struct ferry_file_frame ff;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        size_t n = mkfile(b, sizeof(b), 7, 0, lens[i]);
+
+        for (unsigned flags = 0; flags <= 255; flags++) {
+            const uint8_t *p;
+
+            b[40] = (uint8_t)flags;
+            p = at_guard(b, n);
+            memset(&ff, 0xaa, sizeof(ff));
+            if (flags > FERRY_FILE_EXEC) {
+                assert_int_equal(ferry_file_frame_decode(p, n, &ff), FERRY_EPROTO);
+                assert_file_zero(&ff);
+                continue;
+            }
+            assert_int_equal(ferry_file_frame_decode(p, n, &ff), 0);
+            assert_int_equal(ff.exec, flags == FERRY_FILE_EXEC);
+            assert_int_equal(ff.len, lens[i]);
+            assert_ptr_equal(ff.bytes, p + FERRY_FILE_HDR_LEN);
+        }
+    }
+}
+
+/*
+ * R-FILE: the header round-trips: ref (a UUID's bytes), tid, mtime as a big-endian
+ * int64 (negative and extreme values included), the exec flag, the SHA-256; the
+ * bytes are a view into the caller's buffer.
+ */
+static void test_file_frame_roundtrip_r_file(void **state)
+{
+    static const int64_t mtimes[] = {
+        0,
+        1,
+        -1,
+        INT64_MIN,
+        INT64_MAX,
+        -1234567890123456789,
+        INT64_C(1700000000123456789),
+        INT64_C(0x0102030405060708),
+    };
+    static const int execs[] = {0, 1, 7};
+    uint8_t ref[16], tid[FERRY_TID_LEN], sha[32], b[FERRY_FILE_HDR_LEN + 5];
+    uint8_t want_be[8];
+    char text[37];
+    struct ferry_file_frame ff;
+
+    (void)state;
+    assert_int_equal(ferry_uuid_to_bytes("0F8FAD5B-d9cb-469f-A165-70867728950e", ref), 0);
+    assert_memory_equal(ref, file_ref, sizeof(ref));
+    for (size_t j = 0; j < sizeof(tid); j++)
+        tid[j] = (uint8_t)(0xff - j);
+    for (size_t j = 0; j < sizeof(sha); j++)
+        sha[j] = (uint8_t)(j * 7 + 1);
+    for (size_t i = 0; i < sizeof(mtimes) / sizeof(mtimes[0]); i++) {
+        for (size_t e = 0; e < sizeof(execs) / sizeof(execs[0]); e++) {
+            const uint8_t *p;
+
+            memset(b, 0xee, sizeof(b));
+            ferry_file_frame_header_encode(b, ref, tid, mtimes[i], execs[e], sha);
+            /* The layout of section 5.1, byte for byte. */
+            assert_memory_equal(b, ref, 16);
+            assert_memory_equal(b + 16, tid, FERRY_TID_LEN);
+            for (int k = 0; k < 8; k++)
+                want_be[k] = (uint8_t)((uint64_t)mtimes[i] >> (56 - 8 * k));
+            assert_memory_equal(b + 32, want_be, 8);
+            assert_int_equal(b[40], execs[e] ? FERRY_FILE_EXEC : 0);
+            assert_memory_equal(b + 41, sha, 32);
+            assert_int_equal(b[FERRY_FILE_HDR_LEN], 0xee); /* nothing written past the header */
+            memcpy(b + FERRY_FILE_HDR_LEN, "hello", 5);
+
+            p = at_guard(b, sizeof(b));
+            assert_int_equal(ferry_file_frame_decode(p, sizeof(b), &ff), 0);
+            assert_memory_equal(ff.ref, ref, 16);
+            assert_memory_equal(ff.tid, tid, FERRY_TID_LEN);
+            assert_true(ff.mtime == mtimes[i]);
+            assert_int_equal(ff.exec, execs[e] != 0);
+            assert_memory_equal(ff.sha256, sha, 32);
+            assert_ptr_equal(ff.bytes, p + FERRY_FILE_HDR_LEN);
+            assert_int_equal(ff.len, 5);
+            assert_memory_equal(ff.bytes, "hello", 5);
+            ferry_uuid_from_bytes(ff.ref, text);
+            assert_string_equal(text, VALID_ID);
+        }
+    }
+    /* Big-endian, most significant byte first, two's complement for negative times. */
+    ferry_file_frame_header_encode(b, ref, tid, INT64_C(0x0102030405060708), 0, sha);
+    assert_memory_equal(b + 32, "\x01\x02\x03\x04\x05\x06\x07\x08", 8);
+    ferry_file_frame_header_encode(b, ref, tid, -2, 0, sha);
+    assert_memory_equal(b + 32, "\xff\xff\xff\xff\xff\xff\xff\xfe", 8);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1266,6 +1519,7 @@ int main(void)
         cmocka_unit_test(test_frame_prefixes_need_more_r_frame_3),
         cmocka_unit_test(test_frame_bad_version_r_frame_1),
         cmocka_unit_test(test_frame_bad_type_r_frame_1),
+        cmocka_unit_test(test_frame_types_r_frame_1),
         cmocka_unit_test(test_frame_lengths_r_frame_3),
         cmocka_unit_test(test_frame_back_to_back_r_frame_3),
         cmocka_unit_test(test_frame_header_encode_r_frame_1),
@@ -1274,6 +1528,10 @@ int main(void)
         cmocka_unit_test(test_data_sizes_r_data_1),
         cmocka_unit_test(test_data_offsets_r_data_1),
         cmocka_unit_test(test_data_roundtrip_r_data_1),
+        cmocka_unit_test(test_file_frame_lengths_r_file_2),
+        cmocka_unit_test(test_file_frame_prefixes_r_file_2),
+        cmocka_unit_test(test_file_frame_flags_r_file_2),
+        cmocka_unit_test(test_file_frame_roundtrip_r_file),
         cmocka_unit_test(test_msg_name_registry_r_msg),
         cmocka_unit_test(test_cmd_short_r_cmd_1),
         cmocka_unit_test(test_cmd_types_r_cmd_1),

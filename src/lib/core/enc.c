@@ -130,12 +130,18 @@ void ferry_random_id(void *p, size_t n)
 void ferry_uuid_new(char out[static 37])
 {
     uint8_t b[16];
-    char hex[33];
 
     ferry_random_id(b, sizeof(b));
     b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
     b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-    ferry_hex_encode(b, sizeof(b), hex);
+    ferry_uuid_from_bytes(b, out);
+}
+
+void ferry_uuid_from_bytes(const uint8_t b[static 16], char out[static 37])
+{
+    char hex[33];
+
+    ferry_hex_encode(b, 16, hex);
     memcpy(out, hex, 8);
     out[8] = '-';
     memcpy(out + 9, hex + 8, 4);
@@ -146,6 +152,21 @@ void ferry_uuid_new(char out[static 37])
     out[23] = '-';
     memcpy(out + 24, hex + 20, 12);
     out[36] = '\0';
+}
+
+int ferry_uuid_to_bytes(const char *s, uint8_t out[static 16])
+{
+    char hex[33];
+
+    if (!ferry_uuid_valid(s))
+        return FERRY_EPROTO;
+    memcpy(hex, s, 8);
+    memcpy(hex + 8, s + 9, 4);
+    memcpy(hex + 12, s + 14, 4);
+    memcpy(hex + 16, s + 19, 4);
+    memcpy(hex + 20, s + 24, 12);
+    hex[32] = '\0';
+    return ferry_hex_decode(hex, out, 16) == 0 ? 0 : FERRY_EPROTO;
 }
 
 int ferry_uuid_valid(const char *s)

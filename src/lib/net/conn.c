@@ -256,7 +256,9 @@ static int dispatch_frames(struct ferry_conn *c)
             uv_read_stop((uv_stream_t *)&c->tcp);
             return 0;
         }
-        n = ferry_frame_parse(ferry_buf_peek(&c->in), ferry_buf_used(&c->in), &f);
+        /* R-FILE-1: connections here are the server's; file frames come from no client. */
+        n = ferry_frame_parse_upto(ferry_buf_peek(&c->in), ferry_buf_used(&c->in),
+                                   FERRY_FRAME_CHUNK, &f);
         if (n == 0)
             return 0;
         if (n < 0) {

@@ -68,3 +68,36 @@ void ferry_chunk_frame_header_encode(uint8_t out[static FERRY_CHUNK_HDR_LEN],
     ferry_put_be32(out + FERRY_TID_LEN, index);
     ferry_put_be32(out + FERRY_TID_LEN + 4, offset);
 }
+
+/* R-FILE: a whole small file; its length is the frame's, so nothing here is waited for. */
+int ferry_file_frame_decode(const uint8_t *p, size_t len, struct ferry_file_frame *out)
+{
+    uint8_t flags;
+
+    *out = (struct ferry_file_frame){0};
+    if (len < FERRY_FILE_HDR_LEN || len > FERRY_FRAME_PAYLOAD_MAX)
+        return FERRY_EPROTO; /* R-FILE-2 */
+    flags = p[40];
+    if ((flags & ~FERRY_FILE_EXEC) != 0)
+        return FERRY_EPROTO; /* R-FILE-2: no flag this version does not know */
+    memcpy(out->ref, p, 16);
+    memcpy(out->tid, p + 16, FERRY_TID_LEN);
+    out->mtime = (int64_t)ferry_get_be64(p + 32);
+    out->exec = (flags & FERRY_FILE_EXEC) != 0;
+    memcpy(out->sha256, p + 41, 32);
+    out->bytes = p + FERRY_FILE_HDR_LEN;
+    out->len = len - FERRY_FILE_HDR_LEN;
+    return 0;
+}
+
+void ferry_file_frame_header_encode(uint8_t out[static FERRY_FILE_HDR_LEN],
+                                    const uint8_t ref[static 16],
+                                    const uint8_t tid[static FERRY_TID_LEN], int64_t mtime,
+                                    int exec, const uint8_t sha256[static 32])
+{
+    memcpy(out, ref, 16);
+    memcpy(out + 16, tid, FERRY_TID_LEN);
+    ferry_put_be64(out + 32, (uint64_t)mtime);
+    out[40] = exec ? FERRY_FILE_EXEC : 0;
+    memcpy(out + 41, sha256, 32);
+}

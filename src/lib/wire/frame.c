@@ -10,6 +10,12 @@
  */
 ssize_t ferry_frame_parse(const uint8_t *buf, size_t len, struct ferry_frame *out)
 {
+    return ferry_frame_parse_upto(buf, len, FERRY_FRAME_FILE, out);
+}
+
+ssize_t ferry_frame_parse_upto(const uint8_t *buf, size_t len, uint8_t max_type,
+                               struct ferry_frame *out)
+{
     uint32_t plen;
 
     *out = (struct ferry_frame){0};
@@ -19,8 +25,8 @@ ssize_t ferry_frame_parse(const uint8_t *buf, size_t len, struct ferry_frame *ou
         return FERRY_EVERSION; /* R-FRAME-1: unknown version: reply once, then close */
     if (len < 2)
         return 0;
-    if (buf[1] > FERRY_FRAME_CHUNK)
-        return FERRY_EPROTO; /* R-FRAME-1: types are 0 to 3 only */
+    if (buf[1] > FERRY_FRAME_FILE || buf[1] > max_type)
+        return FERRY_EPROTO; /* R-FRAME-1: types are 0 to 4 only; R-FILE-1: 4 only to a client */
     if (buf[1] == FERRY_FRAME_HEARTBEAT) {
         *out = (struct ferry_frame){.version = buf[0], .type = buf[1]};
         return FERRY_FRAME_HEARTBEAT_LEN; /* R-FRAME-2: a heartbeat has no length field */
