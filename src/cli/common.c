@@ -15,7 +15,6 @@
 #include <sqlite3.h>
 
 #include "cli.h"
-#include "server/serve.h"
 
 /* Set while opening optional extra connections: their failures are not the user's. */
 int cli_err_muted;

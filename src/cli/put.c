@@ -10,7 +10,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../server/serve.h"
 #include "cli.h"
 #include "ferry/manifest.h"
 #include "ferry/path.h"
