@@ -135,4 +135,27 @@ int ferry_parse_hostport(const char *in, const char *default_port, int allow_zer
 /* ferry serve --listen HOST:PORT: the port is required and may be 0 (any free port). */
 int ferry_split_hostport(const char *in, char *host, size_t hcap, char *port, size_t pcap);
 
+/* Text shown to people (text.c). */
+/*
+ * Length of the well-formed UTF-8 sequence at p (n >= 1 bytes available)
+ * and its code point in *cp, or 0 for a byte that starts none.
+ */
+size_t ferry_utf8_decode(const unsigned char *p, size_t n, unsigned *cp);
+/*
+ * R-CLI-1: writes s[0..len) to out with every byte of a character a
+ * terminal would act on (C0, DEL, C1, bidirectional controls, line
+ * separators) and of invalid UTF-8 as \xHH, and a backslash doubled
+ * (keep_newlines: for whole messages, '\n' and '\\' stay as they are). Cut
+ * with "..." at cap. Returns the length written.
+ */
+size_t ferry_escape(const char *s, size_t len, int keep_newlines, char *out, size_t cap);
+
+/*
+ * R-AUTH-2: a password from the terminal with echo off (after prompt), or
+ * one line of stdin with from_stdin; the line break is dropped. Returns 0,
+ * -ENOTTY when there is no terminal to ask, -ENODATA for an empty line.
+ * The program words the message: the library prints nothing.
+ */
+int ferry_read_password(const char *prompt, int from_stdin, char *buf, size_t cap);
+
 #endif

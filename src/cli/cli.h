@@ -219,14 +219,6 @@ extern int cli_err_muted;
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Text shown to people (text.c). */
-/*
- * R-CLI-1: writes s[0..len) to out with every byte of a character a
- * terminal would act on (C0, DEL, C1, bidirectional controls, line
- * separators) and of invalid UTF-8 as \xHH, and a backslash doubled
- * (keep_newlines: for whole messages, '\n' and '\\' stay as they are). Cut
- * with "..." at cap. Returns the length written.
- */
-size_t cli_escape(const char *s, size_t len, int keep_newlines, char *out, size_t cap);
 /* s escaped into one of a few rotating static buffers: for one message's arguments. */
 const char *cli_esc(const char *s);
 /* Prints s escaped: names from a peer, or from the local disk, are hostile. */

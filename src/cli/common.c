@@ -44,7 +44,7 @@ static void emit(const char *prefix, const char *fmt, va_list ap)
     }
     cap = strlen(text) * 4 + 1;
     if ((out = ferry_malloc(cap)) != NULL)
-        cli_escape(text, strlen(text), 1, out, cap);
+        ferry_escape(text, strlen(text), 1, out, cap);
     cli_progress_clear();
     fprintf(stderr, "%s%s\n", prefix, out != NULL ? out : "(out of memory)");
     ferry_free(out);
@@ -578,7 +578,7 @@ int cli_error_rc(const struct ferry_cmd *cmd, const char **msg)
     json_t *m = json_object_get(cmd->body, "message");
     const char *t = json_is_string(m) ? json_string_value(m) : "error";
 
-    cli_escape(t, strlen(t), 0, clean, cap);
+    ferry_escape(t, strlen(t), 0, clean, cap);
     if (msg != NULL)
         *msg = clean;
     return ferry_err_from_wire(json_is_integer(code) ? (int)json_integer_value(code) : 10);
@@ -617,46 +617,13 @@ int cli_call(struct cli_conn *cc, int32_t type, json_t *body, struct ferry_cmd *
 
 int cli_read_password(const char *prompt, int from_stdin, char *buf, size_t cap)
 {
-    struct termios old, noecho;
-    FILE *in = stdin;
-    int tty = 0;
-    size_t n;
+    int rc = ferry_read_password(prompt, from_stdin, buf, cap);
 
-    if (!from_stdin) {
-        /* R-AUTH-2: never from argv; a prompt on the terminal with echo off. */
-        if ((in = fopen("/dev/tty", "r+e")) == NULL) {
-            cli_err("no terminal to ask for the password; use --password-stdin");
-            return FERRY_EUSAGE;
-        }
-        tty = 1;
-        /*
-         * Echo off first, then the prompt: what is typed once the prompt
-         * shows is kept, never flushed by a late TCSAFLUSH, and never echoed.
-         */
-        tcgetattr(fileno(in), &old);
-        noecho = old;
-        noecho.c_lflag &= (tcflag_t)~ECHO;
-        tcsetattr(fileno(in), TCSAFLUSH, &noecho);
-        fprintf(in, "%s", prompt);
-        fflush(in);
-    }
-    if (fgets(buf, (int)cap, in) == NULL)
-        buf[0] = '\0';
-    if (tty) {
-        tcsetattr(fileno(in), TCSAFLUSH, &old);
-        fprintf(in, "\n");
-        fclose(in);
-    }
-    n = strlen(buf);
-    if (n > 0 && buf[n - 1] == '\n')
-        buf[--n] = '\0';
-    if (n > 0 && buf[n - 1] == '\r')
-        buf[--n] = '\0';
-    if (n == 0) {
+    if (rc == -ENOTTY)
+        cli_err("no terminal to ask for the password; use --password-stdin");
+    else if (rc != 0)
         cli_err("empty password");
-        return FERRY_EUSAGE;
-    }
-    return 0;
+    return rc == 0 ? 0 : FERRY_EUSAGE;
 }
 
 /* The progress line now on the terminal, if any: other output erases it first. */
@@ -676,7 +643,7 @@ void cli_progress_file(struct cli_progress *p, const char *name)
     if (name == NULL)
         p->name[0] = '\0';
     else
-        cli_escape(name, strlen(name), 0, p->name, sizeof(p->name));
+        ferry_escape(name, strlen(name), 0, p->name, sizeof(p->name));
 }
 
 void cli_progress_state(struct cli_progress *p, const char *state)

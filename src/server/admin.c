@@ -15,7 +15,6 @@
 #include <sodium.h>
 
 #include "admin.h"
-#include "cli/cli.h"
 #include "config.h"
 #include "server.h"
 
@@ -139,6 +138,18 @@ static int open_db(struct admin *a, int create)
     return rc;
 }
 
+/* One password line (R-AUTH-2), with the CLI's words for what went wrong. */
+static int read_password(const char *prompt, int from_stdin, char *buf, size_t cap)
+{
+    int rc = ferry_read_password(prompt, from_stdin, buf, cap);
+
+    if (rc == -ENOTTY)
+        fprintf(stderr, "ferry serve: no terminal to ask for the password; use --password-stdin\n");
+    else if (rc != 0)
+        fprintf(stderr, "ferry serve: empty password\n");
+    return rc == 0 ? 0 : FERRY_EUSAGE;
+}
+
 /* A new password, from the terminal (asked twice) or one line of stdin (R-AUTH-2). */
 static int read_new_password(const struct admin *a, char *pw, size_t cap)
 {
@@ -146,7 +157,7 @@ static int read_new_password(const struct admin *a, char *pw, size_t cap)
     size_t n;
     int rc = FERRY_EUSAGE;
 
-    if (cli_read_password("New password: ", a->pw_stdin, pw, cap) != 0)
+    if (read_password("New password: ", a->pw_stdin, pw, cap) != 0)
         return FERRY_EUSAGE;
     n = strlen(pw);
     if (n < SRV_PASSWORD_MIN || n > SRV_PASSWORD_MAX) {
@@ -155,7 +166,7 @@ static int read_new_password(const struct admin *a, char *pw, size_t cap)
         goto out;
     }
     if (!a->pw_stdin) {
-        if (cli_read_password("Repeat password: ", 0, again, sizeof(again)) != 0)
+        if (read_password("Repeat password: ", 0, again, sizeof(again)) != 0)
             goto out;
         if (strcmp(pw, again) != 0) {
             fprintf(stderr, "ferry serve: the passwords do not match\n");
@@ -364,13 +375,13 @@ out:
 
 static int print_device(void *arg, const struct ferry_device_info *d)
 {
-    char seen[32];
+    char seen[32], name[4 * FERRY_PATH_MAX + 64];
 
     (void)arg;
     when(d->last_seen, seen, sizeof(seen));
-    printf("%-20s %-7s %-16s  %s  ", d->user, d->session ? "yes" : "no", seen, d->id);
-    cli_print_name(stdout, d->name);
-    putchar('\n');
+    /* A device names itself: escaped, like every name the CLI prints (R-CLI-1). */
+    ferry_escape(d->name, strlen(d->name), 0, name, sizeof(name));
+    printf("%-20s %-7s %-16s  %s  %s\n", d->user, d->session ? "yes" : "no", seen, d->id, name);
     return 0;
 }
 

@@ -17,7 +17,7 @@ static const char *esc(const char *s, size_t len, int keep_newlines)
 {
     static char out[256];
 
-    cli_escape(s, len, keep_newlines, out, sizeof(out));
+    ferry_escape(s, len, keep_newlines, out, sizeof(out));
     return out;
 }
 
@@ -58,13 +58,13 @@ static void test_escape_cap(void **state)
     size_t n;
 
     (void)state;
-    n = cli_escape("abcdefghijklmnopqrstuvwxyz", 26, 0, out, sizeof(out));
+    n = ferry_escape("abcdefghijklmnopqrstuvwxyz", 26, 0, out, sizeof(out));
     assert_true(n < sizeof(out));
     assert_string_equal(out + n - 3, "...");
-    n = cli_escape("\x01\x02\x03\x04\x05", 5, 0, out, sizeof(out));
+    n = ferry_escape("\x01\x02\x03\x04\x05", 5, 0, out, sizeof(out));
     assert_true(n < sizeof(out));
     assert_null(strstr(out, "\\x0...")); /* no half escape */
-    assert_int_equal(cli_escape("x", 1, 0, out, 1), 0);
+    assert_int_equal(ferry_escape("x", 1, 0, out, 1), 0);
     assert_string_equal(out, "");
 }
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <time.h>
 
 #include "ferry/core.h"
@@ -83,4 +84,42 @@ int ferry_mkdirs(const char *path, unsigned mode)
         tmp[i] = i == n ? '\0' : '/';
     }
     return 0;
+}
+
+int ferry_read_password(const char *prompt, int from_stdin, char *buf, size_t cap)
+{
+    struct termios old, noecho;
+    FILE *in = stdin;
+    int tty = 0;
+    size_t n;
+
+    if (!from_stdin) {
+        /* R-AUTH-2: never from argv; a prompt on the terminal with echo off. */
+        if ((in = fopen("/dev/tty", "r+e")) == NULL)
+            return -ENOTTY;
+        tty = 1;
+        /*
+         * Echo off first, then the prompt: what is typed once the prompt
+         * shows is kept, never flushed by a late TCSAFLUSH, and never echoed.
+         */
+        tcgetattr(fileno(in), &old);
+        noecho = old;
+        noecho.c_lflag &= (tcflag_t)~ECHO;
+        tcsetattr(fileno(in), TCSAFLUSH, &noecho);
+        fprintf(in, "%s", prompt);
+        fflush(in);
+    }
+    if (fgets(buf, (int)cap, in) == NULL)
+        buf[0] = '\0';
+    if (tty) {
+        tcsetattr(fileno(in), TCSAFLUSH, &old);
+        fprintf(in, "\n");
+        fclose(in);
+    }
+    n = strlen(buf);
+    if (n > 0 && buf[n - 1] == '\n')
+        buf[--n] = '\0';
+    if (n > 0 && buf[n - 1] == '\r')
+        buf[--n] = '\0';
+    return n == 0 ? -ENODATA : 0;
 }
