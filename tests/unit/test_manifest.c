@@ -20,12 +20,12 @@
 #include "ferry/manifest.h"
 
 /*
- * The scanner is compiled in with a queue of 8 entries rather than 4096, so
- * that files of a few MiB make the thread wait for room and ferry_scan_end
- * meet a thread blocked on a full queue. The archive's copy is never pulled.
+ * The scanner runs with a queue of 8 entries rather than 4096, so that files
+ * of a few MiB make the thread wait for room and ferry_scan_end meet a
+ * thread blocked on a full queue.
  */
 #define SCAN_QUEUE 8
-#include "transfer/scan.c" /* NOLINT(bugprone-suspicious-include) */
+#include "transfer/scan.h"
 
 /* 20 MiB: 55 chunks, 3 of them cut at the maximum inside a zero run. */
 #define DATA_LEN ((size_t)20 << 20)
@@ -660,7 +660,7 @@ static void test_scan_matches_one_shot(void **state)
 
     (void)state;
     one_shot(data, DATA_LEN, want);
-    assert_int_equal(ferry_scan_new(&s), 0);
+    assert_int_equal(ferry__scan_new(SCAN_QUEUE, &s), 0);
     assert_int_equal(ferry_scan_begin(s, fd, DATA_LEN), 0);
     assert_int_equal(drain(s, got, RECS_CAP), 0);
     assert_recs_equal(got, want);
@@ -699,7 +699,7 @@ static void test_scan_short_file(void **state)
 
     (void)state;
     one_shot(data, n, want);
-    assert_int_equal(ferry_scan_new(&s), 0);
+    assert_int_equal(ferry__scan_new(SCAN_QUEUE, &s), 0);
     /* One byte short, and far short: the file changed, FERRY_ECANCELED. */
     assert_int_equal(ferry_scan_begin(s, fd, (uint64_t)n + 1), 0);
     assert_int_equal(drain(s, got, RECS_CAP), FERRY_ECANCELED);
@@ -730,7 +730,7 @@ static void test_scan_two_files(void **state)
     int fa = tmp_with(data, DATA_LEN), fb = tmp_with(data + 7, nb);
 
     (void)state;
-    assert_int_equal(ferry_scan_new(&s), 0);
+    assert_int_equal(ferry__scan_new(SCAN_QUEUE, &s), 0);
     one_shot(data, DATA_LEN, want);
     assert_int_equal(ferry_scan_begin(s, fa, DATA_LEN), 0);
     assert_int_equal(drain(s, got, RECS_CAP), 0);
@@ -770,7 +770,7 @@ static void test_scan_end_midway(void **state)
 
     (void)state;
     one_shot(data + 1000, nb, want);
-    assert_int_equal(ferry_scan_new(&s), 0);
+    assert_int_equal(ferry__scan_new(SCAN_QUEUE, &s), 0);
     /* Misuse: no file begun, and begin over a begun file. */
     assert_int_equal(ferry_scan_next(s, &e, &off), FERRY_EUSAGE);
     assert_int_equal(ferry_scan_poll(s, &e, &off), FERRY_EUSAGE);
@@ -783,10 +783,7 @@ static void test_scan_end_midway(void **state)
     assert_int_equal(drain(s, got, 3), 1);
     assert_int_equal(got->n, 3);
     /* Wait until the queue is full, so the thread is blocked in push(). */
-    pthread_mutex_lock(&s->mu);
-    while (s->qlen < SCAN_QUEUE)
-        pthread_cond_wait(&s->cv, &s->mu);
-    pthread_mutex_unlock(&s->mu);
+    ferry__scan_wait_full(s);
     ferry_scan_end(s);
     assert_int_equal(ferry_scan_next(s, &e, &off), FERRY_EUSAGE);
 
@@ -826,7 +823,7 @@ static void test_scan_empty_and_errors(void **state)
     int fe = tmp_with(data, 0), fa = tmp_with(data, 100), fd;
 
     (void)state;
-    assert_int_equal(ferry_scan_new(&s), 0);
+    assert_int_equal(ferry__scan_new(SCAN_QUEUE, &s), 0);
     /* Size 0: 0 at once, with no entry. */
     assert_int_equal(ferry_scan_begin(s, fe, 0), 0);
     assert_int_equal(ferry_scan_poll(s, &e, &off), 0);

@@ -7,6 +7,7 @@
 
 #include "ferry/core.h"
 #include "ferry/manifest.h"
+#include "scan.h"
 
 /* Bytes per pread(2), straight into the chunker's buffer: large enough to stream. */
 #define SCAN_READ (1u << 20)
@@ -14,11 +15,9 @@
  * Entries queued ahead of the caller. 4096 entries of 48 bytes are 192 KiB
  * and cover about 1 GiB of file at the average chunk size, so the thread
  * rarely waits, yet memory stays bounded whatever the file size. Tests
- * define a small value to exercise the full queue.
+ * ask for a small queue (ferry__scan_new) to exercise a full one.
  */
-#ifndef SCAN_QUEUE
 #define SCAN_QUEUE 4096
-#endif
 
 struct scan_item {
     uint64_t offset;
@@ -30,7 +29,8 @@ struct ferry_scan {
     pthread_mutex_t mu;
     pthread_cond_t cv; /* one condition, as in reader.c: changes are rare and cheap to recheck */
     struct ferry_cdc_stream *cdc; /* touched only by the thread while busy */
-    struct scan_item *q;          /* SCAN_QUEUE entries, a ring */
+    struct scan_item *q;          /* qcap entries, a ring */
+    size_t qcap;
     size_t qhead;
     size_t qlen;
     int fd;
@@ -51,13 +51,13 @@ static int push(void *arg, uint64_t offset, const struct ferry_chunk_ent *e)
     int rc = 0;
 
     pthread_mutex_lock(&s->mu);
-    while (!s->stop && !s->quit && s->qlen == SCAN_QUEUE)
+    while (!s->stop && !s->quit && s->qlen == s->qcap)
         pthread_cond_wait(&s->cv, &s->mu);
     if (s->stop || s->quit) {
         rc = FERRY_ECANCELED;
         goto out;
     }
-    s->q[(s->qhead + s->qlen) % SCAN_QUEUE] = (struct scan_item){offset, *e};
+    s->q[(s->qhead + s->qlen) % s->qcap] = (struct scan_item){offset, *e};
     s->qlen++;
     pthread_cond_broadcast(&s->cv);
 out:
@@ -166,6 +166,11 @@ static void scan_destroy(struct ferry_scan *s)
 /* Starts the thread and allocates its buffers once; reused file after file. */
 int ferry_scan_new(struct ferry_scan **out)
 {
+    return ferry__scan_new(SCAN_QUEUE, out);
+}
+
+int ferry__scan_new(size_t queue, struct ferry_scan **out)
+{
     struct ferry_scan *s = NULL;
     int rc, locks = 0;
 
@@ -176,7 +181,8 @@ int ferry_scan_new(struct ferry_scan **out)
     }
     if ((rc = ferry_cdc_stream_new(push, s, &s->cdc)) != 0)
         goto out;
-    s->q = ferry_calloc(SCAN_QUEUE, sizeof(*s->q));
+    s->qcap = queue;
+    s->q = queue > 0 ? ferry_calloc(queue, sizeof(*s->q)) : NULL;
     if (s->q == NULL) {
         rc = -ENOMEM;
         goto out;
@@ -259,7 +265,7 @@ static int take(struct ferry_scan *s, struct ferry_chunk_ent *e, uint64_t *offse
     if (s->qlen > 0) {
         *e = s->q[s->qhead].e;
         *offset = s->q[s->qhead].offset;
-        s->qhead = (s->qhead + 1) % SCAN_QUEUE;
+        s->qhead = (s->qhead + 1) % s->qcap;
         s->qlen--;
         /* The thread may be waiting for room. */
         pthread_cond_broadcast(&s->cv);
@@ -321,5 +327,13 @@ void ferry_scan_end(struct ferry_scan *s)
     s->stop = 0;
     s->fd = -1;
 out:
+    pthread_mutex_unlock(&s->mu);
+}
+
+void ferry__scan_wait_full(struct ferry_scan *s)
+{
+    pthread_mutex_lock(&s->mu);
+    while (s->qlen < s->qcap)
+        pthread_cond_wait(&s->cv, &s->mu);
     pthread_mutex_unlock(&s->mu);
 }
