@@ -13,9 +13,6 @@
 #include "ferry/core.h"
 #include "ferry/manifest.h"
 
-/* Compiled in so that libFuzzer sees the checker's coverage (see fuzz_frame.c). */
-#include "transfer/manifest.c" /* NOLINT(bugprone-suspicious-include) */
-
 #define FUZZ_CHECK(cond)                                                                           \
     do {                                                                                           \
         if (!(cond)) {                                                                             \

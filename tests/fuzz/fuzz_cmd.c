@@ -12,9 +12,6 @@
 #include "ferry/core.h"
 #include "ferry/wire.h"
 
-/* Compiled in so that libFuzzer sees the codec's coverage (see fuzz_frame.c). */
-#include "wire/msg.c" /* NOLINT(bugprone-suspicious-include) */
-
 #define FUZZ_CHECK(cond)                                                                           \
     do {                                                                                           \
         if (!(cond)) {                                                                             \

@@ -11,9 +11,6 @@
 #include "ferry/core.h"
 #include "ferry/wire.h"
 
-/* Compiled in so that libFuzzer sees the codec's coverage (see fuzz_frame.c). */
-#include "wire/data.c" /* NOLINT(bugprone-suspicious-include) */
-
 #define FUZZ_CHECK(cond)                                                                           \
     do {                                                                                           \
         if (!(cond)) {                                                                             \

@@ -13,15 +13,6 @@
 #include "ferry/core.h"
 #include "ferry/wire.h"
 
-/*
- * The codecs are compiled into this target rather than taken from ferrylib,
- * which is built without -fsanitize=fuzzer; this way libFuzzer sees their
- * coverage. The linker then never pulls the archive's copies.
- */
-#include "wire/data.c"  /* NOLINT(bugprone-suspicious-include) */
-#include "wire/frame.c" /* NOLINT(bugprone-suspicious-include) */
-#include "wire/msg.c"   /* NOLINT(bugprone-suspicious-include) */
-
 #define FUZZ_CHECK(cond)                                                                           \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
