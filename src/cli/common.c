@@ -17,6 +17,10 @@
 #include "cli.h"
 
 /* Set while opening optional extra connections: their failures are not the user's. */
+/* The CLI's process-wide settings, set by main.c (the program) from its flags and signals. */
+int cli_quiet;
+const char *cli_prog = "ferry";
+volatile sig_atomic_t cli_interrupted;
 int cli_err_muted;
 
 /*

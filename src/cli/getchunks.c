@@ -50,7 +50,7 @@ struct cli_patch {
     uint64_t avail;  /* free space seen when that was checked */
 };
 
-static uint32_t ent_len(const struct cli_patch *p, size_t i)
+uint32_t cli_patch_ent_len(const struct cli_patch *p, size_t i)
 {
     struct ferry_chunk_ent e;
 
@@ -186,7 +186,7 @@ static void bitmap_load(struct cli_patch *p)
         if ((bits[i / 8] >> (i % 8)) & 1) {
             p->done[i] = 2;
             p->ndone++;
-            p->kept += ent_len(p, i);
+            p->kept += cli_patch_ent_len(p, i);
         }
 out:
     sqlite3_finalize(st);
@@ -426,7 +426,7 @@ static int take_old(struct cli_patch *p, const char *name)
             continue;
         memcpy(c.need[c.nneed].hash, p->list + i * FERRY_CHUNK_ENT_LEN + 4, 32);
         c.need[c.nneed].off = i;
-        c.need[c.nneed].len = ent_len(p, i);
+        c.need[c.nneed].len = cli_patch_ent_len(p, i);
         c.nneed++;
     }
     qsort(c.need, c.nneed, sizeof(*c.need), have_cmp);
@@ -439,7 +439,7 @@ static int take_old(struct cli_patch *p, const char *name)
             continue;
         memcpy(key.hash, p->list + i * FERRY_CHUNK_ENT_LEN + 4, 32);
         if ((h = bsearch(&key, c.v, c.n, sizeof(*c.v), have_cmp)) == NULL ||
-            h->len != ent_len(p, i))
+            h->len != cli_patch_ent_len(p, i))
             continue;
         /* Each copied chunk is hashed again: the old file may be changing. */
         if ((r = copy_chunk(p, fd, h->off, h->len, key.hash, p->offs[i])) < 0) {
@@ -463,16 +463,16 @@ static int take_prefix(struct cli_patch *p, uint64_t durable)
     size_t i;
     int r;
 
-    for (i = 0; i < p->nent && p->offs[i] + ent_len(p, i) <= durable; i++) {
+    for (i = 0; i < p->nent && p->offs[i] + cli_patch_ent_len(p, i) <= durable; i++) {
         if (p->done[i])
             continue;
-        if ((r = copy_chunk(p, p->fd, p->offs[i], ent_len(p, i),
+        if ((r = copy_chunk(p, p->fd, p->offs[i], cli_patch_ent_len(p, i),
                             p->list + i * FERRY_CHUNK_ENT_LEN + 4, p->offs[i])) < 0)
             return r;
         if (r == 1) {
             p->done[i] = 1;
             p->ndone++;
-            p->kept += ent_len(p, i);
+            p->kept += cli_patch_ent_len(p, i);
         }
     }
     return 0;
@@ -555,7 +555,7 @@ int cli_patch_plan(struct cli_patch *p, int dirfd, const char *name, const char 
         return -ENOMEM;
     for (i = 0; i < p->nent; i++) {
         p->offs[i] = off;
-        off += ent_len(p, i);
+        off += cli_patch_ent_len(p, i);
     }
     if ((p->dirfd = dup(dirfd)) < 0)
         return -errno;
@@ -642,7 +642,7 @@ int cli_patch_chunk(struct cli_patch *p, const struct ferry_chunk_frame *f, uint
         return FERRY_EPROTO;
     if (p->buf == NULL && (p->buf = ferry_malloc(FERRY_CHUNK_MAX)) == NULL)
         return -ENOMEM;
-    len = ent_len(p, p->cur);
+    len = cli_patch_ent_len(p, p->cur);
     if (f->len > len - p->cur_pos)
         return FERRY_EPROTO;
     memcpy(p->buf + p->cur_pos, f->bytes, f->len);
@@ -695,7 +695,7 @@ static int verify_all(struct cli_patch *p)
         return -ENOMEM;
     posix_fadvise(p->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     for (i = 0; i < p->nent; i++) {
-        len = ent_len(p, i);
+        len = cli_patch_ent_len(p, i);
         do {
             n = pread(p->fd, p->buf, len, (off_t)p->offs[i]);
         } while (n < 0 && errno == EINTR);
@@ -753,4 +753,19 @@ void cli_patch_discard(struct cli_patch *p)
 uint64_t cli_patch_size(const struct cli_patch *p)
 {
     return p->size;
+}
+
+uint64_t cli_patch_ent_off(const struct cli_patch *p, size_t i)
+{
+    return p->offs[i];
+}
+
+int cli_patch_ent_done(const struct cli_patch *p, size_t i)
+{
+    return p->done[i];
+}
+
+size_t cli_patch_ndone(const struct cli_patch *p)
+{
+    return p->ndone;
 }

@@ -58,6 +58,15 @@ uint64_t cli_patch_reused(const struct cli_patch *p, uint64_t *kept);
 int cli_patch_fd(const struct cli_patch *p);
 /* The size of the file the list describes. */
 uint64_t cli_patch_size(const struct cli_patch *p);
+/*
+ * Entry i of the complete list: its length, its offset in the file, and
+ * 0 missing, 1 written or 2 durable; then how many entries are not missing.
+ * The receiver's state as its tests look at it, without its layout.
+ */
+uint32_t cli_patch_ent_len(const struct cli_patch *p, size_t i);
+uint64_t cli_patch_ent_off(const struct cli_patch *p, size_t i);
+int cli_patch_ent_done(const struct cli_patch *p, size_t i);
+size_t cli_patch_ndone(const struct cli_patch *p);
 /* Whether a chunk bitmap of content cid is recorded for this very part file (R-RECV-2). */
 int cli_patch_has_bitmap(int dirfd, const char *part, const char *cid,
                          const struct cli_part_id *id);

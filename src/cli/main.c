@@ -8,10 +8,6 @@
 #include "cli.h"
 #include "server/serve.h"
 
-int cli_quiet;
-const char *cli_prog = "ferry";
-volatile sig_atomic_t cli_interrupted;
-
 static const struct {
     const char *name;
     int (*fn)(int, char **);

@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "cli/text.c"
+#include "cli/cli.h"
 
 /* A literal's bytes, embedded NULs included. */
 #define ESC(lit, keep) esc(lit, sizeof(lit) - 1, keep)

@@ -12,34 +12,24 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <sodium.h>
+#include <sqlite3.h>
 
-/* The unit under test, the part-file records and the local index it uses, compiled in. */
-#include "cli/getchunks.c" /* NOLINT(bugprone-suspicious-include) */
-#include "cli/getpart.c"   /* NOLINT(bugprone-suspicious-include) */
-#include "cli/index.c"     /* NOLINT(bugprone-suspicious-include) */
+/* The unit under test, the part-file records and the local index it uses, from ferrycli. */
+#include "cli/cli.h"
+#include "cli/getchunks.h"
+#include "cli/getpart.h"
 
 static char tmpdir[] = "/tmp/ferry-test-getchunks.XXXXXX";
-
-/* The CLI's state database, here in the test's directory. */
-int cli_state_open(sqlite3 **db)
-{
-    char path[256];
-
-    snprintf(path, sizeof(path), "%s/state.db", tmpdir);
-    if (sqlite3_open(path, db) != SQLITE_OK)
-        return FERRY_EINTERNAL;
-    sqlite3_exec(*db,
-                 "CREATE TABLE IF NOT EXISTS file_index(dev INTEGER NOT NULL,"
-                 " ino INTEGER NOT NULL, size INTEGER NOT NULL, mtime INTEGER NOT NULL,"
-                 " ctime INTEGER NOT NULL, recorded INTEGER NOT NULL, list BLOB NOT NULL,"
-                 " PRIMARY KEY(dev, ino))",
-                 NULL, NULL, NULL);
-    return 0;
-}
 
 struct file {
     uint8_t *data;
@@ -121,11 +111,11 @@ static uint64_t serve_ranges(struct cli_patch *p, const struct file *f)
 
         for (k = (size_t)first; k < (size_t)(first + count); k++) {
             struct ferry_chunk_frame fr = {.index = (uint32_t)k};
-            uint32_t len = ent_len(p, k), o;
+            uint32_t len = cli_patch_ent_len(p, k), o;
 
             for (o = 0; o < len; o += FERRY_DATA_MAX) {
                 fr.offset = o;
-                fr.bytes = f->data + p->offs[k] + o;
+                fr.bytes = f->data + cli_patch_ent_off(p, k) + o;
                 fr.len = len - o < FERRY_DATA_MAX ? len - o : FERRY_DATA_MAX;
                 assert_int_equal(cli_patch_chunk(p, &fr, &fresh), 0);
             }
@@ -139,7 +129,10 @@ static uint64_t serve_ranges(struct cli_patch *p, const struct file *f)
 static int group_setup(void **state)
 {
     (void)state;
-    return mkdtemp(tmpdir) != NULL ? 0 : -1;
+    if (mkdtemp(tmpdir) == NULL)
+        return -1;
+    /* The CLI's state database (index, part records), here in the test's directory. */
+    return setenv("XDG_STATE_HOME", tmpdir, 1);
 }
 
 static int group_teardown(void **state)
@@ -232,7 +225,7 @@ static void test_hostile_frames_r_chunk_16(void **state)
     r = cli_patch_ranges(p);
     assert_int_equal(json_array_size(r), 1);
     json_decref(r);
-    len0 = ent_len(p, 0);
+    len0 = cli_patch_ent_len(p, 0);
     /* Not the chunk expected next, then not from offset 0. */
     fr.index = 1;
     fr.bytes = data;
@@ -266,8 +259,8 @@ static void test_hostile_frames_r_chunk_16(void **state)
     fr.bytes = data + fr.offset;
     fr.len = len0 - fr.offset;
     assert_int_equal(cli_patch_chunk(p, &fr, &fresh), FERRY_EHASH);
-    assert_int_equal(p->done[0], 0);
-    assert_int_equal(p->ndone, 0);
+    assert_int_equal(cli_patch_ent_done(p, 0), 0);
+    assert_int_equal(cli_patch_ndone(p), 0);
     cli_patch_discard(p);
     cli_patch_free(p);
     free(f.list);
@@ -312,12 +305,12 @@ static void test_reuse_and_resume_r_chunk_16(void **state)
         json_t *r = cli_patch_ranges(p);
         json_int_t first = json_integer_value(json_array_get(json_array_get(r, 0), 0));
         struct ferry_chunk_frame fr = {.index = (uint32_t)first};
-        uint32_t len = ent_len(p, (size_t)first), o;
+        uint32_t len = cli_patch_ent_len(p, (size_t)first), o;
         uint64_t fresh;
 
         for (o = 0; o < len; o += FERRY_DATA_MAX) {
             fr.offset = o;
-            fr.bytes = data + p->offs[first] + o;
+            fr.bytes = data + cli_patch_ent_off(p, first) + o;
             fr.len = len - o < FERRY_DATA_MAX ? len - o : FERRY_DATA_MAX;
             assert_int_equal(cli_patch_chunk(p, &fr, &fresh), 0);
         }
@@ -445,12 +438,12 @@ static void receive_one_and_stop(struct cli_patch *p, const struct file *f)
     json_t *r = cli_patch_ranges(p);
     json_int_t first = json_integer_value(json_array_get(json_array_get(r, 0), 0));
     struct ferry_chunk_frame fr = {.index = (uint32_t)first};
-    uint32_t len = ent_len(p, (size_t)first), o;
+    uint32_t len = cli_patch_ent_len(p, (size_t)first), o;
     uint64_t fresh;
 
     for (o = 0; o < len; o += FERRY_DATA_MAX) {
         fr.offset = o;
-        fr.bytes = f->data + p->offs[first] + o;
+        fr.bytes = f->data + cli_patch_ent_off(p, first) + o;
         fr.len = len - o < FERRY_DATA_MAX ? len - o : FERRY_DATA_MAX;
         assert_int_equal(cli_patch_chunk(p, &fr, &fresh), 0);
     }
@@ -515,7 +508,7 @@ static void test_stale_bitmap_r_recv_2(void **state)
         assert_int_equal(cli_patch_plan(p, dfd, "s.bin", ".s.part", 0644, 0), 0);
         assert_int_equal(cli_patch_reused(p, &kept), 0);
         assert_int_equal(kept, 0);
-        assert_int_equal(p->ndone, 0);
+        assert_int_equal(cli_patch_ndone(p), 0);
         /* The stale bitmap is gone from the state database. */
         assert_int_equal(record_count("partial_chunks"), 0);
         serve_ranges(p, &f);

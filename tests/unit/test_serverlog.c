@@ -18,7 +18,7 @@
 
 #include <cmocka.h>
 
-#include "server/serverlog.c"
+#include "server/server.h"
 
 static void val_is(const char *in, size_t max, const char *want)
 {

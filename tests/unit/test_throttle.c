@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "server/throttle.c"
+#include "server/server.h"
 
 #define T0 1000000u /* an arbitrary start on the test's clock, in ms */
 
