@@ -10,29 +10,18 @@
 #include <stdint.h>
 
 #include "ferry/chunker.h"
+#include "ferry/wire.h" /* the 36-byte entry (R-CHUNK-2) */
 
 /* R-CHUNK-1: FastCDC 2020 parameters, chosen by bench/chunk_sizes. */
 #define FERRY_CHUNK_MIN (64u << 10)
 #define FERRY_CHUNK_AVG (256u << 10)
 #define FERRY_CHUNK_MAX (1u << 20)
-/* R-CHUNK-2: u32 BE length | 32-byte SHA-256. */
-#define FERRY_CHUNK_ENT_LEN 36
 /* R-CHUNK-3: scheme prefix of a chunk-list content id. */
 #define FERRY_CID_CHUNKS_PREFIX "chunks:"
 /* R-CHUNK-15: the longest chunk list either side accepts (about 450 GiB of file). */
 #define FERRY_CHUNK_LIST_MAX (64u << 20)
 /* R-CHUNK-16: chunk ranges one Download may ask for. */
 #define FERRY_DL_RANGES_MAX 1024
-
-struct ferry_chunk_ent {
-    uint32_t len;
-    uint8_t hash[32];
-};
-
-void ferry_chunk_ent_encode(uint8_t out[static FERRY_CHUNK_ENT_LEN],
-                            const struct ferry_chunk_ent *e);
-void ferry_chunk_ent_decode(const uint8_t in[static FERRY_CHUNK_ENT_LEN],
-                            struct ferry_chunk_ent *e);
 
 /*
  * Checks an encoded list against R-CHUNK-2: every length in 1..FERRY_CHUNK_MAX,

@@ -160,6 +160,21 @@ void ferry_chunk_frame_header_encode(uint8_t out[static FERRY_CHUNK_HDR_LEN],
                                      const uint8_t tid[static FERRY_TID_LEN], uint32_t index,
                                      uint32_t offset);
 
+/*
+ * R-CHUNK-2: one entry of a chunk list, u32 BE length | 32-byte SHA-256. A
+ * codec of its own here, below both the transfer code that makes lists and
+ * the store that keeps them.
+ */
+#define FERRY_CHUNK_ENT_LEN 36
+struct ferry_chunk_ent {
+    uint32_t len;
+    uint8_t hash[32];
+};
+void ferry_chunk_ent_encode(uint8_t out[static FERRY_CHUNK_ENT_LEN],
+                            const struct ferry_chunk_ent *e);
+void ferry_chunk_ent_decode(const uint8_t in[static FERRY_CHUNK_ENT_LEN],
+                            struct ferry_chunk_ent *e);
+
 /* R-FILE: ref 16 B | tid 16 B | mtime i64 BE | flags u8 | sha256 32 B, then the file. */
 #define FERRY_FILE_HDR_LEN  73
 #define FERRY_FILE_DATA_MAX (FERRY_FRAME_PAYLOAD_MAX - FERRY_FILE_HDR_LEN)

@@ -4,8 +4,8 @@
 #include <string.h>
 
 #include "ferry/core.h"
-#include "ferry/manifest.h"
 #include "ferry/store.h"
+#include "ferry/wire.h"
 #include "meta_int.h"
 
 int ferry_chunk_relpath(int64_t uid, const uint8_t hash[static 32], char *out, size_t cap)

@@ -6,19 +6,6 @@
 #include "ferry/crypto.h"
 #include "ferry/manifest.h"
 
-void ferry_chunk_ent_encode(uint8_t out[static FERRY_CHUNK_ENT_LEN],
-                            const struct ferry_chunk_ent *e)
-{
-    ferry_put_be32(out, e->len);
-    memcpy(out + 4, e->hash, sizeof(e->hash));
-}
-
-void ferry_chunk_ent_decode(const uint8_t in[static FERRY_CHUNK_ENT_LEN], struct ferry_chunk_ent *e)
-{
-    e->len = ferry_get_be32(in);
-    memcpy(e->hash, in + 4, sizeof(e->hash));
-}
-
 /*
  * The list comes from a peer, so nothing in it is trusted: lengths are
  * subtracted from what size still allows instead of being summed, which

@@ -69,6 +69,19 @@ void ferry_chunk_frame_header_encode(uint8_t out[static FERRY_CHUNK_HDR_LEN],
     ferry_put_be32(out + FERRY_TID_LEN + 4, offset);
 }
 
+void ferry_chunk_ent_encode(uint8_t out[static FERRY_CHUNK_ENT_LEN],
+                            const struct ferry_chunk_ent *e)
+{
+    ferry_put_be32(out, e->len);
+    memcpy(out + 4, e->hash, sizeof(e->hash));
+}
+
+void ferry_chunk_ent_decode(const uint8_t in[static FERRY_CHUNK_ENT_LEN], struct ferry_chunk_ent *e)
+{
+    e->len = ferry_get_be32(in);
+    memcpy(e->hash, in + 4, sizeof(e->hash));
+}
+
 /* R-FILE: a whole small file; its length is the frame's, so nothing here is waited for. */
 int ferry_file_frame_decode(const uint8_t *p, size_t len, struct ferry_file_frame *out)
 {
