@@ -79,7 +79,12 @@ extern volatile sig_atomic_t cli_interrupted;
 
 struct sqlite3;
 /* Opens (creating) the state database; the caller sqlite3_close()s it. */
-int cli_state_open(struct sqlite3 **db);
+/*
+ * The state store's handle, opened on first use (and migrated, ferry/state.h)
+ * and shared by every module until cli_state_close; never closed by callers.
+ */
+int cli_state_db(struct sqlite3 **db);
+void cli_state_close(void);
 
 /*
  * The local index (issue 4): what a file's chunk list was when it had this
@@ -100,7 +105,6 @@ void cli_file_id_from_stat(struct cli_file_id *id, const void *st);
 int cli_index_get(const struct cli_file_id *id, uint8_t **list, size_t *len);
 /* Records a list; recorded is the wall-clock time (ns) taken before the file was read. */
 int cli_index_put(const struct cli_file_id *id, int64_t recorded, const uint8_t *list, size_t len);
-void cli_index_close(void);
 
 /* State directory ($XDG_STATE_HOME/ferry), created 0700. */
 int cli_state_dir(char *out, size_t cap);

@@ -15,6 +15,7 @@
 #include <sqlite3.h>
 
 #include "cli.h"
+#include "ferry/state.h"
 
 /* Set while opening optional extra connections: their failures are not the user's. */
 /* The CLI's process-wide settings, set by main.c (the program) from its flags and signals. */
@@ -85,55 +86,37 @@ int cli_state_dir(char *out, size_t cap)
 }
 
 /*
- * The state database: one file, 0600, shared safely by concurrent ferry
- * processes (WAL, busy timeout, BEGIN IMMEDIATE for every write).
+ * The state store (ferry/state.h), opened on first use and kept for the
+ * rest of the process: every module's records go through this one handle.
  */
-int cli_state_open(sqlite3 **db)
+static struct ferry_state *state_store;
+
+int cli_state_db(sqlite3 **db)
 {
-    char dir[4096], path[4200];
-    struct stat st;
-    int fd, rc;
+    char dir[4096], path[4200], why[256];
+    int rc;
 
     *db = NULL;
-    if ((rc = cli_state_dir(dir, sizeof(dir))) != 0)
-        return rc;
-    snprintf(path, sizeof(path), "%s/state.db", dir);
-    /*
-     * Create it 0600 ourselves (SQLite would use the umask), but only when it
-     * is new: closing any descriptor of a file drops every POSIX lock this
-     * process holds on it, so opening and closing an existing database here
-     * would break the locks of a connection already open in this process
-     * (the local index keeps one), and SQLite would take its WAL for unused.
-     */
-    if ((fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600)) >= 0)
-        close(fd);
-    else if (errno != EEXIST)
-        return -errno;
-    else if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode))
-        return -ELOOP; /* a link or something else planted in our place */
-    if (sqlite3_open_v2(path, db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL) != SQLITE_OK)
-        goto fail;
-    sqlite3_busy_timeout(*db, 10000);
-    if (sqlite3_exec(*db,
-                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-                     "CREATE TABLE IF NOT EXISTS known_servers(addr TEXT PRIMARY KEY,"
-                     " server_id TEXT NOT NULL) STRICT;"
-                     "CREATE TABLE IF NOT EXISTS session(one INTEGER PRIMARY KEY CHECK(one = 1),"
-                     " addr TEXT NOT NULL, server_id TEXT NOT NULL, user TEXT NOT NULL,"
-                     " token TEXT NOT NULL) STRICT;"
-                     /* Issue 4's local index: file identity to chunk list. */
-                     "CREATE TABLE IF NOT EXISTS file_index(dev INTEGER NOT NULL,"
-                     " ino INTEGER NOT NULL, size INTEGER NOT NULL, mtime INTEGER NOT NULL,"
-                     " ctime INTEGER NOT NULL, recorded INTEGER NOT NULL, list BLOB NOT NULL,"
-                     " PRIMARY KEY(dev, ino)) STRICT;",
-                     NULL, NULL, NULL) != SQLITE_OK)
-        goto fail;
+    if (state_store == NULL) {
+        if ((rc = cli_state_dir(dir, sizeof(dir))) != 0)
+            return rc;
+        snprintf(path, sizeof(path), "%s/state.db", dir);
+        if ((rc = ferry_state_open(path, &state_store, why, sizeof(why))) != 0) {
+            cli_err("state database %s: %s", path,
+                    why[0] != '\0'         ? why
+                    : rc < 0 && rc > -4096 ? strerror(-rc)
+                                           : ferry_strerror(rc));
+            return rc;
+        }
+    }
+    *db = ferry_state_db(state_store);
     return 0;
-fail:
-    cli_err("state database %s: %s", path, *db ? sqlite3_errmsg(*db) : "cannot open");
-    sqlite3_close(*db);
-    *db = NULL;
-    return FERRY_EINTERNAL;
+}
+
+void cli_state_close(void)
+{
+    ferry_state_close(state_store);
+    state_store = NULL;
 }
 
 static int state_exec(const char *sql, const char *a, const char *b, const char *c, const char *d)
@@ -142,7 +125,7 @@ static int state_exec(const char *sql, const char *a, const char *b, const char 
     sqlite3_stmt *st = NULL;
     int rc;
 
-    if ((rc = cli_state_open(&db)) != 0)
+    if ((rc = cli_state_db(&db)) != 0)
         return rc;
     rc = FERRY_EINTERNAL;
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
@@ -162,7 +145,6 @@ rollback:
     sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 out:
     sqlite3_finalize(st);
-    sqlite3_close(db);
     return rc;
 }
 
@@ -172,7 +154,7 @@ int cli_session_load(struct cli_remote *r)
     sqlite3_stmt *st = NULL;
     int rc;
 
-    if ((rc = cli_state_open(&db)) != 0)
+    if ((rc = cli_state_db(&db)) != 0)
         return rc;
     rc = FERRY_ENOTFOUND;
     if (sqlite3_prepare_v2(db, "SELECT addr, server_id, user, token FROM session", -1, &st, NULL) ==
@@ -184,7 +166,6 @@ int cli_session_load(struct cli_remote *r)
         snprintf(r->token, sizeof(r->token), "%s", sqlite3_column_text(st, 3));
     }
     sqlite3_finalize(st);
-    sqlite3_close(db);
     return rc;
 }
 
@@ -207,7 +188,7 @@ int cli_known_get(const char *addr, char *id, size_t cap)
     sqlite3_stmt *st = NULL;
     int rc;
 
-    if ((rc = cli_state_open(&db)) != 0)
+    if ((rc = cli_state_db(&db)) != 0)
         return rc;
     rc = FERRY_ENOTFOUND;
     if (sqlite3_prepare_v2(db, "SELECT server_id FROM known_servers WHERE addr = ?1", -1, &st,
@@ -219,7 +200,6 @@ int cli_known_get(const char *addr, char *id, size_t cap)
         }
     }
     sqlite3_finalize(st);
-    sqlite3_close(db);
     return rc;
 }
 

@@ -1725,7 +1725,6 @@ int cmd_get(int argc, char **argv)
     ferry_free(g.v);
     cli_flusher_free(g.fl);
     get_free(&g);
-    cli_part_db_close();
     cli_disconnect(&g.cc);
     if (stats) {
         uint64_t tx, rx;

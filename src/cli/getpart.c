@@ -19,23 +19,6 @@
 #include "cli.h"
 #include "getpart.h"
 
-/*
- * The resume records, keyed by the folder's identity and the part file's
- * name, and bound to the part file's own identity (fino, fborn): a record
- * outlives its part file when the user deletes it or a crash loses it, and
- * a folder's inode number can come back for a new folder.
- */
-#define PART_TABLES_SQL                                                                            \
-    "CREATE TABLE IF NOT EXISTS partials(dev INTEGER NOT NULL, ino INTEGER NOT NULL,"              \
-    " name TEXT NOT NULL, cid TEXT NOT NULL, durable INTEGER NOT NULL,"                            \
-    " fino INTEGER NOT NULL, fborn INTEGER NOT NULL, PRIMARY KEY(dev, ino, name)) STRICT;"         \
-    "CREATE TABLE IF NOT EXISTS partial_chunks(dev INTEGER NOT NULL, ino INTEGER NOT NULL,"        \
-    " name TEXT NOT NULL, cid TEXT NOT NULL, bitmap BLOB NOT NULL,"                                \
-    " fino INTEGER NOT NULL, fborn INTEGER NOT NULL, PRIMARY KEY(dev, ino, name)) STRICT;"
-
-/* Opened on first use and kept for the rest of the command (one open per file cost 9 syscalls). */
-static sqlite3 *part_db;
-
 void cli_part_name(const char *cid, const char *rel, char out[static CLI_PART_NAME_LEN])
 {
     struct ferry_sha256 h;
@@ -142,50 +125,12 @@ int cli_part_stat(int dirfd, const char *name, struct cli_part_id *id, uint64_t 
     return rc;
 }
 
-/* The old tables had no identity: their records cannot be trusted, so they go. */
-static int part_schema(sqlite3 *db)
-{
-    static const char *const tables[] = {"partials", "partial_chunks"};
-    char sql[128];
-    size_t i;
-    int rc = FERRY_EINTERNAL;
-
-    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return rc;
-    for (i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
-        sqlite3_stmt *st = NULL;
-        snprintf(sql, sizeof(sql), "SELECT fborn FROM %s LIMIT 0", tables[i]);
-        if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-            snprintf(sql, sizeof(sql), "DROP TABLE IF EXISTS %s", tables[i]);
-            if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
-                goto out;
-        }
-        sqlite3_finalize(st);
-    }
-    if (sqlite3_exec(db, PART_TABLES_SQL, NULL, NULL, NULL) == SQLITE_OK &&
-        sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
-        rc = 0;
-out:
-    if (rc != 0)
-        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    return rc;
-}
-
+/* R-RECV-2: the resume records live in the state store (schema in src/lib/store/state.c). */
 sqlite3 *cli_part_db(void)
 {
-    if (part_db != NULL)
-        return part_db;
-    if (cli_state_open(&part_db) != 0 || part_schema(part_db) != 0) {
-        sqlite3_close(part_db);
-        part_db = NULL;
-    }
-    return part_db;
-}
+    sqlite3 *db;
 
-void cli_part_db_close(void)
-{
-    sqlite3_close(part_db);
-    part_db = NULL;
+    return cli_state_db(&db) == 0 ? db : NULL;
 }
 
 int cli_part_key(int dirfd, uint64_t *dev, uint64_t *ino)

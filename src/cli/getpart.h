@@ -49,9 +49,8 @@ int cli_part_stat(int dirfd, const char *name, struct cli_part_id *id, uint64_t 
 int cli_part_identify(int fd, struct cli_part_id *id);
 int cli_part_same(const struct cli_part_id *a, const struct cli_part_id *b);
 
-/* The state database, opened on first use and kept until cli_part_db_close. */
+/* The state store's handle (cli_state_db), or NULL when it cannot be opened. */
 struct sqlite3 *cli_part_db(void);
-void cli_part_db_close(void);
 /*
  * R-RECV-2: the durable prefix recorded for part file `part` of content cid
  * (R-CHUNK-14), 0 if none. A record of another identity than *id is

@@ -7,20 +7,12 @@
 
 #include "cli.h"
 
-/* Opened on first use and kept for the rest of the command. */
-static sqlite3 *idx_db;
-
+/* The state store (cli_state_db), where file_index lives. */
 static sqlite3 *db(void)
 {
-    if (idx_db == NULL && cli_state_open(&idx_db) != 0)
-        idx_db = NULL;
-    return idx_db;
-}
+    sqlite3 *h;
 
-void cli_index_close(void)
-{
-    sqlite3_close(idx_db);
-    idx_db = NULL;
+    return cli_state_db(&h) == 0 ? h : NULL;
 }
 
 void cli_file_id_from_stat(struct cli_file_id *id, const void *stp)

@@ -82,15 +82,10 @@ static int run_transfer(int (*fn)(int, char **), int argc, char **argv)
     return rc;
 }
 
-int main(int argc, char **argv)
+static int run(int argc, char **argv)
 {
     size_t i;
 
-    signal(SIGPIPE, SIG_IGN);
-    if (sodium_init() < 0) {
-        fprintf(stderr, "ferry: cannot initialise libsodium\n");
-        return CLI_FAIL;
-    }
     if (argc < 2) {
         usage(stderr);
         return CLI_USAGE;
@@ -131,4 +126,19 @@ int main(int argc, char **argv)
     fprintf(stderr, "ferry: unknown command '%s'\n\n", cli_esc(argv[1]));
     usage(stderr);
     return CLI_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+    int rc;
+
+    signal(SIGPIPE, SIG_IGN);
+    if (sodium_init() < 0) {
+        fprintf(stderr, "ferry: cannot initialise libsodium\n");
+        return CLI_FAIL;
+    }
+    rc = run(argc, argv);
+    /* The state store was opened once for the whole command (cli_state_db). */
+    cli_state_close();
+    return rc;
 }

@@ -1312,7 +1312,6 @@ out:
     for (i = 0; i < p.nxc; i++)
         xc_close(&p, i);
     ferry_scan_free(p.sc);
-    cli_index_close();
     cli_disconnect(&p.cc);
     if (stats) {
         uint64_t tx, rx;

@@ -35,40 +35,7 @@ static int64_t task_id;
 /* -1 until the destination is known; then 1 for an existing folder, 0 for anything else. */
 static int task_dest_dir = -1;
 
-/*
- * Version 1 kept argv as a JSON array of strings, which cannot hold bytes
- * that are not UTF-8 (such an argument was dropped). Since then `args` holds
- * each argument with its NUL, byte for byte; `argv` is only read from rows
- * of version 1. `pid` and `pid_start` say which process runs the task, and
- * `dest_dir` how its destination was resolved.
- */
-static const char tasks_sql[] =
-    "CREATE TABLE IF NOT EXISTS tasks(id INTEGER PRIMARY KEY, server TEXT NOT NULL,"
-    " user TEXT NOT NULL, cwd TEXT NOT NULL, argv TEXT NOT NULL, started INTEGER NOT NULL)"
-    " STRICT";
-static const char *const tasks_cols[] = {
-    "ALTER TABLE tasks ADD COLUMN args BLOB",
-    "ALTER TABLE tasks ADD COLUMN pid INTEGER NOT NULL DEFAULT 0",
-    "ALTER TABLE tasks ADD COLUMN pid_start INTEGER NOT NULL DEFAULT 0",
-    "ALTER TABLE tasks ADD COLUMN dest_dir INTEGER",
-};
-
-/* Creates the table, and the columns an older version did not have. */
-static int tasks_schema(sqlite3 *db)
-{
-    sqlite3_stmt *st = NULL;
-    size_t i;
-
-    if (sqlite3_exec(db, tasks_sql, NULL, NULL, NULL) != SQLITE_OK)
-        return FERRY_EINTERNAL;
-    if (sqlite3_prepare_v2(db, "SELECT dest_dir FROM tasks LIMIT 0", -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_finalize(st);
-        return 0;
-    }
-    for (i = 0; i < sizeof(tasks_cols) / sizeof(tasks_cols[0]); i++)
-        sqlite3_exec(db, tasks_cols[i], NULL, NULL, NULL); /* an existing column is fine */
-    return 0;
-}
+/* The tasks table and its columns are the state store's (src/lib/store/state.c). */
 
 /* The kernel's start time of a process (clock ticks since boot), 0 if it is gone. */
 static int64_t proc_start(pid_t pid)
@@ -223,12 +190,11 @@ void cli_task_begin(int argc, char **argv)
     if (cli_session_load(&r) != 0 || getcwd(cwd, sizeof(cwd)) == NULL ||
         (args = pack_args(argc, argv, &alen)) == NULL || (legacy = legacy_argv(argc, argv)) == NULL)
         goto out;
-    if (cli_state_open(&db) != 0 || tasks_schema(db) != 0)
+    if (cli_state_db(&db) != 0)
         goto out;
     task_id = adopt_or_insert(db, getenv("FERRY_TASK_ID"), &r, cwd, args, alen, legacy);
 out:
     /* A task list that cannot be written costs `ferry resume`, not the transfer. */
-    sqlite3_close(db);
     ferry_free(args);
     free(legacy);
     sodium_memzero(r.token, sizeof(r.token));
@@ -247,7 +213,7 @@ void cli_task_set_dest_dir(int is_dir)
     if (task_id <= 0 || task_dest_dir >= 0)
         return;
     task_dest_dir = is_dir != 0;
-    if (cli_state_open(&db) == 0 &&
+    if (cli_state_db(&db) == 0 &&
         sqlite3_prepare_v2(db, "UPDATE tasks SET dest_dir = ?2 WHERE id = ?1", -1, &st, NULL) ==
             SQLITE_OK) {
         sqlite3_bind_int64(st, 1, task_id);
@@ -255,7 +221,6 @@ void cli_task_set_dest_dir(int is_dir)
         sqlite3_step(st);
     }
     sqlite3_finalize(st);
-    sqlite3_close(db);
 }
 
 void cli_task_end(int exit_code)
@@ -265,7 +230,7 @@ void cli_task_end(int exit_code)
 
     if (task_id <= 0)
         return;
-    if (cli_state_open(&db) != 0)
+    if (cli_state_db(&db) != 0)
         goto out;
     if (exit_code == CLI_RESUMABLE) {
         /* Left for a re-run or `ferry resume`, which may start at once. */
@@ -304,7 +269,6 @@ void cli_task_end(int exit_code)
 out:
     sqlite3_finalize(rows);
     sqlite3_finalize(st);
-    sqlite3_close(db);
     task_id = 0;
 }
 
@@ -536,10 +500,9 @@ int cmd_resume(int argc, char **argv)
         fputs(resume_usage, stderr);
         return CLI_USAGE;
     }
-    if (cli_state_open(&db) != 0)
+    if (cli_state_db(&db) != 0)
         return CLI_FAIL;
-    if (tasks_schema(db) != 0 ||
-        sqlite3_prepare_v2(db,
+    if (sqlite3_prepare_v2(db,
                            "SELECT id, cwd, args, server, user, started, argv FROM tasks"
                            " ORDER BY id",
                            -1, &st, NULL) != SQLITE_OK ||
@@ -562,8 +525,6 @@ int cmd_resume(int argc, char **argv)
         rc = forget(db, v, n, argv + optind, argc - optind, all);
         goto out;
     }
-    sqlite3_close(db);
-    db = NULL;
     if (n == 0) {
         if (!cli_quiet)
             printf("nothing to resume\n");
@@ -597,6 +558,5 @@ out:
     }
     ferry_free(v);
     sqlite3_finalize(st);
-    sqlite3_close(db);
     return rc;
 }

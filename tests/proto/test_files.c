@@ -38,11 +38,11 @@ static void upload_with(struct client *cl, const struct fixture *fx)
     char hex[33], cid[80];
 
     new_tid(tid, hex);
-    assert_int_equal(client_send(cl, FERRY_MSG_UPLOAD,
-                                 json_pack("{s:s, s:s, s:I, s:I, s:b}", "tid", hex, "path",
-                                           fx->name, "size", (json_int_t)fx->size, "mtime",
-                                           fx->mtime, "exec", fx->exec)),
-                     0);
+    assert_int_equal(
+        client_send(cl, FERRY_MSG_UPLOAD,
+                    json_pack("{s:s, s:s, s:I, s:I, s:b}", "tid", hex, "path", fx->name, "size",
+                              (json_int_t)fx->size, "mtime", fx->mtime, "exec", fx->exec)),
+        0);
     assert_int_equal(ferry_client_send_data(&cl->c, tid, 0, content, fx->size), 0);
     flush(cl);
     ferry_sha256_init(&sha);

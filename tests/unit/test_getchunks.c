@@ -140,8 +140,7 @@ static int group_teardown(void **state)
     char cmd[300];
 
     (void)state;
-    cli_index_close();
-    cli_part_db_close();
+    cli_state_close();
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
     return system(cmd) == 0 ? 0 : -1;
 }
