@@ -116,27 +116,26 @@ static void make_legacy(const char *path)
     sqlite3 *db;
 
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    exec_ok(db,
-            "PRAGMA journal_mode=WAL;"
-            "CREATE TABLE known_servers(addr TEXT PRIMARY KEY, server_id TEXT NOT NULL) STRICT;"
-            "CREATE TABLE session(one INTEGER PRIMARY KEY CHECK(one = 1), addr TEXT NOT NULL,"
-            " server_id TEXT NOT NULL, user TEXT NOT NULL, token TEXT NOT NULL) STRICT;"
-            "CREATE TABLE file_index(dev INTEGER NOT NULL, ino INTEGER NOT NULL,"
-            " size INTEGER NOT NULL, mtime INTEGER NOT NULL, ctime INTEGER NOT NULL,"
-            " recorded INTEGER NOT NULL, list BLOB NOT NULL, PRIMARY KEY(dev, ino)) STRICT;"
-            /* The first task format: argv as JSON, no args, pid or dest_dir. */
-            "CREATE TABLE tasks(id INTEGER PRIMARY KEY, server TEXT NOT NULL,"
-            " user TEXT NOT NULL, cwd TEXT NOT NULL, argv TEXT NOT NULL,"
-            " started INTEGER NOT NULL) STRICT;"
-            /* Resume records from before they were bound to the part file's identity. */
-            "CREATE TABLE partials(dev INTEGER NOT NULL, ino INTEGER NOT NULL,"
-            " name TEXT NOT NULL, cid TEXT NOT NULL, durable INTEGER NOT NULL,"
-            " PRIMARY KEY(dev, ino, name)) STRICT;"
-            "INSERT INTO known_servers VALUES('h:1', 'ID1');"
-            "INSERT INTO session VALUES(1, 'h:1', 'ID1', 'alice', 'tok');"
-            "INSERT INTO file_index VALUES(1, 2, 3, 4, 5, 6, x'0102');"
-            "INSERT INTO tasks VALUES(7, 'h:1', 'alice', '/w', '[\"put\"]', 99);"
-            "INSERT INTO partials VALUES(1, 2, '.ferry-x.part', 'sha256:c', 4096);");
+    exec_ok(db, "PRAGMA journal_mode=WAL;"
+                "CREATE TABLE known_servers(addr TEXT PRIMARY KEY, server_id TEXT NOT NULL) STRICT;"
+                "CREATE TABLE session(one INTEGER PRIMARY KEY CHECK(one = 1), addr TEXT NOT NULL,"
+                " server_id TEXT NOT NULL, user TEXT NOT NULL, token TEXT NOT NULL) STRICT;"
+                "CREATE TABLE file_index(dev INTEGER NOT NULL, ino INTEGER NOT NULL,"
+                " size INTEGER NOT NULL, mtime INTEGER NOT NULL, ctime INTEGER NOT NULL,"
+                " recorded INTEGER NOT NULL, list BLOB NOT NULL, PRIMARY KEY(dev, ino)) STRICT;"
+                /* The first task format: argv as JSON, no args, pid or dest_dir. */
+                "CREATE TABLE tasks(id INTEGER PRIMARY KEY, server TEXT NOT NULL,"
+                " user TEXT NOT NULL, cwd TEXT NOT NULL, argv TEXT NOT NULL,"
+                " started INTEGER NOT NULL) STRICT;"
+                /* Resume records from before they were bound to the part file's identity. */
+                "CREATE TABLE partials(dev INTEGER NOT NULL, ino INTEGER NOT NULL,"
+                " name TEXT NOT NULL, cid TEXT NOT NULL, durable INTEGER NOT NULL,"
+                " PRIMARY KEY(dev, ino, name)) STRICT;"
+                "INSERT INTO known_servers VALUES('h:1', 'ID1');"
+                "INSERT INTO session VALUES(1, 'h:1', 'ID1', 'alice', 'tok');"
+                "INSERT INTO file_index VALUES(1, 2, 3, 4, 5, 6, x'0102');"
+                "INSERT INTO tasks VALUES(7, 'h:1', 'alice', '/w', '[\"put\"]', 99);"
+                "INSERT INTO partials VALUES(1, 2, '.ferry-x.part', 'sha256:c', 4096);");
     sqlite3_close(db);
 }
 
