@@ -142,8 +142,7 @@ static int bitmap_save(struct cli_patch *p)
     /* R-RECV-2: bound to this inode; a part file deleted or re-created loses it. */
     sqlite3_bind_int64(st, 6, (sqlite3_int64)p->id.ino);
     sqlite3_bind_int64(st, 7, p->id.born);
-    if (sqlite3_step(st) == SQLITE_DONE)
-        rc = 0;
+    rc = cli_part_step_record(st);
 out:
     sqlite3_finalize(st);
     ferry_free(bits);

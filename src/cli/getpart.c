@@ -189,6 +189,25 @@ out:
     return v;
 }
 
+int cli_part_step_record(sqlite3_stmt *st)
+{
+    sqlite3 *db = sqlite3_db_handle(st);
+    int rc;
+
+    /*
+     * R-RECV-2: a resume record is evidence to check again, never the
+     * truth, and is written only after the bytes it names are durable, so
+     * losing the newest one to a power failure costs only fetching those
+     * bytes again. It is committed without a sync of its own (durable with
+     * the next full commit or checkpoint): the sync took the receiving
+     * thread 10 ms for every 32 MiB step of a download.
+     */
+    sqlite3_exec(db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : FERRY_EINTERNAL;
+    sqlite3_exec(db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+    return rc;
+}
+
 void cli_part_record(int dirfd, const char *part, const char *cid, const struct cli_part_id *id,
                      uint64_t durable)
 {
@@ -201,7 +220,7 @@ void cli_part_record(int dirfd, const char *part, const char *cid, const struct 
         sqlite3_bind_int64(st, 5, (sqlite3_int64)durable);
         sqlite3_bind_int64(st, 6, (sqlite3_int64)id->ino);
         sqlite3_bind_int64(st, 7, id->born);
-        sqlite3_step(st);
+        cli_part_step_record(st);
     }
     sqlite3_finalize(st);
 }

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 struct sqlite3;
+struct sqlite3_stmt;
 
 /* ".ferry-<16 hex>.part" and its NUL, with room to spare. */
 #define CLI_PART_NAME_LEN 48
@@ -50,6 +51,12 @@ int cli_part_identify(int fd, struct cli_part_id *id);
 int cli_part_same(const struct cli_part_id *a, const struct cli_part_id *b);
 
 /* The state store's handle (cli_state_db), or NULL when it cannot be opened. */
+/*
+ * Runs a prepared INSERT of a resume record, committed without a sync of
+ * its own (R-RECV-2: a lost record costs a refetch, never a wrong file).
+ * 0, or FERRY_EINTERNAL.
+ */
+int cli_part_step_record(struct sqlite3_stmt *st);
 struct sqlite3 *cli_part_db(void);
 /*
  * R-RECV-2: the durable prefix recorded for part file `part` of content cid
