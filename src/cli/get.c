@@ -420,15 +420,43 @@ static int cancel_current(struct get *g)
                                  json_pack("{s:s}", "tid", tidhex));
 }
 
+/*
+ * The current file's folder (created if missing) and, R-RECV-6, room for
+ * what is still to be written, with the margin, before any part file is
+ * created or sized: a declared size is only a claim. 0 when admitted; 1 when
+ * the folder failed, 2 when the space was refused (said, the file failed).
+ */
+static int admit(struct get *g, struct dl *d, const struct cli_dir **dir)
+{
+    char parent[FERRY_PATH_MAX + 1];
+    const char *slash = strrchr(d->rel, '/');
+    uint64_t avail;
+    int rc;
+
+    snprintf(parent, sizeof(parent), "%.*s", slash != NULL ? (int)(slash - d->rel) : 0, d->rel);
+    if ((rc = cli_dircache_get(&g->dc, d->rootfd, parent, 1, dir)) != 0) {
+        fail_current(g, "cannot create its folder", rc);
+        return 1;
+    }
+    if ((rc = cli_space_reserve(&g->space, (*dir)->fd, (*dir)->dev, g->size - d->resume, &avail)) !=
+        0) {
+        if (rc == -ENOSPC)
+            failmsg_space(g, d->label, g->size - d->resume, avail);
+        else
+            failmsg_rc(g, d->label, "cannot check the free space", rc);
+        d->state = DL_FAILED;
+        g->cur = NULL;
+        return 2;
+    }
+    return 0;
+}
+
 static int begin(struct get *g, struct dl *d, const struct ferry_cmd *m)
 {
     const char *tid = json_string_value(json_object_get(m->body, "tid"));
     const char *hash = json_string_value(json_object_get(m->body, "hash"));
     json_t *size = json_object_get(m->body, "size");
-    char parent[FERRY_PATH_MAX + 1];
-    const char *slash = strrchr(d->rel, '/');
     const struct cli_dir *dir;
-    uint64_t avail;
     int rc;
 
     if (tid == NULL || ferry_hex_decode(tid, g->tid, 16) != 0 || hash == NULL ||
@@ -443,28 +471,12 @@ static int begin(struct get *g, struct dl *d, const struct ferry_cmd *m)
     g->mtime = json_integer_value(json_object_get(m->body, "mtime"));
     g->exec = json_is_true(json_object_get(m->body, "exec"));
     snprintf(g->hash, sizeof(g->hash), "%s", hash);
-    snprintf(parent, sizeof(parent), "%.*s", slash != NULL ? (int)(slash - d->rel) : 0, d->rel);
     g->fd = g->dirfd = -1;
     /* Resume only what the server agreed to send the rest of (its Transfer's hash). */
     if (d->resume > 0 && (strcmp(d->cid, g->hash) != 0 || d->resume > g->size))
         d->resume = 0;
-    if ((rc = cli_dircache_get(&g->dc, d->rootfd, parent, 1, &dir)) != 0) {
-        fail_current(g, "cannot create its folder", rc);
-        return 0;
-    }
-    /*
-     * R-RECV-6: what is still to be written must fit, with the margin, before
-     * the part file is created or sized: a declared size is only a claim.
-     */
-    if ((rc = cli_space_reserve(&g->space, dir->fd, dir->dev, g->size - d->resume, &avail)) != 0) {
-        if (rc == -ENOSPC)
-            failmsg_space(g, d->label, g->size - d->resume, avail);
-        else
-            failmsg_rc(g, d->label, "cannot check the free space", rc);
-        d->state = DL_FAILED;
-        g->cur = NULL;
-        return cancel_current(g);
-    }
+    if ((rc = admit(g, d, &dir)) != 0)
+        return rc == 2 ? cancel_current(g) : 0;
     g->inl = d->resume == 0 && g->size <= CLI_INLINE_MAX && strncmp(g->hash, "sha256:", 7) == 0;
     if (g->inl && g->ibuf == NULL && (g->ibuf = ferry_malloc(CLI_INLINE_MAX)) == NULL)
         g->inl = 0;
@@ -789,11 +801,7 @@ static int finish(struct get *g)
  */
 static int take_file(struct get *g, struct dl *d, const struct ferry_file_frame *f)
 {
-    char parent[FERRY_PATH_MAX + 1];
-    const char *slash = strrchr(d->rel, '/');
     const struct cli_dir *dir;
-    uint64_t avail;
-    int rc;
 
     g->cur = d;
     cli_progress_state(&g->prog, NULL);
@@ -808,20 +816,9 @@ static int take_file(struct get *g, struct dl *d, const struct ferry_file_frame 
     ferry_hex_encode(f->sha256, sizeof(f->sha256), g->hash + 7);
     g->fd = g->dirfd = -1;
     d->resume = 0; /* a file frame answers only a Download from byte 0 */
-    snprintf(parent, sizeof(parent), "%.*s", slash != NULL ? (int)(slash - d->rel) : 0, d->rel);
-    if ((rc = cli_dircache_get(&g->dc, d->rootfd, parent, 1, &dir)) != 0) {
-        fail_current(g, "cannot create its folder", rc);
+    /* The server is done with it: a refusal here cancels nothing. */
+    if (admit(g, d, &dir) != 0)
         return 0;
-    }
-    if ((rc = cli_space_reserve(&g->space, dir->fd, dir->dev, g->size, &avail)) != 0) {
-        if (rc == -ENOSPC)
-            failmsg_space(g, d->label, g->size, avail);
-        else
-            failmsg_rc(g, d->label, "cannot check the free space", rc);
-        d->state = DL_FAILED;
-        g->cur = NULL;
-        return 0;
-    }
     if (g->ibuf == NULL && (g->ibuf = ferry_malloc(CLI_INLINE_MAX)) == NULL)
         return -ENOMEM;
     memcpy(g->ibuf, f->bytes, f->len);

@@ -576,6 +576,42 @@ static void upload_plain(struct client *cl, const uint8_t *data, size_t n, const
     expect_committed(cl, tid);
 }
 
+/*
+ * Upload (R-XFER-2) of n bytes with their mtime and exec flag, expecting
+ * Committed; the content id goes to cid.
+ */
+__attribute__((unused)) static void upload_meta(struct client *cl, const uint8_t *data, size_t n,
+                                                const char *path, json_int_t mtime, int exec,
+                                                char cid[80])
+{
+    struct ferry_sha256 sha;
+    uint8_t tid[16];
+    char hex[33];
+
+    new_tid(tid, hex);
+    assert_int_equal(client_send(cl, FERRY_MSG_UPLOAD,
+                                 json_pack("{s:s, s:s, s:I, s:I, s:b}", "tid", hex, "path", path,
+                                           "size", (json_int_t)n, "mtime", mtime, "exec", exec)),
+                     0);
+    assert_int_equal(ferry_client_send_data(&cl->c, tid, 0, data, n), 0);
+    flush(cl);
+    ferry_sha256_init(&sha);
+    ferry_sha256_update(&sha, data, n);
+    ferry_sha256_final_cid(&sha, cid);
+    send_complete(cl, tid, cid);
+    expect_committed(cl, tid);
+}
+
+/* The connection answers a Ping with its Pong, and nothing before it: still open. */
+__attribute__((unused)) static void still_open(struct client *cl)
+{
+    struct ferry_cmd m;
+
+    assert_int_equal(client_send(cl, FERRY_MSG_PING, json_object()), 0);
+    recv_type(cl, FERRY_MSG_PONG, &m);
+    ferry_cmd_cleanup(&m);
+}
+
 /* Downloads path: the bytes, Transfer's hash and TransferComplete's hash (R-CHUNK-10). */
 static void download_path(struct client *cl, const char *path, uint8_t **out, size_t *len,
                           char xfer_hash[80], char done_hash[80])

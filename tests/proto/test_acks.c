@@ -51,16 +51,6 @@ static void bystander_fine(void)
     ferry_cmd_cleanup(&m);
 }
 
-/* The connection answers a Ping with its Pong, and nothing before it. */
-static void still_open(struct client *cl)
-{
-    struct ferry_cmd m;
-
-    assert_int_equal(client_send(cl, FERRY_MSG_PING, json_object()), 0);
-    recv_type(cl, FERRY_MSG_PONG, &m);
-    ferry_cmd_cleanup(&m);
-}
-
 /*
  * Downloads f.txt n times, at most 64 outstanding (R-PIPE-1); the tids of
  * the TransferCompletes, in the order the server finished them, go to tids.

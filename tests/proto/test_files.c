@@ -31,27 +31,6 @@ static struct fixture files[] = {
 
 static uint8_t content[FERRY_FILE_DATA_MAX + 1];
 
-static void upload_with(struct client *cl, const struct fixture *fx)
-{
-    struct ferry_sha256 sha;
-    uint8_t tid[16];
-    char hex[33], cid[80];
-
-    new_tid(tid, hex);
-    assert_int_equal(
-        client_send(cl, FERRY_MSG_UPLOAD,
-                    json_pack("{s:s, s:s, s:I, s:I, s:b}", "tid", hex, "path", fx->name, "size",
-                              (json_int_t)fx->size, "mtime", fx->mtime, "exec", fx->exec)),
-        0);
-    assert_int_equal(ferry_client_send_data(&cl->c, tid, 0, content, fx->size), 0);
-    flush(cl);
-    ferry_sha256_init(&sha);
-    ferry_sha256_update(&sha, content, fx->size);
-    ferry_sha256_final_cid(&sha, cid);
-    send_complete(cl, tid, cid);
-    expect_committed(cl, tid);
-}
-
 static int group_setup(void **state)
 {
     static const char *const extra[] = {"--login-rate", "1000", NULL};
@@ -66,14 +45,9 @@ static int group_setup(void **state)
         return -1;
     acct_signup(&srv, &alice, "alice");
     acct_open(&srv, &alice, &cl);
-    for (i = 0; i < NFILES; i++) {
-        struct ferry_sha256 sha;
-
-        upload_with(&cl, &files[i]);
-        ferry_sha256_init(&sha);
-        ferry_sha256_update(&sha, content, files[i].size);
-        ferry_sha256_final_cid(&sha, files[i].cid);
-    }
+    for (i = 0; i < NFILES; i++)
+        upload_meta(&cl, content, files[i].size, files[i].name, files[i].mtime, files[i].exec,
+                    files[i].cid);
     client_close(&cl);
     return 0;
 }
@@ -95,15 +69,6 @@ static void bystander_fine(void)
 
     assert_int_equal(client_send(&bystander, FERRY_MSG_PING, json_object()), 0);
     assert_int_equal(client_expect(&bystander, FERRY_MSG_PONG, &m), 1);
-    ferry_cmd_cleanup(&m);
-}
-
-static void still_open(struct client *cl)
-{
-    struct ferry_cmd m;
-
-    assert_int_equal(client_send(cl, FERRY_MSG_PING, json_object()), 0);
-    recv_type(cl, FERRY_MSG_PONG, &m);
     ferry_cmd_cleanup(&m);
 }
 

@@ -384,28 +384,6 @@ static void test_short_listing_never_waits_r_page_2(void **state)
     stop(&sv);
 }
 
-/* Uploads n bytes of data to path with its mtime and exec flag, expecting Committed. */
-static void upload_with(struct client *cl, const uint8_t *data, size_t n, const char *path,
-                        json_int_t mtime, int exec, char cid[80])
-{
-    struct ferry_sha256 sha;
-    uint8_t tid[16];
-    char hex[33];
-
-    new_tid(tid, hex);
-    assert_int_equal(client_send(cl, FERRY_MSG_UPLOAD,
-                                 json_pack("{s:s, s:s, s:I, s:I, s:b}", "tid", hex, "path", path,
-                                           "size", (json_int_t)n, "mtime", mtime, "exec", exec)),
-                     0);
-    assert_int_equal(ferry_client_send_data(&cl->c, tid, 0, data, n), 0);
-    flush(cl);
-    ferry_sha256_init(&sha);
-    ferry_sha256_update(&sha, data, n);
-    ferry_sha256_final_cid(&sha, cid);
-    send_complete(cl, tid, cid);
-    expect_committed(cl, tid);
-}
-
 /* What test_page_members_r_page_1 stored as file i. */
 struct stored {
     char name[256];
@@ -519,7 +497,7 @@ static void test_page_members_r_page_1(void **state)
         st[i].mtime = 1700000000000000000LL + i * 7919;
         st[i].exec = i % 3 == 0;
         assert_true(snprintf(path, sizeof(path), "%s/%s", dir, st[i].name) < (int)sizeof(path));
-        upload_with(&a, data, (size_t)st[i].size, path, st[i].mtime, st[i].exec, st[i].cid);
+        upload_meta(&a, data, (size_t)st[i].size, path, st[i].mtime, st[i].exec, st[i].cid);
     }
     /* The folder: 120 files, pages cut by bytes before 50 entries. */
     send_dirinfo(&a, dir, 0, ref);
