@@ -175,7 +175,7 @@ PY
 # so the page cache keeps the same pages). MODE head: the first 4 KiB only; full: all of it.
 regen_big() {
     if [[ $3 == full ]]; then
-        dd if=/dev/urandom of="$1" bs=1M count="$2" conv=notrunc status=none
+        rand_fill "$1" "$2"
     else
         dd if=/dev/urandom of="$1" bs=4096 count=1 conv=notrunc status=none
     fi
