@@ -45,6 +45,7 @@ PUBLIC = {
     "crypto.h": "crypto",
     "wire.h": "wire",
     "net.h": "net",
+    "pool.h": "net",
     "path.h": "store",
     "store.h": "store",
     "state.h": "store",
