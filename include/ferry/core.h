@@ -1,4 +1,13 @@
-/* Core helpers: allocation, capped buffers, encodings, clock, logging. */
+/*
+ * Core helpers every layer uses: allocation, capped growable buffers,
+ * byte order, hex, base32 and UUID encodings, random bytes, sizes and
+ * host:port parsing, the clock, and the log sink.
+ *
+ * Ownership: a struct ferry_buf owns its bytes (ferry_buf_cleanup); memory
+ * from ferry_malloc and friends is the caller's, freed with ferry_free.
+ * Nothing here keeps state between calls but the log's sink and the
+ * per-thread pool of random identifier bytes.
+ */
 #ifndef FERRY_CORE_H
 #define FERRY_CORE_H
 

@@ -1,4 +1,12 @@
-/* Identities (Ed25519 keys, self-signed certificates, IDs), TLS contexts, hashing. */
+/*
+ * Identities (Ed25519 keys, self-signed certificates, IDs), TLS contexts
+ * that present an identity and accept only TLS 1.3, and hashing.
+ *
+ * Ownership: a struct ferry_identity is the caller's (filled here, emptied
+ * with ferry_identity_cleanup, which frees its key and certificate). An
+ * SSL_CTX made here is the caller's and must outlive every connection made
+ * with it. Hash states are plain values on the caller's stack.
+ */
 #ifndef FERRY_CRYPTO_H
 #define FERRY_CRYPTO_H
 

@@ -1,4 +1,7 @@
-/* Error codes shared by every ferry module. */
+/*
+ * Error codes shared by every ferry module, and their names on the wire.
+ * Nothing here owns anything: codes are plain negative integers.
+ */
 #ifndef FERRY_ERR_H
 #define FERRY_ERR_H
 

@@ -1,4 +1,11 @@
-/* Path safety: remote path validation and confined local opens. */
+/*
+ * Path safety: remote path validation and normalisation (R-PATH), and
+ * local opens confined beneath a directory the caller holds (openat2 with
+ * RESOLVE_BENEATH and no symlinks), so a peer never chooses a local path.
+ *
+ * Ownership: file descriptors returned are the caller's to close; the
+ * directory descriptors passed in stay the caller's.
+ */
 #ifndef FERRY_PATH_H
 #define FERRY_PATH_H
 

@@ -1,4 +1,14 @@
-/* Wire codecs: frames, command payloads and data payloads (docs/protocol.md). */
+/*
+ * Wire codecs: frames, command payloads and data payloads
+ * (docs/protocol.md). Pure functions over (buffer, length): no I/O, no
+ * globals, and every peer-supplied length checked against its named cap
+ * before use.
+ *
+ * Ownership: a decoded frame points into the caller's buffer and lives as
+ * long as it; encoders write into buffers the caller passes. The only
+ * allocations are jansson's trees from ferry_cmd_decode (the caller
+ * json_decref's them) and the array ferry_msg_ranges returns (ferry_free).
+ */
 #ifndef FERRY_WIRE_H
 #define FERRY_WIRE_H
 
