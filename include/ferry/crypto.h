@@ -5,7 +5,8 @@
  * Ownership: a struct ferry_identity is the caller's (filled here, emptied
  * with ferry_identity_cleanup, which frees its key and certificate). An
  * SSL_CTX made here is the caller's and must outlive every connection made
- * with it. Hash states are plain values on the caller's stack.
+ * with it. A struct ferry_sha256 is the caller's; init allocates inside it,
+ * final or cleanup frees.
  */
 #ifndef FERRY_CRYPTO_H
 #define FERRY_CRYPTO_H
