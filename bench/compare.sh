@@ -284,11 +284,7 @@ avail_mb=$(($(df -Pk "$W" | awk 'NR == 2 { print $4 }') / 1024))
 ferry_build() {
     local log=$LOGDIR/build.log
     info "building ferry (-O2 Release) in $BUILD_DIR (log: $log)"
-    if ! {
-        cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
-            -DFERRY_SANITIZE=OFF -DFERRY_WERROR=OFF "-DCMAKE_C_FLAGS_RELEASE=-O2 -DNDEBUG" &&
-            cmake --build "$BUILD_DIR" -j2
-    } >"$log" 2>&1; then
+    if ! build_o2 "$ROOT" "$BUILD_DIR" "$log"; then
         show_tail "$log" 30
         die "ferry did not build (full log: $log). Fix the build, pass --ferry PATH, or use --skip-ferry to measure the peers only."
     fi
@@ -386,12 +382,7 @@ ferry_base_build() {
     local rev=$1 src=$W/base/src bd=$W/base/build log=$LOGDIR/base_build.log
     mkdir -p "$src"
     info "building ferry-base from $rev (-O2 Release) in $bd (log: $log)"
-    if ! {
-        git -C "$ROOT" archive --format=tar "$rev" | tar -x -C "$src" &&
-            cmake -S "$src" -B "$bd" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
-                -DFERRY_SANITIZE=OFF -DFERRY_WERROR=OFF "-DCMAKE_C_FLAGS_RELEASE=-O2 -DNDEBUG" &&
-            cmake --build "$bd" -j2
-    } >"$log" 2>&1; then
+    if ! git -C "$ROOT" archive --format=tar "$rev" | tar -x -C "$src" || ! build_o2 "$src" "$bd" "$log"; then
         show_tail "$log" 30
         die "ferry-base ($rev) did not build (full log: $log)"
     fi

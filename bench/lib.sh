@@ -260,6 +260,16 @@ git_rev() {
     printf '%s\n' "$r"
 }
 
+# build_o2 SRC BUILD_DIR LOG: the -O2 Release build every benchmark measures (no tests, no
+# sanitizers; warnings reported, never fatal), its output in LOG. Returns cmake's status.
+build_o2() {
+    {
+        cmake -S "$1" -B "$2" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
+            -DFERRY_SANITIZE=OFF -DFERRY_WERROR=OFF "-DCMAKE_C_FLAGS_RELEASE=-O2 -DNDEBUG" &&
+            cmake --build "$2" -j2
+    } >"$3" 2>&1
+}
+
 # ferry_rev FERRY: the commit FERRY was built from, as its build directory's bench-commit.txt
 # records it (written by these scripts after each build), or "unknown" with the tree's commit.
 ferry_rev() {

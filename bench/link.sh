@@ -144,11 +144,7 @@ mkdir -p "$BUILD_DIR"
 if [[ -z $FERRY ]] && has_tool ferry; then
     log=$LOGDIR/build.log
     info "building ferry (-O2 Release) in $BUILD_DIR (log: $log)"
-    {
-        cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
-            -DFERRY_SANITIZE=OFF -DFERRY_WERROR=OFF "-DCMAKE_C_FLAGS_RELEASE=-O2 -DNDEBUG" &&
-            cmake --build "$BUILD_DIR" -j2
-    } >"$log" 2>&1 || {
+    build_o2 "$ROOT" "$BUILD_DIR" "$log" || {
         show_tail "$log" 30
         die "ferry did not build (log: $log)"
     }

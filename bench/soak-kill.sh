@@ -133,11 +133,7 @@ export XDG_DATA_HOME=$W/client/data XDG_CACHE_HOME=$W/client/cache
 if [[ -z $FERRY ]]; then
     log=$LOGDIR/build.log
     info "building ferry (-O2 Release) in $BUILD_DIR (log: $log)"
-    if ! {
-        cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
-            -DFERRY_SANITIZE=OFF -DFERRY_WERROR=OFF "-DCMAKE_C_FLAGS_RELEASE=-O2 -DNDEBUG" &&
-            cmake --build "$BUILD_DIR" -j2
-    } >"$log" 2>&1; then
+    if ! build_o2 "$ROOT" "$BUILD_DIR" "$log"; then
         show_tail "$log" 30
         die "ferry did not build (log: $log)"
     fi

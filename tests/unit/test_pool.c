@@ -23,7 +23,15 @@
 
 #define NTASK 40
 
+struct item {
+    struct run *r;
+    int i;
+    int gated;
+};
+
 struct run {
+    uv_loop_t loop;
+    struct item items[NTASK];
     pthread_t loop_thread;
     int now;  /* tasks inside work right now (atomic) */
     int most; /* the most seen inside work at once (atomic) */
@@ -39,12 +47,6 @@ struct run {
     int done_total;
     struct ferry_pool *pool;
     int chain_left;
-};
-
-struct item {
-    struct run *r;
-    int i;
-    int gated;
 };
 
 static void spin_a_little(void)
@@ -96,18 +98,39 @@ static void on_closed(void *arg)
     r->done_total_at_close = r->done_total;
 }
 
-static void run_init(struct run *r, struct item *items)
+/* A fresh loop and a pool of max on it; every item's index set. */
+static void run_init(struct run *r, unsigned max)
 {
     memset(r, 0, sizeof(*r));
     r->loop_thread = pthread_self();
     assert_int_equal(sem_init(&r->entered, 0, 0), 0);
     assert_int_equal(sem_init(&r->gate, 0, 0), 0);
     for (int i = 0; i < NTASK; i++)
-        items[i] = (struct item){.r = r, .i = i};
+        r->items[i] = (struct item){.r = r, .i = i};
+    assert_int_equal(uv_loop_init(&r->loop), 0);
+    assert_int_equal(ferry_pool_new(&r->loop, max, &r->pool), 0);
 }
 
-static void run_fini(struct run *r)
+static void submit(struct run *r, int i, ferry_pool_done_fn fn, uint64_t *id)
 {
+    assert_int_equal(ferry_pool_submit(r->pool, work, fn, &r->items[i], id), 0);
+}
+
+static void run_loop(struct run *r)
+{
+    assert_int_equal(uv_run(&r->loop, UV_RUN_DEFAULT), 0);
+}
+
+/* Closes the pool unless it was closed already, runs the loop dry, checks closed came once. */
+static void run_fini(struct run *r, int close)
+{
+    if (close) {
+        ferry_pool_close(r->pool, on_closed, r);
+        assert_int_equal(r->closed, 0); /* reported on a later turn, never inside close */
+    }
+    run_loop(r);
+    assert_int_equal(r->closed, 1);
+    assert_int_equal(uv_loop_close(&r->loop), 0);
     sem_destroy(&r->entered);
     sem_destroy(&r->gate);
 }
@@ -115,22 +138,18 @@ static void run_fini(struct run *r)
 static void test_bound_and_order(void **state)
 {
     static const unsigned bounds[] = {1, 3};
-    uv_loop_t loop;
     struct run r;
-    struct item items[NTASK];
 
     (void)state;
     for (size_t b = 0; b < sizeof(bounds) / sizeof(bounds[0]); b++) {
-        assert_int_equal(uv_loop_init(&loop), 0);
-        run_init(&r, items);
-        assert_int_equal(ferry_pool_new(&loop, bounds[b], &r.pool), 0);
+        run_init(&r, bounds[b]);
         for (int i = 0; i < NTASK; i++)
-            assert_int_equal(ferry_pool_submit(r.pool, work, done, &items[i], NULL), 0);
+            submit(&r, i, done, NULL);
         /* Nothing finished inside submit. */
         assert_int_equal(r.done_total, 0);
         assert_true(ferry_pool_running(r.pool) <= bounds[b]);
         assert_int_equal(ferry_pool_waiting(r.pool), NTASK - ferry_pool_running(r.pool));
-        assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+        run_loop(&r);
         for (int i = 0; i < NTASK; i++) {
             assert_int_equal(r.done_calls[i], 1);
             assert_int_equal(r.status[i], i + 1);
@@ -142,29 +161,20 @@ static void test_bound_and_order(void **state)
         if (bounds[b] == 1)
             for (int i = 0; i < NTASK; i++)
                 assert_int_equal(r.started[i], i);
-        ferry_pool_close(r.pool, on_closed, &r);
-        assert_int_equal(r.closed, 0); /* reported on a later turn, never inside close */
-        assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
-        assert_int_equal(r.closed, 1);
-        assert_int_equal(uv_loop_close(&loop), 0);
-        run_fini(&r);
+        run_fini(&r, 1);
     }
 }
 
 /* Three gated tasks hold all three slots: the other three wait, in the pool, not in libuv. */
 static void test_bound_holds(void **state)
 {
-    uv_loop_t loop;
     struct run r;
-    struct item items[NTASK];
 
     (void)state;
-    assert_int_equal(uv_loop_init(&loop), 0);
-    run_init(&r, items);
-    assert_int_equal(ferry_pool_new(&loop, 3, &r.pool), 0);
+    run_init(&r, 3);
     for (int i = 0; i < 6; i++) {
-        items[i].gated = 1;
-        assert_int_equal(ferry_pool_submit(r.pool, work, done, &items[i], NULL), 0);
+        r.items[i].gated = 1;
+        submit(&r, i, done, NULL);
     }
     for (int i = 0; i < 3; i++)
         sem_wait(&r.entered);
@@ -173,30 +183,23 @@ static void test_bound_holds(void **state)
     assert_int_equal(__atomic_load_n(&r.order, __ATOMIC_SEQ_CST), 3);
     for (int i = 0; i < 6; i++)
         sem_post(&r.gate);
-    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    run_loop(&r);
     assert_int_equal(r.done_total, 6);
     assert_int_equal(ferry_pool_peak(r.pool), 3);
-    ferry_pool_close(r.pool, NULL, NULL);
-    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
-    assert_int_equal(uv_loop_close(&loop), 0);
-    run_fini(&r);
+    run_fini(&r, 1);
 }
 
 /* A waiting task is cancelled (work never runs); a running one is not. */
 static void test_cancel(void **state)
 {
-    uv_loop_t loop;
     struct run r;
-    struct item items[NTASK];
     uint64_t id[3];
 
     (void)state;
-    assert_int_equal(uv_loop_init(&loop), 0);
-    run_init(&r, items);
-    items[0].gated = 1;
-    assert_int_equal(ferry_pool_new(&loop, 1, &r.pool), 0);
+    run_init(&r, 1);
+    r.items[0].gated = 1;
     for (int i = 0; i < 3; i++)
-        assert_int_equal(ferry_pool_submit(r.pool, work, done, &items[i], &id[i]), 0);
+        submit(&r, i, done, &id[i]);
     assert_true(id[0] != id[1] && id[1] != id[2]);
     sem_wait(&r.entered); /* task 0 is inside work */
     assert_int_equal(ferry_pool_cancel(r.pool, id[0]), FERRY_ENOTFOUND);
@@ -205,7 +208,7 @@ static void test_cancel(void **state)
     assert_int_equal(ferry_pool_cancel(r.pool, 9999), FERRY_ENOTFOUND);
     assert_int_equal(r.done_total, 0); /* cancel does not call done itself */
     sem_post(&r.gate);
-    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    run_loop(&r);
     assert_int_equal(r.status[0], 1);
     assert_int_equal(r.status[1], FERRY_ECANCELED);
     assert_int_equal(r.status[2], 3);
@@ -213,74 +216,55 @@ static void test_cancel(void **state)
         assert_int_equal(r.done_calls[i], 1);
     assert_int_equal(r.order, 2); /* task 1's work never ran */
     assert_int_equal(ferry_pool_cancel(r.pool, id[2]), FERRY_ENOTFOUND); /* over */
-    ferry_pool_close(r.pool, NULL, NULL);
-    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
-    assert_int_equal(uv_loop_close(&loop), 0);
-    run_fini(&r);
+    run_fini(&r, 1);
 }
 
 /* Close: waiting tasks are cancelled, the running one finishes, closed comes last. */
 static void test_close_with_work(void **state)
 {
-    uv_loop_t loop;
     struct run r;
-    struct item items[NTASK];
 
     (void)state;
-    assert_int_equal(uv_loop_init(&loop), 0);
-    run_init(&r, items);
-    items[0].gated = 1;
-    assert_int_equal(ferry_pool_new(&loop, 1, &r.pool), 0);
+    run_init(&r, 1);
+    r.items[0].gated = 1;
     for (int i = 0; i < 5; i++)
-        assert_int_equal(ferry_pool_submit(r.pool, work, done, &items[i], NULL), 0);
+        submit(&r, i, done, NULL);
     sem_wait(&r.entered);
     ferry_pool_close(r.pool, on_closed, &r);
     assert_int_equal(r.done_total, 0);
     sem_post(&r.gate);
-    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
-    assert_int_equal(r.closed, 1);
+    run_fini(&r, 0);
     assert_int_equal(r.done_total_at_close, 5);
     assert_int_equal(r.status[0], 1);
     for (int i = 1; i < 5; i++)
         assert_int_equal(r.status[i], FERRY_ECANCELED);
     assert_int_equal(r.order, 1);
-    assert_int_equal(uv_loop_close(&loop), 0);
-    run_fini(&r);
 }
 
 /* A done that submits the next task: a chain of NTASK, each after the last. */
 static void chain_done(void *arg, int status)
 {
     struct item *it = arg;
-    struct run *r = it->r;
 
     done(arg, status);
     if (it->i + 1 < NTASK)
-        assert_int_equal(ferry_pool_submit(r->pool, work, chain_done, it + 1, NULL), 0);
+        submit(it->r, it->i + 1, chain_done, NULL);
 }
 
 static void test_submit_from_done(void **state)
 {
-    uv_loop_t loop;
     struct run r;
-    struct item items[NTASK];
 
     (void)state;
-    assert_int_equal(uv_loop_init(&loop), 0);
-    run_init(&r, items);
-    assert_int_equal(ferry_pool_new(&loop, 4, &r.pool), 0);
-    assert_int_equal(ferry_pool_submit(r.pool, work, chain_done, &items[0], NULL), 0);
-    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    run_init(&r, 4);
+    submit(&r, 0, chain_done, NULL);
+    run_loop(&r);
     for (int i = 0; i < NTASK; i++) {
         assert_int_equal(r.done_calls[i], 1);
         assert_int_equal(r.started[i], i);
     }
     assert_int_equal(ferry_pool_peak(r.pool), 1);
-    ferry_pool_close(r.pool, on_closed, &r);
-    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
-    assert_int_equal(r.closed, 1);
-    assert_int_equal(uv_loop_close(&loop), 0);
-    run_fini(&r);
+    run_fini(&r, 1);
 }
 
 /* A done that closes the pool while others still wait and run. */
@@ -295,52 +279,37 @@ static void closing_done(void *arg, int status)
 
 static void test_close_from_done(void **state)
 {
-    uv_loop_t loop;
     struct run r;
-    struct item items[NTASK];
 
     (void)state;
-    assert_int_equal(uv_loop_init(&loop), 0);
-    run_init(&r, items);
-    assert_int_equal(ferry_pool_new(&loop, 2, &r.pool), 0);
+    run_init(&r, 2);
     for (int i = 0; i < 10; i++)
-        assert_int_equal(ferry_pool_submit(r.pool, work, closing_done, &items[i], NULL), 0);
-    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
-    assert_int_equal(r.closed, 1);
+        submit(&r, i, closing_done, NULL);
+    run_fini(&r, 0);
     assert_int_equal(r.done_total_at_close, 10);
     for (int i = 0; i < 10; i++) {
         assert_int_equal(r.done_calls[i], 1);
         assert_true(r.status[i] == i + 1 || r.status[i] == FERRY_ECANCELED);
     }
     assert_int_equal(r.status[0], 1);
-    assert_int_equal(uv_loop_close(&loop), 0);
-    run_fini(&r);
 }
 
 static void test_usage(void **state)
 {
-    uv_loop_t loop;
-    struct ferry_pool *p = (struct ferry_pool *)&loop;
     struct run r;
-    struct item items[NTASK];
+    struct ferry_pool *p = (struct ferry_pool *)&r;
 
     (void)state;
-    assert_int_equal(uv_loop_init(&loop), 0);
-    run_init(&r, items);
-    assert_int_equal(ferry_pool_new(&loop, 0, &p), FERRY_EUSAGE);
+    run_init(&r, FERRY_POOL_MAX_INFLIGHT);
+    assert_int_equal(ferry_pool_new(&r.loop, 0, &p), FERRY_EUSAGE);
     assert_null(p);
-    assert_int_equal(ferry_pool_new(&loop, FERRY_POOL_MAX_INFLIGHT + 1, &p), FERRY_EUSAGE);
+    assert_int_equal(ferry_pool_new(&r.loop, FERRY_POOL_MAX_INFLIGHT + 1, &p), FERRY_EUSAGE);
     assert_int_equal(ferry_pool_new(NULL, 1, &p), FERRY_EUSAGE);
-    assert_int_equal(ferry_pool_new(&loop, FERRY_POOL_MAX_INFLIGHT, &p), 0);
-    assert_int_equal(ferry_pool_submit(p, NULL, done, &items[0], NULL), FERRY_EUSAGE);
-    assert_int_equal(ferry_pool_submit(p, work, NULL, &items[0], NULL), FERRY_EUSAGE);
-    assert_int_equal(ferry_pool_submit(NULL, work, done, &items[0], NULL), FERRY_EUSAGE);
-    ferry_pool_close(p, on_closed, &r);
-    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
-    assert_int_equal(r.closed, 1);
+    assert_int_equal(ferry_pool_submit(r.pool, NULL, done, &r.items[0], NULL), FERRY_EUSAGE);
+    assert_int_equal(ferry_pool_submit(r.pool, work, NULL, &r.items[0], NULL), FERRY_EUSAGE);
+    assert_int_equal(ferry_pool_submit(NULL, work, done, &r.items[0], NULL), FERRY_EUSAGE);
+    run_fini(&r, 1);
     assert_int_equal(r.done_total, 0);
-    assert_int_equal(uv_loop_close(&loop), 0);
-    run_fini(&r);
 }
 
 int main(void)
