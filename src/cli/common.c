@@ -1,6 +1,7 @@
 /* ferry CLI: client state, connecting with a pinned identity, replies, output. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -561,11 +562,13 @@ int cli_error_rc(const struct ferry_cmd *cmd, const char **msg)
     json_t *code = json_object_get(cmd->body, "code");
     json_t *m = json_object_get(cmd->body, "message");
     const char *t = json_is_string(m) ? json_string_value(m) : "error";
+    json_int_t wire = json_is_integer(code) ? json_integer_value(code) : 10;
 
     ferry_escape(t, strlen(t), 0, clean, cap);
     if (msg != NULL)
         *msg = clean;
-    return ferry_err_from_wire(json_is_integer(code) ? (int)json_integer_value(code) : 10);
+    /* R-ERR-3: a code beyond int is unknown too, never cut down to a known one (2^32 + 9 to 9). */
+    return ferry_err_from_wire(wire >= INT_MIN && wire <= INT_MAX ? (int)wire : 10);
 }
 
 int cli_call(struct cli_conn *cc, int32_t type, json_t *body, struct ferry_cmd *reply)
