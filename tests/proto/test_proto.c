@@ -643,7 +643,7 @@ static void test_idempotent_by_id_r_store_10(void **state)
     client_close(&b);
 }
 
-/* 10,000 heartbeats and 2,000 pings in single writes: all handled, nothing dropped. */
+/* R-FRAME-4: 10,000 heartbeats and 2,000 pings in single writes: all handled, nothing dropped. */
 static void test_floods(void **state)
 {
     struct client a;
@@ -746,6 +746,7 @@ done:
     return NULL;
 }
 
+/* R-FRAME-4: TLS bytes cut at random points (through the relay) still make whole frames. */
 static void test_tls_split(void **state)
 {
     struct relay r = {.target_port = srv.port, .seed = 12345};

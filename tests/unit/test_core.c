@@ -277,6 +277,7 @@ static void test_strerror(void **state)
     assert_string_equal(ferry_strerror(FERRY_EPATH), "invalid path name");
     assert_int_equal(ferry_err_to_wire(FERRY_EPATH), 7);
     assert_int_equal(ferry_err_from_wire(7), FERRY_EPATH);
+    /* R-ERR-3: a code the receiver does not know is 10 (internal). */
     assert_int_equal(ferry_err_from_wire(12345), FERRY_EINTERNAL);
     assert_non_null(ferry_strerror(-2));
 }
