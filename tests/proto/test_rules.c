@@ -494,6 +494,17 @@ static void test_reply_refs_r_cmd_5(void **state)
     recv_type(&a, FERRY_MSG_TRANSFER_COMPLETE, &m);
     assert_null(json_object_get(m.body, "ref"));
     ferry_cmd_cleanup(&m);
+
+    /* An Error about a data frame refers to the Upload that opened its transfer. */
+    new_tid(tid, hex);
+    open_plain(&a, tid, "d/g.bin", 10, upload_ref);
+    queue_data(&a, tid, 0, data, 11); /* one byte more than declared (R-DATA-4) */
+    flush(&a);
+    recv_type(&a, FERRY_MSG_ERROR, &m);
+    assert_int_equal(err_code(&m), 2);
+    assert_string_equal(str_member(&m, "ref"), upload_ref);
+    ferry_cmd_cleanup(&m);
+    assert_int_equal(client_recv(&a, &m, HARNESS_WAIT_MS), 0);
     client_close(&a);
 
     /*
@@ -1022,6 +1033,43 @@ static void test_failing_op_alone_r_store_2(void **state)
     }
     fprintf(stderr, "a failing upload shared its batch after %d round(s)\n", round);
     assert_true(shared);
+
+    /*
+     * 1500 empty uploads in one write: all commit, batch after batch in
+     * queue order. (A connection sees only its own share of a batch, so the
+     * cap of 1000 operations is checked but not reached here.)
+     */
+    {
+        enum { N = 1500, PER_BATCH = 1000 };
+        uint8_t(*tids)[16] = calloc(N, 16), t[16];
+        size_t largest = 0, batches = 0;
+        int committed = 0, i;
+
+        assert_non_null(tids);
+        cid_of(data, 0, cid);
+        for (i = 0; i < N; i++) {
+            snprintf(p1, sizeof(p1), "many/e%d", i);
+            queue_upload(&a, t, p1, data, 0, cid);
+            memcpy(tids[i], t, 16);
+        }
+        flush(&a);
+        while (committed < N) {
+            size_t n;
+            recv_type(&a, FERRY_MSG_COMMITTED, &m);
+            n = json_array_size(json_object_get(m.body, "tids"));
+            assert_true(n <= PER_BATCH);
+            /* Batches commit in queue order. */
+            for (size_t k = 0; k < n; k++)
+                assert_true(names_tid(&m, tids[committed + (int)k]));
+            committed += (int)n;
+            largest = n > largest ? n : largest;
+            batches++;
+            ferry_cmd_cleanup(&m);
+        }
+        fprintf(stderr, "%d uploads committed in %zu batches, the largest of %zu\n", N, batches,
+                largest);
+        free(tids);
+    }
     client_close(&a);
 }
 
