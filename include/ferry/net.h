@@ -17,7 +17,7 @@
  * passed in stays the caller's and must outlive the connections made with it.
  *
  * struct ferry_client, below, is the one-shot client of the command-line
- * tools: one connection driven by poll(2), no loop.
+ * tools: one connection driven by poll(2), no loop. It is opaque too.
  */
 #ifndef FERRY_NET_H
 #define FERRY_NET_H
@@ -197,37 +197,48 @@ ssize_t ferry_frame_cmd(uint8_t *out, size_t cap, int32_t type, json_t *body);
 
 /* --- Client side: one TLS connection driven by poll(2). --- */
 
-struct ferry_client {
-    int fd;
-    SSL_CTX *ctx;
-    SSL *ssl;
-    struct ferry_buf in;
-    struct ferry_buf out;
-    uint64_t last_tx_ms; /* the last write that moved bytes to the socket */
-    uint64_t last_rx_ms; /* the last whole frame taken out (R-CLI-2), heartbeats included */
-    size_t consumed;     /* bytes of the frame last returned, dropped on the next call */
-    int eof;
-    char server_id[FERRY_ID_LEN + 1];
-    uint64_t wire_tx; /* TLS bytes written to and read from the socket */
-    uint64_t wire_rx;
-};
+struct ferry_client;
 
 /*
  * Connects to host:port, completes the TLS handshake presenting id, and
- * stores the server's ID in c->server_id. If pin is not NULL and differs,
- * fails with FERRY_EPIN before any application byte is sent.
+ * sets *cp to the new client (ferry_client_server_id() names the server).
+ * If pin is not NULL and differs, fails with FERRY_EPIN before any
+ * application byte is sent; *cp is then set too, for the ID it presented,
+ * and must be closed. On any other failure *cp is NULL.
  */
-int ferry_client_connect(struct ferry_client *c, const char *host, const char *port,
+int ferry_client_connect(struct ferry_client **cp, const char *host, const char *port,
                          const struct ferry_identity *id, const char *pin, int timeout_ms);
 /*
  * The same from the local address src (numeric, e.g. "127.0.0.2"), or from
  * the system's choice when src is NULL. The protocol tests use it to be
  * several source addresses on loopback (R-SESS-8, R-AUTH-10).
  */
-int ferry_client_connect_from(struct ferry_client *c, const char *src, const char *host,
+int ferry_client_connect_from(struct ferry_client **cp, const char *src, const char *host,
                               const char *port, const struct ferry_identity *id, const char *pin,
                               int timeout_ms);
-void ferry_client_close(struct ferry_client *c);
+/* Closes and frees *cp, and sets it to NULL; nothing when it is NULL. */
+void ferry_client_close(struct ferry_client **cp);
+/* The server's ID, from the handshake. */
+const char *ferry_client_server_id(const struct ferry_client *c);
+/* R-CLI-2: when the last whole frame arrived (heartbeats included). */
+uint64_t ferry_client_last_rx_ms(const struct ferry_client *c);
+/* When a write last moved bytes to the socket. */
+uint64_t ferry_client_last_tx_ms(const struct ferry_client *c);
+/* The server closed the connection, or it broke. */
+int ferry_client_eof(const struct ferry_client *c);
+/* The socket, to wait on beside other descriptors. */
+int ferry_client_fd(const struct ferry_client *c);
+/* Queues raw frame bytes (already framed). */
+int ferry_client_send_raw(struct ferry_client *c, const void *p, size_t n);
+/* Queues a heartbeat frame (R-SESS-4). */
+int ferry_client_send_heartbeat(struct ferry_client *c);
+/*
+ * The received plaintext not yet taken as frames (the frame last returned
+ * by ferry_client_next_frame() is dropped first), and a way to drop n bytes
+ * of it: for tests that look at the byte stream itself.
+ */
+void ferry_client_input(struct ferry_client *c, const uint8_t **p, size_t *n);
+void ferry_client_input_drop(struct ferry_client *c, size_t n);
 /* Queues a command frame; takes the reference to body (NULL: FERRY_EUSAGE). */
 int ferry_client_send_cmd(struct ferry_client *c, int32_t type, json_t *body);
 /* TLS bytes the connection has carried so far, both ways. */
