@@ -1,8 +1,9 @@
 /*
- * TLS connections on the libuv loop, with memory BIOs: frames, heartbeats,
- * backpressure, and the life cycle both sides share once the TCP link is up.
+ * TLS connections on the libuv loop: frames, heartbeats, backpressure, and
+ * the life cycle both sides share once the TCP link is up.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/err.h>
@@ -264,12 +265,93 @@ void ferry_conn_pause(struct ferry_conn *c)
     uv_read_stop((uv_stream_t *)&c->tcp);
 }
 
+/*
+ * OpenSSL reads the ciphertext straight from the socket read buffer: a
+ * memory BIO cost a copy of every byte received (and a memset of its
+ * buffer as it grew). What a record leaves unread stays in rx for the next
+ * SSL_read; reading from the socket is stopped meanwhile (paused, blocked
+ * or closing), and alloc_cb keeps it should a read come first.
+ */
+static int rx_read(BIO *b, char *out, int len)
+{
+    struct ferry_conn *c = BIO_get_data(b);
+    size_t n = c->rx_len - c->rx_off;
+
+    BIO_clear_retry_flags(b);
+    if (n == 0) {
+        BIO_set_retry_read(b);
+        return -1;
+    }
+    if (len < 0)
+        return -1;
+    if ((size_t)len < n)
+        n = (size_t)len;
+    memcpy(out, c->rx + c->rx_off, n);
+    c->rx_off += n;
+    if (c->rx_off == c->rx_len)
+        c->rx_off = c->rx_len = 0;
+    return (int)n;
+}
+
+static long rx_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    struct ferry_conn *c = BIO_get_data(b);
+
+    (void)num;
+    (void)ptr;
+    switch (cmd) {
+    case BIO_CTRL_PENDING:
+        return (long)(c->rx_len - c->rx_off);
+    case BIO_CTRL_FLUSH:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int rx_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static BIO_METHOD *rx_method;
+static pthread_once_t rx_once = PTHREAD_ONCE_INIT;
+
+static void rx_method_init(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "ferry socket read");
+
+    if (m == NULL || BIO_meth_set_read(m, rx_read) != 1 || BIO_meth_set_ctrl(m, rx_ctrl) != 1 ||
+        BIO_meth_set_create(m, rx_create) != 1) {
+        BIO_meth_free(m);
+        return;
+    }
+    rx_method = m;
+}
+
+static BIO *rx_bio_new(struct ferry_conn *c)
+{
+    BIO *b;
+
+    pthread_once(&rx_once, rx_method_init);
+    if (rx_method == NULL || (b = BIO_new(rx_method)) == NULL)
+        return NULL;
+    BIO_set_data(b, c);
+    return b;
+}
+
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b)
 {
     struct ferry_conn *c = h->data;
 
     (void)hint;
-    *b = uv_buf_init((char *)c->rx, FERRY_NET_READ_CHUNK);
+    if (c->rx_off > 0) {
+        memmove(c->rx, c->rx + c->rx_off, c->rx_len - c->rx_off);
+        c->rx_len -= c->rx_off;
+        c->rx_off = 0;
+    }
+    *b = uv_buf_init((char *)c->rx + c->rx_len, (unsigned)(FERRY_NET_RX_CAP - c->rx_len));
 }
 
 static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
@@ -284,10 +366,8 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         return;
     c->last_rx_ms = ferry_now_ms();
     c->wire_rx += (uint64_t)n;
-    if (BIO_write(c->rbio, b->base, (int)n) != (int)n) {
-        net_conn_fail(c, -ENOMEM);
-        return;
-    }
+    (void)b; /* alloc_cb gave the tail of rx */
+    c->rx_len += (size_t)n;
     process_input(c);
 }
 
@@ -476,14 +556,13 @@ int net_conn_start(struct ferry_conn *c, SSL_CTX *ctx, int server)
             uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer_ip, sizeof(c->peer_ip));
     }
     uv_tcp_nodelay(&c->tcp, 1);
-    if ((c->rx = ferry_malloc(FERRY_NET_READ_CHUNK)) == NULL || (c->ssl = SSL_new(ctx)) == NULL ||
-        (c->rbio = BIO_new(BIO_s_mem())) == NULL || (c->wbio = BIO_new(BIO_s_mem())) == NULL) {
+    if ((c->rx = ferry_malloc(FERRY_NET_RX_CAP)) == NULL || (c->ssl = SSL_new(ctx)) == NULL ||
+        (c->rbio = rx_bio_new(c)) == NULL || (c->wbio = BIO_new(BIO_s_mem())) == NULL) {
         BIO_free(c->rbio);
         c->rbio = NULL;
         return -ENOMEM;
     }
     /* Give an EOF-less empty read instead of an error while waiting for bytes. */
-    BIO_set_mem_eof_return(c->rbio, -1);
     BIO_set_mem_eof_return(c->wbio, -1);
     SSL_set_bio(c->ssl, c->rbio, c->wbio);
     if (server) {

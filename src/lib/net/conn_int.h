@@ -7,17 +7,22 @@
 
 #include "ferry/net.h"
 
+/* Room for one socket read beside what OpenSSL left of the last. */
+#define FERRY_NET_RX_CAP (2 * FERRY_NET_READ_CHUNK)
+
 struct ferry_conn {
     uv_tcp_t tcp;
     uv_timer_t timer;
     uv_connect_t connect; /* the dialer's TCP connect */
     uv_getaddrinfo_t gai; /* the dialer's name lookup */
     SSL *ssl;
-    BIO *rbio; /* ciphertext from the socket, read by OpenSSL */
+    BIO *rbio; /* reads the ciphertext in rx */
     BIO *wbio; /* ciphertext from OpenSSL, to the socket */
     struct ferry_buf in;
     struct ferry_buf out;
-    uint8_t *rx;   /* socket read buffer */
+    uint8_t *rx;   /* socket reads (FERRY_NET_RX_CAP), read in place by OpenSSL */
+    size_t rx_off; /* ciphertext in rx not yet taken by OpenSSL: [rx_off, rx_len) */
+    size_t rx_len;
     size_t queued; /* ciphertext handed to uv_write, not yet written */
     int ready;
     int closing;
