@@ -192,6 +192,14 @@ void ferry_conn_wire_bytes(const struct ferry_conn *c, uint64_t *sent, uint64_t 
  */
 void ferry_conn_set_before_send(void (*fn)(void));
 
+/* R-CLI-3: how a client waits between reconnects, written once for every command. */
+#define FERRY_BACKOFF_FIRST_MS 500
+#define FERRY_BACKOFF_MAX_MS   10000
+/* The pause before retry number attempt (0 for the first): 0.5 s doubling to 10 s. */
+uint64_t ferry_backoff_ms(unsigned attempt);
+/* Whether an outage that began at start_ms may still be retried within window_ms. */
+int ferry_retry_window_open(uint64_t start_ms, uint64_t window_ms, uint64_t now_ms);
+
 /* Builds and encodes a command frame into a caller buffer of cap bytes. */
 ssize_t ferry_frame_cmd(uint8_t *out, size_t cap, int32_t type, json_t *body);
 

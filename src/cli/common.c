@@ -720,7 +720,8 @@ int cli_conn_lost(int rc)
 
 int cli_reconnect(struct cli_conn *cc, int rc, uint64_t lost_ms, uint64_t retry_for_ms)
 {
-    uint64_t wait_ms = 500, outage;
+    uint64_t wait_ms, outage;
+    unsigned attempt = 0;
 
     /* R-CLI-3: a protocol fault or a local error comes back the same on any connection. */
     if (!cli_conn_lost(rc))
@@ -728,15 +729,15 @@ int cli_reconnect(struct cli_conn *cc, int rc, uint64_t lost_ms, uint64_t retry_
     /* The window runs from the start of the outage, not from the last reconnect. */
     outage = cc->outage_ms != 0 && cc->progress == 0 ? cc->outage_ms : lost_ms;
     for (;;) {
-        if (ferry_now_ms() - outage >= retry_for_ms)
+        if (!ferry_retry_window_open(outage, retry_for_ms, ferry_now_ms()))
             return rc;
+        wait_ms = ferry_backoff_ms(attempt++);
         cli_warn("connection lost (%s); reconnecting in %.1f s", ferry_strerror(rc),
                  (double)wait_ms / 1000);
         cli_disconnect(cc);
         usleep((useconds_t)wait_ms * 1000);
         if (cli_interrupted)
             return -EINTR;
-        wait_ms = wait_ms * 2 > 10000 ? 10000 : wait_ms * 2;
         if ((rc = cli_connect_session(cc)) == 0) {
             cc->outage_ms = outage;
             return 0;

@@ -1635,7 +1635,8 @@ int cmd_get(int argc, char **argv)
          * A server that cannot be reached yet, or a connection lost while the
          * plan is made, is retried like a connection lost later.
          */
-        uint64_t start = ferry_now_ms(), wait_ms = 500;
+        uint64_t start = ferry_now_ms(), wait_ms;
+        unsigned attempt = 0;
         size_t failed0 = g.failed;
 
         for (;;) {
@@ -1652,16 +1653,16 @@ int cmd_get(int argc, char **argv)
                 return CLI_FAIL;
             }
             cli_disconnect(&g.cc);
-            if (ferry_now_ms() - start >= retry_for_ms) {
+            if (!ferry_retry_window_open(start, retry_for_ms, ferry_now_ms())) {
                 cli_err("cannot reach the server (%s). Run the same command again.",
                         ferry_strerror(rc));
                 get_free(&g);
                 return CLI_RESUMABLE;
             }
+            wait_ms = ferry_backoff_ms(attempt++);
             cli_warn("cannot reach the server (%s); trying again in %.1f s", ferry_strerror(rc),
                      (double)wait_ms / 1000);
             usleep((useconds_t)wait_ms * 1000);
-            wait_ms = wait_ms * 2 > 10000 ? 10000 : wait_ms * 2;
         }
     }
     g.prog.files_total = g.n;

@@ -1077,7 +1077,8 @@ static int run(struct put *p, uint64_t retry_for_ms)
 static int stat_dest(struct put *p, const char *dest, uint64_t retry_for_ms, int *exists,
                      int *is_dir)
 {
-    uint64_t start = ferry_now_ms(), wait_ms = 500;
+    uint64_t start = ferry_now_ms(), wait_ms;
+    unsigned attempt = 0;
     struct ferry_cmd reply;
     int rc;
 
@@ -1106,17 +1107,17 @@ static int stat_dest(struct put *p, const char *dest, uint64_t retry_for_ms, int
         cli_disconnect(&p->cc);
         if (rc == -EINTR || cli_interrupted)
             return FERRY_ENOTCONN; /* R-CLI-13: nothing started, so nothing to undo */
-        if (ferry_now_ms() - start >= retry_for_ms) {
+        if (!ferry_retry_window_open(start, retry_for_ms, ferry_now_ms())) {
             cli_err("cannot reach the server (%s). Run the same command again.",
                     ferry_strerror(rc));
             return FERRY_ENOTCONN;
         }
+        wait_ms = ferry_backoff_ms(attempt++);
         cli_warn("cannot reach the server (%s); trying again in %.1f s", ferry_strerror(rc),
                  (double)wait_ms / 1000);
         usleep((useconds_t)wait_ms * 1000);
         if (cli_interrupted)
             return FERRY_ENOTCONN; /* R-CLI-13: nothing started, so nothing to undo */
-        wait_ms = wait_ms * 2 > 10000 ? 10000 : wait_ms * 2;
     }
 }
 

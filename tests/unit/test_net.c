@@ -316,6 +316,22 @@ static void test_dial_refused(void **state)
     assert_int_equal(f->cli.err, UV_ECONNREFUSED);
 }
 
+/* R-CLI-3: reconnects back off from 0.5 s, doubling to 10 s, within the outage's window. */
+static void test_backoff(void **state)
+{
+    static const uint64_t want[] = {500, 1000, 2000, 4000, 8000, 10000, 10000};
+    unsigned i;
+
+    (void)state;
+    for (i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        assert_int_equal(ferry_backoff_ms(i), want[i]);
+    assert_int_equal(ferry_backoff_ms(1000), 10000);
+    assert_true(ferry_retry_window_open(1000, 60000, 1000));
+    assert_true(ferry_retry_window_open(1000, 60000, 60999));
+    assert_false(ferry_retry_window_open(1000, 60000, 61000));
+    assert_false(ferry_retry_window_open(1000, 0, 1000));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -323,6 +339,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dial_wrong_pin, setup, teardown),
         cmocka_unit_test_setup_teardown(test_accept_wrong_peer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dial_refused, setup, teardown),
+        cmocka_unit_test(test_backoff),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
