@@ -1,4 +1,24 @@
-/* Network: TLS connections on the libuv loop (server) and a poll pump (client). */
+/*
+ * Network: framed TLS 1.3 connections between two ferry processes.
+ *
+ * A connection (struct ferry_conn) lives on a libuv loop. Either side may
+ * open it: a listener accepts connections, the dialer opens one to a
+ * host:port. Both sides present their identity's certificate, learn the
+ * peer's ID from the finished handshake (R-TLS-5) and, when the owner gives
+ * one, refuse a peer whose ID differs from the pin before any application
+ * byte moves (R-TLS-3). Frames, heartbeats and the idle timeout (R-SESS-4)
+ * and backpressure are the same code for both sides.
+ *
+ * Ownership: the library allocates connections and listeners; they are
+ * opaque. A connection's owner is its ops: they run on the loop thread, and
+ * on_close is the last call made with the connection. The owner then frees
+ * it with ferry_conn_release(), at once or later (a connection stays
+ * readable, and every call on it a harmless no-op, until released). The SSL_CTX
+ * passed in stays the caller's and must outlive the connections made with it.
+ *
+ * struct ferry_client, below, is the one-shot client of the command-line
+ * tools: one connection driven by poll(2), no loop. It is opaque too.
+ */
 #ifndef FERRY_NET_H
 #define FERRY_NET_H
 
@@ -29,9 +49,14 @@
 #define FERRY_NET_OUT_BLOCK (4 * 1024 * 1024)
 
 struct ferry_conn;
+struct ferry_listener;
 
 struct ferry_conn_ops {
-    /* The TLS handshake finished; peer_id is set. Return < 0 to close. */
+    /*
+     * The TLS handshake finished (and the pin, if any, matched);
+     * ferry_conn_peer_id() is set. Return < 0 to close (an acceptor that
+     * pins its peers refuses an unknown ID here).
+     */
     int (*on_ready)(struct ferry_conn *c);
     /*
      * One complete frame. Return < 0 to close the connection, or 1 after
@@ -50,46 +75,78 @@ struct ferry_conn_ops {
     int (*on_input_end)(struct ferry_conn *c);
     /* A once-a-second tick, for deadlines. Return < 0 to close. */
     int (*on_tick)(struct ferry_conn *c, uint64_t now_ms);
-    /* The connection is gone; free what data points to. */
+    /*
+     * The connection is gone (ferry_conn_error() says why); the last call.
+     * Free what data points to, and release the connection.
+     */
     void (*on_close)(struct ferry_conn *c);
 };
 
-struct ferry_conn {
-    uv_tcp_t tcp;
-    uv_timer_t timer;
-    SSL *ssl;
-    BIO *rbio; /* ciphertext from the socket, read by OpenSSL */
-    BIO *wbio; /* ciphertext from OpenSSL, to the socket */
-    struct ferry_buf in;
-    struct ferry_buf out;
-    uint8_t *rx;   /* socket read buffer */
-    size_t queued; /* ciphertext handed to uv_write, not yet written */
-    int ready;
-    int closing;
-    int paused;      /* the application asked not to be given more frames */
-    int out_blocked; /* input stopped because the peer is not reading our output */
-    int in_process;  /* re-entrancy guard for process_input */
-    int handles;     /* libuv handles still open */
-    uint64_t last_rx_ms;
-    uint64_t last_tx_ms;
-    uint64_t heartbeat_ms;
-    uint64_t idle_ms;
-    char peer_id[FERRY_ID_LEN + 1];
-    char peer_ip[64];
+/* What every connection of a listener or of one dial shares. */
+struct ferry_conn_cfg {
+    SSL_CTX *ctx; /* ferry_tls_ctx_new(); the caller's */
     const struct ferry_conn_ops *ops;
-    void *data;
+    uint64_t heartbeat_ms; /* R-SESS-4: our silence that earns a heartbeat */
+    uint64_t idle_ms;      /* R-SESS-4: the peer's silence that closes */
 };
 
 /*
- * Takes an accepted TCP handle's place: the caller has uv_tcp_init'ed
- * c->tcp and accepted into it. Starts the TLS handshake as server.
+ * Dials host:port (resolved on the loop's thread pool) and starts the TLS
+ * handshake as client. from: a numeric local address to bind first, or
+ * NULL. pin: the ID the peer must present (R-TLS-3), or NULL to take any and
+ * leave the decision to on_ready. data becomes ferry_conn_data(). The
+ * connection is returned at once; every failure (resolution, connect,
+ * handshake, pin) ends in on_close with ferry_conn_error() set, and on_ready
+ * never runs for it. Returns < 0 only when nothing was started.
  */
-int ferry_conn_start(struct ferry_conn *c, SSL_CTX *ctx, const struct ferry_conn_ops *ops,
-                     uint64_t heartbeat_ms, uint64_t idle_ms);
+int ferry_conn_dial(uv_loop_t *loop, const struct ferry_conn_cfg *cfg, const char *from,
+                    const char *host, const char *port, const char *pin, void *data,
+                    struct ferry_conn **out);
+
+/*
+ * Is told of each accepted connection, which has started its handshake.
+ * Set the connection's data here; return < 0 to drop it (no on_close runs).
+ */
+typedef int (*ferry_accept_fn)(struct ferry_listener *l, struct ferry_conn *c);
+
+/*
+ * Listens on addr (a resolved address; port 0 picks one) with a backlog of
+ * 511. Accepted connections use cfg. When a connection cannot be made
+ * (memory), the socket is accepted and closed, so a full table does not
+ * spin the loop.
+ */
+int ferry_listener_open(uv_loop_t *loop, const struct sockaddr *addr,
+                        const struct ferry_conn_cfg *cfg, ferry_accept_fn on_accept, void *data,
+                        struct ferry_listener **out);
+/* The address it listens on. */
+int ferry_listener_addr(const struct ferry_listener *l, struct sockaddr_storage *ss);
+void *ferry_listener_data(const struct ferry_listener *l);
+/* Calls fn for every connection it accepted whose socket is still open. */
+void ferry_listener_each(struct ferry_listener *l, void (*fn)(struct ferry_conn *c, void *arg),
+                         void *arg);
+/* Stops listening; the connections it accepted go on, and stay on its list. */
+void ferry_listener_stop(struct ferry_listener *l);
+/*
+ * Stops listening if it still does and frees the listener (once the loop
+ * has closed its socket); its connections go on without it.
+ */
+void ferry_listener_free(struct ferry_listener *l);
+
 /* Queues a command frame; takes the reference to body. */
 int ferry_conn_send_cmd(struct ferry_conn *c, int32_t type, json_t *body);
 /* Queues raw frame bytes (already framed). */
 int ferry_conn_send_raw(struct ferry_conn *c, const void *p, size_t n);
+/*
+ * Room for n bytes of frames at the end of the output, to be laid out in
+ * place (one copy fewer than building them elsewhere): *p points at it.
+ * FERRY_ETOOBIG past FERRY_NET_OUT_MAX, -ENOMEM, or FERRY_ECANCELED once
+ * closing. Nothing is queued until ferry_conn_commit() says how many of
+ * them were written.
+ */
+int ferry_conn_reserve(struct ferry_conn *c, size_t n, uint8_t **p);
+void ferry_conn_commit(struct ferry_conn *c, size_t n);
+/* Plaintext queued but not yet given to TLS. */
+size_t ferry_conn_queued(const struct ferry_conn *c);
 /* Encrypts and hands queued bytes to the socket. */
 int ferry_conn_flush(struct ferry_conn *c);
 /* Outbound bytes not yet written to the socket. */
@@ -99,6 +156,34 @@ void ferry_conn_pause(struct ferry_conn *c);
 void ferry_conn_resume(struct ferry_conn *c);
 /* Flushes what is queued, then closes. Safe to call more than once. */
 void ferry_conn_close(struct ferry_conn *c);
+/*
+ * The owner is done with c: it is freed once closed (at once when on_close
+ * has run; else it is closed, and freed after on_close).
+ */
+void ferry_conn_release(struct ferry_conn *c);
+
+/* The peer's ID once ready (R-TLS-2), else "". */
+const char *ferry_conn_peer_id(const struct ferry_conn *c);
+/* The peer's numeric IP address, or "" when unknown. */
+const char *ferry_conn_peer_ip(const struct ferry_conn *c);
+void *ferry_conn_data(const struct ferry_conn *c);
+void ferry_conn_set_data(struct ferry_conn *c, void *data);
+/* The handshake finished; closing: ferry_conn_close() ran or the link broke. */
+int ferry_conn_is_ready(const struct ferry_conn *c);
+int ferry_conn_is_closing(const struct ferry_conn *c);
+/* ferry_conn_pause() holds delivery. */
+int ferry_conn_is_paused(const struct ferry_conn *c);
+/* Frames are being delivered now (inside on_frame or on_input_end). */
+int ferry_conn_in_input(const struct ferry_conn *c);
+/*
+ * Counts now as a sign of life from the peer (R-PAGE-3: a peer left unread
+ * on purpose is not silent).
+ */
+void ferry_conn_touch(struct ferry_conn *c, uint64_t now_ms);
+/* Why the connection closed: 0 for an orderly close, else a FERRY_E* or -errno. */
+int ferry_conn_error(const struct ferry_conn *c);
+/* TLS bytes the connection has carried so far, both ways. */
+void ferry_conn_wire_bytes(const struct ferry_conn *c, uint64_t *sent, uint64_t *received);
 
 /*
  * A function run before ciphertext is handed to any socket (NULL: none),
@@ -107,42 +192,61 @@ void ferry_conn_close(struct ferry_conn *c);
  */
 void ferry_conn_set_before_send(void (*fn)(void));
 
+/* R-CLI-3: how a client waits between reconnects, written once for every command. */
+#define FERRY_BACKOFF_FIRST_MS 500
+#define FERRY_BACKOFF_MAX_MS   10000
+/* The pause before retry number attempt (0 for the first): 0.5 s doubling to 10 s. */
+uint64_t ferry_backoff_ms(unsigned attempt);
+/* Whether an outage that began at start_ms may still be retried within window_ms. */
+int ferry_retry_window_open(uint64_t start_ms, uint64_t window_ms, uint64_t now_ms);
+
 /* Builds and encodes a command frame into a caller buffer of cap bytes. */
 ssize_t ferry_frame_cmd(uint8_t *out, size_t cap, int32_t type, json_t *body);
 
 /* --- Client side: one TLS connection driven by poll(2). --- */
 
-struct ferry_client {
-    int fd;
-    SSL_CTX *ctx;
-    SSL *ssl;
-    struct ferry_buf in;
-    struct ferry_buf out;
-    uint64_t last_tx_ms; /* the last write that moved bytes to the socket */
-    uint64_t last_rx_ms; /* the last whole frame taken out (R-CLI-2), heartbeats included */
-    size_t consumed;     /* bytes of the frame last returned, dropped on the next call */
-    int eof;
-    char server_id[FERRY_ID_LEN + 1];
-    uint64_t wire_tx; /* TLS bytes written to and read from the socket */
-    uint64_t wire_rx;
-};
+struct ferry_client;
 
 /*
  * Connects to host:port, completes the TLS handshake presenting id, and
- * stores the server's ID in c->server_id. If pin is not NULL and differs,
- * fails with FERRY_EPIN before any application byte is sent.
+ * sets *cp to the new client (ferry_client_server_id() names the server).
+ * If pin is not NULL and differs, fails with FERRY_EPIN before any
+ * application byte is sent; *cp is then set too, for the ID it presented,
+ * and must be closed. On any other failure *cp is NULL.
  */
-int ferry_client_connect(struct ferry_client *c, const char *host, const char *port,
+int ferry_client_connect(struct ferry_client **cp, const char *host, const char *port,
                          const struct ferry_identity *id, const char *pin, int timeout_ms);
 /*
  * The same from the local address src (numeric, e.g. "127.0.0.2"), or from
  * the system's choice when src is NULL. The protocol tests use it to be
  * several source addresses on loopback (R-SESS-8, R-AUTH-10).
  */
-int ferry_client_connect_from(struct ferry_client *c, const char *src, const char *host,
+int ferry_client_connect_from(struct ferry_client **cp, const char *src, const char *host,
                               const char *port, const struct ferry_identity *id, const char *pin,
                               int timeout_ms);
-void ferry_client_close(struct ferry_client *c);
+/* Closes and frees *cp, and sets it to NULL; nothing when it is NULL. */
+void ferry_client_close(struct ferry_client **cp);
+/* The server's ID, from the handshake. */
+const char *ferry_client_server_id(const struct ferry_client *c);
+/* R-CLI-2: when the last whole frame arrived (heartbeats included). */
+uint64_t ferry_client_last_rx_ms(const struct ferry_client *c);
+/* When a write last moved bytes to the socket. */
+uint64_t ferry_client_last_tx_ms(const struct ferry_client *c);
+/* The server closed the connection, or it broke. */
+int ferry_client_eof(const struct ferry_client *c);
+/* The socket, to wait on beside other descriptors. */
+int ferry_client_fd(const struct ferry_client *c);
+/* Queues raw frame bytes (already framed). */
+int ferry_client_send_raw(struct ferry_client *c, const void *p, size_t n);
+/* Queues a heartbeat frame (R-SESS-4). */
+int ferry_client_send_heartbeat(struct ferry_client *c);
+/*
+ * The received plaintext not yet taken as frames (the frame last returned
+ * by ferry_client_next_frame() is dropped first), and a way to drop n bytes
+ * of it: for tests that look at the byte stream itself.
+ */
+void ferry_client_input(struct ferry_client *c, const uint8_t **p, size_t *n);
+void ferry_client_input_drop(struct ferry_client *c, size_t n);
 /* Queues a command frame; takes the reference to body (NULL: FERRY_EUSAGE). */
 int ferry_client_send_cmd(struct ferry_client *c, int32_t type, json_t *body);
 /* TLS bytes the connection has carried so far, both ways. */

@@ -54,7 +54,7 @@ static int login_like(int argc, char **argv, int signup)
     int c, from_stdin = 0, rc;
 
     memset(&cc, 0, sizeof(cc));
-    cc.c.fd = -1;
+    cc.c = NULL;
     optind = 1;
     while ((c = getopt_long(argc, argv, "s:i:u:d:qh", opts, NULL)) != -1) {
         switch (c) {
@@ -191,7 +191,7 @@ static int changepwd(struct cli_conn *cc, const char *old, const char *nw)
     json_t *body;
     int rc;
 
-    if (ferry_now_ms() - cc->c.last_tx_ms > CLI_HEARTBEAT_MS) {
+    if (ferry_now_ms() - ferry_client_last_tx_ms(cc->c) > CLI_HEARTBEAT_MS) {
         int verbose = cc->verbose_errors;
         cli_disconnect(cc);
         if ((rc = cli_connect_session(cc)) != 0)

@@ -57,7 +57,7 @@ struct cli_remote {
 };
 
 struct cli_conn {
-    struct ferry_client c;
+    struct ferry_client *c; /* NULL: not connected */
     struct ferry_identity id;
     struct cli_remote r;
     int verbose_errors; /* cli_call prints the server's Error text */

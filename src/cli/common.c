@@ -321,7 +321,7 @@ static int connect_inner(struct cli_conn *cc, int need_auth, int probe)
                 "Someone may be intercepting the connection, or the server's data directory\n"
                 "was replaced. If you are sure the server changed, log in again with\n"
                 "--server-id %s.",
-                r->addr, pin, cc->c.server_id, cc->c.server_id);
+                r->addr, pin, ferry_client_server_id(cc->c), ferry_client_server_id(cc->c));
         ferry_client_close(&cc->c);
         return rc;
     }
@@ -343,18 +343,19 @@ static int connect_inner(struct cli_conn *cc, int need_auth, int probe)
         return rc;
     }
     if (pin == NULL) {
-        if (!ask_trust(r->addr, cc->c.server_id)) {
+        if (!ask_trust(r->addr, ferry_client_server_id(cc->c))) {
             cli_err("refusing to trust the unknown server %s\n  its identity is %s\n"
                     "Check it against the 'listening on' line of 'ferry serve', then pass\n"
                     "--server-id %s (or %s@%s).",
-                    r->addr, cc->c.server_id, cc->c.server_id, cc->c.server_id, r->addr);
+                    r->addr, ferry_client_server_id(cc->c), ferry_client_server_id(cc->c),
+                    ferry_client_server_id(cc->c), r->addr);
             ferry_client_close(&cc->c);
             return FERRY_EPIN;
         }
     }
-    if (!have_known || strcmp(known, cc->c.server_id) != 0)
-        cli_known_put(r->addr, cc->c.server_id);
-    snprintf(r->server_id, sizeof(r->server_id), "%s", cc->c.server_id);
+    if (!have_known || strcmp(known, ferry_client_server_id(cc->c)) != 0)
+        cli_known_put(r->addr, ferry_client_server_id(cc->c));
+    snprintf(r->server_id, sizeof(r->server_id), "%s", ferry_client_server_id(cc->c));
     if (probe) {
         ferry_client_close(&cc->c);
         return 0;
@@ -421,7 +422,7 @@ int cli_connect(struct cli_conn *cc, int need_auth)
 int cli_connect_session(struct cli_conn *cc)
 {
     memset(cc, 0, sizeof(*cc));
-    cc->c.fd = -1;
+    cc->c = NULL;
     if (cli_session_load(&cc->r) != 0) {
         cli_err("not logged in. Run: ferry login --server HOST:PORT --user NAME");
         return FERRY_EAUTH;
@@ -442,10 +443,10 @@ void cli_disconnect(struct cli_conn *cc)
 {
     uint64_t tx, rx;
 
-    if (cc->c.fd >= 0) {
-        ferry_client_send_cmd(&cc->c, FERRY_MSG_DISCONNECT, json_object());
-        ferry_client_pump(&cc->c, 1000, 1);
-        if (ferry_client_wire_bytes(&cc->c, &tx, &rx) == 0) {
+    if (cc->c != NULL) {
+        ferry_client_send_cmd(cc->c, FERRY_MSG_DISCONNECT, json_object());
+        ferry_client_pump(cc->c, 1000, 1);
+        if (ferry_client_wire_bytes(cc->c, &tx, &rx) == 0) {
             wire_tx += tx;
             wire_rx += rx;
         }
@@ -476,7 +477,7 @@ int cli_next_frame(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data
         /* R-CLI-13: Ctrl-C ends the wait; a frame half read does not matter any more. */
         if (cli_interrupted)
             return -EINTR;
-        rc = ferry_client_next_frame(&cc->c, &f);
+        rc = ferry_client_next_frame(cc->c, &f);
         if (rc < 0)
             return rc;
         if (rc == 1) {
@@ -507,12 +508,13 @@ int cli_next_frame(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data
             return rc == 0 ? 1 : rc;
         }
         /* Frames that arrived before a close are handled before the close is. */
-        if (cc->c.eof)
+        if (ferry_client_eof(cc->c))
             return -ECONNRESET;
-        if ((rc = ferry_client_pump(&cc->c, 1000, 0)) != 0 && rc != FERRY_ETIMEDOUT && !cc->c.eof)
+        if ((rc = ferry_client_pump(cc->c, 1000, 0)) != 0 && rc != FERRY_ETIMEDOUT &&
+            !ferry_client_eof(cc->c))
             return rc;
         /* R-CLI-2: bytes of a frame that never ends are no sign of life. */
-        if (ferry_now_ms() - cc->c.last_rx_ms > cli_idle_ms())
+        if (ferry_now_ms() - ferry_client_last_rx_ms(cc->c) > cli_idle_ms())
             return FERRY_ETIMEDOUT;
         cli_heartbeat(cc);
     }
@@ -536,14 +538,11 @@ uint64_t cli_idle_ms(void)
 
 void cli_heartbeat(struct cli_conn *cc)
 {
-    uint8_t hb[FERRY_FRAME_HDR_LEN];
-    size_t n;
-
     /* Our own silence earns a heartbeat (R-SESS-4). */
-    if (ferry_now_ms() - cc->c.last_tx_ms < CLI_HEARTBEAT_MS || ferry_client_pending(&cc->c) > 0)
+    if (ferry_now_ms() - ferry_client_last_tx_ms(cc->c) < CLI_HEARTBEAT_MS ||
+        ferry_client_pending(cc->c) > 0)
         return;
-    n = ferry_frame_header_encode(hb, FERRY_FRAME_HEARTBEAT, 0);
-    ferry_buf_append(&cc->c.out, hb, n);
+    ferry_client_send_heartbeat(cc->c);
 }
 
 /* The text of the last Error read, escaped. */
@@ -580,7 +579,7 @@ int cli_call(struct cli_conn *cc, int32_t type, json_t *body, struct ferry_cmd *
     memset(reply, 0, sizeof(*reply));
     ferry_uuid_new(id);
     json_object_set_new(body, "id", json_string(id));
-    rc = ferry_client_send_cmd(&cc->c, type, body);
+    rc = ferry_client_send_cmd(cc->c, type, body);
     if (rc != 0)
         return rc;
     for (;;) {
@@ -724,7 +723,8 @@ int cli_conn_lost(int rc)
 
 int cli_reconnect(struct cli_conn *cc, int rc, uint64_t lost_ms, uint64_t retry_for_ms)
 {
-    uint64_t wait_ms = 500, outage;
+    uint64_t wait_ms, outage;
+    unsigned attempt = 0;
 
     /* R-CLI-3: a protocol fault or a local error comes back the same on any connection. */
     if (!cli_conn_lost(rc))
@@ -732,15 +732,15 @@ int cli_reconnect(struct cli_conn *cc, int rc, uint64_t lost_ms, uint64_t retry_
     /* The window runs from the start of the outage, not from the last reconnect. */
     outage = cc->outage_ms != 0 && cc->progress == 0 ? cc->outage_ms : lost_ms;
     for (;;) {
-        if (ferry_now_ms() - outage >= retry_for_ms)
+        if (!ferry_retry_window_open(outage, retry_for_ms, ferry_now_ms()))
             return rc;
+        wait_ms = ferry_backoff_ms(attempt++);
         cli_warn("connection lost (%s); reconnecting in %.1f s", ferry_strerror(rc),
                  (double)wait_ms / 1000);
         cli_disconnect(cc);
         usleep((useconds_t)wait_ms * 1000);
         if (cli_interrupted)
             return -EINTR;
-        wait_ms = wait_ms * 2 > 10000 ? 10000 : wait_ms * 2;
         if ((rc = cli_connect_session(cc)) == 0) {
             cc->outage_ms = outage;
             return 0;

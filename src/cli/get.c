@@ -254,7 +254,7 @@ static int plan_tree(struct get *g, const char *src, int rootfd)
     int rc, last = 0;
 
     ferry_uuid_new(id);
-    rc = ferry_client_send_cmd(&g->cc.c, FERRY_MSG_DIRINFO,
+    rc = ferry_client_send_cmd(g->cc.c, FERRY_MSG_DIRINFO,
                                json_pack("{s:s, s:s, s:b}", "id", id, "path", src, "recursive", 1));
     while (rc == 0 && !last) {
         const char *ref, *msg;
@@ -416,7 +416,7 @@ static int cancel_current(struct get *g)
     /* No TransferComplete may follow: its window slot frees now. */
     g->have_tid = 0;
     g->inflight--;
-    return ferry_client_send_cmd(&g->cc.c, FERRY_MSG_TRANSFER_CANCEL,
+    return ferry_client_send_cmd(g->cc.c, FERRY_MSG_TRANSFER_CANCEL,
                                  json_pack("{s:s}", "tid", tidhex));
 }
 
@@ -562,7 +562,7 @@ static void placed(void *arg, struct cli_batch_ent *e, int rc, const char *stage
     }
     /* Seed 000: the receiver acknowledges after its check; R-RECV-4: and once durable. */
     ferry_hex_encode(e->tid, FERRY_TID_LEN, tidhex);
-    f->rc = ferry_client_send_cmd(&g->cc.c, FERRY_MSG_TRANSFER_COMPLETE,
+    f->rc = ferry_client_send_cmd(g->cc.c, FERRY_MSG_TRANSFER_COMPLETE,
                                   json_pack("{s:s, s:s}", "tid", tidhex, "hash", e->cid));
 }
 
@@ -583,7 +583,7 @@ static int send_acks(struct get *g)
             ferry_hex_encode(g->acks[i], FERRY_TID_LEN, tidhex);
             json_array_append_new(a, json_string(tidhex));
         }
-        rc = ferry_client_send_cmd(&g->cc.c, FERRY_MSG_TRANSFER_COMPLETE,
+        rc = ferry_client_send_cmd(g->cc.c, FERRY_MSG_TRANSFER_COMPLETE,
                                    json_pack("{s:o}", "tids", a));
     }
     g->nacks = 0;
@@ -939,7 +939,7 @@ static int ask_list(struct get *g, struct dl *x)
     x->phase = 1;
     g->inflight++;
     return ferry_client_send_cmd(
-        &g->cc.c, FERRY_MSG_DOWNLOAD,
+        g->cc.c, FERRY_MSG_DOWNLOAD,
         json_pack("{s:s, s:I, s:b}", "id", x->id, "file_id", (json_int_t)x->file_id, "list", 1));
 }
 
@@ -1045,7 +1045,7 @@ static int patch_place(struct get *g, struct dl *x, const uint8_t *tid)
     if (tid == NULL)
         return 0;
     ferry_hex_encode(tid, FERRY_TID_LEN, tidhex);
-    return ferry_client_send_cmd(&g->cc.c, FERRY_MSG_TRANSFER_COMPLETE,
+    return ferry_client_send_cmd(g->cc.c, FERRY_MSG_TRANSFER_COMPLETE,
                                  json_pack("{s:s, s:s}", "tid", tidhex, "hash", x->cid));
 }
 
@@ -1060,7 +1060,7 @@ static int patch_request(struct get *g, struct dl *x)
     x->state = DL_REQUESTED;
     x->phase = 2;
     g->inflight++;
-    return ferry_client_send_cmd(&g->cc.c, FERRY_MSG_DOWNLOAD,
+    return ferry_client_send_cmd(g->cc.c, FERRY_MSG_DOWNLOAD,
                                  json_pack("{s:s, s:I, s:s, s:o}", "id", x->id, "file_id",
                                            (json_int_t)x->file_id, "hash", x->cid, "chunks",
                                            ranges));
@@ -1251,7 +1251,7 @@ static int run_downloads(struct get *g)
             x->resume = 0;
             if (req != NULL)
                 offer_resume(g, x, req);
-            if ((rc = ferry_client_send_cmd(&g->cc.c, FERRY_MSG_DOWNLOAD, req)) != 0)
+            if ((rc = ferry_client_send_cmd(g->cc.c, FERRY_MSG_DOWNLOAD, req)) != 0)
                 return rc;
         }
         /*
@@ -1261,10 +1261,10 @@ static int run_downloads(struct get *g)
          * with small files the server sat idle while this side worked
          * through a full input buffer, and then the other way round.
          */
-        if (ferry_client_pending(&g->cc.c) > 0 &&
+        if (ferry_client_pending(g->cc.c) > 0 &&
             (g->inflight < CLI_DOWNLOADS_IN_FLIGHT / 2 ||
-             ferry_client_pending(&g->cc.c) >= GET_PUSH_BYTES) &&
-            (rc = ferry_client_pump(&g->cc.c, 0, 0)) != 0)
+             ferry_client_pending(g->cc.c) >= GET_PUSH_BYTES) &&
+            (rc = ferry_client_pump(g->cc.c, 0, 0)) != 0)
             return rc;
         while (first < g->n && g->v[first].state >= DL_DONE)
             first++;
@@ -1635,7 +1635,8 @@ int cmd_get(int argc, char **argv)
          * A server that cannot be reached yet, or a connection lost while the
          * plan is made, is retried like a connection lost later.
          */
-        uint64_t start = ferry_now_ms(), wait_ms = 500;
+        uint64_t start = ferry_now_ms(), wait_ms;
+        unsigned attempt = 0;
         size_t failed0 = g.failed;
 
         for (;;) {
@@ -1652,16 +1653,16 @@ int cmd_get(int argc, char **argv)
                 return CLI_FAIL;
             }
             cli_disconnect(&g.cc);
-            if (ferry_now_ms() - start >= retry_for_ms) {
+            if (!ferry_retry_window_open(start, retry_for_ms, ferry_now_ms())) {
                 cli_err("cannot reach the server (%s). Run the same command again.",
                         ferry_strerror(rc));
                 get_free(&g);
                 return CLI_RESUMABLE;
             }
+            wait_ms = ferry_backoff_ms(attempt++);
             cli_warn("cannot reach the server (%s); trying again in %.1f s", ferry_strerror(rc),
                      (double)wait_ms / 1000);
             usleep((useconds_t)wait_ms * 1000);
-            wait_ms = wait_ms * 2 > 10000 ? 10000 : wait_ms * 2;
         }
     }
     g.prog.files_total = g.n;

@@ -367,7 +367,7 @@ static int take_replies(struct put *p)
     uint8_t tid[FERRY_TID_LEN];
     int rc;
 
-    while ((rc = ferry_client_next_frame(&p->cc.c, &f)) == 1) {
+    while ((rc = ferry_client_next_frame(p->cc.c, &f)) == 1) {
         if (f.type != FERRY_FRAME_COMMAND || ferry_cmd_decode(f.payload, f.payload_len, &m) != 0)
             return FERRY_EPROTO;
         if (m.type == FERRY_MSG_COMMITTED) {
@@ -430,15 +430,15 @@ static int drain(struct put *p, size_t below)
 {
     int rc;
 
-    while (ferry_client_pending(&p->cc.c) > below) {
+    while (ferry_client_pending(p->cc.c) > below) {
         if (cli_interrupted)
             return -EINTR; /* R-CLI-13 */
-        if ((rc = ferry_client_pump(&p->cc.c, 1000, 0)) != 0 && rc != FERRY_ETIMEDOUT)
+        if ((rc = ferry_client_pump(p->cc.c, 1000, 0)) != 0 && rc != FERRY_ETIMEDOUT)
             return rc;
         if ((rc = take_replies(p)) != 0)
             return rc;
-        if (ferry_now_ms() - p->cc.c.last_rx_ms > cli_idle_ms() &&
-            ferry_now_ms() - p->cc.c.last_tx_ms > cli_idle_ms())
+        if (ferry_now_ms() - ferry_client_last_rx_ms(p->cc.c) > cli_idle_ms() &&
+            ferry_now_ms() - ferry_client_last_tx_ms(p->cc.c) > cli_idle_ms())
             return FERRY_ETIMEDOUT;
         cli_progress_update(&p->prog, 0);
     }
@@ -463,7 +463,7 @@ static int throttle(struct put *p, size_t n)
     while ((now = ferry_now_ms()) < due) {
         if (cli_interrupted)
             return -EINTR;
-        if ((rc = ferry_client_pump(&p->cc.c, (int)(due - now), 0)) != 0 && rc != FERRY_ETIMEDOUT)
+        if ((rc = ferry_client_pump(p->cc.c, (int)(due - now), 0)) != 0 && rc != FERRY_ETIMEDOUT)
             return rc;
         if ((rc = take_replies(p)) != 0)
             return rc;
@@ -553,7 +553,7 @@ static int xc_replies(struct put *p, int k)
     uint8_t tid[FERRY_TID_LEN];
     int rc;
 
-    while ((rc = ferry_client_next_frame(&p->xc[k].c, &f)) == 1) {
+    while ((rc = ferry_client_next_frame(p->xc[k].c, &f)) == 1) {
         const char *ts;
         json_int_t idx;
         int mine;
@@ -591,7 +591,7 @@ static void xc_pump(struct put *p)
     for (k = 0; k < p->nxc; k++) {
         if (!p->xc_up[k])
             continue;
-        rc = ferry_client_pump(&p->xc[k].c, 0, 0);
+        rc = ferry_client_pump(p->xc[k].c, 0, 0);
         if (rc == 0 || rc == FERRY_ETIMEDOUT)
             rc = xc_replies(p, k);
         if (rc != 0 && rc != FERRY_ETIMEDOUT) {
@@ -610,11 +610,11 @@ static int pick_conn(struct put *p, size_t *pending)
     int best = 0, k;
     size_t n;
 
-    *pending = ferry_client_pending(&p->cc.c);
+    *pending = ferry_client_pending(p->cc.c);
     for (k = 0; k < p->nxc; k++) {
         if (!p->xc_up[k])
             continue;
-        n = ferry_client_pending(&p->xc[k].c);
+        n = ferry_client_pending(p->xc[k].c);
         if (n < *pending) {
             *pending = n;
             best = k + 1;
@@ -649,7 +649,7 @@ static int send_needed(struct put *p)
         idx = cf->need[cf->need_head++];
         len = ent_len(cf, idx);
         /* Read from the file straight into the connection's output. */
-        rc = ferry_client_send_chunk_fd(conn > 0 ? &p->xc[conn - 1].c : &p->cc.c, cf->it->tid, idx,
+        rc = ferry_client_send_chunk_fd(conn > 0 ? p->xc[conn - 1].c : p->cc.c, cf->it->tid, idx,
                                         cf->fd, cf->offs[idx], len);
         if (rc != 0 && rc != FERRY_ETOOBIG && rc != -ENOMEM) {
             /* The file, not the connection: it shrank or could not be read. */
@@ -728,7 +728,7 @@ static int cf_produce(struct put *p, int block)
     if (cf->sent < cf->nent &&
         (cf->nent - cf->sent >= (cf->sent < FERRY_NEED_FIRST ? FERRY_NEED_FIRST : 64) ||
          !cf->scanning)) {
-        rc = ferry_client_send_data(&p->cc.c, cf->it->tid, (uint64_t)cf->sent * FERRY_CHUNK_ENT_LEN,
+        rc = ferry_client_send_data(p->cc.c, cf->it->tid, (uint64_t)cf->sent * FERRY_CHUNK_ENT_LEN,
                                     cf->list + (size_t)cf->sent * FERRY_CHUNK_ENT_LEN,
                                     (size_t)(cf->nent - cf->sent) * FERRY_CHUNK_ENT_LEN);
         if (rc != 0)
@@ -772,7 +772,7 @@ static int send_chunked(struct put *p, struct item *it)
     ferry_random(it->tid, sizeof(it->tid));
     ferry_hex_encode(it->tid, FERRY_TID_LEN, tidhex);
     ferry_uuid_new(it->id);
-    rc = ferry_client_send_cmd(&p->cc.c, FERRY_MSG_CHUNKED_UPLOAD,
+    rc = ferry_client_send_cmd(p->cc.c, FERRY_MSG_CHUNKED_UPLOAD,
                                json_pack("{s:s, s:s, s:s, s:I, s:I, s:b}", "id", it->id, "tid",
                                          tidhex, "path", it->remote, "size", (json_int_t)it->size,
                                          "mtime", (json_int_t)it->mtime, "exec", it->exec));
@@ -811,12 +811,12 @@ static int send_chunked(struct put *p, struct item *it)
         }
         if ((rc = cf_produce(p, 0)) != 0 || cf->failed)
             break;
-        if ((rc = ferry_client_pump(&p->cc.c, 0, 0)) != 0 && rc != FERRY_ETIMEDOUT)
+        if ((rc = ferry_client_pump(p->cc.c, 0, 0)) != 0 && rc != FERRY_ETIMEDOUT)
             break;
         xc_pump(p);
         if ((rc = take_replies(p)) != 0 || (rc = send_needed(p)) != 0 || cf->failed)
             break;
-        if (ferry_client_pending(&p->cc.c) > CLI_OUT_HIGH && p->nxc == 0 &&
+        if (ferry_client_pending(p->cc.c) > CLI_OUT_HIGH && p->nxc == 0 &&
             (rc = drain(p, CLI_OUT_HIGH / 2)) != 0)
             break;
         /* Done when every chunk went out and those of extra connections are stored. */
@@ -825,17 +825,17 @@ static int send_chunked(struct put *p, struct item *it)
             break;
         cli_progress_update(&p->prog, 0);
         /* Nothing to send: wait for the scanner, or else for the server. */
-        idle = cf->need_head == cf->need_n && ferry_client_pending(&p->cc.c) == 0;
+        idle = cf->need_head == cf->need_n && ferry_client_pending(p->cc.c) == 0;
         if (idle && cf->scanning) {
             if ((rc = cf_produce(p, 1)) != 0)
                 break;
         } else if (idle || p->nxc > 0) {
             /* With extra connections, wait briefly so that theirs are served too. */
-            if ((rc = ferry_client_pump(&p->cc.c, p->nxc > 0 ? 5 : 1000, 0)) != 0 &&
+            if ((rc = ferry_client_pump(p->cc.c, p->nxc > 0 ? 5 : 1000, 0)) != 0 &&
                 rc != FERRY_ETIMEDOUT)
                 break;
             rc = 0;
-            if (ferry_now_ms() - p->cc.c.last_rx_ms > cli_idle_ms()) {
+            if (ferry_now_ms() - ferry_client_last_rx_ms(p->cc.c) > cli_idle_ms()) {
                 rc = FERRY_ETIMEDOUT;
                 break;
             }
@@ -850,14 +850,14 @@ static int send_chunked(struct put *p, struct item *it)
         after.st_mtim.tv_nsec != cf->st.st_mtim.tv_nsec ||
         after.st_ctim.tv_sec != cf->st.st_ctim.tv_sec ||
         after.st_ctim.tv_nsec != cf->st.st_ctim.tv_nsec) {
-        rc = ferry_client_send_cmd(&p->cc.c, FERRY_MSG_TRANSFER_CANCEL,
+        rc = ferry_client_send_cmd(p->cc.c, FERRY_MSG_TRANSFER_CANCEL,
                                    json_pack("{s:s}", "tid", tidhex));
         fail_item(p, it, "changed while being read; run the upload again");
         goto out;
     }
     if ((rc = ferry_chunk_list_cid(cf->list, (size_t)cf->nent * FERRY_CHUNK_ENT_LEN, cid)) != 0)
         goto out;
-    rc = ferry_client_send_cmd(&p->cc.c, FERRY_MSG_TRANSFER_COMPLETE,
+    rc = ferry_client_send_cmd(p->cc.c, FERRY_MSG_TRANSFER_COMPLETE,
                                json_pack("{s:s, s:s}", "tid", tidhex, "hash", cid));
     /* The index is a cache of what the bytes were: right even if the upload fails. */
     if (!cf->indexed)
@@ -867,7 +867,7 @@ out:
         fail_item(p, it, "failed");
     /* R-XFER-4: a given-up upload ends with TransferCancel, its last word. */
     if (cf->failed && opened && rc == 0)
-        rc = ferry_client_send_cmd(&p->cc.c, FERRY_MSG_TRANSFER_CANCEL,
+        rc = ferry_client_send_cmd(p->cc.c, FERRY_MSG_TRANSFER_CANCEL,
                                    json_pack("{s:s}", "tid", tidhex));
     cf_reset(p);
     return rc;
@@ -902,7 +902,7 @@ static int send_file(struct put *p, struct item *it)
         close(fd);
         return rc;
     }
-    rc = ferry_client_send_cmd(&p->cc.c, FERRY_MSG_UPLOAD,
+    rc = ferry_client_send_cmd(p->cc.c, FERRY_MSG_UPLOAD,
                                json_pack("{s:s, s:s, s:s, s:I, s:I, s:b}", "id", it->id, "tid",
                                          tidhex, "path", it->remote, "size", (json_int_t)it->size,
                                          "mtime", (json_int_t)it->mtime, "exec", it->exec));
@@ -916,12 +916,12 @@ static int send_file(struct put *p, struct item *it)
         int more, end;
 
         while (rc == 0 && (more = ferry_reader_next(p->rd, &b, &len)) == 1) {
-            rc = ferry_client_send_data(&p->cc.c, it->tid, off, b, len);
+            rc = ferry_client_send_data(p->cc.c, it->tid, off, b, len);
             ferry_reader_release(p->rd, b);
             off += len;
             p->bytes_read += len;
             p->prog.done += len;
-            if (rc == 0 && ferry_client_pending(&p->cc.c) > CLI_OUT_HIGH)
+            if (rc == 0 && ferry_client_pending(p->cc.c) > CLI_OUT_HIGH)
                 rc = drain(p, CLI_OUT_HIGH / 2);
         }
         end = ferry_reader_end(p->rd, cid);
@@ -939,12 +939,12 @@ static int send_file(struct put *p, struct item *it)
         if (n <= 0)
             break;
         ferry_sha256_update(&sha, p->buf, (size_t)n);
-        if ((rc = ferry_client_send_data(&p->cc.c, it->tid, off, p->buf, (size_t)n)) != 0)
+        if ((rc = ferry_client_send_data(p->cc.c, it->tid, off, p->buf, (size_t)n)) != 0)
             break;
         off += (uint64_t)n;
         p->bytes_read += (uint64_t)n;
         p->prog.done += (uint64_t)n;
-        if (ferry_client_pending(&p->cc.c) > CLI_OUT_HIGH)
+        if (ferry_client_pending(p->cc.c) > CLI_OUT_HIGH)
             rc = drain(p, CLI_OUT_HIGH / 2);
     }
     if (rc == 0 && off == it->size && ferry_sha256_final_cid(&sha, cid) != 0)
@@ -956,11 +956,11 @@ complete:
         if (off != it->size || fstat(fd, &after) != 0 || after.st_size != st.st_size ||
             after.st_mtim.tv_sec != st.st_mtim.tv_sec ||
             after.st_mtim.tv_nsec != st.st_mtim.tv_nsec) {
-            rc = ferry_client_send_cmd(&p->cc.c, FERRY_MSG_TRANSFER_CANCEL,
+            rc = ferry_client_send_cmd(p->cc.c, FERRY_MSG_TRANSFER_CANCEL,
                                        json_pack("{s:s}", "tid", tidhex));
             fail_item(p, it, "changed while being read; run the upload again");
         } else {
-            rc = ferry_client_send_cmd(&p->cc.c, FERRY_MSG_TRANSFER_COMPLETE,
+            rc = ferry_client_send_cmd(p->cc.c, FERRY_MSG_TRANSFER_COMPLETE,
                                        json_pack("{s:s, s:s}", "tid", tidhex, "hash", cid));
         }
     }
@@ -991,7 +991,7 @@ static int send_all(struct put *p)
             ferry_uuid_new(it->id);
             it->state = ST_SENT;
             p->unresolved++;
-            rc = ferry_client_send_cmd(&p->cc.c, FERRY_MSG_MKDIR,
+            rc = ferry_client_send_cmd(p->cc.c, FERRY_MSG_MKDIR,
                                        json_pack("{s:s, s:s, s:I}", "id", it->id, "path",
                                                  it->remote, "mtime", (json_int_t)it->mtime));
         } else if (p->cc.minor >= 1 && it->size >= CLI_CHUNKED_MIN) {
@@ -999,7 +999,7 @@ static int send_all(struct put *p)
         } else {
             rc = send_file(p, it);
         }
-        if (rc == 0 && ferry_client_pending(&p->cc.c) > CLI_OUT_HIGH)
+        if (rc == 0 && ferry_client_pending(p->cc.c) > CLI_OUT_HIGH)
             rc = drain(p, CLI_OUT_HIGH / 2);
     }
     if (rc == 0)
@@ -1013,10 +1013,10 @@ static int send_all(struct put *p)
             break;
         }
         cli_heartbeat(&p->cc);
-        if ((rc = ferry_client_pump(&p->cc.c, 1000, 0)) != 0 && rc != FERRY_ETIMEDOUT)
+        if ((rc = ferry_client_pump(p->cc.c, 1000, 0)) != 0 && rc != FERRY_ETIMEDOUT)
             break;
         rc = take_replies(p);
-        if (rc == 0 && ferry_now_ms() - p->cc.c.last_rx_ms > cli_idle_ms())
+        if (rc == 0 && ferry_now_ms() - ferry_client_last_rx_ms(p->cc.c) > cli_idle_ms())
             rc = FERRY_ETIMEDOUT;
         cli_progress_update(&p->prog, 0);
     }
@@ -1077,7 +1077,8 @@ static int run(struct put *p, uint64_t retry_for_ms)
 static int stat_dest(struct put *p, const char *dest, uint64_t retry_for_ms, int *exists,
                      int *is_dir)
 {
-    uint64_t start = ferry_now_ms(), wait_ms = 500;
+    uint64_t start = ferry_now_ms(), wait_ms;
+    unsigned attempt = 0;
     struct ferry_cmd reply;
     int rc;
 
@@ -1106,17 +1107,17 @@ static int stat_dest(struct put *p, const char *dest, uint64_t retry_for_ms, int
         cli_disconnect(&p->cc);
         if (rc == -EINTR || cli_interrupted)
             return FERRY_ENOTCONN; /* R-CLI-13: nothing started, so nothing to undo */
-        if (ferry_now_ms() - start >= retry_for_ms) {
+        if (!ferry_retry_window_open(start, retry_for_ms, ferry_now_ms())) {
             cli_err("cannot reach the server (%s). Run the same command again.",
                     ferry_strerror(rc));
             return FERRY_ENOTCONN;
         }
+        wait_ms = ferry_backoff_ms(attempt++);
         cli_warn("cannot reach the server (%s); trying again in %.1f s", ferry_strerror(rc),
                  (double)wait_ms / 1000);
         usleep((useconds_t)wait_ms * 1000);
         if (cli_interrupted)
             return FERRY_ENOTCONN; /* R-CLI-13: nothing started, so nothing to undo */
-        wait_ms = wait_ms * 2 > 10000 ? 10000 : wait_ms * 2;
     }
 }
 

@@ -110,7 +110,7 @@ int cmd_ls(int argc, char **argv)
         return CLI_FAIL;
     ferry_uuid_new(id);
     rc = ferry_client_send_cmd(
-        &cc.c, FERRY_MSG_DIRINFO,
+        cc.c, FERRY_MSG_DIRINFO,
         json_pack("{s:s, s:s, s:b}", "id", id, "path", path, "recursive", rec));
     if (rc == FERRY_EUSAGE)
         cli_err("%s: not a path the server can take", cli_esc(path));
@@ -196,7 +196,7 @@ static int pipeline(struct cli_conn *cc, int32_t type, json_t **bodies, struct r
         ferry_uuid_new(rq[i].id);
         json_object_set_new(bodies[i], "id", json_string(rq[i].id));
         if (rc == 0)
-            rc = ferry_client_send_cmd(&cc->c, type, bodies[i]);
+            rc = ferry_client_send_cmd(cc->c, type, bodies[i]);
         else
             json_decref(bodies[i]);
     }

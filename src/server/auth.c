@@ -143,7 +143,8 @@ static void log_account(struct sess *s, enum ferry_log_level lvl, const char *ev
 
     ferry_log(lvl, "event=%s result=%s%s%s user=%s ip=%s device=%s%s%s%s", event, result,
               reason != NULL ? " reason=" : "", reason != NULL ? reason : "", shown,
-              s->conn.peer_ip, s->conn.peer_id, device_name != NULL ? " device_name=" : "",
+              ferry_conn_peer_ip(s->conn), ferry_conn_peer_id(s->conn),
+              device_name != NULL ? " device_name=" : "",
               device_name != NULL ? srv_log_val(dev, sizeof(dev), device_name, SRV_DEVICE_NAME_MAX)
                                   : "",
               extra != NULL ? extra : "");
@@ -264,7 +265,7 @@ static void hash_done(uv_work_t *w, int status)
     snprintf(op->pwhash, sizeof(op->pwhash), "%s", j->out_hash);
     if (j->type != FERRY_MSG_SIGNUP)
         snprintf(op->verified, sizeof(op->verified), "%s", j->stored);
-    snprintf(op->device_id, sizeof(op->device_id), "%s", s->conn.peer_id);
+    snprintf(op->device_id, sizeof(op->device_id), "%s", ferry_conn_peer_id(s->conn));
     snprintf(op->device_name, sizeof(op->device_name), "%s", j->device);
     if (op->kind == OP_SETPW)
         memcpy(op->token_hash, s->token_hash, 32);
@@ -440,7 +441,7 @@ void srv_auth_committed(struct sess *s, struct op *op)
     case OP_SESSION:
         if (srv_sess_logged_in(s, op->uid, op->user, op->token_hash) != 0) {
             srv_send_error(s, op->ref, -ENOMEM, NULL);
-            ferry_conn_close(&s->conn);
+            ferry_conn_close(s->conn);
             return;
         }
         log_account(s, FERRY_LOG_INFO, op->kind == OP_SIGNUP ? "signup" : "login", "ok", NULL, user,

@@ -76,7 +76,7 @@ int srv_op_admit(struct sess *s)
 
     /* Resumed by srv_sess_op_done as the connection's own operations commit. */
     if (s->nops >= srv->cfg.max_ops_conn) {
-        ferry_conn_pause(&s->conn);
+        ferry_conn_pause(s->conn);
         return 1;
     }
     if (room_in_all(srv)) {
@@ -94,7 +94,7 @@ int srv_op_admit(struct sess *s)
             srv->opw_head = s;
         srv->opw_tail = s;
     }
-    ferry_conn_pause(&s->conn);
+    ferry_conn_pause(s->conn);
     return 1;
 }
 
@@ -147,7 +147,7 @@ static void wake_waiters(struct srv *srv)
         s->opw_next = NULL;
         /* One that cannot go now is resumed by its own commits later. */
         if (may_resume(s))
-            ferry_conn_resume(&s->conn);
+            ferry_conn_resume(s->conn);
     }
 }
 

@@ -23,7 +23,7 @@ static int whoami(struct sess *s, const struct ferry_cmd *cmd)
         return srv_send_error(s, cmd->id, rc == FERRY_ENOTFOUND ? FERRY_EAUTH : rc,
                               rc == FERRY_ENOTFOUND ? "session revoked: log in again" : NULL);
     o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "ref", cmd->id, "user", s->user, "device_id",
-                  s->conn.peer_id, "device_name", d.name, "session_created",
+                  ferry_conn_peer_id(s->conn), "device_name", d.name, "session_created",
                   (json_int_t)d.session_created, "now", (json_int_t)srv_now_ns());
     if (o == NULL)
         return -ENOMEM;
@@ -41,7 +41,7 @@ static int list_one(void *arg, const struct ferry_device_info *d)
     json_t *e =
         json_pack("{s:s, s:s, s:I, s:I, s:b, s:b}", "id", d->id, "name", d->name, "first_seen",
                   (json_int_t)d->first_seen, "last_seen", (json_int_t)d->last_seen, "session",
-                  d->session, "current", strcmp(d->id, l->s->conn.peer_id) == 0);
+                  d->session, "current", strcmp(d->id, ferry_conn_peer_id(l->s->conn)) == 0);
 
     if (e == NULL)
         return -ENOMEM;
@@ -95,7 +95,7 @@ static int device_revoke(struct sess *s, const struct ferry_cmd *cmd)
         return srv_send_error(s, cmd->id, rc, "DeviceRevoke needs a device ID");
     if (!device_id_valid(dev))
         return srv_send_error(s, cmd->id, FERRY_ENOTFOUND, "no such device");
-    if (strcmp(dev, s->conn.peer_id) == 0)
+    if (strcmp(dev, ferry_conn_peer_id(s->conn)) == 0)
         return srv_send_error(s, cmd->id, FERRY_EDENIED,
                               "this is your own device: log out instead");
     if ((op = srv_op_new(s, OP_DEVICE_REVOKE, cmd->id)) == NULL)
@@ -141,23 +141,19 @@ struct recheck {
     int failed; /* a read failed: the same generation is checked again */
 };
 
-static void recheck_one(uv_handle_t *h, void *arg)
+static void recheck_one(struct ferry_conn *c, void *arg)
 {
     struct recheck *r = arg;
     struct srv *srv = r->srv;
-    struct sess *s;
+    struct sess *s = ferry_conn_data(c);
     char dev[FERRY_ID_LEN + 1], user[SRV_USER_MAX + 1];
     int64_t uid = 0;
     int rc;
 
-    if (h->type != UV_TCP || h == (uv_handle_t *)&srv->listener || h->data == NULL ||
-        uv_is_closing(h))
-        return;
-    s = h->data; /* the connection is the session's first member */
     if (s->closed || !s->authed)
         return;
     rc = ferry_meta_session_get(srv->rdb, s->token_hash, &uid, dev, user, sizeof(user));
-    if (rc == 0 && uid == s->uid && strcmp(dev, s->conn.peer_id) == 0)
+    if (rc == 0 && uid == s->uid && strcmp(dev, ferry_conn_peer_id(s->conn)) == 0)
         return;
     /* A read that failed (the database busy) proves nothing either way. */
     if (rc != 0 && rc != FERRY_ENOTFOUND) {
@@ -165,9 +161,9 @@ static void recheck_one(uv_handle_t *h, void *arg)
         return;
     }
     ferry_log(FERRY_LOG_NOTICE, "closing conn ip=%s user=%s reason=\"session revoked\"",
-              s->conn.peer_ip, s->user);
+              ferry_conn_peer_ip(s->conn), s->user);
     srv_send_error(s, NULL, FERRY_EAUTH, "session revoked: log in again");
-    ferry_conn_close(&s->conn);
+    ferry_conn_close(s->conn);
 }
 
 /* Returns 0 when every session could be checked. */
@@ -175,7 +171,8 @@ static int recheck_all(struct srv *srv)
 {
     struct recheck r = {.srv = srv};
 
-    uv_walk(srv->loop, recheck_one, &r);
+    if (srv->listener != NULL)
+        ferry_listener_each(srv->listener, recheck_one, &r);
     return r.failed ? FERRY_EBUSY : 0;
 }
 

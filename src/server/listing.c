@@ -350,7 +350,7 @@ static int deliver(struct listing *l)
     int rc = 0;
 
     if (l->out_len > 0) {
-        rc = ferry_conn_send_raw(&s->conn, l->out, l->out_len);
+        rc = ferry_conn_send_raw(s->conn, l->out, l->out_len);
         l->out_len = 0;
     }
     if (rc == 0 && l->done && l->rc != 0)
@@ -425,7 +425,7 @@ static void wake_waiters(struct srv *srv)
             return;
         wait_unlink(srv, prev, s);
         if (!s->closed)
-            ferry_conn_resume(&s->conn);
+            ferry_conn_resume(s->conn);
     }
 }
 
@@ -460,7 +460,7 @@ static void job_tick(uv_timer_t *t)
     struct sess *w;
 
     for (w = l->srv->lw_head; w != NULL; w = w->lw_next)
-        w->conn.last_rx_ms = now;
+        ferry_conn_touch(w->conn, now);
 }
 
 /*
@@ -489,8 +489,8 @@ static void listing_finish(struct listing *l)
     uv_close((uv_handle_t *)&l->timer, timer_closed);
     wake_waiters(srv);
     if (own && !s->closed) {
-        ferry_conn_flush(&s->conn);
-        ferry_conn_resume(&s->conn);
+        ferry_conn_flush(s->conn);
+        ferry_conn_resume(s->conn);
         /* Downloads queued before the DirInfo waited for its last page. */
         srv_download_pump(s);
     }
@@ -529,14 +529,14 @@ static void step_done(uv_work_t *w, int status)
         return;
     }
     if (deliver(l) != 0) {
-        ferry_conn_close(&s->conn);
+        ferry_conn_close(s->conn);
         return;
     }
     if (l->done) {
         listing_finish(l);
         return;
     }
-    ferry_conn_flush(&s->conn);
+    ferry_conn_flush(s->conn);
     srv_listing_pump(s);
 }
 
@@ -546,14 +546,14 @@ void srv_listing_pump(struct sess *s)
 
     /* R-PAGE-2: the next slice only once the last one has mostly gone out. */
     if (l == NULL || l->running || l->done || s->closed ||
-        ferry_conn_pending(&s->conn) >= FERRY_NET_OUT_LOW)
+        ferry_conn_pending(s->conn) >= FERRY_NET_OUT_LOW)
         return;
     /*
      * R-PAGE-3: the peer reads its pages, so it is alive, though nothing
      * is read from it meanwhile; a peer that reads none of them is dropped
      * by the idle timeout (R-SESS-4).
      */
-    s->conn.last_rx_ms = ferry_now_ms();
+    ferry_conn_touch(s->conn, ferry_now_ms());
     queue_step(l);
 }
 
@@ -606,7 +606,7 @@ int srv_listing_dirinfo(struct sess *s, const struct ferry_cmd *cmd)
     if (!job_free_for(srv, s->uid)) {
         s->listing_big = 1;
         wait_add(s);
-        ferry_conn_pause(&s->conn);
+        ferry_conn_pause(s->conn);
         return 1;
     }
     if ((l = listing_new(s, cmd->id, norm, recursive, self)) == NULL)
@@ -620,7 +620,7 @@ int srv_listing_dirinfo(struct sess *s, const struct ferry_cmd *cmd)
     srv->nlistings++;
     s->listing = l;
     /* R-PAGE-1: the pages go out back to back; nothing else is read meanwhile. */
-    ferry_conn_pause(&s->conn);
+    ferry_conn_pause(s->conn);
     srv_listing_pump(s);
     return 0;
 }

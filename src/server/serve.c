@@ -149,16 +149,10 @@ static void serve_usage(FILE *f)
     fputs("\nOnce ready it prints one line: listening on HOST:PORT id SERVER-ID\n", f);
 }
 
-static void close_walk(uv_handle_t *h, void *arg)
+static void close_one(struct ferry_conn *c, void *arg)
 {
-    struct srv *srv = arg;
-
-    if (uv_is_closing(h))
-        return;
-    if (h->type == UV_TCP && h != (uv_handle_t *)&srv->listener && h->data != NULL) {
-        struct sess *s = h->data;
-        ferry_conn_close(&s->conn);
-    }
+    (void)arg;
+    ferry_conn_close(c);
 }
 
 static void stop_cb(uv_signal_t *sig, int signum)
@@ -173,11 +167,11 @@ static void stop_cb(uv_signal_t *sig, int signum)
     ferry_log(FERRY_LOG_NOTICE, "stopping signal=%d", signum);
     srv_notify("STOPPING=1"); /* R-ADMIN-3 */
     srv_admin_watch_stop(srv);
-    uv_close((uv_handle_t *)&srv->listener, NULL);
+    ferry_listener_stop(srv->listener);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     /* Connections close after flushing; commit jobs in flight finish first. */
-    uv_walk(srv->loop, close_walk, srv);
+    ferry_listener_each(srv->listener, close_one, NULL);
     uv_timer_stop(&srv->kick);
     uv_close((uv_handle_t *)&srv->kick, NULL);
     /* Ops queued in this loop turn waited for the timer just closed: start them now. */
@@ -265,26 +259,26 @@ static int open_data(struct srv *srv)
 static int listen_on(struct srv *srv)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res = NULL;
+    struct ferry_conn_cfg cfg = {.ctx = srv->ctx,
+                                 .ops = &srv_sess_ops,
+                                 .heartbeat_ms = srv->cfg.heartbeat_ms,
+                                 .idle_ms = srv->cfg.idle_ms};
     struct sockaddr_storage ss;
     char name[64], state[200];
-    int len = sizeof(ss), rc, port = 0;
+    int rc, port = 0;
 
     if (getaddrinfo(srv->cfg.host, srv->cfg.port, &hints, &res) != 0) {
         fprintf(stderr, "ferry serve: cannot resolve %s\n", srv->cfg.host);
         return FERRY_ENOTFOUND;
     }
-    uv_tcp_init(srv->loop, &srv->listener);
-    srv->listener.data = srv;
-    rc = uv_tcp_bind(&srv->listener, res->ai_addr, 0);
+    rc = ferry_listener_open(srv->loop, res->ai_addr, &cfg, srv_on_connection, srv, &srv->listener);
     freeaddrinfo(res);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&srv->listener, 511, srv_on_connection);
     if (rc != 0) {
         fprintf(stderr, "ferry serve: cannot listen on %s:%s: %s\n", srv->cfg.host, srv->cfg.port,
                 uv_strerror(rc));
         return rc;
     }
-    uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&ss, &len);
+    ferry_listener_addr(srv->listener, &ss);
     if (ss.ss_family == AF_INET6) {
         uv_ip6_name((struct sockaddr_in6 *)&ss, name, sizeof(name));
         port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
@@ -365,6 +359,8 @@ int ferry_serve_main(int argc, char **argv)
               srv->cfg.signup_open ? "open" : "closed", srv->cfg.max_conns);
     srv_log_turns_start(srv);
     uv_run(srv->loop, UV_RUN_DEFAULT);
+    ferry_listener_free(srv->listener); /* its socket was closed at the stop */
+    srv->listener = NULL;
     srv_log_turns_stop(srv);
     uv_loop_close(srv->loop);
     ferry_log(FERRY_LOG_INFO, "stopped");

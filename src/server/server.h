@@ -220,7 +220,7 @@ struct srv_log_limit {
 
 struct srv {
     uv_loop_t *loop;
-    uv_tcp_t listener;
+    struct ferry_listener *listener;
     uv_signal_t sigint;
     uv_signal_t sigterm;
     uv_timer_t kick;
@@ -380,7 +380,7 @@ struct download {
 };
 
 struct sess {
-    struct ferry_conn conn;
+    struct ferry_conn *conn; /* released with the session */
     struct srv *srv;
     int peer_minor; /* the minor of the version its Connect carried (R-FILE-1) */
     int refs;
@@ -433,7 +433,9 @@ void srv_sess_ref(struct sess *s);
 void srv_sess_unref(struct sess *s);
 int srv_send(struct sess *s, int32_t type, json_t *body);
 int srv_send_error(struct sess *s, const char *ref, int rc, const char *msg);
-void srv_on_connection(uv_stream_t *listener, int status);
+/* The connections' callbacks, and the listener's for each one it accepts. */
+extern const struct ferry_conn_ops srv_sess_ops;
+int srv_on_connection(struct ferry_listener *l, struct ferry_conn *c);
 void srv_sess_op_done(struct sess *s);
 void srv_sess_auth_done(struct sess *s);
 /* R-SESS-10: counts s as one of uid's connections; FERRY_EBUSY at the cap when check. */

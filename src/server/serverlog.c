@@ -202,9 +202,10 @@ void srv_log_fault(struct sess *s, const char *reason)
 
     if (!srv_log_allow(s->srv, SRV_LOG_FAULT))
         return;
-    ferry_log(FERRY_LOG_NOTICE, "event=fault ip=%s user=%s device=%s reason=%s", s->conn.peer_ip,
+    ferry_log(FERRY_LOG_NOTICE, "event=fault ip=%s user=%s device=%s reason=%s",
+              ferry_conn_peer_ip(s->conn),
               s->authed ? srv_log_val(user, sizeof(user), s->user, SRV_USER_MAX) : "-",
-              s->conn.peer_id[0] != '\0' ? s->conn.peer_id : "-",
+              ferry_conn_peer_id(s->conn)[0] != '\0' ? ferry_conn_peer_id(s->conn) : "-",
               srv_log_val(why, sizeof(why), reason, 200));
 }
 
@@ -284,8 +285,8 @@ void srv_log_transfer(struct sess *s, const char *dir, const char *path, int64_t
     ferry_log(
         FERRY_LOG_INFO,
         "event=%s result=%s user=%s ip=%s device=%s path=%s bytes=%llu%s seconds=%llu.%03llu%s",
-        dir, result, srv_log_val(user, sizeof(user), s->user, SRV_USER_MAX), s->conn.peer_ip,
-        s->conn.peer_id, srv_log_val(shown, sizeof(shown), path != NULL ? path : "-", 400),
-        (unsigned long long)size, sentkv, (unsigned long long)(ms / 1000),
-        (unsigned long long)(ms % 1000), err);
+        dir, result, srv_log_val(user, sizeof(user), s->user, SRV_USER_MAX),
+        ferry_conn_peer_ip(s->conn), ferry_conn_peer_id(s->conn),
+        srv_log_val(shown, sizeof(shown), path != NULL ? path : "-", 400), (unsigned long long)size,
+        sentkv, (unsigned long long)(ms / 1000), (unsigned long long)(ms % 1000), err);
 }

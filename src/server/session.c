@@ -20,6 +20,7 @@ void srv_sess_unref(struct sess *s)
 {
     if (--s->refs > 0)
         return;
+    ferry_conn_release(s->conn);
     ferry_free(s);
 }
 
@@ -29,7 +30,7 @@ int srv_send(struct sess *s, int32_t type, json_t *body)
         json_decref(body);
         return FERRY_ECANCELED;
     }
-    return ferry_conn_send_cmd(&s->conn, type, body);
+    return ferry_conn_send_cmd(s->conn, type, body);
 }
 
 int srv_send_error(struct sess *s, const char *ref, int rc, const char *msg)
@@ -86,7 +87,7 @@ static void log_refused(struct sess *s, enum refusal why, const char *reply, con
     if (!srv_log_allow(s->srv, SRV_LOG_REFUSED))
         return;
     ferry_log(FERRY_LOG_NOTICE, "event=refused reason=%s ip=%s user=%s reply=%s conns=%d",
-              refusals[why].key, s->conn.peer_ip,
+              refusals[why].key, ferry_conn_peer_ip(s->conn),
               user != NULL ? srv_log_val(u, sizeof(u), user, SRV_USER_MAX) : "-", reply,
               s->srv->nconns);
 }
@@ -196,21 +197,17 @@ struct revoke {
     int closed;
 };
 
-static void revoke_one(uv_handle_t *h, void *arg)
+static void revoke_one(struct ferry_conn *c, void *arg)
 {
     struct revoke *r = arg;
-    struct sess *s;
+    struct sess *s = ferry_conn_data(c);
 
-    if (h->type != UV_TCP || h == (uv_handle_t *)&r->srv->listener || h->data == NULL ||
-        uv_is_closing(h))
-        return;
-    s = h->data; /* the connection is the session's first member */
     if (s == r->except || s->closed || !s->authed || s->uid != r->uid)
         return;
     if (r->token != NULL && sodium_memcmp(s->token_hash, r->token, 32) != 0)
         return;
     srv_send_error(s, NULL, FERRY_EAUTH, "session revoked: log in again");
-    ferry_conn_close(&s->conn);
+    ferry_conn_close(s->conn);
     r->closed++;
 }
 
@@ -219,7 +216,8 @@ int srv_sess_revoke_live(struct srv *srv, struct sess *except, int64_t uid, cons
 {
     struct revoke r = {.srv = srv, .except = except, .uid = uid, .token = token};
 
-    uv_walk(srv->loop, revoke_one, &r);
+    if (srv->listener != NULL)
+        ferry_listener_each(srv->listener, revoke_one, &r);
     return r.closed;
 }
 
@@ -230,12 +228,12 @@ void srv_sess_op_done(struct sess *s)
         return;
     if (s->barrier && s->outstanding == 0) {
         s->barrier = 0;
-        ferry_conn_resume(&s->conn);
-    } else if (s->conn.paused && !s->barrier && s->unacked < s->srv->cfg.max_unacked &&
-               s->ndownloads < s->srv->cfg.max_downloads) {
-        ferry_conn_resume(&s->conn);
+        ferry_conn_resume(s->conn);
+    } else if (ferry_conn_is_paused(s->conn) && !s->barrier &&
+               s->unacked < s->srv->cfg.max_unacked && s->ndownloads < s->srv->cfg.max_downloads) {
+        ferry_conn_resume(s->conn);
     }
-    ferry_conn_flush(&s->conn);
+    ferry_conn_flush(s->conn);
 }
 
 static int on_ready(struct ferry_conn *c)
@@ -273,7 +271,7 @@ static int handle_connect(struct sess *s, const struct ferry_cmd *cmd)
             sodium_memzero(raw, sizeof(raw));
             if (ferry_meta_session_get(s->srv->rdb, s->token_hash, &s->uid, dev, s->user,
                                        sizeof(s->user)) == 0 &&
-                strcmp(dev, s->conn.peer_id) == 0)
+                strcmp(dev, ferry_conn_peer_id(s->conn)) == 0)
                 token_ok = 1;
         }
         if (!token_ok)
@@ -298,8 +296,8 @@ static int handle_connect(struct sess *s, const struct ferry_cmd *cmd)
         return rc;
     if (token_ok) {
         now_authed(s);
-        ferry_log(FERRY_LOG_DEBUG, "event=resume user=%s ip=%s device=%s", s->user, s->conn.peer_ip,
-                  s->conn.peer_id);
+        ferry_log(FERRY_LOG_DEBUG, "event=resume user=%s ip=%s device=%s", s->user,
+                  ferry_conn_peer_ip(s->conn), ferry_conn_peer_id(s->conn));
     } else if (token != NULL) {
         srv_send_error(s, cmd->id, FERRY_EAUTH, "session expired or revoked: log in again");
     }
@@ -337,7 +335,7 @@ static int handle_cmd(struct sess *s, const struct ferry_cmd *cmd)
      */
     if (s->outstanding > 0 && is_write_or_auth(t)) {
         s->barrier = 1;
-        ferry_conn_pause(&s->conn);
+        ferry_conn_pause(s->conn);
         return 1; /* not consumed: redelivered on resume */
     }
     /*
@@ -347,7 +345,7 @@ static int handle_cmd(struct sess *s, const struct ferry_cmd *cmd)
      */
     if (t == FERRY_MSG_TRANSFER_COMPLETE && s->checking > 0) {
         s->check_wait = 1;
-        ferry_conn_pause(&s->conn);
+        ferry_conn_pause(s->conn);
         return 1;
     }
     switch (t) {
@@ -397,7 +395,7 @@ static int handle_cmd(struct sess *s, const struct ferry_cmd *cmd)
 
 static int on_frame(struct ferry_conn *c, const struct ferry_frame *f)
 {
-    struct sess *s = c->data;
+    struct sess *s = ferry_conn_data(c);
     struct ferry_cmd cmd;
     struct ferry_data d;
     int rc;
@@ -410,7 +408,7 @@ static int on_frame(struct ferry_conn *c, const struct ferry_frame *f)
      */
     if (s->auth_pending > 0 && f->type != FERRY_FRAME_HEARTBEAT) {
         s->barrier = 1;
-        ferry_conn_pause(&s->conn);
+        ferry_conn_pause(s->conn);
         return 1;
     }
     switch (f->type) {
@@ -448,7 +446,7 @@ static int on_frame(struct ferry_conn *c, const struct ferry_frame *f)
 static void on_fault(struct ferry_conn *c, int rc)
 {
     /* R-FRAME-1, R-FRAME-3: one Error, then the connection closes. */
-    fault(c->data, NULL, rc,
+    fault(ferry_conn_data(c), NULL, rc,
           rc == FERRY_ETOOBIG    ? "frame longer than 32 KiB"
           : rc == FERRY_EVERSION ? "unsupported frame version"
                                  : "malformed frame");
@@ -456,12 +454,12 @@ static void on_fault(struct ferry_conn *c, int rc)
 
 static void on_drain(struct ferry_conn *c)
 {
-    srv_download_pump(c->data);
+    srv_download_pump(ferry_conn_data(c));
 }
 
 static int on_input_end(struct ferry_conn *c)
 {
-    struct sess *s = c->data;
+    struct sess *s = ferry_conn_data(c);
 
     if (s->dl_head != NULL)
         srv_download_pump(s);
@@ -478,14 +476,14 @@ void srv_sess_auth_done(struct sess *s)
 
 static int on_tick(struct ferry_conn *c, uint64_t now)
 {
-    struct sess *s = c->data;
+    struct sess *s = ferry_conn_data(c);
 
     srv_log_flush(s->srv);
     /* R-SESS-9: a refused connection that says nothing is closed soon. */
     if (s->refusing) {
         if (now - s->accepted_ms < SRV_REFUSE_WAIT_MS)
             return 0;
-        if (s->conn.ready)
+        if (ferry_conn_is_ready(s->conn))
             send_busy(s, NULL, (enum refusal)s->refusing);
         return FERRY_EBUSY;
     }
@@ -497,7 +495,7 @@ static int on_tick(struct ferry_conn *c, uint64_t now)
 
 static void on_close(struct ferry_conn *c)
 {
-    struct sess *s = c->data;
+    struct sess *s = ferry_conn_data(c);
     struct srv *srv = s->srv;
 
     s->closed = 1;
@@ -519,21 +517,6 @@ static void on_close(struct ferry_conn *c)
     srv_log_flush(srv);
     srv_transfer_cleanup(s);
     srv_sess_unref(s);
-}
-
-static const struct ferry_conn_ops sess_ops = {
-    .on_ready = on_ready,
-    .on_frame = on_frame,
-    .on_fault = on_fault,
-    .on_drain = on_drain,
-    .on_input_end = on_input_end,
-    .on_tick = on_tick,
-    .on_close = on_close,
-};
-
-static void reject_closed(uv_handle_t *h)
-{
-    ferry_free(h);
 }
 
 /*
@@ -565,7 +548,7 @@ static void admit(struct sess *s)
 {
     struct srv *srv = s->srv;
     uint64_t now = ferry_now_ms();
-    struct ip_slot *ip = srv_ip_get(srv, s->conn.peer_ip, now);
+    struct ip_slot *ip = srv_ip_get(srv, ferry_conn_peer_ip(s->conn), now);
     enum refusal why = admission(srv, ip);
     int tell;
 
@@ -588,7 +571,7 @@ static void admit(struct sess *s)
     log_refused(s, why, tell ? "error" : "close", NULL);
     if (!tell) {
         srv_ip_put(srv, ip, now);
-        ferry_conn_close(&s->conn);
+        ferry_conn_close(s->conn);
         return;
     }
     s->refusing = (int)why;
@@ -597,37 +580,29 @@ static void admit(struct sess *s)
     srv->nrefusing++;
 }
 
-void srv_on_connection(uv_stream_t *listener, int status)
-{
-    struct srv *srv = listener->data;
-    struct sess *s;
-    uv_tcp_t *tmp;
+const struct ferry_conn_ops srv_sess_ops = {
+    .on_ready = on_ready,
+    .on_frame = on_frame,
+    .on_fault = on_fault,
+    .on_drain = on_drain,
+    .on_input_end = on_input_end,
+    .on_tick = on_tick,
+    .on_close = on_close,
+};
 
-    if (status < 0)
-        return;
+int srv_on_connection(struct ferry_listener *l, struct ferry_conn *c)
+{
+    struct srv *srv = ferry_listener_data(l);
+    struct sess *s;
+
+    /* The listener closes what we cannot take, so a full table does not spin on EMFILE. */
     if ((s = ferry_calloc(1, sizeof(*s))) == NULL)
-        goto refuse;
-    uv_tcp_init(srv->loop, &s->conn.tcp);
-    if (uv_accept(listener, (uv_stream_t *)&s->conn.tcp) != 0) {
-        s->conn.tcp.data = s;
-        uv_close((uv_handle_t *)&s->conn.tcp, reject_closed);
-        return;
-    }
+        return -ENOMEM;
+    s->conn = c;
     s->srv = srv;
     s->refs = 1;
     s->accepted_ms = ferry_now_ms();
-    s->conn.data = s;
-    if (ferry_conn_start(&s->conn, srv->ctx, &sess_ops, srv->cfg.heartbeat_ms, srv->cfg.idle_ms) !=
-        0)
-        return; /* on_close frees; nothing was counted yet */
+    ferry_conn_set_data(c, s);
     admit(s);
-    return;
-refuse:
-    /* Accept and drop, so a full table does not spin the loop on EMFILE. */
-    /* Zeroed: walks over the loop's handles tell sessions by a non-NULL data. */
-    if ((tmp = ferry_calloc(1, sizeof(*tmp))) == NULL)
-        return;
-    uv_tcp_init(srv->loop, tmp);
-    uv_accept(listener, (uv_stream_t *)tmp);
-    uv_close((uv_handle_t *)tmp, reject_closed);
+    return 0;
 }

@@ -471,7 +471,7 @@ static void upload_track_unacked(struct sess *s, uint64_t n)
     s->srv->unacked += n; /* R-STORE-11: checked at the next write (srv_op_admit) */
     /* R-STORE-3: stop reading while too much awaits its commit. */
     if (s->unacked >= s->srv->cfg.max_unacked)
-        ferry_conn_pause(&s->conn);
+        ferry_conn_pause(s->conn);
 }
 
 /*
@@ -528,7 +528,7 @@ static void check_done(uv_work_t *w, int status)
         s->check_wait = 0;
         if (!s->closed && !s->barrier && s->unacked < s->srv->cfg.max_unacked) {
             srv_op_submit(s->srv, op);
-            ferry_conn_resume(&s->conn);
+            ferry_conn_resume(s->conn);
             return;
         }
     }
@@ -568,7 +568,7 @@ int srv_chunk_data(struct sess *s, const struct ferry_chunk_frame *f)
         if (u->owner != s)
             ferry_log(FERRY_LOG_DEBUG,
                       "chunk index=%u of an upload opened on another connection ip=%s",
-                      (unsigned)f->index, s->conn.peer_ip);
+                      (unsigned)f->index, ferry_conn_peer_ip(s->conn));
         ferry_chunk_ent_decode(u->list + (size_t)f->index * FERRY_CHUNK_ENT_LEN, &e);
         rx = &s->rx[s->nrx];
         *rx = (struct chunk_rx){.index = f->index, .len = e.len};
@@ -857,8 +857,8 @@ static void download_pop(struct sess *s)
         s->dl_tail = NULL;
     s->ndownloads--;
     download_free(s->srv, d);
-    if (s->conn.paused && !s->barrier && s->unacked < s->srv->cfg.max_unacked)
-        ferry_conn_resume(&s->conn);
+    if (ferry_conn_is_paused(s->conn) && !s->barrier && s->unacked < s->srv->cfg.max_unacked)
+        ferry_conn_resume(s->conn);
 }
 
 int srv_transfer_cancel(struct sess *s, const struct ferry_cmd *cmd)
@@ -923,7 +923,7 @@ int srv_download_queue(struct sess *s, const struct ferry_cmd *cmd)
         return fault(s, cmd->id, FERRY_EPROTO, "malformed Download chunk ranges");
     if (s->ndownloads >= s->srv->cfg.max_downloads) {
         ferry_free(ranges);
-        ferry_conn_pause(&s->conn);
+        ferry_conn_pause(s->conn);
         return 1; /* redelivered once a download finishes */
     }
     if (s->done_tids == NULL &&
@@ -964,7 +964,7 @@ int srv_download_queue(struct sess *s, const struct ferry_cmd *cmd)
      * handled (on_input_end), in one read transaction: pumping per
      * Download opened one each, two lock calls apiece.
      */
-    if (!s->conn.in_process)
+    if (!ferry_conn_in_input(s->conn))
         srv_download_pump(s);
     return 0;
 }
@@ -1004,9 +1004,8 @@ static int send_file(struct sess *s, struct download *d)
 
     if (ferry_uuid_to_bytes(d->ref, ref) != 0 || ferry_hex_decode(d->cid + 7, sha, 32) != 0)
         return FERRY_EINTERNAL;
-    if ((rc = ferry_buf_reserve(&s->conn.out, FERRY_FRAME_HDR_LEN + len)) != 0)
+    if ((rc = ferry_conn_reserve(s->conn, FERRY_FRAME_HDR_LEN + len, &w)) != 0)
         return rc;
-    w = ferry_buf_tail(&s->conn.out);
     body = w + FERRY_FRAME_HDR_LEN + FERRY_FILE_HDR_LEN;
     if (d->size > 0 && d->mem != NULL) {
         memcpy(body, d->mem, (size_t)d->size);
@@ -1019,7 +1018,7 @@ static int send_file(struct sess *s, struct download *d)
     }
     ferry_frame_header_encode(w, FERRY_FRAME_FILE, (uint32_t)len);
     ferry_file_frame_header_encode(w + FERRY_FRAME_HDR_LEN, ref, d->tid, d->mtime, d->exec, sha);
-    ferry_buf_grow(&s->conn.out, FERRY_FRAME_HDR_LEN + len);
+    ferry_conn_commit(s->conn, FERRY_FRAME_HDR_LEN + len);
     d->started = 1;
     d->whole = 1;
     d->t0_ms = ferry_now_ms();
@@ -1236,9 +1235,9 @@ static int download_step(struct sess *s, struct download *d)
     nfr = (size_t)((want + FERRY_DATA_MAX - 1) / FERRY_DATA_MAX);
     hdr = cf ? FERRY_CHUNK_HDR_LEN : FERRY_DATA_HDR_LEN;
     need = (size_t)want + nfr * (FERRY_FRAME_HDR_LEN + hdr);
-    if ((rc = ferry_buf_reserve(&s->conn.out, need)) != 0)
+    if ((rc = ferry_conn_reserve(s->conn, need, &base)) != 0)
         return rc;
-    base = w = ferry_buf_tail(&s->conn.out);
+    w = base;
     for (i = 0; i < nfr; i++) {
         piece = i + 1 < nfr ? FERRY_DATA_MAX : (size_t)want - i * FERRY_DATA_MAX;
         iov[i].iov_base = w + FERRY_FRAME_HDR_LEN + hdr;
@@ -1266,7 +1265,7 @@ static int download_step(struct sess *s, struct download *d)
         return FERRY_EINTERNAL; /* the file is shorter than its row says */
     if (d->list != NULL && !chunk_still_there(s, d))
         return FERRY_EINTERNAL;
-    ferry_buf_grow(&s->conn.out, (size_t)(w - base));
+    ferry_conn_commit(s->conn, (size_t)(w - base));
     d->off += want;
     if (d->list != NULL) {
         d->chunk_pos += (uint32_t)want;
@@ -1280,8 +1279,8 @@ static int download_step(struct sess *s, struct download *d)
                 d->chunk = d->ranges[d->range][0];
         }
     }
-    if (ferry_buf_used(&s->conn.out) >= FERRY_NET_COALESCE)
-        return ferry_conn_flush(&s->conn);
+    if (ferry_conn_queued(s->conn) >= FERRY_NET_COALESCE)
+        return ferry_conn_flush(s->conn);
     return 0;
 }
 
@@ -1305,8 +1304,8 @@ void srv_download_pump(struct sess *s)
         srv_listing_pump(s);
         return;
     }
-    while (!s->closed && !s->conn.closing && (d = s->dl_head) != NULL &&
-           ferry_conn_pending(&s->conn) < FERRY_NET_OUT_HIGH) {
+    while (!s->closed && !ferry_conn_is_closing(s->conn) && (d = s->dl_head) != NULL &&
+           ferry_conn_pending(s->conn) < FERRY_NET_OUT_HIGH) {
         if (!d->started) {
             if ((rc = download_start(s, d)) != 0) {
                 srv_send_error(s, d->ref, rc, NULL);
@@ -1343,8 +1342,8 @@ void srv_download_pump(struct sess *s)
      * flushes what every frame of it queued: a flush per Download put each
      * small file in a TLS record and a write(2) of its own.
      */
-    if (!s->closed && !s->conn.in_process)
-        ferry_conn_flush(&s->conn);
+    if (!s->closed && !ferry_conn_in_input(s->conn))
+        ferry_conn_flush(s->conn);
 }
 
 void srv_transfer_cleanup(struct sess *s)

@@ -29,7 +29,7 @@ struct server {
 };
 
 struct client {
-    struct ferry_client c;
+    struct ferry_client *c;
     struct ferry_identity id;
     char last_ref[FERRY_UUID_STR_LEN + 1];
 };
@@ -238,9 +238,9 @@ static void client_close(struct client *cl)
 
 __attribute__((unused)) static int client_raw(struct client *cl, const void *p, size_t n)
 {
-    int rc = ferry_buf_append(&cl->c.out, p, n);
+    int rc = ferry_client_send_raw(cl->c, p, n);
 
-    return rc != 0 ? rc : ferry_client_pump(&cl->c, 5000, 1);
+    return rc != 0 ? rc : ferry_client_pump(cl->c, 5000, 1);
 }
 
 static int client_send(struct client *cl, int32_t type, json_t *body)
@@ -249,9 +249,9 @@ static int client_send(struct client *cl, int32_t type, json_t *body)
 
     ferry_uuid_new(cl->last_ref);
     json_object_set_new(body, "id", json_string(cl->last_ref));
-    if ((rc = ferry_client_send_cmd(&cl->c, type, body)) != 0)
+    if ((rc = ferry_client_send_cmd(cl->c, type, body)) != 0)
         return rc;
-    return ferry_client_pump(&cl->c, 5000, 1);
+    return ferry_client_pump(cl->c, 5000, 1);
 }
 
 /*
@@ -265,7 +265,7 @@ static int client_recv(struct client *cl, struct ferry_cmd *out, int timeout_ms)
     int rc;
 
     for (;;) {
-        rc = ferry_client_next_frame(&cl->c, &f);
+        rc = ferry_client_next_frame(cl->c, &f);
         if (rc < 0)
             return rc;
         if (rc == 1) {
@@ -274,12 +274,12 @@ static int client_recv(struct client *cl, struct ferry_cmd *out, int timeout_ms)
             return ferry_cmd_decode(f.payload, f.payload_len, out) == 0 ? 1 : FERRY_EPROTO;
         }
         /* Frames that arrived before the close are taken first. */
-        if (cl->c.eof)
+        if (ferry_client_eof(cl->c))
             return 0;
         if (ferry_now_ms() >= deadline)
             return FERRY_ETIMEDOUT;
-        rc = ferry_client_pump(&cl->c, (int)(deadline - ferry_now_ms()), 0);
-        if (rc != 0 && rc != FERRY_ETIMEDOUT && !cl->c.eof)
+        rc = ferry_client_pump(cl->c, (int)(deadline - ferry_now_ms()), 0);
+        if (rc != 0 && rc != FERRY_ETIMEDOUT && !ferry_client_eof(cl->c))
             return 0;
     }
 }

@@ -66,7 +66,7 @@ static void download_n(struct client *cl, size_t n, char (*tids)[33])
 
         if (sent < n && sent - done < 64) {
             for (; sent < n && sent - done < 64; sent++)
-                assert_int_equal(ferry_client_send_cmd(&cl->c, FERRY_MSG_DOWNLOAD,
+                assert_int_equal(ferry_client_send_cmd(cl->c, FERRY_MSG_DOWNLOAD,
                                                        json_pack("{s:s}", "path", "f.txt")),
                                  0);
             flush(cl);

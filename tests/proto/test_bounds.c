@@ -56,20 +56,20 @@ static long pipeline_unread(struct client *cl, pid_t pid, const uint8_t *frame, 
     while (stuck < 3) {
         size_t before;
 
-        while (queued < count && ferry_buf_used(&cl->c.out) < (1u << 20)) {
-            assert_int_equal(ferry_buf_append(&cl->c.out, frame, flen), 0);
+        while (queued < count && ferry_client_pending(cl->c) < (1u << 20)) {
+            assert_int_equal(ferry_client_send_raw(cl->c, frame, flen), 0);
             queued++;
         }
-        before = ferry_client_pending(&cl->c);
+        before = ferry_client_pending(cl->c);
         if (before == 0)
             break;
-        rc = ferry_client_pump(&cl->c, 300, 1);
+        rc = ferry_client_pump(cl->c, 300, 1);
         assert_true(rc == 0 || rc == FERRY_ETIMEDOUT);
-        stuck = ferry_client_pending(&cl->c) == before ? stuck + 1 : 0;
+        stuck = ferry_client_pending(cl->c) == before ? stuck + 1 : 0;
         if ((r = proc_rss_kib(pid)) > peak)
             peak = r;
     }
-    *sent = queued - (long)((ferry_client_pending(&cl->c) + flen - 1) / flen);
+    *sent = queued - (long)((ferry_client_pending(cl->c) + flen - 1) / flen);
     return peak;
 }
 
@@ -201,7 +201,7 @@ static void test_queued_writes_in_all_r_pipe_4(void **state)
     bystander_served(&sv, &by);
     /* Every Mkdir of every connection is answered, the unsent ones once sent. */
     for (i = 0; i < 4; i++) {
-        assert_int_equal(ferry_client_pump(&a[i].c, 60000, 1), 0);
+        assert_int_equal(ferry_client_pump(a[i].c, 60000, 1), 0);
         drain_replies(&a[i], total);
         assert_true(ping_ok(&a[i]));
         client_close(&a[i]);
@@ -242,20 +242,20 @@ static void test_unacked_in_all_r_store_11(void **state)
         for (i = 0; i < FILES; i++) {
             new_tid(tids[k][i], hex);
             snprintf(name, sizeof(name), "c%d/f%d", k, i);
-            assert_int_equal(ferry_client_send_cmd(&a[k].c, FERRY_MSG_UPLOAD,
+            assert_int_equal(ferry_client_send_cmd(a[k].c, FERRY_MSG_UPLOAD,
                                                    json_pack("{s:s, s:s, s:i}", "tid", hex, "path",
                                                              name, "size", SIZE)),
                              0);
-            assert_int_equal(ferry_client_send_data(&a[k].c, tids[k][i], 0, data, SIZE), 0);
+            assert_int_equal(ferry_client_send_data(a[k].c, tids[k][i], 0, data, SIZE), 0);
             assert_int_equal(
-                ferry_client_send_cmd(&a[k].c, FERRY_MSG_TRANSFER_COMPLETE,
+                ferry_client_send_cmd(a[k].c, FERRY_MSG_TRANSFER_COMPLETE,
                                       json_pack("{s:s, s:s}", "tid", hex, "hash", cid)),
                 0);
         }
-        (void)ferry_client_pump(&a[k].c, 100, 0);
+        (void)ferry_client_pump(a[k].c, 100, 0);
     }
     for (k = 0; k < 2; k++) {
-        assert_int_equal(ferry_client_pump(&a[k].c, 60000, 1), 0);
+        assert_int_equal(ferry_client_pump(a[k].c, 60000, 1), 0);
         for (committed = 0; committed < FILES;) {
             recv_type(&a[k], FERRY_MSG_COMMITTED, &m);
             committed += (int)json_array_size(json_object_get(m.body, "tids"));
@@ -399,7 +399,7 @@ static void send_list_fast(struct client *cl, const uint8_t tid[16], const uint8
 
     for (off = 0; off < len; off += k) {
         k = len - off < step ? len - off : step;
-        assert_int_equal(ferry_client_send_data(&cl->c, tid, off, list + off, k), 0);
+        assert_int_equal(ferry_client_send_data(cl->c, tid, off, list + off, k), 0);
         flush(cl);
     }
 }

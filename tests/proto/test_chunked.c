@@ -168,14 +168,14 @@ static void test_dedup_ask_before_send_r_chunk_5(void **state)
     (void)state;
     assert_non_null(happy.data);
     acct_open(&srv, &alice, &a);
-    ferry_client_wire_bytes(&a.c, &tx0, &rx);
+    ferry_client_wire_bytes(a.c, &tx0, &rx);
     new_tid(tid, hex);
     open_chunked(&a, tid, "copy/of/happy.bin", (json_int_t)happy.size, ref);
     send_list_range(&a, tid, happy.list, 0, happy.list_len, 36);
     assert_int_equal(expect_need_groups(&a, ref, tid, happy.n, need, FERRY_NEED_GROUP), 0);
     send_complete(&a, tid, happy.cid);
     expect_committed(&a, tid);
-    ferry_client_wire_bytes(&a.c, &tx1, &rx);
+    ferry_client_wire_bytes(a.c, &tx1, &rx);
     /* Zero chunk bytes: a few commands and the list, far under one chunk. */
     assert_true(tx1 - tx0 < 4096);
     download_path(&a, "copy/of/happy.bin", &got, &len, xhash, dhash);
@@ -838,9 +838,8 @@ static void test_opener_gone_r_chunk_13(void **state)
     flush(&b);
     expect_quiet(&b);
     /* The opener says goodbye and the server closes it. */
-    assert_int_equal(ferry_client_send_cmd(&a.c, FERRY_MSG_DISCONNECT, json_object()), 0);
-    (void)ferry_client_pump(&a.c, HARNESS_WAIT_MS,
-                            1); /* the server may close before this returns */
+    assert_int_equal(ferry_client_send_cmd(a.c, FERRY_MSG_DISCONNECT, json_object()), 0);
+    (void)ferry_client_pump(a.c, HARNESS_WAIT_MS, 1); /* the server may close before this returns */
     while ((rc = client_recv(&a, &m, HARNESS_WAIT_MS)) == 1)
         ferry_cmd_cleanup(&m);
     assert_int_equal(rc, 0);
@@ -926,15 +925,15 @@ static void test_list_bytes_under_cap_r_chunk_4(void **state)
     ferry_cmd_cleanup(&m);
     for (off = 0; off < list_len; off += step) {
         size_t k = list_len - off < step ? list_len - off : step;
-        assert_int_equal(ferry_client_send_data(&a.c, tid, off, list + off, k), 0);
-        rc = ferry_client_pump(&a.c, HARNESS_WAIT_MS, 1);
+        assert_int_equal(ferry_client_send_data(a.c, tid, off, list + off, k), 0);
+        rc = ferry_client_pump(a.c, HARNESS_WAIT_MS, 1);
         if (rc != 0)
             break;
     }
     free(list);
     /* The cap is on the bytes held, not on how a buffer would grow. */
-    if (ferry_client_send_cmd(&a.c, FERRY_MSG_PING, json_object()) == 0)
-        (void)ferry_client_pump(&a.c, HARNESS_WAIT_MS, 1);
+    if (ferry_client_send_cmd(a.c, FERRY_MSG_PING, json_object()) == 0)
+        (void)ferry_client_pump(a.c, HARNESS_WAIT_MS, 1);
     rc = client_recv(&a, &m, HARNESS_WAIT_MS);
     type = rc == 1 ? m.type : -1;
     if (type != FERRY_MSG_PONG)
@@ -1017,7 +1016,7 @@ static void test_pipelined_then_close_r_xfer_5(void **state)
         uint32_t clen;
 
         sample_chunk(&s, i, &off, &clen);
-        assert_int_equal(ferry_client_send_chunk(&a.c, tid, i, s.data + off, clen), 0);
+        assert_int_equal(ferry_client_send_chunk(a.c, tid, i, s.data + off, clen), 0);
     }
     send_complete(&a, tid, s.cid);
     /*
@@ -1222,8 +1221,8 @@ static void test_cancel_frees_chunk_slots_r_chunk_11(void **state)
         send_cancel(&a, tid);
     }
     /* Cancelling frees the slots (and buffers) of the transfer's begun chunks. */
-    if (ferry_client_send_cmd(&a.c, FERRY_MSG_PING, json_object()) == 0)
-        (void)ferry_client_pump(&a.c, HARNESS_WAIT_MS, 1);
+    if (ferry_client_send_cmd(a.c, FERRY_MSG_PING, json_object()) == 0)
+        (void)ferry_client_pump(a.c, HARNESS_WAIT_MS, 1);
     code = next_code(&a, HARNESS_WAIT_MS);
     client_close(&a);
     sample_free(&s);
@@ -1482,7 +1481,7 @@ static void test_quota_filled_r_chunk_9(void **state)
     new_tid(tw, hex);
     open_plain(&a, tw, "w.bin", 3 << 20, rw);
     expect_quiet(&a);
-    assert_int_equal(ferry_client_send_data(&a.c, tx, 0, three, 3u << 20), 0);
+    assert_int_equal(ferry_client_send_data(a.c, tx, 0, three, 3u << 20), 0);
     flush(&a);
     ferry_sha256_init(&sha);
     ferry_sha256_update(&sha, three, 3u << 20);
@@ -1508,7 +1507,7 @@ static void test_quota_filled_r_chunk_9(void **state)
         expect_error(&a, 5, ry, ty, -1);
         sample_free(&y);
     }
-    assert_int_equal(ferry_client_send_data(&a.c, tw, 0, three, 3u << 20), 0);
+    assert_int_equal(ferry_client_send_data(a.c, tw, 0, three, 3u << 20), 0);
     flush(&a);
     send_complete(&a, tw, cid);
     expect_error(&a, 20, rw, tw, -1);

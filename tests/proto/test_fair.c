@@ -433,12 +433,12 @@ static void hammer_step(struct hammer *h)
         ferry_uuid_new(h->cl.last_ref);
         json_t *b = changepwd_body("correct horse", "correct horse");
         json_object_set_new(b, "id", json_string(h->cl.last_ref));
-        if (ferry_client_send_cmd(&h->cl.c, FERRY_MSG_CHANGEPWD, b) == 0)
+        if (ferry_client_send_cmd(h->cl.c, FERRY_MSG_CHANGEPWD, b) == 0)
             h->waiting = 1;
     }
-    if (ferry_client_pump(&h->cl.c, 0, 0) != 0 && h->cl.c.eof)
+    if (ferry_client_pump(h->cl.c, 0, 0) != 0 && ferry_client_eof(h->cl.c))
         return;
-    while (ferry_client_next_frame(&h->cl.c, &f) == 1) {
+    while (ferry_client_next_frame(h->cl.c, &f) == 1) {
         if (f.type != FERRY_FRAME_COMMAND || ferry_cmd_decode(f.payload, f.payload_len, &m) != 0)
             continue;
         if (m.type == FERRY_MSG_OK)
@@ -493,16 +493,16 @@ static void test_changepwd_hammer(void **state)
                                      json_pack("{s:s, s:s, s:s}", "user", "victim", "password",
                                                "correct horse", "device", "t")),
                          0);
-        while (!answered && !victim.c.eof) {
+        while (!answered && !ferry_client_eof(victim.c)) {
             struct pollfd p[HAMMERS + 1];
 
             for (i = 0; i < HAMMERS; i++) {
                 hammer_step(&h[i]);
-                p[i] = (struct pollfd){.fd = h[i].cl.c.fd, .events = POLLIN};
+                p[i] = (struct pollfd){.fd = ferry_client_fd(h[i].cl.c), .events = POLLIN};
             }
-            p[HAMMERS] = (struct pollfd){.fd = victim.c.fd, .events = POLLIN};
-            ferry_client_pump(&victim.c, 0, 0);
-            while (!answered && ferry_client_next_frame(&victim.c, &f) == 1) {
+            p[HAMMERS] = (struct pollfd){.fd = ferry_client_fd(victim.c), .events = POLLIN};
+            ferry_client_pump(victim.c, 0, 0);
+            while (!answered && ferry_client_next_frame(victim.c, &f) == 1) {
                 if (f.type != FERRY_FRAME_COMMAND ||
                     ferry_cmd_decode(f.payload, f.payload_len, &m) != 0)
                     continue;

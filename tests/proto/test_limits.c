@@ -306,21 +306,18 @@ static int count_heartbeats(struct client *cl, int ms)
     uint64_t deadline = ferry_now_ms() + (uint64_t)ms;
     int n = 0;
 
-    /* Drop the frame the last client_recv returned, as the next call would. */
-    ferry_buf_consume(&cl->c.in, cl->c.consumed);
-    cl->c.consumed = 0;
-    while (ferry_now_ms() < deadline && !cl->c.eof) {
+    while (ferry_now_ms() < deadline && !ferry_client_eof(cl->c)) {
         const uint8_t *p;
         size_t i, used;
 
-        if (ferry_client_pump(&cl->c, (int)(deadline - ferry_now_ms()), 0) != 0)
+        if (ferry_client_pump(cl->c, (int)(deadline - ferry_now_ms()), 0) != 0)
             break;
-        p = ferry_buf_peek(&cl->c.in);
-        used = ferry_buf_used(&cl->c.in);
+        /* It drops the frame the last client_recv returned first, as the next call would. */
+        ferry_client_input(cl->c, &p, &used);
         /* Heartbeats are the only 2-byte frames: version 1, type 0. */
         for (i = 0; i + 1 < used && p[i] == 1 && p[i + 1] == 0; i += 2)
             n++;
-        ferry_buf_consume(&cl->c.in, i);
+        ferry_client_input_drop(cl->c, i);
     }
     return n;
 }

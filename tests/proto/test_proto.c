@@ -300,7 +300,7 @@ static void finish_upload(struct client *cl, const uint8_t tid[16], const uint8_
     struct ferry_cmd m;
     char hex[33], cid[80];
 
-    assert_int_equal(ferry_client_send_data(&cl->c, tid, 0, data, len), 0);
+    assert_int_equal(ferry_client_send_data(cl->c, tid, 0, data, len), 0);
     ferry_sha256_init(&sha);
     ferry_sha256_update(&sha, data, len);
     ferry_sha256_final_cid(&sha, cid);
@@ -593,9 +593,9 @@ static int send_with_id(struct client *cl, int32_t type, json_t *body)
 {
     int rc;
 
-    if ((rc = ferry_client_send_cmd(&cl->c, type, body)) != 0)
+    if ((rc = ferry_client_send_cmd(cl->c, type, body)) != 0)
         return rc;
-    return ferry_client_pump(&cl->c, 5000, 1);
+    return ferry_client_pump(cl->c, 5000, 1);
 }
 
 /* R-STORE-10: a Remove or Move sent again with the same id (a retry) is Ok again. */
@@ -669,10 +669,10 @@ static void test_floods(void **state)
     for (i = 0; i < 2000; i++) {
         char id[37];
         ferry_uuid_new(id);
-        assert_int_equal(ferry_client_send_cmd(&a.c, FERRY_MSG_PING, json_pack("{s:s}", "id", id)),
+        assert_int_equal(ferry_client_send_cmd(a.c, FERRY_MSG_PING, json_pack("{s:s}", "id", id)),
                          0);
     }
-    assert_int_equal(ferry_client_pump(&a.c, HARNESS_WAIT_MS, 1), 0);
+    assert_int_equal(ferry_client_pump(a.c, HARNESS_WAIT_MS, 1), 0);
     while (pongs < 2000 && client_recv(&a, &m, HARNESS_WAIT_MS) == 1) {
         if (m.type == FERRY_MSG_PONG)
             pongs++;
@@ -817,9 +817,9 @@ static void test_unread_replies_bounded(void **state)
     for (i = 0; i < 300; i++) {
         snprintf(name, sizeof(name), "d/sub%03d/with-a-rather-long-folder-name-%03d", i, i);
         assert_int_equal(
-            ferry_client_send_cmd(&a.c, FERRY_MSG_MKDIR, json_pack("{s:s}", "path", name)), 0);
+            ferry_client_send_cmd(a.c, FERRY_MSG_MKDIR, json_pack("{s:s}", "path", name)), 0);
     }
-    assert_int_equal(ferry_client_pump(&a.c, HARNESS_WAIT_MS, 1), 0);
+    assert_int_equal(ferry_client_pump(a.c, HARNESS_WAIT_MS, 1), 0);
     for (i = 0; i < 300; i++) {
         assert_int_equal(client_expect(&a, FERRY_MSG_OK, &m), 1);
         ferry_cmd_cleanup(&m);
@@ -828,16 +828,16 @@ static void test_unread_replies_bounded(void **state)
     /* 800 recursive listings of ~600 entries each (~70 MB), none read for now. */
     for (i = 0; i < 800; i++)
         assert_int_equal(
-            ferry_client_send_cmd(&a.c, FERRY_MSG_DIRINFO,
+            ferry_client_send_cmd(a.c, FERRY_MSG_DIRINFO,
                                   json_pack("{s:s, s:b}", "path", "d", "recursive", 1)),
             0);
-    assert_int_equal(ferry_client_pump(&a.c, HARNESS_WAIT_MS, 1), 0);
+    assert_int_equal(ferry_client_pump(a.c, HARNESS_WAIT_MS, 1), 0);
     /* Poll until the server has stopped making progress on our requests. */
     for (i = 0; i < 20; i++) {
         long now = server_rss_kib();
         if (now > before + 512 * 1024)
             break;
-        assert_int_equal(ferry_client_pump(&a.c, 100, 0), 0);
+        assert_int_equal(ferry_client_pump(a.c, 100, 0), 0);
     }
     after = server_rss_kib();
     fprintf(stderr, "server RSS %ld KiB before, %ld KiB with unread replies\n", before, after);
@@ -863,7 +863,7 @@ static void test_pipelined_after_signup(void **state)
     (void)state;
     assert_int_equal(client_open(&a, &srv), 0);
     assert_int_equal(client_hello(&a, NULL), 1);
-    assert_int_equal(ferry_client_send_cmd(&a.c, FERRY_MSG_SIGNUP,
+    assert_int_equal(ferry_client_send_cmd(a.c, FERRY_MSG_SIGNUP,
                                            json_pack("{s:s, s:s, s:s}", "user", "eager", "password",
                                                      "correct horse", "device", "t")),
                      0);

@@ -14,6 +14,21 @@
 
 #include "ferry/net.h"
 
+struct ferry_client {
+    int fd;
+    SSL_CTX *ctx;
+    SSL *ssl;
+    struct ferry_buf in;
+    struct ferry_buf out;
+    uint64_t last_tx_ms; /* the last write that moved bytes to the socket */
+    uint64_t last_rx_ms; /* the last whole frame taken out (R-CLI-2), heartbeats included */
+    size_t consumed;     /* bytes of the frame last returned, dropped on the next call */
+    int eof;
+    char server_id[FERRY_ID_LEN + 1];
+    uint64_t wire_tx; /* TLS bytes written to and read from the socket */
+    uint64_t wire_rx;
+};
+
 static int wait_fd(int fd, short events, int timeout_ms)
 {
     struct pollfd p = {.fd = fd, .events = events};
@@ -138,20 +153,23 @@ out:
     return rc;
 }
 
-int ferry_client_connect(struct ferry_client *c, const char *host, const char *port,
+int ferry_client_connect(struct ferry_client **cp, const char *host, const char *port,
                          const struct ferry_identity *id, const char *pin, int timeout_ms)
 {
-    return ferry_client_connect_from(c, NULL, host, port, id, pin, timeout_ms);
+    return ferry_client_connect_from(cp, NULL, host, port, id, pin, timeout_ms);
 }
 
-int ferry_client_connect_from(struct ferry_client *c, const char *src, const char *host,
+int ferry_client_connect_from(struct ferry_client **cp, const char *src, const char *host,
                               const char *port, const struct ferry_identity *id, const char *pin,
                               int timeout_ms)
 {
     uint64_t deadline = ferry_now_ms() + (uint64_t)timeout_ms;
+    struct ferry_client *c;
     int rc, n, err;
 
-    *c = (struct ferry_client){.fd = -1};
+    if ((*cp = c = ferry_calloc(1, sizeof(*c))) == NULL)
+        return -ENOMEM;
+    c->fd = -1;
     ferry_buf_init(&c->in, FERRY_FRAME_HDR_LEN + FERRY_FRAME_PAYLOAD_MAX + FERRY_NET_READ_CHUNK);
     ferry_buf_init(&c->out, FERRY_NET_OUT_MAX);
     if ((rc = dial(src, host, port, timeout_ms, &c->fd)) != 0)
@@ -204,12 +222,17 @@ int ferry_client_connect_from(struct ferry_client *c, const char *src, const cha
 out:
     ERR_clear_error();
     if (rc != 0 && rc != FERRY_EPIN)
-        ferry_client_close(c);
+        ferry_client_close(cp);
     return rc;
 }
 
-void ferry_client_close(struct ferry_client *c)
+void ferry_client_close(struct ferry_client **cp)
 {
+    struct ferry_client *c = *cp;
+
+    if (c == NULL)
+        return;
+    *cp = NULL;
     if (c->ssl != NULL)
         SSL_free(c->ssl);
     if (c->ctx != NULL)
@@ -218,9 +241,59 @@ void ferry_client_close(struct ferry_client *c)
         close(c->fd);
     ferry_buf_cleanup(&c->in);
     ferry_buf_cleanup(&c->out);
-    c->ssl = NULL;
-    c->ctx = NULL;
-    c->fd = -1;
+    ferry_free(c);
+}
+
+const char *ferry_client_server_id(const struct ferry_client *c)
+{
+    return c->server_id;
+}
+
+uint64_t ferry_client_last_rx_ms(const struct ferry_client *c)
+{
+    return c->last_rx_ms;
+}
+
+uint64_t ferry_client_last_tx_ms(const struct ferry_client *c)
+{
+    return c->last_tx_ms;
+}
+
+int ferry_client_eof(const struct ferry_client *c)
+{
+    return c->eof;
+}
+
+int ferry_client_fd(const struct ferry_client *c)
+{
+    return c->fd;
+}
+
+int ferry_client_send_raw(struct ferry_client *c, const void *p, size_t n)
+{
+    return ferry_buf_append(&c->out, p, n);
+}
+
+int ferry_client_send_heartbeat(struct ferry_client *c)
+{
+    uint8_t hb[FERRY_FRAME_HDR_LEN];
+
+    return ferry_buf_append(&c->out, hb, ferry_frame_header_encode(hb, FERRY_FRAME_HEARTBEAT, 0));
+}
+
+void ferry_client_input(struct ferry_client *c, const uint8_t **p, size_t *n)
+{
+    if (c->consumed > 0) {
+        ferry_buf_consume(&c->in, c->consumed);
+        c->consumed = 0;
+    }
+    *p = ferry_buf_peek(&c->in);
+    *n = ferry_buf_used(&c->in);
+}
+
+void ferry_client_input_drop(struct ferry_client *c, size_t n)
+{
+    ferry_buf_consume(&c->in, n);
 }
 
 int ferry_client_send_cmd(struct ferry_client *c, int32_t type, json_t *body)

@@ -1,10 +1,14 @@
-/* Server-side TLS connections on the libuv loop, with memory BIOs. */
+/*
+ * TLS connections on the libuv loop: frames, heartbeats, backpressure, and
+ * the life cycle both sides share once the TCP link is up.
+ */
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/err.h>
 
-#include "ferry/net.h"
+#include "conn_int.h"
 
 struct write_req {
     uv_write_t req;
@@ -23,11 +27,11 @@ void ferry_conn_set_before_send(void (*fn)(void))
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b);
 static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
 
-static void handle_closed(uv_handle_t *h)
+void net_conn_unref(struct ferry_conn *c)
 {
-    struct ferry_conn *c = h->data;
+    int released = c->released;
 
-    if (--c->handles > 0)
+    if (--c->refs > 0)
         return;
     SSL_free(c->ssl); /* frees both BIOs */
     c->ssl = NULL;
@@ -35,17 +39,37 @@ static void handle_closed(uv_handle_t *h)
     ferry_buf_cleanup(&c->out);
     ferry_free(c->rx);
     c->rx = NULL;
-    if (c->ops->on_close != NULL)
+    net_listener_unlink(c);
+    c->gone = 1;
+    if (c->ops != NULL && c->ops->on_close != NULL)
         c->ops->on_close(c);
+    /* Released during on_close, it is freed already; released before, it is freed
+     * now. */
+    if (released)
+        ferry_free(c);
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    net_conn_unref(h->data);
 }
 
 static void close_handles(struct ferry_conn *c)
 {
     if (uv_is_closing((uv_handle_t *)&c->tcp))
         return;
+    if (c->resolving)
+        uv_cancel((uv_req_t *)&c->gai); /* its callback drops its reference */
     uv_read_stop((uv_stream_t *)&c->tcp);
     uv_close((uv_handle_t *)&c->timer, handle_closed);
     uv_close((uv_handle_t *)&c->tcp, handle_closed);
+}
+
+void net_conn_fail(struct ferry_conn *c, int rc)
+{
+    if (c->err == 0 && !c->closing)
+        c->err = rc;
+    ferry_conn_close(c);
 }
 
 static void write_done(uv_write_t *req, int status)
@@ -57,7 +81,7 @@ static void write_done(uv_write_t *req, int status)
     c->queued -= w->len;
     ferry_free(w);
     if (status < 0) {
-        ferry_conn_close(c);
+        net_conn_fail(c, status);
         close_handles(c);
         return;
     }
@@ -104,6 +128,7 @@ static int push_ciphertext(struct ferry_conn *c)
         return rc;
     }
     c->queued += n;
+    c->wire_tx += n;
     c->last_tx_ms = ferry_now_ms();
     return 0;
 }
@@ -117,7 +142,8 @@ int ferry_conn_flush(struct ferry_conn *c)
         return 0;
     while ((used = ferry_buf_used(&c->out)) > 0) {
         /* 256 KiB per SSL_write keeps the memory BIO, and so the copy, small. */
-        /* The error queue is per thread: another connection's entry must not leak here. */
+        /* The error queue is per thread: another connection's entry must not leak
+         * here. */
         ERR_clear_error();
         n = SSL_write(c->ssl, ferry_buf_peek(&c->out), (int)(used > 262144 ? 262144 : used));
         if (n <= 0)
@@ -145,6 +171,29 @@ int ferry_conn_send_raw(struct ferry_conn *c, const void *p, size_t n)
     if (ferry_buf_used(&c->out) >= FERRY_NET_COALESCE)
         return ferry_conn_flush(c);
     return 0;
+}
+
+int ferry_conn_reserve(struct ferry_conn *c, size_t n, uint8_t **p)
+{
+    int rc;
+
+    *p = NULL;
+    if (c->closing)
+        return FERRY_ECANCELED;
+    if ((rc = ferry_buf_reserve(&c->out, n)) != 0)
+        return rc;
+    *p = ferry_buf_tail(&c->out);
+    return 0;
+}
+
+void ferry_conn_commit(struct ferry_conn *c, size_t n)
+{
+    ferry_buf_grow(&c->out, n);
+}
+
+size_t ferry_conn_queued(const struct ferry_conn *c)
+{
+    return ferry_buf_used(&c->out);
 }
 
 ssize_t ferry_frame_cmd(uint8_t *out, size_t cap, int32_t type, json_t *body)
@@ -196,12 +245,100 @@ void ferry_conn_close(struct ferry_conn *c)
         close_handles(c);
 }
 
+void ferry_conn_release(struct ferry_conn *c)
+{
+    if (c == NULL || c->released)
+        return;
+    c->released = 1;
+    if (c->gone) {
+        ferry_free(c);
+        return;
+    }
+    ferry_conn_close(c);
+}
+
 void ferry_conn_pause(struct ferry_conn *c)
 {
-    if (c->paused)
+    if (c->paused || c->gone)
         return;
     c->paused = 1;
     uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+/*
+ * OpenSSL reads the ciphertext straight from the socket read buffer: a
+ * memory BIO cost a copy of every byte received (and a memset of its
+ * buffer as it grew). What a record leaves unread stays in rx for the next
+ * SSL_read; reading from the socket is stopped meanwhile (paused, blocked
+ * or closing), and alloc_cb keeps it should a read come first.
+ */
+static int rx_read(BIO *b, char *out, int len)
+{
+    struct ferry_conn *c = BIO_get_data(b);
+    size_t n = c->rx_len - c->rx_off;
+
+    BIO_clear_retry_flags(b);
+    if (n == 0) {
+        BIO_set_retry_read(b);
+        return -1;
+    }
+    if (len < 0)
+        return -1;
+    if ((size_t)len < n)
+        n = (size_t)len;
+    memcpy(out, c->rx + c->rx_off, n);
+    c->rx_off += n;
+    if (c->rx_off == c->rx_len)
+        c->rx_off = c->rx_len = 0;
+    return (int)n;
+}
+
+static long rx_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    struct ferry_conn *c = BIO_get_data(b);
+
+    (void)num;
+    (void)ptr;
+    switch (cmd) {
+    case BIO_CTRL_PENDING:
+        return (long)(c->rx_len - c->rx_off);
+    case BIO_CTRL_FLUSH:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int rx_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static BIO_METHOD *rx_method;
+static pthread_once_t rx_once = PTHREAD_ONCE_INIT;
+
+static void rx_method_init(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "ferry socket read");
+
+    if (m == NULL || BIO_meth_set_read(m, rx_read) != 1 || BIO_meth_set_ctrl(m, rx_ctrl) != 1 ||
+        BIO_meth_set_create(m, rx_create) != 1) {
+        BIO_meth_free(m);
+        return;
+    }
+    rx_method = m;
+}
+
+static BIO *rx_bio_new(struct ferry_conn *c)
+{
+    BIO *b;
+
+    pthread_once(&rx_once, rx_method_init);
+    if (rx_method == NULL || (b = BIO_new(rx_method)) == NULL)
+        return NULL;
+    BIO_set_data(b, c);
+    return b;
 }
 
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b)
@@ -209,7 +346,12 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b)
     struct ferry_conn *c = h->data;
 
     (void)hint;
-    *b = uv_buf_init((char *)c->rx, FERRY_NET_READ_CHUNK);
+    if (c->rx_off > 0) {
+        memmove(c->rx, c->rx + c->rx_off, c->rx_len - c->rx_off);
+        c->rx_len -= c->rx_off;
+        c->rx_off = 0;
+    }
+    *b = uv_buf_init((char *)c->rx + c->rx_len, (unsigned)(FERRY_NET_RX_CAP - c->rx_len));
 }
 
 static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
@@ -217,22 +359,21 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     struct ferry_conn *c = s->data;
 
     if (n < 0) {
-        ferry_conn_close(c);
+        net_conn_fail(c, n == UV_EOF ? -ECONNRESET : (int)n);
         return;
     }
     if (n == 0)
         return;
     c->last_rx_ms = ferry_now_ms();
-    if (BIO_write(c->rbio, b->base, (int)n) != (int)n) {
-        ferry_conn_close(c);
-        return;
-    }
+    c->wire_rx += (uint64_t)n;
+    (void)b; /* alloc_cb gave the tail of rx */
+    c->rx_len += (size_t)n;
     process_input(c);
 }
 
 void ferry_conn_resume(struct ferry_conn *c)
 {
-    if (!c->paused || c->closing)
+    if (!c->paused || c->closing || c->gone)
         return;
     c->paused = 0;
     if (c->out_blocked)
@@ -256,9 +397,8 @@ static int dispatch_frames(struct ferry_conn *c)
             uv_read_stop((uv_stream_t *)&c->tcp);
             return 0;
         }
-        /* R-FILE-1: connections here are the server's; file frames come from no client. */
-        n = ferry_frame_parse_upto(ferry_buf_peek(&c->in), ferry_buf_used(&c->in),
-                                   FERRY_FRAME_CHUNK, &f);
+        /* R-FILE-1: an accepting side takes no file frame; a dialing one may. */
+        n = ferry_frame_parse_upto(ferry_buf_peek(&c->in), ferry_buf_used(&c->in), c->max_type, &f);
         if (n == 0)
             return 0;
         if (n < 0) {
@@ -295,7 +435,15 @@ again:
             goto out;
         }
         c->ready = 1;
-        if ((rc = ferry_tls_peer_id(c->ssl, c->peer_id)) != 0 || (rc = c->ops->on_ready(c)) != 0)
+        if ((rc = ferry_tls_peer_id(c->ssl, c->peer_id)) != 0)
+            goto out;
+        /* R-TLS-3: a pinned ID that differs stops us before any application byte.
+         */
+        if (c->pin[0] != '\0' && strcmp(c->pin, c->peer_id) != 0) {
+            rc = FERRY_EPIN;
+            goto out;
+        }
+        if ((rc = c->ops->on_ready(c)) != 0)
             goto out;
     }
     /* Read until OpenSSL wants more ciphertext, parsing as we go. */
@@ -332,7 +480,8 @@ out:
     c->in_process = 0;
     if (rc != 0) {
         ERR_clear_error();
-        ferry_conn_close(c);
+        /* The peer's close_notify is an orderly end. */
+        net_conn_fail(c, rc == FERRY_ECANCELED ? 0 : rc);
         return;
     }
     ferry_conn_flush(c);
@@ -352,6 +501,8 @@ static void tick_cb(uv_timer_t *t)
      * timeout the output still queued is dropped with the connection.
      */
     if (now - c->last_rx_ms >= c->idle_ms) {
+        if (c->err == 0 && !c->closing)
+            c->err = FERRY_ETIMEDOUT;
         c->closing = 1;
         close_handles(c);
         return;
@@ -367,21 +518,37 @@ static void tick_cb(uv_timer_t *t)
         ferry_conn_close(c);
 }
 
-int ferry_conn_start(struct ferry_conn *c, SSL_CTX *ctx, const struct ferry_conn_ops *ops,
-                     uint64_t heartbeat_ms, uint64_t idle_ms)
+struct ferry_conn *net_conn_new(uv_loop_t *loop, const struct ferry_conn_cfg *cfg, void *data)
+{
+    struct ferry_conn *c = ferry_calloc(1, sizeof(*c));
+
+    if (c == NULL)
+        return NULL;
+    c->ops = cfg->ops;
+    c->data = data;
+    c->heartbeat_ms = cfg->heartbeat_ms;
+    c->idle_ms = cfg->idle_ms;
+    c->max_type = FERRY_FRAME_CHUNK;
+    c->last_rx_ms = c->last_tx_ms = ferry_now_ms();
+    ferry_buf_init(&c->in, FERRY_FRAME_HDR_LEN + FERRY_FRAME_PAYLOAD_MAX + FERRY_NET_READ_CHUNK);
+    ferry_buf_init(&c->out, FERRY_NET_OUT_MAX);
+    if (uv_tcp_init(loop, &c->tcp) != 0) {
+        ferry_free(c);
+        return NULL;
+    }
+    uv_timer_init(loop, &c->timer); /* cannot fail */
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->refs = 2;
+    uv_timer_start(&c->timer, tick_cb, 1000, 1000);
+    return c;
+}
+
+int net_conn_start(struct ferry_conn *c, SSL_CTX *ctx, int server)
 {
     struct sockaddr_storage ss;
     int len = sizeof(ss), rc;
 
-    c->ops = ops;
-    c->tcp.data = c;
-    c->timer.data = c;
-    c->handles = 2;
-    c->heartbeat_ms = heartbeat_ms;
-    c->idle_ms = idle_ms;
-    c->last_rx_ms = c->last_tx_ms = ferry_now_ms();
-    ferry_buf_init(&c->in, FERRY_FRAME_HDR_LEN + FERRY_FRAME_PAYLOAD_MAX + FERRY_NET_READ_CHUNK);
-    ferry_buf_init(&c->out, FERRY_NET_OUT_MAX);
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
         if (ss.ss_family == AF_INET)
             uv_ip4_name((struct sockaddr_in *)&ss, c->peer_ip, sizeof(c->peer_ip));
@@ -389,26 +556,81 @@ int ferry_conn_start(struct ferry_conn *c, SSL_CTX *ctx, const struct ferry_conn
             uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer_ip, sizeof(c->peer_ip));
     }
     uv_tcp_nodelay(&c->tcp, 1);
-    if ((rc = uv_timer_init(c->tcp.loop, &c->timer)) != 0)
-        return rc;
-    uv_timer_start(&c->timer, tick_cb, 1000, 1000);
-    if ((c->rx = ferry_malloc(FERRY_NET_READ_CHUNK)) == NULL || (c->ssl = SSL_new(ctx)) == NULL ||
-        (c->rbio = BIO_new(BIO_s_mem())) == NULL || (c->wbio = BIO_new(BIO_s_mem())) == NULL) {
+    if ((c->rx = ferry_malloc(FERRY_NET_RX_CAP)) == NULL || (c->ssl = SSL_new(ctx)) == NULL ||
+        (c->rbio = rx_bio_new(c)) == NULL || (c->wbio = BIO_new(BIO_s_mem())) == NULL) {
         BIO_free(c->rbio);
         c->rbio = NULL;
-        rc = -ENOMEM;
-        goto fail;
+        return -ENOMEM;
     }
     /* Give an EOF-less empty read instead of an error while waiting for bytes. */
-    BIO_set_mem_eof_return(c->rbio, -1);
     BIO_set_mem_eof_return(c->wbio, -1);
     SSL_set_bio(c->ssl, c->rbio, c->wbio);
-    SSL_set_accept_state(c->ssl);
+    if (server) {
+        SSL_set_accept_state(c->ssl);
+    } else {
+        SSL_set_connect_state(c->ssl);
+        c->max_type = FERRY_FRAME_FILE;
+    }
     if ((rc = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb)) != 0)
-        goto fail;
+        return rc;
+    /* The client speaks first: its hello goes out now. */
+    if (!server)
+        process_input(c);
     return 0;
-fail:
-    c->closing = 1;
-    close_handles(c);
-    return rc;
+}
+
+const char *ferry_conn_peer_id(const struct ferry_conn *c)
+{
+    return c->ready ? c->peer_id : "";
+}
+
+const char *ferry_conn_peer_ip(const struct ferry_conn *c)
+{
+    return c->peer_ip;
+}
+
+void *ferry_conn_data(const struct ferry_conn *c)
+{
+    return c->data;
+}
+
+void ferry_conn_set_data(struct ferry_conn *c, void *data)
+{
+    c->data = data;
+}
+
+int ferry_conn_is_ready(const struct ferry_conn *c)
+{
+    return c->ready;
+}
+
+int ferry_conn_is_closing(const struct ferry_conn *c)
+{
+    return c->closing;
+}
+
+int ferry_conn_is_paused(const struct ferry_conn *c)
+{
+    return c->paused;
+}
+
+int ferry_conn_in_input(const struct ferry_conn *c)
+{
+    return c->in_process;
+}
+
+void ferry_conn_touch(struct ferry_conn *c, uint64_t now_ms)
+{
+    c->last_rx_ms = now_ms;
+}
+
+int ferry_conn_error(const struct ferry_conn *c)
+{
+    return c->err;
+}
+
+void ferry_conn_wire_bytes(const struct ferry_conn *c, uint64_t *sent, uint64_t *received)
+{
+    *sent = c->wire_tx;
+    *received = c->wire_rx;
 }
