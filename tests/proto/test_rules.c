@@ -475,7 +475,7 @@ static void test_reply_refs_r_cmd_5(void **state)
     /* Upload: Committed has no ref; an Error about the upload refers to the Upload. */
     new_tid(tid, hex);
     open_plain(&a, tid, "d/f.bin", sizeof(data), upload_ref);
-    assert_int_equal(ferry_client_send_data(&a.c, tid, 0, data, sizeof(data)), 0);
+    assert_int_equal(ferry_client_send_data(a.c, tid, 0, data, sizeof(data)), 0);
     ferry_sha256_init(&sha);
     ferry_sha256_update(&sha, data, sizeof(data));
     ferry_sha256_final_cid(&sha, cid);
@@ -485,7 +485,7 @@ static void test_reply_refs_r_cmd_5(void **state)
     ferry_cmd_cleanup(&m);
     new_tid(tid, hex);
     open_plain(&a, tid, "d", sizeof(data), upload_ref);
-    assert_int_equal(ferry_client_send_data(&a.c, tid, 0, data, sizeof(data)), 0);
+    assert_int_equal(ferry_client_send_data(a.c, tid, 0, data, sizeof(data)), 0);
     send_complete(&a, tid, cid);
     expect_error(&a, 12, upload_ref, tid, -1);
 
@@ -948,13 +948,13 @@ static void queue_upload(struct client *cl, uint8_t tid[16], const char *path, c
     char hex[33];
 
     new_tid(tid, hex);
-    assert_int_equal(ferry_client_send_cmd(&cl->c, FERRY_MSG_UPLOAD,
+    assert_int_equal(ferry_client_send_cmd(cl->c, FERRY_MSG_UPLOAD,
                                            json_pack("{s:s, s:s, s:I}", "tid", hex, "path", path,
                                                      "size", (json_int_t)n)),
                      0);
     if (n > 0)
-        assert_int_equal(ferry_client_send_data(&cl->c, tid, 0, data, n), 0);
-    assert_int_equal(ferry_client_send_cmd(&cl->c, FERRY_MSG_TRANSFER_COMPLETE,
+        assert_int_equal(ferry_client_send_data(cl->c, tid, 0, data, n), 0);
+    assert_int_equal(ferry_client_send_cmd(cl->c, FERRY_MSG_TRANSFER_COMPLETE,
                                            json_pack("{s:s, s:s}", "tid", hex, "hash", cid)),
                      0);
 }
@@ -1103,17 +1103,17 @@ static void test_staged_cap_r_store_3(void **state)
     /* Half a large upload, then a Ping: answered while the upload is open. */
     new_tid(tid, hex);
     open_plain(&a, tid, "big.bin", BIG, NULL);
-    assert_int_equal(ferry_client_send_data(&a.c, tid, 0, data, BIG / 2), 0);
+    assert_int_equal(ferry_client_send_data(a.c, tid, 0, data, BIG / 2), 0);
     flush(&a);
     expect_quiet(&a);
-    assert_int_equal(ferry_client_send_data(&a.c, tid, BIG / 2, data + BIG / 2, BIG / 2), 0);
+    assert_int_equal(ferry_client_send_data(a.c, tid, BIG / 2, data + BIG / 2, BIG / 2), 0);
     cid_of(data, BIG, cid);
     /* Its TransferComplete and a Ping in one write: the Committed comes first. */
     ferry_hex_encode(tid, 16, hex);
-    assert_int_equal(ferry_client_send_cmd(&a.c, FERRY_MSG_TRANSFER_COMPLETE,
+    assert_int_equal(ferry_client_send_cmd(a.c, FERRY_MSG_TRANSFER_COMPLETE,
                                            json_pack("{s:s, s:s}", "tid", hex, "hash", cid)),
                      0);
-    assert_int_equal(ferry_client_send_cmd(&a.c, FERRY_MSG_PING, json_object()), 0);
+    assert_int_equal(ferry_client_send_cmd(a.c, FERRY_MSG_PING, json_object()), 0);
     flush(&a);
     expect_committed(&a, tid);
     recv_type(&a, FERRY_MSG_PONG, &m);
@@ -1124,7 +1124,7 @@ static void test_staged_cap_r_store_3(void **state)
     for (i = 0; i < MANY; i++) {
         snprintf(path, sizeof(path), "small%d", i);
         queue_upload(&a, tids[i], path, data, SMALL, cid);
-        assert_int_equal(ferry_client_send_cmd(&a.c, FERRY_MSG_PING, json_object()), 0);
+        assert_int_equal(ferry_client_send_cmd(a.c, FERRY_MSG_PING, json_object()), 0);
     }
     flush(&a);
     for (i = 0, committed = 0; i < 2 * MANY; i++) {

@@ -39,7 +39,7 @@ void net_conn_unref(struct ferry_conn *c)
     ferry_buf_cleanup(&c->out);
     ferry_free(c->rx);
     c->rx = NULL;
-    net_listener_unlink(c);
+    net_conn_list_remove(c);
     c->gone = 1;
     if (c->ops != NULL && c->ops->on_close != NULL)
         c->ops->on_close(c);
@@ -103,6 +103,29 @@ static void write_done(uv_write_t *req, int status)
     }
 }
 
+void net_conn_list_add(struct net_conn_list *l, struct ferry_conn *c)
+{
+    c->list = l;
+    c->lprev = NULL;
+    c->lnext = l->head;
+    if (l->head != NULL)
+        l->head->lprev = c;
+    l->head = c;
+}
+
+void net_conn_list_remove(struct ferry_conn *c)
+{
+    if (c->list == NULL)
+        return;
+    if (c->lprev != NULL)
+        c->lprev->lnext = c->lnext;
+    else
+        c->list->head = c->lnext;
+    if (c->lnext != NULL)
+        c->lnext->lprev = c->lprev;
+    c->list = NULL;
+    c->lprev = c->lnext = NULL;
+}
 /* Moves every ciphertext byte OpenSSL produced into one uv_write. */
 static int push_ciphertext(struct ferry_conn *c)
 {

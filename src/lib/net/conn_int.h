@@ -10,6 +10,8 @@
 /* Room for one socket read beside what OpenSSL left of the last. */
 #define FERRY_NET_RX_CAP (2 * FERRY_NET_READ_CHUNK)
 
+struct net_conn_list;
+
 struct ferry_conn {
     uv_tcp_t tcp;
     uv_timer_t timer;
@@ -48,7 +50,7 @@ struct ferry_conn {
     const struct ferry_conn_ops *ops;
     void *data;
     /* An accepted connection is on its listener's list while open. */
-    struct ferry_listener *listener;
+    struct net_conn_list *list;
     struct ferry_conn *lprev, *lnext;
 };
 
@@ -64,7 +66,16 @@ int net_conn_start(struct ferry_conn *c, SSL_CTX *ctx, int server);
 void net_conn_fail(struct ferry_conn *c, int rc);
 /* Drops one reference taken for a libuv handle or request. */
 void net_conn_unref(struct ferry_conn *c);
-/* Takes c off its listener's list. */
-void net_listener_unlink(struct ferry_conn *c);
+/*
+ * The open connections a listener accepted. The list is kept here, with
+ * the connections, so that a closing connection leaves it without calling
+ * up into the listener.
+ */
+struct net_conn_list {
+    struct ferry_conn *head;
+};
+void net_conn_list_add(struct net_conn_list *l, struct ferry_conn *c);
+/* Takes c off the list it is on, if any. */
+void net_conn_list_remove(struct ferry_conn *c);
 
 #endif

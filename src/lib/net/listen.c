@@ -12,7 +12,7 @@ struct ferry_listener {
     struct ferry_conn_cfg cfg;
     ferry_accept_fn on_accept;
     void *data;
-    struct ferry_conn *head;
+    struct net_conn_list conns;
     int stopped; /* the socket is closing or closed */
     int closed;  /* its close callback ran */
     int freed;   /* ferry_listener_free ran: free once closed */
@@ -33,20 +33,6 @@ static int quiet_frame(struct ferry_conn *c, const struct ferry_frame *f)
 }
 
 static const struct ferry_conn_ops quiet_ops = {.on_ready = quiet_ready, .on_frame = quiet_frame};
-
-void net_listener_unlink(struct ferry_conn *c)
-{
-    if (c->listener == NULL)
-        return;
-    if (c->lprev != NULL)
-        c->lprev->lnext = c->lnext;
-    else
-        c->listener->head = c->lnext;
-    if (c->lnext != NULL)
-        c->lnext->lprev = c->lprev;
-    c->listener = NULL;
-    c->lprev = c->lnext = NULL;
-}
 
 static void drop_closed(uv_handle_t *h)
 {
@@ -69,7 +55,7 @@ static void drop_one(struct ferry_listener *l)
 /* Closes c without telling anyone: its owner never took it. */
 static void drop_conn(struct ferry_conn *c)
 {
-    net_listener_unlink(c);
+    net_conn_list_remove(c);
     c->ops = &quiet_ops;
     c->released = 1;
     ferry_conn_close(c);
@@ -90,11 +76,7 @@ static void on_connection(uv_stream_t *s, int status)
         drop_conn(c);
         return;
     }
-    c->listener = l;
-    c->lnext = l->head;
-    if (l->head != NULL)
-        l->head->lprev = c;
-    l->head = c;
+    net_conn_list_add(&l->conns, c);
     if (net_conn_start(c, l->cfg.ctx, 1) != 0 || l->on_accept(l, c) != 0)
         drop_conn(c);
 }
@@ -144,7 +126,7 @@ void ferry_listener_each(struct ferry_listener *l, void (*fn)(struct ferry_conn 
     struct ferry_conn *c, *next;
 
     /* fn may close c, which leaves it on the list until its handles are gone. */
-    for (c = l->head; c != NULL; c = next) {
+    for (c = l->conns.head; c != NULL; c = next) {
         next = c->lnext;
         if (!uv_is_closing((uv_handle_t *)&c->tcp))
             fn(c, arg);
@@ -175,8 +157,8 @@ void ferry_listener_free(struct ferry_listener *l)
     if (l == NULL)
         return;
     /* The connections live on without it. */
-    while ((c = l->head) != NULL)
-        net_listener_unlink(c);
+    while ((c = l->conns.head) != NULL)
+        net_conn_list_remove(c);
     l->freed = 1;
     ferry_listener_stop(l);
     if (l->closed)
