@@ -27,4 +27,14 @@ int ferry_cdc_init(struct ferry_cdc *c, size_t min, size_t avg, size_t max);
  */
 size_t ferry_cdc_next(const struct ferry_cdc *c, const uint8_t *buf, size_t len, uint64_t *gear);
 
+/*
+ * The same rule over a chunk that arrives in pieces: p holds the k bytes at
+ * positions pos..pos+k-1 of the current chunk (pos < max), *gear the rolling
+ * hash after the bytes before them (0 when pos is 0). Returns how many of
+ * the k bytes belong to the chunk and sets *cut when it ends after them (a
+ * match, or max reached); *gear is updated. Pure, as ferry_cdc_next is.
+ */
+size_t ferry_cdc_roll(const struct ferry_cdc *c, const uint8_t *p, size_t pos, size_t k,
+                      uint64_t *gear, int *cut);
+
 #endif

@@ -37,9 +37,13 @@ int ferry_chunk_list_cid(const uint8_t *list, size_t n_bytes, char cid[static 72
 void ferry_cdc_default(struct ferry_cdc *c);
 
 /*
- * Streaming chunker: feed bytes in any pieces; each finished chunk is
- * reported through fn in file order (with its offset). Used to verify a
- * download and by the scanner thread. Holds up to 8 MiB (8 × FERRY_CHUNK_MAX).
+ * Streaming chunker: bytes in any pieces; each finished chunk is reported
+ * through fn in file order (with its offset). Either fed (feed: the bytes are
+ * cut and hashed where they lie, never held; used to verify a download) or
+ * written into the stream's own space (space and commit: up to 8 MiB, 8 ×
+ * FERRY_CHUNK_MAX, are held, so fn can read the chunk; used by the scanner
+ * thread). A stream takes one way until ferry_cdc_stream_reset; the other is
+ * FERRY_EUSAGE (space gives NULL).
  */
 typedef int (*ferry_chunk_fn)(void *arg, uint64_t offset, const struct ferry_chunk_ent *e);
 struct ferry_cdc_stream;
@@ -55,7 +59,7 @@ uint8_t *ferry_cdc_stream_space(struct ferry_cdc_stream *s, size_t *room);
 int ferry_cdc_stream_commit(struct ferry_cdc_stream *s, size_t n);
 /* Ends the stream (the last chunk may be shorter than the minimum). */
 int ferry_cdc_stream_finish(struct ferry_cdc_stream *s);
-/* Inside fn only: the bytes of the chunk being reported (e->len of them). */
+/* Inside fn only: the bytes of the chunk being reported (e->len of them); NULL when fed. */
 const uint8_t *ferry_cdc_stream_bytes(const struct ferry_cdc_stream *s);
 /* Starts a new stream with the same callback. */
 void ferry_cdc_stream_reset(struct ferry_cdc_stream *s);

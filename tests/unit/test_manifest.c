@@ -563,6 +563,52 @@ static void test_stream_reset_and_errors(void **state)
     free(got);
 }
 
+static int bytes_seen;
+
+/* Records whether the stream offered the chunk's bytes to its callback. */
+static int collect_bytes(void *arg, uint64_t offset, const struct ferry_chunk_ent *e)
+{
+    struct ferry_cdc_stream **s = arg;
+
+    (void)offset;
+    (void)e;
+    bytes_seen += ferry_cdc_stream_bytes(*s) != NULL ? 1 : -1;
+    return 0;
+}
+
+/*
+ * A stream is either fed (bytes hashed where they lie, none held, so the
+ * callback sees no bytes) or written into its space (bytes held and shown);
+ * the other way is refused until a reset.
+ */
+static void test_stream_fed_or_held(void **state)
+{
+    struct ferry_cdc_stream *s = NULL;
+    size_t room;
+    uint8_t *w;
+
+    (void)state;
+    assert_int_equal(ferry_cdc_stream_new(collect_bytes, &s, &s), 0);
+    bytes_seen = 0;
+    assert_int_equal(ferry_cdc_stream_feed(s, data, 3u << 20), 0);
+    assert_null(ferry_cdc_stream_space(s, &room));
+    assert_int_equal(room, 0);
+    assert_int_equal(ferry_cdc_stream_commit(s, 1), FERRY_EUSAGE);
+    assert_int_equal(ferry_cdc_stream_finish(s), 0);
+    assert_true(bytes_seen < 0);
+
+    ferry_cdc_stream_reset(s);
+    bytes_seen = 0;
+    w = ferry_cdc_stream_space(s, &room);
+    assert_non_null(w);
+    memcpy(w, data, 3u << 20);
+    assert_int_equal(ferry_cdc_stream_commit(s, 3u << 20), 0);
+    assert_int_equal(ferry_cdc_stream_feed(s, data, 1), FERRY_EUSAGE);
+    assert_int_equal(ferry_cdc_stream_finish(s), 0);
+    assert_true(bytes_seen > 0);
+    ferry_cdc_stream_free(s);
+}
+
 /*
  * Writing into the stream's own space gives the same chunks as feed; room is
  * at least FERRY_CHUNK_MAX on a live stream, a commit past it is refused,
@@ -872,6 +918,7 @@ int main(void)
         cmocka_unit_test(test_stream_whole),
         cmocka_unit_test(test_stream_bytewise),
         cmocka_unit_test(test_stream_space_commit),
+        cmocka_unit_test(test_stream_fed_or_held),
         cmocka_unit_test(test_stream_edges),
         cmocka_unit_test(test_stream_reset_and_errors),
         cmocka_unit_test(test_scan_matches_one_shot),

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -159,12 +160,52 @@ static void test_end_twice(void **state)
     close(fd);
 }
 
+/*
+ * Durable steps taken beside the writes (R-CHUNK-14's every 32 MiB, here
+ * every 2 MiB): what ferry_writer_durable reports only grows, never passes
+ * the bytes handed over, and advances while the caller keeps submitting,
+ * without ferry_writer_sync. A step due when the file ends is not waited
+ * for: the caller makes the file durable itself.
+ */
+static void test_durable_steps(void **state)
+{
+    struct ferry_writer *w;
+    char cid[FERRY_CID_LEN + 1];
+    uint64_t handed = 0, last = 0, d;
+    int fd = tmp_open("steps.bin"), i;
+
+    (void)state;
+    assert_int_equal(ferry_writer_new(&w), 0);
+    assert_int_equal(ferry_writer_begin_chunked(w, fd), 0);
+    ferry_writer_sync_every(w, 2 * FERRY_WRITER_BUF);
+    for (i = 0; i < 24; i++) {
+        uint8_t *b = ferry_writer_buf(w);
+
+        assert_non_null(b);
+        ferry_random(b, FERRY_WRITER_BUF);
+        ferry_writer_submit(w, b, FERRY_WRITER_BUF);
+        handed += FERRY_WRITER_BUF;
+        d = ferry_writer_durable(w);
+        assert_true(d >= last && d <= handed);
+        assert_int_equal(d % FERRY_WRITER_BUF, 0);
+        last = d;
+    }
+    /* No signal says a step finished: look until one has (the test's timeout bounds it). */
+    while ((d = ferry_writer_durable(w)) < 2 * FERRY_WRITER_BUF)
+        sched_yield();
+    assert_true(d <= handed);
+    assert_int_equal(ferry_writer_end(w, cid), 0);
+    ferry_writer_free(w);
+    close(fd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_write_and_hash),
         cmocka_unit_test(test_thread_error_seen_by_caller),
         cmocka_unit_test(test_end_twice),
+        cmocka_unit_test(test_durable_steps),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -62,37 +62,58 @@ int ferry_cdc_init(struct ferry_cdc *c, size_t min, size_t avg, size_t max)
     return 0;
 }
 
+/*
+ * The cut rule, written once for the one-shot and the streaming chunker: a
+ * cut at position i ends the chunk before byte i, and the byte whose hash
+ * matched starts the next chunk (as in the published vectors). The first
+ * min positions are never a cut point, so they are not hashed; before avg
+ * the stricter mask applies, from avg on the looser one; at max the chunk
+ * ends whatever the hash.
+ */
+size_t ferry_cdc_roll(const struct ferry_cdc *c, const uint8_t *p, size_t pos, size_t k,
+                      uint64_t *gear_h, int *cut)
+{
+    const uint8_t *q, *strict_end, *end;
+    size_t room;
+    uint64_t h = *gear_h;
+
+    *cut = 0;
+    room = c->max - pos; /* pos < max: a chunk at max has been cut */
+    if (k >= room) {
+        k = room;
+        *cut = 1;
+    }
+    q = p + (pos < c->min ? (c->min - pos < k ? c->min - pos : k) : 0);
+    end = p + k;
+    strict_end = pos < c->avg - 1 ? (c->avg - 1 - pos < k ? p + (c->avg - 1 - pos) : end) : p;
+    for (; q < strict_end; q++) {
+        h = (h << 1) + gear[*q];
+        if ((h & c->mask_s) == 0)
+            goto hit;
+    }
+    for (; q < end; q++) {
+        h = (h << 1) + gear[*q];
+        if ((h & c->mask_l) == 0)
+            goto hit;
+    }
+    *gear_h = h;
+    return k;
+hit:
+    *gear_h = h;
+    *cut = 1;
+    return (size_t)(q - p);
+}
+
 size_t ferry_cdc_next(const struct ferry_cdc *c, const uint8_t *buf, size_t len, uint64_t *out)
 {
-    size_t n = len, center = c->avg, i;
     uint64_t h = 0;
+    int cut;
 
     *out = 0;
-    if (n <= c->min)
-        return n;
-    if (n > c->max)
-        n = c->max;
-    if (n < center)
-        center = n;
-    /*
-     * The first min bytes are never a cut point, so they are not hashed. A
-     * cut at i ends the chunk before byte i: the byte whose hash matched
-     * starts the next chunk (as in the published vectors).
-     */
-    for (i = c->min; i < center; i++) {
-        h = (h << 1) + gear[buf[i]];
-        if ((h & c->mask_s) == 0) {
-            *out = h;
-            return i;
-        }
-    }
-    for (; i < n; i++) {
-        h = (h << 1) + gear[buf[i]];
-        if ((h & c->mask_l) == 0) {
-            *out = h;
-            return i;
-        }
-    }
+    if (len <= c->min)
+        return len;
+    /* Past max the rule cuts at max; short of it the rest of the stream is one chunk. */
+    len = ferry_cdc_roll(c, buf, 0, len, &h, &cut);
     *out = h;
-    return n;
+    return len;
 }

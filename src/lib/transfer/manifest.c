@@ -2,6 +2,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "ferry/core.h"
 #include "ferry/crypto.h"
 #include "ferry/manifest.h"
@@ -91,16 +93,28 @@ void ferry_cdc_default(struct ferry_cdc *c)
  */
 #define CDC_STREAM_BUF (8 * FERRY_CHUNK_MAX)
 
+/*
+ * How a stream is fed, fixed by its first call after a reset: space and
+ * commit hold the bytes (so fn may read the chunk), feed holds none.
+ */
+enum { CDC_FED_NONE, CDC_FED_HELD, CDC_FED_PASS };
+
 struct ferry_cdc_stream {
     struct ferry_cdc cdc;
     ferry_chunk_fn fn;
     void *arg;
-    uint8_t *buf;    /* CDC_STREAM_BUF bytes, allocated once */
+    uint8_t *buf;    /* CDC_STREAM_BUF bytes, allocated once (untouched when fed) */
     size_t start;    /* first byte not yet in a chunk */
     size_t end;      /* bytes of buf in use */
-    uint64_t offset; /* stream offset of buf[start] */
+    uint64_t offset; /* stream offset of buf[start], or of the chunk being fed */
     int err;         /* first non-zero value of fn: sticky until reset */
     int finished;
+    int fed; /* CDC_FED_* */
+    /* Feed: the chunk in progress, hashed as its pieces pass. */
+    size_t pos;     /* its bytes so far */
+    uint64_t gear;  /* the rolling hash after them */
+    EVP_MD_CTX *md; /* SHA-256 of them */
+    EVP_MD *sha256;
 };
 
 int ferry_cdc_stream_new(ferry_chunk_fn fn, void *arg, struct ferry_cdc_stream **out)
@@ -124,6 +138,12 @@ int ferry_cdc_stream_new(ferry_chunk_fn fn, void *arg, struct ferry_cdc_stream *
         rc = -ENOMEM;
         goto out;
     }
+    /* Fetched once: an implicit fetch on every chunk's init would cost a lookup each. */
+    if ((s->md = EVP_MD_CTX_new()) == NULL ||
+        (s->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL) {
+        rc = FERRY_EINTERNAL;
+        goto out;
+    }
     s->fn = fn;
     s->arg = arg;
     *out = s;
@@ -138,13 +158,15 @@ void ferry_cdc_stream_free(struct ferry_cdc_stream *s)
 {
     if (s == NULL)
         return;
+    EVP_MD_CTX_free(s->md);
+    EVP_MD_free(s->sha256);
     ferry_free(s->buf);
     ferry_free(s);
 }
 
 const uint8_t *ferry_cdc_stream_bytes(const struct ferry_cdc_stream *s)
 {
-    return s->buf + s->start;
+    return s->fed == CDC_FED_HELD ? s->buf + s->start : NULL;
 }
 
 void ferry_cdc_stream_reset(struct ferry_cdc_stream *s)
@@ -154,6 +176,9 @@ void ferry_cdc_stream_reset(struct ferry_cdc_stream *s)
     s->offset = 0;
     s->err = 0;
     s->finished = 0;
+    s->fed = CDC_FED_NONE;
+    s->pos = 0;
+    s->gear = 0;
 }
 
 /* Cuts one chunk from the avail bytes at buf[start], hashes it and reports it. */
@@ -189,10 +214,11 @@ static int cut_one(struct ferry_cdc_stream *s, size_t avail)
 uint8_t *ferry_cdc_stream_space(struct ferry_cdc_stream *s, size_t *room)
 {
     /* A dead or finished stream takes nothing: the bytes held may not have been cut. */
-    if (s->err != 0 || s->finished) {
+    if (s->err != 0 || s->finished || s->fed == CDC_FED_PASS) {
         *room = 0;
         return NULL;
     }
+    s->fed = CDC_FED_HELD;
     if (CDC_STREAM_BUF - s->end < FERRY_CHUNK_MAX && s->start > 0) {
         memmove(s->buf, s->buf + s->start, s->end - s->start);
         s->end -= s->start;
@@ -214,8 +240,9 @@ int ferry_cdc_stream_commit(struct ferry_cdc_stream *s, size_t n)
 
     if (s->err != 0)
         return s->err;
-    if (s->finished || n > CDC_STREAM_BUF - s->end)
+    if (s->finished || s->fed == CDC_FED_PASS || n > CDC_STREAM_BUF - s->end)
         return FERRY_EUSAGE;
+    s->fed = CDC_FED_HELD;
     s->end += n;
     /* Cut while max bytes are held, so entries flow without waiting for more input. */
     while (s->end - s->start >= FERRY_CHUNK_MAX)
@@ -225,26 +252,57 @@ int ferry_cdc_stream_commit(struct ferry_cdc_stream *s, size_t n)
     return rc;
 }
 
-/* As ferry_cdc_stream_commit, from the caller's bytes. */
+/* Ends the chunk being fed after its pos bytes and reports it. */
+static int pass_cut(struct ferry_cdc_stream *s)
+{
+    struct ferry_chunk_ent e;
+    unsigned len = 0;
+    int rc;
+
+    if (EVP_DigestFinal_ex(s->md, e.hash, &len) != 1 || len != sizeof(e.hash))
+        return FERRY_EINTERNAL;
+    e.len = (uint32_t)s->pos;
+    rc = s->fn(s->arg, s->offset, &e);
+    s->offset += s->pos;
+    s->pos = 0;
+    s->gear = 0;
+    return rc;
+}
+
+/*
+ * As ferry_cdc_stream_commit, from the caller's bytes, but without holding
+ * them: each piece goes through the cut rule and into the chunk's SHA-256
+ * where it lies, so a verifier copies nothing (the copy into a held buffer
+ * was a fifth of a download's hashing thread). A chunk is reported as soon
+ * as it ends; its bytes are not available to fn.
+ */
 int ferry_cdc_stream_feed(struct ferry_cdc_stream *s, const uint8_t *p, size_t n)
 {
-    size_t take, room;
-    uint8_t *w;
-    int rc = 0;
+    size_t r;
+    int cut, rc = 0;
 
     if (s->err != 0)
         return s->err;
-    if (s->finished)
+    if (s->finished || s->fed == CDC_FED_HELD)
         return FERRY_EUSAGE;
-    while (n > 0 && rc == 0) {
-        if ((w = ferry_cdc_stream_space(s, &room)) == NULL)
-            return s->err != 0 ? s->err : FERRY_EUSAGE;
-        take = room < n ? room : n;
-        memcpy(w, p, take);
-        p += take;
-        n -= take;
-        rc = ferry_cdc_stream_commit(s, take);
+    s->fed = CDC_FED_PASS;
+    while (n > 0) {
+        if (s->pos == 0 && EVP_DigestInit_ex(s->md, s->sha256, NULL) != 1) {
+            rc = FERRY_EINTERNAL;
+            break;
+        }
+        r = ferry_cdc_roll(&s->cdc, p, s->pos, n, &s->gear, &cut);
+        if (r > 0 && EVP_DigestUpdate(s->md, p, r) != 1) {
+            rc = FERRY_EINTERNAL;
+            break;
+        }
+        s->pos += r;
+        p += r;
+        n -= r;
+        if (cut && (rc = pass_cut(s)) != 0)
+            break;
     }
+    s->err = rc;
     return rc;
 }
 
@@ -254,6 +312,9 @@ int ferry_cdc_stream_finish(struct ferry_cdc_stream *s)
 
     if (s->err != 0)
         return s->err;
+    /* Fed: what is left of the last chunk is all of it. */
+    if (s->fed == CDC_FED_PASS && s->pos > 0 && (rc = pass_cut(s)) != 0)
+        goto out;
     /* The rest of the stream is all here, so ferry_cdc_next may see less than max. */
     while (s->end > s->start) {
         if ((rc = cut_one(s, s->end - s->start)) != 0)
