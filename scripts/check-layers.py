@@ -47,6 +47,7 @@ PUBLIC = {
     "net.h": "net",
     "path.h": "store",
     "store.h": "store",
+    "blob.h": "store",
     "state.h": "store",
     "chunker.h": "transfer",
     "manifest.h": "transfer",

@@ -9,7 +9,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <dirent.h>
 #include <sodium.h>
 
 #include "admin.h"
@@ -184,22 +183,32 @@ static void stop_cb(uv_signal_t *sig, int signum)
     srv_kick_cb(&srv->kick);
 }
 
-/* Leftover temp files are uploads a crash interrupted: never visible, removed. */
-static void sweep_tmp(int tmpfd)
+/*
+ * The content store. FERRY_TEST_BLOB_FAULTS, for tests only, wraps it in
+ * the fault-injecting store (ferry_blob_fault_open: which calls fail how).
+ */
+static int open_blobs(struct srv *srv)
 {
-    int fd = dup(tmpfd);
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-    struct dirent *e;
+    const char *faults = getenv("FERRY_TEST_BLOB_FAULTS");
+    struct ferry_blob_store *pack = NULL;
+    int rc;
 
-    if (d == NULL) {
-        if (fd >= 0)
-            close(fd);
-        return;
+    if ((rc = ferry_blob_pack_open(srv->datafd, &pack)) != 0) {
+        fprintf(stderr, "ferry serve: %s/tmp and %s/blobs must be plain directories\n",
+                srv->cfg.data, srv->cfg.data);
+        return rc;
     }
-    while ((e = readdir(d)) != NULL)
-        if (strncmp(e->d_name, "up-", 3) == 0 || strncmp(e->d_name, "ck-", 3) == 0)
-            unlinkat(tmpfd, e->d_name, 0);
-    closedir(d);
+    if (faults == NULL || faults[0] == '\0') {
+        srv->blobs = pack;
+        return 0;
+    }
+    if ((rc = ferry_blob_fault_open(pack, faults, &srv->blobs)) != 0) {
+        fprintf(stderr, "ferry serve: FERRY_TEST_BLOB_FAULTS: cannot parse %s\n", faults);
+        ferry_blob_close(pack);
+        return rc;
+    }
+    ferry_log(FERRY_LOG_WARN, "content store with injected faults: %s", faults);
+    return 0;
 }
 
 static int open_data(struct srv *srv)
@@ -224,18 +233,8 @@ static int open_data(struct srv *srv)
         fprintf(stderr, "ferry serve: %s is in use by another ferry serve\n", dir);
         return FERRY_EBUSY;
     }
-    mkdirat(srv->datafd, "tmp", 0700);
-    mkdirat(srv->datafd, "blobs", 0700);
-    mkdirat(srv->datafd, "packs", 0700);
-    /* The commit fsyncs what it adds beneath these; their own names are made durable here. */
-    fsync(srv->datafd);
-    if ((srv->tmpfd = ferry_open_beneath(srv->datafd, "tmp", O_RDONLY | O_DIRECTORY, 0)) < 0 ||
-        (fd = ferry_open_beneath(srv->datafd, "blobs", O_RDONLY | O_DIRECTORY, 0)) < 0) {
-        fprintf(stderr, "ferry serve: %s/tmp and %s/blobs must be plain directories\n", dir, dir);
-        return FERRY_EPATH;
-    }
-    close(fd);
-    sweep_tmp(srv->tmpfd);
+    if ((rc = open_blobs(srv)) != 0)
+        return rc;
     snprintf(iddir, sizeof(iddir), "%s/identity", dir);
     if ((rc = ferry_identity_load_or_create(iddir, &srv->id)) != 0) {
         fprintf(stderr, "ferry serve: identity in %s: %s\n", iddir, ferry_strerror(rc));
@@ -312,7 +311,7 @@ int ferry_serve_main(int argc, char **argv)
         return srv_admin_main(argc - 1, argv + 1);
     if ((srv = ferry_calloc(1, sizeof(*srv))) == NULL)
         return 1;
-    srv->datafd = srv->tmpfd = srv->lockfd = -1;
+    srv->datafd = srv->lockfd = -1;
     srv_config_defaults(&srv->cfg);
     switch (srv_config_parse(srv_opts, srv_nopts, argc, argv, &srv->cfg, given)) {
     case 0:
@@ -375,8 +374,7 @@ out:
     if (srv->ctx != NULL)
         SSL_CTX_free(srv->ctx);
     ferry_identity_cleanup(&srv->id);
-    if (srv->tmpfd >= 0)
-        close(srv->tmpfd);
+    ferry_blob_close(srv->blobs);
     if (srv->datafd >= 0)
         close(srv->datafd);
     if (srv->lockfd >= 0)

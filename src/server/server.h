@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 
+#include "ferry/blob.h"
 #include "ferry/core.h"
 #include "ferry/crypto.h"
 #include "ferry/manifest.h"
@@ -228,8 +229,9 @@ struct srv {
     struct ferry_identity id;
     SSL_CTX *ctx;
     int datafd;
-    int tmpfd;
     int lockfd;
+    /* The content store (ferry/blob.h): the only code that touches content files. */
+    struct ferry_blob_store *blobs;
     struct ferry_meta *wdb; /* writer: used only by commit jobs, one at a time */
     struct ferry_meta *rdb; /* reader: used on the loop thread */
     /*
@@ -310,11 +312,10 @@ struct upload {
     uint64_t synced;
     int64_t mtime;
     int exec;
-    int fd;
-    int is_inline; /* small: kept in memory, stored in the database */
-    int rc;        /* first failure; later data is discarded until TransferComplete */
-    int reported;  /* the failure has been sent as an Error */
-    char tmpname[40];
+    struct ferry_blob_spool spool; /* a large upload's bytes, until its commit */
+    int is_inline;                 /* small: kept in memory, stored in the database */
+    int rc;       /* first failure; later data is discarded until TransferComplete */
+    int reported; /* the failure has been sent as an Error */
     struct ferry_sha256 sha;
     struct ferry_buf wbuf;
     /* Large uploads hash and write on the session's writer thread. */
@@ -347,7 +348,7 @@ struct download {
     int64_t file_id;
     char *path;
     int started;
-    int fd;
+    struct ferry_blob_reader *rd; /* its blob, or the pack or file of the chunk being sent */
     uint64_t size;
     uint64_t off;
     char cid[FERRY_CID_LEN + 1];
@@ -368,14 +369,13 @@ struct download {
     int list_mode;
     /* R-CHUNK-16: only these chunks ([first, count] pairs), as chunk frames. */
     uint32_t (*ranges)[2];
-    size_t nranges, range; /* the pairs, and the one being sent */
-    uint64_t end;          /* bytes this download sends: size, list_len or the chunks' sum */
-    int chunk_ready;       /* fd, pack and base locate the chunk */
-    int64_t pack;          /* the pack open in fd (0: a chunk file of the old layout) */
-    int64_t base;          /* where the chunk starts in fd */
-    uint64_t t0_ms, off0;  /* when and from where it began, for the log (R-LOG-5) */
-    int plain;             /* asked for the whole file: no offset, list or chunks */
-    int whole;             /* R-XFER-7: sent as one file frame, no TransferComplete */
+    size_t nranges, range;      /* the pairs, and the one being sent */
+    uint64_t end;               /* bytes this download sends: size, list_len or the chunks' sum */
+    int chunk_ready;            /* rd and bref locate the chunk */
+    struct ferry_blob_ref bref; /* the content being read */
+    uint64_t t0_ms, off0;       /* when and from where it began, for the log (R-LOG-5) */
+    int plain;                  /* asked for the whole file: no offset, list or chunks */
+    int whole;                  /* R-XFER-7: sent as one file frame, no TransferComplete */
     struct download *next;
 };
 
@@ -528,28 +528,26 @@ struct op {
     /* files */
     char *path;
     char *path2;
-    int flag;  /* recursive / force / all / exec */
-    int flag2; /* upload: the blob directory fd while a batch runs */
+    int flag; /* recursive / force / all / exec */
     int replied;
     int64_t size;
     int64_t mtime;
     uint8_t tid[FERRY_TID_LEN];
     char cid[FERRY_CID_LEN + 1];
-    char tmpname[40];
-    int tmpfd;
-    uint8_t *data; /* inline content (R-STORE-9), a chunk's bytes, owned */
-    uint8_t *list; /* chunked upload: its chunk list, owned */
+    struct ferry_blob_spool spool; /* OP_UPLOAD of a large file: its bytes */
+    uint8_t *data;                 /* inline content (R-STORE-9), a chunk's bytes, owned */
+    uint8_t *list;                 /* chunked upload: its chunk list, owned */
     size_t list_len;
-    int64_t list_uid;    /* R-CHUNK-30: whom the list is charged to... */
-    size_t list_charged; /* ...and how much, until the op is done */
-    uint32_t index;      /* OP_CHUNK: index in its list */
-    uint8_t hash[32];    /* OP_CHUNK: the SHA-256 the list promised */
-    const char *top;     /* "blobs": where the placed file went */
-    int64_t pack;        /* OP_CHUNK: the pack its bytes went to (0: not written) */
-    int64_t off;         /* OP_CHUNK: and where in it */
-    int unused;          /* OP_CHUNK: held already, the bytes written are garbage */
-    uv_work_t check;     /* OP_CHUNK: its SHA-256 check on the thread pool (transfer.c) */
-    uint64_t t0_ms;      /* OP_UPLOAD: when its Upload came, for the log (R-LOG-5) */
+    int64_t list_uid;           /* R-CHUNK-30: whom the list is charged to... */
+    size_t list_charged;        /* ...and how much, until the op is done */
+    uint32_t index;             /* OP_CHUNK: index in its list */
+    uint8_t hash[32];           /* OP_CHUNK: the SHA-256 the list promised */
+    struct ferry_blob_ref bref; /* OP_CHUNK: where the store put its bytes... */
+    int bstatus;                /* ...how that went (ferry_blob_put_chunk)... */
+    int stored;                 /* ...and whether they were put and made durable */
+    int unused;                 /* OP_CHUNK: held already, the bytes written are garbage */
+    uv_work_t check;            /* OP_CHUNK: its SHA-256 check on the thread pool (transfer.c) */
+    uint64_t t0_ms;             /* OP_UPLOAD: when its Upload came, for the log (R-LOG-5) */
     /* accounts */
     char user[SRV_USER_MAX + 1];
     char pwhash[160];
@@ -573,7 +571,7 @@ int srv_op_admit(struct sess *s);
 /* Forgets that s waits for room in all (its connection is closing). */
 void srv_op_unwait(struct sess *s);
 void srv_op_submit(struct srv *srv, struct op *op);
-void srv_op_free(struct op *op);
+void srv_op_free(struct srv *srv, struct op *op);
 void srv_kick_cb(uv_timer_t *t);
 
 /* devices.c: Whoami, DeviceList, DeviceRevoke (R-ADMIN-7..9) and the admin watch. */

@@ -128,10 +128,7 @@ static void upload_free(struct sess *s, struct upload *u)
             ferry_writer_submit(u->wr, u->wb, 0);
         ferry_writer_end(u->wr, cid);
     }
-    if (u->fd >= 0)
-        close(u->fd);
-    if (u->tmpname[0] != '\0')
-        unlinkat(s->srv->tmpfd, u->tmpname, 0);
+    ferry_blob_spool_drop(s->srv->blobs, &u->spool);
     if (u->gprev != NULL) {
         *u->gprev = u->gnext;
         if (u->gnext != NULL)
@@ -238,7 +235,7 @@ int srv_upload_open(struct sess *s, const struct ferry_cmd *cmd)
 {
     struct srv *srv = s->srv;
     const char *path = NULL;
-    char norm[FERRY_PATH_MAX + 1], hex[33];
+    char norm[FERRY_PATH_MAX + 1];
     uint8_t tid[FERRY_TID_LEN];
     uint64_t size = 0;
     int64_t mtime = 0;
@@ -264,7 +261,7 @@ int srv_upload_open(struct sess *s, const struct ferry_cmd *cmd)
         return -ENOMEM;
     memcpy(u->tid, tid, FERRY_TID_LEN);
     snprintf(u->ref, sizeof(u->ref), "%s", cmd->id);
-    u->fd = -1;
+    u->spool.fd = -1;
     u->t0_ms = ferry_now_ms();
     u->size = size;
     u->mtime = mtime;
@@ -311,19 +308,11 @@ int srv_upload_open(struct sess *s, const struct ferry_cmd *cmd)
         /* Chunks are gathered in memory and written by the commit job (R-CHUNK-7). */
     } else if (size <= SRV_INLINE_MAX) {
         u->is_inline = 1; /* R-STORE-9: gathered in memory, committed in the database */
+    } else if ((rc = ferry_blob_spool_open(srv->blobs, &u->spool)) != 0) {
+        u->rc = rc == -ENOSPC ? FERRY_ENOSPACE : FERRY_EINTERNAL;
     } else {
-        uint8_t rnd[16];
-
-        ferry_random(rnd, sizeof(rnd));
-        ferry_hex_encode(rnd, sizeof(rnd), hex);
-        snprintf(u->tmpname, sizeof(u->tmpname), "up-%s", hex);
-        u->fd = openat(srv->tmpfd, u->tmpname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                       0600);
-        if (u->fd < 0) {
-            u->rc = errno == ENOSPC ? FERRY_ENOSPACE : FERRY_EINTERNAL;
-            u->tmpname[0] = '\0';
-        } else if ((s->writer != NULL || ferry_writer_new(&s->writer) == 0) &&
-                   !ferry_writer_busy(s->writer) && ferry_writer_begin(s->writer, u->fd) == 0) {
+        if ((s->writer != NULL || ferry_writer_new(&s->writer) == 0) &&
+            !ferry_writer_busy(s->writer) && ferry_writer_begin(s->writer, u->spool.fd) == 0) {
             /* Hashing and writing overlap with decryption on the loop thread. */
             u->wr = s->writer;
         }
@@ -345,7 +334,7 @@ static void upload_flush(struct upload *u)
     if (u->rc == 0 && ferry_sha256_update(&u->sha, p, n) != 0)
         u->rc = FERRY_EINTERNAL;
     while (u->rc == 0 && n > 0) {
-        w = write(u->fd, p, n);
+        w = write(u->spool.fd, p, n);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -359,7 +348,7 @@ static void upload_flush(struct upload *u)
     ferry_buf_reset(&u->wbuf);
     /* Start writeback early so the commit's fdatasync finds little left. */
     if (u->rc == 0 && u->written - u->synced >= SRV_WRITEBACK_STEP) {
-        sync_file_range(u->fd, (off_t)u->synced, (off_t)(u->written - u->synced),
+        sync_file_range(u->spool.fd, (off_t)u->synced, (off_t)(u->written - u->synced),
                         SYNC_FILE_RANGE_WRITE);
         u->synced = u->written;
     }
@@ -793,10 +782,9 @@ commit:
     op->flag = u->exec;
     memcpy(op->tid, u->tid, FERRY_TID_LEN);
     memcpy(op->cid, cid, sizeof(cid));
-    memcpy(op->tmpname, u->tmpname, sizeof(op->tmpname));
-    op->tmpfd = u->fd;
-    u->fd = -1;
-    u->tmpname[0] = '\0';
+    op->spool = u->spool;
+    u->spool.fd = -1;
+    u->spool.name[0] = '\0';
     if (u->chunked) {
         /* An empty file has an empty list, which is still a list, not a blob. */
         if (u->list == NULL && (u->list = ferry_malloc(1)) == NULL) {
@@ -835,8 +823,7 @@ static void download_free(struct srv *srv, struct download *d)
     ferry_free(d->ranges);
     ferry_free(d->list);
     ferry_free(d->mem);
-    if (d->fd >= 0)
-        close(d->fd);
+    ferry_blob_reader_close(srv->blobs, d->rd);
     ferry_free(d->path);
     ferry_free(d);
 }
@@ -935,7 +922,6 @@ int srv_download_queue(struct sess *s, const struct ferry_cmd *cmd)
         ferry_free(ranges);
         return -ENOMEM;
     }
-    d->fd = -1;
     d->file_id = file_id;
     d->list_mode = list_mode;
     d->plain = !list_mode && ranges == NULL && offset == 0;
@@ -1011,9 +997,9 @@ static int send_file(struct sess *s, struct download *d)
     if (d->size > 0 && d->mem != NULL) {
         memcpy(body, d->mem, (size_t)d->size);
     } else if (d->size > 0) {
-        do {
-            got = pread(d->fd, body, (size_t)d->size, 0);
-        } while (got < 0 && errno == EINTR);
+        struct iovec v = {.iov_base = body, .iov_len = (size_t)d->size};
+
+        got = ferry_blob_read(s->srv->blobs, d->rd, 0, &v, 1);
         if (got != (ssize_t)d->size)
             return FERRY_EINTERNAL; /* the file is shorter than its row says */
     }
@@ -1078,7 +1064,7 @@ static int download_start(struct sess *s, struct download *d)
 
 static int download_resolve(struct sess *s, struct download *d)
 {
-    char norm[FERRY_PATH_MAX + 1], rel[160];
+    char norm[FERRY_PATH_MAX + 1];
     struct ferry_node n;
     size_t memlen = 0;
     int rc;
@@ -1094,7 +1080,7 @@ static int download_resolve(struct sess *s, struct download *d)
         return rc;
     if (n.is_dir)
         return FERRY_EISDIR;
-    if ((rc = ferry_blob_relpath(s->uid, n.cid, rel, sizeof(rel))) != 0)
+    if (!ferry_cid_valid(n.cid))
         return FERRY_EINTERNAL;
     rc = ferry_meta_content_inline(s->srv->rdb, s->uid, n.cid, (void **)&d->mem, &memlen);
     if (rc < 0)
@@ -1115,11 +1101,9 @@ static int download_resolve(struct sess *s, struct download *d)
         d->mem = NULL;
         if (ferry_chunk_list_check(d->list, d->list_len, (uint64_t)n.size) != 0)
             return FERRY_EINTERNAL;
-    } else if ((d->fd = ferry_open_beneath(s->srv->datafd, rel, O_RDONLY, 0)) < 0) {
-        /* R-PATH-4: even our own blob names are opened without following links. */
+    } else if (ferry_blob_ref_file(&d->bref, s->uid, n.cid, n.size) != 0 ||
+               ferry_blob_reader_open(s->srv->blobs, &d->bref, &d->rd) != 0) {
         return FERRY_EINTERNAL;
-    } else {
-        posix_fadvise(d->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     }
     d->size = d->end = (uint64_t)n.size;
     d->mtime = n.mtime;
@@ -1166,28 +1150,19 @@ static int download_resolve(struct sess *s, struct download *d)
 static int chunk_open(struct sess *s, struct download *d)
 {
     struct ferry_chunk_ent e;
-    char rel[FERRY_BLOB_RELPATH_MAX];
-    int64_t pack, off, size;
+    int64_t loc, off, size;
     int rc;
 
     if ((d->chunk + 1) * FERRY_CHUNK_ENT_LEN > d->list_len)
         return FERRY_EINTERNAL;
     ferry_chunk_ent_decode(d->list + d->chunk * FERRY_CHUNK_ENT_LEN, &e);
-    if ((rc = ferry_meta_chunk_loc(s->srv->rdb, s->uid, e.hash, &pack, &off, &size)) != 1 ||
+    if ((rc = ferry_meta_chunk_loc(s->srv->rdb, s->uid, e.hash, &loc, &off, &size)) != 1 ||
         size != e.len)
         return FERRY_EINTERNAL;
-    if (d->fd >= 0 && (pack == 0 || pack != d->pack)) {
-        close(d->fd);
-        d->fd = -1;
-    }
-    if (d->fd < 0) {
-        rc = pack != 0 ? ferry_pack_relpath(s->uid, pack, rel, sizeof(rel))
-                       : ferry_chunk_relpath(s->uid, e.hash, rel, sizeof(rel));
-        if (rc != 0 || (d->fd = ferry_open_beneath(s->srv->datafd, rel, O_RDONLY, 0)) < 0)
-            return FERRY_EINTERNAL;
-    }
-    d->pack = pack;
-    d->base = off;
+    ferry_blob_ref_chunk(&d->bref, s->uid, e.hash, loc, off, size);
+    if ((d->rd != NULL ? ferry_blob_reader_move(s->srv->blobs, d->rd, &d->bref)
+                       : ferry_blob_reader_open(s->srv->blobs, &d->bref, &d->rd)) != 0)
+        return FERRY_EINTERNAL;
     d->chunk_len = e.len;
     d->chunk_ready = 1;
     /* chunk_pos is kept: a resumed download starts inside its first chunk. */
@@ -1202,14 +1177,15 @@ static int chunk_open(struct sess *s, struct download *d)
  */
 static int chunk_still_there(struct sess *s, struct download *d)
 {
-    struct ferry_chunk_ent e;
-    int64_t pack, off, size;
+    struct ferry_blob_ref now;
+    int64_t loc, off, size;
 
-    if (d->pack == 0)
+    if (!ferry_blob_may_vanish(s->srv->blobs, &d->bref))
         return 1;
-    ferry_chunk_ent_decode(d->list + d->chunk * FERRY_CHUNK_ENT_LEN, &e);
-    return ferry_meta_chunk_loc(s->srv->rdb, s->uid, e.hash, &pack, &off, &size) == 1 &&
-           pack == d->pack && off == d->base;
+    if (ferry_meta_chunk_loc(s->srv->rdb, s->uid, d->bref.key, &loc, &off, &size) != 1)
+        return 0;
+    ferry_blob_ref_chunk(&now, s->uid, d->bref.key, loc, off, size);
+    return ferry_blob_ref_same(&now, &d->bref);
 }
 
 /* Reads the next piece of the head download straight into data frames. */
@@ -1220,7 +1196,7 @@ static int download_step(struct sess *s, struct download *d)
     size_t nfr, i, need, piece, hdr;
     int cf = d->ranges != NULL; /* R-CHUNK-16: chunk frames, not data frames */
     uint8_t *w, *base;
-    off_t pos = (off_t)d->off;
+    int64_t pos = (int64_t)d->off;
     ssize_t got;
     int rc;
 
@@ -1229,7 +1205,7 @@ static int download_step(struct sess *s, struct download *d)
         if (!d->chunk_ready && (rc = chunk_open(s, d)) != 0)
             return rc;
         want = d->chunk_len - d->chunk_pos;
-        pos = (off_t)(d->base + d->chunk_pos);
+        pos = (int64_t)d->chunk_pos;
     }
     if (want > SRV_READ_CHUNK)
         want = SRV_READ_CHUNK;
@@ -1257,10 +1233,8 @@ static int download_step(struct sess *s, struct download *d)
             memcpy(iov[i].iov_base, d->mem + d->off + i * FERRY_DATA_MAX, iov[i].iov_len);
         got = (ssize_t)want;
     } else {
-        /* One preadv fills every frame's slot: no syscall per 16 KiB frame. */
-        do {
-            got = preadv(d->fd, iov, (int)nfr, pos);
-        } while (got < 0 && errno == EINTR);
+        /* One read fills every frame's slot: no syscall per 16 KiB frame. */
+        got = ferry_blob_read(s->srv->blobs, d->rd, pos, iov, (int)nfr);
     }
     if (got != (ssize_t)want)
         return FERRY_EINTERNAL; /* the file is shorter than its row says */
