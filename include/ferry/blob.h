@@ -119,7 +119,7 @@ struct ferry_blob_store {
 int ferry_blob_pack_open(int datafd, struct ferry_blob_store **out);
 
 /*
- * A store for tests that wraps inner (taking it over) and fails chosen
+ * A store for tests that wraps inner (taking it over, once open) and fails chosen
  * calls (src/lib/store/blob_fault.c). spec is a comma-separated list of
  * OP:N:FAULT: the Nth call (from 1) of OP fails with FAULT. OP is put (a
  * chunk or spool put), write (one write system call of a pack), sync (a

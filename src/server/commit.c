@@ -173,13 +173,13 @@ static int io_rc(int rc)
  * spool, a chunk's bytes (verified when its last byte arrived, transfer.c,
  * R-CHUNK-7). Content or chunks the user holds already are only
  * acknowledged (rows, not files, say what exists). Nothing put is read
- * before its row commits.
+ * before its row commits. Returns how many puts the store took.
  */
-static void put_blobs(struct batch *b, struct ferry_blob_batch *bb)
+static int put_blobs(struct batch *b, struct ferry_blob_batch *bb)
 {
     struct srv *srv = b->srv;
     struct op *op;
-    int rc;
+    int rc, n = 0;
 
     for (op = b->ops; op != NULL; op = op->next) {
         if (op->rc != 0)
@@ -195,6 +195,7 @@ static void put_blobs(struct batch *b, struct ferry_blob_batch *bb)
                 op->rc = io_rc(rc);
             else
                 op->stored = 1;
+            n += op->stored;
         } else if (op->kind == OP_UPLOAD && op->data == NULL && op->list == NULL) {
             if ((rc = ferry_meta_content_has(srv->wdb, op->uid, op->cid)) != 0) {
                 if (rc < 0)
@@ -206,8 +207,11 @@ static void put_blobs(struct batch *b, struct ferry_blob_batch *bb)
             if ((rc = ferry_blob_put_spool(srv->blobs, bb, op->uid, op->cid, &op->spool, &op->bref,
                                            &op->bstatus)) != 0)
                 op->rc = io_rc(rc);
+            else
+                n++;
         }
     }
+    return n;
 }
 
 /*
@@ -337,8 +341,8 @@ static void batch_work(uv_work_t *w)
         rc = io_rc(rc);
         goto fail;
     }
-    put_blobs(b, bb);
-    drc = durable(b, bb);
+    /* A batch of only metadata (accounts, folders, small files) has nothing to sync here. */
+    drc = put_blobs(b, bb) > 0 ? durable(b, bb) : 0;
     if ((rc = ferry_meta_begin(srv->wdb)) != 0)
         goto fail;
     /* The store's own records first (a pack's new end): the chunk rows count themselves in. */

@@ -283,7 +283,7 @@ int ferry_blob_fault_open(struct ferry_blob_store *inner, const char *spec,
     if ((fs = ferry_calloc(1, sizeof(*fs))) == NULL)
         return -ENOMEM;
     fs->base.ops = &fault_ops;
-    while (*p != '\0') {
+    for (;;) {
         comma = strchr(p, ',');
         if (fs->nrules == FAULT_RULES_MAX) {
             rc = -EINVAL;
@@ -292,7 +292,9 @@ int ferry_blob_fault_open(struct ferry_blob_store *inner, const char *spec,
         if ((rc = parse_rule(p, comma != NULL ? (size_t)(comma - p) : strlen(p),
                              &fs->rules[fs->nrules++])) != 0)
             goto out;
-        p = comma != NULL ? comma + 1 : p + strlen(p);
+        if (comma == NULL)
+            break;
+        p = comma + 1;
     }
     if ((rc = ferry_blob_pack_hook(inner, fault_pwritev, fs)) != 0)
         goto out;
