@@ -23,13 +23,13 @@ struct batch {
     size_t capgc;
 };
 
-struct op *srv_op_new(struct sess *s, enum op_kind kind, const char *ref)
+struct op *srv_op_new(struct sess *s, const struct op_type *type, const char *ref)
 {
     struct op *op = ferry_calloc(1, sizeof(*op));
 
     if (op == NULL)
         return NULL;
-    op->kind = kind;
+    op->type = type;
     op->s = s;
     op->spool.fd = -1;
     op->now = srv_now_ns();
@@ -163,53 +163,27 @@ void srv_op_submit(struct srv *srv, struct op *op)
         uv_timer_start(&srv->kick, srv_kick_cb, 0, 0);
 }
 
-static int io_rc(int rc)
+int srv_io_rc(int rc)
 {
     return rc == -ENOSPC || rc == -EDQUOT ? FERRY_ENOSPACE : FERRY_EINTERNAL;
 }
 
 /*
- * Puts each new upload's bytes into the store's batch: a large file's
- * spool, a chunk's bytes (verified when its last byte arrived, transfer.c,
- * R-CHUNK-7). Content or chunks the user holds already are only
- * acknowledged (rows, not files, say what exists). Nothing put is read
- * before its row commits. Returns how many puts the store took.
+ * Lets each operation with content put it into the store's batch (R-STORE-2).
+ * Nothing put is read before its row commits. Returns how many put.
  */
 static int put_blobs(struct batch *b, struct ferry_blob_batch *bb)
 {
-    struct srv *srv = b->srv;
     struct op *op;
     int rc, n = 0;
 
     for (op = b->ops; op != NULL; op = op->next) {
-        if (op->rc != 0)
+        if (op->rc != 0 || op->type->put == NULL)
             continue;
-        if (op->kind == OP_CHUNK) {
-            if ((rc = ferry_meta_chunk_has(srv->wdb, op->uid, op->hash)) != 0) {
-                if (rc < 0)
-                    op->rc = rc;
-                continue;
-            }
-            if ((rc = ferry_blob_put_chunk(srv->blobs, bb, op->uid, op->hash, op->data,
-                                           (size_t)op->size, &op->bref, &op->bstatus)) != 0)
-                op->rc = io_rc(rc);
-            else
-                op->stored = 1;
-            n += op->stored;
-        } else if (op->kind == OP_UPLOAD && op->data == NULL && op->list == NULL) {
-            if ((rc = ferry_meta_content_has(srv->wdb, op->uid, op->cid)) != 0) {
-                if (rc < 0)
-                    op->rc = rc;
-                else
-                    ferry_blob_spool_drop(srv->blobs, &op->spool);
-                continue;
-            }
-            if ((rc = ferry_blob_put_spool(srv->blobs, bb, op->uid, op->cid, &op->spool, &op->bref,
-                                           &op->bstatus)) != 0)
-                op->rc = io_rc(rc);
-            else
-                n++;
-        }
+        if ((rc = op->type->put(b->srv, op, bb)) < 0)
+            op->rc = rc;
+        else
+            n += rc;
     }
     return n;
 }
@@ -225,88 +199,16 @@ static int durable(struct batch *b, struct ferry_blob_batch *bb)
     int rc = ferry_blob_durable(b->srv->blobs, bb);
 
     for (op = b->ops; op != NULL; op = op->next) {
-        if (op->kind != OP_UPLOAD && op->kind != OP_CHUNK)
+        if (op->type->put == NULL)
             continue;
         if (op->rc == 0 && op->bstatus != 0)
-            op->rc = io_rc(op->bstatus);
+            op->rc = srv_io_rc(op->bstatus);
         if (rc != 0 && op->rc == 0)
-            op->rc = io_rc(rc);
+            op->rc = srv_io_rc(rc);
         if (op->rc != 0 || rc != 0)
             op->stored = 0;
     }
     return rc;
-}
-
-static int apply(struct srv *srv, struct op *op)
-{
-    struct ferry_meta *m = srv->wdb;
-    int64_t uid = 0, dir;
-    int rc;
-
-    switch (op->kind) {
-    case OP_UPLOAD:
-        return ferry_meta_put_file(m, op->uid, op->path, op->size, op->cid, op->mtime, op->flag,
-                                   op->now, op->data, op->list, op->list_len, srv->cfg.quota);
-    case OP_CHUNK:
-        if (srv->cfg.quota > 0) {
-            if ((rc = ferry_meta_chunk_has(m, op->uid, op->hash)) < 0)
-                return rc;
-            /* R-QUOTA-2: a chunk not held yet must fit the quota with its whole blocks. */
-            if (rc == 0 && (rc = ferry_meta_quota_room(m, op->uid, FERRY_PACK_ROUND(op->size),
-                                                       srv->cfg.quota)) != 0)
-                return rc;
-        }
-        /* A chunk held already (or stored twice in one batch) leaves its new bytes unused. */
-        rc = ferry_meta_chunk_put(m, op->uid, op->hash, op->size, op->bref.loc, op->bref.off,
-                                  op->now);
-        op->unused = rc == 1;
-        return rc < 0 ? rc : 0;
-    case OP_MKDIR:
-        return ferry_meta_mkdirs(m, op->uid, op->path, op->mtime, op->now, &dir);
-    case OP_REMOVE:
-    case OP_MOVE:
-        /* R-STORE-10: a message applied before (a retry after a lost reply) is Ok again. */
-        if ((rc = ferry_meta_op_done(m, op->uid, op->ref)) != 0)
-            return rc > 0 ? 0 : rc;
-        rc = op->kind == OP_REMOVE
-                 ? ferry_meta_remove(m, op->uid, op->path, op->flag)
-                 : ferry_meta_move(m, op->uid, op->path, op->path2, op->flag, op->now);
-        if (rc != 0)
-            return rc;
-        return ferry_meta_op_record(m, op->uid, op->ref, op->now);
-    case OP_SIGNUP:
-        if ((rc = ferry_meta_user_create(m, op->user, op->pwhash, op->now, &uid)) != 0)
-            return rc;
-        op->uid = uid;
-        /* Sign-up also logs the device in. */
-        /* fall through */
-    case OP_SESSION:
-        /*
-         * R-AUTH-14: a password checked against a hash that changed since
-         * (a ChangePwd, `ferry serve user passwd|disable`) opens no session.
-         */
-        if (op->verified[0] != '\0' &&
-            (rc = ferry_meta_user_pwhash_is(m, op->uid, op->verified)) != 0)
-            return rc;
-        if ((rc = ferry_meta_device_seen(m, op->uid, op->device_id, op->device_name, op->now)) != 0)
-            return rc;
-        return ferry_meta_session_put(m, op->uid, op->device_id, op->token_hash, op->now);
-    case OP_SETPW:
-        /* R-AUTH-14: the old password must still be the password when the new one lands. */
-        if ((rc = ferry_meta_user_pwhash_is(m, op->uid, op->verified)) != 0)
-            return rc;
-        /* R-AUTH-7: a new password revokes every other session of the user. */
-        if ((rc = ferry_meta_user_set_pwhash(m, op->uid, op->pwhash)) != 0)
-            return rc;
-        return ferry_meta_session_delete_user(m, op->uid, op->token_hash);
-    case OP_LOGOUT:
-        if (op->flag)
-            return ferry_meta_session_delete_user(m, op->uid, NULL);
-        return ferry_meta_session_delete(m, op->token_hash);
-    case OP_DEVICE_REVOKE:
-        return srv_devices_apply(srv, op);
-    }
-    return FERRY_EINTERNAL;
 }
 
 static void gc_collect(void *arg, const char *rel, int64_t off, int64_t len)
@@ -338,7 +240,7 @@ static void batch_work(uv_work_t *w)
     int rc, drc;
 
     if ((rc = ferry_blob_batch_begin(srv->blobs, srv->wdb, &bb)) != 0) {
-        rc = io_rc(rc);
+        rc = srv_io_rc(rc);
         goto fail;
     }
     /* A batch of only metadata (accounts, folders, small files) has nothing to sync here. */
@@ -353,7 +255,7 @@ static void batch_work(uv_work_t *w)
             continue;
         if ((rc = ferry_meta_savepoint(srv->wdb)) != 0)
             goto fail_tx;
-        op->rc = apply(srv, op);
+        op->rc = op->type->apply(srv, op);
         if (op->rc != 0)
             ferry_meta_rollback_to(srv->wdb);
         else if ((rc = ferry_meta_release(srv->wdb)) != 0)
@@ -361,7 +263,7 @@ static void batch_work(uv_work_t *w)
     }
     /* Stored bytes no row points at are freed with the rest. */
     for (op = b->ops; op != NULL; op = op->next)
-        if (op->kind == OP_CHUNK && op->stored && (op->rc != 0 || op->unused))
+        if (op->stored && (op->rc != 0 || op->unused))
             ferry_blob_unused(srv->blobs, &op->bref, gc_collect, b);
     if ((rc = ferry_meta_gc(srv->wdb, srv_now_ns(), srv->cfg.partial_ttl_ns, gc_collect, b)) != 0)
         goto fail_tx;
@@ -381,54 +283,21 @@ fail:
             op->rc = rc;
 }
 
-static void reply(struct op *op, json_t **committed)
+json_t *srv_op_error_body(const struct op *op)
 {
-    struct sess *s = op->s;
-    char tid[33];
+    return json_pack("{s:s, s:i, s:s}", "ref", op->ref, "code", ferry_err_to_wire(op->rc),
+                     "message", ferry_strerror(op->rc));
+}
 
-    /* R-LOG-5: a committed upload is logged even if its connection is gone. */
-    if (op->kind == OP_UPLOAD)
-        srv_log_transfer(s, "upload", op->path, 0, (uint64_t)op->size, (uint64_t)op->size,
-                         op->t0_ms, op->rc, op->rc == 0 ? "ok" : "failed");
-    if (s->closed)
+void srv_op_reply(struct op *op, json_t **committed)
+{
+    (void)committed;
+    if (op->s->closed)
         return;
-    if (op->rc != 0) {
-        json_t *e = json_pack("{s:s, s:i, s:s}", "ref", op->ref, "code", ferry_err_to_wire(op->rc),
-                              "message", ferry_strerror(op->rc));
-        if (e != NULL && (op->kind == OP_UPLOAD || op->kind == OP_CHUNK)) {
-            ferry_hex_encode(op->tid, FERRY_TID_LEN, tid);
-            json_object_set_new(e, "tid", json_string(tid));
-        }
-        if (e != NULL && op->kind == OP_CHUNK)
-            json_object_set_new(e, "index", json_integer(op->index));
-        srv_send(s, FERRY_MSG_ERROR, e);
-        return;
-    }
-    switch (op->kind) {
-    case OP_CHUNK:
-        /* R-CHUNK-7: a durable promise, sent only after the commit. */
-        ferry_hex_encode(op->tid, FERRY_TID_LEN, tid);
-        srv_send(s, FERRY_MSG_CHUNK_STORED,
-                 json_pack("{s:s, s:I}", "tid", tid, "index", (json_int_t)op->index));
-        break;
-    case OP_UPLOAD:
-        ferry_hex_encode(op->tid, FERRY_TID_LEN, tid);
-        if (*committed == NULL)
-            *committed = json_array();
-        json_array_append_new(*committed, json_string(tid));
-        break;
-    case OP_SIGNUP:
-    case OP_SESSION:
-    case OP_LOGOUT:
-    case OP_SETPW:
-        srv_auth_committed(s, op); /* auth.c: the session's new state, reply and log line */
-        break;
-    case OP_DEVICE_REVOKE:
-        srv_devices_reply(op);
-        break;
-    default:
-        srv_send(s, FERRY_MSG_OK, json_pack("{s:s}", "ref", op->ref));
-    }
+    if (op->rc != 0)
+        srv_send(op->s, FERRY_MSG_ERROR, srv_op_error_body(op));
+    else
+        srv_send(op->s, FERRY_MSG_OK, json_pack("{s:s}", "ref", op->ref));
 }
 
 static void batch_done(uv_work_t *w, int status)
@@ -452,11 +321,9 @@ static void batch_done(uv_work_t *w, int status)
             if (o->s != op->s || o->replied)
                 continue;
             o->replied = 1;
-            reply(o, &committed);
-            if ((o->kind == OP_UPLOAD && o->list == NULL) || o->kind == OP_CHUNK) {
-                o->s->unacked -= (uint64_t)o->size;
-                srv->unacked -= (uint64_t)o->size;
-            }
+            o->type->done(o, &committed);
+            o->s->unacked -= o->staged;
+            srv->unacked -= o->staged;
             /* Keep each Committed inside one frame. */
             if (committed != NULL && json_array_size(committed) >= SRV_COMMITTED_TIDS_MAX) {
                 srv_send(op->s, FERRY_MSG_COMMITTED, json_pack("{s:o}", "tids", committed));
@@ -473,17 +340,14 @@ static void batch_done(uv_work_t *w, int status)
     }
     wake_waiters(srv);
     for (op = b->ops; op != NULL; op = op->next) {
-        if (op->kind == OP_SIGNUP || op->kind == OP_SESSION || op->kind == OP_SETPW ||
-            op->kind == OP_LOGOUT)
-            srv_sess_auth_done(op->s);
+        if (op->type->finish != NULL)
+            op->type->finish(op);
         srv_sess_op_done(op->s);
         srv_sess_unref(op->s);
         op->s = NULL;
     }
     for (op = b->ops; op != NULL; op = next) {
         next = op->next;
-        /* R-CHUNK-30: a committed (or failed) file's list is no longer held. */
-        srv_list_uncharge(srv, op->list_uid, op->list_charged);
         srv_op_free(srv, op);
     }
     for (i = 0; i < b->ngc; i++)
@@ -491,14 +355,6 @@ static void batch_done(uv_work_t *w, int status)
     ferry_free(b->gc);
     ferry_free(b);
     start_job(srv);
-}
-
-/* Bytes an op brings to a batch: a chunked file's bytes came with its chunks. */
-static uint64_t op_bytes(const struct op *op)
-{
-    if (op->kind == OP_CHUNK || (op->kind == OP_UPLOAD && op->list == NULL))
-        return (uint64_t)op->size;
-    return 0;
 }
 
 static void start_job(struct srv *srv)
@@ -518,12 +374,12 @@ static void start_job(struct srv *srv)
     tail = &b->ops;
     /* R-STORE-2: a batch is bounded by count and bytes. */
     while ((op = srv->q_head) != NULL && n < SRV_BATCH_OPS &&
-           (n == 0 || bytes + op_bytes(op) <= SRV_BATCH_BYTES)) {
+           (n == 0 || bytes + op->staged <= SRV_BATCH_BYTES)) {
         srv->q_head = op->next;
         op->next = NULL;
         *tail = op;
         tail = &op->next;
-        bytes += op_bytes(op);
+        bytes += op->staged;
         n++;
         srv->q_len--;
     }

@@ -449,8 +449,6 @@ int srv_sess_revoke_live(struct srv *srv, struct sess *except, int64_t uid, cons
 int srv_auth_handle(struct sess *s, const struct ferry_cmd *cmd);
 int srv_auth_init(struct srv *srv);
 int srv_user_name_valid(const char *u);
-/* An account operation's commit finished without error: reply and log (commit.c). */
-void srv_auth_committed(struct sess *s, struct op *op);
 
 /* throttle.c: bounded tables, given the time; no I/O. */
 struct ip_slot *srv_ip_get(struct srv *srv, const char *ip, uint64_t now);
@@ -504,22 +502,35 @@ void srv_transfer_cleanup(struct sess *s);
 /* R-CHUNK-30: gives back list bytes charged to uid. */
 void srv_list_uncharge(struct srv *srv, int64_t uid, uint64_t n);
 
-/* commit.c: the single-writer queue. */
-enum op_kind {
-    OP_UPLOAD,
-    OP_CHUNK,
-    OP_MKDIR,
-    OP_REMOVE,
-    OP_MOVE,
-    OP_SIGNUP,
-    OP_SESSION,
-    OP_SETPW,
-    OP_LOGOUT,
-    OP_DEVICE_REVOKE, /* devices.c (R-ADMIN-9) */
+/*
+ * commit.c: the single-writer queue. It knows no kinds of operation: each
+ * carries its type, whose steps the service that made it supplies.
+ */
+struct op_type {
+    const char *name;
+    /*
+     * On the commit job, before the transaction: puts the operation's
+     * content into the batch of the content store (ferry/blob.h). Returns
+     * 1 if it put something, 0 if not, or an error for the operation.
+     * NULL for an operation without content; with it, the operation is an
+     * upload the batch's durability covers (R-STORE-5).
+     */
+    int (*put)(struct srv *srv, struct op *op, struct ferry_blob_batch *bb);
+    /* On the commit job, in the batch's transaction under a savepoint of its own. */
+    int (*apply)(struct srv *srv, struct op *op);
+    /*
+     * On the loop thread once the batch committed (or failed: op->rc):
+     * the reply. Called even when the connection is closed, which the step
+     * checks before sending. Transfer ids for the connection's one
+     * Committed go into *committed.
+     */
+    void (*done)(struct op *op, json_t **committed);
+    /* After every reply of the batch was sent and its room given back; may be NULL. */
+    void (*finish)(struct op *op);
 };
 
 struct op {
-    enum op_kind kind;
+    const struct op_type *type;
     struct sess *s;
     char ref[FERRY_UUID_STR_LEN + 1];
     int64_t uid;
@@ -534,20 +545,21 @@ struct op {
     int64_t mtime;
     uint8_t tid[FERRY_TID_LEN];
     char cid[FERRY_CID_LEN + 1];
-    struct ferry_blob_spool spool; /* OP_UPLOAD of a large file: its bytes */
+    struct ferry_blob_spool spool; /* a large upload: its bytes */
     uint8_t *data;                 /* inline content (R-STORE-9), a chunk's bytes, owned */
     uint8_t *list;                 /* chunked upload: its chunk list, owned */
     size_t list_len;
     int64_t list_uid;           /* R-CHUNK-30: whom the list is charged to... */
     size_t list_charged;        /* ...and how much, until the op is done */
-    uint32_t index;             /* OP_CHUNK: index in its list */
-    uint8_t hash[32];           /* OP_CHUNK: the SHA-256 the list promised */
-    struct ferry_blob_ref bref; /* OP_CHUNK: where the store put its bytes... */
+    uint32_t index;             /* a chunk: its index in its list */
+    uint8_t hash[32];           /* a chunk: the SHA-256 the list promised */
+    struct ferry_blob_ref bref; /* a chunk: where the store put its bytes... */
     int bstatus;                /* ...how that went (ferry_blob_put_chunk)... */
     int stored;                 /* ...and whether they were put and made durable */
-    int unused;                 /* OP_CHUNK: held already, the bytes written are garbage */
-    uv_work_t check;            /* OP_CHUNK: its SHA-256 check on the thread pool (transfer.c) */
-    uint64_t t0_ms;             /* OP_UPLOAD: when its Upload came, for the log (R-LOG-5) */
+    int unused;                 /* a chunk held already: the bytes written are garbage */
+    uv_work_t check;            /* a chunk: its SHA-256 check on the thread pool (transfer.c) */
+    uint64_t t0_ms;             /* an upload: when its Upload came, for the log (R-LOG-5) */
+    uint64_t staged; /* bytes it holds in memory or spool, counted in unacked (R-STORE-3) */
     /* accounts */
     char user[SRV_USER_MAX + 1];
     char pwhash[160];
@@ -560,7 +572,7 @@ struct op {
     struct op *next;
 };
 
-struct op *srv_op_new(struct sess *s, enum op_kind kind, const char *ref);
+struct op *srv_op_new(struct sess *s, const struct op_type *type, const char *ref);
 /*
  * R-PIPE-4, R-STORE-11: whether s may queue one more write. 0: go ahead. 1:
  * a cap is reached; the connection is paused and the caller must leave the
@@ -573,11 +585,19 @@ void srv_op_unwait(struct sess *s);
 void srv_op_submit(struct srv *srv, struct op *op);
 void srv_op_free(struct srv *srv, struct op *op);
 void srv_kick_cb(uv_timer_t *t);
+/* The reply of most operations: Ok, or an Error with the ref (nothing once closed). */
+void srv_op_reply(struct op *op, json_t **committed);
+/* The body of an operation's Error: its ref, code and message. */
+json_t *srv_op_error_body(const struct op *op);
+/* A content store's error as a ferry code: no space, or an internal error. */
+int srv_io_rc(int rc);
+
+/* upload_ops.c: the write-queue steps of uploads and chunks (R-STORE-2, R-CHUNK-7). */
+extern const struct op_type srv_op_upload;
+extern const struct op_type srv_op_chunk;
 
 /* devices.c: Whoami, DeviceList, DeviceRevoke (R-ADMIN-7..9) and the admin watch. */
 int srv_devices_handle(struct sess *s, const struct ferry_cmd *cmd);
-int srv_devices_apply(struct srv *srv, struct op *op);
-void srv_devices_reply(struct op *op);
 /* R-ADMIN-6: closes every connection whose session is gone from the database. */
 void srv_sessions_recheck(struct srv *srv);
 int srv_admin_watch_start(struct srv *srv);

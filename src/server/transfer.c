@@ -584,7 +584,7 @@ int srv_chunk_data(struct sess *s, const struct ferry_chunk_frame *f)
         return 0;
     /* Complete: hand it to its check and the write queue, and forget it here. */
     op = NULL;
-    if (rx->buf != NULL && (op = srv_op_new(s, OP_CHUNK, rx->ref)) == NULL) {
+    if (rx->buf != NULL && (op = srv_op_new(s, &srv_op_chunk, rx->ref)) == NULL) {
         ferry_free(rx->buf);
         rx->buf = NULL;
     }
@@ -599,7 +599,8 @@ int srv_chunk_data(struct sess *s, const struct ferry_chunk_frame *f)
     }
     *rx = s->rx[--s->nrx];
     if (op != NULL) {
-        upload_track_unacked(s, op->size);
+        op->staged = (uint64_t)op->size;
+        upload_track_unacked(s, op->staged);
         /* If the pool cannot take it, check it here: slower, never skipped. */
         op->check.data = op;
         s->checking++;
@@ -769,7 +770,7 @@ int srv_upload_complete(struct sess *s, const struct ferry_cmd *cmd)
         goto out;
     }
 commit:
-    if ((op = srv_op_new(s, OP_UPLOAD, u->ref)) == NULL) {
+    if ((op = srv_op_new(s, &srv_op_upload, u->ref)) == NULL) {
         send_upload_error(s, u, -ENOMEM);
         goto out;
     }
@@ -810,8 +811,9 @@ commit:
             memcpy(op->data, ferry_buf_peek(&u->wbuf), n);
         }
     }
+    op->staged = u->size;
     srv_op_submit(s->srv, op);
-    upload_track_unacked(s, u->size);
+    upload_track_unacked(s, op->staged);
 out:
     upload_free(s, u);
     return 0;
