@@ -39,6 +39,8 @@ static void wipe_free(char *p)
     ferry_free(p);
 }
 
+static const struct srv_service *accounts_service(void);
+
 int srv_auth_init(struct srv *srv)
 {
     char pw[32];
@@ -52,7 +54,7 @@ int srv_auth_init(struct srv *srv)
                           crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0)
         return -ENOMEM;
     sodium_memzero(pw, sizeof(pw));
-    return 0;
+    return srv_service_add(srv, accounts_service());
 }
 
 static int user_name_valid(const char *u)
@@ -542,7 +544,8 @@ static int queue_hash(struct sess *s, const struct ferry_cmd *cmd, const char *u
     return 0;
 }
 
-int srv_auth_handle(struct sess *s, const struct ferry_cmd *cmd)
+/* Signup, Login, ChangePwd and Logout (R-AUTH). */
+static int account_request(struct sess *s, const struct ferry_cmd *cmd)
 {
     const char *user = NULL, *pw = NULL, *newpw = NULL, *device = NULL;
     char shown[80];
@@ -605,4 +608,23 @@ int srv_auth_handle(struct sess *s, const struct ferry_cmd *cmd)
     default:
         return FERRY_EPROTO;
     }
+}
+
+/* R-SESS-2: account requests may come before a login; R-PIPE-2: they wait for earlier writes. */
+static const struct srv_handler account_handlers[] = {
+    {FERRY_MSG_SIGNUP, SRV_H_ANON | SRV_H_ORDERED, account_request},
+    {FERRY_MSG_LOGIN, SRV_H_ANON | SRV_H_ORDERED, account_request},
+    {FERRY_MSG_CHANGEPWD, SRV_H_ANON | SRV_H_ORDERED, account_request},
+    {FERRY_MSG_LOGOUT, SRV_H_ANON | SRV_H_ORDERED, account_request},
+};
+
+static const struct srv_service accounts = {
+    .name = "accounts",
+    .handlers = account_handlers,
+    .nhandlers = sizeof(account_handlers) / sizeof(account_handlers[0]),
+};
+
+static const struct srv_service *accounts_service(void)
+{
+    return &accounts;
 }

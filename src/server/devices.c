@@ -129,18 +129,22 @@ static int device_revoke(struct sess *s, const struct ferry_cmd *cmd)
     return 0;
 }
 
-int srv_devices_handle(struct sess *s, const struct ferry_cmd *cmd)
+/* R-PIPE-2: what the connection asks about itself waits for its earlier writes. */
+static const struct srv_handler devices_handlers[] = {
+    {FERRY_MSG_WHOAMI, SRV_H_ORDERED, whoami},
+    {FERRY_MSG_DEVICE_LIST, SRV_H_ORDERED, device_list},
+    {FERRY_MSG_DEVICE_REVOKE, 0, device_revoke},
+};
+
+static const struct srv_service devices = {
+    .name = "devices",
+    .handlers = devices_handlers,
+    .nhandlers = sizeof(devices_handlers) / sizeof(devices_handlers[0]),
+};
+
+int srv_devices_init(struct srv *srv)
 {
-    switch (cmd->type) {
-    case FERRY_MSG_WHOAMI:
-        return whoami(s, cmd);
-    case FERRY_MSG_DEVICE_LIST:
-        return device_list(s, cmd);
-    case FERRY_MSG_DEVICE_REVOKE:
-        return device_revoke(s, cmd);
-    default:
-        return FERRY_EPROTO;
-    }
+    return srv_service_add(srv, &devices);
 }
 
 struct recheck {

@@ -93,18 +93,36 @@ static int change(struct sess *s, const struct ferry_cmd *cmd, const struct op_t
     return 0;
 }
 
-int srv_files_handle(struct sess *s, const struct ferry_cmd *cmd)
+static int remove_request(struct sess *s, const struct ferry_cmd *cmd)
 {
-    switch (cmd->type) {
-    case FERRY_MSG_DIRINFO:
-        return srv_listing_dirinfo(s, cmd);
-    case FERRY_MSG_REMOVE:
-        return change(s, cmd, &op_remove);
-    case FERRY_MSG_MOVE:
-        return change(s, cmd, &op_move);
-    case FERRY_MSG_MKDIR:
-        return change(s, cmd, &op_mkdir);
-    default:
-        return FERRY_EPROTO;
-    }
+    return change(s, cmd, &op_remove);
+}
+
+static int move_request(struct sess *s, const struct ferry_cmd *cmd)
+{
+    return change(s, cmd, &op_move);
+}
+
+static int mkdir_request(struct sess *s, const struct ferry_cmd *cmd)
+{
+    return change(s, cmd, &op_mkdir);
+}
+
+/* R-PIPE-2: a listing waits for the connection's earlier writes, so it sees them. */
+static const struct srv_handler files_handlers[] = {
+    {FERRY_MSG_DIRINFO, SRV_H_ORDERED, srv_listing_dirinfo},
+    {FERRY_MSG_REMOVE, 0, remove_request},
+    {FERRY_MSG_MOVE, 0, move_request},
+    {FERRY_MSG_MKDIR, 0, mkdir_request},
+};
+
+static const struct srv_service files = {
+    .name = "files",
+    .handlers = files_handlers,
+    .nhandlers = sizeof(files_handlers) / sizeof(files_handlers[0]),
+};
+
+int srv_files_init(struct srv *srv)
+{
+    return srv_service_add(srv, &files);
 }

@@ -348,7 +348,9 @@ int ferry_serve_main(int argc, char **argv)
         fprintf(stderr, "ferry serve: cannot set up TLS\n");
         goto out;
     }
-    if (srv_auth_init(srv) != 0)
+    /* The services: accounts, files, uploads and downloads, devices. */
+    if (srv_auth_init(srv) != 0 || srv_files_init(srv) != 0 || srv_transfer_init(srv) != 0 ||
+        srv_devices_init(srv) != 0)
         goto out;
     srv->loop = uv_default_loop();
     uv_timer_init(srv->loop, &srv->kick);

@@ -153,6 +153,44 @@ struct sess;
 struct op;
 struct listing;
 
+/*
+ * Dispatch by message number (session.c). The core owns connections,
+ * logins and the ordering rules; services register what they handle.
+ */
+enum srv_handler_flags {
+    SRV_H_ANON = 1,    /* may come before login (R-SESS-2) */
+    SRV_H_ORDERED = 2, /* waits until the connection's earlier writes committed (R-PIPE-2) */
+    SRV_H_CHECKED = 4, /* waits until the connection's chunks are checked (R-CHUNK-8) */
+};
+
+/* A command's handler: 0 handled, 1 left unconsumed (the connection paused), < 0 closes. */
+typedef int (*srv_cmd_fn)(struct sess *s, const struct ferry_cmd *cmd);
+
+struct srv_handler {
+    int32_t type; /* FERRY_MSG_* */
+    unsigned flags;
+    srv_cmd_fn fn;
+};
+
+/* A service: its commands and the connection events it follows (each may be NULL). */
+struct srv_service {
+    const char *name;
+    const struct srv_handler *handlers;
+    size_t nhandlers;
+    /* Data frames (type 2) and chunk frames (type 3) of a logged-in connection. */
+    int (*data)(struct sess *s, const struct ferry_data *d);
+    int (*chunk)(struct sess *s, const struct ferry_chunk_frame *f);
+    /* The connection's output drained; the frames of one read were handled. */
+    void (*drain)(struct sess *s);
+    void (*input_end)(struct sess *s);
+    /* The connection is closing: the service lets go of it. */
+    void (*closing)(struct sess *s);
+};
+
+/* Services and handlers one server holds. */
+#define SRV_SERVICES_MAX 8
+#define SRV_HANDLERS_MAX 32
+
 /* One party competing for the single hashing slot (R-AUTH-12). */
 struct fair_key {
     int jobs;        /* hash jobs waiting or running */
@@ -280,6 +318,11 @@ struct srv {
     struct srv_use *uses;
     int nuses;
     int capuses;
+    /* Registered services and their handlers (srv_service_add). */
+    const struct srv_service *services[SRV_SERVICES_MAX];
+    int nservices;
+    const struct srv_handler *handlers[SRV_HANDLERS_MAX];
+    int nhandlers;
     /* Listing jobs (R-PAGE-2), and connections waiting for one. */
     struct listing *listings;
     int nlistings;
@@ -429,6 +472,11 @@ struct sess {
 };
 
 /* session.c */
+/*
+ * Registers a service: FERRY_EEXIST if another one handles one of its
+ * message numbers or frames, FERRY_ETOOBIG past the tables' room.
+ */
+int srv_service_add(struct srv *srv, const struct srv_service *svc);
 void srv_sess_ref(struct sess *s);
 void srv_sess_unref(struct sess *s);
 int srv_send(struct sess *s, int32_t type, json_t *body);
@@ -445,8 +493,7 @@ void srv_sess_logged_out(struct sess *s);
 /* R-AUTH-7: closes the live connections of uid's revoked sessions; returns how many. */
 int srv_sess_revoke_live(struct srv *srv, struct sess *except, int64_t uid, const uint8_t *token);
 
-/* auth.c */
-int srv_auth_handle(struct sess *s, const struct ferry_cmd *cmd);
+/* auth.c: the accounts service. */
 int srv_auth_init(struct srv *srv);
 int srv_user_name_valid(const char *u);
 
@@ -480,8 +527,8 @@ void srv_log_fault(struct sess *s, const char *reason);
 void srv_log_transfer(struct sess *s, const char *dir, const char *path, int64_t file_id,
                       uint64_t size, uint64_t sent, uint64_t t0_ms, int rc, const char *result);
 
-/* files.c */
-int srv_files_handle(struct sess *s, const struct ferry_cmd *cmd);
+/* files.c: the files service (listings and tree changes). */
+int srv_files_init(struct srv *srv);
 
 /* listing.c: DirInfo (R-PAGE-1, R-PAGE-2). */
 int srv_listing_dirinfo(struct sess *s, const struct ferry_cmd *cmd);
@@ -489,6 +536,9 @@ int srv_listing_dirinfo(struct sess *s, const struct ferry_cmd *cmd);
 void srv_listing_pump(struct sess *s);
 /* The connection is closing: its listing ends, and it waits for none. */
 void srv_listing_cleanup(struct sess *s);
+
+/* transfer_service.c: the uploads and downloads service. */
+int srv_transfer_init(struct srv *srv);
 
 /* transfer.c */
 int srv_upload_open(struct sess *s, const struct ferry_cmd *cmd);
@@ -597,7 +647,7 @@ extern const struct op_type srv_op_upload;
 extern const struct op_type srv_op_chunk;
 
 /* devices.c: Whoami, DeviceList, DeviceRevoke (R-ADMIN-7..9) and the admin watch. */
-int srv_devices_handle(struct sess *s, const struct ferry_cmd *cmd);
+int srv_devices_init(struct srv *srv);
 /* R-ADMIN-6: closes every connection whose session is gone from the database. */
 void srv_sessions_recheck(struct srv *srv);
 int srv_admin_watch_start(struct srv *srv);
