@@ -549,7 +549,18 @@ int srv_transfer_cancel(struct sess *s, const struct ferry_cmd *cmd);
 int srv_download_queue(struct sess *s, const struct ferry_cmd *cmd);
 void srv_download_pump(struct sess *s);
 void srv_transfer_cleanup(struct sess *s);
-/* R-CHUNK-30: gives back list bytes charged to uid. */
+/* lists.c: chunk-list bytes held per user and in all (R-CHUNK-30). */
+/*
+ * Whether a list of want bytes could ever be held (else FERRY_ETOOBIG) and
+ * fits the room left now on top of the held bytes this list holds already (else
+ * FERRY_EBUSY: try again later).
+ */
+int srv_list_fits(struct srv *srv, int64_t uid, uint64_t held, uint64_t want);
+/* The list bytes uid may still be charged: the smaller of its room and the server's. */
+uint64_t srv_list_room(struct srv *srv, int64_t uid);
+/* Charges n bytes to uid; the caller checked the room (srv_list_fits). */
+int srv_list_charge(struct srv *srv, int64_t uid, uint64_t n);
+/* Gives back list bytes charged to uid. */
 void srv_list_uncharge(struct srv *srv, int64_t uid, uint64_t n);
 
 /*

@@ -17,80 +17,6 @@ static int fault(struct sess *s, const char *ref, int rc, const char *msg)
     return rc < 0 ? rc : FERRY_EPROTO;
 }
 
-/* ---- R-CHUNK-30: chunk-list bytes, per user and in all ---- */
-
-static struct srv_use *use_find(struct srv *srv, int64_t uid)
-{
-    int i;
-
-    for (i = 0; i < srv->nuses; i++)
-        if (srv->uses[i].uid == uid)
-            return &srv->uses[i];
-    return NULL;
-}
-
-/* The list bytes uid may still be charged: the smaller of its room and the server's. */
-static uint64_t list_room(struct srv *srv, int64_t uid)
-{
-    struct srv_use *u = use_find(srv, uid);
-    uint64_t held = u != NULL ? u->list_bytes : 0, user, all;
-
-    user = srv->cfg.max_lists_user > held ? srv->cfg.max_lists_user - held : 0;
-    all = srv->cfg.max_lists > srv->list_bytes ? srv->cfg.max_lists - srv->list_bytes : 0;
-    return user < all ? user : all;
-}
-
-/*
- * Whether a list of want bytes could ever be held (else FERRY_ETOOBIG) and
- * fits the room left now on top of what this list already holds (else
- * FERRY_EBUSY: try again later).
- */
-static int list_fits(struct srv *srv, int64_t uid, uint64_t held, uint64_t want)
-{
-    uint64_t cap =
-        srv->cfg.max_lists_user < srv->cfg.max_lists ? srv->cfg.max_lists_user : srv->cfg.max_lists;
-
-    if (want > cap)
-        return FERRY_ETOOBIG;
-    if (want > held && want - held > list_room(srv, uid))
-        return FERRY_EBUSY;
-    return 0;
-}
-
-/* Charges n bytes to uid; the caller checked the room (list_fits). */
-static int list_charge(struct srv *srv, int64_t uid, uint64_t n)
-{
-    struct srv_use *u = use_find(srv, uid), *nv;
-
-    if (u == NULL) {
-        if (srv->nuses == srv->capuses) {
-            int ncap = srv->capuses ? srv->capuses * 2 : 16;
-            if ((nv = ferry_realloc(srv->uses, (size_t)ncap * sizeof(*nv))) == NULL)
-                return -ENOMEM;
-            srv->uses = nv;
-            srv->capuses = ncap;
-        }
-        u = &srv->uses[srv->nuses++];
-        *u = (struct srv_use){.uid = uid};
-    }
-    u->list_bytes += n;
-    srv->list_bytes += n;
-    return 0;
-}
-
-void srv_list_uncharge(struct srv *srv, int64_t uid, uint64_t n)
-{
-    struct srv_use *u = use_find(srv, uid);
-
-    if (n == 0 || u == NULL)
-        return;
-    u->list_bytes -= n;
-    srv->list_bytes -= n;
-    /* A user holding nothing leaves the table, so it stays as small as its holders. */
-    if (u->list_bytes == 0)
-        *u = srv->uses[--srv->nuses];
-}
-
 /* Frees an upload's list and gives its bytes back. */
 static void list_release(struct srv *srv, struct upload *u)
 {
@@ -203,16 +129,16 @@ static int list_grow(struct sess *s, struct upload *u, size_t want)
 
     if (want <= u->list_cap)
         return 0;
-    if ((rc = list_fits(srv, u->uid, u->list_cap, want)) != 0)
+    if ((rc = srv_list_fits(srv, u->uid, u->list_cap, want)) != 0)
         return list_refuse(s, u, rc);
     while (ncap < want)
         ncap *= 2;
-    room = list_room(srv, u->uid);
+    room = srv_list_room(srv, u->uid);
     if (ncap - u->list_cap > room)
         ncap = u->list_cap + (size_t)room;
     if ((nl = ferry_realloc(u->list, ncap)) == NULL)
         return -ENOMEM;
-    if ((rc = list_charge(srv, u->uid, ncap - u->list_cap)) != 0) {
+    if ((rc = srv_list_charge(srv, u->uid, ncap - u->list_cap)) != 0) {
         u->list = nl;
         return rc;
     }
@@ -291,9 +217,9 @@ int srv_upload_open(struct sess *s, const struct ferry_cmd *cmd)
     } else if (size > srv->cfg.max_file_size) {
         u->rc = FERRY_ETOOBIG; /* declared sizes are refused before any allocation */
     } else if (chunked &&
-               (u->rc = list_fits(srv, s->uid, 0,
-                                  (size / FERRY_CHUNK_MAX + (size % FERRY_CHUNK_MAX != 0)) *
-                                      FERRY_CHUNK_ENT_LEN)) != 0) {
+               (u->rc = srv_list_fits(srv, s->uid, 0,
+                                      (size / FERRY_CHUNK_MAX + (size % FERRY_CHUNK_MAX != 0)) *
+                                          FERRY_CHUNK_ENT_LEN)) != 0) {
         /* R-CHUNK-30: the shortest list the size allows must fit, before anything is held. */
         msg = list_refusal(u->rc);
     } else if (srv->cfg.quota > 0 &&
@@ -1092,8 +1018,8 @@ static int download_resolve(struct sess *s, struct download *d)
             return FERRY_EINTERNAL;
     } else if (rc == 2) {
         /* R-CHUNK-30: the list is charged to the user while the download holds it. */
-        if ((rc = list_fits(s->srv, s->uid, 0, memlen)) != 0 ||
-            (rc = list_charge(s->srv, s->uid, memlen)) != 0)
+        if ((rc = srv_list_fits(s->srv, s->uid, 0, memlen)) != 0 ||
+            (rc = srv_list_charge(s->srv, s->uid, memlen)) != 0)
             return rc;
         d->uid = s->uid;
         d->list_charged = memlen;
