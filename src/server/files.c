@@ -120,6 +120,9 @@ static const struct srv_service files = {
     .name = "files",
     .handlers = files_handlers,
     .nhandlers = sizeof(files_handlers) / sizeof(files_handlers[0]),
+    /* R-PAGE-1, R-PAGE-2: the next slice of a listing once its output drained. */
+    .drain = srv_listing_pump,
+    .closing = srv_listing_cleanup,
 };
 
 int srv_files_init(struct srv *srv)

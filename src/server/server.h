@@ -477,6 +477,8 @@ struct sess {
  * message numbers or frames, FERRY_ETOOBIG past the tables' room.
  */
 int srv_service_add(struct srv *srv, const struct srv_service *svc);
+/* The connection may send more: every service's drain step, in the order they were added. */
+void srv_sess_drained(struct sess *s);
 void srv_sess_ref(struct sess *s);
 void srv_sess_unref(struct sess *s);
 int srv_send(struct sess *s, int32_t type, json_t *body);

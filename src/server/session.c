@@ -464,14 +464,18 @@ static void on_fault(struct ferry_conn *c, int rc)
                                  : "malformed frame");
 }
 
-static void on_drain(struct ferry_conn *c)
+void srv_sess_drained(struct sess *s)
 {
-    struct sess *s = c->data;
     int k;
 
     for (k = 0; k < s->srv->nservices; k++)
         if (s->srv->services[k]->drain != NULL)
             s->srv->services[k]->drain(s);
+}
+
+static void on_drain(struct ferry_conn *c)
+{
+    srv_sess_drained(c->data);
 }
 
 static int on_input_end(struct ferry_conn *c)

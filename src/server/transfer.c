@@ -1202,11 +1202,12 @@ void srv_download_pump(struct sess *s)
     char tid[33];
     int rc;
 
-    /* R-PAGE-1: a listing's pages go out back to back; downloads wait for its end. */
-    if (s->listing != NULL) {
-        srv_listing_pump(s);
+    /*
+     * R-PAGE-1: a listing's pages go out back to back (the files service
+     * pumps them); downloads wait for its end.
+     */
+    if (s->listing != NULL)
         return;
-    }
     while (!s->closed && !s->conn.closing && (d = s->dl_head) != NULL &&
            ferry_conn_pending(&s->conn) < FERRY_NET_OUT_HIGH) {
         if (!d->started) {
@@ -1255,7 +1256,6 @@ void srv_transfer_cleanup(struct sess *s)
     int i;
 
     srv_op_unwait(s);
-    srv_listing_cleanup(s);
     for (i = 0; i < s->nrx; i++)
         ferry_free(s->rx[i].buf);
     s->nrx = 0;
