@@ -48,6 +48,7 @@ PUBLIC = {
     "pool.h": "net",
     "path.h": "store",
     "store.h": "store",
+    "blob.h": "store",
     "state.h": "store",
     "chunker.h": "transfer",
     "manifest.h": "transfer",

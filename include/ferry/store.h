@@ -284,4 +284,87 @@ int ferry_pack_write(int fd, int64_t off, const struct iovec *iov, int n);
 /* Frees [off, off + len) of a pack; the file keeps its length. */
 int ferry_pack_punch(int fd, int64_t off, int64_t len);
 
+/*
+ * The operations of a metadata backend: ferry_meta_* above call through
+ * the table of the handle they are given (its first member), so the server
+ * works the same over any backend. SQLite (src/lib/store/meta.c,
+ * chunks.c, list.c, meta_admin.c) is the one implementation today; a
+ * backend fills every member.
+ */
+struct ferry_meta_ops {
+    const char *name;
+    void (*close)(struct ferry_meta *m);
+    int (*begin)(struct ferry_meta *m);
+    int (*read_begin)(struct ferry_meta *m);
+    void (*read_end)(struct ferry_meta *m);
+    int (*commit)(struct ferry_meta *m);
+    void (*rollback)(struct ferry_meta *m);
+    int (*savepoint)(struct ferry_meta *m);
+    int (*release)(struct ferry_meta *m);
+    void (*rollback_to)(struct ferry_meta *m);
+    int (*check)(struct ferry_meta *m);
+    int (*user_create)(struct ferry_meta *m, const char *name, const char *pwhash, int64_t now,
+                       int64_t *uid);
+    int (*user_get)(struct ferry_meta *m, const char *name, int64_t *uid, char *pwhash, size_t cap);
+    int (*user_pwhash)(struct ferry_meta *m, int64_t uid, char *pwhash, size_t cap);
+    int (*user_set_pwhash)(struct ferry_meta *m, int64_t uid, const char *pwhash);
+    int (*user_pwhash_is)(struct ferry_meta *m, int64_t uid, const char *verified);
+    int (*device_seen)(struct ferry_meta *m, int64_t uid, const char *device_id, const char *name,
+                       int64_t now);
+    int (*session_put)(struct ferry_meta *m, int64_t uid, const char *device_id,
+                       const uint8_t hash[static 32], int64_t now);
+    int (*session_get)(struct ferry_meta *m, const uint8_t hash[static 32], int64_t *uid,
+                       char device_id[static FERRY_ID_LEN + 1], char *user, size_t usercap);
+    int (*session_delete)(struct ferry_meta *m, const uint8_t hash[static 32]);
+    int (*session_delete_user)(struct ferry_meta *m, int64_t uid, const uint8_t *keep);
+    void (*busy_timeout)(struct ferry_meta *m, int ms);
+    int (*admin_init)(struct ferry_meta *m);
+    int (*admin_gen)(struct ferry_meta *m, int64_t *gen);
+    int (*users_list)(struct ferry_meta *m, ferry_meta_user_fn fn, void *arg);
+    int (*user_disabled)(struct ferry_meta *m, int64_t uid);
+    int (*user_disable)(struct ferry_meta *m, int64_t uid, const char *lock_hash, int64_t now);
+    int (*user_enable)(struct ferry_meta *m, int64_t uid);
+    int (*user_passwd)(struct ferry_meta *m, int64_t uid, const char *pwhash);
+    int (*devices_list)(struct ferry_meta *m, int64_t uid, size_t max, ferry_meta_device_fn fn,
+                        void *arg);
+    int (*devices_count)(struct ferry_meta *m, int64_t uid, int64_t *n);
+    int (*device_revoke)(struct ferry_meta *m, int64_t uid, const char *device_id);
+    int (*session_info)(struct ferry_meta *m, const uint8_t hash[static 32],
+                        struct ferry_device_info *out);
+    int (*lookup)(struct ferry_meta *m, int64_t uid, const char *path, struct ferry_node *out);
+    int (*node_by_id)(struct ferry_meta *m, int64_t uid, int64_t id, struct ferry_node *out);
+    int (*mkdirs)(struct ferry_meta *m, int64_t uid, const char *path, int64_t mtime, int64_t now,
+                  int64_t *dir_id);
+    int (*put_file)(struct ferry_meta *m, int64_t uid, const char *path, int64_t size,
+                    const char *cid, int64_t mtime, int exec, int64_t now, const void *data,
+                    const void *chunks, size_t chunks_len, uint64_t quota);
+    int (*used)(struct ferry_meta *m, int64_t uid, uint64_t *used);
+    int (*usage)(struct ferry_meta *m, int64_t uid, uint64_t *used, uint64_t *loose);
+    int (*quota_room)(struct ferry_meta *m, int64_t uid, int64_t space, uint64_t quota);
+    int (*content_inline)(struct ferry_meta *m, int64_t uid, const char *cid, void **data,
+                          size_t *len);
+    int (*remove)(struct ferry_meta *m, int64_t uid, const char *path, int recursive);
+    int (*move)(struct ferry_meta *m, int64_t uid, const char *from, const char *to, int force,
+                int64_t now);
+    int (*op_done)(struct ferry_meta *m, int64_t uid, const char *msg_id);
+    int (*op_record)(struct ferry_meta *m, int64_t uid, const char *msg_id, int64_t now);
+    int (*content_has)(struct ferry_meta *m, int64_t uid, const char *cid);
+    int (*list)(struct ferry_meta *m, int64_t uid, int64_t dir_id, int recursive,
+                ferry_meta_list_fn fn, void *arg);
+    int (*cursor_next)(struct ferry_meta *m, struct ferry_meta_cursor *c, const char **rel,
+                       struct ferry_node *n);
+    int (*gc)(struct ferry_meta *m, int64_t now, int64_t ttl_ns, ferry_meta_gc_fn fn, void *arg);
+    int (*chunk_has)(struct ferry_meta *m, int64_t uid, const uint8_t hash[static 32]);
+    int (*chunk_loc)(struct ferry_meta *m, int64_t uid, const uint8_t hash[static 32],
+                     int64_t *pack, int64_t *off, int64_t *size);
+    int (*chunk_put)(struct ferry_meta *m, int64_t uid, const uint8_t hash[static 32], int64_t size,
+                     int64_t pack, int64_t off, int64_t now);
+    int (*chunks_ref)(struct ferry_meta *m, int64_t uid, const uint8_t *list, size_t len, int delta,
+                      int64_t cutoff, ferry_meta_gc_fn fn, void *arg);
+    int (*pack_next)(struct ferry_meta *m, int64_t uid, int64_t *pack, int64_t *end, int *fresh);
+    int (*pack_grow)(struct ferry_meta *m, int64_t uid, int64_t pack, int64_t end);
+};
+/* The SQLite backend's table (ferry_meta_open, ferry_meta_open_reader). */
+extern const struct ferry_meta_ops ferry_meta_sqlite_ops;
+
 #endif

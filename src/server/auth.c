@@ -39,6 +39,8 @@ static void wipe_free(char *p)
     ferry_free(p);
 }
 
+static const struct srv_service *accounts_service(void);
+
 int srv_auth_init(struct srv *srv)
 {
     char pw[32];
@@ -52,7 +54,7 @@ int srv_auth_init(struct srv *srv)
                           crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0)
         return -ENOMEM;
     sodium_memzero(pw, sizeof(pw));
-    return 0;
+    return srv_service_add(srv, accounts_service());
 }
 
 static int user_name_valid(const char *u)
@@ -148,6 +150,120 @@ static void log_account(struct sess *s, enum ferry_log_level lvl, const char *ev
               device_name != NULL ? srv_log_val(dev, sizeof(dev), device_name, SRV_DEVICE_NAME_MAX)
                                   : "",
               extra != NULL ? extra : "");
+}
+
+/*
+ * Account changes through the write queue (R-STORE-1): their steps in the
+ * commit job's transaction and back on the loop thread.
+ */
+static int signup_apply(struct srv *srv, struct op *op);
+static int session_apply(struct srv *srv, struct op *op);
+static int setpw_apply(struct srv *srv, struct op *op);
+static int logout_apply(struct srv *srv, struct op *op);
+static void account_done(struct op *op, json_t **committed);
+static void account_finish(struct op *op);
+
+static const struct op_type op_signup = {
+    .name = "signup", .apply = signup_apply, .done = account_done, .finish = account_finish};
+static const struct op_type op_session = {
+    .name = "session", .apply = session_apply, .done = account_done, .finish = account_finish};
+static const struct op_type op_setpw = {
+    .name = "passwd", .apply = setpw_apply, .done = account_done, .finish = account_finish};
+static const struct op_type op_logout = {
+    .name = "logout", .apply = logout_apply, .done = account_done, .finish = account_finish};
+
+/*
+ * R-AUTH-14: a password checked against a hash that changed since (a
+ * ChangePwd, `ferry serve user passwd|disable`) opens no session.
+ */
+static int session_apply(struct srv *srv, struct op *op)
+{
+    struct ferry_meta *m = srv->wdb;
+    int rc;
+
+    if (op->verified[0] != '\0' && (rc = ferry_meta_user_pwhash_is(m, op->uid, op->verified)) != 0)
+        return rc;
+    if ((rc = ferry_meta_device_seen(m, op->uid, op->device_id, op->device_name, op->now)) != 0)
+        return rc;
+    return ferry_meta_session_put(m, op->uid, op->device_id, op->token_hash, op->now);
+}
+
+/* Sign-up also logs the device in. */
+static int signup_apply(struct srv *srv, struct op *op)
+{
+    int64_t uid = 0;
+    int rc;
+
+    if ((rc = ferry_meta_user_create(srv->wdb, op->user, op->pwhash, op->now, &uid)) != 0)
+        return rc;
+    op->uid = uid;
+    return session_apply(srv, op);
+}
+
+static int setpw_apply(struct srv *srv, struct op *op)
+{
+    int rc;
+
+    /* R-AUTH-14: the old password must still be the password when the new one lands. */
+    if ((rc = ferry_meta_user_pwhash_is(srv->wdb, op->uid, op->verified)) != 0)
+        return rc;
+    /* R-AUTH-7: a new password revokes every other session of the user. */
+    if ((rc = ferry_meta_user_set_pwhash(srv->wdb, op->uid, op->pwhash)) != 0)
+        return rc;
+    return ferry_meta_session_delete_user(srv->wdb, op->uid, op->token_hash);
+}
+
+static int logout_apply(struct srv *srv, struct op *op)
+{
+    if (op->flag)
+        return ferry_meta_session_delete_user(srv->wdb, op->uid, NULL);
+    return ferry_meta_session_delete(srv->wdb, op->token_hash);
+}
+
+/* An account operation committed: the session's new state, its reply, its line. */
+static void account_done(struct op *op, json_t **committed)
+{
+    struct sess *s = op->s;
+    char user[80], extra[40];
+    int n;
+
+    if (s->closed || op->rc != 0) {
+        srv_op_reply(op, committed);
+        return;
+    }
+    srv_log_val(user, sizeof(user), op->user, SRV_USER_MAX);
+    if (op->type == &op_signup || op->type == &op_session) {
+        if (srv_sess_logged_in(s, op->uid, op->user, op->token_hash) != 0) {
+            srv_send_error(s, op->ref, -ENOMEM, NULL);
+            ferry_conn_close(s->conn);
+            return;
+        }
+        log_account(s, FERRY_LOG_INFO, op->type == &op_signup ? "signup" : "login", "ok", NULL,
+                    user, op->device_name, NULL);
+        srv_send(
+            s, FERRY_MSG_SESSION,
+            json_pack("{s:s, s:s, s:s}", "ref", op->ref, "token", op->token, "user", op->user));
+    } else if (op->type == &op_logout) {
+        n = srv_sess_revoke_live(s->srv, s, op->uid, op->flag ? NULL : op->token_hash);
+        snprintf(extra, sizeof(extra), " scope=%s revoked=%d", op->flag ? "all" : "device", n);
+        srv_log_val(user, sizeof(user), s->user, SRV_USER_MAX);
+        log_account(s, FERRY_LOG_INFO, "logout", "ok", NULL, user, NULL, extra);
+        srv_sess_logged_out(s);
+        srv_send(s, FERRY_MSG_OK, json_pack("{s:s}", "ref", op->ref));
+    } else {
+        /* R-AUTH-7: every other session of the user ends; this one stays. */
+        n = srv_sess_revoke_live(s->srv, s, op->uid, NULL);
+        snprintf(extra, sizeof(extra), " revoked=%d", n);
+        srv_log_val(user, sizeof(user), s->user, SRV_USER_MAX);
+        log_account(s, FERRY_LOG_INFO, "passwd", "ok", NULL, user, NULL, extra);
+        srv_send(s, FERRY_MSG_OK, json_pack("{s:s}", "ref", op->ref));
+    }
+}
+
+/* The reply is out: the session's next account request may be read. */
+static void account_finish(struct op *op)
+{
+    srv_sess_auth_done(op->s);
 }
 
 static const char *op_event(int32_t type)
@@ -252,9 +368,9 @@ static void hash_done(uv_work_t *w, int status)
     }
     /* The hash is done; the database change goes through the writer queue. */
     op = srv_op_new(s,
-                    j->type == FERRY_MSG_SIGNUP  ? OP_SIGNUP
-                    : j->type == FERRY_MSG_LOGIN ? OP_SESSION
-                                                 : OP_SETPW,
+                    j->type == FERRY_MSG_SIGNUP  ? &op_signup
+                    : j->type == FERRY_MSG_LOGIN ? &op_session
+                                                 : &op_setpw,
                     j->ref);
     if (op == NULL) {
         job_fail(srv, j, -ENOMEM, NULL);
@@ -267,7 +383,7 @@ static void hash_done(uv_work_t *w, int status)
         snprintf(op->verified, sizeof(op->verified), "%s", j->stored);
     snprintf(op->device_id, sizeof(op->device_id), "%s", ferry_conn_peer_id(s->conn));
     snprintf(op->device_name, sizeof(op->device_name), "%s", j->device);
-    if (op->kind == OP_SETPW)
+    if (op->type == &op_setpw)
         memcpy(op->token_hash, s->token_hash, 32);
     else
         make_token(op);
@@ -429,49 +545,8 @@ static int queue_hash(struct sess *s, const struct ferry_cmd *cmd, const char *u
     return 0;
 }
 
-/* An account operation committed (commit.c): the session's new state, its reply, its line. */
-void srv_auth_committed(struct sess *s, struct op *op)
-{
-    char user[80], extra[40];
-    int n;
-
-    srv_log_val(user, sizeof(user), op->user, SRV_USER_MAX);
-    switch (op->kind) {
-    case OP_SIGNUP:
-    case OP_SESSION:
-        if (srv_sess_logged_in(s, op->uid, op->user, op->token_hash) != 0) {
-            srv_send_error(s, op->ref, -ENOMEM, NULL);
-            ferry_conn_close(s->conn);
-            return;
-        }
-        log_account(s, FERRY_LOG_INFO, op->kind == OP_SIGNUP ? "signup" : "login", "ok", NULL, user,
-                    op->device_name, NULL);
-        srv_send(
-            s, FERRY_MSG_SESSION,
-            json_pack("{s:s, s:s, s:s}", "ref", op->ref, "token", op->token, "user", op->user));
-        break;
-    case OP_LOGOUT:
-        n = srv_sess_revoke_live(s->srv, s, op->uid, op->flag ? NULL : op->token_hash);
-        snprintf(extra, sizeof(extra), " scope=%s revoked=%d", op->flag ? "all" : "device", n);
-        srv_log_val(user, sizeof(user), s->user, SRV_USER_MAX);
-        log_account(s, FERRY_LOG_INFO, "logout", "ok", NULL, user, NULL, extra);
-        srv_sess_logged_out(s);
-        srv_send(s, FERRY_MSG_OK, json_pack("{s:s}", "ref", op->ref));
-        break;
-    case OP_SETPW:
-        /* R-AUTH-7: every other session of the user ends; this one stays. */
-        n = srv_sess_revoke_live(s->srv, s, op->uid, NULL);
-        snprintf(extra, sizeof(extra), " revoked=%d", n);
-        srv_log_val(user, sizeof(user), s->user, SRV_USER_MAX);
-        log_account(s, FERRY_LOG_INFO, "passwd", "ok", NULL, user, NULL, extra);
-        srv_send(s, FERRY_MSG_OK, json_pack("{s:s}", "ref", op->ref));
-        break;
-    default:
-        break;
-    }
-}
-
-int srv_auth_handle(struct sess *s, const struct ferry_cmd *cmd)
+/* Signup, Login, ChangePwd and Logout (R-AUTH). */
+static int account_request(struct sess *s, const struct ferry_cmd *cmd)
 {
     const char *user = NULL, *pw = NULL, *newpw = NULL, *device = NULL;
     char shown[80];
@@ -523,7 +598,7 @@ int srv_auth_handle(struct sess *s, const struct ferry_cmd *cmd)
             return srv_send_error(s, cmd->id, FERRY_EAUTH, "not logged in");
         if ((rc = ferry_msg_bool_opt(cmd->body, "all", 0, &all)) != 0)
             return srv_send_error(s, cmd->id, rc, "all must be a boolean");
-        if ((op = srv_op_new(s, OP_LOGOUT, cmd->id)) == NULL)
+        if ((op = srv_op_new(s, &op_logout, cmd->id)) == NULL)
             return -ENOMEM;
         op->uid = s->uid;
         op->flag = all;
@@ -534,4 +609,23 @@ int srv_auth_handle(struct sess *s, const struct ferry_cmd *cmd)
     default:
         return FERRY_EPROTO;
     }
+}
+
+/* R-SESS-2: account requests may come before a login; R-PIPE-2: they wait for earlier writes. */
+static const struct srv_handler account_handlers[] = {
+    {FERRY_MSG_SIGNUP, SRV_H_ANON | SRV_H_ORDERED, account_request},
+    {FERRY_MSG_LOGIN, SRV_H_ANON | SRV_H_ORDERED, account_request},
+    {FERRY_MSG_CHANGEPWD, SRV_H_ANON | SRV_H_ORDERED, account_request},
+    {FERRY_MSG_LOGOUT, SRV_H_ANON | SRV_H_ORDERED, account_request},
+};
+
+static const struct srv_service accounts = {
+    .name = "accounts",
+    .handlers = account_handlers,
+    .nhandlers = sizeof(account_handlers) / sizeof(account_handlers[0]),
+};
+
+static const struct srv_service *accounts_service(void)
+{
+    return &accounts;
 }

@@ -13,47 +13,25 @@
 #include "ferry/path.h"
 #include "server.h"
 
-/* Space to free once the commit is durable: a file to unlink (len 0) or a pack range. */
-struct gc_ent {
-    char *rel;
-    int64_t off;
-    int64_t len;
-};
-
-/* One pack a batch appends to: the chunks of one user (R-CHUNK-7). */
-struct pack_w {
-    int64_t uid;
-    int64_t pack;
-    int64_t start; /* the pack's committed end, where this batch's bytes begin */
-    int64_t end;   /* past this batch's bytes */
-    int fresh;     /* a new file: its directory entry must be made durable too */
-    int fd;
-    int rc;
-    struct iovec *iov;
-    int niov;
-    int capiov;
-};
-
 struct batch {
     uv_work_t work;
     struct srv *srv;
     struct op *ops;
-    struct gc_ent *gc;
+    /* Space to free once the commit is durable (ferry_blob_free). */
+    struct ferry_blob_garbage *gc;
     size_t ngc;
     size_t capgc;
-    struct pack_w *pw;
-    int npw;
 };
 
-struct op *srv_op_new(struct sess *s, enum op_kind kind, const char *ref)
+struct op *srv_op_new(struct sess *s, const struct op_type *type, const char *ref)
 {
     struct op *op = ferry_calloc(1, sizeof(*op));
 
     if (op == NULL)
         return NULL;
-    op->kind = kind;
+    op->type = type;
     op->s = s;
-    op->tmpfd = -1;
+    op->spool.fd = -1;
     op->now = srv_now_ns();
     snprintf(op->ref, sizeof(op->ref), "%s", ref != NULL ? ref : "");
     srv_sess_ref(s);
@@ -151,10 +129,9 @@ static void wake_waiters(struct srv *srv)
     }
 }
 
-void srv_op_free(struct op *op)
+void srv_op_free(struct srv *srv, struct op *op)
 {
-    if (op->tmpfd >= 0)
-        close(op->tmpfd);
+    ferry_blob_spool_drop(srv->blobs, &op->spool);
     ferry_free(op->path);
     ferry_free(op->path2);
     ferry_free(op->data);
@@ -186,321 +163,58 @@ void srv_op_submit(struct srv *srv, struct op *op)
         uv_timer_start(&srv->kick, srv_kick_cb, 0, 0);
 }
 
-/* Makes blobs/<uid>/<hh> beneath the data dir without following symlinks. */
-static int blob_dir(struct srv *srv, int64_t uid, const char *cid)
-{
-    char rel[128];
-
-    snprintf(rel, sizeof(rel), "blobs/%lld/%.2s", (long long)uid, cid + 7);
-    return ferry_mkdirs_beneath(srv->datafd, rel);
-}
-
-/* Moves each verified upload's temp file to its blob name (not yet durable). */
-static int place_blobs(struct batch *b, int *nplaced)
-{
-    struct srv *srv = b->srv;
-    struct op *op;
-    int dfd, rc, n = 0;
-
-    for (op = b->ops; op != NULL; op = op->next) {
-        if (op->kind != OP_UPLOAD || op->rc != 0 || op->data != NULL || op->list != NULL)
-            continue;
-        /* Rows, not files, say what exists: a stray file is rewritten. */
-        rc = ferry_meta_content_has(srv->wdb, op->uid, op->cid);
-        if (rc < 0) {
-            op->rc = rc;
-            continue;
-        }
-        if (rc == 1) {
-            unlinkat(srv->tmpfd, op->tmpname, 0);
-            op->tmpname[0] = '\0';
-            continue;
-        }
-        if ((dfd = blob_dir(srv, op->uid, op->cid)) < 0) {
-            op->rc = dfd == -ENOSPC ? FERRY_ENOSPACE : FERRY_EINTERNAL;
-            continue;
-        }
-        if (renameat(srv->tmpfd, op->tmpname, dfd, op->cid + 7) != 0) {
-            op->rc = errno == ENOSPC ? FERRY_ENOSPACE : FERRY_EINTERNAL;
-            close(dfd);
-            continue;
-        }
-        op->tmpname[0] = '\0';
-        /* Small batches fsync each file and its directory; big ones use syncfs. */
-        op->flag2 = dfd;
-        op->top = "blobs";
-        n++;
-    }
-    *nplaced += n;
-    return 0;
-}
-
-static int io_rc(int rc)
+int srv_io_rc(int rc)
 {
     return rc == -ENOSPC || rc == -EDQUOT ? FERRY_ENOSPACE : FERRY_EINTERNAL;
 }
 
-/* The pack uid's new chunks go to in this batch, opened on first use. */
-static struct pack_w *pack_for(struct batch *b, int64_t uid, int *rc)
+/*
+ * Lets each operation with content put it into the store's batch (R-STORE-2).
+ * Nothing put is read before its row commits. Returns how many put.
+ */
+static int put_blobs(struct batch *b, struct ferry_blob_batch *bb)
 {
-    struct pack_w *w, *nv;
-    struct stat st;
-    int i;
+    struct op *op;
+    int rc, n = 0;
 
-    for (i = 0; i < b->npw; i++) {
-        if (b->pw[i].uid != uid)
+    for (op = b->ops; op != NULL; op = op->next) {
+        if (op->rc != 0 || op->type->put == NULL)
             continue;
-        *rc = b->pw[i].rc;
-        return *rc == 0 ? &b->pw[i] : NULL;
+        if ((rc = op->type->put(b->srv, op, bb)) < 0)
+            op->rc = rc;
+        else
+            n += rc;
     }
-    if ((nv = ferry_realloc(b->pw, (size_t)(b->npw + 1) * sizeof(*nv))) == NULL) {
-        *rc = -ENOMEM;
-        return NULL;
-    }
-    b->pw = nv;
-    w = &b->pw[b->npw++];
-    *w = (struct pack_w){.uid = uid, .fd = -1};
-    if ((w->rc = ferry_meta_pack_next(b->srv->wdb, uid, &w->pack, &w->start, &w->fresh)) == 0 &&
-        (w->fd = ferry_pack_open(b->srv->datafd, uid, w->pack, w->fresh)) < 0)
-        w->rc = w->fd;
-    /* Bytes past the end, of a batch that never committed, are dropped. */
-    if (w->rc == 0 && !w->fresh && fstat(w->fd, &st) == 0 && st.st_size > w->start &&
-        ftruncate(w->fd, (off_t)w->start) != 0)
-        w->rc = -errno;
-    w->end = w->start;
-    if (w->rc != 0) {
-        *rc = w->rc;
-        return NULL;
-    }
-    return w;
-}
-
-static int pack_add(struct pack_w *w, struct op *op)
-{
-    size_t padded = (size_t)FERRY_PACK_ROUND(op->size);
-    struct iovec *nv;
-
-    if (w->niov == w->capiov) {
-        int ncap = w->capiov ? w->capiov * 2 : 64;
-        if ((nv = ferry_realloc(w->iov, (size_t)ncap * sizeof(*nv))) == NULL)
-            return -ENOMEM;
-        w->iov = nv;
-        w->capiov = ncap;
-    }
-    /* Whole blocks: the buffer has room for the padding (transfer.c). */
-    memset(op->data + op->size, 0, padded - (size_t)op->size);
-    w->iov[w->niov++] = (struct iovec){.iov_base = op->data, .iov_len = padded};
-    op->pack = w->pack;
-    op->off = w->end;
-    w->end += (int64_t)padded;
-    return 0;
+    return n;
 }
 
 /*
- * R-CHUNK-7: appends each new chunk (verified when its last byte arrived,
- * transfer.c) to its user's pack, one write per pack and batch; chunks the
- * user already holds are only acknowledged. Nothing appended is read before
- * its row commits.
+ * Makes the batch's puts durable. A put the store could not write fails
+ * its operation; R-STORE-5: a failure to make the batch durable is fatal
+ * for every upload it covered.
  */
-static void place_chunks(struct batch *b)
+static int durable(struct batch *b, struct ferry_blob_batch *bb)
 {
-    struct srv *srv = b->srv;
-    struct pack_w *w;
     struct op *op;
-    int i, rc;
+    int rc = ferry_blob_durable(b->srv->blobs, bb);
 
     for (op = b->ops; op != NULL; op = op->next) {
-        if (op->kind != OP_CHUNK || op->rc != 0)
+        if (op->type->put == NULL)
             continue;
-        if ((rc = ferry_meta_chunk_has(srv->wdb, op->uid, op->hash)) != 0) {
-            if (rc < 0)
-                op->rc = rc;
-            continue;
-        }
-        rc = 0;
-        if ((w = pack_for(b, op->uid, &rc)) == NULL || (rc = pack_add(w, op)) != 0)
-            op->rc = io_rc(rc);
-    }
-    for (i = 0; i < b->npw; i++) {
-        w = &b->pw[i];
-        if (w->rc == 0 && w->niov > 0)
-            w->rc = ferry_pack_write(w->fd, w->start, w->iov, w->niov);
-    }
-    /* A pack that could not be written fails its chunks. */
-    for (op = b->ops; op != NULL; op = op->next) {
-        if (op->kind != OP_CHUNK || op->pack == 0)
-            continue;
-        for (i = 0; i < b->npw; i++)
-            if (b->pw[i].uid == op->uid && b->pw[i].rc != 0 && op->rc == 0)
-                op->rc = io_rc(b->pw[i].rc);
-    }
-}
-
-/* fsyncs a directory beneath the data dir (its entries become durable). */
-static int fsync_dir(struct srv *srv, const char *rel)
-{
-    int fd = ferry_open_beneath(srv->datafd, rel, O_RDONLY | O_DIRECTORY, 0), rc = 0;
-
-    if (fd < 0)
-        return fd;
-    if (fsync(fd) != 0)
-        rc = -errno;
-    close(fd);
-    return rc;
-}
-
-static int placed(const struct op *op)
-{
-    return op->kind == OP_UPLOAD && op->flag2 > 0;
-}
-
-/* One fdatasync per pack (and its directories when it is new). */
-static int packs_durable(struct batch *b)
-{
-    char rel[64];
-    struct pack_w *w;
-    int i, rc = 0, fresh = 0;
-
-    for (i = 0; i < b->npw && rc == 0; i++) {
-        w = &b->pw[i];
-        if (w->rc != 0 || w->niov == 0)
-            continue;
-        if (fdatasync(w->fd) != 0) {
-            rc = -errno;
-            break;
-        }
-        if (w->fresh) {
-            snprintf(rel, sizeof(rel), "packs/%lld", (long long)w->uid);
-            rc = fsync_dir(b->srv, rel);
-            fresh = 1;
-        }
-    }
-    if (rc == 0 && fresh)
-        rc = fsync_dir(b->srv, "packs");
-    return rc;
-}
-
-static int durable(struct batch *b, int nplaced)
-{
-    char rel[64];
-    struct op *op;
-    int64_t last_uid = -1;
-    int rc = 0, prc, blobs = 0;
-
-    if (nplaced >= 8) {
-        if (syncfs(b->srv->datafd) != 0)
-            rc = -errno;
-    } else if (nplaced > 0) {
-        /*
-         * Each file, its blobs/<uid>/<hh> directory, and the directories
-         * above it, which may be new: blobs/<uid> and blobs.
-         */
-        for (op = b->ops; op != NULL && rc == 0; op = op->next) {
-            if (op->rc != 0 || !placed(op))
-                continue;
-            if (fdatasync(op->tmpfd) != 0 || fsync(op->flag2) != 0) {
-                rc = -errno;
-                break;
-            }
-            if (op->uid != last_uid) {
-                snprintf(rel, sizeof(rel), "%s/%lld", op->top, (long long)op->uid);
-                rc = fsync_dir(b->srv, rel);
-                last_uid = op->uid;
-            }
-            blobs = 1;
-        }
-        if (rc == 0 && blobs)
-            rc = fsync_dir(b->srv, "blobs");
-    }
-    if ((prc = packs_durable(b)) != 0 && rc == 0)
-        rc = prc;
-    for (op = b->ops; op != NULL; op = op->next) {
-        if (placed(op)) {
-            close(op->flag2);
-            op->flag2 = 0;
-        }
-        /* R-STORE-5: an fsync error is fatal for every upload it covered. */
-        if (rc != 0 && (op->kind == OP_UPLOAD || op->kind == OP_CHUNK) && op->rc == 0)
-            op->rc = io_rc(rc);
+        if (op->rc == 0 && op->bstatus != 0)
+            op->rc = srv_io_rc(op->bstatus);
+        if (rc != 0 && op->rc == 0)
+            op->rc = srv_io_rc(rc);
+        if (op->rc != 0 || rc != 0)
+            op->stored = 0;
     }
     return rc;
-}
-
-static int apply(struct srv *srv, struct op *op)
-{
-    struct ferry_meta *m = srv->wdb;
-    int64_t uid = 0, dir;
-    int rc;
-
-    switch (op->kind) {
-    case OP_UPLOAD:
-        return ferry_meta_put_file(m, op->uid, op->path, op->size, op->cid, op->mtime, op->flag,
-                                   op->now, op->data, op->list, op->list_len, srv->cfg.quota);
-    case OP_CHUNK:
-        if (srv->cfg.quota > 0) {
-            if ((rc = ferry_meta_chunk_has(m, op->uid, op->hash)) < 0)
-                return rc;
-            /* R-QUOTA-2: a chunk not held yet must fit the quota with its whole blocks. */
-            if (rc == 0 && (rc = ferry_meta_quota_room(m, op->uid, FERRY_PACK_ROUND(op->size),
-                                                       srv->cfg.quota)) != 0)
-                return rc;
-        }
-        /* A chunk held already (or stored twice in one batch) leaves its new bytes unused. */
-        rc = ferry_meta_chunk_put(m, op->uid, op->hash, op->size, op->pack, op->off, op->now);
-        op->unused = rc == 1;
-        return rc < 0 ? rc : 0;
-    case OP_MKDIR:
-        return ferry_meta_mkdirs(m, op->uid, op->path, op->mtime, op->now, &dir);
-    case OP_REMOVE:
-    case OP_MOVE:
-        /* R-STORE-10: a message applied before (a retry after a lost reply) is Ok again. */
-        if ((rc = ferry_meta_op_done(m, op->uid, op->ref)) != 0)
-            return rc > 0 ? 0 : rc;
-        rc = op->kind == OP_REMOVE
-                 ? ferry_meta_remove(m, op->uid, op->path, op->flag)
-                 : ferry_meta_move(m, op->uid, op->path, op->path2, op->flag, op->now);
-        if (rc != 0)
-            return rc;
-        return ferry_meta_op_record(m, op->uid, op->ref, op->now);
-    case OP_SIGNUP:
-        if ((rc = ferry_meta_user_create(m, op->user, op->pwhash, op->now, &uid)) != 0)
-            return rc;
-        op->uid = uid;
-        /* Sign-up also logs the device in. */
-        /* fall through */
-    case OP_SESSION:
-        /*
-         * R-AUTH-14: a password checked against a hash that changed since
-         * (a ChangePwd, `ferry serve user passwd|disable`) opens no session.
-         */
-        if (op->verified[0] != '\0' &&
-            (rc = ferry_meta_user_pwhash_is(m, op->uid, op->verified)) != 0)
-            return rc;
-        if ((rc = ferry_meta_device_seen(m, op->uid, op->device_id, op->device_name, op->now)) != 0)
-            return rc;
-        return ferry_meta_session_put(m, op->uid, op->device_id, op->token_hash, op->now);
-    case OP_SETPW:
-        /* R-AUTH-14: the old password must still be the password when the new one lands. */
-        if ((rc = ferry_meta_user_pwhash_is(m, op->uid, op->verified)) != 0)
-            return rc;
-        /* R-AUTH-7: a new password revokes every other session of the user. */
-        if ((rc = ferry_meta_user_set_pwhash(m, op->uid, op->pwhash)) != 0)
-            return rc;
-        return ferry_meta_session_delete_user(m, op->uid, op->token_hash);
-    case OP_LOGOUT:
-        if (op->flag)
-            return ferry_meta_session_delete_user(m, op->uid, NULL);
-        return ferry_meta_session_delete(m, op->token_hash);
-    case OP_DEVICE_REVOKE:
-        return srv_devices_apply(srv, op);
-    }
-    return FERRY_EINTERNAL;
 }
 
 static void gc_collect(void *arg, const char *rel, int64_t off, int64_t len)
 {
     struct batch *b = arg;
-    struct gc_ent *v;
+    struct ferry_blob_garbage *v;
 
     if (b->ngc == b->capgc) {
         size_t ncap = b->capgc ? b->capgc * 2 : 16;
@@ -509,64 +223,10 @@ static void gc_collect(void *arg, const char *rel, int64_t off, int64_t len)
         b->gc = v;
         b->capgc = ncap;
     }
-    if ((b->gc[b->ngc].rel = ferry_strdup(rel)) != NULL) {
+    if ((b->gc[b->ngc].name = ferry_strdup(rel)) != NULL) {
         b->gc[b->ngc].off = off;
         b->gc[b->ngc].len = len;
         b->ngc++;
-    }
-}
-
-/* By file, an unlink before the ranges of the same file, then by offset. */
-static int gc_cmp(const void *pa, const void *pb)
-{
-    const struct gc_ent *a = pa, *b = pb;
-    int c = strcmp(a->rel, b->rel);
-
-    if (c != 0)
-        return c;
-    if ((a->len == 0) != (b->len == 0))
-        return a->len == 0 ? -1 : 1;
-    return a->off < b->off ? -1 : a->off > b->off;
-}
-
-/*
- * Frees what the committed batch no longer refers to (R-CHUNK-11): files
- * are unlinked; chunk ranges of packs become holes, adjacent ones merged,
- * one open per pack. A crash before this leaves the space as garbage.
- */
-static void gc_apply(struct batch *b)
-{
-    struct srv *srv = b->srv;
-    size_t i = 0, j;
-    int64_t off, end;
-    int fd, rc;
-
-    if (b->ngc == 0)
-        return;
-    qsort(b->gc, b->ngc, sizeof(*b->gc), gc_cmp);
-    while (i < b->ngc) {
-        for (j = i + 1; j < b->ngc && strcmp(b->gc[j].rel, b->gc[i].rel) == 0; j++)
-            ;
-        if (b->gc[i].len == 0) {
-            unlinkat(srv->datafd, b->gc[i].rel, 0);
-            i = j;
-            continue;
-        }
-        if ((fd = ferry_open_beneath(srv->datafd, b->gc[i].rel, O_WRONLY, 0)) < 0) {
-            ferry_log(FERRY_LOG_WARN, "gc open path=%s rc=%d", b->gc[i].rel, fd);
-            i = j;
-            continue;
-        }
-        while (i < j) {
-            off = b->gc[i].off;
-            end = off + b->gc[i].len;
-            for (i++; i < j && b->gc[i].off <= end; i++)
-                if (b->gc[i].off + b->gc[i].len > end)
-                    end = b->gc[i].off + b->gc[i].len;
-            if ((rc = ferry_pack_punch(fd, off, end - off)) != 0)
-                ferry_log(FERRY_LOG_WARN, "gc punch path=%s rc=%d", b->gc[i - 1].rel, rc);
-        }
-        close(fd);
     }
 }
 
@@ -575,99 +235,69 @@ static void batch_work(uv_work_t *w)
 {
     struct batch *b = w->data;
     struct srv *srv = b->srv;
-    char rel[FERRY_BLOB_RELPATH_MAX];
+    struct ferry_blob_batch *bb = NULL;
     struct op *op;
-    int nplaced = 0, rc, i;
+    int rc, drc;
 
-    place_chunks(b);
-    place_blobs(b, &nplaced);
-    durable(b, nplaced);
+    if ((rc = ferry_blob_batch_begin(srv->blobs, srv->wdb, &bb)) != 0) {
+        rc = srv_io_rc(rc);
+        goto fail;
+    }
+    /* A batch of only metadata (accounts, folders, small files) has nothing to sync here. */
+    drc = put_blobs(b, bb) > 0 ? durable(b, bb) : 0;
     if ((rc = ferry_meta_begin(srv->wdb)) != 0)
         goto fail;
-    /* The packs' new ends first: the chunk rows count themselves into them. */
-    for (i = 0; i < b->npw; i++)
-        if (b->pw[i].rc == 0 && b->pw[i].niov > 0 &&
-            (rc = ferry_meta_pack_grow(srv->wdb, b->pw[i].uid, b->pw[i].pack, b->pw[i].end)) != 0)
-            goto fail_tx;
+    /* The store's own records first (a pack's new end): the chunk rows count themselves in. */
+    if (drc == 0 && (rc = ferry_blob_record(srv->blobs, bb)) != 0)
+        goto fail_tx;
     for (op = b->ops; op != NULL; op = op->next) {
         if (op->rc != 0)
             continue;
         if ((rc = ferry_meta_savepoint(srv->wdb)) != 0)
             goto fail_tx;
-        op->rc = apply(srv, op);
+        op->rc = op->type->apply(srv, op);
         if (op->rc != 0)
             ferry_meta_rollback_to(srv->wdb);
         else if ((rc = ferry_meta_release(srv->wdb)) != 0)
             goto fail_tx;
     }
-    /* Appended bytes no row points at are freed with the rest. */
+    /* Stored bytes no row points at are freed with the rest. */
     for (op = b->ops; op != NULL; op = op->next)
-        if (op->kind == OP_CHUNK && op->pack != 0 && (op->rc != 0 || op->unused) &&
-            ferry_pack_relpath(op->uid, op->pack, rel, sizeof(rel)) == 0)
-            gc_collect(b, rel, op->off, FERRY_PACK_ROUND(op->size));
+        if (op->stored && (op->rc != 0 || op->unused))
+            ferry_blob_unused(srv->blobs, &op->bref, gc_collect, b);
     if ((rc = ferry_meta_gc(srv->wdb, srv_now_ns(), srv->cfg.partial_ttl_ns, gc_collect, b)) != 0)
         goto fail_tx;
     /* synchronous=FULL: once COMMIT returns, the batch survives power loss. */
     if ((rc = ferry_meta_commit(srv->wdb)) != 0)
         goto fail_tx;
-    gc_apply(b);
+    ferry_blob_batch_end(srv->blobs, bb);
+    /* R-CHUNK-11: what the committed batch no longer refers to. */
+    ferry_blob_free(srv->blobs, b->gc, b->ngc);
     return;
 fail_tx:
     ferry_meta_rollback(srv->wdb);
 fail:
+    ferry_blob_batch_end(srv->blobs, bb);
     for (op = b->ops; op != NULL; op = op->next)
         if (op->rc == 0)
             op->rc = rc;
 }
 
-static void reply(struct op *op, json_t **committed)
+json_t *srv_op_error_body(const struct op *op)
 {
-    struct sess *s = op->s;
-    char tid[33];
+    return json_pack("{s:s, s:i, s:s}", "ref", op->ref, "code", ferry_err_to_wire(op->rc),
+                     "message", ferry_strerror(op->rc));
+}
 
-    /* R-LOG-5: a committed upload is logged even if its connection is gone. */
-    if (op->kind == OP_UPLOAD)
-        srv_log_transfer(s, "upload", op->path, 0, (uint64_t)op->size, (uint64_t)op->size,
-                         op->t0_ms, op->rc, op->rc == 0 ? "ok" : "failed");
-    if (s->closed)
+void srv_op_reply(struct op *op, json_t **committed)
+{
+    (void)committed;
+    if (op->s->closed)
         return;
-    if (op->rc != 0) {
-        json_t *e = json_pack("{s:s, s:i, s:s}", "ref", op->ref, "code", ferry_err_to_wire(op->rc),
-                              "message", ferry_strerror(op->rc));
-        if (e != NULL && (op->kind == OP_UPLOAD || op->kind == OP_CHUNK)) {
-            ferry_hex_encode(op->tid, FERRY_TID_LEN, tid);
-            json_object_set_new(e, "tid", json_string(tid));
-        }
-        if (e != NULL && op->kind == OP_CHUNK)
-            json_object_set_new(e, "index", json_integer(op->index));
-        srv_send(s, FERRY_MSG_ERROR, e);
-        return;
-    }
-    switch (op->kind) {
-    case OP_CHUNK:
-        /* R-CHUNK-7: a durable promise, sent only after the commit. */
-        ferry_hex_encode(op->tid, FERRY_TID_LEN, tid);
-        srv_send(s, FERRY_MSG_CHUNK_STORED,
-                 json_pack("{s:s, s:I}", "tid", tid, "index", (json_int_t)op->index));
-        break;
-    case OP_UPLOAD:
-        ferry_hex_encode(op->tid, FERRY_TID_LEN, tid);
-        if (*committed == NULL)
-            *committed = json_array();
-        json_array_append_new(*committed, json_string(tid));
-        break;
-    case OP_SIGNUP:
-    case OP_SESSION:
-    case OP_LOGOUT:
-    case OP_SETPW:
-        srv_auth_committed(s, op); /* auth.c: the session's new state, reply and log line */
-        break;
-    case OP_DEVICE_REVOKE:
-        srv_devices_reply(op);
-        break;
-    default:
-        srv_send(s, FERRY_MSG_OK, json_pack("{s:s}", "ref", op->ref));
-    }
+    if (op->rc != 0)
+        srv_send(op->s, FERRY_MSG_ERROR, srv_op_error_body(op));
+    else
+        srv_send(op->s, FERRY_MSG_OK, json_pack("{s:s}", "ref", op->ref));
 }
 
 static void batch_done(uv_work_t *w, int status)
@@ -691,11 +321,9 @@ static void batch_done(uv_work_t *w, int status)
             if (o->s != op->s || o->replied)
                 continue;
             o->replied = 1;
-            reply(o, &committed);
-            if ((o->kind == OP_UPLOAD && o->list == NULL) || o->kind == OP_CHUNK) {
-                o->s->unacked -= (uint64_t)o->size;
-                srv->unacked -= (uint64_t)o->size;
-            }
+            o->type->done(o, &committed);
+            o->s->unacked -= o->staged;
+            srv->unacked -= o->staged;
             /* Keep each Committed inside one frame. */
             if (committed != NULL && json_array_size(committed) >= SRV_COMMITTED_TIDS_MAX) {
                 srv_send(op->s, FERRY_MSG_COMMITTED, json_pack("{s:o}", "tids", committed));
@@ -712,40 +340,21 @@ static void batch_done(uv_work_t *w, int status)
     }
     wake_waiters(srv);
     for (op = b->ops; op != NULL; op = op->next) {
-        if (op->kind == OP_SIGNUP || op->kind == OP_SESSION || op->kind == OP_SETPW ||
-            op->kind == OP_LOGOUT)
-            srv_sess_auth_done(op->s);
+        if (op->type->finish != NULL)
+            op->type->finish(op);
         srv_sess_op_done(op->s);
         srv_sess_unref(op->s);
         op->s = NULL;
     }
     for (op = b->ops; op != NULL; op = next) {
         next = op->next;
-        if (op->tmpname[0] != '\0')
-            unlinkat(srv->tmpfd, op->tmpname, 0);
-        /* R-CHUNK-30: a committed (or failed) file's list is no longer held. */
-        srv_list_uncharge(srv, op->list_uid, op->list_charged);
-        srv_op_free(op);
+        srv_op_free(srv, op);
     }
     for (i = 0; i < b->ngc; i++)
-        ferry_free(b->gc[i].rel);
+        ferry_free(b->gc[i].name);
     ferry_free(b->gc);
-    for (i = 0; i < (size_t)b->npw; i++) {
-        if (b->pw[i].fd >= 0)
-            close(b->pw[i].fd);
-        ferry_free(b->pw[i].iov);
-    }
-    ferry_free(b->pw);
     ferry_free(b);
     start_job(srv);
-}
-
-/* Bytes an op brings to a batch: a chunked file's bytes came with its chunks. */
-static uint64_t op_bytes(const struct op *op)
-{
-    if (op->kind == OP_CHUNK || (op->kind == OP_UPLOAD && op->list == NULL))
-        return (uint64_t)op->size;
-    return 0;
 }
 
 static void start_job(struct srv *srv)
@@ -765,12 +374,12 @@ static void start_job(struct srv *srv)
     tail = &b->ops;
     /* R-STORE-2: a batch is bounded by count and bytes. */
     while ((op = srv->q_head) != NULL && n < SRV_BATCH_OPS &&
-           (n == 0 || bytes + op_bytes(op) <= SRV_BATCH_BYTES)) {
+           (n == 0 || bytes + op->staged <= SRV_BATCH_BYTES)) {
         srv->q_head = op->next;
         op->next = NULL;
         *tail = op;
         tail = &op->next;
-        bytes += op_bytes(op);
+        bytes += op->staged;
         n++;
         srv->q_len--;
     }

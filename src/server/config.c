@@ -368,3 +368,35 @@ int srv_config_parse(const struct srv_opt *opts, size_t n, int argc, char **argv
     }
     return 0;
 }
+
+/* The defaults of every setting, before flags and the --config file (R-CONF). */
+void srv_config_defaults(struct srv_config *cfg)
+{
+    *cfg = (struct srv_config){
+        .host = "127.0.0.1",
+        .port = "7070",
+        .auth_timeout_ms = 10000,
+        .heartbeat_ms = 30000,
+        .idle_ms = 90000,
+        .max_conns = 1024,
+        .max_unauth_per_ip = 16,
+        .login_rate = 10,
+        .max_unacked = 256ull << 20,
+        .max_file_size = 1ull << 40,
+        .min_free = 64ull << 20,
+        .hash_queue = SRV_HASH_QUEUE_MAX,
+        .max_open_uploads = SRV_OPEN_UPLOADS_MAX,
+        .max_downloads = SRV_DOWNLOADS_MAX,
+        .max_listing = SRV_LISTING_OUT_MAX,
+        .partial_ttl_ns = 86400ll * 1000000000,
+        .max_conns_per_ip = 128,
+        .max_conns_per_user = 64,
+        .reserve_conns = -1,
+        .max_ops_conn = SRV_CONN_OPS_MAX,
+        .max_ops = SRV_OPS_MAX,
+        .max_unacked_total = SRV_UNACKED_TOTAL,
+        .max_lists = SRV_LISTS_MAX,
+        .max_lists_user = SRV_LISTS_USER,
+        .max_listings = SRV_LISTINGS_MAX,
+    };
+}

@@ -84,6 +84,29 @@ static int device_id_valid(const char *id)
     return 1;
 }
 
+/* In the commit job (commit.c), on the writer connection. */
+static int revoke_apply(struct srv *srv, struct op *op)
+{
+    return ferry_meta_device_revoke(srv->wdb, op->uid, op->device_id);
+}
+
+/* Back on the loop thread, after the commit. */
+static void revoke_done(struct op *op, json_t **committed)
+{
+    struct sess *s = op->s;
+
+    if (s->closed || op->rc != 0) {
+        srv_op_reply(op, committed);
+        return;
+    }
+    /* R-ADMIN-9: the revoked device's connections go now, not at the next watch. */
+    srv_sessions_recheck(s->srv);
+    srv_send(s, FERRY_MSG_OK, json_pack("{s:s}", "ref", op->ref));
+}
+
+static const struct op_type op_revoke = {
+    .name = "device-revoke", .apply = revoke_apply, .done = revoke_done};
+
 /* R-ADMIN-9: the change goes through the write queue like every other. */
 static int device_revoke(struct sess *s, const struct ferry_cmd *cmd)
 {
@@ -98,7 +121,7 @@ static int device_revoke(struct sess *s, const struct ferry_cmd *cmd)
     if (strcmp(dev, ferry_conn_peer_id(s->conn)) == 0)
         return srv_send_error(s, cmd->id, FERRY_EDENIED,
                               "this is your own device: log out instead");
-    if ((op = srv_op_new(s, OP_DEVICE_REVOKE, cmd->id)) == NULL)
+    if ((op = srv_op_new(s, &op_revoke, cmd->id)) == NULL)
         return -ENOMEM;
     op->uid = s->uid;
     snprintf(op->device_id, sizeof(op->device_id), "%s", dev);
@@ -106,34 +129,22 @@ static int device_revoke(struct sess *s, const struct ferry_cmd *cmd)
     return 0;
 }
 
-int srv_devices_handle(struct sess *s, const struct ferry_cmd *cmd)
-{
-    switch (cmd->type) {
-    case FERRY_MSG_WHOAMI:
-        return whoami(s, cmd);
-    case FERRY_MSG_DEVICE_LIST:
-        return device_list(s, cmd);
-    case FERRY_MSG_DEVICE_REVOKE:
-        return device_revoke(s, cmd);
-    default:
-        return FERRY_EPROTO;
-    }
-}
+/* R-PIPE-2: what the connection asks about itself waits for its earlier writes. */
+static const struct srv_handler devices_handlers[] = {
+    {FERRY_MSG_WHOAMI, SRV_H_ORDERED, whoami},
+    {FERRY_MSG_DEVICE_LIST, SRV_H_ORDERED, device_list},
+    {FERRY_MSG_DEVICE_REVOKE, 0, device_revoke},
+};
 
-/* In the commit job (commit.c), on the writer connection. */
-int srv_devices_apply(struct srv *srv, struct op *op)
-{
-    return ferry_meta_device_revoke(srv->wdb, op->uid, op->device_id);
-}
+static const struct srv_service devices = {
+    .name = "devices",
+    .handlers = devices_handlers,
+    .nhandlers = sizeof(devices_handlers) / sizeof(devices_handlers[0]),
+};
 
-/* Back on the loop thread, after the commit; op->rc is 0. */
-void srv_devices_reply(struct op *op)
+int srv_devices_init(struct srv *srv)
 {
-    struct sess *s = op->s;
-
-    /* R-ADMIN-9: the revoked device's connections go now, not at the next watch. */
-    srv_sessions_recheck(s->srv);
-    srv_send(s, FERRY_MSG_OK, json_pack("{s:s}", "ref", op->ref));
+    return srv_service_add(srv, &devices);
 }
 
 struct recheck {

@@ -492,7 +492,7 @@ static void listing_finish(struct listing *l)
         ferry_conn_flush(s->conn);
         ferry_conn_resume(s->conn);
         /* Downloads queued before the DirInfo waited for its last page. */
-        srv_download_pump(s);
+        srv_sess_drained(s);
     }
 }
 

@@ -9,7 +9,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <dirent.h>
 #include <sodium.h>
 
 #include "admin.h"
@@ -102,37 +101,6 @@ const struct srv_opt srv_opts[] = {
 };
 const size_t srv_nopts = sizeof(srv_opts) / sizeof(srv_opts[0]);
 
-void srv_config_defaults(struct srv_config *cfg)
-{
-    *cfg = (struct srv_config){
-        .host = "127.0.0.1",
-        .port = "7070",
-        .auth_timeout_ms = 10000,
-        .heartbeat_ms = 30000,
-        .idle_ms = 90000,
-        .max_conns = 1024,
-        .max_unauth_per_ip = 16,
-        .login_rate = 10,
-        .max_unacked = 256ull << 20,
-        .max_file_size = 1ull << 40,
-        .min_free = 64ull << 20,
-        .hash_queue = SRV_HASH_QUEUE_MAX,
-        .max_open_uploads = SRV_OPEN_UPLOADS_MAX,
-        .max_downloads = SRV_DOWNLOADS_MAX,
-        .max_listing = SRV_LISTING_OUT_MAX,
-        .partial_ttl_ns = 86400ll * 1000000000,
-        .max_conns_per_ip = 128,
-        .max_conns_per_user = 64,
-        .reserve_conns = -1,
-        .max_ops_conn = SRV_CONN_OPS_MAX,
-        .max_ops = SRV_OPS_MAX,
-        .max_unacked_total = SRV_UNACKED_TOTAL,
-        .max_lists = SRV_LISTS_MAX,
-        .max_lists_user = SRV_LISTS_USER,
-        .max_listings = SRV_LISTINGS_MAX,
-    };
-}
-
 static void serve_usage(FILE *f)
 {
     fputs(
@@ -178,22 +146,32 @@ static void stop_cb(uv_signal_t *sig, int signum)
     srv_kick_cb(&srv->kick);
 }
 
-/* Leftover temp files are uploads a crash interrupted: never visible, removed. */
-static void sweep_tmp(int tmpfd)
+/*
+ * The content store. FERRY_TEST_BLOB_FAULTS, for tests only, wraps it in
+ * the fault-injecting store (ferry_blob_fault_open: which calls fail how).
+ */
+static int open_blobs(struct srv *srv)
 {
-    int fd = dup(tmpfd);
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-    struct dirent *e;
+    const char *faults = getenv("FERRY_TEST_BLOB_FAULTS");
+    struct ferry_blob_store *pack = NULL;
+    int rc;
 
-    if (d == NULL) {
-        if (fd >= 0)
-            close(fd);
-        return;
+    if ((rc = ferry_blob_pack_open(srv->datafd, &pack)) != 0) {
+        fprintf(stderr, "ferry serve: %s/tmp and %s/blobs must be plain directories\n",
+                srv->cfg.data, srv->cfg.data);
+        return rc;
     }
-    while ((e = readdir(d)) != NULL)
-        if (strncmp(e->d_name, "up-", 3) == 0 || strncmp(e->d_name, "ck-", 3) == 0)
-            unlinkat(tmpfd, e->d_name, 0);
-    closedir(d);
+    if (faults == NULL || faults[0] == '\0') {
+        srv->blobs = pack;
+        return 0;
+    }
+    if ((rc = ferry_blob_fault_open(pack, faults, &srv->blobs)) != 0) {
+        fprintf(stderr, "ferry serve: FERRY_TEST_BLOB_FAULTS: cannot parse %s\n", faults);
+        ferry_blob_close(pack);
+        return rc;
+    }
+    ferry_log(FERRY_LOG_WARN, "content store with injected faults: %s", faults);
+    return 0;
 }
 
 static int open_data(struct srv *srv)
@@ -218,18 +196,8 @@ static int open_data(struct srv *srv)
         fprintf(stderr, "ferry serve: %s is in use by another ferry serve\n", dir);
         return FERRY_EBUSY;
     }
-    mkdirat(srv->datafd, "tmp", 0700);
-    mkdirat(srv->datafd, "blobs", 0700);
-    mkdirat(srv->datafd, "packs", 0700);
-    /* The commit fsyncs what it adds beneath these; their own names are made durable here. */
-    fsync(srv->datafd);
-    if ((srv->tmpfd = ferry_open_beneath(srv->datafd, "tmp", O_RDONLY | O_DIRECTORY, 0)) < 0 ||
-        (fd = ferry_open_beneath(srv->datafd, "blobs", O_RDONLY | O_DIRECTORY, 0)) < 0) {
-        fprintf(stderr, "ferry serve: %s/tmp and %s/blobs must be plain directories\n", dir, dir);
-        return FERRY_EPATH;
-    }
-    close(fd);
-    sweep_tmp(srv->tmpfd);
+    if ((rc = open_blobs(srv)) != 0)
+        return rc;
     snprintf(iddir, sizeof(iddir), "%s/identity", dir);
     if ((rc = ferry_identity_load_or_create(iddir, &srv->id)) != 0) {
         fprintf(stderr, "ferry serve: identity in %s: %s\n", iddir, ferry_strerror(rc));
@@ -306,7 +274,7 @@ int ferry_serve_main(int argc, char **argv)
         return srv_admin_main(argc - 1, argv + 1);
     if ((srv = ferry_calloc(1, sizeof(*srv))) == NULL)
         return 1;
-    srv->datafd = srv->tmpfd = srv->lockfd = -1;
+    srv->datafd = srv->lockfd = -1;
     srv_config_defaults(&srv->cfg);
     switch (srv_config_parse(srv_opts, srv_nopts, argc, argv, &srv->cfg, given)) {
     case 0:
@@ -343,7 +311,9 @@ int ferry_serve_main(int argc, char **argv)
         fprintf(stderr, "ferry serve: cannot set up TLS\n");
         goto out;
     }
-    if (srv_auth_init(srv) != 0)
+    /* The services: accounts, files, uploads and downloads, devices. */
+    if (srv_auth_init(srv) != 0 || srv_files_init(srv) != 0 || srv_transfer_init(srv) != 0 ||
+        srv_devices_init(srv) != 0)
         goto out;
     srv->loop = uv_default_loop();
     uv_timer_init(srv->loop, &srv->kick);
@@ -371,8 +341,7 @@ out:
     if (srv->ctx != NULL)
         SSL_CTX_free(srv->ctx);
     ferry_identity_cleanup(&srv->id);
-    if (srv->tmpfd >= 0)
-        close(srv->tmpfd);
+    ferry_blob_close(srv->blobs);
     if (srv->datafd >= 0)
         close(srv->datafd);
     if (srv->lockfd >= 0)

@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 
+#include "ferry/blob.h"
 #include "ferry/core.h"
 #include "ferry/crypto.h"
 #include "ferry/manifest.h"
@@ -152,6 +153,44 @@ struct sess;
 struct op;
 struct listing;
 
+/*
+ * Dispatch by message number (session.c). The core owns connections,
+ * logins and the ordering rules; services register what they handle.
+ */
+enum srv_handler_flags {
+    SRV_H_ANON = 1,    /* may come before login (R-SESS-2) */
+    SRV_H_ORDERED = 2, /* waits until the connection's earlier writes committed (R-PIPE-2) */
+    SRV_H_CHECKED = 4, /* waits until the connection's chunks are checked (R-CHUNK-8) */
+};
+
+/* A command's handler: 0 handled, 1 left unconsumed (the connection paused), < 0 closes. */
+typedef int (*srv_cmd_fn)(struct sess *s, const struct ferry_cmd *cmd);
+
+struct srv_handler {
+    int32_t type; /* FERRY_MSG_* */
+    unsigned flags;
+    srv_cmd_fn fn;
+};
+
+/* A service: its commands and the connection events it follows (each may be NULL). */
+struct srv_service {
+    const char *name;
+    const struct srv_handler *handlers;
+    size_t nhandlers;
+    /* Data frames (type 2) and chunk frames (type 3) of a logged-in connection. */
+    int (*data)(struct sess *s, const struct ferry_data *d);
+    int (*chunk)(struct sess *s, const struct ferry_chunk_frame *f);
+    /* The connection's output drained; the frames of one read were handled. */
+    void (*drain)(struct sess *s);
+    void (*input_end)(struct sess *s);
+    /* The connection is closing: the service lets go of it. */
+    void (*closing)(struct sess *s);
+};
+
+/* Services and handlers one server holds. */
+#define SRV_SERVICES_MAX 8
+#define SRV_HANDLERS_MAX 32
+
 /* One party competing for the single hashing slot (R-AUTH-12). */
 struct fair_key {
     int jobs;        /* hash jobs waiting or running */
@@ -228,8 +267,9 @@ struct srv {
     struct ferry_identity id;
     SSL_CTX *ctx;
     int datafd;
-    int tmpfd;
     int lockfd;
+    /* The content store (ferry/blob.h): the only code that touches content files. */
+    struct ferry_blob_store *blobs;
     struct ferry_meta *wdb; /* writer: used only by commit jobs, one at a time */
     struct ferry_meta *rdb; /* reader: used on the loop thread */
     /*
@@ -278,6 +318,11 @@ struct srv {
     struct srv_use *uses;
     int nuses;
     int capuses;
+    /* Registered services and their handlers (srv_service_add). */
+    const struct srv_service *services[SRV_SERVICES_MAX];
+    int nservices;
+    const struct srv_handler *handlers[SRV_HANDLERS_MAX];
+    int nhandlers;
     /* Listing jobs (R-PAGE-2), and connections waiting for one. */
     struct listing *listings;
     int nlistings;
@@ -310,11 +355,10 @@ struct upload {
     uint64_t synced;
     int64_t mtime;
     int exec;
-    int fd;
-    int is_inline; /* small: kept in memory, stored in the database */
-    int rc;        /* first failure; later data is discarded until TransferComplete */
-    int reported;  /* the failure has been sent as an Error */
-    char tmpname[40];
+    struct ferry_blob_spool spool; /* a large upload's bytes, until its commit */
+    int is_inline;                 /* small: kept in memory, stored in the database */
+    int rc;       /* first failure; later data is discarded until TransferComplete */
+    int reported; /* the failure has been sent as an Error */
     struct ferry_sha256 sha;
     struct ferry_buf wbuf;
     /* Large uploads hash and write on the session's writer thread. */
@@ -347,7 +391,7 @@ struct download {
     int64_t file_id;
     char *path;
     int started;
-    int fd;
+    struct ferry_blob_reader *rd; /* its blob, or the pack or file of the chunk being sent */
     uint64_t size;
     uint64_t off;
     char cid[FERRY_CID_LEN + 1];
@@ -368,14 +412,13 @@ struct download {
     int list_mode;
     /* R-CHUNK-16: only these chunks ([first, count] pairs), as chunk frames. */
     uint32_t (*ranges)[2];
-    size_t nranges, range; /* the pairs, and the one being sent */
-    uint64_t end;          /* bytes this download sends: size, list_len or the chunks' sum */
-    int chunk_ready;       /* fd, pack and base locate the chunk */
-    int64_t pack;          /* the pack open in fd (0: a chunk file of the old layout) */
-    int64_t base;          /* where the chunk starts in fd */
-    uint64_t t0_ms, off0;  /* when and from where it began, for the log (R-LOG-5) */
-    int plain;             /* asked for the whole file: no offset, list or chunks */
-    int whole;             /* R-XFER-7: sent as one file frame, no TransferComplete */
+    size_t nranges, range;      /* the pairs, and the one being sent */
+    uint64_t end;               /* bytes this download sends: size, list_len or the chunks' sum */
+    int chunk_ready;            /* rd and bref locate the chunk */
+    struct ferry_blob_ref bref; /* the content being read */
+    uint64_t t0_ms, off0;       /* when and from where it began, for the log (R-LOG-5) */
+    int plain;                  /* asked for the whole file: no offset, list or chunks */
+    int whole;                  /* R-XFER-7: sent as one file frame, no TransferComplete */
     struct download *next;
 };
 
@@ -429,6 +472,13 @@ struct sess {
 };
 
 /* session.c */
+/*
+ * Registers a service: FERRY_EEXIST if another one handles one of its
+ * message numbers or frames, FERRY_ETOOBIG past the tables' room.
+ */
+int srv_service_add(struct srv *srv, const struct srv_service *svc);
+/* The connection may send more: every service's drain step, in the order they were added. */
+void srv_sess_drained(struct sess *s);
 void srv_sess_ref(struct sess *s);
 void srv_sess_unref(struct sess *s);
 int srv_send(struct sess *s, int32_t type, json_t *body);
@@ -447,12 +497,9 @@ void srv_sess_logged_out(struct sess *s);
 /* R-AUTH-7: closes the live connections of uid's revoked sessions; returns how many. */
 int srv_sess_revoke_live(struct srv *srv, struct sess *except, int64_t uid, const uint8_t *token);
 
-/* auth.c */
-int srv_auth_handle(struct sess *s, const struct ferry_cmd *cmd);
+/* auth.c: the accounts service. */
 int srv_auth_init(struct srv *srv);
 int srv_user_name_valid(const char *u);
-/* An account operation's commit finished without error: reply and log (commit.c). */
-void srv_auth_committed(struct sess *s, struct op *op);
 
 /* throttle.c: bounded tables, given the time; no I/O. */
 struct ip_slot *srv_ip_get(struct srv *srv, const char *ip, uint64_t now);
@@ -484,8 +531,8 @@ void srv_log_fault(struct sess *s, const char *reason);
 void srv_log_transfer(struct sess *s, const char *dir, const char *path, int64_t file_id,
                       uint64_t size, uint64_t sent, uint64_t t0_ms, int rc, const char *result);
 
-/* files.c */
-int srv_files_handle(struct sess *s, const struct ferry_cmd *cmd);
+/* files.c: the files service (listings and tree changes). */
+int srv_files_init(struct srv *srv);
 
 /* listing.c: DirInfo (R-PAGE-1, R-PAGE-2). */
 int srv_listing_dirinfo(struct sess *s, const struct ferry_cmd *cmd);
@@ -493,6 +540,9 @@ int srv_listing_dirinfo(struct sess *s, const struct ferry_cmd *cmd);
 void srv_listing_pump(struct sess *s);
 /* The connection is closing: its listing ends, and it waits for none. */
 void srv_listing_cleanup(struct sess *s);
+
+/* transfer_service.c: the uploads and downloads service. */
+int srv_transfer_init(struct srv *srv);
 
 /* transfer.c */
 int srv_upload_open(struct sess *s, const struct ferry_cmd *cmd);
@@ -503,25 +553,49 @@ int srv_transfer_cancel(struct sess *s, const struct ferry_cmd *cmd);
 int srv_download_queue(struct sess *s, const struct ferry_cmd *cmd);
 void srv_download_pump(struct sess *s);
 void srv_transfer_cleanup(struct sess *s);
-/* R-CHUNK-30: gives back list bytes charged to uid. */
+/* lists.c: chunk-list bytes held per user and in all (R-CHUNK-30). */
+/*
+ * Whether a list of want bytes could ever be held (else FERRY_ETOOBIG) and
+ * fits the room left now on top of the held bytes this list holds already (else
+ * FERRY_EBUSY: try again later).
+ */
+int srv_list_fits(struct srv *srv, int64_t uid, uint64_t held, uint64_t want);
+/* The list bytes uid may still be charged: the smaller of its room and the server's. */
+uint64_t srv_list_room(struct srv *srv, int64_t uid);
+/* Charges n bytes to uid; the caller checked the room (srv_list_fits). */
+int srv_list_charge(struct srv *srv, int64_t uid, uint64_t n);
+/* Gives back list bytes charged to uid. */
 void srv_list_uncharge(struct srv *srv, int64_t uid, uint64_t n);
 
-/* commit.c: the single-writer queue. */
-enum op_kind {
-    OP_UPLOAD,
-    OP_CHUNK,
-    OP_MKDIR,
-    OP_REMOVE,
-    OP_MOVE,
-    OP_SIGNUP,
-    OP_SESSION,
-    OP_SETPW,
-    OP_LOGOUT,
-    OP_DEVICE_REVOKE, /* devices.c (R-ADMIN-9) */
+/*
+ * commit.c: the single-writer queue. It knows no kinds of operation: each
+ * carries its type, whose steps the service that made it supplies.
+ */
+struct op_type {
+    const char *name;
+    /*
+     * On the commit job, before the transaction: puts the operation's
+     * content into the batch of the content store (ferry/blob.h). Returns
+     * 1 if it put something, 0 if not, or an error for the operation.
+     * NULL for an operation without content; with it, the operation is an
+     * upload the batch's durability covers (R-STORE-5).
+     */
+    int (*put)(struct srv *srv, struct op *op, struct ferry_blob_batch *bb);
+    /* On the commit job, in the batch's transaction under a savepoint of its own. */
+    int (*apply)(struct srv *srv, struct op *op);
+    /*
+     * On the loop thread once the batch committed (or failed: op->rc):
+     * the reply. Called even when the connection is closed, which the step
+     * checks before sending. Transfer ids for the connection's one
+     * Committed go into *committed.
+     */
+    void (*done)(struct op *op, json_t **committed);
+    /* After every reply of the batch was sent and its room given back; may be NULL. */
+    void (*finish)(struct op *op);
 };
 
 struct op {
-    enum op_kind kind;
+    const struct op_type *type;
     struct sess *s;
     char ref[FERRY_UUID_STR_LEN + 1];
     int64_t uid;
@@ -530,28 +604,27 @@ struct op {
     /* files */
     char *path;
     char *path2;
-    int flag;  /* recursive / force / all / exec */
-    int flag2; /* upload: the blob directory fd while a batch runs */
+    int flag; /* recursive / force / all / exec */
     int replied;
     int64_t size;
     int64_t mtime;
     uint8_t tid[FERRY_TID_LEN];
     char cid[FERRY_CID_LEN + 1];
-    char tmpname[40];
-    int tmpfd;
-    uint8_t *data; /* inline content (R-STORE-9), a chunk's bytes, owned */
-    uint8_t *list; /* chunked upload: its chunk list, owned */
+    struct ferry_blob_spool spool; /* a large upload: its bytes */
+    uint8_t *data;                 /* inline content (R-STORE-9), a chunk's bytes, owned */
+    uint8_t *list;                 /* chunked upload: its chunk list, owned */
     size_t list_len;
-    int64_t list_uid;    /* R-CHUNK-30: whom the list is charged to... */
-    size_t list_charged; /* ...and how much, until the op is done */
-    uint32_t index;      /* OP_CHUNK: index in its list */
-    uint8_t hash[32];    /* OP_CHUNK: the SHA-256 the list promised */
-    const char *top;     /* "blobs": where the placed file went */
-    int64_t pack;        /* OP_CHUNK: the pack its bytes went to (0: not written) */
-    int64_t off;         /* OP_CHUNK: and where in it */
-    int unused;          /* OP_CHUNK: held already, the bytes written are garbage */
-    uv_work_t check;     /* OP_CHUNK: its SHA-256 check on the thread pool (transfer.c) */
-    uint64_t t0_ms;      /* OP_UPLOAD: when its Upload came, for the log (R-LOG-5) */
+    int64_t list_uid;           /* R-CHUNK-30: whom the list is charged to... */
+    size_t list_charged;        /* ...and how much, until the op is done */
+    uint32_t index;             /* a chunk: its index in its list */
+    uint8_t hash[32];           /* a chunk: the SHA-256 the list promised */
+    struct ferry_blob_ref bref; /* a chunk: where the store put its bytes... */
+    int bstatus;                /* ...how that went (ferry_blob_put_chunk)... */
+    int stored;                 /* ...and whether they were put and made durable */
+    int unused;                 /* a chunk held already: the bytes written are garbage */
+    uv_work_t check;            /* a chunk: its SHA-256 check on the thread pool (transfer.c) */
+    uint64_t t0_ms;             /* an upload: when its Upload came, for the log (R-LOG-5) */
+    uint64_t staged; /* bytes it holds in memory or spool, counted in unacked (R-STORE-3) */
     /* accounts */
     char user[SRV_USER_MAX + 1];
     char pwhash[160];
@@ -564,7 +637,7 @@ struct op {
     struct op *next;
 };
 
-struct op *srv_op_new(struct sess *s, enum op_kind kind, const char *ref);
+struct op *srv_op_new(struct sess *s, const struct op_type *type, const char *ref);
 /*
  * R-PIPE-4, R-STORE-11: whether s may queue one more write. 0: go ahead. 1:
  * a cap is reached; the connection is paused and the caller must leave the
@@ -575,13 +648,21 @@ int srv_op_admit(struct sess *s);
 /* Forgets that s waits for room in all (its connection is closing). */
 void srv_op_unwait(struct sess *s);
 void srv_op_submit(struct srv *srv, struct op *op);
-void srv_op_free(struct op *op);
+void srv_op_free(struct srv *srv, struct op *op);
 void srv_kick_cb(uv_timer_t *t);
+/* The reply of most operations: Ok, or an Error with the ref (nothing once closed). */
+void srv_op_reply(struct op *op, json_t **committed);
+/* The body of an operation's Error: its ref, code and message. */
+json_t *srv_op_error_body(const struct op *op);
+/* A content store's error as a ferry code: no space, or an internal error. */
+int srv_io_rc(int rc);
+
+/* upload_ops.c: the write-queue steps of uploads and chunks (R-STORE-2, R-CHUNK-7). */
+extern const struct op_type srv_op_upload;
+extern const struct op_type srv_op_chunk;
 
 /* devices.c: Whoami, DeviceList, DeviceRevoke (R-ADMIN-7..9) and the admin watch. */
-int srv_devices_handle(struct sess *s, const struct ferry_cmd *cmd);
-int srv_devices_apply(struct srv *srv, struct op *op);
-void srv_devices_reply(struct op *op);
+int srv_devices_init(struct srv *srv);
 /* R-ADMIN-6: closes every connection whose session is gone from the database. */
 void srv_sessions_recheck(struct srv *srv);
 int srv_admin_watch_start(struct srv *srv);

@@ -304,25 +304,41 @@ static int handle_connect(struct sess *s, const struct ferry_cmd *cmd)
     return 0;
 }
 
-static int is_write_or_auth(int32_t t)
+int srv_service_add(struct srv *srv, const struct srv_service *svc)
 {
-    switch (t) {
-    case FERRY_MSG_SIGNUP:
-    case FERRY_MSG_LOGIN:
-    case FERRY_MSG_CHANGEPWD:
-    case FERRY_MSG_LOGOUT:
-    case FERRY_MSG_DIRINFO:
-    case FERRY_MSG_DOWNLOAD:
-    case FERRY_MSG_WHOAMI:
-    case FERRY_MSG_DEVICE_LIST:
-        return 1;
-    default:
-        return 0;
-    }
+    size_t i;
+    int k;
+
+    if (srv->nservices == SRV_SERVICES_MAX ||
+        svc->nhandlers > (size_t)(SRV_HANDLERS_MAX - srv->nhandlers))
+        return FERRY_ETOOBIG;
+    for (k = 0; k < srv->nservices; k++)
+        if ((svc->data != NULL && srv->services[k]->data != NULL) ||
+            (svc->chunk != NULL && srv->services[k]->chunk != NULL))
+            return FERRY_EEXIST;
+    for (i = 0; i < svc->nhandlers; i++)
+        for (k = 0; k < srv->nhandlers; k++)
+            if (srv->handlers[k]->type == svc->handlers[i].type)
+                return FERRY_EEXIST;
+    for (i = 0; i < svc->nhandlers; i++)
+        srv->handlers[srv->nhandlers++] = &svc->handlers[i];
+    srv->services[srv->nservices++] = svc;
+    return 0;
+}
+
+static const struct srv_handler *handler_for(const struct srv *srv, int32_t type)
+{
+    int k;
+
+    for (k = 0; k < srv->nhandlers; k++)
+        if (srv->handlers[k]->type == type)
+            return srv->handlers[k];
+    return NULL;
 }
 
 static int handle_cmd(struct sess *s, const struct ferry_cmd *cmd)
 {
+    const struct srv_handler *h = handler_for(s->srv, cmd->type);
     int32_t t = cmd->type;
 
     /* R-SESS-1: Connect comes first, exactly once. */
@@ -333,7 +349,7 @@ static int handle_cmd(struct sess *s, const struct ferry_cmd *cmd)
      * Requests that read state, or change who is logged in, wait until this
      * connection's earlier writes have committed, so pipelining keeps order.
      */
-    if (s->outstanding > 0 && is_write_or_auth(t)) {
+    if (s->outstanding > 0 && h != NULL && (h->flags & SRV_H_ORDERED)) {
         s->barrier = 1;
         ferry_conn_pause(s->conn);
         return 1; /* not consumed: redelivered on resume */
@@ -343,7 +359,7 @@ static int handle_cmd(struct sess *s, const struct ferry_cmd *cmd)
      * (transfer.c); a TransferComplete must join it after this connection's
      * chunks, as it arrived after them.
      */
-    if (t == FERRY_MSG_TRANSFER_COMPLETE && s->checking > 0) {
+    if (h != NULL && (h->flags & SRV_H_CHECKED) && s->checking > 0) {
         s->check_wait = 1;
         ferry_conn_pause(s->conn);
         return 1;
@@ -358,44 +374,34 @@ static int handle_cmd(struct sess *s, const struct ferry_cmd *cmd)
     case FERRY_MSG_COMMAND:
         /* R-CMD-4: seed 000's remote command stays refused. */
         return srv_send_error(s, cmd->id, FERRY_EDENIED, "remote commands are disabled");
-    case FERRY_MSG_SIGNUP:
-    case FERRY_MSG_LOGIN:
-    case FERRY_MSG_CHANGEPWD:
-    case FERRY_MSG_LOGOUT:
-        return srv_auth_handle(s, cmd);
     default:
         break;
     }
+    if (h != NULL && (h->flags & SRV_H_ANON))
+        return h->fn(s, cmd);
     /* R-SESS-2: nothing else before authentication. */
     if (!s->authed)
         return fault(s, cmd->id, FERRY_EAUTH, "not logged in");
-    switch (t) {
-    case FERRY_MSG_DIRINFO:
-    case FERRY_MSG_REMOVE:
-    case FERRY_MSG_MOVE:
-    case FERRY_MSG_MKDIR:
-        return srv_files_handle(s, cmd);
-    case FERRY_MSG_UPLOAD:
-    case FERRY_MSG_CHUNKED_UPLOAD:
-        return srv_upload_open(s, cmd);
-    case FERRY_MSG_TRANSFER_COMPLETE:
-        return srv_upload_complete(s, cmd);
-    case FERRY_MSG_TRANSFER_CANCEL:
-        return srv_transfer_cancel(s, cmd);
-    case FERRY_MSG_DOWNLOAD:
-        return srv_download_queue(s, cmd);
-    case FERRY_MSG_WHOAMI:
-    case FERRY_MSG_DEVICE_LIST:
-    case FERRY_MSG_DEVICE_REVOKE:
-        return srv_devices_handle(s, cmd);
-    default:
+    if (h == NULL)
         return fault(s, cmd->id, FERRY_EPROTO, "message not valid from a client");
-    }
+    return h->fn(s, cmd);
+}
+
+/* The service that takes data frames (chunk: chunk frames), if any. */
+static const struct srv_service *frame_service(const struct srv *srv, int chunk)
+{
+    int k;
+
+    for (k = 0; k < srv->nservices; k++)
+        if (chunk ? srv->services[k]->chunk != NULL : srv->services[k]->data != NULL)
+            return srv->services[k];
+    return NULL;
 }
 
 static int on_frame(struct ferry_conn *c, const struct ferry_frame *f)
 {
     struct sess *s = ferry_conn_data(c);
+    const struct srv_service *svc;
     struct ferry_cmd cmd;
     struct ferry_data d;
     int rc;
@@ -419,7 +425,9 @@ static int on_frame(struct ferry_conn *c, const struct ferry_frame *f)
             return fault(s, NULL, FERRY_EAUTH, "data before login");
         if ((rc = ferry_data_decode(f->payload, f->payload_len, &d)) != 0)
             return fault(s, NULL, rc, "malformed data frame");
-        return srv_upload_data(s, &d);
+        if ((svc = frame_service(s->srv, 0)) == NULL)
+            return fault(s, NULL, FERRY_EPROTO, "data frames not taken");
+        return svc->data(s, &d);
     case FERRY_FRAME_CHUNK: {
         struct ferry_chunk_frame cf;
 
@@ -427,7 +435,9 @@ static int on_frame(struct ferry_conn *c, const struct ferry_frame *f)
             return fault(s, NULL, FERRY_EAUTH, "data before login");
         if ((rc = ferry_chunk_frame_decode(f->payload, f->payload_len, &cf)) != 0)
             return fault(s, NULL, rc, "malformed chunk frame");
-        return srv_chunk_data(s, &cf);
+        if ((svc = frame_service(s->srv, 1)) == NULL)
+            return fault(s, NULL, FERRY_EPROTO, "chunk frames not taken");
+        return svc->chunk(s, &cf);
     }
     case FERRY_FRAME_FILE:
         /* R-FILE-1: whole files go from server to client only. */
@@ -452,17 +462,28 @@ static void on_fault(struct ferry_conn *c, int rc)
                                  : "malformed frame");
 }
 
+void srv_sess_drained(struct sess *s)
+{
+    int k;
+
+    for (k = 0; k < s->srv->nservices; k++)
+        if (s->srv->services[k]->drain != NULL)
+            s->srv->services[k]->drain(s);
+}
+
 static void on_drain(struct ferry_conn *c)
 {
-    srv_download_pump(ferry_conn_data(c));
+    srv_sess_drained(ferry_conn_data(c));
 }
 
 static int on_input_end(struct ferry_conn *c)
 {
     struct sess *s = ferry_conn_data(c);
+    int k;
 
-    if (s->dl_head != NULL)
-        srv_download_pump(s);
+    for (k = 0; k < s->srv->nservices; k++)
+        if (s->srv->services[k]->input_end != NULL)
+            s->srv->services[k]->input_end(s);
     return 0;
 }
 
@@ -497,6 +518,7 @@ static void on_close(struct ferry_conn *c)
 {
     struct sess *s = ferry_conn_data(c);
     struct srv *srv = s->srv;
+    int k;
 
     s->closed = 1;
     if (s->refusing) {
@@ -515,7 +537,9 @@ static void on_close(struct ferry_conn *c)
     srv_ip_put(srv, s->ip, ferry_now_ms());
     s->ip = NULL;
     srv_log_flush(srv);
-    srv_transfer_cleanup(s);
+    for (k = 0; k < srv->nservices; k++)
+        if (srv->services[k]->closing != NULL)
+            srv->services[k]->closing(s);
     srv_sess_unref(s);
 }
 

@@ -17,80 +17,6 @@ static int fault(struct sess *s, const char *ref, int rc, const char *msg)
     return rc < 0 ? rc : FERRY_EPROTO;
 }
 
-/* ---- R-CHUNK-30: chunk-list bytes, per user and in all ---- */
-
-static struct srv_use *use_find(struct srv *srv, int64_t uid)
-{
-    int i;
-
-    for (i = 0; i < srv->nuses; i++)
-        if (srv->uses[i].uid == uid)
-            return &srv->uses[i];
-    return NULL;
-}
-
-/* The list bytes uid may still be charged: the smaller of its room and the server's. */
-static uint64_t list_room(struct srv *srv, int64_t uid)
-{
-    struct srv_use *u = use_find(srv, uid);
-    uint64_t held = u != NULL ? u->list_bytes : 0, user, all;
-
-    user = srv->cfg.max_lists_user > held ? srv->cfg.max_lists_user - held : 0;
-    all = srv->cfg.max_lists > srv->list_bytes ? srv->cfg.max_lists - srv->list_bytes : 0;
-    return user < all ? user : all;
-}
-
-/*
- * Whether a list of want bytes could ever be held (else FERRY_ETOOBIG) and
- * fits the room left now on top of what this list already holds (else
- * FERRY_EBUSY: try again later).
- */
-static int list_fits(struct srv *srv, int64_t uid, uint64_t held, uint64_t want)
-{
-    uint64_t cap =
-        srv->cfg.max_lists_user < srv->cfg.max_lists ? srv->cfg.max_lists_user : srv->cfg.max_lists;
-
-    if (want > cap)
-        return FERRY_ETOOBIG;
-    if (want > held && want - held > list_room(srv, uid))
-        return FERRY_EBUSY;
-    return 0;
-}
-
-/* Charges n bytes to uid; the caller checked the room (list_fits). */
-static int list_charge(struct srv *srv, int64_t uid, uint64_t n)
-{
-    struct srv_use *u = use_find(srv, uid), *nv;
-
-    if (u == NULL) {
-        if (srv->nuses == srv->capuses) {
-            int ncap = srv->capuses ? srv->capuses * 2 : 16;
-            if ((nv = ferry_realloc(srv->uses, (size_t)ncap * sizeof(*nv))) == NULL)
-                return -ENOMEM;
-            srv->uses = nv;
-            srv->capuses = ncap;
-        }
-        u = &srv->uses[srv->nuses++];
-        *u = (struct srv_use){.uid = uid};
-    }
-    u->list_bytes += n;
-    srv->list_bytes += n;
-    return 0;
-}
-
-void srv_list_uncharge(struct srv *srv, int64_t uid, uint64_t n)
-{
-    struct srv_use *u = use_find(srv, uid);
-
-    if (n == 0 || u == NULL)
-        return;
-    u->list_bytes -= n;
-    srv->list_bytes -= n;
-    /* A user holding nothing leaves the table, so it stays as small as its holders. */
-    if (u->list_bytes == 0)
-        *u = srv->uses[--srv->nuses];
-}
-
 /* Frees an upload's list and gives its bytes back. */
 static void list_release(struct srv *srv, struct upload *u)
 {
@@ -128,10 +54,7 @@ static void upload_free(struct sess *s, struct upload *u)
             ferry_writer_submit(u->wr, u->wb, 0);
         ferry_writer_end(u->wr, cid);
     }
-    if (u->fd >= 0)
-        close(u->fd);
-    if (u->tmpname[0] != '\0')
-        unlinkat(s->srv->tmpfd, u->tmpname, 0);
+    ferry_blob_spool_drop(s->srv->blobs, &u->spool);
     if (u->gprev != NULL) {
         *u->gprev = u->gnext;
         if (u->gnext != NULL)
@@ -206,16 +129,16 @@ static int list_grow(struct sess *s, struct upload *u, size_t want)
 
     if (want <= u->list_cap)
         return 0;
-    if ((rc = list_fits(srv, u->uid, u->list_cap, want)) != 0)
+    if ((rc = srv_list_fits(srv, u->uid, u->list_cap, want)) != 0)
         return list_refuse(s, u, rc);
     while (ncap < want)
         ncap *= 2;
-    room = list_room(srv, u->uid);
+    room = srv_list_room(srv, u->uid);
     if (ncap - u->list_cap > room)
         ncap = u->list_cap + (size_t)room;
     if ((nl = ferry_realloc(u->list, ncap)) == NULL)
         return -ENOMEM;
-    if ((rc = list_charge(srv, u->uid, ncap - u->list_cap)) != 0) {
+    if ((rc = srv_list_charge(srv, u->uid, ncap - u->list_cap)) != 0) {
         u->list = nl;
         return rc;
     }
@@ -238,7 +161,7 @@ int srv_upload_open(struct sess *s, const struct ferry_cmd *cmd)
 {
     struct srv *srv = s->srv;
     const char *path = NULL;
-    char norm[FERRY_PATH_MAX + 1], hex[33];
+    char norm[FERRY_PATH_MAX + 1];
     uint8_t tid[FERRY_TID_LEN];
     uint64_t size = 0;
     int64_t mtime = 0;
@@ -264,7 +187,7 @@ int srv_upload_open(struct sess *s, const struct ferry_cmd *cmd)
         return -ENOMEM;
     memcpy(u->tid, tid, FERRY_TID_LEN);
     snprintf(u->ref, sizeof(u->ref), "%s", cmd->id);
-    u->fd = -1;
+    u->spool.fd = -1;
     u->t0_ms = ferry_now_ms();
     u->size = size;
     u->mtime = mtime;
@@ -294,9 +217,9 @@ int srv_upload_open(struct sess *s, const struct ferry_cmd *cmd)
     } else if (size > srv->cfg.max_file_size) {
         u->rc = FERRY_ETOOBIG; /* declared sizes are refused before any allocation */
     } else if (chunked &&
-               (u->rc = list_fits(srv, s->uid, 0,
-                                  (size / FERRY_CHUNK_MAX + (size % FERRY_CHUNK_MAX != 0)) *
-                                      FERRY_CHUNK_ENT_LEN)) != 0) {
+               (u->rc = srv_list_fits(srv, s->uid, 0,
+                                      (size / FERRY_CHUNK_MAX + (size % FERRY_CHUNK_MAX != 0)) *
+                                          FERRY_CHUNK_ENT_LEN)) != 0) {
         /* R-CHUNK-30: the shortest list the size allows must fit, before anything is held. */
         msg = list_refusal(u->rc);
     } else if (srv->cfg.quota > 0 &&
@@ -311,19 +234,11 @@ int srv_upload_open(struct sess *s, const struct ferry_cmd *cmd)
         /* Chunks are gathered in memory and written by the commit job (R-CHUNK-7). */
     } else if (size <= SRV_INLINE_MAX) {
         u->is_inline = 1; /* R-STORE-9: gathered in memory, committed in the database */
+    } else if ((rc = ferry_blob_spool_open(srv->blobs, &u->spool)) != 0) {
+        u->rc = rc == -ENOSPC ? FERRY_ENOSPACE : FERRY_EINTERNAL;
     } else {
-        uint8_t rnd[16];
-
-        ferry_random(rnd, sizeof(rnd));
-        ferry_hex_encode(rnd, sizeof(rnd), hex);
-        snprintf(u->tmpname, sizeof(u->tmpname), "up-%s", hex);
-        u->fd = openat(srv->tmpfd, u->tmpname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                       0600);
-        if (u->fd < 0) {
-            u->rc = errno == ENOSPC ? FERRY_ENOSPACE : FERRY_EINTERNAL;
-            u->tmpname[0] = '\0';
-        } else if ((s->writer != NULL || ferry_writer_new(&s->writer) == 0) &&
-                   !ferry_writer_busy(s->writer) && ferry_writer_begin(s->writer, u->fd) == 0) {
+        if ((s->writer != NULL || ferry_writer_new(&s->writer) == 0) &&
+            !ferry_writer_busy(s->writer) && ferry_writer_begin(s->writer, u->spool.fd) == 0) {
             /* Hashing and writing overlap with decryption on the loop thread. */
             u->wr = s->writer;
         }
@@ -345,7 +260,7 @@ static void upload_flush(struct upload *u)
     if (u->rc == 0 && ferry_sha256_update(&u->sha, p, n) != 0)
         u->rc = FERRY_EINTERNAL;
     while (u->rc == 0 && n > 0) {
-        w = write(u->fd, p, n);
+        w = write(u->spool.fd, p, n);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -359,7 +274,7 @@ static void upload_flush(struct upload *u)
     ferry_buf_reset(&u->wbuf);
     /* Start writeback early so the commit's fdatasync finds little left. */
     if (u->rc == 0 && u->written - u->synced >= SRV_WRITEBACK_STEP) {
-        sync_file_range(u->fd, (off_t)u->synced, (off_t)(u->written - u->synced),
+        sync_file_range(u->spool.fd, (off_t)u->synced, (off_t)(u->written - u->synced),
                         SYNC_FILE_RANGE_WRITE);
         u->synced = u->written;
     }
@@ -595,7 +510,7 @@ int srv_chunk_data(struct sess *s, const struct ferry_chunk_frame *f)
         return 0;
     /* Complete: hand it to its check and the write queue, and forget it here. */
     op = NULL;
-    if (rx->buf != NULL && (op = srv_op_new(s, OP_CHUNK, rx->ref)) == NULL) {
+    if (rx->buf != NULL && (op = srv_op_new(s, &srv_op_chunk, rx->ref)) == NULL) {
         ferry_free(rx->buf);
         rx->buf = NULL;
     }
@@ -610,7 +525,8 @@ int srv_chunk_data(struct sess *s, const struct ferry_chunk_frame *f)
     }
     *rx = s->rx[--s->nrx];
     if (op != NULL) {
-        upload_track_unacked(s, op->size);
+        op->staged = (uint64_t)op->size;
+        upload_track_unacked(s, op->staged);
         /* If the pool cannot take it, check it here: slower, never skipped. */
         op->check.data = op;
         s->checking++;
@@ -780,7 +696,7 @@ int srv_upload_complete(struct sess *s, const struct ferry_cmd *cmd)
         goto out;
     }
 commit:
-    if ((op = srv_op_new(s, OP_UPLOAD, u->ref)) == NULL) {
+    if ((op = srv_op_new(s, &srv_op_upload, u->ref)) == NULL) {
         send_upload_error(s, u, -ENOMEM);
         goto out;
     }
@@ -793,10 +709,9 @@ commit:
     op->flag = u->exec;
     memcpy(op->tid, u->tid, FERRY_TID_LEN);
     memcpy(op->cid, cid, sizeof(cid));
-    memcpy(op->tmpname, u->tmpname, sizeof(op->tmpname));
-    op->tmpfd = u->fd;
-    u->fd = -1;
-    u->tmpname[0] = '\0';
+    op->spool = u->spool;
+    u->spool.fd = -1;
+    u->spool.name[0] = '\0';
     if (u->chunked) {
         /* An empty file has an empty list, which is still a list, not a blob. */
         if (u->list == NULL && (u->list = ferry_malloc(1)) == NULL) {
@@ -822,8 +737,9 @@ commit:
             memcpy(op->data, ferry_buf_peek(&u->wbuf), n);
         }
     }
+    op->staged = u->size;
     srv_op_submit(s->srv, op);
-    upload_track_unacked(s, u->size);
+    upload_track_unacked(s, op->staged);
 out:
     upload_free(s, u);
     return 0;
@@ -835,8 +751,7 @@ static void download_free(struct srv *srv, struct download *d)
     ferry_free(d->ranges);
     ferry_free(d->list);
     ferry_free(d->mem);
-    if (d->fd >= 0)
-        close(d->fd);
+    ferry_blob_reader_close(srv->blobs, d->rd);
     ferry_free(d->path);
     ferry_free(d);
 }
@@ -935,7 +850,6 @@ int srv_download_queue(struct sess *s, const struct ferry_cmd *cmd)
         ferry_free(ranges);
         return -ENOMEM;
     }
-    d->fd = -1;
     d->file_id = file_id;
     d->list_mode = list_mode;
     d->plain = !list_mode && ranges == NULL && offset == 0;
@@ -1010,9 +924,9 @@ static int send_file(struct sess *s, struct download *d)
     if (d->size > 0 && d->mem != NULL) {
         memcpy(body, d->mem, (size_t)d->size);
     } else if (d->size > 0) {
-        do {
-            got = pread(d->fd, body, (size_t)d->size, 0);
-        } while (got < 0 && errno == EINTR);
+        struct iovec v = {.iov_base = body, .iov_len = (size_t)d->size};
+
+        got = ferry_blob_read(s->srv->blobs, d->rd, 0, &v, 1);
         if (got != (ssize_t)d->size)
             return FERRY_EINTERNAL; /* the file is shorter than its row says */
     }
@@ -1077,7 +991,7 @@ static int download_start(struct sess *s, struct download *d)
 
 static int download_resolve(struct sess *s, struct download *d)
 {
-    char norm[FERRY_PATH_MAX + 1], rel[160];
+    char norm[FERRY_PATH_MAX + 1];
     struct ferry_node n;
     size_t memlen = 0;
     int rc;
@@ -1093,7 +1007,7 @@ static int download_resolve(struct sess *s, struct download *d)
         return rc;
     if (n.is_dir)
         return FERRY_EISDIR;
-    if ((rc = ferry_blob_relpath(s->uid, n.cid, rel, sizeof(rel))) != 0)
+    if (!ferry_cid_valid(n.cid))
         return FERRY_EINTERNAL;
     rc = ferry_meta_content_inline(s->srv->rdb, s->uid, n.cid, (void **)&d->mem, &memlen);
     if (rc < 0)
@@ -1103,8 +1017,8 @@ static int download_resolve(struct sess *s, struct download *d)
             return FERRY_EINTERNAL;
     } else if (rc == 2) {
         /* R-CHUNK-30: the list is charged to the user while the download holds it. */
-        if ((rc = list_fits(s->srv, s->uid, 0, memlen)) != 0 ||
-            (rc = list_charge(s->srv, s->uid, memlen)) != 0)
+        if ((rc = srv_list_fits(s->srv, s->uid, 0, memlen)) != 0 ||
+            (rc = srv_list_charge(s->srv, s->uid, memlen)) != 0)
             return rc;
         d->uid = s->uid;
         d->list_charged = memlen;
@@ -1114,11 +1028,9 @@ static int download_resolve(struct sess *s, struct download *d)
         d->mem = NULL;
         if (ferry_chunk_list_check(d->list, d->list_len, (uint64_t)n.size) != 0)
             return FERRY_EINTERNAL;
-    } else if ((d->fd = ferry_open_beneath(s->srv->datafd, rel, O_RDONLY, 0)) < 0) {
-        /* R-PATH-4: even our own blob names are opened without following links. */
+    } else if (ferry_blob_ref_file(&d->bref, s->uid, n.cid, n.size) != 0 ||
+               ferry_blob_reader_open(s->srv->blobs, &d->bref, &d->rd) != 0) {
         return FERRY_EINTERNAL;
-    } else {
-        posix_fadvise(d->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     }
     d->size = d->end = (uint64_t)n.size;
     d->mtime = n.mtime;
@@ -1165,28 +1077,19 @@ static int download_resolve(struct sess *s, struct download *d)
 static int chunk_open(struct sess *s, struct download *d)
 {
     struct ferry_chunk_ent e;
-    char rel[FERRY_BLOB_RELPATH_MAX];
-    int64_t pack, off, size;
+    int64_t loc, off, size;
     int rc;
 
     if ((d->chunk + 1) * FERRY_CHUNK_ENT_LEN > d->list_len)
         return FERRY_EINTERNAL;
     ferry_chunk_ent_decode(d->list + d->chunk * FERRY_CHUNK_ENT_LEN, &e);
-    if ((rc = ferry_meta_chunk_loc(s->srv->rdb, s->uid, e.hash, &pack, &off, &size)) != 1 ||
+    if ((rc = ferry_meta_chunk_loc(s->srv->rdb, s->uid, e.hash, &loc, &off, &size)) != 1 ||
         size != e.len)
         return FERRY_EINTERNAL;
-    if (d->fd >= 0 && (pack == 0 || pack != d->pack)) {
-        close(d->fd);
-        d->fd = -1;
-    }
-    if (d->fd < 0) {
-        rc = pack != 0 ? ferry_pack_relpath(s->uid, pack, rel, sizeof(rel))
-                       : ferry_chunk_relpath(s->uid, e.hash, rel, sizeof(rel));
-        if (rc != 0 || (d->fd = ferry_open_beneath(s->srv->datafd, rel, O_RDONLY, 0)) < 0)
-            return FERRY_EINTERNAL;
-    }
-    d->pack = pack;
-    d->base = off;
+    ferry_blob_ref_chunk(&d->bref, s->uid, e.hash, loc, off, size);
+    if ((d->rd != NULL ? ferry_blob_reader_move(s->srv->blobs, d->rd, &d->bref)
+                       : ferry_blob_reader_open(s->srv->blobs, &d->bref, &d->rd)) != 0)
+        return FERRY_EINTERNAL;
     d->chunk_len = e.len;
     d->chunk_ready = 1;
     /* chunk_pos is kept: a resumed download starts inside its first chunk. */
@@ -1201,14 +1104,15 @@ static int chunk_open(struct sess *s, struct download *d)
  */
 static int chunk_still_there(struct sess *s, struct download *d)
 {
-    struct ferry_chunk_ent e;
-    int64_t pack, off, size;
+    struct ferry_blob_ref now;
+    int64_t loc, off, size;
 
-    if (d->pack == 0)
+    if (!ferry_blob_may_vanish(s->srv->blobs, &d->bref))
         return 1;
-    ferry_chunk_ent_decode(d->list + d->chunk * FERRY_CHUNK_ENT_LEN, &e);
-    return ferry_meta_chunk_loc(s->srv->rdb, s->uid, e.hash, &pack, &off, &size) == 1 &&
-           pack == d->pack && off == d->base;
+    if (ferry_meta_chunk_loc(s->srv->rdb, s->uid, d->bref.key, &loc, &off, &size) != 1)
+        return 0;
+    ferry_blob_ref_chunk(&now, s->uid, d->bref.key, loc, off, size);
+    return ferry_blob_ref_same(&now, &d->bref);
 }
 
 /* Reads the next piece of the head download straight into data frames. */
@@ -1219,7 +1123,7 @@ static int download_step(struct sess *s, struct download *d)
     size_t nfr, i, need, piece, hdr;
     int cf = d->ranges != NULL; /* R-CHUNK-16: chunk frames, not data frames */
     uint8_t *w, *base;
-    off_t pos = (off_t)d->off;
+    int64_t pos = (int64_t)d->off;
     ssize_t got;
     int rc;
 
@@ -1228,7 +1132,7 @@ static int download_step(struct sess *s, struct download *d)
         if (!d->chunk_ready && (rc = chunk_open(s, d)) != 0)
             return rc;
         want = d->chunk_len - d->chunk_pos;
-        pos = (off_t)(d->base + d->chunk_pos);
+        pos = (int64_t)d->chunk_pos;
     }
     if (want > SRV_READ_CHUNK)
         want = SRV_READ_CHUNK;
@@ -1256,10 +1160,8 @@ static int download_step(struct sess *s, struct download *d)
             memcpy(iov[i].iov_base, d->mem + d->off + i * FERRY_DATA_MAX, iov[i].iov_len);
         got = (ssize_t)want;
     } else {
-        /* One preadv fills every frame's slot: no syscall per 16 KiB frame. */
-        do {
-            got = preadv(d->fd, iov, (int)nfr, pos);
-        } while (got < 0 && errno == EINTR);
+        /* One read fills every frame's slot: no syscall per 16 KiB frame. */
+        got = ferry_blob_read(s->srv->blobs, d->rd, pos, iov, (int)nfr);
     }
     if (got != (ssize_t)want)
         return FERRY_EINTERNAL; /* the file is shorter than its row says */
@@ -1299,11 +1201,12 @@ void srv_download_pump(struct sess *s)
     char tid[33];
     int rc;
 
-    /* R-PAGE-1: a listing's pages go out back to back; downloads wait for its end. */
-    if (s->listing != NULL) {
-        srv_listing_pump(s);
+    /*
+     * R-PAGE-1: a listing's pages go out back to back (the files service
+     * pumps them); downloads wait for its end.
+     */
+    if (s->listing != NULL)
         return;
-    }
     while (!s->closed && !ferry_conn_is_closing(s->conn) && (d = s->dl_head) != NULL &&
            ferry_conn_pending(s->conn) < FERRY_NET_OUT_HIGH) {
         if (!d->started) {
@@ -1352,7 +1255,6 @@ void srv_transfer_cleanup(struct sess *s)
     int i;
 
     srv_op_unwait(s);
-    srv_listing_cleanup(s);
     for (i = 0; i < s->nrx; i++)
         ferry_free(s->rx[i].buf);
     s->nrx = 0;

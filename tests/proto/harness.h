@@ -101,17 +101,14 @@ static void die(const char *what)
     exit(99);
 }
 
-/* Starts ferry serve and waits for its readiness line (no sleeps). */
-static void server_start(struct server *s, const char *const *extra)
+/* Starts ferry serve on s->dir's data and waits for its readiness line (no sleeps). */
+static void server_launch(struct server *s, const char *const *extra)
 {
     int pfd[2], efd;
     char line[512], datadir[300];
     size_t n = 0;
     FILE *f;
 
-    snprintf(s->dir, sizeof(s->dir), "/tmp/ferry-proto-XXXXXX");
-    if (mkdtemp(s->dir) == NULL)
-        die("mkdtemp");
     snprintf(datadir, sizeof(datadir), "%s/data", s->dir);
     snprintf(s->err_path, sizeof(s->err_path), "%s/serve.err", s->dir);
     if (pipe(pfd) != 0)
@@ -153,6 +150,15 @@ static void server_start(struct server *s, const char *const *extra)
         exit(99);
     }
     (void)n;
+}
+
+/* Starts ferry serve on a new data directory. */
+static void server_start(struct server *s, const char *const *extra)
+{
+    snprintf(s->dir, sizeof(s->dir), "/tmp/ferry-proto-XXXXXX");
+    if (mkdtemp(s->dir) == NULL)
+        die("mkdtemp");
+    server_launch(s, extra);
 }
 
 /*
@@ -217,7 +223,7 @@ static void server_cleanup(struct server *s)
 }
 
 /* Opens a TLS connection with a fresh device identity; 0 or an error code. */
-static int client_open(struct client *cl, struct server *s)
+__attribute__((unused)) static int client_open(struct client *cl, struct server *s)
 {
     char dir[300];
     static int serial;

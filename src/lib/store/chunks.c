@@ -25,7 +25,7 @@ int ferry_pack_relpath(int64_t uid, int64_t pack, char *out, size_t cap)
     return n > 0 && (size_t)n < cap ? 0 : FERRY_ETOOBIG;
 }
 
-int ferry_meta_chunk_has(struct ferry_meta *m, int64_t uid, const uint8_t hash[static 32])
+int ferry_sqlite_chunk_has(struct ferry_meta *m, int64_t uid, const uint8_t hash[static 32])
 {
     static const char sql[] = "SELECT 1 FROM chunks WHERE user_id = ?1 AND hash = ?2";
     sqlite3_stmt *st = ferry_meta_stmt(m, sql);
@@ -37,8 +37,8 @@ int ferry_meta_chunk_has(struct ferry_meta *m, int64_t uid, const uint8_t hash[s
     return ferry_meta_row_exists(m, st);
 }
 
-int ferry_meta_chunk_loc(struct ferry_meta *m, int64_t uid, const uint8_t hash[static 32],
-                         int64_t *pack, int64_t *off, int64_t *size)
+int ferry_sqlite_chunk_loc(struct ferry_meta *m, int64_t uid, const uint8_t hash[static 32],
+                           int64_t *pack, int64_t *off, int64_t *size)
 {
     static const char sql[] = "SELECT pack, off, size FROM chunks WHERE user_id = ?1 AND hash = ?2";
     sqlite3_stmt *st = ferry_meta_stmt(m, sql);
@@ -60,8 +60,8 @@ int ferry_meta_chunk_loc(struct ferry_meta *m, int64_t uid, const uint8_t hash[s
     return rc == SQLITE_DONE ? 0 : ferry_meta_sqlrc(m, rc);
 }
 
-int ferry_meta_chunk_put(struct ferry_meta *m, int64_t uid, const uint8_t hash[static 32],
-                         int64_t size, int64_t pack, int64_t off, int64_t now)
+int ferry_sqlite_chunk_put(struct ferry_meta *m, int64_t uid, const uint8_t hash[static 32],
+                           int64_t size, int64_t pack, int64_t off, int64_t now)
 {
     static const char sql_ins[] =
         "INSERT INTO chunks(user_id, hash, size, refs, touched, pack, off)"
@@ -95,7 +95,8 @@ int ferry_meta_chunk_put(struct ferry_meta *m, int64_t uid, const uint8_t hash[s
     return 1;
 }
 
-int ferry_meta_pack_next(struct ferry_meta *m, int64_t uid, int64_t *pack, int64_t *end, int *fresh)
+int ferry_sqlite_pack_next(struct ferry_meta *m, int64_t uid, int64_t *pack, int64_t *end,
+                           int *fresh)
 {
     static const char sql_last[] =
         "SELECT id, size FROM packs WHERE user_id = ?1 ORDER BY id DESC LIMIT 1";
@@ -131,7 +132,7 @@ int ferry_meta_pack_next(struct ferry_meta *m, int64_t uid, int64_t *pack, int64
     return 0;
 }
 
-int ferry_meta_pack_grow(struct ferry_meta *m, int64_t uid, int64_t pack, int64_t end)
+int ferry_sqlite_pack_grow(struct ferry_meta *m, int64_t uid, int64_t pack, int64_t end)
 {
     static const char sql_pack[] =
         "INSERT INTO packs(user_id, id, size, live) VALUES(?1, ?2, ?3, 0)"
@@ -188,8 +189,8 @@ static int chunk_delete(struct ferry_meta *m, int64_t uid, const uint8_t hash[st
     return 0;
 }
 
-int ferry_meta_chunks_ref(struct ferry_meta *m, int64_t uid, const uint8_t *list, size_t len,
-                          int delta, int64_t cutoff, ferry_meta_gc_fn fn, void *arg)
+int ferry_sqlite_chunks_ref(struct ferry_meta *m, int64_t uid, const uint8_t *list, size_t len,
+                            int delta, int64_t cutoff, ferry_meta_gc_fn fn, void *arg)
 {
     static const char sql_up[] =
         "UPDATE chunks SET refs = refs + 1 WHERE user_id = ?1 AND hash = ?2";
@@ -240,7 +241,8 @@ int ferry_meta_chunks_ref(struct ferry_meta *m, int64_t uid, const uint8_t *list
     return 0;
 }
 
-int ferry_meta_gc(struct ferry_meta *m, int64_t now, int64_t ttl_ns, ferry_meta_gc_fn fn, void *arg)
+int ferry_sqlite_gc(struct ferry_meta *m, int64_t now, int64_t ttl_ns, ferry_meta_gc_fn fn,
+                    void *arg)
 {
     static const char sql_sel[] =
         "SELECT user_id, cid, data IS NULL, chunks FROM content WHERE refs <= 0";

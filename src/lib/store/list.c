@@ -92,8 +92,8 @@ static int fetch(struct ferry_meta *m, struct ferry_meta_cursor *c)
     return 0;
 }
 
-int ferry_meta_cursor_next(struct ferry_meta *m, struct ferry_meta_cursor *c, const char **rel,
-                           struct ferry_node *out)
+int ferry_sqlite_cursor_next(struct ferry_meta *m, struct ferry_meta_cursor *c, const char **rel,
+                             struct ferry_node *out)
 {
     struct ferry_node *n;
     struct level *l;

@@ -214,6 +214,7 @@ int ferry_meta_open(const char *path, int readonly, struct ferry_meta **out)
     *out = NULL;
     if ((m = ferry_calloc(1, sizeof(*m))) == NULL)
         return -ENOMEM;
+    m->ops = &ferry_meta_sqlite_ops;
     flags |= SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(path, &m->db, flags, NULL) != SQLITE_OK) {
         rc = FERRY_EINTERNAL;
@@ -242,7 +243,7 @@ out:
     return rc;
 }
 
-void ferry_meta_close(struct ferry_meta *m)
+void ferry_sqlite_close(struct ferry_meta *m)
 {
     size_t i;
 
@@ -254,12 +255,12 @@ void ferry_meta_close(struct ferry_meta *m)
     ferry_free(m);
 }
 
-int ferry_meta_begin(struct ferry_meta *m)
+int ferry_sqlite_begin(struct ferry_meta *m)
 {
     return exec(m, "BEGIN IMMEDIATE");
 }
 
-int ferry_meta_read_begin(struct ferry_meta *m)
+int ferry_sqlite_read_begin(struct ferry_meta *m)
 {
     int rc;
 
@@ -276,19 +277,19 @@ int ferry_meta_read_begin(struct ferry_meta *m)
     return rc;
 }
 
-void ferry_meta_read_end(struct ferry_meta *m)
+void ferry_sqlite_read_end(struct ferry_meta *m)
 {
     if (m->read_depth > 0 && --m->read_depth > 0)
         return;
     sqlite3_exec(m->db, "COMMIT", NULL, NULL, NULL);
 }
 
-int ferry_meta_commit(struct ferry_meta *m)
+int ferry_sqlite_commit(struct ferry_meta *m)
 {
     return exec(m, "COMMIT");
 }
 
-void ferry_meta_rollback(struct ferry_meta *m)
+void ferry_sqlite_rollback(struct ferry_meta *m)
 {
     m->dc_valid = 0;
     sqlite3_exec(m->db, "ROLLBACK", NULL, NULL, NULL);
@@ -298,23 +299,23 @@ void ferry_meta_rollback(struct ferry_meta *m)
 static const char sql_savepoint[] = "SAVEPOINT op";
 static const char sql_release[] = "RELEASE op";
 
-int ferry_meta_savepoint(struct ferry_meta *m)
+int ferry_sqlite_savepoint(struct ferry_meta *m)
 {
     return ferry_meta_step(m, ferry_meta_stmt(m, sql_savepoint));
 }
 
-int ferry_meta_release(struct ferry_meta *m)
+int ferry_sqlite_release(struct ferry_meta *m)
 {
     return ferry_meta_step(m, ferry_meta_stmt(m, sql_release));
 }
 
-void ferry_meta_rollback_to(struct ferry_meta *m)
+void ferry_sqlite_rollback_to(struct ferry_meta *m)
 {
     m->dc_valid = 0;
     sqlite3_exec(m->db, "ROLLBACK TO op; RELEASE op", NULL, NULL, NULL);
 }
 
-int ferry_meta_check(struct ferry_meta *m)
+int ferry_sqlite_check(struct ferry_meta *m)
 {
     sqlite3_stmt *st = NULL;
     int rc = FERRY_EINTERNAL;
@@ -350,8 +351,8 @@ static const char sql_user_ins[] = "INSERT INTO users(name, pwhash, created) VAL
 static const char sql_root_ins[] = "INSERT INTO nodes(user_id, parent_id, name, is_dir, mtime, "
                                    "smtime) VALUES(?1, 0, '', 1, ?2, ?2)";
 
-int ferry_meta_user_create(struct ferry_meta *m, const char *name, const char *pwhash, int64_t now,
-                           int64_t *uid)
+int ferry_sqlite_user_create(struct ferry_meta *m, const char *name, const char *pwhash,
+                             int64_t now, int64_t *uid)
 {
     sqlite3_stmt *st = ferry_meta_stmt(m, sql_user_ins);
     int rc;
@@ -374,8 +375,8 @@ int ferry_meta_user_create(struct ferry_meta *m, const char *name, const char *p
 
 static const char sql_user_get[] = "SELECT id, pwhash FROM users WHERE name = ?1";
 
-int ferry_meta_user_get(struct ferry_meta *m, const char *name, int64_t *uid, char *pwhash,
-                        size_t cap)
+int ferry_sqlite_user_get(struct ferry_meta *m, const char *name, int64_t *uid, char *pwhash,
+                          size_t cap)
 {
     sqlite3_stmt *st = ferry_meta_stmt(m, sql_user_get);
     int rc;
@@ -397,7 +398,7 @@ int ferry_meta_user_get(struct ferry_meta *m, const char *name, int64_t *uid, ch
 
 static const char sql_user_pw[] = "SELECT pwhash FROM users WHERE id = ?1";
 
-int ferry_meta_user_pwhash(struct ferry_meta *m, int64_t uid, char *pwhash, size_t cap)
+int ferry_sqlite_user_pwhash(struct ferry_meta *m, int64_t uid, char *pwhash, size_t cap)
 {
     sqlite3_stmt *st = ferry_meta_stmt(m, sql_user_pw);
     int rc;
@@ -416,7 +417,7 @@ int ferry_meta_user_pwhash(struct ferry_meta *m, int64_t uid, char *pwhash, size
     return rc;
 }
 
-int ferry_meta_user_pwhash_is(struct ferry_meta *m, int64_t uid, const char *verified)
+int ferry_sqlite_user_pwhash_is(struct ferry_meta *m, int64_t uid, const char *verified)
 {
     char cur[FERRY_PWHASH_MAX];
     int rc;
@@ -431,7 +432,7 @@ int ferry_meta_user_pwhash_is(struct ferry_meta *m, int64_t uid, const char *ver
 
 static const char sql_user_setpw[] = "UPDATE users SET pwhash = ?2 WHERE id = ?1";
 
-int ferry_meta_user_set_pwhash(struct ferry_meta *m, int64_t uid, const char *pwhash)
+int ferry_sqlite_user_set_pwhash(struct ferry_meta *m, int64_t uid, const char *pwhash)
 {
     sqlite3_stmt *st = ferry_meta_stmt(m, sql_user_setpw);
 
@@ -447,8 +448,8 @@ static const char sql_dev_seen[] =
     "?4)"
     " ON CONFLICT(user_id, device_id) DO UPDATE SET name = ?3, last_seen = ?4";
 
-int ferry_meta_device_seen(struct ferry_meta *m, int64_t uid, const char *device_id,
-                           const char *name, int64_t now)
+int ferry_sqlite_device_seen(struct ferry_meta *m, int64_t uid, const char *device_id,
+                             const char *name, int64_t now)
 {
     sqlite3_stmt *st = ferry_meta_stmt(m, sql_dev_seen);
 
@@ -465,8 +466,8 @@ static const char sql_sess_del_dev[] = "DELETE FROM sessions WHERE user_id = ?1 
 static const char sql_sess_ins[] =
     "INSERT INTO sessions(token_hash, user_id, device_id, created) VALUES(?1, ?2, ?3, ?4)";
 
-int ferry_meta_session_put(struct ferry_meta *m, int64_t uid, const char *device_id,
-                           const uint8_t hash[static 32], int64_t now)
+int ferry_sqlite_session_put(struct ferry_meta *m, int64_t uid, const char *device_id,
+                             const uint8_t hash[static 32], int64_t now)
 {
     sqlite3_stmt *st = ferry_meta_stmt(m, sql_sess_del_dev);
     int rc;
@@ -490,8 +491,8 @@ int ferry_meta_session_put(struct ferry_meta *m, int64_t uid, const char *device
 static const char sql_sess_get[] = "SELECT s.user_id, s.device_id, u.name FROM sessions s"
                                    " JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?1";
 
-int ferry_meta_session_get(struct ferry_meta *m, const uint8_t hash[static 32], int64_t *uid,
-                           char device_id[static FERRY_ID_LEN + 1], char *user, size_t usercap)
+int ferry_sqlite_session_get(struct ferry_meta *m, const uint8_t hash[static 32], int64_t *uid,
+                             char device_id[static FERRY_ID_LEN + 1], char *user, size_t usercap)
 {
     sqlite3_stmt *st = ferry_meta_stmt(m, sql_sess_get);
     int rc;
@@ -514,7 +515,7 @@ int ferry_meta_session_get(struct ferry_meta *m, const uint8_t hash[static 32], 
 
 static const char sql_sess_del[] = "DELETE FROM sessions WHERE token_hash = ?1";
 
-int ferry_meta_session_delete(struct ferry_meta *m, const uint8_t hash[static 32])
+int ferry_sqlite_session_delete(struct ferry_meta *m, const uint8_t hash[static 32])
 {
     sqlite3_stmt *st = ferry_meta_stmt(m, sql_sess_del);
 
@@ -527,7 +528,7 @@ int ferry_meta_session_delete(struct ferry_meta *m, const uint8_t hash[static 32
 static const char sql_sess_del_user[] =
     "DELETE FROM sessions WHERE user_id = ?1 AND (?2 IS NULL OR token_hash != ?2)";
 
-int ferry_meta_session_delete_user(struct ferry_meta *m, int64_t uid, const uint8_t *keep)
+int ferry_sqlite_session_delete_user(struct ferry_meta *m, int64_t uid, const uint8_t *keep)
 {
     sqlite3_stmt *st = ferry_meta_stmt(m, sql_sess_del_user);
 
@@ -583,7 +584,7 @@ static int child(struct ferry_meta *m, int64_t uid, int64_t parent, const char *
     return rc;
 }
 
-int ferry_meta_node_by_id(struct ferry_meta *m, int64_t uid, int64_t id, struct ferry_node *out)
+int ferry_sqlite_node_by_id(struct ferry_meta *m, int64_t uid, int64_t id, struct ferry_node *out)
 {
     static const char sql[] = "SELECT " NODE_COLS " FROM nodes WHERE user_id = ?1 AND id = ?2";
     sqlite3_stmt *st = ferry_meta_stmt(m, sql);
@@ -642,7 +643,7 @@ static int walk(struct ferry_meta *m, int64_t uid, const char *path, struct ferr
     return 0;
 }
 
-int ferry_meta_lookup(struct ferry_meta *m, int64_t uid, const char *path, struct ferry_node *out)
+int ferry_sqlite_lookup(struct ferry_meta *m, int64_t uid, const char *path, struct ferry_node *out)
 {
     return walk(m, uid, path, out, NULL);
 }
@@ -688,8 +689,8 @@ static int make_dirs(struct ferry_meta *m, int64_t uid, const char *path, int64_
     return 0;
 }
 
-int ferry_meta_mkdirs(struct ferry_meta *m, int64_t uid, const char *path, int64_t mtime,
-                      int64_t now, int64_t *dir_id)
+int ferry_sqlite_mkdirs(struct ferry_meta *m, int64_t uid, const char *path, int64_t mtime,
+                        int64_t now, int64_t *dir_id)
 {
     struct ferry_node d;
     int rc = make_dirs(m, uid, path, mtime, now, &d);
@@ -747,8 +748,8 @@ static int content_ref(struct ferry_meta *m, int64_t uid, const char *cid, int64
     return ferry_meta_step(m, st);
 }
 
-int ferry_meta_content_inline(struct ferry_meta *m, int64_t uid, const char *cid, void **data,
-                              size_t *len)
+int ferry_sqlite_content_inline(struct ferry_meta *m, int64_t uid, const char *cid, void **data,
+                                size_t *len)
 {
     static const char sql[] = "SELECT data, chunks FROM content WHERE user_id = ?1 AND cid = ?2";
     sqlite3_stmt *st = ferry_meta_stmt(m, sql);
@@ -813,7 +814,7 @@ static int user_usage(struct ferry_meta *m, int64_t uid, int64_t *used, int64_t 
     return rc == SQLITE_DONE ? FERRY_ENOTFOUND : ferry_meta_sqlrc(m, rc);
 }
 
-int ferry_meta_used(struct ferry_meta *m, int64_t uid, uint64_t *used)
+int ferry_sqlite_used(struct ferry_meta *m, int64_t uid, uint64_t *used)
 {
     int64_t v = 0, loose = 0;
     int rc = user_usage(m, uid, &v, &loose);
@@ -822,7 +823,7 @@ int ferry_meta_used(struct ferry_meta *m, int64_t uid, uint64_t *used)
     return rc;
 }
 
-int ferry_meta_usage(struct ferry_meta *m, int64_t uid, uint64_t *used, uint64_t *loose)
+int ferry_sqlite_usage(struct ferry_meta *m, int64_t uid, uint64_t *used, uint64_t *loose)
 {
     int64_t u = 0, l = 0;
     int rc = user_usage(m, uid, &u, &l);
@@ -853,7 +854,7 @@ static int quota_check(struct ferry_meta *m, int64_t uid, int64_t size, int64_t 
     return 0;
 }
 
-int ferry_meta_quota_room(struct ferry_meta *m, int64_t uid, int64_t space, uint64_t quota)
+int ferry_sqlite_quota_room(struct ferry_meta *m, int64_t uid, int64_t space, uint64_t quota)
 {
     int64_t used = 0, loose = 0;
     int rc;
@@ -868,9 +869,9 @@ int ferry_meta_quota_room(struct ferry_meta *m, int64_t uid, int64_t space, uint
     return 0;
 }
 
-int ferry_meta_put_file(struct ferry_meta *m, int64_t uid, const char *path, int64_t size,
-                        const char *cid, int64_t mtime, int exec, int64_t now, const void *data,
-                        const void *chunks, size_t chunks_len, uint64_t quota)
+int ferry_sqlite_put_file(struct ferry_meta *m, int64_t uid, const char *path, int64_t size,
+                          const char *cid, int64_t mtime, int exec, int64_t now, const void *data,
+                          const void *chunks, size_t chunks_len, uint64_t quota)
 {
     char parent[FERRY_PATH_MAX + 1];
     const char *slash = strrchr(path, '/');
@@ -999,8 +1000,8 @@ static int list_rec(struct ferry_meta *m, int64_t uid, int64_t dir, const char *
     return rc;
 }
 
-int ferry_meta_list(struct ferry_meta *m, int64_t uid, int64_t dir_id, int recursive,
-                    ferry_meta_list_fn fn, void *arg)
+int ferry_sqlite_list(struct ferry_meta *m, int64_t uid, int64_t dir_id, int recursive,
+                      ferry_meta_list_fn fn, void *arg)
 {
     return list_rec(m, uid, dir_id, "", recursive, fn, arg, 0);
 }
@@ -1045,7 +1046,7 @@ static int has_children(struct ferry_meta *m, int64_t uid, int64_t dir)
     return ferry_meta_row_exists(m, st);
 }
 
-int ferry_meta_remove(struct ferry_meta *m, int64_t uid, const char *path, int recursive)
+int ferry_sqlite_remove(struct ferry_meta *m, int64_t uid, const char *path, int recursive)
 {
     struct ferry_node n;
     int rc;
@@ -1064,8 +1065,8 @@ int ferry_meta_remove(struct ferry_meta *m, int64_t uid, const char *path, int r
 static const char sql_move[] =
     "UPDATE nodes SET parent_id = ?2, name = ?3, smtime = ?4 WHERE id = ?1";
 
-int ferry_meta_move(struct ferry_meta *m, int64_t uid, const char *from, const char *to, int force,
-                    int64_t now)
+int ferry_sqlite_move(struct ferry_meta *m, int64_t uid, const char *from, const char *to,
+                      int force, int64_t now)
 {
     char parent[FERRY_PATH_MAX + 1];
     const char *slash = strrchr(to, '/');
@@ -1112,7 +1113,7 @@ int ferry_meta_move(struct ferry_meta *m, int64_t uid, const char *from, const c
     return ferry_meta_step(m, st);
 }
 
-int ferry_meta_content_has(struct ferry_meta *m, int64_t uid, const char *cid)
+int ferry_sqlite_content_has(struct ferry_meta *m, int64_t uid, const char *cid)
 {
     static const char sql[] = "SELECT refs FROM content WHERE user_id = ?1 AND cid = ?2";
     sqlite3_stmt *st = ferry_meta_stmt(m, sql);
@@ -1134,7 +1135,7 @@ int ferry_blob_relpath(int64_t uid, const char *cid, char *out, size_t cap)
     return n > 0 && (size_t)n < cap ? 0 : FERRY_ETOOBIG;
 }
 
-int ferry_meta_op_done(struct ferry_meta *m, int64_t uid, const char *msg_id)
+int ferry_sqlite_op_done(struct ferry_meta *m, int64_t uid, const char *msg_id)
 {
     static const char sql[] = "SELECT 1 FROM ops_done WHERE user_id = ?1 AND msg_id = ?2";
     sqlite3_stmt *st = ferry_meta_stmt(m, sql);
@@ -1146,7 +1147,7 @@ int ferry_meta_op_done(struct ferry_meta *m, int64_t uid, const char *msg_id)
     return ferry_meta_row_exists(m, st);
 }
 
-int ferry_meta_op_record(struct ferry_meta *m, int64_t uid, const char *msg_id, int64_t now)
+int ferry_sqlite_op_record(struct ferry_meta *m, int64_t uid, const char *msg_id, int64_t now)
 {
     static const char sql[] = "INSERT OR REPLACE INTO ops_done(user_id, msg_id, at)"
                               " VALUES(?1, ?2, ?3)";
@@ -1177,3 +1178,61 @@ int ferry_meta_row_exists(struct ferry_meta *m, sqlite3_stmt *st)
         return 1;
     return rc == SQLITE_DONE ? 0 : ferry_meta_sqlrc(m, rc);
 }
+
+const struct ferry_meta_ops ferry_meta_sqlite_ops = {
+    .name = "sqlite",
+    .close = ferry_sqlite_close,
+    .begin = ferry_sqlite_begin,
+    .read_begin = ferry_sqlite_read_begin,
+    .read_end = ferry_sqlite_read_end,
+    .commit = ferry_sqlite_commit,
+    .rollback = ferry_sqlite_rollback,
+    .savepoint = ferry_sqlite_savepoint,
+    .release = ferry_sqlite_release,
+    .rollback_to = ferry_sqlite_rollback_to,
+    .check = ferry_sqlite_check,
+    .user_create = ferry_sqlite_user_create,
+    .user_get = ferry_sqlite_user_get,
+    .user_pwhash = ferry_sqlite_user_pwhash,
+    .user_set_pwhash = ferry_sqlite_user_set_pwhash,
+    .user_pwhash_is = ferry_sqlite_user_pwhash_is,
+    .device_seen = ferry_sqlite_device_seen,
+    .session_put = ferry_sqlite_session_put,
+    .session_get = ferry_sqlite_session_get,
+    .session_delete = ferry_sqlite_session_delete,
+    .session_delete_user = ferry_sqlite_session_delete_user,
+    .busy_timeout = ferry_sqlite_busy_timeout,
+    .admin_init = ferry_sqlite_admin_init,
+    .admin_gen = ferry_sqlite_admin_gen,
+    .users_list = ferry_sqlite_users_list,
+    .user_disabled = ferry_sqlite_user_disabled,
+    .user_disable = ferry_sqlite_user_disable,
+    .user_enable = ferry_sqlite_user_enable,
+    .user_passwd = ferry_sqlite_user_passwd,
+    .devices_list = ferry_sqlite_devices_list,
+    .devices_count = ferry_sqlite_devices_count,
+    .device_revoke = ferry_sqlite_device_revoke,
+    .session_info = ferry_sqlite_session_info,
+    .lookup = ferry_sqlite_lookup,
+    .node_by_id = ferry_sqlite_node_by_id,
+    .mkdirs = ferry_sqlite_mkdirs,
+    .put_file = ferry_sqlite_put_file,
+    .used = ferry_sqlite_used,
+    .usage = ferry_sqlite_usage,
+    .quota_room = ferry_sqlite_quota_room,
+    .content_inline = ferry_sqlite_content_inline,
+    .remove = ferry_sqlite_remove,
+    .move = ferry_sqlite_move,
+    .op_done = ferry_sqlite_op_done,
+    .op_record = ferry_sqlite_op_record,
+    .content_has = ferry_sqlite_content_has,
+    .list = ferry_sqlite_list,
+    .cursor_next = ferry_sqlite_cursor_next,
+    .gc = ferry_sqlite_gc,
+    .chunk_has = ferry_sqlite_chunk_has,
+    .chunk_loc = ferry_sqlite_chunk_loc,
+    .chunk_put = ferry_sqlite_chunk_put,
+    .chunks_ref = ferry_sqlite_chunks_ref,
+    .pack_next = ferry_sqlite_pack_next,
+    .pack_grow = ferry_sqlite_pack_grow,
+};

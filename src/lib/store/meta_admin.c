@@ -39,12 +39,12 @@ static void copy_text(char *dst, size_t cap, const unsigned char *src)
     snprintf(dst, cap, "%s", src != NULL ? (const char *)src : "");
 }
 
-void ferry_meta_busy_timeout(struct ferry_meta *m, int ms)
+void ferry_sqlite_busy_timeout(struct ferry_meta *m, int ms)
 {
     sqlite3_busy_timeout(m->db, ms);
 }
 
-int ferry_meta_admin_init(struct ferry_meta *m)
+int ferry_sqlite_admin_init(struct ferry_meta *m)
 {
     return ferry_meta_sqlrc(m, sqlite3_exec(m->db, admin_schema, NULL, NULL, NULL));
 }
@@ -52,7 +52,7 @@ int ferry_meta_admin_init(struct ferry_meta *m)
 static const char sql_gen[] = "SELECT gen FROM admin_state WHERE one = 1";
 static const char sql_gen_bump[] = "UPDATE admin_state SET gen = gen + 1 WHERE one = 1";
 
-int ferry_meta_admin_gen(struct ferry_meta *m, int64_t *gen)
+int ferry_sqlite_admin_gen(struct ferry_meta *m, int64_t *gen)
 {
     sqlite3_stmt *st = ferry_meta_stmt(m, sql_gen);
     int rc;
@@ -83,7 +83,7 @@ static const char sql_users[] = "SELECT u.id, u.name, u.created, u.used,"
                                 " (SELECT COUNT(*) FROM sessions s WHERE s.user_id = u.id)"
                                 " FROM users u ORDER BY u.name";
 
-int ferry_meta_users_list(struct ferry_meta *m, ferry_meta_user_fn fn, void *arg)
+int ferry_sqlite_users_list(struct ferry_meta *m, ferry_meta_user_fn fn, void *arg)
 {
     sqlite3_stmt *st = ferry_meta_stmt(m, sql_users);
     struct ferry_user_info u;
@@ -111,7 +111,7 @@ out:
 
 static const char sql_disabled[] = "SELECT 1 FROM disabled_users WHERE user_id = ?1";
 
-int ferry_meta_user_disabled(struct ferry_meta *m, int64_t uid)
+int ferry_sqlite_user_disabled(struct ferry_meta *m, int64_t uid)
 {
     sqlite3_stmt *st = ferry_meta_stmt(m, sql_disabled);
 
@@ -124,7 +124,7 @@ int ferry_meta_user_disabled(struct ferry_meta *m, int64_t uid)
 static const char sql_disable[] = "INSERT INTO disabled_users(user_id, pwhash, since)"
                                   " SELECT id, pwhash, ?2 FROM users WHERE id = ?1";
 
-int ferry_meta_user_disable(struct ferry_meta *m, int64_t uid, const char *lock_hash, int64_t now)
+int ferry_sqlite_user_disable(struct ferry_meta *m, int64_t uid, const char *lock_hash, int64_t now)
 {
     sqlite3_stmt *st;
     int rc;
@@ -151,7 +151,7 @@ static const char sql_enable[] =
     " WHERE id = ?1 AND EXISTS(SELECT 1 FROM disabled_users WHERE user_id = ?1)";
 static const char sql_enable_del[] = "DELETE FROM disabled_users WHERE user_id = ?1";
 
-int ferry_meta_user_enable(struct ferry_meta *m, int64_t uid)
+int ferry_sqlite_user_enable(struct ferry_meta *m, int64_t uid)
 {
     sqlite3_stmt *st = ferry_meta_stmt(m, sql_enable);
     int rc;
@@ -172,7 +172,7 @@ int ferry_meta_user_enable(struct ferry_meta *m, int64_t uid)
 static const char sql_passwd_disabled[] =
     "UPDATE disabled_users SET pwhash = ?2 WHERE user_id = ?1";
 
-int ferry_meta_user_passwd(struct ferry_meta *m, int64_t uid, const char *pwhash)
+int ferry_sqlite_user_passwd(struct ferry_meta *m, int64_t uid, const char *pwhash)
 {
     sqlite3_stmt *st;
     int rc;
@@ -216,8 +216,8 @@ static void read_device(sqlite3_stmt *st, struct ferry_device_info *d)
     d->session_created = sqlite3_column_int64(st, 7);
 }
 
-int ferry_meta_devices_list(struct ferry_meta *m, int64_t uid, size_t max, ferry_meta_device_fn fn,
-                            void *arg)
+int ferry_sqlite_devices_list(struct ferry_meta *m, int64_t uid, size_t max,
+                              ferry_meta_device_fn fn, void *arg)
 {
     sqlite3_stmt *st = ferry_meta_stmt(m, sql_devices);
     struct ferry_device_info d;
@@ -241,7 +241,7 @@ out:
 
 static const char sql_devices_count[] = "SELECT COUNT(*) FROM devices WHERE ?1 = 0 OR user_id = ?1";
 
-int ferry_meta_devices_count(struct ferry_meta *m, int64_t uid, int64_t *n)
+int ferry_sqlite_devices_count(struct ferry_meta *m, int64_t uid, int64_t *n)
 {
     sqlite3_stmt *st = ferry_meta_stmt(m, sql_devices_count);
     int rc;
@@ -264,7 +264,7 @@ int ferry_meta_devices_count(struct ferry_meta *m, int64_t uid, int64_t *n)
 static const char sql_dev_sess_del[] = "DELETE FROM sessions WHERE user_id = ?1 AND device_id = ?2";
 static const char sql_dev_del[] = "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2";
 
-int ferry_meta_device_revoke(struct ferry_meta *m, int64_t uid, const char *device_id)
+int ferry_sqlite_device_revoke(struct ferry_meta *m, int64_t uid, const char *device_id)
 {
     sqlite3_stmt *st;
     int rc, changed;
@@ -294,8 +294,8 @@ static const char sql_sess_info[] =
     " LEFT JOIN devices v ON v.user_id = s.user_id AND v.device_id = s.device_id"
     " WHERE s.token_hash = ?1";
 
-int ferry_meta_session_info(struct ferry_meta *m, const uint8_t hash[static 32],
-                            struct ferry_device_info *out)
+int ferry_sqlite_session_info(struct ferry_meta *m, const uint8_t hash[static 32],
+                              struct ferry_device_info *out)
 {
     sqlite3_stmt *st = ferry_meta_stmt(m, sql_sess_info);
     int rc;

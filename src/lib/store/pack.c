@@ -9,6 +9,8 @@
 #include "ferry/path.h"
 #include "ferry/store.h"
 
+#include "blob_int.h"
+
 /* Pieces of one pwritev: a batch of up to 1000 chunks takes a few calls. */
 #define PACK_IOV_MAX 64
 
@@ -36,7 +38,8 @@ int ferry_pack_open(int datafd, int64_t uid, int64_t pack, int fresh)
 }
 
 /* One pwritev of n pieces at off, finishing a short write; -errno on error. */
-static int writev_all(int fd, int64_t off, const struct iovec *iov, int n)
+static int writev_all(int fd, int64_t off, const struct iovec *iov, int n, ferry_pwritev_fn fn,
+                      void *arg)
 {
     struct iovec v[PACK_IOV_MAX];
     ssize_t w;
@@ -44,7 +47,8 @@ static int writev_all(int fd, int64_t off, const struct iovec *iov, int n)
 
     memcpy(v, iov, (size_t)n * sizeof(*v));
     while (i < n) {
-        w = pwritev(fd, v + i, n - i, (off_t)off);
+        w = fn != NULL ? fn(arg, fd, v + i, n - i, (off_t)off)
+                       : pwritev(fd, v + i, n - i, (off_t)off);
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0)
@@ -70,6 +74,12 @@ static int writev_all(int fd, int64_t off, const struct iovec *iov, int n)
  */
 int ferry_pack_write(int fd, int64_t off, const struct iovec *iov, int n)
 {
+    return ferry_pack_write_via(fd, off, iov, n, NULL, NULL);
+}
+
+int ferry_pack_write_via(int fd, int64_t off, const struct iovec *iov, int n, ferry_pwritev_fn fn,
+                         void *arg)
+{
     int fl = fcntl(fd, F_GETFL), direct = 0, rc = 0, k, i, j;
 
     if (off % FERRY_PACK_ALIGN != 0)
@@ -82,11 +92,11 @@ int ferry_pack_write(int fd, int64_t off, const struct iovec *iov, int n)
         direct = 1;
     for (i = 0; i < n && rc == 0; i += k) {
         k = n - i < PACK_IOV_MAX ? n - i : PACK_IOV_MAX;
-        rc = writev_all(fd, off, iov + i, k);
+        rc = writev_all(fd, off, iov + i, k, fn, arg);
         if (rc == -EINVAL && direct) {
             fcntl(fd, F_SETFL, fl);
             direct = 0;
-            rc = writev_all(fd, off, iov + i, k);
+            rc = writev_all(fd, off, iov + i, k, fn, arg);
         }
         for (j = i; j < i + k; j++)
             off += (int64_t)iov[j].iov_len;
