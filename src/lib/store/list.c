@@ -142,20 +142,3 @@ int ferry_sqlite_cursor_next(struct ferry_meta *m, struct ferry_meta_cursor *c, 
     }
     return 1;
 }
-
-int ferry_meta_open_reader(const char *path, int cache_kib, struct ferry_meta **out)
-{
-    char sql[64];
-    int rc;
-
-    if ((rc = ferry_meta_open(path, 1, out)) != 0)
-        return rc;
-    /* SQLite's page cache is per connection: a reader of its own keeps it small. */
-    snprintf(sql, sizeof(sql), "PRAGMA cache_size=-%d", cache_kib);
-    if (sqlite3_exec((*out)->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
-        ferry_meta_close(*out);
-        *out = NULL;
-        return FERRY_EINTERNAL;
-    }
-    return 0;
-}

@@ -205,21 +205,18 @@ static int exec(struct ferry_meta *m, const char *sql)
     return ferry_meta_sqlrc(m, sqlite3_exec(m->db, sql, NULL, NULL, NULL));
 }
 
-int ferry_meta_open(const char *path, int readonly, struct ferry_meta **out)
+/*
+ * Opens the database file of m, whose table meta_sqlite.c has set:
+ * creating and migrating it unless readonly.
+ */
+int ferry_sqlite_init(struct ferry_meta *m, const char *path, int readonly)
 {
-    struct ferry_meta *m;
     int flags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
     int rc;
 
-    *out = NULL;
-    if ((m = ferry_calloc(1, sizeof(*m))) == NULL)
-        return -ENOMEM;
-    m->ops = &ferry_meta_sqlite_ops;
     flags |= SQLITE_OPEN_NOMUTEX;
-    if (sqlite3_open_v2(path, &m->db, flags, NULL) != SQLITE_OK) {
-        rc = FERRY_EINTERNAL;
-        goto out;
-    }
+    if (sqlite3_open_v2(path, &m->db, flags, NULL) != SQLITE_OK)
+        return FERRY_EINTERNAL;
     sqlite3_busy_timeout(m->db, 5000);
     sqlite3_extended_result_codes(m->db, 0);
     /*
@@ -230,17 +227,11 @@ int ferry_meta_open(const char *path, int readonly, struct ferry_meta **out)
     if (!readonly) {
         if ((rc = exec(m, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
                           "PRAGMA foreign_keys=ON; PRAGMA journal_size_limit=67108864;"
-                          "PRAGMA wal_autocheckpoint=8192;")) != 0 ||
-            (rc = migrate(m)) != 0)
-            goto out;
-    } else if ((rc = exec(m, "PRAGMA foreign_keys=ON;")) != 0) {
-        goto out;
+                          "PRAGMA wal_autocheckpoint=8192;")) != 0)
+            return rc;
+        return migrate(m);
     }
-    *out = m;
-    m = NULL;
-out:
-    ferry_meta_close(m);
-    return rc;
+    return exec(m, "PRAGMA foreign_keys=ON;");
 }
 
 void ferry_sqlite_close(struct ferry_meta *m)
@@ -1178,61 +1169,3 @@ int ferry_meta_row_exists(struct ferry_meta *m, sqlite3_stmt *st)
         return 1;
     return rc == SQLITE_DONE ? 0 : ferry_meta_sqlrc(m, rc);
 }
-
-const struct ferry_meta_ops ferry_meta_sqlite_ops = {
-    .name = "sqlite",
-    .close = ferry_sqlite_close,
-    .begin = ferry_sqlite_begin,
-    .read_begin = ferry_sqlite_read_begin,
-    .read_end = ferry_sqlite_read_end,
-    .commit = ferry_sqlite_commit,
-    .rollback = ferry_sqlite_rollback,
-    .savepoint = ferry_sqlite_savepoint,
-    .release = ferry_sqlite_release,
-    .rollback_to = ferry_sqlite_rollback_to,
-    .check = ferry_sqlite_check,
-    .user_create = ferry_sqlite_user_create,
-    .user_get = ferry_sqlite_user_get,
-    .user_pwhash = ferry_sqlite_user_pwhash,
-    .user_set_pwhash = ferry_sqlite_user_set_pwhash,
-    .user_pwhash_is = ferry_sqlite_user_pwhash_is,
-    .device_seen = ferry_sqlite_device_seen,
-    .session_put = ferry_sqlite_session_put,
-    .session_get = ferry_sqlite_session_get,
-    .session_delete = ferry_sqlite_session_delete,
-    .session_delete_user = ferry_sqlite_session_delete_user,
-    .busy_timeout = ferry_sqlite_busy_timeout,
-    .admin_init = ferry_sqlite_admin_init,
-    .admin_gen = ferry_sqlite_admin_gen,
-    .users_list = ferry_sqlite_users_list,
-    .user_disabled = ferry_sqlite_user_disabled,
-    .user_disable = ferry_sqlite_user_disable,
-    .user_enable = ferry_sqlite_user_enable,
-    .user_passwd = ferry_sqlite_user_passwd,
-    .devices_list = ferry_sqlite_devices_list,
-    .devices_count = ferry_sqlite_devices_count,
-    .device_revoke = ferry_sqlite_device_revoke,
-    .session_info = ferry_sqlite_session_info,
-    .lookup = ferry_sqlite_lookup,
-    .node_by_id = ferry_sqlite_node_by_id,
-    .mkdirs = ferry_sqlite_mkdirs,
-    .put_file = ferry_sqlite_put_file,
-    .used = ferry_sqlite_used,
-    .usage = ferry_sqlite_usage,
-    .quota_room = ferry_sqlite_quota_room,
-    .content_inline = ferry_sqlite_content_inline,
-    .remove = ferry_sqlite_remove,
-    .move = ferry_sqlite_move,
-    .op_done = ferry_sqlite_op_done,
-    .op_record = ferry_sqlite_op_record,
-    .content_has = ferry_sqlite_content_has,
-    .list = ferry_sqlite_list,
-    .cursor_next = ferry_sqlite_cursor_next,
-    .gc = ferry_sqlite_gc,
-    .chunk_has = ferry_sqlite_chunk_has,
-    .chunk_loc = ferry_sqlite_chunk_loc,
-    .chunk_put = ferry_sqlite_chunk_put,
-    .chunks_ref = ferry_sqlite_chunks_ref,
-    .pack_next = ferry_sqlite_pack_next,
-    .pack_grow = ferry_sqlite_pack_grow,
-};

@@ -41,6 +41,8 @@ int ferry_meta_step(struct ferry_meta *m, sqlite3_stmt *st);
 /* Fills n from a row of FERRY_META_NODE_COLS. */
 void ferry_meta_read_node(sqlite3_stmt *st, struct ferry_node *n);
 
+/* Opens m's database (m->ops set, m->db not yet): meta.c, for meta_sqlite.c. */
+int ferry_sqlite_init(struct ferry_meta *m, const char *path, int readonly);
 /* The SQLite backend's operations (ferry_meta_sqlite_ops), one per ferry_meta_* call. */
 void ferry_sqlite_close(struct ferry_meta *m);
 int ferry_sqlite_begin(struct ferry_meta *m);
