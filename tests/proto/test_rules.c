@@ -205,7 +205,8 @@ static void device_identity(struct ferry_identity *id, const char *name)
 }
 
 /*
- * R-TLS-1: TLS 1.3 only; the three suites, AES-128-GCM first, and no other;
+ * R-TLS-1: TLS 1.3 only; the three suites, AES-128-GCM first whatever the
+ * client's order, and no other;
  * no session ticket, so no resumption and no early data.
  */
 static void test_tls_profile_r_tls_1(void **state)
@@ -237,6 +238,16 @@ static void test_tls_profile_r_tls_1(void **state)
     assert_int_equal(raw_recv_type(&t), FERRY_MSG_PONG);
     assert_int_equal(tickets_seen, 0);
     assert_int_equal(SSL_session_reused(t.ssl), 0);
+    raw_close(&t);
+
+    /* Offered in the reverse order, the server's order still decides. */
+    assert_int_equal(raw_dial(&t, &srv, TLS1_3_VERSION,
+                              "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384:"
+                              "TLS_AES_128_GCM_SHA256",
+                              &id),
+                     1);
+    assert_string_equal(SSL_get_cipher_name(t.ssl), "TLS_AES_128_GCM_SHA256");
+    raw_hello(&t);
     raw_close(&t);
 
     /* Each of the three alone is spoken. */

@@ -174,8 +174,11 @@ SSL_CTX *ferry_tls_ctx_new(const struct ferry_identity *id, int server)
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
     /* Sessions are not resumed: every connection proves its key afresh. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-    if (server)
+    if (server) {
         SSL_CTX_set_num_tickets(ctx, 0);
+        /* R-TLS-1: ferry's order of suites decides, not the client's. */
+        SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
+    }
     return ctx;
 fail:
     SSL_CTX_free(ctx);
