@@ -20,11 +20,14 @@
 static const char *const extra[] = {"--login-rate", "1000", NULL};
 
 /* Starts a server whose content store fails as spec says. */
-static void start_faulty(struct server *s, const char *spec)
+/* A server on a store failing as spec says, with alice signed up and cl logged in as her. */
+static void start_faulty(struct server *s, const char *spec, struct acct *a, struct client *cl)
 {
     assert_int_equal(setenv("FERRY_TEST_BLOB_FAULTS", spec, 1), 0);
     server_start(s, extra);
     unsetenv("FERRY_TEST_BLOB_FAULTS");
+    acct_signup(s, a, "alice");
+    acct_open(s, a, cl);
 }
 
 /* Stops s and starts it again on the same data, with no faults: what was acknowledged stays. */
@@ -226,9 +229,7 @@ static void test_put_fails_r_store_5(void **state)
     uint32_t i;
 
     (void)state;
-    start_faulty(&s, "put:1:eio,put:3:enospc");
-    acct_signup(&s, &a, "alice");
-    acct_open(&s, &a, &cl);
+    start_faulty(&s, "put:1:eio,put:3:enospc", &a, &cl);
     fill_random(&p1, n);
     fill_random(&p2, n);
     cid_of(p1, n, cid1);
@@ -288,9 +289,7 @@ static void test_short_write_r_chunk_7(void **state)
     uint32_t i;
 
     (void)state;
-    start_faulty(&s, "write:2:short");
-    acct_signup(&s, &a, "alice");
-    acct_open(&s, &a, &cl);
+    start_faulty(&s, "write:2:short", &a, &cl);
     sample_cdc(&sm, 3u << 20);
     assert_true(sm.n >= 3);
     chunked_begin(&cl, &sm, "cut.bin", tid, need);
@@ -371,9 +370,7 @@ static void test_sync_fails_r_store_5(void **state)
     uint32_t i;
 
     (void)state;
-    start_faulty(&s, "sync:2:eio,sync:4:enospc");
-    acct_signup(&s, &a, "alice");
-    acct_open(&s, &a, &cl);
+    start_faulty(&s, "sync:2:eio,sync:4:enospc", &a, &cl);
     fill_random(&p1, n);
     fill_random(&p2, n);
     cid_of(p2, n, cid2);
@@ -450,9 +447,7 @@ static void test_read_and_spool_fail(void **state)
     char hex[33];
 
     (void)state;
-    start_faulty(&s, "read:1:eio,read:2:short,spool:1:enospc");
-    acct_signup(&s, &a, "alice");
-    acct_open(&s, &a, &cl);
+    start_faulty(&s, "read:1:eio,read:2:short,spool:1:enospc", &a, &cl);
     fill_random(&p1, n);
     /* Spool 1: no room for the upload's temporary file. */
     new_tid(tid, hex);
