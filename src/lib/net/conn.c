@@ -13,8 +13,19 @@
 struct write_req {
     uv_write_t req;
     size_t len;
+    size_t cap;
     uint8_t data[];
 };
+
+/*
+ * Records gather in one write buffer until it holds NET_FLUSH_BYTES, then go
+ * to the socket in one uv_write. SSL_write returns after every record (the
+ * context enables partial writes), so handing each over alone cost a
+ * uv_write, a write(2) and an allocation per 16 KiB. The buffer has room
+ * for one more record past the mark.
+ */
+#define NET_FLUSH_BYTES (256 * 1024)
+#define NET_TX_CAP      (NET_FLUSH_BYTES + 32 * 1024)
 
 static void process_input(struct ferry_conn *c);
 static void (*before_send)(void);
@@ -35,6 +46,8 @@ void net_conn_unref(struct ferry_conn *c)
         return;
     SSL_free(c->ssl); /* frees both BIOs */
     c->ssl = NULL;
+    ferry_free(c->tx);
+    c->tx = NULL;
     ferry_buf_cleanup(&c->in);
     ferry_buf_cleanup(&c->out);
     ferry_free(c->rx);
@@ -70,6 +83,14 @@ void net_conn_fail(struct ferry_conn *c, int rc)
     if (c->err == 0 && !c->closing)
         c->err = rc;
     ferry_conn_close(c);
+}
+
+void net_conn_abort(struct ferry_conn *c, int rc)
+{
+    if (c->err == 0 && !c->closing)
+        c->err = rc;
+    c->closing = 1;
+    close_handles(c);
 }
 
 static void write_done(uv_write_t *req, int status)
@@ -126,32 +147,25 @@ void net_conn_list_remove(struct ferry_conn *c)
     c->list = NULL;
     c->lprev = c->lnext = NULL;
 }
-/* Moves every ciphertext byte OpenSSL produced into one uv_write. */
+/* Hands every ciphertext byte OpenSSL produced to the socket, in one uv_write. */
 static int push_ciphertext(struct ferry_conn *c)
 {
-    size_t n = (size_t)BIO_ctrl_pending(c->wbio);
-    struct write_req *w;
+    struct write_req *w = c->tx;
     uv_buf_t b;
     int rc;
 
-    if (n == 0)
+    if (w == NULL || w->len == 0)
         return 0;
-    if ((w = ferry_malloc(sizeof(*w) + n)) == NULL)
-        return -ENOMEM;
-    if (BIO_read(c->wbio, w->data, (int)n) != (int)n) {
-        ferry_free(w);
-        return FERRY_EINTERNAL;
-    }
-    w->len = n;
-    b = uv_buf_init((char *)w->data, (unsigned)n);
+    c->tx = NULL;
+    b = uv_buf_init((char *)w->data, (unsigned)w->len);
     if (before_send != NULL)
         before_send();
     if ((rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_done)) != 0) {
         ferry_free(w);
         return rc;
     }
-    c->queued += n;
-    c->wire_tx += n;
+    c->queued += w->len;
+    c->wire_tx += w->len;
     c->last_tx_ms = ferry_now_ms();
     return 0;
 }
@@ -164,18 +178,19 @@ int ferry_conn_flush(struct ferry_conn *c)
     if (!c->ready || uv_is_closing((uv_handle_t *)&c->tcp))
         return 0;
     while ((used = ferry_buf_used(&c->out)) > 0) {
-        /* 256 KiB per SSL_write keeps the memory BIO, and so the copy, small. */
         /* The error queue is per thread: another connection's entry must not leak
          * here. */
         ERR_clear_error();
-        n = SSL_write(c->ssl, ferry_buf_peek(&c->out), (int)(used > 262144 ? 262144 : used));
+        n = SSL_write(c->ssl, ferry_buf_peek(&c->out),
+                      (int)(used > NET_FLUSH_BYTES ? NET_FLUSH_BYTES : used));
         if (n <= 0)
             return FERRY_EINTERNAL;
         ferry_buf_consume(&c->out, (size_t)n);
-        if (push_ciphertext(c) != 0)
+        if (c->tx != NULL && c->tx->len >= NET_FLUSH_BYTES && push_ciphertext(c) != 0)
             return FERRY_EINTERNAL;
     }
-    return 0;
+    /* Records OpenSSL made on its own while reading (a ticket, an alert) go too. */
+    return push_ciphertext(c) != 0 ? FERRY_EINTERNAL : 0;
 }
 
 size_t ferry_conn_pending(const struct ferry_conn *c)
@@ -364,6 +379,78 @@ static BIO *rx_bio_new(struct ferry_conn *c)
     return b;
 }
 
+/*
+ * The write side: OpenSSL lays each record straight into the buffer of the
+ * next uv_write (c->tx). A memory BIO cost a memset and a copy into it, and
+ * a second copy out of it, of every byte sent.
+ */
+static int tx_write(BIO *b, const char *in, int len)
+{
+    struct ferry_conn *c = BIO_get_data(b);
+    struct write_req *w = c->tx, *nw;
+    size_t need, cap;
+
+    BIO_clear_retry_flags(b);
+    if (len <= 0)
+        return 0;
+    need = (w != NULL ? w->len : 0) + (size_t)len;
+    if (w == NULL || w->cap < need) {
+        /* Records of one flush fit NET_TX_CAP: growing is for the rare larger burst. */
+        cap = need > NET_TX_CAP ? need + need / 2 : NET_TX_CAP;
+        if ((nw = ferry_realloc(w, sizeof(*nw) + cap)) == NULL)
+            return -1;
+        if (w == NULL)
+            nw->len = 0;
+        nw->cap = cap;
+        c->tx = w = nw;
+    }
+    memcpy(w->data + w->len, in, (size_t)len);
+    w->len += (size_t)len;
+    return len;
+}
+
+static long tx_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    struct ferry_conn *c = BIO_get_data(b);
+
+    (void)num;
+    (void)ptr;
+    switch (cmd) {
+    case BIO_CTRL_WPENDING:
+        return c->tx != NULL ? (long)c->tx->len : 0;
+    case BIO_CTRL_FLUSH:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static BIO_METHOD *tx_method;
+static pthread_once_t tx_once = PTHREAD_ONCE_INIT;
+
+static void tx_method_init(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "ferry socket write");
+
+    if (m == NULL || BIO_meth_set_write(m, tx_write) != 1 || BIO_meth_set_ctrl(m, tx_ctrl) != 1 ||
+        BIO_meth_set_create(m, rx_create) != 1) {
+        BIO_meth_free(m);
+        return;
+    }
+    tx_method = m;
+}
+
+static BIO *tx_bio_new(struct ferry_conn *c)
+{
+    BIO *b;
+
+    pthread_once(&tx_once, tx_method_init);
+    if (tx_method == NULL || (b = BIO_new(tx_method)) == NULL)
+        return NULL;
+    BIO_set_data(b, c);
+    return b;
+}
+
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b)
 {
     struct ferry_conn *c = h->data;
@@ -414,8 +501,11 @@ static int dispatch_frames(struct ferry_conn *c)
     int rc;
 
     while (!c->paused && !c->closing && !c->out_blocked) {
-        /* R-PIPE-3: stop taking requests while the peer leaves replies unread. */
-        if (ferry_conn_pending(c) > FERRY_NET_OUT_BLOCK) {
+        /*
+         * R-PIPE-3: stop taking requests while the peer leaves replies unread.
+         * The dialing side keeps reading the replies to what it sends.
+         */
+        if (c->accepted && ferry_conn_pending(c) > FERRY_NET_OUT_BLOCK) {
             c->out_blocked = 1;
             uv_read_stop((uv_stream_t *)&c->tcp);
             return 0;
@@ -580,15 +670,14 @@ int net_conn_start(struct ferry_conn *c, SSL_CTX *ctx, int server)
     }
     uv_tcp_nodelay(&c->tcp, 1);
     if ((c->rx = ferry_malloc(FERRY_NET_RX_CAP)) == NULL || (c->ssl = SSL_new(ctx)) == NULL ||
-        (c->rbio = rx_bio_new(c)) == NULL || (c->wbio = BIO_new(BIO_s_mem())) == NULL) {
+        (c->rbio = rx_bio_new(c)) == NULL || (c->wbio = tx_bio_new(c)) == NULL) {
         BIO_free(c->rbio);
         c->rbio = NULL;
         return -ENOMEM;
     }
-    /* Give an EOF-less empty read instead of an error while waiting for bytes. */
-    BIO_set_mem_eof_return(c->wbio, -1);
     SSL_set_bio(c->ssl, c->rbio, c->wbio);
     if (server) {
+        c->accepted = 1;
         SSL_set_accept_state(c->ssl);
     } else {
         SSL_set_connect_state(c->ssl);

@@ -11,6 +11,7 @@
 #define FERRY_NET_RX_CAP (2 * FERRY_NET_READ_CHUNK)
 
 struct net_conn_list;
+struct write_req;
 
 struct ferry_conn {
     uv_tcp_t tcp;
@@ -18,8 +19,9 @@ struct ferry_conn {
     uv_connect_t connect; /* the dialer's TCP connect */
     uv_getaddrinfo_t gai; /* the dialer's name lookup */
     SSL *ssl;
-    BIO *rbio; /* reads the ciphertext in rx */
-    BIO *wbio; /* ciphertext from OpenSSL, to the socket */
+    BIO *rbio;            /* reads the ciphertext in rx */
+    BIO *wbio;            /* ciphertext from OpenSSL, laid straight into tx */
+    struct write_req *tx; /* the next uv_write, being filled; NULL: none */
     struct ferry_buf in;
     struct ferry_buf out;
     uint8_t *rx;   /* socket reads (FERRY_NET_RX_CAP), read in place by OpenSSL */
@@ -29,6 +31,7 @@ struct ferry_conn {
     int ready;
     int closing;
     int paused;       /* the application asked not to be given more frames */
+    int accepted;     /* the accepting side, which bounds an unread peer (R-PIPE-3) */
     int out_blocked;  /* input stopped: the peer reads none of our output */
     int in_process;   /* re-entrancy guard for process_input */
     int refs;         /* libuv handles and requests still open */
@@ -64,6 +67,11 @@ struct ferry_conn *net_conn_new(uv_loop_t *loop, const struct ferry_conn_cfg *cf
 int net_conn_start(struct ferry_conn *c, SSL_CTX *ctx, int server);
 /* Closes c for the reason rc (kept if it is the first). */
 void net_conn_fail(struct ferry_conn *c, int rc);
+/*
+ * Closes c now, for the reason rc if it is the first: output still queued
+ * is dropped, and no close_notify is sent (a one-shot client that is done).
+ */
+void net_conn_abort(struct ferry_conn *c, int rc);
 /* Drops one reference taken for a libuv handle or request. */
 void net_conn_unref(struct ferry_conn *c);
 /*
