@@ -17,7 +17,8 @@
  * passed in stays the caller's and must outlive the connections made with it.
  *
  * struct ferry_client, below, is the one-shot client of the command-line
- * tools: one connection driven by poll(2), no loop. It is opaque too.
+ * tools: one dialed connection on a private loop that runs only while the
+ * caller pumps, with a blocking face. It is opaque too.
  */
 #ifndef FERRY_NET_H
 #define FERRY_NET_H
@@ -203,7 +204,13 @@ int ferry_retry_window_open(uint64_t start_ms, uint64_t window_ms, uint64_t now_
 /* Builds and encodes a command frame into a caller buffer of cap bytes. */
 ssize_t ferry_frame_cmd(uint8_t *out, size_t cap, int32_t type, json_t *body);
 
-/* --- Client side: one TLS connection driven by poll(2). --- */
+/*
+ * --- Client side: one dialed connection on a loop of its own. ---
+ * The loop runs only inside ferry_client_connect*() and ferry_client_pump():
+ * sends queue, the pump moves bytes, and frames wait in a bounded queue for
+ * ferry_client_next_frame(). Heartbeats and the idle timeout are the
+ * caller's (R-CLI-2, R-SESS-4): the connection sends none of its own.
+ */
 
 struct ferry_client;
 
@@ -234,19 +241,20 @@ uint64_t ferry_client_last_rx_ms(const struct ferry_client *c);
 uint64_t ferry_client_last_tx_ms(const struct ferry_client *c);
 /* The server closed the connection, or it broke. */
 int ferry_client_eof(const struct ferry_client *c);
-/* The socket, to wait on beside other descriptors. */
+/*
+ * A descriptor to wait on beside others (poll(2) POLLIN): the private
+ * loop's, readable when the socket has something for the next pump.
+ */
 int ferry_client_fd(const struct ferry_client *c);
 /* Queues raw frame bytes (already framed). */
 int ferry_client_send_raw(struct ferry_client *c, const void *p, size_t n);
 /* Queues a heartbeat frame (R-SESS-4). */
 int ferry_client_send_heartbeat(struct ferry_client *c);
 /*
- * The received plaintext not yet taken as frames (the frame last returned
- * by ferry_client_next_frame() is dropped first), and a way to drop n bytes
- * of it: for tests that look at the byte stream itself.
+ * Heartbeat frames received so far. ferry_client_next_frame() never returns
+ * them; tests of R-SESS-4 count them here.
  */
-void ferry_client_input(struct ferry_client *c, const uint8_t **p, size_t *n);
-void ferry_client_input_drop(struct ferry_client *c, size_t n);
+uint64_t ferry_client_heartbeats(const struct ferry_client *c);
 /* Queues a command frame; takes the reference to body (NULL: FERRY_EUSAGE). */
 int ferry_client_send_cmd(struct ferry_client *c, int32_t type, json_t *body);
 /* TLS bytes the connection has carried so far, both ways. */
@@ -254,8 +262,6 @@ int ferry_client_wire_bytes(const struct ferry_client *c, uint64_t *sent, uint64
 /* Queues one chunk's bytes as chunk frames (R-CHUNK-6). */
 int ferry_client_send_chunk(struct ferry_client *c, const uint8_t tid[static FERRY_TID_LEN],
                             uint32_t index, const uint8_t *p, size_t len);
-/* Bytes of TLS records gathered before a write(2) to the socket. */
-#define FERRY_CLIENT_WBUF (64 * 1024)
 /* Frames of one chunk: FERRY_CHUNK_MAX / FERRY_DATA_MAX, with room to spare. */
 #define FERRY_CLIENT_CHUNK_IOV 128
 /*
@@ -269,20 +275,24 @@ int ferry_client_send_chunk_fd(struct ferry_client *c, const uint8_t tid[static 
 int ferry_client_send_data(struct ferry_client *c, const uint8_t tid[static FERRY_TID_LEN],
                            uint64_t offset, const uint8_t *p, size_t len);
 /*
- * Moves bytes: writes queued output, reads what has arrived. Returns once
- * some input arrived or all queued output was written; with nothing queued
- * it waits at most timeout_ms for input (0 = do not wait, < 0 = forever).
- * With flush_all it keeps going until the output is empty. Returns 0, or
- * < 0 on a dead connection or FERRY_ETIMEDOUT.
+ * Moves bytes (runs the loop): writes queued output, reads what has
+ * arrived. Returns once some frame arrived or all queued output was
+ * written; with nothing queued it waits at most timeout_ms for input (0 =
+ * do not wait, < 0 = forever), and returns 0 when none came. With flush_all
+ * it keeps going until the output is empty, and gives FERRY_ETIMEDOUT if
+ * timeout_ms passes first. Returns < 0 on a dead connection (-ECONNRESET,
+ * or the framing fault the server committed). Frames already queued stay
+ * there for ferry_client_next_frame().
  */
 int ferry_client_pump(struct ferry_client *c, int timeout_ms, int flush_all);
 /*
- * Takes the next complete frame out of the input, if any: returns 1 and
- * fills f (valid until the next call), 0 if none is complete, < 0 on a
- * malformed stream.
+ * Takes the next frame out of the queue, if any: returns 1 and fills f
+ * (valid until the next call of this or of ferry_client_pump()), 0 if none
+ * is there, < 0 once the queue is empty and the stream was malformed
+ * (a frame over FERRY_FRAME_PAYLOAD_MAX, an unknown version or type).
  */
 int ferry_client_next_frame(struct ferry_client *c, struct ferry_frame *f);
-/* Bytes waiting to be written. */
+/* Bytes waiting to be written: queued, or given to the socket and not yet taken. */
 size_t ferry_client_pending(const struct ferry_client *c);
 
 #endif

@@ -2,8 +2,11 @@
  * Unit tests for net/: two connections on one loop, one dialing and one
  * accepting, exchange frames both ways; pins refuse the wrong peer on
  * either side before any application byte is handled (R-TLS-3, R-TLS-5).
+ * The blocking client (struct ferry_client), a connection on a loop of its
+ * own, is driven against an acceptor running on a second thread.
  */
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -316,6 +319,334 @@ static void test_dial_refused(void **state)
     assert_int_equal(f->cli.err, UV_ECONNREFUSED);
 }
 
+/*
+ * --- The blocking client against an acceptor on a thread of its own. ---
+ * The acceptor answers by message type: Ping with Ok; Disconnect with Ok,
+ * then it closes; Mkdir with Ok, then the header of a frame larger than
+ * any frame may be; Logout by no longer reading; DirInfo with FLOOD data
+ * frames, numbered by their offset.
+ */
+#define FLOOD 64
+
+struct peer {
+    uv_loop_t loop;
+    uv_async_t stop;
+    SSL_CTX *ctx;
+    struct ferry_listener *l;
+    pthread_t thread;
+    char port[16];
+};
+
+static void peer_reply(struct ferry_conn *c, int32_t type)
+{
+    assert_int_equal(ferry_conn_send_cmd(c, type, json_object()), 0);
+    assert_int_equal(ferry_conn_flush(c), 0);
+}
+
+static int peer_frame(struct ferry_conn *c, const struct ferry_frame *f)
+{
+    static uint8_t data[FERRY_DATA_MAX];
+    uint8_t hdr[FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN];
+    static const uint8_t tid[FERRY_TID_LEN];
+    int32_t type;
+    int i;
+
+    if (f->type == FERRY_FRAME_HEARTBEAT)
+        return 0;
+    if (decode_type(f, &type) != 0)
+        return FERRY_EPROTO;
+    switch (type) {
+    case FERRY_MSG_DISCONNECT:
+        peer_reply(c, FERRY_MSG_OK);
+        ferry_conn_close(c);
+        break;
+    case FERRY_MSG_MKDIR:
+        peer_reply(c, FERRY_MSG_OK);
+        ferry_frame_header_encode(hdr, FERRY_FRAME_COMMAND, FERRY_FRAME_PAYLOAD_MAX + 1);
+        assert_int_equal(ferry_conn_send_raw(c, hdr, FERRY_FRAME_HDR_LEN), 0);
+        assert_int_equal(ferry_conn_flush(c), 0);
+        break;
+    case FERRY_MSG_LOGOUT:
+        ferry_conn_pause(c);
+        return 1; /* left unread, and so is everything after it */
+    case FERRY_MSG_DIRINFO:
+        for (i = 0; i < FLOOD; i++) {
+            ferry_frame_header_encode(hdr, FERRY_FRAME_DATA,
+                                      sizeof(hdr) - FERRY_FRAME_HDR_LEN + sizeof(data));
+            ferry_data_header_encode(hdr + FERRY_FRAME_HDR_LEN, tid, (uint64_t)i * sizeof(data));
+            memset(data, i, sizeof(data));
+            assert_int_equal(ferry_conn_send_raw(c, hdr, sizeof(hdr)), 0);
+            assert_int_equal(ferry_conn_send_raw(c, data, sizeof(data)), 0);
+        }
+        assert_int_equal(ferry_conn_flush(c), 0);
+        break;
+    default:
+        peer_reply(c, FERRY_MSG_OK);
+    }
+    return 0;
+}
+
+static int peer_ready(struct ferry_conn *c)
+{
+    (void)c;
+    return 0;
+}
+
+static void peer_closed(struct ferry_conn *c)
+{
+    ferry_conn_release(c);
+}
+
+static const struct ferry_conn_ops peer_ops = {
+    .on_ready = peer_ready, .on_frame = peer_frame, .on_close = peer_closed};
+
+static int peer_accept(struct ferry_listener *l, struct ferry_conn *c)
+{
+    (void)l;
+    (void)c;
+    return 0;
+}
+
+static void peer_drop(struct ferry_conn *c, void *arg)
+{
+    (void)arg;
+    ferry_conn_close(c);
+}
+
+static void peer_stop(uv_async_t *a)
+{
+    struct peer *p = a->data;
+
+    ferry_listener_each(p->l, peer_drop, NULL);
+    ferry_listener_free(p->l);
+    uv_close((uv_handle_t *)&p->stop, NULL);
+}
+
+static void *peer_run(void *arg)
+{
+    struct peer *p = arg;
+
+    uv_run(&p->loop, UV_RUN_DEFAULT);
+    return NULL;
+}
+
+static void peer_start(struct fx *f, struct peer *p)
+{
+    struct ferry_conn_cfg cfg = {
+        .ctx = f->srv_ctx, .ops = &peer_ops, .heartbeat_ms = 30000, .idle_ms = 90000};
+    struct sockaddr_in sa;
+    struct sockaddr_storage ss;
+
+    /* The fixture's own loop does not run here: its guard is not needed. */
+    uv_timer_stop(&f->guard);
+    uv_close((uv_handle_t *)&f->guard, NULL);
+    assert_int_equal(uv_loop_init(&p->loop), 0);
+    assert_int_equal(uv_async_init(&p->loop, &p->stop, peer_stop), 0);
+    p->stop.data = p;
+    uv_ip4_addr("127.0.0.1", 0, &sa);
+    assert_int_equal(
+        ferry_listener_open(&p->loop, (const struct sockaddr *)&sa, &cfg, peer_accept, p, &p->l),
+        0);
+    assert_int_equal(ferry_listener_addr(p->l, &ss), 0);
+    snprintf(p->port, sizeof(p->port), "%d", ntohs(((struct sockaddr_in *)&ss)->sin_port));
+    assert_int_equal(pthread_create(&p->thread, NULL, peer_run, p), 0);
+}
+
+static void peer_join(struct peer *p)
+{
+    uv_async_send(&p->stop);
+    assert_int_equal(pthread_join(p->thread, NULL), 0);
+    assert_int_equal(uv_loop_close(&p->loop), 0);
+}
+
+static struct ferry_client *client_open(struct fx *f, struct peer *p)
+{
+    struct ferry_client *c = NULL;
+
+    assert_int_equal(
+        ferry_client_connect(&c, "127.0.0.1", p->port, &f->cli_id, f->srv_id.id, NET_GUARD_MS), 0);
+    assert_string_equal(ferry_client_server_id(c), f->srv_id.id);
+    return c;
+}
+
+/* The next frame, pumping for it; fails the test once the guard's time has passed. */
+static int client_frame_by(struct ferry_client *c, struct ferry_frame *fr)
+{
+    uint64_t deadline = ferry_now_ms() + NET_GUARD_MS;
+    int rc;
+
+    while ((rc = ferry_client_next_frame(c, fr)) == 0 && !ferry_client_eof(c)) {
+        assert_true(ferry_now_ms() < deadline);
+        rc = ferry_client_pump(c, 1000, 0);
+        assert_true(rc == 0 || ferry_client_eof(c));
+    }
+    /* Frames that came before a close, and a fault after them, are still taken. */
+    if (rc == 0)
+        rc = ferry_client_next_frame(c, fr);
+    return rc;
+}
+
+static int32_t frame_type(const struct ferry_frame *fr)
+{
+    int32_t type = -1;
+
+    assert_int_equal(decode_type(fr, &type), 0);
+    return type;
+}
+
+/* A call and its answer; a pump with nothing to read waits, then returns empty-handed. */
+static void test_client_call_and_wait(void **state)
+{
+    struct fx *f = *state;
+    struct ferry_client *c;
+    struct ferry_frame fr;
+    struct peer p;
+
+    peer_start(f, &p);
+    c = client_open(f, &p);
+    assert_int_equal(ferry_client_send_cmd(c, FERRY_MSG_PING, json_object()), 0);
+    assert_true(ferry_client_pending(c) > 0);
+    assert_int_equal(ferry_client_pump(c, NET_GUARD_MS, 1), 0);
+    assert_int_equal(ferry_client_pending(c), 0);
+    assert_int_equal(client_frame_by(c, &fr), 1);
+    assert_int_equal(frame_type(&fr), FERRY_MSG_OK);
+    /* Nothing more comes: the pump times out with no frame and the link open. */
+    assert_int_equal(ferry_client_pump(c, 100, 0), 0);
+    assert_int_equal(ferry_client_pump(c, 0, 0), 0);
+    assert_int_equal(ferry_client_next_frame(c, &fr), 0);
+    assert_false(ferry_client_eof(c));
+    /* R-CLI-2: the whole frame was a sign of life. */
+    assert_true(ferry_client_last_rx_ms(c) > 0);
+    ferry_client_close(&c);
+    assert_null(c);
+    peer_join(&p);
+}
+
+/* Output the server does not read: flush_all gives up with FERRY_ETIMEDOUT. */
+static void test_client_flush_timeout(void **state)
+{
+    static uint8_t big[1 << 20];
+    static const uint8_t tid[FERRY_TID_LEN];
+    struct fx *f = *state;
+    struct ferry_client *c;
+    struct peer p;
+    int i, rc = 0;
+
+    peer_start(f, &p);
+    c = client_open(f, &p);
+    assert_int_equal(ferry_client_send_cmd(c, FERRY_MSG_LOGOUT, json_object()), 0);
+    /* The kernel's buffers take some megabytes; a gigabyte they do not. */
+    for (i = 0; i < 1024 && rc == 0; i++) {
+        assert_int_equal(ferry_client_send_data(c, tid, (uint64_t)i << 20, big, sizeof(big)), 0);
+        rc = ferry_client_pump(c, 200, 1);
+    }
+    assert_int_equal(rc, FERRY_ETIMEDOUT);
+    assert_true(ferry_client_pending(c) > 0);
+    assert_false(ferry_client_eof(c));
+    ferry_client_close(&c);
+    peer_join(&p);
+}
+
+/* The server's answer, then its close: the answer first, then eof. */
+static void test_client_server_closes(void **state)
+{
+    struct fx *f = *state;
+    struct ferry_client *c;
+    struct ferry_frame fr;
+    struct peer p;
+
+    peer_start(f, &p);
+    c = client_open(f, &p);
+    assert_int_equal(ferry_client_send_cmd(c, FERRY_MSG_DISCONNECT, json_object()), 0);
+    assert_int_equal(ferry_client_pump(c, NET_GUARD_MS, 1), 0);
+    assert_int_equal(client_frame_by(c, &fr), 1);
+    assert_int_equal(frame_type(&fr), FERRY_MSG_OK);
+    assert_int_equal(client_frame_by(c, &fr), 0);
+    assert_true(ferry_client_eof(c));
+    assert_int_equal(ferry_client_pump(c, 100, 0), -ECONNRESET);
+    /* Sending to a closed connection is not an error of its own: the pump tells. */
+    assert_int_equal(ferry_client_send_cmd(c, FERRY_MSG_PING, json_object()), 0);
+    assert_int_equal(ferry_client_pump(c, 100, 1), -ECONNRESET);
+    ferry_client_close(&c);
+    peer_join(&p);
+}
+
+/* R-FRAME-3: a frame larger than any may be is refused, after the frames before it. */
+static void test_client_frame_too_big(void **state)
+{
+    struct fx *f = *state;
+    struct ferry_client *c;
+    struct ferry_frame fr;
+    struct peer p;
+    int rc;
+
+    peer_start(f, &p);
+    c = client_open(f, &p);
+    assert_int_equal(ferry_client_send_cmd(c, FERRY_MSG_MKDIR, json_object()), 0);
+    assert_int_equal(ferry_client_pump(c, NET_GUARD_MS, 1), 0);
+    assert_int_equal(client_frame_by(c, &fr), 1);
+    assert_int_equal(frame_type(&fr), FERRY_MSG_OK);
+    rc = client_frame_by(c, &fr);
+    assert_true(rc < 0);
+    assert_true(ferry_client_eof(c));
+    /* The pump names the fault too, and so does every later call. */
+    assert_int_equal(ferry_client_pump(c, 0, 0), rc);
+    assert_int_equal(ferry_client_next_frame(c, &fr), rc);
+    ferry_client_close(&c);
+    peer_join(&p);
+}
+
+/*
+ * More frames than the queue holds, left unread for a while: the connection
+ * stops reading, and every frame arrives, in order, once they are taken.
+ */
+static void test_client_queue_bound(void **state)
+{
+    struct fx *f = *state;
+    struct ferry_client *c;
+    struct ferry_frame fr;
+    struct ferry_data d;
+    struct peer p;
+    int i;
+
+    peer_start(f, &p);
+    c = client_open(f, &p);
+    assert_int_equal(ferry_client_send_cmd(c, FERRY_MSG_DIRINFO, json_object()), 0);
+    assert_int_equal(ferry_client_pump(c, NET_GUARD_MS, 1), 0);
+    for (i = 0; i < 20; i++)
+        assert_int_equal(ferry_client_pump(c, 50, 0), 0);
+    for (i = 0; i < FLOOD; i++) {
+        assert_int_equal(client_frame_by(c, &fr), 1);
+        assert_int_equal(fr.type, FERRY_FRAME_DATA);
+        assert_int_equal(ferry_data_decode(fr.payload, fr.payload_len, &d), 0);
+        assert_int_equal(d.offset, (uint64_t)i * FERRY_DATA_MAX);
+        assert_int_equal(d.len, FERRY_DATA_MAX);
+        assert_int_equal(d.bytes[0], (uint8_t)i);
+        assert_int_equal(d.bytes[FERRY_DATA_MAX - 1], (uint8_t)i);
+    }
+    assert_int_equal(ferry_client_pump(c, 0, 0), 0);
+    assert_int_equal(ferry_client_next_frame(c, &fr), 0);
+    ferry_client_close(&c);
+    peer_join(&p);
+}
+
+/* R-TLS-3: a pin that differs fails with FERRY_EPIN, naming the ID the server showed. */
+static void test_client_wrong_pin(void **state)
+{
+    struct fx *f = *state;
+    struct ferry_client *c = NULL;
+    struct peer p;
+
+    peer_start(f, &p);
+    assert_int_equal(
+        ferry_client_connect(&c, "127.0.0.1", p.port, &f->cli_id, f->other_id.id, NET_GUARD_MS),
+        FERRY_EPIN);
+    assert_non_null(c);
+    assert_string_equal(ferry_client_server_id(c), f->srv_id.id);
+    ferry_client_close(&c);
+    peer_join(&p);
+}
+
 /* R-CLI-3: reconnects back off from 0.5 s, doubling to 10 s, within the outage's window. */
 static void test_backoff(void **state)
 {
@@ -340,6 +671,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_accept_wrong_peer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dial_refused, setup, teardown),
         cmocka_unit_test(test_backoff),
+        cmocka_unit_test_setup_teardown(test_client_call_and_wait, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_flush_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_server_closes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_frame_too_big, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_queue_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_wrong_pin, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

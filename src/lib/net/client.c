@@ -1,156 +1,132 @@
-/* Client-side TLS connection driven by poll(2): one-shot commands need no loop. */
+/*
+ * The one-shot client of the command-line tools: one dialed connection
+ * (conn.c, dial.c) on a private libuv loop that runs only while the caller
+ * pumps. TLS, framing and the socket are the connection's; what is here is
+ * the blocking face the commands use: frames are handed over into a bounded
+ * queue the caller takes them from, and output waits in the connection
+ * until a pump moves it.
+ */
 #include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <poll.h>
+#include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/uio.h>
-#include <unistd.h>
 
-#include <openssl/err.h>
-#include <openssl/ssl.h>
+#include "conn_int.h"
 
-#include "ferry/net.h"
+/*
+ * Whole frames handed over by the connection and not yet taken by the
+ * caller. Room for several largest frames; once it is full the connection
+ * stops reading, so a caller that does not read holds the server back
+ * (R-PIPE-3) instead of growing this.
+ */
+#define CLIENT_IN_MAX    (256 * 1024)
+#define CLIENT_FRAME_MAX (FERRY_FRAME_HDR_LEN + FERRY_FRAME_PAYLOAD_MAX)
 
 struct ferry_client {
-    int fd;
+    uv_loop_t loop;
+    uv_timer_t timer; /* the connect's and the pump's timeout */
     SSL_CTX *ctx;
-    SSL *ssl;
-    struct ferry_buf in;
-    struct ferry_buf out;
-    uint64_t last_tx_ms; /* the last write that moved bytes to the socket */
-    uint64_t last_rx_ms; /* the last whole frame taken out (R-CLI-2), heartbeats included */
+    struct ferry_conn *conn;
+    struct ferry_buf in; /* the queue: whole frames, framed again */
     size_t consumed;     /* bytes of the frame last returned, dropped on the next call */
-    int eof;
+    uint64_t arrived;    /* frames handed over so far, heartbeats included */
+    uint64_t heartbeats; /* of which heartbeats */
+    uint64_t last_rx_ms; /* the last whole frame (R-CLI-2), heartbeats included */
+    uint64_t last_tx_ms; /* the last write that moved bytes to the socket */
+    size_t last_pending; /* output not yet written, when last looked at */
+    int fault;           /* the framing rule the server broke, once the queue is read */
+    int ready;           /* the handshake finished and the pin matched */
+    int closed;          /* the connection's on_close ran */
+    int timer_fired;
+    int loop_open;
     char server_id[FERRY_ID_LEN + 1];
-    uint64_t wire_tx; /* TLS bytes written to and read from the socket */
-    uint64_t wire_rx;
 };
 
-static int wait_fd(int fd, short events, int timeout_ms)
+static int client_ready(struct ferry_conn *conn)
 {
-    struct pollfd p = {.fd = fd, .events = events};
-    int n;
+    struct ferry_client *c = ferry_conn_data(conn);
 
-    do {
-        n = poll(&p, 1, timeout_ms);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return -errno;
-    return n == 0 ? FERRY_ETIMEDOUT : 0;
-}
-
-/* Binds fd to the numeric address src (port 0) before it connects. */
-static int bind_source(int fd, int family, const char *src)
-{
-    struct addrinfo hints = {.ai_family = family,
-                             .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_NUMERICHOST | AI_PASSIVE},
-                    *res = NULL;
-    int rc = 0;
-
-    if (getaddrinfo(src, "0", &hints, &res) != 0)
-        return FERRY_EUSAGE;
-    if (bind(fd, res->ai_addr, res->ai_addrlen) != 0)
-        rc = -errno;
-    freeaddrinfo(res);
-    return rc;
-}
-
-static int dial(const char *src, const char *host, const char *port, int timeout_ms, int *fdp)
-{
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL, *ai;
-    int fd = -1, rc, one = 1, soerr;
-    socklen_t sl;
-
-    *fdp = -1;
-    if ((rc = getaddrinfo(host, port, &hints, &res)) != 0)
-        return FERRY_ENOTFOUND;
-    rc = -ECONNREFUSED;
-    for (ai = res; ai != NULL; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-        if (fd < 0) {
-            rc = -errno;
-            continue;
-        }
-        if (src != NULL && (rc = bind_source(fd, ai->ai_family, src)) != 0)
-            goto next;
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS) {
-            rc = -errno;
-            goto next;
-        }
-        if ((rc = wait_fd(fd, POLLOUT, timeout_ms)) != 0)
-            goto next;
-        sl = sizeof(soerr);
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr != 0) {
-            rc = -(soerr ? soerr : errno);
-            goto next;
-        }
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        *fdp = fd;
-        rc = 0;
-        break;
-    next:
-        close(fd);
-        fd = -1;
-    }
-    freeaddrinfo(res);
-    return rc;
-}
-
-/* Counts what the socket BIO moves: TLS records, handshake included. */
-static long count_io(BIO *b, int oper, const char *argp, size_t len, int argi, long argl, int ret,
-                     size_t *processed)
-{
-    struct ferry_client *c = (struct ferry_client *)BIO_get_callback_arg(b);
-
-    (void)argp;
-    (void)len;
-    (void)argi;
-    (void)argl;
-    if (c != NULL && ret > 0 && processed != NULL) {
-        if (oper == (BIO_CB_READ | BIO_CB_RETURN))
-            c->wire_rx += *processed;
-        else if (oper == (BIO_CB_WRITE | BIO_CB_RETURN))
-            c->wire_tx += *processed;
-    }
-    return ret;
-}
-
-/* Bytes of TLS records written into the buffer BIO, not yet to the socket. */
-static size_t bio_pending(const struct ferry_client *c)
-{
-    return BIO_wpending(SSL_get_wbio(c->ssl));
+    c->ready = 1;
+    snprintf(c->server_id, sizeof(c->server_id), "%s", ferry_conn_peer_id(conn));
+    c->last_rx_ms = c->last_tx_ms = ferry_now_ms();
+    return 0;
 }
 
 /*
- * One socket BIO reads; writes go through a buffer BIO in front of it, so
- * 16 KiB TLS records reach the socket FERRY_CLIENT_WBUF at a time: a quarter
- * of the write(2) calls and of the TCP segments, for one extra copy. The
- * socket BIO counts the wire bytes both ways.
+ * R-CLI-2: a sign of life is a whole frame, not a byte: a server that drips
+ * the bytes of a frame it never finishes stays silent. Heartbeats are
+ * counted and dropped here; every other frame joins the queue, or, when it
+ * is full, stays in the connection, which stops reading until a pump finds
+ * room again.
  */
-static int set_bios(struct ferry_client *c)
+static int client_frame(struct ferry_conn *conn, const struct ferry_frame *f)
 {
-    BIO *sock = BIO_new_socket(c->fd, BIO_NOCLOSE), *buf = BIO_new(BIO_f_buffer());
-    int rc = FERRY_EINTERNAL;
+    struct ferry_client *c = ferry_conn_data(conn);
+    size_t hdr;
 
-    if (sock == NULL || buf == NULL || BIO_set_write_buffer_size(buf, FERRY_CLIENT_WBUF) != 1 ||
-        BIO_up_ref(sock) != 1)
-        goto out;
-    c->wire_tx = c->wire_rx = 0;
-    BIO_set_callback_ex(sock, count_io);
-    BIO_set_callback_arg(sock, (char *)c);
-    BIO_push(buf, sock);
-    /* The SSL owns both: one reference to sock as rbio, one through buf's chain. */
-    SSL_set_bio(c->ssl, sock, buf);
-    sock = buf = NULL;
-    rc = 0;
-out:
-    BIO_free(buf);
-    BIO_free(sock);
-    return rc;
+    if (f->type != FERRY_FRAME_HEARTBEAT) {
+        if (ferry_buf_reserve(&c->in, FERRY_FRAME_HDR_LEN + f->payload_len) != 0) {
+            ferry_conn_pause(conn);
+            return 1;
+        }
+        hdr = ferry_frame_header_encode(ferry_buf_tail(&c->in), f->type, (uint32_t)f->payload_len);
+        memcpy(ferry_buf_tail(&c->in) + hdr, f->payload, f->payload_len);
+        ferry_buf_grow(&c->in, hdr + f->payload_len);
+    } else {
+        c->heartbeats++;
+    }
+    c->arrived++;
+    c->last_rx_ms = ferry_now_ms();
+    return 0;
+}
+
+static void client_fault(struct ferry_conn *conn, int rc)
+{
+    struct ferry_client *c = ferry_conn_data(conn);
+
+    c->fault = rc;
+}
+
+static void client_closed(struct ferry_conn *conn)
+{
+    struct ferry_client *c = ferry_conn_data(conn);
+
+    c->closed = 1; /* released by ferry_client_close() */
+}
+
+static const struct ferry_conn_ops client_ops = {.on_ready = client_ready,
+                                                 .on_frame = client_frame,
+                                                 .on_fault = client_fault,
+                                                 .on_close = client_closed};
+
+static void timer_cb(uv_timer_t *t)
+{
+    struct ferry_client *c = t->data;
+
+    c->timer_fired = 1;
+}
+
+static void arm_timer(struct ferry_client *c, int timeout_ms)
+{
+    c->timer_fired = 0;
+    if (timeout_ms > 0)
+        uv_timer_start(&c->timer, timer_cb, (uint64_t)timeout_ms, 0);
+}
+
+/* The server closed the connection, or it broke. */
+static int gone(const struct ferry_client *c)
+{
+    return c->closed || ferry_conn_is_closing(c->conn);
+}
+
+/* Output that went to the socket since the last look is a write that moved (R-CLI-2). */
+static void note_writes(struct ferry_client *c)
+{
+    size_t now = ferry_conn_pending(c->conn);
+
+    if (now < c->last_pending)
+        c->last_tx_ms = ferry_now_ms();
+    c->last_pending = now;
 }
 
 int ferry_client_connect(struct ferry_client **cp, const char *host, const char *port,
@@ -163,64 +139,55 @@ int ferry_client_connect_from(struct ferry_client **cp, const char *src, const c
                               const char *port, const struct ferry_identity *id, const char *pin,
                               int timeout_ms)
 {
-    uint64_t deadline = ferry_now_ms() + (uint64_t)timeout_ms;
+    struct ferry_conn_cfg cfg;
     struct ferry_client *c;
-    int rc, n, err;
+    int rc;
 
     if ((*cp = c = ferry_calloc(1, sizeof(*c))) == NULL)
         return -ENOMEM;
-    c->fd = -1;
-    ferry_buf_init(&c->in, FERRY_FRAME_HDR_LEN + FERRY_FRAME_PAYLOAD_MAX + FERRY_NET_READ_CHUNK);
-    ferry_buf_init(&c->out, FERRY_NET_OUT_MAX);
-    if ((rc = dial(src, host, port, timeout_ms, &c->fd)) != 0)
-        goto out;
-    if ((c->ctx = ferry_tls_ctx_new(id, 0)) == NULL || (c->ssl = SSL_new(c->ctx)) == NULL ||
-        (rc = set_bios(c)) != 0) {
+    ferry_buf_init(&c->in, CLIENT_IN_MAX);
+    if (uv_loop_init(&c->loop) != 0) {
         rc = FERRY_EINTERNAL;
         goto out;
     }
-    /* Read whole socket buffers, not a header then a body per 16 KiB record. */
-    SSL_set_read_ahead(c->ssl, 1);
-    SSL_set_default_read_buffer_len(c->ssl, 256 * 1024);
-    for (;;) {
-        uint64_t now = ferry_now_ms();
-
-        ERR_clear_error(); /* see write_some */
-        n = SSL_connect(c->ssl);
-        if (n == 1)
-            break;
-        err = SSL_get_error(c->ssl, n);
-        if ((err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) || now >= deadline) {
-            /*
-             * A socket closed mid-handshake (a server that died or dropped
-             * us) is a lost connection, worth retrying; an alert is a
-             * refusal. OpenSSL 3 reports a clean EOF there as an SSL error.
-             */
-            if (now >= deadline)
-                rc = FERRY_ETIMEDOUT;
-            else if (err == SSL_ERROR_SYSCALL || err == SSL_ERROR_ZERO_RETURN ||
-                     (err == SSL_ERROR_SSL &&
-                      ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING))
-                rc = -ECONNRESET;
-            else
-                rc = FERRY_EAUTH;
-            ERR_clear_error();
-            goto out;
-        }
-        if ((rc = wait_fd(c->fd, err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT,
-                          (int)(deadline - now))) != 0)
-            goto out;
-    }
-    if ((rc = ferry_tls_peer_id(c->ssl, c->server_id)) != 0)
-        goto out;
-    /* R-TLS-3: a pinned ID that differs stops us before any application byte. */
-    if (pin != NULL && strcmp(pin, c->server_id) != 0) {
-        rc = FERRY_EPIN;
+    c->loop_open = 1;
+    uv_timer_init(&c->loop, &c->timer); /* cannot fail */
+    c->timer.data = c;
+    if ((c->ctx = ferry_tls_ctx_new(id, 0)) == NULL) {
+        rc = FERRY_EINTERNAL;
         goto out;
     }
-    c->last_rx_ms = c->last_tx_ms = ferry_now_ms();
+    /*
+     * The command keeps its own deadlines and sends its own heartbeats
+     * (R-CLI-2, R-SESS-4), and the loop runs only while it pumps: the
+     * connection's clock would judge a silence the command chose.
+     */
+    cfg = (struct ferry_conn_cfg){
+        .ctx = c->ctx, .ops = &client_ops, .heartbeat_ms = UINT64_MAX, .idle_ms = UINT64_MAX};
+    if ((rc = ferry_conn_dial(&c->loop, &cfg, src, host, port, pin, c, &c->conn)) != 0)
+        goto out;
+    arm_timer(c, timeout_ms);
+    while (!c->ready && !gone(c) && !c->timer_fired)
+        uv_run(&c->loop, UV_RUN_ONCE);
+    uv_timer_stop(&c->timer);
+    if (c->ready && !gone(c)) {
+        rc = 0;
+    } else if (!gone(c)) {
+        rc = FERRY_ETIMEDOUT;
+    } else {
+        /*
+         * R-TLS-3: a pinned ID that differs stopped the connection before any
+         * application byte; the ID it presented is kept for the message.
+         * A socket closed mid-handshake is a lost connection, worth retrying.
+         */
+        rc = ferry_conn_error(c->conn);
+        if (rc == 0)
+            rc = -ECONNRESET;
+        if (rc == FERRY_EPIN)
+            snprintf(c->server_id, sizeof(c->server_id), "%s", ferry_conn_peer_id(c->conn));
+    }
+    c->last_pending = 0;
 out:
-    ERR_clear_error();
     if (rc != 0 && rc != FERRY_EPIN)
         ferry_client_close(cp);
     return rc;
@@ -233,14 +200,19 @@ void ferry_client_close(struct ferry_client **cp)
     if (c == NULL)
         return;
     *cp = NULL;
-    if (c->ssl != NULL)
-        SSL_free(c->ssl);
-    if (c->ctx != NULL)
-        SSL_CTX_free(c->ctx);
-    if (c->fd >= 0)
-        close(c->fd);
+    if (c->conn != NULL) {
+        /* What was not written is dropped, as closing a socket drops it. */
+        net_conn_abort(c->conn, FERRY_ECANCELED);
+        ferry_conn_release(c->conn);
+    }
+    if (c->loop_open) {
+        uv_close((uv_handle_t *)&c->timer, NULL);
+        /* The handles close, and a name lookup still running ends. */
+        uv_run(&c->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&c->loop);
+    }
+    SSL_CTX_free(c->ctx);
     ferry_buf_cleanup(&c->in);
-    ferry_buf_cleanup(&c->out);
     ferry_free(c);
 }
 
@@ -261,39 +233,50 @@ uint64_t ferry_client_last_tx_ms(const struct ferry_client *c)
 
 int ferry_client_eof(const struct ferry_client *c)
 {
-    return c->eof;
+    return gone(c);
 }
 
 int ferry_client_fd(const struct ferry_client *c)
 {
-    return c->fd;
+    return uv_backend_fd(&c->loop);
+}
+
+uint64_t ferry_client_heartbeats(const struct ferry_client *c)
+{
+    return c->heartbeats;
+}
+
+/*
+ * Room for n bytes at the end of the output. A connection that is gone
+ * takes nothing, but the caller learns of it from the pump, as it learnt of
+ * a broken socket from its write: the send itself succeeds.
+ */
+static int reserve(struct ferry_client *c, size_t n, uint8_t **p)
+{
+    if (gone(c)) {
+        *p = NULL;
+        return 0;
+    }
+    return ferry_conn_reserve(c->conn, n, p);
 }
 
 int ferry_client_send_raw(struct ferry_client *c, const void *p, size_t n)
 {
-    return ferry_buf_append(&c->out, p, n);
+    uint8_t *w;
+    int rc;
+
+    if ((rc = reserve(c, n, &w)) != 0 || w == NULL)
+        return rc;
+    memcpy(w, p, n);
+    ferry_conn_commit(c->conn, n);
+    return 0;
 }
 
 int ferry_client_send_heartbeat(struct ferry_client *c)
 {
     uint8_t hb[FERRY_FRAME_HDR_LEN];
 
-    return ferry_buf_append(&c->out, hb, ferry_frame_header_encode(hb, FERRY_FRAME_HEARTBEAT, 0));
-}
-
-void ferry_client_input(struct ferry_client *c, const uint8_t **p, size_t *n)
-{
-    if (c->consumed > 0) {
-        ferry_buf_consume(&c->in, c->consumed);
-        c->consumed = 0;
-    }
-    *p = ferry_buf_peek(&c->in);
-    *n = ferry_buf_used(&c->in);
-}
-
-void ferry_client_input_drop(struct ferry_client *c, size_t n)
-{
-    ferry_buf_consume(&c->in, n);
+    return ferry_client_send_raw(c, hb, ferry_frame_header_encode(hb, FERRY_FRAME_HEARTBEAT, 0));
 }
 
 int ferry_client_send_cmd(struct ferry_client *c, int32_t type, json_t *body)
@@ -305,46 +288,44 @@ int ferry_client_send_cmd(struct ferry_client *c, int32_t type, json_t *body)
     if (body == NULL)
         return FERRY_EUSAGE;
     n = ferry_frame_cmd(frame, sizeof(frame), type, body);
-
     json_decref(body);
     if (n < 0)
         return (int)n;
-    return ferry_buf_append(&c->out, frame, (size_t)n);
+    return ferry_client_send_raw(c, frame, (size_t)n);
 }
 
 int ferry_client_send_data(struct ferry_client *c, const uint8_t tid[static FERRY_TID_LEN],
                            uint64_t offset, const uint8_t *p, size_t len)
 {
-    size_t frames = (len + FERRY_DATA_MAX - 1) / FERRY_DATA_MAX, need, chunk;
+    size_t frames = (len + FERRY_DATA_MAX - 1) / FERRY_DATA_MAX, need, piece;
     uint8_t *w;
     int rc;
 
     if (len == 0)
         return 0;
     need = len + frames * (FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN);
-    if ((rc = ferry_buf_reserve(&c->out, need)) != 0)
+    if ((rc = reserve(c, need, &w)) != 0 || w == NULL)
         return rc;
-    w = ferry_buf_tail(&c->out);
     while (len > 0) {
-        chunk = len > FERRY_DATA_MAX ? FERRY_DATA_MAX : len;
-        ferry_frame_header_encode(w, FERRY_FRAME_DATA, (uint32_t)(FERRY_DATA_HDR_LEN + chunk));
+        piece = len > FERRY_DATA_MAX ? FERRY_DATA_MAX : len;
+        ferry_frame_header_encode(w, FERRY_FRAME_DATA, (uint32_t)(FERRY_DATA_HDR_LEN + piece));
         ferry_data_header_encode(w + FERRY_FRAME_HDR_LEN, tid, offset);
-        memcpy(w + FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN, p, chunk);
-        w += FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN + chunk;
-        p += chunk;
-        offset += chunk;
-        len -= chunk;
+        memcpy(w + FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN, p, piece);
+        w += FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN + piece;
+        p += piece;
+        offset += piece;
+        len -= piece;
     }
-    ferry_buf_grow(&c->out, need);
+    ferry_conn_commit(c->conn, need);
     return 0;
 }
 
 /*
- * Lays one chunk out as chunk frames in the output buffer, its bytes taken
- * from p, or when p is NULL read from fd at foff straight into place (one
- * copy fewer than reading into a buffer first). Nothing is queued unless
- * every byte arrived: a short read is FERRY_ECANCELED (the file shrank), a
- * failed one -errno.
+ * Lays one chunk out as chunk frames at the end of the connection's output,
+ * its bytes taken from p, or when p is NULL read from fd at foff straight
+ * into place (one copy fewer than reading into a buffer first). Nothing is
+ * queued unless every byte arrived: a short read is FERRY_ECANCELED (the
+ * file shrank), a failed one -errno.
  */
 static int queue_chunk(struct ferry_client *c, const uint8_t tid[static FERRY_TID_LEN],
                        uint32_t index, const uint8_t *p, int fd, uint64_t foff, size_t len)
@@ -359,9 +340,8 @@ static int queue_chunk(struct ferry_client *c, const uint8_t tid[static FERRY_TI
     if (len == 0 || len > UINT32_MAX || (p == NULL && frames > FERRY_CLIENT_CHUNK_IOV))
         return FERRY_EUSAGE;
     need = len + frames * (FERRY_FRAME_HDR_LEN + FERRY_CHUNK_HDR_LEN);
-    if ((rc = ferry_buf_reserve(&c->out, need)) != 0)
+    if ((rc = reserve(c, need, &w)) != 0 || w == NULL)
         return rc;
-    w = ferry_buf_tail(&c->out);
     while (left > 0) {
         piece = left > FERRY_DATA_MAX ? FERRY_DATA_MAX : left;
         ferry_frame_header_encode(w, FERRY_FRAME_CHUNK, (uint32_t)(FERRY_CHUNK_HDR_LEN + piece));
@@ -387,7 +367,7 @@ static int queue_chunk(struct ferry_client *c, const uint8_t tid[static FERRY_TI
         if ((size_t)n != len)
             return FERRY_ECANCELED;
     }
-    ferry_buf_grow(&c->out, need);
+    ferry_conn_commit(c->conn, need);
     return 0;
 }
 
@@ -409,143 +389,84 @@ int ferry_client_send_chunk_fd(struct ferry_client *c, const uint8_t tid[static 
 
 int ferry_client_wire_bytes(const struct ferry_client *c, uint64_t *sent, uint64_t *received)
 {
-    *sent = c->wire_tx;
-    *received = c->wire_rx;
+    ferry_conn_wire_bytes(c->conn, sent, received);
     return 0;
 }
 
 size_t ferry_client_pending(const struct ferry_client *c)
 {
-    return ferry_buf_used(&c->out) + (c->ssl != NULL ? bio_pending(c) : 0);
+    return ferry_conn_pending(c->conn);
 }
 
-/* Writes as much queued output as the socket takes; 1 if it would block. */
-static int write_some(struct ferry_client *c)
+/* Drops the frame last returned, so that its room counts again. */
+static void drop_consumed(struct ferry_client *c)
 {
-    size_t used;
-    int n, err;
-
-    while ((used = ferry_buf_used(&c->out)) > 0) {
-        /*
-         * OpenSSL's error queue is per thread, not per connection: a stale
-         * entry left by another connection would make SSL_get_error report
-         * a plain WANT_READ as a fatal error on this one.
-         */
-        ERR_clear_error();
-        n = SSL_write(c->ssl, ferry_buf_peek(&c->out), (int)(used > 1048576 ? 1048576 : used));
-        if (n <= 0) {
-            err = SSL_get_error(c->ssl, n);
-            if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ)
-                return 1;
-            return -EPIPE;
-        }
-        ferry_buf_consume(&c->out, (size_t)n);
-        c->last_tx_ms = ferry_now_ms();
-    }
-    /* All records made: push the buffer BIO's tail to the socket. */
-    if (bio_pending(c) > 0) {
-        ERR_clear_error();
-        if (BIO_flush(SSL_get_wbio(c->ssl)) != 1)
-            return BIO_should_retry(SSL_get_wbio(c->ssl)) ? 1 : -EPIPE;
-    }
-    return 0;
-}
-
-/* Reads until OpenSSL wants more bytes or the input buffer is full. */
-static int read_some(struct ferry_client *c)
-{
-    size_t room;
-    int n, err, got = 0;
-
-    for (;;) {
-        if (ferry_buf_reserve(&c->in, FERRY_NET_READ_CHUNK) != 0)
-            return got; /* full: the caller must take frames first */
-        room = c->in.cap - c->in.len;
-        ERR_clear_error(); /* see write_some */
-        n = SSL_read(c->ssl, ferry_buf_tail(&c->in), (int)(room > INT32_MAX ? INT32_MAX : room));
-        if (n <= 0) {
-            err = SSL_get_error(c->ssl, n);
-            if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
-                return got;
-            c->eof = 1;
-            return got ? got : -ECONNRESET;
-        }
-        ferry_buf_grow(&c->in, (size_t)n);
-        got = 1;
+    if (c->consumed > 0) {
+        ferry_buf_consume(&c->in, c->consumed);
+        c->consumed = 0;
     }
 }
 
 int ferry_client_pump(struct ferry_client *c, int timeout_ms, int flush_all)
 {
-    uint64_t deadline = ferry_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
-    int had_out = ferry_client_pending(c) > 0;
-    struct pollfd p;
-    int rc, got, n, wait;
+    uint64_t arrived = c->arrived;
+    uv_run_mode mode = UV_RUN_NOWAIT;
+    int had_out, rc;
 
+    drop_consumed(c);
+    if (gone(c))
+        return c->fault != 0 ? c->fault : -ECONNRESET;
+    /* Room for the largest frame again: let the connection deliver what it held. */
+    if (ferry_conn_is_paused(c->conn) && c->in.limit - ferry_buf_used(&c->in) >= CLIENT_FRAME_MAX)
+        ferry_conn_resume(c->conn);
+    /* Encrypts what is queued and hands it to the socket, which takes what it can now. */
+    if (!gone(c) && ferry_conn_flush(c->conn) != 0)
+        net_conn_abort(c->conn, -EPIPE);
+    had_out = ferry_conn_pending(c->conn) > 0;
+    arm_timer(c, timeout_ms);
     for (;;) {
-        uint64_t now;
-
-        if (c->eof)
-            return -ECONNRESET;
-        if ((rc = write_some(c)) < 0)
-            return rc;
-        if ((got = read_some(c)) < 0)
-            return got;
-        if (got > 0 && !flush_all)
-            return 0;
+        /* The first turn only collects what is ready: a write done, bytes that came. */
+        uv_run(&c->loop, mode);
+        note_writes(c);
+        if (c->arrived != arrived && !flush_all) {
+            rc = 0;
+            break;
+        }
+        if (gone(c)) {
+            /* Frames that came with the close are taken before the close is. */
+            rc = c->arrived != arrived ? 0 : c->fault != 0 ? c->fault : -ECONNRESET;
+            break;
+        }
         /* Everything queued went out: progress, so return (input may wait). */
-        if (ferry_client_pending(c) == 0 && (flush_all || got > 0 || had_out))
-            return 0;
-        /* Records buffered inside OpenSSL wake no poll: only wait when empty. */
-        if (SSL_pending(c->ssl) > 0 && c->in.limit - ferry_buf_used(&c->in) > 0)
-            continue;
-        p = (struct pollfd){.fd = c->fd};
-        /* With no room for input, waiting for it would spin: wait to write only. */
-        if (c->in.limit - ferry_buf_used(&c->in) >= FERRY_NET_READ_CHUNK)
-            p.events |= POLLIN;
-        if (ferry_client_pending(c) > 0)
-            p.events |= POLLOUT;
-        now = ferry_now_ms();
-        if (timeout_ms >= 0 && now >= deadline)
-            return flush_all ? FERRY_ETIMEDOUT : 0;
-        if (p.events == 0)
-            return 0; /* the caller must take frames before anything can move */
-        wait = timeout_ms < 0 ? -1 : (int)(deadline - now);
-        n = poll(&p, 1, wait);
-        if (n < 0 && errno != EINTR)
-            return -errno;
-        /* A signal: let the caller look at why (Ctrl-C) before waiting on. */
-        if (n < 0 && !flush_all)
-            return 0;
-        if (n == 0 && !flush_all)
-            return 0;
+        if (ferry_conn_pending(c->conn) == 0 && (flush_all || had_out)) {
+            rc = 0;
+            break;
+        }
+        if (timeout_ms == 0 || c->timer_fired) {
+            rc = flush_all ? FERRY_ETIMEDOUT : 0;
+            break;
+        }
+        /* A full queue and nothing to write: only the caller can make progress. */
+        if (ferry_conn_is_paused(c->conn) && ferry_conn_pending(c->conn) == 0) {
+            rc = 0;
+            break;
+        }
+        mode = UV_RUN_ONCE;
     }
+    uv_timer_stop(&c->timer);
+    return rc;
 }
 
 int ferry_client_next_frame(struct ferry_client *c, struct ferry_frame *f)
 {
     ssize_t n;
 
-    if (c->consumed > 0) {
-        ferry_buf_consume(&c->in, c->consumed);
-        c->consumed = 0;
-    }
-    for (;;) {
-        n = ferry_frame_parse(ferry_buf_peek(&c->in), ferry_buf_used(&c->in), f);
-        if (n < 0)
-            return (int)n;
-        if (n == 0)
-            return 0;
-        /*
-         * R-CLI-2: a sign of life is a whole frame, not a byte: a server that
-         * drips the bytes of a frame it never finishes stays silent.
-         */
-        c->last_rx_ms = ferry_now_ms();
-        if (f->type == FERRY_FRAME_HEARTBEAT) {
-            ferry_buf_consume(&c->in, (size_t)n);
-            continue;
-        }
-        c->consumed = (size_t)n;
-        return 1;
-    }
+    drop_consumed(c);
+    n = ferry_frame_parse(ferry_buf_peek(&c->in), ferry_buf_used(&c->in), f);
+    if (n < 0)
+        return (int)n;
+    if (n == 0)
+        return c->fault; /* 0, or the stream broke a rule after the frames queued */
+    c->consumed = (size_t)n;
+    return 1;
 }
