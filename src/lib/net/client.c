@@ -21,6 +21,14 @@
  */
 #define CLIENT_IN_MAX    (256 * 1024)
 #define CLIENT_FRAME_MAX (FERRY_FRAME_HDR_LEN + FERRY_FRAME_PAYLOAD_MAX)
+/*
+ * Ciphertext handed to the socket ahead of it: the connection encrypts more
+ * as the socket drains, so each byte is written shortly after it was
+ * encrypted, while it is still in the cache. Encrypting a backlog of
+ * megabytes at once and writing it later cost a cold copy of every byte
+ * into the kernel, and fresh memory for the ciphertext.
+ */
+#define CLIENT_TX_WINDOW (512 * 1024)
 
 struct ferry_client {
     uv_loop_t loop;
@@ -119,14 +127,20 @@ static int gone(const struct ferry_client *c)
     return c->closed || ferry_conn_is_closing(c->conn);
 }
 
-/* Output that went to the socket since the last look is a write that moved (R-CLI-2). */
-static void note_writes(struct ferry_client *c)
+/*
+ * Output that went to the socket since the last look is a write that moved
+ * (R-CLI-2); then the socket is topped up from what is queued (the
+ * connection goes on doing so as writes finish).
+ */
+static void move_output(struct ferry_client *c)
 {
-    size_t now = ferry_conn_pending(c->conn);
-
-    if (now < c->last_pending)
+    if (gone(c))
+        return;
+    if (ferry_conn_pending(c->conn) < c->last_pending)
         c->last_tx_ms = ferry_now_ms();
-    c->last_pending = now;
+    if (ferry_conn_flush(c->conn) != 0)
+        net_conn_abort(c->conn, -EPIPE);
+    c->last_pending = ferry_conn_pending(c->conn);
 }
 
 int ferry_client_connect(struct ferry_client **cp, const char *host, const char *port,
@@ -166,6 +180,7 @@ int ferry_client_connect_from(struct ferry_client **cp, const char *src, const c
         .ctx = c->ctx, .ops = &client_ops, .heartbeat_ms = UINT64_MAX, .idle_ms = UINT64_MAX};
     if ((rc = ferry_conn_dial(&c->loop, &cfg, src, host, port, pin, c, &c->conn)) != 0)
         goto out;
+    net_conn_set_tx_window(c->conn, CLIENT_TX_WINDOW);
     arm_timer(c, timeout_ms);
     while (!c->ready && !gone(c) && !c->timer_fired)
         uv_run(&c->loop, UV_RUN_ONCE);
@@ -186,7 +201,6 @@ int ferry_client_connect_from(struct ferry_client **cp, const char *src, const c
         if (rc == FERRY_EPIN)
             snprintf(c->server_id, sizeof(c->server_id), "%s", ferry_conn_peer_id(c->conn));
     }
-    c->last_pending = 0;
 out:
     if (rc != 0 && rc != FERRY_EPIN)
         ferry_client_close(cp);
@@ -419,15 +433,15 @@ int ferry_client_pump(struct ferry_client *c, int timeout_ms, int flush_all)
     /* Room for the largest frame again: let the connection deliver what it held. */
     if (ferry_conn_is_paused(c->conn) && c->in.limit - ferry_buf_used(&c->in) >= CLIENT_FRAME_MAX)
         ferry_conn_resume(c->conn);
-    /* Encrypts what is queued and hands it to the socket, which takes what it can now. */
-    if (!gone(c) && ferry_conn_flush(c->conn) != 0)
-        net_conn_abort(c->conn, -EPIPE);
+    /* Encrypts the first of what is queued and hands it to the socket. */
+    c->last_pending = 0;
+    move_output(c);
     had_out = ferry_conn_pending(c->conn) > 0;
     arm_timer(c, timeout_ms);
     for (;;) {
         /* The first turn only collects what is ready: a write done, bytes that came. */
         uv_run(&c->loop, mode);
-        note_writes(c);
+        move_output(c);
         if (c->arrived != arrived && !flush_all) {
             rc = 0;
             break;

@@ -12,6 +12,7 @@
 
 struct write_req {
     uv_write_t req;
+    struct write_req *next; /* on the spare list */
     size_t len;
     size_t cap;
     uint8_t data[];
@@ -26,6 +27,37 @@ struct write_req {
  */
 #define NET_FLUSH_BYTES (256 * 1024)
 #define NET_TX_CAP      (NET_FLUSH_BYTES + 32 * 1024)
+/*
+ * Written buffers a connection keeps for its next writes: a fresh one each
+ * time cost the page faults of new memory (the allocator gives large
+ * blocks back to the system). They are freed once its output has been idle
+ * for a tick.
+ */
+#define NET_TX_SPARES 4
+
+/* Frees the spare write buffers. */
+static void spares_free(struct ferry_conn *c)
+{
+    struct write_req *w;
+
+    while ((w = c->spare) != NULL) {
+        c->spare = w->next;
+        ferry_free(w);
+    }
+    c->nspare = 0;
+}
+
+/* A written buffer: kept as a spare when it is a full-size one and there is room. */
+static void tx_recycle(struct ferry_conn *c, struct write_req *w)
+{
+    if (w->cap != NET_TX_CAP || c->nspare >= NET_TX_SPARES || c->closing) {
+        ferry_free(w);
+        return;
+    }
+    w->next = c->spare;
+    c->spare = w;
+    c->nspare++;
+}
 
 static void process_input(struct ferry_conn *c);
 static void (*before_send)(void);
@@ -48,6 +80,7 @@ void net_conn_unref(struct ferry_conn *c)
     c->ssl = NULL;
     ferry_free(c->tx);
     c->tx = NULL;
+    spares_free(c);
     ferry_buf_cleanup(&c->in);
     ferry_buf_cleanup(&c->out);
     ferry_free(c->rx);
@@ -100,7 +133,7 @@ static void write_done(uv_write_t *req, int status)
     int was_high = ferry_conn_pending(c) >= FERRY_NET_OUT_LOW;
 
     c->queued -= w->len;
-    ferry_free(w);
+    tx_recycle(c, w);
     if (status < 0) {
         net_conn_fail(c, status);
         close_handles(c);
@@ -109,6 +142,10 @@ static void write_done(uv_write_t *req, int status)
     if (c->closing) {
         if (c->queued == 0)
             close_handles(c);
+        return;
+    }
+    if (c->tx_window != 0 && ferry_buf_used(&c->out) > 0 && ferry_conn_flush(c) != 0) {
+        net_conn_fail(c, -EPIPE);
         return;
     }
     if (was_high && ferry_conn_pending(c) < FERRY_NET_OUT_LOW) {
@@ -170,14 +207,20 @@ static int push_ciphertext(struct ferry_conn *c)
     return 0;
 }
 
+void net_conn_set_tx_window(struct ferry_conn *c, size_t bytes)
+{
+    c->tx_window = bytes;
+}
+
 int ferry_conn_flush(struct ferry_conn *c)
 {
-    size_t used;
+    size_t used, max_queued = c->tx_window != 0 ? c->tx_window : SIZE_MAX;
     int n;
 
     if (!c->ready || uv_is_closing((uv_handle_t *)&c->tcp))
         return 0;
-    while ((used = ferry_buf_used(&c->out)) > 0) {
+    while ((used = ferry_buf_used(&c->out)) > 0 &&
+           c->queued + (c->tx != NULL ? c->tx->len : 0) < max_queued) {
         /* The error queue is per thread: another connection's entry must not leak
          * here. */
         ERR_clear_error();
@@ -274,6 +317,7 @@ void ferry_conn_close(struct ferry_conn *c)
         return;
     c->closing = 1;
     uv_read_stop((uv_stream_t *)&c->tcp);
+    c->tx_window = 0; /* what is queued goes before the close_notify */
     if (c->ready) {
         ferry_conn_flush(c);
         SSL_shutdown(c->ssl);
@@ -394,7 +438,12 @@ static int tx_write(BIO *b, const char *in, int len)
     if (len <= 0)
         return 0;
     need = (w != NULL ? w->len : 0) + (size_t)len;
-    if (w == NULL || w->cap < need) {
+    if (w == NULL && c->spare != NULL && need <= NET_TX_CAP) {
+        c->tx = w = c->spare;
+        c->spare = w->next;
+        c->nspare--;
+        w->len = 0;
+    } else if (w == NULL || w->cap < need) {
         /* Records of one flush fit NET_TX_CAP: growing is for the rare larger burst. */
         cap = need > NET_TX_CAP ? need + need / 2 : NET_TX_CAP;
         if ((nw = ferry_realloc(w, sizeof(*nw) + cap)) == NULL)
@@ -622,6 +671,8 @@ static void tick_cb(uv_timer_t *t)
     }
     if (c->closing)
         return;
+    if (c->queued == 0 && now - c->last_tx_ms >= 1000)
+        spares_free(c);
     if (c->ready && now - c->last_tx_ms >= c->heartbeat_ms) {
         n = ferry_frame_header_encode(hb, FERRY_FRAME_HEARTBEAT, 0);
         ferry_conn_send_raw(c, hb, n);

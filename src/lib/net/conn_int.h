@@ -19,9 +19,12 @@ struct ferry_conn {
     uv_connect_t connect; /* the dialer's TCP connect */
     uv_getaddrinfo_t gai; /* the dialer's name lookup */
     SSL *ssl;
-    BIO *rbio;            /* reads the ciphertext in rx */
-    BIO *wbio;            /* ciphertext from OpenSSL, laid straight into tx */
-    struct write_req *tx; /* the next uv_write, being filled; NULL: none */
+    BIO *rbio;               /* reads the ciphertext in rx */
+    BIO *wbio;               /* ciphertext from OpenSSL, laid straight into tx */
+    struct write_req *tx;    /* the next uv_write, being filled; NULL: none */
+    struct write_req *spare; /* written buffers kept for the next writes */
+    int nspare;
+    size_t tx_window; /* ciphertext kept ahead of the socket; 0: all of it */
     struct ferry_buf in;
     struct ferry_buf out;
     uint8_t *rx;   /* socket reads (FERRY_NET_RX_CAP), read in place by OpenSSL */
@@ -72,6 +75,13 @@ void net_conn_fail(struct ferry_conn *c, int rc);
  * is dropped, and no close_notify is sent (a one-shot client that is done).
  */
 void net_conn_abort(struct ferry_conn *c, int rc);
+/*
+ * With a window, ferry_conn_flush() stops once that much ciphertext waits
+ * for the socket, and each finished write tops it up: a sender with a
+ * large backlog encrypts each byte shortly before it is written, while it
+ * is still in the cache. 0: everything at once.
+ */
+void net_conn_set_tx_window(struct ferry_conn *c, size_t bytes);
 /* Drops one reference taken for a libuv handle or request. */
 void net_conn_unref(struct ferry_conn *c);
 /*
