@@ -443,6 +443,13 @@ struct sess {
     struct upload *uploads;
     int nuploads;
     struct ferry_writer *writer; /* created on the first large upload */
+    /*
+     * The writer's threads wake the loop through this when a buffer frees
+     * or its work is done; writer_wait: a frame was left unread until then,
+     * as the loop thread never waits for the disk.
+     */
+    uv_async_t *writer_wake;
+    int writer_wait;
     struct download *dl_head;
     struct download *dl_tail;
     int ndownloads;

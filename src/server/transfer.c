@@ -41,6 +41,69 @@ static struct upload *find_upload(struct sess *s, const uint8_t tid[static FERRY
     return NULL;
 }
 
+/* On a writer thread: only signals the loop (uv_async_send is safe from any thread). */
+static void writer_notify(void *arg)
+{
+    uv_async_send(arg);
+}
+
+/* On the loop: the writer has room or is done; the frame left unread is read again. */
+static void writer_woken(uv_async_t *a)
+{
+    struct sess *s = a->data;
+
+    if (s == NULL || !s->writer_wait || s->closed)
+        return;
+    s->writer_wait = 0;
+    /* Other holds re-check themselves when their frame comes again; these do not. */
+    if (s->listing == NULL && s->unacked < s->srv->cfg.max_unacked)
+        ferry_conn_resume(s->conn);
+}
+
+static void writer_wake_closed(uv_handle_t *h)
+{
+    ferry_free(h);
+}
+
+/* The session's writer, made at its first large upload, and the handle that wakes it. */
+static int writer_start(struct sess *s)
+{
+    uv_async_t *a = ferry_calloc(1, sizeof(*a));
+    int rc;
+
+    if (a == NULL)
+        return -ENOMEM;
+    if ((rc = uv_async_init(s->srv->loop, a, writer_woken)) != 0) {
+        ferry_free(a);
+        return rc;
+    }
+    a->data = s;
+    if ((rc = ferry_writer_new(&s->writer)) != 0) {
+        uv_close((uv_handle_t *)a, writer_wake_closed);
+        return rc;
+    }
+    s->writer_wake = a;
+    ferry_writer_set_notify(s->writer, writer_notify, a);
+    return 0;
+}
+
+/*
+ * Whether the frame in hand must wait for the writer: it is then left
+ * unread (the caller returns 1) and read again once the writer wakes us.
+ */
+static int writer_hold(struct sess *s, int ready)
+{
+    if (ready)
+        return 0;
+    /*
+     * No wake is lost: the writer signals every buffer it frees, and the
+     * handle's callback runs on this thread, after the flag is set.
+     */
+    s->writer_wait = 1;
+    ferry_conn_pause(s->conn);
+    return 1;
+}
+
 static void upload_free(struct sess *s, struct upload *u)
 {
     char cid[FERRY_CID_LEN + 1];
@@ -237,8 +300,8 @@ int srv_upload_open(struct sess *s, const struct ferry_cmd *cmd)
     } else if ((rc = ferry_blob_spool_open(srv->blobs, &u->spool)) != 0) {
         u->rc = rc == -ENOSPC ? FERRY_ENOSPACE : FERRY_EINTERNAL;
     } else {
-        if ((s->writer != NULL || ferry_writer_new(&s->writer) == 0) &&
-            !ferry_writer_busy(s->writer) && ferry_writer_begin(s->writer, u->spool.fd) == 0) {
+        if ((s->writer != NULL || writer_start(s) == 0) && !ferry_writer_busy(s->writer) &&
+            ferry_writer_begin(s->writer, u->spool.fd) == 0) {
             /* Hashing and writing overlap with decryption on the loop thread. */
             u->wr = s->writer;
         }
@@ -553,6 +616,15 @@ int srv_upload_data(struct sess *s, const struct ferry_data *d)
     /* R-DATA-4: never more than declared. */
     if (d->len > u->size - u->received)
         return fault(s, u->ref, FERRY_ETOOBIG, "data beyond the declared size");
+    /*
+     * A frame that needs a fresh buffer while all 8 are in flight waits,
+     * unread, for the writer (the backpressure of a slow disk): a frame
+     * never spans more than one buffer boundary, as it is far smaller.
+     */
+    if (u->rc == 0 && u->wr != NULL && d->len > 0 &&
+        (u->wb == NULL || FERRY_WRITER_BUF - u->wlen < d->len) &&
+        writer_hold(s, ferry_writer_ready(u->wr)))
+        return 1;
     u->received += d->len;
     if (u->rc != 0)
         return 0;
@@ -640,6 +712,18 @@ int srv_upload_complete(struct sess *s, const struct ferry_cmd *cmd)
         return fault(s, cmd->id, FERRY_EPROTO, "malformed TransferComplete");
     if (u->chunked ? !u->list_done : u->received != u->size)
         return fault(s, cmd->id, FERRY_EPROTO, "TransferComplete before all data");
+    /*
+     * A large upload's last bytes may still be on their way to the disk:
+     * the TransferComplete waits, unread, until its writer is done.
+     */
+    if (!u->chunked && u->wr != NULL) {
+        if (u->wb != NULL)
+            ferry_writer_submit(u->wr, u->wb, u->wlen);
+        u->wb = NULL;
+        u->wlen = 0;
+        if (writer_hold(s, ferry_writer_idle(u->wr)))
+            return 1;
+    }
     /* R-PIPE-4: an upload that may commit becomes a write; wait for room first. */
     if (u->rc == 0 && srv_op_admit(s) != 0)
         return 1;
@@ -1274,6 +1358,12 @@ void srv_transfer_cleanup(struct sess *s)
     s->ndownloads = 0;
     ferry_free(s->done_tids);
     s->done_tids = NULL;
+    /* The writer's threads are gone before the handle they signal. */
     ferry_writer_free(s->writer);
     s->writer = NULL;
+    if (s->writer_wake != NULL) {
+        s->writer_wake->data = NULL;
+        uv_close((uv_handle_t *)s->writer_wake, writer_wake_closed);
+        s->writer_wake = NULL;
+    }
 }
