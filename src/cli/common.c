@@ -716,9 +716,8 @@ void cli_progress_end(struct cli_progress *p)
 
 int cli_conn_lost(int rc)
 {
-    /* System errors (the socket) and silence; not an answer from the server. */
-    return rc < 0 && (rc > -4096 || rc == FERRY_ETIMEDOUT || rc == FERRY_ECANCELED) &&
-           rc != -ENOMEM && rc != -EINTR;
+    /* The library's rule, so that the session and these loops redial alike. */
+    return ferry_conn_lost(rc);
 }
 
 int cli_reconnect(struct cli_conn *cc, int rc, uint64_t lost_ms, uint64_t retry_for_ms)
