@@ -149,7 +149,11 @@ const char *ferry_session_server_id(const struct ferry_session *s);
 int ferry_session_accepted(const struct ferry_session *s);
 /* Sends Disconnect, flushes, closes; on_close(0) follows (on a later loop turn). */
 void ferry_session_close(struct ferry_session *s);
-/* Frees a session whose on_close ran; one still open is closed first, without on_close. */
+/*
+ * Frees a session whose on_close ran. One still open is closed at once,
+ * without on_close: the calls it still holds end with FERRY_ECANCELED
+ * first, so their owners can free what they gave them.
+ */
 void ferry_session_free(struct ferry_session *s);
 void *ferry_session_data(const struct ferry_session *s);
 /* R-CLI-3: tell the session the owner made progress (resets the outage window). */

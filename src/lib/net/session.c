@@ -654,13 +654,11 @@ void ferry_session_free(struct ferry_session *s)
         ferry_conn_release(s->conn);
         s->conn = NULL;
     }
-    while ((c = s->head) != NULL) {
-        call_unlink(s, c);
-        json_decref(c->body);
-        ferry_free(c);
-    }
-    sodium_memzero(s->token, sizeof(s->token));
+    /* The owners of the calls still held free what they gave them. */
     s->state = SESS_CLOSED;
+    while ((c = s->head) != NULL)
+        call_end(s, c, FERRY_ECANCELED);
+    sodium_memzero(s->token, sizeof(s->token));
     close_handles(s);
 }
 
