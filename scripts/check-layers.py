@@ -46,6 +46,7 @@ PUBLIC = {
     "wire.h": "wire",
     "net.h": "net",
     "pool.h": "net",
+    "session.h": "net",
     "path.h": "store",
     "store.h": "store",
     "blob.h": "store",
