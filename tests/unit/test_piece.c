@@ -1,12 +1,15 @@
 /*
- * The client's receiver of downloads by chunks (src/cli/getchunks.c,
- * R-CHUNK-15, R-CHUNK-16) against a hostile or broken server: the list's
- * cap at -1, exactly and +1, every truncated list, a list that is not the
- * content's, chunk frames out of order, past a chunk's end or with bad
- * bytes; and the good path: reuse of an old file, the bitmap kept across a
- * restart, the file placed whole. Then the local rules of R-RECV (issue 9
- * item 1): resume records bound to the part file's identity, the part file
- * re-read before it is placed, and the free-space check.
+ * The piece store (src/lib/transfer/piece.c, ferry/piece.h): a file
+ * received by chunks (R-CHUNK-15, R-CHUNK-16), on real files in a
+ * temporary folder with a real state store, against a hostile or broken
+ * server: the list's cap at -1, exactly and +1, every truncated list, a
+ * list that is not the content's, chunk frames out of order, past a
+ * chunk's end or with bad bytes; and the good path: reuse of an old file,
+ * the bitmap kept across a restart, the file placed whole. Then the local
+ * rules of R-RECV: resume records bound to the part file's identity, the
+ * part file re-read before it is placed; and what the swarm reads of a
+ * file still arriving (ferry_piece_read, ferry_piece_has): held chunks
+ * only, re-verified.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -24,12 +28,16 @@
 #include <sodium.h>
 #include <sqlite3.h>
 
-/* The unit under test, the part-file records and the local index it uses, from ferrycli. */
-#include "cli/cli.h"
-#include "cli/getchunks.h"
-#include "cli/getpart.h"
+#include "ferry/core.h"
+#include "ferry/crypto.h"
+#include "ferry/manifest.h"
+#include "ferry/part.h"
+#include "ferry/piece.h"
+#include "ferry/state.h"
 
-static char tmpdir[] = "/tmp/ferry-test-getchunks.XXXXXX";
+static char tmpdir[] = "/tmp/ferry-test-piece.XXXXXX";
+/* The state store the piece stores keep their records in, in the test's folder. */
+static struct ferry_state *state_store;
 
 struct file {
     uint8_t *data;
@@ -86,20 +94,20 @@ static void write_file(const char *name, const uint8_t *p, size_t n)
     fclose(f);
 }
 
-/* A patch with the whole list received. */
-static struct cli_patch *patch_with_list(const struct file *f)
+/* A piece store with the whole list received. */
+static struct ferry_piece *piece_with_list(const struct file *f)
 {
-    struct cli_patch *p;
+    struct ferry_piece *p;
 
-    assert_int_equal(cli_patch_new(f->cid, f->size, f->list_len, &p), 0);
-    assert_int_equal(cli_patch_list_data(p, 0, f->list, f->list_len), 0);
+    assert_int_equal(ferry_piece_new(state_store, f->cid, f->size, f->list_len, &p), 0);
+    assert_int_equal(ferry_piece_list_data(p, 0, f->list, f->list_len), 0);
     return p;
 }
 
 /* Sends every requested chunk as 16 KiB frames; returns the bytes sent. */
-static uint64_t serve_ranges(struct cli_patch *p, const struct file *f)
+static uint64_t serve_ranges(struct ferry_piece *p, const struct file *f)
 {
-    json_t *r = cli_patch_ranges(p), *v;
+    json_t *r = ferry_piece_ranges(p), *v;
     uint64_t sent = 0, fresh;
     size_t i, k;
 
@@ -111,13 +119,13 @@ static uint64_t serve_ranges(struct cli_patch *p, const struct file *f)
 
         for (k = (size_t)first; k < (size_t)(first + count); k++) {
             struct ferry_chunk_frame fr = {.index = (uint32_t)k};
-            uint32_t len = cli_patch_ent_len(p, k), o;
+            uint32_t len = ferry_piece_len(p, k), o;
 
             for (o = 0; o < len; o += FERRY_DATA_MAX) {
                 fr.offset = o;
-                fr.bytes = f->data + cli_patch_ent_off(p, k) + o;
+                fr.bytes = f->data + ferry_piece_off(p, k) + o;
                 fr.len = len - o < FERRY_DATA_MAX ? len - o : FERRY_DATA_MAX;
-                assert_int_equal(cli_patch_chunk(p, &fr, &fresh), 0);
+                assert_int_equal(ferry_piece_chunk(p, &fr, &fresh), 0);
             }
             sent += len;
         }
@@ -128,11 +136,14 @@ static uint64_t serve_ranges(struct cli_patch *p, const struct file *f)
 
 static int group_setup(void **state)
 {
+    char path[256];
+
     (void)state;
     if (mkdtemp(tmpdir) == NULL)
         return -1;
-    /* The CLI's state database (index, part records), here in the test's directory. */
-    return setenv("XDG_STATE_HOME", tmpdir, 1);
+    /* A real state store (index, part records), here in the test's directory. */
+    snprintf(path, sizeof(path), "%s/state.db", tmpdir);
+    return ferry_state_open(path, &state_store, NULL, 0) == 0 ? 0 : -1;
 }
 
 static int group_teardown(void **state)
@@ -140,7 +151,7 @@ static int group_teardown(void **state)
     char cmd[300];
 
     (void)state;
-    cli_state_close();
+    ferry_state_close(state_store);
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
     return system(cmd) == 0 ? 0 : -1;
 }
@@ -150,26 +161,27 @@ static void test_list_len_cap_r_chunk_15(void **state)
 {
     static const char cid[] =
         "chunks:0000000000000000000000000000000000000000000000000000000000000000";
-    struct cli_patch *p = NULL;
+    struct ferry_piece *p = NULL;
     uint64_t cap = FERRY_CHUNK_LIST_MAX - FERRY_CHUNK_LIST_MAX % FERRY_CHUNK_ENT_LEN;
 
     (void)state;
-    assert_int_equal(cli_patch_new(cid, 0, cap - FERRY_CHUNK_ENT_LEN, &p), 0);
-    cli_patch_free(p);
-    assert_int_equal(cli_patch_new(cid, 0, cap, &p), 0);
-    cli_patch_free(p);
-    assert_int_equal(cli_patch_new(cid, 0, cap + FERRY_CHUNK_ENT_LEN, &p), FERRY_EPROTO);
+    assert_int_equal(ferry_piece_new(state_store, cid, 0, cap - FERRY_CHUNK_ENT_LEN, &p), 0);
+    ferry_piece_free(p);
+    assert_int_equal(ferry_piece_new(state_store, cid, 0, cap, &p), 0);
+    ferry_piece_free(p);
+    assert_int_equal(ferry_piece_new(state_store, cid, 0, cap + FERRY_CHUNK_ENT_LEN, &p),
+                     FERRY_EPROTO);
     assert_null(p);
-    assert_int_equal(cli_patch_new(cid, 0, UINT64_MAX - 35, &p), FERRY_EPROTO);
-    assert_int_equal(cli_patch_new(cid, 0, 37, &p), FERRY_EPROTO);
-    assert_int_equal(cli_patch_new("sha256:00", 0, 36, &p), FERRY_EPROTO);
+    assert_int_equal(ferry_piece_new(state_store, cid, 0, UINT64_MAX - 35, &p), FERRY_EPROTO);
+    assert_int_equal(ferry_piece_new(state_store, cid, 0, 37, &p), FERRY_EPROTO);
+    assert_int_equal(ferry_piece_new(state_store, "sha256:00", 0, 36, &p), FERRY_EPROTO);
 }
 
 /* R-CHUNK-15: list data in order and within its length; every truncated list refused. */
 static void test_list_truncated_r_chunk_15(void **state)
 {
     static uint8_t data[3u << 20];
-    struct cli_patch *p;
+    struct ferry_piece *p;
     struct file f;
     size_t cut;
     int dfd = dirfd_open();
@@ -177,27 +189,27 @@ static void test_list_truncated_r_chunk_15(void **state)
     (void)state;
     ferry_random(data, sizeof(data));
     file_make(&f, data, sizeof(data));
-    assert_int_equal(cli_patch_new(f.cid, f.size, f.list_len, &p), 0);
-    assert_int_equal(cli_patch_list_data(p, 1, f.list, 1), FERRY_EPROTO);
-    assert_int_equal(cli_patch_list_data(p, 0, f.list, f.list_len + 1), FERRY_EPROTO);
-    cli_patch_free(p);
+    assert_int_equal(ferry_piece_new(state_store, f.cid, f.size, f.list_len, &p), 0);
+    assert_int_equal(ferry_piece_list_data(p, 1, f.list, 1), FERRY_EPROTO);
+    assert_int_equal(ferry_piece_list_data(p, 0, f.list, f.list_len + 1), FERRY_EPROTO);
+    ferry_piece_free(p);
     for (cut = 0; cut < f.list_len; cut++) {
-        assert_int_equal(cli_patch_new(f.cid, f.size, f.list_len, &p), 0);
-        assert_int_equal(cli_patch_list_data(p, 0, f.list, cut), 0);
-        assert_int_equal(cli_patch_plan(p, dfd, "t.bin", ".t.part", 0644, 0), FERRY_EPROTO);
-        cli_patch_free(p);
+        assert_int_equal(ferry_piece_new(state_store, f.cid, f.size, f.list_len, &p), 0);
+        assert_int_equal(ferry_piece_list_data(p, 0, f.list, cut), 0);
+        assert_int_equal(ferry_piece_plan(p, dfd, "t.bin", ".t.part", 0644, 0), FERRY_EPROTO);
+        ferry_piece_free(p);
     }
     /* A whole list that is not the one the id names. */
     f.list[5] ^= 1;
-    p = patch_with_list(&f);
-    assert_int_equal(cli_patch_plan(p, dfd, "t.bin", ".t.part", 0644, 0), FERRY_EPROTO);
-    cli_patch_free(p);
+    p = piece_with_list(&f);
+    assert_int_equal(ferry_piece_plan(p, dfd, "t.bin", ".t.part", 0644, 0), FERRY_EPROTO);
+    ferry_piece_free(p);
     /* Lengths that do not add up to the size. */
     f.list[5] ^= 1;
-    assert_int_equal(cli_patch_new(f.cid, f.size + 1, f.list_len, &p), 0);
-    assert_int_equal(cli_patch_list_data(p, 0, f.list, f.list_len), 0);
-    assert_int_equal(cli_patch_plan(p, dfd, "t.bin", ".t.part", 0644, 0), FERRY_EPROTO);
-    cli_patch_free(p);
+    assert_int_equal(ferry_piece_new(state_store, f.cid, f.size + 1, f.list_len, &p), 0);
+    assert_int_equal(ferry_piece_list_data(p, 0, f.list, f.list_len), 0);
+    assert_int_equal(ferry_piece_plan(p, dfd, "t.bin", ".t.part", 0644, 0), FERRY_EPROTO);
+    ferry_piece_free(p);
     free(f.list);
     close(dfd);
 }
@@ -207,7 +219,7 @@ static void test_hostile_frames_r_chunk_16(void **state)
 {
     static uint8_t data[2u << 20];
     struct ferry_chunk_frame fr = {0};
-    struct cli_patch *p;
+    struct ferry_piece *p;
     struct file f;
     json_t *r;
     uint64_t fresh;
@@ -218,50 +230,50 @@ static void test_hostile_frames_r_chunk_16(void **state)
     (void)state;
     ferry_random(data, sizeof(data));
     file_make(&f, data, sizeof(data));
-    p = patch_with_list(&f);
-    assert_int_equal(cli_patch_plan(p, dfd, "h.bin", ".h.part", 0644, 0), 0);
-    assert_false(cli_patch_complete(p));
-    r = cli_patch_ranges(p);
+    p = piece_with_list(&f);
+    assert_int_equal(ferry_piece_plan(p, dfd, "h.bin", ".h.part", 0644, 0), 0);
+    assert_false(ferry_piece_complete(p));
+    r = ferry_piece_ranges(p);
     assert_int_equal(json_array_size(r), 1);
     json_decref(r);
-    len0 = cli_patch_ent_len(p, 0);
+    len0 = ferry_piece_len(p, 0);
     /* Not the chunk expected next, then not from offset 0. */
     fr.index = 1;
     fr.bytes = data;
     fr.len = 10;
-    assert_int_equal(cli_patch_chunk(p, &fr, &fresh), FERRY_EPROTO);
+    assert_int_equal(ferry_piece_chunk(p, &fr, &fresh), FERRY_EPROTO);
     fr.index = 0;
     fr.offset = 5;
-    assert_int_equal(cli_patch_chunk(p, &fr, &fresh), FERRY_EPROTO);
+    assert_int_equal(ferry_piece_chunk(p, &fr, &fresh), FERRY_EPROTO);
     /* Up to one byte short of the chunk's end, then one byte past it. */
     fr.offset = 0;
     fr.len = len0 - 1;
     fr.bytes = data;
     assert_true(fr.len > FERRY_DATA_MAX); /* the receiver is not what caps frames */
-    assert_int_equal(cli_patch_chunk(p, &fr, &fresh), 0);
+    assert_int_equal(ferry_piece_chunk(p, &fr, &fresh), 0);
     fr.offset = len0 - 1;
     fr.len = 2;
     fr.bytes = data + len0 - 1;
-    assert_int_equal(cli_patch_chunk(p, &fr, &fresh), FERRY_EPROTO);
-    cli_patch_free(p);
+    assert_int_equal(ferry_piece_chunk(p, &fr, &fresh), FERRY_EPROTO);
+    ferry_piece_free(p);
     /* Bytes that do not hash right: refused, and the chunk is not done. */
-    p = patch_with_list(&f);
-    assert_int_equal(cli_patch_plan(p, dfd, "h.bin", ".h.part", 0644, 0), 0);
-    json_decref(cli_patch_ranges(p));
+    p = piece_with_list(&f);
+    assert_int_equal(ferry_piece_plan(p, dfd, "h.bin", ".h.part", 0644, 0), 0);
+    json_decref(ferry_piece_ranges(p));
     memcpy(junk, data, sizeof(junk));
     junk[100] ^= 0xff;
     for (fr.offset = 0; fr.offset + FERRY_DATA_MAX < len0; fr.offset += FERRY_DATA_MAX) {
         fr.bytes = fr.offset == 0 ? junk : data + fr.offset;
         fr.len = FERRY_DATA_MAX;
-        assert_int_equal(cli_patch_chunk(p, &fr, &fresh), 0);
+        assert_int_equal(ferry_piece_chunk(p, &fr, &fresh), 0);
     }
     fr.bytes = data + fr.offset;
     fr.len = len0 - fr.offset;
-    assert_int_equal(cli_patch_chunk(p, &fr, &fresh), FERRY_EHASH);
-    assert_int_equal(cli_patch_ent_done(p, 0), 0);
-    assert_int_equal(cli_patch_ndone(p), 0);
-    cli_patch_discard(p);
-    cli_patch_free(p);
+    assert_int_equal(ferry_piece_chunk(p, &fr, &fresh), FERRY_EHASH);
+    assert_int_equal(ferry_piece_state(p, 0), 0);
+    assert_int_equal(ferry_piece_held(p), 0);
+    ferry_piece_discard(p);
+    ferry_piece_free(p);
     free(f.list);
     close(dfd);
 }
@@ -275,7 +287,7 @@ static void test_reuse_and_resume_r_chunk_16(void **state)
 {
     static uint8_t data[6u << 20], old[6u << 20];
     char path[256];
-    struct cli_patch *p;
+    struct ferry_piece *p;
     struct file f;
     uint64_t kept, reused, reused1, sent;
     struct stat st;
@@ -290,9 +302,9 @@ static void test_reuse_and_resume_r_chunk_16(void **state)
     write_file("r.bin", old, sizeof(old));
     file_make(&f, data, sizeof(data));
 
-    p = patch_with_list(&f);
-    assert_int_equal(cli_patch_plan(p, dfd, "r.bin", ".r.part", 0644, 0), 0);
-    reused1 = cli_patch_reused(p, &kept);
+    p = piece_with_list(&f);
+    assert_int_equal(ferry_piece_plan(p, dfd, "r.bin", ".r.part", 0644, 0), 0);
+    reused1 = ferry_piece_reused(p, &kept);
     assert_int_equal(kept, 0);
     /*
      * The edit costs the chunks it touches, and at most one chunk (1 MiB
@@ -301,34 +313,34 @@ static void test_reuse_and_resume_r_chunk_16(void **state)
     assert_true(reused1 >= (3u << 20) && reused1 < sizeof(data));
     /* Stop half way through what is missing: the first run's chunks are synced. */
     {
-        json_t *r = cli_patch_ranges(p);
+        json_t *r = ferry_piece_ranges(p);
         json_int_t first = json_integer_value(json_array_get(json_array_get(r, 0), 0));
         struct ferry_chunk_frame fr = {.index = (uint32_t)first};
-        uint32_t len = cli_patch_ent_len(p, (size_t)first), o;
+        uint32_t len = ferry_piece_len(p, (size_t)first), o;
         uint64_t fresh;
 
         for (o = 0; o < len; o += FERRY_DATA_MAX) {
             fr.offset = o;
-            fr.bytes = data + cli_patch_ent_off(p, first) + o;
+            fr.bytes = data + ferry_piece_off(p, first) + o;
             fr.len = len - o < FERRY_DATA_MAX ? len - o : FERRY_DATA_MAX;
-            assert_int_equal(cli_patch_chunk(p, &fr, &fresh), 0);
+            assert_int_equal(ferry_piece_chunk(p, &fr, &fresh), 0);
         }
         assert_int_equal(fresh, len);
         json_decref(r);
-        assert_int_equal(cli_patch_sync(p), 0);
-        cli_patch_free(p);
+        assert_int_equal(ferry_piece_sync(p), 0);
+        ferry_piece_free(p);
         /* A restart: the bitmap and the old file together leave less to fetch. */
-        p = patch_with_list(&f);
-        assert_int_equal(cli_patch_plan(p, dfd, "r.bin", ".r.part", 0644, 0), 0);
-        reused = cli_patch_reused(p, &kept);
+        p = piece_with_list(&f);
+        assert_int_equal(ferry_piece_plan(p, dfd, "r.bin", ".r.part", 0644, 0), 0);
+        reused = ferry_piece_reused(p, &kept);
         assert_int_equal(kept, reused1 + len);
         assert_int_equal(reused, 0);
     }
     sent = serve_ranges(p, &f);
     assert_true(sent > 0 && sent <= (3u << 20));
-    assert_true(cli_patch_complete(p));
-    assert_int_equal(cli_patch_place(p, "r.bin", 0640, 1500000000123456789ll), 0);
-    cli_patch_free(p);
+    assert_true(ferry_piece_complete(p));
+    assert_int_equal(ferry_piece_place(p, "r.bin", 0640, 1500000000123456789ll), 0);
+    ferry_piece_free(p);
     snprintf(path, sizeof(path), "%s/r.bin", tmpdir);
     assert_int_equal(stat(path, &st), 0);
     assert_int_equal(st.st_size, sizeof(data));
@@ -346,10 +358,10 @@ static void test_reuse_and_resume_r_chunk_16(void **state)
     assert_int_equal(stat(path, &st), -1);
     /* Placed and indexed: the same content again is known without a read; only mode and mtime
      * change. */
-    p = patch_with_list(&f);
-    assert_int_equal(cli_patch_plan(p, dfd, "r.bin", ".r2.part", 0600, 1600000000000000007ll),
-                     CLI_PATCH_ALREADY);
-    cli_patch_free(p);
+    p = piece_with_list(&f);
+    assert_int_equal(ferry_piece_plan(p, dfd, "r.bin", ".r2.part", 0600, 1600000000000000007ll),
+                     FERRY_PIECE_ALREADY);
+    ferry_piece_free(p);
     snprintf(path, sizeof(path), "%s/r.bin", tmpdir);
     assert_int_equal(stat(path, &st), 0);
     assert_int_equal(st.st_mode & 07777, 0600);
@@ -358,10 +370,10 @@ static void test_reuse_and_resume_r_chunk_16(void **state)
     snprintf(path, sizeof(path), "%s/.r2.part", tmpdir);
     assert_int_equal(stat(path, &st), -1);
     /* Known again after that (its ctime moved): and a change with mtime put back is not. */
-    p = patch_with_list(&f);
-    assert_int_equal(cli_patch_plan(p, dfd, "r.bin", ".r2.part", 0600, 1600000000000000007ll),
-                     CLI_PATCH_ALREADY);
-    cli_patch_free(p);
+    p = piece_with_list(&f);
+    assert_int_equal(ferry_piece_plan(p, dfd, "r.bin", ".r2.part", 0600, 1600000000000000007ll),
+                     FERRY_PIECE_ALREADY);
+    ferry_piece_free(p);
     {
         struct timespec ts[2] = {{1600000000, 7}, {1600000000, 7}};
         int wfd;
@@ -372,12 +384,12 @@ static void test_reuse_and_resume_r_chunk_16(void **state)
         assert_int_equal(futimens(wfd, ts), 0);
         close(wfd);
     }
-    p = patch_with_list(&f);
-    assert_int_equal(cli_patch_plan(p, dfd, "r.bin", ".r2.part", 0600, 1600000000000000007ll), 0);
-    assert_false(cli_patch_complete(p));
-    assert_true(cli_patch_reused(p, &kept) >= sizeof(data) - FERRY_CHUNK_MAX);
-    cli_patch_discard(p);
-    cli_patch_free(p);
+    p = piece_with_list(&f);
+    assert_int_equal(ferry_piece_plan(p, dfd, "r.bin", ".r2.part", 0600, 1600000000000000007ll), 0);
+    assert_false(ferry_piece_complete(p));
+    assert_true(ferry_piece_reused(p, &kept) >= sizeof(data) - FERRY_CHUNK_MAX);
+    ferry_piece_discard(p);
+    ferry_piece_free(p);
     free(f.list);
     close(dfd);
 }
@@ -387,7 +399,7 @@ static void test_planted_part_r_path_4(void **state)
 {
     static uint8_t data[1u << 20];
     char target[256], lpath[256];
-    struct cli_patch *p;
+    struct ferry_piece *p;
     struct file f;
     int dfd = dirfd_open();
 
@@ -398,14 +410,14 @@ static void test_planted_part_r_path_4(void **state)
     snprintf(lpath, sizeof(lpath), "%s/.planted.part", tmpdir);
     write_file("victim", (const uint8_t *)"keep", 4);
     assert_int_equal(symlink(target, lpath), 0);
-    p = patch_with_list(&f);
-    assert_true(cli_patch_plan(p, dfd, "x.bin", ".planted.part", 0644, 0) < 0);
-    cli_patch_free(p);
+    p = piece_with_list(&f);
+    assert_true(ferry_piece_plan(p, dfd, "x.bin", ".planted.part", 0644, 0) < 0);
+    ferry_piece_free(p);
     unlink(lpath);
     assert_int_equal(link(target, lpath), 0);
-    p = patch_with_list(&f);
-    assert_int_equal(cli_patch_plan(p, dfd, "x.bin", ".planted.part", 0644, 0), -EPERM);
-    cli_patch_free(p);
+    p = piece_with_list(&f);
+    assert_int_equal(ferry_piece_plan(p, dfd, "x.bin", ".planted.part", 0644, 0), -EPERM);
+    ferry_piece_free(p);
     {
         struct stat st;
         assert_int_equal(stat(target, &st), 0);
@@ -432,22 +444,22 @@ static uint8_t *read_back(const char *name, size_t size)
 }
 
 /* Receives the first missing chunk only, makes it durable (its bitmap saved), and stops. */
-static void receive_one_and_stop(struct cli_patch *p, const struct file *f)
+static void receive_one_and_stop(struct ferry_piece *p, const struct file *f)
 {
-    json_t *r = cli_patch_ranges(p);
+    json_t *r = ferry_piece_ranges(p);
     json_int_t first = json_integer_value(json_array_get(json_array_get(r, 0), 0));
     struct ferry_chunk_frame fr = {.index = (uint32_t)first};
-    uint32_t len = cli_patch_ent_len(p, (size_t)first), o;
+    uint32_t len = ferry_piece_len(p, (size_t)first), o;
     uint64_t fresh;
 
     for (o = 0; o < len; o += FERRY_DATA_MAX) {
         fr.offset = o;
-        fr.bytes = f->data + cli_patch_ent_off(p, first) + o;
+        fr.bytes = f->data + ferry_piece_off(p, first) + o;
         fr.len = len - o < FERRY_DATA_MAX ? len - o : FERRY_DATA_MAX;
-        assert_int_equal(cli_patch_chunk(p, &fr, &fresh), 0);
+        assert_int_equal(ferry_piece_chunk(p, &fr, &fresh), 0);
     }
     json_decref(r);
-    assert_int_equal(cli_patch_sync(p), 0);
+    assert_int_equal(ferry_piece_sync(p), 0);
 }
 
 static int64_t record_count(const char *table)
@@ -457,7 +469,8 @@ static int64_t record_count(const char *table)
     int64_t n = -1;
 
     snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM %s", table);
-    assert_int_equal(sqlite3_prepare_v2(cli_part_db(), sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(ferry_state_db(state_store), sql, -1, &st, NULL),
+                     SQLITE_OK);
     if (sqlite3_step(st) == SQLITE_ROW)
         n = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
@@ -474,7 +487,7 @@ static void test_stale_bitmap_r_recv_2(void **state)
 {
     static uint8_t data[3u << 20];
     char path[256];
-    struct cli_patch *p;
+    struct ferry_piece *p;
     struct file f;
     uint64_t kept;
     uint8_t *back;
@@ -485,10 +498,10 @@ static void test_stale_bitmap_r_recv_2(void **state)
     file_make(&f, data, sizeof(data));
     snprintf(path, sizeof(path), "%s/.s.part", tmpdir);
     for (round = 0; round < 2; round++) {
-        p = patch_with_list(&f);
-        assert_int_equal(cli_patch_plan(p, dfd, "s.bin", ".s.part", 0644, 0), 0);
+        p = piece_with_list(&f);
+        assert_int_equal(ferry_piece_plan(p, dfd, "s.bin", ".s.part", 0644, 0), 0);
         receive_one_and_stop(p, &f);
-        cli_patch_free(p);
+        ferry_piece_free(p);
         assert_int_equal(record_count("partial_chunks"), 1);
         if (round == 0) {
             /* Deleted by the user: the next get re-creates it, empty. */
@@ -503,17 +516,17 @@ static void test_stale_bitmap_r_recv_2(void **state)
             free(junk);
             assert_int_equal(rename(other, path), 0);
         }
-        p = patch_with_list(&f);
-        assert_int_equal(cli_patch_plan(p, dfd, "s.bin", ".s.part", 0644, 0), 0);
-        assert_int_equal(cli_patch_reused(p, &kept), 0);
+        p = piece_with_list(&f);
+        assert_int_equal(ferry_piece_plan(p, dfd, "s.bin", ".s.part", 0644, 0), 0);
+        assert_int_equal(ferry_piece_reused(p, &kept), 0);
         assert_int_equal(kept, 0);
-        assert_int_equal(cli_patch_ndone(p), 0);
+        assert_int_equal(ferry_piece_held(p), 0);
         /* The stale bitmap is gone from the state database. */
         assert_int_equal(record_count("partial_chunks"), 0);
         serve_ranges(p, &f);
-        assert_true(cli_patch_complete(p));
-        assert_int_equal(cli_patch_place(p, "s.bin", 0644, 0), 0);
-        cli_patch_free(p);
+        assert_true(ferry_piece_complete(p));
+        assert_int_equal(ferry_piece_place(p, "s.bin", 0644, 0), 0);
+        ferry_piece_free(p);
         back = read_back("s.bin", sizeof(data));
         assert_memory_equal(back, data, sizeof(data));
         free(back);
@@ -533,8 +546,8 @@ static void test_stale_bitmap_r_recv_2(void **state)
 static void test_stale_prefix_r_recv_2(void **state)
 {
     static uint8_t data[2u << 20];
-    struct cli_part_id other = {0};
-    struct cli_patch *p;
+    struct ferry_part_id other = {0};
+    struct ferry_piece *p;
     struct file f;
     uint64_t kept;
     int dfd = dirfd_open();
@@ -546,30 +559,31 @@ static void test_stale_prefix_r_recv_2(void **state)
     write_file(".q.part", data, sizeof(data) / 2);
     other.ino = 1;
     other.born = 42;
-    cli_part_record(dfd, ".q.part", f.cid, &other, sizeof(data) / 2);
+    ferry_part_record(state_store, dfd, ".q.part", f.cid, &other, sizeof(data) / 2);
     assert_int_equal(record_count("partials"), 1);
-    p = patch_with_list(&f);
-    assert_int_equal(cli_patch_plan(p, dfd, "q.bin", ".q.part", 0644, 0), 0);
-    cli_patch_reused(p, &kept);
+    p = piece_with_list(&f);
+    assert_int_equal(ferry_piece_plan(p, dfd, "q.bin", ".q.part", 0644, 0), 0);
+    ferry_piece_reused(p, &kept);
     assert_int_equal(kept, 0);
     assert_int_equal(record_count("partials"), 0);
-    cli_patch_discard(p);
-    cli_patch_free(p);
+    ferry_piece_discard(p);
+    ferry_piece_free(p);
     /* Recorded for the part file itself, the same prefix is taken (each chunk re-hashed). */
     {
-        struct cli_part_id id;
+        struct ferry_part_id id;
         uint64_t size, alloc;
         write_file(".q.part", data, sizeof(data) / 2);
-        assert_int_equal(cli_part_stat(dfd, ".q.part", &id, &size, &alloc), 0);
-        cli_part_record(dfd, ".q.part", f.cid, &id, sizeof(data) / 2);
-        assert_int_equal(cli_part_durable(dfd, ".q.part", f.cid, &id), sizeof(data) / 2);
+        assert_int_equal(ferry_part_stat(dfd, ".q.part", &id, &size, &alloc), 0);
+        ferry_part_record(state_store, dfd, ".q.part", f.cid, &id, sizeof(data) / 2);
+        assert_int_equal(ferry_part_durable(state_store, dfd, ".q.part", f.cid, &id),
+                         sizeof(data) / 2);
     }
-    p = patch_with_list(&f);
-    assert_int_equal(cli_patch_plan(p, dfd, "q.bin", ".q.part", 0644, 0), 0);
-    cli_patch_reused(p, &kept);
+    p = piece_with_list(&f);
+    assert_int_equal(ferry_piece_plan(p, dfd, "q.bin", ".q.part", 0644, 0), 0);
+    ferry_piece_reused(p, &kept);
     assert_true(kept > 0 && kept <= sizeof(data) / 2);
-    cli_patch_discard(p);
-    cli_patch_free(p);
+    ferry_piece_discard(p);
+    ferry_piece_free(p);
     assert_int_equal(record_count("partials"), 0);
     assert_int_equal(record_count("partial_chunks"), 0);
     free(f.list);
@@ -586,7 +600,7 @@ static void test_verify_before_place_r_recv_3(void **state)
 {
     static uint8_t data[3u << 20];
     char path[256];
-    struct cli_patch *p;
+    struct ferry_piece *p;
     struct file f;
     struct stat st;
     int wfd, dfd = dirfd_open();
@@ -594,20 +608,20 @@ static void test_verify_before_place_r_recv_3(void **state)
     (void)state;
     ferry_random(data, sizeof(data));
     file_make(&f, data, sizeof(data));
-    p = patch_with_list(&f);
-    assert_int_equal(cli_patch_plan(p, dfd, "v.bin", ".v.part", 0644, 0), 0);
+    p = piece_with_list(&f);
+    assert_int_equal(ferry_piece_plan(p, dfd, "v.bin", ".v.part", 0644, 0), 0);
     serve_ranges(p, &f);
-    assert_true(cli_patch_complete(p));
+    assert_true(ferry_piece_complete(p));
     snprintf(path, sizeof(path), "%s/.v.part", tmpdir);
     wfd = open(path, O_WRONLY);
     assert_true(wfd >= 0);
     assert_int_equal(pwrite(wfd, "\0\0\0\0", 4, (off_t)sizeof(data) - 100), 4);
     close(wfd);
-    assert_int_equal(cli_patch_place(p, "v.bin", 0644, 0), FERRY_EHASH);
+    assert_int_equal(ferry_piece_place(p, "v.bin", 0644, 0), FERRY_EHASH);
     snprintf(path, sizeof(path), "%s/v.bin", tmpdir);
     assert_int_equal(stat(path, &st), -1);
-    cli_patch_discard(p);
-    cli_patch_free(p);
+    ferry_piece_discard(p);
+    ferry_piece_free(p);
     snprintf(path, sizeof(path), "%s/.v.part", tmpdir);
     assert_int_equal(stat(path, &st), -1);
     free(f.list);
@@ -617,7 +631,7 @@ static void test_verify_before_place_r_recv_3(void **state)
 /*
  * R-RECV-6: the free-space rule at its boundary (need = free - margin fits,
  * one byte more does not), the margin (1/32 of a small file system, else
- * CLI_FREE_MARGIN), and on the real disk: nothing needed fits, 2^63 - 1
+ * FERRY_PART_FREE_MARGIN), and on the real disk: nothing needed fits, 2^63 - 1
  * bytes do not.
  */
 static void test_free_space_r_recv_6(void **state)
@@ -627,18 +641,20 @@ static void test_free_space_r_recv_6(void **state)
     int dfd = dirfd_open();
 
     (void)state;
-    /* A big file system: the margin is CLI_FREE_MARGIN. */
-    assert_int_equal(cli_space_fits(10 * gib - CLI_FREE_MARGIN, 10 * gib, 100 * gib), 0);
-    assert_int_equal(cli_space_fits(10 * gib - CLI_FREE_MARGIN + 1, 10 * gib, 100 * gib), -ENOSPC);
+    /* A big file system: the margin is FERRY_PART_FREE_MARGIN. */
+    assert_int_equal(ferry_part_space_fits(10 * gib - FERRY_PART_FREE_MARGIN, 10 * gib, 100 * gib),
+                     0);
+    assert_int_equal(
+        ferry_part_space_fits(10 * gib - FERRY_PART_FREE_MARGIN + 1, 10 * gib, 100 * gib), -ENOSPC);
     /* A 32 MiB one: 1 MiB. */
-    assert_int_equal(cli_space_fits(9 * mib, 10 * mib, 32 * mib), 0);
-    assert_int_equal(cli_space_fits(9 * mib + 1, 10 * mib, 32 * mib), -ENOSPC);
+    assert_int_equal(ferry_part_space_fits(9 * mib, 10 * mib, 32 * mib), 0);
+    assert_int_equal(ferry_part_space_fits(9 * mib + 1, 10 * mib, 32 * mib), -ENOSPC);
     /* Less free than the margin: nothing fits, not even nothing. */
-    assert_int_equal(cli_space_fits(0, mib - 1, 32 * mib), -ENOSPC);
-    assert_int_equal(cli_space_fits(UINT64_MAX, 10 * gib, 100 * gib), -ENOSPC);
-    assert_int_equal(cli_space_check(dfd, 0, &avail), 0);
+    assert_int_equal(ferry_part_space_fits(0, mib - 1, 32 * mib), -ENOSPC);
+    assert_int_equal(ferry_part_space_fits(UINT64_MAX, 10 * gib, 100 * gib), -ENOSPC);
+    assert_int_equal(ferry_part_space_check(dfd, 0, &avail), 0);
     assert_true(avail > 0);
-    assert_int_equal(cli_space_check(dfd, (uint64_t)INT64_MAX, &avail), -ENOSPC);
+    assert_int_equal(ferry_part_space_check(dfd, (uint64_t)INT64_MAX, &avail), -ENOSPC);
     close(dfd);
 }
 
