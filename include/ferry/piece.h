@@ -115,6 +115,18 @@ int ferry_piece_place(struct ferry_piece *p, const char *name, mode_t mode, int6
 /* Removes the part file and its records (its bytes cannot be trusted). */
 void ferry_piece_discard(struct ferry_piece *p);
 
+/*
+ * For another reader (the swarm): chunk i's bytes into buf, only if the
+ * chunk is held. They are read back from the part file and their SHA-256
+ * checked again before they are handed out. Returns the chunk's length;
+ * FERRY_ENOTFOUND when i is past the list or the chunk is not held;
+ * FERRY_ETOOBIG when cap is less than the chunk (at most FERRY_CHUNK_MAX);
+ * FERRY_EHASH when the disk no longer holds its bytes (then the chunk is
+ * missing again, and no longer recorded as durable); -errno.
+ */
+ssize_t ferry_piece_read(struct ferry_piece *p, size_t i, uint8_t *buf, size_t cap);
+/* 1 when chunk i is held, 0 when it is missing or past the list. */
+int ferry_piece_has(const struct ferry_piece *p, size_t i);
 /* Chunks held, and chunks in the list (0 before ferry_piece_plan). */
 size_t ferry_piece_held(const struct ferry_piece *p);
 size_t ferry_piece_count(const struct ferry_piece *p);

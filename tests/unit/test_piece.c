@@ -629,6 +629,415 @@ static void test_verify_before_place_r_recv_3(void **state)
 }
 
 /*
+ * Sends chunk k (the next one expected) as 16 KiB frames of bytes, which
+ * may differ from the content's; returns the last frame's result.
+ */
+static int send_chunk(struct ferry_piece *p, size_t k, const uint8_t *bytes)
+{
+    struct ferry_chunk_frame fr = {.index = (uint32_t)k};
+    uint32_t len = ferry_piece_len(p, k), o;
+    uint64_t fresh;
+    int rc = 0;
+
+    for (o = 0; o < len && rc == 0; o += FERRY_DATA_MAX) {
+        fr.offset = o;
+        fr.bytes = bytes + o;
+        fr.len = len - o < FERRY_DATA_MAX ? len - o : FERRY_DATA_MAX;
+        rc = ferry_piece_chunk(p, &fr, &fresh);
+    }
+    return rc;
+}
+
+/* The chunk bitmap recorded for part file `part` (R-CHUNK-16), malloc'd; NULL if none. */
+static uint8_t *recorded_bitmap(const char *part, size_t *nb)
+{
+    static const char sql[] = "SELECT bitmap FROM partial_chunks WHERE name = ?1";
+    sqlite3_stmt *st;
+    uint8_t *bits = NULL;
+
+    *nb = 0;
+    assert_int_equal(sqlite3_prepare_v2(ferry_state_db(state_store), sql, -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, part, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *nb = (size_t)sqlite3_column_bytes(st, 0);
+        bits = malloc(*nb + 1);
+        assert_non_null(bits);
+        memcpy(bits, sqlite3_column_blob(st, 0), *nb);
+    }
+    sqlite3_finalize(st);
+    return bits;
+}
+
+static int bit(const uint8_t *bits, size_t i)
+{
+    return (bits[i / 8] >> (i % 8)) & 1;
+}
+
+/*
+ * R-CHUNK-16: a chunk whose bytes hash right is taken (written, then
+ * durable once synced and recorded); one whose bytes do not is refused
+ * with FERRY_EHASH before it is written, and neither held nor recorded.
+ */
+static void test_good_taken_bad_refused_r_chunk_16(void **state)
+{
+    static uint8_t data[3u << 20], bad[FERRY_CHUNK_MAX];
+    struct ferry_piece *p;
+    struct file f;
+    uint8_t *bits;
+    size_t nb;
+    int dfd = dirfd_open();
+
+    (void)state;
+    ferry_random(data, sizeof(data));
+    file_make(&f, data, sizeof(data));
+    assert_true(f.list_len / FERRY_CHUNK_ENT_LEN >= 3);
+    p = piece_with_list(&f);
+    assert_int_equal(ferry_piece_plan(p, dfd, "g.bin", ".g.part", 0644, 0), 0);
+    json_decref(ferry_piece_ranges(p));
+    /* Chunk 0, right: taken, written but not yet durable. */
+    assert_int_equal(send_chunk(p, 0, data), 0);
+    assert_int_equal(ferry_piece_state(p, 0), FERRY_PIECE_WRITTEN);
+    assert_true(ferry_piece_has(p, 0));
+    /* Chunk 1 with one bit flipped: refused, and the part file holds none of it. */
+    memcpy(bad, data + ferry_piece_off(p, 1), ferry_piece_len(p, 1));
+    bad[ferry_piece_len(p, 1) / 2] ^= 0x10;
+    assert_int_equal(send_chunk(p, 1, bad), FERRY_EHASH);
+    assert_int_equal(ferry_piece_state(p, 1), FERRY_PIECE_MISSING);
+    assert_false(ferry_piece_has(p, 1));
+    assert_int_equal(ferry_piece_held(p), 1);
+    assert_int_equal(ferry_piece_sync(p), 0);
+    assert_int_equal(ferry_piece_state(p, 0), FERRY_PIECE_DURABLE);
+    /* The record names chunk 0 only. */
+    bits = recorded_bitmap(".g.part", &nb);
+    assert_non_null(bits);
+    assert_int_equal(nb, (ferry_piece_count(p) + 7) / 8);
+    assert_true(bit(bits, 0));
+    assert_false(bit(bits, 1));
+    free(bits);
+    {
+        uint8_t *back = read_back(".g.part", sizeof(data));
+        /* Where chunk 1 goes, nothing was written (the part file is sparse there). */
+        uint8_t zero[64] = {0};
+        assert_memory_equal(back + ferry_piece_off(p, 1), zero, sizeof(zero));
+        free(back);
+    }
+    ferry_piece_discard(p);
+    ferry_piece_free(p);
+    free(f.list);
+    close(dfd);
+}
+
+/*
+ * R-RECV-2: the bitmap outlives the piece store and is taken again by the
+ * next one on the same part file; it is bound to that file's identity, so
+ * the same name given to another file, even one with the very same bytes,
+ * gets nothing from it.
+ */
+static void test_bitmap_bound_to_identity_r_recv_2(void **state)
+{
+    static uint8_t data[3u << 20];
+    char path[256], other[256];
+    struct ferry_part_id id;
+    struct ferry_piece *p;
+    struct file f;
+    uint64_t size, alloc;
+    uint8_t *copy;
+    size_t held;
+    int dfd = dirfd_open();
+
+    (void)state;
+    ferry_random(data, sizeof(data));
+    file_make(&f, data, sizeof(data));
+    p = piece_with_list(&f);
+    assert_int_equal(ferry_piece_plan(p, dfd, "b.bin", ".b.part", 0644, 0), 0);
+    receive_one_and_stop(p, &f);
+    held = ferry_piece_held(p);
+    assert_true(held >= 1);
+    ferry_piece_free(p);
+    /* Reopened: the same chunks are held, durable, without a byte fetched. */
+    assert_int_equal(ferry_part_stat(dfd, ".b.part", &id, &size, &alloc), 0);
+    assert_true(ferry_piece_has_bitmap(state_store, dfd, ".b.part", f.cid, &id));
+    p = piece_with_list(&f);
+    assert_int_equal(ferry_piece_plan(p, dfd, "b.bin", ".b.part", 0644, 0), 0);
+    assert_int_equal(ferry_piece_held(p), held);
+    assert_int_equal(ferry_piece_state(p, 0), FERRY_PIECE_DURABLE);
+    ferry_piece_free(p);
+    /* Replaced by a copy of itself: another inode at the name, the record is ignored. */
+    copy = read_back(".b.part", sizeof(data));
+    write_file(".b.copy", copy, sizeof(data));
+    free(copy);
+    snprintf(path, sizeof(path), "%s/.b.part", tmpdir);
+    snprintf(other, sizeof(other), "%s/.b.copy", tmpdir);
+    assert_int_equal(rename(other, path), 0);
+    assert_int_equal(ferry_part_stat(dfd, ".b.part", &id, &size, &alloc), 0);
+    assert_false(ferry_piece_has_bitmap(state_store, dfd, ".b.part", f.cid, &id));
+    p = piece_with_list(&f);
+    assert_int_equal(ferry_piece_plan(p, dfd, "b.bin", ".b.part", 0644, 0), 0);
+    assert_int_equal(ferry_piece_held(p), 0);
+    assert_int_equal(ferry_piece_state(p, 0), FERRY_PIECE_MISSING);
+    ferry_piece_discard(p);
+    ferry_piece_free(p);
+    free(f.list);
+    close(dfd);
+}
+
+/*
+ * ferry_piece_read, for another reader (the swarm): held chunks come back
+ * byte for byte, missing ones are refused, a buffer one byte short is
+ * refused before anything is read, and a chunk changed on disk after it
+ * was verified is caught by its hash (the rule of R-RECV-3 applied to
+ * every read): it is missing again and the bitmap no longer claims it.
+ */
+static void test_read_held_only_r_recv_3(void **state)
+{
+    static uint8_t data[3u << 20], buf[FERRY_CHUNK_MAX + 1];
+    struct ferry_piece *p;
+    struct file f;
+    uint8_t *bits;
+    uint32_t len0;
+    size_t nb, held;
+    int wfd, dfd = dirfd_open();
+    char path[256];
+
+    (void)state;
+    ferry_random(data, sizeof(data));
+    file_make(&f, data, sizeof(data));
+    p = piece_with_list(&f);
+    /* Nothing is held before the plan: there is no list to read by. */
+    assert_int_equal(ferry_piece_read(p, 0, buf, sizeof(buf)), FERRY_ENOTFOUND);
+    assert_int_equal(ferry_piece_plan(p, dfd, "d.bin", ".d.part", 0644, 0), 0);
+    assert_int_equal(ferry_piece_read(p, 0, buf, sizeof(buf)), FERRY_ENOTFOUND);
+    json_decref(ferry_piece_ranges(p));
+    assert_int_equal(send_chunk(p, 0, data), 0);
+    assert_int_equal(send_chunk(p, 1, data + ferry_piece_off(p, 1)), 0);
+    len0 = ferry_piece_len(p, 0);
+    /* Held (written, not yet durable): read back whole, at cap = len and cap + 1. */
+    assert_int_equal(ferry_piece_read(p, 0, buf, len0), (ssize_t)len0);
+    assert_memory_equal(buf, data, len0);
+    assert_int_equal(ferry_piece_read(p, 0, buf, len0 + 1), (ssize_t)len0);
+    assert_int_equal(ferry_piece_read(p, 0, buf, len0 - 1), FERRY_ETOOBIG);
+    /* Chunk 2 was never received. */
+    assert_int_equal(ferry_piece_read(p, 2, buf, sizeof(buf)), FERRY_ENOTFOUND);
+    assert_int_equal(ferry_piece_sync(p), 0);
+    assert_int_equal(ferry_piece_read(p, 1, buf, sizeof(buf)), (ssize_t)ferry_piece_len(p, 1));
+    assert_memory_equal(buf, data + ferry_piece_off(p, 1), ferry_piece_len(p, 1));
+    /* One byte of chunk 1 changed behind the store's back. */
+    snprintf(path, sizeof(path), "%s/.d.part", tmpdir);
+    wfd = open(path, O_WRONLY);
+    assert_true(wfd >= 0);
+    buf[0] = (uint8_t)(data[ferry_piece_off(p, 1) + 7] ^ 1);
+    assert_int_equal(pwrite(wfd, buf, 1, (off_t)ferry_piece_off(p, 1) + 7), 1);
+    close(wfd);
+    held = ferry_piece_held(p);
+    assert_int_equal(ferry_piece_read(p, 1, buf, sizeof(buf)), FERRY_EHASH);
+    assert_false(ferry_piece_has(p, 1));
+    assert_int_equal(ferry_piece_held(p), held - 1);
+    assert_int_equal(ferry_piece_read(p, 1, buf, sizeof(buf)), FERRY_ENOTFOUND);
+    bits = recorded_bitmap(".d.part", &nb);
+    assert_non_null(bits);
+    assert_true(bit(bits, 0));
+    assert_false(bit(bits, 1));
+    free(bits);
+    /* Chunk 0 is untouched and still served. */
+    assert_int_equal(ferry_piece_read(p, 0, buf, sizeof(buf)), (ssize_t)len0);
+    assert_memory_equal(buf, data, len0);
+    /* The next request asks for chunk 1 again. */
+    {
+        json_t *r = ferry_piece_ranges(p);
+        assert_int_equal(json_integer_value(json_array_get(json_array_get(r, 0), 0)), 1);
+        json_decref(r);
+    }
+    ferry_piece_discard(p);
+    ferry_piece_free(p);
+    free(f.list);
+    close(dfd);
+}
+
+/*
+ * R-RECV-3: one bit flipped in the part file of a complete file, after
+ * every chunk was verified and made durable: place reads it all back,
+ * refuses with FERRY_EHASH and renames nothing; the part file stays for
+ * the caller to discard.
+ */
+static void test_place_refuses_flipped_bit_r_recv_3(void **state)
+{
+    static uint8_t data[3u << 20];
+    char path[256];
+    struct ferry_piece *p;
+    struct file f;
+    struct stat st;
+    uint8_t b;
+    off_t at;
+    int fd, dfd = dirfd_open();
+
+    (void)state;
+    ferry_random(data, sizeof(data));
+    file_make(&f, data, sizeof(data));
+    p = piece_with_list(&f);
+    assert_int_equal(ferry_piece_plan(p, dfd, "w.bin", ".w.part", 0644, 0), 0);
+    serve_ranges(p, &f);
+    assert_int_equal(ferry_piece_sync(p), 0);
+    assert_true(ferry_piece_complete(p));
+    snprintf(path, sizeof(path), "%s/.w.part", tmpdir);
+    fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    at = (off_t)sizeof(data) / 2 + 12345;
+    assert_int_equal(pread(fd, &b, 1, at), 1);
+    b ^= 0x01;
+    assert_int_equal(pwrite(fd, &b, 1, at), 1);
+    close(fd);
+    assert_int_equal(ferry_piece_place(p, "w.bin", 0644, 0), FERRY_EHASH);
+    snprintf(path, sizeof(path), "%s/w.bin", tmpdir);
+    assert_int_equal(stat(path, &st), -1);
+    snprintf(path, sizeof(path), "%s/.w.part", tmpdir);
+    assert_int_equal(stat(path, &st), 0);
+    ferry_piece_discard(p);
+    assert_int_equal(stat(path, &st), -1);
+    ferry_piece_free(p);
+    free(f.list);
+    close(dfd);
+}
+
+/*
+ * The chunk index's cap is the list's length n: n - 1 is a chunk, n and
+ * n + 1 are not, for every reader (has, state, len, read) and for a chunk
+ * frame from the server (R-CHUNK-16: only the chunks asked for).
+ */
+static void test_chunk_index_cap_r_chunk_16(void **state)
+{
+    static uint8_t data[2u << 20], buf[FERRY_CHUNK_MAX];
+    struct ferry_chunk_frame fr = {0};
+    struct ferry_piece *p;
+    struct file f;
+    uint64_t fresh;
+    size_t n;
+    int dfd = dirfd_open();
+
+    (void)state;
+    ferry_random(data, sizeof(data));
+    file_make(&f, data, sizeof(data));
+    n = f.list_len / FERRY_CHUNK_ENT_LEN;
+    p = piece_with_list(&f);
+    assert_int_equal(ferry_piece_plan(p, dfd, "i.bin", ".i.part", 0644, 0), 0);
+    assert_int_equal(ferry_piece_count(p), n);
+    serve_ranges(p, &f);
+    assert_true(ferry_piece_complete(p));
+    assert_int_equal(ferry_piece_held(p), n);
+    assert_true(ferry_piece_has(p, n - 1));
+    assert_int_equal(ferry_piece_state(p, n - 1), FERRY_PIECE_WRITTEN);
+    assert_true(ferry_piece_len(p, n - 1) > 0);
+    assert_int_equal(ferry_piece_read(p, n - 1, buf, sizeof(buf)),
+                     (ssize_t)ferry_piece_len(p, n - 1));
+    assert_memory_equal(buf, data + ferry_piece_off(p, n - 1), ferry_piece_len(p, n - 1));
+    for (size_t i = n; i <= n + 1; i++) {
+        assert_false(ferry_piece_has(p, i));
+        assert_int_equal(ferry_piece_state(p, i), FERRY_PIECE_MISSING);
+        assert_int_equal(ferry_piece_len(p, i), 0);
+        assert_int_equal(ferry_piece_off(p, i), 0);
+        assert_int_equal(ferry_piece_read(p, i, buf, sizeof(buf)), FERRY_ENOTFOUND);
+    }
+    assert_int_equal(ferry_piece_read(p, SIZE_MAX, buf, sizeof(buf)), FERRY_ENOTFOUND);
+    /* Frames of chunk n - 1 again, then of n and n + 1: none was asked for now. */
+    fr.bytes = data;
+    fr.len = 1;
+    for (size_t i = n - 1; i <= n + 1; i++) {
+        fr.index = (uint32_t)i;
+        assert_int_equal(ferry_piece_chunk(p, &fr, &fresh), FERRY_EPROTO);
+    }
+    ferry_piece_discard(p);
+    ferry_piece_free(p);
+    free(f.list);
+    close(dfd);
+}
+
+/*
+ * Records that chunks of part file `part` in dfd are durable: the odd
+ * ones of n (as a run that was killed would have left them).
+ */
+static void record_odd_chunks(int dfd, const char *part, const char *cid, size_t n)
+{
+    static const char sql[] =
+        "INSERT OR REPLACE INTO partial_chunks(dev, ino, name, cid, bitmap, fino, fborn)"
+        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+    struct ferry_part_id id;
+    sqlite3_stmt *st;
+    uint64_t dev, ino;
+    uint8_t *bits = calloc((n + 7) / 8, 1);
+    size_t i;
+    int fd;
+
+    assert_non_null(bits);
+    for (i = 1; i < n; i += 2)
+        bits[i / 8] |= (uint8_t)(1u << (i % 8));
+    assert_true((fd = ferry_part_open(dfd, part, &id)) >= 0);
+    close(fd);
+    assert_int_equal(ferry_part_key(dfd, &dev, &ino), 0);
+    assert_int_equal(sqlite3_prepare_v2(ferry_state_db(state_store), sql, -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)dev);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)ino);
+    sqlite3_bind_text(st, 3, part, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, cid, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 5, bits, (int)((n + 7) / 8), SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, (sqlite3_int64)id.ino);
+    sqlite3_bind_int64(st, 7, id.born);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    free(bits);
+}
+
+/*
+ * R-CHUNK-16: one Download asks for at most FERRY_DL_RANGES_MAX runs.
+ * Missing runs of cap - 1, cap and cap + 1 (every other chunk held, from
+ * a recorded bitmap): the first request carries min(runs, cap), and the
+ * next one the run left over. The list is made up (its hashes are not of
+ * any bytes): only its shape matters before chunks arrive.
+ */
+static void test_ranges_cap_r_chunk_16(void **state)
+{
+    static const size_t runs[] = {FERRY_DL_RANGES_MAX - 1, FERRY_DL_RANGES_MAX,
+                                  FERRY_DL_RANGES_MAX + 1};
+    struct ferry_chunk_ent e = {.len = FERRY_CHUNK_MIN};
+    struct ferry_piece *p;
+    char cid[FERRY_CID_LEN + 1], part[32];
+    uint8_t *list;
+    size_t k, i, n;
+    json_t *r;
+    int dfd = dirfd_open();
+
+    (void)state;
+    for (k = 0; k < sizeof(runs) / sizeof(runs[0]); k++) {
+        n = 2 * runs[k] - 1; /* missing at every even index: runs[k] runs */
+        list = malloc(n * FERRY_CHUNK_ENT_LEN);
+        assert_non_null(list);
+        for (i = 0; i < n; i++) {
+            ferry_random(e.hash, sizeof(e.hash));
+            ferry_chunk_ent_encode(list + i * FERRY_CHUNK_ENT_LEN, &e);
+        }
+        assert_int_equal(ferry_chunk_list_cid(list, n * FERRY_CHUNK_ENT_LEN, cid), 0);
+        snprintf(part, sizeof(part), ".rc%zu.part", k);
+        record_odd_chunks(dfd, part, cid, n);
+        assert_int_equal(ferry_piece_new(state_store, cid, (uint64_t)n * FERRY_CHUNK_MIN,
+                                         n * FERRY_CHUNK_ENT_LEN, &p),
+                         0);
+        assert_int_equal(ferry_piece_list_data(p, 0, list, n * FERRY_CHUNK_ENT_LEN), 0);
+        assert_int_equal(ferry_piece_plan(p, dfd, "rc.bin", part, 0644, 0), 0);
+        assert_int_equal(ferry_piece_held(p), n / 2);
+        r = ferry_piece_ranges(p);
+        assert_int_equal(json_array_size(r),
+                         runs[k] < FERRY_DL_RANGES_MAX ? runs[k] : FERRY_DL_RANGES_MAX);
+        assert_int_equal(json_integer_value(json_array_get(json_array_get(r, 0), 0)), 0);
+        assert_int_equal(json_integer_value(json_array_get(json_array_get(r, 0), 1)), 1);
+        json_decref(r);
+        ferry_piece_discard(p);
+        ferry_piece_free(p);
+        free(list);
+    }
+    close(dfd);
+}
+
+/*
  * R-RECV-6: the free-space rule at its boundary (need = free - margin fits,
  * one byte more does not), the margin (1/32 of a small file system, else
  * FERRY_PART_FREE_MARGIN), and on the real disk: nothing needed fits, 2^63 - 1
@@ -670,6 +1079,12 @@ int main(void)
         cmocka_unit_test(test_stale_prefix_r_recv_2),
         cmocka_unit_test(test_verify_before_place_r_recv_3),
         cmocka_unit_test(test_free_space_r_recv_6),
+        cmocka_unit_test(test_good_taken_bad_refused_r_chunk_16),
+        cmocka_unit_test(test_bitmap_bound_to_identity_r_recv_2),
+        cmocka_unit_test(test_read_held_only_r_recv_3),
+        cmocka_unit_test(test_place_refuses_flipped_bit_r_recv_3),
+        cmocka_unit_test(test_chunk_index_cap_r_chunk_16),
+        cmocka_unit_test(test_ranges_cap_r_chunk_16),
     };
 
     if (sodium_init() < 0)

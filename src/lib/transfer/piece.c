@@ -801,6 +801,11 @@ int ferry_piece_state(const struct ferry_piece *p, size_t i)
     return i < ferry_piece_count(p) ? p->done[i] : FERRY_PIECE_MISSING;
 }
 
+int ferry_piece_has(const struct ferry_piece *p, size_t i)
+{
+    return ferry_piece_state(p, i) != FERRY_PIECE_MISSING;
+}
+
 uint32_t ferry_piece_len(const struct ferry_piece *p, size_t i)
 {
     return i < ferry_piece_count(p) ? ent_len(p, i) : 0;
@@ -809,4 +814,44 @@ uint32_t ferry_piece_len(const struct ferry_piece *p, size_t i)
 uint64_t ferry_piece_off(const struct ferry_piece *p, size_t i)
 {
     return i < ferry_piece_count(p) ? p->offs[i] : 0;
+}
+
+ssize_t ferry_piece_read(struct ferry_piece *p, size_t i, uint8_t *buf, size_t cap)
+{
+    uint8_t h[32];
+    uint32_t len;
+    ssize_t n;
+    int was;
+
+    /* Only held chunks: a missing one may hold zeros or a stale run's bytes. */
+    if (!ferry_piece_has(p, i))
+        return FERRY_ENOTFOUND;
+    len = ent_len(p, i);
+    if (cap < len)
+        return FERRY_ETOOBIG;
+    /* Into the caller's buffer: p->buf may hold a chunk still arriving in frames. */
+    do {
+        n = pread(p->fd, buf, len, (off_t)p->offs[i]);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -errno;
+    /*
+     * R-RECV-3's rule for another reader: the bytes were checked when they
+     * were written, but the disk, or another writer of the part file, may
+     * have changed them since. A reader gets only bytes that hash right
+     * now; a chunk that does not is missing again, so the file asks for it
+     * once more and its bitmap stops claiming it.
+     */
+    if (n == (ssize_t)len) {
+        ferry_sha256_buf(buf, len, h);
+        if (memcmp(h, ent_hash(p, i), 32) == 0)
+            return (ssize_t)len;
+    }
+    was = p->done[i];
+    p->done[i] = FERRY_PIECE_MISSING;
+    p->ndone--;
+    /* Fewer claims than before is always safe to record, synced or not. */
+    if (was == FERRY_PIECE_DURABLE)
+        bitmap_save(p);
+    return FERRY_EHASH;
 }
