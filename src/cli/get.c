@@ -40,7 +40,7 @@ struct dl {
     /* R-CHUNK-15/16: 1 its list was asked for, 2 some of its chunks. */
     int phase;
     int restarts; /* times it changed on the server mid-way */
-    struct ferry_piece *patch;
+    struct ferry_piece *piece;
     int64_t mtime;
     int exec;
     uint64_t counted; /* progress it added on the chunk path, taken back on a requeue */
@@ -932,8 +932,8 @@ static void offer_resume(struct get *g, struct dl *x, json_t *req)
 /* R-CHUNK-15: asks for the file's chunk list. */
 static int ask_list(struct get *g, struct dl *x)
 {
-    ferry_piece_free(x->patch);
-    x->patch = NULL;
+    ferry_piece_free(x->piece);
+    x->piece = NULL;
     ferry_uuid_new(x->id);
     x->state = DL_REQUESTED;
     x->phase = 1;
@@ -948,10 +948,10 @@ static void patch_fail(struct get *g, struct dl *x, const char *why, int discard
 {
     if (g->cur == x)
         g->cur = NULL;
-    if (discard && x->patch != NULL)
-        ferry_piece_discard(x->patch);
-    ferry_piece_free(x->patch);
-    x->patch = NULL;
+    if (discard && x->piece != NULL)
+        ferry_piece_discard(x->piece);
+    ferry_piece_free(x->piece);
+    x->piece = NULL;
     x->phase = 0;
     x->state = DL_FAILED;
     failmsg(g, x->label, why);
@@ -1002,7 +1002,7 @@ static int patch_list_begin(struct get *g, struct dl *x, const struct ferry_cmd 
     x->exec = json_is_true(json_object_get(m->body, "exec"));
     /* R-CHUNK-15: a list over its cap is refused before anything is allocated. */
     if ((rc = ferry_piece_new(cli_state(), hash, size, (uint64_t)json_integer_value(ll),
-                              &x->patch)) != 0)
+                              &x->piece)) != 0)
         return rc == -ENOMEM ? rc : FERRY_EPROTO;
     return 0;
 }
@@ -1012,7 +1012,7 @@ static int patch_chunks_begin(struct get *g, struct dl *x, const struct ferry_cm
     const char *hash;
     uint64_t size;
 
-    if (x->patch == NULL || patch_transfer(g, x, m, &hash, &size) != 0 || strcmp(hash, x->cid) != 0)
+    if (x->piece == NULL || patch_transfer(g, x, m, &hash, &size) != 0 || strcmp(hash, x->cid) != 0)
         return FERRY_EPROTO;
     return 0;
 }
@@ -1029,7 +1029,7 @@ static int patch_place(struct get *g, struct dl *x, const uint8_t *tid)
     cli_progress_file(&g->prog, x->label);
     cli_progress_state(&g->prog, "verifying");
     cli_progress_update(&g->prog, 1);
-    rc = ferry_piece_place(x->patch, name, (x->exec ? 0777 : 0666) & ~g->umask, x->mtime);
+    rc = ferry_piece_place(x->piece, name, (x->exec ? 0777 : 0666) & ~g->umask, x->mtime);
     cli_progress_state(&g->prog, NULL);
     if (rc != 0) {
         /* R-RECV-3: bytes on disk that are not the content are not kept for a rerun either. */
@@ -1039,8 +1039,8 @@ static int patch_place(struct get *g, struct dl *x, const uint8_t *tid)
             patch_fail_rc(g, x, "cannot put it in place", rc);
         return 0;
     }
-    ferry_piece_free(x->patch);
-    x->patch = NULL;
+    ferry_piece_free(x->piece);
+    x->piece = NULL;
     x->state = DL_DONE;
     g->prog.files_done++;
     if (tid == NULL)
@@ -1053,7 +1053,7 @@ static int patch_place(struct get *g, struct dl *x, const uint8_t *tid)
 /* R-CHUNK-16: asks for the chunks still missing. */
 static int patch_request(struct get *g, struct dl *x)
 {
-    json_t *ranges = ferry_piece_ranges(x->patch);
+    json_t *ranges = ferry_piece_ranges(x->piece);
 
     if (ranges == NULL)
         return -ENOMEM;
@@ -1083,15 +1083,15 @@ static int patch_list_done(struct get *g)
     }
     ferry_part_name(x->cid, x->rel, pname);
     rc =
-        ferry_piece_plan(x->patch, dfd, name, pname, (x->exec ? 0777 : 0666) & ~g->umask, x->mtime);
+        ferry_piece_plan(x->piece, dfd, name, pname, (x->exec ? 0777 : 0666) & ~g->umask, x->mtime);
     close(dfd);
     if (rc == FERRY_PIECE_ALREADY) {
         /* The file is already this content (the local index says so): nothing to fetch. */
-        g->reused += ferry_piece_size(x->patch);
-        g->prog.done += ferry_piece_size(x->patch);
-        g->prog.skipped += ferry_piece_size(x->patch);
-        ferry_piece_free(x->patch);
-        x->patch = NULL;
+        g->reused += ferry_piece_size(x->piece);
+        g->prog.done += ferry_piece_size(x->piece);
+        g->prog.skipped += ferry_piece_size(x->piece);
+        ferry_piece_free(x->piece);
+        x->piece = NULL;
         x->state = DL_DONE;
         g->prog.files_done++;
         return 0;
@@ -1100,9 +1100,9 @@ static int patch_list_done(struct get *g)
         return rc; /* a list that is not the content's: the server is at fault */
     if (rc == -ENOSPC) {
         /* R-RECV-6: refused before the part file was created or sized. */
-        need = ferry_piece_need(x->patch, &avail);
-        ferry_piece_free(x->patch);
-        x->patch = NULL;
+        need = ferry_piece_need(x->piece, &avail);
+        ferry_piece_free(x->piece);
+        x->piece = NULL;
         x->phase = 0;
         x->state = DL_FAILED;
         failmsg_space(g, x->label, need, avail);
@@ -1115,14 +1115,14 @@ static int patch_list_done(struct get *g)
             patch_fail_rc(g, x, "cannot use its temporary file", rc);
         return 0;
     }
-    reused = ferry_piece_reused(x->patch, &kept);
+    reused = ferry_piece_reused(x->piece, &kept);
     g->reused += reused;
     g->resumed += kept;
     x->counted += reused + kept;
     g->prog.done += reused + kept;
     g->prog.skipped += reused + kept;
     cli_progress_update(&g->prog, 0);
-    if (ferry_piece_complete(x->patch))
+    if (ferry_piece_complete(x->piece))
         return patch_place(g, x, NULL);
     return patch_request(g, x);
 }
@@ -1134,7 +1134,7 @@ static int patch_chunk(struct get *g, const struct ferry_chunk_frame *f)
     uint64_t fresh = 0;
     int rc;
 
-    rc = ferry_piece_chunk(x->patch, f, &fresh);
+    rc = ferry_piece_chunk(x->piece, f, &fresh);
     if (rc == FERRY_EPROTO)
         return rc;
     g->prog.done += f->len;
@@ -1159,11 +1159,11 @@ static int patch_chunks_done(struct get *g)
 
     g->cur = NULL;
     memcpy(tid, g->tid, sizeof(tid));
-    if ((rc = ferry_piece_sync(x->patch)) != 0) {
+    if ((rc = ferry_piece_sync(x->piece)) != 0) {
         patch_fail_rc(g, x, "cannot make it durable", rc);
         return 0;
     }
-    if (ferry_piece_complete(x->patch))
+    if (ferry_piece_complete(x->piece))
         return patch_place(g, x, tid);
     /* More runs than one request carries: the next batch of them. */
     return patch_request(g, x);
@@ -1175,8 +1175,8 @@ static int patch_error(struct get *g, struct dl *x, int code, const char *msg)
     /* R-CHUNK-16: the file changed on the server since its list: start again. */
     if (code == FERRY_EHASH && x->phase == 2 && x->restarts < 3) {
         x->restarts++;
-        if (x->patch != NULL)
-            ferry_piece_sync(x->patch);
+        if (x->piece != NULL)
+            ferry_piece_sync(x->piece);
         return ask_list(g, x);
     }
     patch_fail(g, x, msg, 0);
@@ -1309,9 +1309,9 @@ static int run_downloads(struct get *g)
         }
         if (rc == 2) {
             rc = 0;
-            if (g->cur != NULL && g->cur->phase == 1 && g->cur->patch != NULL &&
+            if (g->cur != NULL && g->cur->phase == 1 && g->cur->piece != NULL &&
                 memcmp(d.tid, g->tid, 16) == 0) {
-                if (ferry_piece_list_data(g->cur->patch, d.offset, d.bytes, d.len) != 0)
+                if (ferry_piece_list_data(g->cur->piece, d.offset, d.bytes, d.len) != 0)
                     return FERRY_EPROTO;
                 continue;
             }
@@ -1358,7 +1358,7 @@ static int run_downloads(struct get *g)
                 /* Also for a transfer abandoned locally: its window slot frees now. */
                 g->inflight--;
                 g->have_tid = 0;
-                if (g->cur != NULL && g->cur->patch != NULL)
+                if (g->cur != NULL && g->cur->piece != NULL)
                     rc = g->cur->phase == 1 ? patch_list_done(g) : patch_chunks_done(g);
                 else
                     rc = g->cur != NULL && g->active ? finish(g) : 0;
@@ -1371,7 +1371,7 @@ static int run_downloads(struct get *g)
                 g->inflight--;
                 if (x == g->cur)
                     g->have_tid = 0;
-                if (x->patch != NULL) {
+                if (x->piece != NULL) {
                     if (x == g->cur)
                         g->cur = NULL;
                     rc = patch_error(g, x, code, msg);
@@ -1465,7 +1465,7 @@ static void plan_reset(struct get *g)
     for (k = 0; k < g->n; k++) {
         ferry_free(g->v[k].rel);
         ferry_free(g->v[k].label);
-        ferry_piece_free(g->v[k].patch);
+        ferry_piece_free(g->v[k].piece);
     }
     g->n = 0;
     for (k = 0; k < g->ndirs; k++)
@@ -1501,7 +1501,7 @@ static void requeue_all(struct get *g)
             close(g->dirfd);
         g->fd = g->dirfd = -1;
         g->active = 0;
-        if (g->cur->patch == NULL)
+        if (g->cur->piece == NULL)
             g->prog.done -= g->got;
         g->cur = NULL;
     }
@@ -1512,10 +1512,10 @@ static void requeue_all(struct get *g)
             continue;
         x->state = DL_QUEUED;
         /* R-CHUNK-16: what is written becomes durable and recorded for the retry. */
-        if (x->patch != NULL) {
-            ferry_piece_sync(x->patch);
-            ferry_piece_free(x->patch);
-            x->patch = NULL;
+        if (x->piece != NULL) {
+            ferry_piece_sync(x->piece);
+            ferry_piece_free(x->piece);
+            x->piece = NULL;
         }
         x->phase = 0;
         g->prog.done -= x->counted;
@@ -1712,9 +1712,9 @@ int cmd_get(int argc, char **argv)
             done++;
         ferry_free(g.v[k].rel);
         ferry_free(g.v[k].label);
-        if (g.v[k].patch != NULL)
-            ferry_piece_sync(g.v[k].patch); /* what arrived stays for a rerun */
-        ferry_piece_free(g.v[k].patch);
+        if (g.v[k].piece != NULL)
+            ferry_piece_sync(g.v[k].piece); /* what arrived stays for a rerun */
+        ferry_piece_free(g.v[k].piece);
     }
     for (k = 0; k < g.ndirs; k++)
         ferry_free(g.dirs[k].rel);
