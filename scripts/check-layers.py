@@ -51,10 +51,13 @@ PUBLIC = {
     "store.h": "store",
     "blob.h": "store",
     "state.h": "store",
+    "index.h": "store",
     "chunker.h": "transfer",
     "manifest.h": "transfer",
     "reader.h": "transfer",
     "writer.h": "transfer",
+    "part.h": "transfer",
+    "piece.h": "transfer",
 }
 
 # The program's entry: it dispatches to both programs, so it may know both.

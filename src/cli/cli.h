@@ -79,33 +79,17 @@ extern const char *cli_prog;
 extern volatile sig_atomic_t cli_interrupted;
 
 struct sqlite3;
-/* Opens (creating) the state database; the caller sqlite3_close()s it. */
+struct ferry_state;
 /*
- * The state store's handle, opened on first use (and migrated, ferry/state.h)
- * and shared by every module until cli_state_close; never closed by callers.
+ * The state store (ferry/state.h), opened on first use (and migrated) and
+ * shared by every module until cli_state_close; never closed by callers.
+ * cli_state returns NULL when it cannot be opened (the reason was printed):
+ * the library's part files and local index then keep no records.
  */
+struct ferry_state *cli_state(void);
+/* Its SQLite handle: 0, or the error cli_state met. */
 int cli_state_db(struct sqlite3 **db);
 void cli_state_close(void);
-
-/*
- * The local index (issue 4): what a file's chunk list was when it had this
- * identity. A file changed in the same clock tick as it was indexed is not
- * trusted (git's racy rule), so an unchanged file is never re-read.
- */
-struct cli_file_id {
-    uint64_t dev;
-    uint64_t ino;
-    uint64_t size;
-    int64_t mtime; /* ns */
-    int64_t ctime; /* ns */
-};
-/* Margin under which an mtime is too close to its indexing to be trusted. */
-#define CLI_RACY_NS 100000000ll
-void cli_file_id_from_stat(struct cli_file_id *id, const void *st);
-/* 0 and a copy of the encoded list (ferry_free it), or FERRY_ENOTFOUND. */
-int cli_index_get(const struct cli_file_id *id, uint8_t **list, size_t *len);
-/* Records a list; recorded is the wall-clock time (ns) taken before the file was read. */
-int cli_index_put(const struct cli_file_id *id, int64_t recorded, const uint8_t *list, size_t len);
 
 /* State directory ($XDG_STATE_HOME/ferry), created 0700. */
 int cli_state_dir(char *out, size_t cap);

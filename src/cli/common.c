@@ -92,24 +92,39 @@ int cli_state_dir(char *out, size_t cap)
  */
 static struct ferry_state *state_store;
 
-int cli_state_db(sqlite3 **db)
+/* Opens the store if it is not open yet: 0, or the error printed. */
+static int state_open(void)
 {
     char dir[4096], path[4200], why[256];
     int rc;
 
-    *db = NULL;
-    if (state_store == NULL) {
-        if ((rc = cli_state_dir(dir, sizeof(dir))) != 0)
-            return rc;
-        snprintf(path, sizeof(path), "%s/state.db", dir);
-        if ((rc = ferry_state_open(path, &state_store, why, sizeof(why))) != 0) {
-            cli_err("state database %s: %s", path,
-                    why[0] != '\0'         ? why
-                    : rc < 0 && rc > -4096 ? strerror(-rc)
-                                           : ferry_strerror(rc));
-            return rc;
-        }
+    if (state_store != NULL)
+        return 0;
+    if ((rc = cli_state_dir(dir, sizeof(dir))) != 0)
+        return rc;
+    snprintf(path, sizeof(path), "%s/state.db", dir);
+    if ((rc = ferry_state_open(path, &state_store, why, sizeof(why))) != 0) {
+        cli_err("state database %s: %s", path,
+                why[0] != '\0'         ? why
+                : rc < 0 && rc > -4096 ? strerror(-rc)
+                                       : ferry_strerror(rc));
+        return rc;
     }
+    return 0;
+}
+
+struct ferry_state *cli_state(void)
+{
+    return state_open() == 0 ? state_store : NULL;
+}
+
+int cli_state_db(sqlite3 **db)
+{
+    int rc;
+
+    *db = NULL;
+    if ((rc = state_open()) != 0)
+        return rc;
     *db = ferry_state_db(state_store);
     return 0;
 }
