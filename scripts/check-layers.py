@@ -46,14 +46,18 @@ PUBLIC = {
     "wire.h": "wire",
     "net.h": "net",
     "pool.h": "net",
+    "session.h": "net",
     "path.h": "store",
     "store.h": "store",
     "blob.h": "store",
     "state.h": "store",
+    "index.h": "store",
     "chunker.h": "transfer",
     "manifest.h": "transfer",
     "reader.h": "transfer",
     "writer.h": "transfer",
+    "part.h": "transfer",
+    "piece.h": "transfer",
 }
 
 # The program's entry: it dispatches to both programs, so it may know both.

@@ -200,6 +200,13 @@ void ferry_conn_set_before_send(void (*fn)(void));
 uint64_t ferry_backoff_ms(unsigned attempt);
 /* Whether an outage that began at start_ms may still be retried within window_ms. */
 int ferry_retry_window_open(uint64_t start_ms, uint64_t window_ms, uint64_t now_ms);
+/*
+ * R-CLI-3: whether a connection that ended with rc was lost, so that a
+ * redial may mend it: a system error on the socket, silence, a close. An
+ * answer from the server, a protocol fault, a pin or TLS failure, a local
+ * error (memory) or Ctrl-C (-EINTR) would come back the same on any link.
+ */
+int ferry_conn_lost(int rc);
 
 /* Builds and encodes a command frame into a caller buffer of cap bytes. */
 ssize_t ferry_frame_cmd(uint8_t *out, size_t cap, int32_t type, json_t *body);

@@ -56,6 +56,21 @@ int ferry_writer_sync(struct ferry_writer *w, uint64_t *durable);
 void ferry_writer_sync_every(struct ferry_writer *w, uint64_t bytes);
 /* The bytes the thread has made durable so far (0 after an error). */
 uint64_t ferry_writer_durable(struct ferry_writer *w);
+/*
+ * For a caller on an event loop, which must not wait: fn is called on one
+ * of the writer's threads (with its lock held: it must only signal, e.g.
+ * uv_async_send) each time a buffer becomes free or the queued work is
+ * done, so the caller can stop reading its input while ferry_writer_ready()
+ * or ferry_writer_idle() is 0 and read on when told. NULL: no calls.
+ */
+void ferry_writer_set_notify(struct ferry_writer *w, void (*fn)(void *arg), void *arg);
+/* 1 when ferry_writer_buf() would return at once: a buffer is free. */
+int ferry_writer_ready(struct ferry_writer *w);
+/*
+ * 1 when every queued byte is hashed and written and no fdatasync runs, so
+ * ferry_writer_end() and ferry_writer_sync() would not wait for the disk.
+ */
+int ferry_writer_idle(struct ferry_writer *w);
 /* Whether a file is in progress. */
 int ferry_writer_busy(const struct ferry_writer *w);
 

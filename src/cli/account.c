@@ -48,13 +48,12 @@ static int login_like(int argc, char **argv, int signup)
     const char *server = NULL, *sid = NULL, *user = NULL, *device = NULL;
     char pw[1100], pw2[1100], host[256];
     const char *why;
-    struct cli_conn cc;
+    struct cli_rpc rpc;
     struct ferry_cmd reply;
     json_t *body;
     int c, from_stdin = 0, rc;
 
-    memset(&cc, 0, sizeof(cc));
-    cc.c = NULL;
+    memset(&rpc, 0, sizeof(rpc));
     optind = 1;
     while ((c = getopt_long(argc, argv, "s:i:u:d:qh", opts, NULL)) != -1) {
         switch (c) {
@@ -87,17 +86,17 @@ static int login_like(int argc, char **argv, int signup)
     }
     if (optind != argc || server == NULL || user == NULL)
         goto usage;
-    if (cli_parse_server(server, &cc.r) != 0) {
+    if (cli_parse_server(server, &rpc.r) != 0) {
         cli_err("--server must be [ID@]HOST[:PORT] with a port from 1 to 65535, not '%s'",
                 cli_esc(server));
         return CLI_USAGE;
     }
-    if (sid != NULL && cli_server_id_canon(sid, cc.r.server_id) != 0) {
+    if (sid != NULL && cli_server_id_canon(sid, rpc.r.server_id) != 0) {
         cli_err("--server-id must be the %d-character identity printed by ferry serve",
                 FERRY_ID_LEN);
         return CLI_USAGE;
     }
-    snprintf(cc.r.user, sizeof(cc.r.user), "%s", user);
+    snprintf(rpc.r.user, sizeof(rpc.r.user), "%s", user);
     if (device == NULL) {
         if (gethostname(host, sizeof(host)) != 0)
             snprintf(host, sizeof(host), "device");
@@ -113,8 +112,13 @@ static int login_like(int argc, char **argv, int signup)
      * From stdin nothing is asked, and the one connection checks the pin
      * before the password goes out.
      */
-    if (!from_stdin && cli_probe_identity(&cc) != 0)
-        return CLI_FAIL;
+    if (!from_stdin) {
+        struct cli_conn probe = {.r = rpc.r};
+
+        if (cli_probe_identity(&probe) != 0)
+            return CLI_FAIL;
+        rpc.r = probe.r; /* with the identity just confirmed */
+    }
     if (cli_read_password("Password: ", from_stdin, pw, sizeof(pw)) != 0)
         return CLI_USAGE;
     /* R-CLI-7: said before the repeat; from stdin the server judges it (R-AUTH-2). */
@@ -133,7 +137,7 @@ static int login_like(int argc, char **argv, int signup)
         }
         sodium_memzero(pw2, sizeof(pw2));
     }
-    if ((rc = cli_connect(&cc, 0)) != 0) {
+    if ((rc = cli_rpc_open(&rpc, 0)) != 0) {
         sodium_memzero(pw, sizeof(pw));
         return CLI_FAIL;
     }
@@ -143,28 +147,28 @@ static int login_like(int argc, char **argv, int signup)
         rc = -ENOMEM;
         goto out;
     }
-    cc.verbose_errors = 1;
-    if ((rc = cli_call(&cc, signup ? FERRY_MSG_SIGNUP : FERRY_MSG_LOGIN, body, &reply)) != 0)
+    rpc.verbose_errors = 1;
+    if ((rc = cli_rpc_call(&rpc, signup ? FERRY_MSG_SIGNUP : FERRY_MSG_LOGIN, body, &reply)) != 0)
         goto out;
-    snprintf(cc.r.token, sizeof(cc.r.token), "%s",
+    snprintf(rpc.r.token, sizeof(rpc.r.token), "%s",
              json_string_value(json_object_get(reply.body, "token")) != NULL
                  ? json_string_value(json_object_get(reply.body, "token"))
                  : "");
     ferry_cmd_cleanup(&reply);
-    if (strlen(cc.r.token) != 43) {
+    if (strlen(rpc.r.token) != 43) {
         cli_err("the server sent no valid session");
         rc = FERRY_EPROTO;
         goto out;
     }
-    if ((rc = cli_session_save(&cc.r)) != 0) {
+    if ((rc = cli_session_save(&rpc.r)) != 0) {
         cli_err("cannot save the session: %s", ferry_strerror(rc));
         goto out;
     }
     if (!cli_quiet)
         printf("%s as %s on %s (server %s)\n", signup ? "signed up and logged in" : "logged in",
-               user, cc.r.addr, cc.r.server_id);
+               user, rpc.r.addr, rpc.r.server_id);
 out:
-    cli_disconnect(&cc);
+    cli_rpc_close(&rpc);
     return rc == 0 ? CLI_OK : CLI_FAIL;
 usage:
     fprintf(stderr, login_usage, name, signup ? "Creates an account." : "Logs in.");
@@ -182,25 +186,26 @@ int cmd_login(int argc, char **argv)
 }
 
 /*
- * ChangePwd on cc, reconnecting first when the connection sat idle through a
- * prompt long enough for the server to have dropped it (R-SESS-4).
+ * ChangePwd on rpc, reconnecting first when the connection sat idle through
+ * a prompt (no loop ran, so no heartbeat went) long enough for the server to
+ * have dropped it (R-SESS-4).
  */
-static int changepwd(struct cli_conn *cc, const char *old, const char *nw)
+static int changepwd(struct cli_rpc *rpc, const char *old, const char *nw)
 {
     struct ferry_cmd reply;
     json_t *body;
     int rc;
 
-    if (ferry_now_ms() - ferry_client_last_tx_ms(cc->c) > CLI_HEARTBEAT_MS) {
-        int verbose = cc->verbose_errors;
-        cli_disconnect(cc);
-        if ((rc = cli_connect_session(cc)) != 0)
+    if (ferry_now_ms() - rpc->active_ms > CLI_HEARTBEAT_MS) {
+        int verbose = rpc->verbose_errors;
+        cli_rpc_close(rpc);
+        if ((rc = cli_rpc_open_session(rpc)) != 0)
             return rc;
-        cc->verbose_errors = verbose;
+        rpc->verbose_errors = verbose;
     }
     body = nw != NULL ? json_pack("{s:s, s:s}", "old", old, "new", nw)
                       : json_pack("{s:s}", "old", old);
-    if ((rc = cli_call(cc, FERRY_MSG_CHANGEPWD, body, &reply)) == 0)
+    if ((rc = cli_rpc_call(rpc, FERRY_MSG_CHANGEPWD, body, &reply)) == 0)
         ferry_cmd_cleanup(&reply);
     return rc;
 }
@@ -215,7 +220,7 @@ int cmd_passwd(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     char old[1100], nw[1100], again[1100];
-    struct cli_conn cc;
+    struct cli_rpc rpc;
     const char *why;
     int c, from_stdin = 0, rc = FERRY_EUSAGE;
 
@@ -241,9 +246,9 @@ int cmd_passwd(int argc, char **argv)
         return CLI_USAGE;
     }
     /* R-CLI-6: the server and the session first: no password is typed for nothing. */
-    if (cli_connect_session(&cc) != 0)
+    if (cli_rpc_open_session(&rpc) != 0)
         return CLI_FAIL;
-    cc.verbose_errors = 1;
+    rpc.verbose_errors = 1;
     if (cli_read_password("Current password: ", from_stdin, old, sizeof(old)) != 0)
         goto out;
     /*
@@ -252,9 +257,9 @@ int cmd_passwd(int argc, char **argv)
      * ChangePwd without `new`; the change below checks it all the same.
      */
     if (!from_stdin) {
-        cc.verbose_errors = 0;
-        rc = changepwd(&cc, old, NULL);
-        cc.verbose_errors = 1;
+        rpc.verbose_errors = 0;
+        rc = changepwd(&rpc, old, NULL);
+        rpc.verbose_errors = 1;
         if (rc != 0 && rc != FERRY_EPROTO) {
             cli_err("%s", cli_last_error()[0] != '\0' ? cli_last_error() : ferry_strerror(rc));
             goto out;
@@ -276,13 +281,13 @@ int cmd_passwd(int argc, char **argv)
             goto out;
         }
     }
-    if ((rc = changepwd(&cc, old, nw)) == 0 && !cli_quiet)
+    if ((rc = changepwd(&rpc, old, nw)) == 0 && !cli_quiet)
         printf("password changed; other sessions were logged out\n");
 out:
     sodium_memzero(old, sizeof(old));
     sodium_memzero(nw, sizeof(nw));
     sodium_memzero(again, sizeof(again));
-    cli_disconnect(&cc);
+    cli_rpc_close(&rpc);
     return rc == 0 ? CLI_OK : rc == FERRY_EUSAGE ? CLI_USAGE : CLI_FAIL;
 }
 
@@ -293,7 +298,7 @@ int cmd_logout(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    struct cli_conn cc;
+    struct cli_rpc rpc;
     struct ferry_cmd reply;
     int c, all = 0, rc;
 
@@ -315,20 +320,20 @@ int cmd_logout(int argc, char **argv)
         fprintf(stderr, "usage: ferry logout [--all]\n");
         return CLI_USAGE;
     }
-    if ((rc = cli_connect_session(&cc)) != 0) {
+    if ((rc = cli_rpc_open_session(&rpc)) != 0) {
         /* A session the server no longer knows is forgotten locally all the same. */
         if (rc == FERRY_EAUTH)
             cli_session_clear();
         return CLI_FAIL;
     }
-    cc.verbose_errors = 1;
-    rc = cli_call(&cc, FERRY_MSG_LOGOUT, json_pack("{s:b}", "all", all), &reply);
+    rpc.verbose_errors = 1;
+    rc = cli_rpc_call(&rpc, FERRY_MSG_LOGOUT, json_pack("{s:b}", "all", all), &reply);
     if (rc == 0) {
         ferry_cmd_cleanup(&reply);
         cli_session_clear();
         if (!cli_quiet)
             printf("logged out%s\n", all ? " everywhere" : "");
     }
-    cli_disconnect(&cc);
+    cli_rpc_close(&rpc);
     return rc == 0 ? CLI_OK : CLI_FAIL;
 }

@@ -11,6 +11,7 @@
 #include "ferry/core.h"
 #include "ferry/crypto.h"
 #include "ferry/net.h"
+#include "ferry/session.h"
 #include "ferry/wire.h"
 
 /* A connection could not be made or was lost, so retrying may help. */
@@ -78,33 +79,17 @@ extern const char *cli_prog;
 extern volatile sig_atomic_t cli_interrupted;
 
 struct sqlite3;
-/* Opens (creating) the state database; the caller sqlite3_close()s it. */
+struct ferry_state;
 /*
- * The state store's handle, opened on first use (and migrated, ferry/state.h)
- * and shared by every module until cli_state_close; never closed by callers.
+ * The state store (ferry/state.h), opened on first use (and migrated) and
+ * shared by every module until cli_state_close; never closed by callers.
+ * cli_state returns NULL when it cannot be opened (the reason was printed):
+ * the library's part files and local index then keep no records.
  */
+struct ferry_state *cli_state(void);
+/* Its SQLite handle: 0, or the error cli_state met. */
 int cli_state_db(struct sqlite3 **db);
 void cli_state_close(void);
-
-/*
- * The local index (issue 4): what a file's chunk list was when it had this
- * identity. A file changed in the same clock tick as it was indexed is not
- * trusted (git's racy rule), so an unchanged file is never re-read.
- */
-struct cli_file_id {
-    uint64_t dev;
-    uint64_t ino;
-    uint64_t size;
-    int64_t mtime; /* ns */
-    int64_t ctime; /* ns */
-};
-/* Margin under which an mtime is too close to its indexing to be trusted. */
-#define CLI_RACY_NS 100000000ll
-void cli_file_id_from_stat(struct cli_file_id *id, const void *st);
-/* 0 and a copy of the encoded list (ferry_free it), or FERRY_ENOTFOUND. */
-int cli_index_get(const struct cli_file_id *id, uint8_t **list, size_t *len);
-/* Records a list; recorded is the wall-clock time (ns) taken before the file was read. */
-int cli_index_put(const struct cli_file_id *id, int64_t recorded, const uint8_t *list, size_t len);
 
 /* State directory ($XDG_STATE_HOME/ferry), created 0700. */
 int cli_state_dir(char *out, size_t cap);
@@ -143,6 +128,84 @@ int cli_connect_session(struct cli_conn *cc);
 void cli_disconnect(struct cli_conn *cc);
 /* TLS bytes sent and received by the connections closed so far. */
 void cli_wire_totals(uint64_t *sent, uint64_t *received);
+/* Counts a closed connection's TLS bytes into those totals. */
+void cli_wire_add(uint64_t sent, uint64_t received);
+
+/*
+ * What every way of connecting shares, so that people read the same words
+ * whichever path a command takes: the device identity, the pin and its
+ * record, the trust prompt and the messages of a failed connection.
+ */
+/* The device identity from the state directory (created on first use). Prints its errors. */
+int cli_load_identity(struct ferry_identity *id);
+/* R-TLS-4: trust on first use, only when a person can answer on the terminal; 1: trusted. */
+int cli_ask_trust(const char *addr, const char *id);
+/* The pin in use for r: the ID given, else the known one, else NULL (ask). */
+struct cli_pin {
+    char known[FERRY_ID_LEN + 1];
+    int have_known;
+    const char *pin; /* points into r or known; NULL: none */
+};
+void cli_pin_choose(const struct cli_remote *r, struct cli_pin *p);
+/* A handshake showed seen and it was accepted: remember it for r's address, and in r. */
+void cli_pin_confirmed(struct cli_remote *r, const struct cli_pin *p, const char *seen);
+/* R-XFER-3: the download acknowledgements to keep for what Accept announced (0: nothing). */
+int cli_acks(long long announced);
+/* Where a connection attempt stopped. */
+enum cli_stage {
+    CLI_AT_TLS,     /* connecting or the handshake (a pin mismatch among them) */
+    CLI_AT_TRUST,   /* the person did not trust an unknown server */
+    CLI_AT_CONNECT, /* Connect was answered by an Error, or the link broke before Accept */
+    CLI_AT_ACCEPT,  /* Accept came without the user a logged-in command needs */
+};
+/* Says why a connection failed (R-TLS-3, R-SESS-11); nothing for Ctrl-C. */
+void cli_connect_failed(const struct cli_remote *r, const char *pin, const char *seen,
+                        enum cli_stage stage, int rc);
+
+/*
+ * The one-shot commands (ls, rm, mv, signup, login, passwd, logout,
+ * whoami, devices) talk to the server through a library session
+ * (ferry/session.h) on a loop of their own (rpc.c): they block in
+ * cli_rpc_wait() or cli_rpc_call() until their calls are answered. Fields
+ * above the line are the commands'; those below the runner's.
+ */
+struct cli_rpc {
+    struct cli_remote r;
+    struct ferry_identity id;
+    int verbose_errors; /* cli_rpc_call prints the server's Error text */
+    int minor;          /* the server's protocol minor version, from Accept */
+    /* --- */
+    uv_loop_t loop;
+    uv_timer_t tick; /* wakes the loop to see Ctrl-C (cli_interrupted) */
+    int loop_open;
+    SSL_CTX *ctx;
+    struct ferry_session *s;
+    int up, closed, close_rc;
+    int pending;        /* calls started and not finished */
+    int lost;           /* a call of this wait was ended by the session's end */
+    uint64_t active_ms; /* when the loop last ran: the link's last chance of traffic */
+};
+/* A reply as ferry_reply_fn has it, for a call started with cli_rpc_start(). */
+typedef int (*cli_reply_fn)(struct cli_rpc *rpc, int rc, const struct ferry_cmd *reply, void *arg);
+/*
+ * Connects to rpc->r as cli_connect does (pin, trust prompt, Connect with
+ * r.token, need_auth), with the same messages on failure, after which
+ * nothing is left to release.
+ */
+int cli_rpc_open(struct cli_rpc *rpc, int need_auth);
+/* The saved session's server, logged in. */
+int cli_rpc_open_session(struct cli_rpc *rpc);
+/* Starts a call (takes body); fn sees each reply (return 1 to stay for more). */
+int cli_rpc_start(struct cli_rpc *rpc, int32_t type, json_t *body, cli_reply_fn fn, void *arg);
+/*
+ * Runs the loop until every call started has finished: 0, -EINTR on
+ * Ctrl-C, or why the session ended (its calls were told FERRY_ECANCELED).
+ */
+int cli_rpc_wait(struct cli_rpc *rpc);
+/* One call and its one reply, as cli_call: an Error is rc < 0 (its text in cli_last_error()). */
+int cli_rpc_call(struct cli_rpc *rpc, int32_t type, json_t *body, struct ferry_cmd *reply);
+/* Disconnects (if connected) and frees what the runner holds; safe to call twice. */
+void cli_rpc_close(struct cli_rpc *rpc);
 
 /*
  * Waits for the next command frame, answering nothing itself. Data frames

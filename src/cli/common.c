@@ -92,24 +92,39 @@ int cli_state_dir(char *out, size_t cap)
  */
 static struct ferry_state *state_store;
 
-int cli_state_db(sqlite3 **db)
+/* Opens the store if it is not open yet: 0, or the error printed. */
+static int state_open(void)
 {
     char dir[4096], path[4200], why[256];
     int rc;
 
-    *db = NULL;
-    if (state_store == NULL) {
-        if ((rc = cli_state_dir(dir, sizeof(dir))) != 0)
-            return rc;
-        snprintf(path, sizeof(path), "%s/state.db", dir);
-        if ((rc = ferry_state_open(path, &state_store, why, sizeof(why))) != 0) {
-            cli_err("state database %s: %s", path,
-                    why[0] != '\0'         ? why
-                    : rc < 0 && rc > -4096 ? strerror(-rc)
-                                           : ferry_strerror(rc));
-            return rc;
-        }
+    if (state_store != NULL)
+        return 0;
+    if ((rc = cli_state_dir(dir, sizeof(dir))) != 0)
+        return rc;
+    snprintf(path, sizeof(path), "%s/state.db", dir);
+    if ((rc = ferry_state_open(path, &state_store, why, sizeof(why))) != 0) {
+        cli_err("state database %s: %s", path,
+                why[0] != '\0'         ? why
+                : rc < 0 && rc > -4096 ? strerror(-rc)
+                                       : ferry_strerror(rc));
+        return rc;
     }
+    return 0;
+}
+
+struct ferry_state *cli_state(void)
+{
+    return state_open() == 0 ? state_store : NULL;
+}
+
+int cli_state_db(sqlite3 **db)
+{
+    int rc;
+
+    *db = NULL;
+    if ((rc = state_open()) != 0)
+        return rc;
     *db = ferry_state_db(state_store);
     return 0;
 }
@@ -257,7 +272,7 @@ int cli_parse_server(const char *in, struct cli_remote *r)
     return 0;
 }
 
-static int load_identity(struct ferry_identity *id)
+int cli_load_identity(struct ferry_identity *id)
 {
     char dir[4096], dev[4200];
     int rc;
@@ -272,8 +287,7 @@ static int load_identity(struct ferry_identity *id)
     return rc;
 }
 
-/* Trust on first use, only when a person can answer. */
-static int ask_trust(const char *addr, const char *id)
+int cli_ask_trust(const char *addr, const char *id)
 {
     char line[16];
     FILE *tty;
@@ -292,6 +306,79 @@ static int ask_trust(const char *addr, const char *id)
     return ok;
 }
 
+void cli_pin_choose(const struct cli_remote *r, struct cli_pin *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->have_known = cli_known_get(r->addr, p->known, sizeof(p->known)) == 0;
+    /* R-TLS-4: the ID the user gave, else the known one, else the person decides. */
+    if (r->server_id[0] != '\0')
+        p->pin = r->server_id;
+    else if (p->have_known)
+        p->pin = p->known;
+}
+
+void cli_pin_confirmed(struct cli_remote *r, const struct cli_pin *p, const char *seen)
+{
+    if (!p->have_known || strcmp(p->known, seen) != 0)
+        cli_known_put(r->addr, seen);
+    snprintf(r->server_id, sizeof(r->server_id), "%s", seen);
+}
+
+int cli_acks(long long announced)
+{
+    /* R-XFER-3: a server that says nothing remembers 64; more than we use is not kept. */
+    return announced > CLI_ACKS_MAX ? CLI_ACKS_MAX : announced > 64 ? (int)announced : 64;
+}
+
+void cli_connect_failed(const struct cli_remote *r, const char *pin, const char *seen,
+                        enum cli_stage stage, int rc)
+{
+    if (rc == -EINTR)
+        return; /* Ctrl-C says it all */
+    switch (stage) {
+    case CLI_AT_TLS:
+        if (rc == FERRY_EPIN) {
+            /* R-TLS-3: loud, and never overridden silently. */
+            cli_err("SERVER IDENTITY MISMATCH for %s\n"
+                    "  expected: %s\n  received: %s\n"
+                    "Someone may be intercepting the connection, or the server's data directory\n"
+                    "was replaced. If you are sure the server changed, log in again with\n"
+                    "--server-id %s.",
+                    r->addr, pin, seen, seen);
+        } else if (rc == FERRY_EAUTH) {
+            cli_err("cannot connect to %s: the TLS handshake failed (the server may be busy or\n"
+                    "refusing this address, or it is not a ferry server)",
+                    r->addr);
+        } else if (rc == -ECONNRESET) {
+            /* R-SESS-11: past its refusal budget a full server closes before TLS. */
+            cli_err("cannot connect to %s: the server closed the connection (it may be busy);\n"
+                    "try again later",
+                    r->addr);
+        } else {
+            cli_err("cannot connect to %s: %s", r->addr, ferry_strerror(rc));
+        }
+        break;
+    case CLI_AT_TRUST:
+        cli_err("refusing to trust the unknown server %s\n  its identity is %s\n"
+                "Check it against the 'listening on' line of 'ferry serve', then pass\n"
+                "--server-id %s (or %s@%s).",
+                r->addr, seen, seen, seen, r->addr);
+        break;
+    case CLI_AT_CONNECT:
+        if (rc == FERRY_EBUSY)
+            /* R-SESS-11: a full server answers Connect with Error 9 before it closes. */
+            cli_err("server %s is busy (too many connections); try again later", r->addr);
+        else
+            cli_err("server %s refused the connection: %s", r->addr, ferry_strerror(rc));
+        break;
+    case CLI_AT_ACCEPT:
+        cli_err("your session on %s has ended (logged out, password changed, or revoked).\n"
+                "Run: ferry login --server %s --user %s",
+                r->addr, r->addr, r->user[0] ? r->user : "NAME");
+        break;
+    }
+}
+
 /*
  * The TLS handshake with the pin checked (or the identity confirmed by the
  * person, once), then Connect. With probe, it stops after the identity:
@@ -300,62 +387,27 @@ static int ask_trust(const char *addr, const char *id)
 static int connect_inner(struct cli_conn *cc, int need_auth, int probe)
 {
     struct cli_remote *r = &cc->r;
-    char known[FERRY_ID_LEN + 1] = "";
-    const char *pin = NULL;
+    struct cli_pin p;
     struct ferry_cmd reply;
     json_t *body;
-    int rc, have_known;
+    int rc;
 
-    if ((rc = load_identity(&cc->id)) != 0)
+    if ((rc = cli_load_identity(&cc->id)) != 0)
         return rc;
-    have_known = cli_known_get(r->addr, known, sizeof(known)) == 0;
-    if (r->server_id[0] != '\0')
-        pin = r->server_id;
-    else if (have_known)
-        pin = known;
-    rc = ferry_client_connect(&cc->c, r->host, r->port, &cc->id, pin, CLI_CONNECT_TIMEOUT_MS);
-    if (rc == FERRY_EPIN) {
-        /* R-TLS-3: loud, and never overridden silently. */
-        cli_err("SERVER IDENTITY MISMATCH for %s\n"
-                "  expected: %s\n  received: %s\n"
-                "Someone may be intercepting the connection, or the server's data directory\n"
-                "was replaced. If you are sure the server changed, log in again with\n"
-                "--server-id %s.",
-                r->addr, pin, ferry_client_server_id(cc->c), ferry_client_server_id(cc->c));
+    cli_pin_choose(r, &p);
+    rc = ferry_client_connect(&cc->c, r->host, r->port, &cc->id, p.pin, CLI_CONNECT_TIMEOUT_MS);
+    if (rc != 0) {
+        cli_connect_failed(r, p.pin, cc->c != NULL ? ferry_client_server_id(cc->c) : "", CLI_AT_TLS,
+                           rc);
         ferry_client_close(&cc->c);
         return rc;
     }
-    if (rc == FERRY_EAUTH) {
-        cli_err("cannot connect to %s: the TLS handshake failed (the server may be busy or\n"
-                "refusing this address, or it is not a ferry server)",
-                r->addr);
-        return rc;
+    if (p.pin == NULL && !cli_ask_trust(r->addr, ferry_client_server_id(cc->c))) {
+        cli_connect_failed(r, NULL, ferry_client_server_id(cc->c), CLI_AT_TRUST, FERRY_EPIN);
+        ferry_client_close(&cc->c);
+        return FERRY_EPIN;
     }
-    if (rc == -ECONNRESET) {
-        /* R-SESS-11: past its refusal budget a full server closes before TLS. */
-        cli_err("cannot connect to %s: the server closed the connection (it may be busy);\n"
-                "try again later",
-                r->addr);
-        return rc;
-    }
-    if (rc != 0) {
-        cli_err("cannot connect to %s: %s", r->addr, ferry_strerror(rc));
-        return rc;
-    }
-    if (pin == NULL) {
-        if (!ask_trust(r->addr, ferry_client_server_id(cc->c))) {
-            cli_err("refusing to trust the unknown server %s\n  its identity is %s\n"
-                    "Check it against the 'listening on' line of 'ferry serve', then pass\n"
-                    "--server-id %s (or %s@%s).",
-                    r->addr, ferry_client_server_id(cc->c), ferry_client_server_id(cc->c),
-                    ferry_client_server_id(cc->c), r->addr);
-            ferry_client_close(&cc->c);
-            return FERRY_EPIN;
-        }
-    }
-    if (!have_known || strcmp(known, ferry_client_server_id(cc->c)) != 0)
-        cli_known_put(r->addr, ferry_client_server_id(cc->c));
-    snprintf(r->server_id, sizeof(r->server_id), "%s", ferry_client_server_id(cc->c));
+    cli_pin_confirmed(r, &p, ferry_client_server_id(cc->c));
     if (probe) {
         ferry_client_close(&cc->c);
         return 0;
@@ -366,22 +418,13 @@ static int connect_inner(struct cli_conn *cc, int need_auth, int probe)
     if (r->token[0] != '\0')
         json_object_set_new(body, "token", json_string(r->token));
     rc = cli_call(cc, FERRY_MSG_CONNECT, body, &reply);
-    if (rc == FERRY_EBUSY) {
-        /* R-SESS-11: a full server answers Connect with Error 9 before it closes. */
-        cli_err("server %s is busy (too many connections); try again later", r->addr);
-        ferry_client_close(&cc->c);
-        return rc;
-    }
     if (rc != 0) {
-        if (rc != -EINTR)
-            cli_err("server %s refused the connection: %s", r->addr, ferry_strerror(rc));
+        cli_connect_failed(r, p.pin, r->server_id, CLI_AT_CONNECT, rc);
         ferry_client_close(&cc->c);
         return rc;
     }
     if (need_auth && !json_is_string(json_object_get(reply.body, "user"))) {
-        cli_err("your session on %s has ended (logged out, password changed, or revoked).\n"
-                "Run: ferry login --server %s --user %s",
-                r->addr, r->addr, r->user[0] ? r->user : "NAME");
+        cli_connect_failed(r, p.pin, r->server_id, CLI_AT_ACCEPT, FERRY_EAUTH);
         ferry_cmd_cleanup(&reply);
         ferry_client_close(&cc->c);
         return FERRY_EAUTH;
@@ -392,8 +435,7 @@ static int connect_inner(struct cli_conn *cc, int need_auth, int probe)
         json_int_t acks =
             json_integer_value(json_object_get(json_object_get(reply.body, "limits"), "acks"));
         cc->minor = v != NULL && strncmp(v, "1.", 2) == 0 ? atoi(v + 2) : 0;
-        /* R-XFER-3: a server that says nothing remembers 64; more than we use is not kept. */
-        cc->acks = acks > CLI_ACKS_MAX ? CLI_ACKS_MAX : acks > 64 ? (int)acks : 64;
+        cc->acks = cli_acks(acks);
     }
     ferry_cmd_cleanup(&reply);
     return 0;
@@ -432,6 +474,12 @@ int cli_connect_session(struct cli_conn *cc)
 
 /* TLS bytes of every connection this process closed (--stats). */
 static uint64_t wire_tx, wire_rx;
+
+void cli_wire_add(uint64_t sent, uint64_t received)
+{
+    wire_tx += sent;
+    wire_rx += received;
+}
 
 void cli_wire_totals(uint64_t *sent, uint64_t *received)
 {
@@ -716,9 +764,8 @@ void cli_progress_end(struct cli_progress *p)
 
 int cli_conn_lost(int rc)
 {
-    /* System errors (the socket) and silence; not an answer from the server. */
-    return rc < 0 && (rc > -4096 || rc == FERRY_ETIMEDOUT || rc == FERRY_ECANCELED) &&
-           rc != -ENOMEM && rc != -EINTR;
+    /* The library's rule, so that the session and these loops redial alike. */
+    return ferry_conn_lost(rc);
 }
 
 int cli_reconnect(struct cli_conn *cc, int rc, uint64_t lost_ms, uint64_t retry_for_ms)

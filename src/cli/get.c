@@ -11,11 +11,11 @@
 
 #include "cli.h"
 #include "ferry/manifest.h"
+#include "ferry/part.h"
 #include "ferry/path.h"
+#include "ferry/piece.h"
 #include "ferry/writer.h"
 #include "getbatch.h"
-#include "getchunks.h"
-#include "getpart.h"
 
 /* Where a download stands. */
 enum {
@@ -33,14 +33,14 @@ struct dl {
     char *rel;     /* path beneath rootfd, validated (R-PATH-6) */
     char *label;   /* what to call it in messages */
     char id[FERRY_UUID_STR_LEN + 1];
-    int state;                   /* DL_* */
-    char cid[FERRY_CID_LEN + 1]; /* content id the listing gave, "" if none */
-    uint64_t resume;             /* durable bytes of a partial file, asked to resume */
-    struct cli_part_id part_id;  /* R-RECV-2: the part file those bytes are in */
+    int state;                    /* DL_* */
+    char cid[FERRY_CID_LEN + 1];  /* content id the listing gave, "" if none */
+    uint64_t resume;              /* durable bytes of a partial file, asked to resume */
+    struct ferry_part_id part_id; /* R-RECV-2: the part file those bytes are in */
     /* R-CHUNK-15/16: 1 its list was asked for, 2 some of its chunks. */
     int phase;
     int restarts; /* times it changed on the server mid-way */
-    struct cli_patch *patch;
+    struct ferry_piece *piece;
     int64_t mtime;
     int exec;
     uint64_t counted; /* progress it added on the chunk path, taken back on a requeue */
@@ -75,8 +75,8 @@ struct get {
     int exec;
     int dirfd, fd;
     struct cli_dir dir; /* the folder dirfd is (its identity, for the batch) */
-    char tmpname[CLI_PART_NAME_LEN];
-    struct cli_part_id part_id; /* the part file's identity (R-RECV-2) */
+    char tmpname[FERRY_PART_NAME_LEN];
+    struct ferry_part_id part_id; /* the part file's identity (R-RECV-2) */
     /*
      * Hashing and writing run on the writer's thread while this one
      * receives; a small file is gathered here instead (inl), checked, and
@@ -87,12 +87,12 @@ struct get {
     struct ferry_writer *wr;
     uint8_t *wb;
     size_t wlen;
-    struct cli_space space; /* R-RECV-6: free space as last read, less what was admitted */
-    uint64_t unsynced;      /* bytes handed to the writer since the last check of what is durable */
-    uint64_t recorded;      /* durable bytes recorded in the state database */
-    uint64_t resumed;       /* bytes not fetched again thanks to partial files (--stats) */
-    uint64_t reused;        /* bytes taken from old local files instead (--stats) */
-    size_t inflight;        /* Downloads requested and not finished */
+    struct ferry_part_space space; /* R-RECV-6: free space as last read, less what was admitted */
+    uint64_t unsynced; /* bytes handed to the writer since the last check of what is durable */
+    uint64_t recorded; /* durable bytes recorded in the state database */
+    uint64_t resumed;  /* bytes not fetched again thanks to partial files (--stats) */
+    uint64_t reused;   /* bytes taken from old local files instead (--stats) */
+    size_t inflight;   /* Downloads requested and not finished */
     /*
      * R-RECV-4: destination folders kept open, verified files waiting to be
      * durable (batch), and the batch the flusher thread is making durable
@@ -363,7 +363,7 @@ static int put_bytes(struct get *g, const uint8_t *p, size_t n)
             uint64_t durable = ferry_writer_durable(g->wr);
             g->unsynced = 0;
             if (durable > g->recorded) {
-                cli_part_record(g->dirfd, g->tmpname, g->hash, &g->part_id, durable);
+                ferry_part_record(cli_state(), g->dirfd, g->tmpname, g->hash, &g->part_id, durable);
                 g->recorded = durable;
             }
         }
@@ -388,7 +388,7 @@ static void fail_current(struct get *g, const char *why, int rc)
             ferry_writer_end(g->wr, cid);
         close(g->fd);
         unlinkat(g->dirfd, g->tmpname, 0);
-        cli_part_forget(g->dirfd, g->tmpname);
+        ferry_part_forget(cli_state(), g->dirfd, g->tmpname);
     }
     if (g->dirfd >= 0)
         close(g->dirfd);
@@ -438,8 +438,8 @@ static int admit(struct get *g, struct dl *d, const struct cli_dir **dir)
         fail_current(g, "cannot create its folder", rc);
         return 1;
     }
-    if ((rc = cli_space_reserve(&g->space, (*dir)->fd, (*dir)->dev, g->size - d->resume, &avail)) !=
-        0) {
+    if ((rc = ferry_part_space_reserve(&g->space, (*dir)->fd, (*dir)->dev, g->size - d->resume,
+                                       &avail)) != 0) {
         if (rc == -ENOSPC)
             failmsg_space(g, d->label, g->size - d->resume, avail);
         else
@@ -493,9 +493,9 @@ static int begin(struct get *g, struct dl *d, const struct ferry_cmd *m)
         return 0;
     }
     /* R-CHUNK-14: the part file's name follows from the content and the destination. */
-    cli_part_name(g->hash, d->rel, g->tmpname);
+    ferry_part_name(g->hash, d->rel, g->tmpname);
     /* R-RECV-1: no symlink followed, ours alone: a planted temp name cannot redirect us. */
-    if ((rc = cli_part_open(g->dirfd, g->tmpname, &g->part_id)) < 0) {
+    if ((rc = ferry_part_open(g->dirfd, g->tmpname, &g->part_id)) < 0) {
         fail_current(g,
                      rc == -EPERM ? "cannot create its temporary file (a foreign file in the way?)"
                                   : "cannot create its temporary file",
@@ -504,7 +504,7 @@ static int begin(struct get *g, struct dl *d, const struct ferry_cmd *m)
     }
     g->fd = rc;
     /* R-RECV-2: the prefix offered was in a part file that is not this one any more. */
-    if (d->resume > 0 && !cli_part_same(&g->part_id, &d->part_id)) {
+    if (d->resume > 0 && !ferry_part_same(&g->part_id, &d->part_id)) {
         fail_current(g, "its partial file changed during the download; run the same command again",
                      0);
         return 0;
@@ -692,8 +692,8 @@ static int place_inline(struct get *g, struct dl *d, const char *name, const cha
         fail_current(g, "cannot create its folder", rc);
         return 0;
     }
-    cli_part_name(g->hash, d->rel, g->tmpname);
-    fd = cli_part_create(dir->fd, g->tmpname, (g->exec ? 0777 : 0666) & ~g->umask, &fresh);
+    ferry_part_name(g->hash, d->rel, g->tmpname);
+    fd = ferry_part_create(dir->fd, g->tmpname, (g->exec ? 0777 : 0666) & ~g->umask, &fresh);
     if (fd < 0) {
         fail_current(g,
                      fd == -EPERM ? "cannot create its temporary file (a foreign file in the way?)"
@@ -724,7 +724,7 @@ static int place_inline(struct get *g, struct dl *d, const char *name, const cha
     if (rc != 0) {
         unlinkat(dir->fd, g->tmpname, 0);
         if (!fresh)
-            cli_part_forget(dir->fd, g->tmpname);
+            ferry_part_forget(cli_state(), dir->fd, g->tmpname);
         fail_current(g, why, rc);
         return 0;
     }
@@ -781,7 +781,7 @@ static int finish(struct get *g)
     g->fd = -1; /* the batch's now, or closed */
     if (rc != 0) {
         unlinkat(g->dirfd, g->tmpname, 0);
-        cli_part_forget(g->dirfd, g->tmpname);
+        ferry_part_forget(cli_state(), g->dirfd, g->tmpname);
         fail_current(g, "cannot keep it for placing", rc);
         return 0;
     }
@@ -875,8 +875,8 @@ static int local_dir(struct get *g, const struct dl *x, const char **name)
  */
 static int has_local(struct get *g, const struct dl *x)
 {
-    char pname[CLI_PART_NAME_LEN];
-    struct cli_part_id id;
+    char pname[FERRY_PART_NAME_LEN];
+    struct ferry_part_id id;
     uint64_t psize, palloc;
     const char *name;
     struct stat st;
@@ -889,11 +889,11 @@ static int has_local(struct get *g, const struct dl *x)
     if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
         st.st_size >= (off_t)FERRY_CHUNK_MIN)
         return 1;
-    cli_part_name(x->cid, x->rel, pname);
-    if (cli_part_stat(dfd, pname, &id, &psize, &palloc) != 0)
+    ferry_part_name(x->cid, x->rel, pname);
+    if (ferry_part_stat(dfd, pname, &id, &psize, &palloc) != 0)
         return 0;
-    return cli_patch_has_bitmap(dfd, pname, x->cid, &id) ||
-           cli_part_durable(dfd, pname, x->cid, &id) > 0;
+    return ferry_piece_has_bitmap(cli_state(), dfd, pname, x->cid, &id) ||
+           ferry_part_durable(cli_state(), dfd, pname, x->cid, &id) > 0;
 }
 
 /*
@@ -903,7 +903,7 @@ static int has_local(struct get *g, const struct dl *x)
  */
 static void offer_resume(struct get *g, struct dl *x, json_t *req)
 {
-    char pname[CLI_PART_NAME_LEN];
+    char pname[FERRY_PART_NAME_LEN];
     uint64_t durable, psize, palloc;
     const char *name;
     int dfd;
@@ -918,10 +918,10 @@ static void offer_resume(struct get *g, struct dl *x, json_t *req)
         return;
     if (x->cid[0] == '\0' || g->cc.minor < 1 || (dfd = local_dir(g, x, &name)) < 0)
         return;
-    cli_part_name(x->cid, x->rel, pname);
-    if (cli_part_stat(dfd, pname, &x->part_id, &psize, &palloc) != 0)
+    ferry_part_name(x->cid, x->rel, pname);
+    if (ferry_part_stat(dfd, pname, &x->part_id, &psize, &palloc) != 0)
         return;
-    durable = cli_part_durable(dfd, pname, x->cid, &x->part_id);
+    durable = ferry_part_durable(cli_state(), dfd, pname, x->cid, &x->part_id);
     if (durable > 0 && psize >= durable) {
         x->resume = durable;
         json_object_set_new(req, "offset", json_integer((json_int_t)durable));
@@ -932,8 +932,8 @@ static void offer_resume(struct get *g, struct dl *x, json_t *req)
 /* R-CHUNK-15: asks for the file's chunk list. */
 static int ask_list(struct get *g, struct dl *x)
 {
-    cli_patch_free(x->patch);
-    x->patch = NULL;
+    ferry_piece_free(x->piece);
+    x->piece = NULL;
     ferry_uuid_new(x->id);
     x->state = DL_REQUESTED;
     x->phase = 1;
@@ -948,10 +948,10 @@ static void patch_fail(struct get *g, struct dl *x, const char *why, int discard
 {
     if (g->cur == x)
         g->cur = NULL;
-    if (discard && x->patch != NULL)
-        cli_patch_discard(x->patch);
-    cli_patch_free(x->patch);
-    x->patch = NULL;
+    if (discard && x->piece != NULL)
+        ferry_piece_discard(x->piece);
+    ferry_piece_free(x->piece);
+    x->piece = NULL;
     x->phase = 0;
     x->state = DL_FAILED;
     failmsg(g, x->label, why);
@@ -1001,7 +1001,8 @@ static int patch_list_begin(struct get *g, struct dl *x, const struct ferry_cmd 
     x->mtime = json_integer_value(json_object_get(m->body, "mtime"));
     x->exec = json_is_true(json_object_get(m->body, "exec"));
     /* R-CHUNK-15: a list over its cap is refused before anything is allocated. */
-    if ((rc = cli_patch_new(hash, size, (uint64_t)json_integer_value(ll), &x->patch)) != 0)
+    if ((rc = ferry_piece_new(cli_state(), hash, size, (uint64_t)json_integer_value(ll),
+                              &x->piece)) != 0)
         return rc == -ENOMEM ? rc : FERRY_EPROTO;
     return 0;
 }
@@ -1011,7 +1012,7 @@ static int patch_chunks_begin(struct get *g, struct dl *x, const struct ferry_cm
     const char *hash;
     uint64_t size;
 
-    if (x->patch == NULL || patch_transfer(g, x, m, &hash, &size) != 0 || strcmp(hash, x->cid) != 0)
+    if (x->piece == NULL || patch_transfer(g, x, m, &hash, &size) != 0 || strcmp(hash, x->cid) != 0)
         return FERRY_EPROTO;
     return 0;
 }
@@ -1028,7 +1029,7 @@ static int patch_place(struct get *g, struct dl *x, const uint8_t *tid)
     cli_progress_file(&g->prog, x->label);
     cli_progress_state(&g->prog, "verifying");
     cli_progress_update(&g->prog, 1);
-    rc = cli_patch_place(x->patch, name, (x->exec ? 0777 : 0666) & ~g->umask, x->mtime);
+    rc = ferry_piece_place(x->piece, name, (x->exec ? 0777 : 0666) & ~g->umask, x->mtime);
     cli_progress_state(&g->prog, NULL);
     if (rc != 0) {
         /* R-RECV-3: bytes on disk that are not the content are not kept for a rerun either. */
@@ -1038,8 +1039,8 @@ static int patch_place(struct get *g, struct dl *x, const uint8_t *tid)
             patch_fail_rc(g, x, "cannot put it in place", rc);
         return 0;
     }
-    cli_patch_free(x->patch);
-    x->patch = NULL;
+    ferry_piece_free(x->piece);
+    x->piece = NULL;
     x->state = DL_DONE;
     g->prog.files_done++;
     if (tid == NULL)
@@ -1052,7 +1053,7 @@ static int patch_place(struct get *g, struct dl *x, const uint8_t *tid)
 /* R-CHUNK-16: asks for the chunks still missing. */
 static int patch_request(struct get *g, struct dl *x)
 {
-    json_t *ranges = cli_patch_ranges(x->patch);
+    json_t *ranges = ferry_piece_ranges(x->piece);
 
     if (ranges == NULL)
         return -ENOMEM;
@@ -1071,7 +1072,7 @@ static int patch_list_done(struct get *g)
 {
     struct dl *x = g->cur;
     const char *name;
-    char pname[CLI_PART_NAME_LEN];
+    char pname[FERRY_PART_NAME_LEN];
     uint64_t reused, kept, need, avail;
     int dfd, rc;
 
@@ -1080,16 +1081,17 @@ static int patch_list_done(struct get *g)
         patch_fail(g, x, "cannot create its folder", 0);
         return 0;
     }
-    cli_part_name(x->cid, x->rel, pname);
-    rc = cli_patch_plan(x->patch, dfd, name, pname, (x->exec ? 0777 : 0666) & ~g->umask, x->mtime);
+    ferry_part_name(x->cid, x->rel, pname);
+    rc =
+        ferry_piece_plan(x->piece, dfd, name, pname, (x->exec ? 0777 : 0666) & ~g->umask, x->mtime);
     close(dfd);
-    if (rc == CLI_PATCH_ALREADY) {
+    if (rc == FERRY_PIECE_ALREADY) {
         /* The file is already this content (the local index says so): nothing to fetch. */
-        g->reused += cli_patch_size(x->patch);
-        g->prog.done += cli_patch_size(x->patch);
-        g->prog.skipped += cli_patch_size(x->patch);
-        cli_patch_free(x->patch);
-        x->patch = NULL;
+        g->reused += ferry_piece_size(x->piece);
+        g->prog.done += ferry_piece_size(x->piece);
+        g->prog.skipped += ferry_piece_size(x->piece);
+        ferry_piece_free(x->piece);
+        x->piece = NULL;
         x->state = DL_DONE;
         g->prog.files_done++;
         return 0;
@@ -1098,9 +1100,9 @@ static int patch_list_done(struct get *g)
         return rc; /* a list that is not the content's: the server is at fault */
     if (rc == -ENOSPC) {
         /* R-RECV-6: refused before the part file was created or sized. */
-        need = cli_patch_need(x->patch, &avail);
-        cli_patch_free(x->patch);
-        x->patch = NULL;
+        need = ferry_piece_need(x->piece, &avail);
+        ferry_piece_free(x->piece);
+        x->piece = NULL;
         x->phase = 0;
         x->state = DL_FAILED;
         failmsg_space(g, x->label, need, avail);
@@ -1113,14 +1115,14 @@ static int patch_list_done(struct get *g)
             patch_fail_rc(g, x, "cannot use its temporary file", rc);
         return 0;
     }
-    reused = cli_patch_reused(x->patch, &kept);
+    reused = ferry_piece_reused(x->piece, &kept);
     g->reused += reused;
     g->resumed += kept;
     x->counted += reused + kept;
     g->prog.done += reused + kept;
     g->prog.skipped += reused + kept;
     cli_progress_update(&g->prog, 0);
-    if (cli_patch_complete(x->patch))
+    if (ferry_piece_complete(x->piece))
         return patch_place(g, x, NULL);
     return patch_request(g, x);
 }
@@ -1132,7 +1134,7 @@ static int patch_chunk(struct get *g, const struct ferry_chunk_frame *f)
     uint64_t fresh = 0;
     int rc;
 
-    rc = cli_patch_chunk(x->patch, f, &fresh);
+    rc = ferry_piece_chunk(x->piece, f, &fresh);
     if (rc == FERRY_EPROTO)
         return rc;
     g->prog.done += f->len;
@@ -1157,11 +1159,11 @@ static int patch_chunks_done(struct get *g)
 
     g->cur = NULL;
     memcpy(tid, g->tid, sizeof(tid));
-    if ((rc = cli_patch_sync(x->patch)) != 0) {
+    if ((rc = ferry_piece_sync(x->piece)) != 0) {
         patch_fail_rc(g, x, "cannot make it durable", rc);
         return 0;
     }
-    if (cli_patch_complete(x->patch))
+    if (ferry_piece_complete(x->piece))
         return patch_place(g, x, tid);
     /* More runs than one request carries: the next batch of them. */
     return patch_request(g, x);
@@ -1173,8 +1175,8 @@ static int patch_error(struct get *g, struct dl *x, int code, const char *msg)
     /* R-CHUNK-16: the file changed on the server since its list: start again. */
     if (code == FERRY_EHASH && x->phase == 2 && x->restarts < 3) {
         x->restarts++;
-        if (x->patch != NULL)
-            cli_patch_sync(x->patch);
+        if (x->piece != NULL)
+            ferry_piece_sync(x->piece);
         return ask_list(g, x);
     }
     patch_fail(g, x, msg, 0);
@@ -1307,9 +1309,9 @@ static int run_downloads(struct get *g)
         }
         if (rc == 2) {
             rc = 0;
-            if (g->cur != NULL && g->cur->phase == 1 && g->cur->patch != NULL &&
+            if (g->cur != NULL && g->cur->phase == 1 && g->cur->piece != NULL &&
                 memcmp(d.tid, g->tid, 16) == 0) {
-                if (cli_patch_list_data(g->cur->patch, d.offset, d.bytes, d.len) != 0)
+                if (ferry_piece_list_data(g->cur->piece, d.offset, d.bytes, d.len) != 0)
                     return FERRY_EPROTO;
                 continue;
             }
@@ -1356,7 +1358,7 @@ static int run_downloads(struct get *g)
                 /* Also for a transfer abandoned locally: its window slot frees now. */
                 g->inflight--;
                 g->have_tid = 0;
-                if (g->cur != NULL && g->cur->patch != NULL)
+                if (g->cur != NULL && g->cur->piece != NULL)
                     rc = g->cur->phase == 1 ? patch_list_done(g) : patch_chunks_done(g);
                 else
                     rc = g->cur != NULL && g->active ? finish(g) : 0;
@@ -1369,7 +1371,7 @@ static int run_downloads(struct get *g)
                 g->inflight--;
                 if (x == g->cur)
                     g->have_tid = 0;
-                if (x->patch != NULL) {
+                if (x->piece != NULL) {
                     if (x == g->cur)
                         g->cur = NULL;
                     rc = patch_error(g, x, code, msg);
@@ -1463,7 +1465,7 @@ static void plan_reset(struct get *g)
     for (k = 0; k < g->n; k++) {
         ferry_free(g->v[k].rel);
         ferry_free(g->v[k].label);
-        cli_patch_free(g->v[k].patch);
+        ferry_piece_free(g->v[k].piece);
     }
     g->n = 0;
     for (k = 0; k < g->ndirs; k++)
@@ -1491,7 +1493,7 @@ static void requeue_all(struct get *g)
             /* R-CHUNK-14: what is written is made durable and kept for the retry. */
             submit(g);
             if (ferry_writer_sync(g->wr, &durable) == 0 && durable > 0)
-                cli_part_record(g->dirfd, g->tmpname, g->hash, &g->part_id, durable);
+                ferry_part_record(cli_state(), g->dirfd, g->tmpname, g->hash, &g->part_id, durable);
             ferry_writer_end(g->wr, cid);
             close(g->fd);
         }
@@ -1499,7 +1501,7 @@ static void requeue_all(struct get *g)
             close(g->dirfd);
         g->fd = g->dirfd = -1;
         g->active = 0;
-        if (g->cur->patch == NULL)
+        if (g->cur->piece == NULL)
             g->prog.done -= g->got;
         g->cur = NULL;
     }
@@ -1510,10 +1512,10 @@ static void requeue_all(struct get *g)
             continue;
         x->state = DL_QUEUED;
         /* R-CHUNK-16: what is written becomes durable and recorded for the retry. */
-        if (x->patch != NULL) {
-            cli_patch_sync(x->patch);
-            cli_patch_free(x->patch);
-            x->patch = NULL;
+        if (x->piece != NULL) {
+            ferry_piece_sync(x->piece);
+            ferry_piece_free(x->piece);
+            x->piece = NULL;
         }
         x->phase = 0;
         g->prog.done -= x->counted;
@@ -1710,9 +1712,9 @@ int cmd_get(int argc, char **argv)
             done++;
         ferry_free(g.v[k].rel);
         ferry_free(g.v[k].label);
-        if (g.v[k].patch != NULL)
-            cli_patch_sync(g.v[k].patch); /* what arrived stays for a rerun */
-        cli_patch_free(g.v[k].patch);
+        if (g.v[k].piece != NULL)
+            ferry_piece_sync(g.v[k].piece); /* what arrived stays for a rerun */
+        ferry_piece_free(g.v[k].piece);
     }
     for (k = 0; k < g.ndirs; k++)
         ferry_free(g.dirs[k].rel);

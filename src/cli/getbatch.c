@@ -40,7 +40,7 @@ int cli_dircache_get(struct cli_dircache *c, int rootfd, const char *rel, int cr
         fd = ferry_open_beneath(rootfd, rel, O_RDONLY | O_DIRECTORY, 0);
     if (fd < 0)
         return rel[0] == '\0' ? -errno : fd;
-    if ((rc = cli_part_key(fd, &dev, &ino)) != 0 || (copy = ferry_strdup(rel)) == NULL) {
+    if ((rc = ferry_part_key(fd, &dev, &ino)) != 0 || (copy = ferry_strdup(rel)) == NULL) {
         close(fd);
         return rc != 0 ? rc : -ENOMEM;
     }
@@ -232,7 +232,7 @@ void cli_batch_done(struct cli_batch *b, cli_batch_done_cb done, void *ctx)
          * now, takes its records with it.
          */
         if (e->recorded || (b->rc[i] != 0 && !e->renamed))
-            cli_part_forget(b->dirs[e->dir].fd, e->part);
+            ferry_part_forget(cli_state(), b->dirs[e->dir].fd, e->part);
         done(ctx, e, b->rc[i], e->stage);
         ferry_free(e->name);
         e->name = NULL;

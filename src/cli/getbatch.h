@@ -9,8 +9,8 @@
 #include <stdint.h>
 
 #include "ferry/crypto.h"
+#include "ferry/part.h"
 #include "ferry/wire.h"
-#include "getpart.h"
 
 /*
  * R-RECV-4, group commit: a batch goes to the flusher thread once it holds
@@ -57,7 +57,7 @@ struct cli_batch_ent {
     void *arg; /* the caller's item */
     int fd;    /* the verified part file, owned */
     size_t dir;
-    char part[CLI_PART_NAME_LEN];
+    char part[FERRY_PART_NAME_LEN];
     char *name; /* its final name in the folder, owned */
     char cid[FERRY_CID_LEN + 1];
     uint8_t tid[FERRY_TID_LEN];

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "ferry/index.h"
 #include "ferry/manifest.h"
 #include "ferry/path.h"
 #include "ferry/reader.h"
@@ -37,7 +38,7 @@ struct cfile {
     struct item *it;
     int fd;
     struct stat st;
-    struct cli_file_id fid;
+    struct ferry_index_id fid;
     int64_t recorded; /* wall clock before the file was read (the racy rule) */
     int indexed;      /* the list came from the local index: nothing was read */
     int scanning;
@@ -766,7 +767,7 @@ static int send_chunked(struct put *p, struct item *it)
     }
     clock_gettime(CLOCK_REALTIME, &now);
     cf->recorded = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
-    cli_file_id_from_stat(&cf->fid, &cf->st);
+    ferry_index_id_from_stat(&cf->fid, &cf->st);
     it->size = (uint64_t)cf->st.st_size;
     it->mtime = cf->fid.mtime;
     ferry_random(it->tid, sizeof(it->tid));
@@ -781,7 +782,7 @@ static int send_chunked(struct put *p, struct item *it)
     opened = 1;
     if (rc != 0)
         goto out;
-    if (cli_index_get(&cf->fid, &list, &len) == 0 &&
+    if (ferry_index_get(cli_state(), &cf->fid, &list, &len) == 0 &&
         ferry_chunk_list_check(list, len, it->size) == 0) {
         /* Unchanged since it was indexed: not a byte of it is read. */
         struct ferry_chunk_ent e;
@@ -861,7 +862,8 @@ static int send_chunked(struct put *p, struct item *it)
                                json_pack("{s:s, s:s}", "tid", tidhex, "hash", cid));
     /* The index is a cache of what the bytes were: right even if the upload fails. */
     if (!cf->indexed)
-        cli_index_put(&cf->fid, cf->recorded, cf->list, (size_t)cf->nent * FERRY_CHUNK_ENT_LEN);
+        ferry_index_put(cli_state(), &cf->fid, cf->recorded, cf->list,
+                        (size_t)cf->nent * FERRY_CHUNK_ENT_LEN);
 out:
     if (cf->failed && it->state == ST_SENT)
         fail_item(p, it, "failed");

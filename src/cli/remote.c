@@ -1,5 +1,6 @@
 /* ferry ls | rm | mv: browsing and changing the remote tree. */
 #include <getopt.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,6 +54,45 @@ static void print_entry(const json_t *e, int longfmt, int human, struct ls_total
 
 static const char ls_usage[] = "usage: ferry ls [-l] [-R] [--bytes] [--json] [PATH]\n";
 
+/* One listing as its pages arrive. */
+struct ls_run {
+    const char *path;
+    int longfmt, human, as_json, first;
+    int rc; /* the Error's code, or 0 */
+    struct ls_totals tot;
+};
+
+/* Pages stream back to back; the last one says so (R-PIPE-1). */
+static int ls_page(struct cli_rpc *rpc, int rc, const struct ferry_cmd *m, void *arg)
+{
+    struct ls_run *ls = arg;
+    const char *msg;
+    json_t *entries, *e;
+    size_t i;
+
+    (void)rpc;
+    if (m == NULL)
+        return 0; /* the connection ended: cli_rpc_wait says how */
+    if (rc != 0) {
+        ls->rc = cli_error_rc(m, &msg);
+        cli_err("%s: %s", cli_esc(ls->path), msg);
+        return 0;
+    }
+    entries = json_object_get(m->body, "entries");
+    json_array_foreach(entries, i, e)
+    {
+        if (ls->as_json) {
+            char *t = json_dumps(e, JSON_COMPACT | JSON_ENSURE_ASCII);
+            printf("%s%s", ls->first ? "\n" : ",\n", t != NULL ? t : "null");
+            free(t);
+            ls->first = 0;
+        } else {
+            print_entry(e, ls->longfmt, ls->human, &ls->tot);
+        }
+    }
+    return json_is_true(json_object_get(m->body, "last")) ? 0 : 1;
+}
+
 int cmd_ls(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -61,11 +101,9 @@ int cmd_ls(int argc, char **argv)
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
     };
     const char *path = "/";
-    char id[FERRY_UUID_STR_LEN + 1];
-    struct ls_totals tot = {0};
-    struct cli_conn cc;
-    struct ferry_cmd m;
-    int c, longfmt = 0, rec = 0, as_json = 0, rc, first = 1, human = isatty(STDOUT_FILENO);
+    struct cli_rpc rpc;
+    struct ls_run ls = {0};
+    int c, longfmt = 0, rec = 0, as_json = 0, rc, human = isatty(STDOUT_FILENO);
 
     optind = 1;
     while ((c = getopt_long(argc, argv, "lRh", opts, NULL)) != -1) {
@@ -106,71 +144,35 @@ int cmd_ls(int argc, char **argv)
     }
     if (optind < argc)
         path = argv[optind];
-    if (cli_connect_session(&cc) != 0)
+    if (cli_rpc_open_session(&rpc) != 0)
         return CLI_FAIL;
-    ferry_uuid_new(id);
-    rc = ferry_client_send_cmd(
-        cc.c, FERRY_MSG_DIRINFO,
-        json_pack("{s:s, s:s, s:b}", "id", id, "path", path, "recursive", rec));
+    ls = (struct ls_run){
+        .path = path, .longfmt = longfmt, .human = human, .as_json = as_json, .first = 1};
+    rc = cli_rpc_start(&rpc, FERRY_MSG_DIRINFO,
+                       json_pack("{s:s, s:b}", "path", path, "recursive", rec), ls_page, &ls);
     if (rc == FERRY_EUSAGE)
         cli_err("%s: not a path the server can take", cli_esc(path));
     if (as_json && rc == 0)
         printf("[");
-    /* Pages stream back to back; the last one says so (R-PIPE-1). */
-    while (rc == 0) {
-        const char *ref, *msg;
-        json_t *entries, *e;
-        size_t i;
-        int last;
-
-        if ((rc = cli_next(&cc, &m, NULL)) < 0)
-            break;
-        rc = 0;
-        ref = json_string_value(json_object_get(m.body, "ref"));
-        if (ref == NULL || strcmp(ref, id) != 0) {
-            ferry_cmd_cleanup(&m);
-            continue;
-        }
-        if (m.type == FERRY_MSG_ERROR) {
-            rc = cli_error_rc(&m, &msg);
-            cli_err("%s: %s", cli_esc(path), msg);
-            ferry_cmd_cleanup(&m);
-            break;
-        }
-        entries = json_object_get(m.body, "entries");
-        json_array_foreach(entries, i, e)
-        {
-            if (as_json) {
-                char *s = json_dumps(e, JSON_COMPACT | JSON_ENSURE_ASCII);
-                printf("%s%s", first ? "\n" : ",\n", s != NULL ? s : "null");
-                free(s);
-                first = 0;
-            } else {
-                print_entry(e, longfmt, human, &tot);
-            }
-        }
-        last = json_is_true(json_object_get(m.body, "last"));
-        ferry_cmd_cleanup(&m);
-        if (last)
-            break;
-    }
+    if (rc == 0 && (rc = cli_rpc_wait(&rpc)) == 0)
+        rc = ls.rc;
     if (as_json && rc == 0)
         printf("\n]\n");
     if (longfmt && !as_json && rc == 0) {
         char sz[32];
 
         if (human)
-            cli_human_size(sz, sizeof(sz), (double)tot.bytes);
+            cli_human_size(sz, sizeof(sz), (double)ls.tot.bytes);
         else
-            snprintf(sz, sizeof(sz), "%llu bytes", (unsigned long long)tot.bytes);
-        printf("total %llu file%s, %llu folder%s, %s\n", (unsigned long long)tot.files,
-               tot.files == 1 ? "" : "s", (unsigned long long)tot.dirs, tot.dirs == 1 ? "" : "s",
-               sz);
+            snprintf(sz, sizeof(sz), "%llu bytes", (unsigned long long)ls.tot.bytes);
+        printf("total %llu file%s, %llu folder%s, %s\n", (unsigned long long)ls.tot.files,
+               ls.tot.files == 1 ? "" : "s", (unsigned long long)ls.tot.dirs,
+               ls.tot.dirs == 1 ? "" : "s", sz);
     }
     if (rc != 0 && rc != FERRY_ENOTFOUND && rc != FERRY_EPATH && rc != FERRY_ENOTDIR &&
         rc != FERRY_EUSAGE)
         cli_err("listing failed: %s", ferry_strerror(rc));
-    cli_disconnect(&cc);
+    cli_rpc_close(&rpc);
     return rc == 0 ? CLI_OK : CLI_FAIL;
 }
 
@@ -183,49 +185,45 @@ struct req {
     json_t *entry;  /* DirInfo with stat: the entry (a reference), or NULL */
 };
 
+/* A reply to one request of a pipeline. */
+static int pipe_reply(struct cli_rpc *rpc, int rc, const struct ferry_cmd *m, void *arg)
+{
+    struct req *rq = arg;
+    const char *msg;
+
+    (void)rpc;
+    if (m == NULL)
+        return 0; /* the connection ended: cli_rpc_wait says how */
+    if (rc != 0) {
+        rq->rc = cli_error_rc(m, &msg);
+        snprintf(rq->msg, sizeof(rq->msg), "%s", msg);
+    } else if (m->type == FERRY_MSG_DIRPAGE) {
+        json_decref(rq->entry);
+        rq->entry = json_incref(json_array_get(json_object_get(m->body, "entries"), 0));
+        /* stat answers with one page; a longer listing is not ours to wait for */
+        if (!json_is_true(json_object_get(m->body, "last")))
+            return 1;
+    }
+    rq->done = 1;
+    return 0;
+}
+
 /*
  * Sends every request at once, then collects the replies (R-PIPE-1). Takes
  * the references to bodies. 0, or < 0 when the connection failed.
  */
-static int pipeline(struct cli_conn *cc, int32_t type, json_t **bodies, struct req *rq, int n)
+static int pipeline(struct cli_rpc *rpc, int32_t type, json_t **bodies, struct req *rq, int n)
 {
-    int i, rc = 0, pending = n;
-    struct ferry_cmd m;
+    int i, rc = 0;
 
     for (i = 0; i < n; i++) {
-        ferry_uuid_new(rq[i].id);
-        json_object_set_new(bodies[i], "id", json_string(rq[i].id));
         if (rc == 0)
-            rc = ferry_client_send_cmd(cc->c, type, bodies[i]);
+            rc = cli_rpc_start(rpc, type, bodies[i], pipe_reply, &rq[i]);
         else
             json_decref(bodies[i]);
     }
-    while (rc == 0 && pending > 0) {
-        const char *ref, *msg;
-
-        if ((rc = cli_next(cc, &m, NULL)) < 0)
-            break;
-        rc = 0;
-        ref = json_string_value(json_object_get(m.body, "ref"));
-        for (i = 0; ref != NULL && i < n; i++) {
-            if (rq[i].done || strcmp(ref, rq[i].id) != 0)
-                continue;
-            if (m.type == FERRY_MSG_ERROR) {
-                rq[i].rc = cli_error_rc(&m, &msg);
-                snprintf(rq[i].msg, sizeof(rq[i].msg), "%s", msg);
-            } else if (m.type == FERRY_MSG_DIRPAGE) {
-                json_decref(rq[i].entry);
-                rq[i].entry = json_incref(json_array_get(json_object_get(m.body, "entries"), 0));
-                /* stat answers with one page; a longer listing is not ours to wait for */
-                if (!json_is_true(json_object_get(m.body, "last")))
-                    continue;
-            }
-            rq[i].done = 1;
-            pending--;
-            break;
-        }
-        ferry_cmd_cleanup(&m);
-    }
+    if (rc == 0)
+        rc = cli_rpc_wait(rpc);
     if (rc != 0)
         cli_err("connection lost: %s", ferry_strerror(rc));
     return rc;
@@ -249,7 +247,7 @@ int cmd_rm(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    struct cli_conn cc;
+    struct cli_rpc rpc;
     struct req *rq = NULL;
     json_t **bodies = NULL;
     int *idx = NULL;
@@ -274,7 +272,7 @@ int cmd_rm(int argc, char **argv)
         fputs(rm_usage, stderr);
         return CLI_USAGE;
     }
-    if (cli_connect_session(&cc) != 0)
+    if (cli_rpc_open_session(&rpc) != 0)
         return CLI_FAIL;
     if ((bodies = ferry_calloc((size_t)n, sizeof(*bodies))) == NULL ||
         (rq = ferry_calloc((size_t)n, sizeof(*rq))) == NULL ||
@@ -293,7 +291,7 @@ int cmd_rm(int argc, char **argv)
         idx[sent] = i;
         bodies[sent++] = json_pack("{s:s, s:b}", "path", a, "recursive", rec);
     }
-    if (sent > 0 && pipeline(&cc, FERRY_MSG_REMOVE, bodies, rq, sent) != 0)
+    if (sent > 0 && pipeline(&rpc, FERRY_MSG_REMOVE, bodies, rq, sent) != 0)
         goto out;
     for (k = 0; k < sent; k++) {
         if (rq[k].rc == 0)
@@ -308,7 +306,7 @@ out:
     ferry_free(idx);
     ferry_free(bodies);
     reqs_free(rq, n);
-    cli_disconnect(&cc);
+    cli_rpc_close(&rpc);
     return rc;
 }
 
@@ -347,7 +345,7 @@ struct mv_src {
  * under their own names; otherwise the one source takes TO as its name.
  * Each source's failure names the path at fault.
  */
-static int mv_plan(struct cli_conn *cc, char **args, int nsrc, const char *dest, int no_target,
+static int mv_plan(struct cli_rpc *rpc, char **args, int nsrc, const char *dest, int no_target,
                    struct mv_src *v, int *failed)
 {
     char dnorm[FERRY_PATH_MAX + 1];
@@ -385,7 +383,7 @@ static int mv_plan(struct cli_conn *cc, char **args, int nsrc, const char *dest,
     bodies[0] = json_pack("{s:s, s:b}", "path", dnorm, "stat", 1);
     for (i = 0; i < nsrc; i++)
         bodies[i + 1] = json_pack("{s:s, s:b}", "path", valid[i] ? v[i].from : "", "stat", 1);
-    if ((rc = pipeline(cc, FERRY_MSG_DIRINFO, bodies, rq, nsrc + 1)) != 0)
+    if ((rc = pipeline(rpc, FERRY_MSG_DIRINFO, bodies, rq, nsrc + 1)) != 0)
         goto out;
     if (rq[0].rc == 0 && rq[0].entry != NULL) {
         type = json_string_value(json_object_get(rq[0].entry, "type"));
@@ -491,7 +489,7 @@ int cmd_mv(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    struct cli_conn cc;
+    struct cli_rpc rpc;
     struct mv_src *v = NULL;
     struct req *rq = NULL;
     json_t **bodies = NULL;
@@ -524,19 +522,19 @@ int cmd_mv(int argc, char **argv)
         fputs(mv_usage, stderr);
         return CLI_USAGE;
     }
-    if (cli_connect_session(&cc) != 0)
+    if (cli_rpc_open_session(&rpc) != 0)
         return CLI_FAIL;
     if ((v = ferry_calloc((size_t)nsrc, sizeof(*v))) == NULL ||
         (bodies = ferry_calloc((size_t)nsrc, sizeof(*bodies))) == NULL ||
         (rq = ferry_calloc((size_t)nsrc, sizeof(*rq))) == NULL)
         goto out;
-    if (mv_plan(&cc, argv + optind, nsrc, argv[argc - 1], no_target, v, &failed) != 0)
+    if (mv_plan(&rpc, argv + optind, nsrc, argv[argc - 1], no_target, v, &failed) != 0)
         goto out;
     for (i = 0; i < nsrc; i++)
         if (v[i].ok)
             bodies[n++] =
                 json_pack("{s:s, s:s, s:b}", "from", v[i].from, "to", v[i].to, "force", force);
-    if (n > 0 && pipeline(&cc, FERRY_MSG_MOVE, bodies, rq, n) != 0)
+    if (n > 0 && pipeline(&rpc, FERRY_MSG_MOVE, bodies, rq, n) != 0)
         goto out;
     for (i = 0, k = 0; i < nsrc; i++) {
         if (!v[i].ok)
@@ -552,6 +550,6 @@ out:
     ferry_free(v);
     ferry_free(bodies);
     reqs_free(rq, nsrc > 0 ? nsrc : 0);
-    cli_disconnect(&cc);
+    cli_rpc_close(&rpc);
     return rc;
 }

@@ -37,7 +37,7 @@ static void print_age(int64_t ns)
         printf("%lld s", (long long)s);
 }
 
-static int too_old(const struct cli_conn *cc, const char *what)
+static int too_old(const struct cli_rpc *cc, const char *what)
 {
     cli_err("the server at %s speaks protocol 1.%d; %s needs 1.%d (a newer ferry serve)",
             cc->r.addr, cc->minor, what, CLI_ADMIN_MINOR);
@@ -50,7 +50,7 @@ int cmd_whoami(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    struct cli_conn cc;
+    struct cli_rpc cc;
     struct ferry_cmd reply;
     const char *s;
     int c, rc;
@@ -70,17 +70,17 @@ int cmd_whoami(int argc, char **argv)
         fprintf(stderr, "usage: ferry whoami\n");
         return CLI_USAGE;
     }
-    if (cli_connect_session(&cc) != 0)
+    if (cli_rpc_open_session(&cc) != 0)
         return CLI_FAIL;
     printf("server   %s\nid       %s\n", cc.r.addr, cc.r.server_id);
     if (cc.minor < CLI_ADMIN_MINOR) {
         printf("user     %s\ndevice   %s (this server does not report more)\n", cc.r.user,
                cc.id.id);
-        cli_disconnect(&cc);
+        cli_rpc_close(&cc);
         return CLI_OK;
     }
     cc.verbose_errors = 1;
-    rc = cli_call(&cc, FERRY_MSG_WHOAMI, json_object(), &reply);
+    rc = cli_rpc_call(&cc, FERRY_MSG_WHOAMI, json_object(), &reply);
     if (rc == 0) {
         int64_t created = json_integer_value(json_object_get(reply.body, "session_created"));
         int64_t now = json_integer_value(json_object_get(reply.body, "now"));
@@ -103,17 +103,17 @@ int cmd_whoami(int argc, char **argv)
         putchar('\n');
         ferry_cmd_cleanup(&reply);
     }
-    cli_disconnect(&cc);
+    cli_rpc_close(&cc);
     return rc == 0 ? CLI_OK : CLI_FAIL;
 }
 
 /* Fetches the Devices reply (R-ADMIN-8). */
-static int fetch_devices(struct cli_conn *cc, struct ferry_cmd *reply)
+static int fetch_devices(struct cli_rpc *cc, struct ferry_cmd *reply)
 {
     json_t *arr;
     int rc;
 
-    if ((rc = cli_call(cc, FERRY_MSG_DEVICE_LIST, json_object(), reply)) != 0)
+    if ((rc = cli_rpc_call(cc, FERRY_MSG_DEVICE_LIST, json_object(), reply)) != 0)
         return rc;
     arr = json_object_get(reply->body, "devices");
     /* A server that breaks the cap is not believed (R-ADMIN-8). */
@@ -195,7 +195,7 @@ int cmd_devices(int argc, char **argv)
     };
     static const char usage[] = "usage: ferry devices [revoke ID|NAME]\n";
     char id[FERRY_ID_LEN + 1];
-    struct cli_conn cc;
+    struct cli_rpc cc;
     struct ferry_cmd reply, ok;
     int c, rc, revoke = 0;
 
@@ -221,11 +221,11 @@ int cmd_devices(int argc, char **argv)
         fputs(usage, stderr);
         return CLI_USAGE;
     }
-    if (cli_connect_session(&cc) != 0)
+    if (cli_rpc_open_session(&cc) != 0)
         return CLI_FAIL;
     if (cc.minor < CLI_ADMIN_MINOR) {
         rc = too_old(&cc, "ferry devices");
-        cli_disconnect(&cc);
+        cli_rpc_close(&cc);
         return rc;
     }
     cc.verbose_errors = 1;
@@ -245,12 +245,13 @@ int cmd_devices(int argc, char **argv)
         rc = FERRY_EDENIED;
         goto out;
     }
-    if ((rc = cli_call(&cc, FERRY_MSG_DEVICE_REVOKE, json_pack("{s:s}", "device", id), &ok)) == 0) {
+    if ((rc = cli_rpc_call(&cc, FERRY_MSG_DEVICE_REVOKE, json_pack("{s:s}", "device", id), &ok)) ==
+        0) {
         ferry_cmd_cleanup(&ok);
         if (!cli_quiet)
             printf("device %s revoked: it is logged out\n", id);
     }
 out:
-    cli_disconnect(&cc);
+    cli_rpc_close(&cc);
     return rc == 0 ? CLI_OK : CLI_FAIL;
 }

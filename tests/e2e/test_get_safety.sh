@@ -175,7 +175,7 @@ if [[ "$(id -u)" == 0 ]] && command -v mount >/dev/null; then
     # 40 small files of 900 KiB (36 MB) onto the same 32 MiB: those that fit
     # with the margin (1 MiB here) arrive, the others are refused before any
     # byte of them is written, though the free space is read only once every
-    # 8 MiB admitted (CLI_SPACE_RECHECK): the bytes admitted since count.
+    # 8 MiB admitted (FERRY_PART_SPACE_RECHECK): the bytes admitted since count.
     rm -f "$MNT/small.txt" "$MNT/forty.bin"
     mkdir -p "$L/many"
     for i in $(seq 1 40); do head -c $((900 << 10)) /dev/urandom >"$L/many/m$i"; done

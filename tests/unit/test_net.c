@@ -663,6 +663,24 @@ static void test_backoff(void **state)
     assert_false(ferry_retry_window_open(1000, 0, 1000));
 }
 
+/* R-CLI-3: what counts as a lost link, worth a redial, and what does not. */
+static void test_conn_lost(void **state)
+{
+    (void)state;
+    assert_true(ferry_conn_lost(-ECONNRESET));
+    assert_true(ferry_conn_lost(-ECONNREFUSED));
+    assert_true(ferry_conn_lost(-EPIPE));
+    assert_true(ferry_conn_lost(FERRY_ETIMEDOUT));
+    assert_true(ferry_conn_lost(FERRY_ECANCELED));
+    assert_false(ferry_conn_lost(0));
+    assert_false(ferry_conn_lost(-ENOMEM));
+    assert_false(ferry_conn_lost(-EINTR));
+    assert_false(ferry_conn_lost(FERRY_EPIN));
+    assert_false(ferry_conn_lost(FERRY_EPROTO));
+    assert_false(ferry_conn_lost(FERRY_EAUTH));
+    assert_false(ferry_conn_lost(FERRY_EBUSY)); /* the session retries it itself, on Connect only */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -677,6 +695,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_client_frame_too_big, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_queue_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_wrong_pin, setup, teardown),
+        cmocka_unit_test(test_conn_lost),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

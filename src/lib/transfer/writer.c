@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,7 +62,40 @@ struct ferry_writer {
     /* R-CHUNK-10: chunked content is verified by its chunk list's hash. */
     int chunked;
     struct ferry_cdc_stream *cdc;
+    /* Told (on a writer thread) when a buffer frees or the queues drain. */
+    void (*notify)(void *arg);
+    void *notify_arg;
+    /*
+     * Test only (FERRY_TEST_WRITER_GATE, read once at creation): while a
+     * file exists at this path, the writing thread holds each buffer before
+     * writing it: a disk that stalls, so tests can see that the receiver
+     * stops reading instead of waiting.
+     */
+    char *gate;
 };
+
+/*
+ * Test only: the owner found the writer full or busy (it would have had to
+ * wait); "<gate>.waited" tells a test that the moment has come.
+ */
+static void gate_mark(const struct ferry_writer *w)
+{
+    char path[PATH_MAX];
+    int fd;
+
+    if (w->gate == NULL || snprintf(path, sizeof(path), "%s.waited", w->gate) >= (int)sizeof(path))
+        return;
+    if ((fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) >= 0)
+        close(fd);
+}
+
+/* A waiter on the loop thread learns that it may go on. Called with mu held. */
+static void wake_owner(struct ferry_writer *w)
+{
+    pthread_cond_broadcast(&w->cv_done);
+    if (w->notify != NULL)
+        w->notify(w->notify_arg);
+}
 
 /* Each chunk's entry goes into the list hash as the chunker finds it. */
 static int on_chunk(void *arg, uint64_t offset, const struct ferry_chunk_ent *e)
@@ -109,6 +143,8 @@ static int write_item(struct ferry_writer *w, const struct item *it)
 
     if (n == 0)
         return 0;
+    while (w->gate != NULL && access(w->gate, F_OK) == 0)
+        usleep(10000);
     /* O_DIRECT needs whole blocks; a short last buffer goes through the cache. */
     if (w->direct && n % FERRY_WRITER_ALIGN != 0)
         drop_direct(w);
@@ -160,7 +196,7 @@ static void sync_step(struct ferry_writer *w)
         w->err = rc; /* an fsync error is fatal for the file */
     if (rc == 0 && target > w->dsynced)
         w->dsynced = w->durable = target;
-    pthread_cond_broadcast(&w->cv_done);
+    wake_owner(w);
 }
 
 static void *thread_main(void *arg)
@@ -227,7 +263,7 @@ static void *io_main(void *arg)
         else if (sync_due(w))
             sync_step(w); /* no syncing thread could start: the step waits here */
         w->free_bufs[w->nfree++] = it.buf;
-        pthread_cond_signal(&w->cv_done);
+        wake_owner(w);
     }
     pthread_mutex_unlock(&w->mu);
     return NULL;
@@ -282,6 +318,9 @@ int ferry_writer_new(struct ferry_writer **out)
         w->pool[i] = b;
         w->free_bufs[w->nfree++] = w->pool[i];
     }
+    if (getenv("FERRY_TEST_WRITER_GATE") != NULL &&
+        (w->gate = ferry_strdup(getenv("FERRY_TEST_WRITER_GATE"))) == NULL)
+        goto nomem;
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv_work, NULL);
     pthread_cond_init(&w->cv_io, NULL);
@@ -305,6 +344,7 @@ nothread:
 nomem:
     for (i = 0; i < FERRY_WRITER_NBUF; i++)
         free(w->pool[i]);
+    ferry_free(w->gate);
     ferry_free(w);
     return -ENOMEM;
 }
@@ -321,6 +361,7 @@ static void drain_locked(struct ferry_writer *w)
         w->asked = w->wpub;
         if (w->qlen == 0 && !w->busy_item && w->wqlen == 0 && !w->busy_io && !w->busy_sync)
             break;
+        gate_mark(w);
         pthread_cond_wait(&w->cv_done, &w->mu);
     }
 }
@@ -344,6 +385,7 @@ void ferry_writer_free(struct ferry_writer *w)
     pthread_cond_destroy(&w->cv_done);
     for (i = 0; i < FERRY_WRITER_NBUF; i++)
         free(w->pool[i]);
+    ferry_free(w->gate);
     ferry_free(w);
 }
 
@@ -483,11 +525,46 @@ int ferry_writer_busy(const struct ferry_writer *w)
     return w->active;
 }
 
+void ferry_writer_set_notify(struct ferry_writer *w, void (*fn)(void *arg), void *arg)
+{
+    pthread_mutex_lock(&w->mu);
+    w->notify = fn;
+    w->notify_arg = arg;
+    pthread_mutex_unlock(&w->mu);
+}
+
+int ferry_writer_ready(struct ferry_writer *w)
+{
+    int ready;
+
+    /* Only the caller takes buffers, so a free one stays free until it does. */
+    pthread_mutex_lock(&w->mu);
+    ready = w->nfree > 0;
+    pthread_mutex_unlock(&w->mu);
+    if (!ready)
+        gate_mark(w);
+    return ready;
+}
+
+int ferry_writer_idle(struct ferry_writer *w)
+{
+    int idle;
+
+    pthread_mutex_lock(&w->mu);
+    idle = w->qlen == 0 && !w->busy_item && w->wqlen == 0 && !w->busy_io && !w->busy_sync;
+    pthread_mutex_unlock(&w->mu);
+    if (!idle)
+        gate_mark(w);
+    return idle;
+}
+
 uint8_t *ferry_writer_buf(struct ferry_writer *w)
 {
     uint8_t *b = NULL;
 
     pthread_mutex_lock(&w->mu);
+    if (w->nfree == 0)
+        gate_mark(w);
     while (w->nfree == 0)
         pthread_cond_wait(&w->cv_done, &w->mu);
     if (w->err == 0)

@@ -1,10 +1,20 @@
 /*
- * Downloads by chunks (R-CHUNK-15, R-CHUNK-16): take what is already on the
- * local disk, ask the server for the rest, and remember which chunks are
- * durable so that a rerun after a kill fetches only what is missing.
+ * The piece store (ferry/piece.h): a file received by chunks (R-CHUNK-15,
+ * R-CHUNK-16). It takes what is already on the local disk, checks every
+ * chunk that arrives before writing it, remembers which chunks are durable
+ * so that a rerun after a kill fetches only what is missing, hands held
+ * chunks to another reader re-verified, and places the file only once
+ * every byte of the part file was read back and checked (R-RECV-3).
+ *
+ * The local index (ferry/index.h) is called here directly rather than
+ * through a function the caller passes in: it is records in the same state
+ * store the piece store already holds for its bitmap, every caller would
+ * pass the same lookups, and the upload side needs them from the library
+ * too. The state store is the one handle both go through.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -13,9 +23,14 @@
 
 #include <sqlite3.h>
 
-#include "cli.h"
-#include "getchunks.h"
-#include "getpart.h"
+#include "ferry/core.h"
+#include "ferry/crypto.h"
+#include "ferry/err.h"
+#include "ferry/index.h"
+#include "ferry/manifest.h"
+#include "ferry/part.h"
+#include "ferry/piece.h"
+#include "part_int.h"
 
 /* A chunk of the old file, found by its hash. */
 struct have {
@@ -24,24 +39,24 @@ struct have {
     uint32_t len;
 };
 
-struct cli_patch {
+struct ferry_piece {
+    struct ferry_state *st; /* borrowed: bitmap and prefix records, the local index */
     char cid[FERRY_CID_LEN + 1];
     uint64_t size;
     uint8_t *list; /* the encoded list, list_len bytes once complete */
     size_t list_len, list_got;
     size_t nent;
-    uint64_t *offs;               /* each entry's offset in the file */
-    uint8_t *done;                /* one byte per entry: 0 missing, 1 written, 2 durable */
-    size_t ndone;                 /* entries with done != 0 */
-    int dirfd;                    /* the destination's folder (owned) */
-    char part[CLI_PART_NAME_LEN]; /* the part file's name there */
-    int fd;                       /* the part file */
-    struct cli_part_id id;        /* its identity, which its bitmap record is bound to */
+    uint64_t *offs;                 /* each entry's offset in the file */
+    uint8_t *done;                  /* one byte per entry: 0 missing, 1 written, 2 durable */
+    size_t ndone;                   /* entries with done != 0 */
+    int dirfd;                      /* the destination's folder (owned) */
+    char part[FERRY_PART_NAME_LEN]; /* the part file's name there */
+    int fd;                         /* the part file */
+    struct ferry_part_id id;        /* its identity, which its bitmap record is bound to */
     /* The chunk frames being received: the next index expected and its bytes. */
     uint32_t (*want)[2];
     size_t nwant, wi;
     uint32_t cur, cur_pos;
-    int cur_open;
     uint8_t *buf; /* FERRY_CHUNK_MAX bytes */
     uint64_t unsynced;
     uint64_t kept;   /* bytes a partial download already held */
@@ -50,7 +65,8 @@ struct cli_patch {
     uint64_t avail;  /* free space seen when that was checked */
 };
 
-uint32_t cli_patch_ent_len(const struct cli_patch *p, size_t i)
+/* Entry i's length; i < nent, or below list_got / 36 before the plan. */
+static uint32_t ent_len(const struct ferry_piece *p, size_t i)
 {
     struct ferry_chunk_ent e;
 
@@ -58,9 +74,24 @@ uint32_t cli_patch_ent_len(const struct cli_patch *p, size_t i)
     return e.len;
 }
 
-int cli_patch_new(const char *cid, uint64_t size, uint64_t list_len, struct cli_patch **out)
+/* Entry i's SHA-256 in the list. */
+static const uint8_t *ent_hash(const struct ferry_piece *p, size_t i)
 {
-    struct cli_patch *p;
+    return p->list + i * FERRY_CHUNK_ENT_LEN + 4;
+}
+
+/* The atime and mtime pair futimens(2) wants for a file time in ns. */
+static void mtime_ts(int64_t ns, struct timespec ts[2])
+{
+    ts[0].tv_sec = ts[1].tv_sec = (time_t)(ns / 1000000000);
+    /* Before 1970 only whole seconds: a negative nanosecond part is invalid. */
+    ts[0].tv_nsec = ts[1].tv_nsec = ns < 0 ? 0 : (long)(ns % 1000000000);
+}
+
+int ferry_piece_new(struct ferry_state *st, const char *cid, uint64_t size, uint64_t list_len,
+                    struct ferry_piece **out)
+{
+    struct ferry_piece *p;
 
     *out = NULL;
     /* R-CHUNK-15: the list's length is checked against its cap before any allocation. */
@@ -69,6 +100,7 @@ int cli_patch_new(const char *cid, uint64_t size, uint64_t list_len, struct cli_
         return FERRY_EPROTO;
     if ((p = ferry_calloc(1, sizeof(*p))) == NULL)
         return -ENOMEM;
+    p->st = st;
     p->dirfd = p->fd = -1;
     snprintf(p->cid, sizeof(p->cid), "%s", cid);
     p->size = size;
@@ -81,7 +113,7 @@ int cli_patch_new(const char *cid, uint64_t size, uint64_t list_len, struct cli_
     return 0;
 }
 
-void cli_patch_free(struct cli_patch *p)
+void ferry_piece_free(struct ferry_piece *p)
 {
     if (p == NULL)
         return;
@@ -97,28 +129,29 @@ void cli_patch_free(struct cli_patch *p)
     ferry_free(p);
 }
 
-int cli_patch_list_data(struct cli_patch *p, uint64_t off, const uint8_t *b, size_t n)
+int ferry_piece_list_data(struct ferry_piece *p, uint64_t off, const uint8_t *b, size_t n)
 {
     if (off != p->list_got || n > p->list_len - p->list_got)
         return FERRY_EPROTO;
-    memcpy(p->list + p->list_got, b, n);
+    if (n > 0)
+        memcpy(p->list + p->list_got, b, n);
     p->list_got += n;
     return 0;
 }
 
-uint64_t cli_patch_reused(const struct cli_patch *p, uint64_t *kept)
+uint64_t ferry_piece_reused(const struct ferry_piece *p, uint64_t *kept)
 {
     *kept = p->kept;
     return p->reused;
 }
 
-int cli_patch_fd(const struct cli_patch *p)
+int ferry_piece_fd(const struct ferry_piece *p)
 {
     return p->fd;
 }
 
 /* Records which chunks are durable; called only right after an fdatasync. */
-static int bitmap_save(struct cli_patch *p)
+static int bitmap_save(struct ferry_piece *p)
 {
     static const char sql[] =
         "INSERT OR REPLACE INTO partial_chunks(dev, ino, name, cid, bitmap, fino, fborn)"
@@ -133,16 +166,16 @@ static int bitmap_save(struct cli_patch *p)
         goto out;
     }
     for (i = 0; i < p->nent; i++)
-        if (p->done[i] == 2)
+        if (p->done[i] == FERRY_PIECE_DURABLE)
             bits[i / 8] |= (uint8_t)(1u << (i % 8));
-    if (cli_part_stmt(p->dirfd, p->part, sql, &st) != 0)
+    if (ferry__part_stmt(p->st, p->dirfd, p->part, sql, &st) != 0)
         goto out;
     sqlite3_bind_text(st, 4, p->cid, -1, SQLITE_STATIC);
     sqlite3_bind_blob(st, 5, bits, (int)nb, SQLITE_STATIC);
     /* R-RECV-2: bound to this inode; a part file deleted or re-created loses it. */
     sqlite3_bind_int64(st, 6, (sqlite3_int64)p->id.ino);
     sqlite3_bind_int64(st, 7, p->id.born);
-    rc = cli_part_step_record(st);
+    rc = ferry__part_step_record(st);
 out:
     sqlite3_finalize(st);
     ferry_free(bits);
@@ -155,7 +188,7 @@ out:
  * gone (the part file deleted, replaced, or re-created after a crash) is
  * deleted, since the chunks it names are not in this file.
  */
-static void bitmap_load(struct cli_patch *p)
+static void bitmap_load(struct ferry_piece *p)
 {
     static const char sql[] = "SELECT bitmap, fino, fborn FROM partial_chunks"
                               " WHERE dev = ?1 AND ino = ?2 AND name = ?3 AND cid = ?4";
@@ -166,7 +199,7 @@ static void bitmap_load(struct cli_patch *p)
     size_t i, nb;
     int stale = 0;
 
-    if (cli_part_stmt(p->dirfd, p->part, sql, &st) != 0)
+    if (ferry__part_stmt(p->st, p->dirfd, p->part, sql, &st) != 0)
         goto out;
     sqlite3_bind_text(st, 4, p->cid, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_ROW)
@@ -183,26 +216,27 @@ static void bitmap_load(struct cli_patch *p)
         goto out;
     for (i = 0; i < p->nent; i++)
         if ((bits[i / 8] >> (i % 8)) & 1) {
-            p->done[i] = 2;
+            p->done[i] = FERRY_PIECE_DURABLE;
             p->ndone++;
-            p->kept += cli_patch_ent_len(p, i);
+            p->kept += ent_len(p, i);
         }
 out:
     sqlite3_finalize(st);
-    if (stale && cli_part_stmt(p->dirfd, p->part, sql_del, &st) == 0)
+    if (stale && ferry__part_stmt(p->st, p->dirfd, p->part, sql_del, &st) == 0)
         sqlite3_step(st);
     if (stale)
         sqlite3_finalize(st);
 }
 
-int cli_patch_has_bitmap(int dirfd, const char *part, const char *cid, const struct cli_part_id *id)
+int ferry_piece_has_bitmap(struct ferry_state *state, int dirfd, const char *part, const char *cid,
+                           const struct ferry_part_id *id)
 {
     static const char sql[] = "SELECT fino, fborn FROM partial_chunks"
                               " WHERE dev = ?1 AND ino = ?2 AND name = ?3 AND cid = ?4";
     sqlite3_stmt *st = NULL;
     int found = 0;
 
-    if (cli_part_stmt(dirfd, part, sql, &st) == 0) {
+    if (ferry__part_stmt(state, dirfd, part, sql, &st) == 0) {
         sqlite3_bind_text(st, 4, cid, -1, SQLITE_STATIC);
         found = sqlite3_step(st) == SQLITE_ROW &&
                 (uint64_t)sqlite3_column_int64(st, 0) == id->ino &&
@@ -213,28 +247,28 @@ int cli_patch_has_bitmap(int dirfd, const char *part, const char *cid, const str
 }
 
 /* Makes every written chunk durable, then records it so (R-CHUNK-16). */
-static int patch_sync(struct cli_patch *p)
+static int sync_written(struct ferry_piece *p)
 {
     size_t i;
     int any = 0;
 
     for (i = 0; i < p->nent; i++)
-        any |= p->done[i] == 1;
+        any |= p->done[i] == FERRY_PIECE_WRITTEN;
     p->unsynced = 0;
     if (!any)
         return 0;
     if (fdatasync(p->fd) != 0)
         return -errno; /* an fsync error is fatal for this write */
     for (i = 0; i < p->nent; i++)
-        if (p->done[i] == 1)
-            p->done[i] = 2;
+        if (p->done[i] == FERRY_PIECE_WRITTEN)
+            p->done[i] = FERRY_PIECE_DURABLE;
     /* The bitmap is a cache of durable facts: losing it costs a refetch only. */
     bitmap_save(p);
     return 0;
 }
 
 /* Reads len bytes at off, checks them against hash, writes them at dst. */
-static int copy_chunk(struct cli_patch *p, int from, uint64_t off, uint32_t len,
+static int copy_chunk(struct ferry_piece *p, int from, uint64_t off, uint32_t len,
                       const uint8_t hash[32], uint64_t dst)
 {
     uint8_t h[32];
@@ -265,7 +299,7 @@ struct cut {
     struct have *v;
     size_t n, cap;
     /* While the old file is cut: its chunks go straight to where the new list wants them. */
-    struct cli_patch *p;
+    struct ferry_piece *p;
     struct ferry_cdc_stream *cs;
     struct have *need; /* the missing entries by hash; off is the entry's index */
     size_t nneed;
@@ -277,7 +311,7 @@ struct cut {
  */
 static int place_cut(struct cut *c, const struct ferry_chunk_ent *e)
 {
-    struct cli_patch *p = c->p;
+    struct ferry_piece *p = c->p;
     const uint8_t *bytes = ferry_cdc_stream_bytes(c->cs);
     struct have key, *h;
     size_t i, idx;
@@ -297,7 +331,7 @@ static int place_cut(struct cut *c, const struct ferry_chunk_ent *e)
         } while (n < 0 && errno == EINTR);
         if (n != (ssize_t)e->len)
             return n < 0 ? -errno : -EIO;
-        p->done[idx] = 1;
+        p->done[idx] = FERRY_PIECE_WRITTEN;
         p->ndone++;
         p->reused += e->len;
     }
@@ -333,7 +367,7 @@ static int cut_one(void *arg, uint64_t off, const struct ferry_chunk_ent *e)
  */
 static int old_chunks(int fd, const struct stat *st, struct cut *c)
 {
-    struct cli_file_id id;
+    struct ferry_index_id id;
     struct ferry_cdc_stream *cs = NULL;
     struct ferry_chunk_ent e;
     struct timespec now;
@@ -344,8 +378,8 @@ static int old_chunks(int fd, const struct stat *st, struct cut *c)
     ssize_t n;
     int rc;
 
-    cli_file_id_from_stat(&id, st);
-    if (cli_index_get(&id, &list, &len) == 0) {
+    ferry_index_id_from_stat(&id, st);
+    if (ferry_index_get(c->p->st, &id, &list, &len) == 0) {
         for (i = 0; i + FERRY_CHUNK_ENT_LEN <= len; i += FERRY_CHUNK_ENT_LEN) {
             ferry_chunk_ent_decode(list + i, &e);
             if ((rc = cut_one(c, off, &e)) != 0)
@@ -391,7 +425,7 @@ static int old_chunks(int fd, const struct stat *st, struct cut *c)
             e.len = c->v[i].len;
             ferry_chunk_ent_encode(list + i * FERRY_CHUNK_ENT_LEN, &e);
         }
-        cli_index_put(&id, recorded, list, c->n * FERRY_CHUNK_ENT_LEN);
+        ferry_index_put(c->p->st, &id, recorded, list, c->n * FERRY_CHUNK_ENT_LEN);
         ferry_free(list);
     }
     rc = 0;
@@ -402,7 +436,7 @@ out:
 }
 
 /* Copies every missing chunk the old file holds into the part file. */
-static int take_old(struct cli_patch *p, const char *name)
+static int take_old(struct ferry_piece *p, const char *name)
 {
     struct cut c = {0};
     struct have key, *h;
@@ -423,9 +457,9 @@ static int take_old(struct cli_patch *p, const char *name)
     for (i = 0; i < p->nent; i++) {
         if (p->done[i])
             continue;
-        memcpy(c.need[c.nneed].hash, p->list + i * FERRY_CHUNK_ENT_LEN + 4, 32);
+        memcpy(c.need[c.nneed].hash, ent_hash(p, i), 32);
         c.need[c.nneed].off = i;
-        c.need[c.nneed].len = cli_patch_ent_len(p, i);
+        c.need[c.nneed].len = ent_len(p, i);
         c.nneed++;
     }
     qsort(c.need, c.nneed, sizeof(*c.need), have_cmp);
@@ -436,15 +470,15 @@ static int take_old(struct cli_patch *p, const char *name)
     for (i = 0; i < p->nent && rc == 0; i++) {
         if (p->done[i])
             continue;
-        memcpy(key.hash, p->list + i * FERRY_CHUNK_ENT_LEN + 4, 32);
+        memcpy(key.hash, ent_hash(p, i), 32);
         if ((h = bsearch(&key, c.v, c.n, sizeof(*c.v), have_cmp)) == NULL ||
-            h->len != cli_patch_ent_len(p, i))
+            h->len != ent_len(p, i))
             continue;
         /* Each copied chunk is hashed again: the old file may be changing. */
         if ((r = copy_chunk(p, fd, h->off, h->len, key.hash, p->offs[i])) < 0) {
             rc = r;
         } else if (r == 1) {
-            p->done[i] = 1;
+            p->done[i] = FERRY_PIECE_WRITTEN;
             p->ndone++;
             p->reused += h->len;
         }
@@ -457,21 +491,20 @@ out:
 }
 
 /* Chunks inside the durable prefix a streamed download left (R-CHUNK-14). */
-static int take_prefix(struct cli_patch *p, uint64_t durable)
+static int take_prefix(struct ferry_piece *p, uint64_t durable)
 {
     size_t i;
     int r;
 
-    for (i = 0; i < p->nent && p->offs[i] + cli_patch_ent_len(p, i) <= durable; i++) {
+    for (i = 0; i < p->nent && p->offs[i] + ent_len(p, i) <= durable; i++) {
         if (p->done[i])
             continue;
-        if ((r = copy_chunk(p, p->fd, p->offs[i], cli_patch_ent_len(p, i),
-                            p->list + i * FERRY_CHUNK_ENT_LEN + 4, p->offs[i])) < 0)
+        if ((r = copy_chunk(p, p->fd, p->offs[i], ent_len(p, i), ent_hash(p, i), p->offs[i])) < 0)
             return r;
         if (r == 1) {
-            p->done[i] = 1;
+            p->done[i] = FERRY_PIECE_WRITTEN;
             p->ndone++;
-            p->kept += cli_patch_ent_len(p, i);
+            p->kept += ent_len(p, i);
         }
     }
     return 0;
@@ -482,11 +515,11 @@ static int take_prefix(struct cli_patch *p, uint64_t durable)
  * same identity as when indexed (not racy) and the same list. Then its mode
  * and mtime are set and nothing is read or written.
  */
-static int already_here(struct cli_patch *p, int dirfd, const char *name, mode_t mode,
+static int already_here(struct ferry_piece *p, int dirfd, const char *name, mode_t mode,
                         int64_t mtime_ns)
 {
     struct timespec ts[2];
-    struct cli_file_id id;
+    struct ferry_index_id id;
     struct stat st;
     uint8_t *list = NULL;
     size_t len = 0;
@@ -496,13 +529,13 @@ static int already_here(struct cli_patch *p, int dirfd, const char *name, mode_t
     if (fd < 0)
         return 0;
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == p->size) {
-        cli_file_id_from_stat(&id, &st);
-        same = cli_index_get(&id, &list, &len) == 0 && len == p->list_len &&
+        ferry_index_id_from_stat(&id, &st);
+        same = ferry_index_get(p->st, &id, &list, &len) == 0 && len == p->list_len &&
                memcmp(list, p->list, len) == 0;
     }
     ferry_free(list);
     if (same) {
-        cli_mtime_ts(mtime_ns, ts);
+        mtime_ts(mtime_ns, ts);
         if ((st.st_mode & 07777) != mode && fchmod(fd, mode) != 0)
             same = 0;
         if (same && futimens(fd, ts) != 0)
@@ -511,19 +544,19 @@ static int already_here(struct cli_patch *p, int dirfd, const char *name, mode_t
         if (same && fstat(fd, &st) == 0) {
             struct timespec now;
             clock_gettime(CLOCK_REALTIME, &now);
-            cli_file_id_from_stat(&id, &st);
-            cli_index_put(&id, (int64_t)now.tv_sec * 1000000000 + now.tv_nsec, p->list,
-                          p->list_len);
+            ferry_index_id_from_stat(&id, &st);
+            ferry_index_put(p->st, &id, (int64_t)now.tv_sec * 1000000000 + now.tv_nsec, p->list,
+                            p->list_len);
         }
     }
     close(fd);
     return same;
 }
 
-int cli_patch_plan(struct cli_patch *p, int dirfd, const char *name, const char *part, mode_t mode,
-                   int64_t mtime_ns)
+int ferry_piece_plan(struct ferry_piece *p, int dirfd, const char *name, const char *part,
+                     mode_t mode, int64_t mtime_ns)
 {
-    struct cli_part_id old;
+    struct ferry_part_id old;
     struct stat st;
     uint64_t off = 0, psize, palloc, durable_prefix;
     size_t i;
@@ -538,15 +571,15 @@ int cli_patch_plan(struct cli_patch *p, int dirfd, const char *name, const char 
     }
     p->nent = p->list_len / FERRY_CHUNK_ENT_LEN;
     if (already_here(p, dirfd, name, mode, mtime_ns))
-        return CLI_PATCH_ALREADY;
+        return FERRY_PIECE_ALREADY;
     /*
      * R-RECV-6: what the part file does not hold yet must fit, before the
      * part file is created or sized (the old file stays until the rename).
      */
-    if (cli_part_stat(dirfd, part, &old, &psize, &palloc) != 0)
+    if (ferry_part_stat(dirfd, part, &old, &psize, &palloc) != 0)
         palloc = 0;
     p->need = p->size - (palloc < p->size ? palloc : p->size);
-    if ((rc = cli_space_check(dirfd, p->need, &p->avail)) != 0)
+    if ((rc = ferry_part_space_check(dirfd, p->need, &p->avail)) != 0)
         return rc;
     if ((p->offs = ferry_calloc(p->nent + 1, sizeof(*p->offs))) == NULL ||
         (p->done = ferry_calloc(p->nent + 1, 1)) == NULL ||
@@ -554,18 +587,18 @@ int cli_patch_plan(struct cli_patch *p, int dirfd, const char *name, const char 
         return -ENOMEM;
     for (i = 0; i < p->nent; i++) {
         p->offs[i] = off;
-        off += cli_patch_ent_len(p, i);
+        off += ent_len(p, i);
     }
     if ((p->dirfd = dup(dirfd)) < 0)
         return -errno;
     snprintf(p->part, sizeof(p->part), "%s", part);
     /* R-RECV-1: no symlink followed, ours alone: a planted part name cannot redirect us. */
-    if ((p->fd = cli_part_open(p->dirfd, part, &p->id)) < 0)
+    if ((p->fd = ferry_part_open(p->dirfd, part, &p->id)) < 0)
         return p->fd;
     if (fstat(p->fd, &st) != 0)
         return -errno;
     /* R-RECV-2: a streamed download's durable prefix counts only if recorded for this inode. */
-    durable_prefix = cli_part_durable(p->dirfd, part, p->cid, &p->id);
+    durable_prefix = ferry_part_durable(p->st, p->dirfd, part, p->cid, &p->id);
     if ((uint64_t)st.st_size < durable_prefix)
         durable_prefix = (uint64_t)st.st_size;
     if ((uint64_t)st.st_size != p->size && ftruncate(p->fd, (off_t)p->size) != 0)
@@ -576,40 +609,39 @@ int cli_patch_plan(struct cli_patch *p, int dirfd, const char *name, const char 
     /* The chunk buffer is needed again only when chunks arrive. */
     ferry_free(p->buf);
     p->buf = NULL;
-    return patch_sync(p);
+    return sync_written(p);
 }
 
-uint64_t cli_patch_need(const struct cli_patch *p, uint64_t *avail)
+uint64_t ferry_piece_need(const struct ferry_piece *p, uint64_t *avail)
 {
     *avail = p->avail;
     return p->need;
 }
 
-int cli_patch_complete(const struct cli_patch *p)
+int ferry_piece_complete(const struct ferry_piece *p)
 {
     return p->ndone == p->nent;
 }
 
-json_t *cli_patch_ranges(struct cli_patch *p)
+json_t *ferry_piece_ranges(struct ferry_piece *p)
 {
     json_t *a = json_array(), *r;
-    size_t i = 0, first, n = 0;
+    size_t i = 0, first, n = 0, nent = p->done != NULL ? p->nent : 0;
 
     ferry_free(p->want);
     p->want = NULL;
     p->nwant = p->wi = 0;
-    p->cur_open = 0;
     if (a == NULL || (p->want = ferry_calloc(FERRY_DL_RANGES_MAX, sizeof(*p->want))) == NULL) {
         json_decref(a);
         return NULL;
     }
     /* At most FERRY_DL_RANGES_MAX runs per request; the rest in the next one. */
-    while (i < p->nent && n < FERRY_DL_RANGES_MAX) {
+    while (i < nent && n < FERRY_DL_RANGES_MAX) {
         if (p->done[i]) {
             i++;
             continue;
         }
-        for (first = i; i < p->nent && !p->done[i]; i++)
+        for (first = i; i < nent && !p->done[i]; i++)
             ;
         p->want[n][0] = (uint32_t)first;
         p->want[n][1] = (uint32_t)(i - first);
@@ -628,7 +660,7 @@ json_t *cli_patch_ranges(struct cli_patch *p)
     return a;
 }
 
-int cli_patch_chunk(struct cli_patch *p, const struct ferry_chunk_frame *f, uint64_t *fresh)
+int ferry_piece_chunk(struct ferry_piece *p, const struct ferry_chunk_frame *f, uint64_t *fresh)
 {
     uint32_t len;
     uint8_t h[32];
@@ -641,7 +673,7 @@ int cli_patch_chunk(struct cli_patch *p, const struct ferry_chunk_frame *f, uint
         return FERRY_EPROTO;
     if (p->buf == NULL && (p->buf = ferry_malloc(FERRY_CHUNK_MAX)) == NULL)
         return -ENOMEM;
-    len = cli_patch_ent_len(p, p->cur);
+    len = ent_len(p, p->cur);
     if (f->len > len - p->cur_pos)
         return FERRY_EPROTO;
     memcpy(p->buf + p->cur_pos, f->bytes, f->len);
@@ -649,7 +681,7 @@ int cli_patch_chunk(struct cli_patch *p, const struct ferry_chunk_frame *f, uint
     if (p->cur_pos < len)
         return 0;
     ferry_sha256_buf(p->buf, len, h);
-    if (memcmp(h, p->list + (size_t)p->cur * FERRY_CHUNK_ENT_LEN + 4, 32) != 0)
+    if (memcmp(h, ent_hash(p, p->cur), 32) != 0)
         return FERRY_EHASH;
     if (!p->done[p->cur]) {
         do {
@@ -657,7 +689,7 @@ int cli_patch_chunk(struct cli_patch *p, const struct ferry_chunk_frame *f, uint
         } while (n < 0 && errno == EINTR);
         if (n != (ssize_t)len)
             return n < 0 ? -errno : -EIO;
-        p->done[p->cur] = 1;
+        p->done[p->cur] = FERRY_PIECE_WRITTEN;
         p->ndone++;
         p->unsynced += len;
         *fresh = len;
@@ -667,14 +699,14 @@ int cli_patch_chunk(struct cli_patch *p, const struct ferry_chunk_frame *f, uint
     if (++p->cur == p->want[p->wi][0] + p->want[p->wi][1] && ++p->wi < p->nwant)
         p->cur = p->want[p->wi][0];
     /* A downloaded chunk counts as done only once fdatasync'd (R-CHUNK-16). */
-    if (p->unsynced >= CLI_PATCH_SYNC_STEP && (rc = patch_sync(p)) != 0)
+    if (p->unsynced >= FERRY_PIECE_SYNC_STEP && (rc = sync_written(p)) != 0)
         return rc;
     return 0;
 }
 
-int cli_patch_sync(struct cli_patch *p)
+int ferry_piece_sync(struct ferry_piece *p)
 {
-    return patch_sync(p);
+    return sync_written(p);
 }
 
 /*
@@ -683,7 +715,7 @@ int cli_patch_sync(struct cli_patch *p)
  * about to publish are then the content, whatever a record claimed, a
  * concurrent writer did, or a bitmap outlived.
  */
-static int verify_all(struct cli_patch *p)
+static int verify_all(struct ferry_piece *p)
 {
     uint8_t h[32];
     size_t i;
@@ -694,7 +726,7 @@ static int verify_all(struct cli_patch *p)
         return -ENOMEM;
     posix_fadvise(p->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     for (i = 0; i < p->nent; i++) {
-        len = cli_patch_ent_len(p, i);
+        len = ent_len(p, i);
         do {
             n = pread(p->fd, p->buf, len, (off_t)p->offs[i]);
         } while (n < 0 && errno == EINTR);
@@ -703,23 +735,23 @@ static int verify_all(struct cli_patch *p)
         if (n != (ssize_t)len)
             return FERRY_EHASH; /* shorter than the list says: not the content */
         ferry_sha256_buf(p->buf, len, h);
-        if (memcmp(h, p->list + i * FERRY_CHUNK_ENT_LEN + 4, 32) != 0)
+        if (memcmp(h, ent_hash(p, i), 32) != 0)
             return FERRY_EHASH;
     }
     return 0;
 }
 
-int cli_patch_place(struct cli_patch *p, const char *name, mode_t mode, int64_t mtime_ns)
+int ferry_piece_place(struct ferry_piece *p, const char *name, mode_t mode, int64_t mtime_ns)
 {
     struct timespec ts[2], now;
-    struct cli_file_id id;
+    struct ferry_index_id id;
     struct stat st;
     int64_t recorded;
     int rc;
 
-    if (p->ndone != p->nent)
+    if (p->fd < 0 || p->done == NULL || p->ndone != p->nent)
         return FERRY_EINTERNAL;
-    cli_mtime_ts(mtime_ns, ts);
+    mtime_ts(mtime_ns, ts);
     if (fchmod(p->fd, mode) != 0 || futimens(p->fd, ts) != 0 || fdatasync(p->fd) != 0)
         return -errno;
     if ((rc = verify_all(p)) != 0)
@@ -730,41 +762,96 @@ int cli_patch_place(struct cli_patch *p, const char *name, mode_t mode, int64_t 
     /* The rename is durable with the folder; without it a crash brings back the part file. */
     if (fsync(p->dirfd) != 0)
         return -errno;
-    cli_part_forget(p->dirfd, p->part);
+    ferry_part_forget(p->st, p->dirfd, p->part);
     /* Indexed now, the next put or get of this file reads nothing (R-CHUNK-2's list). */
     clock_gettime(CLOCK_REALTIME, &now);
     recorded = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
     if (fstat(p->fd, &st) == 0) {
-        cli_file_id_from_stat(&id, &st);
-        cli_index_put(&id, recorded, p->list, p->list_len);
+        ferry_index_id_from_stat(&id, &st);
+        ferry_index_put(p->st, &id, recorded, p->list, p->list_len);
     }
     return 0;
 }
 
-void cli_patch_discard(struct cli_patch *p)
+void ferry_piece_discard(struct ferry_piece *p)
 {
     if (p->dirfd >= 0 && p->part[0] != '\0') {
         unlinkat(p->dirfd, p->part, 0);
-        cli_part_forget(p->dirfd, p->part);
+        ferry_part_forget(p->st, p->dirfd, p->part);
     }
 }
 
-uint64_t cli_patch_size(const struct cli_patch *p)
+uint64_t ferry_piece_size(const struct ferry_piece *p)
 {
     return p->size;
 }
 
-uint64_t cli_patch_ent_off(const struct cli_patch *p, size_t i)
+size_t ferry_piece_count(const struct ferry_piece *p)
 {
-    return p->offs[i];
+    return p->done != NULL ? p->nent : 0;
 }
 
-int cli_patch_ent_done(const struct cli_patch *p, size_t i)
-{
-    return p->done[i];
-}
-
-size_t cli_patch_ndone(const struct cli_patch *p)
+size_t ferry_piece_held(const struct ferry_piece *p)
 {
     return p->ndone;
+}
+
+int ferry_piece_state(const struct ferry_piece *p, size_t i)
+{
+    return i < ferry_piece_count(p) ? p->done[i] : FERRY_PIECE_MISSING;
+}
+
+int ferry_piece_has(const struct ferry_piece *p, size_t i)
+{
+    return ferry_piece_state(p, i) != FERRY_PIECE_MISSING;
+}
+
+uint32_t ferry_piece_len(const struct ferry_piece *p, size_t i)
+{
+    return i < ferry_piece_count(p) ? ent_len(p, i) : 0;
+}
+
+uint64_t ferry_piece_off(const struct ferry_piece *p, size_t i)
+{
+    return i < ferry_piece_count(p) ? p->offs[i] : 0;
+}
+
+ssize_t ferry_piece_read(struct ferry_piece *p, size_t i, uint8_t *buf, size_t cap)
+{
+    uint8_t h[32];
+    uint32_t len;
+    ssize_t n;
+    int was;
+
+    /* Only held chunks: a missing one may hold zeros or a stale run's bytes. */
+    if (!ferry_piece_has(p, i))
+        return FERRY_ENOTFOUND;
+    len = ent_len(p, i);
+    if (cap < len)
+        return FERRY_ETOOBIG;
+    /* Into the caller's buffer: p->buf may hold a chunk still arriving in frames. */
+    do {
+        n = pread(p->fd, buf, len, (off_t)p->offs[i]);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -errno;
+    /*
+     * R-RECV-3's rule for another reader: the bytes were checked when they
+     * were written, but the disk, or another writer of the part file, may
+     * have changed them since. A reader gets only bytes that hash right
+     * now; a chunk that does not is missing again, so the file asks for it
+     * once more and its bitmap stops claiming it.
+     */
+    if (n == (ssize_t)len) {
+        ferry_sha256_buf(buf, len, h);
+        if (memcmp(h, ent_hash(p, i), 32) == 0)
+            return (ssize_t)len;
+    }
+    was = p->done[i];
+    p->done[i] = FERRY_PIECE_MISSING;
+    p->ndone--;
+    /* Fewer claims than before is always safe to record, synced or not. */
+    if (was == FERRY_PIECE_DURABLE)
+        bitmap_save(p);
+    return FERRY_EHASH;
 }

@@ -1,7 +1,7 @@
 /*
  * Part files of downloads (R-RECV-1, R-RECV-2, R-RECV-6): where a download
  * is written before it is verified and placed, what a rerun may trust of
- * it, and whether it fits on the disk at all.
+ * it, and whether it fits on the disk at all (ferry/part.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,10 +16,14 @@
 
 #include <sqlite3.h>
 
-#include "cli.h"
-#include "getpart.h"
+#include "ferry/core.h"
+#include "ferry/crypto.h"
+#include "ferry/err.h"
+#include "ferry/part.h"
+#include "ferry/state.h"
+#include "part_int.h"
 
-void cli_part_name(const char *cid, const char *rel, char out[static CLI_PART_NAME_LEN])
+void ferry_part_name(const char *cid, const char *rel, char out[static FERRY_PART_NAME_LEN])
 {
     struct ferry_sha256 h;
     char full[FERRY_CID_LEN + 1];
@@ -27,18 +31,18 @@ void cli_part_name(const char *cid, const char *rel, char out[static CLI_PART_NA
     /* A slash-free digest: the part file sits beside the destination. */
     if (ferry_sha256_init(&h) == 0 && ferry_sha256_update(&h, cid, strlen(cid) + 1) == 0 &&
         ferry_sha256_update(&h, rel, strlen(rel)) == 0 && ferry_sha256_final_cid(&h, full) == 0) {
-        snprintf(out, CLI_PART_NAME_LEN, ".ferry-%.16s.part", full + 7);
+        snprintf(out, FERRY_PART_NAME_LEN, ".ferry-%.16s.part", full + 7);
         return;
     }
-    snprintf(out, CLI_PART_NAME_LEN, ".ferry-0000000000000000.part");
+    snprintf(out, FERRY_PART_NAME_LEN, ".ferry-0000000000000000.part");
 }
 
-int cli_part_identify(int fd, struct cli_part_id *id)
+int ferry_part_identify(int fd, struct ferry_part_id *id)
 {
     struct statx sx;
     unsigned int gen = 0;
 
-    *id = (struct cli_part_id){0};
+    *id = (struct ferry_part_id){0};
     if (statx(fd, "", AT_EMPTY_PATH, STATX_INO | STATX_BTIME, &sx) != 0)
         return -errno;
     id->dev = (uint64_t)makedev(sx.stx_dev_major, sx.stx_dev_minor);
@@ -50,7 +54,7 @@ int cli_part_identify(int fd, struct cli_part_id *id)
     return 0;
 }
 
-int cli_part_same(const struct cli_part_id *a, const struct cli_part_id *b)
+int ferry_part_same(const struct ferry_part_id *a, const struct ferry_part_id *b)
 {
     return a->dev == b->dev && a->ino == b->ino && a->born == b->born;
 }
@@ -58,18 +62,14 @@ int cli_part_same(const struct cli_part_id *a, const struct cli_part_id *b)
 /* R-RECV-1: a plain file of ours with one link, or a planted name. */
 static int part_check(int fd, struct stat *st)
 {
-    static uid_t me = (uid_t)-1;
-
-    if (me == (uid_t)-1)
-        me = geteuid();
     if (fstat(fd, st) != 0)
         return -errno;
-    if (!S_ISREG(st->st_mode) || st->st_uid != me || st->st_nlink != 1)
+    if (!S_ISREG(st->st_mode) || st->st_uid != geteuid() || st->st_nlink != 1)
         return -EPERM;
     return 0;
 }
 
-int cli_part_open(int dirfd, const char *name, struct cli_part_id *id)
+int ferry_part_open(int dirfd, const char *name, struct ferry_part_id *id)
 {
     struct stat st;
     int fd = openat(dirfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -77,16 +77,16 @@ int cli_part_open(int dirfd, const char *name, struct cli_part_id *id)
 
     if (fd < 0)
         return errno == ELOOP ? -EPERM : -errno; /* ELOOP: a symlink in our place */
-    if ((rc = part_check(fd, &st)) != 0 || (rc = cli_part_identify(fd, id)) != 0) {
+    if ((rc = part_check(fd, &st)) != 0 || (rc = ferry_part_identify(fd, id)) != 0) {
         close(fd);
         return rc;
     }
     return fd;
 }
 
-int cli_part_create(int dirfd, const char *name, unsigned mode, int *fresh)
+int ferry_part_create(int dirfd, const char *name, unsigned mode, int *fresh)
 {
-    struct cli_part_id id;
+    struct ferry_part_id id;
     int fd;
 
     *fresh = 1;
@@ -96,7 +96,7 @@ int cli_part_create(int dirfd, const char *name, unsigned mode, int *fresh)
         return fd >= 0 ? fd : -errno;
     *fresh = 0;
     /* Left by an earlier run, or planted: checked as any part file is. */
-    if ((fd = cli_part_open(dirfd, name, &id)) < 0)
+    if ((fd = ferry_part_open(dirfd, name, &id)) < 0)
         return fd;
     if (ftruncate(fd, 0) != 0 || fchmod(fd, (mode_t)mode) != 0) {
         int rc = -errno;
@@ -106,18 +106,18 @@ int cli_part_create(int dirfd, const char *name, unsigned mode, int *fresh)
     return fd;
 }
 
-int cli_part_stat(int dirfd, const char *name, struct cli_part_id *id, uint64_t *size,
-                  uint64_t *allocated)
+int ferry_part_stat(int dirfd, const char *name, struct ferry_part_id *id, uint64_t *size,
+                    uint64_t *allocated)
 {
     struct stat st;
     int fd, rc;
 
     *size = *allocated = 0;
-    /* Opened, not stat'ed by name, so the identity is taken as cli_part_open takes it. */
+    /* Opened, not stat'ed by name, so the identity is taken as ferry_part_open takes it. */
     fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
         return errno == ELOOP ? -EPERM : -errno;
-    if ((rc = part_check(fd, &st)) == 0 && (rc = cli_part_identify(fd, id)) == 0) {
+    if ((rc = part_check(fd, &st)) == 0 && (rc = ferry_part_identify(fd, id)) == 0) {
         *size = (uint64_t)st.st_size;
         *allocated = (uint64_t)st.st_blocks * 512;
     }
@@ -125,15 +125,7 @@ int cli_part_stat(int dirfd, const char *name, struct cli_part_id *id, uint64_t 
     return rc;
 }
 
-/* R-RECV-2: the resume records live in the state store (schema in src/lib/store/state.c). */
-sqlite3 *cli_part_db(void)
-{
-    sqlite3 *db;
-
-    return cli_state_db(&db) == 0 ? db : NULL;
-}
-
-int cli_part_key(int dirfd, uint64_t *dev, uint64_t *ino)
+int ferry_part_key(int dirfd, uint64_t *dev, uint64_t *ino)
 {
     struct stat ds;
 
@@ -144,23 +136,28 @@ int cli_part_key(int dirfd, uint64_t *dev, uint64_t *ino)
     return 0;
 }
 
-int cli_part_stmt(int dirfd, const char *part, const char *sql, sqlite3_stmt **st)
+/* R-RECV-2: the resume records live in the state store (schema in src/lib/store/state.c). */
+int ferry__part_stmt(struct ferry_state *state, int dirfd, const char *part, const char *sql,
+                     sqlite3_stmt **st)
 {
-    sqlite3 *db = cli_part_db();
+    sqlite3 *db = ferry_state_db(state);
     uint64_t dev, ino;
 
     *st = NULL;
-    if (db == NULL || cli_part_key(dirfd, &dev, &ino) != 0 ||
-        sqlite3_prepare_v2(db, sql, -1, st, NULL) != SQLITE_OK)
+    if (db == NULL || ferry_part_key(dirfd, &dev, &ino) != 0 ||
+        sqlite3_prepare_v2(db, sql, -1, st, NULL) != SQLITE_OK) {
+        sqlite3_finalize(*st);
+        *st = NULL;
         return FERRY_EINTERNAL;
+    }
     sqlite3_bind_int64(*st, 1, (sqlite3_int64)dev);
     sqlite3_bind_int64(*st, 2, (sqlite3_int64)ino);
     sqlite3_bind_text(*st, 3, part, -1, SQLITE_TRANSIENT);
     return 0;
 }
 
-uint64_t cli_part_durable(int dirfd, const char *part, const char *cid,
-                          const struct cli_part_id *id)
+uint64_t ferry_part_durable(struct ferry_state *state, int dirfd, const char *part, const char *cid,
+                            const struct ferry_part_id *id)
 {
     static const char sql[] = "SELECT cid, durable, fino, fborn FROM partials"
                               " WHERE dev = ?1 AND ino = ?2 AND name = ?3";
@@ -169,7 +166,7 @@ uint64_t cli_part_durable(int dirfd, const char *part, const char *cid,
     uint64_t v = 0;
     int stale = 0;
 
-    if (cli_part_stmt(dirfd, part, sql, &st) != 0 || sqlite3_step(st) != SQLITE_ROW)
+    if (ferry__part_stmt(state, dirfd, part, sql, &st) != 0 || sqlite3_step(st) != SQLITE_ROW)
         goto out;
     /* R-RECV-2: a record of another inode than the part file now there is not its record. */
     if ((uint64_t)sqlite3_column_int64(st, 2) != id->ino ||
@@ -182,14 +179,15 @@ uint64_t cli_part_durable(int dirfd, const char *part, const char *cid,
         v = (uint64_t)sqlite3_column_int64(st, 1);
 out:
     sqlite3_finalize(st);
-    if (stale && cli_part_stmt(dirfd, part, sql_del, &st) == 0)
+    /* Only this record: a chunk bitmap of the same name has its own binding to check. */
+    if (stale && ferry__part_stmt(state, dirfd, part, sql_del, &st) == 0)
         sqlite3_step(st);
     if (stale)
         sqlite3_finalize(st);
     return v;
 }
 
-int cli_part_step_record(sqlite3_stmt *st)
+int ferry__part_step_record(sqlite3_stmt *st)
 {
     sqlite3 *db = sqlite3_db_handle(st);
     int rc;
@@ -208,24 +206,26 @@ int cli_part_step_record(sqlite3_stmt *st)
     return rc;
 }
 
-void cli_part_record(int dirfd, const char *part, const char *cid, const struct cli_part_id *id,
-                     uint64_t durable)
+int ferry_part_record(struct ferry_state *state, int dirfd, const char *part, const char *cid,
+                      const struct ferry_part_id *id, uint64_t durable)
 {
     static const char sql[] = "INSERT OR REPLACE INTO partials(dev, ino, name, cid, durable, fino,"
                               " fborn) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)";
     sqlite3_stmt *st = NULL;
+    int rc;
 
-    if (cli_part_stmt(dirfd, part, sql, &st) == 0) {
+    if ((rc = ferry__part_stmt(state, dirfd, part, sql, &st)) == 0) {
         sqlite3_bind_text(st, 4, cid, -1, SQLITE_TRANSIENT);
         sqlite3_bind_int64(st, 5, (sqlite3_int64)durable);
         sqlite3_bind_int64(st, 6, (sqlite3_int64)id->ino);
         sqlite3_bind_int64(st, 7, id->born);
-        cli_part_step_record(st);
+        rc = ferry__part_step_record(st);
     }
     sqlite3_finalize(st);
+    return rc;
 }
 
-void cli_part_forget(int dirfd, const char *part)
+void ferry_part_forget(struct ferry_state *state, int dirfd, const char *part)
 {
     static const char *const sql[] = {
         "DELETE FROM partials WHERE dev = ?1 AND ino = ?2 AND name = ?3",
@@ -235,22 +235,23 @@ void cli_part_forget(int dirfd, const char *part)
     size_t i;
 
     for (i = 0; i < sizeof(sql) / sizeof(sql[0]); i++) {
-        if (cli_part_stmt(dirfd, part, sql[i], &st) == 0)
+        if (ferry__part_stmt(state, dirfd, part, sql[i], &st) == 0)
             sqlite3_step(st);
         sqlite3_finalize(st);
     }
 }
 
-int cli_space_fits(uint64_t need, uint64_t avail, uint64_t total)
+int ferry_part_space_fits(uint64_t need, uint64_t avail, uint64_t total)
 {
-    uint64_t margin = total / 32 < CLI_FREE_MARGIN ? total / 32 : CLI_FREE_MARGIN;
+    uint64_t margin = total / 32 < FERRY_PART_FREE_MARGIN ? total / 32 : FERRY_PART_FREE_MARGIN;
 
     if (avail < margin || need > avail - margin)
         return -ENOSPC;
     return 0;
 }
 
-int cli_space_reserve(struct cli_space *sp, int dirfd, uint64_t dev, uint64_t need, uint64_t *avail)
+int ferry_part_space_reserve(struct ferry_part_space *sp, int dirfd, uint64_t dev, uint64_t need,
+                             uint64_t *avail)
 {
     struct statvfs sv;
     uint64_t left;
@@ -258,21 +259,21 @@ int cli_space_reserve(struct cli_space *sp, int dirfd, uint64_t dev, uint64_t ne
 
     *avail = 0;
     for (;;) {
-        if (!sp->valid || sp->dev != dev || sp->since >= CLI_SPACE_RECHECK ||
-            need > CLI_SPACE_RECHECK - sp->since || fresh) {
+        if (!sp->valid || sp->dev != dev || sp->since >= FERRY_PART_SPACE_RECHECK ||
+            need > FERRY_PART_SPACE_RECHECK - sp->since || fresh) {
             if (fstatvfs(dirfd, &sv) != 0) {
                 sp->valid = 0;
                 return -errno;
             }
-            *sp = (struct cli_space){.valid = 1,
-                                     .dev = dev,
-                                     .avail = (uint64_t)sv.f_bavail * sv.f_frsize,
-                                     .total = (uint64_t)sv.f_blocks * sv.f_frsize};
+            *sp = (struct ferry_part_space){.valid = 1,
+                                            .dev = dev,
+                                            .avail = (uint64_t)sv.f_bavail * sv.f_frsize,
+                                            .total = (uint64_t)sv.f_blocks * sv.f_frsize};
             fresh = 1;
         }
         left = sp->avail > sp->since ? sp->avail - sp->since : 0;
         *avail = left;
-        if (cli_space_fits(need, left, sp->total) == 0) {
+        if (ferry_part_space_fits(need, left, sp->total) == 0) {
             sp->since += need;
             return 0;
         }
@@ -283,7 +284,7 @@ int cli_space_reserve(struct cli_space *sp, int dirfd, uint64_t dev, uint64_t ne
     }
 }
 
-int cli_space_check(int dirfd, uint64_t need, uint64_t *avail)
+int ferry_part_space_check(int dirfd, uint64_t need, uint64_t *avail)
 {
     struct statvfs sv;
 
@@ -292,5 +293,5 @@ int cli_space_check(int dirfd, uint64_t need, uint64_t *avail)
         return -errno;
     /* f_bavail: what an unprivileged writer may use, the reserve for root left out. */
     *avail = (uint64_t)sv.f_bavail * sv.f_frsize;
-    return cli_space_fits(need, *avail, (uint64_t)sv.f_blocks * sv.f_frsize);
+    return ferry_part_space_fits(need, *avail, (uint64_t)sv.f_blocks * sv.f_frsize);
 }

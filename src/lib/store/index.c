@@ -1,24 +1,17 @@
-/* The client's local index: file identity to chunk list (issue 4, R-CHUNK-2). */
+/* The client's local index: file identity to chunk list (ferry/index.h, issue 4, R-CHUNK-2). */
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include <sqlite3.h>
 
-#include "cli.h"
+#include "ferry/core.h"
+#include "ferry/err.h"
+#include "ferry/index.h"
+#include "ferry/state.h"
 
-/* The state store (cli_state_db), where file_index lives. */
-static sqlite3 *db(void)
+void ferry_index_id_from_stat(struct ferry_index_id *id, const struct stat *st)
 {
-    sqlite3 *h;
-
-    return cli_state_db(&h) == 0 ? h : NULL;
-}
-
-void cli_file_id_from_stat(struct cli_file_id *id, const void *stp)
-{
-    const struct stat *st = stp;
-
     id->dev = (uint64_t)st->st_dev;
     id->ino = (uint64_t)st->st_ino;
     id->size = (uint64_t)st->st_size;
@@ -26,17 +19,18 @@ void cli_file_id_from_stat(struct cli_file_id *id, const void *stp)
     id->ctime = (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
 }
 
-int cli_index_get(const struct cli_file_id *id, uint8_t **list, size_t *len)
+int ferry_index_get(struct ferry_state *state, const struct ferry_index_id *id, uint8_t **list,
+                    size_t *len)
 {
     static const char sql[] = "SELECT list, recorded FROM file_index WHERE dev = ?1 AND ino = ?2"
                               " AND size = ?3 AND mtime = ?4 AND ctime = ?5";
     sqlite3_stmt *st = NULL;
-    sqlite3 *d = db();
+    sqlite3 *db = ferry_state_db(state);
     int rc = FERRY_ENOTFOUND;
 
     *list = NULL;
     *len = 0;
-    if (d == NULL || sqlite3_prepare_v2(d, sql, -1, &st, NULL) != SQLITE_OK)
+    if (db == NULL || sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
         goto out;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)id->dev);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)id->ino);
@@ -50,10 +44,11 @@ int cli_index_get(const struct cli_file_id *id, uint8_t **list, size_t *len)
      * leaves mtime as it was, so such an entry proves nothing. (ctime only
      * has to match: it catches an mtime set back by hand.)
      */
-    if (id->mtime > sqlite3_column_int64(st, 1) - CLI_RACY_NS)
+    if (id->mtime > sqlite3_column_int64(st, 1) - FERRY_INDEX_RACY_NS)
         goto out;
     *len = (size_t)sqlite3_column_bytes(st, 0);
     if ((*list = ferry_malloc(*len > 0 ? *len : 1)) == NULL) {
+        *len = 0;
         rc = -ENOMEM;
         goto out;
     }
@@ -65,16 +60,17 @@ out:
     return rc;
 }
 
-int cli_index_put(const struct cli_file_id *id, int64_t recorded, const uint8_t *list, size_t len)
+int ferry_index_put(struct ferry_state *state, const struct ferry_index_id *id, int64_t recorded,
+                    const uint8_t *list, size_t len)
 {
     static const char sql[] =
         "INSERT OR REPLACE INTO file_index(dev, ino, size, mtime, ctime, recorded, list)"
         " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)";
     sqlite3_stmt *st = NULL;
-    sqlite3 *d = db();
+    sqlite3 *db = ferry_state_db(state);
     int rc = FERRY_EINTERNAL;
 
-    if (d == NULL || sqlite3_prepare_v2(d, sql, -1, &st, NULL) != SQLITE_OK)
+    if (db == NULL || len > INT32_MAX || sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
         goto out;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)id->dev);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)id->ino);
