@@ -20,12 +20,9 @@
  * write to until the spool is put or dropped. Errors are negative codes:
  * -errno from the system, or FERRY_E*.
  *
- * Threads: one batch at a time, on one thread (the commit job's); each
- * reader and spool used by one thread at a time (a download's reads run on
- * the thread pool, one after the other, while the loop opens and moves the
- * reader between them), and different readers at once on different
- * threads. The store keeps no lock of its own: a batch and a reader never
- * share a descriptor.
+ * Threads: one batch at a time, on one thread (the commit job's); readers
+ * and spools on any one thread each. The store keeps no lock of its own:
+ * a batch and a reader never share a descriptor.
  */
 #ifndef FERRY_BLOB_H
 #define FERRY_BLOB_H

@@ -422,31 +422,6 @@ struct download {
     struct download *next;
 };
 
-/*
- * A piece of a download read from its blob on the thread pool (transfer.c),
- * so the loop thread never reads the disk: the loop lays out the frames'
- * headers, the work fills their bytes, the loop queues them. Two per
- * session, read one at a time: the next piece is read while the last one
- * waits for room in the output.
- */
-#define SRV_DL_SLOTS 2
-struct dl_slot {
-    uv_work_t work;
-    struct sess *s;
-    struct download *d; /* the download it reads for */
-    int state;          /* SLOT_FREE, SLOT_READING, SLOT_READY (transfer.c) */
-    int orphan;         /* d left the queue during the read: the slot frees it */
-    uint8_t *buf;       /* the frames, SRV_DL_SLOT_CAP bytes, allocated at first use */
-    size_t len;         /* bytes of frames */
-    struct iovec iov[SRV_READ_CHUNK / FERRY_DATA_MAX];
-    int nfr;
-    struct ferry_blob_reader *rd;
-    int64_t pos;
-    size_t want;
-    ssize_t got;
-    int recheck; /* a pack's chunk: look its row up again once read (R-CHUNK-11) */
-};
-
 struct sess {
     struct ferry_conn *conn; /* released with the session */
     struct srv *srv;
@@ -477,8 +452,6 @@ struct sess {
     int writer_wait;
     struct download *dl_head;
     struct download *dl_tail;
-    struct dl_slot dl_slot[SRV_DL_SLOTS];
-    unsigned dl_first; /* the slot whose piece goes out first */
     int ndownloads;
     struct chunk_rx rx[SRV_CHUNKS_OPEN_MAX]; /* chunks begun on this connection */
     int nrx;

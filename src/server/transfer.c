@@ -847,8 +847,6 @@ static void download_log(struct sess *s, const struct download *d, int rc, const
                      d->size, d->off - d->off0, d->started ? d->t0_ms : ferry_now_ms(), rc, result);
 }
 
-static void download_drop(struct sess *s, struct download *d);
-
 static void download_pop(struct sess *s)
 {
     struct download *d = s->dl_head;
@@ -857,7 +855,7 @@ static void download_pop(struct sess *s)
     if (s->dl_head == NULL)
         s->dl_tail = NULL;
     s->ndownloads--;
-    download_drop(s, d);
+    download_free(s->srv, d);
     if (ferry_conn_is_paused(s->conn) && !s->barrier && s->unacked < s->srv->cfg.max_unacked)
         ferry_conn_resume(s->conn);
 }
@@ -888,7 +886,7 @@ int srv_transfer_cancel(struct sess *s, const struct ferry_cmd *cmd)
             if (s->dl_tail == d)
                 s->dl_tail = NULL;
             s->ndownloads--;
-            download_drop(s, d);
+            download_free(s->srv, d);
             /* Find the new tail: the list is short. */
             for (d = s->dl_head; d != NULL && d->next != NULL; d = d->next)
                 ;
@@ -1201,39 +1199,33 @@ static int chunk_still_there(struct sess *s, struct download *d)
     return ferry_blob_ref_same(&now, &d->bref);
 }
 
-/* Where a slot stands (struct dl_slot). */
-enum { SLOT_FREE = 0, SLOT_READING = 1, SLOT_READY = 2 };
-
-/* A slot's buffer: one piece's bytes and the headers of its frames. */
-#define SRV_DL_SLOT_CAP                                                                            \
-    (SRV_READ_CHUNK +                                                                              \
-     (SRV_READ_CHUNK / FERRY_DATA_MAX) * (FERRY_FRAME_HDR_LEN + FERRY_CHUNK_HDR_LEN))
-
-/*
- * Lays out the frames of the head download's next piece at w (room for
- * SRV_DL_SLOT_CAP bytes): their headers written, their bytes' places in
- * iov. Sets *want, *pos (where the bytes start in the content being read)
- * and returns the frames' length; the download's cursor moves past the
- * piece. The caller fills the bytes, or fails the download.
- */
-static size_t piece_layout(struct download *d, uint8_t *w, struct iovec *iov, int *nfrp,
-                           size_t *wantp, int64_t *posp)
+/* Reads the next piece of the head download straight into data frames. */
+static int download_step(struct sess *s, struct download *d)
 {
+    struct iovec iov[SRV_READ_CHUNK / FERRY_DATA_MAX];
     uint64_t want = d->end - d->off;
+    size_t nfr, i, need, piece, hdr;
     int cf = d->ranges != NULL; /* R-CHUNK-16: chunk frames, not data frames */
-    size_t nfr, i, piece, hdr;
-    uint8_t *base = w;
+    uint8_t *w, *base;
+    int64_t pos = (int64_t)d->off;
+    ssize_t got;
+    int rc;
 
-    *posp = (int64_t)d->off;
     if (d->list != NULL) {
-        /* One piece never crosses a chunk boundary: chunks are found one by one. */
+        /* One step never crosses a chunk boundary: chunks are found one by one. */
+        if (!d->chunk_ready && (rc = chunk_open(s, d)) != 0)
+            return rc;
         want = d->chunk_len - d->chunk_pos;
-        *posp = (int64_t)d->chunk_pos;
+        pos = (int64_t)d->chunk_pos;
     }
     if (want > SRV_READ_CHUNK)
         want = SRV_READ_CHUNK;
     nfr = (size_t)((want + FERRY_DATA_MAX - 1) / FERRY_DATA_MAX);
     hdr = cf ? FERRY_CHUNK_HDR_LEN : FERRY_DATA_HDR_LEN;
+    need = (size_t)want + nfr * (FERRY_FRAME_HDR_LEN + hdr);
+    if ((rc = ferry_conn_reserve(s->conn, need, &base)) != 0)
+        return rc;
+    w = base;
     for (i = 0; i < nfr; i++) {
         piece = i + 1 < nfr ? FERRY_DATA_MAX : (size_t)want - i * FERRY_DATA_MAX;
         iov[i].iov_base = w + FERRY_FRAME_HDR_LEN + hdr;
@@ -1247,13 +1239,23 @@ static size_t piece_layout(struct download *d, uint8_t *w, struct iovec *iov, in
             ferry_data_header_encode(w + FERRY_FRAME_HDR_LEN, d->tid, d->off + i * FERRY_DATA_MAX);
         w += FERRY_FRAME_HDR_LEN + hdr + piece;
     }
-    *nfrp = (int)nfr;
-    *wantp = (size_t)want;
+    if (d->mem != NULL) {
+        for (i = 0; i < nfr; i++)
+            memcpy(iov[i].iov_base, d->mem + d->off + i * FERRY_DATA_MAX, iov[i].iov_len);
+        got = (ssize_t)want;
+    } else {
+        /* One read fills every frame's slot: no syscall per 16 KiB frame. */
+        got = ferry_blob_read(s->srv->blobs, d->rd, pos, iov, (int)nfr);
+    }
+    if (got != (ssize_t)want)
+        return FERRY_EINTERNAL; /* the file is shorter than its row says */
+    if (d->list != NULL && !chunk_still_there(s, d))
+        return FERRY_EINTERNAL;
+    ferry_conn_commit(s->conn, (size_t)(w - base));
     d->off += want;
     if (d->list != NULL) {
         d->chunk_pos += (uint32_t)want;
         if (d->chunk_pos == d->chunk_len) {
-            /* The chunk's row is looked up again before its last piece goes out. */
             d->chunk_ready = 0;
             d->chunk++;
             d->chunk_pos = 0;
@@ -1263,168 +1265,9 @@ static size_t piece_layout(struct download *d, uint8_t *w, struct iovec *iov, in
                 d->chunk = d->ranges[d->range][0];
         }
     }
-    return (size_t)(w - base);
-}
-
-/* Inline content: the next piece copied from memory straight into the output. */
-static int download_step_mem(struct sess *s, struct download *d)
-{
-    struct iovec iov[SRV_READ_CHUNK / FERRY_DATA_MAX];
-    uint64_t from = d->off;
-    size_t want, len;
-    int64_t pos;
-    uint8_t *w;
-    int nfr, i, rc;
-
-    if ((rc = ferry_conn_reserve(s->conn, SRV_DL_SLOT_CAP, &w)) != 0)
-        return rc;
-    len = piece_layout(d, w, iov, &nfr, &want, &pos);
-    for (i = 0; i < nfr; i++) {
-        memcpy(iov[i].iov_base, d->mem + from, iov[i].iov_len);
-        from += iov[i].iov_len;
-    }
-    ferry_conn_commit(s->conn, len);
     if (ferry_conn_queued(s->conn) >= FERRY_NET_COALESCE)
         return ferry_conn_flush(s->conn);
     return 0;
-}
-
-/* On the thread pool: one read fills every frame's slot (no syscall per 16 KiB frame). */
-static void slot_work(uv_work_t *req)
-{
-    struct dl_slot *sl = req->data;
-
-    sl->got = ferry_blob_read(sl->s->srv->blobs, sl->rd, sl->pos, sl->iov, sl->nfr);
-}
-
-static void slot_done(uv_work_t *req, int status)
-{
-    struct dl_slot *sl = req->data;
-    struct sess *s = sl->s;
-
-    if (status != 0)
-        sl->got = -ECANCELED;
-    sl->state = SLOT_READY;
-    if (sl->orphan) {
-        /* Its download was cancelled or its session closed during the read. */
-        download_free(s->srv, sl->d);
-        sl->d = NULL;
-        sl->orphan = 0;
-        sl->state = SLOT_FREE;
-    } else if (sl->got == (ssize_t)sl->want && sl->recheck && !chunk_still_there(s, sl->d)) {
-        sl->got = -ENOENT; /* deleted meanwhile: the bytes read may be a hole */
-    }
-    if (s->closed) {
-        ferry_free(sl->buf);
-        sl->buf = NULL;
-        sl->state = SLOT_FREE;
-    } else {
-        srv_download_pump(s);
-    }
-    srv_sess_unref(s);
-}
-
-/* The slot whose piece goes out next, if it holds one (ready or being read). */
-static struct dl_slot *slot_first(struct sess *s)
-{
-    struct dl_slot *sl = &s->dl_slot[s->dl_first];
-
-    return sl->state != SLOT_FREE ? sl : NULL;
-}
-
-static int slot_free(const struct sess *s)
-{
-    int k;
-
-    for (k = 0; k < SRV_DL_SLOTS; k++)
-        if (s->dl_slot[k].state == SLOT_FREE)
-            return 1;
-    return 0;
-}
-
-static int slot_reading(const struct sess *s)
-{
-    int k;
-
-    for (k = 0; k < SRV_DL_SLOTS; k++)
-        if (s->dl_slot[k].state == SLOT_READING)
-            return 1;
-    return 0;
-}
-
-/* Reads the head download's next piece from its blob on the thread pool. */
-static int slot_submit(struct sess *s, struct download *d)
-{
-    struct dl_slot *sl = NULL;
-    int k, rc;
-
-    for (k = 0; k < SRV_DL_SLOTS && sl == NULL; k++)
-        if (s->dl_slot[(s->dl_first + (unsigned)k) % SRV_DL_SLOTS].state == SLOT_FREE)
-            sl = &s->dl_slot[(s->dl_first + (unsigned)k) % SRV_DL_SLOTS];
-    if (sl == NULL)
-        return FERRY_EBUSY;
-    if (d->list != NULL && !d->chunk_ready && (rc = chunk_open(s, d)) != 0)
-        return rc;
-    if (sl->buf == NULL && (sl->buf = ferry_malloc(SRV_DL_SLOT_CAP)) == NULL)
-        return -ENOMEM;
-    sl->s = s;
-    sl->d = d;
-    sl->rd = d->rd;
-    sl->recheck = d->list != NULL;
-    sl->len = piece_layout(d, sl->buf, sl->iov, &sl->nfr, &sl->want, &sl->pos);
-    sl->work.data = sl;
-    if ((rc = uv_queue_work(s->srv->loop, &sl->work, slot_work, slot_done)) != 0)
-        return rc;
-    sl->state = SLOT_READING;
-    srv_sess_ref(s);
-    return 0;
-}
-
-/* Queues the first slot's frames, or says why its read failed. */
-static int slot_deliver(struct sess *s, struct dl_slot *sl)
-{
-    int rc = 0;
-
-    if (sl->got != (ssize_t)sl->want)
-        rc = FERRY_EINTERNAL; /* the file is shorter than its row says, or unreadable */
-    else
-        rc = ferry_conn_send_raw(s->conn, sl->buf, sl->len);
-    sl->state = SLOT_FREE;
-    sl->d = NULL;
-    s->dl_first = (s->dl_first + 1) % SRV_DL_SLOTS;
-    if (rc == 0 && ferry_conn_queued(s->conn) >= FERRY_NET_COALESCE)
-        rc = ferry_conn_flush(s->conn);
-    return rc;
-}
-
-/*
- * Drops a download that leaves the queue: its pieces not yet sent go, and
- * one being read is freed by its slot when the read ends.
- */
-static void download_drop(struct sess *s, struct download *d)
-{
-    int k, reading = 0;
-
-    for (k = 0; k < SRV_DL_SLOTS; k++) {
-        struct dl_slot *sl = &s->dl_slot[k];
-
-        if (sl->d != d)
-            continue;
-        if (sl->state == SLOT_READING) {
-            sl->orphan = 1;
-            reading = 1;
-        } else {
-            sl->state = SLOT_FREE;
-            sl->d = NULL;
-        }
-    }
-    /* Pieces go out in order: with none left, the next read starts a new order. */
-    if (slot_first(s) == NULL)
-        for (k = 0; k < SRV_DL_SLOTS; k++)
-            if (s->dl_slot[k].state != SLOT_FREE)
-                s->dl_first = (unsigned)k;
-    if (!reading)
-        download_free(s->srv, d);
 }
 
 /* Ends the pass's read transaction, if it opened one. */
@@ -1438,7 +1281,6 @@ static void pump_snapshot_end(struct srv *srv)
 
 void srv_download_pump(struct sess *s)
 {
-    struct dl_slot *sl;
     struct download *d;
     char tid[33];
     int rc;
@@ -1459,24 +1301,8 @@ void srv_download_pump(struct sess *s)
             }
             continue;
         }
-        /*
-         * The next piece's read starts before the last one goes out, so
-         * the disk and the encryption overlap.
-         */
-        sl = slot_first(s);
-        if (d->off < d->end || sl != NULL) {
-            /* A failed read ends the download before anything more is read for it. */
-            if (sl != NULL && sl->state == SLOT_READY && sl->got != (ssize_t)sl->want)
-                rc = slot_deliver(s, sl);
-            else if (d->off < d->end && d->mem == NULL && !slot_reading(s) && slot_free(s))
-                rc = slot_submit(s, d);
-            else if (sl != NULL && sl->state == SLOT_READY)
-                rc = slot_deliver(s, sl);
-            else if (d->off < d->end && d->mem != NULL)
-                rc = download_step_mem(s, d);
-            else
-                break; /* a read is on its way: its end pumps again */
-            if (rc != 0) {
+        if (d->off < d->end) {
+            if ((rc = download_step(s, d)) != 0) {
                 ferry_hex_encode(d->tid, FERRY_TID_LEN, tid);
                 srv_send(s, FERRY_MSG_ERROR,
                          json_pack("{s:s, s:s, s:i, s:s}", "ref", d->ref, "tid", tid, "code",
@@ -1526,16 +1352,10 @@ void srv_transfer_cleanup(struct sess *s)
         s->dl_head = d->next;
         if (d->started)
             download_log(s, d, 0, "cancelled");
-        download_drop(s, d);
+        download_free(s->srv, d);
     }
     s->dl_tail = NULL;
     s->ndownloads = 0;
-    /* A slot still reading frees its buffer when its read ends (s->closed). */
-    for (i = 0; i < SRV_DL_SLOTS; i++)
-        if (s->dl_slot[i].state != SLOT_READING) {
-            ferry_free(s->dl_slot[i].buf);
-            s->dl_slot[i].buf = NULL;
-        }
     ferry_free(s->done_tids);
     s->done_tids = NULL;
     /* The writer's threads are gone before the handle they signal. */
