@@ -59,12 +59,22 @@ static void tick_cb(uv_timer_t *t)
     (void)t; /* waking uv_run is all it is for */
 }
 
-/* Runs the loop until *flag is set, Ctrl-C, or the session ends. */
-static int run_until(struct cli_rpc *rpc, const int *flag)
+static int is_up(const struct cli_rpc *rpc)
+{
+    return rpc->up;
+}
+
+static int no_pending(const struct cli_rpc *rpc)
+{
+    return rpc->pending == 0;
+}
+
+/* Runs the loop until done(rpc) holds, Ctrl-C, or the session ends. */
+static int run_until(struct cli_rpc *rpc, int (*done)(const struct cli_rpc *rpc))
 {
     int rc = 0;
 
-    while (!*flag) {
+    while (!done(rpc)) {
         /* R-CLI-13: Ctrl-C ends the wait. */
         if (cli_interrupted) {
             rc = -EINTR;
@@ -148,7 +158,7 @@ int cli_rpc_open(struct cli_rpc *rpc, int need_auth)
         cli_err("cannot connect to %s: %s", r->addr, ferry_strerror(rc));
         goto fail;
     }
-    if ((rc = run_until(rpc, &rpc->up)) == 0) {
+    if ((rc = run_until(rpc, is_up)) == 0) {
         cli_pin_confirmed(r, &p, ferry_session_server_id(rpc->s));
         return 0;
     }
@@ -220,28 +230,13 @@ int cli_rpc_start(struct cli_rpc *rpc, int32_t type, json_t *body, cli_reply_fn 
     return 0;
 }
 
-static int no_pending(const struct cli_rpc *rpc)
-{
-    return rpc->pending == 0;
-}
-
 int cli_rpc_wait(struct cli_rpc *rpc)
 {
     uint64_t tx, rx;
-    int rc = 0;
+    int rc;
 
     rpc->lost = 0;
-    while (!no_pending(rpc)) {
-        if (cli_interrupted) {
-            rc = -EINTR;
-            break;
-        }
-        if (rpc->closed) {
-            rc = rpc->close_rc;
-            break;
-        }
-        uv_run(&rpc->loop, UV_RUN_ONCE);
-    }
+    rc = run_until(rpc, no_pending);
     /* Calls ended by the session's end count off too: say why it ended. */
     if (rc == 0 && rpc->lost)
         rc = rpc->closed && rpc->close_rc != 0 ? rpc->close_rc : FERRY_ECANCELED;
@@ -255,7 +250,6 @@ int cli_rpc_wait(struct cli_rpc *rpc)
         ferry_session_free(rpc->s);
         rpc->s = NULL;
     }
-    rpc->active_ms = ferry_now_ms();
     return rc;
 }
 

@@ -666,6 +666,20 @@ static void download_path(struct client *cl, const char *path, uint8_t **out, si
     *len = size;
 }
 
+/* path reads back as exactly n bytes of data. */
+__attribute__((unused)) static void expect_content(struct client *cl, const char *path,
+                                                   const uint8_t *data, size_t n)
+{
+    char xhash[80], dhash[80];
+    uint8_t *got = NULL;
+    size_t len = 0;
+
+    download_path(cl, path, &got, &len, xhash, dhash);
+    assert_int_equal(len, n);
+    assert_memory_equal(got, data, n);
+    free(got);
+}
+
 /*
  * Whether the server stores chunk i of the sample (R-CHUNK-7): a row of
  * some user names it, and the bytes where the row says (its pack, at its

@@ -189,19 +189,6 @@ static void expect_absent(struct client *cl, const struct server *s, const char 
         assert_int_equal(db_count(s, "SELECT COUNT(*) FROM content WHERE cid = ?1", cid, 0), 0);
 }
 
-/* path reads back as exactly n bytes of data. */
-static void expect_content(struct client *cl, const char *path, const uint8_t *data, size_t n)
-{
-    char xhash[80], dhash[80];
-    uint8_t *got = NULL;
-    size_t len = 0;
-
-    download_path(cl, path, &got, &len, xhash, dhash);
-    assert_int_equal(len, n);
-    assert_memory_equal(got, data, n);
-    free(got);
-}
-
 /* Whether uid's chunk i of s has a row (the rows are what exists, R-CHUNK-7). */
 static long chunk_rows(const struct server *s, const struct sample *sm, uint32_t i)
 {

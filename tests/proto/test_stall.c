@@ -75,17 +75,64 @@ static void cid_of(const uint8_t *data, size_t n, char cid[80])
     ferry_sha256_final_cid(&sha, cid);
 }
 
-/* path reads back as exactly n bytes of data. */
-static void expect_content(struct client *cl, const char *path, const uint8_t *data, size_t n)
-{
-    char xhash[80], dhash[80];
-    uint8_t *got = NULL;
-    size_t len = 0;
+/* One gated server, two of alice's connections, and an upload of n random bytes begun on cl. */
+struct stalled {
+    struct server s;
+    struct gate g;
+    struct acct a;
+    struct client cl, cl2;
+    uint8_t *data, tid[16];
+    size_t n;
+    char hex[33], cid[80];
+};
 
-    download_path(cl, path, &got, &len, xhash, dhash);
-    assert_int_equal(len, n);
-    assert_memory_equal(got, data, n);
-    free(got);
+static void stalled_begin(struct stalled *t, size_t n, const char *path)
+{
+    start_gated(&t->s, &t->g, &t->a, &t->cl, &t->cl2);
+    t->n = n;
+    assert_non_null(t->data = malloc(n));
+    ferry_random(t->data, n);
+    cid_of(t->data, n, t->cid);
+    new_tid(t->tid, t->hex);
+    open_plain(&t->cl, t->tid, path, (json_int_t)n, NULL);
+}
+
+/*
+ * Pumps cl until the server found its writer full or busy (bounded: 100 s
+ * at most), sending the upload's next pieces as room allows while *sent <
+ * the size (sent NULL: all was queued already); then the other connection
+ * must be answered while the gate is still closed, and the gate opens.
+ */
+static void stalled_wait(struct stalled *t, size_t *sent, size_t piece)
+{
+    int rounds, rc;
+
+    for (rounds = 0; !gate_waited(&t->g) && rounds < 2000; rounds++) {
+        if (sent != NULL && *sent < t->n && ferry_client_pending(t->cl.c) < piece) {
+            assert_int_equal(ferry_client_send_data(t->cl.c, t->tid, *sent, t->data + *sent, piece),
+                             0);
+            *sent += piece;
+        }
+        rc = ferry_client_pump(t->cl.c, 50, 0);
+        assert_true(rc == 0 || rc == FERRY_ETIMEDOUT);
+    }
+    assert_true(gate_waited(&t->g));
+    /* The loop is free: another connection of the same user is answered at once. */
+    assert_true(ping_ok(&t->cl2));
+    gate_open(&t->g);
+}
+
+/* The upload committed and reads back byte for byte; everything stops. */
+static void stalled_end(struct stalled *t, const char *path)
+{
+    expect_committed(&t->cl, t->tid);
+    expect_content(&t->cl2, path, t->data, t->n);
+    client_close(&t->cl);
+    client_close(&t->cl2);
+    assert_int_equal(server_stop(&t->s), 0);
+    server_cleanup(&t->s);
+    gate_cleanup(&t->g);
+    free(t->data);
 }
 
 /*
@@ -96,50 +143,20 @@ static void expect_content(struct client *cl, const char *path, const uint8_t *d
  */
 static void test_full_writer_holds_one_connection(void **state)
 {
-    static const size_t n = 12u << 20, piece = 256u << 10;
-    struct server s;
-    struct gate g;
-    struct acct a;
-    struct client cl, cl2;
-    uint8_t *data, tid[16];
-    char hex[33], cid[80];
+    static const size_t piece = 256u << 10;
+    struct stalled t;
     size_t sent = 0;
-    int rounds;
 
     (void)state;
-    start_gated(&s, &g, &a, &cl, &cl2);
-    assert_non_null(data = malloc(n));
-    ferry_random(data, n);
-    cid_of(data, n, cid);
-    new_tid(tid, hex);
-    open_plain(&cl, tid, "big.bin", (json_int_t)n, NULL);
-    /* Feed the upload until the server finds its writer full (bounded: 100 s at most). */
-    for (rounds = 0; !gate_waited(&g) && rounds < 2000; rounds++) {
-        if (sent < n && ferry_client_pending(cl.c) < piece) {
-            assert_int_equal(ferry_client_send_data(cl.c, tid, sent, data + sent, piece), 0);
-            sent += piece;
-        }
-        int rc = ferry_client_pump(cl.c, 50, 0);
-        assert_true(rc == 0 || rc == FERRY_ETIMEDOUT);
-    }
-    assert_true(gate_waited(&g));
-    /* The loop is free: another connection of the same user is answered at once. */
-    assert_true(ping_ok(&cl2));
-    gate_open(&g);
-    while (sent < n) {
-        assert_int_equal(ferry_client_send_data(cl.c, tid, sent, data + sent, piece), 0);
+    stalled_begin(&t, 12u << 20, "big.bin");
+    stalled_wait(&t, &sent, piece);
+    while (sent < t.n) {
+        assert_int_equal(ferry_client_send_data(t.cl.c, t.tid, sent, t.data + sent, piece), 0);
         sent += piece;
-        flush(&cl);
+        flush(&t.cl);
     }
-    send_complete(&cl, tid, cid);
-    expect_committed(&cl, tid);
-    expect_content(&cl2, "big.bin", data, n);
-    client_close(&cl);
-    client_close(&cl2);
-    assert_int_equal(server_stop(&s), 0);
-    server_cleanup(&s);
-    gate_cleanup(&g);
-    free(data);
+    send_complete(&t.cl, t.tid, t.cid);
+    stalled_end(&t, "big.bin");
 }
 
 /*
@@ -149,40 +166,15 @@ static void test_full_writer_holds_one_connection(void **state)
  */
 static void test_complete_waits_for_writer(void **state)
 {
-    static const size_t n = 2u << 20;
-    struct server s;
-    struct gate g;
-    struct acct a;
-    struct client cl, cl2;
-    uint8_t *data, tid[16];
-    char hex[33], cid[80];
-    int rounds;
+    struct stalled t;
 
     (void)state;
-    start_gated(&s, &g, &a, &cl, &cl2);
-    assert_non_null(data = malloc(n));
-    ferry_random(data, n);
-    cid_of(data, n, cid);
-    new_tid(tid, hex);
-    open_plain(&cl, tid, "two.bin", (json_int_t)n, NULL);
-    assert_int_equal(ferry_client_send_data(cl.c, tid, 0, data, n), 0);
-    send_complete(&cl, tid, cid);
-    flush(&cl);
-    for (rounds = 0; !gate_waited(&g) && rounds < 2000; rounds++) {
-        int rc = ferry_client_pump(cl.c, 50, 0);
-        assert_true(rc == 0 || rc == FERRY_ETIMEDOUT);
-    }
-    assert_true(gate_waited(&g));
-    assert_true(ping_ok(&cl2));
-    gate_open(&g);
-    expect_committed(&cl, tid);
-    expect_content(&cl2, "two.bin", data, n);
-    client_close(&cl);
-    client_close(&cl2);
-    assert_int_equal(server_stop(&s), 0);
-    server_cleanup(&s);
-    gate_cleanup(&g);
-    free(data);
+    stalled_begin(&t, 2u << 20, "two.bin");
+    assert_int_equal(ferry_client_send_data(t.cl.c, t.tid, 0, t.data, t.n), 0);
+    send_complete(&t.cl, t.tid, t.cid);
+    flush(&t.cl);
+    stalled_wait(&t, NULL, 0);
+    stalled_end(&t, "two.bin");
 }
 
 int main(int argc, char **argv)
