@@ -58,6 +58,10 @@ PUBLIC = {
     "writer.h": "transfer",
     "part.h": "transfer",
     "piece.h": "transfer",
+    "hub.h": "transfer",
+    "job.h": "transfer",
+    "download.h": "transfer",
+    "upload.h": "transfer",
 }
 
 # The program's entry: it dispatches to both programs, so it may know both.
