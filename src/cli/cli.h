@@ -10,6 +10,7 @@
 
 #include "ferry/core.h"
 #include "ferry/crypto.h"
+#include "ferry/hub.h"
 #include "ferry/net.h"
 #include "ferry/session.h"
 #include "ferry/wire.h"
@@ -172,15 +173,18 @@ void cli_connect_failed(const struct cli_remote *r, const char *pin, const char 
 struct cli_rpc {
     struct cli_remote r;
     struct ferry_identity id;
-    int verbose_errors; /* cli_rpc_call prints the server's Error text */
-    int minor;          /* the server's protocol minor version, from Accept */
+    int verbose_errors;    /* cli_rpc_call prints the server's Error text */
+    int minor;             /* the server's protocol minor version, from Accept */
+    int acks;              /* R-XFER-3: download acknowledgements it remembers */
+    uint64_t retry_for_ms; /* R-CLI-3: how long an outage is retried (0: never) */
     /* --- */
     uv_loop_t loop;
     uv_timer_t tick; /* wakes the loop to see Ctrl-C (cli_interrupted) */
     int loop_open;
     SSL_CTX *ctx;
-    struct ferry_session *s;
-    int up, closed, close_rc;
+    struct ferry_hub *hub;
+    struct ferry_session *s; /* the hub's */
+    int up, ever_up, closed, close_rc;
     int pending;        /* calls started and not finished */
     int lost;           /* a call of this wait was ended by the session's end */
     uint64_t active_ms; /* when the loop last ran: the link's last chance of traffic */
@@ -195,6 +199,8 @@ typedef int (*cli_reply_fn)(struct cli_rpc *rpc, int rc, const struct ferry_cmd 
 int cli_rpc_open(struct cli_rpc *rpc, int need_auth);
 /* The saved session's server, logged in. */
 int cli_rpc_open_session(struct cli_rpc *rpc);
+/* The same, redialling lost links for up to retry_for_ms (R-CLI-3): put, get, resume. */
+int cli_rpc_open_retrying(struct cli_rpc *rpc, uint64_t retry_for_ms);
 /* Starts a call (takes body); fn sees each reply (return 1 to stay for more). */
 int cli_rpc_start(struct cli_rpc *rpc, int32_t type, json_t *body, cli_reply_fn fn, void *arg);
 /*
@@ -206,6 +212,12 @@ int cli_rpc_wait(struct cli_rpc *rpc);
 int cli_rpc_call(struct cli_rpc *rpc, int32_t type, json_t *body, struct ferry_cmd *reply);
 /* Disconnects (if connected) and frees what the runner holds; safe to call twice. */
 void cli_rpc_close(struct cli_rpc *rpc);
+/*
+ * Runs the loop until done(rpc, arg) holds: 0; -EINTR on Ctrl-C (the
+ * caller cancels its jobs and runs again until they end); why the session
+ * ended if it did.
+ */
+int cli_rpc_run(struct cli_rpc *rpc, int (*done)(const struct cli_rpc *rpc, void *arg), void *arg);
 
 /*
  * Waits for the next command frame, answering nothing itself. Data frames

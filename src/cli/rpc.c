@@ -1,8 +1,10 @@
 /*
- * The one-shot commands' runner: one library session on a loop of the
- * command's own, run until the calls made on it are answered. A command
- * blocks here as it did on the poll(2) client; the session does the rest
- * (pin, Connect, replies by ref, heartbeats, R-CLI-2's idle rule).
+ * The commands' runner: one library session (behind a hub, which transfer
+ * jobs share) on a loop of the command's own, run until the calls made on
+ * it are answered or a job is done. A command blocks here as it did on the
+ * poll(2) client; the session does the rest (pin, Connect, replies by ref,
+ * heartbeats, R-CLI-2's idle rule, and with a retry window the redials of
+ * R-CLI-3).
  */
 #include <string.h>
 
@@ -22,35 +24,53 @@ struct rpc_call {
     void *arg;
 };
 
-static int rpc_identity(struct ferry_session *s, const char *server_id)
+static int rpc_identity(struct ferry_hub *h, const char *server_id)
 {
-    struct cli_rpc *rpc = ferry_session_data(s);
+    struct cli_rpc *rpc = ferry_hub_data(h);
 
     /* Asked only when no pin applies (R-TLS-4). */
     return cli_ask_trust(rpc->r.addr, server_id) ? 0 : FERRY_EPIN;
 }
 
-static void rpc_up(struct ferry_session *s, const struct ferry_session_info *info)
+static void rpc_up(struct ferry_hub *h, const struct ferry_session_info *info)
 {
-    struct cli_rpc *rpc = ferry_session_data(s);
+    struct cli_rpc *rpc = ferry_hub_data(h);
 
     rpc->up = 1;
+    rpc->ever_up = 1;
     /* Section 15: 1.1 features only for a server that said 1.1 or later. */
     rpc->minor = info->minor;
+    rpc->acks = info->acks;
 }
 
-static void rpc_closed(struct ferry_session *s, int rc)
+static void rpc_down(struct ferry_hub *h, int rc, uint64_t wait_ms)
 {
-    struct cli_rpc *rpc = ferry_session_data(s);
+    struct cli_rpc *rpc = ferry_hub_data(h);
 
+    rpc->up = 0;
+    /* R-CLI-3: the session redials with the one backoff; the user hears of each try. */
+    if (rpc->ever_up)
+        cli_warn("connection lost (%s); reconnecting in %.1f s", ferry_strerror(rc),
+                 (double)wait_ms / 1000);
+    else
+        cli_warn("cannot reach the server (%s); trying again in %.1f s", ferry_strerror(rc),
+                 (double)wait_ms / 1000);
+}
+
+static void rpc_closed(struct ferry_hub *h, int rc)
+{
+    struct cli_rpc *rpc = ferry_hub_data(h);
+
+    rpc->up = 0;
     rpc->closed = 1;
-    /* Retries are off: the first loss ends it, and says why; a close unasked is a loss. */
+    /* The first loss past the retry window ends it, and says why; a close unasked is a loss. */
     rpc->close_rc = rc != 0 ? rc : -ECONNRESET;
 }
 
-static const struct ferry_session_ops rpc_ops = {
+static const struct ferry_hub_owner rpc_owner = {
     .on_identity = rpc_identity,
     .on_up = rpc_up,
+    .on_down = rpc_down,
     .on_close = rpc_closed,
 };
 
@@ -59,22 +79,23 @@ static void tick_cb(uv_timer_t *t)
     (void)t; /* waking uv_run is all it is for */
 }
 
-static int is_up(const struct cli_rpc *rpc)
+static int is_up(const struct cli_rpc *rpc, void *arg)
 {
+    (void)arg;
     return rpc->up;
 }
 
-static int no_pending(const struct cli_rpc *rpc)
+static int no_pending(const struct cli_rpc *rpc, void *arg)
 {
+    (void)arg;
     return rpc->pending == 0;
 }
 
-/* Runs the loop until done(rpc) holds, Ctrl-C, or the session ends. */
-static int run_until(struct cli_rpc *rpc, int (*done)(const struct cli_rpc *rpc))
+int cli_rpc_run(struct cli_rpc *rpc, int (*done)(const struct cli_rpc *rpc, void *arg), void *arg)
 {
     int rc = 0;
 
-    while (!done(rpc)) {
+    while (!done(rpc, arg)) {
         /* R-CLI-13: Ctrl-C ends the wait. */
         if (cli_interrupted) {
             rc = -EINTR;
@@ -95,10 +116,11 @@ static void teardown(struct cli_rpc *rpc)
 {
     uint64_t tx, rx;
 
-    if (rpc->s != NULL) {
+    if (rpc->hub != NULL) {
         ferry_session_wire_bytes(rpc->s, &tx, &rx);
         cli_wire_add(tx, rx);
-        ferry_session_free(rpc->s);
+        ferry_hub_free(rpc->hub);
+        rpc->hub = NULL;
         rpc->s = NULL;
     }
     if (rpc->loop_open) {
@@ -122,7 +144,8 @@ int cli_rpc_open(struct cli_rpc *rpc, int need_auth)
         .token = r->token,
         .client = "ferry/" FERRY_VERSION_STR,
         .need_user = need_auth,
-        .retry_for_ms = 0, /* a one-shot command is run again by its user */
+        /* 0 for a one-shot command: its user runs it again. */
+        .retry_for_ms = rpc->retry_for_ms,
         .heartbeat_ms = CLI_HEARTBEAT_MS,
         .idle_ms = cli_idle_ms(),
         .connect_ms = CLI_CONNECT_TIMEOUT_MS,
@@ -133,9 +156,10 @@ int cli_rpc_open(struct cli_rpc *rpc, int need_auth)
     int rc;
 
     rpc->s = NULL;
+    rpc->hub = NULL;
     rpc->ctx = NULL;
     rpc->loop_open = 0;
-    rpc->up = rpc->closed = rpc->close_rc = rpc->pending = 0;
+    rpc->up = rpc->ever_up = rpc->closed = rpc->close_rc = rpc->pending = 0;
     if ((rc = cli_load_identity(&rpc->id)) != 0)
         goto fail;
     cli_pin_choose(r, &p);
@@ -154,11 +178,12 @@ int cli_rpc_open(struct cli_rpc *rpc, int need_auth)
     cfg.loop = &rpc->loop;
     cfg.ctx = rpc->ctx;
     cfg.pin = p.pin;
-    if ((rc = ferry_session_open(&cfg, &rpc_ops, rpc, &rpc->s)) != 0) {
+    if ((rc = ferry_hub_open(&cfg, &rpc_owner, rpc, &rpc->hub)) != 0) {
         cli_err("cannot connect to %s: %s", r->addr, ferry_strerror(rc));
         goto fail;
     }
-    if ((rc = run_until(rpc, is_up)) == 0) {
+    rpc->s = ferry_hub_session(rpc->hub);
+    if ((rc = cli_rpc_run(rpc, is_up, NULL)) == 0) {
         cli_pin_confirmed(r, &p, ferry_session_server_id(rpc->s));
         return 0;
     }
@@ -191,6 +216,17 @@ int cli_rpc_open_session(struct cli_rpc *rpc)
     return cli_rpc_open(rpc, 1);
 }
 
+int cli_rpc_open_retrying(struct cli_rpc *rpc, uint64_t retry_for_ms)
+{
+    memset(rpc, 0, sizeof(*rpc));
+    if (cli_session_load(&rpc->r) != 0) {
+        cli_err("not logged in. Run: ferry login --server HOST:PORT --user NAME");
+        return FERRY_EAUTH;
+    }
+    rpc->retry_for_ms = retry_for_ms;
+    return cli_rpc_open(rpc, 1);
+}
+
 static int call_reply(struct ferry_session *s, int rc, const struct ferry_cmd *m, void *arg)
 {
     struct rpc_call *c = arg;
@@ -213,7 +249,7 @@ int cli_rpc_start(struct cli_rpc *rpc, int32_t type, json_t *body, cli_reply_fn 
     struct rpc_call *c;
     int rc;
 
-    if (rpc->s == NULL) {
+    if (rpc->hub == NULL) {
         json_decref(body);
         return FERRY_ECANCELED;
     }
@@ -236,7 +272,7 @@ int cli_rpc_wait(struct cli_rpc *rpc)
     int rc;
 
     rpc->lost = 0;
-    rc = run_until(rpc, no_pending);
+    rc = cli_rpc_run(rpc, no_pending, NULL);
     /* Calls ended by the session's end count off too: say why it ended. */
     if (rc == 0 && rpc->lost)
         rc = rpc->closed && rpc->close_rc != 0 ? rpc->close_rc : FERRY_ECANCELED;
@@ -244,10 +280,11 @@ int cli_rpc_wait(struct cli_rpc *rpc)
      * The command stops waiting: calls still out end now, while what their
      * functions point to is alive, and the session with them.
      */
-    if (rc != 0 && rpc->s != NULL) {
+    if (rc != 0 && rpc->hub != NULL) {
         ferry_session_wire_bytes(rpc->s, &tx, &rx);
         cli_wire_add(tx, rx);
-        ferry_session_free(rpc->s);
+        ferry_hub_free(rpc->hub);
+        rpc->hub = NULL;
         rpc->s = NULL;
     }
     return rc;
@@ -302,9 +339,9 @@ void cli_rpc_close(struct cli_rpc *rpc)
 {
     uint64_t until;
 
-    if (rpc->s != NULL && !rpc->closed) {
+    if (rpc->hub != NULL && !rpc->closed) {
         /* Disconnect and the close_notify go out, briefly: the answers are in. */
-        ferry_session_close(rpc->s);
+        ferry_hub_close(rpc->hub);
         until = ferry_now_ms() + RPC_CLOSE_MS;
         while (!rpc->closed && ferry_now_ms() < until)
             uv_run(&rpc->loop, UV_RUN_ONCE);

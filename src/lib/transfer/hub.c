@@ -33,10 +33,10 @@ struct ferry_hub {
     const struct ferry_hub_owner *owner;
     void *data;
     struct ferry_hub_port *ports;
-    struct route *tab;  /* open addressing, linear probing; a power of two */
-    size_t cap, used;   /* used counts live and gone slots (the probe length) */
-    size_t live;        /* claims held */
-    int depth;          /* callbacks out to ports in progress */
+    struct route *tab; /* open addressing, linear probing; a power of two */
+    size_t cap, used;  /* used counts live and gone slots (the probe length) */
+    size_t live;       /* claims held */
+    int depth;         /* callbacks out to ports in progress */
     int up, minor, acks;
     uint64_t tc_seq;    /* R-RECV-5 on this link */
     uint64_t downloads; /* Downloads in flight on this link */
