@@ -962,7 +962,7 @@ void dl_pump(struct ferry_download *g)
     while (g->first < g->n && g->v[g->first].state >= DL_DONE)
         g->first++;
     /* Everything answered: what waits in the batch becomes durable, and that is all. */
-    if (g->first == g->n && g->cur == NULL && !g->flushing) {
+    if (g->first == g->n && g->cur == NULL && !g->flushing && g->tasks == 0) {
         if (g->batch.n > 0)
             rc = dl_flush(g);
         else
@@ -1007,7 +1007,8 @@ static void requeue_all(struct ferry_download *g)
     g->have_tid = 0;
     for (k = 0; k < g->n; k++) {
         struct dl *x = &g->v[k];
-        if (x->state != DL_REQUESTED)
+        /* A piece on the pool is its task's: its done requeues it (next_request). */
+        if (x->state != DL_REQUESTED || x->busy)
             continue;
         dl_unclaim(g, x->id);
         x->state = DL_QUEUED;
@@ -1113,8 +1114,8 @@ void dl_end(struct ferry_download *g, int rc)
         }
     }
     /* Verified files are placed before the end, with or without acknowledgement. */
-    if (g->flushing)
-        return; /* flush_done comes back here through dl_pump */
+    if (g->flushing || g->tasks > 0)
+        return; /* flush_done and the tasks' done come back here through dl_pump */
     if (g->batch.n > 0) {
         if (dl_flush(g) == 0 && g->flushing)
             return;

@@ -66,6 +66,7 @@ struct dl {
     int exec;
     uint64_t counted; /* progress it added on the chunk path, taken back on a requeue */
     uint64_t link;    /* the link it was verified on: acknowledged only on that one */
+    int busy;         /* pool tasks holding its piece (planning, syncing, placing) */
 };
 
 struct dirmt {
@@ -139,6 +140,7 @@ struct ferry_download {
     struct ferry_dircache dc;
     struct ferry_batch batch, fbatch;
     int flushing;
+    int tasks; /* piece tasks on the pool */
     uint8_t (*acks)[FERRY_TID_LEN];
     size_t nacks;
     int ack_rc;
