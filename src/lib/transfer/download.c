@@ -24,6 +24,8 @@
 
 #include "download_int.h"
 
+/* Queued requests and acknowledgements are pushed out from this many bytes (one TLS record). */
+#define DL_PUSH_BYTES (16u << 10)
 /* R-CHUNK-14: a partial download becomes durable (and resumable) every this many bytes. */
 #define DL_DURABLE_STEP (32u << 20)
 
@@ -936,6 +938,24 @@ static int request(struct ferry_download *g, struct dl *x)
     return dl_request(g, x->id, FERRY_MSG_DOWNLOAD, req);
 }
 
+/*
+ * New requests and acknowledgements go out now, without waiting for the
+ * input in hand to be handled, once the server's queue runs low or 16 KiB
+ * gathered: the connection writes only when no whole frame is left to
+ * read, so with small files the server sat idle while this side worked
+ * through a full input buffer, and then the other way round.
+ */
+static void push(struct ferry_download *g)
+{
+    struct ferry_conn *c = ferry_session_conn(ferry_hub_session(g->hub));
+    size_t queued;
+
+    if (c == NULL || !ferry_conn_in_input(c) || (queued = ferry_conn_queued(c)) == 0)
+        return;
+    if (g->inflight < FERRY_HUB_DOWNLOADS_MAX / 2 || queued >= DL_PUSH_BYTES)
+        ferry_conn_flush(c);
+}
+
 void dl_pump(struct ferry_download *g)
 {
     int rc = 0;
@@ -959,6 +979,7 @@ void dl_pump(struct ferry_download *g)
         if ((rc = request(g, x)) != 0)
             goto fail;
     }
+    push(g);
     while (g->first < g->n && g->v[g->first].state >= DL_DONE)
         g->first++;
     /* Everything answered: what waits in the batch becomes durable, and that is all. */
