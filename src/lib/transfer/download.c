@@ -29,84 +29,11 @@
 /* R-CHUNK-14: a partial download becomes durable (and resumable) every this many bytes. */
 #define DL_DURABLE_STEP (32u << 20)
 
-static void failmsg(struct ferry_download *g, const char *label, int rc, const char *why)
-{
-    g->failed++;
-    if (g->ops->on_item != NULL)
-        g->ops->on_item(g->arg, label, rc, why);
-}
-
-/* failmsg with the text of a local error code appended ("why: No such file"). */
-void dl_fail_rc(struct ferry_download *g, const char *label, const char *why, int rc)
-{
-    char buf[256];
-
-    snprintf(buf, sizeof(buf), "%s: %s", why,
-             rc < 0 && rc > -4096 ? strerror(-rc) : ferry_strerror(rc));
-    failmsg(g, label, rc, buf);
-}
-
-void dl_fail(struct ferry_download *g, const char *label, const char *why)
-{
-    failmsg(g, label, FERRY_EINTERNAL, why);
-}
-
-/* R-RECV-6: "not enough space" with the figures, for a file refused before it is written. */
-void dl_fail_space(struct ferry_download *g, const char *label, uint64_t need, uint64_t avail)
-{
-    char buf[200];
-
-    snprintf(buf, sizeof(buf),
-             "not enough free space for it (%.1f MB to write, %.1f MB free); nothing was written",
-             (double)need / 1e6, (double)avail / 1e6);
-    failmsg(g, label, -ENOSPC, buf);
-}
-
-void dl_progress(struct ferry_download *g)
-{
-    if (g->ops->on_progress != NULL)
-        g->ops->on_progress(g->arg, &g->prog);
-}
-
 static void mtime_ts(int64_t ns, struct timespec ts[2])
 {
     ts[0].tv_sec = ts[1].tv_sec = (time_t)(ns / 1000000000);
     /* Before 1970 only whole seconds: a negative nanosecond part is invalid. */
     ts[0].tv_nsec = ts[1].tv_nsec = ns < 0 ? 0 : (long)(ns % 1000000000);
-}
-
-/* Sends a command on the live link; a link that is gone is the session's to report. */
-int dl_send(struct ferry_download *g, int32_t type, json_t *body)
-{
-    int rc = ferry_session_send(ferry_hub_session(g->hub), type, body);
-
-    return rc == -ENOTCONN ? 0 : rc;
-}
-
-/* A request with an id of ours, whose answers the hub routes here by that id. */
-int dl_request(struct ferry_download *g, char id[static FERRY_UUID_STR_LEN + 1], int32_t type,
-               json_t *body)
-{
-    uint8_t ref[16];
-    int rc = FERRY_EINTERNAL;
-
-    ferry_uuid_new(id);
-    if (body == NULL)
-        return -ENOMEM;
-    json_object_set_new(body, "id", json_string(id));
-    if (ferry_uuid_to_bytes(id, ref) != 0 || (rc = ferry_hub_claim_ref(g->port, ref)) != 0) {
-        json_decref(body);
-        return rc;
-    }
-    return dl_send(g, type, body);
-}
-
-void dl_unclaim(struct ferry_download *g, const char *id)
-{
-    uint8_t ref[16];
-
-    if (id[0] != '\0' && ferry_uuid_to_bytes(id, ref) == 0)
-        ferry_hub_release_ref(g->port, ref);
 }
 
 /* The oldest acknowledgement this job still owes (R-RECV-5), for the hub's window. */
@@ -121,15 +48,9 @@ static void hold(struct ferry_download *g)
     ferry_hub_port_hold(g->port, oldest);
 }
 
-void dl_inflight(struct ferry_download *g, int delta)
-{
-    if (delta < 0 && g->inflight == 0)
-        return;
-    g->inflight = delta > 0 ? g->inflight + 1 : g->inflight - 1;
-    ferry_hub_downloads(g->hub, delta);
-}
-
 static void end_tid(struct ferry_download *g);
+static int dl_flush(struct ferry_download *g);
+static void dl_end(struct ferry_download *g, int rc);
 
 /* Hands the filled buffer to the writer thread. */
 static void submit(struct ferry_download *g)
@@ -475,7 +396,7 @@ static void flush_done(void *arg, int status)
  * taken back; receiving goes on meanwhile. 0 when handed over or when the
  * pool is busy (the flush that ends starts the next).
  */
-int dl_flush(struct ferry_download *g)
+static int dl_flush(struct ferry_download *g)
 {
     struct ferry_batch empty;
     int rc;
@@ -817,7 +738,7 @@ static int on_error(struct ferry_download *g, const struct ferry_cmd *m)
         fail_current(g, msg, 0);
     } else {
         x->state = DL_FAILED;
-        failmsg(g, x->label, rc, msg);
+        dl_fail_code(g, x->label, rc, msg);
     }
     return 0;
 }
@@ -1074,10 +995,8 @@ static void dl_up(void *arg, const struct ferry_session_info *info)
     if (g->over || !g->started)
         return;
     g->batch.max = g->fbatch.max = ferry_batch_files(ferry_hub_acks(g->hub));
-    if (!g->planned) {
+    if (!g->planned)
         dl_plan_start(g);
-        return;
-    }
     dl_pump(g);
 }
 
@@ -1118,7 +1037,7 @@ static void set_dir_times(struct ferry_download *g)
     }
 }
 
-void dl_end(struct ferry_download *g, int rc)
+static void dl_end(struct ferry_download *g, int rc)
 {
     if (g->over)
         return;
@@ -1169,6 +1088,7 @@ int ferry_download_new(struct ferry_hub *hub, uv_loop_t *loop,
         return -ENOMEM;
     g->hub = hub;
     g->loop = loop;
+    g->pump = dl_pump;
     g->ops = ops != NULL ? ops : &none;
     g->arg = arg;
     g->st = spec->state;
@@ -1210,6 +1130,7 @@ int ferry_download_start(struct ferry_download *g)
     if (ferry_hub_is_up(g->hub)) {
         g->batch.max = g->fbatch.max = ferry_batch_files(ferry_hub_acks(g->hub));
         dl_plan_start(g);
+        dl_pump(g);
     }
     return 0;
 }

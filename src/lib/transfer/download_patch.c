@@ -234,7 +234,7 @@ static void task_end(struct piece_task *t)
     if (t->dfd >= 0)
         close(t->dfd);
     ferry_free(t);
-    dl_pump(g);
+    g->pump(g);
 }
 
 static int place_work(void *arg)
