@@ -408,11 +408,86 @@ static void test_cancel_one_of_two(void **state)
     free(b2);
 }
 
+/*
+ * Chunked files with an old version at the destination go the piece way
+ * (R-CHUNK-15, R-CHUNK-16): list, plan on the pool (the old file read and
+ * its chunks re-hashed), only the missing chunks fetched, placed on the
+ * pool after the whole part file is read back (R-RECV-3). Six such jobs at
+ * once on one hub: each once, each file right, most bytes taken from disk.
+ */
+static void test_chunked_jobs_reuse_local(void **state)
+{
+    enum { N = 6 };
+    struct server srv;
+    struct acct a;
+    struct client cl;
+    struct jobs_rec r;
+    static struct job_seen seen[N];
+    struct ferry_download *job[N];
+    struct sample sm[N];
+    char out[300], path[400], remote[N][64];
+    struct all_done all = {.seen = seen, .n = N};
+    int i, fd;
+
+    (void)state;
+    memset(seen, 0, sizeof(seen));
+    server_start(&srv, NULL);
+    acct_signup(&srv, &a, "pieces");
+    acct_open(&srv, &a, &cl);
+    snprintf(out, sizeof(out), "%s/out", srv.dir);
+    assert_int_equal(mkdir(out, 0755), 0);
+    for (i = 0; i < N; i++) {
+        sample_cdc(&sm[i], (3u << 20) + (size_t)i * 4099);
+        snprintf(remote[i], sizeof(remote[i]), "/c%d.bin", i);
+        upload_sample(&cl, &sm[i], remote[i]);
+        /* The old version: the same bytes but for 64 KiB in the middle. */
+        snprintf(path, sizeof(path), "%s/c%d.bin", out, i);
+        assert_true((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644)) >= 0);
+        assert_int_equal(write(fd, sm[i].data, sm[i].size), (ssize_t)sm[i].size);
+        assert_int_equal(pwrite(fd, "changed!", 8, (off_t)sm[i].size / 2), 8);
+        close(fd);
+    }
+    client_close(&cl);
+
+    rec_open(&r, &srv, &a);
+    for (i = 0; i < N; i++) {
+        const char *src[1] = {remote[i]};
+        struct ferry_download_spec spec = {
+            .srcs = src, .nsrc = 1, .dest = out, .dest_dir = 1, .umask = 022, .state = r.st};
+        assert_int_equal(ferry_download_new(r.hub, &r.loop, &spec, &job_ops, &seen[i], &job[i]), 0);
+        assert_int_equal(ferry_download_start(job[i]), 0);
+    }
+    run_until(&r, jobs_over, &all);
+    for (i = 0; i < 4; i++)
+        uv_run(&r.loop, UV_RUN_NOWAIT);
+    for (i = 0; i < N; i++) {
+        struct ferry_download_stats st;
+        assert_int_equal(seen[i].done, 1);
+        assert_int_equal(seen[i].rc, 0);
+        assert_int_equal(seen[i].items, 0);
+        ferry_download_stats(job[i], &st);
+        assert_int_equal(st.job.files_done, 1);
+        /* Most of it came from the old file; a few chunks travelled. */
+        assert_true(st.job.bytes_reused > sm[i].size / 2);
+        assert_true(st.job.bytes_moved > 0);
+        assert_true(st.job.bytes_moved < sm[i].size / 2);
+        ferry_download_free(job[i]);
+        snprintf(path, sizeof(path), "%s/c%d.bin", out, i);
+        expect_file(path, sm[i].data, sm[i].size);
+        sample_free(&sm[i]);
+    }
+    expect_no_parts(out);
+    rec_close(&r);
+    assert_int_equal(server_stop(&srv), 0);
+    server_cleanup(&srv);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_many_downloads_one_loop, harness_teardown),
         cmocka_unit_test_teardown(test_cancel_one_of_two, harness_teardown),
+        cmocka_unit_test_teardown(test_chunked_jobs_reuse_local, harness_teardown),
     };
 
     if (argc < 2) {
