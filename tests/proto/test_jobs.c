@@ -40,6 +40,7 @@ struct job_seen {
     int items;    /* on_item calls (failures) */
     int progress; /* on_progress calls */
     uint64_t last_done;
+    uint64_t files_done;
 };
 
 static void job_progress(void *arg, const struct ferry_job_progress *p)
@@ -48,6 +49,7 @@ static void job_progress(void *arg, const struct ferry_job_progress *p)
 
     j->progress++;
     j->last_done = p->bytes_done;
+    j->files_done = p->files_done;
 }
 
 static void job_item(void *arg, const char *label, int rc, const char *why)
@@ -482,12 +484,101 @@ static void test_chunked_jobs_reuse_local(void **state)
     server_cleanup(&srv);
 }
 
+static int some_files_done(struct jobs_rec *r, void *arg)
+{
+    const struct job_seen *j = arg;
+
+    (void)r;
+    return j->files_done >= 5 || j->done;
+}
+
+/*
+ * A job cancelled and freed in the middle of a folder of small files, with
+ * Downloads still out: their answers (file frames, R-FILE-3) come for a
+ * port that is gone and are dropped, not taken for a fault; the other job
+ * on the same session finishes and the session stays up.
+ */
+static void test_cancel_midway_shared(void **state)
+{
+    enum { SMALL = 300 };
+    struct server srv;
+    struct acct a;
+    struct client cl;
+    struct jobs_rec r;
+    struct job_seen s1 = {0}, s2 = {0};
+    struct ferry_download *j1, *j2;
+    const char *src1[1] = {"/many"}, *src2[1] = {"/big.bin"};
+    size_t big = JOBS_MAX_LEN;
+    /* Just under a file frame's most (R-FILE-2): the window is 2 MiB of answers. */
+    static uint8_t small[30000];
+    uint8_t *b = malloc(big);
+    char out1[300], out2[300], path[400];
+    struct all_done all = {.seen = &s2, .n = 1};
+    int i;
+
+    (void)state;
+    assert_non_null(b);
+    fill(b, big, 7);
+    server_start(&srv, NULL);
+    acct_signup(&srv, &a, "midway");
+    acct_open(&srv, &a, &cl);
+    for (i = 0; i < SMALL; i++) {
+        fill(small, sizeof(small), 100 + i);
+        snprintf(path, sizeof(path), "/many/s%03d", i);
+        upload_plain(&cl, small, sizeof(small), path);
+    }
+    upload_big(&cl, b, big, "/big.bin");
+    client_close(&cl);
+    snprintf(out1, sizeof(out1), "%s/out1", srv.dir);
+    snprintf(out2, sizeof(out2), "%s/out2", srv.dir);
+    assert_int_equal(mkdir(out1, 0755), 0);
+    assert_int_equal(mkdir(out2, 0755), 0);
+
+    rec_open(&r, &srv, &a);
+    {
+        struct ferry_download_spec spec = {.srcs = src1,
+                                           .nsrc = 1,
+                                           .dest = out1,
+                                           .dest_dir = 1,
+                                           .recursive = 1,
+                                           .umask = 022,
+                                           .state = r.st};
+        assert_int_equal(ferry_download_new(r.hub, &r.loop, &spec, &job_ops, &s1, &j1), 0);
+        spec.srcs = src2;
+        spec.dest = out2;
+        spec.recursive = 0;
+        assert_int_equal(ferry_download_new(r.hub, &r.loop, &spec, &job_ops, &s2, &j2), 0);
+    }
+    assert_int_equal(ferry_download_start(j1), 0);
+    run_until(&r, some_files_done, &s1);
+    assert_int_equal(s1.done, 0); /* still going: the test is of a job cut in the middle */
+    assert_int_equal(ferry_download_start(j2), 0);
+    ferry_download_cancel(j1);
+    all.seen = &s1;
+    run_until(&r, jobs_over, &all);
+    assert_int_equal(s1.rc, FERRY_ECANCELED);
+    ferry_download_free(j1); /* its port closes with Downloads still answered after */
+    all.seen = &s2;
+    run_until(&r, jobs_over, &all);
+    assert_int_equal(s2.done, 1);
+    assert_int_equal(s2.rc, 0);
+    assert_int_equal(r.closed, 0);
+    snprintf(path, sizeof(path), "%s/big.bin", out2);
+    expect_file(path, b, big);
+    ferry_download_free(j2);
+    rec_close(&r);
+    assert_int_equal(server_stop(&srv), 0);
+    server_cleanup(&srv);
+    free(b);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_many_downloads_one_loop, harness_teardown),
         cmocka_unit_test_teardown(test_cancel_one_of_two, harness_teardown),
         cmocka_unit_test_teardown(test_chunked_jobs_reuse_local, harness_teardown),
+        cmocka_unit_test_teardown(test_cancel_midway_shared, harness_teardown),
     };
 
     if (argc < 2) {

@@ -1047,8 +1047,9 @@ static void dl_end(struct ferry_download *g, int rc)
         /* No acknowledgement after a failure: the link may be gone or at fault. */
         g->link++;
         if (g->cur != NULL) {
-            if (g->fd >= 0 && !g->inl && ferry_conn_lost(rc))
-                requeue_all(g); /* R-CHUNK-14: a rerun resumes */
+            /* R-CHUNK-14: what is durable of a big file stays for a rerun. */
+            if (g->fd >= 0 && !g->inl && (ferry_conn_lost(rc) || rc == FERRY_ECANCELED))
+                requeue_all(g);
             else
                 fail_current(g, "interrupted", 0);
         }
@@ -1174,6 +1175,13 @@ void ferry_download_free(struct ferry_download *g)
 
     if (g == NULL)
         return;
+    /*
+     * Downloads still asked for are answered into the void now (the hub
+     * drops what its closed port claimed); the server may take more from
+     * the link's other jobs meanwhile, and stops reading past 64 (R-PIPE-1).
+     */
+    if (g->port != NULL && g->inflight > 0)
+        ferry_hub_downloads(g->hub, -(int)g->inflight);
     ferry_hub_port_close(g->port);
     if (g->cur != NULL && g->fd >= 0)
         close(g->fd);
