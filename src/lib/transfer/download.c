@@ -1063,6 +1063,13 @@ static void dl_end(struct ferry_download *g, int rc)
     }
     rc = g->ending == 1 ? 0 : g->ending;
     g->over = 1;
+    /* A link this job paused for its writer is the other jobs' too: it reads on. */
+    if (g->paused) {
+        struct ferry_conn *c = ferry_session_conn(ferry_hub_session(g->hub));
+        g->paused = 0;
+        if (c != NULL)
+            ferry_conn_resume(c);
+    }
     ferry_dircache_clear(&g->dc);
     if (rc == 0)
         set_dir_times(g);
