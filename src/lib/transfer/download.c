@@ -634,10 +634,13 @@ static int wait_writer(struct ferry_download *g)
 
     if (c == NULL)
         return 0;
+    /*
+     * No wake-up of our own: a buffer freed before the check was seen by
+     * it, and one freed after sends the writer's wake-up, which runs on
+     * this thread after the pause (sending one here spun the loop).
+     */
     ferry_conn_pause(c);
     g->paused = 1;
-    /* The writer may have freed a buffer just before the pause: look again. */
-    uv_async_send(&g->wake);
     return 1;
 }
 
@@ -892,8 +895,14 @@ void dl_pump(struct ferry_download *g)
         goto out;
     if (flush_due(g) && (rc = dl_flush(g)) != 0)
         goto fail;
-    /* Keep a window of requests ahead of the one being received (R-PIPE-1, R-RECV-5). */
-    while (g->next < g->n && ferry_hub_may_download(g->hub)) {
+    /*
+     * Keep a window of requests ahead of the one being received (R-PIPE-1,
+     * R-RECV-5), and room in the batch for every file on its way: while a
+     * batch is being made durable the next one fills, and a file verified
+     * must never wait for the disk.
+     */
+    while (g->next < g->n && g->batch.n + g->inflight < g->batch.cap &&
+           ferry_hub_may_download(g->hub)) {
         struct dl *x = &g->v[g->next++];
         if (x->state != DL_QUEUED)
             continue; /* received (or failed) on an earlier link */
