@@ -80,7 +80,9 @@ struct ferry_hub_port_ops {
      * frame (valid during the call), NULL for data, chunk and file frames.
      * Return < 0 to end the session (a protocol fault in what arrived),
      * or 1 after pausing the connection to take the frame again later
-     * (see ferry_session_ops.on_frame).
+     * (see ferry_session_ops.on_frame). A frame several ports hear
+     * (Committed, an Error about the connection) comes again to the ports
+     * before the one that paused too.
      */
     int (*on_frame)(void *arg, const struct ferry_frame *f, const struct ferry_cmd *m);
 };

@@ -341,7 +341,7 @@ out:
     return out;
 }
 
-/* Runs one task in a child, so a crash or exit of it cannot end the others. */
+/* How a task's command line runs in this process (set by main.c, which knows the commands). */
 int (*cli_task_runner)(int argc, char **argv);
 
 /* Set once Ctrl-C stopped a task: no other starts. */
@@ -460,7 +460,7 @@ int cmd_resume(int argc, char **argv)
     sqlite3_stmt *st = NULL;
     sqlite3 *db = NULL;
     size_t n = 0, i;
-    int c, list = 0, do_forget = 0, all = 0, rc = CLI_OK, worst = CLI_OK, j;
+    int c, list = 0, do_forget = 0, all = 0, rc = CLI_OK, worst = CLI_OK, j, ids;
     char *end;
 
     optind = 1;
@@ -527,10 +527,12 @@ int cmd_resume(int argc, char **argv)
         goto out;
     }
     /* Ctrl-C reaches the running task's loop (cli_interrupted); it stops, and so does the list. */
+    /* The tasks run in this process and parse their own command lines: optind moves. */
+    ids = optind;
     for (i = 0; i < n && !resume_stop; i++) {
-        int chosen = optind == argc;
+        int chosen = ids == argc;
 
-        for (j = optind; j < argc; j++)
+        for (j = ids; j < argc; j++)
             if (strtoll(argv[j], NULL, 10) == v[i].id)
                 chosen = 1;
         if (!chosen)

@@ -95,4 +95,23 @@ assert_rc 0
 [[ -z "$(task_lines)" ]] || fail "tasks left after --forget --all: $OUT"
 assert_no_file got.txt
 
+# ---------------------------------------------------------------- every task runs
+# Issue 10: resume runs its tasks in its own process, one after the other;
+# each parses its own command line, and none may hide the next.
+point_session_at "$RADDR"
+fy put --retry-for 0 one.txt /r1.txt
+assert_rc 4
+mkdir -p other
+cd other
+fy get --retry-for 0 /dst/one.txt got2.txt
+assert_rc 4
+cd ..
+[[ "$(task_lines | wc -l)" == 2 ]] || fail "expected two tasks to resume: $OUT"
+point_session_at "$ADDR"
+fy_ok resume
+[[ -z "$(task_lines)" ]] || fail "tasks left after resume ran them all: $OUT"
+assert_same_file one.txt other/got2.txt
+fy_ok get /r1.txt r1.back
+assert_same_file one.txt r1.back
+
 stop_server

@@ -39,12 +39,21 @@ static void mtime_ts(int64_t ns, struct timespec ts[2])
 /* The oldest acknowledgement this job still owes (R-RECV-5), for the hub's window. */
 static void hold(struct ferry_download *g)
 {
-    uint64_t oldest = FERRY_HUB_NO_SEQ;
+    const struct ferry_batch *b[2] = {g->flushing ? &g->fbatch : NULL, &g->batch};
+    uint64_t oldest = ferry__dl_placing_seq(g);
+    size_t i, k;
 
-    if (g->flushing && g->fbatch.n > 0)
-        oldest = g->fbatch.e[0].seq;
-    else if (g->batch.n > 0)
-        oldest = g->batch.e[0].seq;
+    /* Entries of a lost link owe nothing: the first of this link's is the one. */
+    for (k = 0; k < 2; k++) {
+        for (i = 0; b[k] != NULL && i < b[k]->n; i++) {
+            const struct dl *d = b[k]->e[i].arg;
+            if (d->link != g->link)
+                continue;
+            if (b[k]->e[i].seq < oldest)
+                oldest = b[k]->e[i].seq;
+            break;
+        }
+    }
     ferry_hub_port_hold(g->port, oldest);
 }
 
@@ -136,9 +145,9 @@ static void fail_current(struct ferry_download *g, const char *why, int rc)
     g->active = 0;
     g->cur->state = DL_FAILED;
     if (rc != 0)
-        dl_fail_rc(g, g->cur->label, why, rc);
+        ferry__dl_fail_rc(g, g->cur->label, why, rc);
     else
-        dl_fail(g, g->cur->label, why);
+        ferry__dl_fail(g, g->cur->label, why);
     g->cur = NULL;
 }
 
@@ -151,8 +160,8 @@ static int cancel_current(struct ferry_download *g)
     /* No TransferComplete may follow: its window slot frees now. */
     g->have_tid = 0;
     end_tid(g);
-    dl_inflight(g, -1);
-    return dl_send(g, FERRY_MSG_TRANSFER_CANCEL, json_pack("{s:s}", "tid", tidhex));
+    ferry__dl_inflight(g, -1);
+    return ferry__dl_send(g, FERRY_MSG_TRANSFER_CANCEL, json_pack("{s:s}", "tid", tidhex));
 }
 
 /*
@@ -176,9 +185,9 @@ static int admit(struct ferry_download *g, struct dl *d, const struct ferry_dir 
     if ((rc = ferry_part_space_reserve(&g->space, (*dir)->fd, (*dir)->dev, g->size - d->resume,
                                        &avail)) != 0) {
         if (rc == -ENOSPC)
-            dl_fail_space(g, d->label, g->size - d->resume, avail);
+            ferry__dl_fail_space(g, d->label, g->size - d->resume, avail);
         else
-            dl_fail_rc(g, d->label, "cannot check the free space", rc);
+            ferry__dl_fail_rc(g, d->label, "cannot check the free space", rc);
         d->state = DL_FAILED;
         g->cur = NULL;
         return 2;
@@ -314,7 +323,7 @@ static void placed(void *arg, struct ferry_batch_ent *e, int rc, const char *sta
 
     if (rc != 0) {
         d->state = DL_FAILED;
-        dl_fail_rc(g, d->label, stage, rc);
+        ferry__dl_fail_rc(g, d->label, stage, rc);
         return;
     }
     d->state = DL_DONE;
@@ -329,8 +338,8 @@ static void placed(void *arg, struct ferry_batch_ent *e, int rc, const char *sta
     }
     /* Seed 000: the receiver acknowledges after its check; R-RECV-4: and once durable. */
     ferry_hex_encode(e->tid, FERRY_TID_LEN, tidhex);
-    g->ack_rc = dl_send(g, FERRY_MSG_TRANSFER_COMPLETE,
-                        json_pack("{s:s, s:s}", "tid", tidhex, "hash", e->cid));
+    g->ack_rc = ferry__dl_send(g, FERRY_MSG_TRANSFER_COMPLETE,
+                               json_pack("{s:s, s:s}", "tid", tidhex, "hash", e->cid));
 }
 
 /* R-XFER-6: the acknowledgements placed() gathered, 256 to a TransferComplete. */
@@ -350,7 +359,7 @@ static int send_acks(struct ferry_download *g)
             ferry_hex_encode(g->acks[i], FERRY_TID_LEN, tidhex);
             json_array_append_new(a, json_string(tidhex));
         }
-        rc = dl_send(g, FERRY_MSG_TRANSFER_COMPLETE, json_pack("{s:o}", "tids", a));
+        rc = ferry__dl_send(g, FERRY_MSG_TRANSFER_COMPLETE, json_pack("{s:o}", "tids", a));
     }
     g->nacks = 0;
     return rc;
@@ -366,7 +375,7 @@ static int report(struct ferry_download *g, struct ferry_batch *b)
     ferry_batch_done(b, g->st, placed, g);
     rc = send_acks(g);
     hold(g);
-    dl_progress(g);
+    ferry__dl_progress(g);
     return g->ack_rc != 0 ? g->ack_rc : rc;
 }
 
@@ -388,7 +397,7 @@ static void flush_done(void *arg, int status)
     g->flushing = 0;
     if ((rc = report(g, &g->fbatch)) != 0 && g->fatal == 0)
         g->fatal = rc;
-    dl_pump(g);
+    ferry__dl_pump(g);
 }
 
 /*
@@ -438,13 +447,7 @@ static int batch_add(struct ferry_download *g, const struct ferry_dir *dir, int 
 {
     int rc;
 
-    /*
-     * R-RECV-4: a full batch is flushed first when the pool is free; while it
-     * is not, the batch takes the files of the window beyond its mark (the
-     * window of R-RECV-5 bounds them, and it holds room for them).
-     */
-    if (ferry_batch_full(&g->batch) && !g->flushing)
-        dl_flush(g);
+    /* finish() flushed a full batch before the folder was taken from the cache. */
     if (g->batch.n >= g->batch.cap) {
         close(fd);
         return -ENOBUFS;
@@ -527,6 +530,14 @@ static int finish(struct ferry_download *g)
     int rc;
 
     name = name != NULL ? name + 1 : g->cur->rel;
+    /*
+     * R-RECV-4: a full batch goes to the pool before another file joins it,
+     * and before a folder is taken from the cache the flush clears; while
+     * one is still being flushed, the batch takes the files of the window
+     * beyond its mark (room for them was made, ferry__dl_pump keeps to it).
+     */
+    if (ferry_batch_full(&g->batch) && !g->flushing && (rc = dl_flush(g)) != 0)
+        return rc;
     if (g->inl) {
         rc = verify_inline(g, cid);
     } else {
@@ -623,7 +634,7 @@ static struct dl *by_ref(struct ferry_download *g, const char *ref)
 static void end_tid(struct ferry_download *g)
 {
     ferry_hub_release_tid(g->port, g->tid);
-    dl_unclaim(g, g->cur_id);
+    ferry__dl_unclaim(g, g->cur_id);
     g->cur_id[0] = '\0';
 }
 
@@ -633,7 +644,7 @@ static int wait_writer(struct ferry_download *g)
     struct ferry_conn *c = ferry_session_conn(ferry_hub_session(g->hub));
 
     if (c == NULL)
-        return 0;
+        return FERRY_EINTERNAL; /* frames come only on a live link */
     /*
      * No wake-up of our own: a buffer freed before the check was seen by
      * it, and one freed after sends the writer's wake-up, which runs on
@@ -672,7 +683,7 @@ static int on_data(struct ferry_download *g, const struct ferry_frame *f)
     g->got += d.len;
     g->prog.bytes_done += d.len;
     ferry_session_progress(ferry_hub_session(g->hub));
-    dl_progress(g);
+    ferry__dl_progress(g);
     return 0;
 }
 
@@ -690,17 +701,17 @@ static int on_transfer_complete(struct ferry_download *g, const struct ferry_cmd
         submit(g);
         if (!ferry_writer_idle(g->wr)) {
             g->prog.state = "verifying";
-            dl_progress(g);
+            ferry__dl_progress(g);
             return wait_writer(g);
         }
     }
     /* Also for a transfer abandoned locally: its window slot frees now. */
-    dl_inflight(g, -1);
+    ferry__dl_inflight(g, -1);
     g->have_tid = 0;
     end_tid(g);
     ferry_session_progress(ferry_hub_session(g->hub));
     if (g->cur != NULL && g->cur->piece != NULL)
-        return g->cur->phase == 1 ? dl_patch_list_done(g) : dl_patch_chunks_done(g);
+        return g->cur->phase == 1 ? ferry__dl_patch_list_done(g) : ferry__dl_patch_chunks_done(g);
     return g->cur != NULL && g->active ? finish(g) : 0;
 }
 
@@ -716,18 +727,18 @@ static int on_error(struct ferry_download *g, const struct ferry_cmd *m)
 
     if (msg == NULL)
         msg = "error";
-    if (ref != NULL && dl_plan_error(g, ref, rc, msg))
+    if (ref != NULL && ferry__dl_plan_error(g, ref, rc, msg))
         return 0;
     x = by_ref(g, ref);
     if (x == NULL) {
         if (t != NULL)
             return 0; /* about a transfer of ours given up */
         /* About the connection as a whole: the server is at fault or going. */
-        dl_fail(g, "server", msg);
+        ferry__dl_fail(g, "server", msg);
         return FERRY_EPROTO;
     }
-    dl_unclaim(g, x->id);
-    dl_inflight(g, -1);
+    ferry__dl_unclaim(g, x->id);
+    ferry__dl_inflight(g, -1);
     if (x == g->cur) {
         g->have_tid = 0;
         end_tid(g);
@@ -735,13 +746,13 @@ static int on_error(struct ferry_download *g, const struct ferry_cmd *m)
     if (x->piece != NULL) {
         if (x == g->cur)
             g->cur = NULL;
-        return dl_patch_error(g, x, rc, msg);
+        return ferry__dl_patch_error(g, x, rc, msg);
     }
     if (x == g->cur) {
         fail_current(g, msg, 0);
     } else {
         x->state = DL_FAILED;
-        dl_fail_code(g, x->label, rc, msg);
+        ferry__dl_fail_code(g, x->label, rc, msg);
     }
     return 0;
 }
@@ -750,13 +761,14 @@ static int on_transfer(struct ferry_download *g, const struct ferry_cmd *m)
 {
     struct dl *x = by_ref(g, json_string_value(json_object_get(m->body, "ref")));
 
-    if (x == NULL || g->cur != NULL)
+    /* One download at a time on a link: not while another's TransferComplete is due. */
+    if (x == NULL || g->cur != NULL || g->have_tid)
         return FERRY_EPROTO;
     memcpy(g->cur_id, x->id, sizeof(g->cur_id));
     if (json_object_get(m->body, "list_len") != NULL)
-        return dl_patch_list_begin(g, x, m);
+        return ferry__dl_patch_list_begin(g, x, m);
     if (x->phase == 2)
-        return dl_patch_chunks_begin(g, x, m);
+        return ferry__dl_patch_chunks_begin(g, x, m);
     return begin(g, x, m);
 }
 
@@ -771,11 +783,11 @@ static int on_file(struct ferry_download *g, const struct ferry_frame *f)
     /* R-FILE-3: an answer to one of our Downloads, while no other arrives. */
     ferry_uuid_from_bytes(ff.ref, ref);
     x = by_ref(g, ref);
-    if (x == NULL || g->cur != NULL || x->phase != 0)
+    if (x == NULL || g->cur != NULL || g->have_tid || x->phase != 0)
         return FERRY_EPROTO;
-    dl_unclaim(g, x->id);
+    ferry__dl_unclaim(g, x->id);
     /* R-RECV-5, R-XFER-7: finished on the server, as a TransferComplete says. */
-    dl_inflight(g, -1);
+    ferry__dl_inflight(g, -1);
     ferry_session_progress(ferry_hub_session(g->hub));
     return take_file(g, x, &ff);
 }
@@ -800,7 +812,7 @@ static int dl_frame(void *arg, const struct ferry_frame *f, const struct ferry_c
         if (g->cur->phase != 2 || memcmp(cf.tid, g->tid, 16) != 0)
             rc = FERRY_EPROTO;
         else
-            rc = dl_patch_chunk(g, &cf);
+            rc = ferry__dl_patch_chunk(g, &cf);
         break;
     }
     case FERRY_FRAME_FILE:
@@ -814,7 +826,7 @@ static int dl_frame(void *arg, const struct ferry_frame *f, const struct ferry_c
         else if (m->type == FERRY_MSG_ERROR)
             rc = on_error(g, m);
         else if (m->type == FERRY_MSG_DIRPAGE)
-            rc = dl_plan_reply(g, m);
+            rc = ferry__dl_plan_reply(g, m);
         break;
     default:
         break;
@@ -827,7 +839,7 @@ static int dl_frame(void *arg, const struct ferry_frame *f, const struct ferry_c
             g->fatal = rc;
         return rc;
     }
-    dl_pump(g);
+    ferry__dl_pump(g);
     return 0;
 }
 
@@ -850,16 +862,19 @@ static int request(struct ferry_download *g, struct dl *x)
 {
     json_t *req;
 
+    /* R-CHUNK-16: a piece that holds its list asks for its missing chunks. */
+    if (x->piece != NULL)
+        return ferry__dl_patch_request(g, x);
     /* R-CHUNK-15: local bytes to build on: ask for the list first. */
-    if (ferry_hub_minor(g->hub) >= 1 && dl_has_local(g, x))
-        return dl_ask_list(g, x);
+    if (ferry_hub_minor(g->hub) >= 1 && ferry__dl_has_local(g, x))
+        return ferry__dl_ask_list(g, x);
     x->state = DL_REQUESTED;
-    dl_inflight(g, +1);
+    ferry__dl_inflight(g, +1);
     req = json_pack("{s:I}", "file_id", (json_int_t)x->file_id);
     x->resume = 0;
     if (req != NULL)
-        dl_offer_resume(g, x, req);
-    return dl_request(g, x->id, FERRY_MSG_DOWNLOAD, req);
+        ferry__dl_offer_resume(g, x, req);
+    return ferry__dl_request(g, x->id, FERRY_MSG_DOWNLOAD, req);
 }
 
 /*
@@ -880,7 +895,7 @@ static void push(struct ferry_download *g)
         ferry_conn_flush(c);
 }
 
-void dl_pump(struct ferry_download *g)
+void ferry__dl_pump(struct ferry_download *g)
 {
     int rc = 0;
 
@@ -893,6 +908,7 @@ void dl_pump(struct ferry_download *g)
     }
     if (!g->planned || !ferry_hub_is_up(g->hub))
         goto out;
+    hold(g);
     if (flush_due(g) && (rc = dl_flush(g)) != 0)
         goto fail;
     /*
@@ -929,30 +945,45 @@ out:
 }
 
 /* A download cut by a lost link goes back to the queue, what is durable of it kept. */
-static void requeue_all(struct ferry_download *g)
+/*
+ * The file being received is given up for now: what the writer wrote is
+ * made durable and recorded for a rerun (R-CHUNK-14), and its progress is
+ * taken back. A small file is all in memory, without a part file.
+ */
+static void keep_current(struct ferry_download *g)
 {
     char cid[FERRY_CID_LEN + 1];
+
+    if (g->cur == NULL)
+        return;
+    if (g->fd >= 0 && !g->inl) {
+        uint64_t durable = 0;
+        submit(g);
+        if (ferry_writer_sync(g->wr, &durable) == 0 && durable > 0)
+            ferry_part_record(g->st, g->dirfd, g->tmpname, g->hash, &g->part_id, durable);
+        ferry_writer_end(g->wr, cid);
+        close(g->fd);
+    }
+    if (g->dirfd >= 0)
+        close(g->dirfd);
+    g->fd = g->dirfd = -1;
+    g->active = 0;
+    if (g->cur->piece == NULL) {
+        uint64_t r = g->cur->resume;
+        g->prog.bytes_done -= g->got < g->prog.bytes_done ? g->got : g->prog.bytes_done;
+        /* The resumed prefix counts again when the rerun resumes it. */
+        g->prog.bytes_skipped -= r < g->prog.bytes_skipped ? r : g->prog.bytes_skipped;
+        g->resumed -= r < g->resumed ? r : g->resumed;
+    }
+    g->cur = NULL;
+}
+
+/* A lost link: every download not finished goes back to the queue, what is durable kept. */
+static void requeue_all(struct ferry_download *g)
+{
     size_t k;
 
-    if (g->cur != NULL) {
-        /* A small file is all in memory, without a part file: nothing to keep. */
-        if (g->fd >= 0 && !g->inl) {
-            uint64_t durable = 0;
-            /* R-CHUNK-14: what is written is made durable and kept for the retry. */
-            submit(g);
-            if (ferry_writer_sync(g->wr, &durable) == 0 && durable > 0)
-                ferry_part_record(g->st, g->dirfd, g->tmpname, g->hash, &g->part_id, durable);
-            ferry_writer_end(g->wr, cid);
-            close(g->fd);
-        }
-        if (g->dirfd >= 0)
-            close(g->dirfd);
-        g->fd = g->dirfd = -1;
-        g->active = 0;
-        if (g->cur->piece == NULL)
-            g->prog.bytes_done -= g->got;
-        g->cur = NULL;
-    }
+    keep_current(g);
     if (g->have_tid)
         end_tid(g);
     g->have_tid = 0;
@@ -961,7 +992,7 @@ static void requeue_all(struct ferry_download *g)
         /* A piece on the pool is its task's: its done requeues it (next_request). */
         if (x->state != DL_REQUESTED || x->busy)
             continue;
-        dl_unclaim(g, x->id);
+        ferry__dl_unclaim(g, x->id);
         x->state = DL_QUEUED;
         /* R-CHUNK-16: what is written becomes durable and recorded for the retry. */
         if (x->piece != NULL) {
@@ -990,7 +1021,7 @@ static void dl_down(void *arg, int rc)
     g->link++;
     g->paused = 0;
     if (!g->planned) {
-        dl_plan_reset(g);
+        ferry__dl_plan_reset(g);
         return;
     }
     requeue_all(g);
@@ -1005,8 +1036,8 @@ static void dl_up(void *arg, const struct ferry_session_info *info)
         return;
     g->batch.max = g->fbatch.max = ferry_batch_files(ferry_hub_acks(g->hub));
     if (!g->planned)
-        dl_plan_start(g);
-    dl_pump(g);
+        ferry__dl_plan_start(g);
+    ferry__dl_pump(g);
 }
 
 static void dl_closed(void *arg, int rc)
@@ -1056,16 +1087,22 @@ static void dl_end(struct ferry_download *g, int rc)
         /* No acknowledgement after a failure: the link may be gone or at fault. */
         g->link++;
         if (g->cur != NULL) {
-            /* R-CHUNK-14: what is durable of a big file stays for a rerun. */
-            if (g->fd >= 0 && !g->inl && (ferry_conn_lost(rc) || rc == FERRY_ECANCELED))
+            /*
+             * R-CHUNK-14: what is durable of a big file stays for a rerun. A
+             * cancelled job leaves its requests to the hub, which drops their
+             * answers once its port closes (requeueing would free them now).
+             */
+            if (g->fd >= 0 && !g->inl && ferry_conn_lost(rc))
                 requeue_all(g);
+            else if (g->fd >= 0 && !g->inl && rc == FERRY_ECANCELED)
+                keep_current(g);
             else
                 fail_current(g, "interrupted", 0);
         }
     }
     /* Verified files are placed before the end, with or without acknowledgement. */
     if (g->flushing || g->tasks > 0)
-        return; /* flush_done and the tasks' done come back here through dl_pump */
+        return; /* flush_done and the tasks' done come back here through ferry__dl_pump */
     if (g->batch.n > 0) {
         if (dl_flush(g) == 0 && g->flushing)
             return;
@@ -1084,7 +1121,7 @@ static void dl_end(struct ferry_download *g, int rc)
         set_dir_times(g);
     g->prog.name = NULL;
     g->prog.state = NULL;
-    dl_progress(g);
+    ferry__dl_progress(g);
     ferry_hub_port_hold(g->port, FERRY_HUB_NO_SEQ);
     if (g->ops->on_done != NULL)
         g->ops->on_done(g->arg, rc);
@@ -1105,7 +1142,7 @@ int ferry_download_new(struct ferry_hub *hub, uv_loop_t *loop,
         return -ENOMEM;
     g->hub = hub;
     g->loop = loop;
-    g->pump = dl_pump;
+    g->pump = ferry__dl_pump;
     g->ops = ops != NULL ? ops : &none;
     g->arg = arg;
     g->st = spec->state;
@@ -1146,8 +1183,8 @@ int ferry_download_start(struct ferry_download *g)
     g->started = 1;
     if (ferry_hub_is_up(g->hub)) {
         g->batch.max = g->fbatch.max = ferry_batch_files(ferry_hub_acks(g->hub));
-        dl_plan_start(g);
-        dl_pump(g);
+        ferry__dl_plan_start(g);
+        ferry__dl_pump(g);
     }
     return 0;
 }
@@ -1203,7 +1240,7 @@ void ferry_download_free(struct ferry_download *g)
         close(g->fd);
     if (g->dirfd >= 0)
         close(g->dirfd);
-    dl_plan_free(g);
+    ferry__dl_plan_free(g);
     for (k = 0; k < g->n; k++) {
         ferry_free(g->v[k].rel);
         ferry_free(g->v[k].label);

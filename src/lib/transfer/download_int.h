@@ -69,6 +69,8 @@ struct dl {
     int busy;         /* pool tasks holding its piece (planning, syncing, placing) */
 };
 
+struct piece_task;
+
 struct dirmt {
     int rootfd;
     char *rel;
@@ -84,7 +86,7 @@ struct ferry_download {
     void *arg;
     struct ferry_pool *pool;
     /*
-     * dl_pump: the pool completions of download_patch.c call it through
+     * ferry__dl_pump: the pool completions of download_patch.c call it through
      * here, since the job's files form a chain (download.c calls them).
      */
     void (*pump)(struct ferry_download *g);
@@ -145,42 +147,46 @@ struct ferry_download {
     struct ferry_dircache dc;
     struct ferry_batch batch, fbatch;
     int flushing;
-    int tasks; /* piece tasks on the pool */
+    int tasks;                 /* piece tasks on the pool */
+    struct piece_task *ptasks; /* those tasks (download_patch.c) */
     uint8_t (*acks)[FERRY_TID_LEN];
     size_t nacks;
     int ack_rc;
 };
 
 /* download_base.c: called by the others, calls none of them */
-void dl_fail_code(struct ferry_download *g, const char *label, int rc, const char *why);
-void dl_fail(struct ferry_download *g, const char *label, const char *why);
-void dl_fail_rc(struct ferry_download *g, const char *label, const char *why, int rc);
-void dl_fail_space(struct ferry_download *g, const char *label, uint64_t need, uint64_t avail);
-void dl_progress(struct ferry_download *g);
-int dl_send(struct ferry_download *g, int32_t type, json_t *body);
-int dl_request(struct ferry_download *g, char id[static FERRY_UUID_STR_LEN + 1], int32_t type,
-               json_t *body);
-void dl_unclaim(struct ferry_download *g, const char *id);
-void dl_pump(struct ferry_download *g);
-void dl_inflight(struct ferry_download *g, int delta);
+void ferry__dl_fail_code(struct ferry_download *g, const char *label, int rc, const char *why);
+void ferry__dl_fail(struct ferry_download *g, const char *label, const char *why);
+void ferry__dl_fail_rc(struct ferry_download *g, const char *label, const char *why, int rc);
+void ferry__dl_fail_space(struct ferry_download *g, const char *label, uint64_t need,
+                          uint64_t avail);
+void ferry__dl_progress(struct ferry_download *g);
+int ferry__dl_send(struct ferry_download *g, int32_t type, json_t *body);
+int ferry__dl_request(struct ferry_download *g, char id[static FERRY_UUID_STR_LEN + 1],
+                      int32_t type, json_t *body);
+void ferry__dl_unclaim(struct ferry_download *g, const char *id);
+void ferry__dl_pump(struct ferry_download *g);
+void ferry__dl_inflight(struct ferry_download *g, int delta);
 
 /* download_plan.c */
-void dl_plan_start(struct ferry_download *g);
-void dl_plan_reset(struct ferry_download *g);
-void dl_plan_free(struct ferry_download *g);
-int dl_plan_reply(struct ferry_download *g, const struct ferry_cmd *m);
+void ferry__dl_plan_start(struct ferry_download *g);
+void ferry__dl_plan_reset(struct ferry_download *g);
+void ferry__dl_plan_free(struct ferry_download *g);
+int ferry__dl_plan_reply(struct ferry_download *g, const struct ferry_cmd *m);
 /* 1 when ref named a planning request (its Error is handled), else 0. */
-int dl_plan_error(struct ferry_download *g, const char *ref, int rc, const char *msg);
+int ferry__dl_plan_error(struct ferry_download *g, const char *ref, int rc, const char *msg);
 
 /* download_patch.c */
-int dl_has_local(struct ferry_download *g, const struct dl *x);
-void dl_offer_resume(struct ferry_download *g, struct dl *x, json_t *req);
-int dl_ask_list(struct ferry_download *g, struct dl *x);
-int dl_patch_list_begin(struct ferry_download *g, struct dl *x, const struct ferry_cmd *m);
-int dl_patch_chunks_begin(struct ferry_download *g, struct dl *x, const struct ferry_cmd *m);
-int dl_patch_list_done(struct ferry_download *g);
-int dl_patch_chunk(struct ferry_download *g, const struct ferry_chunk_frame *f);
-int dl_patch_chunks_done(struct ferry_download *g);
-int dl_patch_error(struct ferry_download *g, struct dl *x, int code, const char *msg);
+int ferry__dl_has_local(struct ferry_download *g, const struct dl *x);
+void ferry__dl_offer_resume(struct ferry_download *g, struct dl *x, json_t *req);
+int ferry__dl_ask_list(struct ferry_download *g, struct dl *x);
+int ferry__dl_patch_list_begin(struct ferry_download *g, struct dl *x, const struct ferry_cmd *m);
+int ferry__dl_patch_chunks_begin(struct ferry_download *g, struct dl *x, const struct ferry_cmd *m);
+int ferry__dl_patch_list_done(struct ferry_download *g);
+int ferry__dl_patch_chunk(struct ferry_download *g, const struct ferry_chunk_frame *f);
+int ferry__dl_patch_chunks_done(struct ferry_download *g);
+int ferry__dl_patch_request(struct ferry_download *g, struct dl *x);
+uint64_t ferry__dl_placing_seq(const struct ferry_download *g);
+int ferry__dl_patch_error(struct ferry_download *g, struct dl *x, int code, const char *msg);
 
 #endif

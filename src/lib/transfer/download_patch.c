@@ -46,7 +46,7 @@ static int local_dir(struct ferry_download *g, const struct dl *x, const char **
  * download of it, or an old version at its destination (R-CHUNK-16). The
  * records count only for the part file they were made for (R-RECV-2).
  */
-int dl_has_local(struct ferry_download *g, const struct dl *x)
+int ferry__dl_has_local(struct ferry_download *g, const struct dl *x)
 {
     char pname[FERRY_PART_NAME_LEN];
     struct ferry_part_id id;
@@ -74,7 +74,7 @@ int dl_has_local(struct ferry_download *g, const struct dl *x)
  * for that very file (R-RECV-2): the Download asks for the rest. Files
  * without a part file cost one failed open here, nothing more.
  */
-void dl_offer_resume(struct ferry_download *g, struct dl *x, json_t *req)
+void ferry__dl_offer_resume(struct ferry_download *g, struct dl *x, json_t *req)
 {
     char pname[FERRY_PART_NAME_LEN];
     uint64_t durable, psize, palloc;
@@ -103,16 +103,16 @@ void dl_offer_resume(struct ferry_download *g, struct dl *x, json_t *req)
 }
 
 /* R-CHUNK-15: asks for the file's chunk list. */
-int dl_ask_list(struct ferry_download *g, struct dl *x)
+int ferry__dl_ask_list(struct ferry_download *g, struct dl *x)
 {
     ferry_piece_free(x->piece);
     x->piece = NULL;
-    dl_unclaim(g, x->id);
+    ferry__dl_unclaim(g, x->id);
     x->state = DL_REQUESTED;
     x->phase = 1;
-    dl_inflight(g, +1);
-    return dl_request(g, x->id, FERRY_MSG_DOWNLOAD,
-                      json_pack("{s:I, s:b}", "file_id", (json_int_t)x->file_id, "list", 1));
+    ferry__dl_inflight(g, +1);
+    return ferry__dl_request(g, x->id, FERRY_MSG_DOWNLOAD,
+                             json_pack("{s:I, s:b}", "file_id", (json_int_t)x->file_id, "list", 1));
 }
 
 /* Gives up on a file downloaded by chunks; its verified chunks stay for a rerun. */
@@ -126,7 +126,7 @@ static void patch_fail(struct ferry_download *g, struct dl *x, const char *why, 
     x->piece = NULL;
     x->phase = 0;
     x->state = DL_FAILED;
-    dl_fail(g, x->label, why);
+    ferry__dl_fail(g, x->label, why);
 }
 
 /* patch_fail with the text of a local error code appended. */
@@ -158,7 +158,7 @@ static int patch_transfer(struct ferry_download *g, struct dl *x, const struct f
     return 0;
 }
 
-int dl_patch_list_begin(struct ferry_download *g, struct dl *x, const struct ferry_cmd *m)
+int ferry__dl_patch_list_begin(struct ferry_download *g, struct dl *x, const struct ferry_cmd *m)
 {
     json_t *ll = json_object_get(m->body, "list_len");
     const char *hash;
@@ -180,7 +180,7 @@ int dl_patch_list_begin(struct ferry_download *g, struct dl *x, const struct fer
     return 0;
 }
 
-int dl_patch_chunks_begin(struct ferry_download *g, struct dl *x, const struct ferry_cmd *m)
+int ferry__dl_patch_chunks_begin(struct ferry_download *g, struct dl *x, const struct ferry_cmd *m)
 {
     const char *hash;
     uint64_t size;
@@ -199,7 +199,9 @@ int dl_patch_chunks_begin(struct ferry_download *g, struct dl *x, const struct f
 struct piece_task {
     struct ferry_download *g;
     struct dl *x;
-    uint64_t link; /* the link the file's acknowledgement belongs to */
+    struct piece_task *next; /* the job's tasks on the pool (ptasks) */
+    uint64_t link;           /* the link the file's acknowledgement belongs to */
+    uint64_t seq;            /* R-RECV-5: its TransferComplete's place on that link */
     int has_tid;
     uint8_t tid[FERRY_TID_LEN];
     int dfd;
@@ -219,6 +221,8 @@ static struct piece_task *task_new(struct ferry_download *g, struct dl *x)
     t->link = g->link;
     t->dfd = -1;
     t->mode = (x->exec ? 0777 : 0666) & ~g->umask;
+    t->next = g->ptasks;
+    g->ptasks = t;
     x->busy++;
     g->tasks++;
     return t;
@@ -228,7 +232,11 @@ static struct piece_task *task_new(struct ferry_download *g, struct dl *x)
 static void task_end(struct piece_task *t)
 {
     struct ferry_download *g = t->g;
+    struct piece_task **pp = &g->ptasks;
 
+    while (*pp != t)
+        pp = &(*pp)->next;
+    *pp = t->next;
     t->x->busy--;
     g->tasks--;
     if (t->dfd >= 0)
@@ -265,12 +273,12 @@ static void place_done(void *arg, int rc)
     x->piece = NULL;
     x->state = DL_DONE;
     g->prog.files_done++;
-    dl_progress(g);
+    ferry__dl_progress(g);
     /* Acknowledged on the link it came by only (R-XFER-3): a new one would not know it. */
     if (t->has_tid && t->link == g->link && ferry_hub_is_up(g->hub)) {
         ferry_hex_encode(t->tid, FERRY_TID_LEN, tidhex);
-        rc = dl_send(g, FERRY_MSG_TRANSFER_COMPLETE,
-                     json_pack("{s:s, s:s}", "tid", tidhex, "hash", x->cid));
+        rc = ferry__dl_send(g, FERRY_MSG_TRANSFER_COMPLETE,
+                            json_pack("{s:s, s:s}", "tid", tidhex, "hash", x->cid));
         if (rc != 0 && g->fatal == 0)
             g->fatal = rc;
     }
@@ -289,13 +297,15 @@ static int patch_place(struct ferry_download *g, struct dl *x, const uint8_t *ti
         return -ENOMEM;
     snprintf(t->name, sizeof(t->name), "%s", name);
     if (tid != NULL) {
+        /* Its acknowledgement is owed from now: the window counts from it (R-RECV-5). */
         t->has_tid = 1;
+        t->seq = ferry_hub_tc_seq(g->hub);
         memcpy(t->tid, tid, FERRY_TID_LEN);
     }
     /* R-RECV-3: the part file is read back and hashed before the rename. */
     g->prog.name = x->label;
     g->prog.state = "verifying";
-    dl_progress(g);
+    ferry__dl_progress(g);
     if ((rc = ferry_pool_submit(g->pool, place_work, place_done, t, NULL)) != 0) {
         /* No pool: placed here, as safe, the loop waiting. */
         place_done(t, place_work(t));
@@ -304,19 +314,19 @@ static int patch_place(struct ferry_download *g, struct dl *x, const uint8_t *ti
 }
 
 /* R-CHUNK-16: asks for the chunks still missing. */
-static int patch_request(struct ferry_download *g, struct dl *x)
+int ferry__dl_patch_request(struct ferry_download *g, struct dl *x)
 {
     json_t *ranges = ferry_piece_ranges(x->piece);
 
     if (ranges == NULL)
         return -ENOMEM;
-    dl_unclaim(g, x->id);
+    ferry__dl_unclaim(g, x->id);
     x->state = DL_REQUESTED;
     x->phase = 2;
-    dl_inflight(g, +1);
-    return dl_request(g, x->id, FERRY_MSG_DOWNLOAD,
-                      json_pack("{s:I, s:s, s:o}", "file_id", (json_int_t)x->file_id, "hash",
-                                x->cid, "chunks", ranges));
+    ferry__dl_inflight(g, +1);
+    return ferry__dl_request(g, x->id, FERRY_MSG_DOWNLOAD,
+                             json_pack("{s:I, s:s, s:o}", "file_id", (json_int_t)x->file_id, "hash",
+                                       x->cid, "chunks", ranges));
 }
 
 /* The list is in: take what is on the disk, ask for the rest. */
@@ -329,21 +339,33 @@ static void next_request(struct piece_task *t)
 {
     struct ferry_download *g = t->g;
     struct dl *x = t->x;
-    int rc;
+    size_t i = (size_t)(x - g->v);
 
-    if (t->link == g->link && ferry_hub_is_up(g->hub) && !g->ending) {
-        if ((rc = patch_request(g, x)) != 0 && g->fatal == 0)
-            g->fatal = rc;
-        return;
+    x->state = DL_QUEUED;
+    if (t->link != g->link || !ferry_hub_is_up(g->hub) || g->ending) {
+        ferry_piece_sync(x->piece);
+        ferry_piece_free(x->piece);
+        x->piece = NULL;
+        x->phase = 0;
+        x->counted = 0;
+        if (g->ending)
+            x->state = DL_FAILED;
     }
-    ferry_piece_sync(x->piece);
-    ferry_piece_free(x->piece);
-    x->piece = NULL;
-    x->phase = 0;
-    x->counted = 0;
-    x->state = g->ending ? DL_FAILED : DL_QUEUED;
-    if (x->state == DL_QUEUED && g->next > (size_t)(x - g->v))
-        g->next = (size_t)(x - g->v);
+    /* Asked for by the pump, within the window (R-PIPE-1, R-RECV-5). */
+    if (x->state == DL_QUEUED && g->next > i)
+        g->next = i;
+}
+
+/* The oldest acknowledgement a chunked file being placed still owes on this link. */
+uint64_t ferry__dl_placing_seq(const struct ferry_download *g)
+{
+    const struct piece_task *t;
+    uint64_t oldest = FERRY_HUB_NO_SEQ;
+
+    for (t = g->ptasks; t != NULL; t = t->next)
+        if (t->has_tid && t->link == g->link && t->seq < oldest)
+            oldest = t->seq;
+    return oldest;
 }
 
 static int plan_work(void *arg)
@@ -381,7 +403,7 @@ static void plan_done(void *arg, int rc)
         x->piece = NULL;
         x->phase = 0;
         x->state = DL_FAILED;
-        dl_fail_space(g, x->label, need, avail);
+        ferry__dl_fail_space(g, x->label, need, avail);
     } else if (rc != 0) {
         if (rc == -EPERM)
             patch_fail(g, x, "cannot use its temporary file (a foreign file in the way?)", 0);
@@ -394,7 +416,7 @@ static void plan_done(void *arg, int rc)
         x->counted += reused + kept;
         g->prog.bytes_done += reused + kept;
         g->prog.bytes_skipped += reused + kept;
-        dl_progress(g);
+        ferry__dl_progress(g);
         if (ferry_piece_complete(x->piece)) {
             /* The place task takes over the piece. */
             rc = patch_place(g, x, NULL);
@@ -408,7 +430,7 @@ static void plan_done(void *arg, int rc)
 }
 
 /* The list is in: take what is on the disk (on the pool), then ask for the rest. */
-int dl_patch_list_done(struct ferry_download *g)
+int ferry__dl_patch_list_done(struct ferry_download *g)
 {
     struct dl *x = g->cur;
     struct piece_task *t;
@@ -433,7 +455,7 @@ int dl_patch_list_done(struct ferry_download *g)
 }
 
 /* A chunk frame of the file being received by chunks. */
-int dl_patch_chunk(struct ferry_download *g, const struct ferry_chunk_frame *f)
+int ferry__dl_patch_chunk(struct ferry_download *g, const struct ferry_chunk_frame *f)
 {
     struct dl *x = g->cur;
     uint64_t fresh = 0;
@@ -444,7 +466,7 @@ int dl_patch_chunk(struct ferry_download *g, const struct ferry_chunk_frame *f)
         return rc;
     g->prog.bytes_done += f->len;
     x->counted += f->len;
-    dl_progress(g);
+    ferry__dl_progress(g);
     if (rc == FERRY_EHASH) {
         /* Chunks arrive checked one by one: a bad one ends this file, not the others. */
         patch_fail(g, x, "a chunk did not match its hash; nothing was written", 0);
@@ -474,7 +496,7 @@ static void sync_done(void *arg, int rc)
     task_end(t);
 }
 
-int dl_patch_chunks_done(struct ferry_download *g)
+int ferry__dl_patch_chunks_done(struct ferry_download *g)
 {
     struct dl *x = g->cur;
     struct piece_task *t;
@@ -493,14 +515,22 @@ int dl_patch_chunks_done(struct ferry_download *g)
 }
 
 /* An Error for a file downloaded by chunks. */
-int dl_patch_error(struct ferry_download *g, struct dl *x, int code, const char *msg)
+int ferry__dl_patch_error(struct ferry_download *g, struct dl *x, int code, const char *msg)
 {
     /* R-CHUNK-16: the file changed on the server since its list: start again. */
     if (code == FERRY_EHASH && x->phase == 2 && x->restarts < 3) {
+        size_t i = (size_t)(x - g->v);
         x->restarts++;
         if (x->piece != NULL)
             ferry_piece_sync(x->piece);
-        return dl_ask_list(g, x);
+        ferry_piece_free(x->piece);
+        x->piece = NULL;
+        x->phase = 0;
+        /* Asked again by the pump, within the window: its chunks are on disk now. */
+        x->state = DL_QUEUED;
+        if (g->next > i)
+            g->next = i;
+        return 0;
     }
     patch_fail(g, x, msg, 0);
     return 0;

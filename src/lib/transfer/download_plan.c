@@ -90,17 +90,17 @@ static void ask(struct ferry_download *g)
 {
     int rc;
 
-    dl_unclaim(g, g->plan_id);
+    ferry__dl_unclaim(g, g->plan_id);
     g->plan_id[0] = '\0';
     if (g->plan_i >= g->nsrc) {
         g->planned = 1;
         g->prog.files_total = g->n;
-        dl_progress(g);
+        ferry__dl_progress(g);
         return; /* the caller pumps: the downloads begin */
     }
     g->plan_step = 0;
-    rc = dl_request(g, g->plan_id, FERRY_MSG_DIRINFO,
-                    json_pack("{s:s, s:b}", "path", g->srcs[g->plan_i], "stat", 1));
+    rc = ferry__dl_request(g, g->plan_id, FERRY_MSG_DIRINFO,
+                           json_pack("{s:s, s:b}", "path", g->srcs[g->plan_i], "stat", 1));
     if (rc != 0)
         g->fatal = rc; /* the caller's pump ends the job */
 }
@@ -131,35 +131,35 @@ static int stat_reply(struct ferry_download *g, const struct ferry_cmd *m)
         snprintf(target, sizeof(target), "%s", dest);
     if (!is_dir && !g->dest_dir && dest[0] != '\0' && dest[strlen(dest) - 1] == '/') {
         /* R-CLI-8: "dir/" names a folder; as cp says, a file is not one. */
-        dl_fail(g, dest, strerror(ENOTDIR));
+        ferry__dl_fail(g, dest, strerror(ENOTDIR));
     } else if (!is_dir) {
         char dcopy[PATH_MAX], bcopy[PATH_MAX];
         snprintf(dcopy, sizeof(dcopy), "%s", target);
         snprintf(bcopy, sizeof(bcopy), "%s", target);
         rootfd = open(dirname(dcopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (rootfd < 0 || add_root(g, rootfd) != 0) {
-            dl_fail(g, target, strerror(errno));
+            ferry__dl_fail(g, target, strerror(errno));
         } else {
             rc = add_dl(g, json_integer_value(json_object_get(e, "id")),
                         (uint64_t)json_integer_value(json_object_get(e, "size")), rootfd,
                         basename(bcopy), src, json_string_value(json_object_get(e, "hash")));
         }
     } else if (!g->rec) {
-        dl_fail(g, src, "is a folder (use -r)");
+        ferry__dl_fail(g, src, "is a folder (use -r)");
     } else if (mkdir(target, 0777) != 0 && errno != EEXIST) {
-        dl_fail(g, target, strerror(errno));
+        ferry__dl_fail(g, target, strerror(errno));
     } else if ((rootfd = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
                add_root(g, rootfd) != 0) {
-        dl_fail(g, target, strerror(errno));
+        ferry__dl_fail(g, target, strerror(errno));
     } else {
         if ((rc = add_dir(g, rootfd, "", json_integer_value(json_object_get(e, "mtime")))) != 0)
             return rc;
         /* One recursive listing of the folder, page by page. */
-        dl_unclaim(g, g->plan_id);
+        ferry__dl_unclaim(g, g->plan_id);
         g->plan_step = 1;
         g->plan_rootfd = rootfd;
-        return dl_request(g, g->plan_id, FERRY_MSG_DIRINFO,
-                          json_pack("{s:s, s:b}", "path", src, "recursive", 1));
+        return ferry__dl_request(g, g->plan_id, FERRY_MSG_DIRINFO,
+                                 json_pack("{s:s, s:b}", "path", src, "recursive", 1));
     }
     if (rc == 0)
         next_source(g);
@@ -189,12 +189,12 @@ static int page_reply(struct ferry_download *g, const struct ferry_cmd *m)
         if (name == NULL || type == NULL ||
             ferry_path_normalize(name, strlen(name), norm, sizeof(norm)) != 0 ||
             strcmp(norm, name) != 0 || norm[0] == '\0') {
-            dl_fail(g, name != NULL ? name : "?", "refused an unsafe name from the server");
+            ferry__dl_fail(g, name != NULL ? name : "?", "refused an unsafe name from the server");
             continue;
         }
         if (strcmp(type, "dir") == 0) {
             if ((fd = ferry_mkdirs_beneath(rootfd, norm)) < 0) {
-                dl_fail_rc(g, norm, "cannot create the folder", fd);
+                ferry__dl_fail_rc(g, norm, "cannot create the folder", fd);
                 continue;
             }
             close(fd);
@@ -221,7 +221,7 @@ static int page_reply(struct ferry_download *g, const struct ferry_cmd *m)
     return rc;
 }
 
-int dl_plan_reply(struct ferry_download *g, const struct ferry_cmd *m)
+int ferry__dl_plan_reply(struct ferry_download *g, const struct ferry_cmd *m)
 {
     const char *ref = json_string_value(json_object_get(m->body, "ref"));
 
@@ -230,7 +230,7 @@ int dl_plan_reply(struct ferry_download *g, const struct ferry_cmd *m)
     return g->plan_step == 0 ? stat_reply(g, m) : page_reply(g, m);
 }
 
-int dl_plan_error(struct ferry_download *g, const char *ref, int rc, const char *msg)
+int ferry__dl_plan_error(struct ferry_download *g, const char *ref, int rc, const char *msg)
 {
     const char *src;
 
@@ -238,11 +238,11 @@ int dl_plan_error(struct ferry_download *g, const char *ref, int rc, const char 
         return 0;
     src = g->srcs[g->plan_i];
     if (g->plan_step == 1) {
-        dl_fail(g, src, msg);
+        ferry__dl_fail(g, src, msg);
         next_source(g);
         return 1;
     }
-    dl_fail(g, src, ferry_strerror(rc));
+    ferry__dl_fail(g, src, ferry_strerror(rc));
     if (rc == FERRY_ENOTFOUND || rc == FERRY_EPATH || rc == FERRY_ENOTDIR) {
         next_source(g);
     } else {
@@ -251,14 +251,14 @@ int dl_plan_error(struct ferry_download *g, const char *ref, int rc, const char 
     return 1;
 }
 
-void dl_plan_start(struct ferry_download *g)
+void ferry__dl_plan_start(struct ferry_download *g)
 {
     g->plan_i = 0;
     g->plan_failed = g->failed;
     ask(g);
 }
 
-void dl_plan_free(struct ferry_download *g)
+void ferry__dl_plan_free(struct ferry_download *g)
 {
     size_t k;
 
@@ -275,7 +275,7 @@ void dl_plan_free(struct ferry_download *g)
     g->rootfds = NULL;
 }
 
-void dl_plan_reset(struct ferry_download *g)
+void ferry__dl_plan_reset(struct ferry_download *g)
 {
     size_t k;
 
@@ -285,8 +285,8 @@ void dl_plan_reset(struct ferry_download *g)
         ferry_piece_free(g->v[k].piece);
     }
     g->n = 0;
-    dl_plan_free(g);
-    dl_unclaim(g, g->plan_id);
+    ferry__dl_plan_free(g);
+    ferry__dl_unclaim(g, g->plan_id);
     g->plan_id[0] = '\0';
     g->prog.bytes_total = 0;
     g->failed = g->plan_failed;

@@ -205,8 +205,8 @@ static int route_committed(struct ferry_hub *h, const struct ferry_frame *f,
         if ((p = owner_of(h, KEY_TID, tid)) == NULL || p->mark == h->gen)
             continue;
         p->mark = h->gen;
-        if ((rc = deliver(p, f, m)) < 0)
-            break;
+        if ((rc = deliver(p, f, m)) != 0)
+            break; /* a fault, or a pause: the frame comes again */
     }
     return rc;
 }
@@ -217,7 +217,7 @@ static int route_all(struct ferry_hub *h, const struct ferry_frame *f, const str
     struct ferry_hub_port *p;
     int rc = 0;
 
-    for (p = h->ports; p != NULL && rc >= 0; p = p->next)
+    for (p = h->ports; p != NULL && rc == 0; p = p->next)
         rc = deliver(p, f, m);
     return rc;
 }
