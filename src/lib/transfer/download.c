@@ -58,6 +58,7 @@ static void hold(struct ferry_download *g)
 }
 
 static void end_tid(struct ferry_download *g);
+static void keep_current(struct ferry_download *g);
 static int dl_flush(struct ferry_download *g);
 static void dl_end(struct ferry_download *g, int rc);
 
@@ -227,6 +228,52 @@ static int need_writer(struct ferry_download *g)
     return 0;
 }
 
+static int prefix_work(void *arg)
+{
+    struct ferry_download *g = arg;
+
+    return ferry_writer_resume(g->wr, g->cur->resume);
+}
+
+static void prefix_done(void *arg, int rc)
+{
+    struct ferry_download *g = arg;
+    struct ferry_conn *c = ferry_session_conn(ferry_hub_session(g->hub));
+
+    g->tasks--;
+    g->prefixing = 0;
+    if (g->requeue_cur) {
+        /* The link was lost meanwhile: the file waits for the next, what is durable kept. */
+        g->requeue_cur = 0;
+        keep_current(g);
+    } else if (rc != 0 && g->cur != NULL) {
+        fail_current(g, "cannot start writing", rc == FERRY_ECANCELED ? 0 : rc);
+    }
+    if (g->paused && c != NULL) {
+        g->paused = 0;
+        ferry_conn_resume(c);
+    }
+    g->pump(g);
+}
+
+/* Starts reading a resumed file's prefix back on the pool, the link paused meanwhile. */
+static int resume_prefix(struct ferry_download *g, struct dl *d)
+{
+    struct ferry_conn *c = ferry_session_conn(ferry_hub_session(g->hub));
+    int rc;
+
+    (void)d;
+    if (c == NULL)
+        return FERRY_EINTERNAL; /* a Transfer comes only on a live link */
+    ferry_conn_pause(c);
+    g->paused = 1;
+    g->tasks++;
+    g->prefixing = 1; /* the writer is the task's: nothing else touches it meanwhile */
+    if ((rc = ferry_pool_submit(g->pool, prefix_work, prefix_done, g, NULL)) != 0)
+        prefix_done(g, prefix_work(g)); /* no pool: here, the loop waiting */
+    return 0;
+}
+
 static int begin(struct ferry_download *g, struct dl *d, const struct ferry_cmd *m)
 {
     const char *tid = json_string_value(json_object_get(m->body, "tid"));
@@ -299,12 +346,17 @@ static int begin(struct ferry_download *g, struct dl *d, const struct ferry_cmd 
     /* R-CHUNK-10: a chunked file is checked by re-chunking what arrives. */
     if ((strncmp(g->hash, FERRY_CID_CHUNKS_PREFIX, 7) == 0
              ? ferry_writer_begin_chunked(g->wr, g->fd)
-             : ferry_writer_begin(g->wr, g->fd)) != 0 ||
-        (d->resume > 0 && ferry_writer_resume(g->wr, d->resume) != 0)) {
+             : ferry_writer_begin(g->wr, g->fd)) != 0) {
         fail_current(g, "cannot start writing", 0);
         return 0;
     }
     ferry_writer_sync_every(g->wr, DL_DURABLE_STEP);
+    /*
+     * R-CHUNK-14: the durable prefix is read back into the hash on the pool
+     * (gigabytes, maybe); the link waits, paused, and the data after it with it.
+     */
+    if (d->resume > 0 && (rc = resume_prefix(g, d)) != 0)
+        return rc;
     g->got = d->resume;
     g->recorded = d->resume;
     g->unsynced = 0;
@@ -917,7 +969,7 @@ void ferry__dl_pump(struct ferry_download *g)
      * batch is being made durable the next one fills, and a file verified
      * must never wait for the disk.
      */
-    while (g->next < g->n && g->batch.n + g->inflight < g->batch.cap &&
+    while (g->next < g->n && g->batch.n + g->inflight < g->batch.cap && !g->requeue_cur &&
            ferry_hub_may_download(g->hub)) {
         struct dl *x = &g->v[g->next++];
         if (x->state != DL_QUEUED)
@@ -983,7 +1035,10 @@ static void requeue_all(struct ferry_download *g)
 {
     size_t k;
 
-    keep_current(g);
+    if (g->prefixing)
+        g->requeue_cur = 1; /* the writer is the pool's: prefix_done keeps it */
+    else
+        keep_current(g);
     if (g->have_tid)
         end_tid(g);
     g->have_tid = 0;
@@ -1086,7 +1141,7 @@ static void dl_end(struct ferry_download *g, int rc)
     if (rc != 0) {
         /* No acknowledgement after a failure: the link may be gone or at fault. */
         g->link++;
-        if (g->cur != NULL) {
+        if (g->cur != NULL && !g->prefixing) {
             /*
              * R-CHUNK-14: what is durable of a big file stays for a rerun. A
              * cancelled job leaves its requests to the hub, which drops their

@@ -147,7 +147,9 @@ struct ferry_download {
     struct ferry_dircache dc;
     struct ferry_batch batch, fbatch;
     int flushing;
-    int tasks;                 /* piece tasks on the pool */
+    int tasks;                 /* tasks on the pool: pieces, a resumed prefix */
+    int prefixing;             /* a resumed file's prefix is being read back (the writer's busy) */
+    int requeue_cur;           /* the link was lost meanwhile: requeue it once read */
     struct piece_task *ptasks; /* those tasks (download_patch.c) */
     uint8_t (*acks)[FERRY_TID_LEN];
     size_t nacks;
