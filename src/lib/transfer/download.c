@@ -241,7 +241,7 @@ static void prefix_done(void *arg, int rc)
     struct ferry_conn *c = ferry_session_conn(ferry_hub_session(g->hub));
 
     g->tasks--;
-    g->prefixing = 0;
+    g->writer_task = 0;
     if (g->requeue_cur) {
         /* The link was lost meanwhile: the file waits for the next, what is durable kept. */
         g->requeue_cur = 0;
@@ -268,7 +268,7 @@ static int resume_prefix(struct ferry_download *g, struct dl *d)
     ferry_conn_pause(c);
     g->paused = 1;
     g->tasks++;
-    g->prefixing = 1; /* the writer is the task's: nothing else touches it meanwhile */
+    g->writer_task = 1; /* the writer is the task's: nothing else touches it meanwhile */
     if ((rc = ferry_pool_submit(g->pool, prefix_work, prefix_done, g, NULL)) != 0)
         prefix_done(g, prefix_work(g)); /* no pool: here, the loop waiting */
     return 0;
@@ -969,8 +969,8 @@ void ferry__dl_pump(struct ferry_download *g)
      * batch is being made durable the next one fills, and a file verified
      * must never wait for the disk.
      */
-    while (g->next < g->n && g->batch.n + g->inflight < g->batch.cap && !g->requeue_cur &&
-           ferry_hub_may_download(g->hub)) {
+    while (g->next < g->n && g->batch.n + g->inflight < g->batch.cap && !g->writer_task &&
+           !g->requeue_cur && ferry_hub_may_download(g->hub)) {
         struct dl *x = &g->v[g->next++];
         if (x->state != DL_QUEUED)
             continue; /* received (or failed) on an earlier link */
@@ -1002,20 +1002,13 @@ out:
  * made durable and recorded for a rerun (R-CHUNK-14), and its progress is
  * taken back. A small file is all in memory, without a part file.
  */
-static void keep_current(struct ferry_download *g)
+/* The file given up for now is closed, what is durable of it recorded (R-CHUNK-14, R-RECV-2). */
+static void keep_finish(struct ferry_download *g, uint64_t durable)
 {
-    char cid[FERRY_CID_LEN + 1];
-
-    if (g->cur == NULL)
-        return;
-    if (g->fd >= 0 && !g->inl) {
-        uint64_t durable = 0;
-        submit(g);
-        if (ferry_writer_sync(g->wr, &durable) == 0 && durable > 0)
-            ferry_part_record(g->st, g->dirfd, g->tmpname, g->hash, &g->part_id, durable);
-        ferry_writer_end(g->wr, cid);
+    if (durable > 0)
+        ferry_part_record(g->st, g->dirfd, g->tmpname, g->hash, &g->part_id, durable);
+    if (g->fd >= 0)
         close(g->fd);
-    }
     if (g->dirfd >= 0)
         close(g->dirfd);
     g->fd = g->dirfd = -1;
@@ -1030,12 +1023,57 @@ static void keep_current(struct ferry_download *g)
     g->cur = NULL;
 }
 
+static int keep_work(void *arg)
+{
+    struct ferry_download *g = arg;
+    char cid[FERRY_CID_LEN + 1];
+    uint64_t durable = 0;
+
+    g->keep_durable = ferry_writer_sync(g->wr, &durable) == 0 ? durable : 0;
+    ferry_writer_end(g->wr, cid);
+    return 0;
+}
+
+static void keep_done(void *arg, int status)
+{
+    struct ferry_download *g = arg;
+
+    (void)status;
+    g->tasks--;
+    g->writer_task = 0;
+    g->requeue_cur = 0; /* a second loss meanwhile: this keeping was all it asked */
+    keep_finish(g, g->keep_durable);
+    g->pump(g);
+}
+
+/*
+ * The file being received is given up for now (a lost link, a cancel):
+ * what the writer wrote is made durable and recorded for a rerun
+ * (R-CHUNK-14) on the pool, and its progress taken back. A small file is
+ * all in memory, without a part file.
+ */
+static void keep_current(struct ferry_download *g)
+{
+    if (g->cur == NULL || g->writer_task)
+        return;
+    if (g->fd < 0 || g->inl) {
+        keep_finish(g, 0);
+        return;
+    }
+    submit(g);
+    g->tasks++;
+    g->writer_task = 1; /* the writer is the task's; no request goes out meanwhile */
+    g->keep_durable = 0;
+    if (ferry_pool_submit(g->pool, keep_work, keep_done, g, NULL) != 0)
+        keep_done(g, keep_work(g)); /* no pool: here, the loop waiting */
+}
+
 /* A lost link: every download not finished goes back to the queue, what is durable kept. */
 static void requeue_all(struct ferry_download *g)
 {
     size_t k;
 
-    if (g->prefixing)
+    if (g->writer_task)
         g->requeue_cur = 1; /* the writer is the pool's: prefix_done keeps it */
     else
         keep_current(g);
@@ -1141,7 +1179,7 @@ static void dl_end(struct ferry_download *g, int rc)
     if (rc != 0) {
         /* No acknowledgement after a failure: the link may be gone or at fault. */
         g->link++;
-        if (g->cur != NULL && !g->prefixing) {
+        if (g->cur != NULL && !g->writer_task) {
             /*
              * R-CHUNK-14: what is durable of a big file stays for a rerun. A
              * cancelled job leaves its requests to the hub, which drops their

@@ -148,7 +148,8 @@ struct ferry_download {
     struct ferry_batch batch, fbatch;
     int flushing;
     int tasks;                 /* tasks on the pool: pieces, a resumed prefix */
-    int prefixing;             /* a resumed file's prefix is being read back (the writer's busy) */
+    int writer_task;           /* a pool task owns the writer: a prefix read back, a file kept */
+    uint64_t keep_durable;     /* what the keeping task found durable */
     int requeue_cur;           /* the link was lost meanwhile: requeue it once read */
     struct piece_task *ptasks; /* those tasks (download_patch.c) */
     uint8_t (*acks)[FERRY_TID_LEN];
