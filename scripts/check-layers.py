@@ -59,6 +59,7 @@ PUBLIC = {
     "part.h": "transfer",
     "piece.h": "transfer",
     "hub.h": "transfer",
+    "batch.h": "transfer",
     "job.h": "transfer",
     "download.h": "transfer",
     "upload.h": "transfer",

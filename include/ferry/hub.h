@@ -11,7 +11,8 @@
  *   - data and chunk frames, and the commands that carry a "tid" but no
  *     "ref" the session matched (the server's TransferComplete, ChunkNeed,
  *     ChunkStored, an Error about a transfer), by their tid;
- *   - file frames (R-FILE-3) by their ref;
+ *   - file frames by their ref; one from a server below 1.4 (R-FILE-1) or
+ *     answering no claimed ref (R-FILE-3) ends the session as a fault;
  *   - Committed (R-XFER-5) to every port that claimed one of its tids, once;
  *   - an Error that names neither (the server speaks of the connection) to
  *     every port.
@@ -48,6 +49,8 @@
 #define FERRY_HUB_ROUTES_MAX (1u << 20)
 /* Downloads asked for and not finished on one link, all jobs together (R-PIPE-1). */
 #define FERRY_HUB_DOWNLOADS_MAX 64
+/* R-XFER-3: acknowledgements a server may remember that the hub counts on, at most. */
+#define FERRY_HUB_ACKS_MAX 1024
 /* A port holding no acknowledgement. */
 #define FERRY_HUB_NO_SEQ UINT64_MAX
 
@@ -75,7 +78,9 @@ struct ferry_hub_port_ops {
     /*
      * A frame routed to this port; m is the decoded command for a command
      * frame (valid during the call), NULL for data, chunk and file frames.
-     * Return < 0 to end the session (a protocol fault in what arrived).
+     * Return < 0 to end the session (a protocol fault in what arrived),
+     * or 1 after pausing the connection to take the frame again later
+     * (see ferry_session_ops.on_frame).
      */
     int (*on_frame)(void *arg, const struct ferry_frame *f, const struct ferry_cmd *m);
 };
@@ -87,7 +92,7 @@ struct ferry_session *ferry_hub_session(const struct ferry_hub *h);
 void *ferry_hub_data(const struct ferry_hub *h);
 /* The session is up now; info is the last Accept (NULL while down). */
 int ferry_hub_is_up(const struct ferry_hub *h);
-/* The server's protocol minor and acknowledgement memory from the last Accept. */
+/* The server's protocol minor and acknowledgement memory (64 unless it said more). */
 int ferry_hub_minor(const struct ferry_hub *h);
 int ferry_hub_acks(const struct ferry_hub *h);
 /* Closes the session (Disconnect first); ports' and the owner's on_close follow. */

@@ -380,7 +380,8 @@ static int conn_frame(struct ferry_conn *conn, const struct ferry_frame *f)
         rc = s->ops->on_frame != NULL ? s->ops->on_frame(s, f) : 0;
         if (rc < 0 && s->fatal == 0)
             s->fatal = FERRY_EPROTO;
-        return rc < 0 ? rc : 0;
+        /* 1: the owner paused the connection and takes this frame again later. */
+        return rc < 0 || (rc == 1 && ferry_conn_is_paused(conn)) ? rc : 0;
     }
     if (ferry_cmd_decode(f->payload, f->payload_len, &m) != 0) {
         s->fatal = FERRY_EPROTO; /* R-ERR-1: a fault in what the server sent */
@@ -392,7 +393,7 @@ static int conn_frame(struct ferry_conn *conn, const struct ferry_frame *f)
     else
         rc = before_accept(s, &m, ref);
     ferry_cmd_cleanup(&m);
-    return rc < 0 ? rc : 0;
+    return rc < 0 || (rc == 1 && ferry_conn_is_paused(conn)) ? rc : 0;
 }
 
 static void conn_fault(struct ferry_conn *conn, int rc)

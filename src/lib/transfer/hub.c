@@ -218,7 +218,7 @@ static int route_cmd(struct ferry_hub *h, const struct ferry_frame *f, int *rout
         return FERRY_EPROTO; /* the session decoded it already: cannot happen */
     *routed = 1;
     if (m.type == FERRY_MSG_TRANSFER_COMPLETE)
-        h->tc_seq++; /* R-RECV-5: every one, whoever it is for */
+        h->tc_seq++; /* R-RECV-5: every one, whoever it is for (undone if taken again) */
     if (m.type == FERRY_MSG_COMMITTED) {
         rc = route_committed(h, f, &m);
         goto out;
@@ -239,6 +239,19 @@ static int route_cmd(struct ferry_hub *h, const struct ferry_frame *f, int *rout
 out:
     ferry_cmd_cleanup(&m);
     return rc;
+}
+
+/* Whether a command frame is a TransferComplete (counted by route_cmd). */
+static int tc_frame(const struct ferry_frame *f)
+{
+    struct ferry_cmd m;
+    int yes;
+
+    if (ferry_cmd_decode(f->payload, f->payload_len, &m) != 0)
+        return 0;
+    yes = m.type == FERRY_MSG_TRANSFER_COMPLETE;
+    ferry_cmd_cleanup(&m);
+    return yes;
 }
 
 static int hub_frame(struct ferry_session *s, const struct ferry_frame *f)
@@ -264,10 +277,15 @@ static int hub_frame(struct ferry_session *s, const struct ferry_frame *f)
     }
     case FERRY_FRAME_FILE: {
         struct ferry_file_frame ff;
-        if (ferry_file_frame_decode(f->payload, f->payload_len, &ff) != 0)
+        /* R-FILE-1: only from a server that announced 1.4; R-FILE-2: well formed. */
+        if (h->minor < 4 || ferry_file_frame_decode(f->payload, f->payload_len, &ff) != 0)
             return FERRY_EPROTO;
         h->tc_seq++; /* R-XFER-7: a file frame finishes a download as a TransferComplete does */
-        p = owner_of(h, KEY_REF, ff.ref);
+        /* R-FILE-3: it answers a Download some job sent, or it is a fault. */
+        if ((p = owner_of(h, KEY_REF, ff.ref)) == NULL) {
+            h->tc_seq--;
+            return FERRY_EPROTO;
+        }
         break;
     }
     case FERRY_FRAME_COMMAND:
@@ -283,6 +301,9 @@ static int hub_frame(struct ferry_session *s, const struct ferry_frame *f)
 out:
     if (rc >= 0 && !routed && h->owner != NULL && h->owner->on_frame != NULL)
         rc = h->owner->on_frame(h, f);
+    /* Paused to be delivered again: it will be counted then. */
+    if (rc == 1 && (f->type == FERRY_FRAME_FILE || (f->type == FERRY_FRAME_COMMAND && tc_frame(f))))
+        h->tc_seq--;
     sweep(h);
     return rc;
 }
@@ -303,7 +324,10 @@ static void hub_up(struct ferry_session *s, const struct ferry_session_info *inf
 
     h->up = 1;
     h->minor = info->minor;
-    h->acks = info->acks;
+    /* R-XFER-3: a server that says nothing remembers 64; more than is used is not kept. */
+    h->acks = info->acks > FERRY_HUB_ACKS_MAX ? FERRY_HUB_ACKS_MAX
+              : info->acks > 64               ? info->acks
+                                              : 64;
     /* A new link: a new memory of acknowledgements on the server (R-RECV-5). */
     h->tc_seq = 0;
     h->downloads = 0;

@@ -6,26 +6,27 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "ferry/batch.h"
+#include "ferry/core.h"
+#include "ferry/hub.h"
+#include "ferry/part.h"
 #include "ferry/path.h"
-#include "getbatch.h"
 
-int cli_dircache_get(struct cli_dircache *c, int rootfd, const char *rel, int create,
-                     const struct cli_dir **out)
+int ferry_dircache_get(struct ferry_dircache *c, int rootfd, const char *rel, int create,
+                       const struct ferry_dir **out)
 {
-    struct cli_dir *d;
+    struct ferry_dir *d;
     uint64_t dev, ino;
     size_t i;
     char *copy;
     int fd, rc;
 
     *out = NULL;
-    for (i = 0; i < CLI_DIRCACHE_SLOTS; i++) {
+    for (i = 0; i < FERRY_DIRCACHE_SLOTS; i++) {
         d = &c->e[i];
         if (d->rel != NULL && d->rootfd == rootfd && strcmp(d->rel, rel) == 0) {
             *out = d;
@@ -45,70 +46,70 @@ int cli_dircache_get(struct cli_dircache *c, int rootfd, const char *rel, int cr
         return rc != 0 ? rc : -ENOMEM;
     }
     d = &c->e[c->next];
-    c->next = (c->next + 1) % CLI_DIRCACHE_SLOTS;
+    c->next = (c->next + 1) % FERRY_DIRCACHE_SLOTS;
     if (d->rel != NULL) {
         close(d->fd);
         ferry_free(d->rel);
     }
-    *d = (struct cli_dir){.rootfd = rootfd, .rel = copy, .fd = fd, .dev = dev, .ino = ino};
+    *d = (struct ferry_dir){.rootfd = rootfd, .rel = copy, .fd = fd, .dev = dev, .ino = ino};
     *out = d;
     return 0;
 }
 
-void cli_dircache_clear(struct cli_dircache *c)
+void ferry_dircache_clear(struct ferry_dircache *c)
 {
     size_t i;
 
-    for (i = 0; i < CLI_DIRCACHE_SLOTS; i++) {
+    for (i = 0; i < FERRY_DIRCACHE_SLOTS; i++) {
         if (c->e[i].rel != NULL) {
             close(c->e[i].fd);
             ferry_free(c->e[i].rel);
         }
-        c->e[i] = (struct cli_dir){.fd = -1};
+        c->e[i] = (struct ferry_dir){.fd = -1};
     }
     c->next = 0;
 }
 
-int cli_batch_init(struct cli_batch *b, size_t cap)
+int ferry_batch_init(struct ferry_batch *b, size_t cap)
 {
-    *b = (struct cli_batch){.cap = cap, .max = cap < CLI_BATCH_FILES ? cap : CLI_BATCH_FILES};
+    *b = (struct ferry_batch){.cap = cap, .max = cap < FERRY_BATCH_FILES ? cap : FERRY_BATCH_FILES};
     b->e = ferry_calloc(cap, sizeof(*b->e));
     b->dirs = ferry_calloc(cap, sizeof(*b->dirs));
     b->rc = ferry_calloc(cap, sizeof(*b->rc));
     if (b->e == NULL || b->dirs == NULL || b->rc == NULL) {
-        cli_batch_cleanup(b);
+        ferry_batch_cleanup(b);
         return -ENOMEM;
     }
     return 0;
 }
 
-void cli_batch_cleanup(struct cli_batch *b)
+void ferry_batch_cleanup(struct ferry_batch *b)
 {
     ferry_free(b->e);
     ferry_free(b->dirs);
     ferry_free(b->rc);
-    *b = (struct cli_batch){0};
+    *b = (struct ferry_batch){0};
 }
 
-size_t cli_batch_files(int acks)
+size_t ferry_batch_files(int acks)
 {
-    size_t m = acks > CLI_DOWNLOADS_IN_FLIGHT ? (size_t)(acks - CLI_DOWNLOADS_IN_FLIGHT) / 2 : 0;
+    size_t m = acks > FERRY_HUB_DOWNLOADS_MAX ? (size_t)(acks - FERRY_HUB_DOWNLOADS_MAX) / 2 : 0;
 
-    return m < CLI_BATCH_FILES       ? CLI_BATCH_FILES
-           : m > CLI_BATCH_FILES_MAX ? CLI_BATCH_FILES_MAX
-                                     : m;
+    return m < FERRY_BATCH_FILES       ? FERRY_BATCH_FILES
+           : m > FERRY_BATCH_FILES_MAX ? FERRY_BATCH_FILES_MAX
+                                       : m;
 }
 
-int cli_batch_full(const struct cli_batch *b)
+int ferry_batch_full(const struct ferry_batch *b)
 {
-    return b->n >= b->max || b->bytes >= CLI_BATCH_BYTES;
+    return b->n >= b->max || b->bytes >= FERRY_BATCH_BYTES;
 }
 
-int cli_batch_add(struct cli_batch *b, const struct cli_dir *dir, int fd, const char *part,
-                  const char *name, const char *cid, const uint8_t tid[static FERRY_TID_LEN],
-                  uint64_t seq, uint64_t size, int recorded, void *arg)
+int ferry_batch_add(struct ferry_batch *b, const struct ferry_dir *dir, int fd, const char *part,
+                    const char *name, const char *cid, const uint8_t tid[static FERRY_TID_LEN],
+                    uint64_t seq, uint64_t size, int recorded, void *arg)
 {
-    struct cli_batch_ent *e;
+    struct ferry_batch_ent *e;
     size_t k;
     int rc = 0;
 
@@ -133,7 +134,7 @@ int cli_batch_add(struct cli_batch *b, const struct cli_dir *dir, int fd, const 
         b->ndirs++;
     }
     e = &b->e[b->n];
-    *e = (struct cli_batch_ent){
+    *e = (struct ferry_batch_ent){
         .arg = arg, .fd = fd, .dir = k, .seq = seq, .size = size, .recorded = recorded};
     if ((e->name = ferry_strdup(name)) == NULL) {
         rc = -ENOMEM;
@@ -151,12 +152,12 @@ fail:
 }
 
 /* R-RECV-4: the bytes first; one syncfs per file system covers every file on it. */
-static void make_durable(struct cli_batch *b, int *rc)
+static void make_durable(struct ferry_batch *b, int *rc)
 {
     size_t i, j;
     int r;
 
-    if (b->n < CLI_BATCH_SYNCFS_MIN) {
+    if (b->n < FERRY_BATCH_SYNCFS_MIN) {
         for (i = 0; i < b->n; i++)
             rc[i] = fdatasync(b->e[i].fd) != 0 ? -errno : 0;
         return;
@@ -178,14 +179,14 @@ static void make_durable(struct cli_batch *b, int *rc)
     }
 }
 
-void cli_batch_sync(struct cli_batch *b)
+void ferry_batch_sync(struct ferry_batch *b)
 {
     size_t i, k;
     int r;
 
     make_durable(b, b->rc);
     for (i = 0; i < b->n; i++) {
-        struct cli_batch_ent *e = &b->e[i];
+        struct ferry_batch_ent *e = &b->e[i];
         int dfd = b->dirs[e->dir].fd;
 
         e->stage = "cannot make it durable";
@@ -199,7 +200,7 @@ void cli_batch_sync(struct cli_batch *b)
             b->dirs[e->dir].renamed = e->renamed = 1;
             continue;
         }
-        /* Its records go in cli_batch_done, on the thread that owns the state database. */
+        /* Its records go in ferry_batch_done, on the thread that owns the state database. */
         unlinkat(dfd, e->part, 0);
     }
     /* Each folder once, after every rename into it: the renames are durable with it. */
@@ -221,18 +222,19 @@ void cli_batch_sync(struct cli_batch *b)
     }
 }
 
-void cli_batch_done(struct cli_batch *b, cli_batch_done_cb done, void *ctx)
+void ferry_batch_done(struct ferry_batch *b, struct ferry_state *st, ferry_batch_done_cb done,
+                      void *ctx)
 {
     size_t i, k;
 
     for (i = 0; i < b->n; i++) {
-        struct cli_batch_ent *e = &b->e[i];
+        struct ferry_batch_ent *e = &b->e[i];
         /*
          * R-RECV-2: a part file removed, or whose name is the destination's
          * now, takes its records with it.
          */
         if (e->recorded || (b->rc[i] != 0 && !e->renamed))
-            ferry_part_forget(cli_state(), b->dirs[e->dir].fd, e->part);
+            ferry_part_forget(st, b->dirs[e->dir].fd, e->part);
         done(ctx, e, b->rc[i], e->stage);
         ferry_free(e->name);
         e->name = NULL;
@@ -241,99 +243,4 @@ void cli_batch_done(struct cli_batch *b, cli_batch_done_cb done, void *ctx)
         close(b->dirs[k].fd);
     b->n = b->ndirs = 0;
     b->bytes = 0;
-}
-
-/*
- * The flusher: one thread that runs cli_batch_sync while the receiving
- * thread fills the next batch, so that the disk's flush overlaps the
- * network. Two batches at most are ever out: the one filling, the one
- * being made durable.
- */
-struct cli_flusher {
-    pthread_t th;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct cli_batch *job; /* being synced; NULL when idle */
-    int busy;              /* a job was started and not yet taken back */
-    int quit;
-};
-
-static void *flusher_main(void *arg)
-{
-    struct cli_flusher *f = arg;
-    struct cli_batch *b;
-
-    pthread_mutex_lock(&f->mu);
-    for (;;) {
-        while (f->job == NULL && !f->quit)
-            pthread_cond_wait(&f->cv, &f->mu);
-        if (f->job == NULL)
-            break;
-        b = f->job;
-        pthread_mutex_unlock(&f->mu);
-        cli_batch_sync(b);
-        pthread_mutex_lock(&f->mu);
-        f->job = NULL;
-        pthread_cond_broadcast(&f->cv);
-    }
-    pthread_mutex_unlock(&f->mu);
-    return NULL;
-}
-
-int cli_flusher_new(struct cli_flusher **out)
-{
-    struct cli_flusher *f = ferry_calloc(1, sizeof(*f));
-
-    *out = NULL;
-    if (f == NULL)
-        return -ENOMEM;
-    pthread_mutex_init(&f->mu, NULL);
-    pthread_cond_init(&f->cv, NULL);
-    if (pthread_create(&f->th, NULL, flusher_main, f) != 0) {
-        pthread_mutex_destroy(&f->mu);
-        pthread_cond_destroy(&f->cv);
-        ferry_free(f);
-        return -EAGAIN;
-    }
-    *out = f;
-    return 0;
-}
-
-void cli_flusher_free(struct cli_flusher *f)
-{
-    if (f == NULL)
-        return;
-    pthread_mutex_lock(&f->mu);
-    while (f->job != NULL)
-        pthread_cond_wait(&f->cv, &f->mu);
-    f->quit = 1;
-    pthread_cond_broadcast(&f->cv);
-    pthread_mutex_unlock(&f->mu);
-    pthread_join(f->th, NULL);
-    pthread_mutex_destroy(&f->mu);
-    pthread_cond_destroy(&f->cv);
-    ferry_free(f);
-}
-
-void cli_flusher_start(struct cli_flusher *f, struct cli_batch *b)
-{
-    pthread_mutex_lock(&f->mu);
-    f->job = b;
-    f->busy = 1;
-    pthread_cond_broadcast(&f->cv);
-    pthread_mutex_unlock(&f->mu);
-}
-
-int cli_flusher_ready(struct cli_flusher *f, int wait)
-{
-    int ready;
-
-    pthread_mutex_lock(&f->mu);
-    while (wait && f->job != NULL)
-        pthread_cond_wait(&f->cv, &f->mu);
-    ready = f->busy && f->job == NULL;
-    if (ready)
-        f->busy = 0;
-    pthread_mutex_unlock(&f->mu);
-    return ready;
 }

@@ -1,0 +1,1267 @@
+/*
+ * The download job (ferry/download.h): the plan of what to fetch, the
+ * requests kept in a window ahead of what is received, and each file
+ * received into a temporary name, verified, and placed durably in batches.
+ *
+ * It runs on the hub's loop and is driven by what arrives: frames the hub
+ * routes to its port (by the request ids it sends and the transfer ids the
+ * server gives), session events, and the thread pool's completions. A big
+ * file's bytes are hashed and written by the writer's thread; when its
+ * buffers are all in flight, or a TransferComplete arrives before they are
+ * written, the connection is paused and the frame taken again once the
+ * writer says so. Batches are made durable on the pool while the next one
+ * fills.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "download_int.h"
+
+/* R-CHUNK-14: a partial download becomes durable (and resumable) every this many bytes. */
+#define DL_DURABLE_STEP (32u << 20)
+
+static void failmsg(struct ferry_download *g, const char *label, int rc, const char *why)
+{
+    g->failed++;
+    if (g->ops->on_item != NULL)
+        g->ops->on_item(g->arg, label, rc, why);
+}
+
+/* failmsg with the text of a local error code appended ("why: No such file"). */
+void dl_fail_rc(struct ferry_download *g, const char *label, const char *why, int rc)
+{
+    char buf[256];
+
+    snprintf(buf, sizeof(buf), "%s: %s", why,
+             rc < 0 && rc > -4096 ? strerror(-rc) : ferry_strerror(rc));
+    failmsg(g, label, rc, buf);
+}
+
+void dl_fail(struct ferry_download *g, const char *label, const char *why)
+{
+    failmsg(g, label, FERRY_EINTERNAL, why);
+}
+
+/* R-RECV-6: "not enough space" with the figures, for a file refused before it is written. */
+void dl_fail_space(struct ferry_download *g, const char *label, uint64_t need, uint64_t avail)
+{
+    char buf[200];
+
+    snprintf(buf, sizeof(buf),
+             "not enough free space for it (%.1f MB to write, %.1f MB free); nothing was written",
+             (double)need / 1e6, (double)avail / 1e6);
+    failmsg(g, label, -ENOSPC, buf);
+}
+
+void dl_progress(struct ferry_download *g)
+{
+    if (g->ops->on_progress != NULL)
+        g->ops->on_progress(g->arg, &g->prog);
+}
+
+static void mtime_ts(int64_t ns, struct timespec ts[2])
+{
+    ts[0].tv_sec = ts[1].tv_sec = (time_t)(ns / 1000000000);
+    /* Before 1970 only whole seconds: a negative nanosecond part is invalid. */
+    ts[0].tv_nsec = ts[1].tv_nsec = ns < 0 ? 0 : (long)(ns % 1000000000);
+}
+
+/* Sends a command on the live link; a link that is gone is the session's to report. */
+int dl_send(struct ferry_download *g, int32_t type, json_t *body)
+{
+    int rc = ferry_session_send(ferry_hub_session(g->hub), type, body);
+
+    return rc == -ENOTCONN ? 0 : rc;
+}
+
+/* A request with an id of ours, whose answers the hub routes here by that id. */
+int dl_request(struct ferry_download *g, char id[static FERRY_UUID_STR_LEN + 1], int32_t type,
+               json_t *body)
+{
+    uint8_t ref[16];
+    int rc = FERRY_EINTERNAL;
+
+    ferry_uuid_new(id);
+    if (body == NULL)
+        return -ENOMEM;
+    json_object_set_new(body, "id", json_string(id));
+    if (ferry_uuid_to_bytes(id, ref) != 0 || (rc = ferry_hub_claim_ref(g->port, ref)) != 0) {
+        json_decref(body);
+        return rc;
+    }
+    return dl_send(g, type, body);
+}
+
+void dl_unclaim(struct ferry_download *g, const char *id)
+{
+    uint8_t ref[16];
+
+    if (id[0] != '\0' && ferry_uuid_to_bytes(id, ref) == 0)
+        ferry_hub_release_ref(g->port, ref);
+}
+
+/* The oldest acknowledgement this job still owes (R-RECV-5), for the hub's window. */
+static void hold(struct ferry_download *g)
+{
+    uint64_t oldest = FERRY_HUB_NO_SEQ;
+
+    if (g->flushing && g->fbatch.n > 0)
+        oldest = g->fbatch.e[0].seq;
+    else if (g->batch.n > 0)
+        oldest = g->batch.e[0].seq;
+    ferry_hub_port_hold(g->port, oldest);
+}
+
+void dl_inflight(struct ferry_download *g, int delta)
+{
+    if (delta < 0 && g->inflight == 0)
+        return;
+    g->inflight = delta > 0 ? g->inflight + 1 : g->inflight - 1;
+    ferry_hub_downloads(g->hub, delta);
+}
+
+static void end_tid(struct ferry_download *g);
+
+/* Hands the filled buffer to the writer thread. */
+static void submit(struct ferry_download *g)
+{
+    if (g->wb != NULL)
+        ferry_writer_submit(g->wr, g->wb, g->wlen);
+    g->wb = NULL;
+    g->wlen = 0;
+}
+
+/* Whether n more bytes can be taken now without waiting for a writer buffer. */
+static int writer_room(struct ferry_download *g, size_t n)
+{
+    if (g->inl || !g->active)
+        return 1;
+    if (g->wb != NULL && FERRY_WRITER_BUF - g->wlen >= n)
+        return 1;
+    return ferry_writer_ready(g->wr);
+}
+
+/* Copies received bytes into writer buffers; < 0 once the file failed. */
+static int put_bytes(struct ferry_download *g, const uint8_t *p, size_t n)
+{
+    size_t k;
+
+    if (g->inl) {
+        /* begin() checked the size, and the receive path each frame against it. */
+        memcpy(g->ibuf + g->got, p, n);
+        return 0;
+    }
+    while (n > 0) {
+        /* writer_room() said a buffer is free: this does not wait. */
+        if (g->wb == NULL && (g->wb = ferry_writer_buf(g->wr)) == NULL)
+            return FERRY_EINTERNAL;
+        k = FERRY_WRITER_BUF - g->wlen < n ? FERRY_WRITER_BUF - g->wlen : n;
+        memcpy(g->wb + g->wlen, p, k);
+        g->wlen += k;
+        p += k;
+        n -= k;
+        if (g->wlen == FERRY_WRITER_BUF) {
+            submit(g);
+            g->unsynced += FERRY_WRITER_BUF;
+        }
+        /*
+         * R-CHUNK-14: the writer thread fdatasyncs every 32 MiB by itself;
+         * what it made durable is recorded here, without waiting for it,
+         * bound to this part file's identity (R-RECV-2).
+         */
+        if (g->unsynced >= DL_DURABLE_STEP && g->wb == NULL) {
+            uint64_t durable = ferry_writer_durable(g->wr);
+            g->unsynced = 0;
+            if (durable > g->recorded) {
+                ferry_part_record(g->st, g->dirfd, g->tmpname, g->hash, &g->part_id, durable);
+                g->recorded = durable;
+            }
+        }
+    }
+    return 0;
+}
+
+/*
+ * Gives up the file being received: its part file is removed with every
+ * record of it (R-RECV-2), and it is reported. rc, when not 0, is the local
+ * error appended to why.
+ */
+static void fail_current(struct ferry_download *g, const char *why, int rc)
+{
+    char cid[FERRY_CID_LEN + 1];
+
+    if (g->cur == NULL)
+        return;
+    if (g->fd >= 0) {
+        submit(g);
+        if (!g->inl && ferry_writer_busy(g->wr))
+            ferry_writer_end(g->wr, cid);
+        close(g->fd);
+        unlinkat(g->dirfd, g->tmpname, 0);
+        ferry_part_forget(g->st, g->dirfd, g->tmpname);
+    }
+    if (g->dirfd >= 0)
+        close(g->dirfd);
+    g->fd = g->dirfd = -1;
+    g->active = 0;
+    g->cur->state = DL_FAILED;
+    if (rc != 0)
+        dl_fail_rc(g, g->cur->label, why, rc);
+    else
+        dl_fail(g, g->cur->label, why);
+    g->cur = NULL;
+}
+
+/* R-XFER-4: stops the server sending a download given up before its data. */
+static int cancel_current(struct ferry_download *g)
+{
+    char tidhex[33];
+
+    ferry_hex_encode(g->tid, FERRY_TID_LEN, tidhex);
+    /* No TransferComplete may follow: its window slot frees now. */
+    g->have_tid = 0;
+    end_tid(g);
+    dl_inflight(g, -1);
+    return dl_send(g, FERRY_MSG_TRANSFER_CANCEL, json_pack("{s:s}", "tid", tidhex));
+}
+
+/*
+ * The current file's folder (created if missing) and, R-RECV-6, room for
+ * what is still to be written, with the margin, before any part file is
+ * created or sized: a declared size is only a claim. 0 when admitted; 1 when
+ * the folder failed, 2 when the space was refused (said, the file failed).
+ */
+static int admit(struct ferry_download *g, struct dl *d, const struct ferry_dir **dir)
+{
+    char parent[FERRY_PATH_MAX + 1];
+    const char *slash = strrchr(d->rel, '/');
+    uint64_t avail;
+    int rc;
+
+    snprintf(parent, sizeof(parent), "%.*s", slash != NULL ? (int)(slash - d->rel) : 0, d->rel);
+    if ((rc = ferry_dircache_get(&g->dc, d->rootfd, parent, 1, dir)) != 0) {
+        fail_current(g, "cannot create its folder", rc);
+        return 1;
+    }
+    if ((rc = ferry_part_space_reserve(&g->space, (*dir)->fd, (*dir)->dev, g->size - d->resume,
+                                       &avail)) != 0) {
+        if (rc == -ENOSPC)
+            dl_fail_space(g, d->label, g->size - d->resume, avail);
+        else
+            dl_fail_rc(g, d->label, "cannot check the free space", rc);
+        d->state = DL_FAILED;
+        g->cur = NULL;
+        return 2;
+    }
+    return 0;
+}
+
+static void writer_wake_cb(uv_async_t *a)
+{
+    struct ferry_download *g = a->data;
+    struct ferry_conn *c;
+
+    /* The writer freed a buffer or went idle: the frame held back is taken again. */
+    if (g->paused && (c = ferry_session_conn(ferry_hub_session(g->hub))) != NULL) {
+        g->paused = 0;
+        ferry_conn_resume(c);
+    }
+}
+
+static void writer_notify(void *arg)
+{
+    struct ferry_download *g = arg;
+
+    uv_async_send(&g->wake);
+}
+
+/* The writer thread, made at the first file too big to check in memory. */
+static int need_writer(struct ferry_download *g)
+{
+    int rc;
+
+    if (g->wr != NULL)
+        return 0;
+    if ((rc = ferry_writer_new(&g->wr)) != 0)
+        return rc;
+    ferry_writer_set_notify(g->wr, writer_notify, g);
+    return 0;
+}
+
+static int begin(struct ferry_download *g, struct dl *d, const struct ferry_cmd *m)
+{
+    const char *tid = json_string_value(json_object_get(m->body, "tid"));
+    const char *hash = json_string_value(json_object_get(m->body, "hash"));
+    json_t *size = json_object_get(m->body, "size");
+    const struct ferry_dir *dir;
+    int rc;
+
+    if (tid == NULL || ferry_hex_decode(tid, g->tid, 16) != 0 || hash == NULL ||
+        !ferry_cid_valid(hash) || !json_is_integer(size) || json_integer_value(size) < 0)
+        return FERRY_EPROTO;
+    if ((rc = ferry_hub_claim_tid(g->port, g->tid)) != 0)
+        return rc == FERRY_EEXIST ? FERRY_EPROTO : rc;
+    g->cur = d;
+    g->prog.state = NULL;
+    g->prog.name = d->label;
+    g->have_tid = 1;
+    g->size = (uint64_t)json_integer_value(size);
+    g->got = 0;
+    g->mtime = json_integer_value(json_object_get(m->body, "mtime"));
+    g->exec = json_is_true(json_object_get(m->body, "exec"));
+    snprintf(g->hash, sizeof(g->hash), "%s", hash);
+    g->fd = g->dirfd = -1;
+    /* Resume only what the server agreed to send the rest of (its Transfer's hash). */
+    if (d->resume > 0 && (strcmp(d->cid, g->hash) != 0 || d->resume > g->size))
+        d->resume = 0;
+    if ((rc = admit(g, d, &dir)) != 0)
+        return rc == 2 ? cancel_current(g) : 0;
+    g->inl = d->resume == 0 && g->size <= DL_INLINE_MAX && strncmp(g->hash, "sha256:", 7) == 0;
+    if (g->inl && g->ibuf == NULL && (g->ibuf = ferry_malloc(DL_INLINE_MAX)) == NULL)
+        g->inl = 0;
+    if (g->inl) {
+        /* R-RECV-3: checked in memory; its part file is made once it is verified (place_inline). */
+        g->recorded = g->unsynced = 0;
+        g->active = 1;
+        return 0;
+    }
+    if ((rc = need_writer(g)) != 0) {
+        fail_current(g, "cannot start writing", rc);
+        return 0;
+    }
+    g->dir = *dir;
+    g->dir.rel = NULL; /* the cache's: only the identity is kept */
+    if ((g->dirfd = fcntl(dir->fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+        fail_current(g, "cannot open its folder", -errno);
+        return 0;
+    }
+    /* R-CHUNK-14: the part file's name follows from the content and the destination. */
+    ferry_part_name(g->hash, d->rel, g->tmpname);
+    /* R-RECV-1: no symlink followed, ours alone: a planted temp name cannot redirect us. */
+    if ((rc = ferry_part_open(g->dirfd, g->tmpname, &g->part_id)) < 0) {
+        fail_current(g,
+                     rc == -EPERM ? "cannot create its temporary file (a foreign file in the way?)"
+                                  : "cannot create its temporary file",
+                     rc == -EPERM ? 0 : rc);
+        return 0;
+    }
+    g->fd = rc;
+    /* R-RECV-2: the prefix offered was in a part file that is not this one any more. */
+    if (d->resume > 0 && !ferry_part_same(&g->part_id, &d->part_id)) {
+        fail_current(g, "its partial file changed during the download; run the same command again",
+                     0);
+        return 0;
+    }
+    if (ftruncate(g->fd, (off_t)d->resume) != 0) {
+        fail_current(g, "cannot write it", -errno);
+        return 0;
+    }
+    g->active = 1;
+    /* R-CHUNK-10: a chunked file is checked by re-chunking what arrives. */
+    if ((strncmp(g->hash, FERRY_CID_CHUNKS_PREFIX, 7) == 0
+             ? ferry_writer_begin_chunked(g->wr, g->fd)
+             : ferry_writer_begin(g->wr, g->fd)) != 0 ||
+        (d->resume > 0 && ferry_writer_resume(g->wr, d->resume) != 0)) {
+        fail_current(g, "cannot start writing", 0);
+        return 0;
+    }
+    ferry_writer_sync_every(g->wr, DL_DURABLE_STEP);
+    g->got = d->resume;
+    g->recorded = d->resume;
+    g->unsynced = 0;
+    g->resumed += d->resume;
+    g->prog.bytes_done += d->resume;
+    g->prog.bytes_skipped += d->resume;
+    return 0;
+}
+
+/* One file of a flushed batch: received once durable in place, then acknowledged. */
+static void placed(void *arg, struct ferry_batch_ent *e, int rc, const char *stage)
+{
+    struct ferry_download *g = arg;
+    struct dl *d = e->arg;
+    char tidhex[33];
+
+    if (rc != 0) {
+        d->state = DL_FAILED;
+        dl_fail_rc(g, d->label, stage, rc);
+        return;
+    }
+    d->state = DL_DONE;
+    g->prog.files_done++;
+    /* An acknowledgement belongs to the link its download came on (R-XFER-3). */
+    if (d->link != g->link || !ferry_hub_is_up(g->hub) || g->ack_rc != 0)
+        return;
+    /* R-XFER-6: a 1.3 server takes the batch's acknowledgements together (send_acks). */
+    if (ferry_hub_minor(g->hub) >= 3 && g->nacks < DL_BATCH_CAP) {
+        memcpy(g->acks[g->nacks++], e->tid, FERRY_TID_LEN);
+        return;
+    }
+    /* Seed 000: the receiver acknowledges after its check; R-RECV-4: and once durable. */
+    ferry_hex_encode(e->tid, FERRY_TID_LEN, tidhex);
+    g->ack_rc = dl_send(g, FERRY_MSG_TRANSFER_COMPLETE,
+                        json_pack("{s:s, s:s}", "tid", tidhex, "hash", e->cid));
+}
+
+/* R-XFER-6: the acknowledgements placed() gathered, 256 to a TransferComplete. */
+static int send_acks(struct ferry_download *g)
+{
+    char tidhex[33];
+    size_t i = 0, k;
+    json_t *a;
+    int rc = 0;
+
+    while (rc == 0 && i < g->nacks) {
+        if ((a = json_array()) == NULL) {
+            rc = -ENOMEM;
+            break;
+        }
+        for (k = 0; k < FERRY_ACK_TIDS_MAX && i < g->nacks; k++, i++) {
+            ferry_hex_encode(g->acks[i], FERRY_TID_LEN, tidhex);
+            json_array_append_new(a, json_string(tidhex));
+        }
+        rc = dl_send(g, FERRY_MSG_TRANSFER_COMPLETE, json_pack("{s:o}", "tids", a));
+    }
+    g->nacks = 0;
+    return rc;
+}
+
+/* Reports every file of a batch made durable, then acknowledges them. */
+static int report(struct ferry_download *g, struct ferry_batch *b)
+{
+    int rc;
+
+    g->nacks = 0;
+    g->ack_rc = 0;
+    ferry_batch_done(b, g->st, placed, g);
+    rc = send_acks(g);
+    hold(g);
+    dl_progress(g);
+    return g->ack_rc != 0 ? g->ack_rc : rc;
+}
+
+static int flush_work(void *arg)
+{
+    struct ferry_download *g = arg;
+
+    /* R-RECV-4: system calls on the batch only; the loop fills the other one meanwhile. */
+    ferry_batch_sync(&g->fbatch);
+    return 0;
+}
+
+static void flush_done(void *arg, int status)
+{
+    struct ferry_download *g = arg;
+    int rc;
+
+    (void)status; /* each file's result is in the batch */
+    g->flushing = 0;
+    if ((rc = report(g, &g->fbatch)) != 0 && g->fatal == 0)
+        g->fatal = rc;
+    dl_pump(g);
+}
+
+/*
+ * R-RECV-4: hands the batch to a pool thread, once the batch before it is
+ * taken back; receiving goes on meanwhile. 0 when handed over or when the
+ * pool is busy (the flush that ends starts the next).
+ */
+int dl_flush(struct ferry_download *g)
+{
+    struct ferry_batch empty;
+    int rc;
+
+    if (g->batch.n == 0 || g->flushing)
+        return 0;
+    /* Folders are opened again for the next batch: one replaced meanwhile is seen. */
+    ferry_dircache_clear(&g->dc);
+    empty = g->fbatch;
+    g->fbatch = g->batch;
+    g->batch = empty;
+    g->flushing = 1;
+    if ((rc = ferry_pool_submit(g->pool, flush_work, flush_done, g, NULL)) != 0) {
+        /* Without the pool the batch is made durable here (slower, as safe). */
+        ferry_batch_sync(&g->fbatch);
+        g->flushing = 0;
+        return report(g, &g->fbatch);
+    }
+    hold(g);
+    return 0;
+}
+
+/* A small file is checked in memory, before anything of it is on disk; FERRY_EHASH if wrong. */
+static int verify_inline(struct ferry_download *g, char cid[static FERRY_CID_LEN + 1])
+{
+    uint8_t h[32];
+
+    ferry_sha256_buf(g->ibuf, (size_t)g->got, h);
+    memcpy(cid, "sha256:", 7);
+    ferry_hex_encode(h, sizeof(h), cid + 7);
+    if (g->got != g->size || strcmp(cid, g->hash) != 0)
+        return FERRY_EHASH;
+    return 0;
+}
+
+/* Adds a verified file to the batch, or reports why it cannot be kept; 0 when added. */
+static int batch_add(struct ferry_download *g, const struct ferry_dir *dir, int fd,
+                     const char *name, const char *cid, int recorded, struct dl *d)
+{
+    int rc;
+
+    /*
+     * R-RECV-4: a full batch is flushed first when the pool is free; while it
+     * is not, the batch takes the files of the window beyond its mark (the
+     * window of R-RECV-5 bounds them, and it holds room for them).
+     */
+    if (ferry_batch_full(&g->batch) && !g->flushing)
+        dl_flush(g);
+    if (g->batch.n >= g->batch.cap) {
+        close(fd);
+        return -ENOBUFS;
+    }
+    d->link = g->link;
+    rc = ferry_batch_add(&g->batch, dir, fd, g->tmpname, name, cid, g->tid,
+                         ferry_hub_tc_seq(g->hub), g->size, recorded, d);
+    /* Its acknowledgement is owed from now: the window of R-RECV-5 counts from it. */
+    hold(g);
+    return rc;
+}
+
+/*
+ * A small file verified in memory (R-RECV-3) gets its part file now, new
+ * and with its final mode (R-RECV-1), written whole, timed, and joins the
+ * batch: one openat, one write and one futimens in all.
+ */
+static int place_inline(struct ferry_download *g, struct dl *d, const char *name, const char *cid)
+{
+    char parent[FERRY_PATH_MAX + 1];
+    const char *slash = strrchr(d->rel, '/'), *why = "cannot write it";
+    const struct ferry_dir *dir;
+    struct timespec ts[2];
+    size_t off = 0;
+    ssize_t n;
+    int fd, fresh, rc = 0;
+
+    snprintf(parent, sizeof(parent), "%.*s", slash != NULL ? (int)(slash - d->rel) : 0, d->rel);
+    if ((rc = ferry_dircache_get(&g->dc, d->rootfd, parent, 1, &dir)) != 0) {
+        fail_current(g, "cannot create its folder", rc);
+        return 0;
+    }
+    ferry_part_name(g->hash, d->rel, g->tmpname);
+    fd = ferry_part_create(dir->fd, g->tmpname, (g->exec ? 0777 : 0666) & ~g->umask, &fresh);
+    if (fd < 0) {
+        fail_current(g,
+                     fd == -EPERM ? "cannot create its temporary file (a foreign file in the way?)"
+                                  : "cannot create its temporary file",
+                     fd == -EPERM ? 0 : fd);
+        return 0;
+    }
+    while (rc == 0 && off < g->got) {
+        n = write(fd, g->ibuf + off, (size_t)g->got - off);
+        if (n < 0 && errno != EINTR)
+            rc = -errno;
+        else if (n > 0)
+            off += (size_t)n;
+    }
+    mtime_ts(g->mtime, ts);
+    if (rc == 0 && futimens(fd, ts) != 0) {
+        rc = -errno;
+        why = "cannot set its mode and time";
+    }
+    if (rc == 0) {
+        /* A part file that was there may have records: they go once it is placed. */
+        rc = batch_add(g, dir, fd, name, cid, !fresh, d);
+        why = "cannot keep it for placing";
+    } else {
+        close(fd);
+    }
+    if (rc != 0) {
+        unlinkat(dir->fd, g->tmpname, 0);
+        if (!fresh)
+            ferry_part_forget(g->st, dir->fd, g->tmpname);
+        fail_current(g, why, rc);
+        return 0;
+    }
+    d->state = DL_VERIFIED;
+    g->cur = NULL;
+    g->active = 0;
+    return 0;
+}
+
+static int finish(struct ferry_download *g)
+{
+    const char *name = strrchr(g->cur->rel, '/');
+    char cid[FERRY_CID_LEN + 1];
+    struct timespec ts[2];
+    struct dl *d = g->cur;
+    int rc;
+
+    name = name != NULL ? name + 1 : g->cur->rel;
+    if (g->inl) {
+        rc = verify_inline(g, cid);
+    } else {
+        submit(g);
+        /* dl_frame waited (paused) until the writer was idle: this does not wait. */
+        rc = ferry_writer_end(g->wr, cid);
+    }
+    g->prog.state = NULL;
+    if (rc != 0) {
+        fail_current(g,
+                     rc == FERRY_EHASH ? "content did not match its hash; nothing was written"
+                                       : "cannot write it",
+                     rc == FERRY_EHASH ? 0 : rc);
+        return 0;
+    }
+    /* Seed 000: the receiver checks the hash before anything is visible. */
+    if (g->got != g->size || strcmp(cid, g->hash) != 0) {
+        fail_current(g, "content did not match its hash; nothing was written", 0);
+        return 0;
+    }
+    if (g->inl)
+        return place_inline(g, d, name, cid);
+    mtime_ts(g->mtime, ts);
+    if (fchmod(g->fd, (g->exec ? 0777 : 0666) & ~g->umask) != 0 || futimens(g->fd, ts) != 0) {
+        fail_current(g, "cannot set its mode and time", -errno);
+        return 0;
+    }
+    g->dir.fd = g->dirfd;
+    rc = batch_add(g, &g->dir, g->fd, name, cid, g->recorded > 0 || d->resume > 0, d);
+    g->fd = -1; /* the batch's now, or closed */
+    if (rc != 0) {
+        unlinkat(g->dirfd, g->tmpname, 0);
+        ferry_part_forget(g->st, g->dirfd, g->tmpname);
+        fail_current(g, "cannot keep it for placing", rc);
+        return 0;
+    }
+    close(g->dirfd);
+    g->dirfd = -1;
+    d->state = DL_VERIFIED;
+    g->cur = NULL;
+    g->active = 0;
+    return 0;
+}
+
+/*
+ * R-XFER-7, R-FILE-3: a whole small file in one frame, begun as a Transfer
+ * begins a small file (R-RECV-6 first), its bytes taken in memory, and
+ * finished at once: checked against its hash, then placed in the batch.
+ * The server is done with it: nothing is cancelled if it fails here.
+ */
+static int take_file(struct ferry_download *g, struct dl *d, const struct ferry_file_frame *f)
+{
+    const struct ferry_dir *dir;
+
+    g->cur = d;
+    g->prog.state = NULL;
+    g->prog.name = d->label;
+    g->have_tid = 0; /* no TransferComplete follows */
+    memcpy(g->tid, f->tid, FERRY_TID_LEN);
+    g->size = f->len;
+    g->got = 0;
+    g->mtime = f->mtime;
+    g->exec = f->exec;
+    memcpy(g->hash, "sha256:", 7);
+    ferry_hex_encode(f->sha256, sizeof(f->sha256), g->hash + 7);
+    g->fd = g->dirfd = -1;
+    d->resume = 0; /* a file frame answers only a Download from byte 0 */
+    /* The server is done with it: a refusal here cancels nothing. */
+    if (admit(g, d, &dir) != 0)
+        return 0;
+    if (g->ibuf == NULL && (g->ibuf = ferry_malloc(DL_INLINE_MAX)) == NULL)
+        return -ENOMEM;
+    memcpy(g->ibuf, f->bytes, f->len);
+    g->inl = 1;
+    g->active = 1;
+    g->recorded = g->unsynced = 0;
+    g->got = f->len;
+    g->prog.bytes_done += f->len;
+    return finish(g);
+}
+
+/* The download a request id names, among those asked for and not finished. */
+static struct dl *by_ref(struct ferry_download *g, const char *ref)
+{
+    size_t i;
+
+    for (i = g->first; ref != NULL && i < g->n; i++)
+        if (g->v[i].state == DL_REQUESTED && strcmp(g->v[i].id, ref) == 0)
+            return &g->v[i];
+    return NULL;
+}
+
+/* The end of a transfer announced by a Transfer: its tid and request id go back to the hub. */
+static void end_tid(struct ferry_download *g)
+{
+    ferry_hub_release_tid(g->port, g->tid);
+    dl_unclaim(g, g->cur_id);
+    g->cur_id[0] = '\0';
+}
+
+/* Pauses the link until the writer has room; the hub delivers the frame again then. */
+static int wait_writer(struct ferry_download *g)
+{
+    struct ferry_conn *c = ferry_session_conn(ferry_hub_session(g->hub));
+
+    if (c == NULL)
+        return 0;
+    ferry_conn_pause(c);
+    g->paused = 1;
+    /* The writer may have freed a buffer just before the pause: look again. */
+    uv_async_send(&g->wake);
+    return 1;
+}
+
+static int on_data(struct ferry_download *g, const struct ferry_frame *f)
+{
+    struct ferry_data d;
+
+    if (ferry_data_decode(f->payload, f->payload_len, &d) != 0)
+        return FERRY_EPROTO;
+    if (g->cur != NULL && g->cur->phase == 1 && g->cur->piece != NULL &&
+        memcmp(d.tid, g->tid, 16) == 0)
+        return ferry_piece_list_data(g->cur->piece, d.offset, d.bytes, d.len) != 0 ? FERRY_EPROTO
+                                                                                   : 0;
+    if (g->cur == NULL || memcmp(d.tid, g->tid, 16) != 0)
+        return g->cur == NULL ? 0 : FERRY_EPROTO; /* data of a transfer given up: dropped */
+    if (d.offset != g->got || d.len > g->size - g->got)
+        return FERRY_EPROTO;
+    if (g->active && !writer_room(g, d.len))
+        return wait_writer(g);
+    if (g->active && put_bytes(g, d.bytes, d.len) != 0) {
+        char cid[FERRY_CID_LEN + 1];
+        int werr;
+        g->got += d.len;
+        submit(g);
+        werr = ferry_writer_end(g->wr, cid);
+        fail_current(g, "cannot write it", werr != 0 ? werr : FERRY_EINTERNAL);
+        return 0;
+    }
+    g->got += d.len;
+    g->prog.bytes_done += d.len;
+    ferry_session_progress(ferry_hub_session(g->hub));
+    dl_progress(g);
+    return 0;
+}
+
+static int on_transfer_complete(struct ferry_download *g, const struct ferry_cmd *m)
+{
+    const char *t = json_string_value(json_object_get(m->body, "tid"));
+    uint8_t tid[16];
+
+    if (t == NULL || ferry_hex_decode(t, tid, 16) != 0)
+        return FERRY_EPROTO;
+    if (memcmp(tid, g->tid, 16) != 0 || !g->have_tid)
+        return 0;
+    /* A file the writer is still hashing: taken again once it is done, never waited for. */
+    if (g->cur != NULL && g->cur->piece == NULL && g->active && !g->inl) {
+        submit(g);
+        if (!ferry_writer_idle(g->wr)) {
+            g->prog.state = "verifying";
+            dl_progress(g);
+            return wait_writer(g);
+        }
+    }
+    /* Also for a transfer abandoned locally: its window slot frees now. */
+    dl_inflight(g, -1);
+    g->have_tid = 0;
+    end_tid(g);
+    ferry_session_progress(ferry_hub_session(g->hub));
+    if (g->cur != NULL && g->cur->piece != NULL)
+        return g->cur->phase == 1 ? dl_patch_list_done(g) : dl_patch_chunks_done(g);
+    return g->cur != NULL && g->active ? finish(g) : 0;
+}
+
+static int on_error(struct ferry_download *g, const struct ferry_cmd *m)
+{
+    const char *t = json_string_value(json_object_get(m->body, "tid"));
+    const char *ref = json_string_value(json_object_get(m->body, "ref"));
+    const char *msg = json_string_value(json_object_get(m->body, "message"));
+    json_t *code = json_object_get(m->body, "code");
+    json_int_t wire = json_is_integer(code) ? json_integer_value(code) : 10;
+    int rc = ferry_err_from_wire(wire >= INT_MIN && wire <= INT_MAX ? (int)wire : 10);
+    struct dl *x;
+
+    if (msg == NULL)
+        msg = "error";
+    if (ref != NULL && dl_plan_error(g, ref, rc, msg))
+        return 0;
+    x = by_ref(g, ref);
+    if (x == NULL) {
+        if (t != NULL)
+            return 0; /* about a transfer of ours given up */
+        /* About the connection as a whole: the server is at fault or going. */
+        dl_fail(g, "server", msg);
+        return FERRY_EPROTO;
+    }
+    dl_unclaim(g, x->id);
+    dl_inflight(g, -1);
+    if (x == g->cur) {
+        g->have_tid = 0;
+        end_tid(g);
+    }
+    if (x->piece != NULL) {
+        if (x == g->cur)
+            g->cur = NULL;
+        return dl_patch_error(g, x, rc, msg);
+    }
+    if (x == g->cur) {
+        fail_current(g, msg, 0);
+    } else {
+        x->state = DL_FAILED;
+        failmsg(g, x->label, rc, msg);
+    }
+    return 0;
+}
+
+static int on_transfer(struct ferry_download *g, const struct ferry_cmd *m)
+{
+    struct dl *x = by_ref(g, json_string_value(json_object_get(m->body, "ref")));
+
+    if (x == NULL || g->cur != NULL)
+        return FERRY_EPROTO;
+    memcpy(g->cur_id, x->id, sizeof(g->cur_id));
+    if (json_object_get(m->body, "list_len") != NULL)
+        return dl_patch_list_begin(g, x, m);
+    if (x->phase == 2)
+        return dl_patch_chunks_begin(g, x, m);
+    return begin(g, x, m);
+}
+
+static int on_file(struct ferry_download *g, const struct ferry_frame *f)
+{
+    struct ferry_file_frame ff;
+    char ref[FERRY_UUID_STR_LEN + 1];
+    struct dl *x;
+
+    if (ferry_file_frame_decode(f->payload, f->payload_len, &ff) != 0)
+        return FERRY_EPROTO;
+    /* R-FILE-3: an answer to one of our Downloads, while no other arrives. */
+    ferry_uuid_from_bytes(ff.ref, ref);
+    x = by_ref(g, ref);
+    if (x == NULL || g->cur != NULL || x->phase != 0)
+        return FERRY_EPROTO;
+    dl_unclaim(g, x->id);
+    /* R-RECV-5, R-XFER-7: finished on the server, as a TransferComplete says. */
+    dl_inflight(g, -1);
+    ferry_session_progress(ferry_hub_session(g->hub));
+    return take_file(g, x, &ff);
+}
+
+static int dl_frame(void *arg, const struct ferry_frame *f, const struct ferry_cmd *m)
+{
+    struct ferry_download *g = arg;
+    int rc = 0;
+
+    if (g->over)
+        return 0;
+    switch (f->type) {
+    case FERRY_FRAME_DATA:
+        rc = on_data(g, f);
+        break;
+    case FERRY_FRAME_CHUNK: {
+        struct ferry_chunk_frame cf;
+        if (ferry_chunk_frame_decode(f->payload, f->payload_len, &cf) != 0)
+            return FERRY_EPROTO;
+        if (g->cur == NULL)
+            break; /* chunks of a transfer given up */
+        if (g->cur->phase != 2 || memcmp(cf.tid, g->tid, 16) != 0)
+            rc = FERRY_EPROTO;
+        else
+            rc = dl_patch_chunk(g, &cf);
+        break;
+    }
+    case FERRY_FRAME_FILE:
+        rc = on_file(g, f);
+        break;
+    case FERRY_FRAME_COMMAND:
+        if (m->type == FERRY_MSG_TRANSFER)
+            rc = on_transfer(g, m);
+        else if (m->type == FERRY_MSG_TRANSFER_COMPLETE)
+            rc = on_transfer_complete(g, m);
+        else if (m->type == FERRY_MSG_ERROR)
+            rc = on_error(g, m);
+        else if (m->type == FERRY_MSG_DIRPAGE)
+            rc = dl_plan_reply(g, m);
+        break;
+    default:
+        break;
+    }
+    if (rc == 1)
+        return 1; /* paused: the same frame comes again */
+    if (rc < 0) {
+        /* The session ends for this fault; the job reports its own error, not the session's. */
+        if (g->fatal == 0)
+            g->fatal = rc;
+        return rc;
+    }
+    dl_pump(g);
+    return 0;
+}
+
+/* R-RECV-4: whether the batch should go to the pool now. */
+static int flush_due(const struct ferry_download *g)
+{
+    if (g->batch.n == 0 || g->flushing)
+        return 0;
+    /*
+     * Group commit: a batch of FERRY_BATCH_MIN files goes as soon as the
+     * pool is idle (a slow disk makes batches larger rather than the wait
+     * longer), any batch when nothing requested is on its way, and a full
+     * one at once.
+     */
+    return g->batch.n >= FERRY_BATCH_MIN || g->inflight == 0 || ferry_batch_full(&g->batch);
+}
+
+/* Sends the next Download (or list request); 0 or < 0. */
+static int request(struct ferry_download *g, struct dl *x)
+{
+    json_t *req;
+
+    /* R-CHUNK-15: local bytes to build on: ask for the list first. */
+    if (ferry_hub_minor(g->hub) >= 1 && dl_has_local(g, x))
+        return dl_ask_list(g, x);
+    x->state = DL_REQUESTED;
+    dl_inflight(g, +1);
+    req = json_pack("{s:I}", "file_id", (json_int_t)x->file_id);
+    x->resume = 0;
+    if (req != NULL)
+        dl_offer_resume(g, x, req);
+    return dl_request(g, x->id, FERRY_MSG_DOWNLOAD, req);
+}
+
+void dl_pump(struct ferry_download *g)
+{
+    int rc = 0;
+
+    if (g->over || g->pumping)
+        return;
+    g->pumping = 1;
+    if (g->fatal != 0 || g->cancelled) {
+        dl_end(g, g->fatal != 0 ? g->fatal : FERRY_ECANCELED);
+        goto out;
+    }
+    if (!g->planned || !ferry_hub_is_up(g->hub))
+        goto out;
+    if (flush_due(g) && (rc = dl_flush(g)) != 0)
+        goto fail;
+    /* Keep a window of requests ahead of the one being received (R-PIPE-1, R-RECV-5). */
+    while (g->next < g->n && ferry_hub_may_download(g->hub)) {
+        struct dl *x = &g->v[g->next++];
+        if (x->state != DL_QUEUED)
+            continue; /* received (or failed) on an earlier link */
+        if ((rc = request(g, x)) != 0)
+            goto fail;
+    }
+    while (g->first < g->n && g->v[g->first].state >= DL_DONE)
+        g->first++;
+    /* Everything answered: what waits in the batch becomes durable, and that is all. */
+    if (g->first == g->n && g->cur == NULL && !g->flushing) {
+        if (g->batch.n > 0)
+            rc = dl_flush(g);
+        else
+            dl_end(g, 0);
+    }
+fail:
+    if (rc != 0 && g->fatal == 0) {
+        g->fatal = rc;
+        dl_end(g, rc);
+    }
+out:
+    g->pumping = 0;
+}
+
+/* A download cut by a lost link goes back to the queue, what is durable of it kept. */
+static void requeue_all(struct ferry_download *g)
+{
+    char cid[FERRY_CID_LEN + 1];
+    size_t k;
+
+    if (g->cur != NULL) {
+        /* A small file is all in memory, without a part file: nothing to keep. */
+        if (g->fd >= 0 && !g->inl) {
+            uint64_t durable = 0;
+            /* R-CHUNK-14: what is written is made durable and kept for the retry. */
+            submit(g);
+            if (ferry_writer_sync(g->wr, &durable) == 0 && durable > 0)
+                ferry_part_record(g->st, g->dirfd, g->tmpname, g->hash, &g->part_id, durable);
+            ferry_writer_end(g->wr, cid);
+            close(g->fd);
+        }
+        if (g->dirfd >= 0)
+            close(g->dirfd);
+        g->fd = g->dirfd = -1;
+        g->active = 0;
+        if (g->cur->piece == NULL)
+            g->prog.bytes_done -= g->got;
+        g->cur = NULL;
+    }
+    if (g->have_tid)
+        end_tid(g);
+    g->have_tid = 0;
+    for (k = 0; k < g->n; k++) {
+        struct dl *x = &g->v[k];
+        if (x->state != DL_REQUESTED)
+            continue;
+        dl_unclaim(g, x->id);
+        x->state = DL_QUEUED;
+        /* R-CHUNK-16: what is written becomes durable and recorded for the retry. */
+        if (x->piece != NULL) {
+            ferry_piece_sync(x->piece);
+            ferry_piece_free(x->piece);
+            x->piece = NULL;
+        }
+        x->phase = 0;
+        g->prog.bytes_done -= x->counted;
+        g->prog.bytes_skipped -=
+            x->counted < g->prog.bytes_skipped ? x->counted : g->prog.bytes_skipped;
+        x->counted = 0;
+    }
+    g->inflight = 0;
+    g->next = g->first;
+}
+
+static void dl_down(void *arg, int rc)
+{
+    struct ferry_download *g = arg;
+
+    (void)rc;
+    if (g->over)
+        return;
+    /* Files verified on the lost link are placed, but nobody is left to acknowledge them to. */
+    g->link++;
+    g->paused = 0;
+    if (!g->planned) {
+        dl_plan_reset(g);
+        return;
+    }
+    requeue_all(g);
+}
+
+static void dl_up(void *arg, const struct ferry_session_info *info)
+{
+    struct ferry_download *g = arg;
+
+    (void)info;
+    if (g->over || !g->started)
+        return;
+    g->batch.max = g->fbatch.max = ferry_batch_files(ferry_hub_acks(g->hub));
+    if (!g->planned) {
+        dl_plan_start(g);
+        return;
+    }
+    dl_pump(g);
+}
+
+static void dl_closed(void *arg, int rc)
+{
+    struct ferry_download *g = arg;
+
+    if (g->over)
+        return;
+    if (g->fatal == 0)
+        g->fatal = rc != 0 ? rc : -ECONNRESET;
+    dl_down(g, g->fatal);
+    dl_end(g, g->fatal);
+}
+
+static const struct ferry_hub_port_ops dl_port_ops = {
+    .on_up = dl_up,
+    .on_down = dl_down,
+    .on_close = dl_closed,
+    .on_frame = dl_frame,
+};
+
+/* Folder times last, deepest first: writing files into them changed them. */
+static void set_dir_times(struct ferry_download *g)
+{
+    size_t k;
+
+    for (k = g->ndirs; k-- > 0;) {
+        struct timespec ts[2];
+        int fd = g->dirs[k].rel[0] ? ferry_open_beneath(g->dirs[k].rootfd, g->dirs[k].rel,
+                                                        O_RDONLY | O_DIRECTORY, 0)
+                                   : fcntl(g->dirs[k].rootfd, F_DUPFD_CLOEXEC, 0);
+        if (fd < 0)
+            continue;
+        mtime_ts(g->dirs[k].mtime, ts);
+        futimens(fd, ts);
+        close(fd);
+    }
+}
+
+void dl_end(struct ferry_download *g, int rc)
+{
+    if (g->over)
+        return;
+    if (g->ending == 0)
+        g->ending = rc != 0 ? rc : 1;
+    if (rc != 0) {
+        /* No acknowledgement after a failure: the link may be gone or at fault. */
+        g->link++;
+        if (g->cur != NULL) {
+            if (g->fd >= 0 && !g->inl && ferry_conn_lost(rc))
+                requeue_all(g); /* R-CHUNK-14: a rerun resumes */
+            else
+                fail_current(g, "interrupted", 0);
+        }
+    }
+    /* Verified files are placed before the end, with or without acknowledgement. */
+    if (g->flushing)
+        return; /* flush_done comes back here through dl_pump */
+    if (g->batch.n > 0) {
+        if (dl_flush(g) == 0 && g->flushing)
+            return;
+    }
+    rc = g->ending == 1 ? 0 : g->ending;
+    g->over = 1;
+    ferry_dircache_clear(&g->dc);
+    if (rc == 0)
+        set_dir_times(g);
+    g->prog.name = NULL;
+    g->prog.state = NULL;
+    dl_progress(g);
+    ferry_hub_port_hold(g->port, FERRY_HUB_NO_SEQ);
+    if (g->ops->on_done != NULL)
+        g->ops->on_done(g->arg, rc);
+}
+
+int ferry_download_new(struct ferry_hub *hub, uv_loop_t *loop,
+                       const struct ferry_download_spec *spec, const struct ferry_job_ops *ops,
+                       void *arg, struct ferry_download **out)
+{
+    static const struct ferry_job_ops none;
+    struct ferry_download *g;
+    int i, rc = -ENOMEM;
+
+    *out = NULL;
+    if (spec->nsrc < 1 || spec->srcs == NULL || spec->dest == NULL)
+        return FERRY_EUSAGE;
+    if ((g = ferry_calloc(1, sizeof(*g))) == NULL)
+        return -ENOMEM;
+    g->hub = hub;
+    g->loop = loop;
+    g->ops = ops != NULL ? ops : &none;
+    g->arg = arg;
+    g->st = spec->state;
+    g->umask = spec->umask;
+    g->dest_dir = spec->dest_dir;
+    g->rec = spec->recursive;
+    g->fd = g->dirfd = -1;
+    g->nsrc = spec->nsrc;
+    if ((g->srcs = ferry_calloc((size_t)spec->nsrc, sizeof(*g->srcs))) == NULL ||
+        (g->dest = ferry_strdup(spec->dest)) == NULL)
+        goto fail;
+    for (i = 0; i < spec->nsrc; i++)
+        if ((g->srcs[i] = ferry_strdup(spec->srcs[i])) == NULL)
+            goto fail;
+    if (ferry_batch_init(&g->batch, DL_BATCH_CAP) != 0 ||
+        ferry_batch_init(&g->fbatch, DL_BATCH_CAP) != 0 ||
+        (g->acks = ferry_calloc(DL_BATCH_CAP, sizeof(*g->acks))) == NULL)
+        goto fail;
+    if ((rc = ferry_pool_new(loop, 2, &g->pool)) != 0)
+        goto fail;
+    if ((rc = uv_async_init(loop, &g->wake, writer_wake_cb)) != 0)
+        goto fail;
+    g->wake.data = g;
+    g->wake_open = 1;
+    if ((rc = ferry_hub_port_open(hub, &dl_port_ops, g, &g->port)) != 0)
+        goto fail;
+    *out = g;
+    return 0;
+fail:
+    ferry_download_free(g);
+    return rc;
+}
+
+int ferry_download_start(struct ferry_download *g)
+{
+    if (g->started)
+        return FERRY_EUSAGE;
+    g->started = 1;
+    if (ferry_hub_is_up(g->hub)) {
+        g->batch.max = g->fbatch.max = ferry_batch_files(ferry_hub_acks(g->hub));
+        dl_plan_start(g);
+    }
+    return 0;
+}
+
+void ferry_download_cancel(struct ferry_download *g)
+{
+    if (g->over)
+        return;
+    g->cancelled = 1;
+    if (!g->pumping)
+        dl_end(g, FERRY_ECANCELED);
+}
+
+void ferry_download_stats(const struct ferry_download *g, struct ferry_download_stats *out)
+{
+    size_t k;
+
+    memset(out, 0, sizeof(*out));
+    out->job.files_failed = g->failed;
+    out->job.bytes_total = g->prog.bytes_total;
+    out->job.bytes_moved = g->prog.bytes_done - g->prog.bytes_skipped;
+    out->job.bytes_resumed = g->resumed;
+    out->job.bytes_reused = g->reused;
+    for (k = 0; k < g->n; k++) {
+        if (g->v[k].state == DL_DONE)
+            out->job.files_done++;
+        else if (g->v[k].state < DL_DONE || g->v[k].state == DL_VERIFIED)
+            out->files_left++;
+    }
+}
+
+static void wake_closed(uv_handle_t *h)
+{
+    ferry_free(h->data);
+}
+
+void ferry_download_free(struct ferry_download *g)
+{
+    size_t k;
+    int i;
+
+    if (g == NULL)
+        return;
+    ferry_hub_port_close(g->port);
+    if (g->cur != NULL && g->fd >= 0)
+        close(g->fd);
+    if (g->dirfd >= 0)
+        close(g->dirfd);
+    dl_plan_free(g);
+    for (k = 0; k < g->n; k++) {
+        ferry_free(g->v[k].rel);
+        ferry_free(g->v[k].label);
+        if (g->v[k].piece != NULL)
+            ferry_piece_sync(g->v[k].piece); /* what arrived stays for a rerun */
+        ferry_piece_free(g->v[k].piece);
+    }
+    ferry_free(g->v);
+    ferry_dircache_clear(&g->dc);
+    ferry_writer_free(g->wr);
+    ferry_batch_cleanup(&g->batch);
+    ferry_batch_cleanup(&g->fbatch);
+    ferry_free(g->acks);
+    ferry_free(g->ibuf);
+    for (i = 0; g->srcs != NULL && i < g->nsrc; i++)
+        ferry_free(g->srcs[i]);
+    ferry_free(g->srcs);
+    ferry_free(g->dest);
+    if (g->pool != NULL)
+        ferry_pool_close(g->pool, NULL, NULL);
+    if (g->wake_open) {
+        /* The handle's memory is the job's: freed once the loop has closed it. */
+        g->wake.data = g;
+        uv_close((uv_handle_t *)&g->wake, wake_closed);
+        return;
+    }
+    ferry_free(g);
+}

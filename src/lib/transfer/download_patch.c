@@ -1,0 +1,356 @@
+/*
+ * The download job's files fetched by chunks (R-CHUNK-15, R-CHUNK-16): the
+ * list first, then only the chunks this disk does not hold already, in a
+ * piece store (ferry/piece.h), placed once whole and verified; and a
+ * partial file's durable prefix offered for resuming (R-CHUNK-14).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "download_int.h"
+
+/* The folder a download lands in, opened (created with mkdir > 0); < 0 on failure. */
+static int dl_dir(const struct dl *x, int mkdir, const char **name)
+{
+    char parent[FERRY_PATH_MAX + 1];
+    const char *slash = strrchr(x->rel, '/');
+
+    *name = slash != NULL ? slash + 1 : x->rel;
+    snprintf(parent, sizeof(parent), "%.*s", slash != NULL ? (int)(slash - x->rel) : 0, x->rel);
+    if (mkdir)
+        return ferry_mkdirs_beneath(x->rootfd, parent);
+    return parent[0] ? ferry_open_beneath(x->rootfd, parent, O_RDONLY | O_DIRECTORY, 0)
+                     : fcntl(x->rootfd, F_DUPFD_CLOEXEC, 0);
+}
+
+/* The folder a download lands in, if it exists: borrowed from the cache, < 0 if not. */
+static int local_dir(struct ferry_download *g, const struct dl *x, const char **name)
+{
+    char parent[FERRY_PATH_MAX + 1];
+    const char *slash = strrchr(x->rel, '/');
+    const struct ferry_dir *dir;
+
+    *name = slash != NULL ? slash + 1 : x->rel;
+    snprintf(parent, sizeof(parent), "%.*s", slash != NULL ? (int)(slash - x->rel) : 0, x->rel);
+    if (ferry_dircache_get(&g->dc, x->rootfd, parent, 0, &dir) != 0)
+        return -1;
+    return dir->fd;
+}
+
+/*
+ * Whether a chunked file has bytes on this disk to build on: a partial
+ * download of it, or an old version at its destination (R-CHUNK-16). The
+ * records count only for the part file they were made for (R-RECV-2).
+ */
+int dl_has_local(struct ferry_download *g, const struct dl *x)
+{
+    char pname[FERRY_PART_NAME_LEN];
+    struct ferry_part_id id;
+    uint64_t psize, palloc;
+    const char *name;
+    struct stat st;
+    int dfd;
+
+    if (strncmp(x->cid, FERRY_CID_CHUNKS_PREFIX, 7) != 0)
+        return 0;
+    if ((dfd = local_dir(g, x, &name)) < 0)
+        return 0;
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+        st.st_size >= (off_t)FERRY_CHUNK_MIN)
+        return 1;
+    ferry_part_name(x->cid, x->rel, pname);
+    if (ferry_part_stat(dfd, pname, &id, &psize, &palloc) != 0)
+        return 0;
+    return ferry_piece_has_bitmap(g->st, dfd, pname, x->cid, &id) ||
+           ferry_part_durable(g->st, dfd, pname, x->cid, &id) > 0;
+}
+
+/*
+ * R-CHUNK-14: a durable prefix of the same content in a part file recorded
+ * for that very file (R-RECV-2): the Download asks for the rest. Files
+ * without a part file cost one failed open here, nothing more.
+ */
+void dl_offer_resume(struct ferry_download *g, struct dl *x, json_t *req)
+{
+    char pname[FERRY_PART_NAME_LEN];
+    uint64_t durable, psize, palloc;
+    const char *name;
+    int dfd;
+
+    x->resume = 0;
+    /*
+     * Records of a durable prefix are made only for files the writer thread
+     * receives (R-CHUNK-14), never for a small one checked in memory: no
+     * part file to look for.
+     */
+    if (x->size <= DL_INLINE_MAX && strncmp(x->cid, "sha256:", 7) == 0)
+        return;
+    if (x->cid[0] == '\0' || ferry_hub_minor(g->hub) < 1 || (dfd = local_dir(g, x, &name)) < 0)
+        return;
+    ferry_part_name(x->cid, x->rel, pname);
+    if (ferry_part_stat(dfd, pname, &x->part_id, &psize, &palloc) != 0)
+        return;
+    durable = ferry_part_durable(g->st, dfd, pname, x->cid, &x->part_id);
+    if (durable > 0 && psize >= durable) {
+        x->resume = durable;
+        json_object_set_new(req, "offset", json_integer((json_int_t)durable));
+        json_object_set_new(req, "hash", json_string(x->cid));
+    }
+}
+
+/* R-CHUNK-15: asks for the file's chunk list. */
+int dl_ask_list(struct ferry_download *g, struct dl *x)
+{
+    ferry_piece_free(x->piece);
+    x->piece = NULL;
+    dl_unclaim(g, x->id);
+    x->state = DL_REQUESTED;
+    x->phase = 1;
+    dl_inflight(g, +1);
+    return dl_request(g, x->id, FERRY_MSG_DOWNLOAD,
+                      json_pack("{s:I, s:b}", "file_id", (json_int_t)x->file_id, "list", 1));
+}
+
+/* Gives up on a file downloaded by chunks; its verified chunks stay for a rerun. */
+static void patch_fail(struct ferry_download *g, struct dl *x, const char *why, int discard)
+{
+    if (g->cur == x)
+        g->cur = NULL;
+    if (discard && x->piece != NULL)
+        ferry_piece_discard(x->piece);
+    ferry_piece_free(x->piece);
+    x->piece = NULL;
+    x->phase = 0;
+    x->state = DL_FAILED;
+    dl_fail(g, x->label, why);
+}
+
+/* patch_fail with the text of a local error code appended. */
+static void patch_fail_rc(struct ferry_download *g, struct dl *x, const char *why, int rc)
+{
+    char buf[256];
+
+    snprintf(buf, sizeof(buf), "%s: %s", why,
+             rc < 0 && rc > -4096 ? strerror(-rc) : ferry_strerror(rc));
+    patch_fail(g, x, buf, 0);
+}
+
+/* Reads a Transfer's tid, size and hash into g and x. */
+static int patch_transfer(struct ferry_download *g, struct dl *x, const struct ferry_cmd *m,
+                          const char **hash, uint64_t *size)
+{
+    const char *tid = json_string_value(json_object_get(m->body, "tid"));
+    json_t *sz = json_object_get(m->body, "size");
+
+    *hash = json_string_value(json_object_get(m->body, "hash"));
+    if (tid == NULL || ferry_hex_decode(tid, g->tid, 16) != 0 || *hash == NULL ||
+        !ferry_cid_valid(*hash) || !json_is_integer(sz) || json_integer_value(sz) < 0)
+        return FERRY_EPROTO;
+    *size = (uint64_t)json_integer_value(sz);
+    if (ferry_hub_claim_tid(g->port, g->tid) != 0)
+        return FERRY_EPROTO; /* a tid another transfer holds */
+    g->cur = x;
+    g->have_tid = 1;
+    return 0;
+}
+
+int dl_patch_list_begin(struct ferry_download *g, struct dl *x, const struct ferry_cmd *m)
+{
+    json_t *ll = json_object_get(m->body, "list_len");
+    const char *hash;
+    uint64_t size;
+    int rc;
+
+    if (x->phase != 1 || !json_is_integer(ll) || json_integer_value(ll) < 0 ||
+        (rc = patch_transfer(g, x, m, &hash, &size)) != 0)
+        return FERRY_EPROTO;
+    /* The list is of the current content, which may be newer than the listing's. */
+    snprintf(x->cid, sizeof(x->cid), "%s", hash);
+    g->prog.state = NULL;
+    g->prog.name = x->label;
+    x->mtime = json_integer_value(json_object_get(m->body, "mtime"));
+    x->exec = json_is_true(json_object_get(m->body, "exec"));
+    /* R-CHUNK-15: a list over its cap is refused before anything is allocated. */
+    if ((rc = ferry_piece_new(g->st, hash, size, (uint64_t)json_integer_value(ll), &x->piece)) != 0)
+        return rc == -ENOMEM ? rc : FERRY_EPROTO;
+    return 0;
+}
+
+int dl_patch_chunks_begin(struct ferry_download *g, struct dl *x, const struct ferry_cmd *m)
+{
+    const char *hash;
+    uint64_t size;
+
+    if (x->piece == NULL || patch_transfer(g, x, m, &hash, &size) != 0 || strcmp(hash, x->cid) != 0)
+        return FERRY_EPROTO;
+    return 0;
+}
+
+/* The file is whole in its part file: into place, and acknowledged if tid is set. */
+static int patch_place(struct ferry_download *g, struct dl *x, const uint8_t *tid)
+{
+    const char *name = strrchr(x->rel, '/');
+    char tidhex[33];
+    int rc;
+
+    name = name != NULL ? name + 1 : x->rel;
+    /* R-RECV-3: the part file is read back and hashed before the rename. */
+    g->prog.name = x->label;
+    g->prog.state = "verifying";
+    dl_progress(g);
+    rc = ferry_piece_place(x->piece, name, (x->exec ? 0777 : 0666) & ~g->umask, x->mtime);
+    g->prog.state = NULL;
+    if (rc != 0) {
+        /* R-RECV-3: bytes on disk that are not the content are not kept for a rerun either. */
+        if (rc == FERRY_EHASH)
+            patch_fail(g, x, "its bytes on disk did not match its hash; nothing was placed", 1);
+        else
+            patch_fail_rc(g, x, "cannot put it in place", rc);
+        return 0;
+    }
+    ferry_piece_free(x->piece);
+    x->piece = NULL;
+    x->state = DL_DONE;
+    g->prog.files_done++;
+    if (tid == NULL)
+        return 0;
+    ferry_hex_encode(tid, FERRY_TID_LEN, tidhex);
+    return dl_send(g, FERRY_MSG_TRANSFER_COMPLETE,
+                   json_pack("{s:s, s:s}", "tid", tidhex, "hash", x->cid));
+}
+
+/* R-CHUNK-16: asks for the chunks still missing. */
+static int patch_request(struct ferry_download *g, struct dl *x)
+{
+    json_t *ranges = ferry_piece_ranges(x->piece);
+
+    if (ranges == NULL)
+        return -ENOMEM;
+    dl_unclaim(g, x->id);
+    x->state = DL_REQUESTED;
+    x->phase = 2;
+    dl_inflight(g, +1);
+    return dl_request(g, x->id, FERRY_MSG_DOWNLOAD,
+                      json_pack("{s:I, s:s, s:o}", "file_id", (json_int_t)x->file_id, "hash",
+                                x->cid, "chunks", ranges));
+}
+
+/* The list is in: take what is on the disk, ask for the rest. */
+int dl_patch_list_done(struct ferry_download *g)
+{
+    struct dl *x = g->cur;
+    const char *name;
+    char pname[FERRY_PART_NAME_LEN];
+    uint64_t reused, kept, need, avail;
+    int dfd, rc;
+
+    g->cur = NULL;
+    if ((dfd = dl_dir(x, 1, &name)) < 0) {
+        patch_fail(g, x, "cannot create its folder", 0);
+        return 0;
+    }
+    ferry_part_name(x->cid, x->rel, pname);
+    rc =
+        ferry_piece_plan(x->piece, dfd, name, pname, (x->exec ? 0777 : 0666) & ~g->umask, x->mtime);
+    close(dfd);
+    if (rc == FERRY_PIECE_ALREADY) {
+        /* The file is already this content (the local index says so): nothing to fetch. */
+        g->reused += ferry_piece_size(x->piece);
+        g->prog.bytes_done += ferry_piece_size(x->piece);
+        g->prog.bytes_skipped += ferry_piece_size(x->piece);
+        ferry_piece_free(x->piece);
+        x->piece = NULL;
+        x->state = DL_DONE;
+        g->prog.files_done++;
+        return 0;
+    }
+    if (rc == FERRY_EPROTO)
+        return rc; /* a list that is not the content's: the server is at fault */
+    if (rc == -ENOSPC) {
+        /* R-RECV-6: refused before the part file was created or sized. */
+        need = ferry_piece_need(x->piece, &avail);
+        ferry_piece_free(x->piece);
+        x->piece = NULL;
+        x->phase = 0;
+        x->state = DL_FAILED;
+        dl_fail_space(g, x->label, need, avail);
+        return 0;
+    }
+    if (rc != 0) {
+        if (rc == -EPERM)
+            patch_fail(g, x, "cannot use its temporary file (a foreign file in the way?)", 0);
+        else
+            patch_fail_rc(g, x, "cannot use its temporary file", rc);
+        return 0;
+    }
+    reused = ferry_piece_reused(x->piece, &kept);
+    g->reused += reused;
+    g->resumed += kept;
+    x->counted += reused + kept;
+    g->prog.bytes_done += reused + kept;
+    g->prog.bytes_skipped += reused + kept;
+    dl_progress(g);
+    if (ferry_piece_complete(x->piece))
+        return patch_place(g, x, NULL);
+    return patch_request(g, x);
+}
+
+/* A chunk frame of the file being received by chunks. */
+int dl_patch_chunk(struct ferry_download *g, const struct ferry_chunk_frame *f)
+{
+    struct dl *x = g->cur;
+    uint64_t fresh = 0;
+    int rc;
+
+    rc = ferry_piece_chunk(x->piece, f, &fresh);
+    if (rc == FERRY_EPROTO)
+        return rc;
+    g->prog.bytes_done += f->len;
+    x->counted += f->len;
+    dl_progress(g);
+    if (rc == FERRY_EHASH) {
+        /* Chunks arrive checked one by one: a bad one ends this file, not the others. */
+        patch_fail(g, x, "a chunk did not match its hash; nothing was written", 0);
+        return 0;
+    }
+    if (rc != 0)
+        patch_fail_rc(g, x, "cannot write it", rc);
+    (void)fresh;
+    return 0;
+}
+
+int dl_patch_chunks_done(struct ferry_download *g)
+{
+    struct dl *x = g->cur;
+    uint8_t tid[FERRY_TID_LEN];
+    int rc;
+
+    g->cur = NULL;
+    memcpy(tid, g->tid, sizeof(tid));
+    if ((rc = ferry_piece_sync(x->piece)) != 0) {
+        patch_fail_rc(g, x, "cannot make it durable", rc);
+        return 0;
+    }
+    if (ferry_piece_complete(x->piece))
+        return patch_place(g, x, tid);
+    /* More runs than one request carries: the next batch of them. */
+    return patch_request(g, x);
+}
+
+/* An Error for a file downloaded by chunks. */
+int dl_patch_error(struct ferry_download *g, struct dl *x, int code, const char *msg)
+{
+    /* R-CHUNK-16: the file changed on the server since its list: start again. */
+    if (code == FERRY_EHASH && x->phase == 2 && x->restarts < 3) {
+        x->restarts++;
+        if (x->piece != NULL)
+            ferry_piece_sync(x->piece);
+        return dl_ask_list(g, x);
+    }
+    patch_fail(g, x, msg, 0);
+    return 0;
+}
