@@ -72,12 +72,21 @@ void up_uncount(struct ferry_upload *u, struct up_item *it, uint64_t n)
     it->counted -= n;
 }
 
+/* An item's last word came: frames about its tid are nobody's now (the hub's table stays small). */
+static void forget_tid(struct ferry_upload *u, struct up_item *it)
+{
+    if (it->has_tid && u->port != NULL)
+        ferry_hub_release_tid(u->port, it->tid);
+    it->has_tid = 0;
+}
+
 void up_fail(struct ferry_upload *u, struct up_item *it, int rc, const char *why)
 {
     if (it->state == IT_DONE || it->state == IT_FAILED)
         return;
     it->state = IT_FAILED;
     u->n_failed++;
+    forget_tid(u, it);
     if (u->ops.on_item != NULL)
         u->ops.on_item(u->arg, it->local, rc, why);
 }
@@ -88,6 +97,7 @@ void up_resolve(struct ferry_upload *u, struct up_item *it)
         return;
     it->state = IT_DONE;
     u->n_done++;
+    forget_tid(u, it);
     if (it->kind == UP_FILE)
         u->prog.files_done++;
     /* R-CLI-3: progress, so a later outage is a new one. */
