@@ -610,7 +610,7 @@ static void dispatch(struct ferry_upload *u)
     if (rc == 0)
         rc = lay_ready(u);
     up_flush(ferry_session_conn(ferry_hub_session(u->hub)));
-    if (rc != 0 && rc != FERRY_ETOOBIG) {
+    if (rc != 0 && rc != FERRY_ETOOBIG && !up_link_going(rc)) {
         up_finish(u, rc);
         return;
     }

@@ -401,7 +401,7 @@ static void open_done(void *arg, int status)
                            (json_int_t)it->size, "mtime", (json_int_t)it->mtime, "exec", it->exec));
     if (rc != 0) {
         /* Down meanwhile: on_down requeued the item; else the job cannot go on. */
-        if (rc != -ENOTCONN)
+        if (!up_link_going(rc))
             up_finish(u, rc);
         return;
     }
@@ -520,7 +520,7 @@ static void finish_done(void *arg, int status)
             it->state = IT_SENT;
     }
     cf_release(u);
-    if (rc != 0 && rc != -ENOTCONN)
+    if (rc != 0 && !up_link_going(rc))
         up_finish(u, rc);
     else
         up_pump(u);
@@ -669,9 +669,9 @@ static int lay_batches(struct ferry_upload *u)
                 goto out;
             i = b->k;
             rc = up_lay_chunk(c, cf_item(cf)->tid, b->idx[i], b->buf + pos, b->len[i]);
-            if (rc == FERRY_ETOOBIG || rc == -ENOMEM) {
+            if (rc == FERRY_ETOOBIG || rc == -ENOMEM || up_link_going(rc)) {
                 rc = 0;
-                goto out; /* no room after all: on drain */
+                goto out; /* no room after all (on drain), or the link is going (on_down) */
             }
             if (rc != 0)
                 goto out;
@@ -758,7 +758,7 @@ static int send_list(struct ferry_upload *u)
                      (size_t)(cf->nent - cf->sent) * FERRY_CHUNK_ENT_LEN);
     if (rc == 0)
         cf->sent = cf->nent;
-    return rc == FERRY_ETOOBIG ? 0 : rc;
+    return rc == FERRY_ETOOBIG || up_link_going(rc) ? 0 : rc;
 }
 
 void up_cf_pump(struct ferry_upload *u)
@@ -778,7 +778,8 @@ void up_cf_pump(struct ferry_upload *u)
     if ((rc = send_list(u)) == 0 && (rc = lay_batches(u)) == 0)
         rc = read_batches(u);
     if (rc != 0) {
-        fail_cf(u, rc, ferry_strerror(rc));
+        if (!up_link_going(rc))
+            fail_cf(u, rc, ferry_strerror(rc));
         return;
     }
     /* Done when every chunk went out and those of extra links are stored. */

@@ -6,6 +6,7 @@
 #ifndef FERRY_TRANSFER_UPLOAD_INT_H
 #define FERRY_TRANSFER_UPLOAD_INT_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -128,6 +129,15 @@ struct ferry_upload {
 
     unsigned handles; /* pool and timer still to close when freeing */
 };
+
+/*
+ * A send that failed because the link is going (its connection closing,
+ * the session down): no fault of the job's; on_down requeues what it took.
+ */
+static inline int up_link_going(int rc)
+{
+    return rc == FERRY_ECANCELED || rc == -ENOTCONN;
+}
 
 /* upload.c */
 void up_pump(struct ferry_upload *u);
