@@ -47,65 +47,7 @@ struct up_call {
 
 static void dispatch(struct ferry_upload *u);
 
-/* --- small helpers --- */
-
-static void report(struct ferry_upload *u)
-{
-    if (u->ops.on_progress != NULL && !u->finished)
-        u->ops.on_progress(u->arg, &u->prog);
-}
-
-void up_progress(struct ferry_upload *u, struct up_item *it, uint64_t n, int skipped)
-{
-    u->prog.bytes_done += n;
-    if (skipped) {
-        u->prog.bytes_skipped += n;
-        it->skipped += n;
-    }
-    it->counted += n;
-}
-
-void up_uncount(struct ferry_upload *u, struct up_item *it, uint64_t n)
-{
-    /* Only bytes that travel are taken back: a requeue sends them again. */
-    u->prog.bytes_done -= n;
-    it->counted -= n;
-}
-
-/* An item's last word came: frames about its tid are nobody's now (the hub's table stays small). */
-static void forget_tid(struct ferry_upload *u, struct up_item *it)
-{
-    if (it->has_tid && u->port != NULL)
-        ferry_hub_release_tid(u->port, it->tid);
-    it->has_tid = 0;
-}
-
-void up_fail(struct ferry_upload *u, struct up_item *it, int rc, const char *why)
-{
-    if (it->state == IT_DONE || it->state == IT_FAILED)
-        return;
-    it->state = IT_FAILED;
-    u->n_failed++;
-    forget_tid(u, it);
-    if (u->ops.on_item != NULL)
-        u->ops.on_item(u->arg, it->local, rc, why);
-}
-
-void up_resolve(struct ferry_upload *u, struct up_item *it)
-{
-    if (it->state != IT_SENT)
-        return;
-    it->state = IT_DONE;
-    u->n_done++;
-    forget_tid(u, it);
-    if (it->kind == UP_FILE)
-        u->prog.files_done++;
-    /* R-CLI-3: progress, so a later outage is a new one. */
-    ferry_session_progress(ferry_hub_session(u->hub));
-    report(u);
-}
-
-void up_finish(struct ferry_upload *u, int rc)
+static void up_finish(struct ferry_upload *u, int rc)
 {
     if (u->finished)
         return;
@@ -117,117 +59,6 @@ void up_finish(struct ferry_upload *u, int rc)
     }
     if (u->ops.on_done != NULL)
         u->ops.on_done(u->arg, rc);
-}
-
-int up_send(struct ferry_upload *u, int32_t type, json_t *body)
-{
-    if (body == NULL)
-        return -ENOMEM;
-    return ferry_session_send(ferry_hub_session(u->hub), type, body);
-}
-
-int up_send_cancel(struct ferry_upload *u, const uint8_t tid[static FERRY_TID_LEN])
-{
-    char hex[2 * FERRY_TID_LEN + 1];
-
-    ferry_hex_encode(tid, FERRY_TID_LEN, hex);
-    /* R-XFER-4: a given-up upload ends with TransferCancel, its last word. */
-    return up_send(u, FERRY_MSG_TRANSFER_CANCEL, json_pack("{s:s}", "tid", hex));
-}
-
-void up_flush(struct ferry_conn *c)
-{
-    /* Frames laid out in place leave now; inside input the connection flushes after. */
-    if (c != NULL && !ferry_conn_in_input(c))
-        ferry_conn_flush(c);
-}
-
-int up_lay_data(struct ferry_conn *c, const uint8_t tid[static FERRY_TID_LEN], uint64_t off,
-                const uint8_t *p, size_t len)
-{
-    size_t frames = (len + FERRY_DATA_MAX - 1) / FERRY_DATA_MAX, need, piece;
-    uint8_t *w;
-    int rc;
-
-    if (len == 0)
-        return 0;
-    need = len + frames * (FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN);
-    if ((rc = ferry_conn_reserve(c, need, &w)) != 0)
-        return rc;
-    while (len > 0) {
-        piece = len > FERRY_DATA_MAX ? FERRY_DATA_MAX : len;
-        ferry_frame_header_encode(w, FERRY_FRAME_DATA, (uint32_t)(FERRY_DATA_HDR_LEN + piece));
-        ferry_data_header_encode(w + FERRY_FRAME_HDR_LEN, tid, off);
-        memcpy(w + FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN, p, piece);
-        w += FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN + piece;
-        p += piece;
-        off += piece;
-        len -= piece;
-    }
-    ferry_conn_commit(c, need);
-    return 0;
-}
-
-int up_lay_chunk(struct ferry_conn *c, const uint8_t tid[static FERRY_TID_LEN], uint32_t index,
-                 const uint8_t *p, size_t len)
-{
-    size_t frames = (len + FERRY_DATA_MAX - 1) / FERRY_DATA_MAX, need, piece;
-    uint32_t off = 0;
-    uint8_t *w;
-    int rc;
-
-    if (len == 0 || len > FERRY_CHUNK_MAX)
-        return FERRY_EUSAGE;
-    need = len + frames * (FERRY_FRAME_HDR_LEN + FERRY_CHUNK_HDR_LEN);
-    if ((rc = ferry_conn_reserve(c, need, &w)) != 0)
-        return rc;
-    while (len > 0) {
-        piece = len > FERRY_DATA_MAX ? FERRY_DATA_MAX : len;
-        ferry_frame_header_encode(w, FERRY_FRAME_CHUNK, (uint32_t)(FERRY_CHUNK_HDR_LEN + piece));
-        ferry_chunk_frame_header_encode(w + FERRY_FRAME_HDR_LEN, tid, index, off);
-        memcpy(w + FERRY_FRAME_HDR_LEN + FERRY_CHUNK_HDR_LEN, p, piece);
-        w += FERRY_FRAME_HDR_LEN + FERRY_CHUNK_HDR_LEN + piece;
-        p += piece;
-        off += (uint32_t)piece;
-        len -= piece;
-    }
-    ferry_conn_commit(c, need);
-    return 0;
-}
-
-/* --- --bwlimit --- */
-
-static void bw_cb(uv_timer_t *t)
-{
-    struct ferry_upload *u = t->data;
-
-    u->bw_waiting = 0;
-    up_pump(u);
-}
-
-int up_bw_wait(struct ferry_upload *u)
-{
-    uint64_t due, now;
-
-    if (u->bwlimit == 0)
-        return 0;
-    if (u->bw_waiting)
-        return 1;
-    now = ferry_now_ms();
-    if (u->bw_start_ms == 0)
-        u->bw_start_ms = now;
-    /* A sender ahead of RATE waits on a timer, so the average over the run stays at RATE. */
-    due = u->bw_start_ms + u->bw_sent * 1000 / u->bwlimit;
-    if (now >= due)
-        return 0;
-    u->bw_waiting = 1;
-    uv_timer_start(&u->bw_timer, bw_cb, due - now, 0);
-    return 1;
-}
-
-void up_bw_sent(struct ferry_upload *u, uint64_t n)
-{
-    u->bw_sent += n;
 }
 
 /* --- folders --- */
@@ -487,7 +318,7 @@ static int lay_read(struct ferry_upload *u, struct up_read *r)
                 it->state = IT_SENT;
         }
     }
-    report(u);
+    up_report(u);
     return rc;
 }
 
@@ -631,7 +462,7 @@ void up_pump(struct ferry_upload *u)
         dispatch(u);
     } while (u->pump_again && !u->finished && u->up);
     u->in_pump = 0;
-    report(u);
+    up_report(u);
 }
 
 /* --- the hub's events --- */
@@ -802,7 +633,7 @@ static void plan_done(void *arg, int status)
         }
     }
     u->planned = 1;
-    report(u);
+    up_report(u);
     if (u->up)
         up_links_open(u);
     up_pump(u);
@@ -837,6 +668,8 @@ int ferry_upload_new(struct ferry_hub *hub, const struct ferry_upload_spec *spec
     if ((u = ferry_calloc(1, sizeof(*u))) == NULL)
         return -ENOMEM;
     u->hub = hub;
+    u->pump = up_pump;
+    u->finish = up_finish;
     if (ops != NULL)
         u->ops = *ops;
     u->arg = arg;

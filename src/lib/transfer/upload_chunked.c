@@ -384,7 +384,7 @@ static void open_done(void *arg, int status)
         up_fail(u, it, status,
                 status == FERRY_EISDIR ? "not a regular file" : ferry_strerror(status));
         cf_release(u);
-        up_pump(u);
+        up_kick(u);
         return;
     }
     it->size = (uint64_t)cf->st.st_size;
@@ -392,7 +392,7 @@ static void open_done(void *arg, int status)
     ferry_random(it->tid, sizeof(it->tid));
     ferry_hex_encode(it->tid, FERRY_TID_LEN, hex);
     if ((rc = ferry_hub_claim_tid(u->port, it->tid)) != 0) {
-        up_finish(u, rc);
+        up_end(u, rc);
         return;
     }
     it->has_tid = 1;
@@ -402,7 +402,7 @@ static void open_done(void *arg, int status)
     if (rc != 0) {
         /* Down meanwhile: on_down requeued the item; else the job cannot go on. */
         if (!up_link_going(rc))
-            up_finish(u, rc);
+            up_end(u, rc);
         return;
     }
     cf->opened = 1;
@@ -426,7 +426,7 @@ static void open_done(void *arg, int status)
     }
     if (rc != 0)
         fail_cf(u, rc, ferry_strerror(rc));
-    up_pump(u);
+    up_kick(u);
 }
 
 static void scan_done(void *arg, int status)
@@ -455,7 +455,7 @@ static void scan_done(void *arg, int status)
     } else if ((rc = start_scan(cf)) != 0) {
         fail_cf(u, rc, ferry_strerror(rc));
     }
-    up_pump(u);
+    up_kick(u);
 }
 
 static void batch_done(void *arg, int status)
@@ -476,7 +476,7 @@ static void batch_done(void *arg, int status)
         ferry_free(b);
         cf_unref(cf);
         if (!u->freeing)
-            up_pump(u);
+            up_kick(u);
         return;
     }
     b->next = NULL;
@@ -486,7 +486,7 @@ static void batch_done(void *arg, int status)
         cf->ready_head = b;
     cf->ready_tail = b;
     cf_unref(cf);
-    up_pump(u);
+    up_kick(u);
 }
 
 static void finish_done(void *arg, int status)
@@ -505,7 +505,7 @@ static void finish_done(void *arg, int status)
     it = cf_item(cf);
     if (status != 0) {
         fail_cf(u, status, ferry_strerror(status));
-        up_pump(u);
+        up_kick(u);
         return;
     }
     if (cf->changed) {
@@ -521,9 +521,9 @@ static void finish_done(void *arg, int status)
     }
     cf_release(u);
     if (rc != 0 && !up_link_going(rc))
-        up_finish(u, rc);
+        up_end(u, rc);
     else
-        up_pump(u);
+        up_kick(u);
 }
 
 /* --- on the loop --- */
@@ -624,7 +624,7 @@ int up_cf_frame(struct ferry_upload *u, const struct ferry_cmd *m, const uint8_t
     else /* ChunkStored: durable on the server; asking again after a break will say so. */
         ferry_session_progress(ferry_hub_session(u->hub));
     if (rc == 0)
-        up_pump(u);
+        up_kick(u);
     return rc;
 }
 
@@ -800,7 +800,7 @@ static void link_up(struct ferry_session *s, const struct ferry_session_info *in
 
     (void)info;
     l->up = 1;
-    up_pump(l->u);
+    up_kick(l->u);
 }
 
 /* ChunkStored and the Errors of its chunks. */
@@ -826,11 +826,11 @@ static int link_frame(struct ferry_session *s, const struct ferry_frame *f)
         cf->via[idx] = 0;
         cf->pending_x--;
         ferry_session_progress(ferry_hub_session(u->hub));
-        up_pump(u);
+        up_kick(u);
     } else if (m.type == FERRY_MSG_ERROR && mine) {
         msg = json_string_value(json_object_get(m.body, "message"));
         fail_cf(u, FERRY_EHASH, msg != NULL ? msg : "error");
-        up_pump(u);
+        up_kick(u);
     } else if (m.type == FERRY_MSG_ERROR && ts == NULL) {
         rc = FERRY_EPROTO; /* a fault of the link itself: drop it */
     }
@@ -842,7 +842,7 @@ static void link_drain(struct ferry_session *s)
 {
     struct up_link *l = ferry_session_data(s);
 
-    up_pump(l->u);
+    up_kick(l->u);
 }
 
 /* What a link carried counts in the job's figures after it is gone. */
@@ -882,7 +882,7 @@ static void link_close(struct ferry_session *s, int rc)
     l->dropping = 0;
     link_free(u, l);
     requeue_via(u, l->k);
-    up_pump(u);
+    up_kick(u);
 }
 
 static const struct ferry_session_ops link_ops = {

@@ -1,7 +1,9 @@
 /*
- * The upload job's internals, shared by its files: upload.c (items, small
- * files, session events), upload_plan.c (the walk) and upload_chunked.c
- * (chunked files and the extra links).
+ * The upload job's internals, shared by its files, from the top:
+ * upload.c (items, small files, session events, life cycle),
+ * upload_chunked.c (chunked files and the extra links), upload_plan.c
+ * (the walk) and upload_util.c (counts, frames, --bwlimit). A lower file
+ * reaches the job's motor only through u->pump and u->finish.
  */
 #ifndef FERRY_TRANSFER_UPLOAD_INT_H
 #define FERRY_TRANSFER_UPLOAD_INT_H
@@ -127,6 +129,10 @@ struct ferry_upload {
 
     uint64_t wire_sent, wire_received; /* of extra links gone */
 
+    /* The job's motor and its end (upload.c), for the files below it. */
+    void (*pump)(struct ferry_upload *u);
+    void (*finish)(struct ferry_upload *u, int rc);
+
     unsigned handles; /* pool and timer still to close when freeing */
 };
 
@@ -141,6 +147,12 @@ static inline int up_link_going(int rc)
 
 /* upload.c */
 void up_pump(struct ferry_upload *u);
+
+/* upload_util.c */
+/* u->pump and u->finish: the job's motor, and its end (on_done once). */
+void up_kick(struct ferry_upload *u);
+void up_end(struct ferry_upload *u, int rc);
+void up_report(struct ferry_upload *u);
 void up_fail(struct ferry_upload *u, struct up_item *it, int rc, const char *why);
 void up_resolve(struct ferry_upload *u, struct up_item *it);
 void up_progress(struct ferry_upload *u, struct up_item *it, uint64_t n, int skipped);
@@ -148,7 +160,6 @@ void up_uncount(struct ferry_upload *u, struct up_item *it, uint64_t n);
 /* --bwlimit: 0 when n bytes may go now, 1 when a timer will call up_pump later. */
 int up_bw_wait(struct ferry_upload *u);
 void up_bw_sent(struct ferry_upload *u, uint64_t n);
-void up_finish(struct ferry_upload *u, int rc);
 /* Frames laid out in place on c: data frames of tid from off, chunk frames of one chunk. */
 int up_lay_data(struct ferry_conn *c, const uint8_t tid[static FERRY_TID_LEN], uint64_t off,
                 const uint8_t *p, size_t len);
