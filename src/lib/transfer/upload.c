@@ -165,7 +165,8 @@ static int read_work(void *arg)
     r->off += r->len;
     r->len = 0;
     want = size - r->off > UP_READ_BLOCK ? UP_READ_BLOCK : size - r->off;
-    if (want > 0 && r->buf == NULL && (r->buf = ferry_malloc(UP_READ_BLOCK)) == NULL)
+    /* A small file gets a buffer its size, a stream one block reused block after block. */
+    if (want > 0 && r->buf == NULL && (r->buf = ferry_malloc((size_t)want)) == NULL)
         return -ENOMEM;
     while (got < want) {
         n = pread(r->fd, r->buf + got, (size_t)(want - got), (off_t)(r->off + got));
@@ -791,6 +792,8 @@ static void release(struct ferry_upload *u)
         ferry_free(u->v[i].remote);
     }
     ferry_free(u->v);
+    for (i = 0; i < u->nspare; i++)
+        ferry_free(u->spare[i]);
     for (i = 0; u->sources != NULL && i < u->nsources; i++)
         ferry_free(u->sources[i]);
     ferry_free(u->sources);

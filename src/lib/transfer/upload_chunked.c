@@ -29,8 +29,8 @@
 #define CF_SCAN_STEP (8u << 20)
 /* Bytes per read of a scan task. */
 #define CF_SCAN_READ (1u << 20)
-/* Chunk bytes one read task brings (at least one chunk), and the chunks it may hold. */
-#define CF_BATCH_BYTES  (2u << 20)
+/* The chunks one read task may hold (UP_BATCH_BYTES of them at most). */
+#define CF_BATCH_BYTES  UP_BATCH_BYTES
 #define CF_BATCH_CHUNKS (CF_BATCH_BYTES / FERRY_CHUNK_MIN)
 /* Read tasks in flight or waiting for room, per job: chunk read-ahead is at most 4 MiB. */
 #define CF_BATCHES_MAX 2
@@ -94,7 +94,7 @@ static void cf_unref(struct up_cfile *cf)
         return;
     while ((b = cf->ready_head) != NULL) {
         cf->ready_head = b->next;
-        ferry_free(b->buf);
+        up_buf_put(cf->u, b->buf);
         ferry_free(b);
     }
     if (cf->fd >= 0)
@@ -472,7 +472,7 @@ static void batch_done(void *arg, int status)
                     status == FERRY_ECANCELED ? "changed while being read"
                                               : ferry_strerror(status));
         }
-        ferry_free(b->buf);
+        up_buf_put(u, b->buf);
         ferry_free(b);
         cf_unref(cf);
         if (!u->freeing)
@@ -573,7 +573,7 @@ void up_cf_drop(struct ferry_upload *u)
         return;
     while ((b = cf->ready_head) != NULL) {
         cf->ready_head = b->next;
-        ferry_free(b->buf);
+        up_buf_put(u, b->buf);
         ferry_free(b);
     }
     cf->ready_tail = NULL;
@@ -691,7 +691,7 @@ static int lay_batches(struct ferry_upload *u)
         if (cf->ready_head == NULL)
             cf->ready_tail = NULL;
         cf->batches--;
-        ferry_free(b->buf);
+        up_buf_put(u, b->buf);
         ferry_free(b);
     }
 out:
@@ -724,12 +724,12 @@ static int read_batches(struct ferry_upload *u)
             bytes += len;
             cf->need_head++;
         }
-        if ((b->buf = ferry_malloc(bytes)) == NULL) {
+        if ((b->buf = up_buf_get(u)) == NULL) {
             ferry_free(b);
             return -ENOMEM;
         }
         if ((rc = cf_submit(cf, batch_work, batch_done, b)) != 0) {
-            ferry_free(b->buf);
+            up_buf_put(u, b->buf);
             ferry_free(b);
             return rc;
         }

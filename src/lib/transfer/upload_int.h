@@ -67,6 +67,9 @@ struct up_link {
 #define UP_READ_BLOCK (1u << 20)
 /* Plain Uploads being read or waiting for room, per job: read-ahead is at most 8 MiB. */
 #define UP_READS_MAX 8
+/* Chunk bytes one read task brings (at least one chunk); its buffers are kept for the next. */
+#define UP_BATCH_BYTES (2u << 20)
+#define UP_SPARES_MAX  2
 /* Pool tasks of one job at once. */
 #define UP_POOL_MAX 4
 /* Output queued on a link before the job stops producing for it. */
@@ -129,6 +132,10 @@ struct ferry_upload {
 
     uint64_t wire_sent, wire_received; /* of extra links gone */
 
+    /* Chunk buffers of finished reads, kept: a fresh 2 MiB costs page faults every time. */
+    uint8_t *spare[UP_SPARES_MAX];
+    unsigned nspare;
+
     /* The job's motor and its end (upload.c), for the files below it. */
     void (*pump)(struct ferry_upload *u);
     void (*finish)(struct ferry_upload *u, int rc);
@@ -153,6 +160,9 @@ void up_pump(struct ferry_upload *u);
 void up_kick(struct ferry_upload *u);
 void up_end(struct ferry_upload *u, int rc);
 void up_report(struct ferry_upload *u);
+/* A UP_BATCH_BYTES buffer (a kept one if any), and back (kept, or freed once freeing). */
+uint8_t *up_buf_get(struct ferry_upload *u);
+void up_buf_put(struct ferry_upload *u, uint8_t *p);
 void up_fail(struct ferry_upload *u, struct up_item *it, int rc, const char *why);
 void up_resolve(struct ferry_upload *u, struct up_item *it);
 void up_progress(struct ferry_upload *u, struct up_item *it, uint64_t n, int skipped);

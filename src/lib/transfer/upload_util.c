@@ -22,6 +22,23 @@ void up_end(struct ferry_upload *u, int rc)
     u->finish(u, rc);
 }
 
+uint8_t *up_buf_get(struct ferry_upload *u)
+{
+    if (u->nspare > 0)
+        return u->spare[--u->nspare];
+    return ferry_malloc(UP_BATCH_BYTES);
+}
+
+void up_buf_put(struct ferry_upload *u, uint8_t *p)
+{
+    if (p == NULL)
+        return;
+    if (!u->freeing && u->nspare < UP_SPARES_MAX)
+        u->spare[u->nspare++] = p;
+    else
+        ferry_free(p);
+}
+
 void up_report(struct ferry_upload *u)
 {
     if (u->ops.on_progress != NULL && !u->finished)
