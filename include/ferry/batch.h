@@ -93,8 +93,10 @@ size_t ferry_batch_files(int acks);
 
 /*
  * Adds a verified part file (mode and mtime set) to the batch, taking fd.
- * The caller flushes first when ferry_batch_full(). 0, or -errno with fd
- * closed and nothing added.
+ * The caller flushes when ferry_batch_full() says so and it can; while the
+ * batch before is still being made durable, this one takes files past its
+ * mark, up to the room it was made with (-ENOBUFS beyond). 0, or -errno
+ * with fd closed and nothing added.
  */
 int ferry_batch_add(struct ferry_batch *b, const struct ferry_dir *dir, int fd, const char *part,
                     const char *name, const char *cid, const uint8_t tid[static FERRY_TID_LEN],

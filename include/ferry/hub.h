@@ -101,7 +101,11 @@ void ferry_hub_free(struct ferry_hub *h);
 
 int ferry_hub_port_open(struct ferry_hub *h, const struct ferry_hub_port_ops *ops, void *arg,
                         struct ferry_hub_port **out);
-/* Drops the port's claims and stops its callbacks; NULL is a no-op. */
+/*
+ * Drops the port's claims and stops its callbacks; NULL is a no-op. The
+ * answers to requests it still had out are dropped when they come (not
+ * taken for faults), until the link is lost.
+ */
 void ferry_hub_port_close(struct ferry_hub_port *p);
 struct ferry_hub *ferry_hub_port_hub(const struct ferry_hub_port *p);
 

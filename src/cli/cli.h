@@ -129,6 +129,8 @@ int cli_connect_session(struct cli_conn *cc);
 void cli_disconnect(struct cli_conn *cc);
 /* TLS bytes sent and received by the connections closed so far. */
 void cli_wire_totals(uint64_t *sent, uint64_t *received);
+/* Starts the counts again (each task `ferry resume` runs reports its own). */
+void cli_wire_reset(void);
 /* Counts a closed connection's TLS bytes into those totals. */
 void cli_wire_add(uint64_t sent, uint64_t received);
 
@@ -338,5 +340,10 @@ void cli_task_end(int exit_code);
  */
 int cli_task_dest_dir(void);
 void cli_task_set_dest_dir(int is_dir);
+/*
+ * How `ferry resume` runs a task's command line (argv[0] "put" or "get")
+ * in this process: set by the program, which knows the commands.
+ */
+extern int (*cli_task_runner)(int argc, char **argv);
 
 #endif

@@ -481,6 +481,11 @@ void cli_wire_add(uint64_t sent, uint64_t received)
     wire_rx += received;
 }
 
+void cli_wire_reset(void)
+{
+    wire_tx = wire_rx = 0;
+}
+
 void cli_wire_totals(uint64_t *sent, uint64_t *received)
 {
     *sent = wire_tx;

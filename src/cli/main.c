@@ -82,9 +82,21 @@ static int run_transfer(int (*fn)(int, char **), int argc, char **argv)
     return rc;
 }
 
+/* `ferry resume` runs its tasks in this process, through the same wrapper as a command line. */
+static int run_task_line(int argc, char **argv)
+{
+    if (strcmp(argv[0], "put") == 0)
+        return run_transfer(cmd_put, argc, argv);
+    if (strcmp(argv[0], "get") == 0)
+        return run_transfer(cmd_get, argc, argv);
+    return CLI_FAIL; /* only the two resumable commands are ever recorded */
+}
+
 static int run(int argc, char **argv)
 {
     size_t i;
+
+    cli_task_runner = run_task_line;
 
     if (argc < 2) {
         usage(stderr);

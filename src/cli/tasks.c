@@ -11,13 +11,13 @@
  * finishes what it started; its end forgets the record.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -342,48 +342,53 @@ out:
 }
 
 /* Runs one task in a child, so a crash or exit of it cannot end the others. */
+int (*cli_task_runner)(int argc, char **argv);
+
+/* Set once Ctrl-C stopped a task: no other starts. */
+static int resume_stop;
+
+/*
+ * Runs a task in this process, in the folder it was started from, as the
+ * record it is (FERRY_TASK_ID): the command's job does the work on a loop
+ * of its own, and the next task starts once it is over.
+ */
 static int run_task(const struct task *t)
 {
-    char idbuf[32], self[PATH_MAX];
-    char **args = NULL;
-    size_t n = 0, i;
-    pid_t pid;
-    int status = 0, rc = CLI_FAIL;
-    ssize_t sl;
+    char idbuf[32];
+    size_t n = 0;
+    int cwd = -1, quiet = cli_quiet, rc = CLI_FAIL;
 
     while (t->args != NULL && t->args[n] != NULL)
         n++;
-    /* Only the two resumable commands are ever recorded. */
-    if (n == 0 || (strcmp(t->args[0], "put") != 0 && strcmp(t->args[0], "get") != 0))
-        goto out;
-    if ((args = ferry_calloc(n + 2, sizeof(*args))) == NULL)
-        goto out;
-    if ((sl = readlink("/proc/self/exe", self, sizeof(self) - 1)) <= 0)
-        goto out;
-    self[sl] = '\0';
-    args[0] = self;
-    for (i = 0; i < n; i++)
-        args[i + 1] = t->args[i];
-    snprintf(idbuf, sizeof(idbuf), "%lld", (long long)t->id);
-    fflush(NULL);
-    if ((pid = fork()) < 0)
-        goto out;
-    if (pid == 0) {
-        signal(SIGINT, SIG_DFL);
-        if (chdir(t->cwd) != 0) {
-            cli_err("task %lld: cannot enter %s: %s", (long long)t->id, cli_esc(t->cwd),
-                    strerror(errno));
-            _exit(CLI_FAIL);
-        }
-        setenv("FERRY_TASK_ID", idbuf, 1);
-        execv(self, args);
-        _exit(CLI_FAIL);
+    if (n == 0 || cli_task_runner == NULL)
+        return CLI_FAIL;
+    if ((cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        cli_err("task %lld: cannot remember the current folder: %s", (long long)t->id,
+                strerror(errno));
+        return CLI_FAIL;
     }
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    rc = WIFEXITED(status) ? WEXITSTATUS(status) : CLI_FAIL;
+    if (chdir(t->cwd) != 0) {
+        cli_err("task %lld: cannot enter %s: %s", (long long)t->id, cli_esc(t->cwd),
+                strerror(errno));
+        goto out;
+    }
+    snprintf(idbuf, sizeof(idbuf), "%lld", (long long)t->id);
+    setenv("FERRY_TASK_ID", idbuf, 1);
+    /* The task's own options decide, as on its first run: not resume's -q. */
+    cli_quiet = 0;
+    cli_wire_reset();
+    fflush(NULL);
+    rc = cli_task_runner((int)n, t->args);
+    fflush(NULL);
+    cli_quiet = quiet;
+    unsetenv("FERRY_TASK_ID");
+    /* Ctrl-C stopped this task; no other starts. */
+    if (cli_interrupted)
+        resume_stop = 1;
+    if (fchdir(cwd) != 0 && rc == CLI_OK)
+        rc = CLI_FAIL;
 out:
-    ferry_free(args);
+    close(cwd);
     return rc;
 }
 
@@ -442,15 +447,6 @@ static int forget(sqlite3 *db, struct task *v, size_t n, char **ids, int nids, i
     }
     sqlite3_finalize(st);
     return rc;
-}
-
-/* Set by Ctrl-C while tasks run: the one running stops, and no other starts. */
-static volatile sig_atomic_t resume_stop;
-
-static void on_sigint(int sig)
-{
-    (void)sig;
-    resume_stop = 1;
 }
 
 int cmd_resume(int argc, char **argv)
@@ -530,8 +526,7 @@ int cmd_resume(int argc, char **argv)
             printf("nothing to resume\n");
         goto out;
     }
-    /* Ctrl-C goes to the running task too; it stops, and then so does the list. */
-    signal(SIGINT, on_sigint);
+    /* Ctrl-C reaches the running task's loop (cli_interrupted); it stops, and so does the list. */
     for (i = 0; i < n && !resume_stop; i++) {
         int chosen = optind == argc;
 

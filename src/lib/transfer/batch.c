@@ -113,7 +113,8 @@ int ferry_batch_add(struct ferry_batch *b, const struct ferry_dir *dir, int fd, 
     size_t k;
     int rc = 0;
 
-    if (b->n >= b->max || b->n >= b->cap) {
+    /* Past its mark while the batch before it is being made durable; never past its room. */
+    if (b->n >= b->cap) {
         rc = -ENOBUFS; /* the caller flushes first */
         goto fail;
     }

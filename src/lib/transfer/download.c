@@ -24,87 +24,16 @@
 
 #include "download_int.h"
 
+/* Queued requests and acknowledgements are pushed out from this many bytes (one TLS record). */
+#define DL_PUSH_BYTES (16u << 10)
 /* R-CHUNK-14: a partial download becomes durable (and resumable) every this many bytes. */
 #define DL_DURABLE_STEP (32u << 20)
-
-static void failmsg(struct ferry_download *g, const char *label, int rc, const char *why)
-{
-    g->failed++;
-    if (g->ops->on_item != NULL)
-        g->ops->on_item(g->arg, label, rc, why);
-}
-
-/* failmsg with the text of a local error code appended ("why: No such file"). */
-void dl_fail_rc(struct ferry_download *g, const char *label, const char *why, int rc)
-{
-    char buf[256];
-
-    snprintf(buf, sizeof(buf), "%s: %s", why,
-             rc < 0 && rc > -4096 ? strerror(-rc) : ferry_strerror(rc));
-    failmsg(g, label, rc, buf);
-}
-
-void dl_fail(struct ferry_download *g, const char *label, const char *why)
-{
-    failmsg(g, label, FERRY_EINTERNAL, why);
-}
-
-/* R-RECV-6: "not enough space" with the figures, for a file refused before it is written. */
-void dl_fail_space(struct ferry_download *g, const char *label, uint64_t need, uint64_t avail)
-{
-    char buf[200];
-
-    snprintf(buf, sizeof(buf),
-             "not enough free space for it (%.1f MB to write, %.1f MB free); nothing was written",
-             (double)need / 1e6, (double)avail / 1e6);
-    failmsg(g, label, -ENOSPC, buf);
-}
-
-void dl_progress(struct ferry_download *g)
-{
-    if (g->ops->on_progress != NULL)
-        g->ops->on_progress(g->arg, &g->prog);
-}
 
 static void mtime_ts(int64_t ns, struct timespec ts[2])
 {
     ts[0].tv_sec = ts[1].tv_sec = (time_t)(ns / 1000000000);
     /* Before 1970 only whole seconds: a negative nanosecond part is invalid. */
     ts[0].tv_nsec = ts[1].tv_nsec = ns < 0 ? 0 : (long)(ns % 1000000000);
-}
-
-/* Sends a command on the live link; a link that is gone is the session's to report. */
-int dl_send(struct ferry_download *g, int32_t type, json_t *body)
-{
-    int rc = ferry_session_send(ferry_hub_session(g->hub), type, body);
-
-    return rc == -ENOTCONN ? 0 : rc;
-}
-
-/* A request with an id of ours, whose answers the hub routes here by that id. */
-int dl_request(struct ferry_download *g, char id[static FERRY_UUID_STR_LEN + 1], int32_t type,
-               json_t *body)
-{
-    uint8_t ref[16];
-    int rc = FERRY_EINTERNAL;
-
-    ferry_uuid_new(id);
-    if (body == NULL)
-        return -ENOMEM;
-    json_object_set_new(body, "id", json_string(id));
-    if (ferry_uuid_to_bytes(id, ref) != 0 || (rc = ferry_hub_claim_ref(g->port, ref)) != 0) {
-        json_decref(body);
-        return rc;
-    }
-    return dl_send(g, type, body);
-}
-
-void dl_unclaim(struct ferry_download *g, const char *id)
-{
-    uint8_t ref[16];
-
-    if (id[0] != '\0' && ferry_uuid_to_bytes(id, ref) == 0)
-        ferry_hub_release_ref(g->port, ref);
 }
 
 /* The oldest acknowledgement this job still owes (R-RECV-5), for the hub's window. */
@@ -119,15 +48,9 @@ static void hold(struct ferry_download *g)
     ferry_hub_port_hold(g->port, oldest);
 }
 
-void dl_inflight(struct ferry_download *g, int delta)
-{
-    if (delta < 0 && g->inflight == 0)
-        return;
-    g->inflight = delta > 0 ? g->inflight + 1 : g->inflight - 1;
-    ferry_hub_downloads(g->hub, delta);
-}
-
 static void end_tid(struct ferry_download *g);
+static int dl_flush(struct ferry_download *g);
+static void dl_end(struct ferry_download *g, int rc);
 
 /* Hands the filled buffer to the writer thread. */
 static void submit(struct ferry_download *g)
@@ -473,7 +396,7 @@ static void flush_done(void *arg, int status)
  * taken back; receiving goes on meanwhile. 0 when handed over or when the
  * pool is busy (the flush that ends starts the next).
  */
-int dl_flush(struct ferry_download *g)
+static int dl_flush(struct ferry_download *g)
 {
     struct ferry_batch empty;
     int rc;
@@ -711,10 +634,13 @@ static int wait_writer(struct ferry_download *g)
 
     if (c == NULL)
         return 0;
+    /*
+     * No wake-up of our own: a buffer freed before the check was seen by
+     * it, and one freed after sends the writer's wake-up, which runs on
+     * this thread after the pause (sending one here spun the loop).
+     */
     ferry_conn_pause(c);
     g->paused = 1;
-    /* The writer may have freed a buffer just before the pause: look again. */
-    uv_async_send(&g->wake);
     return 1;
 }
 
@@ -815,7 +741,7 @@ static int on_error(struct ferry_download *g, const struct ferry_cmd *m)
         fail_current(g, msg, 0);
     } else {
         x->state = DL_FAILED;
-        failmsg(g, x->label, rc, msg);
+        dl_fail_code(g, x->label, rc, msg);
     }
     return 0;
 }
@@ -936,6 +862,24 @@ static int request(struct ferry_download *g, struct dl *x)
     return dl_request(g, x->id, FERRY_MSG_DOWNLOAD, req);
 }
 
+/*
+ * New requests and acknowledgements go out now, without waiting for the
+ * input in hand to be handled, once the server's queue runs low or 16 KiB
+ * gathered: the connection writes only when no whole frame is left to
+ * read, so with small files the server sat idle while this side worked
+ * through a full input buffer, and then the other way round.
+ */
+static void push(struct ferry_download *g)
+{
+    struct ferry_conn *c = ferry_session_conn(ferry_hub_session(g->hub));
+    size_t queued;
+
+    if (c == NULL || !ferry_conn_in_input(c) || (queued = ferry_conn_queued(c)) == 0)
+        return;
+    if (g->inflight < FERRY_HUB_DOWNLOADS_MAX / 2 || queued >= DL_PUSH_BYTES)
+        ferry_conn_flush(c);
+}
+
 void dl_pump(struct ferry_download *g)
 {
     int rc = 0;
@@ -951,18 +895,25 @@ void dl_pump(struct ferry_download *g)
         goto out;
     if (flush_due(g) && (rc = dl_flush(g)) != 0)
         goto fail;
-    /* Keep a window of requests ahead of the one being received (R-PIPE-1, R-RECV-5). */
-    while (g->next < g->n && ferry_hub_may_download(g->hub)) {
+    /*
+     * Keep a window of requests ahead of the one being received (R-PIPE-1,
+     * R-RECV-5), and room in the batch for every file on its way: while a
+     * batch is being made durable the next one fills, and a file verified
+     * must never wait for the disk.
+     */
+    while (g->next < g->n && g->batch.n + g->inflight < g->batch.cap &&
+           ferry_hub_may_download(g->hub)) {
         struct dl *x = &g->v[g->next++];
         if (x->state != DL_QUEUED)
             continue; /* received (or failed) on an earlier link */
         if ((rc = request(g, x)) != 0)
             goto fail;
     }
+    push(g);
     while (g->first < g->n && g->v[g->first].state >= DL_DONE)
         g->first++;
     /* Everything answered: what waits in the batch becomes durable, and that is all. */
-    if (g->first == g->n && g->cur == NULL && !g->flushing) {
+    if (g->first == g->n && g->cur == NULL && !g->flushing && g->tasks == 0) {
         if (g->batch.n > 0)
             rc = dl_flush(g);
         else
@@ -1007,7 +958,8 @@ static void requeue_all(struct ferry_download *g)
     g->have_tid = 0;
     for (k = 0; k < g->n; k++) {
         struct dl *x = &g->v[k];
-        if (x->state != DL_REQUESTED)
+        /* A piece on the pool is its task's: its done requeues it (next_request). */
+        if (x->state != DL_REQUESTED || x->busy)
             continue;
         dl_unclaim(g, x->id);
         x->state = DL_QUEUED;
@@ -1052,10 +1004,8 @@ static void dl_up(void *arg, const struct ferry_session_info *info)
     if (g->over || !g->started)
         return;
     g->batch.max = g->fbatch.max = ferry_batch_files(ferry_hub_acks(g->hub));
-    if (!g->planned) {
+    if (!g->planned)
         dl_plan_start(g);
-        return;
-    }
     dl_pump(g);
 }
 
@@ -1096,7 +1046,7 @@ static void set_dir_times(struct ferry_download *g)
     }
 }
 
-void dl_end(struct ferry_download *g, int rc)
+static void dl_end(struct ferry_download *g, int rc)
 {
     if (g->over)
         return;
@@ -1106,21 +1056,29 @@ void dl_end(struct ferry_download *g, int rc)
         /* No acknowledgement after a failure: the link may be gone or at fault. */
         g->link++;
         if (g->cur != NULL) {
-            if (g->fd >= 0 && !g->inl && ferry_conn_lost(rc))
-                requeue_all(g); /* R-CHUNK-14: a rerun resumes */
+            /* R-CHUNK-14: what is durable of a big file stays for a rerun. */
+            if (g->fd >= 0 && !g->inl && (ferry_conn_lost(rc) || rc == FERRY_ECANCELED))
+                requeue_all(g);
             else
                 fail_current(g, "interrupted", 0);
         }
     }
     /* Verified files are placed before the end, with or without acknowledgement. */
-    if (g->flushing)
-        return; /* flush_done comes back here through dl_pump */
+    if (g->flushing || g->tasks > 0)
+        return; /* flush_done and the tasks' done come back here through dl_pump */
     if (g->batch.n > 0) {
         if (dl_flush(g) == 0 && g->flushing)
             return;
     }
     rc = g->ending == 1 ? 0 : g->ending;
     g->over = 1;
+    /* A link this job paused for its writer is the other jobs' too: it reads on. */
+    if (g->paused) {
+        struct ferry_conn *c = ferry_session_conn(ferry_hub_session(g->hub));
+        g->paused = 0;
+        if (c != NULL)
+            ferry_conn_resume(c);
+    }
     ferry_dircache_clear(&g->dc);
     if (rc == 0)
         set_dir_times(g);
@@ -1147,6 +1105,7 @@ int ferry_download_new(struct ferry_hub *hub, uv_loop_t *loop,
         return -ENOMEM;
     g->hub = hub;
     g->loop = loop;
+    g->pump = dl_pump;
     g->ops = ops != NULL ? ops : &none;
     g->arg = arg;
     g->st = spec->state;
@@ -1188,6 +1147,7 @@ int ferry_download_start(struct ferry_download *g)
     if (ferry_hub_is_up(g->hub)) {
         g->batch.max = g->fbatch.max = ferry_batch_files(ferry_hub_acks(g->hub));
         dl_plan_start(g);
+        dl_pump(g);
     }
     return 0;
 }
@@ -1231,6 +1191,13 @@ void ferry_download_free(struct ferry_download *g)
 
     if (g == NULL)
         return;
+    /*
+     * Downloads still asked for are answered into the void now (the hub
+     * drops what its closed port claimed); the server may take more from
+     * the link's other jobs meanwhile, and stops reading past 64 (R-PIPE-1).
+     */
+    if (g->port != NULL && g->inflight > 0)
+        ferry_hub_downloads(g->hub, -(int)g->inflight);
     ferry_hub_port_close(g->port);
     if (g->cur != NULL && g->fd >= 0)
         close(g->fd);

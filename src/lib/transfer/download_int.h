@@ -66,6 +66,7 @@ struct dl {
     int exec;
     uint64_t counted; /* progress it added on the chunk path, taken back on a requeue */
     uint64_t link;    /* the link it was verified on: acknowledged only on that one */
+    int busy;         /* pool tasks holding its piece (planning, syncing, placing) */
 };
 
 struct dirmt {
@@ -82,6 +83,11 @@ struct ferry_download {
     const struct ferry_job_ops *ops;
     void *arg;
     struct ferry_pool *pool;
+    /*
+     * dl_pump: the pool completions of download_patch.c call it through
+     * here, since the job's files form a chain (download.c calls them).
+     */
+    void (*pump)(struct ferry_download *g);
     uv_async_t wake; /* the writer's threads say a buffer is free or the file written */
     int wake_open;
     /* the spec */
@@ -139,23 +145,23 @@ struct ferry_download {
     struct ferry_dircache dc;
     struct ferry_batch batch, fbatch;
     int flushing;
+    int tasks; /* piece tasks on the pool */
     uint8_t (*acks)[FERRY_TID_LEN];
     size_t nacks;
     int ack_rc;
 };
 
-/* download.c */
+/* download_base.c: called by the others, calls none of them */
+void dl_fail_code(struct ferry_download *g, const char *label, int rc, const char *why);
 void dl_fail(struct ferry_download *g, const char *label, const char *why);
 void dl_fail_rc(struct ferry_download *g, const char *label, const char *why, int rc);
+void dl_fail_space(struct ferry_download *g, const char *label, uint64_t need, uint64_t avail);
 void dl_progress(struct ferry_download *g);
 int dl_send(struct ferry_download *g, int32_t type, json_t *body);
 int dl_request(struct ferry_download *g, char id[static FERRY_UUID_STR_LEN + 1], int32_t type,
                json_t *body);
 void dl_unclaim(struct ferry_download *g, const char *id);
 void dl_pump(struct ferry_download *g);
-int dl_flush(struct ferry_download *g);
-void dl_end(struct ferry_download *g, int rc);
-void dl_fail_space(struct ferry_download *g, const char *label, uint64_t need, uint64_t avail);
 void dl_inflight(struct ferry_download *g, int delta);
 
 /* download_plan.c */

@@ -190,19 +190,67 @@ int dl_patch_chunks_begin(struct ferry_download *g, struct dl *x, const struct f
     return 0;
 }
 
-/* The file is whole in its part file: into place, and acknowledged if tid is set. */
-static int patch_place(struct ferry_download *g, struct dl *x, const uint8_t *tid)
-{
-    const char *name = strrchr(x->rel, '/');
-    char tidhex[33];
-    int rc;
+/*
+ * Work on the thread pool for a file fetched by chunks: planning (reading
+ * the old file and the part file back, R-CHUNK-16) and placing (reading the
+ * whole part file back, R-RECV-3) take as long as the disk takes, and the
+ * loop receives meanwhile. The piece is the task's until its done runs.
+ */
+struct piece_task {
+    struct ferry_download *g;
+    struct dl *x;
+    uint64_t link; /* the link the file's acknowledgement belongs to */
+    int has_tid;
+    uint8_t tid[FERRY_TID_LEN];
+    int dfd;
+    char name[FERRY_PATH_MAX + 1];
+    char pname[FERRY_PART_NAME_LEN];
+    mode_t mode;
+};
 
-    name = name != NULL ? name + 1 : x->rel;
-    /* R-RECV-3: the part file is read back and hashed before the rename. */
-    g->prog.name = x->label;
-    g->prog.state = "verifying";
-    dl_progress(g);
-    rc = ferry_piece_place(x->piece, name, (x->exec ? 0777 : 0666) & ~g->umask, x->mtime);
+static struct piece_task *task_new(struct ferry_download *g, struct dl *x)
+{
+    struct piece_task *t = ferry_calloc(1, sizeof(*t));
+
+    if (t == NULL)
+        return NULL;
+    t->g = g;
+    t->x = x;
+    t->link = g->link;
+    t->dfd = -1;
+    t->mode = (x->exec ? 0777 : 0666) & ~g->umask;
+    x->busy++;
+    g->tasks++;
+    return t;
+}
+
+/* The task is over: the piece is the job's again, and the job goes on (or ends). */
+static void task_end(struct piece_task *t)
+{
+    struct ferry_download *g = t->g;
+
+    t->x->busy--;
+    g->tasks--;
+    if (t->dfd >= 0)
+        close(t->dfd);
+    ferry_free(t);
+    g->pump(g);
+}
+
+static int place_work(void *arg)
+{
+    struct piece_task *t = arg;
+
+    return ferry_piece_place(t->x->piece, t->name, t->mode, t->x->mtime);
+}
+
+static void place_done(void *arg, int rc)
+{
+    struct piece_task *t = arg;
+    struct ferry_download *g = t->g;
+    struct dl *x = t->x;
+    char tidhex[33];
+
     g->prog.state = NULL;
     if (rc != 0) {
         /* R-RECV-3: bytes on disk that are not the content are not kept for a rerun either. */
@@ -210,17 +258,49 @@ static int patch_place(struct ferry_download *g, struct dl *x, const uint8_t *ti
             patch_fail(g, x, "its bytes on disk did not match its hash; nothing was placed", 1);
         else
             patch_fail_rc(g, x, "cannot put it in place", rc);
-        return 0;
+        task_end(t);
+        return;
     }
     ferry_piece_free(x->piece);
     x->piece = NULL;
     x->state = DL_DONE;
     g->prog.files_done++;
-    if (tid == NULL)
-        return 0;
-    ferry_hex_encode(tid, FERRY_TID_LEN, tidhex);
-    return dl_send(g, FERRY_MSG_TRANSFER_COMPLETE,
-                   json_pack("{s:s, s:s}", "tid", tidhex, "hash", x->cid));
+    dl_progress(g);
+    /* Acknowledged on the link it came by only (R-XFER-3): a new one would not know it. */
+    if (t->has_tid && t->link == g->link && ferry_hub_is_up(g->hub)) {
+        ferry_hex_encode(t->tid, FERRY_TID_LEN, tidhex);
+        rc = dl_send(g, FERRY_MSG_TRANSFER_COMPLETE,
+                     json_pack("{s:s, s:s}", "tid", tidhex, "hash", x->cid));
+        if (rc != 0 && g->fatal == 0)
+            g->fatal = rc;
+    }
+    task_end(t);
+}
+
+/* The file is whole in its part file: into place on the pool, then acknowledged if tid is set. */
+static int patch_place(struct ferry_download *g, struct dl *x, const uint8_t *tid)
+{
+    const char *name = strrchr(x->rel, '/');
+    struct piece_task *t;
+    int rc;
+
+    name = name != NULL ? name + 1 : x->rel;
+    if ((t = task_new(g, x)) == NULL)
+        return -ENOMEM;
+    snprintf(t->name, sizeof(t->name), "%s", name);
+    if (tid != NULL) {
+        t->has_tid = 1;
+        memcpy(t->tid, tid, FERRY_TID_LEN);
+    }
+    /* R-RECV-3: the part file is read back and hashed before the rename. */
+    g->prog.name = x->label;
+    g->prog.state = "verifying";
+    dl_progress(g);
+    if ((rc = ferry_pool_submit(g->pool, place_work, place_done, t, NULL)) != 0) {
+        /* No pool: placed here, as safe, the loop waiting. */
+        place_done(t, place_work(t));
+    }
+    return 0;
 }
 
 /* R-CHUNK-16: asks for the chunks still missing. */
@@ -240,23 +320,46 @@ static int patch_request(struct ferry_download *g, struct dl *x)
 }
 
 /* The list is in: take what is on the disk, ask for the rest. */
-int dl_patch_list_done(struct ferry_download *g)
+/*
+ * After local work on a piece: the chunks still missing are asked for on
+ * the link the work began on; if that link is gone (or the job ends), the
+ * file goes back to the queue with what is durable of it.
+ */
+static void next_request(struct piece_task *t)
 {
-    struct dl *x = g->cur;
-    const char *name;
-    char pname[FERRY_PART_NAME_LEN];
-    uint64_t reused, kept, need, avail;
-    int dfd, rc;
+    struct ferry_download *g = t->g;
+    struct dl *x = t->x;
+    int rc;
 
-    g->cur = NULL;
-    if ((dfd = dl_dir(x, 1, &name)) < 0) {
-        patch_fail(g, x, "cannot create its folder", 0);
-        return 0;
+    if (t->link == g->link && ferry_hub_is_up(g->hub) && !g->ending) {
+        if ((rc = patch_request(g, x)) != 0 && g->fatal == 0)
+            g->fatal = rc;
+        return;
     }
-    ferry_part_name(x->cid, x->rel, pname);
-    rc =
-        ferry_piece_plan(x->piece, dfd, name, pname, (x->exec ? 0777 : 0666) & ~g->umask, x->mtime);
-    close(dfd);
+    ferry_piece_sync(x->piece);
+    ferry_piece_free(x->piece);
+    x->piece = NULL;
+    x->phase = 0;
+    x->counted = 0;
+    x->state = g->ending ? DL_FAILED : DL_QUEUED;
+    if (x->state == DL_QUEUED && g->next > (size_t)(x - g->v))
+        g->next = (size_t)(x - g->v);
+}
+
+static int plan_work(void *arg)
+{
+    struct piece_task *t = arg;
+
+    return ferry_piece_plan(t->x->piece, t->dfd, t->name, t->pname, t->mode, t->x->mtime);
+}
+
+static void plan_done(void *arg, int rc)
+{
+    struct piece_task *t = arg;
+    struct ferry_download *g = t->g;
+    struct dl *x = t->x;
+    uint64_t reused, kept, need, avail;
+
     if (rc == FERRY_PIECE_ALREADY) {
         /* The file is already this content (the local index says so): nothing to fetch. */
         g->reused += ferry_piece_size(x->piece);
@@ -266,11 +369,12 @@ int dl_patch_list_done(struct ferry_download *g)
         x->piece = NULL;
         x->state = DL_DONE;
         g->prog.files_done++;
-        return 0;
-    }
-    if (rc == FERRY_EPROTO)
-        return rc; /* a list that is not the content's: the server is at fault */
-    if (rc == -ENOSPC) {
+    } else if (rc == FERRY_EPROTO) {
+        /* A list that is not the content's: the server is at fault. */
+        patch_fail(g, x, "its chunk list did not match its content id", 0);
+        if (g->fatal == 0)
+            g->fatal = FERRY_EPROTO;
+    } else if (rc == -ENOSPC) {
         /* R-RECV-6: refused before the part file was created or sized. */
         need = ferry_piece_need(x->piece, &avail);
         ferry_piece_free(x->piece);
@@ -278,25 +382,54 @@ int dl_patch_list_done(struct ferry_download *g)
         x->phase = 0;
         x->state = DL_FAILED;
         dl_fail_space(g, x->label, need, avail);
-        return 0;
-    }
-    if (rc != 0) {
+    } else if (rc != 0) {
         if (rc == -EPERM)
             patch_fail(g, x, "cannot use its temporary file (a foreign file in the way?)", 0);
         else
             patch_fail_rc(g, x, "cannot use its temporary file", rc);
+    } else {
+        reused = ferry_piece_reused(x->piece, &kept);
+        g->reused += reused;
+        g->resumed += kept;
+        x->counted += reused + kept;
+        g->prog.bytes_done += reused + kept;
+        g->prog.bytes_skipped += reused + kept;
+        dl_progress(g);
+        if (ferry_piece_complete(x->piece)) {
+            /* The place task takes over the piece. */
+            rc = patch_place(g, x, NULL);
+            if (rc != 0 && g->fatal == 0)
+                g->fatal = rc;
+        } else {
+            next_request(t);
+        }
+    }
+    task_end(t);
+}
+
+/* The list is in: take what is on the disk (on the pool), then ask for the rest. */
+int dl_patch_list_done(struct ferry_download *g)
+{
+    struct dl *x = g->cur;
+    struct piece_task *t;
+    const char *name;
+    int dfd, rc;
+
+    g->cur = NULL;
+    if ((dfd = dl_dir(x, 1, &name)) < 0) {
+        patch_fail(g, x, "cannot create its folder", 0);
         return 0;
     }
-    reused = ferry_piece_reused(x->piece, &kept);
-    g->reused += reused;
-    g->resumed += kept;
-    x->counted += reused + kept;
-    g->prog.bytes_done += reused + kept;
-    g->prog.bytes_skipped += reused + kept;
-    dl_progress(g);
-    if (ferry_piece_complete(x->piece))
-        return patch_place(g, x, NULL);
-    return patch_request(g, x);
+    if ((t = task_new(g, x)) == NULL) {
+        close(dfd);
+        return -ENOMEM;
+    }
+    t->dfd = dfd;
+    snprintf(t->name, sizeof(t->name), "%s", name);
+    ferry_part_name(x->cid, x->rel, t->pname);
+    if ((rc = ferry_pool_submit(g->pool, plan_work, plan_done, t, NULL)) != 0)
+        plan_done(t, plan_work(t)); /* no pool: here, as safe, the loop waiting */
+    return 0;
 }
 
 /* A chunk frame of the file being received by chunks. */
@@ -323,22 +456,40 @@ int dl_patch_chunk(struct ferry_download *g, const struct ferry_chunk_frame *f)
     return 0;
 }
 
+static int sync_work(void *arg)
+{
+    struct piece_task *t = arg;
+
+    return ferry_piece_sync(t->x->piece);
+}
+
+static void sync_done(void *arg, int rc)
+{
+    struct piece_task *t = arg;
+
+    if (rc != 0)
+        patch_fail_rc(t->g, t->x, "cannot make it durable", rc);
+    else
+        next_request(t);
+    task_end(t);
+}
+
 int dl_patch_chunks_done(struct ferry_download *g)
 {
     struct dl *x = g->cur;
-    uint8_t tid[FERRY_TID_LEN];
+    struct piece_task *t;
     int rc;
 
     g->cur = NULL;
-    memcpy(tid, g->tid, sizeof(tid));
-    if ((rc = ferry_piece_sync(x->piece)) != 0) {
-        patch_fail_rc(g, x, "cannot make it durable", rc);
-        return 0;
-    }
+    /* Placing syncs the part file before it reads it back. */
     if (ferry_piece_complete(x->piece))
-        return patch_place(g, x, tid);
-    /* More runs than one request carries: the next batch of them. */
-    return patch_request(g, x);
+        return patch_place(g, x, g->tid);
+    /* More runs than one request carries: what came is made durable, then the next batch. */
+    if ((t = task_new(g, x)) == NULL)
+        return -ENOMEM;
+    if ((rc = ferry_pool_submit(g->pool, sync_work, sync_done, t, NULL)) != 0)
+        sync_done(t, sync_work(t));
+    return 0;
 }
 
 /* An Error for a file downloaded by chunks. */

@@ -96,16 +96,13 @@ static void ask(struct ferry_download *g)
         g->planned = 1;
         g->prog.files_total = g->n;
         dl_progress(g);
-        dl_pump(g);
-        return;
+        return; /* the caller pumps: the downloads begin */
     }
     g->plan_step = 0;
     rc = dl_request(g, g->plan_id, FERRY_MSG_DIRINFO,
                     json_pack("{s:s, s:b}", "path", g->srcs[g->plan_i], "stat", 1));
-    if (rc != 0) {
-        g->fatal = rc;
-        dl_pump(g);
-    }
+    if (rc != 0)
+        g->fatal = rc; /* the caller's pump ends the job */
 }
 
 static void next_source(struct ferry_download *g)
@@ -249,8 +246,7 @@ int dl_plan_error(struct ferry_download *g, const char *ref, int rc, const char 
     if (rc == FERRY_ENOTFOUND || rc == FERRY_EPATH || rc == FERRY_ENOTDIR) {
         next_source(g);
     } else {
-        g->fatal = rc;
-        dl_pump(g);
+        g->fatal = rc; /* the caller's pump ends the job */
     }
     return 1;
 }

@@ -38,6 +38,12 @@ struct ferry_hub {
     size_t live;       /* claims held */
     int depth;         /* callbacks out to ports in progress */
     int up, minor, acks;
+    /*
+     * Requests of ports closed before their answers came: the answers are
+     * dropped (and the request forgotten) when they come, instead of being
+     * taken for a fault (R-FILE-3) on a session other jobs still use.
+     */
+    struct ferry_hub_port orphan;
     uint64_t tc_seq;    /* R-RECV-5 on this link */
     uint64_t downloads; /* Downloads in flight on this link */
     uint64_t gen;
@@ -159,11 +165,21 @@ static void sweep(struct ferry_hub *h)
     }
 }
 
+/* The link is gone: nothing will answer the requests of closed ports now. */
+static void forget_orphans(struct ferry_hub *h)
+{
+    size_t i;
+
+    for (i = 0; i < h->cap && h->orphan.claims > 0; i++)
+        if (h->tab[i].kind == KEY_REF && h->tab[i].port == &h->orphan)
+            release(&h->orphan, KEY_REF, h->tab[i].key);
+}
+
 static int deliver(struct ferry_hub_port *p, const struct ferry_frame *f, const struct ferry_cmd *m)
 {
     int rc;
 
-    if (p->dead || p->ops->on_frame == NULL)
+    if (p->dead || p->ops == NULL || p->ops->on_frame == NULL)
         return 0;
     p->h->depth++;
     rc = p->ops->on_frame(p->arg, f, m);
@@ -227,8 +243,13 @@ static int route_cmd(struct ferry_hub *h, const struct ferry_frame *f, int *rout
     ref = json_string_value(json_object_get(m.body, "ref"));
     if (tid != NULL && ferry_hex_decode(tid, key, FERRY_TID_LEN) == 0)
         p = owner_of(h, KEY_TID, key);
-    if (p == NULL && ref != NULL && ferry_uuid_to_bytes(ref, key) == 0)
+    if (p == NULL && ref != NULL && ferry_uuid_to_bytes(ref, key) == 0) {
         p = owner_of(h, KEY_REF, key);
+        if (p == &h->orphan) {
+            release(p, KEY_REF, key); /* answered: forgotten, and dropped */
+            goto out;
+        }
+    }
     if (p != NULL) {
         rc = deliver(p, f, &m);
     } else if (m.type == FERRY_MSG_ERROR && tid == NULL && ref == NULL) {
@@ -285,6 +306,11 @@ static int hub_frame(struct ferry_session *s, const struct ferry_frame *f)
         if ((p = owner_of(h, KEY_REF, ff.ref)) == NULL) {
             h->tc_seq--;
             return FERRY_EPROTO;
+        }
+        if (p == &h->orphan) {
+            release(p, KEY_REF, ff.ref);
+            p = NULL;
+            goto out; /* dropped: its job is gone */
         }
         break;
     }
@@ -348,6 +374,7 @@ static void hub_down(struct ferry_session *s, int rc, uint64_t wait_ms)
 
     h->up = 0;
     h->downloads = 0;
+    forget_orphans(h);
     h->depth++;
     for (p = h->ports; p != NULL; p = p->next)
         if (!p->dead && p->ops->on_down != NULL)
@@ -408,6 +435,8 @@ int ferry_hub_open(const struct ferry_session_cfg *cfg, const struct ferry_hub_o
         return -ENOMEM;
     h->owner = owner;
     h->data = owner_data;
+    h->orphan.h = h;
+    h->orphan.hold = FERRY_HUB_NO_SEQ;
     if ((rc = ferry_session_open(cfg, &hub_ops, h, &h->s)) != 0) {
         ferry_free(h);
         return rc;
@@ -491,8 +520,16 @@ void ferry_hub_port_close(struct ferry_hub_port *p)
     h = p->h;
     for (i = 0; i < h->cap && p->claims > 0; i++) {
         struct route *r = &h->tab[i];
-        if ((r->kind == KEY_TID || r->kind == KEY_REF) && r->port == p)
+        if (r->port != p || (r->kind != KEY_TID && r->kind != KEY_REF))
+            continue;
+        if (r->kind == KEY_REF) {
+            /* Its answer may still come: dropped then, not taken for a fault. */
+            r->port = &h->orphan;
+            p->claims--;
+            h->orphan.claims++;
+        } else {
             release(p, r->kind, r->key);
+        }
     }
     p->dead = 1;
     p->hold = FERRY_HUB_NO_SEQ;
