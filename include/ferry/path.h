@@ -32,6 +32,12 @@ int ferry_path_normalize(const char *in, size_t len, char *out, size_t outcap);
 
 /* Validates one path component with the same rules (no '/'). */
 int ferry_name_valid(const char *name, size_t len);
+/*
+ * R-NAME-1: why a local name cannot travel, as a phrase for people ("a
+ * backslash in the name"), or NULL when it can. Clients refuse such a name
+ * by name before sending anything of it.
+ */
+const char *ferry_name_problem(const char *name, size_t len);
 
 /*
  * Opens rel beneath dirfd without following any symlink and without

@@ -39,34 +39,7 @@ size_t cli_text_width(const char *s)
 
 const char *cli_name_problem(const char *name, size_t len)
 {
-    const unsigned char *p = (const unsigned char *)name;
-    size_t i = 0, seq;
-    unsigned cp;
-
-    /* R-NAME-1: what R-PATH-3 refuses, said in words, in the order a person would look. */
-    if (len == 0)
-        return "an empty name";
-    if (len > FERRY_NAME_MAX)
-        return "a name longer than 255 bytes";
-    if ((len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.'))
-        return "'.' and '..' are not names";
-    while (i < len) {
-        if ((seq = ferry_utf8_decode(p + i, len - i, &cp)) == 0)
-            return "the name is not valid UTF-8";
-        if (cp == '\\')
-            return "a backslash in the name";
-        if (cp == '/')
-            return "a slash in the name";
-        if (cp == '\t')
-            return "a tab in the name";
-        if (cp == '\n' || cp == '\r')
-            return "a line break in the name";
-        if (cp < 0x20 || cp == 0x7f)
-            return "a control character in the name";
-        i += seq;
-    }
-    /* Anything else the server's own check refuses (kept in step with it). */
-    return ferry_name_valid(name, len) == 0 ? NULL : "a name the protocol cannot carry";
+    return ferry_name_problem(name, len);
 }
 
 void cli_human_size(char *out, size_t cap, double v)

@@ -1,0 +1,207 @@
+/*
+ * The upload job's small parts, below both the job (upload.c) and its
+ * chunked files (upload_chunked.c): the counts, an item's end, commands
+ * and frames laid out in place, and --bwlimit. They call back up only
+ * through the job's pump and finish pointers, so no two files of the job
+ * call each other in a circle.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "ferry/manifest.h"
+#include "ferry/net.h"
+#include "upload_int.h"
+
+void up_kick(struct ferry_upload *u)
+{
+    u->pump(u);
+}
+
+void up_end(struct ferry_upload *u, int rc)
+{
+    u->finish(u, rc);
+}
+
+uint8_t *up_buf_get(struct ferry_upload *u)
+{
+    if (u->nspare > 0)
+        return u->spare[--u->nspare];
+    return ferry_malloc(UP_BATCH_BYTES);
+}
+
+void up_buf_put(struct ferry_upload *u, uint8_t *p)
+{
+    if (p == NULL)
+        return;
+    if (!u->freeing && u->nspare < UP_SPARES_MAX)
+        u->spare[u->nspare++] = p;
+    else
+        ferry_free(p);
+}
+
+void up_report(struct ferry_upload *u)
+{
+    if (u->ops.on_progress != NULL && !u->finished)
+        u->ops.on_progress(u->arg, &u->prog);
+}
+
+void up_progress(struct ferry_upload *u, struct up_item *it, uint64_t n, int skipped)
+{
+    u->prog.bytes_done += n;
+    if (skipped) {
+        u->prog.bytes_skipped += n;
+        it->skipped += n;
+    }
+    it->counted += n;
+}
+
+void up_uncount(struct ferry_upload *u, struct up_item *it, uint64_t n)
+{
+    /* Only bytes that travel are taken back: a requeue sends them again. */
+    u->prog.bytes_done -= n;
+    it->counted -= n;
+}
+
+/* An item's last word came: frames about its tid are nobody's now (the hub's table stays small). */
+static void forget_tid(struct ferry_upload *u, struct up_item *it)
+{
+    if (it->has_tid && u->port != NULL)
+        ferry_hub_release_tid(u->port, it->tid);
+    it->has_tid = 0;
+}
+
+void up_fail(struct ferry_upload *u, struct up_item *it, int rc, const char *why)
+{
+    if (it->state == IT_DONE || it->state == IT_FAILED)
+        return;
+    it->state = IT_FAILED;
+    u->n_failed++;
+    forget_tid(u, it);
+    if (u->ops.on_item != NULL)
+        u->ops.on_item(u->arg, it->local, rc, why);
+}
+
+void up_resolve(struct ferry_upload *u, struct up_item *it)
+{
+    if (it->state != IT_SENT)
+        return;
+    it->state = IT_DONE;
+    u->n_done++;
+    forget_tid(u, it);
+    if (it->kind == UP_FILE)
+        u->prog.files_done++;
+    /* R-CLI-3: progress, so a later outage is a new one. */
+    ferry_session_progress(ferry_hub_session(u->hub));
+    up_report(u);
+}
+
+int up_send(struct ferry_upload *u, int32_t type, json_t *body)
+{
+    if (body == NULL)
+        return -ENOMEM;
+    return ferry_session_send(ferry_hub_session(u->hub), type, body);
+}
+
+int up_send_cancel(struct ferry_upload *u, const uint8_t tid[static FERRY_TID_LEN])
+{
+    char hex[2 * FERRY_TID_LEN + 1];
+
+    ferry_hex_encode(tid, FERRY_TID_LEN, hex);
+    /* R-XFER-4: a given-up upload ends with TransferCancel, its last word. */
+    return up_send(u, FERRY_MSG_TRANSFER_CANCEL, json_pack("{s:s}", "tid", hex));
+}
+
+void up_flush(struct ferry_conn *c)
+{
+    /* Frames laid out in place leave now; inside input the connection flushes after. */
+    if (c != NULL && !ferry_conn_in_input(c))
+        ferry_conn_flush(c);
+}
+
+int up_lay_data(struct ferry_conn *c, const uint8_t tid[static FERRY_TID_LEN], uint64_t off,
+                const uint8_t *p, size_t len)
+{
+    size_t frames = (len + FERRY_DATA_MAX - 1) / FERRY_DATA_MAX, need, piece;
+    uint8_t *w;
+    int rc;
+
+    if (len == 0)
+        return 0;
+    need = len + frames * (FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN);
+    if ((rc = ferry_conn_reserve(c, need, &w)) != 0)
+        return rc;
+    while (len > 0) {
+        piece = len > FERRY_DATA_MAX ? FERRY_DATA_MAX : len;
+        ferry_frame_header_encode(w, FERRY_FRAME_DATA, (uint32_t)(FERRY_DATA_HDR_LEN + piece));
+        ferry_data_header_encode(w + FERRY_FRAME_HDR_LEN, tid, off);
+        memcpy(w + FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN, p, piece);
+        w += FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN + piece;
+        p += piece;
+        off += piece;
+        len -= piece;
+    }
+    ferry_conn_commit(c, need);
+    return 0;
+}
+
+int up_lay_chunk(struct ferry_conn *c, const uint8_t tid[static FERRY_TID_LEN], uint32_t index,
+                 const uint8_t *p, size_t len)
+{
+    size_t frames = (len + FERRY_DATA_MAX - 1) / FERRY_DATA_MAX, need, piece;
+    uint32_t off = 0;
+    uint8_t *w;
+    int rc;
+
+    if (len == 0 || len > FERRY_CHUNK_MAX)
+        return FERRY_EUSAGE;
+    need = len + frames * (FERRY_FRAME_HDR_LEN + FERRY_CHUNK_HDR_LEN);
+    if ((rc = ferry_conn_reserve(c, need, &w)) != 0)
+        return rc;
+    while (len > 0) {
+        piece = len > FERRY_DATA_MAX ? FERRY_DATA_MAX : len;
+        ferry_frame_header_encode(w, FERRY_FRAME_CHUNK, (uint32_t)(FERRY_CHUNK_HDR_LEN + piece));
+        ferry_chunk_frame_header_encode(w + FERRY_FRAME_HDR_LEN, tid, index, off);
+        memcpy(w + FERRY_FRAME_HDR_LEN + FERRY_CHUNK_HDR_LEN, p, piece);
+        w += FERRY_FRAME_HDR_LEN + FERRY_CHUNK_HDR_LEN + piece;
+        p += piece;
+        off += (uint32_t)piece;
+        len -= piece;
+    }
+    ferry_conn_commit(c, need);
+    return 0;
+}
+
+/* --- --bwlimit --- */
+
+static void bw_cb(uv_timer_t *t)
+{
+    struct ferry_upload *u = t->data;
+
+    u->bw_waiting = 0;
+    up_kick(u);
+}
+
+int up_bw_wait(struct ferry_upload *u)
+{
+    uint64_t due, now;
+
+    if (u->bwlimit == 0)
+        return 0;
+    if (u->bw_waiting)
+        return 1;
+    now = ferry_now_ms();
+    if (u->bw_start_ms == 0)
+        u->bw_start_ms = now;
+    /* A sender ahead of RATE waits on a timer, so the average over the run stays at RATE. */
+    due = u->bw_start_ms + u->bw_sent * 1000 / u->bwlimit;
+    if (now >= due)
+        return 0;
+    u->bw_waiting = 1;
+    uv_timer_start(&u->bw_timer, bw_cb, due - now, 0);
+    return 1;
+}
+
+void up_bw_sent(struct ferry_upload *u, uint64_t n)
+{
+    u->bw_sent += n;
+}

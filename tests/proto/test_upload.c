@@ -1,0 +1,472 @@
+/*
+ * The upload job (ferry/upload.h) against a real ferry serve: many jobs on
+ * one hub and one loop, each reporting progress and ending once; a
+ * cancelled job leaves nothing visible; a folder tree arrives whole; an
+ * item that fails is named while the others go on. What reached the server
+ * is fetched back with a protocol client and compared byte for byte.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include "ferry/hub.h"
+#include "ferry/upload.h"
+#include "harness.h"
+
+/* The loop, its guard and the hub every job of a test shares. */
+struct bench {
+    uv_loop_t loop;
+    uv_timer_t guard;
+    int guard_fired;
+    struct ferry_hub *hub;
+    struct ferry_session_cfg cfg;
+    struct client cl; /* the device's identity, and a protocol client to fetch with */
+    SSL_CTX *ctx;
+    char token[64];
+    char local[300]; /* a folder for the local files */
+};
+
+/* What one job's callbacks saw. */
+struct seen {
+    int done_calls;
+    int done_rc;
+    int progress_calls;
+    uint64_t bytes_done, bytes_total, files_done;
+    int items;
+    int item_rc;
+    char item_label[300];
+    int notes;
+    int cancel_at_progress; /* cancel from the first progress report */
+    struct ferry_upload *u;
+};
+
+static void on_progress(void *arg, const struct ferry_job_progress *p)
+{
+    struct seen *s = arg;
+
+    s->progress_calls++;
+    /* Never more done than there is; no link is lost here, so never less than before. */
+    assert_true(p->bytes_done <= p->bytes_total);
+    assert_true(p->bytes_done >= s->bytes_done);
+    s->bytes_done = p->bytes_done;
+    s->bytes_total = p->bytes_total;
+    s->files_done = p->files_done;
+    if (s->cancel_at_progress && p->bytes_done > 0 && s->done_calls == 0) {
+        ferry_upload_cancel(s->u);
+        /* on_done ran inside the cancel, exactly once. */
+        assert_int_equal(s->done_calls, 1);
+        assert_int_equal(s->done_rc, FERRY_ECANCELED);
+    }
+}
+
+static void on_item(void *arg, const char *label, int rc, const char *why)
+{
+    struct seen *s = arg;
+
+    assert_non_null(why);
+    s->items++;
+    s->item_rc = rc;
+    snprintf(s->item_label, sizeof(s->item_label), "%s", label != NULL ? label : "");
+}
+
+static void on_note(void *arg, const char *text)
+{
+    struct seen *s = arg;
+
+    assert_non_null(text);
+    s->notes++;
+}
+
+static void on_done(void *arg, int rc)
+{
+    struct seen *s = arg;
+
+    s->done_calls++;
+    s->done_rc = rc;
+}
+
+static const struct ferry_job_ops job_ops = {
+    .on_progress = on_progress,
+    .on_item = on_item,
+    .on_note = on_note,
+    .on_done = on_done,
+};
+
+static void guard_cb(uv_timer_t *t)
+{
+    struct bench *b = t->data;
+
+    b->guard_fired = 1;
+    uv_stop(&b->loop);
+}
+
+static void bench_open(struct bench *b, struct server *srv)
+{
+    static int serial;
+
+    memset(b, 0, sizeof(*b));
+    assert_int_equal(client_open(&b->cl, srv), 0);
+    assert_int_equal(client_signup(&b->cl, "alice", b->token, sizeof(b->token)), 1);
+    assert_non_null(b->ctx = ferry_tls_ctx_new(&b->cl.id, 0));
+    assert_int_equal(uv_loop_init(&b->loop), 0);
+    uv_timer_init(&b->loop, &b->guard);
+    b->guard.data = b;
+    b->cfg = (struct ferry_session_cfg){
+        .loop = &b->loop,
+        .ctx = b->ctx,
+        .host = "127.0.0.1",
+        .port = srv->port,
+        .pin = srv->id,
+        .token = b->token,
+        .client = "ferry-test",
+        .need_user = 1,
+        .retry_for_ms = 0,
+        .heartbeat_ms = 30000,
+        .idle_ms = 90000,
+        .connect_ms = 10000,
+    };
+    assert_int_equal(ferry_hub_open(&b->cfg, NULL, NULL, &b->hub), 0);
+    snprintf(b->local, sizeof(b->local), "%s/local%d", srv->dir, serial++);
+    assert_int_equal(mkdir(b->local, 0700), 0);
+}
+
+static void bench_close(struct bench *b)
+{
+    ferry_hub_free(b->hub);
+    uv_close((uv_handle_t *)&b->guard, NULL);
+    /* The jobs' tasks and handles end here, and with them their memory. */
+    uv_run(&b->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&b->loop), 0);
+    SSL_CTX_free(b->ctx);
+    client_close(&b->cl);
+}
+
+/* Runs the loop until every job of seen[0..n) has ended, or the guard fires. */
+static void run_jobs(struct bench *b, struct seen *s, size_t n)
+{
+    size_t i, left;
+
+    uv_timer_start(&b->guard, guard_cb, 4 * HARNESS_WAIT_MS, 0);
+    for (;;) {
+        for (left = 0, i = 0; i < n; i++)
+            left += s[i].done_calls == 0;
+        if (left == 0 || b->guard_fired)
+            break;
+        uv_run(&b->loop, UV_RUN_ONCE);
+    }
+    uv_timer_stop(&b->guard);
+    assert_false(b->guard_fired);
+}
+
+/* A local file of size random bytes; returns them (free them). */
+static uint8_t *make_file(const char *path, size_t size)
+{
+    uint8_t *p = malloc(size ? size : 1);
+    FILE *f;
+
+    assert_non_null(p);
+    randombytes_buf(p, size);
+    assert_non_null(f = fopen(path, "wb"));
+    assert_int_equal(fwrite(p, 1, size, f), size);
+    assert_int_equal(fclose(f), 0);
+    return p;
+}
+
+static int next_frame(struct client *cl, struct ferry_frame *f)
+{
+    uint64_t deadline = ferry_now_ms() + HARNESS_WAIT_MS;
+    int rc;
+
+    while ((rc = ferry_client_next_frame(cl->c, f)) == 0) {
+        if (ferry_now_ms() >= deadline)
+            return FERRY_ETIMEDOUT;
+        rc = ferry_client_pump(cl->c, 1000, 0);
+        if (rc != 0 && rc != FERRY_ETIMEDOUT)
+            return rc;
+    }
+    return rc == 1 ? 0 : rc;
+}
+
+/* Downloads path (R-XFER-3) and checks it is exactly want; 0, or the Error's code. */
+static int fetch(struct client *cl, const char *path, const uint8_t *want, size_t size)
+{
+    uint64_t next = 0;
+    int have_transfer = 0;
+
+    assert_int_equal(client_send(cl, FERRY_MSG_DOWNLOAD, json_pack("{s:s}", "path", path)), 0);
+    for (;;) {
+        struct ferry_frame f;
+
+        assert_int_equal(next_frame(cl, &f), 0);
+        if (f.type == FERRY_FRAME_DATA) {
+            struct ferry_data d;
+
+            assert_true(have_transfer);
+            assert_int_equal(ferry_data_decode(f.payload, f.payload_len, &d), 0);
+            assert_int_equal(d.offset, next);
+            assert_true(d.len <= size - next);
+            assert_memory_equal(d.bytes, want + next, d.len);
+            next += d.len;
+        } else if (f.type == FERRY_FRAME_COMMAND) {
+            struct ferry_cmd m;
+            int code;
+
+            assert_int_equal(ferry_cmd_decode(f.payload, f.payload_len, &m), 0);
+            if (m.type == FERRY_MSG_TRANSFER) {
+                have_transfer = 1;
+                assert_int_equal(json_integer_value(json_object_get(m.body, "size")), size);
+                ferry_cmd_cleanup(&m);
+                continue;
+            }
+            if (m.type == FERRY_MSG_ERROR) {
+                code = err_code(&m);
+                ferry_cmd_cleanup(&m);
+                return code;
+            }
+            assert_int_equal(m.type, FERRY_MSG_TRANSFER_COMPLETE);
+            ferry_cmd_cleanup(&m);
+            break;
+        }
+    }
+    assert_int_equal(next, size);
+    return 0;
+}
+
+static struct ferry_upload *job_new(struct bench *b, struct seen *s, const char *const *srcs,
+                                    size_t nsrcs, const char *dest, int into, int recursive,
+                                    unsigned connections, uint64_t bwlimit)
+{
+    struct ferry_upload_spec spec = {
+        .loop = &b->loop,
+        .sources = srcs,
+        .nsources = nsrcs,
+        .dest = dest,
+        .into = into,
+        .recursive = recursive,
+        .bwlimit = bwlimit,
+        .connections = connections,
+        .link_cfg = &b->cfg,
+    };
+    struct ferry_upload *u;
+
+    memset(s, 0, sizeof(*s));
+    assert_int_equal(ferry_upload_new(b->hub, &spec, &job_ops, s, &u), 0);
+    s->u = u;
+    assert_int_equal(ferry_upload_start(u), 0);
+    return u;
+}
+
+static const char *const quiet_args[] = {"--login-rate", "1000", NULL};
+
+#define MANY 20
+
+/*
+ * Twenty jobs at once on one hub and one loop, files of 0 to 8 MiB (the
+ * ones from 1 MiB on chunked, R-CHUNK-4..8, some over extra links,
+ * R-CHUNK-13): each ends once, reports its bytes, and the server holds
+ * every byte.
+ */
+static void test_many_jobs_one_hub(void **state)
+{
+    static const size_t sizes[MANY] = {
+        0,
+        1,
+        4096,
+        16384,
+        16385,
+        100000,
+        (1u << 20) - 1,
+        (1u << 20),
+        (1u << 20) + 1,
+        2u << 20,
+        3000000,
+        (3u << 20) + 77,
+        4u << 20,
+        5000000,
+        6u << 20,
+        7u << 20,
+        (8u << 20) - 1,
+        8u << 20,
+        65536,
+        1234567,
+    };
+    struct server srv;
+    struct bench b;
+    struct seen s[MANY];
+    struct ferry_upload *u[MANY];
+    uint8_t *data[MANY];
+    char path[MANY][400], remote[MANY][64];
+    const char *src[MANY][1];
+    struct ferry_upload_stats st;
+    size_t i;
+
+    (void)state;
+    server_start(&srv, quiet_args);
+    bench_open(&b, &srv);
+    for (i = 0; i < MANY; i++) {
+        snprintf(path[i], sizeof(path[i]), "%s/f%zu.bin", b.local, i);
+        snprintf(remote[i], sizeof(remote[i]), "/many/f%zu.bin", i);
+        data[i] = make_file(path[i], sizes[i]);
+        src[i][0] = path[i];
+        /* A few extra links each, under the user's 64 connections (R-SESS-10). */
+        u[i] = job_new(&b, &s[i], src[i], 1, remote[i], 0, 0, i % 3 == 0 ? 2 : 1, 0);
+    }
+    run_jobs(&b, s, MANY);
+    /* A few more turns: no job ends twice. */
+    for (i = 0; i < 10; i++)
+        uv_run(&b.loop, UV_RUN_NOWAIT);
+    for (i = 0; i < MANY; i++) {
+        assert_int_equal(s[i].done_calls, 1);
+        assert_int_equal(s[i].done_rc, 0);
+        assert_int_equal(s[i].items, 0);
+        assert_true(s[i].progress_calls > 0);
+        assert_int_equal(s[i].bytes_total, sizes[i]);
+        assert_int_equal(s[i].bytes_done, sizes[i]);
+        assert_int_equal(s[i].files_done, 1);
+        ferry_upload_stats(u[i], &st);
+        assert_int_equal(st.items_done, 1);
+        assert_int_equal(st.items_failed, 0);
+        assert_int_equal(st.items_left, 0);
+        assert_int_equal(st.job.bytes_total, sizes[i]);
+        ferry_upload_free(u[i]);
+    }
+    for (i = 0; i < MANY; i++) {
+        assert_int_equal(fetch(&b.cl, remote[i], data[i], sizes[i]), 0);
+        free(data[i]);
+    }
+    bench_close(&b);
+    assert_int_equal(server_stop(&srv), 0);
+    server_cleanup(&srv);
+}
+
+/*
+ * Cancel: on_done runs once, inside the call, with FERRY_ECANCELED; the
+ * half-sent file never becomes visible (R-XFER-5); the hub carries on for
+ * another job.
+ */
+static void test_cancel(void **state)
+{
+    struct server srv;
+    struct bench b;
+    struct seen s, t;
+    struct ferry_upload *u, *v;
+    char big[400], small[400];
+    const char *src[1], *src2[1];
+    uint8_t *data, *data2;
+    size_t i;
+
+    (void)state;
+    server_start(&srv, quiet_args);
+    bench_open(&b, &srv);
+    snprintf(big, sizeof(big), "%s/big.bin", b.local);
+    snprintf(small, sizeof(small), "%s/small.bin", b.local);
+    data = make_file(big, 8u << 20);
+    data2 = make_file(small, 5000);
+    src[0] = big;
+    src2[0] = small;
+    /* Slow enough (--bwlimit 1 MiB/s) that the cancel comes long before the end. */
+    u = job_new(&b, &s, src, 1, "/big.bin", 0, 0, 1, 1u << 20);
+    s.cancel_at_progress = 1;
+    run_jobs(&b, &s, 1);
+    for (i = 0; i < 10; i++)
+        uv_run(&b.loop, UV_RUN_NOWAIT);
+    assert_int_equal(s.done_calls, 1);
+    assert_int_equal(s.done_rc, FERRY_ECANCELED);
+    assert_true(s.bytes_done < (8u << 20));
+    ferry_upload_free(u);
+    /* The same hub goes on with another job. */
+    v = job_new(&b, &t, src2, 1, "/small.bin", 0, 0, 1, 0);
+    run_jobs(&b, &t, 1);
+    assert_int_equal(t.done_calls, 1);
+    assert_int_equal(t.done_rc, 0);
+    ferry_upload_free(v);
+    assert_int_equal(fetch(&b.cl, "/small.bin", data2, 5000), 0);
+    /* Nothing partial is visible. */
+    assert_int_equal(fetch(&b.cl, "/big.bin", data, 8u << 20), 5);
+    free(data);
+    free(data2);
+    bench_close(&b);
+    assert_int_equal(server_stop(&srv), 0);
+    server_cleanup(&srv);
+}
+
+/*
+ * A folder, recursively, into an existing remote folder (R-CLI-9): every
+ * file arrives, empty folders too; a missing source is one failed item,
+ * named, and the job still ends with 0; a symlink is a note.
+ */
+static void test_tree_and_failures(void **state)
+{
+    struct server srv;
+    struct bench b;
+    struct seen s;
+    struct ferry_upload *u;
+    struct ferry_upload_stats st;
+    struct ferry_cmd m;
+    char dir[400], sub[450], empty[450], f1[450], f2[500], link[450], missing[400];
+    const char *src[2];
+    uint8_t *d1, *d2;
+
+    (void)state;
+    server_start(&srv, quiet_args);
+    bench_open(&b, &srv);
+    snprintf(dir, sizeof(dir), "%s/tree", b.local);
+    snprintf(sub, sizeof(sub), "%s/sub", dir);
+    snprintf(empty, sizeof(empty), "%s/empty", dir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    assert_int_equal(mkdir(sub, 0700), 0);
+    assert_int_equal(mkdir(empty, 0700), 0);
+    snprintf(f1, sizeof(f1), "%s/one.txt", dir);
+    snprintf(f2, sizeof(f2), "%s/two.bin", sub);
+    snprintf(link, sizeof(link), "%s/link", dir);
+    d1 = make_file(f1, 10);
+    d2 = make_file(f2, (2u << 20) + 5);
+    assert_int_equal(symlink("one.txt", link), 0);
+    snprintf(missing, sizeof(missing), "%s/missing", b.local);
+    src[0] = missing;
+    src[1] = dir;
+    u = job_new(&b, &s, src, 2, "/", 1, 1, 0, 0);
+    run_jobs(&b, &s, 1);
+    assert_int_equal(s.done_calls, 1);
+    assert_int_equal(s.done_rc, 0);
+    assert_int_equal(s.items, 1);
+    assert_string_equal(s.item_label, missing);
+    assert_int_equal(s.item_rc, -ENOENT);
+    assert_int_equal(s.notes, 1); /* the symlink */
+    ferry_upload_stats(u, &st);
+    assert_int_equal(st.items_done, 5); /* tree, sub, empty, and two files */
+    assert_int_equal(st.items_failed, 1);
+    assert_int_equal(st.job.files_done, 2);
+    ferry_upload_free(u);
+    assert_int_equal(fetch(&b.cl, "/tree/one.txt", d1, 10), 0);
+    assert_int_equal(fetch(&b.cl, "/tree/sub/two.bin", d2, (2u << 20) + 5), 0);
+    assert_int_equal(client_send(&b.cl, FERRY_MSG_DIRINFO,
+                                 json_pack("{s:s, s:b}", "path", "/tree/empty", "stat", 1)),
+                     0);
+    assert_int_equal(client_expect(&b.cl, FERRY_MSG_DIRPAGE, &m), 1);
+    ferry_cmd_cleanup(&m);
+    free(d1);
+    free(d2);
+    bench_close(&b);
+    assert_int_equal(server_stop(&srv), 0);
+    server_cleanup(&srv);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_many_jobs_one_hub, harness_teardown),
+        cmocka_unit_test_teardown(test_cancel, harness_teardown),
+        cmocka_unit_test_teardown(test_tree_and_failures, harness_teardown),
+    };
+
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s PATH-TO-FERRY\n", argv[0]);
+        return 2;
+    }
+    ferry_bin = argv[1];
+    signal(SIGPIPE, SIG_IGN);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
