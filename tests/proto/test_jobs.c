@@ -14,6 +14,7 @@
 #include "ferry/download.h"
 #include "ferry/hub.h"
 #include "ferry/state.h"
+#include "ferry/upload.h"
 #include "harness.h"
 
 #include "chunk_harness.h"
@@ -572,6 +573,95 @@ static void test_cancel_midway_shared(void **state)
     free(b);
 }
 
+/*
+ * Issue 10, item 3: 50 uploads and 50 downloads at once through one loop
+ * and one session: files of 0 to 8 MiB both ways (small ones as Upload,
+ * big ones as ChunkedUpload; in memory and through the writer on the way
+ * down), every job done exactly once, every file byte-identical at the
+ * other end.
+ */
+static void test_fifty_up_fifty_down(void **state)
+{
+    struct server srv;
+    struct acct a;
+    struct client cl;
+    struct jobs_rec r;
+    static struct job_seen seen[2 * JOBS_N];
+    struct ferry_download *down[JOBS_N];
+    struct ferry_upload *up[JOBS_N];
+    uint8_t *data[JOBS_N], *updata[JOBS_N];
+    char out[300], upd[300], path[JOBS_N][400], remote[JOBS_N][64], uremote[JOBS_N][64];
+    struct all_done all = {.seen = seen, .n = 2 * JOBS_N};
+    int i, fd;
+
+    (void)state;
+    memset(seen, 0, sizeof(seen));
+    server_start(&srv, NULL);
+    acct_signup(&srv, &a, "both");
+    acct_open(&srv, &a, &cl);
+    snprintf(out, sizeof(out), "%s/down", srv.dir);
+    snprintf(upd, sizeof(upd), "%s/up", srv.dir);
+    assert_int_equal(mkdir(out, 0755), 0);
+    assert_int_equal(mkdir(upd, 0755), 0);
+    for (i = 0; i < JOBS_N; i++) {
+        size_t n = file_len(i), un = file_len(JOBS_N - 1 - i);
+        assert_non_null(data[i] = malloc(n + 1));
+        fill(data[i], n, i);
+        snprintf(remote[i], sizeof(remote[i]), "/d%02d.bin", i);
+        upload_big(&cl, data[i], n, remote[i]);
+        /* The uploads' files: other sizes, other bytes. */
+        assert_non_null(updata[i] = malloc(un + 1));
+        fill(updata[i], un, 1000 + i);
+        snprintf(path[i], sizeof(path[i]), "%s/u%02d.bin", upd, i);
+        assert_true((fd = open(path[i], O_WRONLY | O_CREAT | O_TRUNC, 0644)) >= 0);
+        assert_int_equal(write(fd, updata[i], un), (ssize_t)un);
+        close(fd);
+        snprintf(uremote[i], sizeof(uremote[i]), "/u%02d.bin", i);
+    }
+
+    rec_open(&r, &srv, &a);
+    for (i = 0; i < JOBS_N; i++) {
+        const char *src[1] = {remote[i]}, *usrc[1] = {path[i]};
+        struct ferry_download_spec ds = {
+            .srcs = src, .nsrc = 1, .dest = out, .dest_dir = 1, .umask = 022, .state = r.st};
+        /* One link each: a hundred jobs stay within a user's 64 connections (R-SESS-10). */
+        struct ferry_upload_spec us = {.loop = &r.loop,
+                                       .sources = usrc,
+                                       .nsources = 1,
+                                       .dest = uremote[i],
+                                       .connections = 1,
+                                       .state = r.st};
+        assert_int_equal(ferry_upload_new(r.hub, &us, &job_ops, &seen[JOBS_N + i], &up[i]), 0);
+        assert_int_equal(ferry_download_new(r.hub, &r.loop, &ds, &job_ops, &seen[i], &down[i]), 0);
+        assert_int_equal(ferry_upload_start(up[i]), 0);
+        assert_int_equal(ferry_download_start(down[i]), 0);
+    }
+    run_until(&r, jobs_over, &all);
+    for (i = 0; i < 4; i++)
+        uv_run(&r.loop, UV_RUN_NOWAIT);
+    for (i = 0; i < 2 * JOBS_N; i++) {
+        assert_int_equal(seen[i].done, 1);
+        assert_int_equal(seen[i].rc, 0);
+        assert_int_equal(seen[i].items, 0);
+    }
+    for (i = 0; i < JOBS_N; i++) {
+        char got[400];
+        ferry_download_free(down[i]);
+        ferry_upload_free(up[i]);
+        snprintf(got, sizeof(got), "%s/d%02d.bin", out, i);
+        expect_file(got, data[i], file_len(i));
+        expect_content(&cl, uremote[i], updata[i], file_len(JOBS_N - 1 - i));
+        free(data[i]);
+        free(updata[i]);
+    }
+    expect_no_parts(out);
+    assert_int_equal(r.ups, 1); /* one session carried them all */
+    client_close(&cl);
+    rec_close(&r);
+    assert_int_equal(server_stop(&srv), 0);
+    server_cleanup(&srv);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -579,6 +669,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_cancel_one_of_two, harness_teardown),
         cmocka_unit_test_teardown(test_chunked_jobs_reuse_local, harness_teardown),
         cmocka_unit_test_teardown(test_cancel_midway_shared, harness_teardown),
+        cmocka_unit_test_teardown(test_fifty_up_fifty_down, harness_teardown),
     };
 
     if (argc < 2) {
