@@ -142,6 +142,11 @@ int ferry_data_decode(const uint8_t *p, size_t len, struct ferry_data *out);
 /* Writes the 24-byte data payload header. */
 void ferry_data_header_encode(uint8_t out[static FERRY_DATA_HDR_LEN],
                               const uint8_t tid[static FERRY_TID_LEN], uint64_t offset);
+/* Bytes the data frames carrying len bytes take, headers included. */
+size_t ferry_data_frames_len(size_t len);
+/* Lays len bytes from offset out as data frames in out (ferry_data_frames_len bytes). */
+void ferry_data_frames_encode(uint8_t *out, const uint8_t tid[static FERRY_TID_LEN],
+                              uint64_t offset, const uint8_t *p, size_t len);
 
 /* R-CHUNK-6: tid 16 B | index u32 BE | offset u32 BE, then up to 16 KiB. */
 #define FERRY_CHUNK_HDR_LEN 24

@@ -311,25 +311,15 @@ int ferry_client_send_cmd(struct ferry_client *c, int32_t type, json_t *body)
 int ferry_client_send_data(struct ferry_client *c, const uint8_t tid[static FERRY_TID_LEN],
                            uint64_t offset, const uint8_t *p, size_t len)
 {
-    size_t frames = (len + FERRY_DATA_MAX - 1) / FERRY_DATA_MAX, need, piece;
+    size_t need = ferry_data_frames_len(len);
     uint8_t *w;
     int rc;
 
     if (len == 0)
         return 0;
-    need = len + frames * (FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN);
     if ((rc = reserve(c, need, &w)) != 0 || w == NULL)
         return rc;
-    while (len > 0) {
-        piece = len > FERRY_DATA_MAX ? FERRY_DATA_MAX : len;
-        ferry_frame_header_encode(w, FERRY_FRAME_DATA, (uint32_t)(FERRY_DATA_HDR_LEN + piece));
-        ferry_data_header_encode(w + FERRY_FRAME_HDR_LEN, tid, offset);
-        memcpy(w + FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN, p, piece);
-        w += FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN + piece;
-        p += piece;
-        offset += piece;
-        len -= piece;
-    }
+    ferry_data_frames_encode(w, tid, offset, p, len);
     ferry_conn_commit(c->conn, need);
     return 0;
 }

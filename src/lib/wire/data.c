@@ -37,6 +37,31 @@ void ferry_data_header_encode(uint8_t out[static FERRY_DATA_HDR_LEN],
     ferry_put_be64(out + FERRY_TID_LEN, offset);
 }
 
+size_t ferry_data_frames_len(size_t len)
+{
+    size_t frames = (len + FERRY_DATA_MAX - 1) / FERRY_DATA_MAX;
+
+    return len + frames * (FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN);
+}
+
+void ferry_data_frames_encode(uint8_t *out, const uint8_t tid[static FERRY_TID_LEN],
+                              uint64_t offset, const uint8_t *p, size_t len)
+{
+    size_t piece;
+
+    /* Whole frames of FERRY_DATA_MAX bytes, the last one shorter (R-DATA-1). */
+    while (len > 0) {
+        piece = len > FERRY_DATA_MAX ? FERRY_DATA_MAX : len;
+        ferry_frame_header_encode(out, FERRY_FRAME_DATA, (uint32_t)(FERRY_DATA_HDR_LEN + piece));
+        ferry_data_header_encode(out + FERRY_FRAME_HDR_LEN, tid, offset);
+        memcpy(out + FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN, p, piece);
+        out += FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN + piece;
+        p += piece;
+        offset += piece;
+        len -= piece;
+    }
+}
+
 /* R-CHUNK-6: a chunk frame addresses bytes within one chunk of a list. */
 int ferry_chunk_frame_decode(const uint8_t *p, size_t len, struct ferry_chunk_frame *out)
 {
