@@ -1512,6 +1512,56 @@ static void test_file_frame_roundtrip_r_file(void **state)
     assert_memory_equal(b + 32, "\xff\xff\xff\xff\xff\xff\xff\xfe", 8);
 }
 
+/*
+ * R-DATA-1: bytes laid out as data frames of at most FERRY_DATA_MAX each,
+ * at the cap-1, cap, cap+1 and several frames' lengths: the frames parse
+ * back, in order, offsets running on, the bytes unchanged, and the length
+ * said beforehand is the length written.
+ */
+static void test_data_frames_encode_r_data_1(void **state)
+{
+    static const size_t lens[] = {1, FERRY_DATA_MAX - 1, FERRY_DATA_MAX, FERRY_DATA_MAX + 1,
+                                  3 * FERRY_DATA_MAX + 7};
+    uint8_t tid[FERRY_TID_LEN];
+    size_t i, k;
+
+    (void)state;
+    memset(tid, 0x5a, sizeof(tid));
+    assert_int_equal(ferry_data_frames_len(0), 0);
+    for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        size_t len = lens[i], need = ferry_data_frames_len(len), at = 0;
+        uint64_t off = 1000;
+        uint8_t *src = malloc(len), *buf = malloc(need + 1);
+
+        assert_non_null(src);
+        assert_non_null(buf);
+        for (k = 0; k < len; k++)
+            src[k] = (uint8_t)(k * 7 + i);
+        buf[need] = 0xee; /* nothing written past what was said */
+        ferry_data_frames_encode(buf, tid, off, src, len);
+        assert_int_equal(buf[need], 0xee);
+        while (at < need) {
+            struct ferry_frame f;
+            struct ferry_data d;
+            ssize_t n = ferry_frame_parse(buf + at, need - at, &f);
+
+            assert_true(n > 0);
+            assert_int_equal(f.type, FERRY_FRAME_DATA);
+            assert_int_equal(ferry_data_decode(f.payload, f.payload_len, &d), 0);
+            assert_memory_equal(d.tid, tid, FERRY_TID_LEN);
+            assert_int_equal(d.offset, off);
+            assert_true(d.len >= 1 && d.len <= FERRY_DATA_MAX);
+            assert_memory_equal(d.bytes, src + (off - 1000), d.len);
+            off += d.len;
+            at += (size_t)n;
+        }
+        assert_int_equal(at, need);
+        assert_int_equal(off - 1000, len);
+        free(src);
+        free(buf);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1553,6 +1603,7 @@ int main(void)
         cmocka_unit_test(test_msg_ranges_r_chunk_16),
         cmocka_unit_test(test_msg_tids_r_xfer_6),
         cmocka_unit_test(test_msg_readers_on_decoded_r_cmd_2),
+        cmocka_unit_test(test_data_frames_encode_r_data_1),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
