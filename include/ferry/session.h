@@ -79,11 +79,13 @@ struct ferry_session_ops {
     /*
      * A frame that answers no outstanding call: Committed, the server's
      * TransferComplete, an Error without ref, and every data, chunk and file
-     * frame (never a heartbeat). Return < 0 to end the session (a protocol
-     * fault in what the server sent). Optional: without it such frames are
-     * dropped.
+     * frame (never a heartbeat). m is the command the session decoded from
+     * a command frame, NULL for any other frame; it lives for this call only.
+     * Return < 0 to end the session (a protocol fault in what the server
+     * sent). Optional: without it such frames are dropped.
      */
-    int (*on_frame)(struct ferry_session *s, const struct ferry_frame *f);
+    int (*on_frame)(struct ferry_session *s, const struct ferry_frame *f,
+                    const struct ferry_cmd *m);
     /* Output fell under the low mark (backpressure: produce more). Optional. */
     void (*on_drain)(struct ferry_session *s);
     /*

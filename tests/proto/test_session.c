@@ -70,12 +70,13 @@ static void on_up(struct ferry_session *s, const struct ferry_session_info *info
         uv_stop(&r->loop);
 }
 
-static int on_frame(struct ferry_session *s, const struct ferry_frame *f)
+static int on_frame(struct ferry_session *s, const struct ferry_frame *f, const struct ferry_cmd *m)
 {
     struct rec *r = ferry_session_data(s);
 
     r->frames++;
-    (void)f;
+    /* The session hands over the command it decoded, and nothing for other frames. */
+    assert_true((f->type == FERRY_FRAME_COMMAND) == (m != NULL));
     return 0;
 }
 

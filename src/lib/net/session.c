@@ -312,7 +312,7 @@ static int on_command(struct ferry_session *s, const struct ferry_frame *f,
         if (strcmp(c->id, ref) == 0)
             break;
     if (ref == NULL || c == NULL || c->body != NULL) {
-        rc = s->ops->on_frame != NULL ? s->ops->on_frame(s, f) : 0;
+        rc = s->ops->on_frame != NULL ? s->ops->on_frame(s, f, m) : 0;
         if (rc < 0 && s->fatal == 0)
             s->fatal = FERRY_EPROTO;
         return rc;
@@ -377,7 +377,7 @@ static int conn_frame(struct ferry_conn *conn, const struct ferry_frame *f)
             s->fatal = FERRY_EPROTO;
             return FERRY_EPROTO;
         }
-        rc = s->ops->on_frame != NULL ? s->ops->on_frame(s, f) : 0;
+        rc = s->ops->on_frame != NULL ? s->ops->on_frame(s, f, NULL) : 0;
         if (rc < 0 && s->fatal == 0)
             s->fatal = FERRY_EPROTO;
         /* 1: the owner paused the connection and takes this frame again later. */

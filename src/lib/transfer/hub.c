@@ -222,60 +222,41 @@ static int route_all(struct ferry_hub *h, const struct ferry_frame *f, const str
     return rc;
 }
 
-static int route_cmd(struct ferry_hub *h, const struct ferry_frame *f, int *routed)
+static int route_cmd(struct ferry_hub *h, const struct ferry_frame *f, const struct ferry_cmd *m,
+                     int *routed)
 {
-    struct ferry_cmd m;
     struct ferry_hub_port *p = NULL;
     uint8_t key[16];
     const char *tid, *ref;
     int rc = 0;
 
-    if (ferry_cmd_decode(f->payload, f->payload_len, &m) != 0)
-        return FERRY_EPROTO; /* the session decoded it already: cannot happen */
     *routed = 1;
-    if (m.type == FERRY_MSG_TRANSFER_COMPLETE)
+    if (m->type == FERRY_MSG_TRANSFER_COMPLETE)
         h->tc_seq++; /* R-RECV-5: every one, whoever it is for (undone if taken again) */
-    if (m.type == FERRY_MSG_COMMITTED) {
-        rc = route_committed(h, f, &m);
-        goto out;
-    }
-    tid = json_string_value(json_object_get(m.body, "tid"));
-    ref = json_string_value(json_object_get(m.body, "ref"));
+    if (m->type == FERRY_MSG_COMMITTED)
+        return route_committed(h, f, m);
+    tid = json_string_value(json_object_get(m->body, "tid"));
+    ref = json_string_value(json_object_get(m->body, "ref"));
     if (tid != NULL && ferry_hex_decode(tid, key, FERRY_TID_LEN) == 0)
         p = owner_of(h, KEY_TID, key);
     if (p == NULL && ref != NULL && ferry_uuid_to_bytes(ref, key) == 0) {
         p = owner_of(h, KEY_REF, key);
         if (p == &h->orphan) {
             release(p, KEY_REF, key); /* answered: forgotten, and dropped */
-            goto out;
+            return 0;
         }
     }
-    if (p != NULL) {
-        rc = deliver(p, f, &m);
-    } else if (m.type == FERRY_MSG_ERROR && tid == NULL && ref == NULL) {
-        rc = route_all(h, f, &m);
-    } else {
+    if (p != NULL)
+        rc = deliver(p, f, m);
+    else if (m->type == FERRY_MSG_ERROR && tid == NULL && ref == NULL)
+        rc = route_all(h, f, m);
+    else
         *routed = 0;
-    }
-out:
-    ferry_cmd_cleanup(&m);
     return rc;
 }
 
-/* Whether a command frame is a TransferComplete (counted by route_cmd). */
-static int tc_frame(const struct ferry_frame *f)
-{
-    struct ferry_cmd m;
-    int yes;
-
-    if (ferry_cmd_decode(f->payload, f->payload_len, &m) != 0)
-        return 0;
-    yes = m.type == FERRY_MSG_TRANSFER_COMPLETE;
-    ferry_cmd_cleanup(&m);
-    return yes;
-}
-
-static int hub_frame(struct ferry_session *s, const struct ferry_frame *f)
+static int hub_frame(struct ferry_session *s, const struct ferry_frame *f,
+                     const struct ferry_cmd *m)
 {
     struct ferry_hub *h = ferry_session_data(s);
     struct ferry_hub_port *p = NULL;
@@ -315,7 +296,9 @@ static int hub_frame(struct ferry_session *s, const struct ferry_frame *f)
         break;
     }
     case FERRY_FRAME_COMMAND:
-        rc = route_cmd(h, f, &routed);
+        if (m == NULL)
+            return FERRY_EPROTO; /* the session decodes every command it passes on */
+        rc = route_cmd(h, f, m, &routed);
         goto out;
     default:
         return FERRY_EPROTO;
@@ -328,7 +311,8 @@ out:
     if (rc >= 0 && !routed && h->owner != NULL && h->owner->on_frame != NULL)
         rc = h->owner->on_frame(h, f);
     /* Paused to be delivered again: it will be counted then. */
-    if (rc == 1 && (f->type == FERRY_FRAME_FILE || (f->type == FERRY_FRAME_COMMAND && tc_frame(f))))
+    if (rc == 1 &&
+        (f->type == FERRY_FRAME_FILE || (m != NULL && m->type == FERRY_MSG_TRANSFER_COMPLETE)))
         h->tc_seq--;
     sweep(h);
     return rc;

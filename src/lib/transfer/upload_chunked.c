@@ -804,38 +804,38 @@ static void link_up(struct ferry_session *s, const struct ferry_session_info *in
 }
 
 /* ChunkStored and the Errors of its chunks. */
-static int link_frame(struct ferry_session *s, const struct ferry_frame *f)
+static int link_frame(struct ferry_session *s, const struct ferry_frame *f,
+                      const struct ferry_cmd *m)
 {
     struct up_link *l = ferry_session_data(s);
     struct ferry_upload *u = l->u;
     struct up_cfile *cf = u->cf;
-    struct ferry_cmd m;
     uint8_t tid[FERRY_TID_LEN];
     const char *ts, *msg;
     json_int_t idx;
-    int mine, rc = 0;
+    int mine;
 
-    if (f->type != FERRY_FRAME_COMMAND || ferry_cmd_decode(f->payload, f->payload_len, &m) != 0)
-        return FERRY_EPROTO;
-    ts = json_string_value(json_object_get(m.body, "tid"));
-    idx = json_integer_value(json_object_get(m.body, "index"));
+    (void)f;
+    if (m == NULL)
+        return FERRY_EPROTO; /* only commands come on an extra link */
+    ts = json_string_value(json_object_get(m->body, "tid"));
+    idx = json_integer_value(json_object_get(m->body, "index"));
     mine = ts != NULL && ferry_hex_decode(ts, tid, FERRY_TID_LEN) == 0 && cf != NULL &&
            cf->opened && memcmp(tid, cf_item(cf)->tid, FERRY_TID_LEN) == 0 && idx >= 0 &&
            idx < cf->nent && cf->via != NULL && (size_t)idx < cf->via_cap && cf->via[idx] == l->k;
-    if (m.type == FERRY_MSG_CHUNK_STORED && mine) {
+    if (m->type == FERRY_MSG_CHUNK_STORED && mine) {
         cf->via[idx] = 0;
         cf->pending_x--;
         ferry_session_progress(ferry_hub_session(u->hub));
         up_kick(u);
-    } else if (m.type == FERRY_MSG_ERROR && mine) {
-        msg = json_string_value(json_object_get(m.body, "message"));
+    } else if (m->type == FERRY_MSG_ERROR && mine) {
+        msg = json_string_value(json_object_get(m->body, "message"));
         fail_cf(u, FERRY_EHASH, msg != NULL ? msg : "error");
         up_kick(u);
-    } else if (m.type == FERRY_MSG_ERROR && ts == NULL) {
-        rc = FERRY_EPROTO; /* a fault of the link itself: drop it */
+    } else if (m->type == FERRY_MSG_ERROR && ts == NULL) {
+        return FERRY_EPROTO; /* a fault of the link itself: drop it */
     }
-    ferry_cmd_cleanup(&m);
-    return rc;
+    return 0;
 }
 
 static void link_drain(struct ferry_session *s)
