@@ -558,16 +558,26 @@ static void upload_sample(struct client *cl, const struct sample *s, const char 
     expect_committed(cl, tid);
 }
 
-/* Plain Upload (R-XFER-2) of n bytes, expecting Committed. */
+/*
+ * Plain Upload (R-XFER-2) of n bytes, expecting Committed. The bytes go in
+ * 256 KiB calls flushed every 2 MiB, so a big file is never queued whole.
+ */
 static void upload_plain(struct client *cl, const uint8_t *data, size_t n, const char *path)
 {
     struct ferry_sha256 sha;
     uint8_t tid[16];
     char hex[33], cid[80];
+    size_t off = 0, k;
 
     new_tid(tid, hex);
     open_plain(cl, tid, path, (json_int_t)n, NULL);
-    assert_int_equal(ferry_client_send_data(cl->c, tid, 0, data, n), 0);
+    while (off < n) {
+        k = n - off < (256u << 10) ? n - off : (256u << 10);
+        assert_int_equal(ferry_client_send_data(cl->c, tid, off, data + off, k), 0);
+        off += k;
+        if ((off & ((2u << 20) - 1)) == 0)
+            flush(cl);
+    }
     flush(cl);
     ferry_sha256_init(&sha);
     ferry_sha256_update(&sha, data, n);

@@ -16,6 +16,7 @@
 #include "ferry/state.h"
 #include "ferry/upload.h"
 #include "harness.h"
+#include "loop_harness.h"
 
 #include "chunk_harness.h"
 
@@ -24,9 +25,7 @@
 #define JOBS_MAX_LEN (8u << 20)
 
 struct jobs_rec {
-    uv_loop_t loop;
-    uv_timer_t guard;
-    int guard_fired;
+    struct loop_harness lh;
     struct ferry_hub *hub;
     int ups, closed, close_rc;
     SSL_CTX *ctx;
@@ -96,32 +95,24 @@ static const struct ferry_hub_owner owner = {
     .on_close = hub_closed,
 };
 
-static void guard_cb(uv_timer_t *t)
+/* Runs the loop until cond holds; the guard is wide, the jobs move many MiB. */
+static void run_until(struct jobs_rec *r, loop_harness_cond cond, void *arg)
 {
-    struct jobs_rec *r = t->data;
-
-    r->guard_fired = 1;
-    uv_stop(&r->loop);
+    loop_harness_run(&r->lh, 4 * HARNESS_WAIT_MS, cond, r, arg);
 }
 
-/* Runs the loop until cond holds or the guard (a bound against a hang) fires. */
-static void run_until(struct jobs_rec *r, int (*cond)(struct jobs_rec *r, void *arg), void *arg)
+static int is_up(void *rv, void *arg)
 {
-    uv_timer_start(&r->guard, guard_cb, 4 * HARNESS_WAIT_MS, 0);
-    while (!cond(r, arg) && !r->guard_fired)
-        uv_run(&r->loop, UV_RUN_ONCE);
-    uv_timer_stop(&r->guard);
-    assert_false(r->guard_fired);
-}
+    struct jobs_rec *r = rv;
 
-static int is_up(struct jobs_rec *r, void *arg)
-{
     (void)arg;
     return r->ups > 0 || r->closed;
 }
 
-static int is_closed(struct jobs_rec *r, void *arg)
+static int is_closed(void *rv, void *arg)
 {
+    struct jobs_rec *r = rv;
+
     (void)arg;
     return r->closed;
 }
@@ -130,29 +121,15 @@ static int is_closed(struct jobs_rec *r, void *arg)
 static void rec_open(struct jobs_rec *r, struct server *srv, const struct acct *a)
 {
     char path[400], why[200];
-    struct ferry_session_cfg cfg = {
-        .host = "127.0.0.1",
-        .port = srv->port,
-        .pin = srv->id,
-        .token = a->token,
-        .client = "ferry-test",
-        .need_user = 1,
-        .retry_for_ms = 0,
-        .heartbeat_ms = 30000,
-        .idle_ms = 90000,
-        .connect_ms = 10000,
-    };
+    struct ferry_session_cfg cfg;
 
     memset(r, 0, sizeof(*r));
-    assert_int_equal(uv_loop_init(&r->loop), 0);
-    uv_timer_init(&r->loop, &r->guard);
-    r->guard.data = r;
+    loop_harness_init(&r->lh);
     assert_int_equal(ferry_identity_load_or_create(a->dev, &r->id), 0);
     assert_non_null(r->ctx = ferry_tls_ctx_new(&r->id, 0));
     snprintf(path, sizeof(path), "%s/state-%s.db", srv->dir, a->name);
     assert_int_equal(ferry_state_open(path, &r->st, why, sizeof(why)), 0);
-    cfg.loop = &r->loop;
-    cfg.ctx = r->ctx;
+    cfg = loop_harness_cfg(&r->lh, r->ctx, srv, a->token);
     assert_int_equal(ferry_hub_open(&cfg, &owner, r, &r->hub), 0);
     run_until(r, is_up, NULL);
     assert_int_equal(r->closed, 0);
@@ -166,9 +143,7 @@ static void rec_close(struct jobs_rec *r)
         assert_int_equal(r->close_rc, 0);
     }
     ferry_hub_free(r->hub);
-    uv_close((uv_handle_t *)&r->guard, NULL);
-    uv_run(&r->loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&r->loop), 0);
+    loop_harness_end(&r->lh);
     ferry_state_close(r->st);
     SSL_CTX_free(r->ctx);
     ferry_identity_cleanup(&r->id);
@@ -196,31 +171,6 @@ static void fill(uint8_t *p, size_t n, int i)
         x ^= x << 5;
         p[k] = (uint8_t)x;
     }
-}
-
-/* Sends one file in data frames of at most 256 KiB and waits for its Committed. */
-static void upload_big(struct client *cl, const uint8_t *data, size_t n, const char *path)
-{
-    struct ferry_sha256 sha;
-    uint8_t tid[16];
-    char hex[33], cid[80];
-    size_t off = 0;
-
-    new_tid(tid, hex);
-    open_plain(cl, tid, path, (json_int_t)n, NULL);
-    while (off < n) {
-        size_t k = n - off < (256u << 10) ? n - off : (256u << 10);
-        assert_int_equal(ferry_client_send_data(cl->c, tid, off, data + off, k), 0);
-        off += k;
-        if ((off & ((2u << 20) - 1)) == 0)
-            flush(cl);
-    }
-    flush(cl);
-    ferry_sha256_init(&sha);
-    ferry_sha256_update(&sha, data, n);
-    ferry_sha256_final_cid(&sha, cid);
-    send_complete(cl, tid, cid);
-    expect_committed(cl, tid);
 }
 
 static void expect_file(const char *path, const uint8_t *data, size_t n)
@@ -256,8 +206,9 @@ struct all_done {
     int n;
 };
 
-static int jobs_over(struct jobs_rec *r, void *arg)
+static int jobs_over(void *rv, void *arg)
 {
+    struct jobs_rec *r = rv;
     struct all_done *a = arg;
 
     (void)r;
@@ -298,7 +249,7 @@ static void test_many_downloads_one_loop(void **state)
         assert_non_null(data[i] = malloc(n + 1));
         fill(data[i], n, i);
         snprintf(remote, sizeof(remote), "/f%02d.bin", i);
-        upload_big(&cl, data[i], n, remote);
+        upload_plain(&cl, data[i], n, remote);
     }
     client_close(&cl);
     snprintf(out, sizeof(out), "%s/out", srv.dir);
@@ -312,13 +263,14 @@ static void test_many_downloads_one_loop(void **state)
         snprintf(remote, sizeof(remote), "/f%02d.bin", i);
         src[0] = remote;
         spec.srcs = src;
-        assert_int_equal(ferry_download_new(r.hub, &r.loop, &spec, &job_ops, &seen[i], &job[i]), 0);
+        assert_int_equal(ferry_download_new(r.hub, &r.lh.loop, &spec, &job_ops, &seen[i], &job[i]),
+                         0);
         assert_int_equal(ferry_download_start(job[i]), 0);
     }
     run_until(&r, jobs_over, &all);
     /* Each once: a second on_done would show here after a few more turns of the loop. */
     for (i = 0; i < 4; i++)
-        uv_run(&r.loop, UV_RUN_NOWAIT);
+        uv_run(&r.lh.loop, UV_RUN_NOWAIT);
     for (i = 0; i < JOBS_N; i++) {
         struct ferry_download_stats st;
         assert_int_equal(seen[i].done, 1);
@@ -366,8 +318,8 @@ static void test_cancel_one_of_two(void **state)
     server_start(&srv, NULL);
     acct_signup(&srv, &a, "cancel");
     acct_open(&srv, &a, &cl);
-    upload_big(&cl, b1, big, "/big.bin");
-    upload_big(&cl, b2, small, "/small.bin");
+    upload_plain(&cl, b1, big, "/big.bin");
+    upload_plain(&cl, b2, small, "/small.bin");
     client_close(&cl);
     snprintf(out1, sizeof(out1), "%s/out1", srv.dir);
     snprintf(out2, sizeof(out2), "%s/out2", srv.dir);
@@ -378,10 +330,10 @@ static void test_cancel_one_of_two(void **state)
     {
         struct ferry_download_spec spec = {
             .srcs = src1, .nsrc = 1, .dest = out1, .dest_dir = 1, .umask = 022, .state = r.st};
-        assert_int_equal(ferry_download_new(r.hub, &r.loop, &spec, &job_ops, &s1, &j1), 0);
+        assert_int_equal(ferry_download_new(r.hub, &r.lh.loop, &spec, &job_ops, &s1, &j1), 0);
         spec.srcs = src2;
         spec.dest = out2;
-        assert_int_equal(ferry_download_new(r.hub, &r.loop, &spec, &job_ops, &s2, &j2), 0);
+        assert_int_equal(ferry_download_new(r.hub, &r.lh.loop, &spec, &job_ops, &s2, &j2), 0);
     }
     assert_int_equal(ferry_download_start(j1), 0);
     /* Cancelled before anything of it could be received: it still ends once, and says so. */
@@ -392,7 +344,7 @@ static void test_cancel_one_of_two(void **state)
     run_until(&r, jobs_over, &all);
     ferry_download_cancel(j1); /* a no-op once over */
     for (int i = 0; i < 4; i++)
-        uv_run(&r.loop, UV_RUN_NOWAIT);
+        uv_run(&r.lh.loop, UV_RUN_NOWAIT);
     assert_int_equal(s1.done, 1);
     assert_int_equal(s1.rc, FERRY_ECANCELED);
     assert_int_equal(s2.done, 1);
@@ -457,12 +409,13 @@ static void test_chunked_jobs_reuse_local(void **state)
         const char *src[1] = {remote[i]};
         struct ferry_download_spec spec = {
             .srcs = src, .nsrc = 1, .dest = out, .dest_dir = 1, .umask = 022, .state = r.st};
-        assert_int_equal(ferry_download_new(r.hub, &r.loop, &spec, &job_ops, &seen[i], &job[i]), 0);
+        assert_int_equal(ferry_download_new(r.hub, &r.lh.loop, &spec, &job_ops, &seen[i], &job[i]),
+                         0);
         assert_int_equal(ferry_download_start(job[i]), 0);
     }
     run_until(&r, jobs_over, &all);
     for (i = 0; i < 4; i++)
-        uv_run(&r.loop, UV_RUN_NOWAIT);
+        uv_run(&r.lh.loop, UV_RUN_NOWAIT);
     for (i = 0; i < N; i++) {
         struct ferry_download_stats st;
         assert_int_equal(seen[i].done, 1);
@@ -485,8 +438,9 @@ static void test_chunked_jobs_reuse_local(void **state)
     server_cleanup(&srv);
 }
 
-static int some_files_done(struct jobs_rec *r, void *arg)
+static int some_files_done(void *rv, void *arg)
 {
+    struct jobs_rec *r = rv;
     const struct job_seen *j = arg;
 
     (void)r;
@@ -528,7 +482,7 @@ static void test_cancel_midway_shared(void **state)
         snprintf(path, sizeof(path), "/many/s%03d", i);
         upload_plain(&cl, small, sizeof(small), path);
     }
-    upload_big(&cl, b, big, "/big.bin");
+    upload_plain(&cl, b, big, "/big.bin");
     client_close(&cl);
     snprintf(out1, sizeof(out1), "%s/out1", srv.dir);
     snprintf(out2, sizeof(out2), "%s/out2", srv.dir);
@@ -544,11 +498,11 @@ static void test_cancel_midway_shared(void **state)
                                            .recursive = 1,
                                            .umask = 022,
                                            .state = r.st};
-        assert_int_equal(ferry_download_new(r.hub, &r.loop, &spec, &job_ops, &s1, &j1), 0);
+        assert_int_equal(ferry_download_new(r.hub, &r.lh.loop, &spec, &job_ops, &s1, &j1), 0);
         spec.srcs = src2;
         spec.dest = out2;
         spec.recursive = 0;
-        assert_int_equal(ferry_download_new(r.hub, &r.loop, &spec, &job_ops, &s2, &j2), 0);
+        assert_int_equal(ferry_download_new(r.hub, &r.lh.loop, &spec, &job_ops, &s2, &j2), 0);
     }
     assert_int_equal(ferry_download_start(j1), 0);
     run_until(&r, some_files_done, &s1);
@@ -608,7 +562,7 @@ static void test_fifty_up_fifty_down(void **state)
         assert_non_null(data[i] = malloc(n + 1));
         fill(data[i], n, i);
         snprintf(remote[i], sizeof(remote[i]), "/d%02d.bin", i);
-        upload_big(&cl, data[i], n, remote[i]);
+        upload_plain(&cl, data[i], n, remote[i]);
         /* The uploads' files: other sizes, other bytes. */
         assert_non_null(updata[i] = malloc(un + 1));
         fill(updata[i], un, 1000 + i);
@@ -625,20 +579,21 @@ static void test_fifty_up_fifty_down(void **state)
         struct ferry_download_spec ds = {
             .srcs = src, .nsrc = 1, .dest = out, .dest_dir = 1, .umask = 022, .state = r.st};
         /* One link each: a hundred jobs stay within a user's 64 connections (R-SESS-10). */
-        struct ferry_upload_spec us = {.loop = &r.loop,
+        struct ferry_upload_spec us = {.loop = &r.lh.loop,
                                        .sources = usrc,
                                        .nsources = 1,
                                        .dest = uremote[i],
                                        .connections = 1,
                                        .state = r.st};
         assert_int_equal(ferry_upload_new(r.hub, &us, &job_ops, &seen[JOBS_N + i], &up[i]), 0);
-        assert_int_equal(ferry_download_new(r.hub, &r.loop, &ds, &job_ops, &seen[i], &down[i]), 0);
+        assert_int_equal(ferry_download_new(r.hub, &r.lh.loop, &ds, &job_ops, &seen[i], &down[i]),
+                         0);
         assert_int_equal(ferry_upload_start(up[i]), 0);
         assert_int_equal(ferry_download_start(down[i]), 0);
     }
     run_until(&r, jobs_over, &all);
     for (i = 0; i < 4; i++)
-        uv_run(&r.loop, UV_RUN_NOWAIT);
+        uv_run(&r.lh.loop, UV_RUN_NOWAIT);
     for (i = 0; i < 2 * JOBS_N; i++) {
         assert_int_equal(seen[i].done, 1);
         assert_int_equal(seen[i].rc, 0);

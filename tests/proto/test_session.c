@@ -11,12 +11,11 @@
 
 #include "ferry/session.h"
 #include "harness.h"
+#include "loop_harness.h"
 
 /* What a test's session did, as its callbacks saw it. */
 struct rec {
-    uv_loop_t loop;
-    uv_timer_t guard;
-    int guard_fired;
+    struct loop_harness lh;
     struct ferry_session *s;
     int trust; /* on_identity's answer */
     int identity_calls;
@@ -67,7 +66,7 @@ static void on_up(struct ferry_session *s, const struct ferry_session_info *info
     r->minor = info->minor;
     assert_string_equal(info->server_id, ferry_session_server_id(s));
     if (r->stop_on_up)
-        uv_stop(&r->loop);
+        uv_stop(&r->lh.loop);
 }
 
 static int on_frame(struct ferry_session *s, const struct ferry_frame *f, const struct ferry_cmd *m)
@@ -132,58 +131,53 @@ static int on_reply(struct ferry_session *s, int rc, const struct ferry_cmd *m, 
     return 0;
 }
 
-static void guard_cb(uv_timer_t *t)
-{
-    struct rec *r = t->data;
-
-    r->guard_fired = 1;
-    uv_stop(&r->loop);
-}
-
 static void rec_init(struct rec *r)
 {
     memset(r, 0, sizeof(*r));
-    assert_int_equal(uv_loop_init(&r->loop), 0);
-    uv_timer_init(&r->loop, &r->guard);
-    r->guard.data = r;
+    loop_harness_init(&r->lh);
     r->trust = 1;
 }
 
-/* Runs the loop until cond holds (checked after each loop pass) or the guard fires. */
-static void run_until(struct rec *r, int (*cond)(struct rec *r, void *arg), void *arg)
+static void run_until(struct rec *r, loop_harness_cond cond, void *arg)
 {
-    uv_timer_start(&r->guard, guard_cb, HARNESS_WAIT_MS, 0);
-    while (!cond(r, arg) && !r->guard_fired)
-        uv_run(&r->loop, UV_RUN_ONCE);
-    uv_timer_stop(&r->guard);
-    assert_false(r->guard_fired);
+    loop_harness_run(&r->lh, HARNESS_WAIT_MS, cond, r, arg);
 }
 
-static int is_up(struct rec *r, void *arg)
+static int is_up(void *rv, void *arg)
 {
+    struct rec *r = rv;
+
     (void)arg;
     return r->ups > 0 || r->closed;
 }
 
-static int is_closed(struct rec *r, void *arg)
+static int is_closed(void *rv, void *arg)
 {
+    struct rec *r = rv;
+
     (void)arg;
     return r->closed;
 }
 
-static int is_down(struct rec *r, void *arg)
+static int is_down(void *rv, void *arg)
 {
+    struct rec *r = rv;
+
     (void)arg;
     return r->downs > 0 || r->closed;
 }
 
-static int is_done(struct rec *r, void *arg)
+static int is_done(void *rv, void *arg)
 {
+    struct rec *r = rv;
+
     return ((struct reply *)arg)->done || r->closed;
 }
 
-static int ups_twice_and_done(struct rec *r, void *arg)
+static int ups_twice_and_done(void *rv, void *arg)
 {
+    struct rec *r = rv;
+
     return (r->ups >= 2 && ((struct reply *)arg)->done) || r->closed;
 }
 
@@ -195,9 +189,7 @@ static void rec_finish(struct rec *r)
         run_until(r, is_closed, NULL);
         assert_int_equal(r->close_rc, 0);
     }
-    uv_close((uv_handle_t *)&r->guard, NULL);
-    uv_run(&r->loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&r->loop), 0);
+    loop_harness_end(&r->lh);
 }
 
 /* A device with an account on srv: its identity, its TLS context and its token. */
@@ -223,21 +215,11 @@ static void device_free(struct device *d)
 static void session_open(struct rec *r, struct device *d, struct server *srv, const char *pin,
                          const char *token, int need_user, uint64_t retry_for_ms)
 {
-    struct ferry_session_cfg cfg = {
-        .loop = &r->loop,
-        .ctx = d->ctx,
-        .host = "127.0.0.1",
-        .port = srv->port,
-        .pin = pin,
-        .token = token,
-        .client = "ferry-test",
-        .need_user = need_user,
-        .retry_for_ms = retry_for_ms,
-        .heartbeat_ms = 30000,
-        .idle_ms = 90000,
-        .connect_ms = 10000,
-    };
+    struct ferry_session_cfg cfg = loop_harness_cfg(&r->lh, d->ctx, srv, token);
 
+    cfg.pin = pin;
+    cfg.need_user = need_user;
+    cfg.retry_for_ms = retry_for_ms;
     assert_int_equal(ferry_session_open(&cfg, &ops, r, &r->s), 0);
 }
 

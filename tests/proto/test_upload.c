@@ -14,12 +14,11 @@
 #include "ferry/hub.h"
 #include "ferry/upload.h"
 #include "harness.h"
+#include "loop_harness.h"
 
 /* The loop, its guard and the hub every job of a test shares. */
 struct bench {
-    uv_loop_t loop;
-    uv_timer_t guard;
-    int guard_fired;
+    struct loop_harness lh;
     struct ferry_hub *hub;
     struct ferry_session_cfg cfg;
     struct client cl; /* the device's identity, and a protocol client to fetch with */
@@ -94,14 +93,6 @@ static const struct ferry_job_ops job_ops = {
     .on_done = on_done,
 };
 
-static void guard_cb(uv_timer_t *t)
-{
-    struct bench *b = t->data;
-
-    b->guard_fired = 1;
-    uv_stop(&b->loop);
-}
-
 static void bench_open(struct bench *b, struct server *srv)
 {
     static int serial;
@@ -110,23 +101,8 @@ static void bench_open(struct bench *b, struct server *srv)
     assert_int_equal(client_open(&b->cl, srv), 0);
     assert_int_equal(client_signup(&b->cl, "alice", b->token, sizeof(b->token)), 1);
     assert_non_null(b->ctx = ferry_tls_ctx_new(&b->cl.id, 0));
-    assert_int_equal(uv_loop_init(&b->loop), 0);
-    uv_timer_init(&b->loop, &b->guard);
-    b->guard.data = b;
-    b->cfg = (struct ferry_session_cfg){
-        .loop = &b->loop,
-        .ctx = b->ctx,
-        .host = "127.0.0.1",
-        .port = srv->port,
-        .pin = srv->id,
-        .token = b->token,
-        .client = "ferry-test",
-        .need_user = 1,
-        .retry_for_ms = 0,
-        .heartbeat_ms = 30000,
-        .idle_ms = 90000,
-        .connect_ms = 10000,
-    };
+    loop_harness_init(&b->lh);
+    b->cfg = loop_harness_cfg(&b->lh, b->ctx, srv, b->token);
     assert_int_equal(ferry_hub_open(&b->cfg, NULL, NULL, &b->hub), 0);
     snprintf(b->local, sizeof(b->local), "%s/local%d", srv->dir, serial++);
     assert_int_equal(mkdir(b->local, 0700), 0);
@@ -135,29 +111,28 @@ static void bench_open(struct bench *b, struct server *srv)
 static void bench_close(struct bench *b)
 {
     ferry_hub_free(b->hub);
-    uv_close((uv_handle_t *)&b->guard, NULL);
     /* The jobs' tasks and handles end here, and with them their memory. */
-    uv_run(&b->loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&b->loop), 0);
+    loop_harness_end(&b->lh);
     SSL_CTX_free(b->ctx);
     client_close(&b->cl);
 }
 
-/* Runs the loop until every job of seen[0..n) has ended, or the guard fires. */
+/* Whether every job of seen[0..*n) has ended. */
+static int all_ended(void *sv, void *nv)
+{
+    const struct seen *s = sv;
+    size_t i, n = *(const size_t *)nv;
+
+    for (i = 0; i < n; i++)
+        if (s[i].done_calls == 0)
+            return 0;
+    return 1;
+}
+
+/* Runs the loop until every job of seen[0..n) has ended. */
 static void run_jobs(struct bench *b, struct seen *s, size_t n)
 {
-    size_t i, left;
-
-    uv_timer_start(&b->guard, guard_cb, 4 * HARNESS_WAIT_MS, 0);
-    for (;;) {
-        for (left = 0, i = 0; i < n; i++)
-            left += s[i].done_calls == 0;
-        if (left == 0 || b->guard_fired)
-            break;
-        uv_run(&b->loop, UV_RUN_ONCE);
-    }
-    uv_timer_stop(&b->guard);
-    assert_false(b->guard_fired);
+    loop_harness_run(&b->lh, 4 * HARNESS_WAIT_MS, all_ended, s, &n);
 }
 
 /* A local file of size random bytes; returns them (free them). */
@@ -239,7 +214,7 @@ static struct ferry_upload *job_new(struct bench *b, struct seen *s, const char 
                                     unsigned connections, uint64_t bwlimit)
 {
     struct ferry_upload_spec spec = {
-        .loop = &b->loop,
+        .loop = &b->lh.loop,
         .sources = srcs,
         .nsources = nsrcs,
         .dest = dest,
@@ -316,7 +291,7 @@ static void test_many_jobs_one_hub(void **state)
     run_jobs(&b, s, MANY);
     /* A few more turns: no job ends twice. */
     for (i = 0; i < 10; i++)
-        uv_run(&b.loop, UV_RUN_NOWAIT);
+        uv_run(&b.lh.loop, UV_RUN_NOWAIT);
     for (i = 0; i < MANY; i++) {
         assert_int_equal(s[i].done_calls, 1);
         assert_int_equal(s[i].done_rc, 0);
@@ -371,7 +346,7 @@ static void test_cancel(void **state)
     s.cancel_at_progress = 1;
     run_jobs(&b, &s, 1);
     for (i = 0; i < 10; i++)
-        uv_run(&b.loop, UV_RUN_NOWAIT);
+        uv_run(&b.lh.loop, UV_RUN_NOWAIT);
     assert_int_equal(s.done_calls, 1);
     assert_int_equal(s.done_rc, FERRY_ECANCELED);
     assert_true(s.bytes_done < (8u << 20));
