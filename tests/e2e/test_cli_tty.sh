@@ -134,6 +134,30 @@ assert_same_file ctrlc.bin "$WORK/ctrlc.back"
 fy_ok resume --list
 assert_out_line 'nothing to resume'
 
+# Ctrl-C of a get. The server is frozen (SIGSTOP) once the progress line
+# shows, so the download is certainly unfinished when Ctrl-C comes, and
+# stopping must not wait for an answer from the server. What was received is
+# kept in the part file; the same command, through `ferry resume`, finishes.
+head -c $((96 << 20)) /dev/urandom >ctrlc-big.bin
+fy_ok put -q ctrlc-big.bin /ctrlc-big.bin
+mkdir -p "$WORK/gc"
+tty_run --expect 'ctrlc-big\.bin' --shell "kill -STOP $SERVER_PID" --send '\x03' -- get /ctrlc-big.bin "$WORK/gc/big.bin"
+kill -CONT "$SERVER_PID"
+assert_rc 4 "get interrupted by Ctrl-C"
+assert_tty_contains 'Run the same command again'
+assert_tty_contains "ferry resume"
+assert_no_file "$WORK/gc/big.bin"
+parts=("$WORK"/gc/.ferry-*.part)
+[[ -f "${parts[0]}" ]] || fail "no part file kept after Ctrl-C of a get: $(ls -la "$WORK/gc")"
+fy_ok resume --list
+assert_out_contains "ferry get /ctrlc-big.bin $WORK/gc/big.bin"
+fy_ok resume
+assert_same_file ctrlc-big.bin "$WORK/gc/big.bin"
+parts=("$WORK"/gc/.ferry-*.part)
+[[ ! -e "${parts[0]}" ]] || fail "a part file outlived the finished get: ${parts[*]}"
+fy_ok resume --list
+assert_out_line 'nothing to resume'
+
 # ---------------------------------------------------------------- help and version
 fy_ok help put
 assert_out_contains 'usage: ferry put'
