@@ -112,13 +112,8 @@ static int login_like(int argc, char **argv, int signup)
      * From stdin nothing is asked, and the one connection checks the pin
      * before the password goes out.
      */
-    if (!from_stdin) {
-        struct cli_conn probe = {.r = rpc.r};
-
-        if (cli_probe_identity(&probe) != 0)
-            return CLI_FAIL;
-        rpc.r = probe.r; /* with the identity just confirmed */
-    }
+    if (!from_stdin && cli_rpc_probe(&rpc.r) != 0)
+        return CLI_FAIL;
     if (cli_read_password("Password: ", from_stdin, pw, sizeof(pw)) != 0)
         return CLI_USAGE;
     /* R-CLI-7: said before the repeat; from stdin the server judges it (R-AUTH-2). */

@@ -58,21 +58,6 @@ struct cli_remote {
     char token[64];
 };
 
-struct cli_conn {
-    struct ferry_client *c; /* NULL: not connected */
-    struct ferry_identity id;
-    struct cli_remote r;
-    int verbose_errors; /* cli_call prints the server's Error text */
-    int minor;          /* the server's protocol minor version, from Accept */
-    int acks;           /* R-XFER-3: download acknowledgements it remembers (64 before 1.3) */
-    /*
-     * R-CLI-3: progress made on this connection (a file or chunk confirmed,
-     * data received), and when the outage being retried began (0: none).
-     */
-    uint64_t progress;
-    uint64_t outage_ms;
-};
-
 /* Global flags every command shares. */
 extern int cli_quiet;
 extern const char *cli_prog;
@@ -111,22 +96,6 @@ int cli_parse_server(const char *in, struct cli_remote *r);
 /* A server ID in canonical form (base32 upper case, R-CLI-5), or FERRY_EUSAGE. */
 int cli_server_id_canon(const char *in, char out[static FERRY_ID_LEN + 1]);
 
-/*
- * Connects to r (TLS, pinning r->server_id or the known pin, asking on a
- * TTY on first use) and sends Connect with r->token if set. With need_auth,
- * fails when the session is not accepted. Prints its own errors.
- */
-int cli_connect(struct cli_conn *cc, int need_auth);
-/*
- * R-CLI-6: confirms the identity of cc->r's server as cli_connect does
- * (the pin, or the person's yes on a TTY) without sending anything, and
- * leaves it in cc->r.server_id, so that a password is asked for only once
- * the server is known to be the right one. Prints its own errors.
- */
-int cli_probe_identity(struct cli_conn *cc);
-/* Logged-in connection to the saved session's server. */
-int cli_connect_session(struct cli_conn *cc);
-void cli_disconnect(struct cli_conn *cc);
 /* TLS bytes sent and received by the connections closed so far. */
 void cli_wire_totals(uint64_t *sent, uint64_t *received);
 /* Starts the counts again (each task `ferry resume` runs reports its own). */
@@ -194,11 +163,19 @@ struct cli_rpc {
 /* A reply as ferry_reply_fn has it, for a call started with cli_rpc_start(). */
 typedef int (*cli_reply_fn)(struct cli_rpc *rpc, int rc, const struct ferry_cmd *reply, void *arg);
 /*
- * Connects to rpc->r as cli_connect does (pin, trust prompt, Connect with
- * r.token, need_auth), with the same messages on failure, after which
- * nothing is left to release.
+ * Connects to rpc->r: TLS pinning r.server_id or the known pin (asking on a
+ * terminal on first use), then Connect with r.token; with need_auth, fails
+ * unless the session is accepted for a user. Prints its own errors, after
+ * which nothing is left to release.
  */
 int cli_rpc_open(struct cli_rpc *rpc, int need_auth);
+/*
+ * R-CLI-6: settles the identity of r's server as cli_rpc_open does (the
+ * pin, or the person's yes on a terminal) and closes again, leaving it in
+ * r->server_id, so that a password is asked for only once the server is
+ * known to be the right one. Nothing but an anonymous Connect is sent.
+ */
+int cli_rpc_probe(struct cli_remote *r);
 /* The saved session's server, logged in. */
 int cli_rpc_open_session(struct cli_rpc *rpc);
 /* The same, redialling lost links for up to retry_for_ms (R-CLI-3): put, get, resume. */
@@ -210,7 +187,7 @@ int cli_rpc_start(struct cli_rpc *rpc, int32_t type, json_t *body, cli_reply_fn 
  * Ctrl-C, or why the session ended (its calls were told FERRY_ECANCELED).
  */
 int cli_rpc_wait(struct cli_rpc *rpc);
-/* One call and its one reply, as cli_call: an Error is rc < 0 (its text in cli_last_error()). */
+/* One call and its one reply: an Error is rc < 0 (its text in cli_last_error()). */
 int cli_rpc_call(struct cli_rpc *rpc, int32_t type, json_t *body, struct ferry_cmd *reply);
 /* Disconnects (if connected) and frees what the runner holds; safe to call twice. */
 void cli_rpc_close(struct cli_rpc *rpc);
@@ -221,31 +198,6 @@ void cli_rpc_close(struct cli_rpc *rpc);
  */
 int cli_rpc_run(struct cli_rpc *rpc, int (*done)(const struct cli_rpc *rpc, void *arg), void *arg);
 
-/*
- * Waits for the next command frame, answering nothing itself. Data frames
- * go to *data (if data is NULL they are a protocol error). Returns 1 for a
- * command in *cmd (caller cleans up), 2 for a data frame, < 0 on error.
- */
-int cli_next(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data *data);
-/* cli_next, and also chunk frames (R-CHUNK-16) into *chunk: returns 3 for one. */
-int cli_next_any(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data *data,
-                 struct ferry_chunk_frame *chunk);
-/*
- * As cli_next_any, and 4 for a file frame (R-FILE) into file: only from a
- * server that announced 1.4 (R-FILE-1) and only where file is given;
- * anything else, or a malformed one (R-FILE-2), is FERRY_EPROTO.
- */
-int cli_next_frame(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data *data,
-                   struct ferry_chunk_frame *chunk, struct ferry_file_frame *file);
-/*
- * Issue 4: after connection loss rc at lost_ms, reconnects with backoff
- * (0.5 s, doubling to 10 s) until retry_for_ms have passed since the outage
- * began (R-CLI-3: a connection that came back and was lost again before
- * any progress was made on it, cc->progress, is the same outage). 0 once
- * connected; else the last
- * error, at once for anything but a lost connection (cli_conn_lost).
- */
-int cli_reconnect(struct cli_conn *cc, int rc, uint64_t lost_ms, uint64_t retry_for_ms);
 /* The atime and mtime pair futimens(2) wants for a file time in ns. */
 static inline void cli_mtime_ts(int64_t ns, struct timespec ts[2])
 {
@@ -253,10 +205,6 @@ static inline void cli_mtime_ts(int64_t ns, struct timespec ts[2])
     /* Before 1970 only whole seconds: a negative nanosecond part is invalid. */
     ts[0].tv_nsec = ts[1].tv_nsec = ns < 0 ? 0 : (long)(ns % 1000000000);
 }
-/* Queues a heartbeat if we have been silent for CLI_HEARTBEAT_MS. */
-void cli_heartbeat(struct cli_conn *cc);
-/* Sends a command and waits for its reply (ref == its id); Error → rc < 0. */
-int cli_call(struct cli_conn *cc, int32_t type, json_t *body, struct ferry_cmd *reply);
 /* The local code for an Error message; *msg (if not NULL) its text, escaped. */
 int cli_error_rc(const struct ferry_cmd *cmd, const char **msg);
 /* The text of the last Error read, escaped ("" if none): valid until the next one. */

@@ -379,99 +379,6 @@ void cli_connect_failed(const struct cli_remote *r, const char *pin, const char 
     }
 }
 
-/*
- * The TLS handshake with the pin checked (or the identity confirmed by the
- * person, once), then Connect. With probe, it stops after the identity:
- * nothing is sent, the connection is closed, r->server_id holds the ID.
- */
-static int connect_inner(struct cli_conn *cc, int need_auth, int probe)
-{
-    struct cli_remote *r = &cc->r;
-    struct cli_pin p;
-    struct ferry_cmd reply;
-    json_t *body;
-    int rc;
-
-    if ((rc = cli_load_identity(&cc->id)) != 0)
-        return rc;
-    cli_pin_choose(r, &p);
-    rc = ferry_client_connect(&cc->c, r->host, r->port, &cc->id, p.pin, CLI_CONNECT_TIMEOUT_MS);
-    if (rc != 0) {
-        cli_connect_failed(r, p.pin, cc->c != NULL ? ferry_client_server_id(cc->c) : "", CLI_AT_TLS,
-                           rc);
-        ferry_client_close(&cc->c);
-        return rc;
-    }
-    if (p.pin == NULL && !cli_ask_trust(r->addr, ferry_client_server_id(cc->c))) {
-        cli_connect_failed(r, NULL, ferry_client_server_id(cc->c), CLI_AT_TRUST, FERRY_EPIN);
-        ferry_client_close(&cc->c);
-        return FERRY_EPIN;
-    }
-    cli_pin_confirmed(r, &p, ferry_client_server_id(cc->c));
-    if (probe) {
-        ferry_client_close(&cc->c);
-        return 0;
-    }
-    body = json_pack("{s:s}", "client", "ferry/" FERRY_VERSION_STR);
-    if (body == NULL)
-        return -ENOMEM;
-    if (r->token[0] != '\0')
-        json_object_set_new(body, "token", json_string(r->token));
-    rc = cli_call(cc, FERRY_MSG_CONNECT, body, &reply);
-    if (rc != 0) {
-        cli_connect_failed(r, p.pin, r->server_id, CLI_AT_CONNECT, rc);
-        ferry_client_close(&cc->c);
-        return rc;
-    }
-    if (need_auth && !json_is_string(json_object_get(reply.body, "user"))) {
-        cli_connect_failed(r, p.pin, r->server_id, CLI_AT_ACCEPT, FERRY_EAUTH);
-        ferry_cmd_cleanup(&reply);
-        ferry_client_close(&cc->c);
-        return FERRY_EAUTH;
-    }
-    {
-        /* Section 15: 1.1 features only for a server that said 1.1 or later. */
-        const char *v = json_string_value(json_object_get(reply.body, "version"));
-        json_int_t acks =
-            json_integer_value(json_object_get(json_object_get(reply.body, "limits"), "acks"));
-        cc->minor = v != NULL && strncmp(v, "1.", 2) == 0 ? atoi(v + 2) : 0;
-        cc->acks = cli_acks(acks);
-    }
-    ferry_cmd_cleanup(&reply);
-    return 0;
-}
-
-int cli_probe_identity(struct cli_conn *cc)
-{
-    int rc = connect_inner(cc, 0, 1);
-
-    ferry_identity_cleanup(&cc->id);
-    return rc;
-}
-
-int cli_connect(struct cli_conn *cc, int need_auth)
-{
-    int rc = connect_inner(cc, need_auth, 0);
-
-    /* A failed connect leaves nothing for the caller to release. */
-    if (rc != 0) {
-        ferry_identity_cleanup(&cc->id);
-        sodium_memzero(cc->r.token, sizeof(cc->r.token));
-    }
-    return rc;
-}
-
-int cli_connect_session(struct cli_conn *cc)
-{
-    memset(cc, 0, sizeof(*cc));
-    cc->c = NULL;
-    if (cli_session_load(&cc->r) != 0) {
-        cli_err("not logged in. Run: ferry login --server HOST:PORT --user NAME");
-        return FERRY_EAUTH;
-    }
-    return cli_connect(cc, 1);
-}
-
 /* TLS bytes of every connection this process closed (--stats). */
 static uint64_t wire_tx, wire_rx;
 
@@ -492,87 +399,6 @@ void cli_wire_totals(uint64_t *sent, uint64_t *received)
     *received = wire_rx;
 }
 
-void cli_disconnect(struct cli_conn *cc)
-{
-    uint64_t tx, rx;
-
-    if (cc->c != NULL) {
-        ferry_client_send_cmd(cc->c, FERRY_MSG_DISCONNECT, json_object());
-        ferry_client_pump(cc->c, 1000, 1);
-        if (ferry_client_wire_bytes(cc->c, &tx, &rx) == 0) {
-            wire_tx += tx;
-            wire_rx += rx;
-        }
-        ferry_client_close(&cc->c);
-    }
-    ferry_identity_cleanup(&cc->id);
-    sodium_memzero(cc->r.token, sizeof(cc->r.token));
-}
-
-int cli_next(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data *data)
-{
-    return cli_next_any(cc, cmd, data, NULL);
-}
-
-int cli_next_any(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data *data,
-                 struct ferry_chunk_frame *chunk)
-{
-    return cli_next_frame(cc, cmd, data, chunk, NULL);
-}
-
-int cli_next_frame(struct cli_conn *cc, struct ferry_cmd *cmd, struct ferry_data *data,
-                   struct ferry_chunk_frame *chunk, struct ferry_file_frame *file)
-{
-    struct ferry_frame f;
-    int rc;
-
-    for (;;) {
-        /* R-CLI-13: Ctrl-C ends the wait; a frame half read does not matter any more. */
-        if (cli_interrupted)
-            return -EINTR;
-        rc = ferry_client_next_frame(cc->c, &f);
-        if (rc < 0)
-            return rc;
-        if (rc == 1) {
-            if (f.type == FERRY_FRAME_DATA) {
-                if (data == NULL)
-                    return FERRY_EPROTO;
-                cc->progress++; /* R-CLI-3: bytes of a file came */
-                return ferry_data_decode(f.payload, f.payload_len, data) == 0 ? 2 : FERRY_EPROTO;
-            }
-            /* R-CHUNK-16: chunk frames reach only a client that asked for chunks. */
-            if (f.type == FERRY_FRAME_CHUNK) {
-                if (chunk == NULL)
-                    return FERRY_EPROTO;
-                cc->progress++;
-                return ferry_chunk_frame_decode(f.payload, f.payload_len, chunk) == 0
-                           ? 3
-                           : FERRY_EPROTO;
-            }
-            /* R-FILE-1, R-FILE-2: whole files only from a 1.4 server, and well formed. */
-            if (f.type == FERRY_FRAME_FILE) {
-                if (file == NULL || cc->minor < 4)
-                    return FERRY_EPROTO;
-                cc->progress++;
-                return ferry_file_frame_decode(f.payload, f.payload_len, file) == 0 ? 4
-                                                                                    : FERRY_EPROTO;
-            }
-            rc = ferry_cmd_decode(f.payload, f.payload_len, cmd);
-            return rc == 0 ? 1 : rc;
-        }
-        /* Frames that arrived before a close are handled before the close is. */
-        if (ferry_client_eof(cc->c))
-            return -ECONNRESET;
-        if ((rc = ferry_client_pump(cc->c, 1000, 0)) != 0 && rc != FERRY_ETIMEDOUT &&
-            !ferry_client_eof(cc->c))
-            return rc;
-        /* R-CLI-2: bytes of a frame that never ends are no sign of life. */
-        if (ferry_now_ms() - ferry_client_last_rx_ms(cc->c) > cli_idle_ms())
-            return FERRY_ETIMEDOUT;
-        cli_heartbeat(cc);
-    }
-}
-
 uint64_t cli_idle_ms(void)
 {
     static uint64_t ms;
@@ -587,15 +413,6 @@ uint64_t cli_idle_ms(void)
                  : CLI_IDLE_TIMEOUT_MS;
     }
     return ms;
-}
-
-void cli_heartbeat(struct cli_conn *cc)
-{
-    /* Our own silence earns a heartbeat (R-SESS-4). */
-    if (ferry_now_ms() - ferry_client_last_tx_ms(cc->c) < CLI_HEARTBEAT_MS ||
-        ferry_client_pending(cc->c) > 0)
-        return;
-    ferry_client_send_heartbeat(cc->c);
 }
 
 /* The text of the last Error read, escaped. */
@@ -621,37 +438,6 @@ int cli_error_rc(const struct ferry_cmd *cmd, const char **msg)
         *msg = clean;
     /* R-ERR-3: a code beyond int is unknown too, never cut down to a known one (2^32 + 9 to 9). */
     return ferry_err_from_wire(wire >= INT_MIN && wire <= INT_MAX ? (int)wire : 10);
-}
-
-int cli_call(struct cli_conn *cc, int32_t type, json_t *body, struct ferry_cmd *reply)
-{
-    char id[FERRY_UUID_STR_LEN + 1];
-    const char *ref, *msg;
-    int rc;
-
-    memset(reply, 0, sizeof(*reply));
-    ferry_uuid_new(id);
-    json_object_set_new(body, "id", json_string(id));
-    rc = ferry_client_send_cmd(cc->c, type, body);
-    if (rc != 0)
-        return rc;
-    for (;;) {
-        if ((rc = cli_next(cc, reply, NULL)) < 0)
-            return rc;
-        ref = json_string_value(json_object_get(reply->body, "ref"));
-        if (ref == NULL || strcmp(ref, id) != 0) {
-            ferry_cmd_cleanup(reply);
-            continue;
-        }
-        if (reply->type == FERRY_MSG_ERROR || reply->type == FERRY_MSG_REJECT) {
-            rc = cli_error_rc(reply, &msg);
-            if (cc->verbose_errors)
-                cli_err("%s", msg);
-            ferry_cmd_cleanup(reply);
-            return rc;
-        }
-        return 0;
-    }
 }
 
 int cli_read_password(const char *prompt, int from_stdin, char *buf, size_t cap)
@@ -771,34 +557,4 @@ int cli_conn_lost(int rc)
 {
     /* The library's rule, so that the session and these loops redial alike. */
     return ferry_conn_lost(rc);
-}
-
-int cli_reconnect(struct cli_conn *cc, int rc, uint64_t lost_ms, uint64_t retry_for_ms)
-{
-    uint64_t wait_ms, outage;
-    unsigned attempt = 0;
-
-    /* R-CLI-3: a protocol fault or a local error comes back the same on any connection. */
-    if (!cli_conn_lost(rc))
-        return rc;
-    /* The window runs from the start of the outage, not from the last reconnect. */
-    outage = cc->outage_ms != 0 && cc->progress == 0 ? cc->outage_ms : lost_ms;
-    for (;;) {
-        if (!ferry_retry_window_open(outage, retry_for_ms, ferry_now_ms()))
-            return rc;
-        wait_ms = ferry_backoff_ms(attempt++);
-        cli_warn("connection lost (%s); reconnecting in %.1f s", ferry_strerror(rc),
-                 (double)wait_ms / 1000);
-        cli_disconnect(cc);
-        usleep((useconds_t)wait_ms * 1000);
-        if (cli_interrupted)
-            return -EINTR;
-        if ((rc = cli_connect_session(cc)) == 0) {
-            cc->outage_ms = outage;
-            return 0;
-        }
-        cc->outage_ms = outage;
-        if (!cli_conn_lost(rc))
-            return rc;
-    }
 }

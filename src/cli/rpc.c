@@ -206,6 +206,20 @@ fail:
     return rc;
 }
 
+int cli_rpc_probe(struct cli_remote *r)
+{
+    struct cli_rpc rpc;
+    int rc;
+
+    memset(&rpc, 0, sizeof(rpc));
+    rpc.r = *r;
+    if ((rc = cli_rpc_open(&rpc, 0)) == 0) {
+        *r = rpc.r; /* with the identity just confirmed */
+        cli_rpc_close(&rpc);
+    }
+    return rc;
+}
+
 int cli_rpc_open_session(struct cli_rpc *rpc)
 {
     memset(rpc, 0, sizeof(*rpc));
