@@ -60,6 +60,13 @@ static inline uint8_t *ferry_buf_tail(struct ferry_buf *b)
 void ferry_buf_grow(struct ferry_buf *b, size_t n);
 void ferry_buf_consume(struct ferry_buf *b, size_t n);
 void ferry_buf_reset(struct ferry_buf *b);
+/*
+ * Hands the live bytes over without copying them: returns the storage (the
+ * caller frees it with ferry_free) with the bytes at its start, their count
+ * in *len, and leaves b empty, as after ferry_buf_init with the same limit.
+ * NULL (and *len 0) when b never held any.
+ */
+uint8_t *ferry_buf_take(struct ferry_buf *b, size_t *len);
 
 /* Big-endian integer access; never casts a pointer. */
 static inline uint32_t ferry_get_be32(const uint8_t *p)

@@ -813,12 +813,12 @@ commit:
         goto out;
     }
     if (u->is_inline) {
-        size_t n = ferry_buf_used(&u->wbuf);
-        if ((op->data = ferry_malloc(n)) == NULL) {
+        size_t n;
+        /* The received bytes move to the op as they are: no copy per small file. */
+        if ((op->data = ferry_buf_take(&u->wbuf, &n)) == NULL &&
+            (op->data = ferry_malloc(1)) == NULL) {
             send_upload_error(s, u, -ENOMEM);
             op->rc = -ENOMEM;
-        } else if (n > 0) {
-            memcpy(op->data, ferry_buf_peek(&u->wbuf), n);
         }
     }
     op->staged = u->size;

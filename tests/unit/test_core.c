@@ -43,6 +43,35 @@ static void test_buf_caps(void **state)
     assert_null(ferry_buf_peek(&b));
 }
 
+/* Taking a buffer's bytes hands over its storage, bytes first, and empties it. */
+static void test_buf_take(void **state)
+{
+    struct ferry_buf b;
+    uint8_t *p;
+    size_t n = 99;
+
+    (void)state;
+    ferry_buf_init(&b, 64);
+    assert_null(ferry_buf_take(&b, &n)); /* never held any */
+    assert_int_equal(n, 0);
+    assert_int_equal(ferry_buf_append(&b, "0123456789", 10), 0);
+    ferry_buf_consume(&b, 4);
+    assert_non_null(p = ferry_buf_take(&b, &n));
+    assert_int_equal(n, 6);
+    assert_memory_equal(p, "456789", 6);
+    ferry_free(p);
+    /* Empty again, with its limit: it can fill and take anew. */
+    assert_null(ferry_buf_peek(&b));
+    assert_int_equal(ferry_buf_used(&b), 0);
+    assert_int_equal(ferry_buf_append(&b, "ab", 2), 0);
+    assert_int_equal(ferry_buf_reserve(&b, 63), FERRY_ETOOBIG);
+    assert_non_null(p = ferry_buf_take(&b, &n));
+    assert_int_equal(n, 2);
+    assert_memory_equal(p, "ab", 2);
+    ferry_free(p);
+    ferry_buf_cleanup(&b);
+}
+
 static void test_base32_vectors(void **state)
 {
     char out[64];
@@ -431,12 +460,12 @@ static void test_parse_size(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buf_caps),       cmocka_unit_test(test_base32_vectors),
-        cmocka_unit_test(test_hex_and_uuid),   cmocka_unit_test(test_uuid_bytes_r_file),
-        cmocka_unit_test(test_sha256_vector),  cmocka_unit_test(test_identity),
-        cmocka_unit_test(test_strerror),       cmocka_unit_test(test_parse_port),
-        cmocka_unit_test(test_parse_hostport), cmocka_unit_test(test_parse_size),
-        cmocka_unit_test(test_random_id_pool),
+        cmocka_unit_test(test_buf_caps),          cmocka_unit_test(test_buf_take),
+        cmocka_unit_test(test_base32_vectors),    cmocka_unit_test(test_hex_and_uuid),
+        cmocka_unit_test(test_uuid_bytes_r_file), cmocka_unit_test(test_sha256_vector),
+        cmocka_unit_test(test_identity),          cmocka_unit_test(test_strerror),
+        cmocka_unit_test(test_parse_port),        cmocka_unit_test(test_parse_hostport),
+        cmocka_unit_test(test_parse_size),        cmocka_unit_test(test_random_id_pool),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -80,3 +80,15 @@ void ferry_buf_reset(struct ferry_buf *b)
 {
     b->off = b->len = 0;
 }
+
+uint8_t *ferry_buf_take(struct ferry_buf *b, size_t *len)
+{
+    uint8_t *p = b->data;
+
+    *len = b->len - b->off;
+    if (p != NULL && b->off > 0)
+        memmove(p, p + b->off, *len);
+    b->data = NULL;
+    b->off = b->len = b->cap = 0;
+    return p;
+}
