@@ -365,6 +365,14 @@ struct upload {
     struct ferry_writer *wr;
     uint8_t *wb;
     size_t wlen;
+    /*
+     * Or, while that writer serves another upload, each megabyte gathered
+     * in wbuf is hashed and written by a task on the thread pool, one at a
+     * time (transfer.c, struct flush): the one in flight, if any, and
+     * whether the upload was dropped meanwhile (the task then frees it).
+     */
+    struct flush *flush;
+    int dropped;
     /* Chunked uploads (R-CHUNK): the list so far and the chunks arriving. */
     int chunked;
     uint8_t *list;   /* complete entries; none once the upload failed (R-CHUNK-30) */

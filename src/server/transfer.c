@@ -104,6 +104,115 @@ static int writer_hold(struct sess *s, int ready)
     return 1;
 }
 
+/* The last of an upload: its spool file (if never committed), its hash, its memory. */
+static void upload_release(struct srv *srv, struct upload *u)
+{
+    ferry_blob_spool_drop(srv->blobs, &u->spool);
+    ferry_sha256_cleanup(&u->sha);
+    ferry_free(u);
+}
+
+/*
+ * A megabyte of a plain upload on its way to the spool file: hashed and
+ * written on the thread pool, so the loop never waits for the disk, in
+ * order, one per upload at a time. It holds a reference to its session;
+ * the upload stays until it is done, even if dropped meanwhile.
+ */
+struct flush {
+    uv_work_t w;
+    struct sess *s;
+    struct upload *u;
+    uint8_t *buf;
+    size_t n;
+    size_t written; /* bytes of buf that reached the file */
+    int rc;
+};
+
+static void flush_work(uv_work_t *w)
+{
+    struct flush *f = w->data;
+    struct upload *u = f->u;
+    const uint8_t *p = f->buf;
+    ssize_t k;
+
+    if (ferry_sha256_update(&u->sha, p, f->n) != 0) {
+        f->rc = FERRY_EINTERNAL;
+        return;
+    }
+    while (f->written < f->n) {
+        k = write(u->spool.fd, p + f->written, f->n - f->written);
+        if (k < 0) {
+            if (errno == EINTR)
+                continue;
+            f->rc = errno == ENOSPC || errno == EDQUOT ? FERRY_ENOSPACE : FERRY_EINTERNAL;
+            return;
+        }
+        f->written += (size_t)k;
+    }
+    /* Start writeback early so the commit's fdatasync finds little left. */
+    if (u->written + f->written - u->synced >= SRV_WRITEBACK_STEP)
+        sync_file_range(u->spool.fd, (off_t)u->synced, (off_t)(u->written + f->written - u->synced),
+                        SYNC_FILE_RANGE_WRITE);
+}
+
+static void flush_done(uv_work_t *w, int status)
+{
+    struct flush *f = w->data;
+    struct upload *u = f->u;
+    struct sess *s = f->s;
+
+    u->flush = NULL;
+    if (u->dropped) {
+        upload_release(s->srv, u);
+    } else {
+        u->written += f->written;
+        if (u->written - u->synced >= SRV_WRITEBACK_STEP)
+            u->synced = u->written;
+        if (u->rc == 0)
+            u->rc = status != 0 ? FERRY_EINTERNAL : f->rc;
+        /* The frame left unread for this flush is read again. */
+        if (s->writer_wait && !s->closed) {
+            s->writer_wait = 0;
+            if (s->listing == NULL && s->unacked < s->srv->cfg.max_unacked)
+                ferry_conn_resume(s->conn);
+        }
+    }
+    ferry_free(f->buf);
+    ferry_free(f);
+    srv_sess_unref(s);
+}
+
+/*
+ * Sends the bytes gathered in u->wbuf to the pool. 1: the caller must hold
+ * its frame (a flush is in flight: the frame is read again when it ends);
+ * 0: done, or nothing to do, or failed (u->rc says).
+ */
+static int upload_flush(struct sess *s, struct upload *u)
+{
+    struct flush *f;
+
+    if (u->is_inline || u->rc != 0 || ferry_buf_used(&u->wbuf) == 0)
+        return 0;
+    if (u->flush != NULL)
+        return writer_hold(s, 0);
+    if ((f = ferry_calloc(1, sizeof(*f))) == NULL) {
+        u->rc = -ENOMEM;
+        return 0;
+    }
+    f->buf = ferry_buf_take(&u->wbuf, &f->n);
+    f->s = s;
+    f->u = u;
+    f->w.data = f;
+    srv_sess_ref(s);
+    u->flush = f;
+    if (uv_queue_work(s->srv->loop, &f->w, flush_work, flush_done) != 0) {
+        /* The pool refused: written here, slower, never skipped. */
+        flush_work(&f->w);
+        flush_done(&f->w, 0);
+    }
+    return 0;
+}
+
 static void upload_free(struct sess *s, struct upload *u)
 {
     char cid[FERRY_CID_LEN + 1];
@@ -117,7 +226,6 @@ static void upload_free(struct sess *s, struct upload *u)
             ferry_writer_submit(u->wr, u->wb, 0);
         ferry_writer_end(u->wr, cid);
     }
-    ferry_blob_spool_drop(s->srv->blobs, &u->spool);
     if (u->gprev != NULL) {
         *u->gprev = u->gnext;
         if (u->gnext != NULL)
@@ -136,10 +244,15 @@ static void upload_free(struct sess *s, struct upload *u)
         }
     }
     list_release(s->srv, u);
-    ferry_sha256_cleanup(&u->sha);
     ferry_buf_cleanup(&u->wbuf);
     ferry_free(u->path);
-    ferry_free(u);
+    u->path = NULL;
+    /* A flush still writing into the spool file ends the upload when it is done. */
+    if (u->flush != NULL) {
+        u->dropped = 1;
+        return;
+    }
+    upload_release(s->srv, u);
 }
 
 static int send_upload_error_msg(struct sess *s, struct upload *u, int rc, const char *msg)
@@ -309,38 +422,6 @@ int srv_upload_open(struct sess *s, const struct ferry_cmd *cmd)
     if (u->rc != 0)
         return send_upload_error_msg(s, u, u->rc, msg);
     return 0;
-}
-
-/* Hashes and writes the gathered bytes; one write per megabyte, not per frame. */
-static void upload_flush(struct upload *u)
-{
-    const uint8_t *p = ferry_buf_peek(&u->wbuf);
-    size_t n = ferry_buf_used(&u->wbuf);
-    ssize_t w;
-
-    if (n == 0 || u->is_inline)
-        return;
-    if (u->rc == 0 && ferry_sha256_update(&u->sha, p, n) != 0)
-        u->rc = FERRY_EINTERNAL;
-    while (u->rc == 0 && n > 0) {
-        w = write(u->spool.fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            u->rc = errno == ENOSPC || errno == EDQUOT ? FERRY_ENOSPACE : FERRY_EINTERNAL;
-            break;
-        }
-        p += w;
-        n -= (size_t)w;
-        u->written += (uint64_t)w;
-    }
-    ferry_buf_reset(&u->wbuf);
-    /* Start writeback early so the commit's fdatasync finds little left. */
-    if (u->rc == 0 && u->written - u->synced >= SRV_WRITEBACK_STEP) {
-        sync_file_range(u->spool.fd, (off_t)u->synced, (off_t)(u->written - u->synced),
-                        SYNC_FILE_RANGE_WRITE);
-        u->synced = u->written;
-    }
 }
 
 /* R-CHUNK-5: which of the entries not yet answered this user lacks. */
@@ -625,6 +706,10 @@ int srv_upload_data(struct sess *s, const struct ferry_data *d)
         (u->wb == NULL || FERRY_WRITER_BUF - u->wlen < d->len) &&
         writer_hold(s, ferry_writer_ready(u->wr)))
         return 1;
+    /* Without a writer, a megabyte at a time goes to the pool, one in flight. */
+    if (u->rc == 0 && u->wr == NULL && u->flush != NULL && d->len > 0 &&
+        ferry_buf_used(&u->wbuf) + d->len > SRV_WRITE_CHUNK)
+        return writer_hold(s, 0);
     u->received += d->len;
     if (u->rc != 0)
         return 0;
@@ -651,12 +736,13 @@ int srv_upload_data(struct sess *s, const struct ferry_data *d)
         return 0;
     }
     if (ferry_buf_append(&u->wbuf, d->bytes, d->len) != 0) {
-        upload_flush(u);
+        /* Only past the megabyte, and then no flush is in flight (above). */
+        upload_flush(s, u);
         if (u->rc == 0 && ferry_buf_append(&u->wbuf, d->bytes, d->len) != 0)
             u->rc = -ENOMEM;
     }
     if (ferry_buf_used(&u->wbuf) >= SRV_WRITE_CHUNK)
-        upload_flush(u);
+        upload_flush(s, u);
     return 0;
 }
 
@@ -724,6 +810,13 @@ int srv_upload_complete(struct sess *s, const struct ferry_cmd *cmd)
         if (writer_hold(s, ferry_writer_idle(u->wr)))
             return 1;
     }
+    /* Without a writer, the last bytes go to the pool as well, and it waits for them. */
+    if (!u->chunked && u->wr == NULL && !u->is_inline && u->rc == 0) {
+        if (u->flush == NULL)
+            upload_flush(s, u);
+        if (u->flush != NULL)
+            return writer_hold(s, 0);
+    }
     /* R-PIPE-4: an upload that may commit becomes a write; wait for room first. */
     if (u->rc == 0 && srv_op_admit(s) != 0)
         return 1;
@@ -766,7 +859,6 @@ int srv_upload_complete(struct sess *s, const struct ferry_cmd *cmd)
             send_upload_error(s, u, u->rc);
         goto out;
     }
-    upload_flush(u);
     if (u->is_inline && u->rc == 0 &&
         ferry_sha256_update(&u->sha, ferry_buf_peek(&u->wbuf), ferry_buf_used(&u->wbuf)) != 0)
         u->rc = FERRY_EINTERNAL;
