@@ -40,14 +40,6 @@ int cli_conn_lost(int rc);
 uint64_t cli_idle_ms(void);
 /* R-SESS-4: send a heartbeat after this much of our own silence. */
 #define CLI_HEARTBEAT_MS 30000
-/* Downloads requested ahead of the one being received (R-PIPE-1). */
-#define CLI_DOWNLOADS_IN_FLIGHT 64
-/* R-RECV-5: the most download acknowledgements a get keeps pending, whatever the server says. */
-#define CLI_ACKS_MAX 1024
-/* File bytes read per step of an upload. */
-#define CLI_READ_CHUNK (1u << 20)
-/* Output queued before the uploader waits for the socket. */
-#define CLI_OUT_HIGH (4u << 20)
 
 struct cli_remote {
     char addr[300]; /* host:port as the user gave it */
@@ -121,8 +113,6 @@ struct cli_pin {
 void cli_pin_choose(const struct cli_remote *r, struct cli_pin *p);
 /* A handshake showed seen and it was accepted: remember it for r's address, and in r. */
 void cli_pin_confirmed(struct cli_remote *r, const struct cli_pin *p, const char *seen);
-/* R-XFER-3: the download acknowledgements to keep for what Accept announced (0: nothing). */
-int cli_acks(long long announced);
 /* Where a connection attempt stopped. */
 enum cli_stage {
     CLI_AT_TLS,     /* connecting or the handshake (a pin mismatch among them) */
@@ -173,7 +163,8 @@ int cli_rpc_open(struct cli_rpc *rpc, int need_auth);
  * R-CLI-6: settles the identity of r's server as cli_rpc_open does (the
  * pin, or the person's yes on a terminal) and closes again, leaving it in
  * r->server_id, so that a password is asked for only once the server is
- * known to be the right one. Nothing but an anonymous Connect is sent.
+ * known to be the right one. Nothing but an anonymous Connect is sent, so
+ * a server that turns the device away is said before any prompt too.
  */
 int cli_rpc_probe(struct cli_remote *r);
 /* The saved session's server, logged in. */

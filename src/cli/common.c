@@ -324,12 +324,6 @@ void cli_pin_confirmed(struct cli_remote *r, const struct cli_pin *p, const char
     snprintf(r->server_id, sizeof(r->server_id), "%s", seen);
 }
 
-int cli_acks(long long announced)
-{
-    /* R-XFER-3: a server that says nothing remembers 64; more than we use is not kept. */
-    return announced > CLI_ACKS_MAX ? CLI_ACKS_MAX : announced > 64 ? (int)announced : 64;
-}
-
 void cli_connect_failed(const struct cli_remote *r, const char *pin, const char *seen,
                         enum cli_stage stage, int rc)
 {

@@ -213,8 +213,10 @@ int cli_rpc_probe(struct cli_remote *r)
 
     memset(&rpc, 0, sizeof(rpc));
     rpc.r = *r;
+    rpc.r.token[0] = '\0'; /* anonymous: the probe logs nobody in */
     if ((rc = cli_rpc_open(&rpc, 0)) == 0) {
-        *r = rpc.r; /* with the identity just confirmed */
+        /* The identity just confirmed (and pinned for this address). */
+        memcpy(r->server_id, rpc.r.server_id, sizeof(r->server_id));
         cli_rpc_close(&rpc);
     }
     return rc;

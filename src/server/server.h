@@ -48,6 +48,8 @@
 #define SRV_INLINE_MAX (64u << 10)
 /* Upload bytes gathered before one write(2). */
 #define SRV_WRITE_CHUNK (1u << 20)
+/* Upload flushes on the pool at once, server-wide (of libuv's four threads). */
+#define SRV_FLUSHES_MAX 2
 /* Start writeback every this many bytes so the final fdatasync is short. */
 #define SRV_WRITEBACK_STEP (8u << 20)
 /* Blob bytes read per step of a download. */
@@ -273,6 +275,13 @@ struct srv {
     struct ferry_meta *wdb; /* writer: used only by commit jobs, one at a time */
     struct ferry_meta *rdb; /* reader: used on the loop thread */
     /*
+     * Upload flushes (transfer.c) running on libuv's pool, and those waiting
+     * for a turn: at most SRV_FLUSHES_MAX at once, so writes to a slow disk
+     * never take every pool thread from commits, logins and listings.
+     */
+    int flushes;
+    struct flush *flush_head, *flush_tail;
+    /*
      * A read transaction on rdb that srv_download_pump holds for one pass
      * (rsnap_open), numbered (rsnap) so that what was read in it can be
      * kept for the rest of it: the folder path of the last download
@@ -458,6 +467,12 @@ struct sess {
      */
     uv_async_t *writer_wake;
     int writer_wait;
+    /*
+     * Flushes still writing for uploads already gone (cancelled or failed):
+     * they count among the open uploads until done (R-XFER-1), so a client
+     * cannot pile up buffers and open files by opening and cancelling.
+     */
+    int lingering;
     struct download *dl_head;
     struct download *dl_tail;
     int ndownloads;

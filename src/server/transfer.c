@@ -47,17 +47,21 @@ static void writer_notify(void *arg)
     uv_async_send(arg);
 }
 
-/* On the loop: the writer has room or is done; the frame left unread is read again. */
-static void writer_woken(uv_async_t *a)
+/* The disk work a frame waited for is done: the frame left unread is read again. */
+static void writer_wake(struct sess *s)
 {
-    struct sess *s = a->data;
-
     if (s == NULL || !s->writer_wait || s->closed)
         return;
     s->writer_wait = 0;
     /* Other holds re-check themselves when their frame comes again; these do not. */
     if (s->listing == NULL && s->unacked < s->srv->cfg.max_unacked)
         ferry_conn_resume(s->conn);
+}
+
+/* On the loop: the writer has room or is done. */
+static void writer_woken(uv_async_t *a)
+{
+    writer_wake(a->data);
 }
 
 static void writer_wake_closed(uv_handle_t *h)
@@ -115,17 +119,20 @@ static void upload_release(struct srv *srv, struct upload *u)
 /*
  * A megabyte of a plain upload on its way to the spool file: hashed and
  * written on the thread pool, so the loop never waits for the disk, in
- * order, one per upload at a time. It holds a reference to its session;
- * the upload stays until it is done, even if dropped meanwhile.
+ * order, one per upload at a time, and at most SRV_FLUSHES_MAX server-wide
+ * (the rest wait their turn in srv's list). It holds a reference to its
+ * session; the upload stays until it is done, even if dropped meanwhile.
  */
 struct flush {
     uv_work_t w;
     struct sess *s;
     struct upload *u;
+    struct flush *next; /* waiting for a turn */
     uint8_t *buf;
     size_t n;
     size_t written; /* bytes of buf that reached the file */
     int rc;
+    int running; /* queued on the pool: counts in srv->flushes */
 };
 
 static void flush_work(uv_work_t *w)
@@ -155,62 +162,88 @@ static void flush_work(uv_work_t *w)
                         SYNC_FILE_RANGE_WRITE);
 }
 
+static void flush_done(uv_work_t *w, int status);
+
+/* Starts waiting flushes while the server has room for them. */
+static void flush_start(struct srv *srv)
+{
+    struct flush *f;
+
+    while (srv->flushes < SRV_FLUSHES_MAX && (f = srv->flush_head) != NULL) {
+        srv->flush_head = f->next;
+        if (srv->flush_head == NULL)
+            srv->flush_tail = NULL;
+        f->next = NULL;
+        f->w.data = f;
+        /* uv_queue_work refuses only a request without work: it cannot fail here. */
+        if (uv_queue_work(srv->loop, &f->w, flush_work, flush_done) == 0) {
+            f->running = 1;
+            srv->flushes++;
+        } else {
+            f->rc = FERRY_EINTERNAL;
+            flush_done(&f->w, 0);
+        }
+    }
+}
+
 static void flush_done(uv_work_t *w, int status)
 {
     struct flush *f = w->data;
     struct upload *u = f->u;
     struct sess *s = f->s;
+    struct srv *srv = s->srv;
 
+    if (f->running)
+        srv->flushes--;
     u->flush = NULL;
     if (u->dropped) {
-        upload_release(s->srv, u);
+        s->lingering--;
+        upload_release(srv, u);
     } else {
         u->written += f->written;
         if (u->written - u->synced >= SRV_WRITEBACK_STEP)
             u->synced = u->written;
         if (u->rc == 0)
             u->rc = status != 0 ? FERRY_EINTERNAL : f->rc;
-        /* The frame left unread for this flush is read again. */
-        if (s->writer_wait && !s->closed) {
-            s->writer_wait = 0;
-            if (s->listing == NULL && s->unacked < s->srv->cfg.max_unacked)
-                ferry_conn_resume(s->conn);
-        }
     }
+    /* The frame left unread for this flush, or for a lingering one, is read again. */
+    writer_wake(s);
     ferry_free(f->buf);
     ferry_free(f);
     srv_sess_unref(s);
+    flush_start(srv);
 }
 
 /*
- * Sends the bytes gathered in u->wbuf to the pool. 1: the caller must hold
- * its frame (a flush is in flight: the frame is read again when it ends);
- * 0: done, or nothing to do, or failed (u->rc says).
+ * Sends the bytes gathered in u->wbuf to the pool. Only when no flush of u
+ * is in flight (the callers hold their frame until then); on failure u->rc
+ * says why.
  */
-static int upload_flush(struct sess *s, struct upload *u)
+static void upload_flush(struct sess *s, struct upload *u)
 {
+    struct srv *srv = s->srv;
     struct flush *f;
 
-    if (u->is_inline || u->rc != 0 || ferry_buf_used(&u->wbuf) == 0)
-        return 0;
-    if (u->flush != NULL)
-        return writer_hold(s, 0);
+    if (u->is_inline || u->rc != 0 || u->flush != NULL || ferry_buf_used(&u->wbuf) == 0)
+        return;
     if ((f = ferry_calloc(1, sizeof(*f))) == NULL) {
         u->rc = -ENOMEM;
-        return 0;
+        return;
     }
     f->buf = ferry_buf_take(&u->wbuf, &f->n);
+    /* The next megabyte gathers in a buffer of its full size at once, not by doubling. */
+    if (ferry_buf_reserve(&u->wbuf, SRV_WRITE_CHUNK) != 0)
+        u->rc = -ENOMEM;
     f->s = s;
     f->u = u;
-    f->w.data = f;
     srv_sess_ref(s);
     u->flush = f;
-    if (uv_queue_work(s->srv->loop, &f->w, flush_work, flush_done) != 0) {
-        /* The pool refused: written here, slower, never skipped. */
-        flush_work(&f->w);
-        flush_done(&f->w, 0);
-    }
-    return 0;
+    if (srv->flush_tail != NULL)
+        srv->flush_tail->next = f;
+    else
+        srv->flush_head = f;
+    srv->flush_tail = f;
+    flush_start(srv);
 }
 
 static void upload_free(struct sess *s, struct upload *u)
@@ -250,6 +283,7 @@ static void upload_free(struct sess *s, struct upload *u)
     /* A flush still writing into the spool file ends the upload when it is done. */
     if (u->flush != NULL) {
         u->dropped = 1;
+        s->lingering++;
         return;
     }
     upload_release(s->srv, u);
@@ -359,6 +393,9 @@ int srv_upload_open(struct sess *s, const struct ferry_cmd *cmd)
         return fault(s, cmd->id, FERRY_EPROTO, "transfer id already open");
     if (s->nuploads >= s->srv->cfg.max_open_uploads)
         return fault(s, cmd->id, FERRY_EBUSY, "too many open uploads");
+    /* Places still taken by the flushes of gone uploads free soon: wait for them. */
+    if (s->nuploads + s->lingering >= s->srv->cfg.max_open_uploads)
+        return writer_hold(s, 0);
     if ((u = ferry_calloc(1, sizeof(*u))) == NULL)
         return -ENOMEM;
     memcpy(u->tid, tid, FERRY_TID_LEN);
@@ -741,6 +778,7 @@ int srv_upload_data(struct sess *s, const struct ferry_data *d)
         if (u->rc == 0 && ferry_buf_append(&u->wbuf, d->bytes, d->len) != 0)
             u->rc = -ENOMEM;
     }
+    /* A full megabyte goes now, unless one is in flight: the next frame waits for it. */
     if (ferry_buf_used(&u->wbuf) >= SRV_WRITE_CHUNK)
         upload_flush(s, u);
     return 0;
@@ -906,11 +944,14 @@ commit:
     }
     if (u->is_inline) {
         size_t n;
+        uint8_t *fit;
         /* The received bytes move to the op as they are: no copy per small file. */
         if ((op->data = ferry_buf_take(&u->wbuf, &n)) == NULL &&
             (op->data = ferry_malloc(1)) == NULL) {
             send_upload_error(s, u, -ENOMEM);
             op->rc = -ENOMEM;
+        } else if (n > 0 && (fit = ferry_realloc(op->data, n)) != NULL) {
+            op->data = fit; /* held until the commit: as much as --max-unacked counts */
         }
     }
     op->staged = u->size;

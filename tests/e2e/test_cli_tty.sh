@@ -6,8 +6,9 @@
 #   one's length, before asking for the repeat (R-CLI-7).
 # - ls -l shows sizes for people and a total line (R-CLI-14); the progress
 #   line names the current file and shows "verifying"; a message never lands
-#   on the progress line; Ctrl-C of a transfer says how to go on, exits 4 and
-#   leaves the task for `ferry resume` (R-CLI-13); `ferry help CMD` and -V.
+#   on the progress line; Ctrl-C of a put, and of a get waiting to redial,
+#   says how to go on, exits 4 and leaves the task (and a get's part file)
+#   for `ferry resume` (R-CLI-13); `ferry help CMD` and -V.
 source "$(dirname "$0")/lib.sh"
 
 PTY=$FERRY_TESTS/e2e/cli_pty.py
@@ -134,15 +135,20 @@ assert_same_file ctrlc.bin "$WORK/ctrlc.back"
 fy_ok resume --list
 assert_out_line 'nothing to resume'
 
-# Ctrl-C of a get. The server is frozen (SIGSTOP) once the progress line
-# shows, so the download is certainly unfinished when Ctrl-C comes, and
-# stopping must not wait for an answer from the server. What was received is
-# kept in the part file; the same command, through `ferry resume`, finishes.
+# Ctrl-C of a get. A relay cuts the download after 8 MiB; while get waits to
+# redial, the server is frozen (SIGSTOP), so the download is certainly
+# unfinished when Ctrl-C comes, and stopping must not wait for an answer
+# from the server. What was received is kept in the part file; the same
+# command, through `ferry resume`, finishes.
+need_cutrelay
 head -c $((96 << 20)) /dev/urandom >ctrlc-big.bin
 fy_ok put -q ctrlc-big.bin /ctrlc-big.bin
 mkdir -p "$WORK/gc"
-tty_run --expect 'ctrlc-big\.bin' --shell "kill -STOP $SERVER_PID" --send '\x03' -- get /ctrlc-big.bin "$WORK/gc/big.bin"
+start_relay --cut-s2c $((8 << 20))
+tty_run --expect 'reconnecting in' --shell "kill -STOP $SERVER_PID" --send '\x03' -- get /ctrlc-big.bin "$WORK/gc/big.bin"
 kill -CONT "$SERVER_PID"
+stop_relay
+point_session_at "$ADDR"
 assert_rc 4 "get interrupted by Ctrl-C"
 assert_tty_contains 'Run the same command again'
 assert_tty_contains "ferry resume"

@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <cmocka.h>
 #include <uv.h>
@@ -27,7 +28,7 @@ struct loop_harness {
 /* A condition the loop runs until: ctx is the test's record, arg its own. */
 typedef int (*loop_harness_cond)(void *ctx, void *arg);
 
-static void loop_harness_guard_cb(uv_timer_t *t)
+static inline void loop_harness_guard_cb(uv_timer_t *t)
 {
     struct loop_harness *lh = t->data;
 

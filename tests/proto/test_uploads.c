@@ -59,7 +59,7 @@ static void cid_of(const uint8_t *p, size_t n, char cid[80])
 /* Committed for each of tids[0..n), in as many messages as the group commits took. */
 static void expect_committed_all(struct client *cl, uint8_t (*tids)[16], int n)
 {
-    int seen[UPLOADS] = {0}, left = n, i;
+    int seen[64] = {0}, left = n, i;
     struct ferry_cmd m;
     json_t *v;
     size_t k;
@@ -172,11 +172,85 @@ static void test_wrong_hash_beside_r_xfer_2(void **state)
     client_close(&cl);
 }
 
+/*
+ * R-XFER-1, R-XFER-4: beside an upload that holds the writer, 200 uploads
+ * are opened, sent a megabyte and more (so a flush is on its way to the
+ * disk) and cancelled at once. Their flushes finish after they are gone;
+ * meanwhile they count among the 64 open uploads, so no Upload is refused
+ * for them, and afterwards every place is free again: 63 uploads open
+ * beside the holder and all commit.
+ */
+static void test_cancel_with_flush_r_xfer_4(void **state)
+{
+    struct client cl;
+    uint8_t *a, *b, ta[16], tb[16], (*many)[16];
+    char hex[33], cid[80], path[32];
+    size_t off;
+    int i;
+
+    (void)state;
+    acct_open(&srv, &alice, &cl);
+    assert_non_null(a = malloc(FILE_LEN));
+    assert_non_null(b = malloc((1u << 20) + PIECE_LEN));
+    assert_non_null(many = calloc(64, sizeof(*many)));
+    fill(a, FILE_LEN, 303);
+    fill(b, (1u << 20) + PIECE_LEN, 404);
+    new_tid(ta, hex);
+    open_plain(&cl, ta, "holder2.bin", FILE_LEN, NULL);
+    assert_int_equal(ferry_client_send_data(cl.c, ta, 0, a, PIECE_LEN), 0);
+    for (i = 0; i < 200; i++) {
+        new_tid(tb, hex);
+        open_plain(&cl, tb, "gone.bin", FILE_LEN, NULL);
+        for (off = 0; off < (1u << 20) + PIECE_LEN; off += PIECE_LEN)
+            assert_int_equal(ferry_client_send_data(cl.c, tb, off, b + off, PIECE_LEN), 0);
+        assert_int_equal(
+            client_send(&cl, FERRY_MSG_TRANSFER_CANCEL, json_pack("{s:s}", "tid", hex)), 0);
+        if (i % 16 == 0)
+            flush(&cl);
+    }
+    for (off = PIECE_LEN; off < FILE_LEN; off += PIECE_LEN) {
+        size_t k = FILE_LEN - off < PIECE_LEN ? FILE_LEN - off : PIECE_LEN;
+
+        assert_int_equal(ferry_client_send_data(cl.c, ta, off, a + off, k), 0);
+    }
+    cid_of(a, FILE_LEN, cid);
+    send_complete(&cl, ta, cid);
+    flush(&cl);
+    expect_committed(&cl, ta);
+    /* Every place is free again: 63 more beside a new holder, none refused. */
+    new_tid(many[63], hex);
+    open_plain(&cl, many[63], "holder3.bin", FILE_LEN, NULL);
+    for (i = 0; i < 63; i++) {
+        new_tid(many[i], hex);
+        snprintf(path, sizeof(path), "tiny-%d.txt", i);
+        open_plain(&cl, many[i], path, 1, NULL);
+        assert_int_equal(ferry_client_send_data(cl.c, many[i], 0, (const uint8_t *)"x", 1), 0);
+        cid_of((const uint8_t *)"x", 1, cid);
+        send_complete(&cl, many[i], cid);
+    }
+    for (off = 0; off < FILE_LEN; off += PIECE_LEN) {
+        size_t k = FILE_LEN - off < PIECE_LEN ? FILE_LEN - off : PIECE_LEN;
+
+        assert_int_equal(ferry_client_send_data(cl.c, many[63], off, a + off, k), 0);
+    }
+    cid_of(a, FILE_LEN, cid);
+    send_complete(&cl, many[63], cid);
+    flush(&cl);
+    expect_committed_all(&cl, many, 64);
+    expect_content(&cl, "holder3.bin", a, FILE_LEN);
+    expect_content(&cl, "tiny-62.txt", (const uint8_t *)"x", 1);
+    free(a);
+    free(b);
+    free(many);
+    client_close(&cl);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_interleaved_r_xfer_2),
         cmocka_unit_test(test_wrong_hash_beside_r_xfer_2),
+        cmocka_unit_test(test_cancel_with_flush_r_xfer_4),
     };
 
     if (argc != 2) {
