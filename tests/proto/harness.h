@@ -400,4 +400,20 @@ __attribute__((unused)) static int ping_ok(struct client *cl)
     return rc == 1;
 }
 
+/*
+ * The start every protocol test program shares: argv[1] is the ferry binary
+ * the servers run; SIGPIPE is ignored (a server that closes must not end the
+ * test) and libsodium is ready. 0, or the status main returns (2: usage).
+ */
+static inline int harness_init(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s PATH-TO-FERRY\n", argv[0]);
+        return 2;
+    }
+    ferry_bin = argv[1];
+    signal(SIGPIPE, SIG_IGN);
+    return sodium_init() < 0 ? 2 : 0;
+}
+
 #endif

@@ -246,14 +246,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_tids_unknown_r_xfer_6),
         cmocka_unit_test(test_tids_malformed_r_xfer_6),
     };
+    int rc;
 
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s FERRY_BINARY\n", argv[0]);
-        return 2;
-    }
-    ferry_bin = argv[1];
-    signal(SIGPIPE, SIG_IGN);
-    if (sodium_init() < 0)
-        return 2;
+    if ((rc = harness_init(argc, argv)) != 0)
+        return rc;
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

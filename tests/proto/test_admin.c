@@ -338,14 +338,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_device_revoke_r_admin_9),
         cmocka_unit_test(test_admin_live_r_admin_6),
     };
+    int rc;
 
-    if (argc < 2) {
-        fprintf(stderr, "usage: %s FERRY_BIN\n", argv[0]);
-        return 2;
-    }
-    ferry_bin = argv[1];
-    signal(SIGPIPE, SIG_IGN);
-    if (sodium_init() < 0)
-        return 1;
+    if ((rc = harness_init(argc, argv)) != 0)
+        return rc;
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -620,12 +620,10 @@ int main(int argc, char **argv)
     };
     const char *asan = getenv("ASAN_OPTIONS");
     char opts[1024];
+    int rc;
 
-    if (argc < 2) {
-        fprintf(stderr, "usage: test_bounds PATH-TO-FERRY\n");
-        return 2;
-    }
-    ferry_bin = argv[1];
+    if ((rc = harness_init(argc, argv)) != 0)
+        return rc;
     (void)client_open; /* harness.h's; these tests open devices of their own (acct_open) */
     /*
      * Freed memory sits in ASan's quarantine (256 MiB by default) and would

@@ -1664,14 +1664,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_quota_up_front_r_chunk_9),
         cmocka_unit_test(test_quota_filled_r_chunk_9),
     };
+    int rc;
 
-    if (argc < 2) {
-        fprintf(stderr, "usage: test_chunked PATH-TO-FERRY\n");
-        return 2;
-    }
-    ferry_bin = argv[1];
-    signal(SIGPIPE, SIG_IGN);
-    if (sodium_init() < 0)
-        return 2;
+    if ((rc = harness_init(argc, argv)) != 0)
+        return rc;
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -542,14 +542,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_changepwd_budget, teardown),
         cmocka_unit_test_teardown(test_changepwd_hammer, teardown),
     };
+    int rc;
 
-    if (argc < 2) {
-        fprintf(stderr, "usage: test_fair PATH-TO-FERRY\n");
-        return 2;
-    }
-    ferry_bin = argv[1];
-    signal(SIGPIPE, SIG_IGN);
-    if (sodium_init() < 0)
-        return 2;
+    if ((rc = harness_init(argc, argv)) != 0)
+        return rc;
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

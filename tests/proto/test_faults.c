@@ -461,11 +461,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_sync_fails_r_store_5, harness_teardown),
         cmocka_unit_test_teardown(test_read_and_spool_fail, harness_teardown),
     };
+    int rc;
 
-    if (argc < 2) {
-        fprintf(stderr, "usage: %s FERRY_BINARY\n", argv[0]);
-        return 2;
-    }
-    ferry_bin = argv[1];
+    if ((rc = harness_init(argc, argv)) != 0)
+        return rc;
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -392,14 +392,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_chunks_range_cap_r_chunk_16),
         cmocka_unit_test(test_chunks_other_user_r_chunk_16),
     };
+    int rc;
 
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s FERRY_BINARY\n", argv[0]);
-        return 2;
-    }
-    ferry_bin = argv[1];
-    signal(SIGPIPE, SIG_IGN);
-    if (sodium_init() < 0)
-        return 2;
+    if ((rc = harness_init(argc, argv)) != 0)
+        return rc;
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -364,14 +364,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_heartbeat_and_idle),
         cmocka_unit_test(test_revocation_is_pushed),
     };
+    int rc;
 
-    if (argc < 2) {
-        fprintf(stderr, "usage: test_limits PATH-TO-FERRY\n");
-        return 2;
-    }
-    ferry_bin = argv[1];
-    signal(SIGPIPE, SIG_IGN);
-    if (sodium_init() < 0)
-        return 2;
+    if ((rc = harness_init(argc, argv)) != 0)
+        return rc;
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

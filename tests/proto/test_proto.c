@@ -898,14 +898,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_unread_replies_bounded),
         cmocka_unit_test(test_pipelined_after_signup),
     };
+    int rc;
 
-    if (argc < 2) {
-        fprintf(stderr, "usage: test_proto PATH-TO-FERRY\n");
-        return 2;
-    }
-    ferry_bin = argv[1];
-    signal(SIGPIPE, SIG_IGN);
-    if (sodium_init() < 0)
-        return 2;
+    if ((rc = harness_init(argc, argv)) != 0)
+        return rc;
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -1176,12 +1176,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_failing_op_alone_r_store_2),
         cmocka_unit_test(test_staged_cap_r_store_3),
     };
+    int rc;
 
-    if (argc < 2) {
-        fprintf(stderr, "usage: test_rules PATH-TO-FERRY\n");
-        return 2;
-    }
-    ferry_bin = argv[1];
+    if ((rc = harness_init(argc, argv)) != 0)
+        return rc;
     /* An optional second argument runs only the tests it matches (a glob). */
     if (argc > 2)
         cmocka_set_test_filter(argv[2]);

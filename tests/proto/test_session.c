@@ -610,12 +610,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_busy_is_retried, harness_teardown),
         cmocka_unit_test_teardown(test_calls_capped, harness_teardown),
     };
+    int rc;
 
-    if (argc < 2) {
-        fprintf(stderr, "usage: %s PATH-TO-FERRY\n", argv[0]);
-        return 2;
-    }
-    ferry_bin = argv[1];
-    signal(SIGPIPE, SIG_IGN);
+    if ((rc = harness_init(argc, argv)) != 0)
+        return rc;
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

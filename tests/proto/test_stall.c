@@ -183,11 +183,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_full_writer_holds_one_connection, harness_teardown),
         cmocka_unit_test_teardown(test_complete_waits_for_writer, harness_teardown),
     };
+    int rc;
 
-    if (argc < 2) {
-        fprintf(stderr, "usage: %s FERRY_BINARY\n", argv[0]);
-        return 2;
-    }
-    ferry_bin = argv[1];
+    if ((rc = harness_init(argc, argv)) != 0)
+        return rc;
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

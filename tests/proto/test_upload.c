@@ -436,12 +436,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_cancel, harness_teardown),
         cmocka_unit_test_teardown(test_tree_and_failures, harness_teardown),
     };
+    int rc;
 
-    if (argc < 2) {
-        fprintf(stderr, "usage: %s PATH-TO-FERRY\n", argv[0]);
-        return 2;
-    }
-    ferry_bin = argv[1];
-    signal(SIGPIPE, SIG_IGN);
+    if ((rc = harness_init(argc, argv)) != 0)
+        return rc;
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
