@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ferry/batch.h"
@@ -88,6 +89,7 @@ void ferry_batch_cleanup(struct ferry_batch *b)
     ferry_free(b->e);
     ferry_free(b->dirs);
     ferry_free(b->rc);
+    ferry_free(b->buf);
     *b = (struct ferry_batch){0};
 }
 
@@ -102,21 +104,21 @@ size_t ferry_batch_files(int acks)
 
 int ferry_batch_full(const struct ferry_batch *b)
 {
-    return b->n >= b->max || b->bytes >= FERRY_BATCH_BYTES;
+    return b->n >= b->max || b->bytes >= FERRY_BATCH_BYTES || b->buflen >= FERRY_BATCH_HELD;
 }
 
-int ferry_batch_add(struct ferry_batch *b, const struct ferry_dir *dir, int fd, const char *part,
-                    const char *name, const char *cid, const uint8_t tid[static FERRY_TID_LEN],
-                    uint64_t seq, uint64_t size, int recorded, void *arg)
+/* The next entry, with its folder; NULL (*rc set) when there is no room or no memory. */
+static struct ferry_batch_ent *add_ent(struct ferry_batch *b, const struct ferry_dir *dir,
+                                       const char *part, const char *name, const char *cid,
+                                       const uint8_t tid[static FERRY_TID_LEN], int *rc)
 {
     struct ferry_batch_ent *e;
     size_t k;
-    int rc = 0;
 
     /* Past its mark while the batch before it is being made durable; never past its room. */
     if (b->n >= b->cap) {
-        rc = -ENOBUFS; /* the caller flushes first */
-        goto fail;
+        *rc = -ENOBUFS; /* the caller flushes first */
+        return NULL;
     }
     /* Each folder once: it is fsync'd once, after every rename into it. */
     for (k = 0; k < b->ndirs; k++)
@@ -125,8 +127,8 @@ int ferry_batch_add(struct ferry_batch *b, const struct ferry_dir *dir, int fd, 
     if (k == b->ndirs) {
         int dfd = fcntl(dir->fd, F_DUPFD_CLOEXEC, 0);
         if (dfd < 0) {
-            rc = -errno;
-            goto fail;
+            *rc = -errno;
+            return NULL;
         }
         b->dirs[k].fd = dfd;
         b->dirs[k].dev = dir->dev;
@@ -135,63 +137,192 @@ int ferry_batch_add(struct ferry_batch *b, const struct ferry_dir *dir, int fd, 
         b->ndirs++;
     }
     e = &b->e[b->n];
-    *e = (struct ferry_batch_ent){
-        .arg = arg, .fd = fd, .dir = k, .seq = seq, .size = size, .recorded = recorded};
+    *e = (struct ferry_batch_ent){.fd = -1, .dir = k};
     if ((e->name = ferry_strdup(name)) == NULL) {
-        rc = -ENOMEM;
-        goto fail;
+        *rc = -ENOMEM;
+        return NULL;
     }
     snprintf(e->part, sizeof(e->part), "%s", part);
     snprintf(e->cid, sizeof(e->cid), "%s", cid);
     memcpy(e->tid, tid, FERRY_TID_LEN);
+    return e;
+}
+
+int ferry_batch_add(struct ferry_batch *b, const struct ferry_dir *dir, int fd, const char *part,
+                    const char *name, const char *cid, const uint8_t tid[static FERRY_TID_LEN],
+                    uint64_t seq, uint64_t size, int recorded, void *arg)
+{
+    struct ferry_batch_ent *e;
+    int rc = 0;
+
+    if ((e = add_ent(b, dir, part, name, cid, tid, &rc)) == NULL) {
+        close(fd);
+        return rc;
+    }
+    e->arg = arg;
+    e->fd = fd;
+    e->seq = seq;
+    e->size = size;
+    e->recorded = recorded;
     b->n++;
     b->bytes += size;
     return 0;
-fail:
-    close(fd);
+}
+
+int ferry_batch_add_held(struct ferry_batch *b, const struct ferry_dir *dir, const char *part,
+                         const char *name, const char *cid, const uint8_t tid[static FERRY_TID_LEN],
+                         uint64_t seq, const uint8_t *bytes, size_t len, unsigned mode,
+                         int64_t mtime_ns, void *arg)
+{
+    struct ferry_batch_ent *e;
+    int rc = 0;
+
+    /*
+     * Room first, so a failure leaves nothing behind. The buffer grows by
+     * doubling and is kept: after the first batches, adding is one memcpy.
+     */
+    if (len > b->bufcap - b->buflen) {
+        size_t want = b->bufcap > 0 ? b->bufcap : 64u << 10;
+        uint8_t *nb;
+        while (want - b->buflen < len)
+            want *= 2;
+        if ((nb = ferry_realloc(b->buf, want)) == NULL)
+            return -ENOMEM;
+        b->buf = nb;
+        b->bufcap = want;
+    }
+    if ((e = add_ent(b, dir, part, name, cid, tid, &rc)) == NULL)
+        return rc;
+    e->arg = arg;
+    e->seq = seq;
+    e->size = len;
+    e->held = 1;
+    e->off = b->buflen;
+    e->mode = mode;
+    e->mtime = mtime_ns;
+    if (len > 0)
+        memcpy(b->buf + b->buflen, bytes, len);
+    b->buflen += len;
+    if (b->unwritten != NULL)
+        atomic_fetch_add(b->unwritten, (uint64_t)len);
+    b->n++;
+    b->bytes += len;
+    return 0;
+}
+
+static void mtime_ts(int64_t ns, struct timespec ts[2])
+{
+    ts[0].tv_sec = ts[1].tv_sec = (time_t)(ns / 1000000000);
+    /* Before 1970 only whole seconds: a negative nanosecond part is invalid. */
+    ts[0].tv_nsec = ts[1].tv_nsec = ns < 0 ? 0 : (long)(ns % 1000000000);
+}
+
+/*
+ * A held file's part file: made new with its final mode (R-RECV-1), written
+ * with one write(2), timed. 0, or -errno with e->stage set and nothing left.
+ */
+static int write_held(struct ferry_batch *b, struct ferry_batch_ent *e)
+{
+    int dfd = b->dirs[e->dir].fd, fresh, rc = 0;
+    const uint8_t *p = b->buf != NULL ? b->buf + e->off : NULL; /* NULL: nothing held */
+    struct timespec ts[2];
+    size_t off = 0;
+    ssize_t n;
+
+    e->fd = ferry_part_create(dfd, e->part, e->mode, &fresh);
+    if (e->fd < 0) {
+        rc = e->fd;
+        e->fd = -1;
+        e->said = rc == -EPERM;
+        e->stage = rc == -EPERM ? "cannot create its temporary file (a foreign file in the way?)"
+                                : "cannot create its temporary file";
+        return rc;
+    }
+    /* A part file that was there may have records: they go once it is placed. */
+    e->recorded = !fresh;
+    e->stage = "cannot write it";
+    while (rc == 0 && off < e->size) {
+        n = write(e->fd, p + off, (size_t)e->size - off);
+        if (n < 0 && errno != EINTR)
+            rc = -errno;
+        else if (n > 0)
+            off += (size_t)n;
+    }
+    mtime_ts(e->mtime, ts);
+    if (rc == 0 && futimens(e->fd, ts) != 0) {
+        rc = -errno;
+        e->stage = "cannot set its mode and time";
+    }
+    if (rc != 0) {
+        close(e->fd);
+        e->fd = -1;
+        unlinkat(dfd, e->part, 0);
+    }
     return rc;
 }
 
-/* R-RECV-4: the bytes first; one syncfs per file system covers every file on it. */
+/*
+ * R-RECV-4: the bytes first; one syncfs per file system covers every file
+ * on it. Only files with rc[i] == 0 (written) take part.
+ */
 static void make_durable(struct ferry_batch *b, int *rc)
 {
-    size_t i, j;
+    size_t i, j, pass;
     int r;
 
     if (b->n < FERRY_BATCH_SYNCFS_MIN) {
         for (i = 0; i < b->n; i++)
-            rc[i] = fdatasync(b->e[i].fd) != 0 ? -errno : 0;
+            if (rc[i] == 0)
+                rc[i] = fdatasync(b->e[i].fd) != 0 ? -errno : 0;
         return;
     }
     for (i = 0; i < b->n; i++)
-        rc[i] = 1; /* not yet synced */
-    for (i = 0; i < b->n; i++) {
-        if (rc[i] != 1)
-            continue;
-        /*
-         * The first file's descriptor was opened before any byte of the
-         * batch was written, so syncfs reports every writeback error of
-         * the file system since then, the batch's included.
-         */
-        r = syncfs(b->e[i].fd) != 0 ? -errno : 0;
-        for (j = i; j < b->n; j++)
-            if (rc[j] == 1 && b->dirs[b->e[j].dir].dev == b->dirs[b->e[i].dir].dev)
-                rc[j] = r;
+        if (rc[i] == 0)
+            rc[i] = 1; /* not yet synced */
+    /*
+     * syncfs reports the writeback errors of the file system since its
+     * descriptor was opened: it is called on the descriptor opened first.
+     * Files written before the flush were opened in the order they were
+     * added, before any held file was made (here, after them): those come
+     * first, the held ones after.
+     */
+    for (pass = 0; pass < 2; pass++) {
+        for (i = 0; i < b->n; i++) {
+            if (rc[i] != 1 || b->e[i].held != (int)pass)
+                continue;
+            r = syncfs(b->e[i].fd) != 0 ? -errno : 0;
+            for (j = 0; j < b->n; j++)
+                if (rc[j] == 1 && b->dirs[b->e[j].dir].dev == b->dirs[b->e[i].dir].dev)
+                    rc[j] = r;
+        }
     }
 }
 
-void ferry_batch_sync(struct ferry_batch *b)
+void ferry_batch_sync(struct ferry_batch *b, struct ferry_state *st)
 {
     size_t i, k;
     int r;
 
+    for (i = 0; i < b->n; i++) {
+        b->e[i].renamed = 0;
+        b->e[i].stage = NULL;
+        if (!b->e[i].held) {
+            b->rc[i] = 0;
+            continue;
+        }
+        b->rc[i] = write_held(b, &b->e[i]);
+        /* On disk now, or never: the next reading of the free space shows which. */
+        if (b->unwritten != NULL)
+            atomic_fetch_sub(b->unwritten, b->e[i].size);
+    }
     make_durable(b, b->rc);
     for (i = 0; i < b->n; i++) {
         struct ferry_batch_ent *e = &b->e[i];
         int dfd = b->dirs[e->dir].fd;
 
+        if (e->fd < 0)
+            continue; /* never made: write_held said why */
         e->stage = "cannot make it durable";
-        e->renamed = 0;
         if (b->rc[i] == 0) {
             /* Only verified, durable bytes get the final name (R-STORE-6). */
             e->stage = "cannot put it in place";
@@ -201,7 +332,6 @@ void ferry_batch_sync(struct ferry_batch *b)
             b->dirs[e->dir].renamed = e->renamed = 1;
             continue;
         }
-        /* Its records go in ferry_batch_done, on the thread that owns the state database. */
         unlinkat(dfd, e->part, 0);
     }
     /* Each folder once, after every rename into it: the renames are durable with it. */
@@ -218,24 +348,25 @@ void ferry_batch_sync(struct ferry_batch *b)
     }
     /* Closed here, off the receiving thread, which has a file per call less to make. */
     for (i = 0; i < b->n; i++) {
-        close(b->e[i].fd);
-        b->e[i].fd = -1;
-    }
-}
-
-void ferry_batch_done(struct ferry_batch *b, struct ferry_state *st, ferry_batch_done_cb done,
-                      void *ctx)
-{
-    size_t i, k;
-
-    for (i = 0; i < b->n; i++) {
         struct ferry_batch_ent *e = &b->e[i];
+        if (e->fd >= 0)
+            close(e->fd);
+        e->fd = -1;
         /*
          * R-RECV-2: a part file removed, or whose name is the destination's
          * now, takes its records with it.
          */
         if (e->recorded || (b->rc[i] != 0 && !e->renamed))
             ferry_part_forget(st, b->dirs[e->dir].fd, e->part);
+    }
+}
+
+void ferry_batch_done(struct ferry_batch *b, ferry_batch_done_cb done, void *ctx)
+{
+    size_t i, k;
+
+    for (i = 0; i < b->n; i++) {
+        struct ferry_batch_ent *e = &b->e[i];
         done(ctx, e, b->rc[i], e->stage);
         ferry_free(e->name);
         e->name = NULL;
@@ -244,4 +375,5 @@ void ferry_batch_done(struct ferry_batch *b, struct ferry_state *st, ferry_batch
         close(b->dirs[k].fd);
     b->n = b->ndirs = 0;
     b->bytes = 0;
+    b->buflen = 0;
 }

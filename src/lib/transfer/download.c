@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,6 +184,7 @@ static int admit(struct ferry_download *g, struct dl *d, const struct ferry_dir 
         fail_current(g, "cannot create its folder", rc);
         return 1;
     }
+    g->space.unwritten = atomic_load(&g->unwritten);
     if ((rc = ferry_part_space_reserve(&g->space, (*dir)->fd, (*dir)->dev, g->size - d->resume,
                                        &avail)) != 0) {
         if (rc == -ENOSPC)
@@ -375,7 +377,10 @@ static void placed(void *arg, struct ferry_batch_ent *e, int rc, const char *sta
 
     if (rc != 0) {
         d->state = DL_FAILED;
-        ferry__dl_fail_rc(g, d->label, stage, rc);
+        if (e->said)
+            ferry__dl_fail(g, d->label, stage);
+        else
+            ferry__dl_fail_rc(g, d->label, stage, rc);
         return;
     }
     d->state = DL_DONE;
@@ -424,7 +429,7 @@ static int report(struct ferry_download *g, struct ferry_batch *b)
 
     g->nacks = 0;
     g->ack_rc = 0;
-    ferry_batch_done(b, g->st, placed, g);
+    ferry_batch_done(b, placed, g);
     rc = send_acks(g);
     hold(g);
     ferry__dl_progress(g);
@@ -436,7 +441,7 @@ static int flush_work(void *arg)
     struct ferry_download *g = arg;
 
     /* R-RECV-4: system calls on the batch only; the loop fills the other one meanwhile. */
-    ferry_batch_sync(&g->fbatch);
+    ferry_batch_sync(&g->fbatch, g->st);
     return 0;
 }
 
@@ -472,7 +477,7 @@ static int dl_flush(struct ferry_download *g)
     g->flushing = 1;
     if ((rc = ferry_pool_submit(g->pool, flush_work, flush_done, g, NULL)) != 0) {
         /* Without the pool the batch is made durable here (slower, as safe). */
-        ferry_batch_sync(&g->fbatch);
+        ferry_batch_sync(&g->fbatch, g->st);
         g->flushing = 0;
         return report(g, &g->fbatch);
     }
@@ -513,58 +518,36 @@ static int batch_add(struct ferry_download *g, const struct ferry_dir *dir, int 
 }
 
 /*
- * A small file verified in memory (R-RECV-3) gets its part file now, new
- * and with its final mode (R-RECV-1), written whole, timed, and joins the
- * batch: one openat, one write and one futimens in all.
+ * A small file verified in memory (R-RECV-3) joins the batch with its bytes:
+ * the flush on the pool makes its part file, new and with its final mode
+ * (R-RECV-1), writes and times it. Nothing of it touches the disk here.
  */
 static int place_inline(struct ferry_download *g, struct dl *d, const char *name, const char *cid)
 {
     char parent[FERRY_PATH_MAX + 1];
-    const char *slash = strrchr(d->rel, '/'), *why = "cannot write it";
+    const char *slash = strrchr(d->rel, '/');
     const struct ferry_dir *dir;
-    struct timespec ts[2];
-    size_t off = 0;
-    ssize_t n;
-    int fd, fresh, rc = 0;
+    int rc;
 
+    /* admit() opened it: found in the cache, unless a flush cleared it since. */
     snprintf(parent, sizeof(parent), "%.*s", slash != NULL ? (int)(slash - d->rel) : 0, d->rel);
     if ((rc = ferry_dircache_get(&g->dc, d->rootfd, parent, 1, &dir)) != 0) {
         fail_current(g, "cannot create its folder", rc);
         return 0;
     }
     ferry_part_name(g->hash, d->rel, g->tmpname);
-    fd = ferry_part_create(dir->fd, g->tmpname, (g->exec ? 0777 : 0666) & ~g->umask, &fresh);
-    if (fd < 0) {
-        fail_current(g,
-                     fd == -EPERM ? "cannot create its temporary file (a foreign file in the way?)"
-                                  : "cannot create its temporary file",
-                     fd == -EPERM ? 0 : fd);
-        return 0;
-    }
-    while (rc == 0 && off < g->got) {
-        n = write(fd, g->ibuf + off, (size_t)g->got - off);
-        if (n < 0 && errno != EINTR)
-            rc = -errno;
-        else if (n > 0)
-            off += (size_t)n;
-    }
-    mtime_ts(g->mtime, ts);
-    if (rc == 0 && futimens(fd, ts) != 0) {
-        rc = -errno;
-        why = "cannot set its mode and time";
-    }
+    /* finish() flushed a full batch before the folder was taken from the cache. */
+    rc = g->batch.n < g->batch.cap ? 0 : -ENOBUFS;
     if (rc == 0) {
-        /* A part file that was there may have records: they go once it is placed. */
-        rc = batch_add(g, dir, fd, name, cid, !fresh, d);
-        why = "cannot keep it for placing";
-    } else {
-        close(fd);
+        d->link = g->link;
+        rc = ferry_batch_add_held(&g->batch, dir, g->tmpname, name, cid, g->tid,
+                                  ferry_hub_tc_seq(g->hub), g->ibuf, (size_t)g->got,
+                                  (g->exec ? 0777 : 0666) & ~g->umask, g->mtime, d);
+        /* Its acknowledgement is owed from now: the window of R-RECV-5 counts from it. */
+        hold(g);
     }
     if (rc != 0) {
-        unlinkat(dir->fd, g->tmpname, 0);
-        if (!fresh)
-            ferry_part_forget(g->st, dir->fd, g->tmpname);
-        fail_current(g, why, rc);
+        fail_current(g, "cannot keep it for placing", rc);
         return 0;
     }
     d->state = DL_VERIFIED;
@@ -1254,6 +1237,7 @@ int ferry_download_new(struct ferry_hub *hub, uv_loop_t *loop,
         ferry_batch_init(&g->fbatch, DL_BATCH_CAP) != 0 ||
         (g->acks = ferry_calloc(DL_BATCH_CAP, sizeof(*g->acks))) == NULL)
         goto fail;
+    g->batch.unwritten = g->fbatch.unwritten = &g->unwritten;
     if ((rc = ferry_pool_new(loop, 2, &g->pool)) != 0)
         goto fail;
     if ((rc = uv_async_init(loop, &g->wake, writer_wake_cb)) != 0)

@@ -142,6 +142,7 @@ struct ferry_download {
     uint8_t *wb;
     size_t wlen;
     struct ferry_part_space space; /* R-RECV-6 */
+    _Atomic uint64_t unwritten;    /* held in the batches, not yet written (R-RECV-6) */
     uint64_t unsynced, recorded;
     /* R-RECV-4: folders kept open, verified files waiting (batch), the batch being synced */
     struct ferry_dircache dc;
