@@ -66,8 +66,8 @@ struct ferry_batch_ent {
     /* Held: its bytes at `off` in the batch's buffer, its part file made by the flush. */
     int held;
     size_t off;
-    unsigned mode;
-    int64_t mtime; /* ns */
+    unsigned mode; /* given by the flush */
+    int64_t mtime; /* ns, given by the flush */
     size_t dir;
     char part[FERRY_PART_NAME_LEN];
     char *name; /* its final name in the folder, owned */
@@ -113,7 +113,8 @@ void ferry_batch_cleanup(struct ferry_batch *b);
 size_t ferry_batch_files(int acks);
 
 /*
- * Adds a verified part file (mode and mtime set) to the batch, taking fd.
+ * Adds a verified part file to the batch, taking fd; the flush gives it
+ * mode and mtime_ns before it is made durable.
  * The caller flushes when ferry_batch_full() says so and it can; while the
  * batch before is still being made durable, this one takes files past its
  * mark, up to the room it was made with (-ENOBUFS beyond). 0, or -errno
@@ -121,7 +122,8 @@ size_t ferry_batch_files(int acks);
  */
 int ferry_batch_add(struct ferry_batch *b, const struct ferry_dir *dir, int fd, const char *part,
                     const char *name, const char *cid, const uint8_t tid[static FERRY_TID_LEN],
-                    uint64_t seq, uint64_t size, int recorded, void *arg);
+                    uint64_t seq, uint64_t size, unsigned mode, int64_t mtime_ns, int recorded,
+                    void *arg);
 /*
  * R-RECV-3: adds a small file verified in memory without a part file yet:
  * its len bytes are copied into the batch, and ferry_batch_sync creates the

@@ -150,7 +150,8 @@ static struct ferry_batch_ent *add_ent(struct ferry_batch *b, const struct ferry
 
 int ferry_batch_add(struct ferry_batch *b, const struct ferry_dir *dir, int fd, const char *part,
                     const char *name, const char *cid, const uint8_t tid[static FERRY_TID_LEN],
-                    uint64_t seq, uint64_t size, int recorded, void *arg)
+                    uint64_t seq, uint64_t size, unsigned mode, int64_t mtime_ns, int recorded,
+                    void *arg)
 {
     struct ferry_batch_ent *e;
     int rc = 0;
@@ -163,6 +164,8 @@ int ferry_batch_add(struct ferry_batch *b, const struct ferry_dir *dir, int fd, 
     e->fd = fd;
     e->seq = seq;
     e->size = size;
+    e->mode = mode;
+    e->mtime = mtime_ns;
     e->recorded = recorded;
     b->n++;
     b->bytes += size;
@@ -261,6 +264,23 @@ static int write_held(struct ferry_batch *b, struct ferry_batch_ent *e)
     return rc;
 }
 
+/* A written file's mode and time; 0, or -errno with e->stage set and the file gone. */
+static int set_attrs(struct ferry_batch *b, struct ferry_batch_ent *e)
+{
+    struct timespec ts[2];
+    int rc = 0;
+
+    mtime_ts(e->mtime, ts);
+    if (fchmod(e->fd, (mode_t)e->mode) != 0 || futimens(e->fd, ts) != 0) {
+        rc = -errno;
+        e->stage = "cannot set its mode and time";
+        close(e->fd);
+        e->fd = -1;
+        unlinkat(b->dirs[e->dir].fd, e->part, 0);
+    }
+    return rc;
+}
+
 /*
  * R-RECV-4: the bytes first; one syncfs per file system covers every file
  * on it. Only files with rc[i] == 0 (written) take part.
@@ -307,7 +327,7 @@ void ferry_batch_sync(struct ferry_batch *b, struct ferry_state *st)
         b->e[i].renamed = 0;
         b->e[i].stage = NULL;
         if (!b->e[i].held) {
-            b->rc[i] = 0;
+            b->rc[i] = set_attrs(b, &b->e[i]);
             continue;
         }
         b->rc[i] = write_held(b, &b->e[i]);

@@ -143,14 +143,14 @@ struct ferry_download {
     size_t wlen;
     struct ferry_part_space space; /* R-RECV-6 */
     _Atomic uint64_t unwritten;    /* held in the batches, not yet written (R-RECV-6) */
-    uint64_t unsynced, recorded;
     /* R-RECV-4: folders kept open, verified files waiting (batch), the batch being synced */
     struct ferry_dircache dc;
     struct ferry_batch batch, fbatch;
     int flushing;
     int tasks;                 /* tasks on the pool: pieces, a resumed prefix */
-    int writer_task;           /* a pool task owns the writer: a prefix read back, a file kept */
-    uint64_t keep_durable;     /* what the keeping task found durable */
+    int writer_task;           /* a pool task owns the writer: a file opened, a file kept */
+    const char *open_why;      /* what open_work failed at */
+    int open_plain;            /* its error code adds nothing to open_why */
     int requeue_cur;           /* the link was lost meanwhile: requeue it once read */
     struct piece_task *ptasks; /* those tasks (download_patch.c) */
     uint8_t (*acks)[FERRY_TID_LEN];
