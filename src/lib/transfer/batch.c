@@ -396,4 +396,10 @@ void ferry_batch_done(struct ferry_batch *b, ferry_batch_done_cb done, void *ctx
     b->n = b->ndirs = 0;
     b->bytes = 0;
     b->buflen = 0;
+    /* A buffer grown past the mark by the files of a window (1 MiB each, maybe) is not kept. */
+    if (b->bufcap > FERRY_BATCH_HELD) {
+        ferry_free(b->buf);
+        b->buf = NULL;
+        b->bufcap = 0;
+    }
 }
