@@ -209,7 +209,7 @@ static void writer_wake_cb(uv_async_t *a)
      * The writer freed a buffer or went idle: the frame held back is taken
      * again. Not while a pool task has the writer: its done reads on.
      */
-    if (g->paused && !g->writer_task &&
+    if (g->paused && !g->writer_task && !g->chunk_task &&
         (c = ferry_session_conn(ferry_hub_session(g->hub))) != NULL) {
         g->paused = 0;
         ferry_conn_resume(c);

@@ -151,6 +151,7 @@ struct ferry_download {
     int writer_task;           /* a pool task owns the writer: a file opened, a file kept */
     const char *open_why;      /* what open_work failed at */
     int open_plain;            /* its error code adds nothing to open_why */
+    int chunk_task;            /* a pool task writes the chunks kept (download_patch.c) */
     int requeue_cur;           /* the link was lost meanwhile: requeue it once read */
     struct piece_task *ptasks; /* those tasks (download_patch.c) */
     uint8_t (*acks)[FERRY_TID_LEN];
