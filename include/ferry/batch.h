@@ -28,9 +28,10 @@
 #define FERRY_BATCH_MIN       16
 #define FERRY_BATCH_BYTES     (64u << 20)
 /*
- * Bytes of small files a batch holds in memory until its flush writes them
- * (ferry_batch_add_held): past this the batch is full, so what waits in
- * memory stays bounded whatever the sizes of the files.
+ * Bytes of small files a batch holds in memory until they are written
+ * (ferry_batch_add_held): past this the batch is full, and its owner asks
+ * for no more files, so what waits in memory stays bounded whatever their
+ * sizes (held_cap, ferry_batch_init, is the hard limit).
  */
 #define FERRY_BATCH_HELD (16u << 20)
 /* R-RECV-4: from this many files, one syncfs per file system beats an fdatasync each. */
@@ -63,9 +64,9 @@ void ferry_dircache_clear(struct ferry_dircache *c);
 struct ferry_batch_ent {
     void *arg; /* the caller's item */
     int fd;    /* the verified part file, owned; -1 while its bytes are held */
-    /* Held: its bytes at `off` in the batch's buffer, its part file made by the flush. */
+    /* Held: its bytes in the batch's buffer, its part file made by the flush or a slice. */
     int held;
-    size_t off;
+    const uint8_t *bytes;
     unsigned mode; /* given by the flush */
     int64_t mtime; /* ns, given by the flush */
     size_t dir;
@@ -96,8 +97,9 @@ struct ferry_batch {
     size_t cap; /* allocated */
     size_t max; /* files that fill it, at most cap (FERRY_BATCH_FILES by default) */
     uint64_t bytes;
-    uint8_t *buf; /* the held bytes, kept from one use of the batch to the next */
+    uint8_t *buf; /* the held bytes, bufcap at most; never moved while in use */
     size_t buflen, bufcap;
+    size_t written; /* entries before it were written by a slice */
     /*
      * The owner's count of held bytes not yet written (R-RECV-6), or NULL:
      * ferry_batch_add_held adds to it, the flush takes each file off once
@@ -106,8 +108,8 @@ struct ferry_batch {
     _Atomic uint64_t *unwritten;
 };
 
-/* Room for cap files; 0 or -ENOMEM. */
-int ferry_batch_init(struct ferry_batch *b, size_t cap);
+/* Room for cap files, and held_cap bytes of held files; 0 or -ENOMEM. */
+int ferry_batch_init(struct ferry_batch *b, size_t cap, size_t held_cap);
 void ferry_batch_cleanup(struct ferry_batch *b);
 /* R-RECV-4, R-RECV-5: the files a batch may hold against a server remembering acks. */
 size_t ferry_batch_files(int acks);
@@ -135,6 +137,21 @@ int ferry_batch_add_held(struct ferry_batch *b, const struct ferry_dir *dir, con
                          const char *name, const char *cid, const uint8_t tid[static FERRY_TID_LEN],
                          uint64_t seq, const uint8_t *bytes, size_t len, unsigned mode,
                          int64_t mtime_ns, void *arg);
+/*
+ * The files added since the last slice, to be written (held files made,
+ * modes and times set) by ferry_batch_write_slice on another thread while
+ * files are still added: it touches those entries and nothing else of the
+ * batch. The batch is not synced before the slice is written.
+ */
+struct ferry_batch_slice {
+    struct ferry_batch_ent *e;
+    const struct ferry_batch_dir *dirs;
+    int *rc;
+    size_t lo, hi;
+    _Atomic uint64_t *unwritten;
+};
+void ferry_batch_take_slice(struct ferry_batch *b, struct ferry_batch_slice *s);
+void ferry_batch_write_slice(const struct ferry_batch_slice *s);
 /* Whether the batch must be flushed before another file joins it. */
 int ferry_batch_full(const struct ferry_batch *b);
 

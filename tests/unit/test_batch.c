@@ -107,7 +107,7 @@ static void test_held_files_placed(void **state)
 
     (void)state;
     dir_open("held", &d);
-    assert_int_equal(ferry_batch_init(&b, 16), 0);
+    assert_int_equal(ferry_batch_init(&b, 16, 1u << 20), 0);
     b.unwritten = &unwritten;
     /* A file the writer thread wrote: its part file exists before the flush. */
     memset(data[0], 'w', sizeof(data[0]));
@@ -126,10 +126,20 @@ static void test_held_files_placed(void **state)
                                               data[i], (size_t)(100 * i), i % 2 ? 0755 : 0644,
                                               mtime + i, (void *)(intptr_t)(i + 1)),
                          0);
-        /* Nothing on disk before the flush. */
+        /* Nothing on disk before the flush, or a slice. */
         assert_int_equal(faccessat(d.fd, part, F_OK, AT_SYMLINK_NOFOLLOW), -1);
+        if (i == 6) {
+            /* The first files are written by a slice, as while the batch still fills. */
+            struct ferry_batch_slice sl;
+            ferry_batch_take_slice(&b, &sl);
+            assert_int_equal(sl.lo, 0);
+            assert_int_equal(sl.hi, 7);
+            ferry_batch_write_slice(&sl);
+            assert_int_equal(faccessat(d.fd, part, F_OK, AT_SYMLINK_NOFOLLOW), 0);
+            assert_int_equal(atomic_load(&unwritten), 0);
+        }
     }
-    assert_int_equal(atomic_load(&unwritten), 100 * (1 + 11) * 11 / 2);
+    assert_int_equal(atomic_load(&unwritten), 100 * (7 + 11) * 5 / 2);
     ferry_batch_sync(&b, NULL);
     assert_int_equal(atomic_load(&unwritten), 0);
     ferry_batch_done(&b, on_done, &s);
@@ -168,7 +178,7 @@ static void test_planted_name(void **state)
     assert_int_equal(write(fd, "keep", 4), 4);
     close(fd);
     assert_int_equal(symlinkat(target, d.fd, ".bad"), 0);
-    assert_int_equal(ferry_batch_init(&b, 4), 0);
+    assert_int_equal(ferry_batch_init(&b, 4, 1u << 20), 0);
     assert_int_equal(ferry_batch_add_held(&b, &d, ".bad", "bad", "sha256:x", tid, 1, one, 3, 0644,
                                           0, (void *)(intptr_t)1),
                      0);
@@ -214,7 +224,7 @@ static void test_held_bytes_fill(void **state)
     (void)state;
     assert_non_null(big);
     dir_open("fill", &d);
-    assert_int_equal(ferry_batch_init(&b, 64), 0);
+    assert_int_equal(ferry_batch_init(&b, 64, 2 * FERRY_BATCH_HELD), 0);
     for (i = 0; i < 16; i++) {
         assert_false(ferry_batch_full(&b));
         assert_int_equal(ferry_batch_add_held(&b, &d, ".p", "f", "sha256:x", tid, 1, big, 1u << 20,

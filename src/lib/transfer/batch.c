@@ -71,9 +71,10 @@ void ferry_dircache_clear(struct ferry_dircache *c)
     c->next = 0;
 }
 
-int ferry_batch_init(struct ferry_batch *b, size_t cap)
+int ferry_batch_init(struct ferry_batch *b, size_t cap, size_t held_cap)
 {
-    *b = (struct ferry_batch){.cap = cap, .max = cap < FERRY_BATCH_FILES ? cap : FERRY_BATCH_FILES};
+    *b = (struct ferry_batch){
+        .cap = cap, .max = cap < FERRY_BATCH_FILES ? cap : FERRY_BATCH_FILES, .bufcap = held_cap};
     b->e = ferry_calloc(cap, sizeof(*b->e));
     b->dirs = ferry_calloc(cap, sizeof(*b->dirs));
     b->rc = ferry_calloc(cap, sizeof(*b->rc));
@@ -181,26 +182,22 @@ int ferry_batch_add_held(struct ferry_batch *b, const struct ferry_dir *dir, con
     int rc = 0;
 
     /*
-     * Room first, so a failure leaves nothing behind. The buffer grows by
-     * doubling and is kept: after the first batches, adding is one memcpy.
+     * Room first, so a failure leaves nothing behind. The buffer is never
+     * moved (ferry_batch_write_slice reads it on another thread while files
+     * are added): it is allocated at its full size, of which only the pages
+     * used take memory, and kept from one use of the batch to the next.
      */
-    if (len > b->bufcap - b->buflen) {
-        size_t want = b->bufcap > 0 ? b->bufcap : 64u << 10;
-        uint8_t *nb;
-        while (want - b->buflen < len)
-            want *= 2;
-        if ((nb = ferry_realloc(b->buf, want)) == NULL)
-            return -ENOMEM;
-        b->buf = nb;
-        b->bufcap = want;
-    }
+    if (len > b->bufcap - b->buflen)
+        return -ENOBUFS;
+    if (b->buf == NULL && (b->buf = ferry_malloc(b->bufcap > 0 ? b->bufcap : 1)) == NULL)
+        return -ENOMEM;
     if ((e = add_ent(b, dir, part, name, cid, tid, &rc)) == NULL)
         return rc;
     e->arg = arg;
     e->seq = seq;
     e->size = len;
     e->held = 1;
-    e->off = b->buflen;
+    e->bytes = b->buf + b->buflen;
     e->mode = mode;
     e->mtime = mtime_ns;
     if (len > 0)
@@ -224,10 +221,9 @@ static void mtime_ts(int64_t ns, struct timespec ts[2])
  * A held file's part file: made new with its final mode (R-RECV-1), written
  * with one write(2), timed. 0, or -errno with e->stage set and nothing left.
  */
-static int write_held(struct ferry_batch *b, struct ferry_batch_ent *e)
+static int write_held(const struct ferry_batch_dir *dirs, struct ferry_batch_ent *e)
 {
-    int dfd = b->dirs[e->dir].fd, fresh, rc = 0;
-    const uint8_t *p = b->buf != NULL ? b->buf + e->off : NULL; /* NULL: nothing held */
+    int dfd = dirs[e->dir].fd, fresh, rc = 0;
     struct timespec ts[2];
     size_t off = 0;
     ssize_t n;
@@ -245,7 +241,7 @@ static int write_held(struct ferry_batch *b, struct ferry_batch_ent *e)
     e->recorded = !fresh;
     e->stage = "cannot write it";
     while (rc == 0 && off < e->size) {
-        n = write(e->fd, p + off, (size_t)e->size - off);
+        n = write(e->fd, e->bytes + off, (size_t)e->size - off);
         if (n < 0 && errno != EINTR)
             rc = -errno;
         else if (n > 0)
@@ -265,7 +261,7 @@ static int write_held(struct ferry_batch *b, struct ferry_batch_ent *e)
 }
 
 /* A written file's mode and time; 0, or -errno with e->stage set and the file gone. */
-static int set_attrs(struct ferry_batch *b, struct ferry_batch_ent *e)
+static int set_attrs(const struct ferry_batch_dir *dirs, struct ferry_batch_ent *e)
 {
     struct timespec ts[2];
     int rc = 0;
@@ -276,9 +272,45 @@ static int set_attrs(struct ferry_batch *b, struct ferry_batch_ent *e)
         e->stage = "cannot set its mode and time";
         close(e->fd);
         e->fd = -1;
-        unlinkat(b->dirs[e->dir].fd, e->part, 0);
+        unlinkat(dirs[e->dir].fd, e->part, 0);
     }
     return rc;
+}
+
+/* Entries [lo, hi): held files made and written, every file's mode and time set. */
+static void write_range(struct ferry_batch_ent *e, const struct ferry_batch_dir *dirs, int *rc,
+                        size_t lo, size_t hi, _Atomic uint64_t *unwritten)
+{
+    size_t i;
+
+    for (i = lo; i < hi; i++) {
+        e[i].renamed = 0;
+        e[i].stage = NULL;
+        if (!e[i].held) {
+            rc[i] = set_attrs(dirs, &e[i]);
+            continue;
+        }
+        rc[i] = write_held(dirs, &e[i]);
+        /* On disk now, or never: the next reading of the free space shows which. */
+        if (unwritten != NULL)
+            atomic_fetch_sub(unwritten, e[i].size);
+    }
+}
+
+void ferry_batch_take_slice(struct ferry_batch *b, struct ferry_batch_slice *s)
+{
+    *s = (struct ferry_batch_slice){.e = b->e,
+                                    .dirs = b->dirs,
+                                    .rc = b->rc,
+                                    .lo = b->written,
+                                    .hi = b->n,
+                                    .unwritten = b->unwritten};
+    b->written = b->n;
+}
+
+void ferry_batch_write_slice(const struct ferry_batch_slice *s)
+{
+    write_range(s->e, s->dirs, s->rc, s->lo, s->hi, s->unwritten);
 }
 
 /*
@@ -287,35 +319,43 @@ static int set_attrs(struct ferry_batch *b, struct ferry_batch_ent *e)
  */
 static void make_durable(struct ferry_batch *b, int *rc)
 {
-    size_t i, j, pass;
-    int r;
+    uint8_t *in;
+    size_t i, j, k;
+    int r, pass;
 
-    if (b->n < FERRY_BATCH_SYNCFS_MIN) {
+    if (b->n < FERRY_BATCH_SYNCFS_MIN || (in = ferry_calloc(b->n, 1)) == NULL) {
         for (i = 0; i < b->n; i++)
             if (rc[i] == 0)
                 rc[i] = fdatasync(b->e[i].fd) != 0 ? -errno : 0;
         return;
     }
     for (i = 0; i < b->n; i++)
-        if (rc[i] == 0)
-            rc[i] = 1; /* not yet synced */
+        in[i] = rc[i] == 0;
     /*
      * syncfs reports the writeback errors of the file system since its
-     * descriptor was opened: it is called on the descriptor opened first.
-     * Files written before the flush were opened in the order they were
-     * added, before any held file was made (here, after them): those come
-     * first, the held ones after.
+     * descriptor was opened, so it is called on the descriptor opened
+     * first. Files written before they joined were opened in the order they
+     * joined, held files were made in theirs, after they joined: the first
+     * of each kind on a file system is synced (the second call finds little
+     * left to write), and an error of either is every file's there.
      */
     for (pass = 0; pass < 2; pass++) {
         for (i = 0; i < b->n; i++) {
-            if (rc[i] != 1 || b->e[i].held != (int)pass)
+            uint64_t dev = b->dirs[b->e[i].dir].dev;
+            if (!in[i] || b->e[i].held != pass)
                 continue;
+            for (k = 0; k < i; k++)
+                if (in[k] && b->e[k].held == pass && b->dirs[b->e[k].dir].dev == dev)
+                    break;
+            if (k < i)
+                continue; /* not the first of its kind there */
             r = syncfs(b->e[i].fd) != 0 ? -errno : 0;
-            for (j = 0; j < b->n; j++)
-                if (rc[j] == 1 && b->dirs[b->e[j].dir].dev == b->dirs[b->e[i].dir].dev)
+            for (j = 0; r != 0 && j < b->n; j++)
+                if (in[j] && b->dirs[b->e[j].dir].dev == dev && rc[j] == 0)
                     rc[j] = r;
         }
     }
+    ferry_free(in);
 }
 
 void ferry_batch_sync(struct ferry_batch *b, struct ferry_state *st)
@@ -323,18 +363,8 @@ void ferry_batch_sync(struct ferry_batch *b, struct ferry_state *st)
     size_t i, k;
     int r;
 
-    for (i = 0; i < b->n; i++) {
-        b->e[i].renamed = 0;
-        b->e[i].stage = NULL;
-        if (!b->e[i].held) {
-            b->rc[i] = set_attrs(b, &b->e[i]);
-            continue;
-        }
-        b->rc[i] = write_held(b, &b->e[i]);
-        /* On disk now, or never: the next reading of the free space shows which. */
-        if (b->unwritten != NULL)
-            atomic_fetch_sub(b->unwritten, b->e[i].size);
-    }
+    /* What no slice wrote yet. */
+    write_range(b->e, b->dirs, b->rc, b->written, b->n, b->unwritten);
     make_durable(b, b->rc);
     for (i = 0; i < b->n; i++) {
         struct ferry_batch_ent *e = &b->e[i];
@@ -395,11 +425,11 @@ void ferry_batch_done(struct ferry_batch *b, ferry_batch_done_cb done, void *ctx
         close(b->dirs[k].fd);
     b->n = b->ndirs = 0;
     b->bytes = 0;
-    b->buflen = 0;
-    /* A buffer grown past the mark by the files of a window (1 MiB each, maybe) is not kept. */
-    if (b->bufcap > FERRY_BATCH_HELD) {
+    b->written = 0;
+    /* The pages of a buffer filled past the mark (files of 1 MiB, maybe) are not kept. */
+    if (b->buflen > FERRY_BATCH_HELD) {
         ferry_free(b->buf);
         b->buf = NULL;
-        b->bufcap = 0;
     }
+    b->buflen = 0;
 }

@@ -482,7 +482,8 @@ static int dl_flush(struct ferry_download *g)
     struct ferry_batch empty;
     int rc;
 
-    if (g->batch.n == 0 || g->flushing)
+    /* Not while a slice of the batch is being written: its done flushes. */
+    if (g->batch.n == 0 || g->flushing || g->slicing)
         return 0;
     /* Folders are opened again for the next batch: one replaced meanwhile is seen. */
     ferry_dircache_clear(&g->dc);
@@ -888,6 +889,44 @@ static int dl_frame(void *arg, const struct ferry_frame *f, const struct ferry_c
     return 0;
 }
 
+static int slice_work(void *arg)
+{
+    struct ferry_download *g = arg;
+
+    ferry_batch_write_slice(&g->slice);
+    return 0;
+}
+
+static void slice_done(void *arg, int status)
+{
+    struct ferry_download *g = arg;
+
+    (void)status; /* each file's result is in the batch */
+    g->slicing = 0;
+    g->tasks--;
+    ferry__dl_pump(g);
+}
+
+/*
+ * The files that joined the batch since its last slice are written (the
+ * small ones' part files made) by a pool task while the batch before is
+ * made durable by the other: the flush is left its syncs and renames.
+ */
+static void write_slice(struct ferry_download *g)
+{
+    if (g->slicing || g->batch.n - g->batch.written < FERRY_BATCH_MIN)
+        return;
+    ferry_batch_take_slice(&g->batch, &g->slice);
+    g->slicing = 1;
+    g->tasks++;
+    if (ferry_pool_submit(g->pool, slice_work, slice_done, g, NULL) != 0) {
+        /* Without the pool the flush writes them, as it would have. */
+        g->batch.written = g->slice.lo;
+        g->slicing = 0;
+        g->tasks--;
+    }
+}
+
 /* R-RECV-4: whether the batch should go to the pool now. */
 static int flush_due(const struct ferry_download *g)
 {
@@ -956,14 +995,16 @@ void ferry__dl_pump(struct ferry_download *g)
     hold(g);
     if (flush_due(g) && (rc = dl_flush(g)) != 0)
         goto fail;
+    write_slice(g);
     /*
      * Keep a window of requests ahead of the one being received (R-PIPE-1,
      * R-RECV-5), and room in the batch for every file on its way: while a
      * batch is being made durable the next one fills, and a file verified
      * must never wait for the disk.
      */
-    while (g->next < g->n && g->batch.n + g->inflight < g->batch.cap && !g->writer_task &&
-           !g->requeue_cur && ferry_hub_may_download(g->hub)) {
+    while (g->next < g->n && g->batch.n + g->inflight < g->batch.cap &&
+           g->batch.buflen < FERRY_BATCH_HELD && !g->writer_task && !g->requeue_cur &&
+           ferry_hub_may_download(g->hub)) {
         struct dl *x = &g->v[g->next++];
         if (x->state != DL_QUEUED)
             continue; /* received (or failed) on an earlier link */
@@ -1241,8 +1282,8 @@ int ferry_download_new(struct ferry_hub *hub, uv_loop_t *loop,
     for (i = 0; i < spec->nsrc; i++)
         if ((g->srcs[i] = ferry_strdup(spec->srcs[i])) == NULL)
             goto fail;
-    if (ferry_batch_init(&g->batch, DL_BATCH_CAP) != 0 ||
-        ferry_batch_init(&g->fbatch, DL_BATCH_CAP) != 0 ||
+    if (ferry_batch_init(&g->batch, DL_BATCH_CAP, DL_HELD_CAP) != 0 ||
+        ferry_batch_init(&g->fbatch, DL_BATCH_CAP, DL_HELD_CAP) != 0 ||
         (g->acks = ferry_calloc(DL_BATCH_CAP, sizeof(*g->acks))) == NULL)
         goto fail;
     g->batch.unwritten = g->fbatch.unwritten = &g->unwritten;

@@ -40,6 +40,12 @@ enum {
  */
 #define DL_BATCH_CAP (FERRY_BATCH_FILES_MAX + FERRY_HUB_DOWNLOADS_MAX)
 /*
+ * The bytes of small files a batch may hold: its mark, and the files of the
+ * window already requested when it was reached (the pump requests no more
+ * then), 1 MiB each at most.
+ */
+#define DL_HELD_CAP (FERRY_BATCH_HELD + FERRY_HUB_DOWNLOADS_MAX * DL_INLINE_MAX)
+/*
  * R-RECV-7: what the listings of one job may bring: a million entries, and
  * 128 MiB of names. Entries are counted as they arrive, refused names
  * included, so a listing without end ends the job instead of running on.
@@ -147,6 +153,8 @@ struct ferry_download {
     struct ferry_dircache dc;
     struct ferry_batch batch, fbatch;
     int flushing;
+    struct ferry_batch_slice slice; /* files of the batch being written by a pool task */
+    int slicing;
     int tasks;                 /* tasks on the pool: pieces, a resumed prefix */
     int writer_task;           /* a pool task owns the writer: a file opened, a file kept */
     const char *open_why;      /* what open_work failed at */
