@@ -108,6 +108,12 @@ struct ferry_part_space {
     uint64_t dev;
     uint64_t avail, total; /* at the last reading */
     uint64_t since;        /* bytes admitted since it */
+    /*
+     * Bytes admitted before it but not written yet (small files held in
+     * memory until their batch is flushed): a fresh reading does not show
+     * them, so it counts them. The caller keeps it current.
+     */
+    uint64_t unwritten;
 };
 /*
  * Admits `need` bytes about to be written beneath dirfd (file system dev):

@@ -103,6 +103,24 @@ json_t *ferry_piece_ranges(struct ferry_piece *p);
  * it syncs as ferry_piece_sync does.
  */
 int ferry_piece_chunk(struct ferry_piece *p, const struct ferry_chunk_frame *f, uint64_t *fresh);
+/*
+ * Chunks verified by ferry_piece_chunk are kept in memory (up to
+ * FERRY_PIECE_STAGE bytes) instead of written, so the receiving thread
+ * makes no system call for them; ferry_piece_chunk then returns
+ * FERRY_PIECE_FLUSH (> 0) once they are due to be written, and the caller
+ * runs ferry_piece_write (on another thread, the piece untouched meanwhile)
+ * before it passes the next frame. ferry_piece_sync and _place write what
+ * is kept first.
+ */
+#define FERRY_PIECE_STAGE (8u << 20)
+#define FERRY_PIECE_FLUSH 2
+void ferry_piece_stage(struct ferry_piece *p);
+/*
+ * Writes the chunks kept, and syncs as ferry_piece_sync does once
+ * FERRY_PIECE_SYNC_STEP new bytes are written: 0 or -errno (the chunks
+ * not written are missing again).
+ */
+int ferry_piece_write(struct ferry_piece *p);
 /* fdatasyncs what was written and records it (R-CHUNK-16): 0 or -errno (fatal for the write). */
 int ferry_piece_sync(struct ferry_piece *p);
 /*

@@ -57,6 +57,14 @@ void ferry_writer_sync_every(struct ferry_writer *w, uint64_t bytes);
 /* The bytes the thread has made durable so far (0 after an error). */
 uint64_t ferry_writer_durable(struct ferry_writer *w);
 /*
+ * fn is called on the syncing thread, without the writer's lock, after each
+ * step of ferry_writer_sync_every, with the bytes of the file now durable
+ * (R-CHUNK-14: a receiver records them there, its own thread free). The
+ * file's end (ferry_writer_end, _sync) waits for a call under way. NULL: none.
+ */
+void ferry_writer_set_on_durable(struct ferry_writer *w, void (*fn)(void *arg, uint64_t durable),
+                                 void *arg);
+/*
  * For a caller on an event loop, which must not wait: fn is called on one
  * of the writer's threads (with its lock held: it must only signal, e.g.
  * uv_async_send) each time a buffer becomes free or the queued work is

@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,25 +101,27 @@ static int put_bytes(struct ferry_download *g, const uint8_t *p, size_t n)
         g->wlen += k;
         p += k;
         n -= k;
-        if (g->wlen == FERRY_WRITER_BUF) {
-            submit(g);
-            g->unsynced += FERRY_WRITER_BUF;
-        }
         /*
-         * R-CHUNK-14: the writer thread fdatasyncs every 32 MiB by itself;
-         * what it made durable is recorded here, without waiting for it,
-         * bound to this part file's identity (R-RECV-2).
+         * R-CHUNK-14: the writer makes the file durable every 32 MiB by
+         * itself, and records each step (record_durable) on its own thread.
          */
-        if (g->unsynced >= DL_DURABLE_STEP && g->wb == NULL) {
-            uint64_t durable = ferry_writer_durable(g->wr);
-            g->unsynced = 0;
-            if (durable > g->recorded) {
-                ferry_part_record(g->st, g->dirfd, g->tmpname, g->hash, &g->part_id, durable);
-                g->recorded = durable;
-            }
-        }
+        if (g->wlen == FERRY_WRITER_BUF)
+            submit(g);
     }
     return 0;
+}
+
+/*
+ * R-CHUNK-14, R-RECV-2: what a durable step of the writer made durable is
+ * recorded, bound to the part file's identity. On the writer's syncing
+ * thread: the file's names and identity stay as they are until the file
+ * ends, which waits for this call.
+ */
+static void record_durable(void *arg, uint64_t durable)
+{
+    struct ferry_download *g = arg;
+
+    ferry_part_record(g->st, g->dirfd, g->tmpname, g->hash, &g->part_id, durable);
 }
 
 /*
@@ -183,6 +186,7 @@ static int admit(struct ferry_download *g, struct dl *d, const struct ferry_dir 
         fail_current(g, "cannot create its folder", rc);
         return 1;
     }
+    g->space.unwritten = atomic_load(&g->unwritten);
     if ((rc = ferry_part_space_reserve(&g->space, (*dir)->fd, (*dir)->dev, g->size - d->resume,
                                        &avail)) != 0) {
         if (rc == -ENOSPC)
@@ -201,8 +205,12 @@ static void writer_wake_cb(uv_async_t *a)
     struct ferry_download *g = a->data;
     struct ferry_conn *c;
 
-    /* The writer freed a buffer or went idle: the frame held back is taken again. */
-    if (g->paused && (c = ferry_session_conn(ferry_hub_session(g->hub))) != NULL) {
+    /*
+     * The writer freed a buffer or went idle: the frame held back is taken
+     * again. Not while a pool task has the writer: its done reads on.
+     */
+    if (g->paused && !g->writer_task && !g->chunk_task &&
+        (c = ferry_session_conn(ferry_hub_session(g->hub))) != NULL) {
         g->paused = 0;
         ferry_conn_resume(c);
     }
@@ -225,29 +233,76 @@ static int need_writer(struct ferry_download *g)
     if ((rc = ferry_writer_new(&g->wr)) != 0)
         return rc;
     ferry_writer_set_notify(g->wr, writer_notify, g);
+    ferry_writer_set_on_durable(g->wr, record_durable, g);
     return 0;
 }
 
-static int prefix_work(void *arg)
+/*
+ * A big file's part file, opened (or made) and sized (R-RECV-1, R-RECV-2),
+ * and the writer begun on it; for a resumed file the durable prefix is read
+ * back into the hash (R-CHUNK-14, gigabytes maybe). On the pool, the link
+ * paused meanwhile: the loop thread does no disk work. On failure
+ * g->open_why says what failed, g->open_plain that the code adds nothing.
+ */
+static int open_work(void *arg)
 {
     struct ferry_download *g = arg;
+    struct dl *d = g->cur;
+    int rc;
 
-    return ferry_writer_resume(g->wr, g->cur->resume);
+    g->open_plain = 0;
+    g->open_why = "cannot create its temporary file";
+    /* R-RECV-1: no symlink followed, ours alone: a planted temp name cannot redirect us. */
+    if ((rc = ferry_part_open(g->dirfd, g->tmpname, &g->part_id)) < 0) {
+        if (rc == -EPERM) {
+            g->open_why = "cannot create its temporary file (a foreign file in the way?)";
+            g->open_plain = 1;
+        }
+        return rc;
+    }
+    g->fd = rc;
+    /* R-RECV-2: the prefix offered was in a part file that is not this one any more. */
+    if (d->resume > 0 && !ferry_part_same(&g->part_id, &d->part_id)) {
+        g->open_why = "its partial file changed during the download; run the same command again";
+        g->open_plain = 1;
+        return FERRY_EINTERNAL;
+    }
+    g->open_why = "cannot write it";
+    if (ftruncate(g->fd, (off_t)d->resume) != 0)
+        return -errno;
+    /* R-CHUNK-10: a chunked file is checked by re-chunking what arrives. */
+    g->open_why = "cannot start writing";
+    g->open_plain = 1;
+    if ((strncmp(g->hash, FERRY_CID_CHUNKS_PREFIX, 7) == 0
+             ? ferry_writer_begin_chunked(g->wr, g->fd)
+             : ferry_writer_begin(g->wr, g->fd)) != 0)
+        return FERRY_EINTERNAL;
+    ferry_writer_sync_every(g->wr, DL_DURABLE_STEP);
+    if (d->resume > 0 && (rc = ferry_writer_resume(g->wr, d->resume)) != 0) {
+        g->open_plain = rc == FERRY_ECANCELED;
+        return rc;
+    }
+    return 0;
 }
 
-static void prefix_done(void *arg, int rc)
+static void open_done(void *arg, int rc)
 {
     struct ferry_download *g = arg;
     struct ferry_conn *c = ferry_session_conn(ferry_hub_session(g->hub));
 
     g->tasks--;
     g->writer_task = 0;
-    if (g->requeue_cur) {
+    if (rc != 0 && g->cur != NULL) {
+        /* A local failure: the file fails whether or not the link was lost meanwhile. */
+        g->requeue_cur = 0;
+        fail_current(g, g->open_why, g->open_plain ? 0 : rc);
+    } else if (g->requeue_cur) {
         /* The link was lost meanwhile: the file waits for the next, what is durable kept. */
         g->requeue_cur = 0;
+        g->active = 1;
         keep_current(g);
-    } else if (rc != 0 && g->cur != NULL) {
-        fail_current(g, "cannot start writing", rc == FERRY_ECANCELED ? 0 : rc);
+    } else if (g->cur != NULL) {
+        g->active = 1;
     }
     if (g->paused && c != NULL) {
         g->paused = 0;
@@ -256,21 +311,19 @@ static void prefix_done(void *arg, int rc)
     g->pump(g);
 }
 
-/* Starts reading a resumed file's prefix back on the pool, the link paused meanwhile. */
-static int resume_prefix(struct ferry_download *g, struct dl *d)
+/* Starts open_work on the pool, the link paused until it is done. */
+static int open_part(struct ferry_download *g)
 {
     struct ferry_conn *c = ferry_session_conn(ferry_hub_session(g->hub));
-    int rc;
 
-    (void)d;
     if (c == NULL)
         return FERRY_EINTERNAL; /* a Transfer comes only on a live link */
     ferry_conn_pause(c);
     g->paused = 1;
     g->tasks++;
     g->writer_task = 1; /* the writer is the task's: nothing else touches it meanwhile */
-    if ((rc = ferry_pool_submit(g->pool, prefix_work, prefix_done, g, NULL)) != 0)
-        prefix_done(g, prefix_work(g)); /* no pool: here, the loop waiting */
+    if (ferry_pool_submit(g->pool, open_work, open_done, g, NULL) != 0)
+        open_done(g, open_work(g)); /* no pool: here, the loop waiting */
     return 0;
 }
 
@@ -307,7 +360,6 @@ static int begin(struct ferry_download *g, struct dl *d, const struct ferry_cmd 
         g->inl = 0;
     if (g->inl) {
         /* R-RECV-3: checked in memory; its part file is made once it is verified (place_inline). */
-        g->recorded = g->unsynced = 0;
         g->active = 1;
         return 0;
     }
@@ -323,47 +375,12 @@ static int begin(struct ferry_download *g, struct dl *d, const struct ferry_cmd 
     }
     /* R-CHUNK-14: the part file's name follows from the content and the destination. */
     ferry_part_name(g->hash, d->rel, g->tmpname);
-    /* R-RECV-1: no symlink followed, ours alone: a planted temp name cannot redirect us. */
-    if ((rc = ferry_part_open(g->dirfd, g->tmpname, &g->part_id)) < 0) {
-        fail_current(g,
-                     rc == -EPERM ? "cannot create its temporary file (a foreign file in the way?)"
-                                  : "cannot create its temporary file",
-                     rc == -EPERM ? 0 : rc);
-        return 0;
-    }
-    g->fd = rc;
-    /* R-RECV-2: the prefix offered was in a part file that is not this one any more. */
-    if (d->resume > 0 && !ferry_part_same(&g->part_id, &d->part_id)) {
-        fail_current(g, "its partial file changed during the download; run the same command again",
-                     0);
-        return 0;
-    }
-    if (ftruncate(g->fd, (off_t)d->resume) != 0) {
-        fail_current(g, "cannot write it", -errno);
-        return 0;
-    }
-    g->active = 1;
-    /* R-CHUNK-10: a chunked file is checked by re-chunking what arrives. */
-    if ((strncmp(g->hash, FERRY_CID_CHUNKS_PREFIX, 7) == 0
-             ? ferry_writer_begin_chunked(g->wr, g->fd)
-             : ferry_writer_begin(g->wr, g->fd)) != 0) {
-        fail_current(g, "cannot start writing", 0);
-        return 0;
-    }
-    ferry_writer_sync_every(g->wr, DL_DURABLE_STEP);
-    /*
-     * R-CHUNK-14: the durable prefix is read back into the hash on the pool
-     * (gigabytes, maybe); the link waits, paused, and the data after it with it.
-     */
-    if (d->resume > 0 && (rc = resume_prefix(g, d)) != 0)
-        return rc;
+    /* Counted now: keep_finish takes them back if the link is lost before the file ends. */
     g->got = d->resume;
-    g->recorded = d->resume;
-    g->unsynced = 0;
     g->resumed += d->resume;
     g->prog.bytes_done += d->resume;
     g->prog.bytes_skipped += d->resume;
-    return 0;
+    return open_part(g);
 }
 
 /* One file of a flushed batch: received once durable in place, then acknowledged. */
@@ -375,7 +392,10 @@ static void placed(void *arg, struct ferry_batch_ent *e, int rc, const char *sta
 
     if (rc != 0) {
         d->state = DL_FAILED;
-        ferry__dl_fail_rc(g, d->label, stage, rc);
+        if (e->said)
+            ferry__dl_fail(g, d->label, stage);
+        else
+            ferry__dl_fail_rc(g, d->label, stage, rc);
         return;
     }
     d->state = DL_DONE;
@@ -424,7 +444,7 @@ static int report(struct ferry_download *g, struct ferry_batch *b)
 
     g->nacks = 0;
     g->ack_rc = 0;
-    ferry_batch_done(b, g->st, placed, g);
+    ferry_batch_done(b, placed, g);
     rc = send_acks(g);
     hold(g);
     ferry__dl_progress(g);
@@ -436,7 +456,7 @@ static int flush_work(void *arg)
     struct ferry_download *g = arg;
 
     /* R-RECV-4: system calls on the batch only; the loop fills the other one meanwhile. */
-    ferry_batch_sync(&g->fbatch);
+    ferry_batch_sync(&g->fbatch, g->st);
     return 0;
 }
 
@@ -462,7 +482,8 @@ static int dl_flush(struct ferry_download *g)
     struct ferry_batch empty;
     int rc;
 
-    if (g->batch.n == 0 || g->flushing)
+    /* Not while a slice of the batch is being written: its done flushes. */
+    if (g->batch.n == 0 || g->flushing || g->slicing)
         return 0;
     /* Folders are opened again for the next batch: one replaced meanwhile is seen. */
     ferry_dircache_clear(&g->dc);
@@ -472,7 +493,7 @@ static int dl_flush(struct ferry_download *g)
     g->flushing = 1;
     if ((rc = ferry_pool_submit(g->pool, flush_work, flush_done, g, NULL)) != 0) {
         /* Without the pool the batch is made durable here (slower, as safe). */
-        ferry_batch_sync(&g->fbatch);
+        ferry_batch_sync(&g->fbatch, g->st);
         g->flushing = 0;
         return report(g, &g->fbatch);
     }
@@ -505,66 +526,45 @@ static int batch_add(struct ferry_download *g, const struct ferry_dir *dir, int 
         return -ENOBUFS;
     }
     d->link = g->link;
-    rc = ferry_batch_add(&g->batch, dir, fd, g->tmpname, name, cid, g->tid,
-                         ferry_hub_tc_seq(g->hub), g->size, recorded, d);
+    rc =
+        ferry_batch_add(&g->batch, dir, fd, g->tmpname, name, cid, g->tid, ferry_hub_tc_seq(g->hub),
+                        g->size, (g->exec ? 0777 : 0666) & ~g->umask, g->mtime, recorded, d);
     /* Its acknowledgement is owed from now: the window of R-RECV-5 counts from it. */
     hold(g);
     return rc;
 }
 
 /*
- * A small file verified in memory (R-RECV-3) gets its part file now, new
- * and with its final mode (R-RECV-1), written whole, timed, and joins the
- * batch: one openat, one write and one futimens in all.
+ * A small file verified in memory (R-RECV-3) joins the batch with its bytes:
+ * the flush on the pool makes its part file, new and with its final mode
+ * (R-RECV-1), writes and times it. Nothing of it touches the disk here.
  */
 static int place_inline(struct ferry_download *g, struct dl *d, const char *name, const char *cid)
 {
     char parent[FERRY_PATH_MAX + 1];
-    const char *slash = strrchr(d->rel, '/'), *why = "cannot write it";
+    const char *slash = strrchr(d->rel, '/');
     const struct ferry_dir *dir;
-    struct timespec ts[2];
-    size_t off = 0;
-    ssize_t n;
-    int fd, fresh, rc = 0;
+    int rc;
 
+    /* admit() opened it: found in the cache, unless a flush cleared it since. */
     snprintf(parent, sizeof(parent), "%.*s", slash != NULL ? (int)(slash - d->rel) : 0, d->rel);
     if ((rc = ferry_dircache_get(&g->dc, d->rootfd, parent, 1, &dir)) != 0) {
         fail_current(g, "cannot create its folder", rc);
         return 0;
     }
     ferry_part_name(g->hash, d->rel, g->tmpname);
-    fd = ferry_part_create(dir->fd, g->tmpname, (g->exec ? 0777 : 0666) & ~g->umask, &fresh);
-    if (fd < 0) {
-        fail_current(g,
-                     fd == -EPERM ? "cannot create its temporary file (a foreign file in the way?)"
-                                  : "cannot create its temporary file",
-                     fd == -EPERM ? 0 : fd);
-        return 0;
-    }
-    while (rc == 0 && off < g->got) {
-        n = write(fd, g->ibuf + off, (size_t)g->got - off);
-        if (n < 0 && errno != EINTR)
-            rc = -errno;
-        else if (n > 0)
-            off += (size_t)n;
-    }
-    mtime_ts(g->mtime, ts);
-    if (rc == 0 && futimens(fd, ts) != 0) {
-        rc = -errno;
-        why = "cannot set its mode and time";
-    }
+    /* finish() flushed a full batch before the folder was taken from the cache. */
+    rc = g->batch.n < g->batch.cap ? 0 : -ENOBUFS;
     if (rc == 0) {
-        /* A part file that was there may have records: they go once it is placed. */
-        rc = batch_add(g, dir, fd, name, cid, !fresh, d);
-        why = "cannot keep it for placing";
-    } else {
-        close(fd);
+        d->link = g->link;
+        rc = ferry_batch_add_held(&g->batch, dir, g->tmpname, name, cid, g->tid,
+                                  ferry_hub_tc_seq(g->hub), g->ibuf, (size_t)g->got,
+                                  (g->exec ? 0777 : 0666) & ~g->umask, g->mtime, d);
+        /* Its acknowledgement is owed from now: the window of R-RECV-5 counts from it. */
+        hold(g);
     }
     if (rc != 0) {
-        unlinkat(dir->fd, g->tmpname, 0);
-        if (!fresh)
-            ferry_part_forget(g->st, dir->fd, g->tmpname);
-        fail_current(g, why, rc);
+        fail_current(g, "cannot keep it for placing", rc);
         return 0;
     }
     d->state = DL_VERIFIED;
@@ -577,7 +577,6 @@ static int finish(struct ferry_download *g)
 {
     const char *name = strrchr(g->cur->rel, '/');
     char cid[FERRY_CID_LEN + 1];
-    struct timespec ts[2];
     struct dl *d = g->cur;
     int rc;
 
@@ -612,13 +611,9 @@ static int finish(struct ferry_download *g)
     }
     if (g->inl)
         return place_inline(g, d, name, cid);
-    mtime_ts(g->mtime, ts);
-    if (fchmod(g->fd, (g->exec ? 0777 : 0666) & ~g->umask) != 0 || futimens(g->fd, ts) != 0) {
-        fail_current(g, "cannot set its mode and time", -errno);
-        return 0;
-    }
     g->dir.fd = g->dirfd;
-    rc = batch_add(g, &g->dir, g->fd, name, cid, g->recorded > 0 || d->resume > 0, d);
+    /* Any records the writer's steps left go once it is placed (on the pool, with the batch). */
+    rc = batch_add(g, &g->dir, g->fd, name, cid, 1, d);
     g->fd = -1; /* the batch's now, or closed */
     if (rc != 0) {
         unlinkat(g->dirfd, g->tmpname, 0);
@@ -665,7 +660,6 @@ static int take_file(struct ferry_download *g, struct dl *d, const struct ferry_
     memcpy(g->ibuf, f->bytes, f->len);
     g->inl = 1;
     g->active = 1;
-    g->recorded = g->unsynced = 0;
     g->got = f->len;
     g->prog.bytes_done += f->len;
     return finish(g);
@@ -895,6 +889,44 @@ static int dl_frame(void *arg, const struct ferry_frame *f, const struct ferry_c
     return 0;
 }
 
+static int slice_work(void *arg)
+{
+    struct ferry_download *g = arg;
+
+    ferry_batch_write_slice(&g->slice);
+    return 0;
+}
+
+static void slice_done(void *arg, int status)
+{
+    struct ferry_download *g = arg;
+
+    (void)status; /* each file's result is in the batch */
+    g->slicing = 0;
+    g->tasks--;
+    ferry__dl_pump(g);
+}
+
+/*
+ * The files that joined the batch since its last slice are written (the
+ * small ones' part files made) by a pool task while the batch before is
+ * made durable by the other: the flush is left its syncs and renames.
+ */
+static void write_slice(struct ferry_download *g)
+{
+    if (g->slicing || g->batch.n - g->batch.written < FERRY_BATCH_MIN)
+        return;
+    ferry_batch_take_slice(&g->batch, &g->slice);
+    g->slicing = 1;
+    g->tasks++;
+    if (ferry_pool_submit(g->pool, slice_work, slice_done, g, NULL) != 0) {
+        /* Without the pool the flush writes them, as it would have. */
+        g->batch.written = g->slice.lo;
+        g->slicing = 0;
+        g->tasks--;
+    }
+}
+
 /* R-RECV-4: whether the batch should go to the pool now. */
 static int flush_due(const struct ferry_download *g)
 {
@@ -963,14 +995,16 @@ void ferry__dl_pump(struct ferry_download *g)
     hold(g);
     if (flush_due(g) && (rc = dl_flush(g)) != 0)
         goto fail;
+    write_slice(g);
     /*
      * Keep a window of requests ahead of the one being received (R-PIPE-1,
      * R-RECV-5), and room in the batch for every file on its way: while a
      * batch is being made durable the next one fills, and a file verified
      * must never wait for the disk.
      */
-    while (g->next < g->n && g->batch.n + g->inflight < g->batch.cap && !g->writer_task &&
-           !g->requeue_cur && ferry_hub_may_download(g->hub)) {
+    while (g->next < g->n && g->batch.n + g->inflight < g->batch.cap &&
+           g->batch.buflen < FERRY_BATCH_HELD && !g->writer_task && !g->requeue_cur &&
+           ferry_hub_may_download(g->hub)) {
         struct dl *x = &g->v[g->next++];
         if (x->state != DL_QUEUED)
             continue; /* received (or failed) on an earlier link */
@@ -1003,10 +1037,8 @@ out:
  * taken back. A small file is all in memory, without a part file.
  */
 /* The file given up for now is closed, what is durable of it recorded (R-CHUNK-14, R-RECV-2). */
-static void keep_finish(struct ferry_download *g, uint64_t durable)
+static void keep_finish(struct ferry_download *g)
 {
-    if (durable > 0)
-        ferry_part_record(g->st, g->dirfd, g->tmpname, g->hash, &g->part_id, durable);
     if (g->fd >= 0)
         close(g->fd);
     if (g->dirfd >= 0)
@@ -1029,7 +1061,8 @@ static int keep_work(void *arg)
     char cid[FERRY_CID_LEN + 1];
     uint64_t durable = 0;
 
-    g->keep_durable = ferry_writer_sync(g->wr, &durable) == 0 ? durable : 0;
+    if (ferry_writer_sync(g->wr, &durable) == 0 && durable > 0)
+        ferry_part_record(g->st, g->dirfd, g->tmpname, g->hash, &g->part_id, durable);
     ferry_writer_end(g->wr, cid);
     return 0;
 }
@@ -1042,7 +1075,7 @@ static void keep_done(void *arg, int status)
     g->tasks--;
     g->writer_task = 0;
     g->requeue_cur = 0; /* a second loss meanwhile: this keeping was all it asked */
-    keep_finish(g, g->keep_durable);
+    keep_finish(g);
     g->pump(g);
 }
 
@@ -1057,13 +1090,12 @@ static void keep_current(struct ferry_download *g)
     if (g->cur == NULL || g->writer_task)
         return;
     if (g->fd < 0 || g->inl) {
-        keep_finish(g, 0);
+        keep_finish(g);
         return;
     }
     submit(g);
     g->tasks++;
     g->writer_task = 1; /* the writer is the task's; no request goes out meanwhile */
-    g->keep_durable = 0;
     if (ferry_pool_submit(g->pool, keep_work, keep_done, g, NULL) != 0)
         keep_done(g, keep_work(g)); /* no pool: here, the loop waiting */
 }
@@ -1250,10 +1282,11 @@ int ferry_download_new(struct ferry_hub *hub, uv_loop_t *loop,
     for (i = 0; i < spec->nsrc; i++)
         if ((g->srcs[i] = ferry_strdup(spec->srcs[i])) == NULL)
             goto fail;
-    if (ferry_batch_init(&g->batch, DL_BATCH_CAP) != 0 ||
-        ferry_batch_init(&g->fbatch, DL_BATCH_CAP) != 0 ||
+    if (ferry_batch_init(&g->batch, DL_BATCH_CAP, DL_HELD_CAP) != 0 ||
+        ferry_batch_init(&g->fbatch, DL_BATCH_CAP, DL_HELD_CAP) != 0 ||
         (g->acks = ferry_calloc(DL_BATCH_CAP, sizeof(*g->acks))) == NULL)
         goto fail;
+    g->batch.unwritten = g->fbatch.unwritten = &g->unwritten;
     if ((rc = ferry_pool_new(loop, 2, &g->pool)) != 0)
         goto fail;
     if ((rc = uv_async_init(loop, &g->wake, writer_wake_cb)) != 0)

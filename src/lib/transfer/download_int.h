@@ -40,6 +40,12 @@ enum {
  */
 #define DL_BATCH_CAP (FERRY_BATCH_FILES_MAX + FERRY_HUB_DOWNLOADS_MAX)
 /*
+ * The bytes of small files a batch may hold: its mark, and the files of the
+ * window already requested when it was reached (the pump requests no more
+ * then), 1 MiB each at most.
+ */
+#define DL_HELD_CAP (FERRY_BATCH_HELD + FERRY_HUB_DOWNLOADS_MAX * DL_INLINE_MAX)
+/*
  * R-RECV-7: what the listings of one job may bring: a million entries, and
  * 128 MiB of names. Entries are counted as they arrive, refused names
  * included, so a listing without end ends the job instead of running on.
@@ -142,14 +148,18 @@ struct ferry_download {
     uint8_t *wb;
     size_t wlen;
     struct ferry_part_space space; /* R-RECV-6 */
-    uint64_t unsynced, recorded;
+    _Atomic uint64_t unwritten;    /* held in the batches, not yet written (R-RECV-6) */
     /* R-RECV-4: folders kept open, verified files waiting (batch), the batch being synced */
     struct ferry_dircache dc;
     struct ferry_batch batch, fbatch;
     int flushing;
+    struct ferry_batch_slice slice; /* files of the batch being written by a pool task */
+    int slicing;
     int tasks;                 /* tasks on the pool: pieces, a resumed prefix */
-    int writer_task;           /* a pool task owns the writer: a prefix read back, a file kept */
-    uint64_t keep_durable;     /* what the keeping task found durable */
+    int writer_task;           /* a pool task owns the writer: a file opened, a file kept */
+    const char *open_why;      /* what open_work failed at */
+    int open_plain;            /* its error code adds nothing to open_why */
+    int chunk_task;            /* a pool task writes the chunks kept (download_patch.c) */
     int requeue_cur;           /* the link was lost meanwhile: requeue it once read */
     struct piece_task *ptasks; /* those tasks (download_patch.c) */
     uint8_t (*acks)[FERRY_TID_LEN];

@@ -177,6 +177,8 @@ int ferry__dl_patch_list_begin(struct ferry_download *g, struct dl *x, const str
     /* R-CHUNK-15: a list over its cap is refused before anything is allocated. */
     if ((rc = ferry_piece_new(g->st, hash, size, (uint64_t)json_integer_value(ll), &x->piece)) != 0)
         return rc == -ENOMEM ? rc : FERRY_EPROTO;
+    /* Its chunks are written by pool tasks (write_work), never on the loop. */
+    ferry_piece_stage(x->piece);
     return 0;
 }
 
@@ -454,6 +456,52 @@ int ferry__dl_patch_list_done(struct ferry_download *g)
     return 0;
 }
 
+static int write_work(void *arg)
+{
+    struct piece_task *t = arg;
+
+    return ferry_piece_write(t->x->piece);
+}
+
+static void write_done(void *arg, int rc)
+{
+    struct piece_task *t = arg;
+    struct ferry_download *g = t->g;
+    struct ferry_conn *c = ferry_session_conn(ferry_hub_session(g->hub));
+
+    g->chunk_task = 0;
+    if (rc != 0)
+        patch_fail_rc(g, t->x, "cannot write it", rc);
+    else if (t->link != g->link || !ferry_hub_is_up(g->hub) || g->ending)
+        next_request(t); /* given up meanwhile: what is written kept, as requeue_all would */
+    if (g->paused && c != NULL) {
+        g->paused = 0;
+        ferry_conn_resume(c);
+    }
+    task_end(t);
+}
+
+/*
+ * The chunks kept are written (and every 32 MiB synced) by a pool task; the
+ * link is paused until it is done, as the piece is the task's meanwhile.
+ */
+static int write_chunks(struct ferry_download *g, struct dl *x)
+{
+    struct ferry_conn *c = ferry_session_conn(ferry_hub_session(g->hub));
+    struct piece_task *t;
+
+    if (c == NULL)
+        return FERRY_EINTERNAL; /* chunks come only on a live link */
+    if ((t = task_new(g, x)) == NULL)
+        return -ENOMEM;
+    ferry_conn_pause(c);
+    g->paused = 1;
+    g->chunk_task = 1;
+    if (ferry_pool_submit(g->pool, write_work, write_done, t, NULL) != 0)
+        write_done(t, write_work(t)); /* no pool: here, the loop waiting */
+    return 0;
+}
+
 /* A chunk frame of the file being received by chunks. */
 int ferry__dl_patch_chunk(struct ferry_download *g, const struct ferry_chunk_frame *f)
 {
@@ -464,6 +512,12 @@ int ferry__dl_patch_chunk(struct ferry_download *g, const struct ferry_chunk_fra
     rc = ferry_piece_chunk(x->piece, f, &fresh);
     if (rc == FERRY_EPROTO)
         return rc;
+    if (rc == FERRY_PIECE_FLUSH) {
+        g->prog.bytes_done += f->len;
+        x->counted += f->len;
+        ferry__dl_progress(g);
+        return write_chunks(g, x);
+    }
     g->prog.bytes_done += f->len;
     x->counted += f->len;
     ferry__dl_progress(g);

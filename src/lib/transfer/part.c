@@ -265,10 +265,12 @@ int ferry_part_space_reserve(struct ferry_part_space *sp, int dirfd, uint64_t de
                 sp->valid = 0;
                 return -errno;
             }
-            *sp = (struct ferry_part_space){.valid = 1,
-                                            .dev = dev,
-                                            .avail = (uint64_t)sv.f_bavail * sv.f_frsize,
-                                            .total = (uint64_t)sv.f_blocks * sv.f_frsize};
+            sp->valid = 1;
+            sp->dev = dev;
+            sp->avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+            sp->avail = sp->avail > sp->unwritten ? sp->avail - sp->unwritten : 0;
+            sp->total = (uint64_t)sv.f_blocks * sv.f_frsize;
+            sp->since = 0;
             fresh = 1;
         }
         left = sp->avail > sp->since ? sp->avail - sp->since : 0;

@@ -32,6 +32,9 @@
 #include "ferry/piece.h"
 #include "part_int.h"
 
+/* Chunks kept at most: 8 MiB of 64 KiB ones, and short last chunks besides. */
+#define PIECE_STAGE_CHUNKS 256
+
 /* A chunk of the old file, found by its hash. */
 struct have {
     uint8_t hash[32];
@@ -58,6 +61,12 @@ struct ferry_piece {
     size_t nwant, wi;
     uint32_t cur, cur_pos;
     uint8_t *buf; /* FERRY_CHUNK_MAX bytes */
+    /* ferry_piece_stage: verified chunks kept for ferry_piece_write, in order. */
+    int staging;
+    uint8_t *stage; /* FERRY_PIECE_STAGE bytes */
+    size_t stage_len;
+    uint32_t sidx[PIECE_STAGE_CHUNKS];
+    size_t nstaged;
     uint64_t unsynced;
     uint64_t kept;   /* bytes a partial download already held */
     uint64_t reused; /* bytes taken from the old file */
@@ -126,7 +135,56 @@ void ferry_piece_free(struct ferry_piece *p)
     ferry_free(p->done);
     ferry_free(p->want);
     ferry_free(p->buf);
+    ferry_free(p->stage);
     ferry_free(p);
+}
+
+static int sync_written(struct ferry_piece *p);
+
+void ferry_piece_stage(struct ferry_piece *p)
+{
+    p->staging = 1;
+}
+
+/*
+ * Writes the chunks kept by ferry_piece_chunk. On an error the chunks not
+ * written are missing again, so no sync marks them durable.
+ */
+static int write_stage(struct ferry_piece *p)
+{
+    size_t i, off = 0;
+    ssize_t n;
+    int rc = 0;
+
+    for (i = 0; i < p->nstaged; i++) {
+        uint32_t k = p->sidx[i], len = ent_len(p, k);
+        if (rc == 0) {
+            do {
+                n = pwrite(p->fd, p->stage + off, len, (off_t)p->offs[k]);
+            } while (n < 0 && errno == EINTR);
+            if (n != (ssize_t)len)
+                rc = n < 0 ? -errno : -EIO;
+        }
+        if (rc != 0 && p->done[k] == FERRY_PIECE_WRITTEN) {
+            p->done[k] = FERRY_PIECE_MISSING;
+            p->ndone--;
+        }
+        off += len;
+    }
+    p->stage_len = p->nstaged = 0;
+    return rc;
+}
+
+int ferry_piece_write(struct ferry_piece *p)
+{
+    int rc;
+
+    if ((rc = write_stage(p)) != 0)
+        return rc;
+    /* A downloaded chunk counts as done only once fdatasync'd (R-CHUNK-16). */
+    if (p->unsynced >= FERRY_PIECE_SYNC_STEP)
+        return sync_written(p);
+    return 0;
 }
 
 int ferry_piece_list_data(struct ferry_piece *p, uint64_t off, const uint8_t *b, size_t n)
@@ -250,7 +308,11 @@ int ferry_piece_has_bitmap(struct ferry_state *state, int dirfd, const char *par
 static int sync_written(struct ferry_piece *p)
 {
     size_t i;
-    int any = 0;
+    int any = 0, rc;
+
+    /* What is kept in memory is written first: the sync covers it. */
+    if (p->nstaged > 0 && (rc = write_stage(p)) != 0)
+        return rc;
 
     for (i = 0; i < p->nent; i++)
         any |= p->done[i] == FERRY_PIECE_WRITTEN;
@@ -683,12 +745,21 @@ int ferry_piece_chunk(struct ferry_piece *p, const struct ferry_chunk_frame *f, 
     ferry_sha256_buf(p->buf, len, h);
     if (memcmp(h, ent_hash(p, p->cur), 32) != 0)
         return FERRY_EHASH;
-    if (!p->done[p->cur]) {
+    if (!p->done[p->cur] && p->staging) {
+        /* Kept: ferry_piece_write writes it, off the receiving thread. */
+        if (p->stage == NULL && (p->stage = ferry_malloc(FERRY_PIECE_STAGE)) == NULL)
+            return -ENOMEM;
+        memcpy(p->stage + p->stage_len, p->buf, len);
+        p->stage_len += len;
+        p->sidx[p->nstaged++] = p->cur;
+    } else if (!p->done[p->cur]) {
         do {
             n = pwrite(p->fd, p->buf, len, (off_t)p->offs[p->cur]);
         } while (n < 0 && errno == EINTR);
         if (n != (ssize_t)len)
             return n < 0 ? -errno : -EIO;
+    }
+    if (!p->done[p->cur]) {
         p->done[p->cur] = FERRY_PIECE_WRITTEN;
         p->ndone++;
         p->unsynced += len;
@@ -698,6 +769,11 @@ int ferry_piece_chunk(struct ferry_piece *p, const struct ferry_chunk_frame *f, 
     p->cur_pos = 0;
     if (++p->cur == p->want[p->wi][0] + p->want[p->wi][1] && ++p->wi < p->nwant)
         p->cur = p->want[p->wi][0];
+    if (p->staging)
+        return p->unsynced >= FERRY_PIECE_SYNC_STEP || p->nstaged == PIECE_STAGE_CHUNKS ||
+                       FERRY_PIECE_STAGE - p->stage_len < FERRY_CHUNK_MAX
+                   ? FERRY_PIECE_FLUSH
+                   : 0;
     /* A downloaded chunk counts as done only once fdatasync'd (R-CHUNK-16). */
     if (p->unsynced >= FERRY_PIECE_SYNC_STEP && (rc = sync_written(p)) != 0)
         return rc;
@@ -751,6 +827,8 @@ int ferry_piece_place(struct ferry_piece *p, const char *name, mode_t mode, int6
 
     if (p->fd < 0 || p->done == NULL || p->ndone != p->nent)
         return FERRY_EINTERNAL;
+    if ((rc = write_stage(p)) != 0)
+        return rc;
     mtime_ts(mtime_ns, ts);
     if (fchmod(p->fd, mode) != 0 || futimens(p->fd, ts) != 0 || fdatasync(p->fd) != 0)
         return -errno;

@@ -65,6 +65,9 @@ struct ferry_writer {
     /* Told (on a writer thread) when a buffer frees or the queues drain. */
     void (*notify)(void *arg);
     void *notify_arg;
+    /* Told (on the syncing thread, unlocked) what each durable step made durable. */
+    void (*on_durable)(void *arg, uint64_t durable);
+    void *on_durable_arg;
     /*
      * Test only (FERRY_TEST_WRITER_GATE, read once at creation): while a
      * file exists at this path, the writing thread holds each buffer before
@@ -186,10 +189,19 @@ static void sync_step(struct ferry_writer *w)
     uint64_t target = w->wpub;
     int fd = w->fd, rc;
 
+    void (*fn)(void *arg, uint64_t durable) = w->on_durable;
+    void *fn_arg = w->on_durable_arg;
+
     w->asked = target;
     w->busy_sync = 1;
     pthread_mutex_unlock(&w->mu);
     rc = fdatasync(fd) != 0 ? -errno : 0;
+    /*
+     * Told while still busy: the file's end waits for it, so what it
+     * records of the file is done before the file is closed or placed.
+     */
+    if (rc == 0 && fn != NULL)
+        fn(fn_arg, target);
     pthread_mutex_lock(&w->mu);
     w->busy_sync = 0;
     if (rc != 0 && w->err == 0)
@@ -523,6 +535,15 @@ int ferry_writer_busy(const struct ferry_writer *w)
 {
     /* Only the caller's thread writes active (begin, end): no lock needed. */
     return w->active;
+}
+
+void ferry_writer_set_on_durable(struct ferry_writer *w, void (*fn)(void *arg, uint64_t durable),
+                                 void *arg)
+{
+    pthread_mutex_lock(&w->mu);
+    w->on_durable = fn;
+    w->on_durable_arg = arg;
+    pthread_mutex_unlock(&w->mu);
 }
 
 void ferry_writer_set_notify(struct ferry_writer *w, void (*fn)(void *arg), void *arg)
