@@ -209,7 +209,8 @@ static int open_work(void *arg)
     struct up_cfile *cf = arg;
     struct timespec now;
 
-    cf->fd = open(cf_item(cf)->local, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO put in the file's place must not hold the worker. */
+    cf->fd = open(cf_item(cf)->local, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (cf->fd < 0)
         return -errno;
     if (fstat(cf->fd, &cf->st) != 0 || !S_ISREG(cf->st.st_mode))

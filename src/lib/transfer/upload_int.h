@@ -65,8 +65,18 @@ struct up_link {
 
 /* File bytes read per pool task of a plain Upload. */
 #define UP_READ_BLOCK (1u << 20)
-/* Plain Uploads being read or waiting for room, per job: read-ahead is at most 8 MiB. */
-#define UP_READS_MAX 8
+/*
+ * Small files go to the pool in batches: one task reads and hashes up to
+ * UP_FBATCH_FILES of them or UP_FBATCH_BYTES, whichever comes first, so a
+ * tree of 4 KiB files costs one thread hand-off per batch, not per file.
+ */
+#define UP_FBATCH_FILES 64
+#define UP_FBATCH_BYTES (1u << 20)
+/* Batch tasks of one job at once: one pool slot stays for a chunked file. */
+#define UP_FBATCHES_MAX 3
+/* Plain Uploads being read or waiting for room, per job, and their bytes (read-ahead). */
+#define UP_READS_MAX      (4 * UP_FBATCH_FILES)
+#define UP_READ_AHEAD_MAX (8u << 20)
 /* Chunk bytes one read task brings (at least one chunk); its buffers are kept for the next. */
 #define UP_BATCH_BYTES (2u << 20)
 #define UP_SPARES_MAX  2
@@ -114,7 +124,9 @@ struct ferry_upload {
     const char *cur_name;
 
     /* Plain Uploads: read in pool tasks, laid out in order of readiness. */
-    unsigned reads; /* alive: in a task or ready */
+    unsigned reads;      /* alive: in a task or ready */
+    uint64_t read_bytes; /* their planned sizes (a stream: one block) */
+    unsigned fbatches;   /* batch tasks in flight */
     struct up_read *ready_head, *ready_tail;
     int stream_busy; /* a file of several blocks is under way (one at a time) */
 
