@@ -349,7 +349,6 @@ static int lay_read(struct ferry_upload *u, struct up_read *r)
 {
     struct ferry_conn *c = ferry_session_conn(ferry_hub_session(u->hub));
     struct up_item *it = &u->v[r->idx];
-    char hex[2 * FERRY_TID_LEN + 1];
     int rc;
 
     if (c == NULL || ferry_conn_pending(c) >= UP_OUT_HIGH || up_bw_wait(u))
@@ -357,16 +356,7 @@ static int lay_read(struct ferry_upload *u, struct up_read *r)
     if (!r->opened) {
         it->size = (uint64_t)r->st.st_size;
         it->mtime = (int64_t)r->st.st_mtim.tv_sec * 1000000000 + r->st.st_mtim.tv_nsec;
-        ferry_random(it->tid, sizeof(it->tid));
-        it->has_tid = 1;
-        ferry_hex_encode(it->tid, FERRY_TID_LEN, hex);
-        if ((rc = ferry_hub_claim_tid(u->port, it->tid)) != 0)
-            return rc;
-        rc = up_send(u, FERRY_MSG_UPLOAD,
-                     json_pack("{s:s, s:s, s:I, s:I, s:b}", "tid", hex, "path", it->remote, "size",
-                               (json_int_t)it->size, "mtime", (json_int_t)it->mtime, "exec",
-                               it->exec));
-        if (rc != 0)
+        if ((rc = up_send_open(u, it, FERRY_MSG_UPLOAD)) != 0)
             return rc;
         r->opened = 1;
         u->cur_name = it->local;
@@ -390,11 +380,7 @@ static int lay_read(struct ferry_upload *u, struct up_read *r)
             rc = up_send_cancel(u, it->tid);
             up_fail(u, it, FERRY_ECANCELED, "changed while being read; run the upload again");
         } else {
-            ferry_hex_encode(it->tid, FERRY_TID_LEN, hex);
-            rc = up_send(u, FERRY_MSG_TRANSFER_COMPLETE,
-                         json_pack("{s:s, s:s}", "tid", hex, "hash", r->cid));
-            if (it->state == IT_BUSY)
-                it->state = IT_SENT;
+            rc = up_send_complete(u, it, r->cid);
         }
     }
     up_report(u);

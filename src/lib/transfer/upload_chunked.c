@@ -365,21 +365,31 @@ static void fail_cf(struct ferry_upload *u, int rc, const char *why)
     u->cf->failed = 1;
 }
 
+/*
+ * A task is over: it lets go of the file. 1 when the job still carries the
+ * file on (the task's result is for it), 0 when it was dropped or the job
+ * is being freed.
+ */
+static int cf_task_over(struct up_cfile *cf)
+{
+    int live = !cf->dead && !cf->u->freeing;
+
+    /* The job holds its own reference while live: this never frees a live file. */
+    cf_unref(cf);
+    return live;
+}
+
 static void open_done(void *arg, int status)
 {
     struct up_cfile *cf = arg;
     struct ferry_upload *u = cf->u;
     struct up_item *it;
-    char hex[2 * FERRY_TID_LEN + 1];
     size_t i;
     int rc;
 
     cf->opening = 0;
-    if (cf->dead || u->freeing) {
-        cf_unref(cf);
+    if (!cf_task_over(cf))
         return;
-    }
-    cf_unref(cf);
     it = cf_item(cf);
     if (status != 0) {
         up_fail(u, it, status,
@@ -390,17 +400,7 @@ static void open_done(void *arg, int status)
     }
     it->size = (uint64_t)cf->st.st_size;
     it->mtime = cf->fid.mtime;
-    ferry_random(it->tid, sizeof(it->tid));
-    ferry_hex_encode(it->tid, FERRY_TID_LEN, hex);
-    if ((rc = ferry_hub_claim_tid(u->port, it->tid)) != 0) {
-        up_end(u, rc);
-        return;
-    }
-    it->has_tid = 1;
-    rc = up_send(u, FERRY_MSG_CHUNKED_UPLOAD,
-                 json_pack("{s:s, s:s, s:I, s:I, s:b}", "tid", hex, "path", it->remote, "size",
-                           (json_int_t)it->size, "mtime", (json_int_t)it->mtime, "exec", it->exec));
-    if (rc != 0) {
+    if ((rc = up_send_open(u, it, FERRY_MSG_CHUNKED_UPLOAD)) != 0) {
         /* Down meanwhile: on_down requeued the item; else the job cannot go on. */
         if (!up_link_going(rc))
             up_end(u, rc);
@@ -438,11 +438,8 @@ static void scan_done(void *arg, int status)
     int rc = 0;
 
     cf->scanning = 0;
-    if (cf->dead || u->freeing) {
-        cf_unref(cf);
+    if (!cf_task_over(cf))
         return;
-    }
-    cf_unref(cf);
     for (i = 0; i < cf->sn && rc == 0; i++)
         rc = cf_append(cf, &cf->sents[i], cf->soffs[i]);
     cf->sn = 0;
@@ -495,14 +492,10 @@ static void finish_done(void *arg, int status)
     struct up_cfile *cf = arg;
     struct ferry_upload *u = cf->u;
     struct up_item *it;
-    char hex[2 * FERRY_TID_LEN + 1];
     int rc;
 
-    if (cf->dead || u->freeing) {
-        cf_unref(cf);
+    if (!cf_task_over(cf))
         return;
-    }
-    cf_unref(cf);
     it = cf_item(cf);
     if (status != 0) {
         fail_cf(u, status, ferry_strerror(status));
@@ -514,11 +507,7 @@ static void finish_done(void *arg, int status)
         rc = up_send_cancel(u, it->tid);
         up_fail(u, it, FERRY_ECANCELED, "changed while being read; run the upload again");
     } else {
-        ferry_hex_encode(it->tid, FERRY_TID_LEN, hex);
-        rc = up_send(u, FERRY_MSG_TRANSFER_COMPLETE,
-                     json_pack("{s:s, s:s}", "tid", hex, "hash", cf->cid));
-        if (it->state == IT_BUSY)
-            it->state = IT_SENT;
+        rc = up_send_complete(u, it, cf->cid);
     }
     cf_release(u);
     if (rc != 0 && !up_link_going(rc))

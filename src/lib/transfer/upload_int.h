@@ -189,6 +189,10 @@ int up_lay_chunk(struct ferry_conn *c, const uint8_t tid[static FERRY_TID_LEN], 
                  const uint8_t *p, size_t len);
 void up_flush(struct ferry_conn *c);
 int up_send(struct ferry_upload *u, int32_t type, json_t *body);
+/* Upload or ChunkedUpload of it under a new tid, claimed on the hub. */
+int up_send_open(struct ferry_upload *u, struct up_item *it, int32_t type);
+/* TransferComplete of it with its content id; the item then waits (IT_SENT). */
+int up_send_complete(struct ferry_upload *u, struct up_item *it, const char *cid);
 int up_send_cancel(struct ferry_upload *u, const uint8_t tid[static FERRY_TID_LEN]);
 
 /* upload_plan.c: the walk, on a worker thread; results read on the loop after. */

@@ -102,6 +102,36 @@ int up_send(struct ferry_upload *u, int32_t type, json_t *body)
     return ferry_session_send(ferry_hub_session(u->hub), type, body);
 }
 
+int up_send_open(struct ferry_upload *u, struct up_item *it, int32_t type)
+{
+    char hex[2 * FERRY_TID_LEN + 1];
+    int rc;
+
+    /* R-XFER-1: a fresh tid for every attempt; frames about it come to this job. */
+    ferry_random(it->tid, sizeof(it->tid));
+    if ((rc = ferry_hub_claim_tid(u->port, it->tid)) != 0)
+        return rc;
+    it->has_tid = 1;
+    ferry_hex_encode(it->tid, FERRY_TID_LEN, hex);
+    return up_send(u, type,
+                   json_pack("{s:s, s:s, s:I, s:I, s:b}", "tid", hex, "path", it->remote, "size",
+                             (json_int_t)it->size, "mtime", (json_int_t)it->mtime, "exec",
+                             it->exec));
+}
+
+int up_send_complete(struct ferry_upload *u, struct up_item *it, const char *cid)
+{
+    char hex[2 * FERRY_TID_LEN + 1];
+    int rc;
+
+    ferry_hex_encode(it->tid, FERRY_TID_LEN, hex);
+    rc = up_send(u, FERRY_MSG_TRANSFER_COMPLETE, json_pack("{s:s, s:s}", "tid", hex, "hash", cid));
+    /* Sent or not, the item waits now: for Committed, or for on_down to requeue it. */
+    if (it->state == IT_BUSY)
+        it->state = IT_SENT;
+    return rc;
+}
+
 int up_send_cancel(struct ferry_upload *u, const uint8_t tid[static FERRY_TID_LEN])
 {
     char hex[2 * FERRY_TID_LEN + 1];
