@@ -479,6 +479,54 @@ static void test_tree_and_failures(void **state)
     server_cleanup(&srv);
 }
 
+#define OPEN_JOBS (FERRY_HUB_UPLOADS_MAX + 16)
+
+/*
+ * More jobs on one hub than a connection may have uploads open (R-XFER-1:
+ * the 65th is Error 9 and a close): each job's chunked file holds its
+ * upload open until its chunks are in, so the hub counts them for all jobs
+ * and the last ones wait for a place. Every job ends well on the one link.
+ */
+static void test_open_uploads_bound(void **state)
+{
+    struct server srv;
+    struct bench b;
+    static struct seen s[OPEN_JOBS];
+    struct ferry_upload *u[OPEN_JOBS];
+    uint8_t *data[OPEN_JOBS];
+    char path[OPEN_JOBS][400], remote[OPEN_JOBS][64];
+    const char *src[OPEN_JOBS][1];
+    size_t i, size;
+
+    (void)state;
+    server_start(&srv, quiet_args);
+    bench_open(&b, &srv);
+    for (i = 0; i < OPEN_JOBS; i++) {
+        size = FERRY_UPLOAD_CHUNKED_MIN + i;
+        snprintf(path[i], sizeof(path[i]), "%s/c%zu.bin", b.local, i);
+        snprintf(remote[i], sizeof(remote[i]), "/open/c%zu.bin", i);
+        data[i] = make_file(path[i], size);
+        src[i][0] = path[i];
+        /* No extra links: every ChunkedUpload goes on the hub's one connection. */
+        u[i] = job_new(&b, &s[i], src[i], 1, remote[i], 0, 0, 1, 0);
+    }
+    run_jobs(&b, s, OPEN_JOBS);
+    for (i = 0; i < OPEN_JOBS; i++) {
+        assert_int_equal(s[i].done_calls, 1);
+        assert_int_equal(s[i].done_rc, 0);
+        assert_int_equal(s[i].items, 0);
+        assert_int_equal(s[i].files_done, 1);
+        ferry_upload_free(u[i]);
+    }
+    for (i = 0; i < OPEN_JOBS; i++) {
+        assert_int_equal(fetch(&b.cl, remote[i], data[i], FERRY_UPLOAD_CHUNKED_MIN + i), 0);
+        free(data[i]);
+    }
+    bench_close(&b);
+    assert_int_equal(server_stop(&srv), 0);
+    server_cleanup(&srv);
+}
+
 #define SMALLS 150
 
 /* The paths the batch test spoils once the job is planned. */
@@ -570,6 +618,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_cancel, harness_teardown),
         cmocka_unit_test_teardown(test_tree_and_failures, harness_teardown),
         cmocka_unit_test_teardown(test_small_batch_failures, harness_teardown),
+        cmocka_unit_test_teardown(test_open_uploads_bound, harness_teardown),
     };
 
     if (argc < 2) {

@@ -62,6 +62,7 @@ static void up_finish(struct ferry_upload *u, int rc)
     if (u->finished)
         return;
     u->finished = 1;
+    up_slots_drop(u);
     up_links_close(u);
     if (u->bw_waiting) {
         uv_timer_stop(&u->bw_timer);
@@ -225,7 +226,7 @@ static void read_over(struct ferry_upload *u, struct up_read *r, int status)
     it = &u->v[r->idx];
     if (status != 0) {
         if (r->opened)
-            up_send_cancel(u, it->tid);
+            up_send_cancel(u, it);
         up_fail(u, it, status,
                 status == FERRY_EISDIR ? "not a regular file" : ferry_strerror(status));
         read_end(u, r);
@@ -356,6 +357,9 @@ static int lay_read(struct ferry_upload *u, struct up_read *r)
     if (!r->opened) {
         it->size = (uint64_t)r->st.st_size;
         it->mtime = (int64_t)r->st.st_mtim.tv_sec * 1000000000 + r->st.st_mtim.tv_nsec;
+        /* No place among the hub's open uploads now: the hub wakes the job once there is. */
+        if (up_slot_take(u, it) != 0)
+            return 1;
         if ((rc = up_send_open(u, it, FERRY_MSG_UPLOAD)) != 0)
             return rc;
         r->opened = 1;
@@ -377,7 +381,7 @@ static int lay_read(struct ferry_upload *u, struct up_read *r)
     }
     if (r->last) {
         if (r->changed) {
-            rc = up_send_cancel(u, it->tid);
+            rc = up_send_cancel(u, it);
             up_fail(u, it, FERRY_ECANCELED, "changed while being read; run the upload again");
         } else {
             rc = up_send_complete(u, it, r->cid);
@@ -439,6 +443,7 @@ static void requeue(struct ferry_upload *u)
         if (it->has_tid)
             ferry_hub_release_tid(u->port, it->tid);
         it->has_tid = 0;
+        it->open = UP_SLOT_NONE; /* the hub counts from 0 on the next link */
     }
     u->cursor = u->first_open;
 }
@@ -503,7 +508,11 @@ static int advance(struct ferry_upload *u)
         if (it->kind == UP_DIR) {
             rc = send_mkdir(u, u->cursor);
         } else if (u->minor >= 1) {
-            rc = up_cf_start(u, u->cursor);
+            /* Its place is taken before the open task, so the ChunkedUpload never waits. */
+            if ((rc = up_slot_take(u, it)) != 0)
+                break;
+            if ((rc = up_cf_start(u, u->cursor)) != 0)
+                up_slot_give(u, it);
         } else {
             if (u->reads > 0)
                 break;
@@ -943,6 +952,7 @@ void ferry_upload_free(struct ferry_upload *u)
     /* Freed before on_done: cancelled, without a word to an owner who left. */
     u->finished = 1;
     u->freeing = 1;
+    up_slots_drop(u);
     up_links_close(u);
     up_cf_drop(u);
     while ((r = u->ready_head) != NULL) {

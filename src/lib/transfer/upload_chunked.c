@@ -394,6 +394,7 @@ static void open_done(void *arg, int status)
     if (status != 0) {
         up_fail(u, it, status,
                 status == FERRY_EISDIR ? "not a regular file" : ferry_strerror(status));
+        up_slot_give(u, it); /* taken for a ChunkedUpload never sent */
         cf_release(u);
         up_kick(u);
         return;
@@ -504,7 +505,7 @@ static void finish_done(void *arg, int status)
     }
     if (cf->changed) {
         /* A file that changed while it was read is not committed half old, half new. */
-        rc = up_send_cancel(u, it->tid);
+        rc = up_send_cancel(u, it);
         up_fail(u, it, FERRY_ECANCELED, "changed while being read; run the upload again");
     } else {
         rc = up_send_complete(u, it, cf->cid);
@@ -760,7 +761,7 @@ void up_cf_pump(struct ferry_upload *u)
         return;
     if (cf->failed) {
         /* R-XFER-4: a given-up upload ends with TransferCancel, its last word. */
-        up_send_cancel(u, cf_item(cf)->tid);
+        up_send_cancel(u, cf_item(cf));
         up_fail(u, cf_item(cf), FERRY_ECANCELED, "failed");
         cf_release(u);
         return;

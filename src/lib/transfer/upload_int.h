@@ -24,6 +24,8 @@
 enum { UP_DIR, UP_FILE };
 /* QUEUED: to do; BUSY: being read or sent; SENT: waits for Committed (or Mkdir's OK). */
 enum { IT_QUEUED, IT_BUSY, IT_SENT, IT_DONE, IT_FAILED };
+/* An item's place among the hub's open uploads: none, taken, and its Upload sent. */
+enum { UP_SLOT_NONE, UP_SLOT_TAKEN, UP_SLOT_SENT };
 
 struct up_item {
     int kind;
@@ -35,6 +37,7 @@ struct up_item {
     int exec;
     int attempts;     /* chunked: commits refused for a missing chunk */
     int has_tid;      /* tid names the item's last transfer */
+    int open;         /* UP_SLOT_*: its place among the hub's open uploads (R-XFER-1) */
     uint64_t counted; /* bytes this item added to bytes_done */
     uint64_t skipped; /* of them, bytes that did not travel */
     uint8_t tid[FERRY_TID_LEN];
@@ -193,7 +196,19 @@ int up_send(struct ferry_upload *u, int32_t type, json_t *body);
 int up_send_open(struct ferry_upload *u, struct up_item *it, int32_t type);
 /* TransferComplete of it with its content id; the item then waits (IT_SENT). */
 int up_send_complete(struct ferry_upload *u, struct up_item *it, const char *cid);
-int up_send_cancel(struct ferry_upload *u, const uint8_t tid[static FERRY_TID_LEN]);
+/* TransferCancel of it (R-XFER-4): its last word. */
+int up_send_cancel(struct ferry_upload *u, struct up_item *it);
+/*
+ * The hub's count of open uploads (R-XFER-1): take a place for it (0, or 1
+ * when none is free now: the hub wakes the job once one is), give it back.
+ */
+int up_slot_take(struct ferry_upload *u, struct up_item *it);
+void up_slot_give(struct ferry_upload *u, struct up_item *it);
+/*
+ * The job stops: each upload it left open gets its TransferCancel, so the
+ * server's count and the hub's fall together; places taken and unused go back.
+ */
+void up_slots_drop(struct ferry_upload *u);
 
 /* upload_plan.c: the walk, on a worker thread; results read on the loop after. */
 struct up_plan {

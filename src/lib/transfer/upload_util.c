@@ -102,6 +102,39 @@ int up_send(struct ferry_upload *u, int32_t type, json_t *body)
     return ferry_session_send(ferry_hub_session(u->hub), type, body);
 }
 
+int up_slot_take(struct ferry_upload *u, struct up_item *it)
+{
+    if (it->open != UP_SLOT_NONE)
+        return 0;
+    if (!ferry_hub_may_upload(u->hub))
+        return 1;
+    ferry_hub_uploads(u->hub, 1);
+    it->open = UP_SLOT_TAKEN;
+    return 0;
+}
+
+void up_slot_give(struct ferry_upload *u, struct up_item *it)
+{
+    if (it->open == UP_SLOT_NONE)
+        return;
+    it->open = UP_SLOT_NONE;
+    /* May wake other jobs' ports (and this one's: its pump then runs again after). */
+    ferry_hub_uploads(u->hub, -1);
+}
+
+void up_slots_drop(struct ferry_upload *u)
+{
+    size_t k;
+
+    for (k = u->first_open; k < u->n; k++) {
+        struct up_item *it = &u->v[k];
+        if (it->open == UP_SLOT_SENT && it->has_tid && u->port != NULL)
+            (void)up_send_cancel(u, it); /* gives the place back, sent or not */
+        else
+            up_slot_give(u, it);
+    }
+}
+
 int up_send_open(struct ferry_upload *u, struct up_item *it, int32_t type)
 {
     char hex[2 * FERRY_TID_LEN + 1];
@@ -113,10 +146,14 @@ int up_send_open(struct ferry_upload *u, struct up_item *it, int32_t type)
         return rc;
     it->has_tid = 1;
     ferry_hex_encode(it->tid, FERRY_TID_LEN, hex);
-    return up_send(u, type,
-                   json_pack("{s:s, s:s, s:I, s:I, s:b}", "tid", hex, "path", it->remote, "size",
-                             (json_int_t)it->size, "mtime", (json_int_t)it->mtime, "exec",
-                             it->exec));
+    rc = up_send(u, type,
+                 json_pack("{s:s, s:s, s:I, s:I, s:b}", "tid", hex, "path", it->remote, "size",
+                           (json_int_t)it->size, "mtime", (json_int_t)it->mtime, "exec", it->exec));
+    /* A send that failed took no place on the server: the link is going (its count resets) or the
+     * job ends. */
+    if (rc == 0)
+        it->open = UP_SLOT_SENT;
+    return rc;
 }
 
 int up_send_complete(struct ferry_upload *u, struct up_item *it, const char *cid)
@@ -129,16 +166,20 @@ int up_send_complete(struct ferry_upload *u, struct up_item *it, const char *cid
     /* Sent or not, the item waits now: for Committed, or for on_down to requeue it. */
     if (it->state == IT_BUSY)
         it->state = IT_SENT;
+    up_slot_give(u, it);
     return rc;
 }
 
-int up_send_cancel(struct ferry_upload *u, const uint8_t tid[static FERRY_TID_LEN])
+int up_send_cancel(struct ferry_upload *u, struct up_item *it)
 {
     char hex[2 * FERRY_TID_LEN + 1];
+    int rc;
 
-    ferry_hex_encode(tid, FERRY_TID_LEN, hex);
+    ferry_hex_encode(it->tid, FERRY_TID_LEN, hex);
     /* R-XFER-4: a given-up upload ends with TransferCancel, its last word. */
-    return up_send(u, FERRY_MSG_TRANSFER_CANCEL, json_pack("{s:s}", "tid", hex));
+    rc = up_send(u, FERRY_MSG_TRANSFER_CANCEL, json_pack("{s:s}", "tid", hex));
+    up_slot_give(u, it);
+    return rc;
 }
 
 void up_flush(struct ferry_conn *c)
