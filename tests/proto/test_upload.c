@@ -494,19 +494,23 @@ static void test_open_uploads_bound(void **state)
     static struct seen s[OPEN_JOBS];
     struct ferry_upload *u[OPEN_JOBS];
     uint8_t *data[OPEN_JOBS];
-    char path[OPEN_JOBS][400], remote[OPEN_JOBS][64];
+    char dir[300], path[OPEN_JOBS][400], remote[OPEN_JOBS][64];
     const char *src[OPEN_JOBS][1];
-    size_t i, size;
+    size_t i;
 
     (void)state;
     server_start(&srv, quiet_args);
+    /* The files first: the hub's dial must not wait on them (its loop runs only later). */
+    snprintf(dir, sizeof(dir), "%s/open", srv.dir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    for (i = 0; i < OPEN_JOBS; i++) {
+        snprintf(path[i], sizeof(path[i]), "%s/c%zu.bin", dir, i);
+        snprintf(remote[i], sizeof(remote[i]), "/open/c%zu.bin", i);
+        data[i] = make_file(path[i], FERRY_UPLOAD_CHUNKED_MIN + i);
+        src[i][0] = path[i];
+    }
     bench_open(&b, &srv);
     for (i = 0; i < OPEN_JOBS; i++) {
-        size = FERRY_UPLOAD_CHUNKED_MIN + i;
-        snprintf(path[i], sizeof(path[i]), "%s/c%zu.bin", b.local, i);
-        snprintf(remote[i], sizeof(remote[i]), "/open/c%zu.bin", i);
-        data[i] = make_file(path[i], size);
-        src[i][0] = path[i];
         /* No extra links: every ChunkedUpload goes on the hub's one connection. */
         u[i] = job_new(&b, &s[i], src[i], 1, remote[i], 0, 0, 1, 0);
     }
