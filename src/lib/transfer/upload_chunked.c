@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,9 +41,12 @@ struct up_batch {
     struct up_batch *next;
     uint32_t n, k; /* chunks, and those laid out */
     int err;
-    uint8_t *buf;
+    uint8_t
+        tid[FERRY_TID_LEN]; /* the worker's copy: the item's may change once the file is dropped */
+    uint8_t *buf;           /* UP_BATCH_BUF: the chunks as frames, one after the other */
     uint32_t idx[CF_BATCH_CHUNKS];
     uint32_t len[CF_BATCH_CHUNKS];
+    uint32_t flen[CF_BATCH_CHUNKS]; /* framed */
     uint64_t foff[CF_BATCH_CHUNKS];
 };
 
@@ -282,25 +286,64 @@ static int scan_work(void *arg)
     return rc;
 }
 
+/*
+ * Lays chunk i of b out at w as chunk frames and reads its bytes into
+ * their places with one preadv: the loop then sends them as they are.
+ */
+static int read_framed(struct up_batch *b, uint32_t i, uint8_t *w)
+{
+    struct iovec iov[FERRY_CHUNK_MAX / FERRY_DATA_MAX + 1];
+    uint32_t len = b->len[i], off = 0, piece;
+    int niov = 0, k = 0;
+    uint64_t at = b->foff[i];
+    uint8_t *p = w;
+    ssize_t n;
+
+    if (len == 0 || len > FERRY_CHUNK_MAX)
+        return FERRY_EUSAGE;
+    while (off < len) {
+        piece = len - off > FERRY_DATA_MAX ? FERRY_DATA_MAX : len - off;
+        ferry_frame_header_encode(p, FERRY_FRAME_CHUNK, (uint32_t)(FERRY_CHUNK_HDR_LEN + piece));
+        ferry_chunk_frame_header_encode(p + FERRY_FRAME_HDR_LEN, b->tid, b->idx[i], off);
+        iov[niov].iov_base = p + UP_FRAME_OVERHEAD;
+        iov[niov++].iov_len = piece;
+        p += UP_FRAME_OVERHEAD + piece;
+        off += piece;
+    }
+    b->flen[i] = (uint32_t)(p - w);
+    while (k < niov) {
+        n = preadv(b->cf->fd, iov + k, niov - k, (off_t)at);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return FERRY_ECANCELED; /* it shrank since it was chunked */
+        at += (uint64_t)n;
+        /* A short read: go on from where it stopped. */
+        while (k < niov && (size_t)n >= iov[k].iov_len) {
+            n -= (ssize_t)iov[k].iov_len;
+            k++;
+        }
+        if (k < niov && n > 0) {
+            iov[k].iov_base = (uint8_t *)iov[k].iov_base + n;
+            iov[k].iov_len -= (size_t)n;
+        }
+    }
+    return 0;
+}
+
 static int batch_work(void *arg)
 {
     struct up_batch *b = arg;
-    size_t pos = 0, got;
+    size_t pos = 0;
     uint32_t i;
-    ssize_t n;
+    int rc;
 
     for (i = 0; i < b->n; i++) {
-        for (got = 0; got < b->len[i];) {
-            n = pread(b->cf->fd, b->buf + pos + got, b->len[i] - got, (off_t)(b->foff[i] + got));
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n < 0)
-                return -errno;
-            if (n == 0)
-                return FERRY_ECANCELED; /* it shrank since it was chunked */
-            got += (size_t)n;
-        }
-        pos += b->len[i];
+        if ((rc = read_framed(b, i, b->buf + pos)) != 0)
+            return rc;
+        pos += b->flen[i];
     }
     return 0;
 }
@@ -654,12 +697,13 @@ static int lay_batches(struct ferry_upload *u)
         return -ENOMEM;
     while ((b = cf->ready_head) != NULL && rc == 0 && !cf->failed) {
         for (pos = 0, i = 0; i < b->k; i++)
-            pos += b->len[i];
+            pos += b->flen[i];
         while (b->k < b->n) {
             if ((c = pick(u, &k, &pending)) == NULL || pending >= UP_OUT_HIGH || up_bw_wait(u))
                 goto out;
             i = b->k;
-            rc = up_lay_chunk(c, cf_item(cf)->tid, b->idx[i], b->buf + pos, b->len[i]);
+            /* Framed by the read task: TLS takes them from the batch's buffer. */
+            rc = ferry_conn_send_direct(c, b->buf + pos, b->flen[i]);
             if (rc == FERRY_ETOOBIG || rc == -ENOMEM || up_link_going(rc)) {
                 rc = 0;
                 goto out; /* no room after all (on drain), or the link is going (on_down) */
@@ -675,7 +719,7 @@ static int lay_batches(struct ferry_upload *u)
             up_bw_sent(u, b->len[i]);
             u->bytes_read += b->len[i];
             up_progress(u, cf_item(cf), b->len[i], 0);
-            pos += b->len[i];
+            pos += b->flen[i];
             b->k++;
         }
         cf->ready_head = b->next;
@@ -703,6 +747,7 @@ static int read_batches(struct ferry_upload *u)
         if ((b = ferry_calloc(1, sizeof(*b))) == NULL)
             return -ENOMEM;
         b->cf = cf;
+        memcpy(b->tid, cf_item(cf)->tid, FERRY_TID_LEN);
         bytes = 0;
         while (cf->need_head < cf->need_n && b->n < CF_BATCH_CHUNKS) {
             uint32_t idx = cf->need[cf->need_head], len = ent_len(cf, idx);

@@ -18,6 +18,7 @@
 #include "ferry/core.h"
 #include "ferry/crypto.h"
 #include "ferry/hub.h"
+#include "ferry/manifest.h"
 #include "ferry/pool.h"
 #include "ferry/upload.h"
 
@@ -82,7 +83,16 @@ struct up_link {
 #define UP_READ_AHEAD_MAX (8u << 20)
 /* Chunk bytes one read task brings (at least one chunk); its buffers are kept for the next. */
 #define UP_BATCH_BYTES (2u << 20)
-#define UP_SPARES_MAX  2
+/*
+ * A read task lays its chunks out as chunk frames (R-CHUNK-6), headers
+ * and all, so the loop hands them to TLS without copying them: a frame
+ * header per FERRY_DATA_MAX bytes, and one more per chunk at most.
+ */
+#define UP_FRAME_OVERHEAD (FERRY_FRAME_HDR_LEN + FERRY_CHUNK_HDR_LEN)
+#define UP_BATCH_BUF                                                                               \
+    (UP_BATCH_BYTES +                                                                              \
+     (UP_BATCH_BYTES / FERRY_DATA_MAX + UP_BATCH_BYTES / FERRY_CHUNK_MIN) * UP_FRAME_OVERHEAD)
+#define UP_SPARES_MAX 2
 /* Pool tasks of one job at once. */
 #define UP_POOL_MAX 4
 /* Output queued on a link before the job stops producing for it. */
@@ -175,7 +185,7 @@ void up_pump(struct ferry_upload *u);
 void up_kick(struct ferry_upload *u);
 void up_end(struct ferry_upload *u, int rc);
 void up_report(struct ferry_upload *u);
-/* A UP_BATCH_BYTES buffer (a kept one if any), and back (kept, or freed once freeing). */
+/* A UP_BATCH_BUF buffer (a kept one if any), and back (kept, or freed once freeing). */
 uint8_t *up_buf_get(struct ferry_upload *u);
 void up_buf_put(struct ferry_upload *u, uint8_t *p);
 void up_fail(struct ferry_upload *u, struct up_item *it, int rc, const char *why);
@@ -185,11 +195,9 @@ void up_uncount(struct ferry_upload *u, struct up_item *it, uint64_t n);
 /* --bwlimit: 0 when n bytes may go now, 1 when a timer will call up_pump later. */
 int up_bw_wait(struct ferry_upload *u);
 void up_bw_sent(struct ferry_upload *u, uint64_t n);
-/* Frames laid out in place on c: data frames of tid from off, chunk frames of one chunk. */
+/* Data frames of tid from off, laid out in place on c. */
 int up_lay_data(struct ferry_conn *c, const uint8_t tid[static FERRY_TID_LEN], uint64_t off,
                 const uint8_t *p, size_t len);
-int up_lay_chunk(struct ferry_conn *c, const uint8_t tid[static FERRY_TID_LEN], uint32_t index,
-                 const uint8_t *p, size_t len);
 void up_flush(struct ferry_conn *c);
 int up_send(struct ferry_upload *u, int32_t type, json_t *body);
 /* Upload or ChunkedUpload of it under a new tid, claimed on the hub. */

@@ -26,7 +26,7 @@ uint8_t *up_buf_get(struct ferry_upload *u)
 {
     if (u->nspare > 0)
         return u->spare[--u->nspare];
-    return ferry_malloc(UP_BATCH_BYTES);
+    return ferry_malloc(UP_BATCH_BUF);
 }
 
 void up_buf_put(struct ferry_upload *u, uint8_t *p)
@@ -201,33 +201,6 @@ int up_lay_data(struct ferry_conn *c, const uint8_t tid[static FERRY_TID_LEN], u
     if ((rc = ferry_conn_reserve(c, need, &w)) != 0)
         return rc;
     ferry_data_frames_encode(w, tid, off, p, len);
-    ferry_conn_commit(c, need);
-    return 0;
-}
-
-int up_lay_chunk(struct ferry_conn *c, const uint8_t tid[static FERRY_TID_LEN], uint32_t index,
-                 const uint8_t *p, size_t len)
-{
-    size_t frames = (len + FERRY_DATA_MAX - 1) / FERRY_DATA_MAX, need, piece;
-    uint32_t off = 0;
-    uint8_t *w;
-    int rc;
-
-    if (len == 0 || len > FERRY_CHUNK_MAX)
-        return FERRY_EUSAGE;
-    need = len + frames * (FERRY_FRAME_HDR_LEN + FERRY_CHUNK_HDR_LEN);
-    if ((rc = ferry_conn_reserve(c, need, &w)) != 0)
-        return rc;
-    while (len > 0) {
-        piece = len > FERRY_DATA_MAX ? FERRY_DATA_MAX : len;
-        ferry_frame_header_encode(w, FERRY_FRAME_CHUNK, (uint32_t)(FERRY_CHUNK_HDR_LEN + piece));
-        ferry_chunk_frame_header_encode(w + FERRY_FRAME_HDR_LEN, tid, index, off);
-        memcpy(w + FERRY_FRAME_HDR_LEN + FERRY_CHUNK_HDR_LEN, p, piece);
-        w += FERRY_FRAME_HDR_LEN + FERRY_CHUNK_HDR_LEN + piece;
-        p += piece;
-        off += (uint32_t)piece;
-        len -= piece;
-    }
     ferry_conn_commit(c, need);
     return 0;
 }
