@@ -126,7 +126,8 @@ void up_slots_drop(struct ferry_upload *u)
 {
     size_t k;
 
-    for (k = u->first_open; k < u->n; k++) {
+    /* All items: one that failed (so counts as over) may not have had its last word yet. */
+    for (k = 0; k < u->n; k++) {
         struct up_item *it = &u->v[k];
         if (it->open == UP_SLOT_SENT && it->has_tid && u->port != NULL)
             (void)up_send_cancel(u, it); /* gives the place back, sent or not */
