@@ -30,6 +30,8 @@
  * count per link (ferry_hub_tc_seq) and the window shared by every job's
  * Downloads: ferry_hub_may_download() says whether one more may be asked
  * for now, given the oldest acknowledgement any port still has to send.
+ * Uploads open at once are counted the same way, all jobs together, since
+ * the server closes a connection that opens more than 64 (R-XFER-1).
  *
  * Ownership: the library allocates the hub and its ports; both are opaque.
  * Everything runs on the loop thread. A port may be closed from inside any
@@ -49,6 +51,8 @@
 #define FERRY_HUB_ROUTES_MAX (1u << 20)
 /* Downloads asked for and not finished on one link, all jobs together (R-PIPE-1). */
 #define FERRY_HUB_DOWNLOADS_MAX 64
+/* Uploads open on one link, all jobs together (R-XFER-1: the 65th closes the connection). */
+#define FERRY_HUB_UPLOADS_MAX 64
 /* R-XFER-3: acknowledgements a server may remember that the hub counts on, at most. */
 #define FERRY_HUB_ACKS_MAX 1024
 /* A port holding no acknowledgement. */
@@ -126,5 +130,14 @@ void ferry_hub_port_hold(struct ferry_hub_port *p, uint64_t seq);
 int ferry_hub_may_download(const struct ferry_hub *h);
 /* A Download was sent (+1) or finished, failed or was given up (-1). */
 void ferry_hub_downloads(struct ferry_hub *h, int delta);
+/*
+ * Uploads: whether one more may be opened on this link now; +1 when a job
+ * takes a place for one (before its Upload or ChunkedUpload), -1 when it
+ * sent the upload's last word (TransferComplete or TransferCancel) or
+ * gave the place up unused. The count starts from 0 on every link. When a
+ * place frees up after the count was full, every port hears on_drain.
+ */
+int ferry_hub_may_upload(const struct ferry_hub *h);
+void ferry_hub_uploads(struct ferry_hub *h, int delta);
 
 #endif

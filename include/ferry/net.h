@@ -138,6 +138,14 @@ int ferry_conn_send_cmd(struct ferry_conn *c, int32_t type, json_t *body);
 /* Queues raw frame bytes (already framed). */
 int ferry_conn_send_raw(struct ferry_conn *c, const void *p, size_t n);
 /*
+ * Sends raw frame bytes from the caller's memory without first copying
+ * them into the output queue: when nothing is queued before them and the
+ * connection is not inside its input, TLS encrypts straight from p; what
+ * cannot go that way (or the window does not take now) is queued as by
+ * ferry_conn_send_raw. p is the caller's again on return.
+ */
+int ferry_conn_send_direct(struct ferry_conn *c, const void *p, size_t n);
+/*
  * Room for n bytes of frames at the end of the output, to be laid out in
  * place (one copy fewer than building them elsewhere): *p points at it.
  * FERRY_ETOOBIG past FERRY_NET_OUT_MAX, -ENOMEM, or FERRY_ECANCELED once

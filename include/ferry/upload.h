@@ -7,7 +7,8 @@
  * walked there, names the protocol cannot carry refused by name, R-NAME-1);
  * then the job moves items in order: a folder is a Mkdir; a file under
  * FERRY_UPLOAD_CHUNKED_MIN (or any file to a 1.0 server) is an Upload with
- * its bytes read and hashed on the pool (R-XFER-2); a bigger one is a
+ * its bytes read and hashed on the pool, small files many to a task
+ * (R-XFER-2); a bigger one is a
  * ChunkedUpload (R-CHUNK-4..8): its chunk list comes from the local index
  * or is cut and hashed on the pool while it goes out, and only the chunks
  * the server asks for are read (on the pool) and sent, spread over the
@@ -81,9 +82,10 @@ int ferry_upload_new(struct ferry_hub *hub, const struct ferry_upload_spec *spec
 /* Begins planning; FERRY_EUSAGE when started twice. */
 int ferry_upload_start(struct ferry_upload *u);
 /*
- * Stops the job: nothing more is sent, transfers not confirmed are left to
- * the server to drop (R-XFER-5), and on_done(FERRY_ECANCELED) runs inside
- * this call unless it ran before.
+ * Stops the job: nothing more is sent but the TransferCancel of each upload
+ * it left open (R-XFER-4, so the hub's link keeps its places, R-XFER-1);
+ * transfers not confirmed are left to the server to drop (R-XFER-5), and
+ * on_done(FERRY_ECANCELED) runs inside this call unless it ran before.
  */
 void ferry_upload_cancel(struct ferry_upload *u);
 void ferry_upload_stats(const struct ferry_upload *u, struct ferry_upload_stats *st);

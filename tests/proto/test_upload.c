@@ -39,6 +39,12 @@ struct seen {
     int notes;
     int cancel_at_progress; /* cancel from the first progress report */
     struct ferry_upload *u;
+    /* Runs once, at the first report of a planned job, before any file is read. */
+    void (*at_plan)(struct seen *s);
+    void *plan_arg;
+    int nfailed; /* items that failed, in order */
+    int failed_rc[8];
+    char failed[8][300];
 };
 
 static void on_progress(void *arg, const struct ferry_job_progress *p)
@@ -52,6 +58,11 @@ static void on_progress(void *arg, const struct ferry_job_progress *p)
     s->bytes_done = p->bytes_done;
     s->bytes_total = p->bytes_total;
     s->files_done = p->files_done;
+    if (s->at_plan != NULL && p->bytes_total > 0) {
+        void (*fn)(struct seen *) = s->at_plan;
+        s->at_plan = NULL;
+        fn(s);
+    }
     if (s->cancel_at_progress && p->bytes_done > 0 && s->done_calls == 0) {
         ferry_upload_cancel(s->u);
         /* on_done ran inside the cancel, exactly once. */
@@ -68,6 +79,10 @@ static void on_item(void *arg, const char *label, int rc, const char *why)
     s->items++;
     s->item_rc = rc;
     snprintf(s->item_label, sizeof(s->item_label), "%s", label != NULL ? label : "");
+    if (s->nfailed < 8) {
+        s->failed_rc[s->nfailed] = rc;
+        snprintf(s->failed[s->nfailed++], sizeof(s->failed[0]), "%s", s->item_label);
+    }
 }
 
 static void on_note(void *arg, const char *text)
@@ -84,6 +99,16 @@ static void on_done(void *arg, int rc)
 
     s->done_calls++;
     s->done_rc = rc;
+}
+
+static int failed_with(const struct seen *s, const char *label)
+{
+    int i;
+
+    for (i = 0; i < s->nfailed; i++)
+        if (strcmp(s->failed[i], label) == 0)
+            return s->failed_rc[i];
+    return 1;
 }
 
 static const struct ferry_job_ops job_ops = {
@@ -429,12 +454,150 @@ static void test_tree_and_failures(void **state)
     server_cleanup(&srv);
 }
 
+#define OPEN_JOBS (FERRY_HUB_UPLOADS_MAX + 16)
+
+/*
+ * More jobs on one hub than a connection may have uploads open (R-XFER-1:
+ * the 65th is Error 9 and a close): each job's chunked file holds its
+ * upload open until its chunks are in, so the hub counts them for all jobs
+ * and the last ones wait for a place. Every job ends well on the one link.
+ */
+static void test_open_uploads_bound(void **state)
+{
+    struct server srv;
+    struct bench b;
+    static struct seen s[OPEN_JOBS];
+    struct ferry_upload *u[OPEN_JOBS];
+    uint8_t *data[OPEN_JOBS];
+    char dir[300], path[OPEN_JOBS][400], remote[OPEN_JOBS][64];
+    const char *src[OPEN_JOBS][1];
+    size_t i;
+
+    (void)state;
+    server_start(&srv, quiet_args);
+    /* The files first: the hub's dial must not wait on them (its loop runs only later). */
+    snprintf(dir, sizeof(dir), "%s/open", srv.dir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    for (i = 0; i < OPEN_JOBS; i++) {
+        snprintf(path[i], sizeof(path[i]), "%s/c%zu.bin", dir, i);
+        snprintf(remote[i], sizeof(remote[i]), "/open/c%zu.bin", i);
+        data[i] = make_file(path[i], FERRY_UPLOAD_CHUNKED_MIN + i);
+        src[i][0] = path[i];
+    }
+    bench_open(&b, &srv);
+    for (i = 0; i < OPEN_JOBS; i++) {
+        /* No extra links: every ChunkedUpload goes on the hub's one connection. */
+        u[i] = job_new(&b, &s[i], src[i], 1, remote[i], 0, 0, 1, 0);
+    }
+    run_jobs(&b, s, OPEN_JOBS);
+    for (i = 0; i < OPEN_JOBS; i++) {
+        assert_int_equal(s[i].done_calls, 1);
+        assert_int_equal(s[i].done_rc, 0);
+        assert_int_equal(s[i].items, 0);
+        assert_int_equal(s[i].files_done, 1);
+        ferry_upload_free(u[i]);
+    }
+    for (i = 0; i < OPEN_JOBS; i++) {
+        assert_int_equal(fetch(&b.cl, remote[i], data[i], FERRY_UPLOAD_CHUNKED_MIN + i), 0);
+        free(data[i]);
+    }
+    bench_close(&b);
+    assert_int_equal(server_stop(&srv), 0);
+    server_cleanup(&srv);
+}
+
+#define SMALLS 150
+
+/* The paths the batch test spoils once the job is planned. */
+struct spoil {
+    char gone[450], dir[450], fifo[450];
+};
+
+static void spoil_files(struct seen *s)
+{
+    struct spoil *sp = s->plan_arg;
+
+    /* Planned as regular files, each is now something the read refuses. */
+    assert_int_equal(unlink(sp->gone), 0);
+    assert_int_equal(unlink(sp->dir), 0);
+    assert_int_equal(mkdir(sp->dir, 0700), 0);
+    assert_int_equal(unlink(sp->fifo), 0);
+    assert_int_equal(mkfifo(sp->fifo, 0600), 0);
+}
+
+/*
+ * Small files travel as plain Uploads (R-XFER-2) read in batches: a file
+ * that vanished after planning, one that became a folder and one that
+ * became a FIFO (which must not hang the read) fail each for itself,
+ * named, while every other file of their batches arrives whole.
+ */
+static void test_small_batch_failures(void **state)
+{
+    struct server srv;
+    struct bench b;
+    struct seen s;
+    struct spoil sp;
+    struct ferry_upload *u;
+    struct ferry_upload_stats st;
+    char dir[400], path[SMALLS][450], remote[SMALLS][64];
+    uint8_t *data[SMALLS];
+    const char *src[1];
+    size_t i;
+
+    (void)state;
+    server_start(&srv, quiet_args);
+    bench_open(&b, &srv);
+    snprintf(dir, sizeof(dir), "%s/smalls", b.local);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    for (i = 0; i < SMALLS; i++) {
+        snprintf(path[i], sizeof(path[i]), "%s/f%03zu", dir, i);
+        snprintf(remote[i], sizeof(remote[i]), "/smalls/f%03zu", i);
+        /* Mostly 4 KiB, a few up to the chunked threshold, so batches end by bytes too. */
+        data[i] = make_file(path[i], i % 50 == 7 ? (1u << 20) - 1 - i : 4096 + i);
+    }
+    snprintf(sp.gone, sizeof(sp.gone), "%s", path[10]);
+    snprintf(sp.dir, sizeof(sp.dir), "%s", path[70]);
+    snprintf(sp.fifo, sizeof(sp.fifo), "%s", path[120]);
+    src[0] = dir;
+    memset(&s, 0, sizeof(s));
+    u = job_new(&b, &s, src, 1, "/", 1, 1, 0, 0);
+    s.at_plan = spoil_files;
+    s.plan_arg = &sp;
+    run_jobs(&b, &s, 1);
+    assert_null(s.at_plan); /* it ran */
+    assert_int_equal(s.done_calls, 1);
+    assert_int_equal(s.done_rc, 0);
+    assert_int_equal(s.nfailed, 3);
+    assert_int_equal(failed_with(&s, sp.gone), -ENOENT);
+    assert_int_equal(failed_with(&s, sp.dir), FERRY_EISDIR);
+    assert_int_equal(failed_with(&s, sp.fifo), FERRY_EISDIR);
+    ferry_upload_stats(u, &st);
+    assert_int_equal(st.items_failed, 3);
+    assert_int_equal(st.items_done, SMALLS - 3 + 1); /* the folder too */
+    assert_int_equal(st.items_left, 0);
+    assert_int_equal(st.job.files_done, SMALLS - 3);
+    ferry_upload_free(u);
+    for (i = 0; i < SMALLS; i++) {
+        size_t size = i % 50 == 7 ? (1u << 20) - 1 - i : 4096 + i;
+        if (i == 10 || i == 70 || i == 120)
+            assert_int_equal(fetch(&b.cl, remote[i], data[i], size), 5);
+        else
+            assert_int_equal(fetch(&b.cl, remote[i], data[i], size), 0);
+        free(data[i]);
+    }
+    bench_close(&b);
+    assert_int_equal(server_stop(&srv), 0);
+    server_cleanup(&srv);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_many_jobs_one_hub, harness_teardown),
         cmocka_unit_test_teardown(test_cancel, harness_teardown),
         cmocka_unit_test_teardown(test_tree_and_failures, harness_teardown),
+        cmocka_unit_test_teardown(test_small_batch_failures, harness_teardown),
+        cmocka_unit_test_teardown(test_open_uploads_bound, harness_teardown),
     };
     int rc;
 

@@ -37,6 +37,8 @@ struct side {
     int32_t last_type;
     char peer[FERRY_ID_LEN + 1];
     uint64_t sent, received;
+    uint64_t data_bytes; /* data frames taken, in order */
+    int data_bad;        /* one came out of order or with the wrong bytes */
 };
 
 struct fx {
@@ -131,13 +133,30 @@ static int srv_ready(struct ferry_conn *c)
     return 0;
 }
 
-/* Every command is answered with Ok. */
+/* The byte at offset off of the data the direct-send test sends. */
+static uint8_t pattern(uint64_t off)
+{
+    return (uint8_t)(off * 131 + (off >> 11));
+}
+
+/* Every command is answered with Ok; data frames are checked against pattern(). */
 static int srv_frame(struct ferry_conn *c, const struct ferry_frame *f)
 {
     struct side *s = ferry_conn_data(c);
+    struct ferry_data d;
+    size_t i;
 
     if (f->type == FERRY_FRAME_HEARTBEAT)
         return 0;
+    if (f->type == FERRY_FRAME_DATA) {
+        if (ferry_data_decode(f->payload, f->payload_len, &d) != 0 || d.offset != s->data_bytes)
+            s->data_bad = 1;
+        for (i = 0; i < d.len; i++)
+            if (d.bytes[i] != pattern(d.offset + i))
+                s->data_bad = 1;
+        s->data_bytes += d.len;
+        return 0;
+    }
     if (decode_type(f, &s->last_type) != 0)
         return FERRY_EPROTO;
     s->frames++;
@@ -294,6 +313,86 @@ static void test_accept_wrong_peer(void **state)
     assert_int_equal(f->srv.err, FERRY_EPIN);
     assert_int_equal(f->srv.frames, 0);
     assert_int_equal(f->cli.frames, 0);
+}
+
+/* Data frames of [off, off + len) of pattern() in a fresh buffer of *n bytes. */
+static uint8_t *pattern_frames(uint64_t off, size_t len, size_t *n)
+{
+    static const uint8_t tid[FERRY_TID_LEN] = {7};
+    uint8_t *src = malloc(len), *out;
+    size_t i;
+
+    assert_non_null(src);
+    for (i = 0; i < len; i++)
+        src[i] = pattern(off + i);
+    *n = ferry_data_frames_len(len);
+    assert_non_null(out = malloc(*n));
+    ferry_data_frames_encode(out, tid, off, src, len);
+    free(src);
+    return out;
+}
+
+#define DIRECT_A 5000   /* queued the usual way */
+#define DIRECT_B 70000  /* sent directly behind A: copied after it */
+#define DIRECT_C 600000 /* sent directly with nothing queued: straight to TLS */
+
+/* Outside input (a timer), so nothing holds the direct path back but what is queued. */
+static void direct_kick(uv_timer_t *t)
+{
+    struct fx *f = t->data;
+    struct ferry_conn *c = f->cli.c;
+    size_t na, nb, nc;
+    uint8_t *a = pattern_frames(0, DIRECT_A, &na), *b = pattern_frames(DIRECT_A, DIRECT_B, &nb),
+            *cc = pattern_frames(DIRECT_A + DIRECT_B, DIRECT_C, &nc);
+
+    uv_close((uv_handle_t *)t, NULL);
+    assert_int_equal(ferry_conn_send_raw(c, a, na), 0);
+    assert_int_equal(ferry_conn_queued(c), na);
+    /* Behind queued bytes it must wait its turn: copied in after them. */
+    assert_int_equal(ferry_conn_send_direct(c, b, nb), 0);
+    assert_int_equal(ferry_conn_queued(c), na + nb);
+    assert_int_equal(ferry_conn_flush(c), 0);
+    assert_int_equal(ferry_conn_queued(c), 0);
+    /* Nothing queued: TLS takes it from the caller's buffer, none of it is copied in. */
+    assert_int_equal(ferry_conn_send_direct(c, cc, nc), 0);
+    assert_int_equal(ferry_conn_queued(c), 0);
+    free(a);
+    free(b);
+    free(cc);
+    /* The Ok to this Ping comes after every data byte was taken. */
+    assert_int_equal(send_cmd(c, FERRY_MSG_PING), 0);
+}
+
+static int direct_ready(struct ferry_conn *c)
+{
+    struct side *s = ferry_conn_data(c);
+    static uv_timer_t kick;
+
+    s->ready = 1;
+    uv_timer_init(&s->fx->loop, &kick);
+    kick.data = s->fx;
+    return uv_timer_start(&kick, direct_kick, 0, 0);
+}
+
+static const struct ferry_conn_ops direct_ops = {
+    .on_ready = direct_ready, .on_frame = cli_frame, .on_close = cli_close};
+
+/* ferry_conn_send_direct: frames arrive whole and in order, whichever path they took. */
+static void test_send_direct(void **state)
+{
+    struct fx *f = *state;
+    struct ferry_conn_cfg cfg = {
+        .ctx = f->cli_ctx, .ops = &direct_ops, .heartbeat_ms = 30000, .idle_ms = 90000};
+
+    assert_int_equal(ferry_conn_dial(&f->loop, &cfg, NULL, "127.0.0.1", f->port, f->srv_id.id,
+                                     &f->cli, &f->cli.c),
+                     0);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_false(f->guard_fired);
+    assert_int_equal(f->cli.last_type, FERRY_MSG_OK);
+    assert_int_equal(f->srv.data_bytes, DIRECT_A + DIRECT_B + DIRECT_C);
+    assert_false(f->srv.data_bad);
+    assert_int_equal(f->cli.err, 0);
 }
 
 /* A dial to a port nobody listens on ends in on_close with the reason, never on_ready. */
@@ -688,6 +787,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dial_wrong_pin, setup, teardown),
         cmocka_unit_test_setup_teardown(test_accept_wrong_peer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dial_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_direct, setup, teardown),
         cmocka_unit_test(test_backoff),
         cmocka_unit_test_setup_teardown(test_client_call_and_wait, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_flush_timeout, setup, teardown),

@@ -236,6 +236,40 @@ int ferry_conn_flush(struct ferry_conn *c)
     return push_ciphertext(c) != 0 ? FERRY_EINTERNAL : 0;
 }
 
+int ferry_conn_send_direct(struct ferry_conn *c, const void *p, size_t n)
+{
+    size_t max_queued = c->tx_window != 0 ? c->tx_window : SIZE_MAX;
+    const uint8_t *b = p;
+    int w, rc;
+
+    if (c->closing)
+        return FERRY_ECANCELED;
+    /*
+     * Straight to TLS only behind nothing: frames stay in order. Inside input
+     * the connection writes after (as ferry_conn_flush is not called there).
+     */
+    while (n > 0 && c->ready && !c->in_process && !uv_is_closing((uv_handle_t *)&c->tcp) &&
+           ferry_buf_used(&c->out) == 0 &&
+           c->queued + (c->tx != NULL ? c->tx->len : 0) < max_queued) {
+        ERR_clear_error();
+        w = SSL_write(c->ssl, b, (int)(n > NET_FLUSH_BYTES ? NET_FLUSH_BYTES : n));
+        if (w <= 0 || (c->tx != NULL && c->tx->len >= NET_FLUSH_BYTES && push_ciphertext(c) != 0)) {
+            /* Part of a frame may be out: the stream cannot go on. */
+            net_conn_abort(c, -EPIPE);
+            return FERRY_ECANCELED;
+        }
+        b += w;
+        n -= (size_t)w;
+    }
+    if (n == 0)
+        return 0;
+    if ((rc = ferry_buf_append(&c->out, b, n)) != 0 && b != p) {
+        net_conn_abort(c, rc); /* the rest of a frame begun cannot wait for room */
+        return FERRY_ECANCELED;
+    }
+    return rc;
+}
+
 size_t ferry_conn_pending(const struct ferry_conn *c)
 {
     return ferry_buf_used(&c->out) + c->queued;

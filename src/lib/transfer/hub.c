@@ -46,6 +46,8 @@ struct ferry_hub {
     struct ferry_hub_port orphan;
     uint64_t tc_seq;    /* R-RECV-5 on this link */
     uint64_t downloads; /* Downloads in flight on this link */
+    uint64_t uploads;   /* uploads open on this link, or places taken for them */
+    int uploads_full;   /* the count reached its bound: wake the ports when it falls */
     uint64_t gen;
 };
 
@@ -341,6 +343,8 @@ static void hub_up(struct ferry_session *s, const struct ferry_session_info *inf
     /* A new link: a new memory of acknowledgements on the server (R-RECV-5). */
     h->tc_seq = 0;
     h->downloads = 0;
+    h->uploads = 0;
+    h->uploads_full = 0;
     if (h->owner != NULL && h->owner->on_up != NULL)
         h->owner->on_up(h, info);
     h->depth++;
@@ -358,6 +362,8 @@ static void hub_down(struct ferry_session *s, int rc, uint64_t wait_ms)
 
     h->up = 0;
     h->downloads = 0;
+    h->uploads = 0;
+    h->uploads_full = 0;
     forget_orphans(h);
     h->depth++;
     for (p = h->ports; p != NULL; p = p->next)
@@ -369,9 +375,8 @@ static void hub_down(struct ferry_session *s, int rc, uint64_t wait_ms)
         h->owner->on_down(h, rc, wait_ms);
 }
 
-static void hub_drain(struct ferry_session *s)
+static void wake_ports(struct ferry_hub *h)
 {
-    struct ferry_hub *h = ferry_session_data(s);
     struct ferry_hub_port *p;
 
     h->depth++;
@@ -382,6 +387,11 @@ static void hub_drain(struct ferry_session *s)
     sweep(h);
 }
 
+static void hub_drain(struct ferry_session *s)
+{
+    wake_ports(ferry_session_data(s));
+}
+
 static void hub_closed(struct ferry_session *s, int rc)
 {
     struct ferry_hub *h = ferry_session_data(s);
@@ -389,6 +399,8 @@ static void hub_closed(struct ferry_session *s, int rc)
 
     h->up = 0;
     h->downloads = 0;
+    h->uploads = 0;
+    h->uploads_full = 0;
     h->depth++;
     for (p = h->ports; p != NULL; p = p->next)
         if (!p->dead && p->ops->on_close != NULL)
@@ -579,4 +591,25 @@ void ferry_hub_downloads(struct ferry_hub *h, int delta)
         h->downloads -= (uint64_t)-delta;
     else
         h->downloads = 0;
+}
+
+int ferry_hub_may_upload(const struct ferry_hub *h)
+{
+    return h->up && h->uploads < FERRY_HUB_UPLOADS_MAX;
+}
+
+void ferry_hub_uploads(struct ferry_hub *h, int delta)
+{
+    if (delta > 0) {
+        h->uploads += (uint64_t)delta;
+        if (h->uploads >= FERRY_HUB_UPLOADS_MAX)
+            h->uploads_full = 1;
+        return;
+    }
+    h->uploads = h->uploads >= (uint64_t)-delta ? h->uploads - (uint64_t)-delta : 0;
+    /* A job that found no place waits for no event of its own: it hears this one. */
+    if (h->uploads_full && h->uploads < FERRY_HUB_UPLOADS_MAX && h->up) {
+        h->uploads_full = 0;
+        wake_ports(h);
+    }
 }

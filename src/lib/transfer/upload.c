@@ -24,11 +24,12 @@ struct up_read {
     size_t idx;
     uint32_t gen;
     int fd;
-    int opened;  /* Upload was sent */
-    int err;     /* the read's error (-errno), or FERRY_ECANCELED: it changed */
-    int last;    /* this block ends the file */
-    int changed; /* the file changed while it was read */
-    int big;     /* planned as a stream of several blocks: one at a time */
+    int opened;     /* Upload was sent */
+    int err;        /* the read's error (-errno), or FERRY_ECANCELED: it changed */
+    int last;       /* this block ends the file */
+    int changed;    /* the file changed while it was read */
+    int big;        /* planned as a stream of several blocks: one at a time */
+    uint64_t ahead; /* what it counts in u->read_bytes */
     struct stat st;
     uint64_t off; /* bytes laid out before buf */
     uint8_t *buf;
@@ -36,6 +37,15 @@ struct up_read {
     struct ferry_sha256 sha;
     int sha_on;
     char cid[FERRY_CID_LEN + 1];
+};
+
+/* Small files read and hashed by one pool task, handed back together. */
+struct up_fbatch {
+    struct ferry_upload *u;
+    size_t n;
+    uint64_t bytes;
+    struct up_read *r[UP_FBATCH_FILES];
+    int rc[UP_FBATCH_FILES]; /* each file's own result: one that failed spoils no other */
 };
 
 /* A Mkdir in flight: the job forgets it when freed, the reply then frees it alone. */
@@ -52,6 +62,7 @@ static void up_finish(struct ferry_upload *u, int rc)
     if (u->finished)
         return;
     u->finished = 1;
+    up_slots_drop(u);
     up_links_close(u);
     if (u->bw_waiting) {
         uv_timer_stop(&u->bw_timer);
@@ -136,6 +147,7 @@ static void read_free(struct up_read *r)
 static void read_end(struct ferry_upload *u, struct up_read *r)
 {
     u->reads--;
+    u->read_bytes -= r->ahead;
     if (r->big)
         u->stream_busy = 0;
     read_free(r);
@@ -151,7 +163,8 @@ static int read_work(void *arg)
     size_t got = 0;
 
     if (r->fd < 0) {
-        r->fd = open(r->u->v[r->idx].local, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        /* O_NONBLOCK: a FIFO put in the file's place must not hold the worker. */
+        r->fd = open(r->u->v[r->idx].local, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
         if (r->fd < 0)
             return -errno;
         if (fstat(r->fd, &r->st) != 0 || !S_ISREG(r->st.st_mode))
@@ -198,10 +211,9 @@ static int read_work(void *arg)
     return 0;
 }
 
-static void read_done(void *arg, int status)
+/* A read's task is over: the block waits its turn to go out, or the file failed alone. */
+static void read_over(struct ferry_upload *u, struct up_read *r, int status)
 {
-    struct up_read *r = arg;
-    struct ferry_upload *u = r->u;
     struct up_item *it;
 
     if (u->freeing || r->gen != u->gen || u->finished) {
@@ -209,18 +221,15 @@ static void read_done(void *arg, int status)
         if (r->gen != u->gen && r->big)
             r->big = 0; /* the turn was given back when the link was lost */
         read_end(u, r);
-        if (!u->freeing)
-            up_pump(u);
         return;
     }
     it = &u->v[r->idx];
     if (status != 0) {
         if (r->opened)
-            up_send_cancel(u, it->tid);
+            up_send_cancel(u, it);
         up_fail(u, it, status,
                 status == FERRY_EISDIR ? "not a regular file" : ferry_strerror(status));
         read_end(u, r);
-        up_pump(u);
         return;
     }
     r->err = 0;
@@ -230,7 +239,16 @@ static void read_done(void *arg, int status)
     else
         u->ready_head = r;
     u->ready_tail = r;
-    up_pump(u);
+}
+
+static void read_done(void *arg, int status)
+{
+    struct up_read *r = arg;
+    struct ferry_upload *u = r->u;
+
+    read_over(u, r, status);
+    if (!u->freeing)
+        up_pump(u);
 }
 
 static int submit_read(struct ferry_upload *u, struct up_read *r)
@@ -239,27 +257,88 @@ static int submit_read(struct ferry_upload *u, struct up_read *r)
     return ferry_pool_submit(u->pool, read_work, read_done, r, NULL);
 }
 
-static int start_read(struct ferry_upload *u, size_t idx, int big)
+static struct up_read *read_new(struct ferry_upload *u, size_t idx, int big)
 {
     struct up_read *r = ferry_calloc(1, sizeof(*r));
-    int rc;
 
     if (r == NULL)
-        return -ENOMEM;
+        return NULL;
     r->u = u;
     r->idx = idx;
     r->fd = -1;
     r->big = big;
+    r->gen = u->gen;
+    r->ahead = big || u->v[idx].size > UP_READ_BLOCK ? UP_READ_BLOCK : u->v[idx].size;
     u->v[idx].state = IT_BUSY;
+    u->reads++;
+    u->read_bytes += r->ahead;
+    return r;
+}
+
+/* A stream (a big file to a 1.0 server): one task per block, in order. */
+static int start_stream(struct ferry_upload *u, size_t idx)
+{
+    struct up_read *r = read_new(u, idx, 1);
+    int rc;
+
+    if (r == NULL)
+        return -ENOMEM;
     if ((rc = submit_read(u, r)) != 0) {
-        ferry_free(r);
+        read_end(u, r);
         u->v[idx].state = IT_QUEUED;
         return rc;
     }
-    u->reads++;
-    if (big)
-        u->stream_busy = 1;
+    u->stream_busy = 1;
     return 0;
+}
+
+/* A worker reads and hashes every file of the batch; each keeps its own result. */
+static int fbatch_work(void *arg)
+{
+    struct up_fbatch *b = arg;
+    size_t i;
+
+    for (i = 0; i < b->n; i++) {
+        b->rc[i] = read_work(b->r[i]);
+        /* Its fd is done with: a batch of 64 holds none open on the loop. */
+        if (b->r[i]->last && b->r[i]->fd >= 0) {
+            close(b->r[i]->fd);
+            b->r[i]->fd = -1;
+        }
+    }
+    return 0;
+}
+
+static void fbatch_done(void *arg, int status)
+{
+    struct up_fbatch *b = arg;
+    struct ferry_upload *u = b->u;
+    size_t i;
+
+    u->fbatches--;
+    /* In plan order; a file that vanished or cannot be read fails alone. */
+    for (i = 0; i < b->n; i++)
+        read_over(u, b->r[i], status != 0 ? status : b->rc[i]);
+    ferry_free(b);
+    if (!u->freeing)
+        up_pump(u);
+}
+
+static int fbatch_submit(struct ferry_upload *u, struct up_fbatch *b)
+{
+    size_t i;
+    int rc;
+
+    if ((rc = ferry_pool_submit(u->pool, fbatch_work, fbatch_done, b, NULL)) == 0) {
+        u->fbatches++;
+        return 0;
+    }
+    for (i = 0; i < b->n; i++) {
+        u->v[b->r[i]->idx].state = IT_QUEUED;
+        read_end(u, b->r[i]);
+    }
+    ferry_free(b);
+    return rc;
 }
 
 /*
@@ -271,7 +350,6 @@ static int lay_read(struct ferry_upload *u, struct up_read *r)
 {
     struct ferry_conn *c = ferry_session_conn(ferry_hub_session(u->hub));
     struct up_item *it = &u->v[r->idx];
-    char hex[2 * FERRY_TID_LEN + 1];
     int rc;
 
     if (c == NULL || ferry_conn_pending(c) >= UP_OUT_HIGH || up_bw_wait(u))
@@ -279,16 +357,10 @@ static int lay_read(struct ferry_upload *u, struct up_read *r)
     if (!r->opened) {
         it->size = (uint64_t)r->st.st_size;
         it->mtime = (int64_t)r->st.st_mtim.tv_sec * 1000000000 + r->st.st_mtim.tv_nsec;
-        ferry_random(it->tid, sizeof(it->tid));
-        it->has_tid = 1;
-        ferry_hex_encode(it->tid, FERRY_TID_LEN, hex);
-        if ((rc = ferry_hub_claim_tid(u->port, it->tid)) != 0)
-            return rc;
-        rc = up_send(u, FERRY_MSG_UPLOAD,
-                     json_pack("{s:s, s:s, s:I, s:I, s:b}", "tid", hex, "path", it->remote, "size",
-                               (json_int_t)it->size, "mtime", (json_int_t)it->mtime, "exec",
-                               it->exec));
-        if (rc != 0)
+        /* No place among the hub's open uploads now: the hub wakes the job once there is. */
+        if (up_slot_take(u, it) != 0)
+            return 1;
+        if ((rc = up_send_open(u, it, FERRY_MSG_UPLOAD)) != 0)
             return rc;
         r->opened = 1;
         u->cur_name = it->local;
@@ -309,14 +381,10 @@ static int lay_read(struct ferry_upload *u, struct up_read *r)
     }
     if (r->last) {
         if (r->changed) {
-            rc = up_send_cancel(u, it->tid);
+            rc = up_send_cancel(u, it);
             up_fail(u, it, FERRY_ECANCELED, "changed while being read; run the upload again");
         } else {
-            ferry_hex_encode(it->tid, FERRY_TID_LEN, hex);
-            rc = up_send(u, FERRY_MSG_TRANSFER_COMPLETE,
-                         json_pack("{s:s, s:s}", "tid", hex, "hash", r->cid));
-            if (it->state == IT_BUSY)
-                it->state = IT_SENT;
+            rc = up_send_complete(u, it, r->cid);
         }
     }
     up_report(u);
@@ -375,15 +443,43 @@ static void requeue(struct ferry_upload *u)
         if (it->has_tid)
             ferry_hub_release_tid(u->port, it->tid);
         it->has_tid = 0;
+        it->open = UP_SLOT_NONE; /* the hub counts from 0 on the next link */
     }
     u->cursor = u->first_open;
+}
+
+/*
+ * Adds the small file idx to the batch being gathered (*bp, made if NULL),
+ * and submits the batch once it is full. 1 when read-ahead is at its
+ * bound (the file stays queued), 0 taken, < 0 for the job.
+ */
+static int fbatch_add(struct ferry_upload *u, struct up_fbatch **bp, size_t idx)
+{
+    struct up_fbatch *b = *bp;
+    struct up_read *r;
+
+    if (u->reads >= UP_READS_MAX || u->read_bytes >= UP_READ_AHEAD_MAX ||
+        (b == NULL && u->fbatches >= UP_FBATCHES_MAX))
+        return 1;
+    if (b == NULL && (b = *bp = ferry_calloc(1, sizeof(*b))) == NULL)
+        return -ENOMEM;
+    b->u = u;
+    if ((r = read_new(u, idx, 0)) == NULL)
+        return -ENOMEM;
+    b->r[b->n++] = r;
+    b->bytes += r->ahead;
+    if (b->n < UP_FBATCH_FILES && b->bytes < UP_FBATCH_BYTES)
+        return 0;
+    *bp = NULL;
+    return fbatch_submit(u, b);
 }
 
 /* Starts what the cursor reaches while there is room; items move in order. */
 static int advance(struct ferry_upload *u)
 {
     struct ferry_conn *c = ferry_session_conn(ferry_hub_session(u->hub));
-    int rc;
+    struct up_fbatch *b = NULL;
+    int rc = 0, rc2;
 
     while (u->cursor < u->n && c != NULL && ferry_conn_pending(c) < UP_OUT_HIGH) {
         struct up_item *it = &u->v[u->cursor];
@@ -395,22 +491,43 @@ static int advance(struct ferry_upload *u)
         }
         /* A big file goes alone: one chunked file or one long stream at a time. */
         if (u->cf != NULL || u->stream_busy)
-            return 0;
-        if (it->kind == UP_DIR) {
-            if ((rc = send_mkdir(u, u->cursor)) != 0)
-                return rc;
-        } else if (big && u->minor >= 1) {
-            if ((rc = up_cf_start(u, u->cursor)) != 0)
-                return rc;
-        } else {
-            if (u->reads >= UP_READS_MAX || (big && u->reads > 0))
-                return 0;
-            if ((rc = start_read(u, u->cursor, big)) != 0)
-                return rc;
+            break;
+        if (it->kind == UP_FILE && !big) {
+            if ((rc = fbatch_add(u, &b, u->cursor)) != 0)
+                break;
+            u->cursor++;
+            continue;
         }
+        /* What was gathered goes first: a batch holds only files next to each other. */
+        if (b != NULL) {
+            rc = fbatch_submit(u, b);
+            b = NULL;
+            if (rc != 0)
+                break;
+        }
+        if (it->kind == UP_DIR) {
+            rc = send_mkdir(u, u->cursor);
+        } else if (u->minor >= 1) {
+            /* Its place is taken before the open task, so the ChunkedUpload never waits. */
+            if ((rc = up_slot_take(u, it)) != 0)
+                break;
+            if ((rc = up_cf_start(u, u->cursor)) != 0)
+                up_slot_give(u, it);
+        } else {
+            if (u->reads > 0)
+                break;
+            rc = start_stream(u, u->cursor);
+        }
+        if (rc != 0)
+            break;
         u->cursor++;
     }
-    return 0;
+    /* A batch not full goes now: more files would wait for room, this one need not. */
+    if (b != NULL && b->n > 0 && (rc2 = fbatch_submit(u, b)) != 0 && rc >= 0)
+        rc = rc2;
+    else if (b != NULL && b->n == 0)
+        ferry_free(b);
+    return rc > 0 ? 0 : rc;
 }
 
 static void check_done(struct ferry_upload *u)
@@ -835,6 +952,7 @@ void ferry_upload_free(struct ferry_upload *u)
     /* Freed before on_done: cancelled, without a word to an owner who left. */
     u->finished = 1;
     u->freeing = 1;
+    up_slots_drop(u);
     up_links_close(u);
     up_cf_drop(u);
     while ((r = u->ready_head) != NULL) {

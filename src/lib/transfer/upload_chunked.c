@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,9 +41,12 @@ struct up_batch {
     struct up_batch *next;
     uint32_t n, k; /* chunks, and those laid out */
     int err;
-    uint8_t *buf;
+    uint8_t
+        tid[FERRY_TID_LEN]; /* the worker's copy: the item's may change once the file is dropped */
+    uint8_t *buf;           /* UP_BATCH_BUF: the chunks as frames, one after the other */
     uint32_t idx[CF_BATCH_CHUNKS];
     uint32_t len[CF_BATCH_CHUNKS];
+    uint32_t flen[CF_BATCH_CHUNKS]; /* framed */
     uint64_t foff[CF_BATCH_CHUNKS];
 };
 
@@ -209,7 +213,8 @@ static int open_work(void *arg)
     struct up_cfile *cf = arg;
     struct timespec now;
 
-    cf->fd = open(cf_item(cf)->local, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO put in the file's place must not hold the worker. */
+    cf->fd = open(cf_item(cf)->local, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (cf->fd < 0)
         return -errno;
     if (fstat(cf->fd, &cf->st) != 0 || !S_ISREG(cf->st.st_mode))
@@ -281,25 +286,64 @@ static int scan_work(void *arg)
     return rc;
 }
 
+/*
+ * Lays chunk i of b out at w as chunk frames and reads its bytes into
+ * their places with one preadv: the loop then sends them as they are.
+ */
+static int read_framed(struct up_batch *b, uint32_t i, uint8_t *w)
+{
+    struct iovec iov[FERRY_CHUNK_MAX / FERRY_DATA_MAX + 1];
+    uint32_t len = b->len[i], off = 0, piece;
+    int niov = 0, k = 0;
+    uint64_t at = b->foff[i];
+    uint8_t *p = w;
+    ssize_t n;
+
+    if (len == 0 || len > FERRY_CHUNK_MAX)
+        return FERRY_EUSAGE;
+    while (off < len) {
+        piece = len - off > FERRY_DATA_MAX ? FERRY_DATA_MAX : len - off;
+        ferry_frame_header_encode(p, FERRY_FRAME_CHUNK, (uint32_t)(FERRY_CHUNK_HDR_LEN + piece));
+        ferry_chunk_frame_header_encode(p + FERRY_FRAME_HDR_LEN, b->tid, b->idx[i], off);
+        iov[niov].iov_base = p + UP_FRAME_OVERHEAD;
+        iov[niov++].iov_len = piece;
+        p += UP_FRAME_OVERHEAD + piece;
+        off += piece;
+    }
+    b->flen[i] = (uint32_t)(p - w);
+    while (k < niov) {
+        n = preadv(b->cf->fd, iov + k, niov - k, (off_t)at);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return FERRY_ECANCELED; /* it shrank since it was chunked */
+        at += (uint64_t)n;
+        /* A short read: go on from where it stopped. */
+        while (k < niov && (size_t)n >= iov[k].iov_len) {
+            n -= (ssize_t)iov[k].iov_len;
+            k++;
+        }
+        if (k < niov && n > 0) {
+            iov[k].iov_base = (uint8_t *)iov[k].iov_base + n;
+            iov[k].iov_len -= (size_t)n;
+        }
+    }
+    return 0;
+}
+
 static int batch_work(void *arg)
 {
     struct up_batch *b = arg;
-    size_t pos = 0, got;
+    size_t pos = 0;
     uint32_t i;
-    ssize_t n;
+    int rc;
 
     for (i = 0; i < b->n; i++) {
-        for (got = 0; got < b->len[i];) {
-            n = pread(b->cf->fd, b->buf + pos + got, b->len[i] - got, (off_t)(b->foff[i] + got));
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n < 0)
-                return -errno;
-            if (n == 0)
-                return FERRY_ECANCELED; /* it shrank since it was chunked */
-            got += (size_t)n;
-        }
-        pos += b->len[i];
+        if ((rc = read_framed(b, i, b->buf + pos)) != 0)
+            return rc;
+        pos += b->flen[i];
     }
     return 0;
 }
@@ -364,42 +408,43 @@ static void fail_cf(struct ferry_upload *u, int rc, const char *why)
     u->cf->failed = 1;
 }
 
+/*
+ * A task is over: it lets go of the file. 1 when the job still carries the
+ * file on (the task's result is for it), 0 when it was dropped or the job
+ * is being freed.
+ */
+static int cf_task_over(struct up_cfile *cf)
+{
+    int live = !cf->dead && !cf->u->freeing;
+
+    /* The job holds its own reference while live: this never frees a live file. */
+    cf_unref(cf);
+    return live;
+}
+
 static void open_done(void *arg, int status)
 {
     struct up_cfile *cf = arg;
     struct ferry_upload *u = cf->u;
     struct up_item *it;
-    char hex[2 * FERRY_TID_LEN + 1];
     size_t i;
     int rc;
 
     cf->opening = 0;
-    if (cf->dead || u->freeing) {
-        cf_unref(cf);
+    if (!cf_task_over(cf))
         return;
-    }
-    cf_unref(cf);
     it = cf_item(cf);
     if (status != 0) {
         up_fail(u, it, status,
                 status == FERRY_EISDIR ? "not a regular file" : ferry_strerror(status));
+        up_slot_give(u, it); /* taken for a ChunkedUpload never sent */
         cf_release(u);
         up_kick(u);
         return;
     }
     it->size = (uint64_t)cf->st.st_size;
     it->mtime = cf->fid.mtime;
-    ferry_random(it->tid, sizeof(it->tid));
-    ferry_hex_encode(it->tid, FERRY_TID_LEN, hex);
-    if ((rc = ferry_hub_claim_tid(u->port, it->tid)) != 0) {
-        up_end(u, rc);
-        return;
-    }
-    it->has_tid = 1;
-    rc = up_send(u, FERRY_MSG_CHUNKED_UPLOAD,
-                 json_pack("{s:s, s:s, s:I, s:I, s:b}", "tid", hex, "path", it->remote, "size",
-                           (json_int_t)it->size, "mtime", (json_int_t)it->mtime, "exec", it->exec));
-    if (rc != 0) {
+    if ((rc = up_send_open(u, it, FERRY_MSG_CHUNKED_UPLOAD)) != 0) {
         /* Down meanwhile: on_down requeued the item; else the job cannot go on. */
         if (!up_link_going(rc))
             up_end(u, rc);
@@ -437,11 +482,8 @@ static void scan_done(void *arg, int status)
     int rc = 0;
 
     cf->scanning = 0;
-    if (cf->dead || u->freeing) {
-        cf_unref(cf);
+    if (!cf_task_over(cf))
         return;
-    }
-    cf_unref(cf);
     for (i = 0; i < cf->sn && rc == 0; i++)
         rc = cf_append(cf, &cf->sents[i], cf->soffs[i]);
     cf->sn = 0;
@@ -494,14 +536,10 @@ static void finish_done(void *arg, int status)
     struct up_cfile *cf = arg;
     struct ferry_upload *u = cf->u;
     struct up_item *it;
-    char hex[2 * FERRY_TID_LEN + 1];
     int rc;
 
-    if (cf->dead || u->freeing) {
-        cf_unref(cf);
+    if (!cf_task_over(cf))
         return;
-    }
-    cf_unref(cf);
     it = cf_item(cf);
     if (status != 0) {
         fail_cf(u, status, ferry_strerror(status));
@@ -510,14 +548,10 @@ static void finish_done(void *arg, int status)
     }
     if (cf->changed) {
         /* A file that changed while it was read is not committed half old, half new. */
-        rc = up_send_cancel(u, it->tid);
+        rc = up_send_cancel(u, it);
         up_fail(u, it, FERRY_ECANCELED, "changed while being read; run the upload again");
     } else {
-        ferry_hex_encode(it->tid, FERRY_TID_LEN, hex);
-        rc = up_send(u, FERRY_MSG_TRANSFER_COMPLETE,
-                     json_pack("{s:s, s:s}", "tid", hex, "hash", cf->cid));
-        if (it->state == IT_BUSY)
-            it->state = IT_SENT;
+        rc = up_send_complete(u, it, cf->cid);
     }
     cf_release(u);
     if (rc != 0 && !up_link_going(rc))
@@ -663,12 +697,13 @@ static int lay_batches(struct ferry_upload *u)
         return -ENOMEM;
     while ((b = cf->ready_head) != NULL && rc == 0 && !cf->failed) {
         for (pos = 0, i = 0; i < b->k; i++)
-            pos += b->len[i];
+            pos += b->flen[i];
         while (b->k < b->n) {
             if ((c = pick(u, &k, &pending)) == NULL || pending >= UP_OUT_HIGH || up_bw_wait(u))
                 goto out;
             i = b->k;
-            rc = up_lay_chunk(c, cf_item(cf)->tid, b->idx[i], b->buf + pos, b->len[i]);
+            /* Framed by the read task: TLS takes them from the batch's buffer. */
+            rc = ferry_conn_send_direct(c, b->buf + pos, b->flen[i]);
             if (rc == FERRY_ETOOBIG || rc == -ENOMEM || up_link_going(rc)) {
                 rc = 0;
                 goto out; /* no room after all (on drain), or the link is going (on_down) */
@@ -684,7 +719,7 @@ static int lay_batches(struct ferry_upload *u)
             up_bw_sent(u, b->len[i]);
             u->bytes_read += b->len[i];
             up_progress(u, cf_item(cf), b->len[i], 0);
-            pos += b->len[i];
+            pos += b->flen[i];
             b->k++;
         }
         cf->ready_head = b->next;
@@ -712,6 +747,7 @@ static int read_batches(struct ferry_upload *u)
         if ((b = ferry_calloc(1, sizeof(*b))) == NULL)
             return -ENOMEM;
         b->cf = cf;
+        memcpy(b->tid, cf_item(cf)->tid, FERRY_TID_LEN);
         bytes = 0;
         while (cf->need_head < cf->need_n && b->n < CF_BATCH_CHUNKS) {
             uint32_t idx = cf->need[cf->need_head], len = ent_len(cf, idx);
@@ -770,7 +806,7 @@ void up_cf_pump(struct ferry_upload *u)
         return;
     if (cf->failed) {
         /* R-XFER-4: a given-up upload ends with TransferCancel, its last word. */
-        up_send_cancel(u, cf_item(cf)->tid);
+        up_send_cancel(u, cf_item(cf));
         up_fail(u, cf_item(cf), FERRY_ECANCELED, "failed");
         cf_release(u);
         return;

@@ -18,12 +18,15 @@
 #include "ferry/core.h"
 #include "ferry/crypto.h"
 #include "ferry/hub.h"
+#include "ferry/manifest.h"
 #include "ferry/pool.h"
 #include "ferry/upload.h"
 
 enum { UP_DIR, UP_FILE };
 /* QUEUED: to do; BUSY: being read or sent; SENT: waits for Committed (or Mkdir's OK). */
 enum { IT_QUEUED, IT_BUSY, IT_SENT, IT_DONE, IT_FAILED };
+/* An item's place among the hub's open uploads: none, taken, and its Upload sent. */
+enum { UP_SLOT_NONE, UP_SLOT_TAKEN, UP_SLOT_SENT };
 
 struct up_item {
     int kind;
@@ -35,6 +38,7 @@ struct up_item {
     int exec;
     int attempts;     /* chunked: commits refused for a missing chunk */
     int has_tid;      /* tid names the item's last transfer */
+    int open;         /* UP_SLOT_*: its place among the hub's open uploads (R-XFER-1) */
     uint64_t counted; /* bytes this item added to bytes_done */
     uint64_t skipped; /* of them, bytes that did not travel */
     uint8_t tid[FERRY_TID_LEN];
@@ -65,11 +69,30 @@ struct up_link {
 
 /* File bytes read per pool task of a plain Upload. */
 #define UP_READ_BLOCK (1u << 20)
-/* Plain Uploads being read or waiting for room, per job: read-ahead is at most 8 MiB. */
-#define UP_READS_MAX 8
+/*
+ * Small files go to the pool in batches: one task reads and hashes up to
+ * UP_FBATCH_FILES of them or UP_FBATCH_BYTES, whichever comes first, so a
+ * tree of 4 KiB files costs one thread hand-off per batch, not per file.
+ */
+#define UP_FBATCH_FILES 64
+#define UP_FBATCH_BYTES (1u << 20)
+/* Batch tasks of one job at once: one pool slot stays for a chunked file. */
+#define UP_FBATCHES_MAX 3
+/* Plain Uploads being read or waiting for room, per job, and their bytes (read-ahead). */
+#define UP_READS_MAX      (4 * UP_FBATCH_FILES)
+#define UP_READ_AHEAD_MAX (8u << 20)
 /* Chunk bytes one read task brings (at least one chunk); its buffers are kept for the next. */
 #define UP_BATCH_BYTES (2u << 20)
-#define UP_SPARES_MAX  2
+/*
+ * A read task lays its chunks out as chunk frames (R-CHUNK-6), headers
+ * and all, so the loop hands them to TLS without copying them: a frame
+ * header per FERRY_DATA_MAX bytes, and one more per chunk at most.
+ */
+#define UP_FRAME_OVERHEAD (FERRY_FRAME_HDR_LEN + FERRY_CHUNK_HDR_LEN)
+#define UP_BATCH_BUF                                                                               \
+    (UP_BATCH_BYTES +                                                                              \
+     (UP_BATCH_BYTES / FERRY_DATA_MAX + UP_BATCH_BYTES / FERRY_CHUNK_MIN) * UP_FRAME_OVERHEAD)
+#define UP_SPARES_MAX 2
 /* Pool tasks of one job at once. */
 #define UP_POOL_MAX 4
 /* Output queued on a link before the job stops producing for it. */
@@ -114,7 +137,9 @@ struct ferry_upload {
     const char *cur_name;
 
     /* Plain Uploads: read in pool tasks, laid out in order of readiness. */
-    unsigned reads; /* alive: in a task or ready */
+    unsigned reads;      /* alive: in a task or ready */
+    uint64_t read_bytes; /* their planned sizes (a stream: one block) */
+    unsigned fbatches;   /* batch tasks in flight */
     struct up_read *ready_head, *ready_tail;
     int stream_busy; /* a file of several blocks is under way (one at a time) */
 
@@ -160,7 +185,7 @@ void up_pump(struct ferry_upload *u);
 void up_kick(struct ferry_upload *u);
 void up_end(struct ferry_upload *u, int rc);
 void up_report(struct ferry_upload *u);
-/* A UP_BATCH_BYTES buffer (a kept one if any), and back (kept, or freed once freeing). */
+/* A UP_BATCH_BUF buffer (a kept one if any), and back (kept, or freed once freeing). */
 uint8_t *up_buf_get(struct ferry_upload *u);
 void up_buf_put(struct ferry_upload *u, uint8_t *p);
 void up_fail(struct ferry_upload *u, struct up_item *it, int rc, const char *why);
@@ -170,14 +195,28 @@ void up_uncount(struct ferry_upload *u, struct up_item *it, uint64_t n);
 /* --bwlimit: 0 when n bytes may go now, 1 when a timer will call up_pump later. */
 int up_bw_wait(struct ferry_upload *u);
 void up_bw_sent(struct ferry_upload *u, uint64_t n);
-/* Frames laid out in place on c: data frames of tid from off, chunk frames of one chunk. */
+/* Data frames of tid from off, laid out in place on c. */
 int up_lay_data(struct ferry_conn *c, const uint8_t tid[static FERRY_TID_LEN], uint64_t off,
                 const uint8_t *p, size_t len);
-int up_lay_chunk(struct ferry_conn *c, const uint8_t tid[static FERRY_TID_LEN], uint32_t index,
-                 const uint8_t *p, size_t len);
 void up_flush(struct ferry_conn *c);
 int up_send(struct ferry_upload *u, int32_t type, json_t *body);
-int up_send_cancel(struct ferry_upload *u, const uint8_t tid[static FERRY_TID_LEN]);
+/* Upload or ChunkedUpload of it under a new tid, claimed on the hub. */
+int up_send_open(struct ferry_upload *u, struct up_item *it, int32_t type);
+/* TransferComplete of it with its content id; the item then waits (IT_SENT). */
+int up_send_complete(struct ferry_upload *u, struct up_item *it, const char *cid);
+/* TransferCancel of it (R-XFER-4): its last word. */
+int up_send_cancel(struct ferry_upload *u, struct up_item *it);
+/*
+ * The hub's count of open uploads (R-XFER-1): take a place for it (0, or 1
+ * when none is free now: the hub wakes the job once one is), give it back.
+ */
+int up_slot_take(struct ferry_upload *u, struct up_item *it);
+void up_slot_give(struct ferry_upload *u, struct up_item *it);
+/*
+ * The job stops: each upload it left open gets its TransferCancel, so the
+ * server's count and the hub's fall together; places taken and unused go back.
+ */
+void up_slots_drop(struct ferry_upload *u);
 
 /* upload_plan.c: the walk, on a worker thread; results read on the loop after. */
 struct up_plan {

@@ -26,7 +26,7 @@ uint8_t *up_buf_get(struct ferry_upload *u)
 {
     if (u->nspare > 0)
         return u->spare[--u->nspare];
-    return ferry_malloc(UP_BATCH_BYTES);
+    return ferry_malloc(UP_BATCH_BUF);
 }
 
 void up_buf_put(struct ferry_upload *u, uint8_t *p)
@@ -102,13 +102,85 @@ int up_send(struct ferry_upload *u, int32_t type, json_t *body)
     return ferry_session_send(ferry_hub_session(u->hub), type, body);
 }
 
-int up_send_cancel(struct ferry_upload *u, const uint8_t tid[static FERRY_TID_LEN])
+int up_slot_take(struct ferry_upload *u, struct up_item *it)
+{
+    if (it->open != UP_SLOT_NONE)
+        return 0;
+    if (!ferry_hub_may_upload(u->hub))
+        return 1;
+    ferry_hub_uploads(u->hub, 1);
+    it->open = UP_SLOT_TAKEN;
+    return 0;
+}
+
+void up_slot_give(struct ferry_upload *u, struct up_item *it)
+{
+    if (it->open == UP_SLOT_NONE)
+        return;
+    it->open = UP_SLOT_NONE;
+    /* May wake other jobs' ports (and this one's: its pump then runs again after). */
+    ferry_hub_uploads(u->hub, -1);
+}
+
+void up_slots_drop(struct ferry_upload *u)
+{
+    size_t k;
+
+    /* All items: one that failed (so counts as over) may not have had its last word yet. */
+    for (k = 0; k < u->n; k++) {
+        struct up_item *it = &u->v[k];
+        if (it->open == UP_SLOT_SENT && it->has_tid && u->port != NULL)
+            (void)up_send_cancel(u, it); /* gives the place back, sent or not */
+        else
+            up_slot_give(u, it);
+    }
+}
+
+int up_send_open(struct ferry_upload *u, struct up_item *it, int32_t type)
 {
     char hex[2 * FERRY_TID_LEN + 1];
+    int rc;
 
-    ferry_hex_encode(tid, FERRY_TID_LEN, hex);
+    /* R-XFER-1: a fresh tid for every attempt; frames about it come to this job. */
+    ferry_random(it->tid, sizeof(it->tid));
+    if ((rc = ferry_hub_claim_tid(u->port, it->tid)) != 0)
+        return rc;
+    it->has_tid = 1;
+    ferry_hex_encode(it->tid, FERRY_TID_LEN, hex);
+    rc = up_send(u, type,
+                 json_pack("{s:s, s:s, s:I, s:I, s:b}", "tid", hex, "path", it->remote, "size",
+                           (json_int_t)it->size, "mtime", (json_int_t)it->mtime, "exec", it->exec));
+    /* A send that failed took no place on the server: the link is going (its count resets) or the
+     * job ends. */
+    if (rc == 0)
+        it->open = UP_SLOT_SENT;
+    return rc;
+}
+
+int up_send_complete(struct ferry_upload *u, struct up_item *it, const char *cid)
+{
+    char hex[2 * FERRY_TID_LEN + 1];
+    int rc;
+
+    ferry_hex_encode(it->tid, FERRY_TID_LEN, hex);
+    rc = up_send(u, FERRY_MSG_TRANSFER_COMPLETE, json_pack("{s:s, s:s}", "tid", hex, "hash", cid));
+    /* Sent or not, the item waits now: for Committed, or for on_down to requeue it. */
+    if (it->state == IT_BUSY)
+        it->state = IT_SENT;
+    up_slot_give(u, it);
+    return rc;
+}
+
+int up_send_cancel(struct ferry_upload *u, struct up_item *it)
+{
+    char hex[2 * FERRY_TID_LEN + 1];
+    int rc;
+
+    ferry_hex_encode(it->tid, FERRY_TID_LEN, hex);
     /* R-XFER-4: a given-up upload ends with TransferCancel, its last word. */
-    return up_send(u, FERRY_MSG_TRANSFER_CANCEL, json_pack("{s:s}", "tid", hex));
+    rc = up_send(u, FERRY_MSG_TRANSFER_CANCEL, json_pack("{s:s}", "tid", hex));
+    up_slot_give(u, it);
+    return rc;
 }
 
 void up_flush(struct ferry_conn *c)
@@ -130,33 +202,6 @@ int up_lay_data(struct ferry_conn *c, const uint8_t tid[static FERRY_TID_LEN], u
     if ((rc = ferry_conn_reserve(c, need, &w)) != 0)
         return rc;
     ferry_data_frames_encode(w, tid, off, p, len);
-    ferry_conn_commit(c, need);
-    return 0;
-}
-
-int up_lay_chunk(struct ferry_conn *c, const uint8_t tid[static FERRY_TID_LEN], uint32_t index,
-                 const uint8_t *p, size_t len)
-{
-    size_t frames = (len + FERRY_DATA_MAX - 1) / FERRY_DATA_MAX, need, piece;
-    uint32_t off = 0;
-    uint8_t *w;
-    int rc;
-
-    if (len == 0 || len > FERRY_CHUNK_MAX)
-        return FERRY_EUSAGE;
-    need = len + frames * (FERRY_FRAME_HDR_LEN + FERRY_CHUNK_HDR_LEN);
-    if ((rc = ferry_conn_reserve(c, need, &w)) != 0)
-        return rc;
-    while (len > 0) {
-        piece = len > FERRY_DATA_MAX ? FERRY_DATA_MAX : len;
-        ferry_frame_header_encode(w, FERRY_FRAME_CHUNK, (uint32_t)(FERRY_CHUNK_HDR_LEN + piece));
-        ferry_chunk_frame_header_encode(w + FERRY_FRAME_HDR_LEN, tid, index, off);
-        memcpy(w + FERRY_FRAME_HDR_LEN + FERRY_CHUNK_HDR_LEN, p, piece);
-        w += FERRY_FRAME_HDR_LEN + FERRY_CHUNK_HDR_LEN + piece;
-        p += piece;
-        off += (uint32_t)piece;
-        len -= piece;
-    }
     ferry_conn_commit(c, need);
     return 0;
 }
