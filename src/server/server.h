@@ -559,6 +559,10 @@ int srv_upload_complete(struct sess *s, const struct ferry_cmd *cmd);
 int srv_transfer_cancel(struct sess *s, const struct ferry_cmd *cmd);
 int srv_download_queue(struct sess *s, const struct ferry_cmd *cmd);
 void srv_download_pump(struct sess *s);
+/* R-XFER-4: ends the download tid if it is still queued; nothing if it is not. */
+void srv_download_cancel(struct sess *s, const uint8_t tid[static FERRY_TID_LEN]);
+/* Drops every download of a closing connection (download.c). */
+void srv_download_cleanup(struct sess *s);
 void srv_transfer_cleanup(struct sess *s);
 /* lists.c: chunk-list bytes held per user and in all (R-CHUNK-30). */
 /*
