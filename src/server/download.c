@@ -35,6 +35,8 @@ static void download_log(struct sess *s, const struct download *d, int rc, const
                      d->size, d->off - d->off0, d->started ? d->t0_ms : ferry_now_ms(), rc, result);
 }
 
+static void download_drop(struct sess *s, struct download *d);
+
 static void download_pop(struct sess *s)
 {
     struct download *d = s->dl_head;
@@ -43,7 +45,7 @@ static void download_pop(struct sess *s)
     if (s->dl_head == NULL)
         s->dl_tail = NULL;
     s->ndownloads--;
-    download_free(s->srv, d);
+    download_drop(s, d);
     if (ferry_conn_is_paused(s->conn) && !s->barrier && s->unacked < s->srv->cfg.max_unacked)
         ferry_conn_resume(s->conn);
 }
@@ -138,40 +140,45 @@ static int announce(struct sess *s, struct download *d)
     return srv_send(s, FERRY_MSG_TRANSFER, m);
 }
 
-/*
- * R-XFER-7: the whole file in one file frame (R-FILE), its bytes copied
- * from inline content or read from its blob at once. The download is then
- * finished: the pump records its tid and logs it, with no TransferComplete.
- * Nothing is queued unless all of it is.
- */
-static int send_file(struct sess *s, struct download *d)
+/* Lays out the file frame's headers (R-FILE) at w, for the body after them. */
+static int file_layout(const struct download *d, uint8_t *w)
 {
-    const size_t len = FERRY_FILE_HDR_LEN + (size_t)d->size;
-    uint8_t ref[16], sha[32], *w, *body;
-    ssize_t got;
-    int rc;
+    uint8_t ref[16], sha[32];
 
     if (ferry_uuid_to_bytes(d->ref, ref) != 0 || ferry_hex_decode(d->cid + 7, sha, 32) != 0)
         return FERRY_EINTERNAL;
-    if ((rc = ferry_conn_reserve(s->conn, FERRY_FRAME_HDR_LEN + len, &w)) != 0)
-        return rc;
-    body = w + FERRY_FRAME_HDR_LEN + FERRY_FILE_HDR_LEN;
-    if (d->size > 0 && d->mem != NULL) {
-        memcpy(body, d->mem, (size_t)d->size);
-    } else if (d->size > 0) {
-        struct iovec v = {.iov_base = body, .iov_len = (size_t)d->size};
-
-        got = ferry_blob_read(s->srv->blobs, d->rd, 0, &v, 1);
-        if (got != (ssize_t)d->size)
-            return FERRY_EINTERNAL; /* the file is shorter than its row says */
-    }
-    ferry_frame_header_encode(w, FERRY_FRAME_FILE, (uint32_t)len);
+    ferry_frame_header_encode(w, FERRY_FRAME_FILE, (uint32_t)(FERRY_FILE_HDR_LEN + d->size));
     ferry_file_frame_header_encode(w + FERRY_FRAME_HDR_LEN, ref, d->tid, d->mtime, d->exec, sha);
-    ferry_conn_commit(s->conn, FERRY_FRAME_HDR_LEN + len);
-    d->started = 1;
+    return 0;
+}
+
+/*
+ * R-XFER-7: the whole file in one file frame (R-FILE). Inline content is
+ * copied into the output at once; a blob's bytes are read on the thread
+ * pool (the pump starts the read: the download is left with its bytes
+ * due). Once its frame is queued the download is finished: the pump
+ * records its tid and logs it, with no TransferComplete. Nothing is
+ * queued unless all of it is.
+ */
+static int send_file(struct sess *s, struct download *d)
+{
+    const size_t len = FERRY_FRAME_HDR_LEN + FERRY_FILE_HDR_LEN + (size_t)d->size;
+    uint8_t *w;
+    int rc;
+
     d->whole = 1;
     d->t0_ms = ferry_now_ms();
     d->off0 = 0;
+    if (d->mem == NULL && d->size > 0) {
+        d->started = 1;
+        return 0;
+    }
+    if ((rc = ferry_conn_reserve(s->conn, len, &w)) != 0 || (rc = file_layout(d, w)) != 0)
+        return rc;
+    if (d->size > 0)
+        memcpy(w + FERRY_FRAME_HDR_LEN + FERRY_FILE_HDR_LEN, d->mem, (size_t)d->size);
+    ferry_conn_commit(s->conn, len);
+    d->started = 1;
     d->off = d->end;
     return 0;
 }
@@ -350,33 +357,32 @@ static int chunk_still_there(struct sess *s, struct download *d)
     return ferry_blob_ref_same(&now, &d->bref);
 }
 
-/* Reads the next piece of the head download straight into data frames. */
-static int download_step(struct sess *s, struct download *d)
+/*
+ * Lays out the frames of the head download's next piece at w (room for
+ * SRV_DL_SLOT_CAP bytes): their headers written, their bytes' places in
+ * iov. Sets *nfr, *want and *pos (where the bytes start in the content
+ * being read) and returns the frames' length. The download's cursor moves
+ * past the piece: the caller fills its bytes, or fails the download.
+ */
+static size_t piece_layout(struct download *d, size_t cap, uint8_t *w, struct iovec *iov, int *nfrp,
+                           size_t *wantp, int64_t *posp)
 {
-    struct iovec iov[SRV_READ_CHUNK / FERRY_DATA_MAX];
-    uint64_t want = d->end - d->off;
-    size_t nfr, i, need, piece, hdr;
     int cf = d->ranges != NULL; /* R-CHUNK-16: chunk frames, not data frames */
-    uint8_t *w, *base;
-    int64_t pos = (int64_t)d->off;
-    ssize_t got;
-    int rc;
+    size_t hdr = cf ? FERRY_CHUNK_HDR_LEN : FERRY_DATA_HDR_LEN;
+    uint64_t want = d->end - d->off;
+    uint8_t *base = w;
+    size_t nfr, i, piece;
 
+    _Static_assert(FERRY_CHUNK_HDR_LEN == FERRY_DATA_HDR_LEN, "a slot fits either kind");
+    *posp = (int64_t)d->off;
     if (d->list != NULL) {
-        /* One step never crosses a chunk boundary: chunks are found one by one. */
-        if (!d->chunk_ready && (rc = chunk_open(s, d)) != 0)
-            return rc;
+        /* One piece never crosses a chunk boundary: chunks are found one by one. */
         want = d->chunk_len - d->chunk_pos;
-        pos = (int64_t)d->chunk_pos;
+        *posp = (int64_t)d->chunk_pos;
     }
-    if (want > SRV_READ_CHUNK)
-        want = SRV_READ_CHUNK;
+    if (want > cap)
+        want = cap;
     nfr = (size_t)((want + FERRY_DATA_MAX - 1) / FERRY_DATA_MAX);
-    hdr = cf ? FERRY_CHUNK_HDR_LEN : FERRY_DATA_HDR_LEN;
-    need = (size_t)want + nfr * (FERRY_FRAME_HDR_LEN + hdr);
-    if ((rc = ferry_conn_reserve(s->conn, need, &base)) != 0)
-        return rc;
-    w = base;
     for (i = 0; i < nfr; i++) {
         piece = i + 1 < nfr ? FERRY_DATA_MAX : (size_t)want - i * FERRY_DATA_MAX;
         iov[i].iov_base = w + FERRY_FRAME_HDR_LEN + hdr;
@@ -390,23 +396,13 @@ static int download_step(struct sess *s, struct download *d)
             ferry_data_header_encode(w + FERRY_FRAME_HDR_LEN, d->tid, d->off + i * FERRY_DATA_MAX);
         w += FERRY_FRAME_HDR_LEN + hdr + piece;
     }
-    if (d->mem != NULL) {
-        for (i = 0; i < nfr; i++)
-            memcpy(iov[i].iov_base, d->mem + d->off + i * FERRY_DATA_MAX, iov[i].iov_len);
-        got = (ssize_t)want;
-    } else {
-        /* One read fills every frame's slot: no syscall per 16 KiB frame. */
-        got = ferry_blob_read(s->srv->blobs, d->rd, pos, iov, (int)nfr);
-    }
-    if (got != (ssize_t)want)
-        return FERRY_EINTERNAL; /* the file is shorter than its row says */
-    if (d->list != NULL && !chunk_still_there(s, d))
-        return FERRY_EINTERNAL;
-    ferry_conn_commit(s->conn, (size_t)(w - base));
+    *nfrp = (int)nfr;
+    *wantp = (size_t)want;
     d->off += want;
     if (d->list != NULL) {
         d->chunk_pos += (uint32_t)want;
         if (d->chunk_pos == d->chunk_len) {
+            /* The chunk's row is looked up again once its last piece is read. */
             d->chunk_ready = 0;
             d->chunk++;
             d->chunk_pos = 0;
@@ -416,9 +412,277 @@ static int download_step(struct sess *s, struct download *d)
                 d->chunk = d->ranges[d->range][0];
         }
     }
+    return (size_t)(w - base);
+}
+
+/* Inline content (a list, or a file to an older client): the next piece copied into the output. */
+static int download_step_mem(struct sess *s, struct download *d)
+{
+    struct iovec iov[SRV_READ_CHUNK / FERRY_DATA_MAX];
+    uint64_t from = d->off;
+    size_t want, len;
+    int64_t pos;
+    uint8_t *w;
+    int nfr, i, rc;
+
+    if ((rc = ferry_conn_reserve(s->conn,
+                                 SRV_READ_CHUNK + (SRV_READ_CHUNK / FERRY_DATA_MAX) *
+                                                      (FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN),
+                                 &w)) != 0)
+        return rc;
+    len = piece_layout(d, SRV_READ_CHUNK, w, iov, &nfr, &want, &pos);
+    for (i = 0; i < nfr; i++) {
+        memcpy(iov[i].iov_base, d->mem + from, iov[i].iov_len);
+        from += iov[i].iov_len;
+    }
+    ferry_conn_commit(s->conn, len);
     if (ferry_conn_queued(s->conn) >= FERRY_NET_COALESCE)
         return ferry_conn_flush(s->conn);
     return 0;
+}
+
+/* Where a slot stands (struct dl_slot). */
+enum { DL_FREE = 0, DL_READING, DL_READY, DL_QUEUED };
+
+/* A connection that may start no read now (SRV_DL_READS_MAX) waits its turn. */
+static void dl_wait(struct sess *s)
+{
+    struct srv *srv = s->srv;
+
+    if (s->dlw_waiting)
+        return;
+    s->dlw_waiting = 1;
+    s->dlw_next = NULL;
+    if (srv->dlw_tail != NULL)
+        srv->dlw_tail->dlw_next = s;
+    else
+        srv->dlw_head = s;
+    srv->dlw_tail = s;
+}
+
+static void dl_unwait(struct sess *s)
+{
+    struct srv *srv = s->srv;
+    struct sess *p, *prev = NULL;
+
+    if (!s->dlw_waiting)
+        return;
+    for (p = srv->dlw_head; p != NULL && p != s; prev = p, p = p->dlw_next)
+        ;
+    if (prev != NULL)
+        prev->dlw_next = s->dlw_next;
+    else
+        srv->dlw_head = s->dlw_next;
+    if (srv->dlw_tail == s)
+        srv->dlw_tail = prev;
+    s->dlw_waiting = 0;
+    s->dlw_next = NULL;
+}
+
+/* A read ended: the connections waiting start theirs, first come first served. */
+static void dl_wake(struct srv *srv)
+{
+    struct sess *w;
+
+    while (srv->dl_reads < SRV_DL_READS_MAX && (w = srv->dlw_head) != NULL) {
+        dl_unwait(w);
+        srv_download_pump(w);
+    }
+}
+
+/* The slot whose bytes go out next: read (ready) or being read; NULL if none. */
+static struct dl_slot *slot_first(struct sess *s)
+{
+    struct dl_slot *reading = NULL;
+    int k;
+
+    /* One read at a time: a ready slot was read before the one being read. */
+    for (k = 0; k < SRV_DL_SLOTS; k++) {
+        if (s->dl_slot[k].state == DL_READY)
+            return &s->dl_slot[k];
+        if (s->dl_slot[k].state == DL_READING)
+            reading = &s->dl_slot[k];
+    }
+    return reading;
+}
+
+static int slot_reading(const struct sess *s)
+{
+    int k;
+
+    for (k = 0; k < SRV_DL_SLOTS; k++)
+        if (s->dl_slot[k].state == DL_READING)
+            return 1;
+    return 0;
+}
+
+/*
+ * A free slot; with none, queued ones are encrypted now (which frees them)
+ * rather than waiting for the end of the input.
+ */
+static struct dl_slot *slot_free(struct sess *s)
+{
+    int k, again;
+
+    for (again = 0; again < 2; again++) {
+        for (k = 0; k < SRV_DL_SLOTS; k++)
+            if (s->dl_slot[k].state == DL_FREE)
+                return &s->dl_slot[k];
+        if (again == 0)
+            ferry_conn_flush(s->conn);
+    }
+    return NULL;
+}
+
+/* On the thread pool: one read fills every frame's place (no syscall per 16 KiB frame). */
+static void slot_work(uv_work_t *req)
+{
+    struct dl_slot *sl = req->data;
+
+    sl->got = ferry_blob_read(sl->s->srv->blobs, sl->rd, sl->pos, sl->iov, sl->nfr);
+}
+
+static void slot_done(uv_work_t *req, int status)
+{
+    struct dl_slot *sl = req->data;
+    struct sess *s = sl->s;
+    struct srv *srv = s->srv;
+
+    srv->dl_reads--;
+    sl->state = DL_READY;
+    if (status != 0)
+        sl->got = -ECANCELED;
+    if (sl->orphan) {
+        /* Its download was cancelled, or its connection closed, during the read. */
+        download_free(srv, sl->d);
+        sl->d = NULL;
+        sl->orphan = 0;
+        sl->state = DL_FREE;
+    } else if (sl->got == (ssize_t)sl->want && sl->recheck && !chunk_still_there(s, sl->d)) {
+        sl->got = -ENOENT; /* deleted meanwhile: the bytes read may be a hole (R-CHUNK-11) */
+    }
+    if (s->closed) {
+        ferry_free(sl->buf);
+        sl->buf = NULL;
+        sl->state = DL_FREE;
+    } else {
+        srv_download_pump(s);
+    }
+    dl_wake(srv);
+    srv_sess_unref(s);
+}
+
+/* Starts the read of the head download's next bytes into sl, on the thread pool. */
+static int slot_submit(struct sess *s, struct dl_slot *sl, struct download *d)
+{
+    int rc;
+
+    if (d->list != NULL && !d->chunk_ready && (rc = chunk_open(s, d)) != 0)
+        return rc;
+    if (sl->buf == NULL && (sl->buf = ferry_malloc(SRV_DL_SLOT_CAP)) == NULL)
+        return -ENOMEM;
+    sl->s = s;
+    sl->d = d;
+    sl->rd = d->rd;
+    sl->whole = d->whole;
+    sl->recheck = 0;
+    if (d->whole) {
+        if ((rc = file_layout(d, sl->buf)) != 0)
+            return rc;
+        sl->iov[0].iov_base = sl->buf + FERRY_FRAME_HDR_LEN + FERRY_FILE_HDR_LEN;
+        sl->iov[0].iov_len = (size_t)d->size;
+        sl->nfr = 1;
+        sl->want = (size_t)d->size;
+        sl->pos = 0;
+        sl->len = FERRY_FRAME_HDR_LEN + FERRY_FILE_HDR_LEN + (size_t)d->size;
+        d->off = d->end;
+    } else {
+        /* A pack's chunk is looked up again once read; the chunk is d's until then. */
+        sl->recheck = d->list != NULL;
+        sl->len = piece_layout(d, SRV_DL_PIECE, sl->buf, sl->iov, &sl->nfr, &sl->want, &sl->pos);
+    }
+    sl->work.data = sl;
+    if ((rc = uv_queue_work(s->srv->loop, &sl->work, slot_work, slot_done)) != 0)
+        return rc;
+    sl->state = DL_READING;
+    s->srv->dl_reads++;
+    srv_sess_ref(s);
+    return 0;
+}
+
+/* The connection has encrypted a slot's frames (or gone): the slot is free. */
+static void slot_sent(void *arg, int status)
+{
+    struct dl_slot *sl = arg;
+
+    (void)status;
+    sl->state = DL_FREE;
+}
+
+/* Queues a slot's frames, read in full, as they lie in its buffer. */
+static void slot_deliver(struct sess *s, struct dl_slot *sl)
+{
+    sl->d = NULL;
+    sl->state = DL_QUEUED;
+    if (ferry_conn_send_ext(s->conn, NULL, 0, sl->buf, sl->len, slot_sent, sl) != 0)
+        sl->state = DL_FREE; /* closing: nothing goes out any more */
+}
+
+/* Frees the slots' buffers once no download needs them (none reading or queued). */
+static void slots_release(struct sess *s)
+{
+    int k;
+
+    for (k = 0; k < SRV_DL_SLOTS; k++)
+        if (s->dl_slot[k].state == DL_FREE) {
+            ferry_free(s->dl_slot[k].buf);
+            s->dl_slot[k].buf = NULL;
+        }
+}
+
+/*
+ * Takes a download out of the slots as it leaves the queue: bytes read
+ * for it and not yet queued go; a read in flight frees it when it ends.
+ */
+static void download_drop(struct sess *s, struct download *d)
+{
+    int k, reading = 0;
+
+    for (k = 0; k < SRV_DL_SLOTS; k++) {
+        struct dl_slot *sl = &s->dl_slot[k];
+
+        if (sl->d != d)
+            continue;
+        if (sl->state == DL_READING) {
+            sl->orphan = 1;
+            reading = 1;
+        } else {
+            sl->state = DL_FREE;
+            sl->d = NULL;
+        }
+    }
+    if (!reading)
+        download_free(s->srv, d);
+}
+
+/* Ends the head download with an Error for a read that failed or came back short. */
+static void download_fail(struct sess *s, struct download *d)
+{
+    char tid[33];
+
+    if (d->whole) {
+        /* R-XFER-7: the client never saw its tid: the Error names the Download. */
+        d->started = 0;
+        srv_send_error(s, d->ref, FERRY_EINTERNAL, NULL);
+    } else {
+        ferry_hex_encode(d->tid, FERRY_TID_LEN, tid);
+        srv_send(s, FERRY_MSG_ERROR,
+                 json_pack("{s:s, s:s, s:i, s:s}", "ref", d->ref, "tid", tid, "code",
+                           ferry_err_to_wire(FERRY_EINTERNAL), "message",
+                           "stored content unreadable"));
+    }
+    download_log(s, d, FERRY_EINTERNAL, "failed");
+    download_pop(s);
 }
 
 /* Ends the pass's read transaction, if it opened one. */
@@ -430,10 +694,16 @@ static void pump_snapshot_end(struct srv *srv)
     ferry_meta_read_end(srv->rdb);
 }
 
+/* Whether the head download's next bytes are read from its blob on the thread pool. */
+static int needs_read(const struct download *d)
+{
+    return d != NULL && d->started && d->off < d->end && d->mem == NULL;
+}
+
 void srv_download_pump(struct sess *s)
 {
+    struct dl_slot *sl, *fr;
     struct download *d;
-    char tid[33];
     int rc;
 
     /*
@@ -442,8 +712,41 @@ void srv_download_pump(struct sess *s)
      */
     if (s->listing != NULL)
         return;
-    while (!s->closed && !ferry_conn_is_closing(s->conn) && (d = s->dl_head) != NULL &&
+    while (!s->closed && !ferry_conn_is_closing(s->conn) &&
            ferry_conn_pending(s->conn) < FERRY_NET_OUT_HIGH) {
+        d = s->dl_head;
+        sl = slot_first(s);
+        /* A failed read ends its download before anything more is read for it. */
+        if (sl != NULL && sl->state == DL_READY && sl->got != (ssize_t)sl->want) {
+            sl->state = DL_FREE;
+            sl->d = NULL;
+            if (d != NULL)
+                download_fail(s, d);
+            continue;
+        }
+        /*
+         * The next read starts before the last one's bytes are queued, so
+         * the disk and the encryption overlap; one read at a time, as the
+         * download's reader is the read's until it ends.
+         */
+        if (needs_read(d) && !slot_reading(s) && (fr = slot_free(s)) != NULL) {
+            if (s->srv->dl_reads < SRV_DL_READS_MAX) {
+                if ((rc = slot_submit(s, fr, d)) != 0)
+                    download_fail(s, d);
+                continue;
+            }
+            dl_wait(s); /* a read's end starts ours */
+        }
+        if (sl != NULL && sl->state == DL_READY) {
+            slot_deliver(s, sl);
+            continue;
+        }
+        if (sl != NULL || needs_read(d))
+            break; /* a read is on its way, or waits for its turn: its end pumps again */
+        if (d == NULL) {
+            slots_release(s);
+            break;
+        }
         if (!d->started) {
             if ((rc = download_start(s, d)) != 0) {
                 srv_send_error(s, d->ref, rc, NULL);
@@ -453,18 +756,13 @@ void srv_download_pump(struct sess *s)
             continue;
         }
         if (d->off < d->end) {
-            if ((rc = download_step(s, d)) != 0) {
-                ferry_hex_encode(d->tid, FERRY_TID_LEN, tid);
-                srv_send(s, FERRY_MSG_ERROR,
-                         json_pack("{s:s, s:s, s:i, s:s}", "ref", d->ref, "tid", tid, "code",
-                                   ferry_err_to_wire(FERRY_EINTERNAL), "message",
-                                   "stored content unreadable"));
-                download_log(s, d, FERRY_EINTERNAL, "failed");
-                download_pop(s);
-            }
+            if (download_step_mem(s, d) != 0)
+                download_fail(s, d);
             continue;
         }
         if (!d->whole) {
+            char tid[33];
+
             ferry_hex_encode(d->tid, FERRY_TID_LEN, tid);
             srv_send(s, FERRY_MSG_TRANSFER_COMPLETE,
                      json_pack("{s:s, s:s}", "tid", tid, "hash", d->cid));
@@ -500,7 +798,7 @@ void srv_download_cancel(struct sess *s, const uint8_t tid[static FERRY_TID_LEN]
             if (s->dl_tail == d)
                 s->dl_tail = NULL;
             s->ndownloads--;
-            download_free(s->srv, d);
+            download_drop(s, d);
             /* Find the new tail: the list is short. */
             for (d = s->dl_head; d != NULL && d->next != NULL; d = d->next)
                 ;
@@ -518,8 +816,11 @@ void srv_download_cleanup(struct sess *s)
         s->dl_head = d->next;
         if (d->started)
             download_log(s, d, 0, "cancelled");
-        download_free(s->srv, d);
+        download_drop(s, d);
     }
     s->dl_tail = NULL;
     s->ndownloads = 0;
+    dl_unwait(s);
+    /* A slot still reading frees its buffer when the read ends (s->closed). */
+    slots_release(s);
 }
