@@ -493,17 +493,16 @@ static void dl_wake(struct srv *srv)
 /* The slot whose bytes go out next: read (ready) or being read; NULL if none. */
 static struct dl_slot *slot_first(struct sess *s)
 {
-    struct dl_slot *reading = NULL;
+    struct dl_slot *first = NULL, *sl;
     int k;
 
-    /* One read at a time: a ready slot was read before the one being read. */
     for (k = 0; k < SRV_DL_SLOTS; k++) {
-        if (s->dl_slot[k].state == DL_READY)
-            return &s->dl_slot[k];
-        if (s->dl_slot[k].state == DL_READING)
-            reading = &s->dl_slot[k];
+        sl = &s->dl_slot[k];
+        if ((sl->state == DL_READY || sl->state == DL_READING) &&
+            (first == NULL || sl->seq < first->seq))
+            first = sl;
     }
-    return reading;
+    return first;
 }
 
 static int slot_reading(const struct sess *s)
@@ -583,6 +582,7 @@ static int slot_submit(struct sess *s, struct dl_slot *sl, struct download *d)
         return -ENOMEM;
     sl->s = s;
     sl->d = d;
+    sl->seq = s->dl_seq++;
     sl->rd = d->rd;
     sl->whole = d->whole;
     sl->recheck = 0;
@@ -704,7 +704,7 @@ void srv_download_pump(struct sess *s)
 {
     struct dl_slot *sl, *fr;
     struct download *d;
-    int rc;
+    int rc, high;
 
     /*
      * R-PAGE-1: a listing's pages go out back to back (the files service
@@ -712,12 +712,12 @@ void srv_download_pump(struct sess *s)
      */
     if (s->listing != NULL)
         return;
-    while (!s->closed && !ferry_conn_is_closing(s->conn) &&
-           ferry_conn_pending(s->conn) < FERRY_NET_OUT_HIGH) {
+    while (!s->closed && !ferry_conn_is_closing(s->conn)) {
+        high = ferry_conn_pending(s->conn) >= FERRY_NET_OUT_HIGH;
         d = s->dl_head;
         sl = slot_first(s);
         /* A failed read ends its download before anything more is read for it. */
-        if (sl != NULL && sl->state == DL_READY && sl->got != (ssize_t)sl->want) {
+        if (!high && sl != NULL && sl->state == DL_READY && sl->got != (ssize_t)sl->want) {
             sl->state = DL_FREE;
             sl->d = NULL;
             if (d != NULL)
@@ -725,11 +725,13 @@ void srv_download_pump(struct sess *s)
             continue;
         }
         /*
-         * The next read starts before the last one's bytes are queued, so
-         * the disk and the encryption overlap; one read at a time, as the
-         * download's reader is the read's until it ends.
+         * The next read starts before the last one's bytes are queued, and
+         * while the output is full, so the disk, the encryption and the
+         * socket overlap; one read at a time, as the download's reader is
+         * the read's until it ends.
          */
-        if (needs_read(d) && !slot_reading(s) && (fr = slot_free(s)) != NULL) {
+        if (needs_read(d) && !slot_reading(s) && (sl == NULL || sl->got == (ssize_t)sl->want) &&
+            (fr = slot_free(s)) != NULL) {
             if (s->srv->dl_reads < SRV_DL_READS_MAX) {
                 if ((rc = slot_submit(s, fr, d)) != 0)
                     download_fail(s, d);
@@ -737,6 +739,8 @@ void srv_download_pump(struct sess *s)
             }
             dl_wait(s); /* a read's end starts ours */
         }
+        if (high)
+            break; /* on_drain pumps again */
         if (sl != NULL && sl->state == DL_READY) {
             slot_deliver(s, sl);
             continue;

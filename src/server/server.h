@@ -451,6 +451,7 @@ struct dl_slot {
     int whole;          /* one file frame (R-XFER-7), not a piece of data or chunk frames */
     int orphan;         /* d left the queue during the read: the slot frees it */
     int recheck;        /* a pack's chunk: its row is looked up again once read (R-CHUNK-11) */
+    uint64_t seq;       /* the order of its read among the connection's: bytes go out in it */
     uint8_t *buf;       /* SRV_DL_SLOT_CAP bytes: the frames */
     size_t len;         /* bytes of frames */
     struct iovec iov[SRV_DL_FRAMES]; /* where the content's bytes go */
@@ -493,6 +494,7 @@ struct sess {
     struct download *dl_tail;
     int ndownloads;
     struct dl_slot dl_slot[SRV_DL_SLOTS];
+    uint64_t dl_seq;                         /* reads started so far */
     int dlw_waiting;                         /* in srv->dlw_*: waits for a read to start */
     struct sess *dlw_next;                   /* next in srv->dlw_* */
     struct chunk_rx rx[SRV_CHUNKS_OPEN_MAX]; /* chunks begun on this connection */
