@@ -479,14 +479,28 @@ static void dl_unwait(struct sess *s)
     s->dlw_next = NULL;
 }
 
-/* A read ended: the connections waiting start theirs, first come first served. */
+/*
+ * Whether s may start a read now: under the server's cap, and no other
+ * connection waiting before it (first come, first served: a connection
+ * whose read just ended queues behind those that waited meanwhile).
+ */
+static int dl_may_read(const struct sess *s)
+{
+    const struct srv *srv = s->srv;
+
+    return srv->dl_reads < SRV_DL_READS_MAX && (srv->dlw_head == NULL || srv->dlw_head == s);
+}
+
+/* A read ended: the connections waiting start theirs, in turn. */
 static void dl_wake(struct srv *srv)
 {
     struct sess *w;
 
     while (srv->dl_reads < SRV_DL_READS_MAX && (w = srv->dlw_head) != NULL) {
-        dl_unwait(w);
         srv_download_pump(w);
+        /* One that no longer wants a read gives its turn up. */
+        if (srv->dlw_head == w)
+            dl_unwait(w);
     }
 }
 
@@ -606,6 +620,7 @@ static int slot_submit(struct sess *s, struct dl_slot *sl, struct download *d)
         return rc;
     sl->state = DL_READING;
     s->srv->dl_reads++;
+    dl_unwait(s);
     srv_sess_ref(s);
     return 0;
 }
@@ -732,7 +747,7 @@ void srv_download_pump(struct sess *s)
          */
         if (needs_read(d) && !slot_reading(s) && (sl == NULL || sl->got == (ssize_t)sl->want) &&
             (fr = slot_free(s)) != NULL) {
-            if (s->srv->dl_reads < SRV_DL_READS_MAX) {
+            if (dl_may_read(s)) {
                 if ((rc = slot_submit(s, fr, d)) != 0)
                     download_fail(s, d);
                 continue;
