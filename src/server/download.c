@@ -316,7 +316,7 @@ static int download_resolve(struct sess *s, struct download *d)
  * Locates the next chunk of a chunked download: in its pack (kept open
  * while the chunks stay in it) or, for a store of the old layout, its file.
  */
-static int chunk_open(struct sess *s, struct download *d)
+static int chunk_open(struct sess *s, struct download *d, int move)
 {
     struct ferry_chunk_ent e;
     int64_t loc, off, size;
@@ -329,6 +329,12 @@ static int chunk_open(struct sess *s, struct download *d)
         size != e.len)
         return FERRY_EINTERNAL;
     ferry_blob_ref_chunk(&d->bref, s->uid, e.hash, loc, off, size);
+    /* A chunk after the first of a read: the read moves the reader when it comes to it. */
+    if (!move && d->rd != NULL) {
+        d->chunk_len = e.len;
+        d->chunk_ready = 1;
+        return 0;
+    }
     if ((d->rd != NULL ? ferry_blob_reader_move(s->srv->blobs, d->rd, &d->bref)
                        : ferry_blob_reader_open(s->srv->blobs, &d->bref, &d->rd)) != 0)
         return FERRY_EINTERNAL;
@@ -344,17 +350,17 @@ static int chunk_open(struct sess *s, struct download *d)
  * after the commit that deleted its row, and pack ids and offsets are
  * never reused. A chunk file of the old layout stays readable once open.
  */
-static int chunk_still_there(struct sess *s, struct download *d)
+static int chunk_still_there(struct sess *s, const struct ferry_blob_ref *ref)
 {
     struct ferry_blob_ref now;
     int64_t loc, off, size;
 
-    if (!ferry_blob_may_vanish(s->srv->blobs, &d->bref))
+    if (!ferry_blob_may_vanish(s->srv->blobs, ref))
         return 1;
-    if (ferry_meta_chunk_loc(s->srv->rdb, s->uid, d->bref.key, &loc, &off, &size) != 1)
+    if (ferry_meta_chunk_loc(s->srv->rdb, s->uid, ref->key, &loc, &off, &size) != 1)
         return 0;
-    ferry_blob_ref_chunk(&now, s->uid, d->bref.key, loc, off, size);
-    return ferry_blob_ref_same(&now, &d->bref);
+    ferry_blob_ref_chunk(&now, s->uid, ref->key, loc, off, size);
+    return ferry_blob_ref_same(&now, ref);
 }
 
 /*
@@ -551,8 +557,36 @@ static struct dl_slot *slot_free(struct sess *s)
 static void slot_work(uv_work_t *req)
 {
     struct dl_slot *sl = req->data;
+    struct ferry_blob_store *blobs = sl->s->srv->blobs;
+    const struct dl_item *it;
+    ssize_t got, total = 0;
+    int i, rc;
 
-    sl->got = ferry_blob_read(sl->s->srv->blobs, sl->rd, sl->pos, sl->iov, sl->nfr);
+    for (i = 0; i < sl->nitem; i++) {
+        it = &sl->item[i];
+        if (i > 0 && (rc = ferry_blob_reader_move(blobs, sl->rd, &it->ref)) != 0) {
+            sl->got = rc;
+            return;
+        }
+        got = ferry_blob_read(blobs, sl->rd, it->pos, sl->iov + it->iov0, it->niov);
+        if (got != (ssize_t)it->want) {
+            sl->got = got < 0 ? got : FERRY_EINTERNAL; /* short: the read fails */
+            return;
+        }
+        total += got;
+    }
+    sl->got = total;
+}
+
+/* Whether every chunk a read took from a pack is still stored where it was (R-CHUNK-11). */
+static int slot_still_there(struct sess *s, const struct dl_slot *sl)
+{
+    int i;
+
+    for (i = 0; i < sl->nitem; i++)
+        if (!chunk_still_there(s, &sl->item[i].ref))
+            return 0;
+    return 1;
 }
 
 static void slot_done(uv_work_t *req, int status)
@@ -571,7 +605,7 @@ static void slot_done(uv_work_t *req, int status)
         sl->d = NULL;
         sl->orphan = 0;
         sl->state = DL_FREE;
-    } else if (sl->got == (ssize_t)sl->want && sl->recheck && !chunk_still_there(s, sl->d)) {
+    } else if (sl->got == (ssize_t)sl->want && sl->recheck && !slot_still_there(s, sl)) {
         sl->got = -ENOENT; /* deleted meanwhile: the bytes read may be a hole (R-CHUNK-11) */
     }
     if (s->closed) {
@@ -590,7 +624,7 @@ static int slot_submit(struct sess *s, struct dl_slot *sl, struct download *d)
 {
     int rc;
 
-    if (d->list != NULL && !d->chunk_ready && (rc = chunk_open(s, d)) != 0)
+    if (d->list != NULL && !d->chunk_ready && (rc = chunk_open(s, d, 1)) != 0)
         return rc;
     if (sl->buf == NULL && (sl->buf = ferry_malloc(SRV_DL_SLOT_CAP)) == NULL)
         return -ENOMEM;
@@ -600,20 +634,49 @@ static int slot_submit(struct sess *s, struct dl_slot *sl, struct download *d)
     sl->rd = d->rd;
     sl->whole = d->whole;
     sl->recheck = 0;
+    sl->nitem = 1;
+    sl->item[0].ref = d->bref;
+    sl->item[0].iov0 = 0;
     if (d->whole) {
         if ((rc = file_layout(d, sl->buf)) != 0)
             return rc;
         sl->iov[0].iov_base = sl->buf + FERRY_FRAME_HDR_LEN + FERRY_FILE_HDR_LEN;
         sl->iov[0].iov_len = (size_t)d->size;
-        sl->nfr = 1;
-        sl->want = (size_t)d->size;
-        sl->pos = 0;
+        sl->nfr = sl->item[0].niov = 1;
+        sl->want = sl->item[0].want = (size_t)d->size;
+        sl->item[0].pos = 0;
         sl->len = FERRY_FRAME_HDR_LEN + FERRY_FILE_HDR_LEN + (size_t)d->size;
         d->off = d->end;
     } else {
-        /* A pack's chunk is looked up again once read; the chunk is d's until then. */
+        /*
+         * Chunks are read together up to a piece's worth, so a hand-off
+         * to the pool costs one per MiB and not one per chunk; each
+         * chunk's row is looked up here, and again once read, on this
+         * thread (R-CHUNK-11).
+         */
         sl->recheck = d->list != NULL;
-        sl->len = piece_layout(d, SRV_DL_PIECE, sl->buf, sl->iov, &sl->nfr, &sl->want, &sl->pos);
+        sl->len = sl->want = 0;
+        sl->nfr = 0;
+        sl->nitem = 0;
+        for (;;) {
+            struct dl_item *it = &sl->item[sl->nitem];
+            int n;
+
+            it->ref = d->bref;
+            it->iov0 = sl->nfr;
+            sl->len += piece_layout(d, SRV_DL_PIECE - sl->want, sl->buf + sl->len,
+                                    sl->iov + sl->nfr, &n, &it->want, &it->pos);
+            it->niov = n;
+            sl->nfr += n;
+            sl->want += it->want;
+            sl->nitem++;
+            if (d->list == NULL || d->off >= d->end || sl->want >= SRV_DL_PIECE ||
+                sl->nitem == SRV_DL_ITEMS || d->chunk_ready)
+                break;
+            /* A chunk that cannot be found is read, and fails, on its own next time. */
+            if (chunk_open(s, d, 0) != 0)
+                break;
+        }
     }
     sl->work.data = sl;
     if ((rc = uv_queue_work(s->srv->loop, &sl->work, slot_work, slot_done)) != 0)

@@ -438,11 +438,20 @@ struct download {
  * whole server, so downloads leave pool threads to commits and checks;
  * connections beyond that wait in turn (srv->dlw_*).
  */
-#define SRV_DL_SLOTS     2
-#define SRV_DL_PIECE     (1u << 20) /* content bytes of one read: a chunk fits whole */
-#define SRV_DL_FRAMES    (SRV_DL_PIECE / FERRY_DATA_MAX)
+#define SRV_DL_SLOTS 2
+#define SRV_DL_PIECE (1u << 20) /* content bytes of one read: a chunk fits whole */
+/* Chunks of one read: each may end in a short frame, one more than the piece's. */
+#define SRV_DL_ITEMS     16
+#define SRV_DL_FRAMES    (SRV_DL_PIECE / FERRY_DATA_MAX + SRV_DL_ITEMS)
 #define SRV_DL_SLOT_CAP  (SRV_DL_PIECE + SRV_DL_FRAMES * (FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN))
 #define SRV_DL_READS_MAX 2
+/* One chunk's bytes (or a whole blob's) in a read: where they are, and their frames. */
+struct dl_item {
+    struct ferry_blob_ref ref; /* a chunk after the first: the read moves the reader here */
+    int64_t pos;
+    size_t want;
+    int iov0, niov;
+};
 struct dl_slot {
     uv_work_t work;
     struct sess *s;
@@ -456,6 +465,8 @@ struct dl_slot {
     size_t len;         /* bytes of frames */
     struct iovec iov[SRV_DL_FRAMES]; /* where the content's bytes go */
     int nfr;
+    struct dl_item item[SRV_DL_ITEMS]; /* consecutive chunks read in one work item */
+    int nitem;
     struct ferry_blob_reader *rd;
     int64_t pos;
     size_t want;
