@@ -154,6 +154,26 @@ int ferry_conn_send_direct(struct ferry_conn *c, const void *p, size_t n);
  */
 int ferry_conn_reserve(struct ferry_conn *c, size_t n, uint8_t **p);
 void ferry_conn_commit(struct ferry_conn *c, size_t n);
+/*
+ * Told that an external buffer queued with ferry_conn_send_ext() is no
+ * longer needed: status 0 once all its bytes were encrypted, or
+ * FERRY_ECANCELED when the connection went with some still queued. It runs
+ * on the loop thread, exactly once per queued buffer, possibly inside
+ * ferry_conn_send_ext(), ferry_conn_flush() or any call that flushes, and
+ * at the latest just before on_close; it must not release the connection.
+ */
+typedef void (*ferry_conn_ext_done_fn)(void *arg, int status);
+/*
+ * Queues hdrlen bytes of hdr (copied; may be 0) and then len bytes of buf
+ * (not copied: encrypted straight from buf when their turn comes), in
+ * order with every other frame queued. buf must stay unchanged until done
+ * runs. Its bytes count as queued and pending like any others, under
+ * their own cap of FERRY_NET_OUT_MAX. Returns 0 once queued (done will
+ * run), or FERRY_ECANCELED once closing, FERRY_ETOOBIG, -ENOMEM (done will
+ * not run).
+ */
+int ferry_conn_send_ext(struct ferry_conn *c, const void *hdr, size_t hdrlen, const void *buf,
+                        size_t len, ferry_conn_ext_done_fn done, void *arg);
 /* Plaintext queued but not yet given to TLS. */
 size_t ferry_conn_queued(const struct ferry_conn *c);
 /* Encrypts and hands queued bytes to the socket. */

@@ -337,6 +337,10 @@ struct srv {
     int nlistings;
     struct sess *lw_head;
     struct sess *lw_tail;
+    /* Download reads on the thread pool, and the connections waiting to start one. */
+    int dl_reads;
+    struct sess *dlw_head;
+    struct sess *dlw_tail;
 };
 
 /*
@@ -439,6 +443,53 @@ struct download {
     struct download *next;
 };
 
+/*
+ * Download reads on the thread pool (download.c), so that the loop thread
+ * never reads the disk: the loop lays out a piece's frame headers in a
+ * slot's buffer, a work item fills their bytes with one read from the
+ * blob, and the loop queues the buffer as it is (ferry_conn_send_ext: it
+ * is encrypted from there, with no copy). Two slots per connection, one
+ * read at a time, so the next piece is read while the last is encrypted;
+ * a slot's buffer is allocated at the first read and freed when the
+ * connection has no download left. SRV_DL_READS_MAX reads at once in the
+ * whole server, so downloads leave pool threads to commits and checks;
+ * connections beyond that wait in turn (srv->dlw_*).
+ */
+#define SRV_DL_SLOTS 2
+#define SRV_DL_PIECE (1u << 20) /* content bytes of one read: a chunk fits whole */
+/* Chunks of one read: each may end in a short frame, one more than the piece's. */
+#define SRV_DL_ITEMS     16
+#define SRV_DL_FRAMES    (SRV_DL_PIECE / FERRY_DATA_MAX + SRV_DL_ITEMS)
+#define SRV_DL_SLOT_CAP  (SRV_DL_PIECE + SRV_DL_FRAMES * (FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN))
+#define SRV_DL_READS_MAX 2
+/* One chunk's bytes (or a whole blob's) in a read: where they are, and their frames. */
+struct dl_item {
+    struct ferry_blob_ref ref; /* a chunk after the first: the read moves the reader here */
+    int64_t pos;
+    size_t want;
+    int iov0, niov;
+};
+struct dl_slot {
+    uv_work_t work;
+    struct sess *s;
+    struct download *d; /* the download it reads for, until its bytes are queued */
+    int state;          /* DL_FREE, DL_READING, DL_READY, DL_QUEUED (download.c) */
+    int whole;          /* one file frame (R-XFER-7), not a piece of data or chunk frames */
+    int orphan;         /* d left the queue during the read: the slot frees it */
+    int recheck;        /* a pack's chunk: its row is looked up again once read (R-CHUNK-11) */
+    uint64_t seq;       /* the order of its read among the connection's: bytes go out in it */
+    uint8_t *buf;       /* SRV_DL_SLOT_CAP bytes: the frames */
+    size_t len;         /* bytes of frames */
+    struct iovec iov[SRV_DL_FRAMES]; /* where the content's bytes go */
+    int nfr;
+    struct dl_item item[SRV_DL_ITEMS]; /* consecutive chunks read in one work item */
+    int nitem;
+    struct ferry_blob_reader *rd;
+    int64_t pos;
+    size_t want;
+    ssize_t got;
+};
+
 struct sess {
     struct ferry_conn *conn; /* released with the session */
     struct srv *srv;
@@ -476,6 +527,10 @@ struct sess {
     struct download *dl_head;
     struct download *dl_tail;
     int ndownloads;
+    struct dl_slot dl_slot[SRV_DL_SLOTS];
+    uint64_t dl_seq;                         /* reads started so far */
+    int dlw_waiting;                         /* in srv->dlw_*: waits for a read to start */
+    struct sess *dlw_next;                   /* next in srv->dlw_* */
     struct chunk_rx rx[SRV_CHUNKS_OPEN_MAX]; /* chunks begun on this connection */
     int nrx;
     uint64_t unacked;
@@ -582,6 +637,10 @@ int srv_upload_complete(struct sess *s, const struct ferry_cmd *cmd);
 int srv_transfer_cancel(struct sess *s, const struct ferry_cmd *cmd);
 int srv_download_queue(struct sess *s, const struct ferry_cmd *cmd);
 void srv_download_pump(struct sess *s);
+/* R-XFER-4: ends the download tid if it is still queued; nothing if it is not. */
+void srv_download_cancel(struct sess *s, const uint8_t tid[static FERRY_TID_LEN]);
+/* Drops every download of a closing connection (download.c). */
+void srv_download_cleanup(struct sess *s);
 void srv_transfer_cleanup(struct sess *s);
 /* lists.c: chunk-list bytes held per user and in all (R-CHUNK-30). */
 /*

@@ -37,8 +37,11 @@ struct side {
     int32_t last_type;
     char peer[FERRY_ID_LEN + 1];
     uint64_t sent, received;
+    char log[32]; /* the frames an acceptor took: C command, D data */
+    int nlog;
     uint64_t data_bytes; /* data frames taken, in order */
-    int data_bad;        /* one came out of order or with the wrong bytes */
+    int data_bad;        /* one came out of order or with bytes other than pattern() */
+    void *data;          /* a test's own state */
 };
 
 struct fx {
@@ -149,17 +152,23 @@ static int srv_frame(struct ferry_conn *c, const struct ferry_frame *f)
     if (f->type == FERRY_FRAME_HEARTBEAT)
         return 0;
     if (f->type == FERRY_FRAME_DATA) {
-        if (ferry_data_decode(f->payload, f->payload_len, &d) != 0 || d.offset != s->data_bytes)
+        if (ferry_data_decode(f->payload, f->payload_len, &d) != 0)
+            return FERRY_EPROTO;
+        if (d.offset != s->data_bytes)
             s->data_bad = 1;
         for (i = 0; i < d.len; i++)
             if (d.bytes[i] != pattern(d.offset + i))
                 s->data_bad = 1;
         s->data_bytes += d.len;
+        if (s->nlog < (int)sizeof(s->log) - 1)
+            s->log[s->nlog++] = 'D';
         return 0;
     }
     if (decode_type(f, &s->last_type) != 0)
         return FERRY_EPROTO;
     s->frames++;
+    if (s->nlog < (int)sizeof(s->log) - 1)
+        s->log[s->nlog++] = 'C';
     return send_cmd(c, FERRY_MSG_OK);
 }
 
@@ -416,6 +425,169 @@ static void test_dial_refused(void **state)
     dial(f, port, f->srv_id.id);
     assert_false(f->cli.ready);
     assert_int_equal(f->cli.err, UV_ECONNREFUSED);
+}
+
+/*
+ * --- External buffers (ferry_conn_send_ext): encrypted from where they lie,
+ * in order with the frames queued around them, handed back exactly once.
+ */
+#define EXT_A 16384 /* bytes of the first data frame, whose header is copied */
+#define EXT_B 8000  /* bytes of the second, laid out in the buffer itself */
+
+struct ext {
+    struct side *side;
+    uint8_t *buf; /* A's bytes, then B's frame */
+    size_t len;
+    int done;        /* calls of ext_done */
+    int status;      /* the last one's status */
+    int done_first;  /* done had run when on_close came */
+    size_t queued;   /* ferry_conn_queued() once the buffer was queued */
+    size_t pending;  /* ferry_conn_pending() then */
+    int done_queued; /* done had run by then (it must not: nothing was encrypted) */
+    int done_flush;  /* calls of done once the next flush returned */
+    int oks;
+};
+
+static void ext_done(void *arg, int status)
+{
+    struct ext *x = arg;
+
+    x->done++;
+    x->status = status;
+}
+
+/* The bytes of the data at offset off: a pattern the acceptor checks. */
+static void ext_fill(uint8_t *p, uint64_t off, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        p[i] = pattern(off + i);
+}
+
+static int ext_ready(struct ferry_conn *c)
+{
+    struct side *s = ferry_conn_data(c);
+    struct ext *x = s->data;
+    uint8_t tid[FERRY_TID_LEN] = {1};
+    uint8_t hdr[FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN], *b;
+    int rc;
+
+    s->ready = 1;
+    /* Ping, then A (header copied, bytes external), then B (all external), then Ping. */
+    x->len = EXT_A + FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN + EXT_B;
+    if ((x->buf = malloc(x->len)) == NULL)
+        return -ENOMEM;
+    ferry_frame_header_encode(hdr, FERRY_FRAME_DATA, FERRY_DATA_HDR_LEN + EXT_A);
+    ferry_data_header_encode(hdr + FERRY_FRAME_HDR_LEN, tid, 0);
+    ext_fill(x->buf, 0, EXT_A);
+    b = x->buf + EXT_A;
+    ferry_frame_header_encode(b, FERRY_FRAME_DATA, FERRY_DATA_HDR_LEN + EXT_B);
+    ferry_data_header_encode(b + FERRY_FRAME_HDR_LEN, tid, EXT_A);
+    ext_fill(b + FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN, EXT_A, EXT_B);
+    if ((rc = ferry_conn_send_cmd(c, FERRY_MSG_PING, json_object())) != 0 ||
+        (rc = ferry_conn_send_ext(c, hdr, sizeof(hdr), x->buf, x->len, ext_done, x)) != 0)
+        return rc;
+    x->queued = ferry_conn_queued(c);
+    x->pending = ferry_conn_pending(c);
+    x->done_queued = x->done;
+    if ((rc = ferry_conn_send_cmd(c, FERRY_MSG_PING, json_object())) != 0 ||
+        (rc = ferry_conn_flush(c)) != 0)
+        return rc;
+    x->done_flush = x->done;
+    return 0;
+}
+
+/* Two Oks answer the two Pings: then it closes. */
+static int ext_frame(struct ferry_conn *c, const struct ferry_frame *f)
+{
+    struct side *s = ferry_conn_data(c);
+    struct ext *x = s->data;
+
+    if (f->type == FERRY_FRAME_HEARTBEAT)
+        return 0;
+    if (decode_type(f, &s->last_type) != 0)
+        return FERRY_EPROTO;
+    if (++x->oks == 2)
+        ferry_conn_close(c);
+    return 0;
+}
+
+static void ext_close(struct ferry_conn *c)
+{
+    struct side *s = ferry_conn_data(c);
+
+    if (s->data != NULL)
+        ((struct ext *)s->data)->done_first = ((struct ext *)s->data)->done;
+    side_done(s);
+}
+
+static const struct ferry_conn_ops ext_ops = {
+    .on_ready = ext_ready, .on_frame = ext_frame, .on_close = ext_close};
+
+/* The frames around an external buffer keep their order; it is handed back once encrypted. */
+static void test_ext_order(void **state)
+{
+    struct fx *f = *state;
+    struct ext x = {0};
+    struct ferry_conn_cfg cfg = {
+        .ctx = f->cli_ctx, .ops = &ext_ops, .heartbeat_ms = 30000, .idle_ms = 90000};
+
+    f->cli.data = &x;
+    assert_int_equal(
+        ferry_conn_dial(&f->loop, &cfg, NULL, "127.0.0.1", f->port, NULL, &f->cli, &f->cli.c), 0);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_false(f->guard_fired);
+    assert_true(f->cli.ready);
+    /* Backpressure counts the external bytes as queued and pending until encrypted. */
+    assert_true(x.queued >= x.len + FERRY_FRAME_HDR_LEN + FERRY_DATA_HDR_LEN);
+    assert_true(x.pending >= x.queued);
+    assert_int_equal(x.done_queued, 0);
+    assert_int_equal(x.done_flush, 1);
+    assert_int_equal(x.done, 1);
+    assert_int_equal(x.status, 0);
+    assert_int_equal(f->cli.err, 0);
+    f->srv.log[f->srv.nlog] = '\0';
+    assert_string_equal(f->srv.log, "CDDC");
+    assert_int_equal(f->srv.data_bytes, EXT_A + EXT_B);
+    assert_int_equal(f->srv.data_bad, 0);
+    free(x.buf);
+}
+
+/*
+ * A connection that closes with an external buffer still queued hands it
+ * back, once, with FERRY_ECANCELED, before on_close; a buffer past the cap
+ * is refused and never handed back.
+ */
+static void test_ext_close_queued(void **state)
+{
+    struct fx *f = *state;
+    struct ext x = {0};
+    struct ext big = {0};
+    struct ferry_conn_cfg cfg = {
+        .ctx = f->cli_ctx, .ops = &ext_ops, .heartbeat_ms = 30000, .idle_ms = 90000};
+    static uint8_t buf[1 << 20];
+
+    f->cli.data = &x;
+    assert_int_equal(
+        ferry_conn_dial(&f->loop, &cfg, NULL, "127.0.0.1", f->port, NULL, &f->cli, &f->cli.c), 0);
+    /* Before the handshake nothing is encrypted: the buffer waits in the queue. */
+    assert_int_equal(ferry_conn_send_ext(f->cli.c, NULL, 0, buf, sizeof(buf), ext_done, &x), 0);
+    assert_true(ferry_conn_queued(f->cli.c) >= sizeof(buf));
+    assert_true(ferry_conn_pending(f->cli.c) >= sizeof(buf));
+    assert_int_equal(ferry_conn_send_ext(f->cli.c, NULL, 0, buf, FERRY_NET_OUT_MAX, ext_done, &big),
+                     FERRY_ETOOBIG);
+    ferry_conn_close(f->cli.c);
+    assert_int_equal(ferry_conn_send_ext(f->cli.c, NULL, 0, buf, 1, ext_done, &big),
+                     FERRY_ECANCELED);
+    f->expect_closed = 1; /* the acceptor may never see it */
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_false(f->guard_fired);
+    assert_false(f->cli.ready);
+    assert_int_equal(x.done, 1);
+    assert_int_equal(x.status, FERRY_ECANCELED);
+    assert_int_equal(x.done_first, 1);
+    assert_int_equal(big.done, 0);
 }
 
 /*
@@ -788,6 +960,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_accept_wrong_peer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dial_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_direct, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ext_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ext_close_queued, setup, teardown),
         cmocka_unit_test(test_backoff),
         cmocka_unit_test_setup_teardown(test_client_call_and_wait, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_flush_timeout, setup, teardown),

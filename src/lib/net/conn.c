@@ -19,6 +19,20 @@ struct write_req {
 };
 
 /*
+ * An external buffer queued with ferry_conn_send_ext(): the owner's bytes,
+ * given to SSL_write from where they lie.
+ */
+struct net_ext {
+    struct net_ext *next;
+    const uint8_t *p;
+    size_t len;
+    size_t off;    /* bytes already encrypted */
+    uint64_t mark; /* c->out_taken at which its turn comes */
+    ferry_conn_ext_done_fn done;
+    void *arg;
+};
+
+/*
  * Records gather in one write buffer until it holds NET_FLUSH_BYTES, then go
  * to the socket in one uv_write. SSL_write returns after every record (the
  * context enables partial writes), so handing each over alone cost a
@@ -59,6 +73,18 @@ static void tx_recycle(struct ferry_conn *c, struct write_req *w)
     c->nspare++;
 }
 
+/* Tells the owners of a list of finished external buffers, oldest first, and frees it. */
+static void ext_finish(struct net_ext *e, int status)
+{
+    struct net_ext *next;
+
+    for (; e != NULL; e = next) {
+        next = e->next;
+        e->done(e->arg, status);
+        ferry_free(e);
+    }
+}
+
 static void process_input(struct ferry_conn *c);
 static void (*before_send)(void);
 
@@ -85,6 +111,10 @@ void net_conn_unref(struct ferry_conn *c)
     ferry_buf_cleanup(&c->out);
     ferry_free(c->rx);
     c->rx = NULL;
+    /* Buffers never encrypted go back to their owners before on_close. */
+    ext_finish(c->ext_head, FERRY_ECANCELED);
+    c->ext_head = c->ext_tail = NULL;
+    c->ext_bytes = 0;
     net_conn_list_remove(c);
     c->gone = 1;
     if (c->ops != NULL && c->ops->on_close != NULL)
@@ -144,7 +174,8 @@ static void write_done(uv_write_t *req, int status)
             close_handles(c);
         return;
     }
-    if (c->tx_window != 0 && ferry_buf_used(&c->out) > 0 && ferry_conn_flush(c) != 0) {
+    if (c->tx_window != 0 && (ferry_conn_queued(c) > 0 || c->ext_head != NULL) &&
+        ferry_conn_flush(c) != 0) {
         net_conn_fail(c, -EPIPE);
         return;
     }
@@ -212,28 +243,72 @@ void net_conn_set_tx_window(struct ferry_conn *c, size_t bytes)
     c->tx_window = bytes;
 }
 
+/*
+ * Encrypts at most NET_FLUSH_BYTES of the next bytes in order: those of out
+ * up to the first external buffer's mark, else that buffer's own, which
+ * goes to the list *done once all of it is encrypted.
+ */
+static int flush_step(struct ferry_conn *c, struct net_ext ***done)
+{
+    struct net_ext *e = c->ext_head;
+    size_t n = ferry_buf_used(&c->out);
+    const uint8_t *p = ferry_buf_peek(&c->out);
+    int w = 0;
+
+    if (e != NULL && e->mark == c->out_taken) {
+        p = e->p + e->off;
+        n = e->len - e->off;
+    } else if (e != NULL && e->mark - c->out_taken < n) {
+        n = (size_t)(e->mark - c->out_taken);
+    }
+    if (n > 0) {
+        /* The error queue is per thread: another connection's entry must not leak here. */
+        ERR_clear_error();
+        w = SSL_write(c->ssl, p, (int)(n > NET_FLUSH_BYTES ? NET_FLUSH_BYTES : n));
+        if (w <= 0)
+            return FERRY_EINTERNAL;
+    }
+    if (e == NULL || e->mark != c->out_taken) {
+        ferry_buf_consume(&c->out, (size_t)w);
+        c->out_taken += (uint64_t)w;
+        return 0;
+    }
+    e->off += (size_t)w;
+    c->ext_bytes -= (size_t)w;
+    if (e->off == e->len) {
+        c->ext_head = e->next;
+        if (c->ext_head == NULL)
+            c->ext_tail = NULL;
+        e->next = NULL;
+        **done = e;
+        *done = &e->next;
+    }
+    return 0;
+}
+
 int ferry_conn_flush(struct ferry_conn *c)
 {
-    size_t used, max_queued = c->tx_window != 0 ? c->tx_window : SIZE_MAX;
-    int n;
+    size_t max_queued = c->tx_window != 0 ? c->tx_window : SIZE_MAX;
+    struct net_ext *done = NULL, **dtail = &done;
+    int rc = 0;
 
     if (!c->ready || uv_is_closing((uv_handle_t *)&c->tcp))
         return 0;
-    while ((used = ferry_buf_used(&c->out)) > 0 &&
+    while ((ferry_buf_used(&c->out) > 0 || c->ext_head != NULL) &&
            c->queued + (c->tx != NULL ? c->tx->len : 0) < max_queued) {
-        /* The error queue is per thread: another connection's entry must not leak
-         * here. */
-        ERR_clear_error();
-        n = SSL_write(c->ssl, ferry_buf_peek(&c->out),
-                      (int)(used > NET_FLUSH_BYTES ? NET_FLUSH_BYTES : used));
-        if (n <= 0)
-            return FERRY_EINTERNAL;
-        ferry_buf_consume(&c->out, (size_t)n);
-        if (c->tx != NULL && c->tx->len >= NET_FLUSH_BYTES && push_ciphertext(c) != 0)
-            return FERRY_EINTERNAL;
+        if ((rc = flush_step(c, &dtail)) != 0)
+            goto out;
+        if (c->tx != NULL && c->tx->len >= NET_FLUSH_BYTES && push_ciphertext(c) != 0) {
+            rc = FERRY_EINTERNAL;
+            goto out;
+        }
     }
     /* Records OpenSSL made on its own while reading (a ticket, an alert) go too. */
-    return push_ciphertext(c) != 0 ? FERRY_EINTERNAL : 0;
+    rc = push_ciphertext(c) != 0 ? FERRY_EINTERNAL : 0;
+out:
+    /* Their bytes are in records now: the owners may reuse the buffers. */
+    ext_finish(done, 0);
+    return rc;
 }
 
 int ferry_conn_send_direct(struct ferry_conn *c, const void *p, size_t n)
@@ -272,7 +347,7 @@ int ferry_conn_send_direct(struct ferry_conn *c, const void *p, size_t n)
 
 size_t ferry_conn_pending(const struct ferry_conn *c)
 {
-    return ferry_buf_used(&c->out) + c->queued;
+    return ferry_buf_used(&c->out) + c->ext_bytes + c->queued;
 }
 
 int ferry_conn_send_raw(struct ferry_conn *c, const void *p, size_t n)
@@ -308,7 +383,40 @@ void ferry_conn_commit(struct ferry_conn *c, size_t n)
 
 size_t ferry_conn_queued(const struct ferry_conn *c)
 {
-    return ferry_buf_used(&c->out);
+    return ferry_buf_used(&c->out) + c->ext_bytes;
+}
+
+int ferry_conn_send_ext(struct ferry_conn *c, const void *hdr, size_t hdrlen, const void *buf,
+                        size_t len, ferry_conn_ext_done_fn done, void *arg)
+{
+    struct net_ext *e;
+    int rc;
+
+    if (c->closing)
+        return FERRY_ECANCELED;
+    if (len > FERRY_NET_OUT_MAX - c->ext_bytes)
+        return FERRY_ETOOBIG;
+    if ((e = ferry_calloc(1, sizeof(*e))) == NULL)
+        return -ENOMEM;
+    if (hdrlen > 0 && (rc = ferry_buf_append(&c->out, hdr, hdrlen)) != 0) {
+        ferry_free(e);
+        return rc;
+    }
+    e->p = buf;
+    e->len = len;
+    e->done = done;
+    e->arg = arg;
+    e->mark = c->out_taken + ferry_buf_used(&c->out);
+    if (c->ext_tail != NULL)
+        c->ext_tail->next = e;
+    else
+        c->ext_head = e;
+    c->ext_tail = e;
+    c->ext_bytes += len;
+    /* Queued: from here on done runs, so a failed flush closes rather than fails the call. */
+    if (ferry_conn_queued(c) >= FERRY_NET_COALESCE && (rc = ferry_conn_flush(c)) != 0)
+        net_conn_fail(c, rc);
+    return 0;
 }
 
 ssize_t ferry_frame_cmd(uint8_t *out, size_t cap, int32_t type, json_t *body)

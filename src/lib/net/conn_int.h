@@ -12,6 +12,7 @@
 
 struct net_conn_list;
 struct write_req;
+struct net_ext;
 
 struct ferry_conn {
     uv_tcp_t tcp;
@@ -27,8 +28,15 @@ struct ferry_conn {
     size_t tx_window; /* ciphertext kept ahead of the socket; 0: all of it */
     struct ferry_buf in;
     struct ferry_buf out;
-    uint8_t *rx;   /* socket reads (FERRY_NET_RX_CAP), read in place by OpenSSL */
-    size_t rx_off; /* ciphertext in rx not yet taken by OpenSSL: [rx_off, rx_len) */
+    /*
+     * External buffers (ferry_conn_send_ext), oldest first: each goes
+     * once out_taken reaches its mark, the bytes of out queued before it.
+     */
+    struct net_ext *ext_head, *ext_tail;
+    size_t ext_bytes;   /* their bytes not yet encrypted */
+    uint64_t out_taken; /* bytes of out given to TLS so far */
+    uint8_t *rx;        /* socket reads (FERRY_NET_RX_CAP), read in place by OpenSSL */
+    size_t rx_off;      /* ciphertext in rx not yet taken by OpenSSL: [rx_off, rx_len) */
     size_t rx_len;
     size_t queued; /* ciphertext handed to uv_write, not yet written */
     int ready;

@@ -34,10 +34,10 @@ struct fault_store {
     struct fault_rule rules[FAULT_RULES_MAX];
     int nrules;
     /*
-     * Calls so far of each operation. Each is counted on one thread only
-     * (put, write, sync on the commit job's; read and spool on the loop).
+     * Calls so far of each operation. Reads run on the thread pool, several
+     * at once for different downloads, so every count is atomic.
      */
-    long calls[F_OPS];
+    _Atomic long calls[F_OPS];
     int disk_full; /* a short write happened: the next write finds no room */
 };
 
@@ -51,7 +51,7 @@ static struct fault_store *fst(struct ferry_blob_store *st)
 /* Counts a call of op; 1 and its kind if a rule fails this one. */
 static int fault_hit(struct fault_store *fs, enum fault_op op, enum fault_kind *kind)
 {
-    long n = ++fs->calls[op];
+    long n = ++fs->calls[op]; /* atomic: one number per call */
     int i;
 
     for (i = 0; i < fs->nrules; i++) {
