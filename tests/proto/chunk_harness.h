@@ -622,16 +622,19 @@ __attribute__((unused)) static void still_open(struct client *cl)
     ferry_cmd_cleanup(&m);
 }
 
-/* Downloads path: the bytes, Transfer's hash and TransferComplete's hash (R-CHUNK-10). */
-static void download_path(struct client *cl, const char *path, uint8_t **out, size_t *len,
-                          char xfer_hash[80], char done_hash[80])
+/*
+ * Reads the download a Download sent on cl asked for: its Transfer, data
+ * frames in order, its TransferComplete. The bytes (malloc'd) go to *out,
+ * Transfer's hash and TransferComplete's hash (R-CHUNK-10) to the others.
+ */
+static void read_download_frames(struct client *cl, uint8_t **out, size_t *len, char xfer_hash[80],
+                                 char done_hash[80])
 {
-    uint64_t deadline = ferry_now_ms() + 30000;
+    uint64_t deadline = ferry_now_ms() + HARNESS_WAIT_MS;
     uint8_t tid[16] = {0}, *buf = NULL;
     size_t size = 0, got = 0;
     int have_transfer = 0;
 
-    assert_int_equal(client_send(cl, FERRY_MSG_DOWNLOAD, json_pack("{s:s}", "path", path)), 0);
     for (;;) {
         struct ferry_frame f;
 
@@ -651,8 +654,7 @@ static void download_path(struct client *cl, const char *path, uint8_t **out, si
 
             assert_int_equal(ferry_cmd_decode(f.payload, f.payload_len, &m), 0);
             if (m.type == FERRY_MSG_ERROR)
-                fprintf(stderr, "download %s: Error %d %s\n", path, err_code(&m),
-                        str_member(&m, "message"));
+                fprintf(stderr, "download: Error %d %s\n", err_code(&m), str_member(&m, "message"));
             if (m.type == FERRY_MSG_TRANSFER) {
                 assert_false(have_transfer);
                 have_transfer = 1;
@@ -674,6 +676,14 @@ static void download_path(struct client *cl, const char *path, uint8_t **out, si
     assert_int_equal(got, size);
     *out = buf;
     *len = size;
+}
+
+/* Downloads path: the bytes, Transfer's hash and TransferComplete's hash (R-CHUNK-10). */
+static void download_path(struct client *cl, const char *path, uint8_t **out, size_t *len,
+                          char xfer_hash[80], char done_hash[80])
+{
+    assert_int_equal(client_send(cl, FERRY_MSG_DOWNLOAD, json_pack("{s:s}", "path", path)), 0);
+    read_download_frames(cl, out, len, xfer_hash, done_hash);
 }
 
 /* path reads back as exactly n bytes of data. */

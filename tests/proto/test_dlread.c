@@ -30,45 +30,14 @@ static uint8_t *random_bytes(size_t n)
  */
 static void read_download(struct client *cl, const uint8_t *data, size_t n)
 {
-    uint64_t deadline = ferry_now_ms() + HARNESS_WAIT_MS;
-    uint8_t tid[16] = {0};
-    size_t got = 0;
-    int have_transfer = 0;
+    char xhash[80], dhash[80];
+    uint8_t *got = NULL;
+    size_t len = 0;
 
-    for (;;) {
-        struct ferry_frame f;
-        struct ferry_cmd m;
-
-        next_frame_by(cl, deadline, &f);
-        if (f.type == FERRY_FRAME_DATA) {
-            struct ferry_data d;
-
-            assert_true(have_transfer);
-            assert_int_equal(ferry_data_decode(f.payload, f.payload_len, &d), 0);
-            assert_memory_equal(d.tid, tid, 16);
-            assert_int_equal(d.offset, got);
-            assert_true(d.len <= n - got);
-            assert_memory_equal(d.bytes, data + got, d.len);
-            got += d.len;
-            continue;
-        }
-        assert_int_equal(f.type, FERRY_FRAME_COMMAND);
-        assert_int_equal(ferry_cmd_decode(f.payload, f.payload_len, &m), 0);
-        if (m.type == FERRY_MSG_ERROR)
-            fprintf(stderr, "Error %d %s\n", err_code(&m), str_member(&m, "message"));
-        if (!have_transfer) {
-            assert_int_equal(m.type, FERRY_MSG_TRANSFER);
-            assert_int_equal(ferry_hex_decode(str_member(&m, "tid"), tid, 16), 0);
-            assert_int_equal(json_integer_value(json_object_get(m.body, "size")), (json_int_t)n);
-            have_transfer = 1;
-            ferry_cmd_cleanup(&m);
-            continue;
-        }
-        assert_int_equal(m.type, FERRY_MSG_TRANSFER_COMPLETE);
-        ferry_cmd_cleanup(&m);
-        break;
-    }
-    assert_int_equal(got, n);
+    read_download_frames(cl, &got, &len, xhash, dhash);
+    assert_int_equal(len, n);
+    assert_memory_equal(got, data, n);
+    free(got);
 }
 
 static void send_download(struct client *cl, const char *path)
