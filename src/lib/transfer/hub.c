@@ -312,8 +312,11 @@ static int hub_frame(struct ferry_session *s, const struct ferry_frame *f,
 out:
     if (rc >= 0 && !routed && h->owner != NULL && h->owner->on_frame != NULL)
         rc = h->owner->on_frame(h, f);
-    /* Paused to be delivered again: it will be counted then. */
-    if (rc == 1 &&
+    /*
+     * Paused to be delivered again: it will be counted then. A 1 without a
+     * pause is taken as consumed by the session, so it stays counted.
+     */
+    if (rc == 1 && ferry_session_conn(s) != NULL && ferry_conn_is_paused(ferry_session_conn(s)) &&
         (f->type == FERRY_FRAME_FILE || (m != NULL && m->type == FERRY_MSG_TRANSFER_COMPLETE)))
         h->tc_seq--;
     sweep(h);
