@@ -625,10 +625,11 @@ __attribute__((unused)) static void still_open(struct client *cl)
 /*
  * Reads the download a Download sent on cl asked for: its Transfer, data
  * frames in order, its TransferComplete. The bytes (malloc'd) go to *out,
- * Transfer's hash and TransferComplete's hash (R-CHUNK-10) to the others.
+ * Transfer's hash and TransferComplete's hash (R-CHUNK-10) to the others:
+ * 0. An Error instead of the Transfer returns its code, with nothing in *out.
  */
-static void read_download_frames(struct client *cl, uint8_t **out, size_t *len, char xfer_hash[80],
-                                 char done_hash[80])
+static int read_download_frames(struct client *cl, uint8_t **out, size_t *len, char xfer_hash[80],
+                                char done_hash[80])
 {
     uint64_t deadline = ferry_now_ms() + HARNESS_WAIT_MS;
     uint8_t tid[16] = {0}, *buf = NULL;
@@ -653,6 +654,14 @@ static void read_download_frames(struct client *cl, uint8_t **out, size_t *len, 
             struct ferry_cmd m;
 
             assert_int_equal(ferry_cmd_decode(f.payload, f.payload_len, &m), 0);
+            if (m.type == FERRY_MSG_ERROR && !have_transfer) {
+                int code = err_code(&m);
+
+                ferry_cmd_cleanup(&m);
+                *out = NULL;
+                *len = 0;
+                return code;
+            }
             if (m.type == FERRY_MSG_ERROR)
                 fprintf(stderr, "download: Error %d %s\n", err_code(&m), str_member(&m, "message"));
             if (m.type == FERRY_MSG_TRANSFER) {
@@ -676,6 +685,7 @@ static void read_download_frames(struct client *cl, uint8_t **out, size_t *len, 
     assert_int_equal(got, size);
     *out = buf;
     *len = size;
+    return 0;
 }
 
 /* Downloads path: the bytes, Transfer's hash and TransferComplete's hash (R-CHUNK-10). */
@@ -683,7 +693,7 @@ static void download_path(struct client *cl, const char *path, uint8_t **out, si
                           char xfer_hash[80], char done_hash[80])
 {
     assert_int_equal(client_send(cl, FERRY_MSG_DOWNLOAD, json_pack("{s:s}", "path", path)), 0);
-    read_download_frames(cl, out, len, xfer_hash, done_hash);
+    assert_int_equal(read_download_frames(cl, out, len, xfer_hash, done_hash), 0);
 }
 
 /* path reads back as exactly n bytes of data. */

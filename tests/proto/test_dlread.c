@@ -34,7 +34,7 @@ static void read_download(struct client *cl, const uint8_t *data, size_t n)
     uint8_t *got = NULL;
     size_t len = 0;
 
-    read_download_frames(cl, &got, &len, xhash, dhash);
+    assert_int_equal(read_download_frames(cl, &got, &len, xhash, dhash), 0);
     assert_int_equal(len, n);
     assert_memory_equal(got, data, n);
     free(got);

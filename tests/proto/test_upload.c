@@ -11,9 +11,9 @@
 
 #include <cmocka.h>
 
+#include "chunk_harness.h"
 #include "ferry/hub.h"
 #include "ferry/upload.h"
-#include "harness.h"
 #include "loop_harness.h"
 
 /* The loop, its guard and the hub every job of a test shares. */
@@ -174,63 +174,20 @@ static uint8_t *make_file(const char *path, size_t size)
     return p;
 }
 
-static int next_frame(struct client *cl, struct ferry_frame *f)
-{
-    uint64_t deadline = ferry_now_ms() + HARNESS_WAIT_MS;
-    int rc;
-
-    while ((rc = ferry_client_next_frame(cl->c, f)) == 0) {
-        if (ferry_now_ms() >= deadline)
-            return FERRY_ETIMEDOUT;
-        rc = ferry_client_pump(cl->c, 1000, 0);
-        if (rc != 0 && rc != FERRY_ETIMEDOUT)
-            return rc;
-    }
-    return rc == 1 ? 0 : rc;
-}
-
 /* Downloads path (R-XFER-3) and checks it is exactly want; 0, or the Error's code. */
 static int fetch(struct client *cl, const char *path, const uint8_t *want, size_t size)
 {
-    uint64_t next = 0;
-    int have_transfer = 0;
+    char xhash[80], dhash[80];
+    uint8_t *got = NULL;
+    size_t len = 0;
+    int rc;
 
     assert_int_equal(client_send(cl, FERRY_MSG_DOWNLOAD, json_pack("{s:s}", "path", path)), 0);
-    for (;;) {
-        struct ferry_frame f;
-
-        assert_int_equal(next_frame(cl, &f), 0);
-        if (f.type == FERRY_FRAME_DATA) {
-            struct ferry_data d;
-
-            assert_true(have_transfer);
-            assert_int_equal(ferry_data_decode(f.payload, f.payload_len, &d), 0);
-            assert_int_equal(d.offset, next);
-            assert_true(d.len <= size - next);
-            assert_memory_equal(d.bytes, want + next, d.len);
-            next += d.len;
-        } else if (f.type == FERRY_FRAME_COMMAND) {
-            struct ferry_cmd m;
-            int code;
-
-            assert_int_equal(ferry_cmd_decode(f.payload, f.payload_len, &m), 0);
-            if (m.type == FERRY_MSG_TRANSFER) {
-                have_transfer = 1;
-                assert_int_equal(json_integer_value(json_object_get(m.body, "size")), size);
-                ferry_cmd_cleanup(&m);
-                continue;
-            }
-            if (m.type == FERRY_MSG_ERROR) {
-                code = err_code(&m);
-                ferry_cmd_cleanup(&m);
-                return code;
-            }
-            assert_int_equal(m.type, FERRY_MSG_TRANSFER_COMPLETE);
-            ferry_cmd_cleanup(&m);
-            break;
-        }
-    }
-    assert_int_equal(next, size);
+    if ((rc = read_download_frames(cl, &got, &len, xhash, dhash)) != 0)
+        return rc;
+    assert_int_equal(len, size);
+    assert_memory_equal(got, want, size);
+    free(got);
     return 0;
 }
 
