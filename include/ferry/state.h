@@ -31,6 +31,16 @@ struct ferry_state;
 int ferry_state_open(const char *path, struct ferry_state **out, char *why, size_t whycap);
 /* The SQLite handle, for the modules that keep their records there. */
 struct sqlite3 *ferry_state_db(const struct ferry_state *st);
+/*
+ * The handle is shared by the threads of a process (serialized mode), and
+ * SQLite makes each call whole but not a span of calls: a transaction
+ * opened with BEGIN, or a step run under a changed PRAGMA, would take in
+ * another thread's statements or lend them its setting. Such a span runs
+ * between ferry_state_enter and ferry_state_leave on the handle (spans
+ * nest). Never on a loop thread: it waits for the span of another thread.
+ */
+void ferry_state_enter(struct sqlite3 *db);
+void ferry_state_leave(struct sqlite3 *db);
 void ferry_state_close(struct ferry_state *st);
 
 #endif

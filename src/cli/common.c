@@ -144,6 +144,7 @@ static int state_exec(const char *sql, const char *a, const char *b, const char 
     if ((rc = cli_state_db(&db)) != 0)
         return rc;
     rc = FERRY_EINTERNAL;
+    ferry_state_enter(db);
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         goto out;
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
@@ -161,6 +162,7 @@ rollback:
     sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 out:
     sqlite3_finalize(st);
+    ferry_state_leave(db);
     return rc;
 }
 

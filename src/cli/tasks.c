@@ -25,6 +25,7 @@
 #include <sqlite3.h>
 
 #include "cli.h"
+#include "ferry/state.h"
 
 /* Tasks listed and resumed by one `ferry resume`. */
 #define CLI_TASKS_MAX 1000
@@ -125,8 +126,9 @@ static int64_t adopt_or_insert(sqlite3 *db, const char *env_id, const struct cli
     sqlite3_stmt *st = NULL;
     int64_t id = 0, me = proc_start(getpid());
 
+    ferry_state_enter(db);
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return 0;
+        goto out;
     if (env_id != NULL) {
         /* `ferry resume` runs a task again under the id it already has. */
         if (sqlite3_prepare_v2(db, "SELECT id, dest_dir FROM tasks WHERE id = ?1", -1, &st, NULL) ==
@@ -174,6 +176,8 @@ static int64_t adopt_or_insert(sqlite3 *db, const char *env_id, const struct cli
         id = 0;
         task_dest_dir = -1;
     }
+out:
+    ferry_state_leave(db);
     return id;
 }
 
@@ -245,8 +249,11 @@ void cli_task_end(int exit_code)
      * Finished (well or not): forget it, and every unfinished record of the
      * same command not running elsewhere, since this run did their work.
      */
-    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+    ferry_state_enter(db);
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        ferry_state_leave(db);
         goto out;
+    }
     if (sqlite3_prepare_v2(db,
                            "SELECT t.id, t.pid, t.pid_start FROM tasks t, tasks me WHERE me.id = ?1"
                            " AND t.server = me.server AND t.user = me.user AND t.cwd = me.cwd AND"
@@ -266,6 +273,7 @@ void cli_task_end(int exit_code)
     rows = NULL;
     if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    ferry_state_leave(db);
 out:
     sqlite3_finalize(rows);
     sqlite3_finalize(st);

@@ -3,9 +3,13 @@
  * a new file gets every table, 0600 and the schema version; a file written
  * before the store had a version keeps its records and loses only what
  * cannot be trusted; a newer file and anything but a regular file are
- * refused; two processes migrating one old file at once both succeed.
+ * refused; two processes migrating one old file at once both succeed; a
+ * resume record written on one thread never lends its relaxed sync setting
+ * to another thread's commits on the shared handle.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,7 +25,9 @@
 #include <sqlite3.h>
 
 #include "ferry/core.h"
+#include "ferry/crypto.h"
 #include "ferry/err.h"
+#include "ferry/part.h"
 #include "ferry/state.h"
 
 struct fx {
@@ -241,6 +247,63 @@ static void test_concurrent_migration(void **state)
     ferry_state_close(st);
 }
 
+struct recorder {
+    struct ferry_state *st;
+    int dirfd;
+    int done;
+    int failed;
+};
+
+static void *record_loop(void *arg)
+{
+    struct recorder *r = arg;
+    struct ferry_part_id id = {.dev = 1, .ino = 2, .born = 3};
+    char cid[FERRY_CID_LEN + 1];
+    int i;
+
+    memset(cid, 'a', FERRY_CID_LEN);
+    cid[FERRY_CID_LEN] = '\0';
+    for (i = 0; i < 400; i++)
+        if (ferry_part_record(r->st, r->dirfd, "part", cid, &id, (uint64_t)i) != 0)
+            r->failed++;
+    __atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/*
+ * A resume record is committed with synchronous=NORMAL (R-RECV-2), a
+ * setting of the whole handle: another thread asking meanwhile must still
+ * find FULL, which every other commit of the store relies on. Without the
+ * span of ferry_state_enter the main thread here sees NORMAL within a few
+ * hundred records.
+ */
+static void test_record_setting_private(void **state)
+{
+    struct fx *f = *state;
+    struct recorder r = {0};
+    pthread_t t;
+    long long v;
+    int seen = 0, relaxed = 0;
+
+    assert_int_equal(ferry_state_open(f->path, &r.st, NULL, 0), 0);
+    r.dirfd = open(f->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    assert_true(r.dirfd >= 0);
+    assert_int_equal(pthread_create(&t, NULL, record_loop, &r), 0);
+    while (!__atomic_load_n(&r.done, __ATOMIC_ACQUIRE)) {
+        v = one(ferry_state_db(r.st), "PRAGMA synchronous");
+        seen++;
+        if (v != 2)
+            relaxed++;
+    }
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(r.failed, 0);
+    assert_true(seen > 0);
+    assert_int_equal(relaxed, 0);
+    assert_int_equal(one(ferry_state_db(r.st), "SELECT durable FROM partials"), 399);
+    close(r.dirfd);
+    ferry_state_close(r.st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -249,6 +312,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_newer_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_planted_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_migration, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_record_setting_private, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -139,8 +139,11 @@ static int migrate(sqlite3 *db)
         return 0;
     if (v > FERRY_STATE_SCHEMA)
         return FERRY_EVERSION;
-    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return FERRY_EINTERNAL;
+    ferry_state_enter(db);
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        rc = FERRY_EINTERNAL;
+        goto done;
+    }
     if ((rc = user_version(db, &v)) != 0)
         goto out;
     if (v > FERRY_STATE_SCHEMA) {
@@ -156,6 +159,8 @@ static int migrate(sqlite3 *db)
 out:
     if (rc != 0)
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+done:
+    ferry_state_leave(db);
     return rc;
 }
 
@@ -180,8 +185,10 @@ int ferry_state_open(const char *path, struct ferry_state **out, char *why, size
         return -ELOOP; /* a link or something else planted in our place */
     if ((st = ferry_calloc(1, sizeof(*st))) == NULL)
         return -ENOMEM;
-    if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL) !=
-        SQLITE_OK)
+    /* FULLMUTEX: the jobs' pool and writer threads keep their records through this handle. */
+    if (sqlite3_open_v2(path, &st->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_FULLMUTEX,
+                        NULL) != SQLITE_OK)
         goto out;
     sqlite3_busy_timeout(st->db, 10000);
     /* FULL: a session token, a pin or a resume record is acknowledged once on disk. */
@@ -206,6 +213,17 @@ out:
 struct sqlite3 *ferry_state_db(const struct ferry_state *st)
 {
     return st != NULL ? st->db : NULL;
+}
+
+void ferry_state_enter(struct sqlite3 *db)
+{
+    /* The handle's own recursive mutex, the one each call takes. */
+    sqlite3_mutex_enter(sqlite3_db_mutex(db));
+}
+
+void ferry_state_leave(struct sqlite3 *db)
+{
+    sqlite3_mutex_leave(sqlite3_db_mutex(db));
 }
 
 void ferry_state_close(struct ferry_state *st)

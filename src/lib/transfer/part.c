@@ -198,11 +198,14 @@ int ferry__part_step_record(sqlite3_stmt *st)
      * losing the newest one to a power failure costs only fetching those
      * bytes again. It is committed without a sync of its own (durable with
      * the next full commit or checkpoint): the sync took the receiving
-     * thread 10 ms for every 32 MiB step of a download.
+     * thread 10 ms for every 32 MiB step of a download. The setting is
+     * the handle's: the span keeps other threads' commits out of it.
      */
+    ferry_state_enter(db);
     sqlite3_exec(db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
     rc = sqlite3_step(st) == SQLITE_DONE ? 0 : FERRY_EINTERNAL;
     sqlite3_exec(db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+    ferry_state_leave(db);
     return rc;
 }
 
