@@ -21,7 +21,7 @@
 /* R-FRAME-1: the only frame version this build speaks. */
 #define FERRY_PROTO_VERSION 1
 /* Application version string carried in every command ("version"). */
-#define FERRY_MSG_VERSION     "1.4"
+#define FERRY_MSG_VERSION     "1.5"
 
 #define FERRY_FRAME_HEARTBEAT 0
 #define FERRY_FRAME_COMMAND   1
@@ -153,10 +153,12 @@ void ferry_data_frames_encode(uint8_t *out, const uint8_t tid[static FERRY_TID_L
 /*
  * R-CHUNK-5: list entries answered by one ChunkNeed: the first answer covers
  * FERRY_NEED_FIRST, each later one as many as were answered before, up to
- * FERRY_NEED_GROUP (16, 16, 32, 64, 128, 256, 256, ...).
+ * FERRY_NEED_GROUP (16, 16, 32, 64, 128, 256, 256, ...); since 1.5 a group
+ * also ends at the entry that brings its chunks to FERRY_NEED_GROUP_BYTES.
  */
-#define FERRY_NEED_FIRST 16
-#define FERRY_NEED_GROUP 256
+#define FERRY_NEED_FIRST       16
+#define FERRY_NEED_GROUP       256
+#define FERRY_NEED_GROUP_BYTES (8u << 20)
 
 struct ferry_chunk_frame {
     uint8_t tid[FERRY_TID_LEN];

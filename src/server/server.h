@@ -394,9 +394,10 @@ struct upload {
     int64_t uid;     /* the user the upload was opened by */
     uint8_t carry[FERRY_CHUNK_ENT_LEN]; /* an entry split across frames */
     size_t carry_len;
-    uint64_t list_sum; /* sum of the lengths of the complete entries */
-    uint32_t nent;     /* complete entries */
-    uint32_t answered; /* entries answered by ChunkNeed */
+    uint64_t list_sum;         /* sum of the lengths of the complete entries */
+    uint32_t nent;             /* complete entries */
+    uint32_t answered;         /* entries answered by ChunkNeed */
+    uint64_t unanswered_bytes; /* chunk bytes of the entries after them (R-CHUNK-5) */
     int list_done;
     uint64_t t0_ms; /* when the Upload came, for the log (R-LOG-5) */
     /* Chunked uploads of every connection, for chunks sent on another one. */

@@ -461,18 +461,21 @@ int srv_upload_open(struct sess *s, const struct ferry_cmd *cmd)
     return 0;
 }
 
-/* R-CHUNK-5: which of the entries not yet answered this user lacks. */
 /*
  * R-CHUNK-5: small first groups, so the first chunks go out after a few MiB
  * of the file are chunked, not 64 MiB (a tenth of a second of a first
  * upload during which only the client's scanner worked); then larger ones,
- * so a big file costs few answers.
+ * so a big file costs few answers; and never more than 8 MiB of chunks, so
+ * a client can keep the chunks it cut until it hears which to send.
  */
-static uint32_t need_group(uint32_t answered)
+static int need_group_full(const struct upload *u)
 {
-    if (answered < FERRY_NEED_FIRST)
-        return FERRY_NEED_FIRST;
-    return answered < FERRY_NEED_GROUP ? answered : FERRY_NEED_GROUP;
+    uint32_t n = u->nent - u->answered, group;
+
+    group = u->answered < FERRY_NEED_FIRST   ? FERRY_NEED_FIRST
+            : u->answered < FERRY_NEED_GROUP ? u->answered
+                                             : FERRY_NEED_GROUP;
+    return n == group || u->unanswered_bytes >= FERRY_NEED_GROUP_BYTES;
 }
 
 static int send_need(struct sess *s, struct upload *u)
@@ -503,6 +506,7 @@ static int send_need(struct sess *s, struct upload *u)
                             (json_int_t)u->answered, "count", (json_int_t)(u->nent - u->answered),
                             "need", need));
     u->answered = u->nent;
+    u->unanswered_bytes = 0;
 out:
     json_decref(need);
     return rc;
@@ -546,6 +550,7 @@ static int list_data(struct sess *s, struct upload *u, const struct ferry_data *
         if (u->rc == 0)
             memcpy(u->list + (size_t)u->nent * FERRY_CHUNK_ENT_LEN, u->carry, FERRY_CHUNK_ENT_LEN);
         u->list_sum += e.len;
+        u->unanswered_bytes += e.len;
         u->nent++;
         if (u->list_sum < u->size && e.len < FERRY_CHUNK_MIN)
             return fault(s, u->ref, FERRY_EPROTO, "chunk shorter than the minimum");
@@ -554,8 +559,7 @@ static int list_data(struct sess *s, struct upload *u, const struct ferry_data *
             if (n > 0)
                 return fault(s, u->ref, FERRY_ETOOBIG, "data beyond the chunk list");
         }
-        if (u->rc == 0 && (u->nent - u->answered == need_group(u->answered) || u->list_done) &&
-            (rc = send_need(s, u)) != 0)
+        if (u->rc == 0 && (need_group_full(u) || u->list_done) && (rc = send_need(s, u)) != 0)
             return rc;
     }
     return 0;

@@ -118,7 +118,7 @@ static void test_announced_r_xfer_3(void **state)
         0);
     recv_type(&cl, FERRY_MSG_ACCEPT, &m);
     assert_string_equal(str_member(&m, "version"), FERRY_MSG_VERSION);
-    assert_string_equal(FERRY_MSG_VERSION, "1.4");
+    assert_string_equal(FERRY_MSG_VERSION, "1.5");
     limits = json_object_get(m.body, "limits");
     assert_int_equal(json_integer_value(json_object_get(limits, "acks")), ACKS);
     ferry_cmd_cleanup(&m);

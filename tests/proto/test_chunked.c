@@ -226,6 +226,43 @@ static void test_need_groups_r_chunk_5(void **state)
 }
 
 /*
+ * R-CHUNK-5 (1.5): a group also ends at the entry that brings its chunks to
+ * 8 MiB. Twenty 1 MiB entries are answered 8, 8 and then the last 4 with
+ * the end of the list, where counting entries alone would answer 16 and 4.
+ * Seven entries and a piece of the eighth are not answered yet.
+ */
+static void test_need_groups_by_bytes_r_chunk_5(void **state)
+{
+    const uint32_t n = 20;
+    size_t list_len = (size_t)n * FERRY_CHUNK_ENT_LEN;
+    uint8_t *list = malloc(list_len), tid[16];
+    char hex[33], ref[37];
+    struct client a;
+    uint32_t i;
+
+    (void)state;
+    assert_non_null(list);
+    assert_int_equal(FERRY_NEED_GROUP_BYTES, 8u * FERRY_CHUNK_MAX);
+    for (i = 0; i < n; i++)
+        put_entry(list, i, i + 1 < n ? FERRY_CHUNK_MAX : 1000);
+    acct_open(&srv, &alice, &a);
+    new_tid(tid, hex);
+    open_chunked(&a, tid, "bybytes.bin", (json_int_t)(n - 1) * FERRY_CHUNK_MAX + 1000, ref);
+    send_list_range(&a, tid, list, 0, 7 * FERRY_CHUNK_ENT_LEN + 5, 1000);
+    expect_quiet(&a);
+    send_list_range(&a, tid, list, 7 * FERRY_CHUNK_ENT_LEN + 5, 17 * FERRY_CHUNK_ENT_LEN, 1000);
+    expect_need_all(&a, ref, tid, 0, 8);
+    expect_need_all(&a, ref, tid, 8, 8);
+    expect_quiet(&a);
+    send_list_range(&a, tid, list, 17 * FERRY_CHUNK_ENT_LEN, list_len, 1000);
+    expect_need_all(&a, ref, tid, 16, 4);
+    send_cancel(&a, tid);
+    expect_quiet(&a);
+    client_close(&a);
+    free(list);
+}
+
+/*
  * R-CHUNK-5, R-STORE-7, R-CHUNK-8: bob presents alice's list; he is asked for
  * every chunk, his commit without them fails with Error 5 and his tid, and
  * nothing of alice's becomes his.
@@ -1626,6 +1663,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_complete_right_after_chunks_r_chunk_8),
         cmocka_unit_test(test_dedup_ask_before_send_r_chunk_5),
         cmocka_unit_test(test_need_groups_r_chunk_5),
+        cmocka_unit_test(test_need_groups_by_bytes_r_chunk_5),
         cmocka_unit_test(test_per_user_dedup_r_chunk_5),
         cmocka_unit_test(test_empty_file_r_chunk_4),
         cmocka_unit_test(test_chunk_list_len_zero_r_chunk_2),
