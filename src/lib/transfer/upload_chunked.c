@@ -8,6 +8,16 @@
  * TransferComplete follows once every chunk went out and those of extra
  * links are stored.
  *
+ * Read once: with a 1.5 server, whose answers cover at most 8 MiB of the
+ * list (R-CHUNK-5), the scan keeps the chunks it cuts, laid out as frames,
+ * until their answer comes; the needed ones go out from memory and the
+ * others are dropped. The scan waits while CF_HOLD_MAX bytes are kept and
+ * an answer is due; when none can come before more of the list is sent it
+ * goes on without keeping. Reading a file's bytes a second time, from the
+ * page cache, cost a tenth of a put's CPU. A file of which the server
+ * lacks fewer than half the chunks of the last answer is not kept: those
+ * few are read again, as before.
+ *
  * A chunked file is shared with the pool tasks working on it: each holds a
  * reference, and a file dropped (a lost link, cancel) is freed when the
  * last of them is over. A worker touches only what its task owns: the fd
@@ -35,12 +45,19 @@
 #define CF_BATCH_CHUNKS (CF_BATCH_BYTES / FERRY_CHUNK_MIN)
 /* Read tasks in flight or waiting for room, per job: chunk read-ahead is at most 4 MiB. */
 #define CF_BATCHES_MAX 2
+/* Chunk bytes the scan keeps (cut, hashed and not yet answered or sent) before it waits. */
+#define CF_HOLD_MAX (16u << 20)
+/* Write buffers lent to a keeping scan task; it allocates more itself. */
+#define CF_SCAN_LEND 6
 
 struct up_batch {
     struct up_cfile *cf;
     struct up_batch *next;
     uint32_t n, k; /* chunks, and those laid out */
     int err;
+    int kept;     /* cut by the scan (consecutive indices): only the wanted go out */
+    size_t bytes; /* chunk bytes */
+    size_t fused; /* framed bytes of buf in use */
     uint8_t
         tid[FERRY_TID_LEN]; /* the worker's copy: the item's may change once the file is dropped */
     uint8_t *buf;           /* UP_BATCH_BUF: the chunks as frames, one after the other */
@@ -48,6 +65,7 @@ struct up_batch {
     uint32_t len[CF_BATCH_CHUNKS];
     uint32_t flen[CF_BATCH_CHUNKS]; /* framed */
     uint64_t foff[CF_BATCH_CHUNKS];
+    uint8_t want[CF_BATCH_CHUNKS]; /* kept: the server lacks it */
 };
 
 struct up_cfile {
@@ -72,6 +90,18 @@ struct up_cfile {
     struct ferry_chunk_ent *sents;
     uint64_t *soffs;
     size_t sn, scap;
+    /* Keeping: what the scan task in flight kept (the worker's while it runs). */
+    int scan_keep;
+    uint32_t scan_base; /* the list index of its first entry */
+    uint8_t scan_tid[FERRY_TID_LEN];
+    struct up_batch *sfill, *skept_head, *skept_tail;
+    uint8_t *slend[CF_SCAN_LEND];
+    unsigned nslend;
+    /* Kept batches not yet answered, by index (loop only), and the bytes of all kept ones. */
+    int may_keep, keep;
+    struct up_batch *kept_head, *kept_tail;
+    uint64_t kept_bytes;
+    unsigned kept_ready; /* kept batches among the ready ones */
     /* The list so far (loop only). */
     uint8_t *list;
     size_t list_cap;
@@ -90,17 +120,29 @@ struct up_cfile {
     struct up_batch *ready_head, *ready_tail;
 };
 
+static void batches_free(struct ferry_upload *u, struct up_batch *b)
+{
+    struct up_batch *next;
+
+    for (; b != NULL; b = next) {
+        next = b->next;
+        up_buf_put(u, b->buf);
+        ferry_free(b);
+    }
+}
+
 static void cf_unref(struct up_cfile *cf)
 {
-    struct up_batch *b;
+    unsigned i;
 
     if (--cf->refs > 0)
         return;
-    while ((b = cf->ready_head) != NULL) {
-        cf->ready_head = b->next;
-        up_buf_put(cf->u, b->buf);
-        ferry_free(b);
-    }
+    batches_free(cf->u, cf->ready_head);
+    batches_free(cf->u, cf->kept_head);
+    batches_free(cf->u, cf->skept_head);
+    batches_free(cf->u, cf->sfill);
+    for (i = 0; i < cf->nslend; i++)
+        ferry_free(cf->slend[i]);
     if (cf->fd >= 0)
         close(cf->fd);
     ferry_cdc_stream_free(cf->cdc);
@@ -232,10 +274,80 @@ static int open_work(void *arg)
     return 0;
 }
 
+/* The worker's: the batch it fills goes to the list of those it filled. */
+static void keep_close(struct up_cfile *cf)
+{
+    struct up_batch *b = cf->sfill;
+
+    if (b == NULL)
+        return;
+    cf->sfill = NULL;
+    if (cf->skept_tail != NULL)
+        cf->skept_tail->next = b;
+    else
+        cf->skept_head = b;
+    cf->skept_tail = b;
+}
+
+/*
+ * The worker's: copies the chunk just cut, as chunk frames, into the batch
+ * it fills. Memory it cannot get only ends the keeping: the chunk is read
+ * again if the server wants it.
+ */
+static void keep_chunk(struct up_cfile *cf, const struct ferry_chunk_ent *e)
+{
+    const uint8_t *src = ferry_cdc_stream_bytes(cf->cdc);
+    struct up_batch *b = cf->sfill;
+    uint32_t off = 0, piece;
+    uint8_t *w;
+
+    if (src == NULL || e->len == 0 || e->len > FERRY_CHUNK_MAX) {
+        cf->scan_keep = 0;
+        return;
+    }
+    if (b != NULL && (b->n == CF_BATCH_CHUNKS || b->bytes + e->len > CF_BATCH_BYTES)) {
+        keep_close(cf);
+        b = NULL;
+    }
+    if (b == NULL) {
+        if ((b = ferry_calloc(1, sizeof(*b))) == NULL) {
+            cf->scan_keep = 0;
+            return;
+        }
+        b->buf = cf->nslend > 0 ? cf->slend[--cf->nslend] : ferry_malloc(UP_BATCH_BUF);
+        if (b->buf == NULL) {
+            ferry_free(b);
+            cf->scan_keep = 0;
+            return;
+        }
+        b->cf = cf;
+        b->kept = 1;
+        memcpy(b->tid, cf->scan_tid, FERRY_TID_LEN);
+        cf->sfill = b;
+    }
+    w = b->buf + b->fused;
+    b->idx[b->n] = cf->scan_base + (uint32_t)cf->sn;
+    while (off < e->len) {
+        piece = e->len - off > FERRY_DATA_MAX ? FERRY_DATA_MAX : e->len - off;
+        ferry_frame_header_encode(w, FERRY_FRAME_CHUNK, (uint32_t)(FERRY_CHUNK_HDR_LEN + piece));
+        ferry_chunk_frame_header_encode(w + FERRY_FRAME_HDR_LEN, b->tid, b->idx[b->n], off);
+        memcpy(w + UP_FRAME_OVERHEAD, src + off, piece);
+        w += UP_FRAME_OVERHEAD + piece;
+        off += piece;
+    }
+    b->len[b->n] = e->len;
+    b->flen[b->n] = (uint32_t)(w - (b->buf + b->fused));
+    b->fused += b->flen[b->n];
+    b->bytes += e->len;
+    b->n++;
+}
+
 static int scan_push(void *arg, uint64_t offset, const struct ferry_chunk_ent *e)
 {
     struct up_cfile *cf = arg;
 
+    if (cf->scan_keep)
+        keep_chunk(cf, e);
     if (cf->sn == cf->scap) {
         size_t ncap = cf->scap ? cf->scap * 2 : 64;
         struct ferry_chunk_ent *ne = ferry_realloc(cf->sents, ncap * sizeof(*ne));
@@ -283,6 +395,7 @@ static int scan_work(void *arg)
     }
     if (cf->scan_off == size)
         rc = ferry_cdc_stream_finish(cf->cdc);
+    keep_close(cf);
     return rc;
 }
 
@@ -395,11 +508,22 @@ static int cf_submit(struct up_cfile *cf, ferry_pool_work_fn work, ferry_pool_do
 
 static void scan_done(void *arg, int status);
 
-static int start_scan(struct up_cfile *cf)
+static int start_scan(struct up_cfile *cf, int keep)
 {
+    struct ferry_upload *u = cf->u;
+    int rc;
+
     cf->sn = 0;
     cf->scanning = 1;
-    return cf_submit(cf, scan_work, scan_done, cf);
+    cf->scan_keep = keep;
+    cf->scan_base = cf->nent;
+    memcpy(cf->scan_tid, cf_item(cf)->tid, FERRY_TID_LEN);
+    /* Spare buffers only: the worker allocates what else it needs. */
+    while (keep && cf->nslend < CF_SCAN_LEND && u->nspare > 0)
+        cf->slend[cf->nslend++] = up_buf_get(u);
+    if ((rc = cf_submit(cf, scan_work, scan_done, cf)) != 0)
+        cf->scanning = 0;
+    return rc;
 }
 
 static void fail_cf(struct ferry_upload *u, int rc, const char *why)
@@ -465,9 +589,12 @@ static void open_done(void *arg, int status)
         cf->list_done = 1;
     } else if (it->size == 0) {
         cf->list_done = 1;
-    } else if ((rc = ferry_cdc_stream_new(scan_push, cf, &cf->cdc)) == 0 &&
-               (rc = start_scan(cf)) == 0) {
-        u->bytes_read += it->size;
+    } else if ((rc = ferry_cdc_stream_new(scan_push, cf, &cf->cdc)) == 0) {
+        /* R-CHUNK-5: only a 1.5 server's answers are sure to come within 8 MiB. */
+        cf->may_keep = u->minor >= 5;
+        cf->keep = cf->may_keep;
+        if ((rc = start_scan(cf, cf->keep)) == 0)
+            u->bytes_read += it->size;
     }
     if (rc != 0)
         fail_cf(u, rc, ferry_strerror(rc));
@@ -478,25 +605,39 @@ static void scan_done(void *arg, int status)
 {
     struct up_cfile *cf = arg;
     struct ferry_upload *u = cf->u;
+    struct up_batch *b;
     size_t i;
     int rc = 0;
 
     cf->scanning = 0;
     if (!cf_task_over(cf))
         return;
+    /* What the task kept joins the kept batches, in index order. */
+    keep_close(cf);
+    while ((b = cf->skept_head) != NULL) {
+        cf->skept_head = b->next;
+        b->next = NULL;
+        cf->kept_bytes += b->bytes;
+        if (cf->kept_tail != NULL)
+            cf->kept_tail->next = b;
+        else
+            cf->kept_head = b;
+        cf->kept_tail = b;
+    }
+    cf->skept_tail = NULL;
+    while (cf->nslend > 0)
+        up_buf_put(u, cf->slend[--cf->nslend]);
     for (i = 0; i < cf->sn && rc == 0; i++)
         rc = cf_append(cf, &cf->sents[i], cf->soffs[i]);
     cf->sn = 0;
     if (status == 0 && rc != 0)
         status = rc;
-    if (status != 0) {
+    if (status != 0)
         fail_cf(u, status,
                 status == FERRY_ECANCELED ? "changed while being read" : ferry_strerror(status));
-    } else if (cf->scan_off == (uint64_t)cf->st.st_size) {
+    else if (cf->scan_off == (uint64_t)cf->st.st_size)
         cf->list_done = 1;
-    } else if ((rc = start_scan(cf)) != 0) {
-        fail_cf(u, rc, ferry_strerror(rc));
-    }
+    /* The next step, if any, starts from the pump: it may have to wait for an answer. */
     up_kick(u);
 }
 
@@ -601,16 +742,15 @@ void up_cf_failed(struct ferry_upload *u)
 void up_cf_drop(struct ferry_upload *u)
 {
     struct up_cfile *cf = u->cf;
-    struct up_batch *b;
 
     if (cf == NULL)
         return;
-    while ((b = cf->ready_head) != NULL) {
-        cf->ready_head = b->next;
-        up_buf_put(u, b->buf);
-        ferry_free(b);
-    }
-    cf->ready_tail = NULL;
+    batches_free(u, cf->ready_head);
+    cf->ready_head = cf->ready_tail = NULL;
+    batches_free(u, cf->kept_head);
+    cf->kept_head = cf->kept_tail = NULL;
+    cf->kept_bytes = 0;
+    cf->kept_ready = 0;
     cf_release(u);
 }
 
@@ -642,6 +782,8 @@ static int on_need(struct ferry_upload *u, const struct ferry_cmd *m)
     for (prev++; prev < first + count; prev++)
         up_progress(u, cf_item(cf), ent_len(cf, (uint32_t)prev), 1);
     cf->answered = (uint32_t)(first + count);
+    /* Keeping pays when most chunks go out; for a file the server mostly holds it costs. */
+    cf->keep = cf->may_keep && json_array_size(need) * 2 >= (size_t)count;
     return 0;
 }
 
@@ -699,9 +841,14 @@ static int lay_batches(struct ferry_upload *u)
         for (pos = 0, i = 0; i < b->k; i++)
             pos += b->flen[i];
         while (b->k < b->n) {
+            i = b->k;
+            if (b->kept && !b->want[i]) {
+                pos += b->flen[i]; /* the server holds it (R-CHUNK-5) */
+                b->k++;
+                continue;
+            }
             if ((c = pick(u, &k, &pending)) == NULL || pending >= UP_OUT_HIGH || up_bw_wait(u))
                 goto out;
-            i = b->k;
             /* Framed by the read task: TLS takes them from the batch's buffer. */
             rc = ferry_conn_send_direct(c, b->buf + pos, b->flen[i]);
             if (rc == FERRY_ETOOBIG || rc == -ENOMEM || up_link_going(rc)) {
@@ -717,7 +864,8 @@ static int lay_batches(struct ferry_upload *u)
                 cf->pending_x++;
             }
             up_bw_sent(u, b->len[i]);
-            u->bytes_read += b->len[i];
+            if (!b->kept)
+                u->bytes_read += b->len[i]; /* read a second time */
             up_progress(u, cf_item(cf), b->len[i], 0);
             pos += b->flen[i];
             b->k++;
@@ -725,7 +873,12 @@ static int lay_batches(struct ferry_upload *u)
         cf->ready_head = b->next;
         if (cf->ready_head == NULL)
             cf->ready_tail = NULL;
-        cf->batches--;
+        if (b->kept) {
+            cf->kept_bytes -= b->bytes;
+            cf->kept_ready--;
+        } else {
+            cf->batches--;
+        }
         up_buf_put(u, b->buf);
         ferry_free(b);
     }
@@ -735,23 +888,122 @@ out:
     return rc;
 }
 
-/* Asks the pool for the next needed chunks, a batch at a time. */
-static int read_batches(struct ferry_upload *u)
+/* The kept batch that holds chunk idx, if any. */
+static struct up_batch *kept_find(const struct up_cfile *cf, uint32_t idx)
+{
+    struct up_batch *b;
+
+    for (b = cf->kept_head; b != NULL; b = b->next)
+        if (idx >= b->idx[0] && idx - b->idx[0] < b->n)
+            return b;
+    return NULL;
+}
+
+/*
+ * Kept batches whose every chunk is answered, and whose needed chunks are
+ * all marked, go out as they are (or are dropped, none needed). Needs come
+ * in index order, one group at a time, so none can be for them later (a
+ * chunk an extra link lost is read again).
+ */
+static void kept_promote(struct ferry_upload *u)
 {
     struct up_cfile *cf = u->cf;
     struct up_batch *b;
+    uint32_t i, last;
+    int wanted;
+
+    while ((b = cf->kept_head) != NULL) {
+        last = b->idx[b->n - 1];
+        if (last >= cf->answered || (cf->need_head < cf->need_n && cf->need[cf->need_head] <= last))
+            break;
+        cf->kept_head = b->next;
+        if (cf->kept_head == NULL)
+            cf->kept_tail = NULL;
+        b->next = NULL;
+        for (wanted = 0, i = 0; i < b->n; i++)
+            wanted |= b->want[i];
+        if (!wanted) {
+            cf->kept_bytes -= b->bytes;
+            up_buf_put(u, b->buf);
+            ferry_free(b);
+            continue;
+        }
+        if (cf->ready_tail != NULL)
+            cf->ready_tail->next = b;
+        else
+            cf->ready_head = b;
+        cf->ready_tail = b;
+        cf->kept_ready++;
+    }
+}
+
+/*
+ * R-CHUNK-5: whether an answer is on its way, so a scan that keeps enough
+ * may wait for it: the group after the answered entries (the server's
+ * rule, 1.5) is all sent.
+ */
+static int answer_due(const struct up_cfile *cf)
+{
+    uint32_t group, i;
+    uint64_t bytes = 0;
+
+    group = cf->answered < FERRY_NEED_FIRST   ? FERRY_NEED_FIRST
+            : cf->answered < FERRY_NEED_GROUP ? cf->answered
+                                              : FERRY_NEED_GROUP;
+    for (i = cf->answered; i < cf->sent; i++) {
+        bytes += ent_len(cf, i);
+        if (i + 1 - cf->answered == group || bytes >= FERRY_NEED_GROUP_BYTES)
+            return 1;
+    }
+    return cf->list_done && cf->sent == cf->nent && cf->answered < cf->nent;
+}
+
+/*
+ * The next step of the scan, unless it keeps enough already and kept
+ * bytes will be freed without it: an answer is due, or answered chunks
+ * wait for room on the links. Else it goes on without keeping (the group
+ * the server answers next needs more of the list).
+ */
+static int scan_more(struct up_cfile *cf)
+{
+    int keep;
+
+    if (cf->scanning || cf->list_done || cf->cdc == NULL || cf->failed)
+        return 0;
+    keep = cf->keep && cf->kept_bytes < CF_HOLD_MAX;
+    if (cf->keep && !keep && (cf->kept_ready > 0 || answer_due(cf)))
+        return 0;
+    return start_scan(cf, keep);
+}
+
+/* Marks the needed chunks that are kept; asks the pool for the others, a batch at a time. */
+static int read_batches(struct ferry_upload *u)
+{
+    struct up_cfile *cf = u->cf;
+    struct up_batch *b, *kb;
     size_t bytes;
+    uint32_t idx;
     int rc;
 
-    while (cf->batches < CF_BATCHES_MAX && cf->need_head < cf->need_n && !cf->failed) {
+    while (cf->need_head < cf->need_n && !cf->failed) {
+        idx = cf->need[cf->need_head];
+        if ((kb = kept_find(cf, idx)) != NULL) {
+            kb->want[idx - kb->idx[0]] = 1;
+            cf->need_head++;
+            continue;
+        }
+        if (cf->batches >= CF_BATCHES_MAX)
+            break;
         if ((b = ferry_calloc(1, sizeof(*b))) == NULL)
             return -ENOMEM;
         b->cf = cf;
         memcpy(b->tid, cf_item(cf)->tid, FERRY_TID_LEN);
         bytes = 0;
         while (cf->need_head < cf->need_n && b->n < CF_BATCH_CHUNKS) {
-            uint32_t idx = cf->need[cf->need_head], len = ent_len(cf, idx);
-            if (b->n > 0 && bytes + len > CF_BATCH_BYTES)
+            uint32_t len;
+            idx = cf->need[cf->need_head];
+            len = ent_len(cf, idx);
+            if ((b->n > 0 && bytes + len > CF_BATCH_BYTES) || kept_find(cf, idx) != NULL)
                 break;
             b->idx[b->n] = idx;
             b->len[b->n] = len;
@@ -785,9 +1037,10 @@ static int send_list(struct ferry_upload *u)
     struct ferry_conn *c = ferry_session_conn(ferry_hub_session(u->hub));
     int rc;
 
+    /* Kept chunks wait for their answer: their entries go out with each step of the scan. */
     if (c == NULL || cf->sent >= cf->nent ||
         (cf->nent - cf->sent < (cf->sent < FERRY_NEED_FIRST ? FERRY_NEED_FIRST : 64) &&
-         !cf->list_done))
+         !cf->list_done && !cf->may_keep))
         return 0;
     rc = up_lay_data(c, cf_item(cf)->tid, (uint64_t)cf->sent * FERRY_CHUNK_ENT_LEN,
                      cf->list + (size_t)cf->sent * FERRY_CHUNK_ENT_LEN,
@@ -811,8 +1064,11 @@ void up_cf_pump(struct ferry_upload *u)
         cf_release(u);
         return;
     }
-    if ((rc = send_list(u)) == 0 && (rc = lay_batches(u)) == 0)
-        rc = read_batches(u);
+    if ((rc = send_list(u)) == 0 && (rc = read_batches(u)) == 0) {
+        kept_promote(u);
+        if ((rc = lay_batches(u)) == 0 && (rc = read_batches(u)) == 0)
+            rc = scan_more(cf);
+    }
     if (rc != 0) {
         if (!up_link_going(rc))
             fail_cf(u, rc, ferry_strerror(rc));
@@ -820,7 +1076,8 @@ void up_cf_pump(struct ferry_upload *u)
     }
     /* Done when every chunk went out and those of extra links are stored. */
     if (cf->list_done && cf->sent == cf->nent && cf->answered == cf->nent &&
-        cf->need_head == cf->need_n && cf->batches == 0 && cf->pending_x == 0 && !cf->scanning) {
+        cf->need_head == cf->need_n && cf->batches == 0 && cf->pending_x == 0 && !cf->scanning &&
+        cf->kept_head == NULL && cf->ready_head == NULL) {
         if ((rc = cf_submit(cf, finish_work, finish_done, cf)) != 0)
             fail_cf(u, rc, ferry_strerror(rc));
         else

@@ -92,7 +92,13 @@ struct up_link {
 #define UP_BATCH_BUF                                                                               \
     (UP_BATCH_BYTES +                                                                              \
      (UP_BATCH_BYTES / FERRY_DATA_MAX + UP_BATCH_BYTES / FERRY_CHUNK_MIN) * UP_FRAME_OVERHEAD)
-#define UP_SPARES_MAX 2
+/*
+ * Buffers a job keeps for its next batches: the read tasks' two, and those
+ * of the chunks a scan keeps (16 MiB, R-CHUNK-5). Fresh ones each time
+ * cost their page faults again: 2 MiB blocks go back to the system when
+ * freed.
+ */
+#define UP_SPARES_MAX 16
 /* Pool tasks of one job at once. */
 #define UP_POOL_MAX 4
 /* Output queued on a link before the job stops producing for it. */
