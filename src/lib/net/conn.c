@@ -44,10 +44,11 @@ struct net_ext {
 /*
  * Written buffers a connection keeps for its next writes: a fresh one each
  * time cost the page faults of new memory (the allocator gives large
- * blocks back to the system). They are freed once its output has been idle
- * for a tick.
+ * blocks back to the system), 6 % of a put's client CPU when its links ran
+ * full. Enough for a connection's whole output at its high mark, and one
+ * more. They are freed once its output has been idle for a tick.
  */
-#define NET_TX_SPARES 4
+#define NET_TX_SPARES (FERRY_NET_OUT_HIGH / NET_FLUSH_BYTES + 2)
 
 /* Frees the spare write buffers. */
 static void spares_free(struct ferry_conn *c)
