@@ -697,13 +697,20 @@ static void slot_sent(void *arg, int status)
     sl->state = DL_FREE;
 }
 
-/* Queues a slot's frames, read in full, as they lie in its buffer. */
-static void slot_deliver(struct sess *s, struct dl_slot *sl)
+/*
+ * Queues a slot's frames, read in full, as they lie in its buffer. On
+ * failure (closing, or out of memory) the slot is free again and its
+ * bytes are not sent.
+ */
+static int slot_deliver(struct sess *s, struct dl_slot *sl)
 {
+    int rc;
+
     sl->d = NULL;
     sl->state = DL_QUEUED;
-    if (ferry_conn_send_ext(s->conn, NULL, 0, sl->buf, sl->len, slot_sent, sl) != 0)
-        sl->state = DL_FREE; /* closing: nothing goes out any more */
+    if ((rc = ferry_conn_send_ext(s->conn, NULL, 0, sl->buf, sl->len, slot_sent, sl)) != 0)
+        sl->state = DL_FREE;
+    return rc;
 }
 
 /* Frees the slots' buffers once no download needs them (none reading or queued). */
@@ -820,7 +827,9 @@ void srv_download_pump(struct sess *s)
         if (high)
             break; /* on_drain pumps again */
         if (sl != NULL && sl->state == DL_READY) {
-            slot_deliver(s, sl);
+            /* Bytes that could not be queued leave a gap: their download ends with an Error. */
+            if (slot_deliver(s, sl) != 0 && !ferry_conn_is_closing(s->conn) && d != NULL)
+                download_fail(s, d);
             continue;
         }
         if (sl != NULL || needs_read(d))

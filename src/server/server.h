@@ -50,6 +50,12 @@
 #define SRV_WRITE_CHUNK (1u << 20)
 /* Upload flushes on the pool at once, server-wide (of libuv's four threads). */
 #define SRV_FLUSHES_MAX 2
+/*
+ * Flushes of one connection waiting for their turn: a frame that would
+ * queue another waits unread, so a connection faster than the disk holds
+ * a bounded number of megabytes in the queue, whatever its uploads.
+ */
+#define SRV_SESS_FLUSH_WAIT 2
 /* Start writeback every this many bytes so the final fdatasync is short. */
 #define SRV_WRITEBACK_STEP (8u << 20)
 /* Blob bytes read per step of a download. */
@@ -525,6 +531,7 @@ struct sess {
      * cannot pile up buffers and open files by opening and cancelling.
      */
     int lingering;
+    int flush_waiting; /* its flushes in srv's queue, not yet started */
     struct download *dl_head;
     struct download *dl_tail;
     int ndownloads;

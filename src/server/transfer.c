@@ -174,6 +174,9 @@ static void flush_start(struct srv *srv)
         if (srv->flush_head == NULL)
             srv->flush_tail = NULL;
         f->next = NULL;
+        /* A frame held for room in the queue is read again. */
+        f->s->flush_waiting--;
+        writer_wake(f->s);
         f->w.data = f;
         /* uv_queue_work refuses only a request without work: it cannot fail here. */
         if (uv_queue_work(srv->loop, &f->w, flush_work, flush_done) == 0) {
@@ -238,6 +241,7 @@ static void upload_flush(struct sess *s, struct upload *u)
     f->u = u;
     srv_sess_ref(s);
     u->flush = f;
+    s->flush_waiting++;
     if (srv->flush_tail != NULL)
         srv->flush_tail->next = f;
     else
@@ -750,6 +754,11 @@ int srv_upload_data(struct sess *s, const struct ferry_data *d)
     /* Without a writer, a megabyte at a time goes to the pool, one in flight. */
     if (u->rc == 0 && u->wr == NULL && u->flush != NULL && d->len > 0 &&
         ferry_buf_used(&u->wbuf) + d->len > SRV_WRITE_CHUNK)
+        return writer_hold(s, 0);
+    /* And one that would queue a flush waits while the connection has enough queued. */
+    if (u->rc == 0 && u->wr == NULL && d->len > 0 &&
+        ferry_buf_used(&u->wbuf) + d->len >= SRV_WRITE_CHUNK &&
+        s->flush_waiting >= SRV_SESS_FLUSH_WAIT)
         return writer_hold(s, 0);
     u->received += d->len;
     if (u->rc != 0)

@@ -325,7 +325,7 @@ int ferry_conn_send_direct(struct ferry_conn *c, const void *p, size_t n)
      * the connection writes after (as ferry_conn_flush is not called there).
      */
     while (n > 0 && c->ready && !c->in_process && !uv_is_closing((uv_handle_t *)&c->tcp) &&
-           ferry_buf_used(&c->out) == 0 &&
+           ferry_buf_used(&c->out) == 0 && c->ext_head == NULL &&
            c->queued + (c->tx != NULL ? c->tx->len : 0) < max_queued) {
         ERR_clear_error();
         w = SSL_write(c->ssl, b, (int)(n > NET_FLUSH_BYTES ? NET_FLUSH_BYTES : n));

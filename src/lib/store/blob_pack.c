@@ -304,6 +304,18 @@ static int durable(struct ferry_blob_store *st, struct ferry_blob_batch *b)
     if (b->npl >= 8) {
         if (syncfs(ps->datafd) != 0)
             rc = -errno;
+        /*
+         * syncfs reports a write error of the whole file system once, to
+         * whichever batch syncs first: maybe one whose files are sound,
+         * while the file that lost pages commits later with a clean
+         * syncfs. Each file's own error is asked of it: with the pages
+         * written already this waits for nothing and flushes no cache.
+         */
+        for (k = 0; k < b->npl && rc == 0; k++)
+            if (sync_file_range(b->pl[k].fd, 0, 0,
+                                SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                                    SYNC_FILE_RANGE_WAIT_AFTER) != 0)
+                rc = -errno;
     } else if (b->npl > 0) {
         /* Each file, its blobs/<uid>/<hh>, and the ones above it: blobs/<uid>, blobs. */
         for (k = 0; k < b->npl && rc == 0; k++) {

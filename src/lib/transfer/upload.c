@@ -204,8 +204,10 @@ static int read_work(void *arg)
     /* A file that changed while it was read is not sent half old, half new. */
     if (fstat(r->fd, &after) != 0 || after.st_size != r->st.st_size ||
         after.st_mtim.tv_sec != r->st.st_mtim.tv_sec ||
-        after.st_mtim.tv_nsec != r->st.st_mtim.tv_nsec)
-        r->changed = 1;
+        after.st_mtim.tv_nsec != r->st.st_mtim.tv_nsec ||
+        after.st_ctim.tv_sec != r->st.st_ctim.tv_sec ||
+        after.st_ctim.tv_nsec != r->st.st_ctim.tv_nsec)
+        r->changed = 1; /* ctime too: an mtime put back does not hide a rewrite */
     else if (ferry_sha256_final_cid(&r->sha, r->cid) != 0)
         return FERRY_EINTERNAL;
     return 0;
