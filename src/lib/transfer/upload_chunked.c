@@ -120,6 +120,17 @@ struct up_cfile {
     struct up_batch *ready_head, *ready_tail;
 };
 
+/* Appends b to a list of batches. */
+static void batch_queue(struct up_batch **head, struct up_batch **tail, struct up_batch *b)
+{
+    b->next = NULL;
+    if (*tail != NULL)
+        (*tail)->next = b;
+    else
+        *head = b;
+    *tail = b;
+}
+
 static void batches_free(struct ferry_upload *u, struct up_batch *b)
 {
     struct up_batch *next;
@@ -282,11 +293,7 @@ static void keep_close(struct up_cfile *cf)
     if (b == NULL)
         return;
     cf->sfill = NULL;
-    if (cf->skept_tail != NULL)
-        cf->skept_tail->next = b;
-    else
-        cf->skept_head = b;
-    cf->skept_tail = b;
+    batch_queue(&cf->skept_head, &cf->skept_tail, b);
 }
 
 /*
@@ -616,13 +623,8 @@ static void scan_done(void *arg, int status)
     keep_close(cf);
     while ((b = cf->skept_head) != NULL) {
         cf->skept_head = b->next;
-        b->next = NULL;
         cf->kept_bytes += b->bytes;
-        if (cf->kept_tail != NULL)
-            cf->kept_tail->next = b;
-        else
-            cf->kept_head = b;
-        cf->kept_tail = b;
+        batch_queue(&cf->kept_head, &cf->kept_tail, b);
     }
     cf->skept_tail = NULL;
     while (cf->nslend > 0)
@@ -662,12 +664,7 @@ static void batch_done(void *arg, int status)
             up_kick(u);
         return;
     }
-    b->next = NULL;
-    if (cf->ready_tail != NULL)
-        cf->ready_tail->next = b;
-    else
-        cf->ready_head = b;
-    cf->ready_tail = b;
+    batch_queue(&cf->ready_head, &cf->ready_tail, b);
     cf_unref(cf);
     up_kick(u);
 }
@@ -928,11 +925,7 @@ static void kept_promote(struct ferry_upload *u)
             ferry_free(b);
             continue;
         }
-        if (cf->ready_tail != NULL)
-            cf->ready_tail->next = b;
-        else
-            cf->ready_head = b;
-        cf->ready_tail = b;
+        batch_queue(&cf->ready_head, &cf->ready_tail, b);
         cf->kept_ready++;
     }
 }
