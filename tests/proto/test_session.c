@@ -243,7 +243,7 @@ static void test_connect_with_token(void **state)
     run_until(&r, is_done, &who);
     assert_int_equal(r.ups, 1);
     assert_string_equal(r.user, "alice");
-    assert_int_equal(r.minor, 4);
+    assert_int_equal(r.minor, 5);
     assert_string_equal(ferry_session_server_id(r.s), srv.id);
     assert_true(ferry_session_accepted(r.s));
     assert_int_equal(who.rc, 0);
