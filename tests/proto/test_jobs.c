@@ -617,11 +617,182 @@ static void test_fifty_up_fifty_down(void **state)
     server_cleanup(&srv);
 }
 
+/* A job cancelled from its own progress callback once bytes_done reaches at. */
+struct cancel_seen {
+    struct job_seen s;
+    struct ferry_download *j;
+    uint64_t at;
+    int cancelled;
+};
+
+static void cancel_progress(void *arg, const struct ferry_job_progress *p)
+{
+    struct cancel_seen *k = arg;
+
+    k->s.progress++;
+    k->s.last_done = p->bytes_done;
+    if (!k->cancelled && k->j != NULL && p->bytes_done >= k->at) {
+        k->cancelled = 1;
+        ferry_download_cancel(k->j);
+    }
+}
+
+static void cancel_item(void *arg, const char *label, int rc, const char *why)
+{
+    (void)label;
+    (void)rc;
+    (void)why;
+    ((struct cancel_seen *)arg)->s.items++;
+}
+
+static void cancel_done(void *arg, int rc)
+{
+    struct cancel_seen *k = arg;
+
+    k->s.done++;
+    k->s.rc = rc;
+}
+
+static const struct ferry_job_ops cancel_ops = {
+    .on_progress = cancel_progress, .on_item = cancel_item, .on_done = cancel_done};
+
+static int cancel_over(void *rv, void *arg)
+{
+    (void)rv;
+    return ((struct cancel_seen *)arg)->s.done > 0;
+}
+
+/*
+ * A big download cancelled at points near its end, while the rest of its
+ * frames keep coming on the shared link: each ends once with
+ * FERRY_ECANCELED, the link stays up, and the hub stays usable. Before, a
+ * cancel took the lost-link path (FERRY_ECANCELED passes
+ * ferry_conn_lost): the job's requests were let go without the hub taking
+ * them, and their frames then faulted the link.
+ */
+static void test_cancel_near_end(void **state)
+{
+    struct server srv;
+    struct acct a;
+    struct client cl;
+    struct jobs_rec r;
+    const char *src[1] = {"/big.bin"};
+    size_t big = 24u << 20;
+    uint8_t *b = malloc(big);
+    char out[300];
+    int round;
+
+    (void)state;
+    assert_non_null(b);
+    fill(b, big, 3);
+    server_start(&srv, NULL);
+    acct_signup(&srv, &a, "cancelend");
+    acct_open(&srv, &a, &cl);
+    upload_plain(&cl, b, big, "/big.bin");
+    client_close(&cl);
+    rec_open(&r, &srv, &a);
+    for (round = 0; round < 8; round++) {
+        struct cancel_seen k = {0};
+        struct ferry_download_spec spec = {
+            .srcs = src, .nsrc = 1, .dest = out, .dest_dir = 1, .umask = 022, .state = r.st};
+
+        snprintf(out, sizeof(out), "%s/c%d", srv.dir, round);
+        assert_int_equal(mkdir(out, 0755), 0);
+        k.at = big - (uint64_t)(round * 3 + 1) * 400 * 1024;
+        assert_int_equal(ferry_download_new(r.hub, &r.lh.loop, &spec, &cancel_ops, &k, &k.j), 0);
+        assert_int_equal(ferry_download_start(k.j), 0);
+        run_until(&r, cancel_over, &k);
+        assert_int_equal(k.s.done, 1);
+        assert_int_equal(k.s.rc, FERRY_ECANCELED);
+        ferry_download_free(k.j);
+        assert_false(r.closed);
+    }
+    rec_close(&r);
+    assert_int_equal(server_stop(&srv), 0);
+    server_cleanup(&srv);
+    free(b);
+}
+
+/*
+ * A folder download cancelled inside its big first file, with the small
+ * files' requests behind it: once it is freed, the hub's download window
+ * is whole again and another job on the same link gets its file.
+ */
+static void test_cancel_keeps_hub_sound(void **state)
+{
+    enum { SMALL = 150 };
+    struct server srv;
+    struct acct a;
+    struct client cl;
+    struct jobs_rec r;
+    struct cancel_seen k1 = {0}, k2 = {0};
+    const char *src1[1] = {"/many"}, *src2[1] = {"/one.bin"};
+    size_t big = 8u << 20;
+    static uint8_t small[30000];
+    uint8_t *b = malloc(big);
+    char out1[300], out2[300], path[400];
+    int i;
+
+    (void)state;
+    assert_non_null(b);
+    fill(b, big, 9);
+    server_start(&srv, NULL);
+    acct_signup(&srv, &a, "cancelwin");
+    acct_open(&srv, &a, &cl);
+    upload_plain(&cl, b, big, "/many/0big.bin");
+    for (i = 0; i < SMALL; i++) {
+        fill(small, sizeof(small), 200 + i);
+        snprintf(path, sizeof(path), "/many/s%03d", i);
+        upload_plain(&cl, small, sizeof(small), path);
+    }
+    upload_plain(&cl, small, sizeof(small), "/one.bin");
+    client_close(&cl);
+    snprintf(out1, sizeof(out1), "%s/out1", srv.dir);
+    snprintf(out2, sizeof(out2), "%s/out2", srv.dir);
+    assert_int_equal(mkdir(out1, 0755), 0);
+    assert_int_equal(mkdir(out2, 0755), 0);
+    rec_open(&r, &srv, &a);
+    {
+        struct ferry_download_spec spec = {.srcs = src1,
+                                           .nsrc = 1,
+                                           .dest = out1,
+                                           .dest_dir = 1,
+                                           .recursive = 1,
+                                           .umask = 022,
+                                           .state = r.st};
+        k1.at = 2u << 20;
+        k2.cancelled = 1; /* the second job is never cancelled */
+        assert_int_equal(ferry_download_new(r.hub, &r.lh.loop, &spec, &cancel_ops, &k1, &k1.j), 0);
+        spec.srcs = src2;
+        spec.dest = out2;
+        spec.recursive = 0;
+        assert_int_equal(ferry_download_new(r.hub, &r.lh.loop, &spec, &cancel_ops, &k2, &k2.j), 0);
+    }
+    assert_int_equal(ferry_download_start(k1.j), 0);
+    run_until(&r, cancel_over, &k1);
+    assert_int_equal(k1.s.rc, FERRY_ECANCELED);
+    ferry_download_free(k1.j);
+    assert_true(ferry_hub_may_download(r.hub));
+    assert_int_equal(ferry_download_start(k2.j), 0);
+    run_until(&r, cancel_over, &k2);
+    assert_int_equal(k2.s.rc, 0);
+    assert_false(r.closed);
+    snprintf(path, sizeof(path), "%s/one.bin", out2);
+    expect_file(path, small, sizeof(small));
+    ferry_download_free(k2.j);
+    rec_close(&r);
+    assert_int_equal(server_stop(&srv), 0);
+    server_cleanup(&srv);
+    free(b);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_many_downloads_one_loop, harness_teardown),
         cmocka_unit_test_teardown(test_cancel_one_of_two, harness_teardown),
+        cmocka_unit_test_teardown(test_cancel_near_end, harness_teardown),
+        cmocka_unit_test_teardown(test_cancel_keeps_hub_sound, harness_teardown),
         cmocka_unit_test_teardown(test_chunked_jobs_reuse_local, harness_teardown),
         cmocka_unit_test_teardown(test_cancel_midway_shared, harness_teardown),
         cmocka_unit_test_teardown(test_fifty_up_fifty_down, harness_teardown),

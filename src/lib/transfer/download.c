@@ -1045,7 +1045,7 @@ static void keep_finish(struct ferry_download *g)
         close(g->dirfd);
     g->fd = g->dirfd = -1;
     g->active = 0;
-    if (g->cur->piece == NULL) {
+    if (g->cur != NULL && g->cur->piece == NULL) {
         uint64_t r = g->cur->resume;
         g->prog.bytes_done -= g->got < g->prog.bytes_done ? g->got : g->prog.bytes_done;
         /* The resumed prefix counts again when the rerun resumes it. */
@@ -1094,8 +1094,14 @@ static void keep_current(struct ferry_download *g)
         return;
     }
     submit(g);
+    /*
+     * The writer is the task's: frames of this file that still come (a
+     * cancel leaves the link up) are counted and dropped, as for a file
+     * given up, and its TransferComplete only frees its window slot.
+     */
+    g->active = 0;
     g->tasks++;
-    g->writer_task = 1; /* the writer is the task's; no request goes out meanwhile */
+    g->writer_task = 1; /* no request goes out meanwhile */
     if (ferry_pool_submit(g->pool, keep_work, keep_done, g, NULL) != 0)
         keep_done(g, keep_work(g)); /* no pool: here, the loop waiting */
 }
@@ -1217,10 +1223,10 @@ static void dl_end(struct ferry_download *g, int rc)
              * cancelled job leaves its requests to the hub, which drops their
              * answers once its port closes (requeueing would free them now).
              */
-            if (g->fd >= 0 && !g->inl && ferry_conn_lost(rc))
+            if (g->fd >= 0 && !g->inl && g->cancelled)
+                keep_current(g); /* before the lost-link test, which FERRY_ECANCELED passes */
+            else if (g->fd >= 0 && !g->inl && ferry_conn_lost(rc))
                 requeue_all(g);
-            else if (g->fd >= 0 && !g->inl && rc == FERRY_ECANCELED)
-                keep_current(g);
             else
                 fail_current(g, "interrupted", 0);
         }
