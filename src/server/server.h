@@ -524,6 +524,13 @@ struct sess {
      * as the loop thread never waits for the disk.
      */
     uv_async_t *writer_wake;
+    /*
+     * The writer of a dropped upload is being ended on the pool (its queued
+     * buffers reach the disk first): no upload takes it meanwhile, and a
+     * closed connection's writer is freed once that is over.
+     */
+    int writer_ending;
+    int writer_free_pending;
     int writer_wait;
     /*
      * Flushes still writing for uploads already gone (cancelled or failed):

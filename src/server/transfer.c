@@ -108,6 +108,72 @@ static int writer_hold(struct sess *s, int ready)
     return 1;
 }
 
+/* Frees the session's writer, then the handle its threads signal. */
+static void writer_free(struct sess *s)
+{
+    ferry_writer_free(s->writer);
+    s->writer = NULL;
+    if (s->writer_wake != NULL) {
+        s->writer_wake->data = NULL;
+        uv_close((uv_handle_t *)s->writer_wake, writer_wake_closed);
+        s->writer_wake = NULL;
+    }
+}
+
+struct writer_end {
+    uv_work_t w;
+    struct sess *s;
+};
+
+static void writer_end_work(uv_work_t *w)
+{
+    struct writer_end *e = w->data;
+    char cid[FERRY_CID_LEN + 1];
+
+    ferry_writer_end(e->s->writer, cid); /* a dropped upload: its hash is not wanted */
+}
+
+static void writer_end_done(uv_work_t *w, int status)
+{
+    struct writer_end *e = w->data;
+    struct sess *s = e->s;
+
+    (void)status;
+    s->writer_ending = 0;
+    if (s->writer_free_pending) {
+        s->writer_free_pending = 0;
+        writer_free(s);
+    }
+    ferry_free(e);
+    srv_sess_unref(s);
+}
+
+/*
+ * Ends the writer of a dropped upload. Idle, at once; else on the pool,
+ * for draining its queued buffers waits for the disk (a cancel or a lost
+ * link in the middle of a large upload); here only if the pool refuses.
+ */
+static void writer_end_dropped(struct sess *s, struct upload *u)
+{
+    struct writer_end *e;
+    char cid[FERRY_CID_LEN + 1];
+
+    if (u->wb != NULL)
+        ferry_writer_submit(u->wr, u->wb, 0);
+    u->wb = NULL;
+    if (!ferry_writer_idle(u->wr) && (e = ferry_calloc(1, sizeof(*e))) != NULL) {
+        e->s = s;
+        e->w.data = e;
+        if (uv_queue_work(s->srv->loop, &e->w, writer_end_work, writer_end_done) == 0) {
+            srv_sess_ref(s);
+            s->writer_ending = 1;
+            return;
+        }
+        ferry_free(e);
+    }
+    ferry_writer_end(u->wr, cid);
+}
+
 /* The last of an upload: its spool file (if never committed), its hash, its memory. */
 static void upload_release(struct srv *srv, struct upload *u)
 {
@@ -252,17 +318,12 @@ static void upload_flush(struct sess *s, struct upload *u)
 
 static void upload_free(struct sess *s, struct upload *u)
 {
-    char cid[FERRY_CID_LEN + 1];
-
     /* R-LOG-5: an accepted upload that never reached its commit. */
     if (u->path != NULL)
         srv_log_transfer(s, "upload", u->path, 0, u->size, u->chunked ? u->size : u->received,
                          u->t0_ms, u->rc, u->rc != 0 ? "failed" : "cancelled");
-    if (u->wr != NULL) {
-        if (u->wb != NULL)
-            ferry_writer_submit(u->wr, u->wb, 0);
-        ferry_writer_end(u->wr, cid);
-    }
+    if (u->wr != NULL)
+        writer_end_dropped(s, u);
     if (u->gprev != NULL) {
         *u->gprev = u->gnext;
         if (u->gnext != NULL)
@@ -454,8 +515,8 @@ int srv_upload_open(struct sess *s, const struct ferry_cmd *cmd)
     } else if ((rc = ferry_blob_spool_open(srv->blobs, &u->spool)) != 0) {
         u->rc = rc == -ENOSPC ? FERRY_ENOSPACE : FERRY_EINTERNAL;
     } else {
-        if ((s->writer != NULL || writer_start(s) == 0) && !ferry_writer_busy(s->writer) &&
-            ferry_writer_begin(s->writer, u->spool.fd) == 0) {
+        if (!s->writer_ending && (s->writer != NULL || writer_start(s) == 0) &&
+            !ferry_writer_busy(s->writer) && ferry_writer_begin(s->writer, u->spool.fd) == 0) {
             /* Hashing and writing overlap with decryption on the loop thread. */
             u->wr = s->writer;
         }
@@ -1010,11 +1071,8 @@ void srv_transfer_cleanup(struct sess *s)
     ferry_free(s->done_tids);
     s->done_tids = NULL;
     /* The writer's threads are gone before the handle they signal. */
-    ferry_writer_free(s->writer);
-    s->writer = NULL;
-    if (s->writer_wake != NULL) {
-        s->writer_wake->data = NULL;
-        uv_close((uv_handle_t *)s->writer_wake, writer_wake_closed);
-        s->writer_wake = NULL;
-    }
+    if (s->writer_ending)
+        s->writer_free_pending = 1; /* writer_end_done frees it */
+    else
+        writer_free(s);
 }

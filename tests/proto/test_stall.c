@@ -177,11 +177,45 @@ static void test_complete_waits_for_writer(void **state)
     stalled_end(&t, "two.bin");
 }
 
+/*
+ * An upload cancelled while its bytes are still behind the gate: the
+ * writer is ended on the pool, not on the loop thread, so the other
+ * connection is answered meanwhile; once the disk moves the upload is gone
+ * (nothing committed), and the next large upload on the same connection
+ * takes the writer again and commits byte for byte.
+ */
+static void test_cancel_ends_writer_off_loop(void **state)
+{
+    struct stalled t;
+    struct ferry_cmd m;
+    uint8_t tid2[16];
+    char hex2[33];
+
+    (void)state;
+    stalled_begin(&t, 2u << 20, "gone.bin");
+    assert_int_equal(ferry_client_send_data(t.cl.c, t.tid, 0, t.data, t.n), 0);
+    send_cancel(&t.cl, t.tid);
+    flush(&t.cl);
+    stalled_wait(&t, NULL, 0);
+    expect_quiet(&t.cl);
+    assert_int_equal(
+        client_send(&t.cl2, FERRY_MSG_DIRINFO, json_pack("{s:s}", "path", "/gone.bin")), 0);
+    recv_type(&t.cl2, FERRY_MSG_ERROR, &m);
+    ferry_cmd_cleanup(&m);
+    new_tid(tid2, hex2);
+    memcpy(t.tid, tid2, sizeof(tid2));
+    open_plain(&t.cl, t.tid, "after.bin", (json_int_t)t.n, NULL);
+    assert_int_equal(ferry_client_send_data(t.cl.c, t.tid, 0, t.data, t.n), 0);
+    send_complete(&t.cl, t.tid, t.cid);
+    stalled_end(&t, "after.bin");
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_full_writer_holds_one_connection, harness_teardown),
         cmocka_unit_test_teardown(test_complete_waits_for_writer, harness_teardown),
+        cmocka_unit_test_teardown(test_cancel_ends_writer_off_loop, harness_teardown),
     };
     int rc;
 
